@@ -1,0 +1,1 @@
+"""HTTP only: routers, auth, request ids, timing, the error envelope."""

@@ -1,0 +1,114 @@
+"""An app's orchestration page: its model config and the debugger (chat and completion runs
+as the signed-in account, on the Service API's run machinery and SSE format)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from starlette.responses import Response, StreamingResponse
+
+from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.sse import MEDIA_TYPE, SSE_HEADERS, event_stream
+from conduit.api.v1._runs import blocking_response, run_context
+from conduit.api.v1.schemas import json_body, optional_json_body, run_request
+from conduit.db.models import App, Role
+from conduit.services import apps, model_providers, runs
+
+router = APIRouter(prefix="/apps", tags=["console: app debugging"])
+
+
+@router.get("/{app_id}/model-config")
+def get_model_config(app_id: str, identity: CurrentIdentity, session: DbSession) -> dict[str, Any]:
+    config = model_providers.get_model_config(session, member=identity.membership, app_id=app_id)
+    return {"data": config}
+
+
+@router.post("/{app_id}/model-config")
+def save_model_config(
+    app_id: str,
+    config: Annotated[dict[str, Any], Body()],
+    identity: CurrentIdentity,
+    session: DbSession,
+) -> dict[str, Any]:
+    """Validate and store the app's whole model config (400 names the bad field)."""
+    app = model_providers.save_model_config(
+        session, member=identity.membership, app_id=app_id, config=config
+    )
+    return {"result": "success", "data": app.model_config_}
+
+
+# --- the debugger ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsoleCaller:
+    """The app being debugged and the run `user` of the signed-in account."""
+
+    app: App
+    user: str
+
+
+def console_user(account_id: str) -> str:
+    """The debugger's end user: the Service API's, keyed by the account (Dify: "console")."""
+    return f"console-{account_id}"
+
+
+def get_console_caller(app_id: str, identity: CurrentIdentity, session: DbSession) -> ConsoleCaller:
+    apps.require_role(identity.membership, Role.EDITOR, "debug apps")
+    app = apps.get_app(session, identity.membership.tenant_id, app_id)
+    # End the read transaction now: a run opens its own, and on SQLite every transaction holds
+    # the write lock. The loaded app stays usable (expire_on_commit=False).
+    session.commit()
+    return ConsoleCaller(app=app, user=console_user(identity.account.id))
+
+
+Caller = Annotated[ConsoleCaller, Depends(get_console_caller)]
+
+
+async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Response:
+    body = await json_body(request)
+    if body.get("response_mode") in (None, ""):
+        body["response_mode"] = "streaming"  # Dify's debugger streams unless told otherwise
+    run = run_request(body, mode=mode)
+    context = run_context(request)
+    spec = await runs.start_run(context, app=caller.app, key_id=None, user=caller.user, request=run)
+    events = context.env.eventlog.follow(spec.task_id)
+    if run.response_mode == "streaming":
+        return StreamingResponse(
+            event_stream(events, ping_interval=context.settings.runs.ping_interval),
+            media_type=MEDIA_TYPE,
+            headers=SSE_HEADERS,
+        )
+    return await blocking_response(events, mode=caller.app.mode.value)
+
+
+async def _stop(request: Request, caller: ConsoleCaller, task_id: str) -> dict[str, Any]:
+    await optional_json_body(request)  # a body is allowed, and ignored: the user is the caller
+    stopped = await runs.stop_run(
+        run_context(request), app=caller.app, user=caller.user, task_id=task_id
+    )
+    return {"result": "success", "stopped": stopped}
+
+
+@router.post("/{app_id}/chat-messages")
+async def debug_chat(request: Request, caller: Caller) -> Response:
+    """Chat as the signed-in account: the Service API body (no `user`), streaming by default."""
+    return await _create(request, caller, mode="chat")
+
+
+@router.post("/{app_id}/chat-messages/{task_id}/stop")
+async def stop_debug_chat(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    return await _stop(request, caller, task_id)
+
+
+@router.post("/{app_id}/completion-messages")
+async def debug_completion(request: Request, caller: Caller) -> Response:
+    """A completion as the signed-in account (same body and events as the Service API)."""
+    return await _create(request, caller, mode="completion")
+
+
+@router.post("/{app_id}/completion-messages/{task_id}/stop")
+async def stop_debug_completion(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    return await _stop(request, caller, task_id)

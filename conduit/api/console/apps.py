@@ -1,0 +1,145 @@
+"""Apps in the current workspace."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+
+from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
+from conduit.api.deps import AppCache, CurrentIdentity, DbSession
+from conduit.db.models import AppMode
+from conduit.errors import InvalidParam
+from conduit.services import apps
+from conduit.services.apps import AppFields
+
+router = APIRouter(prefix="/apps", tags=["console: apps"])
+
+
+def _empty_as_none(value: str | None) -> str | None:
+    return value if value not in (None, "") else None
+
+
+@router.get("")
+def list_apps(
+    identity: CurrentIdentity,
+    session: DbSession,
+    page: Annotated[str | None, Query(description="Page number, from 1.")] = None,
+    limit: Annotated[str | None, Query(description="Items per page, 1–100.")] = None,
+    mode: Annotated[
+        str | None,
+        Query(description="chat, completion, agent-chat, workflow, advanced-chat or all."),
+    ] = None,
+    name: Annotated[str | None, Query(description="Part of the app name.")] = None,
+) -> dict[str, Any]:
+    page_number = _int_param("page", page, default=1, low=1, high=100_000)
+    page_size = _int_param("limit", limit, default=20, low=1, high=100)
+    mode_filter: AppMode | None = None
+    if mode and mode != "all":
+        try:
+            mode_filter = AppMode(mode)
+        except ValueError:
+            allowed = ", ".join(m.value for m in AppMode)
+            raise InvalidParam(f"mode: must be one of all, {allowed}") from None
+    items, total = apps.list_apps(
+        session,
+        identity.membership.tenant_id,
+        page=page_number,
+        limit=page_size,
+        mode=mode_filter,
+        name=_empty_as_none(name),
+    )
+    return {
+        "data": [apps.snapshot(app) for app in items],
+        "total": total,
+        "page": page_number,
+        "limit": page_size,
+        "has_more": page_number * page_size < total,
+    }
+
+
+def _int_param(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise InvalidParam(f"{name}: must be an integer") from None
+    if not low <= value <= high:
+        raise InvalidParam(f"{name}: must be between {low} and {high}")
+    return value
+
+
+@router.post("", status_code=201)
+def create_app(
+    body: AppCreateBody, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    fields = AppFields(
+        name=body.name,
+        description=body.description,
+        mode=body.mode,
+        icon_type=body.icon_type,
+        icon=body.icon,
+        icon_background=body.icon_background,
+        model_config=body.app_model_config,
+    )
+    app = apps.create_app(session, member=identity.membership, fields=fields)
+    return {"data": apps.snapshot(app)}
+
+
+@router.get("/{app_id}")
+def get_app(
+    app_id: str, identity: CurrentIdentity, session: DbSession, cache: AppCache
+) -> dict[str, Any]:
+    return {"data": apps.get_app_snapshot(session, cache, identity.membership.tenant_id, app_id)}
+
+
+@router.put("/{app_id}")
+def update_app(
+    app_id: str, body: AppUpdateBody, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    fields = AppFields(
+        name=body.name,
+        description=body.description,
+        icon_type=body.icon_type,
+        icon=body.icon,
+        icon_background=body.icon_background,
+        enable_site=body.enable_site,
+        enable_api=body.enable_api,
+        max_active_requests=body.max_active_requests,
+        model_config=body.app_model_config,
+    )
+    app = apps.update_app(session, member=identity.membership, app_id=app_id, fields=fields)
+    return {"data": apps.snapshot(app)}
+
+
+@router.patch("/{app_id}/name")
+def rename_app(
+    app_id: str, body: AppNameBody, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    app = apps.update_app(
+        session, member=identity.membership, app_id=app_id, fields=AppFields(name=body.name)
+    )
+    return {"data": apps.snapshot(app)}
+
+
+@router.post("/{app_id}/copy", status_code=201)
+def copy_app(
+    app_id: str, identity: CurrentIdentity, session: DbSession, body: AppCopyBody | None = None
+) -> dict[str, Any]:
+    body = body or AppCopyBody()
+    fields = AppFields(
+        name=body.name,
+        description=body.description,
+        icon_type=body.icon_type,
+        icon=body.icon,
+        icon_background=body.icon_background,
+    )
+    app = apps.copy_app(session, member=identity.membership, app_id=app_id, fields=fields)
+    return {"data": apps.snapshot(app)}
+
+
+@router.delete("/{app_id}", status_code=204)
+def delete_app(app_id: str, identity: CurrentIdentity, session: DbSession) -> Response:
+    apps.delete_app(session, member=identity.membership, app_id=app_id)
+    return Response(status_code=204)

@@ -1,0 +1,89 @@
+"""Dependencies as Annotated aliases: the request's session, resources, and the console caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from conduit.db.models import ApiTokenType, App
+from conduit.errors import Unauthorized
+from conduit.infra.cache import Cache
+from conduit.infra.runtime import Resources
+from conduit.services import api_keys, auth
+from conduit.services.api_keys import KeyOwner
+from conduit.services.auth import Identity, TokenPolicy
+
+BEARER_REQUIRED = "Authorization header must be provided and start with 'Bearer'"
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; commits before the response is sent (scope="function")."""
+    with get_resources(request).db.sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def get_cache(request: Request) -> Cache:
+    return get_resources(request).cache
+
+
+def get_token_policy(request: Request) -> TokenPolicy:
+    policy: TokenPolicy = request.app.state.token_policy
+    return policy
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header or " " not in header.strip():
+        raise Unauthorized(BEARER_REQUIRED)
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthorized("Authorization scheme must be 'Bearer'")
+    return token.strip()
+
+
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
+AppCache = Annotated[Cache, Depends(get_cache)]
+Policy = Annotated[TokenPolicy, Depends(get_token_policy)]
+
+
+def get_identity(request: Request, session: DbSession, policy: Policy) -> Identity:
+    return auth.identify(session, policy, access_token=bearer_token(request))
+
+
+CurrentIdentity = Annotated[Identity, Depends(get_identity)]
+
+
+@dataclass(frozen=True)
+class ServiceCaller:
+    """A Service API caller: the app its key belongs to, and the key."""
+
+    app: App
+    key: KeyOwner
+
+
+def get_service_caller(request: Request, session: DbSession, cache: AppCache) -> ServiceCaller:
+    """Dify's checks in order: bearer header, token (by scope), then the app's state."""
+    token = bearer_token(request)
+    owner = api_keys.resolve_key(session, cache, token=token, kind=ApiTokenType.APP)
+    app = api_keys.check_app_serves_api(session, owner)
+    # End the read transaction now: a run opens its own, and on SQLite every transaction holds
+    # the write lock. The loaded app stays usable (expire_on_commit=False).
+    session.commit()
+    return ServiceCaller(app=app, key=owner)
+
+
+AppCaller = Annotated[ServiceCaller, Depends(get_service_caller)]

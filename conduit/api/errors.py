@@ -1,0 +1,99 @@
+"""The one place errors become `{"code", "message", "status"}`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conduit.api.responses import OrjsonResponse
+from conduit.errors import ConduitError, TooManyRequests, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+INVALID_JSON = "Invalid JSON payload received or JSON payload is empty."
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_entity_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def envelope(
+    code: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> OrjsonResponse:
+    return OrjsonResponse(
+        {"code": code, "message": message, "status": status}, status_code=status, headers=headers
+    )
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc if part not in ("body", "query", "path", "header")]
+    return ".".join(parts)
+
+
+def describe_validation(error: RequestValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return INVALID_JSON
+        field = _field(tuple(item.get("loc", ())))
+        message = str(item.get("msg", "invalid"))
+        if field:
+            problems.append(f"{field}: {message}")
+        elif item.get("type") == "missing":
+            return INVALID_JSON
+        else:
+            problems.append(message)
+    return "; ".join(problems) or "Invalid parameter."
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ConduitError)
+    async def _conduit_error(_: Request, error: ConduitError) -> OrjsonResponse:
+        headers: dict[str, str] = {}
+        if isinstance(error, Unauthorized):
+            headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        if isinstance(error, TooManyRequests):
+            headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        return envelope(error.code, error.message, error.status, headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> OrjsonResponse:
+        return envelope("invalid_param", describe_validation(error), 400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> OrjsonResponse:
+        code = _HTTP_CODES.get(error.status_code, "http_error")
+        message = str(error.detail) if error.detail else code.replace("_", " ").capitalize()
+        if error.status_code == 404 and message == "Not Found":
+            message = "The requested URL was not found on the server."
+        if error.status_code == 405:
+            message = "The method is not allowed for the requested URL."
+        return envelope(code, message, error.status_code, dict(error.headers or {}) or None)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, error: OperationalError) -> OrjsonResponse:
+        # The database is down, or (SQLite) stayed locked past the busy timeout under load:
+        # the request was not applied (its transaction rolled back) and may be retried.
+        logger.warning("database unavailable: %s", error.orig)
+        return envelope(
+            "service_unavailable",
+            "The database is busy or unavailable; retry shortly.",
+            503,
+            {"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> OrjsonResponse:
+        logger.exception("unhandled error")
+        return envelope("internal_server_error", "The server met an unexpected error.", 500)

@@ -1,0 +1,14 @@
+"""The Service API (`/v1`): Dify's public API on the wire, app keys (`app-…`)."""
+
+from fastapi import APIRouter
+
+from conduit.api.v1 import app, chat, completion, conversations, files
+
+router = APIRouter(prefix="/v1")
+router.include_router(app.router)
+router.include_router(chat.router)
+router.include_router(completion.router)
+router.include_router(conversations.router)
+router.include_router(files.router)
+
+__all__ = ["router"]

@@ -1,0 +1,131 @@
+"""The HTTP side of runs, shared by chat and completion: streaming, blocking, resume, stop."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from conduit.api.deps import AppCaller, ServiceCaller
+from conduit.api.errors import envelope
+from conduit.api.responses import OrjsonResponse
+from conduit.api.sse import MEDIA_TYPE, SSE_HEADERS, event_stream
+from conduit.api.v1.schemas import json_body, optional, required_user, run_request
+from conduit.errors import InvalidParam
+from conduit.services import runs
+from conduit.services.runs import RunContext
+
+
+def run_context(request: Request) -> RunContext:
+    context: RunContext = request.app.state.run_context
+    return context
+
+
+async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> Response:
+    body = await json_body(request)
+    user = required_user(body.get("user"))  # Dify checks `user` before anything else
+    run = run_request(body, mode=mode)
+    context = run_context(request)
+    spec = await runs.start_run(
+        context, app=caller.app, key_id=caller.key.key_id, user=user, request=run
+    )
+    events = context.env.eventlog.follow(spec.task_id)
+    if run.response_mode == "streaming":
+        return StreamingResponse(
+            event_stream(events, ping_interval=context.settings.runs.ping_interval),
+            media_type=MEDIA_TYPE,
+            headers=SSE_HEADERS,
+        )
+    return await blocking_response(events, mode=caller.app.mode.value)
+
+
+async def blocking_response(events: Any, *, mode: str) -> Response:
+    """Read the run to its end; Dify's blocking JSON, or its error as an HTTP error."""
+    answer: list[str] = []
+    async for event in events:
+        payload = event.payload
+        if event.event == "message":
+            answer.append(str(payload.get("answer", "")))
+        elif event.event == "message_replace":
+            answer = [str(payload.get("answer", ""))]
+        elif event.event == "message_end":
+            body: dict[str, Any] = {
+                "event": "message",
+                "task_id": payload["task_id"],
+                "id": payload["message_id"],
+                "message_id": payload["message_id"],
+            }
+            if "conversation_id" in payload:
+                body["conversation_id"] = payload["conversation_id"]
+            body.update(
+                {
+                    "mode": mode,
+                    "answer": "".join(answer),
+                    "metadata": payload.get("metadata", {}),
+                    "created_at": payload["created_at"],
+                }
+            )
+            return OrjsonResponse(body)
+        elif event.event == "error":
+            return envelope(str(payload["code"]), str(payload["message"]), int(payload["status"]))
+    return envelope("internal_server_error", "The run ended without a result.", 500)
+
+
+async def resume_run(
+    request: Request, caller: ServiceCaller, task_id: str, user: str | None, after: str | None
+) -> Response:
+    """Replay the events after `Last-Event-ID` (or `?after=`) exactly once, then follow live."""
+    owner = required_user(optional(user))
+    raw = optional(after) or request.headers.get("last-event-id") or "0"
+    try:
+        position = int(raw)
+    except ValueError:
+        raise InvalidParam("after (or Last-Event-ID) must be an event number") from None
+    if position < 0:
+        raise InvalidParam("after (or Last-Event-ID) must be an event number")
+    context = run_context(request)
+    await runs.resumable_owner_check(context, app=caller.app, user=owner, task_id=task_id)
+    return StreamingResponse(
+        event_stream(
+            context.env.eventlog.follow(task_id, after=position),
+            ping_interval=context.settings.runs.ping_interval,
+        ),
+        media_type=MEDIA_TYPE,
+        headers=SSE_HEADERS,
+    )
+
+
+async def stop(request: Request, caller: ServiceCaller, task_id: str) -> dict[str, Any]:
+    body = await json_body(request)
+    user = required_user(body.get("user"))
+    stopped = await runs.stop_run(run_context(request), app=caller.app, user=user, task_id=task_id)
+    return {"result": "success", "stopped": stopped}
+
+
+def run_routes(path: str, mode: str, tag: str) -> APIRouter:
+    """POST /{path}, POST /{path}/{task_id}/stop and GET /{path}/{task_id}/events."""
+    router = APIRouter(tags=[tag])
+
+    @router.post(f"/{path}", name=f"create_{mode}_message")
+    async def create(request: Request, caller: AppCaller) -> Response:
+        """Start a run; `response_mode` blocking (JSON) or streaming (SSE)."""
+        return await create_run(request, caller, mode=mode)
+
+    @router.post(f"/{path}/{{task_id}}/stop", name=f"stop_{mode}_message")
+    async def stop_run(task_id: str, request: Request, caller: AppCaller) -> dict[str, Any]:
+        """Stop the caller's own run (`stopped` says whether one was stopped)."""
+        return await stop(request, caller, task_id)
+
+    @router.get(f"/{path}/{{task_id}}/events", name=f"resume_{mode}_message")
+    async def resume(
+        task_id: str,
+        request: Request,
+        caller: AppCaller,
+        user: Annotated[str | None, Query()] = None,
+        after: Annotated[str | None, Query()] = None,
+    ) -> Response:
+        """Replay the run's events after `after` / `Last-Event-ID`, then follow it live."""
+        return await resume_run(request, caller, task_id, user, after)
+
+    return router

@@ -1,0 +1,161 @@
+"""Conversations, messages and feedback of the Service API (chat-family apps)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from conduit.api.deps import AppCaller, DbSession
+from conduit.api.v1.schemas import (
+    JsonBody,
+    OptionalJsonBody,
+    int_query,
+    json_body,
+    optional,
+    required_user,
+)
+from conduit.db.models import App, AppMode, EndUser
+from conduit.errors import InvalidParam, NotChatApp
+from conduit.services import conversations, messages, naming, suggestions
+from conduit.services.end_users import get_or_create_end_user
+
+router = APIRouter(tags=["service: conversations"])
+CHAT_FAMILY = (AppMode.CHAT, AppMode.AGENT_CHAT, AppMode.ADVANCED_CHAT)
+Text = Annotated[str | None, Query()]
+
+
+def _chat_app(app: App) -> App:
+    if app.mode not in CHAT_FAMILY:
+        raise NotChatApp()
+    return app
+
+
+def _end_user(session: DbSession, app: App, user: str | None) -> EndUser:
+    return get_or_create_end_user(session, app, optional(user))
+
+
+@router.get("/conversations")
+def list_conversations(
+    caller: AppCaller,
+    session: DbSession,
+    user: Text = None,
+    last_id: Text = None,
+    limit: Text = None,
+    sort_by: Text = None,
+    pinned: Text = None,
+) -> dict[str, Any]:
+    """Infinite scroll; `pinned` is accepted and ignored (SDKs still send it)."""
+    app = _chat_app(caller.app)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    items, has_more = conversations.list_conversations(
+        session,
+        app,
+        _end_user(session, app, user),
+        last_id=optional(last_id),
+        limit=page_size,
+        sort_by=optional(sort_by) or "-updated_at",
+    )
+    return {
+        "limit": page_size,
+        "has_more": has_more,
+        "data": [conversations.snapshot(c) for c in items],
+    }
+
+
+@router.post("/conversations/{conversation_id}/name")
+async def rename_conversation(
+    conversation_id: str, request: Request, caller: AppCaller
+) -> dict[str, Any]:
+    """Rename; with `auto_generate` the model names it from the first question."""
+    app = _chat_app(caller.app)
+    body = await json_body(request)
+    name = body.get("name")
+    auto_generate = body.get("auto_generate", False)
+    if not isinstance(auto_generate, bool):
+        raise InvalidParam("auto_generate must be a boolean")
+    if not auto_generate and (not isinstance(name, str) or not name.strip()):
+        raise InvalidParam("name is required when auto_generate is false")
+    context = request.app.state.run_context
+    return await naming.rename(
+        context,
+        app=app,
+        user=optional(body.get("user")) if isinstance(body.get("user"), str) else None,
+        conversation_id=conversation_id,
+        name=name if isinstance(name, str) else None,
+        auto_generate=auto_generate,
+    )
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+def delete_conversation(
+    conversation_id: str, caller: AppCaller, session: DbSession, body: OptionalJsonBody
+) -> Response:
+    app = _chat_app(caller.app)
+    user = body.get("user") if isinstance(body.get("user"), str) else None
+    conversations.delete_conversation(session, app, _end_user(session, app, user), conversation_id)
+    return Response(status_code=204)
+
+
+@router.get("/messages")
+def list_messages(
+    caller: AppCaller,
+    session: DbSession,
+    conversation_id: Text = None,
+    user: Text = None,
+    first_id: Text = None,
+    limit: Text = None,
+) -> dict[str, Any]:
+    app = _chat_app(caller.app)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    items, has_more = messages.list_messages(
+        session,
+        app,
+        _end_user(session, app, user),
+        conversation_id=optional(conversation_id),
+        first_id=optional(first_id),
+        limit=page_size,
+    )
+    return {"limit": page_size, "has_more": has_more, "data": items}
+
+
+@router.post("/messages/{message_id}/feedbacks")
+def message_feedback(
+    message_id: str, caller: AppCaller, session: DbSession, body: JsonBody
+) -> dict[str, Any]:
+    user = required_user(body.get("user"))
+    rating = body.get("rating")
+    content = body.get("content")
+    if rating is not None and not isinstance(rating, str):
+        raise InvalidParam("rating must be like, dislike or null")
+    if content is not None and not isinstance(content, str):
+        raise InvalidParam("content must be a string")
+    app = caller.app
+    messages.set_feedback(
+        session, app, _end_user(session, app, user), message_id, rating=rating, content=content
+    )
+    return {"result": "success"}
+
+
+@router.get("/app/feedbacks")
+def app_feedbacks(
+    caller: AppCaller, session: DbSession, page: Text = None, limit: Text = None
+) -> dict[str, Any]:
+    page_number = int_query("page", page, default=1, low=1, high=99999)
+    page_size = int_query("limit", limit, default=20, low=1, high=101)
+    return {
+        "data": messages.list_app_feedbacks(session, caller.app, page=page_number, limit=page_size)
+    }
+
+
+@router.get("/messages/{message_id}/suggested")
+async def suggested_questions(
+    message_id: str, request: Request, caller: AppCaller, user: Text = None
+) -> dict[str, Any]:
+    """Follow-up questions for an answer (when the app enables them)."""
+    owner = required_user(optional(user))
+    questions = await suggestions.suggest(
+        request.app.state.run_context, app=caller.app, user=owner, message_id=message_id
+    )
+    return {"result": "success", "data": questions}

@@ -1,0 +1,247 @@
+"""The `conduit` command: serve | worker | beat | migrate | create-admin | quickstart | settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from conduit.infra.settings import Settings, SettingsError, describe_settings, load_settings
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Apply CLI flags as environment variables (so that child processes see them), then load."""
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    try:
+        return load_settings()
+    except SettingsError as error:
+        _fail(str(error))
+
+
+@click.group()
+@click.version_option(package_name="conduit")
+def main() -> None:
+    """Conduit: an LLM application server speaking Dify's Service API."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to bind (CONDUIT_HTTP_HOST).")
+@click.option("--port", type=int, default=None, help="Port to bind (CONDUIT_HTTP_PORT).")
+@click.option("--workers", type=int, default=None, help="Server processes (CONDUIT_HTTP_WORKERS).")
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the HTTP server (embedded mode also runs Celery inside it)."""
+    settings = _settings(
+        CONDUIT_HTTP_HOST=host, CONDUIT_HTTP_PORT=port, CONDUIT_HTTP_WORKERS=workers
+    )
+    if settings.http.workers > 1:
+        # Metrics of every server process are aggregated from files in this folder.
+        folder = (settings.data.dir / "prometheus").resolve()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    settings.data.dir.mkdir(parents=True, exist_ok=True)
+    settings.secret_key()  # generate it once here, before several processes race to
+
+    import uvicorn
+
+    uvicorn.run(
+        "conduit.api.app:create_app",
+        factory=True,
+        host=settings.http.host,
+        port=settings.http.port,
+        workers=settings.http.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.http.shutdown_timeout),
+        backlog=4096,
+    )
+
+
+def _distributed(settings: Settings, command: str) -> None:
+    if settings.mode != "distributed":
+        _fail(
+            f"CONDUIT_BROKER_URL: must be set for `conduit {command}` "
+            "(in the embedded mode `conduit serve` runs the tasks itself)"
+        )
+
+
+@main.command()
+@click.option("-Q", "--queues", default=None, help="Comma-separated queues (default: all).")
+@click.option(
+    "-c", "--concurrency", type=int, default=4, show_default=True, help="Worker threads/processes."
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["threads", "prefork", "solo"]),
+    default="threads",
+    show_default=True,
+)
+@click.option(
+    "-I", "--include", default=None, help="Extra task modules to import (comma-separated)."
+)
+def worker(queues: str | None, concurrency: int, pool: str, include: str | None) -> None:
+    """Run a Celery worker (distributed mode)."""
+    settings = _settings()
+    _distributed(settings, "worker")
+    from conduit.tasks.celery_app import QUEUES
+    from conduit.tasks.worker import boot_worker
+
+    app = boot_worker(settings)
+    argv = [
+        "worker",
+        f"--queues={queues or ','.join(QUEUES)}",
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
+        f"--loglevel={settings.log.level}",
+        "--without-heartbeat",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if include:
+        argv.append(f"--include={include}")
+    app.worker_main(argv=argv)
+
+
+@main.command()
+def beat() -> None:
+    """Run Celery beat, the scheduler of periodic maintenance tasks (distributed mode)."""
+    settings = _settings()
+    _distributed(settings, "beat")
+    from conduit.tasks.worker import boot_worker
+
+    app = boot_worker(settings)
+    settings.data.dir.mkdir(parents=True, exist_ok=True)
+    schedule = settings.data.dir / "beat-schedule"
+    app.start(argv=["beat", f"--schedule={schedule}", f"--loglevel={settings.log.level}"])
+
+
+@main.command()
+@click.option("--revision", default="head", show_default=True, help="Revision to upgrade to.")
+@click.option("--downgrade", "down_to", default=None, help="Downgrade to this revision instead.")
+def migrate(revision: str, down_to: str | None) -> None:
+    """Apply the database migrations (Alembic)."""
+    settings = _settings()
+    from conduit.db import migrations
+
+    url = settings.database_url
+    if down_to:
+        migrations.downgrade(url, down_to)
+        click.echo(f"downgraded to {down_to}")
+    else:
+        migrations.upgrade(url, revision)
+        click.echo(f"database at {revision} ({settings.database_url.split('://')[0]})")
+
+
+def _ask(value: str | None, label: str, hide: bool = False) -> str:
+    if value:
+        return value
+    if sys.stdin.isatty():
+        return str(click.prompt(label, hide_input=hide, confirmation_prompt=hide))
+    _fail(f"--{label.lower()} is required when not running interactively")
+
+
+@main.command("create-admin")
+@click.option("--email", default=None, help="The admin's email.")
+@click.option("--password", default=None, help="The admin's password (8+ characters).")
+@click.option("--workspace", default=None, help="Name of the admin's workspace.")
+@click.option("--name", default=None, help="Display name (default: from the email).")
+def create_admin(
+    email: str | None, password: str | None, workspace: str | None, name: str | None
+) -> None:
+    """Create an owner account and its workspace (reused when the email exists)."""
+    settings = _settings()
+    email = _ask(email, "Email")
+    password = _ask(password, "Password", hide=True)
+    workspace = _ask(workspace, "Workspace")
+    from conduit.errors import ConduitError
+    from conduit.infra.logging import configure_logging
+    from conduit.infra.runtime import bind, build_resources
+    from conduit.infra.schema import prepare_schema
+    from conduit.services import accounts
+
+    configure_logging("WARNING")
+    resources = build_resources(settings)
+    bind(resources)
+    try:
+        prepare_schema(resources.db)
+        with resources.db.transaction() as session:
+            account, tenant, created = accounts.create_admin(
+                session, email=email, password=password, workspace=workspace, name=name
+            )
+    except (ConduitError, SettingsError) as error:
+        _fail(str(error))
+    verb = "created" if created else "exists"
+    click.echo(f"admin {account.email} {verb}; workspace {tenant.name!r} ({tenant.id})")
+
+
+@main.command()
+@click.option(
+    "--email", default=None, help="Admin email (default: reuse, else admin@conduit.local)."
+)
+@click.option("--password", default=None, help="Admin password (default: reuse, else generated).")
+def quickstart(email: str | None, password: str | None) -> None:
+    """Create (or reuse) an admin, a chat app and an API key; print a curl that streams a chat."""
+    settings = _settings()
+    from conduit.errors import ConduitError
+    from conduit.infra.logging import configure_logging
+    from conduit.infra.runtime import bind, build_resources
+    from conduit.infra.schema import prepare_schema
+    from conduit.services import quickstart as qs
+
+    configure_logging("WARNING")
+    resources = build_resources(settings)
+    bind(resources)
+    try:
+        prepare_schema(resources.db)
+        with resources.db.transaction() as session:
+            found = qs.ensure(session, settings.data.dir, email=email, password=password)
+    except (ConduitError, SettingsError) as error:
+        _fail(str(error))
+    qs.save_state(settings.data.dir, found)
+    host = "127.0.0.1" if settings.http.host in ("0.0.0.0", "::") else settings.http.host
+    base = f"http://{host}:{settings.http.port}"
+    model = settings.model.base_url or "the bundled local model (SmolLM2-135M)"
+    if not settings.model.base_url:
+        from conduit.core.llm.local import local_model_available
+
+        available, how_to = local_model_available()
+        if not available:
+            model = f"none yet — {how_to}"
+    verb = "created" if found.created else "reusing"
+    click.echo(f"{verb}: admin {found.email} (password: {found.password})")
+    click.echo(f"app {found.app_id} on {model}; API key {found.api_key}")
+    click.echo("state kept in " + str(settings.data.dir / "quickstart.json"))
+    click.echo("\nWith `conduit serve` running, stream a chat:\n")
+    click.echo(
+        f"curl -N {base}/v1/chat-messages -H 'Authorization: Bearer {found.api_key}' "
+        '-H \'Content-Type: application/json\' -d \'{"inputs": {}, "query": '
+        '"What is the capital of France?", "user": "quickstart", '
+        '"response_mode": "streaming"}\''
+    )
+
+
+@main.command("settings")
+def show_settings() -> None:
+    """Print every setting with its default and description."""
+    rows = describe_settings()
+    width = max(len(row[0]) for row in rows)
+    for env, kind, default, description in rows:
+        click.echo(
+            f"{env.ljust(width)}  {kind:<12} default={default or '(unset)'}\n    {description}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The model provider interface: streaming chat completion with deltas and token usage.
+
+A provider yields `Delta`s, then exactly one `Finished` (with usage). Cancellation is by closing
+the async iterator (`aclose()`) or cancelling the task that iterates it: the provider must then
+close its upstream stream at once (HTTP response closed, local generation stopped). Failures are
+`conduit.core.llm.errors.ModelError` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    model: str
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The end of a generation: token usage (counted by the provider, or estimated)."""
+
+    usage: Usage
+    finish_reason: str | None = None
+
+
+StreamItem = Delta | Finished
+
+
+class ChatModel(Protocol):
+    """One configured provider (an endpoint with its credentials) serving one or more models."""
+
+    @property
+    def provider_name(self) -> str:
+        """A short name for usage records and errors, e.g. "openai_api_compatible"."""
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[StreamItem]:
+        """Stream the answer: `Delta`s then one `Finished`. Raises `ModelError`."""
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""

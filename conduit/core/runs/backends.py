@@ -1,0 +1,56 @@
+"""The run backends of a process: event log, stop registry and limiter — in-process (embedded)
+or on Redis (distributed), chosen by whether `CONDUIT_REDIS_URL` is set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.eventlog.memory import MemoryEventLog
+from conduit.core.runs.eventlog.redis import RedisEventLog
+from conduit.core.runs.limits import Limiter
+from conduit.core.runs.limits_memory import MemoryLimiter
+from conduit.core.runs.limits_redis import RedisLimiter
+from conduit.core.runs.stop import StopRegistry
+from conduit.core.runs.stop_memory import MemoryStopRegistry
+from conduit.core.runs.stop_redis import RedisStopRegistry
+from conduit.infra.redis import build_async_redis
+from conduit.infra.settings import Settings
+
+
+@dataclass
+class RunBackends:
+    eventlog: EventLog
+    stops: StopRegistry
+    limiter: Limiter
+    shared: bool  # in-process objects, usable from any thread and loop of this process
+
+    async def aclose(self) -> None:
+        await self.eventlog.aclose()
+        await self.stops.aclose()
+        await self.limiter.aclose()
+
+
+def build_run_backends(settings: Settings) -> RunBackends:
+    """Redis Streams and Lua when Redis is configured; in-process backends otherwise. Redis
+    clients belong to the loop that first uses them: build one set per event loop."""
+    if settings.redis.url:
+        # Each live follower holds a connection for its blocking XREAD: the event log gets its
+        # own pool, sized for thousands of open streams.
+        followers = build_async_redis(settings.redis.url, max_connections=20_000)
+        client = build_async_redis(settings.redis.url)
+        return RunBackends(
+            eventlog=RedisEventLog(followers, retention=settings.runs.event_retention),
+            stops=RedisStopRegistry(client),
+            limiter=RedisLimiter(client),
+            shared=False,
+        )
+    return RunBackends(
+        eventlog=MemoryEventLog(
+            retention=settings.runs.event_retention,
+            max_events_per_run=settings.runs.max_events_per_run,
+        ),
+        stops=MemoryStopRegistry(),
+        limiter=MemoryLimiter(),
+        shared=True,
+    )

@@ -1,0 +1,224 @@
+"""The in-process EventLog: every run's events in a list, for one process (embedded mode).
+
+Thread-safe: a runner may append from a worker thread with its own event loop while readers
+await on the API's loop. Each waiting reader parks a future of its *own* loop, and appends wake
+it with `loop.call_soon_threadsafe` (an `asyncio.Condition` would be bound to a single loop).
+
+Memory is bounded three ways: a closed run is forgotten `retention` seconds after `close()`
+(checked lazily on access, plus a bounded sweep on create and close); at most `max_runs` runs
+are held (the oldest closed run is evicted first, else the open run idle the longest, which is
+most likely abandoned); and a run holds at most `max_events_per_run` events. Appending beyond
+that raises `EventLogFull` rather than dropping events: a runner must never lose them silently,
+so it should end the run (e.g. `close()` it after logging) when it sees the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from conduit.core.runs.eventlog.base import RunNotFound
+from conduit.core.runs.events import RunEvent
+from conduit.errors import ConduitError, Conflict
+
+# Expired runs removed per create/close call, so a sweep never stalls an append.
+_SWEEP_BATCH = 64
+# Events handed to a reader per lock acquisition, so a long replay does not block the writer.
+_READ_BATCH = 512
+
+_Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+class EventLogFull(ConduitError):
+    default_message = "The run produced more events than its log may hold."
+
+
+class RunClosed(Conflict):
+    default_message = "The run's event log is already closed."
+
+
+@dataclass(eq=False)
+class _Run:
+    meta: dict[str, str]
+    events: list[RunEvent] = field(default_factory=list)
+    closed_at: float | None = None
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _wake(waiters: list[_Waiter]) -> None:
+    for loop, future in waiters:
+        # A RuntimeError means that reader's loop is closed: nobody is left to wake.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, future)
+
+
+def _json_copy(payload: dict[str, Any]) -> dict[str, Any]:
+    # What a Redis reader would see: JSON types only, detached from the caller's dict.
+    copied: dict[str, Any] = orjson.loads(orjson.dumps(payload))
+    return copied
+
+
+class MemoryEventLog:
+    """EventLog for one process; see the module docstring for its bounds."""
+
+    def __init__(
+        self,
+        retention: float = 600,
+        max_events_per_run: int = 100_000,
+        max_runs: int = 10_000,
+    ) -> None:
+        self._retention = retention
+        self._max_events = max_events_per_run
+        self._max_runs = max_runs
+        self._lock = threading.Lock()
+        self._runs: dict[str, _Run] = {}
+        # Open runs, least recently appended first; closed runs in close (hence expiry) order.
+        self._open: OrderedDict[str, None] = OrderedDict()
+        self._closed: OrderedDict[str, None] = OrderedDict()
+
+    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
+        """Open the log of a new run (idempotent: a second call merges `meta`)."""
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            now = time.monotonic()
+            to_wake += self._sweep(now)
+            run = self._live_run(task_id, now, to_wake)
+            if run is not None:
+                run.meta.update(meta or {})
+            else:
+                while len(self._runs) >= self._max_runs:
+                    victim = next(iter(self._closed or self._open))
+                    to_wake += self._forget(victim)
+                self._runs[task_id] = _Run(meta=dict(meta or {}))
+                self._open[task_id] = None
+        _wake(to_wake)
+
+    async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
+        """Append the next event; raises RunNotFound, RunClosed or EventLogFull."""
+        stored = _json_copy(payload)
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            run = self._live_run(task_id, time.monotonic(), to_wake)
+            if run is None:
+                _wake(to_wake)
+                raise RunNotFound()
+            if run.closed_at is not None:
+                raise RunClosed()
+            if len(run.events) >= self._max_events:
+                raise EventLogFull(limit=self._max_events)
+            record = RunEvent(task_id=task_id, seq=len(run.events) + 1, event=event, payload=stored)
+            run.events.append(record)
+            self._open.move_to_end(task_id)
+            to_wake += run.waiters
+            run.waiters = []
+        _wake(to_wake)
+        return record
+
+    async def close(self, task_id: str) -> None:
+        """End the run's log (idempotent; unknown runs are ignored); retention starts now."""
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            now = time.monotonic()
+            run = self._live_run(task_id, now, to_wake)
+            if run is not None and run.closed_at is None:
+                run.closed_at = now
+                self._open.pop(task_id, None)
+                self._closed[task_id] = None
+                to_wake += run.waiters
+                run.waiters = []
+            to_wake += self._sweep(now)
+        _wake(to_wake)
+
+    async def meta(self, task_id: str) -> dict[str, str] | None:
+        """The metadata given to create(), or None for an unknown or expired run."""
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            run = self._live_run(task_id, time.monotonic(), to_wake)
+            result = None if run is None else dict(run.meta)
+        _wake(to_wake)
+        return result
+
+    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
+        """Events with seq > `after`, live, until close; RunNotFound for an unknown run."""
+        loop = asyncio.get_running_loop()
+        cursor = max(after, 0)
+        started = False
+        while True:
+            waiter: asyncio.Future[None] | None = None
+            batch: list[RunEvent] = []
+            to_wake: list[_Waiter] = []
+            with self._lock:
+                run = self._live_run(task_id, time.monotonic(), to_wake)
+                if run is not None:
+                    # Event seq N sits at index N - 1, so seq > cursor starts at index cursor.
+                    batch = run.events[cursor : cursor + _READ_BATCH]
+                    if not batch and run.closed_at is None:
+                        waiter = loop.create_future()
+                        run.waiters.append((loop, waiter))
+            _wake(to_wake)
+            if run is None:
+                if not started:
+                    raise RunNotFound()
+                return  # forgotten while we followed it (evicted): nothing more will come
+            started = True
+            if waiter is None:
+                if not batch:
+                    return  # closed and fully read
+                for record in batch:
+                    cursor = record.seq
+                    yield record
+                continue
+            try:
+                await waiter
+            finally:
+                # After a cancel the future is still listed: do not leave it behind.
+                self._drop_waiter(run, (loop, waiter))
+
+    async def aclose(self) -> None:
+        """Nothing to release: the log lives in this process's memory."""
+
+    def _drop_waiter(self, run: _Run, waiter: _Waiter) -> None:
+        with self._lock:
+            if waiter in run.waiters:
+                run.waiters.remove(waiter)
+
+    # Helpers below run with self._lock held.
+
+    def _live_run(self, task_id: str, now: float, to_wake: list[_Waiter]) -> _Run | None:
+        run = self._runs.get(task_id)
+        if run is not None and run.closed_at is not None and now - run.closed_at >= self._retention:
+            to_wake += self._forget(task_id)
+            return None
+        return run
+
+    def _sweep(self, now: float) -> list[_Waiter]:
+        woken: list[_Waiter] = []
+        for _ in range(_SWEEP_BATCH):
+            oldest = next(iter(self._closed), None)
+            if oldest is None:
+                break
+            closed_at = self._runs[oldest].closed_at
+            if closed_at is None or now - closed_at < self._retention:
+                break  # closed runs are in close order: the rest are younger still
+            woken += self._forget(oldest)
+        return woken
+
+    def _forget(self, task_id: str) -> list[_Waiter]:
+        run = self._runs.pop(task_id)
+        self._open.pop(task_id, None)
+        self._closed.pop(task_id, None)
+        # Readers of an evicted open run must not wait forever; they end on their next look.
+        return run.waiters

@@ -1,0 +1,1 @@
+"""Persistence: ORM tables (`db.models`) and the one Alembic tree (`db.migrations`)."""

@@ -1,0 +1,60 @@
+"""ORM tables: the only home of them. Import from here."""
+
+from conduit.db.models.account import (
+    Account,
+    AccountStatus,
+    ConsoleSession,
+    Membership,
+    Role,
+    Tenant,
+    TenantStatus,
+)
+from conduit.db.models.app import (
+    ApiToken,
+    ApiTokenType,
+    App,
+    AppMode,
+    AppStatus,
+    IconType,
+    InstalledApp,
+    Site,
+)
+from conduit.db.models.base import Base, new_id, utcnow
+from conduit.db.models.conversation import (
+    Conversation,
+    EndUser,
+    Message,
+    MessageFeedback,
+    UploadFile,
+)
+from conduit.db.models.outbox import OutboxMessage, OutboxStatus
+from conduit.db.models.provider import ProviderCredential
+
+__all__ = [
+    "Account",
+    "AccountStatus",
+    "ApiToken",
+    "ApiTokenType",
+    "App",
+    "AppMode",
+    "AppStatus",
+    "Base",
+    "ConsoleSession",
+    "Conversation",
+    "EndUser",
+    "IconType",
+    "InstalledApp",
+    "Membership",
+    "Message",
+    "MessageFeedback",
+    "OutboxMessage",
+    "OutboxStatus",
+    "ProviderCredential",
+    "Role",
+    "Site",
+    "Tenant",
+    "TenantStatus",
+    "UploadFile",
+    "new_id",
+    "utcnow",
+]

@@ -1,0 +1,24 @@
+"""Model providers a workspace configured itself (endpoint, encrypted API key, model names)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from conduit.db.models.base import Base, IdMixin, JsonType, TimestampMixin
+
+
+class ProviderCredential(IdMixin, TimestampMixin, Base):
+    """One configured endpoint of a provider type in a workspace. The API key is stored only
+    encrypted (`conduit.infra.crypto`); routes show it masked."""
+
+    __tablename__ = "provider_credentials"
+    __table_args__ = (UniqueConstraint("tenant_id", "provider", "name"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(64))  # e.g. "openai_api_compatible"
+    name: Mapped[str] = mapped_column(String(255))  # a label, unique per tenant + provider
+    base_url: Mapped[str] = mapped_column(String(2048))
+    encrypted_api_key: Mapped[str | None] = mapped_column(Text, default=None)
+    models: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)

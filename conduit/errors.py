@@ -1,0 +1,185 @@
+"""The one error hierarchy: every expected failure carries its wire `code` and HTTP `status`.
+
+    ConduitError                      500 internal_server_error
+    ├── InvalidParam                  400 invalid_param       (bad input; names the field)
+    │   ├── BadRequest                400 bad_request
+    │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
+    ├── Unauthorized                  401 unauthorized
+    ├── Forbidden                     403 forbidden
+    │   └── FileAccessDenied, SuggestedQuestionsDisabled
+    ├── NotFound                      404 not_found
+    │   ├── AppNotFound               404 app_not_found
+    │   ├── MemberNotFound            404 member_not_found
+    │   ├── AccountNotFound           404 account_not_found
+    │   ├── ApiKeyNotFound            404 api_key_not_found
+    │   └── FileNotFound              404 file_not_found
+    ├── Conflict                      409 conflict
+    │   └── AccountAlreadyMember      409 account_already_in_workspace
+    ├── FileTooLarge                  413 file_too_large
+    ├── UnsupportedFileType           415 unsupported_file_type
+    ├── TooManyRequests               429 too_many_requests
+    └── ServiceUnavailable            503 service_unavailable
+
+`conduit.api.errors` is the only place these become `{"code", "message", "status"}`.
+Nothing outside `conduit.api` raises an HTTP exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ConduitError(Exception):
+    """Base of every expected error: `code` and `status` are part of the wire contract."""
+
+    code: ClassVar[str] = "internal_server_error"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "The server met an unexpected error."
+
+    def __init__(self, message: str | None = None, **extra: Any) -> None:
+        self.message = message or self.default_message
+        self.extra = extra
+        super().__init__(self.message)
+
+
+class InvalidParam(ConduitError):
+    code = "invalid_param"
+    status = 400
+    default_message = "Invalid parameter."
+
+
+class BadRequest(InvalidParam):
+    code = "bad_request"
+    default_message = "The request could not be understood."
+
+
+class Unauthorized(ConduitError):
+    code = "unauthorized"
+    status = 401
+    default_message = "Authentication is required."
+
+
+class Forbidden(ConduitError):
+    code = "forbidden"
+    status = 403
+    default_message = "You do not have permission to do this."
+
+
+class NotFound(ConduitError):
+    code = "not_found"
+    status = 404
+    default_message = "Not found."
+
+
+class AppNotFound(NotFound):
+    code = "app_not_found"
+    default_message = "App not found."
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+    default_message = "Member not found."
+
+
+class AccountNotFound(NotFound):
+    code = "account_not_found"
+    default_message = "Account not found."
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    default_message = "API key not found."
+
+
+class Conflict(ConduitError):
+    code = "conflict"
+    status = 409
+    default_message = "The request conflicts with the current state."
+
+
+class AccountAlreadyMember(Conflict):
+    code = "account_already_in_workspace"
+    default_message = "The account is already a member of this workspace."
+
+
+class TooManyRequests(ConduitError):
+    code = "too_many_requests"
+    status = 429
+    default_message = "Too many requests. Please try again later."
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailable(ConduitError):
+    code = "service_unavailable"
+    status = 503
+    default_message = "A component the server needs is unavailable."
+
+
+# --- Service API (/v1) errors with Dify's codes and messages --------------------------------
+
+
+class AppUnavailable(InvalidParam):
+    code = "app_unavailable"
+    default_message = "App unavailable, please check your app configurations."
+
+
+class NotChatApp(InvalidParam):
+    code = "not_chat_app"
+    default_message = "Please check if your app mode matches the right API route."
+
+
+class NotCompletionApp(InvalidParam):
+    code = "not_completion_app"
+    default_message = "Please check if your Completion app mode matches the right API route."
+
+
+class ConversationCompleted(InvalidParam):
+    code = "conversation_completed"
+    default_message = "The conversation has ended. Please start a new conversation."
+
+
+class NoFileUploaded(InvalidParam):
+    code = "no_file_uploaded"
+    default_message = "Please upload your file."
+
+
+class TooManyFiles(InvalidParam):
+    code = "too_many_files"
+    default_message = "Only one file is allowed."
+
+
+class FilenameNotExists(InvalidParam):
+    code = "filename_not_exists_error"
+    default_message = "The specified filename does not exist."
+
+
+class FileTooLarge(ConduitError):
+    code = "file_too_large"
+    status = 413
+    default_message = "File size exceeded."
+
+
+class UnsupportedFileType(ConduitError):
+    code = "unsupported_file_type"
+    status = 415
+    default_message = "File type not allowed."
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+    default_message = "File not found."
+
+
+class FileAccessDenied(Forbidden):
+    code = "file_access_denied"
+    default_message = "File access denied."
+
+
+class SuggestedQuestionsDisabled(Forbidden):
+    code = "app_suggested_questions_after_answer_disabled"
+    default_message = (
+        "The 'Suggested Questions After Answer' feature is disabled. Please refresh your page."
+    )

@@ -1,0 +1,1 @@
+"""Infrastructure: settings, database, Redis, cache, outbox, logging, metrics, tracing."""

@@ -1,0 +1,70 @@
+"""Prometheus metrics. With `--workers` > 1 the CLI sets PROMETHEUS_MULTIPROC_DIR before the
+server processes start, and /metrics aggregates every process's values."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+REQUESTS = Counter(
+    "conduit_http_requests_total",
+    "HTTP requests by route, method and status.",
+    ["route", "method", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "conduit_http_request_duration_seconds",
+    "HTTP request latency by route.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+IN_FLIGHT = Gauge(
+    "conduit_http_requests_in_flight",
+    "HTTP requests being served now.",
+    multiprocess_mode="livesum",
+)
+TASKS = Counter(
+    "conduit_tasks_total",
+    "Celery tasks by queue and state (started, succeeded, failure, retry).",
+    ["queue", "state"],
+)
+TASK_SECONDS = Histogram(
+    "conduit_task_duration_seconds",
+    "Celery task run time by queue.",
+    ["queue"],
+)
+OUTBOX_SENT = Counter(
+    "conduit_outbox_sent_total",
+    "Outbox rows handed to the broker, by outcome.",
+    ["outcome"],
+)
+
+
+MODEL_RUNS = Counter(
+    "conduit_model_runs_total",
+    "Runs by model provider, model and outcome.",
+    ["provider", "model", "status"],
+)
+MODEL_TOKENS = Counter(
+    "conduit_model_tokens_total",
+    "Tokens by model provider, model and kind (prompt, completion).",
+    ["provider", "model", "kind"],
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text of this process, or of every process in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

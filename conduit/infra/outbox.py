@@ -1,0 +1,223 @@
+"""The transactional outbox: Celery work is a row written in the use case's own transaction.
+
+`enqueue()` adds the row and, after the commit, nudges the relay. `OutboxRelay` (a thread in every
+server process) hands pending rows to the broker and marks them dispatched; a row whose send
+failed (broker down) stays pending and is retried with backoff until it is delivered. The row id
+is the Celery task id, and the task wrapper (`conduit.tasks.base`) records running / succeeded /
+failed on the row, so a duplicate delivery of a finished task is recognised and skipped.
+
+Recovery: `recover_unfinished()` (embedded mode, at start) puts every unfinished row back to
+pending; `redeliver_stale()` (distributed) re-sends rows the broker should have run long ago.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from conduit.db.models import OutboxMessage, OutboxStatus, new_id, utcnow
+from conduit.infra.db import Database, after_commit
+from conduit.infra.tracing import current_request_id
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_KEY = "conduit_outbox_notify"
+
+# (task name, kwargs, queue, task id, headers) -> None; raises when the broker refuses.
+Publisher = Callable[[str, dict[str, Any], str, str, dict[str, Any]], None]
+
+UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.RUNNING)
+
+
+def enqueue(
+    session: Session,
+    task: str,
+    *,
+    queue: str,
+    kwargs: dict[str, Any] | None = None,
+    delay: float = 0.0,
+) -> OutboxMessage:
+    """Write a task to the outbox inside the caller's transaction; it is sent after commit."""
+    now = utcnow()
+    message = OutboxMessage(
+        id=new_id(),
+        task=task,
+        queue=queue,
+        kwargs=kwargs or {},
+        headers={"request_id": current_request_id()},
+        status=OutboxStatus.PENDING,
+        created_at=now,
+        available_at=now + timedelta(seconds=delay),
+    )
+    session.add(message)
+    notify: Callable[[], None] | None = session.info.get(NOTIFY_KEY)
+    if notify is not None and delay <= 0:
+        after_commit(session, notify)
+    return message
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    interval: float = 1.0
+    batch: int = 200
+    base_backoff: float = 0.5
+    max_backoff: float = 30.0
+    max_attempts: int = 0  # 0: retry forever
+    # Distributed only: re-send a dispatched row the broker has not started after this long,
+    # and a running row whose worker must be dead (past the hard time limit).
+    redeliver_dispatched_after: float | None = None
+    redeliver_running_after: float | None = None
+
+    def backoff(self, attempts: int) -> float:
+        ceiling = min(self.max_backoff, self.base_backoff * (2 ** max(0, attempts - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # full jitter on the upper half
+
+
+class OutboxRelay:
+    """Sends pending outbox rows to the broker from a background thread."""
+
+    def __init__(self, db: Database, publish: Publisher, policy: RelayPolicy) -> None:
+        self._db = db
+        self._publish = publish
+        self._policy = policy
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._locking = db.dialect == "postgresql"
+
+    def nudge(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._policy.interval)
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                while self.relay_once() >= self._policy.batch:
+                    pass
+                self.redeliver_stale()
+            except Exception:
+                logger.exception("outbox relay sweep failed")
+
+    def relay_once(self) -> int:
+        """Send one batch of due rows; returns how many rows were looked at."""
+        now = utcnow()
+        with self._db.transaction() as session:
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.status == OutboxStatus.PENDING)
+                .where(OutboxMessage.available_at <= now)
+                .order_by(OutboxMessage.created_at)
+                .limit(self._policy.batch)
+            )
+            if self._locking:
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.scalars(query))
+            for index, row in enumerate(rows):
+                if not self._send(row):
+                    # The broker refused: the rest of the batch would wait on it too. Put them
+                    # back a little later instead of holding this transaction open for each.
+                    for later in rows[index + 1 :]:
+                        later.available_at = row.available_at
+                    return index + 1
+        return len(rows)
+
+    def _send(self, row: OutboxMessage) -> bool:
+        """Hand one row to the broker; False when the broker refused it."""
+        headers = dict(row.headers or {})
+        headers["outbox_id"] = row.id
+        try:
+            self._publish(row.task, dict(row.kwargs or {}), row.queue, row.id, headers)
+        except Exception as error:
+            row.send_attempts += 1
+            row.last_error = f"send failed: {error}"[:2000]
+            if self._policy.max_attempts and row.send_attempts >= self._policy.max_attempts:
+                row.status = OutboxStatus.FAILED
+                row.finished_at = utcnow()
+                logger.error(
+                    "outbox %s (%s): giving up after %d sends", row.id, row.task, row.send_attempts
+                )
+                return False
+            row.available_at = utcnow() + timedelta(seconds=self._policy.backoff(row.send_attempts))
+            logger.warning(
+                "outbox %s (%s): broker refused (attempt %d), will retry: %s",
+                row.id,
+                row.task,
+                row.send_attempts,
+                error,
+            )
+            return False
+        row.status = OutboxStatus.DISPATCHED
+        row.dispatched_at = utcnow()
+        row.last_error = None
+        return True
+
+    def redeliver_stale(self) -> int:
+        """Put rows the broker lost back to pending (distributed mode); returns how many."""
+        policy = self._policy
+        if policy.redeliver_dispatched_after is None or policy.redeliver_running_after is None:
+            return 0
+        now = utcnow()
+        dispatched_cutoff = now - timedelta(seconds=policy.redeliver_dispatched_after)
+        running_cutoff = now - timedelta(seconds=policy.redeliver_running_after)
+        with self._db.transaction() as session:
+            result = session.execute(
+                update(OutboxMessage)
+                .where(
+                    or_(
+                        (OutboxMessage.status == OutboxStatus.DISPATCHED)
+                        & (OutboxMessage.dispatched_at < dispatched_cutoff),
+                        (OutboxMessage.status == OutboxStatus.RUNNING)
+                        & (OutboxMessage.started_at < running_cutoff),
+                    )
+                )
+                .values(status=OutboxStatus.PENDING, available_at=now)
+            )
+            count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            logger.warning("outbox: %d stale task(s) put back for redelivery", count)
+        return count
+
+
+def recover_unfinished(db: Database) -> int:
+    """At an embedded server's start: every unfinished row runs again (tasks are idempotent)."""
+    with db.transaction() as session:
+        result = session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.status.in_([OutboxStatus.DISPATCHED, OutboxStatus.RUNNING]))
+            .values(status=OutboxStatus.PENDING, available_at=utcnow())
+        )
+        count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        logger.warning("outbox: %d task(s) unfinished by the last process will run again", count)
+    return count
+
+
+def purge_finished(session: Session, *, older_than: datetime) -> int:
+    """Delete succeeded rows finished before `older_than`; failed rows are kept for inspection."""
+    result = session.execute(
+        delete(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.SUCCEEDED)
+        .where(OutboxMessage.finished_at < older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

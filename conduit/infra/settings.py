@@ -1,0 +1,390 @@
+"""Settings, grouped by concern; each group reads its own `CONDUIT_<GROUP>_*` variables.
+
+`load_settings()` turns a bad value into one `SettingsError` line naming the variable and
+the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message is one line naming it."""
+
+
+def _group(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", validate_default=True)
+
+
+class DataSettings(BaseSettings):
+    model_config = _group("CONDUIT_DATA_")
+
+    dir: Path = Field(
+        Path(".conduit"),
+        description="Folder for the embedded database, uploaded files and generated secrets.",
+    )
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _group("CONDUIT_DATABASE_")
+
+    url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://...). Unset: SQLite in the data dir.",
+    )
+    pool_size: int = Field(10, ge=1, le=500, description="Connections kept open per process.")
+    max_overflow: int = Field(20, ge=0, le=1000, description="Extra connections under load.")
+    connect_timeout: float = Field(
+        3.0, gt=0, le=60, description="Seconds to wait for a connection."
+    )
+    echo: bool = Field(False, description="Log every SQL statement (debugging).")
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        if value.startswith(("postgresql+psycopg://", "sqlite:///")):
+            return value
+        raise ValueError("must be a postgresql:// or sqlite:/// URL")
+
+
+class RedisSettings(BaseSettings):
+    model_config = _group("CONDUIT_REDIS_")
+
+    url: str | None = Field(
+        None,
+        description="Redis URL (redis://host:6379/0). Unset: in-process cache, limits and events.",
+    )
+    socket_timeout: float = Field(0.5, gt=0, le=30, description="Seconds per Redis command.")
+    retry_after: float = Field(
+        2.0, gt=0, le=300, description="Seconds to bypass Redis after it failed (cache degrades)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
+class BrokerSettings(BaseSettings):
+    model_config = _group("CONDUIT_BROKER_")
+
+    url: str | None = Field(
+        None,
+        description="Celery broker (redis:// or amqp://). Unset: Celery inside the server.",
+    )
+    visibility_timeout: int = Field(
+        3600,
+        ge=10,
+        description="Redis broker: seconds before an unacknowledged task is redelivered. "
+        "Must exceed the longest task.",
+    )
+    restore_interval: float = Field(
+        5.0, gt=0, description="Redis broker: seconds between sweeps that restore unacked tasks."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("redis://", "rediss://", "amqp://", "pyamqp://")):
+            raise ValueError("must be a redis:// or amqp:// URL")
+        return value
+
+
+class TaskSettings(BaseSettings):
+    model_config = _group("CONDUIT_TASKS_")
+
+    embedded_concurrency: int = Field(
+        4, ge=1, le=64, description="Threads of the embedded Celery worker."
+    )
+    soft_time_limit: int = Field(300, ge=1, description="Seconds before a task is asked to stop.")
+    time_limit: int = Field(360, ge=1, description="Seconds before a task is killed.")
+    relay_interval: float = Field(
+        1.0, gt=0, le=60, description="Seconds between outbox relay sweeps."
+    )
+    relay_batch: int = Field(200, ge=1, le=10000, description="Outbox rows sent per sweep.")
+    retention_hours: int = Field(
+        24, ge=1, description="Hours completed outbox rows are kept before cleanup."
+    )
+    max_send_attempts: int = Field(
+        0, ge=0, description="Relay attempts before an outbox row is given up (0: retry forever)."
+    )
+
+
+class AuthSettings(BaseSettings):
+    model_config = _group("CONDUIT_AUTH_")
+
+    secret_key: str | None = Field(
+        None,
+        description="Key signing console tokens. Unset: generated once into <data dir>/secret_key.",
+    )
+    access_token_minutes: int = Field(60, ge=1, description="Console access token lifetime.")
+    refresh_token_days: int = Field(30, ge=1, description="Console refresh token lifetime.")
+
+
+class HttpSettings(BaseSettings):
+    model_config = _group("CONDUIT_HTTP_")
+
+    host: str = Field("127.0.0.1", description="Address `conduit serve` binds.")
+    port: int = Field(5001, ge=1, le=65535, description="Port `conduit serve` binds.")
+    workers: int = Field(1, ge=1, le=64, description="Server processes (distributed mode only).")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Origins allowed by CORS (JSON list), e.g. ["*"].'
+    )
+    slow_request_ms: int = Field(
+        1000, ge=1, description="Requests slower than this are logged as a warning."
+    )
+    shutdown_timeout: float = Field(
+        30.0, ge=0, description="Seconds to drain in-flight work on SIGTERM."
+    )
+
+
+class LogSettings(BaseSettings):
+    model_config = _group("CONDUIT_LOG_")
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    json_format: bool = Field(False, description="Write logs as one JSON object per line.")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class CacheSettings(BaseSettings):
+    model_config = _group("CONDUIT_CACHE_")
+
+    default_ttl: int = Field(300, ge=1, description="Seconds a cached entry lives by default.")
+    max_entries: int = Field(
+        10000, ge=1, description="In-process cache: entries kept before the oldest are evicted."
+    )
+    prefix: str = Field("conduit:cache:", description="Redis key prefix of cache entries.")
+
+
+class MetricsSettings(BaseSettings):
+    model_config = _group("CONDUIT_METRICS_")
+
+    worker_port: int = Field(
+        0, ge=0, le=65535, description="`conduit worker` serves Prometheus metrics here (0: off)."
+    )
+
+
+class RunSettings(BaseSettings):
+    model_config = _group("CONDUIT_RUNS_")
+
+    executor: Literal["inline", "celery"] = Field(
+        "inline",
+        description="Where runs execute: inline (asyncio in the API process) or celery "
+        "(the `generation` queue; the API only reads the event log).",
+    )
+    event_retention: float = Field(
+        600, gt=0, description="Seconds a finished run's events stay available for resume."
+    )
+    max_events_per_run: int = Field(
+        100_000, ge=100, description="Events one run may append (memory bound)."
+    )
+    max_active_per_app: int = Field(
+        0, ge=0, description="Concurrent runs per app unless the app sets its own (0: no limit)."
+    )
+    requests_per_minute_per_key: int = Field(
+        0, ge=0, description="Generation requests per minute per API key (0: no limit)."
+    )
+    max_seconds: int = Field(
+        600, ge=1, description="A run still `running` after this long is ended by the reaper."
+    )
+    memory_turns: int = Field(
+        10, ge=0, le=200, description="Past conversation turns put into a chat prompt."
+    )
+    ping_interval: float = Field(10.0, gt=0, description="Seconds between SSE `ping` events.")
+
+
+class ModelSettings(BaseSettings):
+    model_config = _group("CONDUIT_MODEL_")
+
+    base_url: str | None = Field(
+        None,
+        description="Server-wide OpenAI-compatible endpoint (e.g. https://api.openai.com/v1). "
+        "Unset: the bundled local model.",
+    )
+    api_key: str | None = Field(None, description="API key of the server-wide endpoint.")
+    name: str = Field(
+        "smollm2-135m-instruct", description="Model used when an app does not name one."
+    )
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a model endpoint.")
+    read_timeout: float = Field(
+        60.0, gt=0, description="Seconds to wait for the next token before giving up."
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed model call before its first token."
+    )
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open a provider's circuit breaker."
+    )
+    breaker_reset: float = Field(
+        30.0, gt=0, description="Seconds an open circuit waits before letting a trial call through."
+    )
+    local_threads: int = Field(1, ge=1, le=16, description="Threads per local generation.")
+    local_pool: int = Field(1, ge=1, le=8, description="Local model instances (parallel runs).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class UploadSettings(BaseSettings):
+    model_config = _group("CONDUIT_UPLOAD_")
+
+    file_size_limit_mb: int = Field(15, ge=1, description="Largest document upload (MB).")
+    image_size_limit_mb: int = Field(10, ge=1, description="Largest image upload (MB).")
+
+
+GROUPS: dict[str, type[BaseSettings]] = {
+    "data": DataSettings,
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "broker": BrokerSettings,
+    "tasks": TaskSettings,
+    "auth": AuthSettings,
+    "http": HttpSettings,
+    "log": LogSettings,
+    "cache": CacheSettings,
+    "metrics": MetricsSettings,
+    "runs": RunSettings,
+    "model": ModelSettings,
+    "upload": UploadSettings,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    data: DataSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    broker: BrokerSettings
+    tasks: TaskSettings
+    auth: AuthSettings
+    http: HttpSettings
+    log: LogSettings
+    cache: CacheSettings
+    metrics: MetricsSettings
+    runs: RunSettings
+    model: ModelSettings
+    upload: UploadSettings
+
+    @property
+    def mode(self) -> Literal["embedded", "distributed"]:
+        """Distributed when tasks go to a broker with separate workers; embedded otherwise."""
+        return "distributed" if self.broker.url else "embedded"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data.dir / 'conduit.db').resolve()}"
+
+    def secret_key(self) -> str:
+        """The configured secret, or one generated once and kept in the data dir."""
+        if self.auth.secret_key:
+            return self.auth.secret_key
+        path = self.data.dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data.dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def _one_line(group: type[BaseSettings], error: ValidationError) -> str:
+    prefix = str(group.model_config.get("env_prefix", ""))
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    name = f"{prefix}{field}".upper()
+    value = os.environ.get(name)
+    got = f" (got {value!r})" if value is not None else ""
+    return f"{name}: {first['msg']}{got}"
+
+
+def _unparsable(group: type[BaseSettings], error: PydanticSettingsError) -> str:
+    prefix = str(group.model_config.get("env_prefix", ""))
+    text = str(error)
+    for field_name in group.model_fields:
+        name = f"{prefix}{field_name}".upper()
+        if f'"{field_name}"' in text or f"'{field_name}'" in text or name.lower() in text.lower():
+            got = os.environ.get(name)
+            return f'{name}: must be a JSON list, e.g. ["https://a.example"] (got {got!r})'
+    return f"{prefix.rstrip('_')}: {text}"
+
+
+def load_settings() -> Settings:
+    """Read every group from the environment; raise `SettingsError` naming the first bad value."""
+    built: dict[str, Any] = {}
+    for name, group in GROUPS.items():
+        try:
+            built[name] = group()
+        except ValidationError as error:
+            raise SettingsError(_one_line(group, error)) from None
+        except PydanticSettingsError as error:
+            # pydantic-settings cannot parse a complex (list) value: it must be JSON.
+            raise SettingsError(_unparsable(group, error)) from None
+    settings = Settings(**built)
+    if settings.tasks.time_limit < settings.tasks.soft_time_limit:
+        raise SettingsError(
+            "CONDUIT_TASKS_TIME_LIMIT: must be at least CONDUIT_TASKS_SOFT_TIME_LIMIT"
+        )
+    redis_broker = (settings.broker.url or "").startswith(("redis://", "rediss://"))
+    if redis_broker and settings.broker.visibility_timeout <= settings.tasks.time_limit + 60:
+        raise SettingsError(
+            "CONDUIT_BROKER_VISIBILITY_TIMEOUT: must exceed CONDUIT_TASKS_TIME_LIMIT + 60 s, "
+            "or the broker hands a long task to a second worker while the first still runs it"
+        )
+    if settings.http.workers > 1 and settings.mode == "embedded":
+        raise SettingsError(
+            "CONDUIT_HTTP_WORKERS: more than 1 worker needs the distributed mode "
+            "(set CONDUIT_BROKER_URL); the embedded task queue lives in one process"
+        )
+    return settings
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(environment variable, type, default, description) for every setting, in group order."""
+    rows: list[tuple[str, str, str, str]] = []
+    for group in GROUPS.values():
+        prefix = str(group.model_config.get("env_prefix", ""))
+        for field_name, info in group.model_fields.items():
+            default = info.get_default(call_default_factory=True)
+            annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
+            rows.append(
+                (
+                    f"{prefix}{field_name}".upper(),
+                    annotation.replace("typing.", ""),
+                    "" if default is None else str(default),
+                    info.description or "",
+                )
+            )
+    return rows

@@ -1,0 +1,42 @@
+"""File storage behind one small interface; the local folder backend for now."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+
+class Storage(Protocol):
+    def save(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` (atomically: a reader never sees half a file)."""
+
+    def load(self, key: str) -> bytes:
+        """The bytes under `key`; FileNotFoundError when there are none."""
+
+    def delete(self, key: str) -> None:
+        """Forget `key` (no error when it is absent)."""
+
+
+class LocalStorage:
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        if self._root not in path.parents:
+            raise ValueError(f"storage key escapes the storage folder: {key!r}")
+        return path
+
+    def save(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(path.suffix + ".part")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+
+    def load(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)

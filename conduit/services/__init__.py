@@ -1,0 +1,1 @@
+"""Use cases, one module per resource. Verbs take an explicit session and never commit."""

@@ -1,0 +1,131 @@
+"""Conversations of the Service API, scoped to (app, end user); soft-deleted."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from conduit.db.models import App, Conversation, EndUser, utcnow
+from conduit.errors import InvalidParam, NotFound
+
+SORT_FIELDS = ("created_at", "-created_at", "updated_at", "-updated_at")
+DEFAULT_NAME = "New conversation"
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def _readable(app_id: str, end_user_id: str) -> Select[Conversation]:
+    """The only way to select conversations: one app, one end user, not deleted."""
+    return select(Conversation).where(
+        Conversation.app_id == app_id,
+        Conversation.end_user_id == end_user_id,
+        Conversation.is_deleted.is_(False),
+    )
+
+
+def get_conversation(
+    session: Session, app: App, end_user: EndUser, conversation_id: str
+) -> Conversation:
+    if not is_uuid(conversation_id):
+        raise InvalidParam("conversation_id must be a valid UUID")
+    found = session.scalars(
+        _readable(app.id, end_user.id).where(Conversation.id == conversation_id)
+    ).first()
+    if found is None:
+        raise NotFound("Conversation Not Exists.")
+    return found
+
+
+def create_conversation(
+    session: Session,
+    app: App,
+    end_user: EndUser,
+    *,
+    inputs: dict[str, Any],
+    conversation_id: str | None = None,
+) -> Conversation:
+    conversation = Conversation(
+        id=conversation_id or str(uuid.uuid4()),
+        app_id=app.id,
+        mode=app.mode.value,
+        name=DEFAULT_NAME,
+        inputs=inputs,
+        introduction=str((app.model_config_ or {}).get("opening_statement") or ""),
+        end_user_id=end_user.id,
+        from_source="api",
+    )
+    session.add(conversation)
+    session.flush()
+    return conversation
+
+
+def snapshot(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "name": conversation.name,
+        "inputs": conversation.inputs or {},
+        "status": conversation.status,
+        "introduction": conversation.introduction or "",
+        "created_at": int(conversation.created_at.timestamp()),
+        "updated_at": int(conversation.updated_at.timestamp()),
+    }
+
+
+def list_conversations(
+    session: Session, app: App, end_user: EndUser, *, last_id: str | None, limit: int, sort_by: str
+) -> tuple[list[Conversation], bool]:
+    """One page of infinite scroll, sorted by `sort_by`; returns (items, has_more)."""
+    if sort_by not in SORT_FIELDS:
+        raise InvalidParam(f"sort_by must be one of {', '.join(SORT_FIELDS)}")
+    descending = sort_by.startswith("-")
+    column = Conversation.updated_at if sort_by.endswith("updated_at") else Conversation.created_at
+    query = _readable(app.id, end_user.id)
+    if last_id:
+        last = (
+            session.scalars(query.where(Conversation.id == last_id)).first()
+            if is_uuid(last_id)
+            else None
+        )
+        if last is None:
+            raise NotFound("Last Conversation Not Exists.")
+        pivot = last.updated_at if sort_by.endswith("updated_at") else last.created_at
+        if descending:
+            query = query.where(
+                (column < pivot) | ((column == pivot) & (Conversation.id < last.id))
+            )
+        else:
+            query = query.where(
+                (column > pivot) | ((column == pivot) & (Conversation.id > last.id))
+            )
+    order = (
+        (column.desc(), Conversation.id.desc())
+        if descending
+        else (column.asc(), Conversation.id.asc())
+    )
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+def rename_conversation(
+    session: Session, app: App, end_user: EndUser, conversation_id: str, *, name: str
+) -> Conversation:
+    conversation = get_conversation(session, app, end_user, conversation_id)
+    conversation.name = name.strip()[:255]
+    conversation.updated_at = utcnow()
+    return conversation
+
+
+def delete_conversation(
+    session: Session, app: App, end_user: EndUser, conversation_id: str
+) -> None:
+    conversation = get_conversation(session, app, end_user, conversation_id)
+    conversation.is_deleted = True

@@ -1,0 +1,551 @@
+"""Workspace model providers (endpoint + encrypted API key + model names) and the app model
+config that picks one. Every provider query goes through `_readable()`, the one
+tenant-scoping helper; API keys are encrypted at rest and only ever shown masked.
+
+An app refers to a workspace provider as `model.provider = "workspace:<provider id>"`; an app
+without a provider (or "default") is served by the workspace's default provider when it has
+one, else by the server's. A run's `model_ref` carries only the provider id: the executor (maybe
+a Celery worker) reads and decrypts the key itself (`ModelRegistry.resolve`), so no plain key
+ever reaches the outbox or the broker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from conduit.core.llm.provider import ChatMessage, ChatModel, GenerationParams
+from conduit.db.models import App, AppMode, Membership, ProviderCredential, Role, utcnow
+from conduit.errors import Conflict, InvalidParam, NotFound
+from conduit.infra.crypto import DecryptionError, cipher, mask
+from conduit.services.apps import AppFields, get_app, require_role, update_app
+
+PROVIDER_TYPES = ("openai_api_compatible",)
+SERVER_PROVIDERS = ("local", "openai_api_compatible")
+DEFAULT_PROVIDERS = (None, "", "default")
+WORKSPACE_PREFIX = "workspace:"
+HIDDEN = "[__HIDDEN__]"  # what Dify's console sends back for a secret it did not change
+MAX_MODELS = 100
+
+
+class ProviderNotFound(NotFound):
+    code = "provider_not_found"
+    default_message = "Model provider not found."
+
+
+@dataclass
+class ProviderFields:
+    """What a caller may set on a provider; None means "leave as is" on update."""
+
+    provider: str | None = None
+    name: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None  # "" clears it; None or the masked/hidden value keeps it
+    models: list[str] | None = None
+    is_default: bool | None = None
+
+
+def _readable(tenant_id: str) -> Select[ProviderCredential]:
+    """The only way to select providers: scoped to one workspace."""
+    return select(ProviderCredential).where(ProviderCredential.tenant_id == tenant_id)
+
+
+def workspace_reference(provider_id: str) -> str:
+    return f"{WORKSPACE_PREFIX}{provider_id}"
+
+
+def snapshot(row: ProviderCredential, secret: str) -> dict[str, Any]:
+    """The provider as routes show it: the API key masked, never in full."""
+    data: dict[str, Any] = {
+        "id": row.id,
+        "provider": row.provider,
+        "name": row.name,
+        "reference": workspace_reference(row.id),
+        "base_url": row.base_url,
+        "api_key": None,
+        "models": list(row.models or []),
+        "is_default": row.is_default,
+        "created_at": int(row.created_at.timestamp()),
+        "updated_at": int(row.updated_at.timestamp()),
+    }
+    if row.encrypted_api_key:
+        try:
+            data["api_key"] = mask(cipher(secret).decrypt(row.encrypted_api_key))
+        except DecryptionError as error:
+            data["error"] = str(error)
+    return data
+
+
+def get_provider(session: Session, tenant_id: str, provider_id: str) -> ProviderCredential:
+    row = session.scalars(_readable(tenant_id).where(ProviderCredential.id == provider_id)).first()
+    if row is None:
+        raise ProviderNotFound()
+    return row
+
+
+def list_providers(session: Session, *, member: Membership) -> list[ProviderCredential]:
+    query = _readable(member.tenant_id).order_by(
+        ProviderCredential.created_at, ProviderCredential.id
+    )
+    return list(session.scalars(query))
+
+
+def create_provider(
+    session: Session, *, member: Membership, fields: ProviderFields, secret: str
+) -> ProviderCredential:
+    require_role(member, Role.ADMIN, "manage model providers")
+    provider = _provider_type(fields.provider)
+    row = ProviderCredential(
+        tenant_id=member.tenant_id,
+        provider=provider,
+        name=_name(fields.name),
+        base_url=_base_url(fields.base_url),
+        encrypted_api_key=_encrypted(fields.api_key, secret),
+        models=_models(fields.models or []),
+        is_default=bool(fields.is_default),
+    )
+    _check_name_free(session, row)
+    if row.is_default:
+        _clear_defaults(session, member.tenant_id)
+    _insert(session, row)
+    return row
+
+
+def update_provider(
+    session: Session, *, member: Membership, provider_id: str, fields: ProviderFields, secret: str
+) -> ProviderCredential:
+    require_role(member, Role.ADMIN, "manage model providers")
+    row = get_provider(session, member.tenant_id, provider_id)
+    if fields.provider is not None:
+        row.provider = _provider_type(fields.provider)
+    if fields.name is not None:
+        row.name = _name(fields.name)
+    if fields.base_url is not None:
+        row.base_url = _base_url(fields.base_url)
+    if fields.models is not None:
+        row.models = _models(fields.models)
+    if fields.api_key is not None and not _unchanged_key(row, fields.api_key, secret):
+        row.encrypted_api_key = _encrypted(fields.api_key, secret)
+    _check_name_free(session, row)
+    row.updated_at = utcnow()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise _name_taken(row) from None  # a concurrent writer took the name meanwhile
+    if fields.is_default is not None:
+        if fields.is_default and not row.is_default:
+            _clear_defaults(session, member.tenant_id)
+        row.is_default = fields.is_default
+        session.flush()
+    return row
+
+
+def delete_provider(session: Session, *, member: Membership, provider_id: str) -> None:
+    """Apps that still name it fail their runs with `provider_not_initialize` until edited."""
+    require_role(member, Role.ADMIN, "manage model providers")
+    row = get_provider(session, member.tenant_id, provider_id)
+    session.delete(row)
+    session.flush()
+
+
+def provider_ref(provider: ProviderCredential) -> dict[str, Any]:
+    """The `model_ref` of a workspace provider: its id, never its key (resolved by the
+    executor, `ModelRegistry.resolve`), and the model an app that names none gets."""
+    ref: dict[str, Any] = {
+        "provider": provider.provider,
+        "credential_id": provider.id,
+        "tenant_id": provider.tenant_id,
+    }
+    if provider.models:
+        ref["default_model"] = provider.models[0]
+    return ref
+
+
+def probe_target(
+    session: Session, *, member: Membership, provider_id: str, model: str | None, default_model: str
+) -> tuple[dict[str, Any], str]:
+    """What `POST /model-providers/{id}/test` calls: the provider's ref and a model name."""
+    require_role(member, Role.ADMIN, "manage model providers")
+    row = get_provider(session, member.tenant_id, provider_id)
+    if model is not None and (not isinstance(model, str) or not model.strip()):
+        raise InvalidParam("model: must be a non-empty string")
+    name = model or (row.models[0] if row.models else default_model)
+    return provider_ref(row), name
+
+
+async def check_model(
+    resolve_model: Callable[[dict[str, Any]], Awaitable[ChatModel]],
+    ref: dict[str, Any],
+    model: str,
+) -> None:
+    """A one-token call through the registry; raises the `ModelError` the provider gave."""
+    chat = await resolve_model(ref)
+    stream = chat.stream_chat(
+        [ChatMessage("user", "ping")], GenerationParams(model=model, max_tokens=1)
+    )
+    try:
+        async for _ in stream:
+            break  # the first piece proves endpoint, key and model
+    finally:
+        close = getattr(stream, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def default_provider(session: Session, tenant_id: str) -> ProviderCredential | None:
+    return session.scalars(
+        _readable(tenant_id)
+        .where(ProviderCredential.is_default.is_(True))
+        .order_by(ProviderCredential.updated_at.desc(), ProviderCredential.id)
+        .limit(1)
+    ).first()
+
+
+def app_model_ref(session: Session | None, app: App, provider: str | None) -> dict[str, Any] | None:
+    """The ref of the workspace provider serving `app`, or None (a server provider serves).
+
+    `provider` is the app's `model.provider`. A `workspace:<id>` reference is not looked up
+    here: the executor resolves it (and fails the run if it is gone)."""
+    if isinstance(provider, str) and provider.startswith(WORKSPACE_PREFIX):
+        return {
+            "provider": "openai_api_compatible",
+            "credential_id": provider.removeprefix(WORKSPACE_PREFIX),
+            "tenant_id": app.tenant_id,
+        }
+    if provider in DEFAULT_PROVIDERS and session is not None:
+        found = default_provider(session, app.tenant_id)
+        if found is not None:
+            return provider_ref(found)
+    return None
+
+
+# --- validation of the provider fields -----------------------------------------------------
+
+
+def _provider_type(value: str | None) -> str:
+    if value is None:
+        return PROVIDER_TYPES[0]
+    if value not in PROVIDER_TYPES:
+        raise InvalidParam(f"provider: must be one of {', '.join(PROVIDER_TYPES)}")
+    return value
+
+
+def _name(value: str | None) -> str:
+    name = (value or "").strip()
+    if not name or len(name) > 255:
+        raise InvalidParam("name: must be 1 to 255 characters")
+    return name
+
+
+def _base_url(value: str | None) -> str:
+    url = (value or "").strip()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or len(url) > 2048
+        or any(c.isspace() for c in url)
+    ):
+        raise InvalidParam("base_url: must be an http:// or https:// URL")
+    return url.rstrip("/")
+
+
+def _models(values: Any) -> list[str]:
+    if not isinstance(values, list):
+        raise InvalidParam("models: must be a list of model names")
+    if len(values) > MAX_MODELS:
+        raise InvalidParam(f"models: at most {MAX_MODELS} model names")
+    names: list[str] = []
+    for index, value in enumerate(values):
+        if not isinstance(value, str) or not value.strip() or len(value.strip()) > 255:
+            raise InvalidParam(f"models[{index}]: must be a model name (1 to 255 characters)")
+        if value.strip() not in names:
+            names.append(value.strip())
+    return names
+
+
+def _encrypted(api_key: str | None, secret: str) -> str | None:
+    if api_key is None or api_key == "":
+        return None
+    if not isinstance(api_key, str) or len(api_key) > 4096 or api_key != api_key.strip():
+        raise InvalidParam("api_key: must be a string without surrounding spaces")
+    return cipher(secret).encrypt(api_key)
+
+
+def _unchanged_key(row: ProviderCredential, api_key: str, secret: str) -> bool:
+    """The console sends back the hidden marker or the masked key for an unchanged key."""
+    if api_key == HIDDEN:
+        return True
+    if not row.encrypted_api_key or "…" not in api_key:
+        return False
+    try:
+        return mask(cipher(secret).decrypt(row.encrypted_api_key)) == api_key
+    except DecryptionError:
+        return False
+
+
+def _name_taken(row: ProviderCredential) -> Conflict:
+    return Conflict(f"name: a {row.provider} provider named {row.name!r} already exists")
+
+
+def _check_name_free(session: Session, row: ProviderCredential) -> None:
+    query = _readable(row.tenant_id).where(
+        ProviderCredential.provider == row.provider, ProviderCredential.name == row.name
+    )
+    if row.id is not None:
+        query = query.where(ProviderCredential.id != row.id)
+    with session.no_autoflush:
+        if session.scalars(query).first() is not None:
+            raise _name_taken(row)
+
+
+def _insert(session: Session, row: ProviderCredential) -> None:
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise _name_taken(row) from None  # a concurrent create won the unique constraint
+
+
+def _clear_defaults(session: Session, tenant_id: str) -> None:
+    session.execute(
+        update(ProviderCredential)
+        .where(ProviderCredential.tenant_id == tenant_id, ProviderCredential.is_default.is_(True))
+        .values(is_default=False, updated_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+# --- the app model config ---------------------------------------------------------------------
+
+CONFIG_MODES = (AppMode.CHAT, AppMode.COMPLETION, AppMode.AGENT_CHAT)
+FORM_CONTROLS = (
+    "text-input",
+    "paragraph",
+    "select",
+    "number",
+    "checkbox",
+    "file",
+    "file-list",
+    "external_data_tool",
+)
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_PROMPT = 100_000
+
+
+def get_model_config(session: Session, *, member: Membership, app_id: str) -> dict[str, Any]:
+    return dict(get_app(session, member.tenant_id, app_id).model_config_ or {})
+
+
+def save_model_config(session: Session, *, member: Membership, app_id: str, config: Any) -> App:
+    """Validate and store an app's model config (the whole config: it replaces the old one).
+    Through `update_app`, so `app-model-config-was-updated` fires and caches are invalidated."""
+    require_role(member, Role.EDITOR, "edit apps")
+    app = get_app(session, member.tenant_id, app_id)
+    if app.mode not in CONFIG_MODES:
+        raise InvalidParam(
+            f"{app.mode.value} apps have no model config (chat, agent-chat and completion do)"
+        )
+    cleaned = validate_model_config(session, member.tenant_id, config)
+    return update_app(session, member=member, app_id=app_id, fields=AppFields(model_config=cleaned))
+
+
+def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict[str, Any]:
+    """The config with its known fields checked (400 naming the field); other keys (Dify's
+    features this server does not use yet) are kept as they are."""
+    if not isinstance(config, dict):
+        raise InvalidParam("model_config: must be an object")
+    cleaned = dict(config)
+    for key, limit in (("pre_prompt", MAX_PROMPT), ("opening_statement", 10_000)):
+        if key in cleaned and cleaned[key] is not None:
+            cleaned[key] = _text(cleaned[key], key, limit)
+    if cleaned.get("suggested_questions") is not None:
+        cleaned["suggested_questions"] = _questions(cleaned["suggested_questions"])
+    if cleaned.get("suggested_questions_after_answer") is not None:
+        cleaned["suggested_questions_after_answer"] = _switch(
+            cleaned["suggested_questions_after_answer"], "suggested_questions_after_answer"
+        )
+    if cleaned.get("user_input_form") is not None:
+        cleaned["user_input_form"] = _form(cleaned["user_input_form"])
+    if cleaned.get("model") is not None:
+        cleaned["model"] = _model(session, tenant_id, cleaned["model"])
+    if cleaned.get("memory") is not None:
+        cleaned["memory"] = _memory(cleaned["memory"])
+    return cleaned
+
+
+def _text(value: Any, field: str, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidParam(f"{field}: must be a string")
+    if len(value) > limit:
+        raise InvalidParam(f"{field}: must be at most {limit} characters")
+    return value
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidParam(f"{field}: must be an object")
+    return dict(value)
+
+
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidParam(f"{field}: must be true or false")
+    return value
+
+
+def _int(value: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidParam(f"{field}: must be an integer between {low} and {high}")
+    return value
+
+
+def _number(value: Any, field: str, low: float, high: float) -> float | int:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not low <= value <= high
+        or value != value
+    ):
+        raise InvalidParam(f"{field}: must be a number between {low:g} and {high:g}")
+    return value
+
+
+def _questions(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > 20:
+        raise InvalidParam("suggested_questions: must be a list of at most 20 strings")
+    for index, item in enumerate(value):
+        _text(item, f"suggested_questions[{index}]", 1000)
+    return list(value)
+
+
+def _switch(value: Any, field: str) -> dict[str, Any]:
+    found = _object(value, field)
+    found["enabled"] = _bool(found.get("enabled", False), f"{field}.enabled")
+    return found
+
+
+def _form(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise InvalidParam("user_input_form: must be a list")
+    seen: set[str] = set()
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        where = f"user_input_form[{index}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise InvalidParam(
+                f"{where}: must be an object with one control, e.g. {{'text-input': {{...}}}}"
+            )
+        control, spec = next(iter(item.items()))
+        if control not in FORM_CONTROLS:
+            raise InvalidParam(f"{where}: unknown control {control!r} ({', '.join(FORM_CONTROLS)})")
+        where = f"{where}.{control}"
+        spec = _object(spec, where)
+        variable = spec.get("variable")
+        if not isinstance(variable, str) or not _VARIABLE.match(variable):
+            raise InvalidParam(
+                f"{where}.variable: must start with a letter or _ and hold only letters, digits "
+                "and _ (at most 64)"
+            )
+        if variable in seen:
+            raise InvalidParam(f"{where}.variable: {variable!r} is used twice")
+        seen.add(variable)
+        if spec.get("label") is not None:
+            _text(spec["label"], f"{where}.label", 255)
+        if spec.get("required") is not None:
+            _bool(spec["required"], f"{where}.required")
+        if spec.get("max_length") is not None:
+            _int(spec["max_length"], f"{where}.max_length", 1, 1_000_000)
+        if control == "select":
+            options = spec.get("options")
+            if not isinstance(options, list) or not options:
+                raise InvalidParam(f"{where}.options: must be a non-empty list of strings")
+            for position, option in enumerate(options):
+                _text(option, f"{where}.options[{position}]", 1000)
+        items.append({control: spec})
+    return items
+
+
+def _model(session: Session, tenant_id: str, value: Any) -> dict[str, Any]:
+    model = _object(value, "model")
+    provider = model.get("provider")
+    row: ProviderCredential | None = None
+    if isinstance(provider, str) and provider.startswith(WORKSPACE_PREFIX):
+        found = session.scalars(
+            _readable(tenant_id).where(
+                ProviderCredential.id == provider.removeprefix(WORKSPACE_PREFIX)
+            )
+        ).first()
+        if found is None:
+            raise InvalidParam(
+                f"model.provider: {provider!r} is no model provider of this workspace"
+            )
+        row = found
+    elif provider not in DEFAULT_PROVIDERS and provider not in SERVER_PROVIDERS:
+        raise InvalidParam(
+            f"model.provider: unknown provider {provider!r} (default, local, "
+            "openai_api_compatible, or workspace:<id> of a model provider of this workspace)"
+        )
+    name = model.get("name")
+    if name is None and row is not None:
+        raise InvalidParam("model.name: required with a workspace provider")
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise InvalidParam("model.name: must be a model name (1 to 255 characters)")
+        if row is not None and row.models and name not in row.models:
+            raise InvalidParam(
+                f"model.name: {name!r} is not a model of {row.name!r} ({', '.join(row.models)})"
+            )
+    if model.get("mode") is not None and model["mode"] not in ("chat", "completion"):
+        raise InvalidParam("model.mode: must be chat or completion")
+    if model.get("completion_params") is not None:
+        model["completion_params"] = _params(model["completion_params"])
+    return model
+
+
+def _params(value: Any) -> dict[str, Any]:
+    where = "model.completion_params"
+    params = _object(value, where)
+    for key, low, high in (
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
+    ):
+        if params.get(key) is not None:
+            _number(params[key], f"{where}.{key}", low, high)
+    if params.get("max_tokens") is not None:
+        _int(params["max_tokens"], f"{where}.max_tokens", 1, 1_000_000)
+    stop = params.get("stop")
+    if stop is not None:
+        if not isinstance(stop, list) or len(stop) > 4:
+            raise InvalidParam(f"{where}.stop: must be a list of at most 4 strings")
+        for index, item in enumerate(stop):
+            if not isinstance(item, str) or not item:
+                raise InvalidParam(f"{where}.stop[{index}]: must be a non-empty string")
+    return params
+
+
+def _memory(value: Any) -> dict[str, Any]:
+    memory = _object(value, "memory")
+    if memory.get("window") is not None:
+        window = _object(memory["window"], "memory.window")
+        if window.get("enabled") is not None:
+            _bool(window["enabled"], "memory.window.enabled")
+        if window.get("size") is not None:
+            _int(window["size"], "memory.window.size", 1, 100)
+        memory["window"] = window
+    return memory

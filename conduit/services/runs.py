@@ -1,0 +1,525 @@
+"""Runs of chat and completion apps: start (validate, write, commit, hand off), stop, resume,
+finish (persist), and the reaper of runs whose process died.
+
+The use case commits once before the hand-off, so the executor (another process, maybe) sees
+the rows; the runner — not the HTTP consumer — persists the result through `DatabaseRunStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.llm.provider import Usage
+from conduit.core.llm.registry import ModelDefaults, ModelRegistry
+from conduit.core.llm.usage import ModelPrices, usage_payload
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.executors.inline import InlineExecutor
+from conduit.core.runs.limits import Limiter
+from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.status import RunStatus, transition
+from conduit.core.runs.stop import StopRegistry
+from conduit.db.models import App, AppMode, Conversation, EndUser, Message, utcnow
+from conduit.errors import (
+    AppUnavailable,
+    ConversationCompleted,
+    InvalidParam,
+    NotChatApp,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+)
+from conduit.infra.db import Database
+from conduit.infra.outbox import enqueue
+from conduit.infra.settings import Settings
+from conduit.services import conversations, model_providers, prompts
+from conduit.services.end_users import get_or_create_end_user
+from conduit.signals import message_was_created, send_after_commit
+
+logger = logging.getLogger(__name__)
+
+CHAT_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
+NAME_TASK = "conduit.generation.name_conversation"
+RUN_TASK = "conduit.generation.run"
+
+
+@dataclass
+class RunRequest:
+    """A generation request as the Service API received it (already type-checked)."""
+
+    mode: str  # "chat" | "completion": the route it came in on
+    inputs: Any
+    query: str
+    response_mode: str  # "blocking" | "streaming"
+    conversation_id: str | None = None
+    auto_generate_name: bool = True
+    files: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Ids of a run's rows, decided before its transaction so that its event log can exist
+    first (nothing may wait on the event loop while a database write lock is held)."""
+
+    message_id: str
+    new_conversation_id: str
+    created_at: datetime
+
+    @classmethod
+    def new(cls) -> RunIds:
+        # Full precision in the row (it orders messages); the wire shows its whole seconds.
+        return cls(str(uuid.uuid4()), str(uuid.uuid4()), utcnow())
+
+
+def owner_of(end_user: EndUser) -> str:
+    return f"end-user-{end_user.id}"
+
+
+def model_ref(app: App, settings: Settings, *, session: Session | None = None) -> dict[str, Any]:
+    """Which provider serves this app: its own `model.provider` (a workspace provider is
+    referred to by id: the executor reads and decrypts its key), else the workspace's default
+    provider (looked up when a `session` is given), else the server default."""
+    model = (app.model_config_ or {}).get("model")
+    provider = model.get("provider") if isinstance(model, dict) else None
+    workspace = model_providers.app_model_ref(session, app, provider)
+    if workspace is not None:
+        return workspace
+    if provider in (None, "", "default"):
+        provider = "openai_api_compatible" if settings.model.base_url else "local"
+    return {"provider": provider}
+
+
+def prepare_run(
+    session: Session,
+    *,
+    app: App,
+    end_user: EndUser,
+    request: RunRequest,
+    settings: Settings,
+    task_id: str,
+    ids: RunIds | None = None,
+) -> RunSpec:
+    """Validate, resolve the conversation, write the message (`running`); the caller commits.
+    `ids` (message id, new conversation id, creation time) may be decided beforehand."""
+    ids = ids or RunIds.new()
+    config = app.model_config_ or {}
+    if request.mode == "chat":
+        if app.mode not in CHAT_MODES:
+            if app.mode == AppMode.ADVANCED_CHAT:
+                raise AppUnavailable(
+                    "Chatflow apps need workflows, which this server does not run yet."
+                )
+            raise NotChatApp()
+        if app.mode == AppMode.AGENT_CHAT and request.response_mode != "streaming":
+            raise InvalidParam("Agent Chat App does not support blocking mode")
+    elif app.mode != AppMode.COMPLETION:
+        raise AppUnavailable()
+
+    conversation: Conversation | None = None
+    history: list[tuple[str, str]] = []
+    if request.mode == "chat":
+        if request.conversation_id:
+            conversation = conversations.get_conversation(
+                session, app, end_user, request.conversation_id
+            )
+            if conversation.status != "normal":
+                raise ConversationCompleted()
+            inputs = dict(conversation.inputs or {})  # Dify keeps the conversation's own inputs
+            history = _history(
+                session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
+            )
+        else:
+            inputs = prompts.validate_inputs(config, request.inputs)
+            conversation = conversations.create_conversation(
+                session, app, end_user, inputs=inputs, conversation_id=ids.new_conversation_id
+            )
+            if request.auto_generate_name:
+                enqueue(
+                    session,
+                    NAME_TASK,
+                    queue="generation",
+                    kwargs={"conversation_id": conversation.id},
+                )
+        messages = prompts.chat_prompt(config, inputs, history, request.query)
+    else:
+        inputs = prompts.validate_inputs(config, request.inputs)
+        messages = prompts.completion_prompt(config, inputs, request.query)
+
+    ref = model_ref(app, settings, session=session)
+    params = prompts.generation_params(config, ref.get("default_model") or settings.model.name)
+    message = Message(
+        id=ids.message_id,
+        created_at=ids.created_at,
+        updated_at=ids.created_at,
+        app_id=app.id,
+        conversation_id=conversation.id if conversation else None,
+        task_id=task_id,
+        end_user_id=end_user.id,
+        from_source="api",
+        inputs=inputs,
+        query=request.query,
+        status=RunStatus.RUNNING.value,
+        model_provider=ref["provider"],
+        model_id=params.model,
+    )
+    session.add(message)
+    if conversation is not None:
+        conversation.updated_at = utcnow()
+    session.flush()
+    return RunSpec(
+        task_id=task_id,
+        app_id=app.id,
+        tenant_id=app.tenant_id,
+        mode="completion" if request.mode == "completion" else "chat",
+        message_id=message.id,
+        conversation_id=conversation.id if conversation else None,
+        created_at=int(message.created_at.timestamp()),
+        owner=owner_of(end_user),
+        messages=messages,
+        params=params,
+        model_ref=ref,
+    )
+
+
+def _history(session: Session, conversation: Conversation, turns: int) -> list[tuple[str, str]]:
+    if turns <= 0:
+        return []
+    rows = session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.status.in_([RunStatus.SUCCEEDED.value, RunStatus.STOPPED.value]),
+            Message.answer != "",
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(turns)
+    )
+    return [(m.query, m.answer) for m in reversed(list(rows))]
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+
+def app_slot_key(app_id: str) -> str:
+    return f"app-active:{app_id}"
+
+
+async def check_limits(
+    limiter: Limiter, settings: Settings, *, app: App, key_id: str | None, task_id: str
+) -> str | None:
+    """Count the key's request and take one of the app's run slots; raises TooManyRequests.
+    Returns the slot key to release when the run ends (None when the app has no limit)."""
+    per_minute = settings.runs.requests_per_minute_per_key
+    if per_minute and key_id:
+        wait = await limiter.hit(f"key-rate:{key_id}", limit=per_minute, window=60.0)
+        if wait > 0:
+            raise TooManyRequests("Too many requests. Please try again later.", retry_after=wait)
+    limit = app.max_active_requests if app.max_active_requests else settings.runs.max_active_per_app
+    if not limit:
+        return None
+    slot = app_slot_key(app.id)
+    if not await limiter.acquire(
+        slot, limit=limit, ttl=float(settings.runs.max_seconds), holder=task_id
+    ):
+        raise TooManyRequests("Too many requests. Please try again later.", retry_after=1.0)
+    return slot
+
+
+# --- finishing ------------------------------------------------------------------------------
+
+
+def model_prices(model_config: dict[str, Any]) -> ModelPrices | None:
+    """Prices per 1K tokens from the app's `model.prices` ({"prompt", "completion", "currency"})."""
+    model = model_config.get("model")
+    prices = model.get("prices") if isinstance(model, dict) else None
+    if not isinstance(prices, dict):
+        return None
+    try:
+        return ModelPrices.per_1k(
+            str(prices.get("prompt", "0")),
+            str(prices.get("completion", "0")),
+            currency=str(prices.get("currency", "USD")),
+        )
+    except ArithmeticError:  # decimal.InvalidOperation: a malformed price is "unpriced"
+        return None
+
+
+def usage_metadata(result: RunResult, prices: ModelPrices | None = None) -> dict[str, Any]:
+    return {"usage": usage_payload(result.usage, result.latency, prices), "retriever_resources": []}
+
+
+def record_result(session: Session, result: RunResult) -> dict[str, Any]:
+    """Write a finished run onto its message (status through the transition table)."""
+    message = session.get(Message, result.message_id)
+    if message is None:
+        return usage_metadata(result)  # the app (and its messages) was deleted meanwhile
+    app = session.get(App, message.app_id)
+    prices = model_prices(app.model_config_ or {}) if app is not None else None
+    metadata = usage_metadata(result, prices)
+    message.status = transition(message.status, result.status).value
+    message.answer = result.answer
+    message.error = result.error_message
+    message.message_tokens = result.usage.prompt_tokens
+    message.answer_tokens = result.usage.completion_tokens
+    message.total_price = Decimal(str(metadata["usage"]["total_price"]))
+    message.currency = str(metadata["usage"]["currency"])
+    message.provider_response_latency = result.latency
+    message.message_metadata = metadata
+    message.finished_at = utcnow()
+    send_after_commit(session, message_was_created, message, status=result.status.value)
+    return metadata
+
+
+class DatabaseRunStore:
+    """`RunStore` on the app database (the write runs on a thread, off the event loop)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def finish(self, result: RunResult) -> dict[str, Any]:
+        return await asyncio.to_thread(self._finish, result)
+
+    def _finish(self, result: RunResult) -> dict[str, Any]:
+        with self._db.transaction() as session:
+            return record_result(session, result)
+
+
+def end_interrupted_runs(session: Session, *, started_before: Any | None = None) -> int:
+    """End runs left `running` by a dead process as failed (partial answers are kept)."""
+    query = update(Message).where(Message.status == RunStatus.RUNNING.value)
+    if started_before is not None:
+        query = query.where(Message.created_at < started_before)
+    result = session.execute(
+        query.values(
+            status=RunStatus.FAILED.value,
+            error="The run was interrupted: the process running it stopped.",
+            finished_at=utcnow(),
+        )
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        logger.warning("ended %d run(s) left running by a stopped process", count)
+    return count
+
+
+def reap_stale_runs(session: Session, settings: Settings) -> int:
+    """Distributed mode: a run older than the longest allowed run cannot still be alive."""
+    cutoff = utcnow() - timedelta(seconds=settings.runs.max_seconds + 60)
+    return end_interrupted_runs(session, started_before=cutoff)
+
+
+# --- the run function executors call ---------------------------------------------------------
+
+
+@dataclass
+class RunEnvironment:
+    """What running a spec needs in this process (`loop`: the one its backends live on)."""
+
+    db: Database
+    eventlog: EventLog
+    stops: StopRegistry
+    limiter: Limiter
+    resolve_model: Callable[[dict[str, Any]], Any]
+    loop: asyncio.AbstractEventLoop
+
+
+async def run_spec(env: RunEnvironment, spec: RunSpec, *, slot_key: str | None) -> RunResult:
+    """Execute one run and always give its slot and stop registration back."""
+    from conduit.core.llm.errors import ModelError
+    from conduit.core.runs.runner import execute_run, fail_before_start
+
+    try:
+        try:
+            model = await env.resolve_model(spec.model_ref)
+        except ModelError as error:
+            return await fail_before_start(
+                spec, error, log=env.eventlog, store=DatabaseRunStore(env.db)
+            )
+        return await execute_run(
+            spec, model=model, log=env.eventlog, stops=env.stops, store=DatabaseRunStore(env.db)
+        )
+    finally:
+        if slot_key:
+            await env.limiter.release(slot_key, spec.task_id)
+        await env.stops.forget(spec.task_id)
+
+
+# --- process-level run resources -----------------------------------------------------------
+
+_process_runs: tuple[int, RunBackends | None, ModelRegistry] | None = None
+
+
+def model_defaults(settings: Settings) -> ModelDefaults:
+    model = settings.model
+    return ModelDefaults(
+        base_url=model.base_url,
+        api_key=model.api_key,
+        connect_timeout=model.connect_timeout,
+        read_timeout=model.read_timeout,
+        max_retries=model.max_retries,
+        breaker_failures=model.breaker_failures,
+        breaker_reset=model.breaker_reset,
+        local_threads=model.local_threads,
+        local_pool=model.local_pool,
+    )
+
+
+def bind_process_runs(backends: RunBackends | None, registry: ModelRegistry) -> None:
+    """The server shares its backends (when in-process) and models with in-process tasks."""
+    global _process_runs
+    _process_runs = (os.getpid(), backends, registry)
+
+
+def process_runs() -> tuple[RunBackends | None, ModelRegistry] | None:
+    if _process_runs is None or _process_runs[0] != os.getpid():
+        return None
+    return _process_runs[1], _process_runs[2]
+
+
+# --- starting a run (the use case) ------------------------------------------------------------
+
+
+@dataclass
+class RunContext:
+    """This process's way of running: the environment and, for `inline`, the executor."""
+
+    env: RunEnvironment
+    settings: Settings
+    inline: InlineExecutor | None
+
+
+async def start_run(
+    ctx: RunContext, *, app: App, key_id: str | None, user: str, request: RunRequest
+) -> RunSpec:
+    """Check limits, open the run's event log, write the message and conversation (one
+    commit), register the stop owner, and hand the run to the executor. Returns its spec."""
+    if ctx.inline is not None and not ctx.inline.accepting:
+        raise ServiceUnavailable("The server is shutting down; retry on another instance.")
+    task_id = str(uuid.uuid4())
+    ids = RunIds.new()
+    slot_key = await check_limits(
+        ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id
+    )
+    try:
+        # The log exists before the commit makes the run visible to another process (a worker
+        # may start it at once); a request refused below leaves only a log that expires.
+        await ctx.env.eventlog.create(task_id, meta=_meta(app, user, request, ids))
+        spec = await asyncio.to_thread(
+            _prepare_and_commit, ctx, app.id, user, request, task_id, ids, slot_key
+        )
+        await ctx.env.stops.register(
+            task_id, spec.owner, ttl=float(ctx.settings.runs.max_seconds + 600)
+        )
+    except BaseException:
+        if slot_key:
+            await ctx.env.limiter.release(slot_key, task_id)
+        raise
+    if ctx.inline is not None:
+        ctx.inline.submit(spec, slot_key)
+    return spec
+
+
+def _meta(app: App, user: str, request: RunRequest, ids: RunIds) -> dict[str, str]:
+    conversation_id = ""
+    if request.mode == "chat":
+        conversation_id = request.conversation_id or ids.new_conversation_id
+    return {
+        "app_id": app.id,
+        "user": user,  # resume is for the run's own user (end users are keyed by this string)
+        "mode": request.mode,
+        "message_id": ids.message_id,
+        "conversation_id": conversation_id,
+        "created_at": str(int(ids.created_at.timestamp())),
+    }
+
+
+def _prepare_and_commit(
+    ctx: RunContext,
+    app_id: str,
+    user: str,
+    request: RunRequest,
+    task_id: str,
+    ids: RunIds,
+    slot_key: str | None,
+) -> RunSpec:
+    with ctx.env.db.transaction() as session:
+        app = session.get(App, app_id)
+        if app is None:
+            raise AppUnavailable()
+        end_user = get_or_create_end_user(session, app, user)
+        spec = prepare_run(
+            session,
+            app=app,
+            end_user=end_user,
+            request=request,
+            settings=ctx.settings,
+            task_id=task_id,
+            ids=ids,
+        )
+        if ctx.inline is None:
+            # The celery executor: the run itself is outbox work, durable like any other task.
+            enqueue(
+                session,
+                RUN_TASK,
+                queue="generation",
+                kwargs={"spec": spec.to_json(), "slot_key": slot_key},
+            )
+    return spec
+
+
+async def stop_run(ctx: RunContext, *, app: App, user: str, task_id: str) -> bool:
+    """Ask the run to stop; only its owner can. False (and no effect) otherwise."""
+    end_user_id = await asyncio.to_thread(_end_user_id, ctx.env.db, app.id, user)
+    if end_user_id is None:
+        return False
+    meta = await ctx.env.eventlog.meta(task_id)
+    if meta is None or meta.get("app_id") != app.id:
+        return False
+    return await ctx.env.stops.request_stop(task_id, f"end-user-{end_user_id}")
+
+
+def _end_user_id(db: Database, app_id: str, user: str) -> str | None:
+    with db.sessions() as session:
+        found = session.scalars(
+            select(EndUser.id).where(
+                EndUser.app_id == app_id, EndUser.type == "service-api", EndUser.session_id == user
+            )
+        ).first()
+        return str(found) if found else None
+
+
+async def resumable_owner_check(
+    ctx: RunContext, *, app: App, user: str, task_id: str
+) -> dict[str, str]:
+    """The run's metadata when `user` owns it (else 404: another user's run does not exist)."""
+    meta = await ctx.env.eventlog.meta(task_id)
+    if meta is None or meta.get("app_id") != app.id or meta.get("user") != user:
+        raise NotFound("The run is unknown or its events have expired.")
+    return meta
+
+
+__all__ = [
+    "DatabaseRunStore",
+    "RunEnvironment",
+    "RunRequest",
+    "Usage",
+    "check_limits",
+    "end_interrupted_runs",
+    "prepare_run",
+    "reap_stale_runs",
+    "record_result",
+    "run_spec",
+    "start_run",
+    "stop_run",
+]

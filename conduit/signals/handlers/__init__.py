@@ -1,0 +1,17 @@
+"""Signal reactions, one module per reaction. Importing this package connects them all."""
+
+from conduit.signals.handlers import (
+    create_installed_app_when_app_created,
+    create_site_record_when_app_created,
+    invalidate_app_cache_when_app_changed,
+    record_model_usage_when_message_created,
+    update_conversation_when_message_created,
+)
+
+__all__ = [
+    "create_installed_app_when_app_created",
+    "create_site_record_when_app_created",
+    "invalidate_app_cache_when_app_changed",
+    "record_model_usage_when_message_created",
+    "update_conversation_when_message_created",
+]

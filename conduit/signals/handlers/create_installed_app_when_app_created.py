@@ -1,0 +1,16 @@
+"""app-was-created → the workspace's installed-app record (idempotent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conduit.db.models import App
+from conduit.infra.runtime import resources
+from conduit.services.apps import ensure_installed_app
+from conduit.signals.signals import app_was_created
+
+
+@app_was_created.connect
+def create_installed_app(app: App, **_: Any) -> None:
+    with resources().db.transaction() as session:
+        ensure_installed_app(session, app.id)

@@ -1,0 +1,22 @@
+"""message-was-created → model usage counters (tokens and runs by provider, model, outcome)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conduit.db.models import Message
+from conduit.infra import metrics
+from conduit.signals.signals import message_was_created
+
+
+@message_was_created.connect
+def record_model_usage(message: Message, *, status: str = "unknown", **_: Any) -> None:
+    provider = message.model_provider or "unknown"
+    model = message.model_id or "unknown"
+    metrics.MODEL_RUNS.labels(provider=provider, model=model, status=status).inc()
+    metrics.MODEL_TOKENS.labels(provider=provider, model=model, kind="prompt").inc(
+        message.message_tokens
+    )
+    metrics.MODEL_TOKENS.labels(provider=provider, model=model, kind="completion").inc(
+        message.answer_tokens
+    )

@@ -1,0 +1,1 @@
+"""Celery app and tasks, one module per queue."""

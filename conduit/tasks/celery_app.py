@@ -1,0 +1,131 @@
+"""The Celery app: one factory for both modes, named queues, reliability settings, and the
+signal hooks that carry the request id into tasks and count tasks for /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import Celery, signals
+from kombu.entity import Queue
+
+from conduit.infra import metrics
+from conduit.infra.settings import Settings
+from conduit.infra.tracing import current_request_id, reset_request_id, set_request_id
+
+logger = logging.getLogger(__name__)
+
+# One queue per kind of work (design.md §5); `ops` carries small follow-ups of console actions.
+QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace")
+TASK_MODULES = ("conduit.tasks.ops", "conduit.tasks.maintenance", "conduit.tasks.generation")
+EMBEDDED_BROKER = "conduit-memory://localhost//"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """Build the Celery app; embedded mode gets the in-memory wake-on-publish transport."""
+    import conduit.tasks._embedded_transport  # noqa: F401  (registers the transport alias)
+
+    app = Celery("conduit", set_as_current=False)
+    broker = settings.broker.url or EMBEDDED_BROKER
+    transport_options: dict[str, Any] = {}
+    if broker.startswith(("redis://", "rediss://")):
+        transport_options = {
+            "visibility_timeout": settings.broker.visibility_timeout,
+            "unacked_restore_interval": settings.broker.restore_interval,
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 5,
+        }
+    if settings.broker.url:
+        # Publishing (the outbox relay) must fail fast when the broker is down: the relay keeps
+        # the row and retries with backoff, so kombu's own reconnect loop only adds delay.
+        transport_options.update({"max_retries": 1, "interval_start": 0, "interval_step": 0.2})
+    app.conf.update(
+        broker_url=broker,
+        broker_transport_options=transport_options,
+        broker_connection_timeout=2,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.tasks.soft_time_limit,
+        task_time_limit=settings.tasks.time_limit,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="ops",
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        imports=TASK_MODULES,
+        beat_schedule={
+            "reap-stale-runs": {
+                "task": "conduit.maintenance.reap_stale_runs",
+                "schedule": 60.0,
+                "options": {"queue": "maintenance"},
+            },
+            "purge-finished-outbox": {
+                "task": "conduit.maintenance.purge_outbox",
+                "schedule": 3600.0,
+                "options": {"queue": "maintenance"},
+            },
+        },
+    )
+    return app
+
+
+def publisher(app: Celery) -> Any:
+    """The outbox relay's send function for this app (no retries: the relay retries)."""
+
+    def publish(
+        task: str, kwargs: dict[str, Any], queue: str, task_id: str, headers: dict[str, Any]
+    ) -> None:
+        app.send_task(
+            task, kwargs=kwargs, queue=queue, task_id=task_id, headers=headers, retry=False
+        )
+
+    return publish
+
+
+# --- request id and metrics hooks (module level: Celery signals are process-global) -----------
+
+_TOKEN = "_conduit_context"  # noqa: S105 — (start time, request-id token) kept on the task's request
+
+
+@signals.before_task_publish.connect
+def _stamp_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and not headers.get("request_id"):
+        request_id = current_request_id()
+        if request_id:
+            headers["request_id"] = request_id
+
+
+@signals.task_prerun.connect
+def _bind_request_id(task_id: str = "", task: Any = None, **_: Any) -> None:
+    request_id = task.request.get("request_id") if task is not None else None
+    if task is not None:
+        setattr(task.request, _TOKEN, (time.perf_counter(), set_request_id(request_id)))
+    metrics.TASKS.labels(queue=_queue_of(task), state="started").inc()
+
+
+@signals.task_postrun.connect
+def _unbind_request_id(
+    task_id: str = "", task: Any = None, state: str | None = None, **_: Any
+) -> None:
+    began, token = getattr(getattr(task, "request", None), _TOKEN, (None, None))
+    outcome = "succeeded" if state == "SUCCESS" else (state or "unknown").lower()
+    queue = _queue_of(task)
+    metrics.TASKS.labels(queue=queue, state=outcome).inc()
+    if began is not None:
+        metrics.TASK_SECONDS.labels(queue=queue).observe(time.perf_counter() - began)
+    if token is not None:
+        reset_request_id(token)
+
+
+def _queue_of(task: Any) -> str:
+    info = getattr(getattr(task, "request", None), "delivery_info", None) or {}
+    return str(info.get("routing_key") or "unknown")

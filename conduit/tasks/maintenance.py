@@ -1,0 +1,35 @@
+"""Tasks of the `maintenance` queue, run by beat."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+
+from conduit.db.models import utcnow
+from conduit.infra.outbox import purge_finished
+from conduit.infra.runtime import resources
+from conduit.services import runs
+from conduit.tasks.base import OutboxTask
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="conduit.maintenance.purge_outbox", base=OutboxTask, bind=True)
+def purge_outbox(self: OutboxTask) -> int:
+    """Delete outbox rows that succeeded longer ago than the retention setting."""
+    found = resources()
+    cutoff = utcnow() - timedelta(hours=found.settings.tasks.retention_hours)
+    with found.db.transaction() as session:
+        removed = purge_finished(session, older_than=cutoff)
+    logger.info("purged %d finished outbox rows", removed)
+    return removed
+
+
+@shared_task(name="conduit.maintenance.reap_stale_runs", base=OutboxTask, bind=True)
+def reap_stale_runs(self: OutboxTask) -> int:
+    """End runs still `running` past the longest allowed run (their process died)."""
+    found = resources()
+    with found.db.transaction() as session:
+        return runs.reap_stale_runs(session, found.settings)

@@ -1,0 +1,596 @@
+"""A fake OpenAI-compatible server: the edge of the world for tests (the only fake we allow).
+
+Run it as a process:  python -m tests.fakes.fake_openai --port 8399 [--pace-ms 5] [--answer TEXT]
+or in a thread:       with fake_openai(pace_ms=5) as fake: fake.base_url  # http://127.0.0.1:N/v1
+
+Endpoints:
+    POST /v1/chat/completions   streaming (SSE) or not; answers "You said: <last user message>"
+                                (or the configured answer), one word per chunk, `pace_ms` apart
+    GET  /v1/models             a one-model list
+    POST /control               {"mode": M, "times": N}: the next N chat requests behave as M
+                                ("ok" clears the queue); also sets "pace_ms", "answer",
+                                "usage", "keepalive", "api_key" when given
+    POST /reset                 forget queued modes and stats; restore start-up settings
+    GET  /stats                 requests, connections, disconnects, per-request log
+
+A request's mode comes from, in order: the `X-Fake-Mode` header, a model named `fake:<mode>`,
+the queue filled by /control, else "ok". Modes: ok, no-usage, fragmented, status-<NNN> (e.g.
+status-500, status-401), model-not-found, quota (429 insufficient_quota), hang-before-headers,
+hang-before-first-token, drop-mid-stream (closes the connection after half the answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+HANG_LIMIT = 300.0  # a hanging request gives up after this long even if nobody disconnects
+POLL = 0.01  # how often a waiting handler checks for a client disconnect
+
+_ERRORS: dict[int, tuple[str, str | None, str]] = {
+    400: ("invalid_request_error", None, "Invalid request: the prompt was rejected."),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided: sk-fake***."),
+    403: ("permission_denied", None, "You are not allowed to use this model."),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    500: ("server_error", None, "The server had an error while processing your request."),
+    502: ("server_error", None, "Bad gateway."),
+    503: ("server_error", None, "The engine is currently overloaded."),
+}
+
+
+@dataclass
+class Settings:
+    pace_ms: float = 0.0
+    answer: str | None = None
+    usage: bool = True  # send the usage chunk when the request asks for it
+    keepalive: bool = True  # open each stream with an SSE comment, as some proxies do
+    api_key: str | None = None
+
+
+@dataclass
+class RequestRecord:
+    id: int
+    model: str
+    mode: str
+    stream: bool
+    peer: str
+    outcome: str = "pending"  # completed | error-<status> | client-disconnected | dropped | ...
+    chunks_sent: int = 0
+    messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt, as received
+    started: float = field(default_factory=time.time)
+    ended: float | None = None
+
+
+class FakeState:
+    def __init__(self, settings: Settings) -> None:
+        self.initial = settings
+        self.settings = Settings(**asdict(settings))
+        self.queue: deque[str] = deque()
+        self.log: list[RequestRecord] = []
+        self.connections: set[str] = set()
+        self.stopping = asyncio.Event()
+
+    def reset(self) -> None:
+        self.settings = Settings(**asdict(self.initial))
+        self.queue.clear()
+        self.log.clear()
+        self.connections.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": len(self.log),
+            "connections": len(self.connections),
+            "disconnects": sum(r.outcome == "client-disconnected" for r in self.log),
+            "completed": sum(r.outcome == "completed" for r in self.log),
+            "in_flight": sum(r.outcome == "pending" for r in self.log),
+            "queued_modes": list(self.queue),
+            "log": [asdict(r) for r in self.log],
+        }
+
+
+def answer_tokens(text: str) -> list[str]:
+    """Word tokens that concatenate back to `text` exactly."""
+    return re.findall(r"\s*\S+(?:\s+$)?", text) or [text]
+
+
+def _error_body(status: int, code: str | None = None, message: str | None = None) -> dict[str, Any]:
+    etype, ecode, emessage = _ERRORS.get(
+        status,
+        (
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+            f"Fake error {status}.",
+        ),
+    )
+    return {
+        "error": {
+            "message": message or emessage,
+            "type": etype,
+            "param": None,
+            "code": code or ecode,
+        }
+    }
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+STATE = web.AppKey("state", FakeState)
+
+
+def build_app(settings: Settings | None = None) -> web.Application:
+    state = FakeState(settings or Settings())
+    app = web.Application()
+    app[STATE] = state
+
+    async def on_shutdown(_: web.Application) -> None:
+        state.stopping.set()  # hanging handlers return instead of waiting for shutdown_timeout
+
+    app.on_shutdown.append(on_shutdown)
+
+    def pick_mode(request: web.Request, model: str) -> str:
+        if mode := request.headers.get("X-Fake-Mode"):
+            return mode
+        if model.startswith("fake:"):
+            return model.removeprefix("fake:")
+        return state.queue.popleft() if state.queue else "ok"
+
+    async def wait_for_disconnect(request: web.Request, record: RequestRecord) -> None:
+        deadline = time.monotonic() + HANG_LIMIT
+        while time.monotonic() < deadline and not state.stopping.is_set():
+            if _gone(request):
+                record.outcome = "client-disconnected"
+                return
+            await asyncio.sleep(POLL)
+        record.outcome = "hang-ended"
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        stream = bool(body.get("stream", False))
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        state.connections.add(peer)
+        record = RequestRecord(len(state.log) + 1, model, pick_mode(request, model), stream, peer)
+        record.messages = [dict(m) for m in body.get("messages") or [] if isinstance(m, dict)]
+        state.log.append(record)
+        try:
+            return await _chat(request, body, record)
+        finally:
+            record.ended = time.time()
+            if record.outcome == "pending":
+                record.outcome = "completed"
+
+    async def _chat(
+        request: web.Request, body: dict[str, Any], record: RequestRecord
+    ) -> web.StreamResponse:
+        cfg = state.settings
+        mode = record.mode
+        if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+            record.outcome = "error-401"
+            return web.json_response(_error_body(401), status=401)
+        if mode.startswith("status-"):
+            status = int(mode.removeprefix("status-"))
+            record.outcome = f"error-{status}"
+            return web.json_response(_error_body(status), status=status)
+        if mode == "model-not-found":
+            record.outcome = "error-404"
+            return web.json_response(_error_body(404), status=404)
+        if mode == "quota":
+            record.outcome = "error-429"
+            return web.json_response(
+                _error_body(
+                    429,
+                    "insufficient_quota",
+                    "You exceeded your current quota, please check your plan and billing details.",
+                ),
+                status=429,
+            )
+        if mode == "hang-before-headers":
+            await wait_for_disconnect(request, record)
+            return web.Response(status=504)
+
+        messages = body.get("messages") or []
+        last_user = next(
+            (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        text = cfg.answer if cfg.answer is not None else f"You said: {last_user}"
+        tokens = answer_tokens(text)
+        finish = "stop"
+        if isinstance(body.get("max_tokens"), int) and body["max_tokens"] < len(tokens):
+            tokens, finish = tokens[: body["max_tokens"]], "length"
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) + 3 for m in messages)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_tokens + len(tokens),
+        }
+        cid, created, model = f"chatcmpl-fake-{record.id}", int(time.time()), record.model
+
+        if not record.stream:
+            record.chunks_sent = 1
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "".join(tokens)},
+                            "finish_reason": finish,
+                        }
+                    ],
+                    "usage": usage,
+                }
+            )
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+            data = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+            return b"data: " + json.dumps(data).encode() + b"\n\n"
+
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+
+        async def send(payload: bytes) -> bool:
+            """Write one event; False once the client is gone."""
+            if _gone(request):
+                record.outcome = "client-disconnected"
+                return False
+            try:
+                if mode == "fragmented":
+                    # Split events across TCP writes so the client must reassemble them.
+                    cut = max(1, len(payload) // 3)
+                    for piece in (payload[:cut], payload[cut : 2 * cut], payload[2 * cut :]):
+                        await response.write(piece)
+                        await asyncio.sleep(0.002)
+                else:
+                    await response.write(payload)
+            except (ConnectionError, RuntimeError):
+                record.outcome = "client-disconnected"
+                return False
+            record.chunks_sent += 1
+            return True
+
+        async def pause() -> bool:
+            """Sleep `pace_ms`, watching for a disconnect; False once the client is gone."""
+            deadline = time.monotonic() + cfg.pace_ms / 1000
+            while True:
+                if _gone(request):
+                    record.outcome = "client-disconnected"
+                    return False
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return True
+                await asyncio.sleep(min(left, POLL))
+
+        if cfg.keepalive and not await send(b": keep-alive\n\n"):
+            return response
+        if mode == "hang-before-first-token":
+            await wait_for_disconnect(request, record)
+            return response
+        if not await send(chunk({"role": "assistant", "content": ""})):
+            return response
+        drop_after = max(1, len(tokens) // 2) if mode == "drop-mid-stream" else None
+        for index, token in enumerate(tokens):
+            if not await pause() or not await send(chunk({"content": token})):
+                return response
+            if drop_after is not None and index + 1 >= drop_after:
+                record.outcome = "dropped"
+                # close(), not abort(): the client must receive the tokens already written.
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+        if not await pause() or not await send(chunk({}, finish)):
+            return response
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        if include_usage and cfg.usage and mode != "no-usage":
+            usage_chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            if not await send(b"data: " + json.dumps(usage_chunk).encode() + b"\n\n"):
+                return response
+        if await send(b"data: [DONE]\n\n"):
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await response.write_eof()
+        return response
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"}],
+            }
+        )
+
+    async def control(request: web.Request) -> web.Response:
+        body = await request.json() if request.can_read_body else {}
+        if "mode" in body:
+            mode, times = str(body["mode"]), int(body.get("times", 1))
+            if mode == "ok":
+                state.queue.clear()
+            else:
+                state.queue.extend([mode] * times)
+        for key in ("pace_ms", "answer", "usage", "keepalive", "api_key"):
+            if key in body:
+                setattr(state.settings, key, body[key])
+        return web.json_response(
+            {"settings": asdict(state.settings), "queued_modes": list(state.queue)}
+        )
+
+    async def reset(request: web.Request) -> web.Response:
+        state.reset()
+        return web.json_response({"ok": True})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(state.stats())
+
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/control", control)
+    app.router.add_post("/reset", reset)
+    app.router.add_get("/stats", stats)
+    return app
+
+
+class FakeOpenAIClient:
+    """Controls a running fake over HTTP (the same API for the thread and the process)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """What a client's `base_url` should be (OpenAI style, with /v1)."""
+        return f"{self.url}/v1"
+
+    def control(self, mode: str | None = None, times: int = 1, **settings: Any) -> dict[str, Any]:
+        body: dict[str, Any] = dict(settings)
+        if mode is not None:
+            body.update(mode=mode, times=times)
+        import httpx  # imported here: the server process itself never needs it
+
+        result: dict[str, Any] = httpx.post(f"{self.url}/control", json=body, timeout=5).json()
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        import httpx
+
+        result: dict[str, Any] = httpx.get(f"{self.url}/stats", timeout=5).json()
+        return result
+
+    def reset(self) -> None:
+        import httpx
+
+        httpx.post(f"{self.url}/reset", timeout=5).raise_for_status()
+
+    def wait_for_stats(self, check: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """Poll /stats until `check(stats)` is true; returns those stats or raises AssertionError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.stats()
+            if check(current):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"fake OpenAI stats never matched: {current}")
+            time.sleep(0.02)
+
+
+class FakeOpenAIThread(FakeOpenAIClient):
+    """The fake on its own event loop in a daemon thread of this process."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    def start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+
+    async def _serve(self) -> None:
+        app = build_app(self.settings)
+        self._app = app
+        # A short shutdown_timeout: hanging handlers are told to stop, and must not hold up tests.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _shutdown(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(15)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(15)
+        self._loop = self._thread = None
+
+
+class FakeOpenAIProcess(FakeOpenAIClient):
+    """The fake as a child process (`python -m tests.fakes.fake_openai`)."""
+
+    def __init__(self, settings: Settings, host: str = "127.0.0.1", port: int = 0) -> None:
+        if port == 0:
+            from tests.support import free_port
+
+            port = free_port()
+        super().__init__(host, port)
+        self.settings = settings
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import httpx
+
+        args = [
+            sys.executable,
+            "-m",
+            "tests.fakes.fake_openai",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        args += ["--pace-ms", str(self.settings.pace_ms)]
+        if self.settings.answer is not None:
+            args += ["--answer", self.settings.answer]
+        if self.settings.api_key:
+            args += ["--api-key", self.settings.api_key]
+        if not self.settings.usage:
+            args.append("--no-usage")
+        if not self.settings.keepalive:
+            args.append("--no-keepalive")
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                    return
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the fake OpenAI server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def fake_openai(
+    *,
+    pace_ms: float = 0.0,
+    answer: str | None = None,
+    api_key: str | None = None,
+    usage: bool = True,
+    keepalive: bool = True,
+    port: int = 0,
+) -> Iterator[FakeOpenAIThread]:
+    """Run the fake in a thread of this process; yields a handle (`.base_url`, `.control()`, `.stats()`)."""
+    server = FakeOpenAIThread(Settings(pace_ms, answer, usage, keepalive, api_key), port=port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def fake_openai_process(
+    *,
+    pace_ms: float = 0.0,
+    answer: str | None = None,
+    api_key: str | None = None,
+    usage: bool = True,
+    keepalive: bool = True,
+    port: int = 0,
+) -> Iterator[FakeOpenAIProcess]:
+    """Run the fake as a subprocess (a free port unless given); yields the same handle API."""
+    server = FakeOpenAIProcess(Settings(pace_ms, answer, usage, keepalive, api_key), port=port)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A fake OpenAI-compatible server for tests.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8399)
+    parser.add_argument("--pace-ms", type=float, default=0.0, help="milliseconds between chunks")
+    parser.add_argument("--answer", default=None, help="a fixed answer (default: echo the user)")
+    parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--no-usage", action="store_true", help="never send a usage chunk")
+    parser.add_argument(
+        "--no-keepalive", action="store_true", help="no SSE comment at stream start"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings(
+        args.pace_ms, args.answer, not args.no_usage, not args.no_keepalive, args.api_key
+    )
+    print(f"fake-openai listening on http://{args.host}:{args.port}/v1", flush=True)
+    web.run_app(
+        build_app(settings),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=1.0,
+    )
+
+
+if __name__ == "__main__":
+    main()

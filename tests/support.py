@@ -1,0 +1,262 @@
+"""Shared test helpers: which services answer, fresh databases, private Redis servers,
+server and worker processes over real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+
+PG_ADMIN = os.environ.get("CONDUIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CONDUIT_TEST_REDIS", "redis://127.0.0.1:6379")
+MODE = os.environ.get("CONDUIT_TEST_MODE", "embedded")
+VENV_BIN = Path(sys.executable).parent
+CONDUIT = str(VENV_BIN / "conduit")
+
+
+def pg_answers() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def redis_answers(url: str = REDIS_URL) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def fresh_pg_database() -> Iterator[str]:
+    """A new empty PostgreSQL database; dropped afterwards. Yields its SQLAlchemy URL."""
+    name = f"conduit_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Databases 1-12 are for tests; 13-15 are left to benchmarks. A database is leased to one user
+# at a time (a stack, a fixture) and given back when it is done, so a long run never runs out.
+TEST_DATABASES = range(1, 13)
+_leased: set[int] = set()
+
+
+def fresh_redis_url() -> str:
+    """Lease a Redis database number of the shared server, flushed; `release_redis_url` it."""
+    number = next((n for n in TEST_DATABASES if n not in _leased), None)
+    if number is None:
+        raise RuntimeError("every test Redis database is leased: release them when done")
+    _leased.add(number)
+    url = f"{REDIS_URL}/{number}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def release_redis_url(url: str | None) -> None:
+    if url and url.startswith(REDIS_URL + "/"):
+        _leased.discard(int(url.rsplit("/", 1)[1]))
+
+
+class PrivateRedis:
+    """A redis-server of our own on a free port, so a test can stop and start it."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_answers(self.url), what=f"redis on {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+def wait_for(check, *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as error:  # the thing we wait for may raise while it is not ready
+            last_error = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r})")
+
+
+class Process:
+    """A `conduit` subprocess with its output in a file."""
+
+    def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.args = args
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the child's lifetime)
+        self.process = subprocess.Popen(
+            [CONDUIT, *self.args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        handle.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Stack:
+    """A running Conduit: the server and, in the distributed mode, a `conduit worker`."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], *, distributed: bool) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.env = {**env, "CONDUIT_HTTP_PORT": str(self.port)}
+        self.distributed = distributed
+        self.server = Process(["serve"], env=self.env, cwd=workdir, log=workdir / "server.log")
+        self.worker = (
+            Process(["worker", "-c", "4"], env=self.env, cwd=workdir, log=workdir / "worker.log")
+            if distributed
+            else None
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return (
+            self.env.get("CONDUIT_DATABASE_URL")
+            or f"sqlite:///{self.workdir / '.conduit' / 'conduit.db'}"
+        )
+
+    def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
+        """Run one SQL statement against the stack's database (for assertions)."""
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(sqlalchemy.text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
+
+    def start(self) -> None:
+        if self.worker is not None and not self.worker.alive:
+            self.worker.start()
+        self.server.start()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def up() -> bool:
+            if self.server.process is not None and self.server.process.poll() is not None:
+                raise AssertionError("server exited:\n" + self.server.log()[-3000:])
+            return httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200
+
+        wait_for(up, timeout=timeout, what="the server")
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.worker is not None:
+            self.worker.stop()
+
+    def logs(self) -> str:
+        return self.server.log() + (self.worker.log() if self.worker is not None else "")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CONDUIT, *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
