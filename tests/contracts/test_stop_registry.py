@@ -232,3 +232,49 @@ class TestWaitForStop:
                 await waiter
 
         backend.run(scenario)
+
+
+class TestRedisPollerFailures:
+    """The Redis registry's own safety nets: a stop is never missed because of its poller."""
+
+    def test_a_dead_poller_is_replaced_and_a_remote_stop_still_arrives(
+        self, shared_redis_url: str
+    ) -> None:
+        backend = Backend(shared_redis_url)
+
+        async def scenario(registry: StopRegistry) -> None:
+            assert isinstance(registry, RedisStopRegistry)
+            task = new_task()
+            await registry.register(task, "user-1", ttl=60)
+            waiter = asyncio.create_task(registry.wait_for_stop(task))
+            await asyncio.sleep(0.1)
+            poller = registry._poller
+            assert poller is not None
+            poller.cancel()  # however the poller ends, the waiter must not go deaf
+            other = backend.make()  # another process's registry: no local wake-up
+            try:
+                assert await other.request_stop(task, "user-1")
+            finally:
+                await other.aclose()
+            await asyncio.wait_for(waiter, timeout=3)
+
+        backend.run(scenario)
+
+    def test_a_local_stop_wakes_the_run_without_waiting_for_the_poller(
+        self, shared_redis_url: str
+    ) -> None:
+        async def scenario(registry: StopRegistry) -> None:
+            assert isinstance(registry, RedisStopRegistry)
+            task = new_task()
+            await registry.register(task, "user-1", ttl=60)
+            waiter = asyncio.create_task(registry.wait_for_stop(task))
+            await asyncio.sleep(0.1)
+            poller = registry._poller
+            assert poller is not None
+            poller.cancel()
+            await asyncio.sleep(0)
+            registry._poller = asyncio.get_running_loop().create_future()  # a poller that hangs
+            assert await registry.request_stop(task, "user-1")
+            await asyncio.wait_for(waiter, timeout=0.2)
+
+        Backend(shared_redis_url).run(scenario)

@@ -5,7 +5,10 @@ Keys: `{prefix}{task_id}:owner` (the owner, expiring with the run's ttl) and
 script, so the owner check and the flag cannot be split by a concurrent `forget()` or expiry.
 `wait_for_stop()` is served by one poller per registry: every 0.2 s a single MGET reads the
 flags of all runs waiting in this process, so thousands of live runs cost one round trip per
-interval instead of one each.
+interval instead of one each. A stop requested through the same registry (the usual case with
+the inline executor) wakes the run's waiters at once, without waiting for the poller; and a
+waiter checks once a second that a poller is alive, so no failure of the poller can leave a
+run deaf to stop.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
+WATCHDOG_INTERVAL = 1.0
 
 # KEYS[1] = owner key, KEYS[2] = flag key; ARGV[1] = owner, ARGV[2] = flag ttl (ms) when the
 # owner key has no expiry. The flag lives exactly as long as the owner does.
@@ -56,11 +59,15 @@ class RedisStopRegistry:
 
     async def request_stop(self, task_id: str, owner: str) -> bool:
         """Flag the run stopped if `owner` owns it (atomically); True when it was flagged."""
-        marked = await self._request_stop(
-            keys=[self._owner_key(task_id), self._flag_key(task_id)],
-            args=[owner, _FALLBACK_FLAG_TTL_MS],
+        marked = bool(
+            await self._request_stop(
+                keys=[self._owner_key(task_id), self._flag_key(task_id)],
+                args=[owner, _FALLBACK_FLAG_TTL_MS],
+            )
         )
-        return bool(marked)
+        if marked:
+            self._wake(task_id)  # a run of this process stops now; others via their poller
+        return marked
 
     async def is_stop_requested(self, task_id: str) -> bool:
         """Whether a stop was requested (and has not expired or been forgotten)."""
@@ -70,10 +77,12 @@ class RedisStopRegistry:
         """Return once the flag is set (seen within ~0.2 s); cancel to stop waiting."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(future)
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.ensure_future(self._poll())
         try:
-            await future
+            while True:
+                self._ensure_poller()
+                done, _ = await asyncio.wait((future,), timeout=WATCHDOG_INTERVAL)
+                if done:
+                    return
         finally:
             waiting = self._waiters.get(task_id)
             if waiting is not None:
@@ -93,17 +102,26 @@ class RedisStopRegistry:
             try:
                 flags = await self._redis.mget([self._flag_key(t) for t in task_ids])
                 failing = False
-            except RedisError as error:
+            except Exception as error:  # RedisError, or a reply that is not MGET's
                 if not failing:
-                    logger.warning("stop flags unreadable: %s", error)
+                    logger.warning("stop flags unreadable: %r", error)
                 failing = True
+                flags = [None] * len(task_ids)
+            if len(flags) != len(task_ids):
                 flags = [None] * len(task_ids)
             for task_id, flag in zip(task_ids, flags, strict=True):
                 if flag is not None:
-                    for future in self._waiters.get(task_id, []):
-                        if not future.done():
-                            future.set_result(None)
+                    self._wake(task_id)
             await asyncio.sleep(POLL_INTERVAL)
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.ensure_future(self._poll())
+
+    def _wake(self, task_id: str) -> None:
+        for future in self._waiters.get(task_id, []):
+            if not future.done():
+                future.set_result(None)
 
     async def forget(self, task_id: str) -> None:
         """Drop the run's owner and flag."""
