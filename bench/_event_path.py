@@ -60,7 +60,7 @@ async def via_queue(runs: int, events: int) -> int:
         async def produce() -> None:
             for seq in range(1, events + 1):
                 await asyncio.sleep(0)
-                q.put_nowait(RunEvent(task_id, seq, "message", payload(task_id, " word")))
+                q.put_nowait(RunEvent.of(task_id, seq, "message", payload(task_id, " word")))
             q.put_nowait(None)
 
         async def frames() -> AsyncIterator[bytes]:
@@ -91,7 +91,7 @@ async def via_log(log: Any, runs: int, events: int, wrap: bool) -> int:
         producer = asyncio.ensure_future(produce())
         size = 0
         if wrap:
-            async for chunk in event_stream(log.follow(task_id), ping_interval=10.0):
+            async for chunk in event_stream(log, task_id, ping_interval=10.0):
                 size += len(chunk)
         else:
             async for event in log.follow(task_id):
@@ -161,7 +161,7 @@ async def retained_bytes(events: int) -> None:
         await log.append(task_id, "message", dict(sample))
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    size = len(frame(RunEvent(task_id, 1, "message", sample)))
+    size = len(frame(RunEvent.of(task_id, 1, "message", sample)))
     print(
         f"\nMemoryEventLog keeps {(after - before) / events:.0f} bytes per `message` event "
         f"(its SSE frame is {size} bytes, the token ' word' 5), until `retention` after close."

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,6 +76,98 @@ def _drop_uncommitted(session: Session, transaction: SessionTransaction) -> None
         session.info.pop(_AFTER_COMMIT, None)
 
 
+class WriteLock:
+    """The SQLite write lock, taken in this process before `BEGIN IMMEDIATE` asks SQLite for it.
+
+    SQLite's own wait for a busy database sleeps in steps of up to 100 ms, so a queue of
+    writers there turns milliseconds of work into seconds of latency. Connections of one
+    process queue here instead, first come first served, and the lock passes straight to the
+    next one on commit or rollback. SQLite's busy timeout still covers other processes (e.g. a
+    `conduit migrate`). The holder is a connection, not a thread: a transaction may begin on
+    one thread and end on another. A second transaction opened while one is held waits (and
+    fails after the timeout with "database is locked"), as it would in SQLite itself.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self._timeout = timeout
+        self._mutex = threading.Lock()
+        self._waiters: deque[tuple[object, threading.Lock]] = deque()
+        self._holder: object | None = None
+
+    def acquire(self, holder: object) -> None:
+        with self._mutex:
+            if self._holder is None and not self._waiters:
+                self._holder = holder
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append((holder, turn))
+        if turn.acquire(timeout=self._timeout):
+            return  # release() made us the holder
+        with self._mutex:
+            if (holder, turn) in self._waiters:
+                self._waiters.remove((holder, turn))
+                raise sqlite3.OperationalError("database is locked")
+        # Handed over between the timeout and the check above: the lock is ours after all.
+
+    def release(self, holder: object) -> None:
+        with self._mutex:
+            if self._holder is not holder:
+                return
+            if self._waiters:
+                self._holder, turn = self._waiters.popleft()
+                turn.release()
+            else:
+                self._holder = None
+
+
+class _LockingConnection(sqlite3.Connection):
+    """A sqlite3 connection that gives the process's `WriteLock` back when its transaction
+    ends (the lock is taken by the engine's `begin` hook)."""
+
+    write_lock: WriteLock | None = None
+    holds_lock = False
+
+    def take_write_lock(self) -> None:
+        if self.write_lock is not None and not self.holds_lock:
+            self.write_lock.acquire(self)
+            self.holds_lock = True
+
+    def give_back_write_lock(self) -> None:
+        if self.holds_lock and self.write_lock is not None:
+            self.holds_lock = False
+            self.write_lock.release(self)
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.give_back_write_lock()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.give_back_write_lock()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.give_back_write_lock()
+
+
+_write_locks: dict[str, WriteLock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def sqlite_write_lock(path: str, timeout: float = 15.0) -> WriteLock:
+    """The one write lock of this process for the SQLite file at `path`."""
+    key = str(Path(path).resolve()) if path and path != ":memory:" else f"memory:{path}"
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, WriteLock(timeout))
+
+
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -102,24 +196,39 @@ def build_engine(
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        write_lock = sqlite_write_lock(parsed.database or ":memory:")
         engine = create_engine(
             url,
             echo=echo,
             **pooling,
-            connect_args={"check_same_thread": False, "timeout": 15},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": 15,
+                "factory": _LockingConnection,
+            },
         )
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # pysqlite defers BEGIN until the first write, so two transactions that read and then
         # write fail with SQLITE_BUSY instead of waiting. BEGIN IMMEDIATE takes the write lock
-        # up front: writers queue on busy_timeout; WAL readers outside a transaction still run.
+        # up front, after this process's `WriteLock` has queued the threads that want it.
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            dbapi_connection = conn.connection.dbapi_connection
+            if isinstance(dbapi_connection, _LockingConnection):
+                dbapi_connection.take_write_lock()
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if isinstance(dbapi_connection, _LockingConnection):
+                    dbapi_connection.give_back_write_lock()
+                raise
 
         @event.listens_for(engine, "connect")
         def _no_autobegin(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
             dbapi_connection.isolation_level = None
+            if isinstance(dbapi_connection, _LockingConnection):
+                dbapi_connection.write_lock = write_lock
 
         return engine
     return create_engine(

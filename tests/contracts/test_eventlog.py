@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from conduit.core.runs.eventlog import (
@@ -108,10 +109,7 @@ class TestNumbering:
             assert [r.task_id for r in appended] == [task] * 3
             await log.close(task)
             followed = await collect(log, task)
-            assert followed == [
-                RunEvent(task_id=task, seq=n + 1, event="message", payload={"n": n})
-                for n in range(3)
-            ]
+            assert followed == [RunEvent.of(task, n + 1, "message", {"n": n}) for n in range(3)]
 
         backend.run(scenario)
 
@@ -357,6 +355,71 @@ class TestLiveFollow:
             for records in (await live, replayed):
                 assert numbers(records) == list(range(1, count + 1))
                 assert [r.payload["n"] for r in records] == list(range(count))
+
+        backend.run(scenario)
+
+
+class TestRead:
+    """`read()`: one batch of what is there, [] after waiting in vain, None at the end."""
+
+    def test_a_read_returns_every_waiting_event_as_one_batch(self, backend: Backend) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            for n in range(5):
+                await log.append(task, "message", {"n": n})
+            batch = await log.read(task, after=2, wait=1)
+            assert batch is not None
+            assert [(e.seq, e.payload["n"]) for e in batch] == [(3, 2), (4, 3), (5, 4)]
+
+        backend.run(scenario)
+
+    def test_a_read_of_a_quiet_open_run_waits_then_returns_empty(self, backend: Backend) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            started = time.monotonic()
+            assert await log.read(task, after=0, wait=0.2) == []
+            assert 0.15 <= time.monotonic() - started < 2
+
+        backend.run(scenario)
+
+    def test_a_waiting_read_returns_as_soon_as_an_event_lands(self, backend: Backend) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            reader = asyncio.create_task(log.read(task, after=0, wait=10))
+            await asyncio.sleep(0.1)
+            await log.append(task, "message", {"n": 1})
+            batch = await asyncio.wait_for(reader, timeout=2)
+            assert batch is not None and [e.seq for e in batch] == [1]
+
+        backend.run(scenario)
+
+    def test_a_closed_run_read_to_its_end_returns_none(self, backend: Backend) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            await log.append(task, "message", {"n": 1})
+            await log.close(task)
+            batch = await log.read(task, after=0, wait=1)
+            assert batch is not None and [e.seq for e in batch] == [1]
+            assert await log.read(task, after=1, wait=1) is None
+            assert await log.read(task, after=7, wait=1) is None
+            with pytest.raises(RunNotFound):
+                await log.read(new_task(), after=0, wait=1)
+
+        backend.run(scenario)
+
+    def test_the_event_data_is_the_payloads_json(self, backend: Backend) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            await log.append(task, "message", {"answer": "héllo", "n": [1, 2]})
+            batch = await log.read(task, after=0, wait=1)
+            assert batch is not None
+            assert orjson.loads(batch[0].data) == {"answer": "héllo", "n": [1, 2]}
+            assert batch[0].payload == {"answer": "héllo", "n": [1, 2]}
 
         backend.run(scenario)
 

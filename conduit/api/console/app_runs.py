@@ -74,14 +74,14 @@ async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Resp
     run = run_request(body, mode=mode)
     context = run_context(request)
     spec = await runs.start_run(context, app=caller.app, key_id=None, user=caller.user, request=run)
-    events = context.env.eventlog.follow(spec.task_id)
+    log = context.env.eventlog
     if run.response_mode == "streaming":
         return StreamingResponse(
-            event_stream(events, ping_interval=context.settings.runs.ping_interval),
+            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval),
             media_type=MEDIA_TYPE,
             headers=SSE_HEADERS,
         )
-    return await blocking_response(events, mode=caller.app.mode.value)
+    return await blocking_response(log.follow(spec.task_id), mode=caller.app.mode.value)
 
 
 async def _stop(request: Request, caller: ConsoleCaller, task_id: str) -> dict[str, Any]:

@@ -30,14 +30,14 @@ async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> R
     spec = await runs.start_run(
         context, app=caller.app, key_id=caller.key.key_id, user=user, request=run
     )
-    events = context.env.eventlog.follow(spec.task_id)
+    log = context.env.eventlog
     if run.response_mode == "streaming":
         return StreamingResponse(
-            event_stream(events, ping_interval=context.settings.runs.ping_interval),
+            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval),
             media_type=MEDIA_TYPE,
             headers=SSE_HEADERS,
         )
-    return await blocking_response(events, mode=caller.app.mode.value)
+    return await blocking_response(log.follow(spec.task_id), mode=caller.app.mode.value)
 
 
 async def blocking_response(events: Any, *, mode: str) -> Response:
@@ -88,7 +88,9 @@ async def resume_run(
     await runs.resumable_owner_check(context, app=caller.app, user=owner, task_id=task_id)
     return StreamingResponse(
         event_stream(
-            context.env.eventlog.follow(task_id, after=position),
+            context.env.eventlog,
+            task_id,
+            after=position,
             ping_interval=context.settings.runs.ping_interval,
         ),
         media_type=MEDIA_TYPE,

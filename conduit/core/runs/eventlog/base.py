@@ -6,6 +6,10 @@ log is closed. After `close()` the log is kept for the retention time, then forg
 a forgotten or unknown run raises `RunNotFound`. Backends: `memory.MemoryEventLog` (one process;
 thread-safe, so a runner on a worker thread can append while the API's loop reads) and
 `redis.RedisEventLog` (Redis Streams). Both pass `tests/contracts/test_eventlog.py`.
+
+`read()` is the primitive: it hands over every event already there as one batch (an SSE stream
+writes a batch as one chunk, and pings when a read comes back empty), and `follow()` is built on
+it by `follow_by_reading()`.
 """
 
 from __future__ import annotations
@@ -35,8 +39,39 @@ class EventLog(Protocol):
     async def meta(self, task_id: str) -> dict[str, str] | None:
         """The run's metadata, or None when the run is unknown or expired."""
 
+    async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
+        """The events with seq > `after` that are there (one batch, in order); when there are
+        none yet, wait up to `wait` seconds for some. `[]`: nothing came, the run goes on;
+        None: the log is closed and read to its end. Raises RunNotFound for an unknown run."""
+
     def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
         """Events with seq > `after`, live, ending when the log is closed. Raises RunNotFound."""
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+# How long one read inside `follow_by_reading` waits before looking again.
+_FOLLOW_WAIT = 30.0
+
+
+async def follow_by_reading(
+    log: EventLog, task_id: str, *, after: int = 0, wait: float = _FOLLOW_WAIT
+) -> AsyncIterator[RunEvent]:
+    """`follow()` on top of `read()`: RunNotFound before the first event; a run forgotten
+    while it is followed (evicted or expired) just ends."""
+    cursor = max(after, 0)
+    started = False
+    while True:
+        try:
+            batch = await log.read(task_id, after=cursor, wait=wait)
+        except RunNotFound:
+            if not started:
+                raise
+            return
+        started = True
+        if batch is None:
+            return
+        for event in batch:
+            cursor = event.seq
+            yield event

@@ -15,6 +15,7 @@ so it should end the run (e.g. `close()` it after logging) when it sees the erro
 from __future__ import annotations
 
 import asyncio
+import asyncio.events as asyncio_events
 import contextlib
 import threading
 import time
@@ -25,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from conduit.core.runs.eventlog.base import RunNotFound
+from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading
 from conduit.core.runs.events import RunEvent
 from conduit.errors import ConduitError, Conflict
 
@@ -59,16 +60,16 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 
 def _wake(waiters: list[_Waiter]) -> None:
+    if not waiters:
+        return
+    current = asyncio_events._get_running_loop()
     for loop, future in waiters:
+        if loop is current:
+            _resolve(future)  # a reader on this very loop: no cross-thread wake-up needed
+            continue
         # A RuntimeError means that reader's loop is closed: nobody is left to wake.
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, future)
-
-
-def _json_copy(payload: dict[str, Any]) -> dict[str, Any]:
-    # What a Redis reader would see: JSON types only, detached from the caller's dict.
-    copied: dict[str, Any] = orjson.loads(orjson.dumps(payload))
-    return copied
 
 
 class MemoryEventLog:
@@ -108,7 +109,7 @@ class MemoryEventLog:
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
         """Append the next event; raises RunNotFound, RunClosed or EventLogFull."""
-        stored = _json_copy(payload)
+        data = orjson.dumps(payload)  # what a Redis reader would see, detached from the caller
         to_wake: list[_Waiter] = []
         with self._lock:
             run = self._live_run(task_id, time.monotonic(), to_wake)
@@ -119,7 +120,7 @@ class MemoryEventLog:
                 raise RunClosed()
             if len(run.events) >= self._max_events:
                 raise EventLogFull(limit=self._max_events)
-            record = RunEvent(task_id=task_id, seq=len(run.events) + 1, event=event, payload=stored)
+            record = RunEvent(task_id=task_id, seq=len(run.events) + 1, event=event, data=data)
             run.events.append(record)
             self._open.move_to_end(task_id)
             to_wake += run.waiters
@@ -151,41 +152,44 @@ class MemoryEventLog:
         _wake(to_wake)
         return result
 
-    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
-        """Events with seq > `after`, live, until close; RunNotFound for an unknown run."""
-        loop = asyncio.get_running_loop()
+    async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
+        """Events with seq > `after` (up to a batch); [] after `wait` s without any; None once
+        the run is closed and read to its end; RunNotFound for an unknown run."""
         cursor = max(after, 0)
-        started = False
-        while True:
-            waiter: asyncio.Future[None] | None = None
-            batch: list[RunEvent] = []
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] | None = None
+        for attempt in range(2):
             to_wake: list[_Waiter] = []
             with self._lock:
                 run = self._live_run(task_id, time.monotonic(), to_wake)
                 if run is not None:
                     # Event seq N sits at index N - 1, so seq > cursor starts at index cursor.
                     batch = run.events[cursor : cursor + _READ_BATCH]
-                    if not batch and run.closed_at is None:
+                    if not batch and run.closed_at is None and attempt == 0:
                         waiter = loop.create_future()
                         run.waiters.append((loop, waiter))
             _wake(to_wake)
             if run is None:
-                if not started:
-                    raise RunNotFound()
-                return  # forgotten while we followed it (evicted): nothing more will come
-            started = True
+                raise RunNotFound()
+            if batch:
+                return batch
+            if run.closed_at is not None:
+                return None
             if waiter is None:
-                if not batch:
-                    return  # closed and fully read
-                for record in batch:
-                    cursor = record.seq
-                    yield record
-                continue
+                return []  # woken (or timed out) and still nothing: the caller pings
+            timer = loop.call_later(wait, _resolve, waiter)
             try:
                 await waiter
             finally:
-                # After a cancel the future is still listed: do not leave it behind.
+                timer.cancel()
+                # After a timeout or a cancel the future is still listed: do not leave it.
                 self._drop_waiter(run, (loop, waiter))
+            waiter = None
+        return []
+
+    def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
+        """Events with seq > `after`, live, until close; RunNotFound for an unknown run."""
+        return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
         """Nothing to release: the log lives in this process's memory."""

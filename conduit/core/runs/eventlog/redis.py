@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
-from conduit.core.runs.eventlog.base import RunNotFound
+from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading
 from conduit.core.runs.eventlog.memory import RunClosed
 from conduit.core.runs.events import RunEvent
 
@@ -114,7 +114,8 @@ class RedisEventLog:
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
         """XADD the next event; raises RunNotFound for an unknown run, RunClosed after close."""
-        fields: dict[EncodableT, EncodableT] = {"event": event, "payload": orjson.dumps(payload)}
+        data = orjson.dumps(payload)
+        fields: dict[EncodableT, EncodableT] = {"event": event, "payload": data}
         stream = self._stream(task_id)
         for _ in range(3):
             last = self._last_seq.pop(task_id, None)
@@ -137,7 +138,7 @@ class RedisEventLog:
                     raise
                 continue  # our remembered seq was stale (another writer, or a restart): re-read
             self._remember(task_id, seq)
-            return RunEvent(task_id=task_id, seq=seq, event=event, payload=payload)
+            return RunEvent(task_id=task_id, seq=seq, event=event, data=data)
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     async def close(self, task_id: str) -> None:
@@ -173,39 +174,48 @@ class RedisEventLog:
             return None
         return {k.decode(): v.decode() for k, v in raw.items() if k != _CREATED_FIELD}
 
-    async def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
-        """Events with seq > `after`, live (XREAD BLOCK), until the sentinel; or RunNotFound."""
+    async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
+        """Events with seq > `after` (XREAD, one batch); when none are there, XREAD BLOCK for
+        up to `wait` s; [] when nothing came, None past the sentinel, or RunNotFound."""
         stream = self._stream(task_id)
-        after = max(after, 0)
-        cursor = f"{after}-0"
-        # One round trip for the first look: what is there already, and does the run exist.
+        cursor = (max(after, 0), 0)
+        # One round trip for the first look: what is there already, and whether the run exists
+        # or is closed (needed only when nothing is there, but it rides along for free).
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xread({stream: cursor}, count=_READ_COUNT)
+            pipe.xread({stream: f"{cursor[0]}-0"}, count=_READ_COUNT)
             pipe.xrevrange(stream, count=1)
             pipe.exists(self._meta(task_id))
-            read, top, meta_exists = await pipe.execute()
-        if not top and not meta_exists:
-            raise RunNotFound()
-        if _closed_at_or_before(top, (after, 0)):
-            return  # closed before `after`: nothing will ever come
-        entries = _stream_entries(read, stream)
-        while True:
-            for entry_id, fields in entries:
-                if _is_sentinel(fields):
-                    return
-                cursor = entry_id.decode()
-                yield RunEvent(
+            response, top, meta_exists = await pipe.execute()
+        entries = _stream_entries(response, stream)
+        if not entries:
+            if not top and not meta_exists:
+                raise RunNotFound()
+            if _closed_at_or_before(top, cursor):
+                return None
+            block_ms = max(1, min(self._block_ms, int(wait * 1000)))
+            response = await self._redis.xread(
+                {stream: f"{cursor[0]}-0"}, count=_READ_COUNT, block=block_ms
+            )
+            entries = _stream_entries(response, stream)
+            if not entries:
+                return None if await self._ended_before(task_id, cursor) else []
+        batch: list[RunEvent] = []
+        for entry_id, fields in entries:
+            if _is_sentinel(fields):
+                return batch or None
+            batch.append(
+                RunEvent(
                     task_id=task_id,
                     seq=_parse_id(entry_id)[0],
                     event=fields[b"event"].decode(),
-                    payload=orjson.loads(fields[b"payload"]),
+                    data=fields[b"payload"],
                 )
-            response = await self._redis.xread(
-                {stream: cursor}, count=_READ_COUNT, block=self._block_ms
             )
-            entries = _stream_entries(response, stream)
-            if not entries and await self._ended_before(task_id, _parse_id(cursor.encode())):
-                return
+        return batch
+
+    def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
+        """Events with seq > `after`, live (XREAD BLOCK), until the sentinel; or RunNotFound."""
+        return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
         """Close the Redis client's connections."""
