@@ -79,9 +79,9 @@ def get_service_caller(request: Request, session: DbSession, cache: AppCache) ->
     """Dify's checks in order: bearer header, token (by scope), then the app's state."""
     token = bearer_token(request)
     owner = api_keys.resolve_key(session, cache, token=token, kind=ApiTokenType.APP)
-    app = api_keys.check_app_serves_api(session, owner)
-    # End the read transaction now: a run opens its own, and on SQLite every transaction holds
-    # the write lock. The loaded app stays usable (expire_on_commit=False).
+    app = api_keys.check_app_serves_api(session, owner, cache)
+    # End the read transaction (if the cache missed): a run opens its own, and on SQLite every
+    # transaction holds the write lock. The app is detached and stays usable.
     session.commit()
     return ServiceCaller(app=app, key=owner)
 

@@ -25,6 +25,7 @@ from conduit.db.models import (
 )
 from conduit.errors import ApiKeyNotFound, BadRequest, Forbidden, Unauthorized
 from conduit.infra.cache import Cache, get_or_load
+from conduit.services import apps
 from conduit.services.apps import get_app, require_role
 
 TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -162,16 +163,38 @@ def resolve_key(session: Session, cache: Cache, *, token: str, kind: ApiTokenTyp
     return KeyOwner(**data)
 
 
-def check_app_serves_api(session: Session, owner: KeyOwner) -> App:
-    """Dify's checks after the token: the app exists, is normal, has its API enabled."""
-    app = session.get(App, owner.app_id) if owner.app_id else None
-    if app is None:
+def check_app_serves_api(session: Session, owner: KeyOwner, cache: Cache | None = None) -> App:
+    """Dify's checks after the token: the app exists, is normal, has its API enabled, and its
+    workspace is not archived. With a `cache`, the app comes from it (invalidated with the app's
+    and the workspace's tags) and is returned detached."""
+    if not owner.app_id:
         raise Forbidden("The app no longer exists.")
-    if app.status != AppStatus.NORMAL:
+    app_id = owner.app_id
+
+    def load() -> dict[str, Any] | None:
+        app = session.get(App, app_id)
+        if app is None:
+            return None
+        tenant = session.get(Tenant, app.tenant_id)
+        status = TenantStatus.ARCHIVE.value if tenant is None else tenant.status.value
+        return apps.serving_snapshot(app, status)
+
+    if cache is None:
+        data = load()
+    else:
+        data = get_or_load(
+            cache,
+            f"app-api:{app_id}",
+            load,
+            ttl=apps.APP_CACHE_TTL,
+            tags=[apps.app_cache_key(app_id), apps.tenant_apps_tag(owner.tenant_id)],
+        )
+    if data is None:
+        raise Forbidden("The app no longer exists.")
+    if data["status"] != AppStatus.NORMAL.value:
         raise Forbidden("The app's status is abnormal.")
-    if not app.enable_api:
+    if not data["enable_api"]:
         raise Forbidden("The app's API service has been disabled.")
-    tenant = session.get(Tenant, app.tenant_id)
-    if tenant is None or tenant.status == TenantStatus.ARCHIVE:
+    if data["tenant_status"] == TenantStatus.ARCHIVE.value:
         raise Forbidden("The workspace's status is archived.")
-    return app
+    return apps.app_from_snapshot(data)

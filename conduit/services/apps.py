@@ -6,13 +6,24 @@ from __future__ import annotations
 import secrets
 import string
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
-from conduit.db.models import App, AppMode, IconType, InstalledApp, Membership, Role, Site, utcnow
+from conduit.db.models import (
+    App,
+    AppMode,
+    AppStatus,
+    IconType,
+    InstalledApp,
+    Membership,
+    Role,
+    Site,
+    utcnow,
+)
 from conduit.errors import AppNotFound, Forbidden
 from conduit.infra.cache import Cache, get_or_load
 from conduit.infra.outbox import enqueue
@@ -83,6 +94,42 @@ def snapshot(app: App) -> dict[str, Any]:
         "created_at": int(app.created_at.timestamp()),
         "updated_at": int(app.updated_at.timestamp()),
     }
+
+
+def serving_snapshot(app: App, tenant_status: str) -> dict[str, Any]:
+    """What the Service API needs of an app on every request (cached under the app's tags)."""
+    data = snapshot(app)
+    data["updated_by"] = app.updated_by
+    data["created_at"] = app.created_at.timestamp()
+    data["updated_at"] = app.updated_at.timestamp()
+    data["tenant_status"] = tenant_status
+    return data
+
+
+def app_from_snapshot(data: dict[str, Any]) -> App:
+    """A detached App rebuilt from `serving_snapshot()`: readable like a loaded one, and
+    `session.merge(app, load=False)` attaches it without a query."""
+    app = App(
+        id=data["id"],
+        tenant_id=data["tenant_id"],
+        name=data["name"],
+        description=data["description"],
+        mode=AppMode(data["mode"]),
+        icon_type=IconType(data["icon_type"]),
+        icon=data["icon"],
+        icon_background=data["icon_background"],
+        status=AppStatus(data["status"]),
+        enable_site=data["enable_site"],
+        enable_api=data["enable_api"],
+        model_config_=data["model_config"],
+        max_active_requests=data["max_active_requests"],
+        created_by=data["created_by"],
+        updated_by=data.get("updated_by"),
+        created_at=datetime.fromtimestamp(data["created_at"], UTC),
+        updated_at=datetime.fromtimestamp(data["updated_at"], UTC),
+    )
+    make_transient_to_detached(app)
+    return app
 
 
 def get_app(session: Session, tenant_id: str, app_id: str) -> App:

@@ -28,7 +28,7 @@ from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.limits import Limiter
 from conduit.core.runs.runner import RunResult, RunSpec
-from conduit.core.runs.status import RunStatus, transition
+from conduit.core.runs.status import RunStatus, sources_of, transition
 from conduit.core.runs.stop import StopRegistry
 from conduit.db.models import App, AppMode, Conversation, EndUser, Message, utcnow
 from conduit.errors import (
@@ -189,6 +189,7 @@ def prepare_run(
         messages=messages,
         params=params,
         model_ref=ref,
+        prices=raw_prices(config),
     )
 
 
@@ -239,11 +240,18 @@ async def check_limits(
 # --- finishing ------------------------------------------------------------------------------
 
 
-def model_prices(model_config: dict[str, Any]) -> ModelPrices | None:
-    """Prices per 1K tokens from the app's `model.prices` ({"prompt", "completion", "currency"})."""
+def raw_prices(model_config: dict[str, Any]) -> dict[str, str] | None:
+    """The app's `model.prices` ({"prompt", "completion", "currency"}) as strings, if set."""
     model = model_config.get("model")
     prices = model.get("prices") if isinstance(model, dict) else None
     if not isinstance(prices, dict):
+        return None
+    return {str(k): str(v) for k, v in prices.items()}
+
+
+def model_prices(prices: dict[str, str] | None) -> ModelPrices | None:
+    """Prices per 1K tokens from `raw_prices()`; None when unset or malformed."""
+    if prices is None:
         return None
     try:
         return ModelPrices.per_1k(
@@ -259,24 +267,65 @@ def usage_metadata(result: RunResult, prices: ModelPrices | None = None) -> dict
     return {"usage": usage_payload(result.usage, result.latency, prices), "retriever_resources": []}
 
 
-def record_result(session: Session, result: RunResult) -> dict[str, Any]:
-    """Write a finished run onto its message (status through the transition table)."""
-    message = session.get(Message, result.message_id)
-    if message is None:
-        return usage_metadata(result)  # the app (and its messages) was deleted meanwhile
-    app = session.get(App, message.app_id)
-    prices = model_prices(app.model_config_ or {}) if app is not None else None
+def record_result(
+    session: Session, result: RunResult, prices: ModelPrices | None
+) -> dict[str, Any]:
+    """Write a finished run onto its message: one guarded UPDATE (the status may change only as
+    the transition table allows), then `message-was-created` after commit."""
     metadata = usage_metadata(result, prices)
-    message.status = transition(message.status, result.status).value
-    message.answer = result.answer
-    message.error = result.error_message
-    message.message_tokens = result.usage.prompt_tokens
-    message.answer_tokens = result.usage.completion_tokens
-    message.total_price = Decimal(str(metadata["usage"]["total_price"]))
-    message.currency = str(metadata["usage"]["currency"])
-    message.provider_response_latency = result.latency
-    message.message_metadata = metadata
-    message.finished_at = utcnow()
+    usage = metadata["usage"]
+    finished = utcnow()
+    written = session.execute(
+        update(Message)
+        .where(
+            Message.id == result.message_id,
+            Message.status.in_([s.value for s in sources_of(result.status)]),
+        )
+        .values(
+            status=result.status.value,
+            answer=result.answer,
+            error=result.error_message,
+            message_tokens=result.usage.prompt_tokens,
+            answer_tokens=result.usage.completion_tokens,
+            total_price=Decimal(str(usage["total_price"])),
+            currency=str(usage["currency"]),
+            provider_response_latency=result.latency,
+            message_metadata=metadata,
+            finished_at=finished,
+            updated_at=finished,
+        )
+        .returning(
+            Message.app_id,
+            Message.conversation_id,
+            Message.end_user_id,
+            Message.model_provider,
+            Message.model_id,
+        )
+        .execution_options(synchronize_session=False)
+    ).first()
+    if written is None:
+        current = session.scalars(select(Message.status).where(Message.id == result.message_id))
+        status = current.first()
+        if status is None:
+            return metadata  # the app (and its messages) was deleted meanwhile
+        transition(status, result.status)  # raises InvalidTransition, naming both statuses
+        return metadata
+    # The signal's sender: the message as written, detached (handlers must not lazy-load).
+    message = Message(
+        id=result.message_id,
+        app_id=written.app_id,
+        conversation_id=written.conversation_id,
+        end_user_id=written.end_user_id,
+        model_provider=written.model_provider,
+        model_id=written.model_id,
+        status=result.status.value,
+        answer=result.answer,
+        message_tokens=result.usage.prompt_tokens,
+        answer_tokens=result.usage.completion_tokens,
+        total_price=Decimal(str(usage["total_price"])),
+        currency=str(usage["currency"]),
+        finished_at=finished,
+    )
     send_after_commit(session, message_was_created, message, status=result.status.value)
     return metadata
 
@@ -284,15 +333,16 @@ def record_result(session: Session, result: RunResult) -> dict[str, Any]:
 class DatabaseRunStore:
     """`RunStore` on the app database (the write runs on a thread, off the event loop)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, prices: dict[str, str] | None = None) -> None:
         self._db = db
+        self._prices = model_prices(prices)
 
     async def finish(self, result: RunResult) -> dict[str, Any]:
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: RunResult) -> dict[str, Any]:
         with self._db.transaction() as session:
-            return record_result(session, result)
+            return record_result(session, result, self._prices)
 
 
 def end_interrupted_runs(session: Session, *, started_before: Any | None = None) -> int:
@@ -344,10 +394,14 @@ async def run_spec(env: RunEnvironment, spec: RunSpec, *, slot_key: str | None) 
             model = await env.resolve_model(spec.model_ref)
         except ModelError as error:
             return await fail_before_start(
-                spec, error, log=env.eventlog, store=DatabaseRunStore(env.db)
+                spec, error, log=env.eventlog, store=DatabaseRunStore(env.db, spec.prices)
             )
         return await execute_run(
-            spec, model=model, log=env.eventlog, stops=env.stops, store=DatabaseRunStore(env.db)
+            spec,
+            model=model,
+            log=env.eventlog,
+            stops=env.stops,
+            store=DatabaseRunStore(env.db, spec.prices),
         )
     finally:
         if slot_key:

@@ -48,6 +48,8 @@ class RunSpec:
     messages: list[ChatMessage]
     params: GenerationParams
     model_ref: dict[str, Any]  # how to find the model (resolved by the executor's ModelResolver)
+    # The app's `model.prices` when the run started ({"prompt", "completion", "currency"}).
+    prices: dict[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class RunSpec:
                 "stop": list(self.params.stop),
             },
             "model_ref": self.model_ref,
+            "prices": self.prices,
         }
 
     @classmethod
@@ -91,6 +94,7 @@ class RunSpec:
                 stop=tuple(params.get("stop") or ()),
             ),
             model_ref=dict(data.get("model_ref") or {}),
+            prices=data.get("prices"),
         )
 
 

@@ -40,6 +40,11 @@ class InvalidTransition(ConduitError):
     default_message = "The run cannot change to that status."
 
 
+def sources_of(new: RunStatus) -> list[RunStatus]:
+    """The statuses a run may be in to change to `new` (for a guarded `UPDATE ... WHERE`)."""
+    return [source for source, targets in ALLOWED.items() if new in targets]
+
+
 def transition(current: RunStatus | str, new: RunStatus) -> RunStatus:
     """Check `current → new` against the table and return `new`; raise InvalidTransition."""
     source = RunStatus(current)

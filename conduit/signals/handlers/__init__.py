@@ -4,6 +4,7 @@ from conduit.signals.handlers import (
     create_installed_app_when_app_created,
     create_site_record_when_app_created,
     invalidate_app_cache_when_app_changed,
+    invalidate_apps_when_tenant_updated,
     record_model_usage_when_message_created,
     update_conversation_when_message_created,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "create_installed_app_when_app_created",
     "create_site_record_when_app_created",
     "invalidate_app_cache_when_app_changed",
+    "invalidate_apps_when_tenant_updated",
     "record_model_usage_when_message_created",
     "update_conversation_when_message_created",
 ]
