@@ -234,6 +234,22 @@ class TestWaitForStop:
         backend.run(scenario)
 
 
+async def _waiting_run_with_its_poller_killed(
+    registry: StopRegistry,
+) -> tuple[str, asyncio.Task[None]]:
+    """A registered run waiting for stop whose poller was then cancelled."""
+    assert isinstance(registry, RedisStopRegistry)
+    task = new_task()
+    await registry.register(task, "user-1", ttl=60)
+    waiter = asyncio.create_task(registry.wait_for_stop(task))
+    await asyncio.sleep(0.1)
+    poller = registry._poller
+    assert poller is not None
+    poller.cancel()  # however the poller ends, the waiter must not go deaf
+    await asyncio.sleep(0)
+    return task, waiter
+
+
 class TestRedisPollerFailures:
     """The Redis registry's own safety nets: a stop is never missed because of its poller."""
 
@@ -243,14 +259,7 @@ class TestRedisPollerFailures:
         backend = Backend(shared_redis_url)
 
         async def scenario(registry: StopRegistry) -> None:
-            assert isinstance(registry, RedisStopRegistry)
-            task = new_task()
-            await registry.register(task, "user-1", ttl=60)
-            waiter = asyncio.create_task(registry.wait_for_stop(task))
-            await asyncio.sleep(0.1)
-            poller = registry._poller
-            assert poller is not None
-            poller.cancel()  # however the poller ends, the waiter must not go deaf
+            task, waiter = await _waiting_run_with_its_poller_killed(registry)
             other = backend.make()  # another process's registry: no local wake-up
             try:
                 assert await other.request_stop(task, "user-1")
@@ -264,15 +273,8 @@ class TestRedisPollerFailures:
         self, shared_redis_url: str
     ) -> None:
         async def scenario(registry: StopRegistry) -> None:
+            task, waiter = await _waiting_run_with_its_poller_killed(registry)
             assert isinstance(registry, RedisStopRegistry)
-            task = new_task()
-            await registry.register(task, "user-1", ttl=60)
-            waiter = asyncio.create_task(registry.wait_for_stop(task))
-            await asyncio.sleep(0.1)
-            poller = registry._poller
-            assert poller is not None
-            poller.cancel()
-            await asyncio.sleep(0)
             registry._poller = asyncio.get_running_loop().create_future()  # a poller that hangs
             assert await registry.request_stop(task, "user-1")
             await asyncio.wait_for(waiter, timeout=0.2)
