@@ -7,24 +7,34 @@ without a provider (or "default") is served by the workspace's default provider 
 one, else by the server's. A run's `model_ref` carries only the provider id: the executor (maybe
 a Celery worker) reads and decrypts the key itself (`ModelRegistry.resolve`), so no plain key
 ever reaches the outbox or the broker.
+
+Usage and quota: a message served by a workspace provider records it as its `model_provider`
+("workspace:<id>"); `message-was-created` adds the message's tokens to the provider's
+`quota_used` (`add_usage`), and `check_quota` refuses to start a run on a provider whose
+`quota_used` reached its `quota_limit`. The limit is soft by the runs already in flight: their
+tokens are counted when they finish.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from conduit.core.llm.errors import ProviderQuotaExceeded
 from conduit.core.llm.provider import ChatMessage, ChatModel, GenerationParams
 from conduit.db.models import App, AppMode, Membership, ProviderCredential, Role, utcnow
 from conduit.errors import Conflict, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
+from conduit.services._fields import boolean as _bool
+from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
 
 PROVIDER_TYPES = ("openai_api_compatible",)
@@ -33,6 +43,15 @@ DEFAULT_PROVIDERS = (None, "", "default")
 WORKSPACE_PREFIX = "workspace:"
 HIDDEN = "[__HIDDEN__]"  # what Dify's console sends back for a secret it did not change
 MAX_MODELS = 100
+MAX_QUOTA = 10**15  # tokens; far beyond any real budget, well inside a BIGINT
+_HELD = "conduit_resolved_providers"  # session.info key (`_hold`)
+
+
+class _Keep(enum.Enum):
+    KEEP = "keep"
+
+
+KEEP: Literal[_Keep.KEEP] = _Keep.KEEP  # "leave as is", where None is a value (no quota limit)
 
 
 class ProviderNotFound(NotFound):
@@ -50,11 +69,28 @@ class ProviderFields:
     api_key: str | None = None  # "" clears it; None or the masked/hidden value keeps it
     models: list[str] | None = None
     is_default: bool | None = None
+    quota_limit: int | _Keep | None = KEEP  # tokens; None: unlimited
+    quota_used: int | None = None  # only 0 (a reset) is accepted
 
 
 def _readable(tenant_id: str) -> Select[ProviderCredential]:
-    """The only way to select providers: scoped to one workspace."""
+    """The only way to select providers: scoped to one workspace (`_held` is its by-id twin
+    that a row already in the session answers without a query)."""
     return select(ProviderCredential).where(ProviderCredential.tenant_id == tenant_id)
+
+
+def _held(session: Session, tenant_id: str, provider_id: str) -> ProviderCredential | None:
+    """A provider of this workspace by id, from the session's identity map when it is loaded
+    already (`_hold`), else by one query."""
+    row = session.get(ProviderCredential, provider_id)
+    return row if row is not None and row.tenant_id == tenant_id else None
+
+
+def _hold(session: Session, row: ProviderCredential) -> ProviderCredential:
+    """Keep `row` referenced while the session lives: the identity map holds rows only weakly,
+    and `check_quota` reads the row `app_model_ref` resolved again, without a query."""
+    session.info.setdefault(_HELD, {})[row.id] = row
+    return row
 
 
 def workspace_reference(provider_id: str) -> str:
@@ -72,6 +108,9 @@ def snapshot(row: ProviderCredential, secret: str) -> dict[str, Any]:
         "api_key": None,
         "models": list(row.models or []),
         "is_default": row.is_default,
+        "quota_limit": row.quota_limit,
+        "quota_used": row.quota_used,
+        "last_used_at": int(row.last_used_at.timestamp()) if row.last_used_at else None,
         "created_at": int(row.created_at.timestamp()),
         "updated_at": int(row.updated_at.timestamp()),
     }
@@ -110,6 +149,8 @@ def create_provider(
         encrypted_api_key=_encrypted(fields.api_key, secret),
         models=_models(fields.models or []),
         is_default=bool(fields.is_default),
+        quota_limit=None if fields.quota_limit is KEEP else _quota_limit(fields.quota_limit),
+        quota_used=0,
     )
     _check_name_free(session, row)
     if row.is_default:
@@ -133,6 +174,10 @@ def update_provider(
         row.models = _models(fields.models)
     if fields.api_key is not None and not _unchanged_key(row, fields.api_key, secret):
         row.encrypted_api_key = _encrypted(fields.api_key, secret)
+    if fields.quota_limit is not KEEP:
+        row.quota_limit = _quota_limit(fields.quota_limit)
+    if fields.quota_used is not None:
+        row.quota_used = _quota_reset(fields.quota_used)
     _check_name_free(session, row)
     row.updated_at = utcnow()
     try:
@@ -158,9 +203,11 @@ def delete_provider(session: Session, *, member: Membership, provider_id: str) -
 
 def provider_ref(provider: ProviderCredential) -> dict[str, Any]:
     """The `model_ref` of a workspace provider: its id, never its key (resolved by the
-    executor, `ModelRegistry.resolve`), and the model an app that names none gets."""
+    executor, `ModelRegistry.resolve`), and the model an app that names none gets. Its
+    "provider" is the workspace reference, which the run's message keeps as `model_provider`
+    (so its usage is counted on this provider)."""
     ref: dict[str, Any] = {
-        "provider": provider.provider,
+        "provider": workspace_reference(provider.id),
         "credential_id": provider.id,
         "tenant_id": provider.tenant_id,
     }
@@ -216,15 +263,52 @@ def app_model_ref(session: Session | None, app: App, provider: str | None) -> di
     here: the executor resolves it (and fails the run if it is gone)."""
     if isinstance(provider, str) and provider.startswith(WORKSPACE_PREFIX):
         return {
-            "provider": "openai_api_compatible",
+            "provider": provider,
             "credential_id": provider.removeprefix(WORKSPACE_PREFIX),
             "tenant_id": app.tenant_id,
         }
     if provider in DEFAULT_PROVIDERS and session is not None:
         found = default_provider(session, app.tenant_id)
         if found is not None:
-            return provider_ref(found)
+            return provider_ref(_hold(session, found))
     return None
+
+
+# --- usage and quota ------------------------------------------------------------------------
+
+
+def check_quota(session: Session, ref: dict[str, Any]) -> None:
+    """Refuse to start a run on a workspace provider whose token quota is used up (400
+    `provider_quota_exceeded`). Costs no query when the provider is the workspace default
+    (`app_model_ref` loaded it); a provider that is gone is left to the executor to report."""
+    credential_id, tenant_id = ref.get("credential_id"), ref.get("tenant_id")
+    if not credential_id or not tenant_id:
+        return
+    row = _held(session, str(tenant_id), str(credential_id))
+    if row is None or row.quota_limit is None or row.quota_used < row.quota_limit:
+        return
+    raise ProviderQuotaExceeded(
+        f"The token quota of the model provider {row.name!r} is used up ({row.quota_used} of "
+        f"{row.quota_limit} tokens). Please go to Settings -> Model Provider to raise it."
+    )
+
+
+def workspace_provider_id(model_provider: str | None) -> str | None:
+    """The provider id in a message's `model_provider` ("workspace:<id>"), else None."""
+    if model_provider and model_provider.startswith(WORKSPACE_PREFIX):
+        return model_provider.removeprefix(WORKSPACE_PREFIX) or None
+    return None
+
+
+def add_usage(session: Session, provider_id: str, tokens: int) -> None:
+    """Count `tokens` on the provider: one UPDATE, the sum done by the database (concurrent
+    messages never lose one), no row loaded. A deleted provider matches nothing."""
+    session.execute(
+        update(ProviderCredential)
+        .where(ProviderCredential.id == provider_id)
+        .values(quota_used=ProviderCredential.quota_used + tokens, last_used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 # --- validation of the provider fields -----------------------------------------------------
@@ -275,6 +359,20 @@ def _models(values: Any) -> list[str]:
         if value.strip() not in names:
             names.append(value.strip())
     return names
+
+
+def _quota_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_QUOTA:
+        raise InvalidParam(f"quota_limit: must be null (unlimited) or tokens from 0 to {MAX_QUOTA}")
+    return value
+
+
+def _quota_reset(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value != 0:
+        raise InvalidParam("quota_used: can only be reset to 0")
+    return 0
 
 
 def _encrypted(api_key: str | None, secret: str) -> str | None:
@@ -387,24 +485,10 @@ def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict
     return cleaned
 
 
-def _text(value: Any, field: str, limit: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidParam(f"{field}: must be a string")
-    if len(value) > limit:
-        raise InvalidParam(f"{field}: must be at most {limit} characters")
-    return value
-
-
 def _object(value: Any, field: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidParam(f"{field}: must be an object")
     return dict(value)
-
-
-def _bool(value: Any, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidParam(f"{field}: must be true or false")
-    return value
 
 
 def _int(value: Any, field: str, low: int, high: int) -> int:

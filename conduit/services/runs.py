@@ -157,6 +157,7 @@ def prepare_run(
         messages = prompts.completion_prompt(config, inputs, request.query)
 
     ref = model_ref(app, settings, session=session)
+    model_providers.check_quota(session, ref)
     params = prompts.generation_params(config, ref.get("default_model") or settings.model.name)
     message = Message(
         id=ids.message_id,

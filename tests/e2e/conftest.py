@@ -104,6 +104,22 @@ def login(stack: support.Stack, email: str, password: str) -> Admin:
     )
 
 
+def add_member(stack: support.Stack, owner: Admin, role: str) -> Admin:
+    """A new account added to `owner`'s workspace with `role`, logged in and switched to it."""
+    email, password = create_admin(stack, workspace="Elsewhere")
+    added = owner.client.post(
+        "/console/api/workspaces/current/members", json={"email": email, "role": role}
+    )
+    assert added.status_code == 201, added.text
+    member = login(stack, email, password)
+    workspace_id = owner.client.get("/console/api/workspaces/current").json()["data"]["id"]
+    switched = member.client.post(
+        "/console/api/workspaces/switch", json={"tenant_id": workspace_id}
+    )
+    assert switched.status_code == 200, switched.text
+    return member
+
+
 @pytest.fixture
 def admin(stack: support.Stack) -> Iterator[Admin]:
     owner = make_admin(stack)

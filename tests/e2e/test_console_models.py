@@ -5,15 +5,16 @@ Celery executor (so the worker, not the API, reads and decrypts the provider's k
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Admin, create_admin, login, make_admin, service_app
+from tests.e2e.conftest import Admin, add_member, make_admin, service_app
 from tests.e2e.sse import Frame, answer_of, frames
-from tests.support import Stack
+from tests.support import Stack, wait_for
 
 EXECUTOR = "celery"
 PROVIDERS = "/console/api/workspaces/current/model-providers"
@@ -43,21 +44,6 @@ def owner(service_stack: Stack) -> Iterator[Admin]:
     found = make_admin(service_stack)
     yield found
     found.client.close()
-
-
-def add_member(stack: Stack, owner: Admin, role: str) -> Admin:
-    email, password = create_admin(stack, workspace="Elsewhere")
-    added = owner.client.post(
-        "/console/api/workspaces/current/members", json={"email": email, "role": role}
-    )
-    assert added.status_code == 201, added.text
-    member = login(stack, email, password)
-    workspace_id = owner.client.get("/console/api/workspaces/current").json()["data"]["id"]
-    switched = member.client.post(
-        "/console/api/workspaces/switch", json={"tenant_id": workspace_id}
-    )
-    assert switched.status_code == 200, switched.text
-    return member
 
 
 def create_provider(client: httpx.Client, upstream: Any, **overrides: Any) -> dict[str, Any]:
@@ -331,7 +317,7 @@ class TestRunsThroughAWorkspaceProvider:
                 "SELECT model_provider FROM messages WHERE id = :id",
                 id=response.json()["message_id"],
             )
-            assert model_provider == "openai_api_compatible"
+            assert model_provider == provider["reference"]  # its usage is counted on it
         finally:
             app.client.close()
 
@@ -580,3 +566,151 @@ class TestDebugger:
             items.extend(iterator)
         assert items[-1].event == "message_end"
         assert 0 < len(answer_of(items)) < len(f"You said: {query}")
+
+
+def provider_state(client: httpx.Client, provider_id: str) -> dict[str, Any]:
+    response = client.get(f"{PROVIDERS}/{provider_id}")
+    assert response.status_code == 200, response.text
+    return dict(response.json()["data"])
+
+
+def wait_for_usage(client: httpx.Client, provider_id: str, tokens: int) -> dict[str, Any]:
+    """The provider once `quota_used` reached `tokens` (the handler runs after the reply)."""
+    return dict(
+        wait_for(
+            lambda: (
+                (state := provider_state(client, provider_id))["quota_used"] >= tokens and state
+            ),
+            timeout=10,
+            what=f"quota_used >= {tokens}",
+        )
+    )
+
+
+def run_rows(stack: Stack, app_id: str) -> tuple[object, ...]:
+    """How many messages, conversations and end users the app has."""
+    ((counts),) = stack.sql(
+        "SELECT (SELECT count(*) FROM messages WHERE app_id = :id),"
+        " (SELECT count(*) FROM conversations WHERE app_id = :id),"
+        " (SELECT count(*) FROM end_users WHERE app_id = :id)",
+        id=app_id,
+    )
+    return counts
+
+
+class TestProviderUsageAndQuota:
+    def test_each_message_adds_its_tokens_and_time_to_the_provider(
+        self, service_stack: Stack, owner: Admin, upstream: Any
+    ) -> None:
+        upstream.control(api_key=KEY)
+        provider = create_provider(owner.client, upstream)
+        fresh = provider_state(owner.client, provider["id"])
+        assert (fresh["quota_limit"], fresh["quota_used"], fresh["last_used_at"]) == (None, 0, None)
+        app = service_app(service_stack, owner, **chat_config(provider["reference"]))
+        try:
+            before = time.time()
+            first = service_chat(app.client)
+            assert first.status_code == 200, first.text
+            tokens = first.json()["metadata"]["usage"]["total_tokens"]
+            assert tokens > 0
+            state = wait_for_usage(owner.client, provider["id"], tokens)
+            assert state["quota_used"] == tokens
+            assert int(before) <= state["last_used_at"] <= time.time() + 1
+
+            second = service_chat(app.client, "and once more")
+            assert second.status_code == 200, second.text
+            tokens += second.json()["metadata"]["usage"]["total_tokens"]
+            assert wait_for_usage(owner.client, provider["id"], tokens)["quota_used"] == tokens
+        finally:
+            app.client.close()
+
+    def test_the_workspace_default_counts_the_runs_it_serves(
+        self, service_stack: Stack, owner: Admin, upstream: Any
+    ) -> None:
+        upstream.control(api_key=KEY)
+        named = create_provider(owner.client, upstream, name="Named")
+        default = create_provider(owner.client, upstream, name="Default", is_default=True)
+        app = service_app(service_stack, owner, pre_prompt="Be brief.")  # names no provider
+        try:
+            response = service_chat(app.client)
+            assert response.status_code == 200, response.text
+            tokens = response.json()["metadata"]["usage"]["total_tokens"]
+            assert wait_for_usage(owner.client, default["id"], tokens)["quota_used"] == tokens
+            assert provider_state(owner.client, named["id"])["quota_used"] == 0
+        finally:
+            app.client.close()
+
+    def test_a_spent_quota_refuses_the_run_before_writing_anything(
+        self, service_stack: Stack, owner: Admin, upstream: Any
+    ) -> None:
+        upstream.control(api_key=KEY)
+        provider = create_provider(owner.client, upstream, quota_limit=0)
+        assert provider["quota_limit"] == 0
+        path = f"{PROVIDERS}/{provider['id']}"
+        app = service_app(service_stack, owner, **chat_config(provider["reference"]))
+        try:
+            calls = len(upstream.stats()["log"])
+            refused = service_chat(app.client)
+            assert_envelope(refused, 400, "provider_quota_exceeded", "0 of 0 tokens")
+            streamed = app.client.post(
+                "/chat-messages",
+                json={"inputs": {}, "query": "hi", "user": "bob", "response_mode": "streaming"},
+            )
+            assert_envelope(streamed, 400, "provider_quota_exceeded")
+            debugged = owner.client.post(
+                f"/console/api/apps/{app.app_id}/chat-messages",
+                json={"inputs": {}, "query": "hi", "auto_generate_name": False},
+            )
+            assert_envelope(debugged, 400, "provider_quota_exceeded")
+            # No end user, conversation, message or model call: the start was refused whole.
+            assert run_rows(service_stack, app.app_id) == (0, 0, 0)
+            assert len(upstream.stats()["log"]) == calls
+
+            # A higher limit lets runs through again...
+            raised = owner.client.put(path, json={"quota_limit": 1_000_000})
+            assert raised.status_code == 200, raised.text
+            assert raised.json()["data"]["quota_limit"] == 1_000_000
+            allowed = service_chat(app.client)
+            assert allowed.status_code == 200, allowed.text
+            used = allowed.json()["metadata"]["usage"]["total_tokens"]
+            wait_for_usage(owner.client, provider["id"], used)
+            assert run_rows(service_stack, app.app_id) == (1, 1, 1)
+
+            # ...until the usage reaches it: then the next start is refused.
+            owner.client.put(path, json={"quota_limit": used, "name": "Capped"})
+            assert_envelope(
+                service_chat(app.client), 400, "provider_quota_exceeded", f"{used} of {used}"
+            )
+            assert run_rows(service_stack, app.app_id) == (1, 1, 1)
+
+            # Resetting the usage (or lifting the limit) ends the refusal.
+            reset = owner.client.put(path, json={"quota_used": 0})
+            assert reset.json()["data"]["quota_used"] == 0
+            assert reset.json()["data"]["quota_limit"] == used  # omitted: kept
+            assert service_chat(app.client).status_code == 200
+            unlimited = owner.client.put(path, json={"quota_limit": None})
+            assert unlimited.json()["data"]["quota_limit"] is None
+            assert service_chat(app.client).status_code == 200
+            assert run_rows(service_stack, app.app_id)[0] == 3
+        finally:
+            app.client.close()
+
+    def test_bad_quota_values_are_400_naming_the_field(self, owner: Admin, upstream: Any) -> None:
+        good = {"name": "P", "base_url": upstream.base_url, "api_key": KEY}
+        for value in (-1, "5", True, 1.5, 10**16, {"tokens": 5}):
+            response = owner.client.post(PROVIDERS, json={**good, "quota_limit": value})
+            assert_envelope(response, 400, "invalid_param", "quota_limit")
+        assert owner.client.get(PROVIDERS).json()["total"] == 0
+
+        provider = create_provider(owner.client, upstream, quota_limit=10)
+        path = f"{PROVIDERS}/{provider['id']}"
+        for body, field in (
+            ({"quota_limit": -5}, "quota_limit"),
+            ({"quota_limit": "lots"}, "quota_limit"),
+            ({"quota_used": 5}, "quota_used"),
+            ({"quota_used": "0"}, "quota_used"),
+            ({"quota_used": -1, "name": "Renamed"}, "quota_used"),
+        ):
+            assert_envelope(owner.client.put(path, json=body), 400, "invalid_param", field)
+        kept = provider_state(owner.client, provider["id"])
+        assert (kept["name"], kept["quota_limit"], kept["quota_used"]) == ("Fake upstream", 10, 0)

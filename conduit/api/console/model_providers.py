@@ -6,18 +6,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictInt, StringConstraints
 
 from conduit.api.console.schemas import Body
 from conduit.api.deps import CurrentIdentity, DbSession
 from conduit.infra.settings import Settings
 from conduit.services import model_providers
-from conduit.services.model_providers import ProviderFields
+from conduit.services.model_providers import KEEP, MAX_QUOTA, ProviderFields
 from conduit.services.runs import RunContext
 
 router = APIRouter(prefix="/workspaces/current/model-providers", tags=["console: model providers"])
 
 Text = Annotated[str, StringConstraints(max_length=4096)]
+# Tokens the provider may serve (null: unlimited). Strict: true or "5" is no token count.
+QuotaLimit = Annotated[StrictInt, Field(ge=0, le=MAX_QUOTA)] | None
 
 
 class ProviderCreateBody(Body):
@@ -29,6 +31,7 @@ class ProviderCreateBody(Body):
         list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)
     ] = []
     is_default: bool = False
+    quota_limit: QuotaLimit = None
 
 
 class ProviderUpdateBody(Body):
@@ -43,6 +46,8 @@ class ProviderUpdateBody(Body):
         | None
     ) = None
     is_default: bool | None = None
+    quota_limit: QuotaLimit = Field(None, description="null: unlimited; omit it to keep it.")
+    quota_used: StrictInt | None = Field(None, description="0 resets the usage count.")
 
 
 class ProviderTestBody(Body):
@@ -81,6 +86,7 @@ def create_provider(
             api_key=body.api_key,
             models=list(body.models),
             is_default=body.is_default,
+            quota_limit=body.quota_limit,
         ),
         secret=secret,
     )
@@ -114,6 +120,8 @@ def update_provider(
             api_key=body.api_key,
             models=list(body.models) if body.models is not None else None,
             is_default=body.is_default,
+            quota_limit=body.quota_limit if "quota_limit" in body.model_fields_set else KEEP,
+            quota_used=body.quota_used,
         ),
         secret=secret,
     )

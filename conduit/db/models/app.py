@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.db.models.account import _enum
@@ -77,6 +77,15 @@ class Site(IdMixin, TimestampMixin, Base):
     customize_domain: Mapped[str | None] = mapped_column(String(255), default=None)
     show_workflow_steps: Mapped[bool] = mapped_column(Boolean, default=True)
     status: Mapped[str] = mapped_column(String(32), default="normal")
+    chat_color_theme: Mapped[str | None] = mapped_column(String(255), default=None)
+    chat_color_theme_inverted: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    input_placeholder: Mapped[str | None] = mapped_column(String(255), default=None)
+    custom_disclaimer: Mapped[str | None] = mapped_column(Text, default=None)
+    use_icon_as_answer_icon: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
 
 class InstalledApp(IdMixin, Base):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, ForeignKey, String, Text, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, ForeignKey, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.db.models.base import Base, IdMixin, JsonType, TimestampMixin
@@ -10,7 +12,8 @@ from conduit.db.models.base import Base, IdMixin, JsonType, TimestampMixin
 
 class ProviderCredential(IdMixin, TimestampMixin, Base):
     """One configured endpoint of a provider type in a workspace. The API key is stored only
-    encrypted (`conduit.infra.crypto`); routes show it masked."""
+    encrypted (`conduit.infra.crypto`); routes show it masked. `quota_used` counts the tokens of
+    the messages it served; a run is refused once it reaches `quota_limit` (None: unlimited)."""
 
     __tablename__ = "provider_credentials"
     __table_args__ = (UniqueConstraint("tenant_id", "provider", "name"),)
@@ -22,3 +25,6 @@ class ProviderCredential(IdMixin, TimestampMixin, Base):
     encrypted_api_key: Mapped[str | None] = mapped_column(Text, default=None)
     models: Mapped[list[str]] = mapped_column(JsonType, default=list)
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    quota_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    quota_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)

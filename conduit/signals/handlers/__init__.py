@@ -7,6 +7,7 @@ from conduit.signals.handlers import (
     invalidate_apps_when_tenant_updated,
     record_model_usage_when_message_created,
     update_conversation_when_message_created,
+    update_provider_when_message_created,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "invalidate_apps_when_tenant_updated",
     "record_model_usage_when_message_created",
     "update_conversation_when_message_created",
+    "update_provider_when_message_created",
 ]

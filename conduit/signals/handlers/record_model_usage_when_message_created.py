@@ -6,12 +6,15 @@ from typing import Any
 
 from conduit.db.models import Message
 from conduit.infra import metrics
+from conduit.services.model_providers import workspace_provider_id
 from conduit.signals.signals import message_was_created
 
 
 @message_was_created.connect
 def record_model_usage(message: Message, *, status: str = "unknown", **_: Any) -> None:
     provider = message.model_provider or "unknown"
+    if workspace_provider_id(provider) is not None:
+        provider = "workspace"  # one label for all workspace providers, not one per id
     model = message.model_id or "unknown"
     metrics.MODEL_RUNS.labels(provider=provider, model=model, status=status).inc()
     metrics.MODEL_TOKENS.labels(provider=provider, model=model, kind="prompt").inc(
