@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
 
 import conduit
 from conduit.api.deps import AppCaller, DbSession
-from conduit.db.models import AppMode, Site
+from conduit.db.models import AppMode
 from conduit.errors import AppUnavailable, Forbidden
+from conduit.services import sites
 
 router = APIRouter(tags=["service: app"])
 
@@ -89,23 +89,7 @@ def meta(caller: AppCaller) -> dict[str, Any]:
 
 @router.get("/site")
 def site(caller: AppCaller, session: DbSession) -> dict[str, Any]:
-    found = session.scalars(select(Site).where(Site.app_id == caller.app.id)).first()
+    found = sites.site_of(session, caller.app)
     if found is None or not caller.app.enable_site:
         raise Forbidden("Site is not enabled for this app.")
-    return {
-        "title": found.title,
-        "chat_color_theme": None,
-        "chat_color_theme_inverted": False,
-        "icon_type": found.icon_type,
-        "icon": found.icon,
-        "icon_background": found.icon_background,
-        "icon_url": None,
-        "description": found.description,
-        "copyright": found.copyright,
-        "privacy_policy": found.privacy_policy,
-        "input_placeholder": None,
-        "custom_disclaimer": "",
-        "default_language": found.default_language,
-        "show_workflow_steps": found.show_workflow_steps,
-        "use_icon_as_answer_icon": False,
-    }
+    return sites.service_view(found)

@@ -1,0 +1,168 @@
+"""Site settings over real HTTP: set from the console (`POST /console/api/apps/{id}/site`),
+served by the Service API's `/v1/site`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Admin, ServiceApp, add_member, make_admin, service_app
+from tests.support import Stack, wait_for
+
+SETTINGS: dict[str, Any] = {
+    "title": "Tide desk",
+    "icon_type": "emoji",
+    "icon": "🌊",
+    "icon_background": "#E0F2FE",
+    "description": "Answers about the tides.",
+    "default_language": "zh-Hans",
+    "chat_color_theme": "#1C64F2",
+    "chat_color_theme_inverted": True,
+    "customize_domain": "https://tides.example.com",
+    "copyright": "Harbour Ltd",
+    "privacy_policy": "https://tides.example.com/privacy",
+    "custom_disclaimer": "Tides are predictions, not promises.",
+    "show_workflow_steps": False,
+    "use_icon_as_answer_icon": True,
+    "input_placeholder": "Ask about a harbour…",
+}
+SERVED = [name for name in SETTINGS if name != "customize_domain"]  # /v1/site leaves it out
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str, mentions: str = "") -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert (body["code"], body["status"]) == (code, status), body
+    assert mentions in body["message"], body
+
+
+@pytest.fixture
+def app(stack: Stack, admin: Admin) -> Iterator[ServiceApp]:
+    found = service_app(stack, admin)
+    yield found
+    found.client.close()
+
+
+def served(app: ServiceApp) -> dict[str, Any]:
+    """`GET /v1/site`, once the site record exists (it is made right after the app)."""
+    response = wait_for(
+        lambda: (r := app.client.get("/site")).status_code == 200 and r,
+        timeout=15,
+        what="the app's site",
+    )
+    return dict(response.json())
+
+
+def site_path(app_id: str) -> str:
+    return f"/console/api/apps/{app_id}/site"
+
+
+class TestSiteSettings:
+    def test_defaults_then_every_field_set_from_the_console_is_served(
+        self, admin: Admin, app: ServiceApp
+    ) -> None:
+        before = served(app)
+        assert set(SERVED) | {"icon_url"} <= set(before)
+        assert (before["title"], before["default_language"]) == ("chat app", "en-US")
+        assert (before["chat_color_theme"], before["chat_color_theme_inverted"]) == (None, False)
+        assert (before["input_placeholder"], before["custom_disclaimer"]) == (None, "")
+        assert (before["icon_url"], before["use_icon_as_answer_icon"]) == (None, False)
+
+        response = admin.client.post(site_path(app.app_id), json=SETTINGS)
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        assert {k: data[k] for k in SETTINGS} == SETTINGS
+        assert data["app_id"] == app.app_id
+        assert data["access_token"] == data["code"] and len(data["code"]) == 16
+
+        after = served(app)
+        assert {k: after[k] for k in SERVED} == {k: SETTINGS[k] for k in SERVED}
+        assert after["icon_url"] is None  # no signed file URLs on this server
+
+    def test_a_partial_update_keeps_the_other_fields(self, admin: Admin, app: ServiceApp) -> None:
+        code = admin.client.post(site_path(app.app_id), json=SETTINGS).json()["data"]["code"]
+        partial = {"title": "Renamed desk", "chat_color_theme_inverted": False, "copyright": ""}
+        # Fields the route does not take (the code, Dify's unknown extras) are ignored.
+        ignored = {"code": "hacked", "access_token": "hacked", "prompt_public": True}
+        response = admin.client.post(site_path(app.app_id), json={**partial, **ignored})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["code"] == code
+        # null means "leave as is" (Dify's rule); "" clears a text.
+        nulls = admin.client.post(site_path(app.app_id), json={"input_placeholder": None})
+        assert nulls.status_code == 200, nulls.text
+        assert {k: served(app)[k] for k in SERVED} == {
+            **{k: SETTINGS[k] for k in SERVED},
+            **partial,
+        }
+
+    def test_bad_values_are_400_naming_the_field_and_change_nothing(
+        self, admin: Admin, app: ServiceApp
+    ) -> None:
+        before = served(app)
+        for body, field in (
+            ({"title": ""}, "title"),
+            ({"title": "   "}, "title"),
+            ({"title": "x" * 256}, "title"),
+            ({"title": 5}, "title"),
+            ({"icon_type": "svg"}, "icon_type"),
+            ({"icon": "x" * 256}, "icon"),
+            ({"icon_background": "#" * 33}, "icon_background"),
+            ({"default_language": "English please"}, "default_language"),
+            ({"default_language": "e"}, "default_language"),
+            ({"chat_color_theme": ["#fff"]}, "chat_color_theme"),
+            ({"chat_color_theme_inverted": "maybe"}, "chat_color_theme_inverted"),
+            ({"custom_disclaimer": "d" * 513}, "custom_disclaimer"),
+            ({"input_placeholder": "p" * 256}, "input_placeholder"),
+            ({"copyright": "c" * 256}, "copyright"),
+            ({"privacy_policy": "p" * 256}, "privacy_policy"),
+            ({"customize_domain": "d" * 256}, "customize_domain"),
+            ({"show_workflow_steps": {"on": True}}, "show_workflow_steps"),
+            ({"use_icon_as_answer_icon": "sometimes"}, "use_icon_as_answer_icon"),
+            ({"description": "d" * 4001}, "description"),
+            # A good field next to a bad one is not written either.
+            ({"title": "Good", "default_language": "??"}, "default_language"),
+        ):
+            response = admin.client.post(site_path(app.app_id), json=body)
+            assert_envelope(response, 400, "invalid_param", field)
+        assert served(app) == before
+        assert_envelope(
+            admin.client.post(site_path(app.app_id), content=b"[1, 2]"), 400, "invalid_param"
+        )
+
+    def test_another_workspaces_app_is_404(self, stack: Stack, app: ServiceApp) -> None:
+        before = served(app)
+        with make_admin(stack, workspace="Other Corp").client as other:
+            for path in (site_path(app.app_id), f"{site_path(app.app_id)}/access-token-reset"):
+                assert_envelope(other.post(path, json={"title": "Mine"}), 404, "app_not_found")
+            assert_envelope(
+                other.post(site_path("00000000-0000-0000-0000-000000000000"), json={}),
+                404,
+                "app_not_found",
+            )
+        assert served(app) == before
+
+    def test_editors_edit_normal_members_cannot_and_admins_reset_the_token(
+        self, stack: Stack, admin: Admin, app: ServiceApp
+    ) -> None:
+        normal = add_member(stack, admin, "normal")
+        editor = add_member(stack, admin, "editor")
+        try:
+            path = site_path(app.app_id)
+            assert_envelope(normal.client.post(path, json={"title": "No"}), 403, "forbidden")
+            assert editor.client.post(path, json={"title": "Yes"}).status_code == 200
+            assert served(app)["title"] == "Yes"
+
+            code = admin.client.post(path, json={}).json()["data"]["code"]
+            reset_path = f"{path}/access-token-reset"
+            assert_envelope(editor.client.post(reset_path), 403, "forbidden")
+            reset = admin.client.post(reset_path)
+            assert reset.status_code == 200, reset.text
+            new_code = reset.json()["data"]["code"]
+            assert new_code != code and len(new_code) == 16
+            assert reset.json()["data"]["title"] == "Yes"
+        finally:
+            normal.client.close()
+            editor.client.close()
