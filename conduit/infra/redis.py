@@ -1,6 +1,11 @@
-"""The Redis client: short timeouts so that an outage degrades quickly instead of hanging."""
+"""The Redis clients (short timeouts, so that an outage degrades quickly instead of hanging), and
+`GroupCommit`, which sends the commands of many coroutines as one pipeline."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -29,3 +34,65 @@ def build_async_redis(
         health_check_interval=30,
         decode_responses=False,
     )
+
+
+PipelineBuilder = Callable[["aioredis.client.Pipeline"], object]
+
+
+class GroupCommit:
+    """Commands from many coroutines sent together: whatever is queued while one round trip is
+    in flight goes out as the next pipeline (no timer, so a lone command waits for nothing).
+
+    `await batch.run(build)` queues the commands `build(pipe)` adds and returns their replies
+    in order; a command's own error is its reply (`raise_on_error=False`), a failed round trip
+    raises in every caller of that batch. Belongs to the event loop of its first use.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._client = client
+        self._queue: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def run(self, build: PipelineBuilder) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[list[Any]] = loop.create_future()
+        self._queue.append((build, reply))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await reply
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send(batch)
+        finally:
+            self._flusher = None
+            for _, reply in self._queue:  # only left when the loop is going away
+                if not reply.done():
+                    reply.set_exception(ConnectionError("The Redis batch was abandoned."))
+            self._queue = []
+
+    async def _send(self, batch: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]]) -> None:
+        sizes: list[int] = []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for build, _ in batch:
+                before = len(pipe)
+                build(pipe)
+                sizes.append(len(pipe) - before)
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except asyncio.CancelledError:
+                for _, reply in batch:
+                    reply.cancel()
+                raise
+            except Exception as failure:
+                for _, reply in batch:
+                    if not reply.done():
+                        reply.set_exception(failure)
+                return
+        start = 0
+        for (_, reply), size in zip(batch, sizes, strict=True):
+            if not reply.done():
+                reply.set_result(list(replies[start : start + size]))
+            start += size

@@ -36,25 +36,33 @@ SHORT_RETENTION = 0.3
 class Backend:
     """Builds logs of one backend; `peer()` is another writer/reader of the same logs."""
 
-    def __init__(self, name: str, redis_url: str | None = None) -> None:
+    def __init__(self, name: str, redis_url: str | None = None, *, mirror: bool = False) -> None:
         self.name = name
         self._redis_url = redis_url
-        self._prefix = f"test:{uuid.uuid4().hex}:run:"
+        self.prefix = f"test:{uuid.uuid4().hex}:run:"
+        self.mirror = mirror
 
-    def make(self, retention: float = 600) -> EventLog:
+    def make(self, retention: float = 600, *, mirror: bool | None = None) -> EventLog:
         if self._redis_url is None:
             return MemoryEventLog(retention=retention)
         # A short block so that the follow loop's "nothing came" path runs in these tests too.
         return RedisEventLog(
             build_async_redis(self._redis_url),
-            prefix=self._prefix,
+            prefix=self.prefix,
             retention=retention,
             block_ms=500,
+            mirror=self.mirror if mirror is None else mirror,
         )
 
     def peer(self, log: EventLog) -> EventLog:
         """A log instance for another thread or process: the same object in memory."""
         return log if self._redis_url is None else self.make()
+
+    def needs_writers_anywhere(self) -> None:
+        """A scenario where another instance appends to a run this one created and reads: the
+        mirror is for runs whose only writer is the instance that created them."""
+        if self.mirror:
+            pytest.skip("a mirrored run has one writer: the instance that created it")
 
     def run(self, scenario: Callable[[EventLog], Awaitable[None]], **options: Any) -> None:
         async def main() -> None:
@@ -67,11 +75,12 @@ class Backend:
         asyncio.run(main())
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-mirror"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "memory":
         return Backend("memory")
-    return Backend("redis", request.getfixturevalue("shared_redis_url"))
+    url = request.getfixturevalue("shared_redis_url")
+    return Backend(request.param, url, mirror=request.param == "redis-mirror")
 
 
 def new_task() -> str:
@@ -140,6 +149,8 @@ class TestNumbering:
         backend.run(scenario)
 
     def test_a_second_writer_instance_continues_the_numbering(self, backend: Backend) -> None:
+        backend.needs_writers_anywhere()
+
         async def scenario(log: EventLog) -> None:
             task = new_task()
             await fill(log, task, 2, close=False)
@@ -157,6 +168,8 @@ class TestNumbering:
     def test_a_writer_with_a_stale_view_neither_overwrites_nor_loses_events(
         self, backend: Backend
     ) -> None:
+        backend.needs_writers_anywhere()
+
         async def scenario(log: EventLog) -> None:
             task = new_task()
             await fill(log, task, 1, close=False)
@@ -311,6 +324,8 @@ class TestLiveFollow:
         backend.run(scenario)
 
     def test_an_append_from_another_thread_wakes_a_reader(self, backend: Backend) -> None:
+        backend.needs_writers_anywhere()
+
         async def scenario(log: EventLog) -> None:
             task = new_task()
             await log.create(task)
@@ -529,6 +544,72 @@ class TestLifecycle:
             assert numbers(await collect(log, task)) == [1, 2]
 
         backend.run(scenario, retention=2)
+
+
+class TestRedisMirror:
+    """The Redis log's local mirror: readers here skip Redis, readers elsewhere still see all."""
+
+    @pytest.fixture
+    def backend(self, shared_redis_url: str) -> Backend:
+        return Backend("redis-mirror", shared_redis_url, mirror=True)
+
+    def test_a_mirrored_run_is_in_redis_for_readers_of_other_instances(
+        self, backend: Backend
+    ) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            elsewhere = backend.make(mirror=False)
+            try:
+                await log.create(task)
+                here = asyncio.create_task(collect(log, task))
+                there = asyncio.create_task(collect(elsewhere, task))
+                await settle()
+                for n in range(4):
+                    await log.append(task, "message", {"n": n})
+                await log.close(task)
+                expected = [RunEvent.of(task, n + 1, "message", {"n": n}) for n in range(4)]
+                assert await asyncio.wait_for(here, 5) == expected
+                assert await asyncio.wait_for(there, 5) == expected
+            finally:
+                await elsewhere.aclose()
+
+        backend.run(scenario)
+
+    def test_events_queued_behind_a_write_share_an_entry_and_read_back_from_any_point(
+        self, backend: Backend, shared_redis_url: str
+    ) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            elsewhere = backend.make(mirror=False)
+            raw = build_async_redis(shared_redis_url)
+            try:
+                await fill(log, task, 50)
+                expected = [RunEvent.of(task, n, "message", {"n": n}) for n in range(1, 51)]
+                assert await collect(elsewhere, task) == expected
+                assert await collect(elsewhere, task, after=7) == expected[7:]
+                # Fewer stream entries than events (plus the sentinel): they were grouped.
+                assert await raw.xlen(f"{backend.prefix}{task}") < 50
+            finally:
+                await elsewhere.aclose()
+                await raw.aclose()
+
+        backend.run(scenario)
+
+    def test_a_reader_goes_on_from_redis_when_the_mirror_drops_the_run(
+        self, backend: Backend
+    ) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await fill(log, task, 2, close=False)
+            reader = asyncio.create_task(collect(log, task))
+            await settle()
+            # What eviction from the mirror does (it holds a bounded number of runs).
+            cast(RedisEventLog, log)._mirror.forget(task)  # type: ignore[union-attr]
+            await log.append(task, "message", {"n": 3})
+            await log.close(task)
+            assert numbers(await asyncio.wait_for(reader, 5)) == [1, 2, 3]
+
+        backend.run(scenario)
 
 
 class TestMemoryBounds:

@@ -35,12 +35,17 @@ def build_run_backends(settings: Settings) -> RunBackends:
     """Redis Streams and Lua when Redis is configured; in-process backends otherwise. Redis
     clients belong to the loop that first uses them: build one set per event loop."""
     if settings.redis.url:
-        # Each live follower holds a connection for its blocking XREAD: the event log gets its
-        # own pool, sized for thousands of open streams.
+        # A follower of a run written in another process holds a connection for its blocking
+        # XREAD: the event log gets its own pool, sized for thousands of open streams. Runs of
+        # the inline executor are written here, and their followers here read the local mirror.
         followers = build_async_redis(settings.redis.url, max_connections=20_000)
         client = build_async_redis(settings.redis.url)
         return RunBackends(
-            eventlog=RedisEventLog(followers, retention=settings.runs.event_retention),
+            eventlog=RedisEventLog(
+                followers,
+                retention=settings.runs.event_retention,
+                mirror=settings.runs.executor == "inline",
+            ),
             stops=RedisStopRegistry(client),
             limiter=RedisLimiter(client),
             shared=False,

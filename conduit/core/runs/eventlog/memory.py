@@ -128,6 +128,29 @@ class MemoryEventLog:
         _wake(to_wake)
         return record
 
+    def add(self, record: RunEvent) -> bool:
+        """Keep an event numbered elsewhere (this log mirrors another one). False, and nothing
+        kept, when it does not continue the run's numbering or the run is unknown or closed."""
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            run = self._live_run(record.task_id, time.monotonic(), to_wake)
+            added = run is not None and run.closed_at is None and record.seq == len(run.events) + 1
+            if run is not None and added:
+                run.events.append(record)
+                self._open.move_to_end(record.task_id)
+                to_wake += run.waiters
+                run.waiters = []
+        _wake(to_wake)
+        return added
+
+    def forget(self, task_id: str) -> None:
+        """Drop the run now (unknown runs are ignored); its readers end on their next look."""
+        to_wake: list[_Waiter] = []
+        with self._lock:
+            if task_id in self._runs:
+                to_wake += self._forget(task_id)
+        _wake(to_wake)
+
     async def close(self, task_id: str) -> None:
         """End the run's log (idempotent; unknown runs are ignored); retention starts now."""
         to_wake: list[_Waiter] = []

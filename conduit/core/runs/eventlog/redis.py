@@ -10,12 +10,33 @@ the last event without using up a seq number, so a reader from any `after` reach
 both keys expire after `retention`. Until then they expire `abandon_after` seconds past
 `retention` (set at create and first append) so a run whose runner died does not live forever.
 Nothing is trimmed: a stream holds its whole run (about 200 bytes per event).
+
+An entry may hold several consecutive events: its id is the seq of its last one, field `n` the
+count, `e0`/`p0`, `e1`/`p1`, ... their events and payloads (a lone event keeps `event`/`payload`).
+A reader from a cursor inside such an entry skips the events it already has.
+
+Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
+looks and closes of all runs that arrive while a round trip is in flight share the next one.
+
+Local mirror (`mirror=True`, for a process whose runs are written where they are created: the
+inline executor). `create()` of a new run makes this instance its writer and opens it in an
+in-process `MemoryEventLog`. Its appends are numbered here, land in the mirror at once, and reach
+Redis behind it: while one write of the run is in flight, further events queue and go out
+together as one multi-event entry (so a fast model costs one XADD per round trip, not per token).
+A failed write raises from the run's next append; `close()` waits for the queue, then appends
+the sentinel, and closes the mirror's copy. Readers in this process read the mirror (no Redis
+round trip, no blocking connection per follower); readers anywhere else, and any reader once the
+mirror forgot the run (shortly after close, or evicted), read Redis. This assumes the instance
+is the run's only writer, which holds for a run created here by the inline executor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,8 +45,9 @@ from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
 from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading
-from conduit.core.runs.eventlog.memory import RunClosed
+from conduit.core.runs.eventlog.memory import MemoryEventLog, RunClosed
 from conduit.core.runs.events import RunEvent
+from conduit.infra.redis import GroupCommit
 
 CLOSED_EVENT = "__closed__"
 _CLOSED = CLOSED_EVENT.encode()
@@ -36,6 +58,12 @@ _READ_COUNT = 500
 _MAX_REMEMBERED = 10_000
 # Redis's answer when an explicit XADD id is not above the stream's top.
 _ID_TOO_SMALL = "equal or smaller"
+# Events one stream entry holds at most (a run far ahead of Redis sends several entries).
+_ENTRY_EVENTS = 256
+# How long the local mirror keeps a closed run (readers still finishing it); Redis keeps it on.
+_MIRROR_RETENTION = 30.0
+# Runs the local mirror holds at most (the longest idle open run is dropped first).
+_MIRROR_RUNS = 50_000
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -51,6 +79,47 @@ def _parse_id(entry_id: bytes) -> tuple[int, int]:
 
 def _is_sentinel(fields: dict[bytes, bytes]) -> bool:
     return fields.get(b"event") == _CLOSED
+
+
+def _entry_fields(events: list[RunEvent]) -> dict[EncodableT, EncodableT]:
+    if len(events) == 1:
+        return {"event": events[0].event, "payload": events[0].data}
+    fields: dict[EncodableT, EncodableT] = {"n": len(events)}
+    for index, record in enumerate(events):
+        fields[f"e{index}"] = record.event
+        fields[f"p{index}"] = record.data
+    return fields
+
+
+def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
+    """The events of one entry with seq > `after`."""
+    entry_id, fields = entry
+    last = _parse_id(entry_id)[0]
+    count = int(fields.get(b"n", 1))
+    if count == 1:
+        return [RunEvent(task_id, last, fields[b"event"].decode(), fields[b"payload"])]
+    first = last - count + 1
+    return [
+        RunEvent(task_id, first + i, fields[b"e%d" % i].decode(), fields[b"p%d" % i])
+        for i in range(max(0, after - first + 1), count)
+    ]
+
+
+@dataclass(eq=False)
+class _Owned:
+    """A run this instance writes (mirror mode): events numbered here, queued for Redis."""
+
+    last: int
+    queue: list[RunEvent] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None  # drains `queue`, one round trip at a time
+    error: Exception | None = None  # a failed write, raised by the next append
+
+
+def _checked(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
 
 
 def _closed_at_or_before(top: list[_Entry], cursor: tuple[int, int]) -> bool:
@@ -88,6 +157,7 @@ class RedisEventLog:
         retention: float = 600,
         block_ms: int = 5000,
         abandon_after: float = 24 * 3600,
+        mirror: bool = False,
     ) -> None:
         self._redis = client
         self._prefix = prefix
@@ -95,6 +165,17 @@ class RedisEventLog:
         self._open_ttl_ms = _ms(retention + abandon_after)
         self._block_ms = _block_below_socket_timeout(client, block_ms)
         self._last_seq: OrderedDict[str, int] = OrderedDict()
+        self._batch = GroupCommit(client)
+        self._owned: OrderedDict[str, _Owned] = OrderedDict()
+        self._mirror = (
+            MemoryEventLog(
+                retention=min(retention, _MIRROR_RETENTION),
+                max_events_per_run=sys.maxsize,
+                max_runs=_MIRROR_RUNS,
+            )
+            if mirror
+            else None
+        )
 
     def _stream(self, task_id: str) -> str:
         return f"{self._prefix}{task_id}"
@@ -106,15 +187,29 @@ class RedisEventLog:
         """Open the run (idempotent: a second call merges `meta`); it expires if never closed."""
         fields: dict[EncodableT, EncodableT] = {_CREATED_FIELD: b"1"}
         fields.update(meta or {})
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(self._meta(task_id), mapping=fields)
-            pipe.pexpire(self._meta(task_id), self._open_ttl_ms)
-            pipe.pexpire(self._stream(task_id), self._open_ttl_ms)
-            await pipe.execute()
+        meta_key, stream = self._meta(task_id), self._stream(task_id)
+
+        def build(pipe: Any) -> None:
+            pipe.hset(meta_key, mapping=fields)
+            pipe.pexpire(meta_key, self._open_ttl_ms)
+            pipe.pexpire(stream, self._open_ttl_ms)
+            pipe.xrevrange(stream, count=1)  # where numbering goes on: the first append needs it
+
+        *_, top = _checked(await self._batch.run(build))
+        if not top:
+            self._remember(task_id, 0)
+            if self._mirror is not None and task_id not in self._owned:
+                await self._mirror.create(task_id)
+                self._own(task_id)
+        elif not _is_sentinel(top[0][1]):
+            self._remember(task_id, _parse_id(top[0][0])[0])
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
         """XADD the next event; raises RunNotFound for an unknown run, RunClosed after close."""
         data = orjson.dumps(payload)
+        owned = self._owned.get(task_id)
+        if owned is not None:
+            return self._append_owned(task_id, owned, event, data)
         fields: dict[EncodableT, EncodableT] = {"event": event, "payload": data}
         stream = self._stream(task_id)
         for _ in range(3):
@@ -124,26 +219,80 @@ class RedisEventLog:
                 if closed:
                     raise RunClosed()
             seq = last + 1
-            try:
-                if seq == 1:
-                    # The stream is born here: give it the expiry create() could not.
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        pipe.xadd(stream, fields, id=f"{seq}-0")
-                        pipe.pexpire(stream, self._open_ttl_ms)
-                        await pipe.execute()
-                else:
-                    await self._redis.xadd(stream, fields, id=f"{seq}-0")
-            except ResponseError as error:
-                if _ID_TOO_SMALL not in str(error):
-                    raise
+
+            def build(pipe: Any, seq: int = seq) -> None:
+                pipe.xadd(stream, fields, id=f"{seq}-0")
+                if seq == 1:  # the stream is born here: give it the expiry create() could not
+                    pipe.pexpire(stream, self._open_ttl_ms)
+
+            added = (await self._batch.run(build))[0]
+            if isinstance(added, ResponseError) and _ID_TOO_SMALL in str(added):
                 continue  # our remembered seq was stale (another writer, or a restart): re-read
+            if isinstance(added, Exception):
+                raise added
             self._remember(task_id, seq)
             return RunEvent(task_id=task_id, seq=seq, event=event, data=data)
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
+    def _own(self, task_id: str) -> None:
+        self._owned[task_id] = _Owned(last=0)
+        if len(self._owned) > _MIRROR_RUNS:
+            # Runs created but never closed (e.g. refused after create): forget the oldest idle.
+            idle = next((t for t, o in self._owned.items() if o.writer is None), None)
+            if idle is not None:
+                del self._owned[idle]
+
+    def _append_owned(self, task_id: str, owned: _Owned, event: str, data: bytes) -> RunEvent:
+        if owned.error is not None:
+            error, owned.error = owned.error, None
+            raise error
+        owned.last += 1
+        record = RunEvent(task_id=task_id, seq=owned.last, event=event, data=data)
+        assert self._mirror is not None
+        if not self._mirror.add(record):
+            self._mirror.forget(task_id)  # evicted from the mirror: its readers go to Redis
+        owned.queue.append(record)
+        if owned.writer is None:
+            owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
+        return record
+
+    async def _write_owned(self, task_id: str, owned: _Owned) -> None:
+        """Send the run's queued events, all that queued meanwhile as one entry per round trip."""
+        stream = self._stream(task_id)
+        try:
+            while owned.queue:
+                events, owned.queue = owned.queue[:_ENTRY_EVENTS], owned.queue[_ENTRY_EVENTS:]
+
+                def build(pipe: Any, events: list[RunEvent] = events) -> None:
+                    pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0")
+                    if events[0].seq == 1:  # the stream is born here: give it its expiry
+                        pipe.pexpire(stream, self._open_ttl_ms)
+
+                try:
+                    added = (await self._batch.run(build))[0]
+                except Exception as failure:
+                    added = failure
+                if isinstance(added, Exception):
+                    owned.error = added
+        finally:
+            owned.writer = None
+
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
-        stream = self._stream(task_id)
+        try:
+            await self._close(task_id)
+        finally:
+            if self._mirror is not None:
+                await self._mirror.close(task_id)
+
+    async def _close(self, task_id: str) -> None:
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+        owned = self._owned.get(task_id)
+        if owned is not None:
+            while owned.writer is not None:  # what is queued reaches Redis before the sentinel
+                await asyncio.shield(owned.writer)
+            self._owned.pop(task_id, None)
+            self._remember(task_id, owned.last)
         last = self._last_seq.pop(task_id, None)
         for _ in range(3):
             if last is None:
@@ -153,14 +302,16 @@ class RedisEventLog:
                     return
                 if closed:
                     return
-            async with self._redis.pipeline(transaction=False) as pipe:
+
+            def build(pipe: Any, last: int = last) -> None:
                 pipe.xadd(stream, {"event": CLOSED_EVENT, "payload": b"{}"}, id=f"{last}-1")
                 pipe.pexpire(stream, self._retention_ms)
-                pipe.pexpire(self._meta(task_id), self._retention_ms)
-                added, *_ = await pipe.execute(raise_on_error=False)
-            if not isinstance(added, ResponseError):
+                pipe.pexpire(meta_key, self._retention_ms)
+
+            added = (await self._batch.run(build))[0]
+            if not isinstance(added, Exception):
                 return
-            if _ID_TOO_SMALL not in str(added):
+            if not isinstance(added, ResponseError) or _ID_TOO_SMALL not in str(added):
                 raise added
             last = None  # something landed after our last seq (a close, or a stale cache): look
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
@@ -177,15 +328,22 @@ class RedisEventLog:
     async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
         """Events with seq > `after` (XREAD, one batch); when none are there, XREAD BLOCK for
         up to `wait` s; [] when nothing came, None past the sentinel, or RunNotFound."""
-        stream = self._stream(task_id)
+        if self._mirror is not None:
+            try:
+                return await self._mirror.read(task_id, after=after, wait=wait)
+            except RunNotFound:
+                pass  # not written here, or no longer in the mirror: Redis has it all
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
         cursor = (max(after, 0), 0)
+
         # One round trip for the first look: what is there already, and whether the run exists
         # or is closed (needed only when nothing is there, but it rides along for free).
-        async with self._redis.pipeline(transaction=False) as pipe:
+        def first_look(pipe: Any) -> None:
             pipe.xread({stream: f"{cursor[0]}-0"}, count=_READ_COUNT)
             pipe.xrevrange(stream, count=1)
-            pipe.exists(self._meta(task_id))
-            response, top, meta_exists = await pipe.execute()
+            pipe.exists(meta_key)
+
+        response, top, meta_exists = _checked(await self._batch.run(first_look))
         entries = _stream_entries(response, stream)
         if not entries:
             if not top and not meta_exists:
@@ -200,17 +358,10 @@ class RedisEventLog:
             if not entries:
                 return None if await self._ended_before(task_id, cursor) else []
         batch: list[RunEvent] = []
-        for entry_id, fields in entries:
-            if _is_sentinel(fields):
+        for entry in entries:
+            if _is_sentinel(entry[1]):
                 return batch or None
-            batch.append(
-                RunEvent(
-                    task_id=task_id,
-                    seq=_parse_id(entry_id)[0],
-                    event=fields[b"event"].decode(),
-                    data=fields[b"payload"],
-                )
-            )
+            batch += _entry_events(task_id, entry, cursor[0])
         return batch
 
     def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
@@ -223,18 +374,22 @@ class RedisEventLog:
 
     async def _ended_before(self, task_id: str, cursor: tuple[int, int]) -> bool:
         """After an empty block: whether the run expired, or was closed before the cursor."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xrevrange(self._stream(task_id), count=1)
-            pipe.exists(self._meta(task_id))
-            top, meta_exists = await pipe.execute()
+        top, meta_exists = await self._top_and_meta(task_id)
         return (not top and not meta_exists) or _closed_at_or_before(top, cursor)
+
+    async def _top_and_meta(self, task_id: str) -> tuple[list[_Entry], bool]:
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+
+        def build(pipe: Any) -> None:
+            pipe.xrevrange(stream, count=1)
+            pipe.exists(meta_key)
+
+        top, meta_exists = _checked(await self._batch.run(build))
+        return list(top), bool(meta_exists)
 
     async def _read_top(self, task_id: str) -> tuple[int, bool]:
         """(last seq, closed) from the stream's top entry; RunNotFound when the run is unknown."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xrevrange(self._stream(task_id), count=1)
-            pipe.exists(self._meta(task_id))
-            top, meta_exists = await pipe.execute()
+        top, meta_exists = await self._top_and_meta(task_id)
         if not top:
             if not meta_exists:
                 raise RunNotFound()
