@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from conduit.db.models import App, Conversation, EndUser, utcnow
@@ -45,6 +45,15 @@ def get_conversation(
     return found
 
 
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_INSERT_CONVERSATION = insert(_CONVERSATIONS)
+_TOUCH_CONVERSATION = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(updated_at=bindparam("now"))
+)
+
+
 def create_conversation(
     session: Session,
     app: App,
@@ -52,20 +61,31 @@ def create_conversation(
     *,
     inputs: dict[str, Any],
     conversation_id: str | None = None,
-) -> Conversation:
-    conversation = Conversation(
-        id=conversation_id or str(uuid.uuid4()),
-        app_id=app.id,
-        mode=app.mode.value,
-        name=DEFAULT_NAME,
-        inputs=inputs,
-        introduction=str((app.model_config_ or {}).get("opening_statement") or ""),
-        end_user_id=end_user.id,
-        from_source="api",
+) -> str:
+    """Insert a new conversation of `end_user` and return its id. One Core statement (no ORM
+    object to flush): it sits on the path of every new chat."""
+    new_id = conversation_id or str(uuid.uuid4())
+    session.connection().execute(
+        _INSERT_CONVERSATION,
+        {
+            "id": new_id,
+            "app_id": app.id,
+            "mode": app.mode.value,
+            "name": DEFAULT_NAME,
+            "inputs": inputs,
+            "introduction": str((app.model_config_ or {}).get("opening_statement") or ""),
+            "end_user_id": end_user.id,
+            "from_source": "api",
+        },
     )
-    session.add(conversation)
-    session.flush()
-    return conversation
+    return new_id
+
+
+def touch_conversation(session: Session, conversation_id: str) -> None:
+    """Mark the conversation as active now (it sorts first in `updated_at` order)."""
+    session.connection().execute(
+        _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": utcnow()}
+    )
 
 
 def snapshot(conversation: Conversation) -> dict[str, Any]:

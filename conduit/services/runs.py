@@ -8,6 +8,7 @@ the rows; the runner — not the HTTP consumer — persists the result through `
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import uuid
@@ -15,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.llm.provider import Usage
@@ -100,6 +101,10 @@ def model_ref(app: App, settings: Settings, *, session: Session | None = None) -
     return {"provider": provider}
 
 
+_MESSAGES = cast(Table, Message.__table__)
+_INSERT_MESSAGE = insert(_MESSAGES)
+
+
 def prepare_run(
     session: Session,
     *,
@@ -126,7 +131,7 @@ def prepare_run(
     elif app.mode != AppMode.COMPLETION:
         raise AppUnavailable()
 
-    conversation: Conversation | None = None
+    conversation_id: str | None = None
     history: list[tuple[str, str]] = []
     if request.mode == "chat":
         if request.conversation_id:
@@ -139,9 +144,11 @@ def prepare_run(
             history = _history(
                 session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
             )
+            conversation_id = conversation.id
+            conversations.touch_conversation(session, conversation_id)
         else:
             inputs = prompts.validate_inputs(config, request.inputs)
-            conversation = conversations.create_conversation(
+            conversation_id = conversations.create_conversation(
                 session, app, end_user, inputs=inputs, conversation_id=ids.new_conversation_id
             )
             if request.auto_generate_name:
@@ -149,7 +156,7 @@ def prepare_run(
                     session,
                     NAME_TASK,
                     queue="generation",
-                    kwargs={"conversation_id": conversation.id},
+                    kwargs={"conversation_id": conversation_id},
                 )
         messages = prompts.chat_prompt(config, inputs, history, request.query)
     else:
@@ -159,33 +166,33 @@ def prepare_run(
     ref = model_ref(app, settings, session=session)
     model_providers.check_quota(session, ref)
     params = prompts.generation_params(config, ref.get("default_model") or settings.model.name)
-    message = Message(
-        id=ids.message_id,
-        created_at=ids.created_at,
-        updated_at=ids.created_at,
-        app_id=app.id,
-        conversation_id=conversation.id if conversation else None,
-        task_id=task_id,
-        end_user_id=end_user.id,
-        from_source="api",
-        inputs=inputs,
-        query=request.query,
-        status=RunStatus.RUNNING.value,
-        model_provider=ref["provider"],
-        model_id=params.model,
+    # A Core INSERT (no ORM object to flush): it is on the path of every run.
+    session.connection().execute(
+        _INSERT_MESSAGE,
+        {
+            "id": ids.message_id,
+            "created_at": ids.created_at,
+            "updated_at": ids.created_at,
+            "app_id": app.id,
+            "conversation_id": conversation_id,
+            "task_id": task_id,
+            "end_user_id": end_user.id,
+            "from_source": "api",
+            "inputs": inputs,
+            "query": request.query,
+            "status": RunStatus.RUNNING.value,
+            "model_provider": ref["provider"],
+            "model_id": params.model,
+        },
     )
-    session.add(message)
-    if conversation is not None:
-        conversation.updated_at = utcnow()
-    session.flush()
     return RunSpec(
         task_id=task_id,
         app_id=app.id,
         tenant_id=app.tenant_id,
         mode="completion" if request.mode == "completion" else "chat",
-        message_id=message.id,
-        conversation_id=conversation.id if conversation else None,
-        created_at=int(message.created_at.timestamp()),
+        message_id=ids.message_id,
+        conversation_id=conversation_id,
+        created_at=int(ids.created_at.timestamp()),
         owner=owner_of(end_user),
         messages=messages,
         params=params,
@@ -268,6 +275,31 @@ def usage_metadata(result: RunResult, prices: ModelPrices | None = None) -> dict
     return {"usage": usage_payload(result.usage, result.latency, prices), "retriever_resources": []}
 
 
+_RESULT_COLUMNS = (
+    "status", "answer", "error", "message_tokens", "answer_tokens", "total_price", "currency",
+    "provider_response_latency", "message_metadata", "finished_at", "updated_at",
+)  # fmt: skip
+
+
+@functools.cache
+def _finish_statement(new: RunStatus) -> Update:
+    """The guarded UPDATE that ends a run as `new`, built once: executed with its parameters,
+    a Core statement skips the ORM's bulk-update machinery and SQL compilation per run."""
+    guard = [_MESSAGES.c.status == source.value for source in sources_of(new)]
+    return (
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id == bindparam("message_id"), or_(*guard))
+        .values({name: bindparam(name) for name in _RESULT_COLUMNS})
+        .returning(
+            _MESSAGES.c.app_id,
+            _MESSAGES.c.conversation_id,
+            _MESSAGES.c.end_user_id,
+            _MESSAGES.c.model_provider,
+            _MESSAGES.c.model_id,
+        )
+    )
+
+
 def record_result(
     session: Session, result: RunResult, prices: ModelPrices | None
 ) -> dict[str, Any]:
@@ -276,34 +308,27 @@ def record_result(
     metadata = usage_metadata(result, prices)
     usage = metadata["usage"]
     finished = utcnow()
-    written = session.execute(
-        update(Message)
-        .where(
-            Message.id == result.message_id,
-            Message.status.in_([s.value for s in sources_of(result.status)]),
+    written = (
+        session.connection()
+        .execute(
+            _finish_statement(result.status),
+            {
+                "message_id": result.message_id,
+                "status": result.status.value,
+                "answer": result.answer,
+                "error": result.error_message,
+                "message_tokens": result.usage.prompt_tokens,
+                "answer_tokens": result.usage.completion_tokens,
+                "total_price": Decimal(str(usage["total_price"])),
+                "currency": str(usage["currency"]),
+                "provider_response_latency": result.latency,
+                "message_metadata": metadata,
+                "finished_at": finished,
+                "updated_at": finished,
+            },
         )
-        .values(
-            status=result.status.value,
-            answer=result.answer,
-            error=result.error_message,
-            message_tokens=result.usage.prompt_tokens,
-            answer_tokens=result.usage.completion_tokens,
-            total_price=Decimal(str(usage["total_price"])),
-            currency=str(usage["currency"]),
-            provider_response_latency=result.latency,
-            message_metadata=metadata,
-            finished_at=finished,
-            updated_at=finished,
-        )
-        .returning(
-            Message.app_id,
-            Message.conversation_id,
-            Message.end_user_id,
-            Message.model_provider,
-            Message.model_id,
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
+        .first()
+    )
     if written is None:
         current = session.scalars(select(Message.status).where(Message.id == result.message_id))
         status = current.first()
