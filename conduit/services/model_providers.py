@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -247,13 +247,21 @@ async def check_model(
             await close()
 
 
+# The workspace's default provider: asked on every run of an app on the default model, so the
+# statement is built once (executed with its parameter, it skips building and keying per run).
+_DEFAULT = (
+    select(ProviderCredential)
+    .where(
+        ProviderCredential.tenant_id == bindparam("tenant_id"),
+        ProviderCredential.is_default.is_(True),
+    )
+    .order_by(ProviderCredential.updated_at.desc(), ProviderCredential.id)
+    .limit(1)
+)
+
+
 def default_provider(session: Session, tenant_id: str) -> ProviderCredential | None:
-    return session.scalars(
-        _readable(tenant_id)
-        .where(ProviderCredential.is_default.is_(True))
-        .order_by(ProviderCredential.updated_at.desc(), ProviderCredential.id)
-        .limit(1)
-    ).first()
+    return session.scalars(_DEFAULT, {"tenant_id": tenant_id}).first()
 
 
 def app_model_ref(session: Session | None, app: App, provider: str | None) -> dict[str, Any] | None:

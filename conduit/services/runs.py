@@ -19,6 +19,8 @@ from decimal import Decimal
 from typing import Any, cast
 
 from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conduit.core.llm.provider import Usage
@@ -496,7 +498,7 @@ async def start_run(
         # may start it at once); a request refused below leaves only a log that expires.
         await ctx.env.eventlog.create(task_id, meta=_meta(app, user, request, ids))
         spec = await asyncio.to_thread(
-            _prepare_and_commit, ctx, app.id, user, request, task_id, ids, slot_key
+            _prepare_and_commit, ctx, app, user, request, task_id, ids, slot_key
         )
         await ctx.env.stops.register(
             task_id, spec.owner, ttl=float(ctx.settings.runs.max_seconds + 600)
@@ -526,35 +528,57 @@ def _meta(app: App, user: str, request: RunRequest, ids: RunIds) -> dict[str, st
 
 def _prepare_and_commit(
     ctx: RunContext,
-    app_id: str,
+    given: App,
     user: str,
     request: RunRequest,
     task_id: str,
     ids: RunIds,
     slot_key: str | None,
 ) -> RunSpec:
-    with ctx.env.db.transaction() as session:
-        app = session.get(App, app_id)
-        if app is None:
-            raise AppUnavailable()
-        end_user = get_or_create_end_user(session, app, user)
-        spec = prepare_run(
+    try:
+        with ctx.env.db.transaction() as session:
+            return _prepare_in(session, ctx, given, user, request, task_id, ids, slot_key)
+    except IntegrityError as error:
+        # The app (hence its rows' foreign keys) may have gone while its snapshot was served.
+        with ctx.env.db.sessions() as session:
+            if session.get(App, given.id) is None:
+                raise AppUnavailable() from error
+        raise
+
+
+def _prepare_in(
+    session: Session,
+    ctx: RunContext,
+    given: App,
+    user: str,
+    request: RunRequest,
+    task_id: str,
+    ids: RunIds,
+    slot_key: str | None,
+) -> RunSpec:
+    # A detached app is the Service API's cached snapshot (dropped whenever the app changes):
+    # reading it again would cost a query per run. An app of another session is read here.
+    app = given if sa_inspect(given).detached else session.get(App, given.id)
+    if app is None:
+        raise AppUnavailable()
+    end_user = get_or_create_end_user(session, app, user)
+    spec = prepare_run(
+        session,
+        app=app,
+        end_user=end_user,
+        request=request,
+        settings=ctx.settings,
+        task_id=task_id,
+        ids=ids,
+    )
+    if ctx.inline is None:
+        # The celery executor: the run itself is outbox work, durable like any other task.
+        enqueue(
             session,
-            app=app,
-            end_user=end_user,
-            request=request,
-            settings=ctx.settings,
-            task_id=task_id,
-            ids=ids,
+            RUN_TASK,
+            queue="generation",
+            kwargs={"spec": spec.to_json(), "slot_key": slot_key},
         )
-        if ctx.inline is None:
-            # The celery executor: the run itself is outbox work, durable like any other task.
-            enqueue(
-                session,
-                RUN_TASK,
-                queue="generation",
-                kwargs={"spec": spec.to_json(), "slot_key": slot_key},
-            )
     return spec
 
 
