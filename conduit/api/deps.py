@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -75,15 +76,29 @@ class ServiceCaller:
     key: KeyOwner
 
 
-def get_service_caller(request: Request, session: DbSession, cache: AppCache) -> ServiceCaller:
-    """Dify's checks in order: bearer header, token (by scope), then the app's state."""
-    token = bearer_token(request)
-    owner = api_keys.resolve_key(session, cache, token=token, kind=ApiTokenType.APP)
-    app = api_keys.check_app_serves_api(session, owner, cache)
-    # End the read transaction (if the cache missed): a run opens its own, and on SQLite every
-    # transaction holds the write lock. The app is detached and stays usable.
-    session.commit()
+def _load_service_caller(resources: Resources, token: str) -> ServiceCaller:
+    """Dify's checks in order: token (by scope), then the app's state; the database only for
+    what the cache misses (the session opens no transaction when nothing is loaded)."""
+    with resources.db.sessions() as session:
+        owner = api_keys.resolve_key(session, resources.cache, token=token, kind=ApiTokenType.APP)
+        app = api_keys.check_app_serves_api(session, owner, resources.cache)
+        # End the read transaction (if the cache missed): a run opens its own, and on SQLite
+        # every transaction holds the write lock. The app is detached and stays usable.
+        session.commit()
     return ServiceCaller(app=app, key=owner)
+
+
+async def get_service_caller(request: Request) -> ServiceCaller:
+    """The bearer header first (as Dify), then the key and its app: straight from an
+    in-process cache on the event loop when both are cached (the usual case), else in a
+    worker thread (a Redis cache, or a miss that reads the database)."""
+    token = bearer_token(request)
+    resources = get_resources(request)
+    if resources.cache.in_process:
+        cached = api_keys.serving_app_from_cache(resources.cache, token=token)
+        if cached is not None:
+            return ServiceCaller(app=cached[1], key=cached[0])
+    return await asyncio.to_thread(_load_service_caller, resources, token)
 
 
 AppCaller = Annotated[ServiceCaller, Depends(get_service_caller)]

@@ -19,7 +19,7 @@ MEDIA_TYPE = "text/event-stream"
 
 
 def frame(event: RunEvent) -> bytes:
-    return b"id: %d\ndata: %s\n\n" % (event.seq, event.data)
+    return event.frame
 
 
 async def event_stream(

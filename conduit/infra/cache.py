@@ -33,6 +33,10 @@ MISSING: Final = _Missing()
 class Cache(Protocol):
     """What every cache backend offers."""
 
+    # True when a lookup touches only this process's memory (no I/O): an event loop may then
+    # call the cache directly instead of from a worker thread.
+    in_process: bool
+
     def get(self, key: str) -> Any:
         """The cached value, or `MISSING`."""
 
@@ -73,6 +77,8 @@ def get_or_load(
 class MemoryCache:
     """In-process backend: a bounded LRU with per-entry expiry; thread-safe."""
 
+    in_process = True
+
     def __init__(self, *, default_ttl: float = 300, max_entries: int = 10_000) -> None:
         self._default_ttl = default_ttl
         self._max_entries = max_entries
@@ -95,7 +101,8 @@ class MemoryCache:
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()
     ) -> None:
-        raw = orjson.dumps(value)
+        # A copy of exactly its size: orjson's own result sits in a 4 KiB buffer.
+        raw = bytes(memoryview(orjson.dumps(value)))
         expires = time.monotonic() + (ttl if ttl is not None else self._default_ttl)
         with self._lock:
             self._entries[key] = (expires, raw)
@@ -124,6 +131,8 @@ class MemoryCache:
 
 class RedisCache:
     """Redis backend. Tags are Redis sets of keys. Degrades to always-miss while Redis is down."""
+
+    in_process = False
 
     def __init__(
         self,

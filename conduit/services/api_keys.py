@@ -24,7 +24,7 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import ApiKeyNotFound, BadRequest, Forbidden, Unauthorized
-from conduit.infra.cache import Cache, get_or_load
+from conduit.infra.cache import MISSING, Cache, get_or_load
 from conduit.services import apps
 from conduit.services.apps import get_app, require_role
 
@@ -142,6 +142,12 @@ class KeyOwner:
     type: str
 
 
+def _owner_of(data: dict[str, Any] | None, kind: ApiTokenType) -> KeyOwner:
+    if data is None or data["type"] != kind.value:
+        raise Unauthorized("Access token is invalid")
+    return KeyOwner(**data)
+
+
 def resolve_key(session: Session, cache: Cache, *, token: str, kind: ApiTokenType) -> KeyOwner:
     """The key's owner (cached); 401 when the token is unknown or of the other scope."""
     token_hash = digest(token)
@@ -157,10 +163,23 @@ def resolve_key(session: Session, cache: Cache, *, token: str, kind: ApiTokenTyp
             "type": key.type.value,
         }
 
-    data = get_or_load(cache, _key_cache_key(token_hash), load, ttl=KEY_CACHE_TTL)
-    if data is None or data["type"] != kind.value:
-        raise Unauthorized("Access token is invalid")
-    return KeyOwner(**data)
+    return _owner_of(get_or_load(cache, _key_cache_key(token_hash), load, ttl=KEY_CACHE_TTL), kind)
+
+
+def _app_cache_key(app_id: str) -> str:
+    return f"app-api:{app_id}"
+
+
+def _serving_app(data: dict[str, Any] | None) -> App:
+    if data is None:
+        raise Forbidden("The app no longer exists.")
+    if data["status"] != AppStatus.NORMAL.value:
+        raise Forbidden("The app's status is abnormal.")
+    if not data["enable_api"]:
+        raise Forbidden("The app's API service has been disabled.")
+    if data["tenant_status"] == TenantStatus.ARCHIVE.value:
+        raise Forbidden("The workspace's status is archived.")
+    return apps.app_from_snapshot(data)
 
 
 def check_app_serves_api(session: Session, owner: KeyOwner, cache: Cache | None = None) -> App:
@@ -180,21 +199,28 @@ def check_app_serves_api(session: Session, owner: KeyOwner, cache: Cache | None 
         return apps.serving_snapshot(app, status)
 
     if cache is None:
-        data = load()
-    else:
-        data = get_or_load(
-            cache,
-            f"app-api:{app_id}",
-            load,
-            ttl=apps.APP_CACHE_TTL,
-            tags=[apps.app_cache_key(app_id), apps.tenant_apps_tag(owner.tenant_id)],
-        )
-    if data is None:
+        return _serving_app(load())
+    data = get_or_load(
+        cache,
+        _app_cache_key(app_id),
+        load,
+        ttl=apps.APP_CACHE_TTL,
+        tags=[apps.app_cache_key(app_id), apps.tenant_apps_tag(owner.tenant_id)],
+    )
+    return _serving_app(data)
+
+
+def serving_app_from_cache(cache: Cache, *, token: str) -> tuple[KeyOwner, App] | None:
+    """`resolve_key` + `check_app_serves_api` for an `app-` key from the cache alone, without
+    the database: None when either entry is missing (the caller then takes the loading path).
+    Raises the same 401/403 errors from cached entries."""
+    key = cache.get(_key_cache_key(digest(token)))
+    if key is MISSING:
+        return None
+    owner = _owner_of(key, ApiTokenType.APP)
+    if not owner.app_id:
         raise Forbidden("The app no longer exists.")
-    if data["status"] != AppStatus.NORMAL.value:
-        raise Forbidden("The app's status is abnormal.")
-    if not data["enable_api"]:
-        raise Forbidden("The app's API service has been disabled.")
-    if data["tenant_status"] == TenantStatus.ARCHIVE.value:
-        raise Forbidden("The workspace's status is archived.")
-    return apps.app_from_snapshot(data)
+    app = cache.get(_app_cache_key(owner.app_id))
+    if app is MISSING:
+        return None
+    return owner, _serving_app(app)

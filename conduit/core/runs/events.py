@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -11,27 +9,63 @@ import orjson
 # Events that end a run's stream; after one of them the log is closed.
 TERMINAL_EVENTS = frozenset({"message_end", "error", "workflow_finished"})
 
+_FRAME = b"id: %d\ndata: %s\n\n"
 
-@dataclass(frozen=True)
+
 class RunEvent:
-    """Event number `seq` (1, 2, 3, ...) of run `task_id`. `data` is the wire JSON object,
-    serialized once when it is appended: an SSE frame sends these bytes as they are, and
-    `payload` decodes them only for a consumer that looks inside (e.g. the blocking reply)."""
+    """Event number `seq` (1, 2, 3, ...) of run `task_id`, held as its finished SSE frame
+    (`id: <seq>\\ndata: <json>\\n\\n`), built once when the event is appended: every stream
+    sends these bytes as they are, and `data` / `payload` slice and decode them only for a
+    consumer that looks inside (the blocking reply, the Redis writer).
 
-    task_id: str
-    seq: int
-    event: str
-    data: bytes = field(repr=False)
+    The frame is also what keeps the event's memory exact: `orjson.dumps` hands back a bytes
+    object carved from a 4 KiB buffer it never shrinks, so a log that kept that object would
+    hold 4 KiB per token for the whole retention time.
+    """
+
+    __slots__ = ("event", "frame", "seq", "task_id")
+
+    def __init__(self, task_id: str, seq: int, event: str, frame: bytes) -> None:
+        self.task_id = task_id
+        self.seq = seq
+        self.event = event
+        self.frame = frame
 
     @classmethod
     def of(cls, task_id: str, seq: int, event: str, payload: dict[str, Any]) -> RunEvent:
-        return cls(task_id=task_id, seq=seq, event=event, data=orjson.dumps(payload))
+        return cls(task_id, seq, event, _FRAME % (seq, orjson.dumps(payload)))
 
-    @cached_property
+    @classmethod
+    def from_data(cls, task_id: str, seq: int, event: str, data: bytes) -> RunEvent:
+        """The event whose JSON object is `data` (as another log stored it)."""
+        return cls(task_id, seq, event, _FRAME % (seq, data))
+
+    @property
+    def data(self) -> bytes:
+        """The event's JSON object: the frame without `id: <seq>\\ndata: ` and the blank line."""
+        return self.frame[11 + len(str(self.seq)) : -2]
+
+    @property
     def payload(self) -> dict[str, Any]:
-        decoded: dict[str, Any] = orjson.loads(self.data)
+        decoded: dict[str, Any] = orjson.loads(memoryview(self.frame)[11 + len(str(self.seq)) : -2])
         return decoded
 
     @property
     def terminal(self) -> bool:
         return self.event in TERMINAL_EVENTS
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunEvent):
+            return NotImplemented
+        return (self.task_id, self.seq, self.event, self.frame) == (
+            other.task_id,
+            other.seq,
+            other.event,
+            other.frame,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.task_id, self.seq))
+
+    def __repr__(self) -> str:
+        return f"RunEvent(task_id={self.task_id!r}, seq={self.seq}, event={self.event!r})"

@@ -120,7 +120,7 @@ class MemoryEventLog:
                 raise RunClosed()
             if len(run.events) >= self._max_events:
                 raise EventLogFull(limit=self._max_events)
-            record = RunEvent(task_id=task_id, seq=len(run.events) + 1, event=event, data=data)
+            record = RunEvent.from_data(task_id, len(run.events) + 1, event, data)
             run.events.append(record)
             self._open.move_to_end(task_id)
             to_wake += run.waiters
@@ -218,6 +218,10 @@ class MemoryEventLog:
         """Nothing to release: the log lives in this process's memory."""
 
     def _drop_waiter(self, run: _Run, waiter: _Waiter) -> None:
+        # A writer that woke the waiter took the whole list (it replaces `run.waiters`, never
+        # edits it), so a waiter no longer listed needs no lock: the usual case, one per event.
+        if waiter not in run.waiters:
+            return
         with self._lock:
             if waiter in run.waiters:
                 run.waiters.remove(waiter)

@@ -97,10 +97,10 @@ def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
     last = _parse_id(entry_id)[0]
     count = int(fields.get(b"n", 1))
     if count == 1:
-        return [RunEvent(task_id, last, fields[b"event"].decode(), fields[b"payload"])]
+        return [RunEvent.from_data(task_id, last, fields[b"event"].decode(), fields[b"payload"])]
     first = last - count + 1
     return [
-        RunEvent(task_id, first + i, fields[b"e%d" % i].decode(), fields[b"p%d" % i])
+        RunEvent.from_data(task_id, first + i, fields[b"e%d" % i].decode(), fields[b"p%d" % i])
         for i in range(max(0, after - first + 1), count)
     ]
 
@@ -231,7 +231,7 @@ class RedisEventLog:
             if isinstance(added, Exception):
                 raise added
             self._remember(task_id, seq)
-            return RunEvent(task_id=task_id, seq=seq, event=event, data=data)
+            return RunEvent.from_data(task_id, seq, event, data)
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     def _own(self, task_id: str) -> None:
@@ -247,7 +247,7 @@ class RedisEventLog:
             error, owned.error = owned.error, None
             raise error
         owned.last += 1
-        record = RunEvent(task_id=task_id, seq=owned.last, event=event, data=data)
+        record = RunEvent.from_data(task_id, owned.last, event, data)
         assert self._mirror is not None
         if not self._mirror.add(record):
             self._mirror.forget(task_id)  # evicted from the mirror: its readers go to Redis
