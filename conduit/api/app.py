@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 import conduit
 from conduit.api import console, ops, v1
 from conduit.api.errors import install_error_handlers
+from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
 from conduit.api.responses import OrjsonResponse
 from conduit.core.llm.registry import ModelRegistry
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
+    # Innermost: the run-starting routes skip FastAPI's router; the middlewares below wrap them.
+    app.add_middleware(HotRoutes, routes=v1.HOT_ROUTES)
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

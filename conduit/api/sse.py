@@ -8,7 +8,11 @@ instead of one per token, and a quiet run costs one wait per ping interval.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncGenerator
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from conduit.core.runs.eventlog import EventLog, RunNotFound
 from conduit.core.runs.events import RunEvent
@@ -24,7 +28,7 @@ def frame(event: RunEvent) -> bytes:
 
 async def event_stream(
     log: EventLog, task_id: str, *, after: int = 0, ping_interval: float
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Frames of the run's events after `after` until its log ends; pings while it is quiet.
     A log that expires under the stream ends it."""
     cursor = max(after, 0)
@@ -43,3 +47,48 @@ async def event_stream(
             yield frame(batch[0])
         else:
             yield b"".join([frame(event) for event in batch])
+
+
+class EventStreamResponse(Response):
+    """An SSE response of `frames`, sent as they come. Unlike Starlette's StreamingResponse it
+    needs no anyio task group per stream: a plain task waits for the client's disconnect and
+    cancels the sending (this task); the cancel is taken back here, so the stream just ends.
+    The run is not affected: it goes on, and its log stays readable for a resume."""
+
+    media_type = MEDIA_TYPE
+
+    def __init__(self, frames: AsyncGenerator[bytes, None]) -> None:
+        self.frames = frames
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sending = asyncio.current_task()
+        assert sending is not None
+        streaming = True
+
+        def client_gone(watcher: asyncio.Future[None]) -> None:
+            if streaming and not watcher.cancelled():
+                sending.cancel()
+
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
+        watcher.add_done_callback(client_gone)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self.frames:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled() or sending.uncancel() > 0:
+                raise  # not (only) the client going away: e.g. the server shutting down
+            return
+        finally:
+            streaming = False  # no await since the last frame: a late disconnect cancels nothing
+            watcher.cancel()
+            await self.frames.aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -89,6 +89,47 @@ class TestStreaming:
         assert answer_of(items) == "You said: Translate to French: good morning"
 
 
+class TestRunStartRoutes:
+    """The run-starting routes are dispatched ahead of FastAPI's router
+    (conduit.api.hot_routes): the request context, errors and metrics must be the same."""
+
+    def test_request_id_timing_and_metrics_label(self, chat_app: ServiceApp) -> None:
+        body = {"inputs": {}, "query": "hi", "user": "alice", "response_mode": "streaming"}
+        headers = {"X-Request-ID": "hot-route-1"}
+        with chat_app.client.stream(
+            "POST", "/chat-messages", json={**body, **NO_NAMING}, headers=headers
+        ) as response:
+            assert response.status_code == 200
+            assert response.headers["x-request-id"] == "hot-route-1"
+            assert response.headers["x-response-time"].endswith("ms")
+            assert list(frames(response))[-1].event == "message_end"
+        metrics = httpx.get(f"{chat_app.stack.base_url}/metrics").text
+        label = 'conduit_http_requests_total{method="POST",route="/v1/chat-messages",status="200"}'
+        assert label in metrics
+
+    def test_errors_are_envelopes_with_the_request_id(self, chat_app: ServiceApp) -> None:
+        url = chat_app.url("/chat-messages")
+        body = {"inputs": {}, "query": "hi", "user": "alice"}
+        bad_key = httpx.post(
+            url, json=body, headers={"Authorization": "Bearer app-nope", "X-Request-ID": "hot-2"}
+        )
+        assert bad_key.status_code == 401
+        assert bad_key.json() == {
+            "code": "unauthorized",
+            "message": "Access token is invalid",
+            "status": 401,
+        }
+        assert bad_key.headers["x-request-id"] == "hot-2"
+        no_user = chat_app.client.post("/chat-messages", json={"inputs": {}, "query": "hi"})
+        assert no_user.status_code == 400
+        assert set(no_user.json()) == {"code", "message", "status"}
+        not_json = chat_app.client.post("/chat-messages", content=b"{not json")
+        assert not_json.status_code == 400
+        assert not_json.json()["code"] == "invalid_param"
+        # Only POST is served ahead of the router: other methods get FastAPI's answer.
+        assert chat_app.client.get("/chat-messages").status_code == 405
+
+
 class TestUsage:
     def test_usage_is_priced_from_the_app_model_prices_as_decimal_strings(
         self, service_stack: Stack, service_admin: Admin, upstream: Any

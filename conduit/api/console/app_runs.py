@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from conduit.api.deps import CurrentIdentity, DbSession
-from conduit.api.sse import MEDIA_TYPE, SSE_HEADERS, event_stream
+from conduit.api.sse import EventStreamResponse, event_stream
 from conduit.api.v1._runs import blocking_response, run_context
 from conduit.api.v1.schemas import json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
@@ -76,10 +76,8 @@ async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Resp
     spec = await runs.start_run(context, app=caller.app, key_id=None, user=caller.user, request=run)
     log = context.env.eventlog
     if run.response_mode == "streaming":
-        return StreamingResponse(
-            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval),
-            media_type=MEDIA_TYPE,
-            headers=SSE_HEADERS,
+        return EventStreamResponse(
+            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval)
         )
     return await blocking_response(log.follow(spec.task_id), mode=caller.app.mode.value)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from conduit.api.deps import AppCaller, ServiceCaller
+from conduit.api.deps import AppCaller, ServiceCaller, get_service_caller
 from conduit.api.errors import envelope
 from conduit.api.responses import OrjsonResponse
-from conduit.api.sse import MEDIA_TYPE, SSE_HEADERS, event_stream
+from conduit.api.sse import EventStreamResponse, event_stream
 from conduit.api.v1.schemas import json_body, optional, required_user, run_request
 from conduit.errors import InvalidParam
 from conduit.services import runs
@@ -32,10 +33,8 @@ async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> R
     )
     log = context.env.eventlog
     if run.response_mode == "streaming":
-        return StreamingResponse(
-            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval),
-            media_type=MEDIA_TYPE,
-            headers=SSE_HEADERS,
+        return EventStreamResponse(
+            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval)
         )
     return await blocking_response(log.follow(spec.task_id), mode=caller.app.mode.value)
 
@@ -86,15 +85,13 @@ async def resume_run(
         raise InvalidParam("after (or Last-Event-ID) must be an event number")
     context = run_context(request)
     await runs.resumable_owner_check(context, app=caller.app, user=owner, task_id=task_id)
-    return StreamingResponse(
+    return EventStreamResponse(
         event_stream(
             context.env.eventlog,
             task_id,
             after=position,
             ping_interval=context.settings.runs.ping_interval,
-        ),
-        media_type=MEDIA_TYPE,
-        headers=SSE_HEADERS,
+        )
     )
 
 
@@ -103,6 +100,15 @@ async def stop(request: Request, caller: ServiceCaller, task_id: str) -> dict[st
     user = required_user(body.get("user"))
     stopped = await runs.stop_run(run_context(request), app=caller.app, user=user, task_id=task_id)
     return {"result": "success", "stopped": stopped}
+
+
+def hot_start(mode: str) -> Callable[[Request], Awaitable[Response]]:
+    """`create` below without FastAPI's routing (see `conduit.api.hot_routes`)."""
+
+    async def start(request: Request) -> Response:
+        return await create_run(request, await get_service_caller(request), mode=mode)
+
+    return start
 
 
 def run_routes(path: str, mode: str, tag: str) -> APIRouter:
