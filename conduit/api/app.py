@@ -193,7 +193,9 @@ async def _start_runs(app: FastAPI, settings: Settings, resources: Resources) ->
 
         inline = InlineExecutor(execute)
     runs.bind_process_runs(backends, registry)
-    app.state.run_context = runs.RunContext(env=env, settings=settings, inline=inline)
+    app.state.run_context = runs.RunContext(
+        env=env, settings=settings, inline=inline, cache=resources.cache
+    )
     app.state.storage = LocalStorage(settings.data.dir / "files")
     await asyncio.to_thread(_end_dead_runs, resources.db, settings)
     _warn_without_model(settings)

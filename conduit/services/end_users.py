@@ -2,23 +2,61 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from conduit.db.models import App, EndUser
+from conduit.infra.cache import MISSING, Cache
+from conduit.services.apps import APP_CACHE_TTL, app_cache_key
 
 ANONYMOUS = "DEFAULT-USER"
 
 
-def get_or_create_end_user(session: Session, app: App, user: str | None) -> EndUser:
-    """The caller's end user; a missing `user` is the shared anonymous one (Dify's rule)."""
+def _cache_key(app_id: str, session_id: str) -> str:
+    # The `user` string is the caller's: hashed, so any length and any characters make a key.
+    return f"end-user:{app_id}:{hashlib.sha256(session_id.encode()).hexdigest()[:32]}"
+
+
+def get_or_create_end_user(
+    session: Session, app: App, user: str | None, cache: Cache | None = None
+) -> EndUser:
+    """The caller's end user; a missing `user` is the shared anonymous one (Dify's rule).
+
+    With a `cache`, an end user already stored is taken from it (detached: its id is what a
+    run needs) and no query is made. Only a row found by the query is cached, never one just
+    created: that one exists only if this transaction commits. The entry goes with the app's
+    cache tag, hence with the app (whose deletion takes its end users along)."""
     session_id = user or ANONYMOUS
+    key = _cache_key(app.id, session_id)
+    if cache is not None:
+        cached = cache.get(key)
+        if cached is not MISSING:
+            known = EndUser(
+                id=cached["id"],
+                tenant_id=app.tenant_id,
+                app_id=app.id,
+                type="service-api",
+                session_id=session_id,
+                external_user_id=cached["external_user_id"],
+                is_anonymous=cached["is_anonymous"],
+            )
+            make_transient_to_detached(known)
+            return known
     query = select(EndUser).where(
         EndUser.app_id == app.id, EndUser.type == "service-api", EndUser.session_id == session_id
     )
     found = session.scalars(query).first()
     if found is not None:
+        if cache is not None:
+            entry = {
+                "id": found.id,
+                "external_user_id": found.external_user_id,
+                "is_anonymous": found.is_anonymous,
+            }
+            cache.set(key, entry, ttl=APP_CACHE_TTL, tags=[app_cache_key(app.id)])
         return found
     end_user = EndUser(
         tenant_id=app.tenant_id,

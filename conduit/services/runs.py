@@ -43,6 +43,7 @@ from conduit.errors import (
     ServiceUnavailable,
     TooManyRequests,
 )
+from conduit.infra.cache import Cache
 from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
@@ -479,6 +480,8 @@ class RunContext:
     env: RunEnvironment
     settings: Settings
     inline: InlineExecutor | None
+    # The process's cache: a run's start takes known end users from it (no query).
+    cache: Cache | None = None
 
 
 async def start_run(
@@ -561,7 +564,7 @@ def _prepare_in(
     app = given if sa_inspect(given).detached else session.get(App, given.id)
     if app is None:
         raise AppUnavailable()
-    end_user = get_or_create_end_user(session, app, user)
+    end_user = get_or_create_end_user(session, app, user, ctx.cache)
     spec = prepare_run(
         session,
         app=app,
