@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -177,6 +178,15 @@ def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: ConnectionPoo
     cursor.close()
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+# JSON columns (inputs, metadata, …) through orjson: the standard library's encoder ran twice
+# per run (the message's inputs at the start, its metadata at the finish) in pure Python.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+
+
 def build_engine(
     url: str,
     *,
@@ -201,6 +211,7 @@ def build_engine(
             url,
             echo=echo,
             **pooling,
+            **_JSON_CODEC,
             connect_args={
                 "check_same_thread": False,
                 "timeout": 15,
@@ -218,7 +229,9 @@ def build_engine(
             if isinstance(dbapi_connection, _LockingConnection):
                 dbapi_connection.take_write_lock()
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                # On the DBAPI connection itself: SQLAlchemy's exec_driver_sql would build an
+                # execution context and a result for this statement in every transaction.
+                conn.connection.dbapi_connection.execute("BEGIN IMMEDIATE")
             except BaseException:
                 if isinstance(dbapi_connection, _LockingConnection):
                     dbapi_connection.give_back_write_lock()
@@ -235,6 +248,7 @@ def build_engine(
         url,
         echo=echo,
         **pooling,
+        **_JSON_CODEC,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"connect_timeout": max(1, int(connect_timeout))},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, bindparam, insert, select, update
@@ -52,6 +53,12 @@ _TOUCH_CONVERSATION = (
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("now"))
 )
+# The database increments the count, so concurrent turns of one conversation never lose one.
+_COUNT_TURN = (
+    update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+    .values(dialogue_count=_CONVERSATIONS.c.dialogue_count + 1, updated_at=bindparam("now"))
+)
 
 
 def create_conversation(
@@ -86,6 +93,12 @@ def touch_conversation(session: Session, conversation_id: str) -> None:
     session.connection().execute(
         _TOUCH_CONVERSATION, {"conversation_id": conversation_id, "now": utcnow()}
     )
+
+
+def count_turn(session: Session, conversation_id: str, now: datetime) -> None:
+    """One more finished turn (`dialogue_count`) and activity at `now`, in the caller's
+    transaction: the message's result and its conversation's stats commit together."""
+    session.connection().execute(_COUNT_TURN, {"conversation_id": conversation_id, "now": now})
 
 
 def snapshot(conversation: Conversation) -> dict[str, Any]:

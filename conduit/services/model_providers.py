@@ -32,10 +32,12 @@ from conduit.core.llm.errors import ProviderQuotaExceeded
 from conduit.core.llm.provider import ChatMessage, ChatModel, GenerationParams
 from conduit.db.models import App, AppMode, Membership, ProviderCredential, Role, utcnow
 from conduit.errors import Conflict, InvalidParam, NotFound
+from conduit.infra.cache import Cache
 from conduit.infra.crypto import DecryptionError, cipher, mask
 from conduit.services._fields import boolean as _bool
 from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
+from conduit.signals import model_provider_was_updated, send_after_commit
 
 PROVIDER_TYPES = ("openai_api_compatible",)
 SERVER_PROVIDERS = ("local", "openai_api_compatible")
@@ -156,6 +158,7 @@ def create_provider(
     if row.is_default:
         _clear_defaults(session, member.tenant_id)
     _insert(session, row)
+    send_after_commit(session, model_provider_was_updated, row)
     return row
 
 
@@ -190,6 +193,7 @@ def update_provider(
             _clear_defaults(session, member.tenant_id)
         row.is_default = fields.is_default
         session.flush()
+    send_after_commit(session, model_provider_was_updated, row)
     return row
 
 
@@ -198,6 +202,7 @@ def delete_provider(session: Session, *, member: Membership, provider_id: str) -
     require_role(member, Role.ADMIN, "manage model providers")
     row = get_provider(session, member.tenant_id, provider_id)
     session.delete(row)
+    send_after_commit(session, model_provider_was_updated, row)
     session.flush()
 
 
@@ -264,11 +269,25 @@ def default_provider(session: Session, tenant_id: str) -> ProviderCredential | N
     return session.scalars(_DEFAULT, {"tenant_id": tenant_id}).first()
 
 
-def app_model_ref(session: Session | None, app: App, provider: str | None) -> dict[str, Any] | None:
+# Cached: "this workspace has no default provider" (the usual case, asked by every run of an app
+# on the default model). Only the absence is cached: a provider's row carries its quota, which
+# every message changes. `model-provider-was-updated` drops the entry.
+NO_DEFAULT_PROVIDER = "none"
+NO_DEFAULT_TTL = 600
+
+
+def no_default_key(tenant_id: str) -> str:
+    return f"no-default-provider:{tenant_id}"
+
+
+def app_model_ref(
+    session: Session | None, app: App, provider: str | None, cache: Cache | None = None
+) -> dict[str, Any] | None:
     """The ref of the workspace provider serving `app`, or None (a server provider serves).
 
     `provider` is the app's `model.provider`. A `workspace:<id>` reference is not looked up
-    here: the executor resolves it (and fails the run if it is gone)."""
+    here: the executor resolves it (and fails the run if it is gone). With a `cache`, a
+    workspace known to have no default provider costs no query."""
     if isinstance(provider, str) and provider.startswith(WORKSPACE_PREFIX):
         return {
             "provider": provider,
@@ -276,9 +295,14 @@ def app_model_ref(session: Session | None, app: App, provider: str | None) -> di
             "tenant_id": app.tenant_id,
         }
     if provider in DEFAULT_PROVIDERS and session is not None:
+        key = no_default_key(app.tenant_id)
+        if cache is not None and cache.get(key) == NO_DEFAULT_PROVIDER:
+            return None
         found = default_provider(session, app.tenant_id)
         if found is not None:
             return provider_ref(_hold(session, found))
+        if cache is not None:
+            cache.set(key, NO_DEFAULT_PROVIDER, ttl=NO_DEFAULT_TTL)
     return None
 
 

@@ -90,13 +90,16 @@ def owner_of(end_user: EndUser) -> str:
     return f"end-user-{end_user.id}"
 
 
-def model_ref(app: App, settings: Settings, *, session: Session | None = None) -> dict[str, Any]:
+def model_ref(
+    app: App, settings: Settings, *, session: Session | None = None, cache: Cache | None = None
+) -> dict[str, Any]:
     """Which provider serves this app: its own `model.provider` (a workspace provider is
     referred to by id: the executor reads and decrypts its key), else the workspace's default
-    provider (looked up when a `session` is given), else the server default."""
+    provider (looked up when a `session` is given; `cache` remembers a workspace without one),
+    else the server default."""
     model = (app.model_config_ or {}).get("model")
     provider = model.get("provider") if isinstance(model, dict) else None
-    workspace = model_providers.app_model_ref(session, app, provider)
+    workspace = model_providers.app_model_ref(session, app, provider, cache)
     if workspace is not None:
         return workspace
     if provider in (None, "", "default"):
@@ -117,9 +120,11 @@ def prepare_run(
     settings: Settings,
     task_id: str,
     ids: RunIds | None = None,
+    cache: Cache | None = None,
 ) -> RunSpec:
     """Validate, resolve the conversation, write the message (`running`); the caller commits.
-    `ids` (message id, new conversation id, creation time) may be decided beforehand."""
+    `ids` (message id, new conversation id, creation time) may be decided beforehand; `cache`
+    spares the default provider's query for a workspace known to have none."""
     ids = ids or RunIds.new()
     config = app.model_config_ or {}
     if request.mode == "chat":
@@ -166,7 +171,7 @@ def prepare_run(
         inputs = prompts.validate_inputs(config, request.inputs)
         messages = prompts.completion_prompt(config, inputs, request.query)
 
-    ref = model_ref(app, settings, session=session)
+    ref = model_ref(app, settings, session=session, cache=cache)
     model_providers.check_quota(session, ref)
     params = prompts.generation_params(config, ref.get("default_model") or settings.model.name)
     # A Core INSERT (no ORM object to flush): it is on the path of every run.
@@ -307,31 +312,29 @@ def record_result(
     session: Session, result: RunResult, prices: ModelPrices | None
 ) -> dict[str, Any]:
     """Write a finished run onto its message: one guarded UPDATE (the status may change only as
-    the transition table allows), then `message-was-created` after commit."""
+    the transition table allows) and its conversation's turn count, in the caller's transaction;
+    `message-was-created` goes out after the commit."""
     metadata = usage_metadata(result, prices)
     usage = metadata["usage"]
     finished = utcnow()
-    written = (
-        session.connection()
-        .execute(
-            _finish_statement(result.status),
-            {
-                "message_id": result.message_id,
-                "status": result.status.value,
-                "answer": result.answer,
-                "error": result.error_message,
-                "message_tokens": result.usage.prompt_tokens,
-                "answer_tokens": result.usage.completion_tokens,
-                "total_price": Decimal(str(usage["total_price"])),
-                "currency": str(usage["currency"]),
-                "provider_response_latency": result.latency,
-                "message_metadata": metadata,
-                "finished_at": finished,
-                "updated_at": finished,
-            },
-        )
-        .first()
-    )
+    connection = session.connection()
+    written = connection.execute(
+        _finish_statement(result.status),
+        {
+            "message_id": result.message_id,
+            "status": result.status.value,
+            "answer": result.answer,
+            "error": result.error_message,
+            "message_tokens": result.usage.prompt_tokens,
+            "answer_tokens": result.usage.completion_tokens,
+            "total_price": Decimal(str(usage["total_price"])),
+            "currency": str(usage["currency"]),
+            "provider_response_latency": result.latency,
+            "message_metadata": metadata,
+            "finished_at": finished,
+            "updated_at": finished,
+        },
+    ).first()
     if written is None:
         current = session.scalars(select(Message.status).where(Message.id == result.message_id))
         status = current.first()
@@ -339,6 +342,8 @@ def record_result(
             return metadata  # the app (and its messages) was deleted meanwhile
         transition(status, result.status)  # raises InvalidTransition, naming both statuses
         return metadata
+    if written.conversation_id is not None:
+        conversations.count_turn(session, written.conversation_id, finished)
     # The signal's sender: the message as written, detached (handlers must not lazy-load).
     message = Message(
         id=result.message_id,
@@ -573,6 +578,7 @@ def _prepare_in(
         settings=ctx.settings,
         task_id=task_id,
         ids=ids,
+        cache=ctx.cache,
     )
     if ctx.inline is None:
         # The celery executor: the run itself is outbox work, durable like any other task.

@@ -25,6 +25,8 @@ app_model_config_was_updated = _signals.signal("app-model-config-was-updated")
 tenant_was_created = _signals.signal("tenant-was-created")
 tenant_was_updated = _signals.signal("tenant-was-updated")
 message_was_created = _signals.signal("message-was-created")
+# Sent when a workspace model provider is created, changed or deleted.
+model_provider_was_updated = _signals.signal("model-provider-was-updated")
 dataset_was_deleted = _signals.signal("dataset-was-deleted")
 document_was_deleted = _signals.signal("document-was-deleted")
 document_index_created = _signals.signal("document-index-created")

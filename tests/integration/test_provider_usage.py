@@ -16,13 +16,20 @@ from sqlalchemy import event, func, select
 
 import conduit.signals.handlers  # noqa: F401  (connects the handlers)
 from conduit.core.llm.errors import ProviderQuotaExceeded
-from conduit.db.models import App, AppMode, Message, ProviderCredential, Tenant
+from conduit.db.models import App, AppMode, Membership, Message, ProviderCredential, Role, Tenant
 from conduit.infra import metrics, runtime
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database, build_engine
 from conduit.infra.runtime import Resources, bind
 from conduit.infra.settings import load_settings
-from conduit.services.model_providers import app_model_ref, check_quota, workspace_reference
+from conduit.services.model_providers import (
+    ProviderFields,
+    app_model_ref,
+    check_quota,
+    delete_provider,
+    update_provider,
+    workspace_reference,
+)
 from conduit.signals import message_was_created, send_after_commit
 from conduit.signals.signals import send_isolated
 
@@ -175,5 +182,56 @@ def test_the_quota_check_reuses_the_default_provider_lookup(
             with pytest.raises(ProviderQuotaExceeded):
                 check_quota(session, explicit)
             assert len(statements) == 1, statements
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def test_a_workspace_without_a_default_provider_is_remembered_until_a_provider_changes(
+    db: Database, provider: ProviderCredential, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bind_database(monkeypatch, tmp_path, db)  # the handlers drop entries of `resources().cache`
+    cache = runtime.resources().cache
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    def default_ref() -> dict[str, object] | None:
+        with db.sessions() as session:
+            app = session.get(App, "app-1")
+            assert app is not None
+            statements.clear()
+            return app_model_ref(session, app, None, cache)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert default_ref() is None
+        assert len(statements) == 1, statements  # asked once ...
+        assert default_ref() is None
+        assert statements == []  # ... then remembered
+
+        # The provider becomes the default through the service: its signal drops the entry.
+        member = Membership(tenant_id=provider.tenant_id, account_id="admin", role=Role.OWNER)
+        with db.transaction() as session:
+            update_provider(
+                session,
+                member=member,
+                provider_id=provider.id,
+                fields=ProviderFields(is_default=True),
+                secret="s" * 32,
+            )
+        ref = default_ref()
+        assert ref is not None and ref["provider"] == workspace_reference(provider.id)
+        assert len(statements) == 1, statements  # a default exists: asked every time (quota)
+        assert default_ref() == ref
+        assert len(statements) == 1, statements
+
+        # Deleted: the workspace has no default again, asked once and then remembered.
+        with db.transaction() as session:
+            delete_provider(session, member=member, provider_id=provider.id)
+        assert default_ref() is None
+        assert len(statements) == 1, statements
+        assert default_ref() is None
+        assert statements == []
     finally:
         event.remove(db.engine, "before_cursor_execute", count)

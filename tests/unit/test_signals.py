@@ -26,6 +26,7 @@ SIGNAL_NAMES = [
     "tenant-was-created",
     "tenant-was-updated",
     "message-was-created",
+    "model-provider-was-updated",
     "dataset-was-deleted",
     "document-was-deleted",
     "document-index-created",

@@ -5,8 +5,8 @@ from conduit.signals.handlers import (
     create_site_record_when_app_created,
     invalidate_app_cache_when_app_changed,
     invalidate_apps_when_tenant_updated,
+    invalidate_default_provider_when_provider_updated,
     record_model_usage_when_message_created,
-    update_conversation_when_message_created,
     update_provider_when_message_created,
 )
 
@@ -15,7 +15,7 @@ __all__ = [
     "create_site_record_when_app_created",
     "invalidate_app_cache_when_app_changed",
     "invalidate_apps_when_tenant_updated",
+    "invalidate_default_provider_when_provider_updated",
     "record_model_usage_when_message_created",
-    "update_conversation_when_message_created",
     "update_provider_when_message_created",
 ]

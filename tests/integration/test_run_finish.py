@@ -1,0 +1,106 @@
+"""A run's finish on a real database (SQLite, or PostgreSQL in the distributed mode): the result
+and its conversation's turn count commit in one transaction, the count is exact under concurrent
+turns, and a refused transition changes neither."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import select
+
+from conduit.core.llm.provider import Usage
+from conduit.core.runs.runner import RunResult
+from conduit.core.runs.status import InvalidTransition, RunStatus
+from conduit.db.models import App, AppMode, Conversation, Message, Tenant
+from conduit.infra.db import Database
+from conduit.services.conversations import create_conversation
+from conduit.services.end_users import get_or_create_end_user
+from conduit.services.runs import record_result
+
+
+def running_messages(db: Database, count: int) -> tuple[str, list[str]]:
+    """A conversation and `count` messages of it, each `running`."""
+    with db.transaction() as session:
+        tenant = Tenant(name="Finish")
+        session.add(tenant)
+        session.flush()
+        app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT)
+        session.add(app)
+        session.flush()
+        user = get_or_create_end_user(session, app, "alice")
+        conversation_id = create_conversation(session, app, user, inputs={})
+        messages = [
+            Message(
+                app_id=app.id,
+                conversation_id=conversation_id,
+                end_user_id=user.id,
+                query=f"q{n}",
+                status=RunStatus.RUNNING.value,
+            )
+            for n in range(count)
+        ]
+        session.add_all(messages)
+        session.flush()
+        return conversation_id, [m.id for m in messages]
+
+
+def result(message_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunResult:
+    return RunResult(
+        task_id="t",
+        message_id=message_id,
+        status=status,
+        answer="Hello",
+        usage=Usage(prompt_tokens=3, completion_tokens=1),
+    )
+
+
+def dialogue_count(db: Database, conversation_id: str) -> int:
+    with db.sessions() as session:
+        count = session.scalar(
+            select(Conversation.dialogue_count).where(Conversation.id == conversation_id)
+        )
+        return int(count or 0)
+
+
+def test_the_result_and_the_turn_count_commit_together(db: Database) -> None:
+    conversation_id, (message_id,) = running_messages(db, 1)
+    with db.transaction() as session:
+        record_result(session, result(message_id), None)
+    assert dialogue_count(db, conversation_id) == 1
+    with db.sessions() as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        assert (message.status, message.answer) == ("succeeded", "Hello")
+
+    # A refused transition (a finished run cannot finish again) counts nothing.
+    with pytest.raises(InvalidTransition), db.transaction() as session:
+        record_result(session, result(message_id, RunStatus.STOPPED), None)
+    assert dialogue_count(db, conversation_id) == 1
+
+
+def test_a_rolled_back_finish_counts_no_turn(db: Database) -> None:
+    conversation_id, (message_id,) = running_messages(db, 1)
+
+    def fail_after_the_writes() -> None:
+        with db.transaction() as session:
+            record_result(session, result(message_id), None)
+            raise RuntimeError("the transaction fails after the writes")
+
+    with pytest.raises(RuntimeError):
+        fail_after_the_writes()
+    assert dialogue_count(db, conversation_id) == 0
+    with db.sessions() as session:
+        assert session.scalar(select(Message.status).where(Message.id == message_id)) == "running"
+
+
+def test_concurrent_turns_are_all_counted(db: Database) -> None:
+    conversation_id, message_ids = running_messages(db, 16)
+
+    def finish(message_id: str) -> None:
+        with db.transaction() as session:
+            record_result(session, result(message_id), None)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(finish, message_ids))
+    assert dialogue_count(db, conversation_id) == len(message_ids)
