@@ -12,8 +12,11 @@ both keys expire after `retention`. Until then they expire `abandon_after` secon
 Nothing is trimmed: a stream holds its whole run (about 200 bytes per event).
 
 An entry may hold several consecutive events: its id is the seq of its last one, field `n` the
-count, `e0`/`p0`, `e1`/`p1`, ... their events and payloads (a lone event keeps `event`/`payload`).
-A reader from a cursor inside such an entry skips the events it already has.
+count, `e` their event names separated by spaces and `f` their finished SSE frames end to end
+(a frame ends with a blank line, which JSON never contains, so the frames split apart again).
+Three fields whatever the count: encoding a command costs per argument. A lone event appended
+by a writer without the mirror keeps `event`/`payload`. A reader from a cursor inside an entry
+skips the events it already has.
 
 Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
 looks and closes of all runs that arrive while a round trip is in flight share the next one.
@@ -81,27 +84,32 @@ def _is_sentinel(fields: dict[bytes, bytes]) -> bool:
     return fields.get(b"event") == _CLOSED
 
 
+_FRAME_END = b"\n\n"
+
+
 def _entry_fields(events: list[RunEvent]) -> dict[EncodableT, EncodableT]:
-    if len(events) == 1:
-        return {"event": events[0].event, "payload": events[0].data}
-    fields: dict[EncodableT, EncodableT] = {"n": len(events)}
-    for index, record in enumerate(events):
-        fields[f"e{index}"] = record.event
-        fields[f"p{index}"] = record.data
-    return fields
+    return {
+        "n": len(events),
+        "e": " ".join([record.event for record in events]),
+        "f": b"".join([record.frame for record in events]),
+    }
 
 
 def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
     """The events of one entry with seq > `after`."""
     entry_id, fields = entry
     last = _parse_id(entry_id)[0]
-    count = int(fields.get(b"n", 1))
-    if count == 1:
+    frames = fields.get(b"f")
+    if frames is None:
         return [RunEvent.from_data(task_id, last, fields[b"event"].decode(), fields[b"payload"])]
-    first = last - count + 1
+    names = fields[b"e"].decode().split(" ")
+    parts = frames.split(_FRAME_END)  # n frames, then the empty rest after the last blank line
+    if len(parts) != len(names) + 1 or parts[-1]:
+        raise ValueError(f"run {task_id}: stream entry {entry_id!r} is malformed")
+    first = last - len(names) + 1
     return [
-        RunEvent.from_data(task_id, first + i, fields[b"e%d" % i].decode(), fields[b"p%d" % i])
-        for i in range(max(0, after - first + 1), count)
+        RunEvent(task_id, first + i, names[i], parts[i] + _FRAME_END)
+        for i in range(max(0, after - first + 1), len(names))
     ]
 
 
