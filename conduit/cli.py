@@ -95,10 +95,12 @@ def worker(queues: str | None, concurrency: int, pool: str, include: str | None)
     """Run a Celery worker (distributed mode)."""
     settings = _settings()
     _distributed(settings, "worker")
+    from conduit.infra import heap
     from conduit.tasks.celery_app import QUEUES
     from conduit.tasks.worker import boot_worker
 
     app = boot_worker(settings)
+    heap.settle()  # before the pool starts (and forks: frozen objects stay shared pages)
     argv = [
         "worker",
         f"--queues={queues or ','.join(QUEUES)}",

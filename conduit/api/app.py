@@ -21,6 +21,7 @@ from conduit.core.llm.registry import ModelRegistry
 from conduit.core.runs.backends import RunBackends, build_run_backends
 from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.infra import heap
 from conduit.infra.db import Database
 from conduit.infra.logging import configure_logging
 from conduit.infra.outbox import OutboxRelay, RelayPolicy, recover_unfinished
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(_start, app, settings)
         runs = await _start_runs(app, settings, runtime.resources)
+        heap.settle()
         try:
             yield
         finally:
