@@ -492,32 +492,56 @@ class RunContext:
 async def start_run(
     ctx: RunContext, *, app: App, key_id: str | None, user: str, request: RunRequest
 ) -> RunSpec:
-    """Check limits, open the run's event log, write the message and conversation (one
-    commit), register the stop owner, and hand the run to the executor. Returns its spec."""
+    """Check limits and open the run's event log, write the message and conversation (one
+    commit), hand the run to the executor and register its stop owner. Returns its spec."""
     if ctx.inline is not None and not ctx.inline.accepting:
         raise ServiceUnavailable("The server is shutting down; retry on another instance.")
     task_id = str(uuid.uuid4())
     ids = RunIds.new()
-    slot_key = await check_limits(
-        ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id
-    )
+    # The limits and the log's creation are independent round trips (Redis, distributed): both
+    # at once. The log exists before the commit makes the run visible to another process (a
+    # worker may start it at once); a request refused afterwards leaves only a log that expires.
+    slot_key = await _limits_and_log(ctx, app, key_id, task_id, _meta(app, user, request, ids))
+    ttl = float(ctx.settings.runs.max_seconds + 600)
     try:
-        # The log exists before the commit makes the run visible to another process (a worker
-        # may start it at once); a request refused below leaves only a log that expires.
-        await ctx.env.eventlog.create(task_id, meta=_meta(app, user, request, ids))
         spec = await asyncio.to_thread(
             _prepare_and_commit, ctx, app, user, request, task_id, ids, slot_key
         )
-        await ctx.env.stops.register(
-            task_id, spec.owner, ttl=float(ctx.settings.runs.max_seconds + 600)
-        )
+        if ctx.inline is None:
+            await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
     except BaseException:
         if slot_key:
             await ctx.env.limiter.release(slot_key, task_id)
         raise
     if ctx.inline is not None:
+        # The model call starts now, while the stop owner is registered: a client learns the
+        # task id only from the stream, which this request opens after the registration.
         ctx.inline.submit(spec, slot_key)
+        try:
+            await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
+        except Exception:
+            # The run is committed and running: it goes on (and is stored) without a stop.
+            logger.exception("run %s: registering its stop owner failed", task_id)
     return spec
+
+
+async def _limits_and_log(
+    ctx: RunContext, app: App, key_id: str | None, task_id: str, meta: dict[str, str]
+) -> str | None:
+    """`check_limits` and the log's `create` concurrently; the slot given back if the log
+    could not be created, the first failure raised."""
+    limits, created = await asyncio.gather(
+        check_limits(ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id),
+        ctx.env.eventlog.create(task_id, meta=meta),
+        return_exceptions=True,
+    )
+    if isinstance(limits, BaseException):
+        raise limits
+    if isinstance(created, BaseException):
+        if limits:
+            await ctx.env.limiter.release(limits, task_id)
+        raise created
+    return limits
 
 
 def _meta(app: App, user: str, request: RunRequest, ids: RunIds) -> dict[str, str]:
