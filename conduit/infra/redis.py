@@ -46,10 +46,15 @@ class GroupCommit:
     `await batch.run(build)` queues the commands `build(pipe)` adds and returns their replies
     in order; a command's own error is its reply (`raise_on_error=False`), a failed round trip
     raises in every caller of that batch. Belongs to the event loop of its first use.
+
+    `linger` (seconds): a command arriving while nothing is in flight waits that long for
+    company, for writes nobody waits on at once (a pipeline's fixed cost in redis-py is many
+    times a command's).
     """
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, *, linger: float = 0.0) -> None:
         self._client = client
+        self._linger = linger
         self._queue: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -63,6 +68,8 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         try:
+            if self._linger > 0:
+                await asyncio.sleep(self._linger)
             while self._queue:
                 batch, self._queue = self._queue, []
                 await self._send(batch)

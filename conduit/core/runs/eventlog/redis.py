@@ -20,6 +20,8 @@ skips the events it already has.
 
 Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
 looks and closes of all runs that arrive while a round trip is in flight share the next one.
+The writes behind the mirror (below) go through a second one that lingers 5 ms when idle, so
+that the events of many runs share a pipeline even when each run is slow.
 
 Local mirror (`mirror=True`, for a process whose runs are written where they are created: the
 inline executor). `create()` of a new run makes this instance its writer and opens it in an
@@ -67,6 +69,8 @@ _ENTRY_EVENTS = 256
 _MIRROR_RETENTION = 30.0
 # Runs the local mirror holds at most (the longest idle open run is dropped first).
 _MIRROR_RUNS = 50_000
+# How long a write behind the mirror waits for others to share its pipeline (seconds).
+_WRITE_BEHIND_LINGER = 0.005
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -174,6 +178,9 @@ class RedisEventLog:
         self._block_ms = _block_below_socket_timeout(client, block_ms)
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._batch = GroupCommit(client)
+        # The writes behind the mirror: this process's readers already have those events, so
+        # they may wait a moment for the other runs' writes and share one pipeline with them.
+        self._behind = GroupCommit(client, linger=_WRITE_BEHIND_LINGER)
         self._owned: OrderedDict[str, _Owned] = OrderedDict()
         self._mirror = (
             MemoryEventLog(
@@ -277,7 +284,7 @@ class RedisEventLog:
                         pipe.pexpire(stream, self._open_ttl_ms)
 
                 try:
-                    added = (await self._batch.run(build))[0]
+                    added = (await self._behind.run(build))[0]
                 except Exception as failure:
                     added = failure
                 if isinstance(added, Exception):
