@@ -280,3 +280,34 @@ class TestRedisPollerFailures:
             await asyncio.wait_for(waiter, timeout=0.2)
 
         Backend(shared_redis_url).run(scenario)
+
+    def test_a_poller_that_fails_is_started_again_and_a_remote_stop_still_arrives(
+        self, shared_redis_url: str
+    ) -> None:
+        backend = Backend(shared_redis_url)
+
+        async def scenario(registry: StopRegistry) -> None:
+            assert isinstance(registry, RedisStopRegistry)
+            real_poll = registry._poll
+            calls: list[int] = []
+
+            async def failing_once() -> None:
+                calls.append(1)
+                if len(calls) == 1:
+                    raise RuntimeError("the poller broke")
+                await real_poll()
+
+            registry._poll = failing_once  # type: ignore[method-assign]
+            task = new_task()
+            await registry.register(task, "user-1", ttl=60)
+            waiter = asyncio.create_task(registry.wait_for_stop(task))
+            other = backend.make()  # another process's registry: no local wake-up
+            try:
+                await asyncio.sleep(0.1)
+                assert await other.request_stop(task, "user-1")
+            finally:
+                await other.aclose()
+            await asyncio.wait_for(waiter, timeout=3)
+            assert len(calls) >= 2
+
+        backend.run(scenario)

@@ -6,9 +6,10 @@ script, so the owner check and the flag cannot be split by a concurrent `forget(
 `wait_for_stop()` is served by one poller per registry: every 0.2 s a single MGET reads the
 flags of all runs waiting in this process, so thousands of live runs cost one round trip per
 interval instead of one each. A stop requested through the same registry (the usual case with
-the inline executor) wakes the run's waiters at once, without waiting for the poller; and a
-waiter checks once a second that a poller is alive, so no failure of the poller can leave a
-run deaf to stop.
+the inline executor) wakes the run's waiters at once, without waiting for the poller. Waiters
+just wait: a poller that ends while runs still wait (a failure, a cancel) is started again by
+its done-callback, so no failure of the poller can leave a run deaf to stop, and a process
+holding thousands of runs does not wake each of them every second to check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import redis.asyncio as aioredis
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.2
-WATCHDOG_INTERVAL = 1.0
 
 # KEYS[1] = owner key, KEYS[2] = flag key; ARGV[1] = owner, ARGV[2] = flag ttl (ms) when the
 # owner key has no expiry. The flag lives exactly as long as the owner does.
@@ -46,6 +46,7 @@ class RedisStopRegistry:
         self._request_stop = client.register_script(_REQUEST_STOP)
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._closed = False
 
     def _owner_key(self, task_id: str) -> str:
         return f"{self._prefix}{task_id}:owner"
@@ -78,11 +79,8 @@ class RedisStopRegistry:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(task_id, []).append(future)
         try:
-            while True:
-                self._ensure_poller()
-                done, _ = await asyncio.wait((future,), timeout=WATCHDOG_INTERVAL)
-                if done:
-                    return
+            self._ensure_poller()
+            await future
         finally:
             waiting = self._waiters.get(task_id)
             if waiting is not None:
@@ -115,8 +113,20 @@ class RedisStopRegistry:
             await asyncio.sleep(POLL_INTERVAL)
 
     def _ensure_poller(self) -> None:
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.ensure_future(self._poll())
+        if self._closed or (self._poller is not None and not self._poller.done()):
+            return
+        self._poller = asyncio.ensure_future(self._poll())
+        self._poller.add_done_callback(self._poller_ended)
+
+    def _poller_ended(self, poller: asyncio.Task[None]) -> None:
+        if self._closed or not self._waiters:
+            return
+        failure = None if poller.cancelled() else poller.exception()
+        if failure is None:
+            self._ensure_poller()  # cancelled, or a waiter came as it finished
+            return
+        logger.warning("stop poller failed, restarting: %r", failure)
+        asyncio.get_running_loop().call_later(POLL_INTERVAL, self._ensure_poller)
 
     def _wake(self, task_id: str) -> None:
         for future in self._waiters.get(task_id, []):
@@ -129,6 +139,7 @@ class RedisStopRegistry:
 
     async def aclose(self) -> None:
         """Stop the poller and close the Redis client's connections."""
+        self._closed = True
         if self._poller is not None:
             self._poller.cancel()
         await self._redis.aclose()
