@@ -190,8 +190,10 @@ async def _start_runs(app: FastAPI, settings: Settings, resources: Resources) ->
     inline: InlineExecutor | None = None
     if settings.runs.executor == "inline":
 
-        async def execute(spec: RunSpec, slot_key: str | None) -> RunResult:
-            return await runs.run_spec(env, spec, slot_key=slot_key)
+        async def execute(
+            spec: RunSpec, slot_key: str | None, committed: asyncio.Future[bool] | None
+        ) -> RunResult:
+            return await runs.run_spec(env, spec, slot_key=slot_key, committed=committed)
 
         inline = InlineExecutor(execute)
     runs.bind_process_runs(backends, registry)

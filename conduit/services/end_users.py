@@ -70,8 +70,10 @@ def get_or_create_end_user(
         with session.begin_nested():
             session.add(end_user)
     except IntegrityError:
-        # A concurrent first request of the same user created it: use theirs.
+        # A concurrent first request of the same user created it: use theirs. Else the row
+        # broke another constraint (the app is gone meanwhile): the caller sees that error.
         existing = session.scalars(query).first()
-        assert existing is not None
+        if existing is None:
+            raise
         return existing
     return end_user

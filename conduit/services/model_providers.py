@@ -280,6 +280,11 @@ def no_default_key(tenant_id: str) -> str:
     return f"no-default-provider:{tenant_id}"
 
 
+def known_without_default(cache: Cache, tenant_id: str) -> bool:
+    """Whether the cache holds that the workspace has no default provider."""
+    return bool(cache.get(no_default_key(tenant_id)) == NO_DEFAULT_PROVIDER)
+
+
 def app_model_ref(
     session: Session | None, app: App, provider: str | None, cache: Cache | None = None
 ) -> dict[str, Any] | None:
@@ -295,14 +300,13 @@ def app_model_ref(
             "tenant_id": app.tenant_id,
         }
     if provider in DEFAULT_PROVIDERS and session is not None:
-        key = no_default_key(app.tenant_id)
-        if cache is not None and cache.get(key) == NO_DEFAULT_PROVIDER:
+        if cache is not None and known_without_default(cache, app.tenant_id):
             return None
         found = default_provider(session, app.tenant_id)
         if found is not None:
             return provider_ref(_hold(session, found))
         if cache is not None:
-            cache.set(key, NO_DEFAULT_PROVIDER, ttl=NO_DEFAULT_TTL)
+            cache.set(no_default_key(app.tenant_id), NO_DEFAULT_PROVIDER, ttl=NO_DEFAULT_TTL)
     return None
 
 

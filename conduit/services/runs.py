@@ -23,7 +23,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from conduit.core.llm.provider import Usage
+from conduit.core.llm.provider import ChatMessage, Usage
 from conduit.core.llm.registry import ModelDefaults, ModelRegistry
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from conduit.core.runs.backends import RunBackends
@@ -90,6 +90,12 @@ def owner_of(end_user: EndUser) -> str:
     return f"end-user-{end_user.id}"
 
 
+def app_provider(app: App) -> Any:
+    """The app's `model.provider` as configured (None when unset)."""
+    model = (app.model_config_ or {}).get("model")
+    return model.get("provider") if isinstance(model, dict) else None
+
+
 def model_ref(
     app: App, settings: Settings, *, session: Session | None = None, cache: Cache | None = None
 ) -> dict[str, Any]:
@@ -97,8 +103,7 @@ def model_ref(
     referred to by id: the executor reads and decrypts its key), else the workspace's default
     provider (looked up when a `session` is given; `cache` remembers a workspace without one),
     else the server default."""
-    model = (app.model_config_ or {}).get("model")
-    provider = model.get("provider") if isinstance(model, dict) else None
+    provider = app_provider(app)
     workspace = model_providers.app_model_ref(session, app, provider, cache)
     if workspace is not None:
         return workspace
@@ -127,18 +132,7 @@ def prepare_run(
     spares the default provider's query for a workspace known to have none."""
     ids = ids or RunIds.new()
     config = app.model_config_ or {}
-    if request.mode == "chat":
-        if app.mode not in CHAT_MODES:
-            if app.mode == AppMode.ADVANCED_CHAT:
-                raise AppUnavailable(
-                    "Chatflow apps need workflows, which this server does not run yet."
-                )
-            raise NotChatApp()
-        if app.mode == AppMode.AGENT_CHAT and request.response_mode != "streaming":
-            raise InvalidParam("Agent Chat App does not support blocking mode")
-    elif app.mode != AppMode.COMPLETION:
-        raise AppUnavailable()
-
+    check_app_mode(app, request)
     conversation_id: str | None = None
     history: list[tuple[str, str]] = []
     if request.mode == "chat":
@@ -173,7 +167,17 @@ def prepare_run(
 
     ref = model_ref(app, settings, session=session, cache=cache)
     model_providers.check_quota(session, ref)
-    params = prompts.generation_params(config, ref.get("default_model") or settings.model.name)
+    spec = _spec(
+        app,
+        request,
+        settings,
+        task_id=task_id,
+        ids=ids,
+        conversation_id=conversation_id,
+        owner=owner_of(end_user),
+        messages=messages,
+        ref=ref,
+    )
     # A Core INSERT (no ORM object to flush): it is on the path of every run.
     session.connection().execute(
         _INSERT_MESSAGE,
@@ -190,9 +194,40 @@ def prepare_run(
             "query": request.query,
             "status": RunStatus.RUNNING.value,
             "model_provider": ref["provider"],
-            "model_id": params.model,
+            "model_id": spec.params.model,
         },
     )
+    return spec
+
+
+def check_app_mode(app: App, request: RunRequest) -> None:
+    """The app must be of the route's kind (Dify's errors otherwise)."""
+    if request.mode == "chat":
+        if app.mode not in CHAT_MODES:
+            if app.mode == AppMode.ADVANCED_CHAT:
+                raise AppUnavailable(
+                    "Chatflow apps need workflows, which this server does not run yet."
+                )
+            raise NotChatApp()
+        if app.mode == AppMode.AGENT_CHAT and request.response_mode != "streaming":
+            raise InvalidParam("Agent Chat App does not support blocking mode")
+    elif app.mode != AppMode.COMPLETION:
+        raise AppUnavailable()
+
+
+def _spec(
+    app: App,
+    request: RunRequest,
+    settings: Settings,
+    *,
+    task_id: str,
+    ids: RunIds,
+    conversation_id: str | None,
+    owner: str,
+    messages: list[ChatMessage],
+    ref: dict[str, Any],
+) -> RunSpec:
+    config = app.model_config_ or {}
     return RunSpec(
         task_id=task_id,
         app_id=app.id,
@@ -201,11 +236,55 @@ def prepare_run(
         message_id=ids.message_id,
         conversation_id=conversation_id,
         created_at=int(ids.created_at.timestamp()),
-        owner=owner_of(end_user),
+        owner=owner,
         messages=messages,
-        params=params,
+        params=prompts.generation_params(config, ref.get("default_model") or settings.model.name),
         model_ref=ref,
         prices=raw_prices(config),
+    )
+
+
+def early_spec(
+    app: App,
+    request: RunRequest,
+    settings: Settings,
+    *,
+    task_id: str,
+    ids: RunIds,
+    without_default_provider: bool,
+) -> RunSpec | None:
+    """The run's spec before its transaction, when nothing in it comes from the database: a new
+    chat or a completion, on a server provider (one the app names, or the server default for a
+    workspace known to have no default provider of its own). The same functions as in
+    `prepare_run` build it from the same request and app, and the ids are decided beforehand,
+    so it is the spec the transaction writes, but for `owner` (the end user's id, left empty:
+    the runner does not use it). None when the run needs the database first (a conversation's
+    history, a workspace provider's quota)."""
+    if request.mode == "chat" and request.conversation_id:
+        return None
+    provider = app_provider(app)
+    if provider in model_providers.DEFAULT_PROVIDERS:
+        if not without_default_provider:
+            return None
+    elif provider not in model_providers.SERVER_PROVIDERS:
+        return None
+    check_app_mode(app, request)
+    config = app.model_config_ or {}
+    inputs = prompts.validate_inputs(config, request.inputs)
+    if request.mode == "chat":
+        messages = prompts.chat_prompt(config, inputs, [], request.query)
+    else:
+        messages = prompts.completion_prompt(config, inputs, request.query)
+    return _spec(
+        app,
+        request,
+        settings,
+        task_id=task_id,
+        ids=ids,
+        conversation_id=ids.new_conversation_id if request.mode == "chat" else None,
+        owner="",
+        messages=messages,
+        ref=model_ref(app, settings),
     )
 
 
@@ -365,13 +444,25 @@ def record_result(
 
 
 class DatabaseRunStore:
-    """`RunStore` on the app database (the write runs on a thread, off the event loop)."""
+    """`RunStore` on the app database (the write runs on a thread, off the event loop).
 
-    def __init__(self, db: Database, prices: dict[str, str] | None = None) -> None:
+    `committed`: for a run started before its start's commit (see `start_run`), resolved True
+    once that committed, False if it failed; the result is stored only after a True."""
+
+    def __init__(
+        self,
+        db: Database,
+        prices: dict[str, str] | None = None,
+        *,
+        committed: asyncio.Future[bool] | None = None,
+    ) -> None:
         self._db = db
         self._prices = model_prices(prices)
+        self._committed = committed
 
     async def finish(self, result: RunResult) -> dict[str, Any]:
+        if self._committed is not None and not await asyncio.shield(self._committed):
+            return {}  # its start never committed: there is no message to store it on
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: RunResult) -> dict[str, Any]:
@@ -418,29 +509,55 @@ class RunEnvironment:
     loop: asyncio.AbstractEventLoop
 
 
-async def run_spec(env: RunEnvironment, spec: RunSpec, *, slot_key: str | None) -> RunResult:
-    """Execute one run and always give its slot and stop registration back."""
+async def run_spec(
+    env: RunEnvironment,
+    spec: RunSpec,
+    *,
+    slot_key: str | None,
+    committed: asyncio.Future[bool] | None = None,
+) -> RunResult:
+    """Execute one run and always give its slot and stop registration back. `committed`: see
+    `DatabaseRunStore` (a run started while its start commits)."""
     from conduit.core.llm.errors import ModelError
     from conduit.core.runs.runner import execute_run, fail_before_start
 
+    store = _SlotReleasingStore(
+        DatabaseRunStore(env.db, spec.prices, committed=committed), env.limiter, slot_key, spec
+    )
     try:
         try:
             model = await env.resolve_model(spec.model_ref)
         except ModelError as error:
-            return await fail_before_start(
-                spec, error, log=env.eventlog, store=DatabaseRunStore(env.db, spec.prices)
-            )
-        return await execute_run(
-            spec,
-            model=model,
-            log=env.eventlog,
-            stops=env.stops,
-            store=DatabaseRunStore(env.db, spec.prices),
-        )
+            return await fail_before_start(spec, error, log=env.eventlog, store=store)
+        return await execute_run(spec, model=model, log=env.eventlog, stops=env.stops, store=store)
     finally:
-        if slot_key:
-            await env.limiter.release(slot_key, spec.task_id)
+        await store.release()
         await env.stops.forget(spec.task_id)
+
+
+class _SlotReleasingStore:
+    """The run's store, giving the run's slot back as soon as the result is stored: before the
+    terminal event is appended, so that a client that sees the run end and starts another one
+    at once finds the slot free (the log's close, a Redis round trip or two, comes after)."""
+
+    def __init__(
+        self, store: DatabaseRunStore, limiter: Limiter, slot_key: str | None, spec: RunSpec
+    ) -> None:
+        self._store = store
+        self._limiter = limiter
+        self._slot_key = slot_key
+        self._task_id = spec.task_id
+
+    async def finish(self, result: RunResult) -> dict[str, Any]:
+        try:
+            return await self._store.finish(result)
+        finally:
+            await self.release()
+
+    async def release(self) -> None:
+        slot_key, self._slot_key = self._slot_key, None  # once
+        if slot_key:
+            await self._limiter.release(slot_key, self._task_id)
 
 
 # --- process-level run resources -----------------------------------------------------------
@@ -501,22 +618,48 @@ async def start_run(
     # The limits and the log's creation are independent round trips (Redis, distributed): both
     # at once. The log exists before the commit makes the run visible to another process (a
     # worker may start it at once); a request refused afterwards leaves only a log that expires.
-    slot_key = await _limits_and_log(ctx, app, key_id, task_id, _meta(app, user, request, ids))
+    slot_key, without_default = await _limits_and_log(
+        ctx, app, key_id, task_id, _meta(app, user, request, ids)
+    )
     ttl = float(ctx.settings.runs.max_seconds + 600)
+    committed: asyncio.Future[bool] | None = None
+    early: asyncio.Task[RunResult] | None = None
     try:
+        if ctx.inline is not None:
+            # A run that needs nothing from the database starts its model call now, while its
+            # start commits: the commit's time hides in the model's time to first token. Its
+            # result is stored only once the start has committed; if that fails, it is
+            # cancelled (the upstream request closed) and the request fails as before.
+            planned = early_spec(
+                app,
+                request,
+                ctx.settings,
+                task_id=task_id,
+                ids=ids,
+                without_default_provider=without_default,
+            )
+            if planned is not None:
+                committed = asyncio.get_running_loop().create_future()
+                early = ctx.inline.submit(planned, slot_key, committed=committed)
         spec = await asyncio.to_thread(
             _prepare_and_commit, ctx, app, user, request, task_id, ids, slot_key
         )
         if ctx.inline is None:
             await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
     except BaseException:
-        if slot_key:
+        if early is not None and committed is not None:
+            committed.set_result(False)
+            early.cancel()  # the run gives its slot back as it ends
+        elif slot_key:
             await ctx.env.limiter.release(slot_key, task_id)
         raise
     if ctx.inline is not None:
-        # The model call starts now, while the stop owner is registered: a client learns the
-        # task id only from the stream, which this request opens after the registration.
-        ctx.inline.submit(spec, slot_key)
+        # The stop owner is registered while the model call starts: a client learns the task id
+        # only from the stream, which this request opens after the registration.
+        if committed is not None:
+            committed.set_result(True)
+        else:
+            ctx.inline.submit(spec, slot_key)
         try:
             await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
         except Exception:
@@ -527,12 +670,15 @@ async def start_run(
 
 async def _limits_and_log(
     ctx: RunContext, app: App, key_id: str | None, task_id: str, meta: dict[str, str]
-) -> str | None:
-    """`check_limits` and the log's `create` concurrently; the slot given back if the log
-    could not be created, the first failure raised."""
-    limits, created = await asyncio.gather(
+) -> tuple[str | None, bool]:
+    """`check_limits`, the log's `create` and, for the inline executor, whether the cache knows
+    that the app's workspace has no default provider, concurrently. Returns the slot key and
+    that knowledge; the slot is given back if the log could not be created, the first failure
+    raised."""
+    limits, created, without_default = await asyncio.gather(
         check_limits(ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id),
         ctx.env.eventlog.create(task_id, meta=meta),
+        _without_default_provider(ctx, app),
         return_exceptions=True,
     )
     if isinstance(limits, BaseException):
@@ -541,7 +687,19 @@ async def _limits_and_log(
         if limits:
             await ctx.env.limiter.release(limits, task_id)
         raise created
-    return limits
+    return limits, without_default is True
+
+
+async def _without_default_provider(ctx: RunContext, app: App) -> bool:
+    """Whether the cache says that the app's workspace has no default provider (False when it
+    does not know, or when nothing would start before the commit anyway)."""
+    if ctx.inline is None or ctx.cache is None:
+        return False
+    if app_provider(app) not in model_providers.DEFAULT_PROVIDERS:
+        return False  # the app names its provider: the workspace default does not matter
+    if ctx.cache.in_process:
+        return model_providers.known_without_default(ctx.cache, app.tenant_id)
+    return await asyncio.to_thread(model_providers.known_without_default, ctx.cache, app.tenant_id)
 
 
 def _meta(app: App, user: str, request: RunRequest, ids: RunIds) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -31,7 +31,6 @@ from conduit.core.llm.usage import ModelPrices, usage_payload
 from tests.fakes.fake_openai import (
     FakeOpenAIThread,
     answer_tokens,
-    fake_openai,
     fake_openai_process,
 )
 from tests.support import free_port
@@ -39,18 +38,6 @@ from tests.support import free_port
 T = TypeVar("T")
 PROMPT = "héllo wörld, how are you ☕"
 ANSWER = f"You said: {PROMPT}"
-
-
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenAIThread]:
-    with fake_openai() as server:
-        yield server
-
-
-@pytest.fixture
-def fake(fake_server: FakeOpenAIThread) -> FakeOpenAIThread:
-    fake_server.reset()
-    return fake_server
 
 
 def model_for(fake: FakeOpenAIThread | str, **options: Any) -> OpenAICompatibleChatModel:

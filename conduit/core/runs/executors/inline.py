@@ -15,9 +15,7 @@ logger = logging.getLogger(__name__)
 class InlineExecutor:
     """Starts each run as a task on the running loop and keeps track of it until it ends."""
 
-    def __init__(
-        self, run: Callable[[RunSpec, str | None], Coroutine[Any, Any, RunResult]]
-    ) -> None:
+    def __init__(self, run: Callable[..., Coroutine[Any, Any, RunResult]]) -> None:
         self._run = run
         self._tasks: set[asyncio.Task[RunResult]] = set()
         self._accepting = True
@@ -30,13 +28,22 @@ class InlineExecutor:
     def accepting(self) -> bool:
         return self._accepting
 
-    def submit(self, spec: RunSpec, slot_key: str | None) -> None:
-        """Start the run now; `slot_key` is the concurrency slot it gives back when it ends."""
+    def submit(
+        self,
+        spec: RunSpec,
+        slot_key: str | None,
+        *,
+        committed: asyncio.Future[bool] | None = None,
+    ) -> asyncio.Task[RunResult]:
+        """Start the run now; `slot_key` is the concurrency slot it gives back when it ends;
+        `committed` resolves once the run's start committed (True) or failed to (False), for a
+        run started before its commit. Returns the run's task."""
         task = asyncio.get_running_loop().create_task(
-            self._run(spec, slot_key), name=f"run:{spec.task_id}"
+            self._run(spec, slot_key, committed), name=f"run:{spec.task_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def drain(self, grace: float) -> int:
         """Stop accepting, wait up to `grace` seconds for in-flight runs, then cancel the rest (each

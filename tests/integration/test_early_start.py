@@ -1,0 +1,170 @@
+"""A run that needs nothing from the database starts its model call while its start commits
+(`services/runs.start_run` with the inline executor): the upstream request is sent before the
+commit, the result is stored only after it, and a start that fails to commit cancels the
+model call, gives the slot back and leaves no row. Real database, real in-process backends,
+the fake OpenAI server at the edge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, func, select, text
+
+from conduit.core.llm.registry import ModelRegistry
+from conduit.core.runs.eventlog.memory import MemoryEventLog
+from conduit.core.runs.executors.inline import InlineExecutor
+from conduit.core.runs.limits_memory import MemoryLimiter
+from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.stop_memory import MemoryStopRegistry
+from conduit.db.models import App, AppMode, Message, Tenant
+from conduit.errors import AppUnavailable
+from conduit.infra.cache import MemoryCache
+from conduit.infra.db import Database
+from conduit.infra.settings import Settings, load_settings
+from conduit.services import runs
+from conduit.services.model_providers import app_model_ref
+from conduit.services.runs import RunContext, RunEnvironment, RunRequest
+from tests.fakes.fake_openai import FakeOpenAIThread
+
+
+@pytest.fixture
+def settings(fake: FakeOpenAIThread, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("CONDUIT_") and not name.startswith("CONDUIT_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
+    monkeypatch.setenv("CONDUIT_MODEL_BASE_URL", fake.base_url)
+    monkeypatch.setenv("CONDUIT_RUNS_MAX_ACTIVE_PER_APP", "4")
+    return load_settings()
+
+
+def make_app(db: Database, cache: MemoryCache) -> App:
+    """A chat app on the server default, in a workspace the cache knows has no default."""
+    with db.transaction() as session:
+        tenant = Tenant(name="Early")
+        session.add(tenant)
+        session.flush()
+        app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT, model_config_={})
+        session.add(app)
+        session.flush()
+        assert app_model_ref(session, app, None, cache) is None  # remembered from here on
+        session.expunge(app)  # the Service API's detached snapshot
+    return app
+
+
+@contextlib.asynccontextmanager
+async def context(
+    db: Database, settings: Settings, cache: MemoryCache
+) -> AsyncIterator[RunContext]:
+    registry = ModelRegistry(runs.model_defaults(settings))
+    env = RunEnvironment(
+        db=db,
+        eventlog=MemoryEventLog(),
+        stops=MemoryStopRegistry(),
+        limiter=MemoryLimiter(),
+        resolve_model=registry.resolve,
+        loop=asyncio.get_running_loop(),
+    )
+
+    async def execute(
+        spec: RunSpec, slot: str | None, committed: asyncio.Future[bool] | None
+    ) -> RunResult:
+        return await runs.run_spec(env, spec, slot_key=slot, committed=committed)
+
+    try:
+        yield RunContext(env=env, settings=settings, inline=InlineExecutor(execute), cache=cache)
+    finally:
+        await registry.aclose()
+
+
+def request() -> RunRequest:
+    return RunRequest(
+        mode="chat", inputs={}, query="Hello there", response_mode="streaming",
+        auto_generate_name=False,
+    )  # fmt: skip
+
+
+def hold_the_tables(db: Database, seconds: float, holding: threading.Event) -> None:
+    """Keep every writer of `conversations` waiting for `seconds` (SQLite: the write lock)."""
+    with db.transaction() as session:
+        if db.dialect == "postgresql":
+            session.execute(text("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+        else:
+            session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE has taken the write lock
+        holding.set()
+        time.sleep(seconds)
+
+
+def test_the_model_call_starts_while_the_start_commits(
+    db: Database, settings: Settings, fake: FakeOpenAIThread
+) -> None:
+    cache = MemoryCache()
+    app = make_app(db, cache)
+    holding = threading.Event()
+    holder = threading.Thread(target=hold_the_tables, args=(db, 1.0, holding))
+    holder.start()
+    assert holding.wait(5)
+
+    async def scenario() -> tuple[RunSpec, int, list[str]]:
+        async with context(db, settings, cache) as ctx:
+            assert ctx.inline is not None
+            start = asyncio.create_task(
+                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+            )
+            # The commit waits for the held tables; the upstream request goes out meanwhile.
+            await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 0.8)
+            assert not start.done()
+            spec = await start
+            events = [e.event async for e in ctx.env.eventlog.follow(spec.task_id)]
+            await asyncio.sleep(0.05)
+            return spec, ctx.inline.active, events
+
+    spec, active, events = asyncio.run(scenario())
+    holder.join()
+    assert events[-1] == "message_end" and events.count("message") >= 1
+    assert active == 0
+    with db.sessions() as session:
+        message = session.get(Message, spec.message_id)
+        assert message is not None and message.status == "succeeded" and message.answer
+        assert message.conversation_id == spec.conversation_id
+
+
+def test_a_start_that_fails_to_commit_cancels_its_model_call(
+    db: Database, settings: Settings, fake: FakeOpenAIThread
+) -> None:
+    cache = MemoryCache()
+    app = make_app(db, cache)
+    with db.transaction() as session:  # deleted after its snapshot was served
+        session.execute(delete(App).where(App.id == app.id))
+    fake.control(pace_ms=200.0)  # a slow answer: still streaming when the commit fails
+
+    async def scenario() -> int:
+        async with context(db, settings, cache) as ctx:
+            assert ctx.inline is not None
+            with pytest.raises(AppUnavailable):
+                await runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+            for _ in range(100):  # the cancelled run ends and gives its slot back
+                if ctx.inline.active == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert ctx.inline.active == 0
+            # The slot is free again: as many runs as the limit may take one.
+            slot = runs.app_slot_key(app.id)
+            taken = [
+                await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}")
+                for n in range(4)
+            ]
+            return sum(taken)
+
+    assert asyncio.run(scenario()) == 4
+    stats = fake.wait_for_stats(lambda s: s["requests"] == 1 and s["in_flight"] == 0, 5)
+    assert stats["disconnects"] == 1  # the upstream stream was closed, not read to its end
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
