@@ -18,6 +18,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import redis
+from sqlalchemy.orm import Session
+
+from conduit.db.models import App, AppMode, Tenant
 
 PG_ADMIN = os.environ.get("CONDUIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CONDUIT_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -260,3 +263,14 @@ class Stack:
             timeout=60,
             stdin=subprocess.DEVNULL,
         )
+
+
+def add_chat_app(session: Session, tenant_name: str) -> App:
+    """A new workspace and a chat app in it (on the default model), flushed."""
+    tenant = Tenant(name=tenant_name)
+    session.add(tenant)
+    session.flush()
+    app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT, model_config_={})
+    session.add(app)
+    session.flush()
+    return app

@@ -23,7 +23,7 @@ from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.limits_memory import MemoryLimiter
 from conduit.core.runs.runner import RunResult, RunSpec
 from conduit.core.runs.stop_memory import MemoryStopRegistry
-from conduit.db.models import App, AppMode, Message, Tenant
+from conduit.db.models import App, Message
 from conduit.errors import AppUnavailable
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database
@@ -32,6 +32,7 @@ from conduit.services import runs
 from conduit.services.model_providers import app_model_ref
 from conduit.services.runs import RunContext, RunEnvironment, RunRequest
 from tests.fakes.fake_openai import FakeOpenAIThread
+from tests.support import add_chat_app
 
 
 @pytest.fixture
@@ -48,12 +49,7 @@ def settings(fake: FakeOpenAIThread, monkeypatch: pytest.MonkeyPatch, tmp_path: 
 def make_app(db: Database, cache: MemoryCache) -> App:
     """A chat app on the server default, in a workspace the cache knows has no default."""
     with db.transaction() as session:
-        tenant = Tenant(name="Early")
-        session.add(tenant)
-        session.flush()
-        app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT, model_config_={})
-        session.add(app)
-        session.flush()
+        app = add_chat_app(session, "Early")
         assert app_model_ref(session, app, None, cache) is None  # remembered from here on
         session.expunge(app)  # the Service API's detached snapshot
     return app

@@ -8,21 +8,17 @@ from contextlib import contextmanager
 
 from sqlalchemy import event
 
-from conduit.db.models import App, AppMode, EndUser, Tenant
+from conduit.db.models import App, EndUser
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database
 from conduit.services.apps import app_cache_key
 from conduit.services.end_users import get_or_create_end_user
+from tests.support import add_chat_app
 
 
 def make_app(db: Database) -> App:
     with db.transaction() as session:
-        tenant = Tenant(name="End users")
-        session.add(tenant)
-        session.flush()
-        app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT)
-        session.add(app)
-        session.flush()
+        app = add_chat_app(session, "End users")
         session.expunge(app)
     return app
 

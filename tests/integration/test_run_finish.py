@@ -12,22 +12,18 @@ from sqlalchemy import select
 from conduit.core.llm.provider import Usage
 from conduit.core.runs.runner import RunResult
 from conduit.core.runs.status import InvalidTransition, RunStatus
-from conduit.db.models import App, AppMode, Conversation, Message, Tenant
+from conduit.db.models import Conversation, Message
 from conduit.infra.db import Database
 from conduit.services.conversations import create_conversation
 from conduit.services.end_users import get_or_create_end_user
 from conduit.services.runs import record_result
+from tests.support import add_chat_app
 
 
 def running_messages(db: Database, count: int) -> tuple[str, list[str]]:
     """A conversation and `count` messages of it, each `running`."""
     with db.transaction() as session:
-        tenant = Tenant(name="Finish")
-        session.add(tenant)
-        session.flush()
-        app = App(tenant_id=tenant.id, name="chat", mode=AppMode.CHAT)
-        session.add(app)
-        session.flush()
+        app = add_chat_app(session, "Finish")
         user = get_or_create_end_user(session, app, "alice")
         conversation_id = create_conversation(session, app, user, inputs={})
         messages = [

@@ -15,7 +15,12 @@ logger = logging.getLogger(__name__)
 class InlineExecutor:
     """Starts each run as a task on the running loop and keeps track of it until it ends."""
 
-    def __init__(self, run: Callable[..., Coroutine[Any, Any, RunResult]]) -> None:
+    def __init__(
+        self,
+        run: Callable[
+            [RunSpec, str | None, asyncio.Future[bool] | None], Coroutine[Any, Any, RunResult]
+        ],
+    ) -> None:
         self._run = run
         self._tasks: set[asyncio.Task[RunResult]] = set()
         self._accepting = True
