@@ -1,9 +1,10 @@
-"""The one place RunEvents become SSE frames: `id: <seq>` + `data: <json>`, and `event: ping`
-every ping interval while the run is quiet (Dify's framing, plus ids for resume).
+"""SSE streams of a run's events: their frames (`id: <seq>` + `data: <json>`, built once when
+the event is appended: see `RunEvent`), and `event: ping` every ping interval while the run is
+quiet (Dify's framing, plus ids for resume).
 
-The stream reads the log in batches: every event already there goes out in one chunk (one
-write to the socket), so a reader that falls behind a fast run catches up in a few writes
-instead of one per token, and a quiet run costs one wait per ping interval.
+The stream reads the log in batches (`read_frames`): every event already there goes out in one
+chunk (one write to the socket), so a reader that falls behind a fast run catches up in a few
+writes instead of one per token, and a quiet run costs one wait per ping interval.
 """
 
 from __future__ import annotations
@@ -15,15 +16,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from conduit.core.runs.eventlog import EventLog, RunNotFound
-from conduit.core.runs.events import RunEvent
 
 PING = b"event: ping\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
-
-
-def frame(event: RunEvent) -> bytes:
-    return event.frame
 
 
 async def event_stream(
@@ -34,19 +30,16 @@ async def event_stream(
     cursor = max(after, 0)
     while True:
         try:
-            batch = await log.read(task_id, after=cursor, wait=ping_interval)
+            frames = await log.read_frames(task_id, after=cursor, wait=ping_interval)
         except RunNotFound:
             return
-        if batch is None:
+        if frames is None:
             return
-        if not batch:
+        if not frames.data:
             yield PING
             continue
-        cursor = batch[-1].seq
-        if len(batch) == 1:
-            yield frame(batch[0])
-        else:
-            yield b"".join([frame(event) for event in batch])
+        cursor = frames.last
+        yield frames.data
 
 
 class EventStreamResponse(Response):

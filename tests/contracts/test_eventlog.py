@@ -27,7 +27,7 @@ from conduit.core.runs.eventlog import (
     RunClosed,
     RunNotFound,
 )
-from conduit.core.runs.events import RunEvent
+from conduit.core.runs.events import Frames, RunEvent
 from conduit.infra.redis import build_async_redis
 
 SHORT_RETENTION = 0.3
@@ -386,6 +386,10 @@ class TestRead:
             batch = await log.read(task, after=2, wait=1)
             assert batch is not None
             assert [(e.seq, e.payload["n"]) for e in batch] == [(3, 2), (4, 3), (5, 4)]
+            # read_frames(): the same batch as one chunk, and where the next read goes on
+            frames = await log.read_frames(task, after=2, wait=1)
+            assert frames == Frames(5, b"".join(event.frame for event in batch))
+            assert frames.data.startswith(b"id: 3\ndata: ")
 
         backend.run(scenario)
 
@@ -395,7 +399,8 @@ class TestRead:
             await log.create(task)
             started = time.monotonic()
             assert await log.read(task, after=0, wait=0.2) == []
-            assert 0.15 <= time.monotonic() - started < 2
+            assert await log.read_frames(task, after=0, wait=0.2) == Frames(0, b"")
+            assert 0.3 <= time.monotonic() - started < 4
 
         backend.run(scenario)
 
@@ -404,10 +409,12 @@ class TestRead:
             task = new_task()
             await log.create(task)
             reader = asyncio.create_task(log.read(task, after=0, wait=10))
+            frames_reader = asyncio.create_task(log.read_frames(task, after=0, wait=10))
             await asyncio.sleep(0.1)
             await log.append(task, "message", {"n": 1})
             batch = await asyncio.wait_for(reader, timeout=2)
             assert batch is not None and [e.seq for e in batch] == [1]
+            assert await asyncio.wait_for(frames_reader, timeout=2) == Frames(1, batch[0].frame)
 
         backend.run(scenario)
 
@@ -421,8 +428,11 @@ class TestRead:
             assert batch is not None and [e.seq for e in batch] == [1]
             assert await log.read(task, after=1, wait=1) is None
             assert await log.read(task, after=7, wait=1) is None
+            assert await log.read_frames(task, after=1, wait=1) is None
             with pytest.raises(RunNotFound):
                 await log.read(new_task(), after=0, wait=1)
+            with pytest.raises(RunNotFound):
+                await log.read_frames(new_task(), after=0, wait=1)
 
         backend.run(scenario)
 

@@ -125,6 +125,24 @@ def test_events_split_across_reads_and_the_sse_parser(fake: FakeOpenAIThread) ->
         reader.feed(raw[cut:])
         assert list(reader._events) == [b'{"a":\n1}', b"[DONE]"]
 
+    # LF only (parsed event by event): the same events, cut anywhere, once or twice.
+    raw = (
+        b'data: {"a":1}\n\ndata: {"b":2}\n\n: c\n\ndata:{"c":3}\n\n\ndata: {"x":0}\n'
+        b'data: {"d":\ndata: 4}\n\nevent: x\nid: 7\ndata: {"e":5}\n\ndata: [DONE]\n\n'
+    )
+    expected = [b'{"a":1}', b'{"b":2}', b'{"c":3}', b'{"x":0}\n{"d":\n4}', b'{"e":5}', b"[DONE]"]
+    for cut in range(1, len(raw)):
+        for second in (cut, (cut + len(raw)) // 2):
+            reader = _SSEReader(None)  # type: ignore[arg-type]
+            for piece in (raw[:cut], raw[cut:second], raw[second:]):
+                reader.feed(piece)
+            assert list(reader._events) == expected, (cut, second)
+    reader = _SSEReader(None)  # type: ignore[arg-type]
+    reader.feed(b"data: 1\r\n")  # a CR LF line, then LF-only ones
+    reader.feed(b'data: 2\n\ndata: {"f":6}')
+    reader.feed(b"\n\n")
+    assert list(reader._events) == [b"1\n2", b'{"f":6}']
+
 
 def test_usage_is_estimated_when_the_upstream_sends_none(fake: FakeOpenAIThread) -> None:
     fake.control(usage=False)

@@ -343,6 +343,9 @@ class _Upstream:
             self.response.release()
 
 
+_END_OF_EVENT = [b""]
+
+
 class _SSEReader:
     """Incremental server-sent-events parser over an aiohttp body (events may span reads)."""
 
@@ -379,8 +382,25 @@ class _SSEReader:
             ) from None
 
     def feed(self, chunk: bytes) -> None:
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
+        buffer = self._partial + chunk
+        if self._data or b"\r" in buffer:
+            # Line by line: CR LF line ends, or the rest of an event begun in an earlier read.
+            lines = buffer.split(b"\n")
+            self._partial = lines.pop()
+            self._lines(lines)
+            return
+        # LF only, at an event's start (the usual): event by event, and the usual event, a
+        # single `data: ` line, without splitting it into lines.
+        blocks = buffer.split(b"\n\n")
+        self._partial = blocks.pop()
+        for block in blocks:
+            if not self._data and block.startswith(b"data: ") and b"\n" not in block:
+                self._events.append(block[6:])
+            else:
+                self._lines(block.split(b"\n"))
+                self._lines(_END_OF_EVENT)
+
+    def _lines(self, lines: list[bytes]) -> None:
         for line in lines:
             if line.endswith(b"\r"):
                 line = line[:-1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -69,3 +69,11 @@ class RunEvent:
 
     def __repr__(self) -> str:
         return f"RunEvent(task_id={self.task_id!r}, seq={self.seq}, event={self.event!r})"
+
+
+class Frames(NamedTuple):
+    """Consecutive events of one run as the chunk a stream sends: their SSE frames end to end,
+    and the seq of the last one (where the next read goes on)."""
+
+    last: int
+    data: bytes

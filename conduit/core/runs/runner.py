@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
+
 from conduit.core.llm.errors import ModelError
 from conduit.core.llm.provider import (
     ChatMessage,
@@ -132,6 +134,21 @@ def envelope(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
     return payload
 
 
+def message_head(spec: RunSpec) -> bytes:
+    """The JSON of the run's `message` events up to their `answer`'s value: every delta's
+    event is this, the delta as a JSON string, and `}` (see `message_data`), so that the
+    envelope's fixed fields are serialised once per run instead of once per token."""
+    whole = orjson.dumps(
+        envelope(spec, "message", task_id=spec.task_id, id=spec.message_id, answer="")
+    )
+    return whole[: -len(b'""}')]
+
+
+def message_data(head: bytes, text: str) -> bytes:
+    """The JSON object of the `message` event of one delta (`head` from `message_head`)."""
+    return head + orjson.dumps(text) + b"}"
+
+
 class RunStopped(Exception):
     """Raised inside the runner when the owner asked to stop."""
 
@@ -153,18 +170,13 @@ async def execute_run(
 
     async def generate() -> Usage:
         final = Usage()
+        head = message_head(spec)
         async for item in model.stream_chat(spec.messages, spec.params):
             if isinstance(item, Delta):
                 if not item.text:
                     continue
                 answer.append(item.text)
-                await log.append(
-                    spec.task_id,
-                    "message",
-                    envelope(
-                        spec, "message", task_id=spec.task_id, id=spec.message_id, answer=item.text
-                    ),
-                )
+                await log.append(spec.task_id, "message", message_data(head, item.text))
             elif isinstance(item, Finished):
                 final = item.usage
         return final

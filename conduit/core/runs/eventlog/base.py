@@ -7,9 +7,10 @@ a forgotten or unknown run raises `RunNotFound`. Backends: `memory.MemoryEventLo
 thread-safe, so a runner on a worker thread can append while the API's loop reads) and
 `redis.RedisEventLog` (Redis Streams). Both pass `tests/contracts/test_eventlog.py`.
 
-`read()` is the primitive: it hands over every event already there as one batch (an SSE stream
-writes a batch as one chunk, and pings when a read comes back empty), and `follow()` is built on
-it by `follow_by_reading()`.
+`read()` is the primitive: it hands over every event already there as one batch, and `follow()`
+is built on it by `follow_by_reading()`. `read_frames()` is `read()` as the chunk an SSE stream
+writes (the batch's frames end to end; the stream pings when it comes back empty), which a
+backend can hand over without an object per event.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from conduit.core.runs.events import RunEvent
+from conduit.core.runs.events import Frames, RunEvent
 from conduit.errors import NotFound
 
 
@@ -30,8 +31,9 @@ class EventLog(Protocol):
     async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
         """Open the log of a new run (idempotent); `meta` is kept with it (e.g. the owner)."""
 
-    async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
-        """Append the next event (numbered by the log) and wake every follower."""
+    async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
+        """Append the next event (numbered by the log) and wake every follower. `payload`: a
+        JSON object, as a dict or already serialised."""
 
     async def close(self, task_id: str) -> None:
         """No more events: followers end after the last one; retention starts now."""
@@ -44,11 +46,24 @@ class EventLog(Protocol):
         none yet, wait up to `wait` seconds for some. `[]`: nothing came, the run goes on;
         None: the log is closed and read to its end. Raises RunNotFound for an unknown run."""
 
+    async def read_frames(self, task_id: str, *, after: int, wait: float) -> Frames | None:
+        """`read()` as one chunk: the frames of the events it would return, end to end, and
+        the last one's seq; `Frames(after, b"")` where `read()` returns `[]`."""
+
     def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
         """Events with seq > `after`, live, ending when the log is closed. Raises RunNotFound."""
 
     async def aclose(self) -> None:
         """Release connections."""
+
+
+def join_frames(batch: list[RunEvent] | None, after: int) -> Frames | None:
+    """`read_frames()`'s answer from `read()`'s."""
+    if batch is None:
+        return None
+    if not batch:
+        return Frames(max(after, 0), b"")
+    return Frames(batch[-1].seq, b"".join([event.frame for event in batch]))
 
 
 # How long one read inside `follow_by_reading` waits before looking again.

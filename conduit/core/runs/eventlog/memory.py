@@ -20,20 +20,31 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading
-from conduit.core.runs.events import RunEvent
+from conduit.core.runs.events import Frames, RunEvent
 from conduit.errors import ConduitError, Conflict
 
 # Expired runs removed per create/close call, so a sweep never stalls an append.
 _SWEEP_BATCH = 64
 # Events handed to a reader per lock acquisition, so a long replay does not block the writer.
 _READ_BATCH = 512
+# Events joined into one chunk per lock acquisition (joining costs little per event).
+_JOIN_BATCH = 4096
+
+T = TypeVar("T")
+
+
+class _Nothing:
+    """What `_read` returns after waiting in vain (None means the end of a closed run)."""
+
+
+_NOTHING: Final = _Nothing()
 
 _Waiter = tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
@@ -73,6 +84,14 @@ class _Run:
             RunEvent(task_id, seq, name, frame)
             for seq, name, frame in zip(seqs, names, frames, strict=True)
         ]
+
+    def joined(self, cursor: int) -> Frames | None:
+        """The frames of the events with seq > `cursor` as one chunk (None when there are
+        none): what a stream sends, without an object per event."""
+        frames = self.frames[cursor : cursor + _JOIN_BATCH]
+        if not frames:
+            return None
+        return Frames(cursor + len(frames), b"".join(frames))
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -128,9 +147,10 @@ class MemoryEventLog:
                 self._open[task_id] = None
         _wake(to_wake)
 
-    async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
+    async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """Append the next event; raises RunNotFound, RunClosed or EventLogFull."""
-        data = orjson.dumps(payload)  # what a Redis reader would see, detached from the caller
+        # What a Redis reader would see, detached from the caller's dict.
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         to_wake: list[_Waiter] = []
         with self._lock:
             run = self._live_run(task_id, time.monotonic(), to_wake)
@@ -200,6 +220,20 @@ class MemoryEventLog:
         """Events with seq > `after` (up to a batch); [] after `wait` s without any; None once
         the run is closed and read to its end; RunNotFound for an unknown run."""
         cursor = max(after, 0)
+        got = await self._read(task_id, cursor, wait, lambda run: run.batch(task_id, cursor))
+        return [] if isinstance(got, _Nothing) else got
+
+    async def read_frames(self, task_id: str, *, after: int, wait: float) -> Frames | None:
+        """`read()`, as the events' frames joined into one chunk."""
+        cursor = max(after, 0)
+        got = await self._read(task_id, cursor, wait, lambda run: run.joined(cursor))
+        return Frames(cursor, b"") if isinstance(got, _Nothing) else got
+
+    async def _read(
+        self, task_id: str, cursor: int, wait: float, take: Callable[[_Run], T]
+    ) -> T | _Nothing | None:
+        """`take(run)` of what is there (falsy when nothing is); waits up to `wait` s for
+        something. `_NOTHING` after waiting in vain, None at the end of a closed run."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] | None = None
         for attempt in range(2):
@@ -207,20 +241,19 @@ class MemoryEventLog:
             with self._lock:
                 run = self._live_run(task_id, time.monotonic(), to_wake)
                 if run is not None:
-                    # Event seq N sits at index N - 1, so seq > cursor starts at index cursor.
-                    batch = run.batch(task_id, cursor)
-                    if not batch and run.closed_at is None and attempt == 0:
+                    got = take(run)
+                    if not got and run.closed_at is None and attempt == 0:
                         waiter = loop.create_future()
                         run.waiters.append((loop, waiter))
             _wake(to_wake)
             if run is None:
                 raise RunNotFound()
-            if batch:
-                return batch
+            if got:
+                return got
             if run.closed_at is not None:
                 return None
             if waiter is None:
-                return []  # woken (or timed out) and still nothing: the caller pings
+                return _NOTHING  # woken (or timed out) and still nothing: the caller pings
             timer = loop.call_later(wait, _resolve, waiter)
             try:
                 await waiter
@@ -229,7 +262,7 @@ class MemoryEventLog:
                 # After a timeout or a cancel the future is still listed: do not leave it.
                 self._drop_waiter(run, (loop, waiter))
             waiter = None
-        return []
+        return _NOTHING
 
     def follow(self, task_id: str, *, after: int = 0) -> AsyncIterator[RunEvent]:
         """Events with seq > `after`, live, until close; RunNotFound for an unknown run."""

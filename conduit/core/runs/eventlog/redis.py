@@ -49,9 +49,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 from redis.typing import EncodableT
 
-from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading
+from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading, join_frames
 from conduit.core.runs.eventlog.memory import MemoryEventLog, RunClosed
-from conduit.core.runs.events import RunEvent
+from conduit.core.runs.events import Frames, RunEvent
 from conduit.infra.redis import GroupCommit
 
 CLOSED_EVENT = "__closed__"
@@ -219,9 +219,9 @@ class RedisEventLog:
         elif not _is_sentinel(top[0][1]):
             self._remember(task_id, _parse_id(top[0][0])[0])
 
-    async def append(self, task_id: str, event: str, payload: dict[str, Any]) -> RunEvent:
+    async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """XADD the next event; raises RunNotFound for an unknown run, RunClosed after close."""
-        data = orjson.dumps(payload)
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
         owned = self._owned.get(task_id)
         if owned is not None:
             return self._append_owned(task_id, owned, event, data)
@@ -348,6 +348,18 @@ class RedisEventLog:
                 return await self._mirror.read(task_id, after=after, wait=wait)
             except RunNotFound:
                 pass  # not written here, or no longer in the mirror: Redis has it all
+        return await self._read_redis(task_id, after=after, wait=wait)
+
+    async def read_frames(self, task_id: str, *, after: int, wait: float) -> Frames | None:
+        """`read()` as one chunk (from the mirror without an object per event)."""
+        if self._mirror is not None:
+            try:
+                return await self._mirror.read_frames(task_id, after=after, wait=wait)
+            except RunNotFound:
+                pass
+        return join_frames(await self._read_redis(task_id, after=after, wait=wait), after)
+
+    async def _read_redis(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
         stream, meta_key = self._stream(task_id), self._meta(task_id)
         cursor = (max(after, 0), 0)
 
