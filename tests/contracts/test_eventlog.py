@@ -373,6 +373,38 @@ class TestLiveFollow:
 
         backend.run(scenario)
 
+    def test_extend_appends_in_order_one_number_each_and_followers_see_each_once(
+        self, backend: Backend
+    ) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            await log.create(task)
+            live = asyncio.create_task(collect(log, task))
+            await settle()
+            await log.append(task, "message", {"n": 0})
+            added = await log.extend(task, "message", [{"n": 1}, b'{"n":2}', {"n": 3}])
+            assert numbers(added) == [2, 3, 4]
+            assert await log.extend(task, "message", [{"n": 4}]) == [
+                RunEvent.of(task, 5, "message", {"n": 4})
+            ]
+            await log.append(task, "message_end", {"n": 5})
+            await log.close(task)
+            expected = [
+                RunEvent.of(task, n + 1, "message_end" if n == 5 else "message", {"n": n})
+                for n in range(6)
+            ]
+            assert await asyncio.wait_for(live, 5) == expected
+            for after in range(7):
+                assert await collect(log, task, after=after) == expected[after:]
+            peer = backend.peer(log)
+            try:
+                assert await collect(peer, task, after=2) == expected[2:]
+            finally:
+                if peer is not log:
+                    await peer.aclose()
+
+        backend.run(scenario)
+
 
 class TestRead:
     """`read()`: one batch of what is there, [] after waiting in vain, None at the end."""
@@ -511,10 +543,14 @@ class TestLifecycle:
             await fill(log, task, 1)
             with pytest.raises(RunClosed):
                 await log.append(task, "message", {})
+            with pytest.raises(RunClosed):
+                await log.extend(task, "message", [{}, {}])
             peer = backend.peer(log)
             try:
                 with pytest.raises(RunClosed):
                     await peer.append(task, "message", {})
+                with pytest.raises(RunClosed):
+                    await peer.extend(task, "message", [{}, {}])
             finally:
                 if peer is not log:
                     await peer.aclose()
@@ -525,6 +561,8 @@ class TestLifecycle:
         async def scenario(log: EventLog) -> None:
             with pytest.raises(RunNotFound):
                 await log.append(new_task(), "message", {})
+            with pytest.raises(RunNotFound):
+                await log.extend(new_task(), "message", [{}, {}])
 
         backend.run(scenario)
 
@@ -554,6 +592,33 @@ class TestLifecycle:
             assert numbers(await collect(log, task)) == [1, 2]
 
         backend.run(scenario, retention=2)
+
+
+class TestRedisEntries:
+    @pytest.fixture
+    def backend(self, shared_redis_url: str) -> Backend:
+        return Backend("redis", shared_redis_url)
+
+    def test_the_events_of_one_extend_share_a_stream_entry(
+        self, backend: Backend, shared_redis_url: str
+    ) -> None:
+        async def scenario(log: EventLog) -> None:
+            task = new_task()
+            raw = build_async_redis(shared_redis_url)
+            try:
+                await log.create(task)
+                await log.extend(task, "message", [{"n": n} for n in range(1, 6)])
+                await log.append(task, "message", {"n": 6})
+                await log.close(task)
+                # One entry for the five, one for the sixth, and the sentinel.
+                assert await raw.xlen(f"{backend.prefix}{task}") == 3
+                expected = [RunEvent.of(task, n, "message", {"n": n}) for n in range(1, 7)]
+                for after in (0, 3, 5):
+                    assert await collect(log, task, after=after) == expected[after:]
+            finally:
+                await raw.aclose()
+
+        backend.run(scenario)
 
 
 class TestRedisMirror:
@@ -633,7 +698,10 @@ class TestMemoryBounds:
         async def scenario() -> None:
             log = MemoryEventLog(max_events_per_run=3)
             task = new_task()
-            await fill(log, task, 3, close=False)
+            await fill(log, task, 2, close=False)
+            with pytest.raises(EventLogFull):  # all or none
+                await log.extend(task, "message", [{}, {}])
+            await log.append(task, "message", {})
             with pytest.raises(EventLogFull):
                 await log.append(task, "error", {})
             await log.close(task)

@@ -11,6 +11,7 @@ import httpx
 
 from tests.e2e.conftest import Admin, ServiceApp, make_admin, running_stack, service_app
 from tests.e2e.sse import Frame, answer_of, frames
+from tests.fakes.fake_openai import answer_tokens
 from tests.support import Stack, wait_for
 
 EXECUTOR = "inline"
@@ -79,6 +80,17 @@ class TestStreaming:
         assert isinstance(usage["total_price"], str)
         stored = stored_messages(chat_app, first["conversation_id"])
         assert [m["answer"] for m in stored] == [answer_of(items)]
+
+    def test_pieces_that_arrive_together_are_still_one_event_each(
+        self, chat_app: ServiceApp, upstream: Any
+    ) -> None:
+        upstream.control("burst")  # the whole upstream stream in one write
+        items = [f for f in stream(chat_app) if f.event != "ping"]
+        assert [f.id for f in items] == list(range(1, len(items) + 1))
+        pieces = [f.data["answer"] for f in items if f.event == "message"]
+        assert pieces == answer_tokens(f"You said: {QUESTION}")
+        assert items[-1].event == "message_end"
+        assert items[-1].data["metadata"]["usage"]["completion_tokens"] == len(pieces)
 
     def test_completion_events_have_no_conversation(self, completion_app: ServiceApp) -> None:
         body = {"inputs": {"text": "good morning"}, "user": "bob", "response_mode": "streaming"}

@@ -14,7 +14,8 @@ Endpoints:
     GET  /stats                 requests, connections, disconnects, per-request log
 
 A request's mode comes from, in order: the `X-Fake-Mode` header, a model named `fake:<mode>`,
-the queue filled by /control, else "ok". Modes: ok, no-usage, fragmented, status-<NNN> (e.g.
+the queue filled by /control, else "ok". Modes: ok, no-usage, fragmented, burst (the whole
+stream in one write), status-<NNN> (e.g.
 status-500, status-401), model-not-found, quota (429 insufficient_quota), hang-before-headers,
 hang-before-first-token, drop-mid-stream (closes the connection after half the answer).
 """
@@ -257,11 +258,17 @@ def build_app(settings: Settings | None = None) -> web.Application:
         )
         await response.prepare(request)
 
+        burst: list[bytes] | None = [] if mode == "burst" else None
+
         async def send(payload: bytes) -> bool:
             """Write one event; False once the client is gone."""
             if _gone(request):
                 record.outcome = "client-disconnected"
                 return False
+            if burst is not None:  # the whole stream goes out as one write at the end
+                burst.append(payload)
+                record.chunks_sent += 1
+                return True
             try:
                 if mode == "fragmented":
                     # Split events across TCP writes so the client must reassemble them.
@@ -322,6 +329,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
                 return response
         if await send(b"data: [DONE]\n\n"):
             with contextlib.suppress(ConnectionError, RuntimeError):
+                if burst:
+                    await response.write(b"".join(burst))
                 await response.write_eof()
         return response
 

@@ -71,7 +71,8 @@ async def collect(
     ):
         if isinstance(item, Delta):
             assert finished is None, "a delta after Finished"
-            deltas.append(item.text)
+            assert item.text == "".join(item.parts)
+            deltas += item.parts
         else:
             finished = item
     assert finished is not None
@@ -142,6 +143,22 @@ def test_events_split_across_reads_and_the_sse_parser(fake: FakeOpenAIThread) ->
     reader.feed(b'data: 2\n\ndata: {"f":6}')
     reader.feed(b"\n\n")
     assert list(reader._events) == [b"1\n2", b'{"f":6}']
+
+
+def test_pieces_read_together_come_as_one_delta_with_each_piece(fake: FakeOpenAIThread) -> None:
+    fake.control("burst")
+    items: list[Delta] = []
+
+    async def scenario(m: OpenAICompatibleChatModel) -> None:
+        async for item in m.stream_chat([ChatMessage("user", PROMPT)], GenerationParams("gpt")):
+            if isinstance(item, Delta):
+                items.append(item)
+
+    run(model_for(fake), scenario)
+    pieces = [piece for item in items for piece in item.parts]
+    assert pieces == answer_tokens(ANSWER)
+    assert len(items) < len(pieces)  # one read brought several pieces: one Delta for them
+    assert all(item.text == "".join(item.parts) for item in items)
 
 
 def test_usage_is_estimated_when_the_upstream_sends_none(fake: FakeOpenAIThread) -> None:

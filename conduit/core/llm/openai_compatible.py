@@ -127,10 +127,11 @@ class OpenAICompatibleChatModel:
         upstream: _Upstream = await retrying(self._open, body)
         completed = False
         try:
-            text = upstream.first
-            while text is not None:
-                yield Delta(text)
-                text = await upstream.next_text()
+            texts = upstream.first
+            while texts is not None:
+                # Everything one read brought is one Delta: consumers pay per read, not per piece.
+                yield Delta(texts[0]) if len(texts) == 1 else Delta("".join(texts), tuple(texts))
+                texts = await upstream.next_texts()
             usage = upstream.usage or estimate_usage(messages, upstream.completion_chars)
             completed = True
             yield Finished(usage, upstream.finish_reason)
@@ -170,7 +171,7 @@ class OpenAICompatibleChatModel:
             if response.status != 200:
                 raise await self._http_error(response)
             upstream = _Upstream(response, self._provider_name)
-            upstream.first = await upstream.next_text()
+            upstream.first = await upstream.next_texts()
         except ModelError as error:
             self._close_quietly(response)
             self.breaker.record_failure(error)
@@ -263,12 +264,28 @@ class _Upstream:
         self.response = response
         self.provider_name = provider_name
         self.reader = _SSEReader(response.content)
-        self.first: str | None = None
+        self.first: list[str] | None = None
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.completion_chars = 0
         # Some servers ignore "stream": true and answer with one JSON document.
         self._plain_json = response.content_type == "application/json"
+
+    async def next_texts(self) -> list[str] | None:
+        """The next pieces of the answer: one, waited for, and every further one already read
+        (without waiting); None at the end of the stream."""
+        text = await self.next_text()
+        if text is None:
+            return None
+        texts = [text]
+        while self.reader.has_events:
+            event = self.reader.pop_event()
+            if event is None:
+                break  # [DONE]: the next call ends the stream
+            text = self._apply_chunk(event)
+            if text:
+                texts.append(text)
+        return texts
 
     async def next_text(self) -> str | None:
         """The next non-empty piece of the answer, or None at the end of the stream."""
@@ -368,6 +385,15 @@ class _SSEReader:
             else:
                 self._eof = True
                 self.feed(b"\n\n")  # an unterminated last event still counts
+        return self.pop_event()
+
+    @property
+    def has_events(self) -> bool:
+        """Whether events already read are waiting (`pop_event` then needs no read)."""
+        return bool(self._events)
+
+    def pop_event(self) -> Any:
+        """The next event already read (there must be one), like `next_event`."""
         data = self._events.popleft()
         if data == b"[DONE]":
             self.saw_done = True

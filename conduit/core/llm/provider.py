@@ -1,6 +1,7 @@
 """The model provider interface: streaming chat completion with deltas and token usage.
 
-A provider yields `Delta`s, then exactly one `Finished` (with usage). Cancellation is by closing
+A provider yields `Delta`s (a piece of the answer, or several that arrived together), then
+exactly one `Finished` (with usage). Cancellation is by closing
 the async iterator (`aclose()`) or cancelling the task that iterates it: the provider must then
 close its upstream stream at once (HTTP response closed, local generation stopped). Failures are
 `conduit.core.llm.errors.ModelError` subclasses.
@@ -41,9 +42,17 @@ class Usage:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of the answer, in order."""
+    """A piece of the answer, in order. Pieces that reached the provider together (one read
+    of its stream) may come as one Delta: `pieces` lists them, in order, and `text` is them
+    joined; a Delta of one piece leaves `pieces` empty. A consumer that streams pieces one by
+    one (the runner: an event each) uses `parts`; one that wants the text uses `text`."""
 
     text: str
+    pieces: tuple[str, ...] = ()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return self.pieces or (self.text,)
 
 
 @dataclass(frozen=True)

@@ -173,10 +173,14 @@ async def execute_run(
         head = message_head(spec)
         async for item in model.stream_chat(spec.messages, spec.params):
             if isinstance(item, Delta):
-                if not item.text:
+                pieces = [piece for piece in item.parts if piece]
+                if not pieces:
                     continue
-                answer.append(item.text)
-                await log.append(spec.task_id, "message", message_data(head, item.text))
+                answer.extend(pieces)
+                # One event per piece; the pieces of one read of the upstream in one go.
+                await log.extend(
+                    spec.task_id, "message", [message_data(head, piece) for piece in pieces]
+                )
             elif isinstance(item, Finished):
                 final = item.usage
         return final

@@ -15,7 +15,7 @@ backend can hand over without an object per event.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from conduit.core.runs.events import Frames, RunEvent
@@ -34,6 +34,12 @@ class EventLog(Protocol):
     async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """Append the next event (numbered by the log) and wake every follower. `payload`: a
         JSON object, as a dict or already serialised."""
+
+    async def extend(
+        self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
+    ) -> list[RunEvent]:
+        """Append the next events, all of the same kind, in order, all or none: what one
+        `append` each would do, for less (pieces of an answer that arrived together)."""
 
     async def close(self, task_id: str) -> None:
         """No more events: followers end after the last one; retention starts now."""

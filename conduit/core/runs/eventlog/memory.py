@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -71,9 +71,14 @@ class _Run:
     closed_at: float | None = None
     waiters: list[_Waiter] = field(default_factory=list)
 
-    def keep(self, event: str, frame: bytes) -> None:
-        self.frames.append(frame)
-        self.names.append(event)
+    def keep(self, records: Sequence[RunEvent]) -> None:
+        """Keep consecutive events that continue this run's numbering."""
+        if len(records) == 1:
+            self.frames.append(records[0].frame)
+            self.names.append(records[0].event)
+        else:
+            self.frames += [record.frame for record in records]
+            self.names += [record.event for record in records]
 
     def batch(self, task_id: str, cursor: int) -> list[RunEvent]:
         """Events with seq > `cursor`, at most `_READ_BATCH` of them."""
@@ -149,8 +154,19 @@ class MemoryEventLog:
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """Append the next event; raises RunNotFound, RunClosed or EventLogFull."""
-        # What a Redis reader would see, detached from the caller's dict.
-        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return self._extend(task_id, event, [payload])[0]
+
+    async def extend(
+        self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
+    ) -> list[RunEvent]:
+        """Append the next events, all or none; raises like `append`."""
+        return self._extend(task_id, event, payloads)
+
+    def _extend(
+        self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
+    ) -> list[RunEvent]:
+        # What a Redis reader would see, detached from the caller's dicts.
+        datas = [p if isinstance(p, bytes) else orjson.dumps(p) for p in payloads]
         to_wake: list[_Waiter] = []
         with self._lock:
             run = self._live_run(task_id, time.monotonic(), to_wake)
@@ -159,26 +175,35 @@ class MemoryEventLog:
                 raise RunNotFound()
             if run.closed_at is not None:
                 raise RunClosed()
-            if len(run.frames) >= self._max_events:
+            first = len(run.frames) + 1
+            if first - 1 + len(datas) > self._max_events:
                 raise EventLogFull(limit=self._max_events)
-            record = RunEvent.from_data(task_id, len(run.frames) + 1, event, data)
-            run.keep(record.event, record.frame)
+            records = [
+                RunEvent.from_data(task_id, first + i, event, data) for i, data in enumerate(datas)
+            ]
+            run.keep(records)
             self._open.move_to_end(task_id)
             to_wake += run.waiters
             run.waiters = []
         _wake(to_wake)
-        return record
+        return records
 
-    def add(self, record: RunEvent) -> bool:
-        """Keep an event numbered elsewhere (this log mirrors another one). False, and nothing
-        kept, when it does not continue the run's numbering or the run is unknown or closed."""
+    def add(self, records: Sequence[RunEvent]) -> bool:
+        """Keep events of one run numbered elsewhere (this log mirrors another one), all or
+        none: False, and nothing kept, when they do not continue the run's numbering or the
+        run is unknown or closed."""
+        if not records:
+            return True
+        task_id = records[0].task_id
         to_wake: list[_Waiter] = []
         with self._lock:
-            run = self._live_run(record.task_id, time.monotonic(), to_wake)
-            added = run is not None and run.closed_at is None and record.seq == len(run.frames) + 1
+            run = self._live_run(task_id, time.monotonic(), to_wake)
+            added = (
+                run is not None and run.closed_at is None and records[0].seq == len(run.frames) + 1
+            )
             if run is not None and added:
-                run.keep(record.event, record.frame)
-                self._open.move_to_end(record.task_id)
+                run.keep(records)
+                self._open.move_to_end(task_id)
                 to_wake += run.waiters
                 run.waiters = []
         _wake(to_wake)

@@ -14,8 +14,9 @@ Nothing is trimmed: a stream holds its whole run (about 200 bytes per event).
 An entry may hold several consecutive events: its id is the seq of its last one, field `n` the
 count, `e` their event names separated by spaces and `f` their finished SSE frames end to end
 (a frame ends with a blank line, which JSON never contains, so the frames split apart again).
-Three fields whatever the count: encoding a command costs per argument. A lone event appended
-by a writer without the mirror keeps `event`/`payload`. A reader from a cursor inside an entry
+Three fields whatever the count: encoding a command costs per argument. The events of one
+`extend()` share an entry; a lone event appended by a writer without the mirror keeps
+`event`/`payload`. A reader from a cursor inside an entry
 skips the events it already has.
 
 Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
@@ -40,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,11 +222,18 @@ class RedisEventLog:
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """XADD the next event; raises RunNotFound for an unknown run, RunClosed after close."""
-        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        return (await self.extend(task_id, event, [payload]))[0]
+
+    async def extend(
+        self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
+    ) -> list[RunEvent]:
+        """Append the next events as one stream entry (all or none); raises like `append`."""
+        if not payloads:
+            return []
+        datas = [p if isinstance(p, bytes) else orjson.dumps(p) for p in payloads]
         owned = self._owned.get(task_id)
         if owned is not None:
-            return self._append_owned(task_id, owned, event, data)
-        fields: dict[EncodableT, EncodableT] = {"event": event, "payload": data}
+            return self._append_owned(task_id, owned, event, datas)
         stream = self._stream(task_id)
         for _ in range(3):
             last = self._last_seq.pop(task_id, None)
@@ -233,20 +241,33 @@ class RedisEventLog:
                 last, closed = await self._read_top(task_id)
                 if closed:
                     raise RunClosed()
-            seq = last + 1
+            records = [
+                RunEvent.from_data(task_id, last + 1 + i, event, data)
+                for i, data in enumerate(datas)
+            ]
+            # A lone event keeps the plain fields; several share one entry.
+            fields: dict[EncodableT, EncodableT] = (
+                {"event": event, "payload": datas[0]}
+                if len(records) == 1
+                else _entry_fields(records)
+            )
 
-            def build(pipe: Any, seq: int = seq) -> None:
-                pipe.xadd(stream, fields, id=f"{seq}-0")
-                if seq == 1:  # the stream is born here: give it the expiry create() could not
-                    pipe.pexpire(stream, self._open_ttl_ms)
+            def build(
+                pipe: Any,
+                fields: dict[EncodableT, EncodableT] = fields,
+                records: list[RunEvent] = records,
+            ) -> None:
+                pipe.xadd(stream, fields, id=f"{records[-1].seq}-0")
+                if records[0].seq == 1:  # the stream is born here: give it the expiry
+                    pipe.pexpire(stream, self._open_ttl_ms)  # create() could not
 
             added = (await self._batch.run(build))[0]
             if isinstance(added, ResponseError) and _ID_TOO_SMALL in str(added):
                 continue  # our remembered seq was stale (another writer, or a restart): re-read
             if isinstance(added, Exception):
                 raise added
-            self._remember(task_id, seq)
-            return RunEvent.from_data(task_id, seq, event, data)
+            self._remember(task_id, records[-1].seq)
+            return records
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     def _own(self, task_id: str) -> None:
@@ -257,19 +278,22 @@ class RedisEventLog:
             if idle is not None:
                 del self._owned[idle]
 
-    def _append_owned(self, task_id: str, owned: _Owned, event: str, data: bytes) -> RunEvent:
+    def _append_owned(
+        self, task_id: str, owned: _Owned, event: str, datas: list[bytes]
+    ) -> list[RunEvent]:
         if owned.error is not None:
             error, owned.error = owned.error, None
             raise error
-        owned.last += 1
-        record = RunEvent.from_data(task_id, owned.last, event, data)
+        first = owned.last + 1
+        records = [RunEvent.from_data(task_id, first + i, event, d) for i, d in enumerate(datas)]
+        owned.last += len(records)
         assert self._mirror is not None
-        if not self._mirror.add(record):
+        if not self._mirror.add(records):
             self._mirror.forget(task_id)  # evicted from the mirror: its readers go to Redis
-        owned.queue.append(record)
+        owned.queue += records
         if owned.writer is None:
             owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
-        return record
+        return records
 
     async def _write_owned(self, task_id: str, owned: _Owned) -> None:
         """Send the run's queued events, all that queued meanwhile as one entry per round trip."""
