@@ -23,14 +23,17 @@ def build_redis(url: str, *, socket_timeout: float = 0.5) -> redis.Redis:
 
 
 def build_async_redis(
-    url: str, *, socket_timeout: float = 5.0, max_connections: int = 100
+    url: str, *, socket_timeout: float | None = 5.0, max_connections: int = 100
 ) -> aioredis.Redis:
-    """The asyncio client for the hot path (event logs, stop flags, limits)."""
+    """The asyncio client for the hot path (event logs, stop flags, limits). Without a
+    `socket_timeout`, a reply is awaited as long as it takes: for a client whose commands all
+    run under a deadline of their own (`GroupCommit(timeout=)`); redis-py otherwise arms and
+    disarms a timer for every single reply, pipelined or not."""
     return aioredis.Redis.from_url(
         url,
         max_connections=max_connections,
         socket_timeout=socket_timeout,
-        socket_connect_timeout=min(socket_timeout, 2.0),
+        socket_connect_timeout=min(socket_timeout or 2.0, 2.0),
         health_check_interval=30,
         decode_responses=False,
     )
@@ -47,14 +50,21 @@ class GroupCommit:
     in order; a command's own error is its reply (`raise_on_error=False`), a failed round trip
     raises in every caller of that batch. Belongs to the event loop of its first use.
 
-    `linger` (seconds): a command arriving while nothing is in flight waits that long for
-    company, for writes nobody waits on at once (a pipeline's fixed cost in redis-py is many
-    times a command's).
+    `linger` (seconds): every round trip first waits that long for company (so at most one
+    per `linger` plus a round trip's time), for writes nobody waits on at once: a pipeline's
+    fixed cost in redis-py is many times a command's.
+
+    `timeout` (seconds): the deadline of a whole round trip, which fails with TimeoutError past
+    it (the connection is dropped, not reused); for a client without a socket timeout, one
+    timer per round trip instead of one per reply.
     """
 
-    def __init__(self, client: aioredis.Redis, *, linger: float = 0.0) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, linger: float = 0.0, timeout: float | None = None
+    ) -> None:
         self._client = client
         self._linger = linger
+        self._timeout = timeout
         self._queue: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -68,9 +78,11 @@ class GroupCommit:
 
     async def _flush(self) -> None:
         try:
-            if self._linger > 0:
-                await asyncio.sleep(self._linger)
-            while self._queue:
+            while True:
+                if self._linger > 0:
+                    await asyncio.sleep(self._linger)
+                if not self._queue:
+                    break
                 batch, self._queue = self._queue, []
                 await self._send(batch)
         finally:
@@ -88,7 +100,8 @@ class GroupCommit:
                 build(pipe)
                 sizes.append(len(pipe) - before)
             try:
-                replies = await pipe.execute(raise_on_error=False)
+                async with asyncio.timeout(self._timeout):
+                    replies = await pipe.execute(raise_on_error=False)
             except asyncio.CancelledError:
                 for _, reply in batch:
                     reply.cancel()

@@ -48,6 +48,7 @@ class Backend:
         # A short block so that the follow loop's "nothing came" path runs in these tests too.
         return RedisEventLog(
             build_async_redis(self._redis_url),
+            batches=build_async_redis(self._redis_url, socket_timeout=None),
             prefix=self.prefix,
             retention=retention,
             block_ms=500,

@@ -45,6 +45,8 @@ def build_run_backends(settings: Settings) -> RunBackends:
                 followers,
                 retention=settings.runs.event_retention,
                 mirror=settings.runs.executor == "inline",
+                # Pipelined, each round trip under one deadline (no timer per reply).
+                batches=build_async_redis(settings.redis.url, socket_timeout=None),
             ),
             stops=RedisStopRegistry(client),
             limiter=RedisLimiter(client),

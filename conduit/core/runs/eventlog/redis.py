@@ -21,8 +21,9 @@ skips the events it already has.
 
 Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
 looks and closes of all runs that arrive while a round trip is in flight share the next one.
-The writes behind the mirror (below) go through a second one that lingers 5 ms when idle, so
-that the events of many runs share a pipeline even when each run is slow.
+The writes behind the mirror (below) go through a second one that lingers 50 ms before each round
+trip, so that a run's events share an entry and many runs' entries share a pipeline even when
+each run is slow; a reader in another process is that much behind.
 
 Local mirror (`mirror=True`, for a process whose runs are written where they are created: the
 inline executor). `create()` of a new run makes this instance its writer and opens it in an
@@ -70,8 +71,10 @@ _ENTRY_EVENTS = 256
 _MIRROR_RETENTION = 30.0
 # Runs the local mirror holds at most (the longest idle open run is dropped first).
 _MIRROR_RUNS = 50_000
-# How long a write behind the mirror waits for others to share its pipeline (seconds).
-_WRITE_BEHIND_LINGER = 0.005
+# How long a write behind the mirror waits for more events of its run (one entry) and for
+# other runs' writes (one pipeline), in seconds: how far behind a reader in another process
+# may be, besides a round trip, while this process's own readers read the mirror at once.
+_WRITE_BEHIND_LINGER = 0.05
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -160,7 +163,11 @@ def _stream_entries(response: Any, key: str) -> list[_Entry]:
 
 
 class RedisEventLog:
-    """EventLog on Redis Streams; the backend owns `client` and closes it in `aclose()`."""
+    """EventLog on Redis Streams; the backend owns its clients and closes them in `aclose()`.
+
+    `client` serves the blocking reads (XREAD BLOCK, below its socket timeout); `batches`, if
+    given, the pipelined commands, which never block: best a client without a socket timeout,
+    each round trip then having one deadline, `command_timeout`."""
 
     def __init__(
         self,
@@ -171,17 +178,22 @@ class RedisEventLog:
         block_ms: int = 5000,
         abandon_after: float = 24 * 3600,
         mirror: bool = False,
+        batches: aioredis.Redis | None = None,
+        command_timeout: float = 5.0,
     ) -> None:
         self._redis = client
+        self._batches = batches
         self._prefix = prefix
         self._retention_ms = _ms(retention)
         self._open_ttl_ms = _ms(retention + abandon_after)
         self._block_ms = _block_below_socket_timeout(client, block_ms)
         self._last_seq: OrderedDict[str, int] = OrderedDict()
-        self._batch = GroupCommit(client)
+        pipelined = batches or client
+        self._batch = GroupCommit(pipelined, timeout=command_timeout)
         # The writes behind the mirror: this process's readers already have those events, so
-        # they may wait a moment for the other runs' writes and share one pipeline with them.
-        self._behind = GroupCommit(client, linger=_WRITE_BEHIND_LINGER)
+        # they may wait a moment for more events of the run and for the other runs' writes, and
+        # share one entry and one pipeline with them.
+        self._behind = GroupCommit(pipelined, linger=_WRITE_BEHIND_LINGER, timeout=command_timeout)
         self._owned: OrderedDict[str, _Owned] = OrderedDict()
         self._mirror = (
             MemoryEventLog(
@@ -420,8 +432,10 @@ class RedisEventLog:
         return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
-        """Close the Redis client's connections."""
+        """Close the Redis clients' connections."""
         await self._redis.aclose()
+        if self._batches is not None:
+            await self._batches.aclose()
 
     async def _ended_before(self, task_id: str, cursor: tuple[int, int]) -> bool:
         """After an empty block: whether the run expired, or was closed before the cursor."""
