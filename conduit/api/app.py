@@ -22,10 +22,11 @@ from conduit.core.runs.backends import RunBackends, build_run_backends
 from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.runner import RunResult, RunSpec
 from conduit.infra import heap
+from conduit.infra.cache import Cache, RedisCache
 from conduit.infra.db import Database
 from conduit.infra.logging import configure_logging
 from conduit.infra.outbox import OutboxRelay, RelayPolicy, recover_unfinished
-from conduit.infra.redis import build_redis
+from conduit.infra.redis import build_async_redis, build_redis
 from conduit.infra.runtime import Resources, bind, build_resources
 from conduit.infra.schema import prepare_schema
 from conduit.infra.settings import Settings, load_settings
@@ -161,11 +162,13 @@ class _Runs:
         registry: ModelRegistry,
         inline: InlineExecutor | None,
         settings: Settings,
+        cache: Cache,
     ) -> None:
         self.backends = backends
         self.registry = registry
         self.inline = inline
         self.settings = settings
+        self.cache = cache
 
     async def stop(self) -> None:
         if self.inline is not None:
@@ -174,10 +177,17 @@ class _Runs:
             await self.inline.drain(grace=min(5.0, self.settings.http.shutdown_timeout))
         await self.registry.aclose()
         await self.backends.aclose()
+        if isinstance(self.cache, RedisCache):
+            await self.cache.detach_async()
 
 
 async def _start_runs(app: FastAPI, settings: Settings, resources: Resources) -> _Runs:
     backends = build_run_backends(settings)
+    if isinstance(resources.cache, RedisCache) and settings.redis.url:
+        # The hot path's cache reads (API key, app, end user) on this loop, not in a thread.
+        resources.cache.attach_async(
+            build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
+        )
     registry = ModelRegistry(runs.model_defaults(settings))
     env = runs.RunEnvironment(
         db=resources.db,
@@ -203,7 +213,7 @@ async def _start_runs(app: FastAPI, settings: Settings, resources: Resources) ->
     app.state.storage = LocalStorage(settings.data.dir / "files")
     await asyncio.to_thread(_end_dead_runs, resources.db, settings)
     _warn_without_model(settings)
-    return _Runs(backends, registry, inline, settings)
+    return _Runs(backends, registry, inline, settings, resources.cache)
 
 
 def _end_dead_runs(db: Database, settings: Settings) -> None:

@@ -89,15 +89,14 @@ def _load_service_caller(resources: Resources, token: str) -> ServiceCaller:
 
 
 async def get_service_caller(request: Request) -> ServiceCaller:
-    """The bearer header first (as Dify), then the key and its app: straight from an
-    in-process cache on the event loop when both are cached (the usual case), else in a
-    worker thread (a Redis cache, or a miss that reads the database)."""
+    """The bearer header first (as Dify), then the key and its app: from the cache on the
+    event loop when both are cached (the usual case), else in a worker thread (a miss reads
+    the database)."""
     token = bearer_token(request)
     resources = get_resources(request)
-    if resources.cache.in_process:
-        cached = api_keys.serving_app_from_cache(resources.cache, token=token)
-        if cached is not None:
-            return ServiceCaller(app=cached[1], key=cached[0])
+    cached = await api_keys.serving_app_from_cache(resources.cache, token=token)
+    if cached is not None:
+        return ServiceCaller(app=cached[1], key=cached[0])
     return await asyncio.to_thread(_load_service_caller, resources, token)
 
 

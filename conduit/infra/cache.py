@@ -8,6 +8,7 @@ that could not reach Redis are replayed before Redis is used again, so no stale 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import orjson
 import redis
+import redis.asyncio as aioredis
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,12 +35,11 @@ MISSING: Final = _Missing()
 class Cache(Protocol):
     """What every cache backend offers."""
 
-    # True when a lookup touches only this process's memory (no I/O): an event loop may then
-    # call the cache directly instead of from a worker thread.
-    in_process: bool
-
     def get(self, key: str) -> Any:
         """The cached value, or `MISSING`."""
+
+    async def aget(self, key: str) -> Any:
+        """`get` for code on an event loop, which it never blocks."""
 
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()
@@ -74,10 +75,12 @@ def get_or_load(
     return value
 
 
+def _decoded(raw: bytes | str | None) -> Any:
+    return MISSING if raw is None else orjson.loads(raw)
+
+
 class MemoryCache:
     """In-process backend: a bounded LRU with per-entry expiry; thread-safe."""
-
-    in_process = True
 
     def __init__(self, *, default_ttl: float = 300, max_entries: int = 10_000) -> None:
         self._default_ttl = default_ttl
@@ -97,6 +100,9 @@ class MemoryCache:
                 return MISSING
             self._entries.move_to_end(key)
         return orjson.loads(raw)
+
+    async def aget(self, key: str) -> Any:
+        return self.get(key)  # memory only: no I/O to wait for
 
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()
@@ -130,9 +136,10 @@ class MemoryCache:
 
 
 class RedisCache:
-    """Redis backend. Tags are Redis sets of keys. Degrades to always-miss while Redis is down."""
+    """Redis backend. Tags are Redis sets of keys. Degrades to always-miss while Redis is down.
 
-    in_process = False
+    `aget` reads with the asyncio client given to `attach_async` when called on that client's
+    loop (the server's), else it runs `get` in a worker thread."""
 
     def __init__(
         self,
@@ -152,6 +159,17 @@ class RedisCache:
         self._missed_keys: set[str] = set()
         self._missed_tags: set[str] = set()
         self._missed_clear = False
+        self._async: tuple[aioredis.Redis, asyncio.AbstractEventLoop] | None = None
+
+    def attach_async(self, client: aioredis.Redis) -> None:
+        """Serve `aget` on the running loop with `client` (this cache's Redis, same prefix)."""
+        self._async = (client, asyncio.get_running_loop())
+
+    async def detach_async(self) -> None:
+        """Stop using the asyncio client and close it."""
+        attached, self._async = self._async, None
+        if attached is not None:
+            await attached[0].aclose()
 
     @property
     def available(self) -> bool:
@@ -214,9 +232,23 @@ class RedisCache:
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return MISSING
-        if raw is None:
+        return _decoded(raw)
+
+    async def aget(self, key: str) -> Any:
+        attached = self._async
+        with self._lock:
+            missed = bool(self._missed_keys or self._missed_tags or self._missed_clear)
+        if attached is None or attached[1] is not asyncio.get_running_loop() or missed:
+            # Another loop, or invalidations to replay first (synchronous): from a thread.
+            return await asyncio.to_thread(self.get, key)
+        if not self.available:
             return MISSING
-        return orjson.loads(raw)
+        try:
+            raw = await attached[0].get(self._key(key))
+        except (redis.RedisError, OSError) as error:
+            self._failed(error)
+            return MISSING
+        return _decoded(raw)
 
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()

@@ -210,17 +210,17 @@ def check_app_serves_api(session: Session, owner: KeyOwner, cache: Cache | None 
     return _serving_app(data)
 
 
-def serving_app_from_cache(cache: Cache, *, token: str) -> tuple[KeyOwner, App] | None:
+async def serving_app_from_cache(cache: Cache, *, token: str) -> tuple[KeyOwner, App] | None:
     """`resolve_key` + `check_app_serves_api` for an `app-` key from the cache alone, without
-    the database: None when either entry is missing (the caller then takes the loading path).
-    Raises the same 401/403 errors from cached entries."""
-    key = cache.get(_key_cache_key(digest(token)))
+    the database (on the event loop: `Cache.aget`): None when either entry is missing (the
+    caller then takes the loading path). Raises the same 401/403 errors from cached entries."""
+    key = await cache.aget(_key_cache_key(digest(token)))
     if key is MISSING:
         return None
     owner = _owner_of(key, ApiTokenType.APP)
     if not owner.app_id:
         raise Forbidden("The app no longer exists.")
-    app = cache.get(_app_cache_key(owner.app_id))
+    app = await cache.aget(_app_cache_key(owner.app_id))
     if app is MISSING:
         return None
     return owner, _serving_app(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +21,28 @@ def _cache_key(app_id: str, session_id: str) -> str:
     return f"end-user:{app_id}:{hashlib.sha256(session_id.encode()).hexdigest()[:32]}"
 
 
+async def cached_end_user(cache: Cache, app: App, user: str | None) -> EndUser | None:
+    """The caller's end user from the cache alone (on the event loop; detached), or None when
+    the cache does not hold it (`get_or_create_end_user` then looks in the database)."""
+    session_id = user or ANONYMOUS
+    cached = await cache.aget(_cache_key(app.id, session_id))
+    return None if cached is MISSING else _detached(app, session_id, cached)
+
+
+def _detached(app: App, session_id: str, cached: dict[str, Any]) -> EndUser:
+    known = EndUser(
+        id=cached["id"],
+        tenant_id=app.tenant_id,
+        app_id=app.id,
+        type="service-api",
+        session_id=session_id,
+        external_user_id=cached["external_user_id"],
+        is_anonymous=cached["is_anonymous"],
+    )
+    make_transient_to_detached(known)
+    return known
+
+
 def get_or_create_end_user(
     session: Session, app: App, user: str | None, cache: Cache | None = None
 ) -> EndUser:
@@ -34,17 +57,7 @@ def get_or_create_end_user(
     if cache is not None:
         cached = cache.get(key)
         if cached is not MISSING:
-            known = EndUser(
-                id=cached["id"],
-                tenant_id=app.tenant_id,
-                app_id=app.id,
-                type="service-api",
-                session_id=session_id,
-                external_user_id=cached["external_user_id"],
-                is_anonymous=cached["is_anonymous"],
-            )
-            make_transient_to_detached(known)
-            return known
+            return _detached(app, session_id, cached)
     query = select(EndUser).where(
         EndUser.app_id == app.id, EndUser.type == "service-api", EndUser.session_id == session_id
     )

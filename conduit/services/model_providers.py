@@ -285,6 +285,11 @@ def known_without_default(cache: Cache, tenant_id: str) -> bool:
     return bool(cache.get(no_default_key(tenant_id)) == NO_DEFAULT_PROVIDER)
 
 
+async def aknown_without_default(cache: Cache, tenant_id: str) -> bool:
+    """`known_without_default` on the event loop."""
+    return bool(await cache.aget(no_default_key(tenant_id)) == NO_DEFAULT_PROVIDER)
+
+
 def app_model_ref(
     session: Session | None, app: App, provider: str | None, cache: Cache | None = None
 ) -> dict[str, Any] | None:

@@ -48,7 +48,7 @@ from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
-from conduit.services.end_users import get_or_create_end_user
+from conduit.services.end_users import cached_end_user, get_or_create_end_user
 from conduit.signals import message_was_created, send_after_commit
 
 logger = logging.getLogger(__name__)
@@ -618,8 +618,8 @@ async def start_run(
     # The limits and the log's creation are independent round trips (Redis, distributed): both
     # at once. The log exists before the commit makes the run visible to another process (a
     # worker may start it at once); a request refused afterwards leaves only a log that expires.
-    slot_key, without_default = await _limits_and_log(
-        ctx, app, key_id, task_id, _meta(app, user, request, ids)
+    slot_key, without_default, known_user = await _limits_and_log(
+        ctx, app, key_id, user, task_id, _meta(app, user, request, ids)
     )
     ttl = float(ctx.settings.runs.max_seconds + 600)
     committed: asyncio.Future[bool] | None = None
@@ -642,7 +642,7 @@ async def start_run(
                 committed = asyncio.get_running_loop().create_future()
                 early = ctx.inline.submit(planned, slot_key, committed=committed)
         spec = await asyncio.to_thread(
-            _prepare_and_commit, ctx, app, user, request, task_id, ids, slot_key
+            _prepare_and_commit, ctx, app, user, known_user, request, task_id, ids, slot_key
         )
         if ctx.inline is None:
             await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
@@ -669,16 +669,22 @@ async def start_run(
 
 
 async def _limits_and_log(
-    ctx: RunContext, app: App, key_id: str | None, task_id: str, meta: dict[str, str]
-) -> tuple[str | None, bool]:
-    """`check_limits`, the log's `create` and, for the inline executor, whether the cache knows
-    that the app's workspace has no default provider, concurrently. Returns the slot key and
-    that knowledge; the slot is given back if the log could not be created, the first failure
-    raised."""
-    limits, created, without_default = await asyncio.gather(
+    ctx: RunContext,
+    app: App,
+    key_id: str | None,
+    user: str,
+    task_id: str,
+    meta: dict[str, str],
+) -> tuple[str | None, bool, EndUser | None]:
+    """`check_limits`, the log's `create`, the end user if the cache holds it and, for the
+    inline executor, whether the cache knows that the app's workspace has no default provider,
+    concurrently. Returns the slot key, that knowledge and the end user; the slot is given back
+    if the log could not be created, the first failure raised."""
+    limits, created, without_default, known_user = await asyncio.gather(
         check_limits(ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id),
         ctx.env.eventlog.create(task_id, meta=meta),
         _without_default_provider(ctx, app),
+        _cached_end_user(ctx, app, user),
         return_exceptions=True,
     )
     if isinstance(limits, BaseException):
@@ -687,7 +693,15 @@ async def _limits_and_log(
         if limits:
             await ctx.env.limiter.release(limits, task_id)
         raise created
-    return limits, without_default is True
+    return (
+        limits,
+        without_default is True,
+        known_user if isinstance(known_user, EndUser) else None,
+    )
+
+
+async def _cached_end_user(ctx: RunContext, app: App, user: str) -> EndUser | None:
+    return None if ctx.cache is None else await cached_end_user(ctx.cache, app, user)
 
 
 async def _without_default_provider(ctx: RunContext, app: App) -> bool:
@@ -697,9 +711,7 @@ async def _without_default_provider(ctx: RunContext, app: App) -> bool:
         return False
     if app_provider(app) not in model_providers.DEFAULT_PROVIDERS:
         return False  # the app names its provider: the workspace default does not matter
-    if ctx.cache.in_process:
-        return model_providers.known_without_default(ctx.cache, app.tenant_id)
-    return await asyncio.to_thread(model_providers.known_without_default, ctx.cache, app.tenant_id)
+    return await model_providers.aknown_without_default(ctx.cache, app.tenant_id)
 
 
 def _meta(app: App, user: str, request: RunRequest, ids: RunIds) -> dict[str, str]:
@@ -720,6 +732,7 @@ def _prepare_and_commit(
     ctx: RunContext,
     given: App,
     user: str,
+    known_user: EndUser | None,
     request: RunRequest,
     task_id: str,
     ids: RunIds,
@@ -727,7 +740,9 @@ def _prepare_and_commit(
 ) -> RunSpec:
     try:
         with ctx.env.db.transaction() as session:
-            return _prepare_in(session, ctx, given, user, request, task_id, ids, slot_key)
+            return _prepare_in(
+                session, ctx, given, user, known_user, request, task_id, ids, slot_key
+            )
     except IntegrityError as error:
         # The app (hence its rows' foreign keys) may have gone while its snapshot was served.
         with ctx.env.db.sessions() as session:
@@ -741,6 +756,7 @@ def _prepare_in(
     ctx: RunContext,
     given: App,
     user: str,
+    known_user: EndUser | None,
     request: RunRequest,
     task_id: str,
     ids: RunIds,
@@ -751,7 +767,8 @@ def _prepare_in(
     app = given if sa_inspect(given).detached else session.get(App, given.id)
     if app is None:
         raise AppUnavailable()
-    end_user = get_or_create_end_user(session, app, user, ctx.cache)
+    # The end user as the cache knew it before the transaction (looked up on the loop).
+    end_user = known_user or get_or_create_end_user(session, app, user, ctx.cache)
     spec = prepare_run(
         session,
         app=app,

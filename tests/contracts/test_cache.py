@@ -7,6 +7,7 @@ so the tests neither see each other's keys nor use up the harness's Redis databa
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 import redis
 
 from conduit.infra.cache import MISSING, Cache, MemoryCache, RedisCache, get_or_load
-from conduit.infra.redis import build_redis
+from conduit.infra.redis import build_async_redis, build_redis
 from tests import support
 
 SHORT_TTL = 0.2
@@ -47,6 +48,52 @@ class Loader:
     def __call__(self) -> Any:
         self.calls += 1
         return self.value
+
+
+class TestReadOnTheLoop:
+    """`aget` answers as `get` does: with the cache's own reads, or (Redis) an asyncio client
+    attached on the running loop, or from a thread when the loop is not the attached one."""
+
+    @pytest.mark.parametrize("attach", ["attached", "thread"])
+    def test_aget_reads_what_get_reads(
+        self, cache: Cache, attach: str, request: pytest.FixtureRequest
+    ) -> None:
+        async def scenario() -> None:
+            if isinstance(cache, RedisCache) and attach == "attached":
+                cache.attach_async(build_async_redis(request.getfixturevalue("shared_redis_url")))
+            try:
+                cache.set("key", {"n": [1, "é"]})
+                cache.set("short", "v", ttl=SHORT_TTL)
+                cache.set("gone", 1)
+                cache.delete("gone")
+                assert await cache.aget("key") == {"n": [1, "é"]}
+                assert await cache.aget("never-set") is MISSING
+                assert await cache.aget("gone") is MISSING
+                assert await cache.aget("short") == "v"
+                await asyncio.sleep(SHORT_TTL + 0.1)
+                assert await cache.aget("short") is MISSING
+            finally:
+                if isinstance(cache, RedisCache):
+                    await cache.detach_async()
+
+        asyncio.run(scenario())
+
+    def test_a_cache_attached_on_another_loop_reads_from_a_thread(
+        self, cache: Cache, request: pytest.FixtureRequest
+    ) -> None:
+        if not isinstance(cache, RedisCache):
+            pytest.skip("only a Redis cache attaches a client to a loop")
+        cache.set("key", 7)
+        url = request.getfixturevalue("shared_redis_url")
+
+        async def attach() -> None:
+            cache.attach_async(build_async_redis(url))
+
+        async def read() -> Any:
+            return await cache.aget("key")
+
+        asyncio.run(attach())  # that loop is gone: its client must not be used
+        assert asyncio.run(read()) == 7
 
 
 class TestReadWrite:

@@ -9,6 +9,7 @@ restarted server before the first cache is used again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 from conduit.infra.cache import MISSING, RedisCache, get_or_load
-from conduit.infra.redis import build_redis
+from conduit.infra.redis import build_async_redis, build_redis
 from tests import support
 
 PREFIX = "outage:"
@@ -156,6 +157,34 @@ class TestMissedInvalidations:
         assert client.exists(f"{PREFIX}k:app:1") == 0
         assert other.get("app:1") is MISSING  # gone for every process, not just this one
         assert cache.get("app:2") == {"name": "untouched"}
+
+    def test_reads_on_the_loop_miss_quickly_and_come_after_the_replay(
+        self, cache: RedisCache, client: redis.Redis, private_redis: support.PrivateRedis
+    ) -> None:
+        async def scenario() -> None:
+            cache.attach_async(build_async_redis(private_redis.url, socket_timeout=0.5))
+            try:
+                cache.set("app:1", {"name": "old"}, tags=["app-tag"])
+                assert await cache.aget("app:1") == {"name": "old"}
+
+                private_redis.stop()
+                began = time.monotonic()
+                assert await cache.aget("app:1") is MISSING
+                assert time.monotonic() - began < QUICK
+                cache.invalidate_tags("app-tag")  # missed: Redis is down
+
+                private_redis.start()
+                other = other_process_cache(private_redis)
+                other.set("app:1", {"name": "old"}, tags=["app-tag"])
+                await asyncio.to_thread(wait_out_retry_window, cache)
+                assert await cache.aget("app:1") is MISSING  # replayed before this read
+                assert client.exists(f"{PREFIX}k:app:1") == 0
+                other.set("app:1", {"name": "new"}, tags=["app-tag"])
+                assert await cache.aget("app:1") == {"name": "new"}  # and on the loop again
+            finally:
+                await cache.detach_async()
+
+        asyncio.run(scenario())
 
     def test_replay_happens_once(
         self,
