@@ -420,7 +420,7 @@ class _SSEReader:
         blocks = buffer.split(b"\n\n")
         self._partial = blocks.pop()
         for block in blocks:
-            if not self._data and block.startswith(b"data: ") and b"\n" not in block:
+            if block.startswith(b"data: ") and b"\n" not in block:
                 self._events.append(block[6:])
             else:
                 self._lines(block.split(b"\n"))

@@ -1,9 +1,9 @@
 """The model provider interface: streaming chat completion with deltas and token usage.
 
 A provider yields `Delta`s (a piece of the answer, or several that arrived together), then
-exactly one `Finished` (with usage). Cancellation is by closing
-the async iterator (`aclose()`) or cancelling the task that iterates it: the provider must then
-close its upstream stream at once (HTTP response closed, local generation stopped). Failures are
+exactly one `Finished` (with usage). Cancellation is by closing the async iterator (`aclose()`)
+or cancelling the task that iterates it: the provider must then close its upstream stream at
+once (HTTP response closed, local generation stopped). Failures are
 `conduit.core.llm.errors.ModelError` subclasses.
 """
 

@@ -16,14 +16,13 @@ count, `e` their event names separated by spaces and `f` their finished SSE fram
 (a frame ends with a blank line, which JSON never contains, so the frames split apart again).
 Three fields whatever the count: encoding a command costs per argument. The events of one
 `extend()` share an entry; a lone event appended by a writer without the mirror keeps
-`event`/`payload`. A reader from a cursor inside an entry
-skips the events it already has.
+`event`/`payload`. A reader from a cursor inside an entry skips the events it already has.
 
 Round trips: every non-blocking command goes through one `GroupCommit`, so the appends, first
 looks and closes of all runs that arrive while a round trip is in flight share the next one.
-The writes behind the mirror (below) go through a second one that lingers 50 ms before each round
-trip, so that a run's events share an entry and many runs' entries share a pipeline even when
-each run is slow; a reader in another process is that much behind.
+The writes behind the mirror (below) go through a second one that lingers 50 ms before each
+round trip, so that a run's events share an entry and many runs' entries share a pipeline even
+when each run is slow; a reader in another process is that much behind.
 
 Local mirror (`mirror=True`, for a process whose runs are written where they are created: the
 inline executor). `create()` of a new run makes this instance its writer and opens it in an
