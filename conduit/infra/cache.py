@@ -9,9 +9,11 @@ that could not reach Redis are replayed before Redis is used again, so no stale 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Final, Protocol, TypeVar
@@ -75,10 +77,6 @@ def get_or_load(
     return value
 
 
-def _decoded(raw: bytes | str | None) -> Any:
-    return MISSING if raw is None else orjson.loads(raw)
-
-
 class MemoryCache:
     """In-process backend: a bounded LRU with per-entry expiry; thread-safe."""
 
@@ -135,11 +133,78 @@ class MemoryCache:
             self._tags.clear()
 
 
+class _NearCache:
+    """The entries a process read from Redis, kept in memory for at most `ttl` seconds (LRU,
+    thread-safe): `RedisCache`'s first tier while it follows the invalidation channel.
+
+    `epoch` grows with every invalidation and outage: a value read from Redis is kept only if
+    no invalidation came while it was being read (it may be the one that was invalidated)."""
+
+    def __init__(self, ttl: float, max_entries: int) -> None:
+        self.ttl = ttl
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.epoch = 0
+        self.live = False  # following the channel: entries may be served and kept
+
+    def get(self, key: str) -> bytes | None:
+        if not self.live:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= time.monotonic():
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def keep(self, key: str, raw: bytes, epoch: int, pttl: int) -> None:
+        """Keep `raw`, read at `epoch`, for `ttl` or until Redis expires it (`pttl` ms)."""
+        with self._lock:
+            if not self.live or epoch != self.epoch:
+                return
+            seconds = self.ttl if pttl < 0 else min(self.ttl, pttl / 1000)
+            self._entries[key] = (time.monotonic() + seconds, raw)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def drop(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            self.epoch += 1
+            for key in keys:
+                self._entries.pop(key, None)
+
+    def reset(self, *, live: bool) -> None:
+        """Forget everything (the channel was lost or regained, Redis failed, or a clear)."""
+        with self._lock:
+            self.epoch += 1
+            self._entries.clear()
+            self.live = live
+
+
+_EVERYTHING = "*"
+
+
+def _decoded(raw: bytes | str | None) -> Any:
+    return MISSING if raw is None else orjson.loads(raw)
+
+
 class RedisCache:
     """Redis backend. Tags are Redis sets of keys. Degrades to always-miss while Redis is down.
 
     `aget` reads with the asyncio client given to `attach_async` when called on that client's
-    loop (the server's), else it runs `get` in a worker thread."""
+    loop (the server's), else it runs `get` in a worker thread.
+
+    An attached cache also keeps what it reads in memory for `near_ttl` seconds at most (and
+    never beyond the entry's own expiry), while it follows `{prefix}invalidations`: every write
+    (`set`, `delete`, `invalidate_tags`, `clear`) of any process publishes the keys it replaced
+    or deleted there, and each server process drops them from memory as the message arrives.
+    Without the channel (not attached, or its connection lost) nothing is kept, so a missed
+    message never leaves a stale entry; an outage forgets what was kept."""
 
     def __init__(
         self,
@@ -148,9 +213,13 @@ class RedisCache:
         prefix: str = "conduit:cache:",
         default_ttl: float = 300,
         retry_after: float = 2.0,
+        near_ttl: float = 0.0,
+        near_max_entries: int = 10_000,
     ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._channel = f"{prefix}invalidations"
+        self._origin = uuid.uuid4().hex  # this cache's messages on the channel
         self._default_ttl = default_ttl
         self._retry_after = retry_after
         self._down_until = 0.0
@@ -160,16 +229,77 @@ class RedisCache:
         self._missed_tags: set[str] = set()
         self._missed_clear = False
         self._async: tuple[aioredis.Redis, asyncio.AbstractEventLoop] | None = None
+        self._near = _NearCache(near_ttl, near_max_entries)
+        self._follower: asyncio.Task[None] | None = None
 
     def attach_async(self, client: aioredis.Redis) -> None:
-        """Serve `aget` on the running loop with `client` (this cache's Redis, same prefix)."""
+        """Serve `aget` on the running loop with `client` (this cache's Redis, same prefix), and
+        keep entries in memory while following the invalidation channel (if `near_ttl`)."""
         self._async = (client, asyncio.get_running_loop())
+        if self._near.ttl > 0:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(client))
 
     async def detach_async(self) -> None:
-        """Stop using the asyncio client and close it."""
+        """Stop using the asyncio client (and memory) and close it."""
         attached, self._async = self._async, None
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        self._near.reset(live=False)
         if attached is not None:
             await attached[0].aclose()
+
+    async def _follow(self, client: aioredis.Redis) -> None:
+        """Follow the invalidation channel; memory is used only from the subscription's
+        confirmation on, and forgotten whenever the subscription is lost."""
+        failing = False
+        while True:
+            pubsub = client.pubsub()
+            try:
+                await pubsub.subscribe(self._channel)
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self._near.reset(live=True)
+                        failing = False
+                    elif message["type"] == "message":
+                        self._invalidated(message["data"])
+            except (redis.RedisError, OSError) as error:
+                if not failing:
+                    logger.warning("cache: invalidation channel lost, memory tier off: %r", error)
+                failing = True
+            finally:
+                self._near.reset(live=False)
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(self._retry_after)
+
+    def _announce(self, pipe: Any, keys: list[str] | str) -> None:
+        """Publish an invalidation (`keys`, or `_EVERYTHING`) to the other processes."""
+        pipe.publish(self._channel, orjson.dumps([self._origin, keys]))
+
+    def _invalidated(self, data: bytes) -> None:
+        """A message of the channel: [origin, keys or "*"]. This cache's own are done already."""
+        try:
+            origin, keys = orjson.loads(data)
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            self._near.reset(live=self._near.live)  # unreadable: forget everything, to be safe
+            return
+        if origin == self._origin:
+            return
+        if keys == _EVERYTHING or not isinstance(keys, list):
+            self._near.reset(live=self._near.live)
+        else:
+            self._near.drop(str(key) for key in keys)
+
+    @property
+    def memory_tier_live(self) -> bool:
+        """Whether entries read are kept in memory now (attached, and following the channel)."""
+        return self._near.live
 
     @property
     def available(self) -> bool:
@@ -182,6 +312,8 @@ class RedisCache:
         return f"{self._prefix}t:{tag}"
 
     def _failed(self, error: Exception) -> None:
+        # Invalidations may now be missed (ours cannot be sent, others' may not come).
+        self._near.reset(live=self._near.live)
         if self.available:
             logger.warning("cache: Redis unavailable, falling back to the database: %s", error)
         self._down_until = time.monotonic() + self._retry_after
@@ -220,19 +352,41 @@ class RedisCache:
                 pipe.smembers(tag_key)
             for members in pipe.execute():
                 doomed.extend(member.decode() for member in members)
-            doomed.extend(tag_keys)
+        if not doomed and not tag_keys:
+            return
+        self._near.drop(doomed)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.delete(*doomed, *tag_keys)
         if doomed:
-            self._redis.delete(*doomed)
+            self._announce(pipe, doomed)
+        pipe.execute()
 
     def get(self, key: str) -> Any:
         if not self._usable():
             return MISSING
+        full_key = self._key(key)
+        near = self._near.get(full_key)
+        if near is not None:
+            return orjson.loads(near)
+        epoch = self._near.epoch
         try:
-            raw = self._redis.get(self._key(key))
+            if not self._near.live:
+                return _decoded(self._redis.get(full_key))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(full_key)
+            pipe.pttl(full_key)
+            raw, pttl = pipe.execute()
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return MISSING
-        return _decoded(raw)
+        return self._kept(full_key, raw, pttl, epoch)
+
+    def _kept(self, full_key: str, raw: bytes | None, pttl: int, epoch: int) -> Any:
+        """A value read (with its time to live) while the memory tier is live: kept there too."""
+        if raw is None:
+            return MISSING
+        self._near.keep(full_key, raw, epoch, pttl)
+        return orjson.loads(raw)
 
     async def aget(self, key: str) -> Any:
         attached = self._async
@@ -243,12 +397,22 @@ class RedisCache:
             return await asyncio.to_thread(self.get, key)
         if not self.available:
             return MISSING
+        full_key = self._key(key)
+        near = self._near.get(full_key)
+        if near is not None:
+            return orjson.loads(near)
+        epoch = self._near.epoch
         try:
-            raw = await attached[0].get(self._key(key))
+            if not self._near.live:
+                return _decoded(await attached[0].get(full_key))
+            async with attached[0].pipeline(transaction=False) as pipe:
+                pipe.get(full_key)
+                pipe.pttl(full_key)
+                raw, pttl = await pipe.execute()
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return MISSING
-        return _decoded(raw)
+        return self._kept(full_key, raw, pttl, epoch)
 
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()
@@ -258,9 +422,12 @@ class RedisCache:
         seconds = ttl if ttl is not None else self._default_ttl
         ttl_ms = max(1, int(seconds * 1000))
         full_key = self._key(key)
+        self._near.drop((full_key,))
         try:
             pipe = self._redis.pipeline(transaction=True)
             pipe.set(full_key, orjson.dumps(value), px=ttl_ms)
+            # A value replaced is a value invalidated: no process keeps the one it read.
+            self._announce(pipe, [full_key])
             for tag in tags:
                 tag_key = self._tag(tag)
                 pipe.sadd(tag_key, full_key)
@@ -300,6 +467,7 @@ class RedisCache:
             self._missed_clear = True  # wipe everything before Redis is trusted again
 
     def _clear_all(self) -> None:
+        self._near.reset(live=self._near.live)
         cursor = 0
         while True:
             cursor, found = self._redis.scan(cursor, match=f"{self._prefix}*", count=500)
@@ -307,3 +475,4 @@ class RedisCache:
                 self._redis.delete(*found)
             if cursor == 0:
                 break
+        self._announce(self._redis, _EVERYTHING)

@@ -44,6 +44,8 @@ def build_resources(settings: Settings) -> Resources:
             prefix=settings.cache.prefix,
             default_ttl=settings.cache.default_ttl,
             retry_after=settings.redis.retry_after,
+            near_ttl=settings.cache.near_ttl,
+            near_max_entries=settings.cache.max_entries,
         )
     else:
         cache = MemoryCache(

@@ -174,9 +174,18 @@ class CacheSettings(BaseSettings):
 
     default_ttl: int = Field(300, ge=1, description="Seconds a cached entry lives by default.")
     max_entries: int = Field(
-        10000, ge=1, description="In-process cache: entries kept before the oldest are evicted."
+        10000,
+        ge=1,
+        description="In-process cache, and the Redis cache's memory tier: entries kept before "
+        "the oldest are evicted.",
     )
     prefix: str = Field("conduit:cache:", description="Redis key prefix of cache entries.")
+    near_ttl: float = Field(
+        10.0,
+        ge=0,
+        description="Redis cache: seconds a server process keeps an entry it read in memory "
+        "(0: never); invalidations reach every process at once over Redis pub/sub.",
+    )
 
 
 class MetricsSettings(BaseSettings):

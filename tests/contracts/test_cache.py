@@ -8,10 +8,13 @@ so the tests neither see each other's keys nor use up the harness's Redis databa
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -21,6 +24,7 @@ from conduit.infra.redis import build_async_redis, build_redis
 from tests import support
 
 SHORT_TTL = 0.2
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -30,12 +34,56 @@ def shared_redis(shared_redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def cache(request: pytest.FixtureRequest) -> Cache:
+class LoopThread:
+    """An event loop in a thread of its own, as the server's is to its worker threads."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=15)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def attached(cache: RedisCache, url: str) -> Iterator[LoopThread]:
+    """`cache` attached on a loop running in a thread; its memory tier live before it yields."""
+    loop = LoopThread()
+
+    async def attach() -> None:
+        cache.attach_async(build_async_redis(url))
+
+    try:
+        loop.run(attach())
+        support.wait_for(lambda: cache.memory_tier_live, timeout=5, what="the memory tier")
+        yield loop
+    finally:
+        loop.run(cache.detach_async())
+        loop.close()
+
+
+@pytest.fixture(params=["memory", "redis", "redis+memory"])
+def cache(request: pytest.FixtureRequest) -> Iterator[Cache]:
+    """Each backend; `redis+memory` is a server's Redis cache: attached on a running loop, with
+    its memory tier live (the calls below come from another thread, as a service's do)."""
     if request.param == "memory":
-        return MemoryCache()
+        yield MemoryCache()
+        return
     client: redis.Redis = request.getfixturevalue("shared_redis")
-    return RedisCache(client, prefix=f"test:{uuid.uuid4().hex}:")
+    prefix = f"test:{uuid.uuid4().hex}:"
+    if request.param == "redis":
+        yield RedisCache(client, prefix=prefix)
+        return
+    cache = RedisCache(client, prefix=prefix, near_ttl=30)
+    with attached(cache, request.getfixturevalue("shared_redis_url")) as loop:
+        request.node.cache_loop = loop
+        yield cache
 
 
 class Loader:
@@ -58,31 +106,43 @@ class TestReadOnTheLoop:
     def test_aget_reads_what_get_reads(
         self, cache: Cache, attach: str, request: pytest.FixtureRequest
     ) -> None:
-        async def scenario() -> None:
-            if isinstance(cache, RedisCache) and attach == "attached":
-                cache.attach_async(build_async_redis(request.getfixturevalue("shared_redis_url")))
-            try:
-                cache.set("key", {"n": [1, "é"]})
-                cache.set("short", "v", ttl=SHORT_TTL)
-                cache.set("gone", 1)
-                cache.delete("gone")
+        async def reads() -> None:
+            cache.set("key", {"n": [1, "é"]})
+            cache.set("short", "v", ttl=SHORT_TTL)
+            cache.set("gone", 1)
+            cache.delete("gone")
+            for _ in range(2):  # the second time from memory, where there is a memory tier
                 assert await cache.aget("key") == {"n": [1, "é"]}
                 assert await cache.aget("never-set") is MISSING
                 assert await cache.aget("gone") is MISSING
                 assert await cache.aget("short") == "v"
-                await asyncio.sleep(SHORT_TTL + 0.1)
-                assert await cache.aget("short") is MISSING
+            await asyncio.sleep(SHORT_TTL + 0.1)
+            assert await cache.aget("short") is MISSING
+
+        async def scenario() -> None:
+            if isinstance(cache, RedisCache) and attach == "attached":
+                cache.attach_async(build_async_redis(request.getfixturevalue("shared_redis_url")))
+            try:
+                await reads()
             finally:
                 if isinstance(cache, RedisCache):
                     await cache.detach_async()
 
-        asyncio.run(scenario())
+        loop: LoopThread | None = getattr(request.node, "cache_loop", None)
+        if loop is None:
+            asyncio.run(scenario())
+        elif attach == "attached":
+            loop.run(reads())  # on the loop the cache is attached to
+        else:
+            pytest.skip("this cache is attached to a running loop already")
 
     def test_a_cache_attached_on_another_loop_reads_from_a_thread(
         self, cache: Cache, request: pytest.FixtureRequest
     ) -> None:
         if not isinstance(cache, RedisCache):
             pytest.skip("only a Redis cache attaches a client to a loop")
+        if cache.memory_tier_live:
+            pytest.skip("this cache is attached to a running loop already")
         cache.set("key", 7)
         url = request.getfixturevalue("shared_redis_url")
 
@@ -281,3 +341,89 @@ class TestMemoryCacheEviction:
         cache = MemoryCache(default_ttl=SHORT_TTL)
         cache.set("key", 1)
         support.wait_for(lambda: cache.get("key") is MISSING, timeout=3, what="expiry")
+
+
+class TestMemoryTier:
+    """A server's Redis cache keeps what it read in memory, and forgets it as soon as any
+    process (here: another `RedisCache` on its own client) writes or invalidates it."""
+
+    @pytest.fixture
+    def prefix(self) -> str:
+        return f"test:{uuid.uuid4().hex}:"
+
+    @pytest.fixture
+    def server(self, prefix: str, shared_redis_url: str) -> Iterator[RedisCache]:
+        cache = RedisCache(build_redis(shared_redis_url), prefix=prefix, near_ttl=30)
+        with attached(cache, shared_redis_url):
+            yield cache
+
+    @pytest.fixture
+    def other(self, prefix: str, shared_redis_url: str) -> RedisCache:
+        return RedisCache(build_redis(shared_redis_url), prefix=prefix)
+
+    def test_an_entry_read_is_served_from_memory(
+        self, server: RedisCache, shared_redis: redis.Redis, prefix: str
+    ) -> None:
+        server.set("key", "first")
+        assert server.get("key") == "first"
+        # Changed behind the cache's back (no invalidation): memory still answers.
+        shared_redis.set(f"{prefix}k:key", b'"changed"', keepttl=True)
+        assert server.get("key") == "first"
+
+    def test_memory_keeps_an_entry_no_longer_than_redis_does(self, server: RedisCache) -> None:
+        server.set("short", "v", ttl=SHORT_TTL)
+        assert server.get("short") == "v"
+        time.sleep(SHORT_TTL + 0.1)
+        assert server.get("short") is MISSING
+
+    @pytest.mark.parametrize("write", ["set", "delete", "invalidate_tags", "clear"])
+    def test_a_write_of_another_process_reaches_memory(
+        self, server: RedisCache, other: RedisCache, write: str
+    ) -> None:
+        server.set("key", "old", tags=["tag"])
+        assert server.get("key") == "old"
+        if write == "set":
+            other.set("key", "new")
+        elif write == "delete":
+            other.delete("key")
+        elif write == "invalidate_tags":
+            other.invalidate_tags("tag")
+        else:
+            other.clear()
+        expected = "new" if write == "set" else MISSING
+        support.wait_for(lambda: server.get("key") == expected, timeout=3, what="the write")
+
+    def test_a_read_that_raced_an_invalidation_is_not_kept(
+        self, server: RedisCache, other: RedisCache, shared_redis: redis.Redis, prefix: str
+    ) -> None:
+        """A value read while an invalidation came in may be the invalidated one: the next read
+        goes to Redis again."""
+        server.set("key", "old")
+        stale_epoch = server._near.epoch  # the race, made exact:
+        server._near.drop(["some other key"])  # an invalidation arrives, then the read
+        server._near.keep(f"{prefix}k:key", b'"old"', stale_epoch, 30_000)
+        shared_redis.set(f"{prefix}k:key", b'"new"', keepttl=True)
+        assert server.get("key") == "new"
+
+    def test_nothing_is_kept_while_the_channel_is_lost(self, tmp_path: Path) -> None:
+        """Without its subscription a process could miss an invalidation, so it forgets what it
+        kept and keeps nothing until it has subscribed again."""
+        private = support.PrivateRedis(tmp_path)
+        private.start()
+        try:
+            cache = RedisCache(build_redis(private.url), prefix="t:", near_ttl=30, retry_after=0.2)
+            raw = redis.Redis.from_url(private.url)
+            with attached(cache, private.url):
+                cache.set("key", "old")
+                assert cache.get("key") == "old"
+                raw.client_kill_filter(_type="pubsub")
+                # The invalidation below is lost with the channel; memory must not answer.
+                raw.set("t:k:key", b'"new"', keepttl=True)
+                support.wait_for(lambda: cache.get("key") == "new", timeout=3, what="a reread")
+                support.wait_for(lambda: cache.memory_tier_live, timeout=5, what="resubscribed")
+                assert cache.get("key") == "new"
+                raw.set("t:k:key", b'"newer"', keepttl=True)
+                assert cache.get("key") == "new"  # kept again once subscribed
+            raw.close()
+        finally:
+            private.stop()
