@@ -20,7 +20,7 @@ from conduit.api.responses import OrjsonResponse
 from conduit.core.llm.registry import ModelRegistry
 from conduit.core.runs.backends import RunBackends, build_run_backends
 from conduit.core.runs.executors.inline import InlineExecutor
-from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
 from conduit.infra import heap
 from conduit.infra.cache import Cache, RedisCache
 from conduit.infra.db import Database
@@ -201,9 +201,9 @@ async def _start_runs(app: FastAPI, settings: Settings, resources: Resources) ->
     if settings.runs.executor == "inline":
 
         async def execute(
-            spec: RunSpec, slot_key: str | None, committed: asyncio.Future[bool] | None
+            spec: RunSpec, slot_key: str | None, early: EarlyStart | None
         ) -> RunResult:
-            return await runs.run_spec(env, spec, slot_key=slot_key, committed=committed)
+            return await runs.run_spec(env, spec, slot_key=slot_key, early=early)
 
         inline = InlineExecutor(execute)
     runs.bind_process_runs(backends, registry)

@@ -30,7 +30,7 @@ from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.limits import Limiter
-from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
 from conduit.core.runs.status import RunStatus, sources_of, transition
 from conduit.core.runs.stop import StopRegistry
 from conduit.db.models import App, AppMode, Conversation, EndUser, Message, utcnow
@@ -514,13 +514,15 @@ async def run_spec(
     spec: RunSpec,
     *,
     slot_key: str | None,
-    committed: asyncio.Future[bool] | None = None,
+    early: EarlyStart | None = None,
 ) -> RunResult:
-    """Execute one run and always give its slot and stop registration back. `committed`: see
-    `DatabaseRunStore` (a run started while its start commits)."""
+    """Execute one run and always give its slot and stop registration back. `early`: the gates
+    of a run started before its start has finished (see `start_run`)."""
     from conduit.core.llm.errors import ModelError
     from conduit.core.runs.runner import execute_run, fail_before_start
 
+    committed = early.committed if early is not None else None
+    created = early.created if early is not None else None
     store = _SlotReleasingStore(
         DatabaseRunStore(env.db, spec.prices, committed=committed), env.limiter, slot_key, spec
     )
@@ -528,8 +530,12 @@ async def run_spec(
         try:
             model = await env.resolve_model(spec.model_ref)
         except ModelError as error:
-            return await fail_before_start(spec, error, log=env.eventlog, store=store)
-        return await execute_run(spec, model=model, log=env.eventlog, stops=env.stops, store=store)
+            return await fail_before_start(
+                spec, error, log=env.eventlog, store=store, log_created=created
+            )
+        return await execute_run(
+            spec, model=model, log=env.eventlog, stops=env.stops, store=store, log_created=created
+        )
     finally:
         await store.release()
         await env.stops.forget(spec.task_id)
@@ -615,21 +621,25 @@ async def start_run(
         raise ServiceUnavailable("The server is shutting down; retry on another instance.")
     task_id = str(uuid.uuid4())
     ids = RunIds.new()
-    # The limits and the log's creation are independent round trips (Redis, distributed): both
-    # at once. The log exists before the commit makes the run visible to another process (a
-    # worker may start it at once); a request refused afterwards leaves only a log that expires.
-    slot_key, without_default, known_user = await _limits_and_log(
-        ctx, app, key_id, user, task_id, _meta(app, user, request, ids)
+    # The log's creation (a Redis round trip, distributed) starts now and runs alongside the
+    # limits and, for a run that can start early, the model call; it completes before the
+    # commit makes the run visible to another process (a worker may start it at once). A
+    # request refused meanwhile leaves only a log that expires.
+    created = asyncio.ensure_future(
+        ctx.env.eventlog.create(task_id, meta=_meta(app, user, request, ids))
     )
+    created.add_done_callback(_retrieved)
+    slot_key, without_default, known_user = await _limits(ctx, app, key_id, user, task_id)
     ttl = float(ctx.settings.runs.max_seconds + 600)
-    committed: asyncio.Future[bool] | None = None
+    gates: EarlyStart | None = None
     early: asyncio.Task[RunResult] | None = None
     try:
         if ctx.inline is not None:
             # A run that needs nothing from the database starts its model call now, while its
-            # start commits: the commit's time hides in the model's time to first token. Its
-            # result is stored only once the start has committed; if that fails, it is
-            # cancelled (the upstream request closed) and the request fails as before.
+            # log is created and its start commits: both hide in the model's time to first
+            # token. It writes its log once that exists, and stores its result only once the
+            # start has committed; if either fails, it is cancelled (the upstream request
+            # closed) and the request fails as before.
             planned = early_spec(
                 app,
                 request,
@@ -639,16 +649,19 @@ async def start_run(
                 without_default_provider=without_default,
             )
             if planned is not None:
-                committed = asyncio.get_running_loop().create_future()
-                early = ctx.inline.submit(planned, slot_key, committed=committed)
+                gates = EarlyStart.new()
+                early = ctx.inline.submit(planned, slot_key, early=gates)
+        await asyncio.shield(created)
+        if gates is not None:
+            gates.created.set_result(True)
         spec = await asyncio.to_thread(
             _prepare_and_commit, ctx, app, user, known_user, request, task_id, ids, slot_key
         )
         if ctx.inline is None:
             await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
     except BaseException:
-        if early is not None and committed is not None:
-            committed.set_result(False)
+        if early is not None and gates is not None:
+            gates.fail()
             early.cancel()  # the run gives its slot back as it ends
         elif slot_key:
             await ctx.env.limiter.release(slot_key, task_id)
@@ -656,8 +669,8 @@ async def start_run(
     if ctx.inline is not None:
         # The stop owner is registered while the model call starts: a client learns the task id
         # only from the stream, which this request opens after the registration.
-        if committed is not None:
-            committed.set_result(True)
+        if gates is not None:
+            gates.committed.set_result(True)
         else:
             ctx.inline.submit(spec, slot_key)
         try:
@@ -668,31 +681,26 @@ async def start_run(
     return spec
 
 
-async def _limits_and_log(
-    ctx: RunContext,
-    app: App,
-    key_id: str | None,
-    user: str,
-    task_id: str,
-    meta: dict[str, str],
+def _retrieved(done: asyncio.Future[None]) -> None:
+    """A log's creation whose request was refused first: its failure matters to nobody."""
+    if not done.cancelled():
+        done.exception()
+
+
+async def _limits(
+    ctx: RunContext, app: App, key_id: str | None, user: str, task_id: str
 ) -> tuple[str | None, bool, EndUser | None]:
-    """`check_limits`, the log's `create`, the end user if the cache holds it and, for the
-    inline executor, whether the cache knows that the app's workspace has no default provider,
-    concurrently. Returns the slot key, that knowledge and the end user; the slot is given back
-    if the log could not be created, the first failure raised."""
-    limits, created, without_default, known_user = await asyncio.gather(
+    """`check_limits`, the end user if the cache holds it and, for the inline executor, whether
+    the cache knows that the app's workspace has no default provider, concurrently. Returns the
+    slot key, that knowledge and the end user; raises the limits' refusal."""
+    limits, without_default, known_user = await asyncio.gather(
         check_limits(ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id),
-        ctx.env.eventlog.create(task_id, meta=meta),
         _without_default_provider(ctx, app),
         _cached_end_user(ctx, app, user),
         return_exceptions=True,
     )
     if isinstance(limits, BaseException):
         raise limits
-    if isinstance(created, BaseException):
-        if limits:
-            await ctx.env.limiter.release(limits, task_id)
-        raise created
     return (
         limits,
         without_default is True,

@@ -1,7 +1,8 @@
-"""A run that needs nothing from the database starts its model call while its start commits
-(`services/runs.start_run` with the inline executor): the upstream request is sent before the
-commit, the result is stored only after it, and a start that fails to commit cancels the
-model call, gives the slot back and leaves no row. Real database, real in-process backends,
+"""A run that needs nothing from the database starts its model call while its log is created
+and its start commits (`services/runs.start_run` with the inline executor): the upstream
+request is sent before either is done, the run writes its log only once it exists and stores
+its result only after the commit, and a start whose log or commit fails cancels the model call,
+gives the slot back and leaves no row. Real database, real in-process backends,
 the fake OpenAI server at the edge."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from conduit.core.llm.registry import ModelRegistry
 from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.limits_memory import MemoryLimiter
-from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
 from conduit.core.runs.stop_memory import MemoryStopRegistry
 from conduit.db.models import App, Message
 from conduit.errors import AppUnavailable
@@ -57,22 +58,20 @@ def make_app(db: Database, cache: MemoryCache) -> App:
 
 @contextlib.asynccontextmanager
 async def context(
-    db: Database, settings: Settings, cache: MemoryCache
+    db: Database, settings: Settings, cache: MemoryCache, eventlog: MemoryEventLog | None = None
 ) -> AsyncIterator[RunContext]:
     registry = ModelRegistry(runs.model_defaults(settings))
     env = RunEnvironment(
         db=db,
-        eventlog=MemoryEventLog(),
+        eventlog=eventlog or MemoryEventLog(),
         stops=MemoryStopRegistry(),
         limiter=MemoryLimiter(),
         resolve_model=registry.resolve,
         loop=asyncio.get_running_loop(),
     )
 
-    async def execute(
-        spec: RunSpec, slot: str | None, committed: asyncio.Future[bool] | None
-    ) -> RunResult:
-        return await runs.run_spec(env, spec, slot_key=slot, committed=committed)
+    async def execute(spec: RunSpec, slot: str | None, early: EarlyStart | None) -> RunResult:
+        return await runs.run_spec(env, spec, slot_key=slot, early=early)
 
     try:
         yield RunContext(env=env, settings=settings, inline=InlineExecutor(execute), cache=cache)
@@ -152,6 +151,86 @@ def test_a_start_that_fails_to_commit_cancels_its_model_call(
                 await asyncio.sleep(0.02)
             assert ctx.inline.active == 0
             # The slot is free again: as many runs as the limit may take one.
+            slot = runs.app_slot_key(app.id)
+            taken = [
+                await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}")
+                for n in range(4)
+            ]
+            return sum(taken)
+
+    assert asyncio.run(scenario()) == 4
+    stats = fake.wait_for_stats(lambda s: s["requests"] == 1 and s["in_flight"] == 0, 5)
+    assert stats["disconnects"] == 1  # the upstream stream was closed, not read to its end
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+class SlowLog(MemoryEventLog):
+    """An event log whose `create` waits to be let through, then succeeds or fails (as a Redis
+    round trip in a loaded or broken Redis would)."""
+
+    def __init__(self, *, fails: bool = False) -> None:
+        super().__init__()
+        self.let_through = asyncio.Event()
+        self.fails = fails
+
+    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
+        await self.let_through.wait()
+        if self.fails:
+            raise ConnectionError("Redis went away")
+        await super().create(task_id, meta=meta)
+
+
+def test_the_model_call_starts_while_the_log_is_created(
+    db: Database, settings: Settings, fake: FakeOpenAIThread
+) -> None:
+    cache = MemoryCache()
+    app = make_app(db, cache)
+
+    async def scenario() -> tuple[RunSpec, list[int]]:
+        log = SlowLog()
+        async with context(db, settings, cache, log) as ctx:
+            start = asyncio.create_task(
+                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+            )
+            await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 5)
+            await asyncio.sleep(0.2)  # the first tokens have come: they wait for the log
+            assert not start.done()
+            log.let_through.set()
+            spec = await start
+            seqs = [e.seq async for e in log.follow(spec.task_id)]
+            return spec, seqs
+
+    spec, seqs = asyncio.run(scenario())
+    assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 2  # every event, in order
+    with db.sessions() as session:
+        message = session.get(Message, spec.message_id)
+        assert message is not None and message.status == "succeeded" and message.answer
+
+
+def test_a_log_that_cannot_be_created_cancels_the_model_call(
+    db: Database, settings: Settings, fake: FakeOpenAIThread
+) -> None:
+    cache = MemoryCache()
+    app = make_app(db, cache)
+    fake.control(pace_ms=200.0)  # a slow answer: still streaming when the log fails
+
+    async def scenario() -> int:
+        log = SlowLog(fails=True)
+        async with context(db, settings, cache, log) as ctx:
+            assert ctx.inline is not None
+            start = asyncio.create_task(
+                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+            )
+            await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 5)
+            log.let_through.set()
+            with pytest.raises(ConnectionError):
+                await start
+            for _ in range(100):  # the cancelled run ends and gives its slot back
+                if ctx.inline.active == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert ctx.inline.active == 0
             slot = runs.app_slot_key(app.id)
             taken = [
                 await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}")

@@ -153,6 +153,32 @@ class RunStopped(Exception):
     """Raised inside the runner when the owner asked to stop."""
 
 
+@dataclass
+class EarlyStart:
+    """The gates of a run started before its start has finished, so that its model call
+    overlaps the rest of the start: `created` (its event log exists; awaited before the run's
+    first write to it) and `committed` (its rows exist; awaited before its result is stored).
+    Each resolves True once so, or False if it failed (the run is then cancelled)."""
+
+    created: asyncio.Future[bool]
+    committed: asyncio.Future[bool]
+
+    @classmethod
+    def new(cls) -> EarlyStart:
+        loop = asyncio.get_running_loop()
+        return cls(created=loop.create_future(), committed=loop.create_future())
+
+    def fail(self) -> None:
+        """The start failed: whatever has not passed its gate never will."""
+        for gate in (self.created, self.committed):
+            if not gate.done():
+                gate.set_result(False)
+
+
+async def _passed(gate: asyncio.Future[bool] | None) -> bool:
+    return True if gate is None else await asyncio.shield(gate)
+
+
 async def execute_run(
     spec: RunSpec,
     *,
@@ -160,8 +186,11 @@ async def execute_run(
     log: EventLog,
     stops: StopRegistry,
     store: RunStore,
+    log_created: asyncio.Future[bool] | None = None,
 ) -> RunResult:
-    """Run one generation to its end; never raises (the outcome is in the result and the log)."""
+    """Run one generation to its end; never raises (the outcome is in the result and the log).
+    `log_created`: see `EarlyStart` (a run whose log is being created as its model is called).
+    """
     status = transition(RunStatus.PENDING, RunStatus.RUNNING)
     answer: list[str] = []
     usage = Usage()
@@ -171,11 +200,16 @@ async def execute_run(
     async def generate() -> Usage:
         final = Usage()
         head = message_head(spec)
+        writable = log_created is None
         async for item in model.stream_chat(spec.messages, spec.params):
             if isinstance(item, Delta):
                 pieces = [piece for piece in item.parts if piece]
                 if not pieces:
                     continue
+                if not writable:
+                    writable = await _passed(log_created)
+                    if not writable:
+                        return final  # no log to write to: the start failed, the run is cancelled
                 answer.extend(pieces)
                 # One event per piece; the pieces of one read of the upstream in one go.
                 await log.extend(
@@ -204,7 +238,7 @@ async def execute_run(
         # The process is shutting down (drain timeout): end the run as stopped, keep the answer.
         generation.cancel()
         status = transition(status, RunStatus.STOPPED)
-        await _finish(spec, log, store, status, answer, usage, started, None, model)
+        await _finish(spec, log, store, status, answer, usage, started, None, model, log_created)
         raise
     except Exception as failure:
         logger.exception("run %s failed unexpectedly", spec.task_id)
@@ -213,11 +247,18 @@ async def execute_run(
         status = transition(status, RunStatus.FAILED)
     finally:
         stop_watch.cancel()
-    return await _finish(spec, log, store, status, answer, usage, started, error, model)
+    return await _finish(
+        spec, log, store, status, answer, usage, started, error, model, log_created
+    )
 
 
 async def fail_before_start(
-    spec: RunSpec, error: ConduitError, *, log: EventLog, store: RunStore
+    spec: RunSpec,
+    error: ConduitError,
+    *,
+    log: EventLog,
+    store: RunStore,
+    log_created: asyncio.Future[bool] | None = None,
 ) -> RunResult:
     """End a run that could not start (e.g. no model available): stored failed, `error` event."""
 
@@ -225,7 +266,16 @@ async def fail_before_start(
         provider_name = str(spec.model_ref.get("provider") or "unknown")
 
     return await _finish(
-        spec, log, store, RunStatus.FAILED, [], Usage(), time.perf_counter(), error, _Unresolved()
+        spec,
+        log,
+        store,
+        RunStatus.FAILED,
+        [],
+        Usage(),
+        time.perf_counter(),
+        error,
+        _Unresolved(),
+        log_created,
     )
 
 
@@ -239,6 +289,7 @@ async def _finish(
     started: float,
     error: ConduitError | None,
     model: ChatModel | Any,
+    log_created: asyncio.Future[bool] | None = None,
 ) -> RunResult:
     text = "".join(answer)
     if usage.total_tokens == 0 and text:
@@ -263,6 +314,8 @@ async def _finish(
         metadata = await store.finish(result)
     except Exception:
         logger.exception("run %s: storing the result failed", spec.task_id)
+    if not await _passed(log_created):
+        return result  # its log never came to exist: nothing to end there
     try:
         if error is None:
             await log.append(

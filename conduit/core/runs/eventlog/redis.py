@@ -29,11 +29,12 @@ inline executor). `create()` of a new run makes this instance its writer and ope
 in-process `MemoryEventLog`. Its appends are numbered here, land in the mirror at once, and reach
 Redis behind it: while one write of the run is in flight, further events queue and go out
 together as one multi-event entry (so a fast model costs one XADD per round trip, not per token).
-A failed write raises from the run's next append; `close()` waits for the queue, then appends
-the sentinel, and closes the mirror's copy. Readers in this process read the mirror (no Redis
-round trip, no blocking connection per follower); readers anywhere else, and any reader once the
-mirror forgot the run (shortly after close, or evicted), read Redis. This assumes the instance
-is the run's only writer, which holds for a run created here by the inline executor.
+A failed write raises from the run's next append; `close()` closes the mirror's copy (this
+process's readers end at once), then waits for the queue and appends the sentinel. Readers in
+this process read the mirror (no Redis round trip, no blocking connection per follower);
+readers anywhere else, and any reader once the mirror forgot the run (shortly after close, or
+evicted), read Redis. This assumes the instance is the run's only writer, which holds for a run
+created here by the inline executor.
 """
 
 from __future__ import annotations
@@ -329,11 +330,11 @@ class RedisEventLog:
 
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
-        try:
-            await self._close(task_id)
-        finally:
-            if self._mirror is not None:
-                await self._mirror.close(task_id)
+        if self._mirror is not None:
+            # This process's readers end now; Redis's copy follows once the writes behind the
+            # mirror (up to a linger late) have landed, so a close never waits for them.
+            await self._mirror.close(task_id)
+        await self._close(task_id)
 
     async def _close(self, task_id: str) -> None:
         stream, meta_key = self._stream(task_id), self._meta(task_id)

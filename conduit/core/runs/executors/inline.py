@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conduit.core.runs.runner import RunResult, RunSpec
+from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
 
 logger = logging.getLogger(__name__)
 
@@ -17,9 +17,7 @@ class InlineExecutor:
 
     def __init__(
         self,
-        run: Callable[
-            [RunSpec, str | None, asyncio.Future[bool] | None], Coroutine[Any, Any, RunResult]
-        ],
+        run: Callable[[RunSpec, str | None, EarlyStart | None], Coroutine[Any, Any, RunResult]],
     ) -> None:
         self._run = run
         self._tasks: set[asyncio.Task[RunResult]] = set()
@@ -38,13 +36,13 @@ class InlineExecutor:
         spec: RunSpec,
         slot_key: str | None,
         *,
-        committed: asyncio.Future[bool] | None = None,
+        early: EarlyStart | None = None,
     ) -> asyncio.Task[RunResult]:
         """Start the run now; `slot_key` is the concurrency slot it gives back when it ends;
-        `committed` resolves once the run's start committed (True) or failed to (False), for a
-        run started before its commit. Returns the run's task."""
+        `early`: the gates of a run started before its start has finished. Returns the run's
+        task."""
         task = asyncio.get_running_loop().create_task(
-            self._run(spec, slot_key, committed), name=f"run:{spec.task_id}"
+            self._run(spec, slot_key, early), name=f"run:{spec.task_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
