@@ -97,6 +97,28 @@ def hold_the_tables(db: Database, seconds: float, holding: threading.Event) -> N
         time.sleep(seconds)
 
 
+async def slots_after_the_run_ended(ctx: RunContext, app: App) -> int:
+    """Once the cancelled run has ended: how many of the app's 4 slots can be taken (4 when
+    it gave its own back)."""
+    assert ctx.inline is not None
+    for _ in range(100):
+        if ctx.inline.active == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert ctx.inline.active == 0
+    slot = runs.app_slot_key(app.id)
+    taken = [await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}") for n in range(4)]
+    return sum(taken)
+
+
+def assert_cancelled_without_a_trace(db: Database, fake: FakeOpenAIThread) -> None:
+    """The upstream stream was closed, not read to its end, and no message row is left."""
+    stats = fake.wait_for_stats(lambda s: s["requests"] == 1 and s["in_flight"] == 0, 5)
+    assert stats["disconnects"] == 1
+    with db.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
 def test_the_model_call_starts_while_the_start_commits(
     db: Database, settings: Settings, fake: FakeOpenAIThread
 ) -> None:
@@ -145,24 +167,10 @@ def test_a_start_that_fails_to_commit_cancels_its_model_call(
             assert ctx.inline is not None
             with pytest.raises(AppUnavailable):
                 await runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
-            for _ in range(100):  # the cancelled run ends and gives its slot back
-                if ctx.inline.active == 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert ctx.inline.active == 0
-            # The slot is free again: as many runs as the limit may take one.
-            slot = runs.app_slot_key(app.id)
-            taken = [
-                await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}")
-                for n in range(4)
-            ]
-            return sum(taken)
+            return await slots_after_the_run_ended(ctx, app)
 
     assert asyncio.run(scenario()) == 4
-    stats = fake.wait_for_stats(lambda s: s["requests"] == 1 and s["in_flight"] == 0, 5)
-    assert stats["disconnects"] == 1  # the upstream stream was closed, not read to its end
-    with db.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert_cancelled_without_a_trace(db, fake)
 
 
 class SlowLog(MemoryEventLog):
@@ -226,20 +234,7 @@ def test_a_log_that_cannot_be_created_cancels_the_model_call(
             log.let_through.set()
             with pytest.raises(ConnectionError):
                 await start
-            for _ in range(100):  # the cancelled run ends and gives its slot back
-                if ctx.inline.active == 0:
-                    break
-                await asyncio.sleep(0.02)
-            assert ctx.inline.active == 0
-            slot = runs.app_slot_key(app.id)
-            taken = [
-                await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}")
-                for n in range(4)
-            ]
-            return sum(taken)
+            return await slots_after_the_run_ended(ctx, app)
 
     assert asyncio.run(scenario()) == 4
-    stats = fake.wait_for_stats(lambda s: s["requests"] == 1 and s["in_flight"] == 0, 5)
-    assert stats["disconnects"] == 1  # the upstream stream was closed, not read to its end
-    with db.sessions() as session:
-        assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert_cancelled_without_a_trace(db, fake)
