@@ -150,7 +150,10 @@ class HttpSettings(BaseSettings):
         default_factory=list, description='Origins allowed by CORS (JSON list), e.g. ["*"].'
     )
     slow_request_ms: int = Field(
-        1000, ge=1, description="Requests slower than this are logged as a warning."
+        1000,
+        ge=1,
+        description="Requests whose response starts later than this (ms) are logged as a "
+        "warning; a stream's own length does not count.",
     )
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds to drain in-flight work on SIGTERM."
