@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await asyncio.to_thread(_start, app, settings)
         runs = await _start_runs(app, settings, runtime.resources)
-        heap.settle()
+        heap.settle(switch_interval=settings.http.gil_switch_interval_ms / 1000)
         try:
             yield
         finally:

@@ -146,6 +146,14 @@ class HttpSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `conduit serve` binds.")
     port: int = Field(5001, ge=1, le=65535, description="Port `conduit serve` binds.")
     workers: int = Field(1, ge=1, le=64, description="Server processes (distributed mode only).")
+    gil_switch_interval_ms: float = Field(
+        1.0,
+        ge=0.1,
+        le=100,
+        description="How long (ms) a server thread may hold the GIL while another waits for it "
+        "(CPython's default: 5); shorter keeps the event loop's latency low beside busy "
+        "database threads.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Origins allowed by CORS (JSON list), e.g. ["*"].'
     )
