@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from conduit.db.models import App, Conversation, EndUser, utcnow
@@ -95,10 +95,10 @@ def touch_conversation(session: Session, conversation_id: str) -> None:
     )
 
 
-def count_turn(session: Session, conversation_id: str, now: datetime) -> None:
+def count_turn(connection: Connection, conversation_id: str, now: datetime) -> None:
     """One more finished turn (`dialogue_count`) and activity at `now`, in the caller's
     transaction: the message's result and its conversation's stats commit together."""
-    session.connection().execute(_COUNT_TURN, {"conversation_id": conversation_id, "now": now})
+    connection.execute(_COUNT_TURN, {"conversation_id": conversation_id, "now": now})
 
 
 def snapshot(conversation: Conversation) -> dict[str, Any]:

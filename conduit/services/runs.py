@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -49,7 +49,7 @@ from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
 from conduit.services.end_users import cached_end_user, get_or_create_end_user
-from conduit.signals import message_was_created, send_after_commit
+from conduit.signals import message_was_created, send_isolated
 
 logger = logging.getLogger(__name__)
 
@@ -388,15 +388,15 @@ def _finish_statement(new: RunStatus) -> Update:
 
 
 def record_result(
-    session: Session, result: RunResult, prices: ModelPrices | None
-) -> dict[str, Any]:
+    connection: Connection, result: RunResult, prices: ModelPrices | None
+) -> tuple[dict[str, Any], Message | None]:
     """Write a finished run onto its message: one guarded UPDATE (the status may change only as
-    the transition table allows) and its conversation's turn count, in the caller's transaction;
-    `message-was-created` goes out after the commit."""
+    the transition table allows) and its conversation's turn count, in the caller's transaction.
+    Returns the metadata and the message as written (detached), for `message-was-created`
+    once the caller has committed; None when the message is gone (its app was deleted)."""
     metadata = usage_metadata(result, prices)
     usage = metadata["usage"]
     finished = utcnow()
-    connection = session.connection()
     written = connection.execute(
         _finish_statement(result.status),
         {
@@ -415,14 +415,15 @@ def record_result(
         },
     ).first()
     if written is None:
-        current = session.scalars(select(Message.status).where(Message.id == result.message_id))
-        status = current.first()
+        status = connection.execute(
+            select(_MESSAGES.c.status).where(_MESSAGES.c.id == result.message_id)
+        ).scalar()
         if status is None:
-            return metadata  # the app (and its messages) was deleted meanwhile
+            return metadata, None  # the app (and its messages) was deleted meanwhile
         transition(status, result.status)  # raises InvalidTransition, naming both statuses
-        return metadata
+        return metadata, None
     if written.conversation_id is not None:
-        conversations.count_turn(session, written.conversation_id, finished)
+        conversations.count_turn(connection, written.conversation_id, finished)
     # The signal's sender: the message as written, detached (handlers must not lazy-load).
     message = Message(
         id=result.message_id,
@@ -439,8 +440,7 @@ def record_result(
         currency=str(usage["currency"]),
         finished_at=finished,
     )
-    send_after_commit(session, message_was_created, message, status=result.status.value)
-    return metadata
+    return metadata, message
 
 
 class DatabaseRunStore:
@@ -466,8 +466,13 @@ class DatabaseRunStore:
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: RunResult) -> dict[str, Any]:
-        with self._db.transaction() as session:
-            return record_result(session, result, self._prices)
+        # A Core transaction: no ORM Session on the path of every run (its unit of work cost
+        # about 0.3 ms of CPU per finish); `message-was-created` goes out after the commit.
+        with self._db.engine.begin() as connection:
+            metadata, written = record_result(connection, result, self._prices)
+        if written is not None:
+            send_isolated(message_was_created, written, status=result.status.value)
+        return metadata
 
 
 def end_interrupted_runs(session: Session, *, started_before: Any | None = None) -> int:

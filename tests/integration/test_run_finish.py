@@ -4,7 +4,9 @@ turns, and a refused transition changes neither."""
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -16,7 +18,8 @@ from conduit.db.models import Conversation, Message
 from conduit.infra.db import Database
 from conduit.services.conversations import create_conversation
 from conduit.services.end_users import get_or_create_end_user
-from conduit.services.runs import record_result
+from conduit.services.runs import DatabaseRunStore, record_result
+from conduit.signals import message_was_created
 from tests.support import add_chat_app
 
 
@@ -62,7 +65,7 @@ def dialogue_count(db: Database, conversation_id: str) -> int:
 def test_the_result_and_the_turn_count_commit_together(db: Database) -> None:
     conversation_id, (message_id,) = running_messages(db, 1)
     with db.transaction() as session:
-        record_result(session, result(message_id), None)
+        record_result(session.connection(), result(message_id), None)
     assert dialogue_count(db, conversation_id) == 1
     with db.sessions() as session:
         message = session.get(Message, message_id)
@@ -71,7 +74,7 @@ def test_the_result_and_the_turn_count_commit_together(db: Database) -> None:
 
     # A refused transition (a finished run cannot finish again) counts nothing.
     with pytest.raises(InvalidTransition), db.transaction() as session:
-        record_result(session, result(message_id, RunStatus.STOPPED), None)
+        record_result(session.connection(), result(message_id, RunStatus.STOPPED), None)
     assert dialogue_count(db, conversation_id) == 1
 
 
@@ -80,7 +83,7 @@ def test_a_rolled_back_finish_counts_no_turn(db: Database) -> None:
 
     def fail_after_the_writes() -> None:
         with db.transaction() as session:
-            record_result(session, result(message_id), None)
+            record_result(session.connection(), result(message_id), None)
             raise RuntimeError("the transaction fails after the writes")
 
     with pytest.raises(RuntimeError):
@@ -95,8 +98,30 @@ def test_concurrent_turns_are_all_counted(db: Database) -> None:
 
     def finish(message_id: str) -> None:
         with db.transaction() as session:
-            record_result(session, result(message_id), None)
+            record_result(session.connection(), result(message_id), None)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(finish, message_ids))
     assert dialogue_count(db, conversation_id) == len(message_ids)
+
+
+def test_the_store_announces_a_finished_message_once_it_has_committed(db: Database) -> None:
+    """`message-was-created` goes out after the finish's commit (a handler reading the row in
+    its own session sees it finished), once, and not for a refused transition."""
+    _, (message_id,) = running_messages(db, 1)
+    seen: list[tuple[str | None, str]] = []
+
+    def on_created(message: Message, **kwargs: Any) -> None:
+        with db.sessions() as session:
+            status = session.scalar(select(Message.status).where(Message.id == message.id))
+        seen.append((status, kwargs["status"]))
+
+    message_was_created.connect(on_created)
+    try:
+        store = DatabaseRunStore(db)
+        asyncio.run(store.finish(result(message_id)))
+        with pytest.raises(InvalidTransition):
+            asyncio.run(store.finish(result(message_id, RunStatus.STOPPED)))
+    finally:
+        message_was_created.disconnect(on_created)
+    assert seen == [("succeeded", "succeeded")]
