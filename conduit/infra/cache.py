@@ -189,10 +189,6 @@ class _NearCache:
 _EVERYTHING = "*"
 
 
-def _decoded(raw: bytes | str | None) -> Any:
-    return MISSING if raw is None else orjson.loads(raw)
-
-
 class RedisCache:
     """Redis backend. Tags are Redis sets of keys. Degrades to always-miss while Redis is down.
 
@@ -365,28 +361,18 @@ class RedisCache:
         if not self._usable():
             return MISSING
         full_key = self._key(key)
-        near = self._near.get(full_key)
-        if near is not None:
-            return orjson.loads(near)
+        held = self._held(full_key)
+        if held is not MISSING:
+            return held
         epoch = self._near.epoch
         try:
-            if not self._near.live:
-                return _decoded(self._redis.get(full_key))
             pipe = self._redis.pipeline(transaction=False)
-            pipe.get(full_key)
-            pipe.pttl(full_key)
-            raw, pttl = pipe.execute()
+            self._read(pipe, full_key)
+            replies = pipe.execute()
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return MISSING
-        return self._kept(full_key, raw, pttl, epoch)
-
-    def _kept(self, full_key: str, raw: bytes | None, pttl: int, epoch: int) -> Any:
-        """A value read (with its time to live) while the memory tier is live: kept there too."""
-        if raw is None:
-            return MISSING
-        self._near.keep(full_key, raw, epoch, pttl)
-        return orjson.loads(raw)
+        return self._value(full_key, replies, epoch)
 
     async def aget(self, key: str) -> Any:
         attached = self._async
@@ -398,21 +384,38 @@ class RedisCache:
         if not self.available:
             return MISSING
         full_key = self._key(key)
-        near = self._near.get(full_key)
-        if near is not None:
-            return orjson.loads(near)
+        held = self._held(full_key)
+        if held is not MISSING:
+            return held
         epoch = self._near.epoch
         try:
-            if not self._near.live:
-                return _decoded(await attached[0].get(full_key))
             async with attached[0].pipeline(transaction=False) as pipe:
-                pipe.get(full_key)
-                pipe.pttl(full_key)
-                raw, pttl = await pipe.execute()
+                self._read(pipe, full_key)
+                replies = await pipe.execute()
         except (redis.RedisError, OSError) as error:
             self._failed(error)
             return MISSING
-        return self._kept(full_key, raw, pttl, epoch)
+        return self._value(full_key, replies, epoch)
+
+    def _held(self, full_key: str) -> Any:
+        """The value the memory tier holds, or MISSING."""
+        near = self._near.get(full_key)
+        return MISSING if near is None else orjson.loads(near)
+
+    def _read(self, pipe: Any, full_key: str) -> None:
+        """The read's commands: the value and, while the memory tier is live, its time to live."""
+        pipe.get(full_key)
+        if self._near.live:
+            pipe.pttl(full_key)
+
+    def _value(self, full_key: str, replies: list[Any], epoch: int) -> Any:
+        """The value `_read` got (MISSING if none), kept in memory if its TTL came with it."""
+        raw = replies[0]
+        if raw is None:
+            return MISSING
+        if len(replies) > 1:
+            self._near.keep(full_key, raw, epoch, replies[1])
+        return orjson.loads(raw)
 
     def set(
         self, key: str, value: Any, *, ttl: float | None = None, tags: Iterable[str] = ()
