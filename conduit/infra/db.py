@@ -7,6 +7,7 @@ succeeds and are dropped on rollback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -282,6 +283,31 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("the pooled connection no longer answers") from error
 
 
+@contextmanager
+def commit_together(session: Session) -> Iterator[None]:
+    """The block's statements and the commit that ends it, sent to PostgreSQL together: one
+    round trip in psycopg's pipeline mode instead of one per statement (and one for BEGIN,
+    one for COMMIT). For writes whose results nobody reads in the block: a statement's result
+    arrives only at the commit, so a query's rows would be empty; an error (a foreign key,
+    say) is raised by the commit. On SQLite (no round trips), the block and the commit.
+
+    The session must come from `Database.transaction(pinned=True)`: a session's commit
+    otherwise gives its connection back to the pool at once, to another thread, while this
+    block still has the connection's pipeline open."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        session.commit()
+        return
+    if not isinstance(session.get_bind(), Connection):
+        raise RuntimeError("commit_together needs a session of Database.transaction(pinned=True)")
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a checked-out connection
+    with driver.pipeline():
+        yield
+        session.commit()
+
+
 class Database:
     """Owns the engine and hands out sessions; built once per process."""
 
@@ -298,9 +324,16 @@ class Database:
         return self.engine.dialect.name
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session whose work commits on success and rolls back on error."""
-        with self.sessions() as session:
+    def transaction(self, *, pinned: bool = False) -> Iterator[Session]:
+        """A session whose work commits on success and rolls back on error. `pinned`: on a
+        connection of its own, which goes back to the pool only when the block ends, not at
+        the commit (what `commit_together` needs)."""
+        with contextlib.ExitStack() as stack:
+            if pinned:
+                connection = stack.enter_context(self.engine.connect())
+                session = stack.enter_context(self.sessions(bind=connection))
+            else:
+                session = stack.enter_context(self.sessions())
             try:
                 yield session
                 session.commit()

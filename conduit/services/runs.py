@@ -44,7 +44,7 @@ from conduit.errors import (
     TooManyRequests,
 )
 from conduit.infra.cache import Cache
-from conduit.infra.db import Database
+from conduit.infra.db import Database, commit_together
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
@@ -116,7 +116,20 @@ _MESSAGES = cast(Table, Message.__table__)
 _INSERT_MESSAGE = insert(_MESSAGES)
 
 
-def prepare_run(
+@dataclass(frozen=True)
+class PlannedRun:
+    """What a run's start writes, decided by `plan_run`'s reads and checks: the spec, and
+    the message's inputs and conversation (`new_conversation`: it is created with it)."""
+
+    spec: RunSpec
+    ids: RunIds
+    inputs: dict[str, Any]
+    end_user: EndUser
+    new_conversation: bool
+    name_conversation: bool
+
+
+def plan_run(
     session: Session,
     *,
     app: App,
@@ -126,16 +139,20 @@ def prepare_run(
     task_id: str,
     ids: RunIds | None = None,
     cache: Cache | None = None,
-) -> RunSpec:
-    """Validate, resolve the conversation, write the message (`running`); the caller commits.
-    `ids` (message id, new conversation id, creation time) may be decided beforehand; `cache`
+) -> PlannedRun:
+    """Validate, read what the run needs (its conversation and history, its provider and that
+    provider's quota) and decide its rows; nothing is written (`write_run` does). `ids`
+    (message id, new conversation id, creation time) may be decided beforehand; `cache`
     spares the default provider's query for a workspace known to have none."""
     ids = ids or RunIds.new()
     config = app.model_config_ or {}
     check_app_mode(app, request)
+    ref = model_ref(app, settings, session=session, cache=cache)
+    model_providers.check_quota(session, ref)
     conversation_id: str | None = None
-    history: list[tuple[str, str]] = []
+    new_conversation = False
     if request.mode == "chat":
+        history: list[tuple[str, str]] = []
         if request.conversation_id:
             conversation = conversations.get_conversation(
                 session, app, end_user, request.conversation_id
@@ -147,26 +164,14 @@ def prepare_run(
                 session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
             )
             conversation_id = conversation.id
-            conversations.touch_conversation(session, conversation_id)
         else:
             inputs = prompts.validate_inputs(config, request.inputs)
-            conversation_id = conversations.create_conversation(
-                session, app, end_user, inputs=inputs, conversation_id=ids.new_conversation_id
-            )
-            if request.auto_generate_name:
-                enqueue(
-                    session,
-                    NAME_TASK,
-                    queue="generation",
-                    kwargs={"conversation_id": conversation_id},
-                )
+            conversation_id = ids.new_conversation_id
+            new_conversation = True
         messages = prompts.chat_prompt(config, inputs, history, request.query)
     else:
         inputs = prompts.validate_inputs(config, request.inputs)
         messages = prompts.completion_prompt(config, inputs, request.query)
-
-    ref = model_ref(app, settings, session=session, cache=cache)
-    model_providers.check_quota(session, ref)
     spec = _spec(
         app,
         request,
@@ -178,6 +183,39 @@ def prepare_run(
         messages=messages,
         ref=ref,
     )
+    return PlannedRun(
+        spec=spec,
+        ids=ids,
+        inputs=inputs,
+        end_user=end_user,
+        new_conversation=new_conversation,
+        name_conversation=new_conversation and request.auto_generate_name,
+    )
+
+
+def write_run(session: Session, app: App, planned: PlannedRun, *, query: str) -> None:
+    """Write a planned run: its new conversation (and the naming task) or its conversation's
+    activity, and its message (`running`). Writes only, whose results are not read: they can
+    go to the database together with the commit (`commit_together`); the caller commits."""
+    spec, ids = planned.spec, planned.ids
+    if planned.new_conversation:
+        assert spec.conversation_id is not None
+        conversations.create_conversation(
+            session,
+            app,
+            planned.end_user,
+            inputs=planned.inputs,
+            conversation_id=spec.conversation_id,
+        )
+        if planned.name_conversation:
+            enqueue(
+                session,
+                NAME_TASK,
+                queue="generation",
+                kwargs={"conversation_id": spec.conversation_id},
+            )
+    elif spec.conversation_id is not None:
+        conversations.touch_conversation(session, spec.conversation_id)
     # A Core INSERT (no ORM object to flush): it is on the path of every run.
     session.connection().execute(
         _INSERT_MESSAGE,
@@ -186,18 +224,17 @@ def prepare_run(
             "created_at": ids.created_at,
             "updated_at": ids.created_at,
             "app_id": app.id,
-            "conversation_id": conversation_id,
-            "task_id": task_id,
-            "end_user_id": end_user.id,
+            "conversation_id": spec.conversation_id,
+            "task_id": spec.task_id,
+            "end_user_id": planned.end_user.id,
             "from_source": "api",
-            "inputs": inputs,
-            "query": request.query,
+            "inputs": planned.inputs,
+            "query": query,
             "status": RunStatus.RUNNING.value,
-            "model_provider": ref["provider"],
+            "model_provider": spec.model_ref["provider"],
             "model_id": spec.params.model,
         },
     )
-    return spec
 
 
 def check_app_mode(app: App, request: RunRequest) -> None:
@@ -256,7 +293,7 @@ def early_spec(
     """The run's spec before its transaction, when nothing in it comes from the database: a new
     chat or a completion, on a server provider (one the app names, or the server default for a
     workspace known to have no default provider of its own). The same functions as in
-    `prepare_run` build it from the same request and app, and the ids are decided beforehand,
+    `plan_run` build it from the same request and app, and the ids are decided beforehand,
     so it is the spec the transaction writes, but for `owner` (the end user's id, left empty:
     the runner does not use it). None when the run needs the database first (a conversation's
     history, a workspace provider's quota)."""
@@ -638,6 +675,7 @@ async def start_run(
     ttl = float(ctx.settings.runs.max_seconds + 600)
     gates: EarlyStart | None = None
     early: asyncio.Task[RunResult] | None = None
+    registration: asyncio.Future[None] | None = None
     try:
         if ctx.inline is not None:
             # A run that needs nothing from the database starts its model call now, while its
@@ -659,11 +697,18 @@ async def start_run(
         await asyncio.shield(created)
         if gates is not None:
             gates.created.set_result(True)
+        if known_user is not None:
+            # The stop owner is known: it is registered while the start commits. (Should the
+            # commit fail, the registration of a run that never existed just expires.)
+            registration = asyncio.ensure_future(
+                ctx.env.stops.register(task_id, owner_of(known_user), ttl=ttl)
+            )
+            registration.add_done_callback(_retrieved)
         spec = await asyncio.to_thread(
             _prepare_and_commit, ctx, app, user, known_user, request, task_id, ids, slot_key
         )
         if ctx.inline is None:
-            await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
+            await _registered(ctx, spec, ttl, registration)
     except BaseException:
         if early is not None and gates is not None:
             gates.fail()
@@ -679,15 +724,26 @@ async def start_run(
         else:
             ctx.inline.submit(spec, slot_key)
         try:
-            await ctx.env.stops.register(task_id, spec.owner, ttl=ttl)
+            await _registered(ctx, spec, ttl, registration)
         except Exception:
             # The run is committed and running: it goes on (and is stored) without a stop.
             logger.exception("run %s: registering its stop owner failed", task_id)
     return spec
 
 
+async def _registered(
+    ctx: RunContext, spec: RunSpec, ttl: float, started: asyncio.Future[None] | None
+) -> None:
+    """The run's stop owner registered: by `started`, or now (the owner known only now)."""
+    if started is None:
+        await ctx.env.stops.register(spec.task_id, spec.owner, ttl=ttl)
+    else:
+        await started
+
+
 def _retrieved(done: asyncio.Future[None]) -> None:
-    """A log's creation whose request was refused first: its failure matters to nobody."""
+    """A log's creation or a stop's registration whose request failed first: its own failure
+    matters to nobody."""
     if not done.cancelled():
         done.exception()
 
@@ -695,22 +751,25 @@ def _retrieved(done: asyncio.Future[None]) -> None:
 async def _limits(
     ctx: RunContext, app: App, key_id: str | None, user: str, task_id: str
 ) -> tuple[str | None, bool, EndUser | None]:
-    """`check_limits`, the end user if the cache holds it and, for the inline executor, whether
-    the cache knows that the app's workspace has no default provider, concurrently. Returns the
-    slot key, that knowledge and the end user; raises the limits' refusal."""
-    limits, without_default, known_user = await asyncio.gather(
-        check_limits(ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id),
-        _without_default_provider(ctx, app),
-        _cached_end_user(ctx, app, user),
-        return_exceptions=True,
+    """`check_limits`, then the end user if the cache holds it and, for the inline executor,
+    whether the cache knows that the app's workspace has no default provider. Returns the
+    slot key, that knowledge and the end user; raises the limits' refusal.
+
+    One after the other: without limits set, and with the cache's answers in memory (all but
+    the first read of a key in a while), none of them waits, so the request goes on within
+    the same turn of the event loop (running them as tasks cost two turns, each one a wait
+    behind every other ready callback under load)."""
+    slot_key = await check_limits(
+        ctx.env.limiter, ctx.settings, app=app, key_id=key_id, task_id=task_id
     )
-    if isinstance(limits, BaseException):
-        raise limits
-    return (
-        limits,
-        without_default is True,
-        known_user if isinstance(known_user, EndUser) else None,
-    )
+    try:
+        without_default = await _without_default_provider(ctx, app)
+        known_user = await _cached_end_user(ctx, app, user)
+    except BaseException:
+        if slot_key:
+            await ctx.env.limiter.release(slot_key, task_id)
+        raise
+    return slot_key, without_default, known_user
 
 
 async def _cached_end_user(ctx: RunContext, app: App, user: str) -> EndUser | None:
@@ -752,7 +811,7 @@ def _prepare_and_commit(
     slot_key: str | None,
 ) -> RunSpec:
     try:
-        with ctx.env.db.transaction() as session:
+        with ctx.env.db.transaction(pinned=True) as session:
             return _prepare_in(
                 session, ctx, given, user, known_user, request, task_id, ids, slot_key
             )
@@ -782,7 +841,7 @@ def _prepare_in(
         raise AppUnavailable()
     # The end user as the cache knew it before the transaction (looked up on the loop).
     end_user = known_user or get_or_create_end_user(session, app, user, ctx.cache)
-    spec = prepare_run(
+    planned = plan_run(
         session,
         app=app,
         end_user=end_user,
@@ -792,15 +851,18 @@ def _prepare_in(
         ids=ids,
         cache=ctx.cache,
     )
-    if ctx.inline is None:
-        # The celery executor: the run itself is outbox work, durable like any other task.
-        enqueue(
-            session,
-            RUN_TASK,
-            queue="generation",
-            kwargs={"spec": spec.to_json(), "slot_key": slot_key},
-        )
-    return spec
+    # The reads are done: the writes and the commit go out together (one round trip).
+    with commit_together(session):
+        write_run(session, app, planned, query=request.query)
+        if ctx.inline is None:
+            # The celery executor: the run itself is outbox work, durable like any other task.
+            enqueue(
+                session,
+                RUN_TASK,
+                queue="generation",
+                kwargs={"spec": planned.spec.to_json(), "slot_key": slot_key},
+            )
+    return planned.spec
 
 
 async def stop_run(ctx: RunContext, *, app: App, user: str, task_id: str) -> bool:
@@ -841,10 +903,11 @@ __all__ = [
     "Usage",
     "check_limits",
     "end_interrupted_runs",
-    "prepare_run",
+    "plan_run",
     "reap_stale_runs",
     "record_result",
     "run_spec",
     "start_run",
     "stop_run",
+    "write_run",
 ]

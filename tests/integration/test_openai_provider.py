@@ -211,6 +211,19 @@ def test_connection_refused_is_a_server_error_and_a_400_never_opens_the_circuit(
     assert fake.stats()["requests"] == 4  # a 400 is not retried either
 
 
+def test_a_failing_upstream_is_tried_max_retries_more_times(fake: FakeOpenAIThread) -> None:
+    fake.control("status-500", times=10)
+    with pytest.raises(ModelServerError):
+        run(model_for(fake, max_retries=2), collect)
+    assert fake.stats()["requests"] == 3  # the first attempt and two retries
+
+    fake.reset()
+    fake.control("status-500", times=10)
+    with pytest.raises(ModelServerError):
+        run(model_for(fake, max_retries=0), collect)
+    assert fake.stats()["requests"] == 1
+
+
 def test_retries_only_before_the_first_token(fake: FakeOpenAIThread) -> None:
     fake.control("status-500", times=1)
     fake.control("status-429", times=1)

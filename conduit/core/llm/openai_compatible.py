@@ -118,13 +118,12 @@ class OpenAICompatibleChatModel:
     ) -> AsyncIterator[StreamItem]:
         """Stream `Delta`s then one `Finished`; raises a `ModelError` subclass."""
         body = orjson.dumps(_request_body(messages, params))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_retries + 1),
-            wait=self._backoff,
-            retry=retry_if_exception(lambda exc: isinstance(exc, ModelError) and exc.retryable),
-            reraise=True,
-        )
-        upstream: _Upstream = await retrying(self._open, body)
+        try:
+            upstream = await self._open(body)
+        except ModelError as error:
+            if not (error.retryable and self._max_retries > 0):
+                raise
+            upstream = await self._retry_open(body, error)
         completed = False
         try:
             texts = upstream.first
@@ -188,17 +187,34 @@ class OpenAICompatibleChatModel:
         self.breaker.record_success()
         return upstream
 
-    def _backoff(self, retry_state: RetryCallState) -> float:
-        """Exponential backoff with jitter (half fixed, half random); a short `Retry-After` wins."""
+    async def _retry_open(self, body: bytes, first: ModelError) -> _Upstream:
+        """The attempts after a retryable failure of the first: at most `max_retries`, each
+        after its backoff (tenacity). Only a failed first attempt builds the retry loop: its
+        objects reference each other, so each one left a dozen objects per run to the
+        garbage collector's cycle detection, which ran longer for it under load."""
+        await asyncio.sleep(self._backoff(1, first))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_retries),
+            wait=self._next_backoff,
+            retry=retry_if_exception(lambda exc: isinstance(exc, ModelError) and exc.retryable),
+            reraise=True,
+        )
+        upstream: _Upstream = await retrying(self._open, body)
+        return upstream
+
+    def _next_backoff(self, retry_state: RetryCallState) -> float:
+        """The wait before the retry loop's next attempt (its first is the run's second)."""
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
+        return self._backoff(retry_state.attempt_number + 1, error)
+
+    def _backoff(self, failed_attempts: int, error: BaseException | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random); a short `Retry-After` wins."""
         if isinstance(error, ModelError):
             retry_after = error.extra.get("retry_after")
             if isinstance(retry_after, float) and retry_after <= self._backoff_max:
                 return float(retry_after)
-        ceiling = min(
-            self._backoff_max, self._backoff_initial * 2.0 ** (retry_state.attempt_number - 1)
-        )
+        ceiling = min(self._backoff_max, self._backoff_initial * 2.0 ** (failed_attempts - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _get_session(self) -> aiohttp.ClientSession:
