@@ -190,8 +190,8 @@ class OpenAICompatibleChatModel:
     async def _retry_open(self, body: bytes, first: ModelError) -> _Upstream:
         """The attempts after a retryable failure of the first: at most `max_retries`, each
         after its backoff (tenacity). Only a failed first attempt builds the retry loop: its
-        objects reference each other, so each one left a dozen objects per run to the
-        garbage collector's cycle detection, which ran longer for it under load."""
+        objects reference each other, so each one left about two dozen objects per run to
+        the garbage collector's cycle detection, which ran longer for it under load."""
         await asyncio.sleep(self._backoff(1, first))
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._max_retries),
