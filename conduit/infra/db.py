@@ -341,6 +341,21 @@ class Database:
                 session.rollback()
                 raise
 
+    @contextmanager
+    def statements(self) -> Iterator[Connection]:
+        """A Core connection whose statements commit: on PostgreSQL each by itself, as it runs
+        (autocommit: no BEGIN and no COMMIT, two round trips fewer), so for work that is one
+        statement or whose statements need not commit together; on SQLite (no round trips to
+        save) together, in a transaction that commits when the block ends."""
+        if self.dialect != "postgresql":
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        # psycopg's autocommit is a flag of the client (no query); the pool sets the default
+        # isolation back when the connection returns.
+        with self.engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
     def ping(self) -> None:
         with self.engine.connect() as conn:
             conn.execute(text("SELECT 1"))

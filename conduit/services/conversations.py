@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from conduit.db.models import App, Conversation, EndUser, utcnow
@@ -99,6 +109,18 @@ def count_turn(connection: Connection, conversation_id: str, now: datetime) -> N
     """One more finished turn (`dialogue_count`) and activity at `now`, in the caller's
     transaction: the message's result and its conversation's stats commit together."""
     connection.execute(_COUNT_TURN, {"conversation_id": conversation_id, "now": now})
+
+
+def turn_counted(conversation_id: ColumnElement[Any], now: ColumnElement[Any]) -> CTE:
+    """`count_turn` as a data-modifying CTE (PostgreSQL), for a statement whose other part
+    gives `conversation_id` (a column of another CTE, e.g. a message's UPDATE … RETURNING):
+    the turn is counted in that statement, with no round trip of its own."""
+    return (
+        update(_CONVERSATIONS)
+        .where(_CONVERSATIONS.c.id == conversation_id)
+        .values(dialogue_count=_CONVERSATIONS.c.dialogue_count + 1, updated_at=now)
+        .cte("turn_counted")
+    )
 
 
 def snapshot(conversation: Conversation) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A run's finish on a real database (SQLite, or PostgreSQL in the distributed mode): the result
-and its conversation's turn count commit in one transaction, the count is exact under concurrent
-turns, and a refused transition changes neither."""
+and its conversation's turn count commit together (on PostgreSQL as one self-committing
+statement), the count is exact under concurrent turns, and a refused transition changes
+neither."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
 from conduit.core.llm.provider import Usage
 from conduit.core.runs.runner import RunResult
@@ -125,3 +126,63 @@ def test_the_store_announces_a_finished_message_once_it_has_committed(db: Databa
     finally:
         message_was_created.disconnect(on_created)
     assert seen == [("succeeded", "succeeded")]
+
+
+def test_the_store_finishes_a_run_in_one_statement_on_postgresql(db: Database) -> None:
+    """PostgreSQL: the message's UPDATE and the turn count are one statement on an autocommit
+    connection (one round trip: no BEGIN, no COMMIT). SQLite: two, in a transaction."""
+    conversation_id, message_ids = running_messages(db, 2)
+    executed: list[str] = []
+
+    def seen(*args: Any) -> None:
+        executed.append(args[2])  # (connection, cursor, statement, …)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        asyncio.run(DatabaseRunStore(db).finish(result(message_ids[0])))
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    assert len(executed) == (1 if db.dialect == "postgresql" else 2), executed
+    assert dialogue_count(db, conversation_id) == 1
+    with db.sessions() as session:
+        # Only the count and the activity: the result's values (its status, say) stay on the
+        # message, though the conversation has columns of the same names.
+        conversation = session.get(Conversation, conversation_id)
+        assert conversation is not None and conversation.status == "normal"
+
+    # A refused transition through the one statement leaves the message and the count alone.
+    with pytest.raises(InvalidTransition):
+        asyncio.run(DatabaseRunStore(db).finish(result(message_ids[0], RunStatus.STOPPED)))
+    assert dialogue_count(db, conversation_id) == 1
+    with db.sessions() as session:
+        finished = session.get(Message, message_ids[0])
+        assert finished is not None and finished.status == "succeeded"
+    asyncio.run(DatabaseRunStore(db).finish(result(message_ids[1], RunStatus.STOPPED)))
+    assert dialogue_count(db, conversation_id) == 2
+
+
+def test_statements_commit_each_on_postgresql_and_leave_the_pool_transactional(
+    db: Database,
+) -> None:
+    conversation_id, (message_id,) = running_messages(db, 1)
+    with db.statements() as connection:
+        connection.execute(
+            text("UPDATE messages SET answer = 'seen' WHERE id = :id"), {"id": message_id}
+        )
+        if db.dialect == "postgresql":
+            # Committed already: another connection sees it while this block is still open.
+            with db.sessions() as other:
+                assert other.scalar(select(Message.answer).where(Message.id == message_id)) == (
+                    "seen"
+                )
+    # The pool's connections (the same one, with a pool of one in use) are transactional again:
+    # a rolled-back write leaves nothing.
+    for _ in range(3):
+        with db.engine.connect() as connection:
+            connection.execute(
+                text("UPDATE messages SET answer = 'undone' WHERE id = :id"), {"id": message_id}
+            )
+            connection.rollback()
+    with db.sessions() as session:
+        assert session.scalar(select(Message.answer).where(Message.id == message_id)) == "seen"
+    assert dialogue_count(db, conversation_id) == 0
