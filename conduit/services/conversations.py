@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    Update,
     bindparam,
     insert,
     select,
@@ -63,12 +64,18 @@ _TOUCH_CONVERSATION = (
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
     .values(updated_at=bindparam("now"))
 )
-# The database increments the count, so concurrent turns of one conversation never lose one.
-_COUNT_TURN = (
-    update(_CONVERSATIONS)
-    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(dialogue_count=_CONVERSATIONS.c.dialogue_count + 1, updated_at=bindparam("now"))
-)
+
+
+def _turn_update(conversation_id: ColumnElement[Any], now: ColumnElement[Any]) -> Update:
+    # The database increments the count, so concurrent turns of one conversation never lose one.
+    return (
+        update(_CONVERSATIONS)
+        .where(_CONVERSATIONS.c.id == conversation_id)
+        .values(dialogue_count=_CONVERSATIONS.c.dialogue_count + 1, updated_at=now)
+    )
+
+
+_COUNT_TURN = _turn_update(bindparam("conversation_id"), bindparam("now"))
 
 
 def create_conversation(
@@ -115,12 +122,7 @@ def turn_counted(conversation_id: ColumnElement[Any], now: ColumnElement[Any]) -
     """`count_turn` as a data-modifying CTE (PostgreSQL), for a statement whose other part
     gives `conversation_id` (a column of another CTE, e.g. a message's UPDATE … RETURNING):
     the turn is counted in that statement, with no round trip of its own."""
-    return (
-        update(_CONVERSATIONS)
-        .where(_CONVERSATIONS.c.id == conversation_id)
-        .values(dialogue_count=_CONVERSATIONS.c.dialogue_count + 1, updated_at=now)
-        .cte("turn_counted")
-    )
+    return _turn_update(conversation_id, now).cte("turn_counted")
 
 
 def snapshot(conversation: Conversation) -> dict[str, Any]:
