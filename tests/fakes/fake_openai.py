@@ -256,7 +256,11 @@ def build_app(settings: Settings | None = None) -> web.Application:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
+        try:
+            await response.prepare(request)
+        except ConnectionError:  # the client went away before the response's headers
+            record.outcome = "client-disconnected"
+            raise
 
         burst: list[bytes] | None = [] if mode == "burst" else None
 
