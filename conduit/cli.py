@@ -95,11 +95,11 @@ def worker(queues: str | None, concurrency: int, pool: str, include: str | None)
     """Run a Celery worker (distributed mode)."""
     settings = _settings()
     _distributed(settings, "worker")
+    from conduit.bootstrap import worker_celery
     from conduit.infra import heap
     from conduit.tasks.celery_app import QUEUES
-    from conduit.tasks.worker import boot_worker
 
-    app = boot_worker(settings)
+    app = worker_celery(settings)
     heap.settle()  # before the pool starts (and forks: frozen objects stay shared pages)
     argv = [
         "worker",
@@ -121,9 +121,9 @@ def beat() -> None:
     """Run Celery beat, the scheduler of periodic maintenance tasks (distributed mode)."""
     settings = _settings()
     _distributed(settings, "beat")
-    from conduit.tasks.worker import boot_worker
+    from conduit.bootstrap import worker_celery
 
-    app = boot_worker(settings)
+    app = worker_celery(settings)
     settings.data.dir.mkdir(parents=True, exist_ok=True)
     schedule = settings.data.dir / "beat-schedule"
     app.start(argv=["beat", f"--schedule={schedule}", f"--loglevel={settings.log.level}"])
@@ -167,18 +167,14 @@ def create_admin(
     email = _ask(email, "Email")
     password = _ask(password, "Password", hide=True)
     workspace = _ask(workspace, "Workspace")
+    from conduit.bootstrap import cli_process
     from conduit.errors import ConduitError
     from conduit.infra.logging import configure_logging
-    from conduit.infra.runtime import bind, build_resources
-    from conduit.infra.schema import prepare_schema
     from conduit.services import accounts
 
     configure_logging("WARNING")
-    resources = build_resources(settings)
-    bind(resources)
     try:
-        prepare_schema(resources.db)
-        with resources.db.transaction() as session:
+        with cli_process(settings) as resources, resources.db.transaction() as session:
             account, tenant, created = accounts.create_admin(
                 session, email=email, password=password, workspace=workspace, name=name
             )
@@ -196,18 +192,14 @@ def create_admin(
 def quickstart(email: str | None, password: str | None) -> None:
     """Create (or reuse) an admin, a chat app and an API key; print a curl that streams a chat."""
     settings = _settings()
+    from conduit.bootstrap import cli_process
     from conduit.errors import ConduitError
     from conduit.infra.logging import configure_logging
-    from conduit.infra.runtime import bind, build_resources
-    from conduit.infra.schema import prepare_schema
     from conduit.services import quickstart as qs
 
     configure_logging("WARNING")
-    resources = build_resources(settings)
-    bind(resources)
     try:
-        prepare_schema(resources.db)
-        with resources.db.transaction() as session:
+        with cli_process(settings) as resources, resources.db.transaction() as session:
             found = qs.ensure(session, settings.data.dir, email=email, password=password)
     except (ConduitError, SettingsError) as error:
         _fail(str(error))

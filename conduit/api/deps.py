@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from conduit.db.models import ApiTokenType, App
 from conduit.errors import Unauthorized
 from conduit.infra.cache import Cache
-from conduit.infra.runtime import Resources
+from conduit.infra.resources import Resources
 from conduit.services import api_keys, auth
 from conduit.services.api_keys import KeyOwner
 from conduit.services.auth import Identity, TokenPolicy

@@ -1,12 +1,15 @@
-"""The routes every run starts on, dispatched ahead of FastAPI's router.
+"""The run-starting routes, dispatched ahead of FastAPI's routing: a fast path derived from
+the one router, not a second one.
 
 `POST /v1/chat-messages` and `POST /v1/completion-messages` are the server's hot path: each
 stream starts with one. FastAPI's routing, its dependency solving and its inner middleware
 layers (exception, exit-stack, per-send wrappers) cost about as much CPU as the rest of the
-start; here a dict lookup on (method, path) calls the very same controller with a plain
-`Request`, and an exception goes to the handler the app registered for it (the one
-`install_error_handlers` installed), so the wire behaviour is the same. The routes stay declared
-in FastAPI too (OpenAPI, and any path this table does not hold exactly).
+start. A route declared in the router whose endpoint is marked with a plain controller
+(`api/runs.py:plain_endpoint`) and whose path has no parameters is looked up here by
+(method, path) and served by that controller on a plain `Request`; an exception goes to the
+handler the app registered for it (the one `install_error_handlers` installed), so the wire
+behaviour is the same. The table is read from the app's routes at the first request, so a
+route exists once, in the router (OpenAPI included).
 
 Installed as the innermost user middleware: request context (ids, metrics), CORS and the
 body limit still apply.
@@ -14,14 +17,15 @@ body limit still apply.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-Endpoint = Callable[[Request], Awaitable[Response]]
+from conduit.api.runs import PLAIN_ATTRIBUTE, PlainEndpoint
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,35 @@ class HotRoute:
     """What the request-context middleware reads for its metrics label."""
 
     path: str
-    endpoint: Endpoint
+    endpoint: PlainEndpoint
+
+
+def hot_routes(routes: list[Any]) -> dict[tuple[str, str], HotRoute]:
+    """The marked routes of a router's table, by (method, path)."""
+    table: dict[tuple[str, str], HotRoute] = {}
+    for route in routes:
+        plain = getattr(getattr(route, "endpoint", None), PLAIN_ATTRIBUTE, None)
+        if plain is None or not isinstance(route, APIRoute) or route.param_convertors:
+            continue
+        for method in route.methods or ():
+            table[(method, route.path)] = HotRoute(route.path, plain)
+    return table
 
 
 class HotRoutes:
-    def __init__(self, app: ASGIApp, *, routes: dict[tuple[str, str], Endpoint]) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.routes = {key: HotRoute(key[1], endpoint) for key, endpoint in routes.items()}
+        self.routes: dict[tuple[str, str], HotRoute] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self.routes.get((scope.get("method", ""), scope.get("path", "")))
-        if route is None or scope["type"] != "http":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        routes = self.routes
+        if routes is None:
+            routes = self.routes = hot_routes(scope["app"].routes)
+        route = routes.get((scope.get("method", ""), scope.get("path", "")))
+        if route is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = route

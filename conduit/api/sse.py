@@ -15,7 +15,8 @@ from collections.abc import AsyncGenerator
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from conduit.core.runs.eventlog import EventLog, RunNotFound
+from conduit.core.runs.eventlog import RunNotFound
+from conduit.services.runs import RunEvents
 
 PING = b"event: ping\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -23,14 +24,14 @@ MEDIA_TYPE = "text/event-stream"
 
 
 async def event_stream(
-    log: EventLog, task_id: str, *, after: int = 0, ping_interval: float
+    events: RunEvents, *, after: int = 0, ping_interval: float
 ) -> AsyncGenerator[bytes, None]:
     """Frames of the run's events after `after` until its log ends; pings while it is quiet.
     A log that expires under the stream ends it."""
     cursor = max(after, 0)
     while True:
         try:
-            frames = await log.read_frames(task_id, after=cursor, wait=ping_interval)
+            frames = await events.read_frames(after=cursor, wait=ping_interval)
         except RunNotFound:
             return
         if frames is None:

@@ -6,7 +6,7 @@ import logging
 
 from alembic.runtime.migration import MigrationContext
 
-from conduit.db.migrations import current_head, upgrade
+from conduit.db.migrations import current_head, downgrade, upgrade
 from conduit.infra.db import Database
 from conduit.infra.settings import SettingsError
 
@@ -27,9 +27,21 @@ def prepare_schema(db: Database) -> None:
         return
     if db.dialect == "sqlite":
         logger.info("migrating the embedded database from %s to %s", found, head)
-        upgrade(db.engine.url.render_as_string(hide_password=False))
+        migrate(db, "head")
         return
     raise SettingsError(
         f"CONDUIT_DATABASE_URL: the database is at revision {found}, the code needs {head}; "
         "run `conduit migrate`"
     )
+
+
+def migrate(db: Database, revision: str, *, down: bool = False) -> None:
+    """Migrate `db` up (or `down`) to `revision` on a connection of its own engine (SQLite's
+    write lock and pragmas apply), committed at the end."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    with db.engine.connect() as connection:
+        if down:
+            downgrade(url, revision, connection=connection)
+        else:
+            upgrade(url, revision, connection=connection)
+        connection.commit()

@@ -228,7 +228,17 @@ class RunSettings(BaseSettings):
         0, ge=0, description="Generation requests per minute per API key (0: no limit)."
     )
     max_seconds: int = Field(
-        600, ge=1, description="A run still `running` after this long is ended by the reaper."
+        600,
+        ge=1,
+        description="The longest a run may take: it is then ended (failed, "
+        "`run_time_limit_exceeded`) with its partial answer stored.",
+    )
+    lease_seconds: float = Field(
+        120,
+        gt=0,
+        description="A live run renews its lease every quarter of this; the reaper ends a run "
+        "whose lease lapsed (its executor is gone), and one never renewed after "
+        "max_seconds + 60 s.",
     )
     memory_turns: int = Field(
         10, ge=0, le=200, description="Past conversation turns put into a chat prompt."

@@ -109,7 +109,7 @@ async def rename(
     auto_generate: bool,
 ) -> dict[str, Any]:
     """POST /conversations/{id}/name: the given name, or (auto_generate) the model's."""
-    db: Database = context.env.db
+    db: Database = context.db
 
     from conduit.services.runs import model_ref
 
@@ -132,7 +132,7 @@ async def rename(
     first_query, config, ref = await asyncio.to_thread(load)
     if auto_generate:
         try:
-            model = await context.env.resolve_model(ref)
+            model = await context.models.resolve(ref)
             name = await generate_name(
                 model,
                 first_query or "",

@@ -42,7 +42,7 @@ async def suggest(context: Any, *, app: App, user: str, message_id: str) -> list
     """Three follow-ups for the user's message; [] when the model fails (Dify's behaviour)."""
     if not enabled(app):
         raise SuggestedQuestionsDisabled()
-    db = context.env.db
+    db = context.db
 
     def load() -> tuple[str, str, dict[str, Any]]:
         with db.transaction() as session:
@@ -58,7 +58,7 @@ async def suggest(context: Any, *, app: App, user: str, message_id: str) -> list
     prompt = [ChatMessage("user", PROMPT.format(query=query[:2000], answer=answer[:4000]))]
     parts: list[str] = []
     try:
-        model = await context.env.resolve_model(model_ref(app, context.settings))
+        model = await context.models.resolve(model_ref(app, context.settings))
         async for item in model.stream_chat(
             prompt, GenerationParams(model=params.model, temperature=0.7, max_tokens=120)
         ):

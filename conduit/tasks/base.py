@@ -16,7 +16,7 @@ from celery.exceptions import Retry
 from sqlalchemy import select
 
 from conduit.db.models import OutboxMessage, OutboxStatus, utcnow
-from conduit.infra.runtime import resources
+from conduit.tasks.context import task_context
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class OutboxTask(Task):  # type: ignore[misc]
         return str(found) if found else None
 
     def _claim(self, outbox_id: str) -> bool:
-        with resources().db.transaction() as session:
+        with task_context(self).resources.db.transaction() as session:
             row = session.scalars(
                 select(OutboxMessage).where(OutboxMessage.id == outbox_id).with_for_update()
             ).first()
@@ -82,7 +82,7 @@ class OutboxTask(Task):  # type: ignore[misc]
             return True
 
     def _finish(self, outbox_id: str, status: OutboxStatus, error: str | None) -> None:
-        with resources().db.transaction() as session:
+        with task_context(self).resources.db.transaction() as session:
             row = session.get(OutboxMessage, outbox_id)
             if row is not None:
                 row.status = status

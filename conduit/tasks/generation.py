@@ -4,96 +4,66 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import threading
 from typing import Any
 
 from celery import shared_task
-from sqlalchemy import select
 
-from conduit.core.llm.registry import ModelRegistry
 from conduit.core.runs.backends import RunBackends, build_run_backends
-from conduit.core.runs.runner import RunSpec
-from conduit.db.models import Message
-from conduit.infra.runtime import resources
+from conduit.core.runs.lifecycle import run_to_end
+from conduit.db.models import App, Conversation
 from conduit.services import naming
-from conduit.services.runs import RunEnvironment, model_defaults, process_runs, run_spec
+from conduit.services.runs.chat import model_ref
 from conduit.tasks.base import OutboxTask
+from conduit.tasks.context import TaskParts, task_context
 
 logger = logging.getLogger(__name__)
-_lock = threading.Lock()
-_registry: tuple[int, ModelRegistry] | None = None
-
-
-def _models() -> ModelRegistry:
-    """The process's model registry: the server's own (embedded) or one built after fork."""
-    global _registry
-    bound = process_runs()
-    if bound is not None:
-        return bound[1]
-    with _lock:
-        if _registry is None or _registry[0] != os.getpid():
-            _registry = (os.getpid(), ModelRegistry(model_defaults(resources().settings)))
-        return _registry[1]
-
-
-async def _with_backends(work: Any) -> Any:
-    """Run `work(backends)` with the process's shared in-memory backends, or Redis ones made
-    for this task's event loop (and closed after it)."""
-    bound = process_runs()
-    if bound is not None and bound[0] is not None and bound[0].shared:
-        return await work(bound[0])
-    backends: RunBackends = build_run_backends(resources().settings)
-    try:
-        return await work(backends)
-    finally:
-        await backends.aclose()
-
-
-def _still_running(message_id: str) -> bool:
-    with resources().db.sessions() as session:
-        status = session.scalars(select(Message.status).where(Message.id == message_id)).first()
-    return status == "running"
 
 
 @shared_task(name="conduit.generation.run", base=OutboxTask, bind=True, autoretry_for=())
 def run(self: OutboxTask, spec: dict[str, Any], slot_key: str | None = None) -> str:
-    """Execute a run handed over by the API (the `celery` executor); idempotent."""
-    parsed = RunSpec.from_json(spec)
-    if not _still_running(parsed.message_id):
-        logger.info("run %s already ended; redelivery skipped", parsed.task_id)
-        return "skipped"
+    """Execute a run handed over by the API (the `celery` executor), with the runner of its
+    kind; idempotent: a run that is no longer `running` (finished, or ended by the reaper) is
+    skipped."""
+    parts = task_context(self)
+    parsed = parts.runners.decode(spec)
+    runner = parts.runners.get(parsed.kind)
 
     async def execute(backends: RunBackends) -> str:
-        try:
-            return await _execute(backends)
-        finally:
-            await _models().aclose()  # the HTTP sessions made on this task's loop
+        # Renewing the lease first says whether the run still runs (one statement), and tells
+        # the reaper that an executor has it.
+        if not await runner.store.renew(parsed):
+            return "skipped"
+        result = await run_to_end(backends, parts.runners, parts.limits, parsed, slot_key=slot_key)
+        return str(result.status.value)
 
-    async def _execute(backends: RunBackends) -> str:
-        env = RunEnvironment(
-            db=resources().db,
-            eventlog=backends.eventlog,
-            stops=backends.stops,
-            limiter=backends.limiter,
-            resolve_model=_models().resolve,
-            loop=asyncio.get_running_loop(),
-        )
-        result = await run_spec(env, parsed, slot_key=slot_key)
-        return result.status.value
-
-    status: str = asyncio.run(_with_backends(execute))
-    logger.info("run %s ended %s", parsed.task_id, status)
+    status: str = asyncio.run(_with_backends(parts, execute))
+    if status == "skipped":
+        logger.info("run %s already ended; redelivery skipped", parsed.task_id)
+    else:
+        logger.info("run %s ended %s", parsed.task_id, status)
     return status
+
+
+async def _with_backends(parts: TaskParts, work: Any) -> Any:
+    """Run `work(backends)` with the server's shared in-memory backends, or Redis ones made
+    for this task's event loop (closed after it), and close the model sessions made on it."""
+    try:
+        if parts.backends is not None and parts.backends.shared:
+            return await work(parts.backends)
+        backends = build_run_backends(parts.resources.settings)
+        try:
+            return await work(backends)
+        finally:
+            await backends.aclose()
+    finally:
+        await parts.models.aclose()  # the HTTP sessions made on this task's loop
 
 
 @shared_task(name="conduit.generation.name_conversation", base=OutboxTask, bind=True)
 def name_conversation(self: OutboxTask, conversation_id: str) -> str | None:
     """Name a new conversation from its first question (idempotent: only a default name)."""
-    from conduit.db.models import App, Conversation
-    from conduit.services.runs import model_ref
-
-    found = resources()
+    parts = task_context(self)
+    found = parts.resources
     with found.db.sessions() as session:
         conversation = session.get(Conversation, conversation_id)
         app = session.get(App, conversation.app_id) if conversation else None
@@ -102,7 +72,7 @@ def name_conversation(self: OutboxTask, conversation_id: str) -> str | None:
         ref = model_ref(app, found.settings, session=session)
 
     async def work() -> str | None:
-        models = _models()
+        models = parts.models
         try:
             model = await models.resolve(ref)
         except Exception as error:  # no model: keep the default name, do not retry forever

@@ -9,9 +9,9 @@ from celery import shared_task
 
 from conduit.db.models import utcnow
 from conduit.infra.outbox import purge_finished
-from conduit.infra.runtime import resources
-from conduit.services import runs
+from conduit.services.runs import reap_stale_runs as reap
 from conduit.tasks.base import OutboxTask
+from conduit.tasks.context import task_context
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="conduit.maintenance.purge_outbox", base=OutboxTask, bind=True)
 def purge_outbox(self: OutboxTask) -> int:
     """Delete outbox rows that succeeded longer ago than the retention setting."""
-    found = resources()
+    found = task_context(self).resources
     cutoff = utcnow() - timedelta(hours=found.settings.tasks.retention_hours)
     with found.db.transaction() as session:
         removed = purge_finished(session, older_than=cutoff)
@@ -29,7 +29,7 @@ def purge_outbox(self: OutboxTask) -> int:
 
 @shared_task(name="conduit.maintenance.reap_stale_runs", base=OutboxTask, bind=True)
 def reap_stale_runs(self: OutboxTask) -> int:
-    """End runs still `running` past the longest allowed run (their process died)."""
-    found = resources()
+    """End the runs whose executor is gone (lease lapsed); never a live one."""
+    found = task_context(self).resources
     with found.db.transaction() as session:
-        return runs.reap_stale_runs(session, found.settings)
+        return reap(session, found.settings)

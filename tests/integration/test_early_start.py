@@ -18,11 +18,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from conduit.core.llm.registry import ModelRegistry
+from conduit.bootstrap import build_models, build_runners
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.early import StartGates
 from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.executors.inline import InlineExecutor
+from conduit.core.runs.lifecycle import run_to_end
 from conduit.core.runs.limits_memory import MemoryLimiter
-from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
+from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.stop_memory import MemoryStopRegistry
 from conduit.db.models import App, Message
 from conduit.errors import AppUnavailable
@@ -31,7 +34,10 @@ from conduit.infra.db import Database
 from conduit.infra.settings import Settings, load_settings
 from conduit.services import runs
 from conduit.services.model_providers import app_model_ref
-from conduit.services.runs import RunContext, RunEnvironment, RunRequest
+from conduit.services.runs import ChatRequest as RunRequest
+from conduit.services.runs import Runs as RunContext
+from conduit.services.runs import run_limits
+from conduit.services.runs.start import app_slot_key
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.support import add_chat_app
 
@@ -60,23 +66,33 @@ def make_app(db: Database, cache: MemoryCache) -> App:
 async def context(
     db: Database, settings: Settings, cache: MemoryCache, eventlog: MemoryEventLog | None = None
 ) -> AsyncIterator[RunContext]:
-    registry = ModelRegistry(runs.model_defaults(settings))
-    env = RunEnvironment(
-        db=db,
+    """The run machinery as `conduit/bootstrap.py` wires it for an inline server."""
+    models = build_models(settings, db)
+    runners = build_runners(models, db)
+    backends = RunBackends(
         eventlog=eventlog or MemoryEventLog(),
         stops=MemoryStopRegistry(),
         limiter=MemoryLimiter(),
-        resolve_model=registry.resolve,
-        loop=asyncio.get_running_loop(),
+        shared=True,
     )
+    limits = run_limits(settings)
 
-    async def execute(spec: RunSpec, slot: str | None, early: EarlyStart | None) -> RunResult:
-        return await runs.run_spec(env, spec, slot_key=slot, early=early)
+    async def execute(spec: RunSpec, slot: str | None, gates: StartGates | None) -> object:
+        return await run_to_end(backends, runners, limits, spec, slot_key=slot, gates=gates)
 
     try:
-        yield RunContext(env=env, settings=settings, inline=InlineExecutor(execute), cache=cache)
+        yield RunContext(
+            settings=settings,
+            db=db,
+            cache=cache,
+            models=models,
+            backends=backends,
+            runners=runners,
+            limits=limits,
+            inline=InlineExecutor(execute),
+        )
     finally:
-        await registry.aclose()
+        await models.aclose()
 
 
 def request() -> RunRequest:
@@ -106,8 +122,10 @@ async def slots_after_the_run_ended(ctx: RunContext, app: App) -> int:
             break
         await asyncio.sleep(0.02)
     assert ctx.inline.active == 0
-    slot = runs.app_slot_key(app.id)
-    taken = [await ctx.env.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}") for n in range(4)]
+    slot = app_slot_key(app.id)
+    taken = [
+        await ctx.backends.limiter.acquire(slot, limit=4, ttl=60, holder=f"h{n}") for n in range(4)
+    ]
     return sum(taken)
 
 
@@ -133,13 +151,13 @@ def test_the_model_call_starts_while_the_start_commits(
         async with context(db, settings, cache) as ctx:
             assert ctx.inline is not None
             start = asyncio.create_task(
-                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+                runs.start_chat_run(ctx, app=app, key_id=None, user="alice", request=request())
             )
             # The commit waits for the held tables; the upstream request goes out meanwhile.
             await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 0.8)
             assert not start.done()
             spec = await start
-            events = [e.event async for e in ctx.env.eventlog.follow(spec.task_id)]
+            events = [e.event async for e in ctx.backends.eventlog.follow(spec.task_id)]
             await asyncio.sleep(0.05)
             return spec, ctx.inline.active, events
 
@@ -148,9 +166,9 @@ def test_the_model_call_starts_while_the_start_commits(
     assert events[-1] == "message_end" and events.count("message") >= 1
     assert active == 0
     with db.sessions() as session:
-        message = session.get(Message, spec.message_id)
+        message = session.get(Message, spec.body.message_id)
         assert message is not None and message.status == "succeeded" and message.answer
-        assert message.conversation_id == spec.conversation_id
+        assert message.conversation_id == spec.body.conversation_id
 
 
 def test_a_start_that_fails_to_commit_cancels_its_model_call(
@@ -166,7 +184,9 @@ def test_a_start_that_fails_to_commit_cancels_its_model_call(
         async with context(db, settings, cache) as ctx:
             assert ctx.inline is not None
             with pytest.raises(AppUnavailable):
-                await runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+                await runs.start_chat_run(
+                    ctx, app=app, key_id=None, user="alice", request=request()
+                )
             return await slots_after_the_run_ended(ctx, app)
 
     assert asyncio.run(scenario()) == 4
@@ -199,7 +219,7 @@ def test_the_model_call_starts_while_the_log_is_created(
         log = SlowLog()
         async with context(db, settings, cache, log) as ctx:
             start = asyncio.create_task(
-                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+                runs.start_chat_run(ctx, app=app, key_id=None, user="alice", request=request())
             )
             await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 5)
             await asyncio.sleep(0.2)  # the first tokens have come: they wait for the log
@@ -212,7 +232,7 @@ def test_the_model_call_starts_while_the_log_is_created(
     spec, seqs = asyncio.run(scenario())
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 2  # every event, in order
     with db.sessions() as session:
-        message = session.get(Message, spec.message_id)
+        message = session.get(Message, spec.body.message_id)
         assert message is not None and message.status == "succeeded" and message.answer
 
 
@@ -228,7 +248,7 @@ def test_a_log_that_cannot_be_created_cancels_the_model_call(
         async with context(db, settings, cache, log) as ctx:
             assert ctx.inline is not None
             start = asyncio.create_task(
-                runs.start_run(ctx, app=app, key_id=None, user="alice", request=request())
+                runs.start_chat_run(ctx, app=app, key_id=None, user="alice", request=request())
             )
             await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 5)
             log.let_through.set()

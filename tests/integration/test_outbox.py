@@ -37,7 +37,6 @@ from conduit.db.models import (
     new_id,
     utcnow,
 )
-from conduit.infra import runtime
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database
 from conduit.infra.outbox import (
@@ -47,13 +46,14 @@ from conduit.infra.outbox import (
     purge_finished,
     recover_unfinished,
 )
-from conduit.infra.runtime import Resources, bind
+from conduit.infra.resources import Resources
 from conduit.infra.settings import Settings, load_settings
 from conduit.infra.tracing import reset_request_id, set_request_id
 from conduit.services.accounts import create_admin
 from conduit.services.apps import PROVISION_TASK, AppFields, create_app
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.celery_app import create_celery, publisher
+from conduit.tasks.context import TaskContext, TaskParts, attach
 from conduit.tasks.embedded import EmbeddedWorker
 from tests import support
 
@@ -120,19 +120,21 @@ def relay(db: Database, celery_app: Celery) -> OutboxRelay:
 
 
 @pytest.fixture
-def bound(db: Database) -> Iterator[Callable[[Settings], Resources]]:
-    """Bind this test's resources for tasks (as the server does); the previous binding is put
-    back afterwards so that no later test sees a disposed database."""
-    previous = runtime._bound
+def bound(db: Database) -> Callable[[Settings, Celery], Resources]:
+    """Attach this test's resources to a Celery app for its tasks (as `conduit/bootstrap.py`
+    does)."""
 
-    def _bind(settings: Settings) -> Resources:
+    def _bind(settings: Settings, app: Celery) -> Resources:
+        from conduit.bootstrap import build_models, build_runners
+        from conduit.services.runs import run_limits
+
         resources = Resources(settings, db, MemoryCache())
-        bind(resources)
+        models = build_models(settings, db)
+        parts = TaskParts(resources, models, build_runners(models, db), run_limits(settings))
+        attach(app, TaskContext.of_parts(parts))
         return resources
 
-    yield _bind
-    with runtime._lock:
-        runtime._bound = previous
+    return _bind
 
 
 @pytest.fixture
@@ -526,9 +528,9 @@ class TestOutboxTaskEager:
         db: Database,
         embedded_app: Celery,
         make_settings: Callable[..., Settings],
-        bound: Callable[[Settings], Resources],
+        bound: Callable[[Settings, Celery], Resources],
     ) -> None:
-        bound(make_settings())
+        bound(make_settings(), embedded_app)
         app_id, row_id = create_app_with_outbox_row(db)
         task = embedded_app.tasks[PROVISION_TASK]
         for _ in range(2):
@@ -541,9 +543,9 @@ class TestOutboxTaskEager:
         db: Database,
         embedded_app: Celery,
         make_settings: Callable[..., Settings],
-        bound: Callable[[Settings], Resources],
+        bound: Callable[[Settings, Celery], Resources],
     ) -> None:
-        bound(make_settings())
+        bound(make_settings(), embedded_app)
         app_id, row_id = create_app_with_outbox_row(db)
         task = embedded_app.tasks[PROVISION_TASK]
         headers = {"outbox_id": row_id}
@@ -567,10 +569,10 @@ class TestOutboxTaskOnAWorker:
         self,
         celery_app: Celery,
         broker_settings: Settings,
-        bound: Callable[[Settings], Resources],
+        bound: Callable[[Settings, Celery], Resources],
         start_worker: Callable[[Celery], EmbeddedWorker],
     ) -> Celery:
-        bound(broker_settings)
+        bound(broker_settings, celery_app)
         start_worker(celery_app)
         return celery_app
 
@@ -631,14 +633,14 @@ class TestOutboxTaskOnAWorker:
         celery_app: Celery,
         relay: OutboxRelay,
         broker_settings: Settings,
-        bound: Callable[[Settings], Resources],
+        bound: Callable[[Settings, Celery], Resources],
         start_worker: Callable[[Celery], EmbeddedWorker],
     ) -> None:
         @celery_app.task(name="tests.outbox.broken", base=OutboxTask, bind=True)
         def broken(self: OutboxTask) -> None:
             raise ValueError("the task broke")
 
-        bound(broker_settings)
+        bound(broker_settings, celery_app)
         start_worker(celery_app)
         with db.transaction() as session:
             row_id = enqueue(session, "tests.outbox.broken", queue="ops").id
@@ -659,7 +661,7 @@ class TestOutboxTaskOnAWorker:
         celery_app: Celery,
         relay: OutboxRelay,
         broker_settings: Settings,
-        bound: Callable[[Settings], Resources],
+        bound: Callable[[Settings, Celery], Resources],
         start_worker: Callable[[Celery], EmbeddedWorker],
     ) -> None:
         attempts: list[float] = []
@@ -671,7 +673,7 @@ class TestOutboxTaskOnAWorker:
                 raise ConnectionError("the network went away for a moment")
             return "done"
 
-        bound(broker_settings)
+        bound(broker_settings, celery_app)
         start_worker(celery_app)
         with db.transaction() as session:
             row_id = enqueue(session, "tests.outbox.flaky", queue="ops").id

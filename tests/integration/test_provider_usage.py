@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import event, func, select
 
-import conduit.signals.handlers  # noqa: F401  (connects the handlers)
 from conduit.core.llm.errors import ProviderQuotaExceeded
 from conduit.db.models import App, AppMode, Membership, Message, ProviderCredential, Role, Tenant
-from conduit.infra import metrics, runtime
+from conduit.infra import metrics
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database, build_engine
-from conduit.infra.runtime import Resources, bind
+from conduit.infra.resources import Resources
 from conduit.infra.settings import load_settings
 from conduit.services.model_providers import (
     ProviderFields,
@@ -31,6 +30,7 @@ from conduit.services.model_providers import (
     workspace_reference,
 )
 from conduit.signals import message_was_created, send_after_commit
+from conduit.signals.handlers import connect_handlers
 from conduit.signals.signals import send_isolated
 
 
@@ -53,21 +53,25 @@ def provider(db: Database) -> ProviderCredential:
     return row
 
 
-def bind_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database) -> None:
-    """Make `database` the one signal handlers use (`resources().db`), as a server does."""
+_connected: list[Callable[[], None]] = []
+
+
+def bind_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database: Database) -> Resources:
+    """Connect the signal handlers bound to `database` (as `conduit/bootstrap.py` does)."""
     for name in list(os.environ):
         if name.startswith("CONDUIT_") and not name.startswith("CONDUIT_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
-    bind(Resources(load_settings(), database, MemoryCache()))
+    resources = Resources(load_settings(), database, MemoryCache())
+    _connected.append(connect_handlers(lambda: resources))
+    return resources
 
 
 @pytest.fixture(autouse=True)
-def restore_binding() -> Iterator[None]:
-    previous = runtime._bound
+def disconnect_handlers() -> Iterator[None]:
     yield
-    with runtime._lock:
-        runtime._bound = previous
+    while _connected:
+        _connected.pop()()
 
 
 def finished(model_provider: str | None, prompt: int, answer: int = 0) -> Message:
@@ -189,8 +193,8 @@ def test_the_quota_check_reuses_the_default_provider_lookup(
 def test_a_workspace_without_a_default_provider_is_remembered_until_a_provider_changes(
     db: Database, provider: ProviderCredential, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    bind_database(monkeypatch, tmp_path, db)  # the handlers drop entries of `resources().cache`
-    cache = runtime.resources().cache
+    # The handlers drop entries of the process's cache.
+    cache = bind_database(monkeypatch, tmp_path, db).cache
     statements: list[str] = []
 
     def count(*args: object) -> None:

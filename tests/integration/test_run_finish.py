@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, text
 
+from conduit.core.apps.chat import ChatResult
 from conduit.core.llm.provider import Usage
-from conduit.core.runs.runner import RunResult
 from conduit.core.runs.status import InvalidTransition, RunStatus
 from conduit.db.models import Conversation, Message
 from conduit.infra.db import Database
 from conduit.services.conversations import create_conversation
 from conduit.services.end_users import get_or_create_end_user
-from conduit.services.runs import DatabaseRunStore, record_result
+from conduit.services.runs.store import MessageStore, record_result
 from conduit.signals import message_was_created
 from tests.support import add_chat_app
 
@@ -45,8 +45,8 @@ def running_messages(db: Database, count: int) -> tuple[str, list[str]]:
         return conversation_id, [m.id for m in messages]
 
 
-def result(message_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> RunResult:
-    return RunResult(
+def result(message_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> ChatResult:
+    return ChatResult(
         task_id="t",
         message_id=message_id,
         status=status,
@@ -119,7 +119,7 @@ def test_the_store_announces_a_finished_message_once_it_has_committed(db: Databa
 
     message_was_created.connect(on_created)
     try:
-        store = DatabaseRunStore(db)
+        store = MessageStore(db)
         asyncio.run(store.finish(result(message_id)))
         with pytest.raises(InvalidTransition):
             asyncio.run(store.finish(result(message_id, RunStatus.STOPPED)))
@@ -139,7 +139,7 @@ def test_the_store_finishes_a_run_in_one_statement_on_postgresql(db: Database) -
 
     event.listen(db.engine, "before_cursor_execute", seen)
     try:
-        asyncio.run(DatabaseRunStore(db).finish(result(message_ids[0])))
+        asyncio.run(MessageStore(db).finish(result(message_ids[0])))
     finally:
         event.remove(db.engine, "before_cursor_execute", seen)
     assert len(executed) == (1 if db.dialect == "postgresql" else 2), executed
@@ -152,12 +152,12 @@ def test_the_store_finishes_a_run_in_one_statement_on_postgresql(db: Database) -
 
     # A refused transition through the one statement leaves the message and the count alone.
     with pytest.raises(InvalidTransition):
-        asyncio.run(DatabaseRunStore(db).finish(result(message_ids[0], RunStatus.STOPPED)))
+        asyncio.run(MessageStore(db).finish(result(message_ids[0], RunStatus.STOPPED)))
     assert dialogue_count(db, conversation_id) == 1
     with db.sessions() as session:
         finished = session.get(Message, message_ids[0])
         assert finished is not None and finished.status == "succeeded"
-    asyncio.run(DatabaseRunStore(db).finish(result(message_ids[1], RunStatus.STOPPED)))
+    asyncio.run(MessageStore(db).finish(result(message_ids[1], RunStatus.STOPPED)))
     assert dialogue_count(db, conversation_id) == 2
 
 

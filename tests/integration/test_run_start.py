@@ -20,7 +20,8 @@ from conduit.db.models import App, Conversation, EndUser, Message, OutboxMessage
 from conduit.infra.db import Database, commit_together
 from conduit.infra.settings import Settings, load_settings
 from conduit.services.end_users import get_or_create_end_user
-from conduit.services.runs import NAME_TASK, RunRequest, plan_run, write_run
+from conduit.services.runs.chat import NAME_TASK, plan_run, write_run
+from conduit.services.runs.chat import ChatRequest as RunRequest
 from tests.support import add_chat_app
 
 
@@ -84,7 +85,7 @@ def test_planning_a_run_only_reads(
         )
         session.rollback()
     assert planned.new_conversation and planned.name_conversation
-    assert planned.spec.conversation_id == planned.ids.new_conversation_id
+    assert planned.spec.body.conversation_id == planned.ids.new_conversation_id
     assert set(statements) <= {"SELECT"}  # the workspace's default provider, nothing else
     assert count(db, Message) == count(db, Conversation) == 0
 
@@ -102,16 +103,18 @@ def test_the_writes_commit_together(
             if db.dialect == "postgresql":
                 driver = session.connection().connection.driver_connection
                 assert driver is not None and driver.pgconn.pipeline_status != 0
-            write_run(session, app, planned, query="Hello")
+            write_run(session, app, planned)
     assert statements[before:] == ["INSERT", "INSERT", "INSERT"]  # conversation, naming, message
     with db.sessions() as session:
         message = session.get(Message, planned.ids.message_id)
         assert message is not None and message.status == RunStatus.RUNNING.value
-        assert message.conversation_id == planned.spec.conversation_id
+        assert message.conversation_id == planned.spec.body.conversation_id
         assert message.task_id == "t1" and message.query == "Hello"
-        assert session.get(Conversation, planned.spec.conversation_id) is not None
+        assert session.get(Conversation, planned.spec.body.conversation_id) is not None
         naming = session.scalars(select(OutboxMessage).where(OutboxMessage.task == NAME_TASK))
-        assert [m.kwargs for m in naming] == [{"conversation_id": planned.spec.conversation_id}]
+        assert [m.kwargs for m in naming] == [
+            {"conversation_id": planned.spec.body.conversation_id}
+        ]
 
 
 def test_an_error_in_the_writes_fails_the_commit_and_writes_nothing(
@@ -126,7 +129,7 @@ def test_an_error_in_the_writes_fails_the_commit_and_writes_nothing(
                 session, app=app, end_user=user, request=new_chat(), settings=settings, task_id="t1"
             )
             with commit_together(session):
-                write_run(session, gone, planned, query="Hello")  # its foreign keys fail
+                write_run(session, gone, planned)  # its foreign keys fail
 
     with pytest.raises(IntegrityError):
         start_on_a_missing_app()
@@ -137,7 +140,7 @@ def test_an_error_in_the_writes_fails_the_commit_and_writes_nothing(
             session, app=app, end_user=user, request=new_chat(), settings=settings, task_id="t2"
         )
         with commit_together(session):
-            write_run(session, app, planned, query="Again")
+            write_run(session, app, planned)
     assert count(db, Message) == count(db, Conversation) == 1
 
 
@@ -161,7 +164,7 @@ def test_concurrent_starts_share_the_pool_safely(
                 task_id=f"t{n}",
             )
             with commit_together(session):
-                write_run(session, app, planned, query=f"q{n}")
+                write_run(session, app, planned)
         with db.engine.begin() as connection:  # another use of a pooled connection at once
             connection.execute(select(func.count()).select_from(Message)).scalar()
 

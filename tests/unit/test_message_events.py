@@ -1,13 +1,15 @@
-"""A `message` event's JSON, built from the run's serialised head and the delta, is exactly the
-JSON of Dify's envelope around that delta."""
+"""A `message` event's JSON, rendered from its `EventTemplate` (the fixed fields serialised
+once per run) and the piece, is exactly the JSON of Dify's envelope around that piece."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
 
+from conduit.core.apps.chat import ChatRunBody, envelope
 from conduit.core.llm.provider import ChatMessage, GenerationParams
-from conduit.core.runs.runner import RunSpec, envelope, message_data, message_head
+from conduit.core.runs.events import EventTemplate
+from conduit.core.runs.spec import RunSpec
 
 TEXTS = [
     "Paris",
@@ -27,25 +29,53 @@ TEXTS = [
 def spec(mode: str, conversation_id: str | None) -> RunSpec:
     return RunSpec(
         task_id="5ad4cb98-f0c7-4085-b384-88c403be6290",
+        kind=mode,
         app_id="app",
         tenant_id="tenant",
-        mode=mode,
-        message_id="9da23599-e713-473b-982c-4328d4f5c78a",
-        conversation_id=conversation_id,
-        created_at=1_705_395_332,
         owner="end-user-1",
-        messages=[ChatMessage(role="user", content="hi")],
-        params=GenerationParams(model="m"),
-        model_ref={"provider": "local"},
+        created_at=1_705_395_332,
+        body=ChatRunBody(
+            mode="completion" if mode == "completion" else "chat",
+            message_id="9da23599-e713-473b-982c-4328d4f5c78a",
+            conversation_id=conversation_id,
+            messages=[ChatMessage(role="user", content="hi")],
+            params=GenerationParams(model="m"),
+            model_ref={"provider": "local"},
+        ),
     )
 
 
+def message(run: RunSpec, text: str) -> dict[str, object]:
+    return envelope(run, "message", task_id=run.task_id, id=run.body.message_id, answer=text)
+
+
 @pytest.mark.parametrize(
-    "run", [spec("chat", "45701982-8118-4bc5-8e9b-64562b4555f2"), spec("completion", None)]
+    "run",
+    [
+        spec("chat", "45701982-8118-4bc5-8e9b-64562b4555f2"),
+        spec("completion", "e0b9f6c4-57a4-4c39-9a34-0f3c3f1f3c55"),
+    ],
 )
 @pytest.mark.parametrize("text", TEXTS)
-def test_message_data_is_the_envelope_json(run: RunSpec, text: str) -> None:
-    expected = envelope(run, "message", task_id=run.task_id, id=run.message_id, answer=text)
-    data = message_data(message_head(run), text)
+def test_rendered_message_is_the_envelope_json(run: RunSpec, text: str) -> None:
+    expected = message(run, text)
+    data = EventTemplate(message(run, ""), "answer").render(text)
     assert data == orjson.dumps(expected)
     assert orjson.loads(data) == expected
+
+
+def test_completion_events_carry_no_conversation_id() -> None:
+    run = spec("completion", "e0b9f6c4-57a4-4c39-9a34-0f3c3f1f3c55")
+    assert "conversation_id" not in message(run, "x")
+
+
+def test_a_template_field_must_come_last() -> None:
+    with pytest.raises(ValueError, match="last field"):
+        EventTemplate({"answer": "", "id": "x"}, "answer")
+
+
+def test_a_spec_round_trips_through_json() -> None:
+    run = spec("chat", "45701982-8118-4bc5-8e9b-64562b4555f2")
+    data = orjson.loads(orjson.dumps(run.to_json()))
+    again = RunSpec.from_json(data, ChatRunBody.from_json(data["body"]))
+    assert again == run

@@ -1,5 +1,5 @@
 """An app's orchestration page: its model config and the debugger (chat and completion runs
-as the signed-in account, on the Service API's run machinery and SSE format)."""
+as the signed-in account, through the run controller every tier shares, `api/runs.py`)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Request
 from starlette.responses import Response
 
+from conduit.api import runs as run_controller
 from conduit.api.deps import CurrentIdentity, DbSession
-from conduit.api.sse import EventStreamResponse, event_stream
-from conduit.api.v1._runs import blocking_response, run_context
 from conduit.api.v1.schemas import json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
-from conduit.services import apps, model_providers, runs
+from conduit.services import apps, model_config
 
 router = APIRouter(prefix="/apps", tags=["console: app debugging"])
 
 
 @router.get("/{app_id}/model-config")
 def get_model_config(app_id: str, identity: CurrentIdentity, session: DbSession) -> dict[str, Any]:
-    config = model_providers.get_model_config(session, member=identity.membership, app_id=app_id)
+    config = model_config.get_model_config(session, member=identity.membership, app_id=app_id)
     return {"data": config}
 
 
@@ -33,7 +32,7 @@ def save_model_config(
     session: DbSession,
 ) -> dict[str, Any]:
     """Validate and store the app's whole model config (400 names the bad field)."""
-    app = model_providers.save_model_config(
+    app = model_config.save_model_config(
         session, member=identity.membership, app_id=app_id, config=config
     )
     return {"result": "success", "data": app.model_config_}
@@ -72,22 +71,14 @@ async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Resp
     if body.get("response_mode") in (None, ""):
         body["response_mode"] = "streaming"  # Dify's debugger streams unless told otherwise
     run = run_request(body, mode=mode)
-    context = run_context(request)
-    spec = await runs.start_run(context, app=caller.app, key_id=None, user=caller.user, request=run)
-    log = context.env.eventlog
-    if run.response_mode == "streaming":
-        return EventStreamResponse(
-            event_stream(log, spec.task_id, ping_interval=context.settings.runs.ping_interval)
-        )
-    return await blocking_response(log.follow(spec.task_id), mode=caller.app.mode.value)
+    return await run_controller.start_chat(
+        request, app=caller.app, key_id=None, user=caller.user, run=run
+    )
 
 
 async def _stop(request: Request, caller: ConsoleCaller, task_id: str) -> dict[str, Any]:
     await optional_json_body(request)  # a body is allowed, and ignored: the user is the caller
-    stopped = await runs.stop_run(
-        run_context(request), app=caller.app, user=caller.user, task_id=task_id
-    )
-    return {"result": "success", "stopped": stopped}
+    return await run_controller.stop(request, app=caller.app, user=caller.user, task_id=task_id)
 
 
 @router.post("/{app_id}/chat-messages")

@@ -10,10 +10,10 @@ from pydantic import Field, StrictInt, StringConstraints
 
 from conduit.api.console.schemas import Body
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.runs import runs_of
 from conduit.infra.settings import Settings
 from conduit.services import model_providers
 from conduit.services.model_providers import KEEP, MAX_QUOTA, ProviderFields
-from conduit.services.runs import RunContext
 
 router = APIRouter(prefix="/workspaces/current/model-providers", tags=["console: model providers"])
 
@@ -160,7 +160,6 @@ async def test_provider(
 ) -> dict[str, Any]:
     """A one-token call through the model registry: `{"result": "success"}`, or the model
     error (e.g. 400 `provider_not_initialize` for a refused key)."""
-    context: RunContext = request.app.state.run_context
     ref, model = target
-    await model_providers.check_model(context.env.resolve_model, ref, model)
+    await model_providers.check_model(runs_of(request).models.resolve, ref, model)
     return {"result": "success"}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from conduit.api.deps import AppCaller, DbSession
+from conduit.api.runs import runs_of
 from conduit.api.v1.schemas import (
     JsonBody,
     OptionalJsonBody,
@@ -77,7 +78,7 @@ async def rename_conversation(
         raise InvalidParam("auto_generate must be a boolean")
     if not auto_generate and (not isinstance(name, str) or not name.strip()):
         raise InvalidParam("name is required when auto_generate is false")
-    context = request.app.state.run_context
+    context = runs_of(request)
     return await naming.rename(
         context,
         app=app,
@@ -156,6 +157,6 @@ async def suggested_questions(
     """Follow-up questions for an answer (when the app enables them)."""
     owner = required_user(optional(user))
     questions = await suggestions.suggest(
-        request.app.state.run_context, app=caller.app, user=owner, message_id=message_id
+        runs_of(request), app=caller.app, user=owner, message_id=message_id
     )
     return {"result": "success", "data": questions}

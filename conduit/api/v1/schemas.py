@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from conduit.api.errors import INVALID_JSON
 from conduit.errors import InvalidParam
-from conduit.services.runs import RunRequest
+from conduit.services.runs import ChatRequest
 
 USER_REQUIRED = "Arg user must be provided."
 RESPONSE_MODES = ("blocking", "streaming")
@@ -61,8 +61,8 @@ def int_query(name: str, raw: str | None, *, default: int, low: int, high: int) 
     return value
 
 
-def run_request(body: dict[str, Any], *, mode: str) -> RunRequest:
-    """A chat or completion request body → RunRequest (user is read separately, first)."""
+def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
+    """A chat or completion request body → ChatRequest (user is read separately, first)."""
     inputs = body.get("inputs")
     if inputs is None:
         if mode == "chat" and "inputs" not in body:
@@ -92,8 +92,8 @@ def run_request(body: dict[str, Any], *, mode: str) -> RunRequest:
     auto_name = body.get("auto_generate_name", True)
     if not isinstance(auto_name, bool):
         raise InvalidParam("auto_generate_name must be a boolean")
-    return RunRequest(
-        mode=mode,
+    return ChatRequest(
+        mode="completion" if mode == "completion" else "chat",
         inputs=inputs,
         query=query,
         response_mode=response_mode,

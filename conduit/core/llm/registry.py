@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,9 +33,15 @@ class ModelDefaults:
     local_pool: int = 1
 
 
+# A workspace provider's endpoint and plain API key, by (provider id, workspace id): read and
+# decrypted by the services layer (raises ProviderNotConfigured when it is gone).
+Credentials = Callable[[str, str], dict[str, Any]]
+
+
 class ModelRegistry:
-    def __init__(self, defaults: ModelDefaults) -> None:
+    def __init__(self, defaults: ModelDefaults, *, credentials: Credentials | None = None) -> None:
         self._defaults = defaults
+        self._credentials = credentials
         self._lock = threading.Lock()
         self._http: dict[tuple[str, str | None, int], ChatModel] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
@@ -44,32 +51,15 @@ class ModelRegistry:
         """The model for `ref` ({"provider": "local" | "openai_api_compatible", ...}).
 
         A workspace provider's ref carries only its id ({"credential_id", "tenant_id"}): its
-        endpoint and API key are read from the database and decrypted here, in the process that
-        runs the model, so the plain key never travels (outbox row, broker, event log)."""
+        endpoint and API key are read and decrypted by `credentials` (given by the process's
+        wiring), in the process that runs the model, so the plain key never travels (outbox
+        row, broker, event log)."""
         if ref.get("credential_id"):
-            from conduit.db.models import ProviderCredential
-            from conduit.infra.crypto import DecryptionError, cipher
-            from conduit.infra.runtime import resources
-
-            def workspace_credentials() -> dict[str, Any]:
-                found = resources()
-                with found.db.sessions() as session:
-                    row = session.get(ProviderCredential, str(ref["credential_id"]))
-                    if row is None or row.tenant_id != ref.get("tenant_id"):
-                        raise ProviderNotConfigured(
-                            "The app's model provider no longer exists in this workspace. "
-                            "Please go to Settings -> Model Provider and choose another one."
-                        )
-                    provider, base_url, sealed = row.provider, row.base_url, row.encrypted_api_key
-                try:
-                    api_key = (
-                        cipher(found.settings.secret_key()).decrypt(sealed) if sealed else None
-                    )
-                except DecryptionError as error:
-                    raise ProviderNotConfigured(str(error)) from None
-                return {"provider": provider, "base_url": base_url, "api_key": api_key}
-
-            ref = await asyncio.to_thread(workspace_credentials)
+            if self._credentials is None:
+                raise ProviderNotConfigured("Workspace model providers are not available here.")
+            ref = await asyncio.to_thread(
+                self._credentials, str(ref["credential_id"]), str(ref.get("tenant_id") or "")
+            )
         provider = str(ref.get("provider") or "")
         if provider == "local":
             return self._local_model()

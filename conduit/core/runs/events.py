@@ -77,3 +77,21 @@ class Frames(NamedTuple):
 
     last: int
     data: bytes
+
+
+class EventTemplate:
+    """The JSON of events that differ in one string field only (the pieces of a streamed
+    answer): the fixed fields are serialised once, each event is that prefix, its value and
+    `}`. `field` must be the payload's last key."""
+
+    __slots__ = ("_head",)
+
+    def __init__(self, payload: dict[str, Any], field: str) -> None:
+        if not payload or next(reversed(payload)) != field:
+            raise ValueError(f"{field!r} must be the template's last field")
+        whole = orjson.dumps({**payload, field: ""})
+        self._head = whole[: -len(b'""}')]
+
+    def render(self, value: str) -> bytes:
+        """The event's JSON object with `field` set to `value`."""
+        return self._head + orjson.dumps(value) + b"}"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection, create_engine
+from sqlalchemy.pool import NullPool
 
 from conduit.db.models import Base
-from conduit.infra.db import build_engine
 
 config = context.config
 target_metadata = Base.metadata
@@ -22,19 +23,30 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _migrate(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
+    # The caller's connection (`infra/schema.py` passes one of the app's own engine); else a
+    # plain engine of the URL. The db package imports nothing from the layers above it.
+    given = config.attributes.get("connection")
+    if given is not None:
+        _migrate(given)
+        return
     url = config.get_main_option("sqlalchemy.url")
     assert url
-    engine = build_engine(url, null_pool=True)
+    engine = create_engine(url, poolclass=NullPool)
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _migrate(connection)
+        connection.commit()
     engine.dispose()
 
 

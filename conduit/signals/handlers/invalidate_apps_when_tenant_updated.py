@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from conduit.db.models import Tenant
-from conduit.infra.runtime import resources
+from conduit.infra.resources import Resources
 from conduit.services.apps import tenant_apps_tag
 from conduit.signals.signals import tenant_was_updated
 
 
-@tenant_was_updated.connect
-def invalidate_tenant_apps(tenant: Tenant, **_: Any) -> None:
-    resources().cache.invalidate_tags(tenant_apps_tag(tenant.id))
+def invalidate_tenant_apps(tenant: Tenant, *, resources: Resources, **_: Any) -> None:
+    resources.cache.invalidate_tags(tenant_apps_tag(tenant.id))
+
+
+SIGNALS = (tenant_was_updated,)
+HANDLER = invalidate_tenant_apps

@@ -6,11 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from conduit.db.models import ProviderCredential
-from conduit.infra.runtime import resources
+from conduit.infra.resources import Resources
 from conduit.services.model_providers import no_default_key
 from conduit.signals.signals import model_provider_was_updated
 
 
-@model_provider_was_updated.connect
-def invalidate_default_provider(provider: ProviderCredential, **_: Any) -> None:
-    resources().cache.delete(no_default_key(provider.tenant_id))
+def invalidate_default_provider(
+    provider: ProviderCredential, *, resources: Resources, **_: Any
+) -> None:
+    resources.cache.delete(no_default_key(provider.tenant_id))
+
+
+SIGNALS = (model_provider_was_updated,)
+HANDLER = invalidate_default_provider

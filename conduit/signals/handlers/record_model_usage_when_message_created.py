@@ -6,12 +6,14 @@ from typing import Any
 
 from conduit.db.models import Message
 from conduit.infra import metrics
+from conduit.infra.resources import Resources
 from conduit.services.model_providers import workspace_provider_id
 from conduit.signals.signals import message_was_created
 
 
-@message_was_created.connect
-def record_model_usage(message: Message, *, status: str = "unknown", **_: Any) -> None:
+def record_model_usage(
+    message: Message, *, resources: Resources, status: str = "unknown", **_: Any
+) -> None:
     provider = message.model_provider or "unknown"
     if workspace_provider_id(provider) is not None:
         provider = "workspace"  # one label for all workspace providers, not one per id
@@ -23,3 +25,7 @@ def record_model_usage(message: Message, *, status: str = "unknown", **_: Any) -
     metrics.MODEL_TOKENS.labels(provider=provider, model=model, kind="completion").inc(
         message.answer_tokens
     )
+
+
+SIGNALS = (message_was_created,)
+HANDLER = record_model_usage

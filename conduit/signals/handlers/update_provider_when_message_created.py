@@ -9,16 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from conduit.db.models import Message
-from conduit.infra.runtime import resources
+from conduit.infra.resources import Resources
 from conduit.services.model_providers import add_usage, workspace_provider_id
 from conduit.signals.signals import message_was_created
 
 
-@message_was_created.connect
-def update_provider_usage(message: Message, **_: Any) -> None:
+def update_provider_usage(message: Message, *, resources: Resources, **_: Any) -> None:
     provider_id = workspace_provider_id(message.model_provider)
     tokens = (message.message_tokens or 0) + (message.answer_tokens or 0)
     if provider_id is None or tokens <= 0:
         return  # a server provider, or a run that used no tokens (e.g. failed before start)
-    with resources().db.transaction() as session:
+    with resources.db.transaction() as session:
         add_usage(session, provider_id, tokens)
+
+
+SIGNALS = (message_was_created,)
+HANDLER = update_provider_usage

@@ -7,7 +7,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from conduit.core.runs.runner import EarlyStart, RunResult, RunSpec
+from conduit.core.runs.early import StartGates
+from conduit.core.runs.spec import RunSpec
 
 logger = logging.getLogger(__name__)
 
@@ -17,10 +18,10 @@ class InlineExecutor:
 
     def __init__(
         self,
-        run: Callable[[RunSpec, str | None, EarlyStart | None], Coroutine[Any, Any, RunResult]],
+        run: Callable[[RunSpec, str | None, StartGates | None], Coroutine[Any, Any, Any]],
     ) -> None:
         self._run = run
-        self._tasks: set[asyncio.Task[RunResult]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._accepting = True
 
     @property
@@ -36,13 +37,13 @@ class InlineExecutor:
         spec: RunSpec,
         slot_key: str | None,
         *,
-        early: EarlyStart | None = None,
-    ) -> asyncio.Task[RunResult]:
+        gates: StartGates | None = None,
+    ) -> asyncio.Task[Any]:
         """Start the run now; `slot_key` is the concurrency slot it gives back when it ends;
-        `early`: the gates of a run started before its start has finished. Returns the run's
-        task."""
+        `gates`: those of a run started before its start has finished (`core/runs/early.py`).
+        Returns the run's task."""
         task = asyncio.get_running_loop().create_task(
-            self._run(spec, slot_key, early), name=f"run:{spec.task_id}"
+            self._run(spec, slot_key, gates), name=f"run:{spec.task_id}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

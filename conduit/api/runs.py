@@ -1,0 +1,121 @@
+"""The run controller of every tier (`/v1`, the console's debugger, and the web tier): start a
+run and answer it streaming (SSE) or blocking (JSON), resume its stream, stop it.
+
+Each tier reads its own caller (an app key and a `user`, a console account, an end user's
+token) and its own body rules, then calls these; the run itself, its events and its stop go
+through the services layer's verbs (`services/runs`), never through the backends.
+
+`plain_endpoint` marks a route whose controller also runs on a plain `Request`: the
+run-starting routes are dispatched by `api/hot_routes.py` straight from the one router's
+table, without FastAPI's routing and dependency solving (see there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from conduit.api.errors import envelope
+from conduit.api.responses import OrjsonResponse
+from conduit.api.sse import EventStreamResponse, event_stream
+from conduit.db.models import App
+from conduit.errors import InvalidParam
+from conduit.services import runs as run_service
+from conduit.services.runs import ChatRequest, RunEvents, Runs
+
+PlainEndpoint = Callable[[Request], Awaitable[Response]]
+PLAIN_ATTRIBUTE = "__conduit_plain_endpoint__"
+
+
+def runs_of(request: Request) -> Runs:
+    runs: Runs = request.app.state.runs
+    return runs
+
+
+def plain_endpoint(plain: PlainEndpoint) -> Callable[[Any], Any]:
+    """Mark a route's endpoint as also served by `plain` on a bare Request (hot routes)."""
+
+    def mark(endpoint: Any) -> Any:
+        setattr(endpoint, PLAIN_ATTRIBUTE, plain)
+        return endpoint
+
+    return mark
+
+
+async def start_chat(
+    request: Request, *, app: App, key_id: str | None, user: str, run: ChatRequest
+) -> Response:
+    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode."""
+    runs = runs_of(request)
+    spec = await run_service.start_chat_run(runs, app=app, key_id=key_id, user=user, request=run)
+    events = run_service.run_events(runs, spec.task_id)
+    if run.response_mode == "streaming":
+        return stream(runs, events)
+    return await blocking_response(events, mode=app.mode.value)
+
+
+def stream(runs: Runs, events: RunEvents, *, after: int = 0) -> Response:
+    return EventStreamResponse(
+        event_stream(events, after=after, ping_interval=runs.settings.runs.ping_interval)
+    )
+
+
+async def blocking_response(events: RunEvents, *, mode: str) -> Response:
+    """Read the run to its end; Dify's blocking JSON, or its error as an HTTP error."""
+    answer: list[str] = []
+    async for event in events.follow():
+        payload = event.payload
+        if event.event == "message":
+            answer.append(str(payload.get("answer", "")))
+        elif event.event == "message_replace":
+            answer = [str(payload.get("answer", ""))]
+        elif event.event == "message_end":
+            body: dict[str, Any] = {
+                "event": "message",
+                "task_id": payload["task_id"],
+                "id": payload["message_id"],
+                "message_id": payload["message_id"],
+            }
+            if "conversation_id" in payload:
+                body["conversation_id"] = payload["conversation_id"]
+            body.update(
+                {
+                    "mode": mode,
+                    "answer": "".join(answer),
+                    "metadata": payload.get("metadata", {}),
+                    "created_at": payload["created_at"],
+                }
+            )
+            return OrjsonResponse(body)
+        elif event.event == "error":
+            return envelope(str(payload["code"]), str(payload["message"]), int(payload["status"]))
+    return envelope("internal_server_error", "The run ended without a result.", 500)
+
+
+def event_position(after: str | None, last_event_id: str | None) -> int:
+    """Where a resume starts: `?after=` or `Last-Event-ID` (0: from the first event)."""
+    raw = after or last_event_id or "0"
+    try:
+        position = int(raw)
+    except ValueError:
+        raise InvalidParam("after (or Last-Event-ID) must be an event number") from None
+    if position < 0:
+        raise InvalidParam("after (or Last-Event-ID) must be an event number")
+    return position
+
+
+async def resume(request: Request, *, app: App, user: str, task_id: str, after: int) -> Response:
+    """Replay the run's events after `after` exactly once, then follow it live (the run's
+    own user only: 404 otherwise)."""
+    runs = runs_of(request)
+    events = await run_service.resumable_run_events(runs, app=app, user=user, task_id=task_id)
+    return stream(runs, events, after=after)
+
+
+async def stop(request: Request, *, app: App, user: str, task_id: str) -> dict[str, Any]:
+    """Stop `user`'s own run (`stopped` says whether one was stopped)."""
+    stopped = await run_service.stop_run(runs_of(request), app=app, user=user, task_id=task_id)
+    return {"result": "success", "stopped": stopped}

@@ -1,0 +1,382 @@
+"""One place wires a Conduit process: the server (`conduit serve`), a worker or beat
+(`conduit worker | beat`) and the CLI's commands.
+
+Every stateful object is built here and passed in: the resources (settings, database,
+cache), the model registry (with the services layer's reader of workspace credentials), the
+app runners by kind, the run backends and the executor, the Celery app (with the tasks'
+context attached) and the signal handlers (connected bound to the resources). No module looks
+any of them up globally. A new kind of app registers its runner in `build_runners`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+import conduit
+from conduit.core.apps.chat import ChatRunner
+from conduit.core.llm.registry import ModelDefaults, ModelRegistry
+from conduit.core.runs.backends import RunBackends, build_run_backends
+from conduit.core.runs.early import StartGates
+from conduit.core.runs.executors.inline import InlineExecutor
+from conduit.core.runs.kinds import AppRunners
+from conduit.core.runs.lifecycle import run_to_end
+from conduit.core.runs.spec import RunSpec
+from conduit.infra.cache import Cache, MemoryCache, RedisCache
+from conduit.infra.db import Database, build_engine
+from conduit.infra.logging import configure_logging
+from conduit.infra.outbox import OutboxRelay, RelayPolicy, recover_unfinished
+from conduit.infra.redis import build_async_redis, build_redis
+from conduit.infra.resources import Resources
+from conduit.infra.schema import prepare_schema
+from conduit.infra.settings import Settings
+from conduit.infra.storage import LocalStorage
+from conduit.services import model_providers
+from conduit.services.auth import TokenPolicy
+from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, reap_stale_runs
+from conduit.services.runs import run_limits as build_run_limits
+from conduit.signals.handlers import connect_handlers
+from conduit.tasks.celery_app import create_celery, publisher
+from conduit.tasks.context import TaskContext, TaskParts, attach
+
+logger = logging.getLogger("conduit")
+
+
+# --- the parts every process builds ----------------------------------------------------------
+
+
+def build_resources(settings: Settings) -> Resources:
+    db = Database(
+        build_engine(
+            settings.database_url,
+            pool_size=settings.database.pool_size,
+            max_overflow=settings.database.max_overflow,
+            connect_timeout=settings.database.connect_timeout,
+            echo=settings.database.echo,
+        )
+    )
+    cache: Cache
+    if settings.redis.url:
+        cache = RedisCache(
+            build_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout),
+            prefix=settings.cache.prefix,
+            default_ttl=settings.cache.default_ttl,
+            retry_after=settings.redis.retry_after,
+            near_ttl=settings.cache.near_ttl,
+            near_max_entries=settings.cache.max_entries,
+        )
+    else:
+        cache = MemoryCache(
+            default_ttl=settings.cache.default_ttl, max_entries=settings.cache.max_entries
+        )
+    return Resources(settings=settings, db=db, cache=cache)
+
+
+def model_defaults(settings: Settings) -> ModelDefaults:
+    model = settings.model
+    return ModelDefaults(
+        base_url=model.base_url,
+        api_key=model.api_key,
+        connect_timeout=model.connect_timeout,
+        read_timeout=model.read_timeout,
+        max_retries=model.max_retries,
+        breaker_failures=model.breaker_failures,
+        breaker_reset=model.breaker_reset,
+        local_threads=model.local_threads,
+        local_pool=model.local_pool,
+    )
+
+
+def build_models(settings: Settings, db: Database) -> ModelRegistry:
+    """The model registry; a workspace provider's key is read and decrypted by the services
+    layer, in the process that runs the model."""
+    return ModelRegistry(
+        model_defaults(settings),
+        credentials=functools.partial(
+            model_providers.workspace_credentials, db, settings.secret_key()
+        ),
+    )
+
+
+def build_runners(models: ModelRegistry, db: Database) -> AppRunners:
+    """The app runners of this process, by kind."""
+    store = MessageStore(db)
+    return AppRunners(
+        [
+            ChatRunner("chat", resolve_model=models.resolve, store=store),
+            ChatRunner("completion", resolve_model=models.resolve, store=store),
+        ]
+    )
+
+
+def build_task_parts(settings: Settings) -> TaskParts:
+    """What a worker process's tasks use (each task builds its run backends on its own loop)."""
+    resources = build_resources(settings)
+    models = build_models(settings, resources.db)
+    return TaskParts(
+        resources=resources,
+        models=models,
+        runners=build_runners(models, resources.db),
+        limits=build_run_limits(settings),
+    )
+
+
+# --- conduit worker | beat -----------------------------------------------------------------
+
+
+def worker_celery(settings: Settings) -> Celery:
+    """The Celery app of a `conduit worker` or `conduit beat` process, its tasks' context
+    attached (built after the pool's fork, per process) and the signal handlers connected."""
+    configure_logging(settings.log.level, settings.log.json_format)
+    app = create_celery(settings)
+    context = TaskContext(functools.partial(build_task_parts, settings))
+    attach(app, context)
+    connect_handlers(lambda: context.get().resources)
+    app.set_current()
+    app.set_default()
+    if settings.metrics.worker_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics.worker_port, addr="127.0.0.1")
+    return app
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def cli_process(settings: Settings) -> Iterator[Resources]:
+    """The resources of a CLI command (the schema prepared, signal handlers connected); closed
+    when the command ends."""
+    resources = build_resources(settings)
+    disconnect = connect_handlers(lambda: resources)
+    try:
+        prepare_schema(resources.db)
+        yield resources
+    finally:
+        disconnect()
+        resources.db.dispose()
+
+
+# --- conduit serve --------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A server process's parts. `start` builds what needs no event loop (in a thread);
+    `start_runs` the run machinery on the server's loop; `stop` takes both down in reverse."""
+
+    settings: Settings
+    resources: Resources
+    models: ModelRegistry
+    runners: AppRunners
+    celery: Celery
+    relay: OutboxRelay
+    worker: Any  # the embedded Celery worker, or None (distributed)
+    token_policy: TokenPolicy
+    storage: LocalStorage
+    readiness_checks: dict[str, Callable[[], None]]
+    disconnect_handlers: Callable[[], None]
+    runs: Runs | None = None
+    _task_parts: TaskParts | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Server:
+        resources = build_resources(settings)
+        disconnect = connect_handlers(lambda: resources)
+        prepare_schema(resources.db)
+        models = build_models(settings, resources.db)
+        runners = build_runners(models, resources.db)
+        parts = TaskParts(
+            resources=resources,
+            models=models,
+            runners=runners,
+            limits=build_run_limits(settings),
+        )
+        if not settings.redis.url:
+            # In-process backends need no event loop: built before the embedded worker starts,
+            # so that even the runs it recovers at start write the logs this server serves.
+            parts.backends = build_run_backends(settings)
+        celery = create_celery(settings)
+        attach(celery, TaskContext.of_parts(parts))
+        worker = None
+        policy = RelayPolicy(
+            interval=settings.tasks.relay_interval,
+            batch=settings.tasks.relay_batch,
+            max_attempts=settings.tasks.max_send_attempts,
+        )
+        if settings.mode == "embedded":
+            from conduit.tasks.embedded import EmbeddedWorker
+
+            recover_unfinished(resources.db)
+            worker = EmbeddedWorker(
+                celery,
+                concurrency=settings.tasks.embedded_concurrency,
+                schedule_path=settings.data.dir / "beat-schedule",
+            )
+            worker.start()
+        else:
+            policy = RelayPolicy(
+                interval=settings.tasks.relay_interval,
+                batch=settings.tasks.relay_batch,
+                max_attempts=settings.tasks.max_send_attempts,
+                redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
+                redeliver_running_after=settings.tasks.time_limit + 60,
+            )
+        relay = OutboxRelay(resources.db, publisher(celery), policy)
+        resources.db.on_outbox_write(relay.nudge)
+        relay.start()
+        relay.nudge()
+        server = cls(
+            settings=settings,
+            resources=resources,
+            models=models,
+            runners=runners,
+            celery=celery,
+            relay=relay,
+            worker=worker,
+            token_policy=TokenPolicy(
+                secret_key=settings.secret_key(),
+                access_minutes=settings.auth.access_token_minutes,
+                refresh_days=settings.auth.refresh_token_days,
+            ),
+            storage=LocalStorage(settings.data.dir / "files"),
+            readiness_checks=_readiness_checks(settings, resources.db, celery, worker),
+            disconnect_handlers=disconnect,
+            _task_parts=parts,
+        )
+        logger.info(
+            "conduit %s ready: %s mode, database %s, cache %s",
+            conduit.__version__,
+            settings.mode,
+            resources.db.dialect,
+            type(resources.cache).__name__,
+        )
+        return server
+
+    async def start_runs(self) -> Runs:
+        """The run machinery on the running loop (Redis clients belong to the loop that made
+        them): backends, the inline executor, and runs a dead process left `running` ended."""
+        settings, resources = self.settings, self.resources
+        parts = self._task_parts
+        shared = parts.backends if parts is not None else None
+        backends = shared if shared is not None else build_run_backends(settings)
+        if isinstance(resources.cache, RedisCache) and settings.redis.url:
+            # The hot path's cache reads (API key, app, end user) on this loop, not in a thread.
+            resources.cache.attach_async(
+                build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
+            )
+        limits = build_run_limits(settings)
+        inline: InlineExecutor | None = None
+        if settings.runs.executor == "inline":
+            runners = self.runners
+
+            async def execute(spec: RunSpec, slot_key: str | None, gates: StartGates | None) -> Any:
+                return await run_to_end(
+                    backends, runners, limits, spec, slot_key=slot_key, gates=gates
+                )
+
+            inline = InlineExecutor(execute)
+        self.runs = Runs(
+            settings=settings,
+            db=resources.db,
+            cache=resources.cache,
+            models=self.models,
+            backends=backends,
+            runners=self.runners,
+            limits=limits,
+            inline=inline,
+        )
+        await asyncio.to_thread(_end_dead_runs, resources.db, settings)
+        _warn_without_model(settings)
+        return self.runs
+
+    async def stop(self) -> None:
+        runs = self.runs
+        if runs is not None:
+            if runs.inline is not None:
+                # uvicorn has already waited for open responses up to the same timeout; what
+                # is still running now is cut short and stored as stopped with its partial
+                # answer.
+                await runs.inline.drain(grace=min(5.0, self.settings.http.shutdown_timeout))
+            await self.models.aclose()
+            await runs.backends.aclose()
+            if isinstance(self.resources.cache, RedisCache):
+                await self.resources.cache.detach_async()
+        await asyncio.to_thread(self._stop_threads)
+
+    def _stop_threads(self) -> None:
+        self.relay.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        self.disconnect_handlers()
+        self.resources.db.dispose()
+        logger.info("conduit stopped")
+
+
+def _end_dead_runs(db: Database, settings: Settings) -> None:
+    with db.transaction() as session:
+        if settings.mode == "embedded":
+            end_interrupted_runs(session)  # one process: nothing else can be running them
+        else:
+            reap_stale_runs(session, settings)
+
+
+def _warn_without_model(settings: Settings) -> None:
+    if settings.model.base_url:
+        return
+    from conduit.core.llm.local import local_model_available
+
+    available, how_to = local_model_available()
+    if not available:
+        logger.warning("no model: %s", how_to)
+
+
+def _readiness_checks(
+    settings: Settings, db: Database, celery: Any, worker: Any
+) -> dict[str, Callable[[], None]]:
+    checks: dict[str, Callable[[], None]] = {"database": db.ping}
+    if settings.redis.url:
+        client = build_redis(
+            settings.redis.url, socket_timeout=min(2.0, settings.redis.socket_timeout * 4)
+        )
+
+        def redis_ping() -> None:
+            client.ping()
+
+        checks["redis"] = redis_ping
+    if worker is not None:
+
+        def embedded_worker() -> None:
+            if not worker.alive:
+                raise RuntimeError("the embedded Celery worker is not running")
+
+        checks["broker"] = embedded_worker
+    else:
+
+        def broker_ping() -> None:
+            with celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=2)
+
+        checks["broker"] = broker_ping
+    return checks
+
+
+__all__ = [
+    "RunBackends",
+    "Server",
+    "build_models",
+    "build_resources",
+    "build_runners",
+    "build_task_parts",
+    "cli_process",
+    "model_defaults",
+    "worker_celery",
+]

@@ -1,0 +1,222 @@
+"""The runner of chat and completion runs: stream the model's answer into the run's event
+log in Dify's message envelope, then report it.
+
+Events (Dify's full converter): `message` × N (one per piece of the answer), then
+`message_end` with the usage; or `error` when the run failed. Chat events carry the
+conversation's id, completion events do not. The lifecycle (`core/runs/lifecycle.py`) decides
+when the run ends and stores the `ChatResult` (through a `ChatStore`) before the terminal event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from conduit.core.llm.provider import (
+    ChatMessage,
+    ChatModel,
+    Delta,
+    Finished,
+    GenerationParams,
+    Usage,
+)
+from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.events import EventTemplate
+from conduit.core.runs.kinds import Event
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus
+from conduit.errors import ConduitError
+
+ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
+ChatMode = Literal["chat", "completion"]
+
+
+@dataclass(frozen=True)
+class ChatRunBody:
+    """A chat or completion run: the message it answers, the prompt, the model and its
+    parameters, and the app's prices when the run started ({"prompt", "completion",
+    "currency"} per 1K tokens, as strings)."""
+
+    mode: ChatMode
+    message_id: str
+    conversation_id: str | None
+    messages: list[ChatMessage]
+    params: GenerationParams
+    model_ref: dict[str, Any]  # how to find the model (resolved by the runner's ModelResolver)
+    prices: dict[str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "messages": [{"role": m.role, "content": m.content} for m in self.messages],
+            "params": {
+                "model": self.params.model,
+                "temperature": self.params.temperature,
+                "top_p": self.params.top_p,
+                "max_tokens": self.params.max_tokens,
+                "stop": list(self.params.stop),
+            },
+            "model_ref": self.model_ref,
+            "prices": self.prices,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatRunBody:
+        params = data["params"]
+        return cls(
+            mode="completion" if data["mode"] == "completion" else "chat",
+            message_id=str(data["message_id"]),
+            conversation_id=data.get("conversation_id"),
+            messages=[ChatMessage(role=m["role"], content=m["content"]) for m in data["messages"]],
+            params=GenerationParams(
+                model=params["model"],
+                temperature=params.get("temperature"),
+                top_p=params.get("top_p"),
+                max_tokens=params.get("max_tokens"),
+                stop=tuple(params.get("stop") or ()),
+            ),
+            model_ref=dict(data.get("model_ref") or {}),
+            prices=data.get("prices"),
+        )
+
+
+@dataclass
+class ChatResult:
+    """How a chat or completion run ended: written onto its message by the `ChatStore`."""
+
+    task_id: str
+    message_id: str
+    status: RunStatus
+    answer: str
+    usage: Usage = field(default_factory=Usage)
+    latency: float = 0.0
+    error_code: str | None = None
+    error_message: str | None = None
+    error_status: int | None = None
+    prices: dict[str, str] | None = None
+
+
+class ChatStore(Protocol):
+    """Where chat results are written (the services layer's message store)."""
+
+    async def finish(self, result: ChatResult) -> dict[str, Any]:
+        """Persist the result; returns the `metadata` object of `message_end` (usage...)."""
+
+    async def renew(self, spec: RunSpec) -> bool:
+        """The run is alive (its lease); False when it no longer runs."""
+
+
+def envelope(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
+    """Dify's full-converter envelope: chat events carry conversation_id, completion's do not."""
+    body: ChatRunBody = spec.body
+    payload: dict[str, Any] = {"event": event}
+    if body.mode != "completion":
+        payload["conversation_id"] = body.conversation_id
+    payload["message_id"] = body.message_id
+    payload["created_at"] = spec.created_at
+    payload.update(fields)
+    return payload
+
+
+class ChatRunner:
+    """Runs of one chat-shaped kind ("chat" or "completion") on a model from `resolve_model`."""
+
+    def __init__(self, kind: ChatMode, *, resolve_model: ModelResolver, store: ChatStore) -> None:
+        self.kind: str = kind
+        self.store = store
+        self._resolve_model = resolve_model
+
+    def decode(self, body: dict[str, Any]) -> ChatRunBody:
+        return ChatRunBody.from_json(body)
+
+    def start(self, spec: RunSpec) -> ChatExecution:
+        return ChatExecution(spec, self._resolve_model)
+
+    def terminal_events(
+        self, spec: RunSpec, result: ChatResult, stored: dict[str, Any]
+    ) -> list[Event]:
+        if result.error_code is None:
+            body: ChatRunBody = spec.body
+            return [
+                (
+                    "message_end",
+                    envelope(
+                        spec,
+                        "message_end",
+                        task_id=spec.task_id,
+                        id=body.message_id,
+                        metadata=stored,
+                    ),
+                )
+            ]
+        return [
+            (
+                "error",
+                envelope(
+                    spec,
+                    "error",
+                    status=result.error_status,
+                    code=result.error_code,
+                    message=result.error_message,
+                ),
+            )
+        ]
+
+
+class ChatExecution:
+    """One chat or completion run: resolves its model, streams the answer into the log."""
+
+    def __init__(self, spec: RunSpec, resolve_model: ModelResolver) -> None:
+        self._spec = spec
+        self._body: ChatRunBody = spec.body
+        self._resolve_model = resolve_model
+        self._answer: list[str] = []
+        self._usage = Usage()
+        self._started = time.perf_counter()
+
+    async def run(self, log: EventLog) -> None:
+        spec, body = self._spec, self._body
+        model = await self._resolve_model(body.model_ref)
+        # The fixed fields of every `message` event serialised once per run, not per piece.
+        template = EventTemplate(
+            envelope(spec, "message", task_id=spec.task_id, id=body.message_id, answer=""),
+            "answer",
+        )
+        async for item in model.stream_chat(body.messages, body.params):
+            if isinstance(item, Delta):
+                pieces = [piece for piece in item.parts if piece]
+                if not pieces:
+                    continue
+                self._answer.extend(pieces)
+                # One event per piece; the pieces of one read of the upstream in one go.
+                await log.extend(
+                    spec.task_id, "message", [template.render(piece) for piece in pieces]
+                )
+            elif isinstance(item, Finished):
+                self._usage = item.usage
+
+    def result(self, status: RunStatus, error: ConduitError | None) -> ChatResult:
+        text = "".join(self._answer)
+        usage = self._usage
+        if usage.total_tokens == 0 and text:
+            # A stopped or broken stream reports no usage: estimate so that records stay useful.
+            prompt_chars = sum(len(m.content) for m in self._body.messages)
+            usage = Usage(
+                prompt_tokens=max(1, prompt_chars // 4), completion_tokens=max(1, len(text) // 4)
+            )
+        return ChatResult(
+            task_id=self._spec.task_id,
+            message_id=self._body.message_id,
+            status=status,
+            answer=text,
+            usage=usage,
+            latency=round(time.perf_counter() - self._started, 3),
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+            error_status=error.status if error else None,
+            prices=self._body.prices,
+        )

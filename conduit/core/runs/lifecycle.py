@@ -1,0 +1,189 @@
+"""The lifecycle of every run, whatever its kind: running → succeeded | failed | stopped.
+
+`execute_run` runs the app runner's execution against the run's event log, racing it with
+the run's stop request, its time limit and the process's shutdown; renews the run's lease
+while it lives; and ends it in one order: the result is stored (`RunStore.finish`) *before*
+the terminal events are appended and the log is closed, so whoever sees the end of a run can
+read its stored result. It never raises for the run's own failures: they end up in the result
+and the log. The HTTP consumer never writes; a client that goes away loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.early import GatedLog, GatedStore, StartGates
+from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.kinds import AppRunner, AppRunners, Execution, RunStore
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus, transition
+from conduit.core.runs.stop import StopRegistry
+from conduit.errors import ConduitError
+
+logger = logging.getLogger(__name__)
+
+
+class RunTimeLimitExceeded(ConduitError):
+    code = "run_time_limit_exceeded"
+    status = 504
+    default_message = "The run reached its time limit and was ended; its partial answer is kept."
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """`max_seconds`: the longest a run may take (it is then ended, its partial result kept);
+    `lease_renewal`: how often a live run renews its lease (the reaper ends runs whose lease
+    lapsed)."""
+
+    max_seconds: float = 600.0
+    lease_renewal: float = 20.0
+
+
+async def execute_run(
+    spec: RunSpec,
+    runner: AppRunner,
+    *,
+    log: EventLog,
+    stops: StopRegistry,
+    limits: RunLimits,
+    gates: StartGates | None = None,
+    on_stored: Callable[[], Awaitable[None]] | None = None,
+) -> Any:
+    """Run `spec` to its end with `runner`; returns the runner's result. `gates`: the run was
+    started early (`core/runs/early.py`); `on_stored`: called once the result is stored,
+    before the terminal events (e.g. to give the run's concurrency slot back)."""
+    store: RunStore = runner.store
+    gated: GatedLog | None = None
+    if gates is not None:
+        gated = GatedLog(log, gates.created)
+        log, store = gated, GatedStore(store, gates.committed)
+    status = transition(RunStatus.PENDING, RunStatus.RUNNING)
+    execution = runner.start(spec)
+    error: ConduitError | None = None
+    work = asyncio.ensure_future(execution.run(log))
+    stop_watch = asyncio.ensure_future(stops.wait_for_stop(spec.task_id))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.max_seconds
+    try:
+        while True:
+            wait = min(deadline - loop.time(), limits.lease_renewal)
+            done, _ = await asyncio.wait(
+                {work, stop_watch}, timeout=max(wait, 0.0), return_when=asyncio.FIRST_COMPLETED
+            )
+            if work in done:
+                work.result()  # raises the run's failure
+                status = transition(status, RunStatus.SUCCEEDED)
+                break
+            if stop_watch in done:
+                await _cancelled(work)  # closes the model stream / stops local generation
+                status = transition(status, RunStatus.STOPPED)
+                break
+            if loop.time() >= deadline:
+                await _cancelled(work)
+                error = RunTimeLimitExceeded(
+                    f"The run reached its time limit of {limits.max_seconds:g} seconds and "
+                    "was ended; its partial answer is kept."
+                )
+                status = transition(status, RunStatus.FAILED)
+                break
+            await _renewed(store, spec)
+    except ConduitError as failure:
+        error = failure
+        status = transition(status, RunStatus.FAILED)
+    except asyncio.CancelledError:
+        # The process is shutting down (drain timeout): end the run as stopped, keep its work.
+        work.cancel()
+        status = transition(status, RunStatus.STOPPED)
+        await _finish(spec, runner, execution, log, gated, store, status, None, on_stored)
+        raise
+    except Exception as failure:
+        logger.exception("run %s failed unexpectedly", spec.task_id)
+        error = ConduitError("Internal Server Error, please contact support.")
+        error.__cause__ = failure
+        status = transition(status, RunStatus.FAILED)
+    finally:
+        stop_watch.cancel()
+    return await _finish(spec, runner, execution, log, gated, store, status, error, on_stored)
+
+
+async def _cancelled(work: asyncio.Future[None]) -> None:
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
+
+
+async def _renewed(store: RunStore, spec: RunSpec) -> None:
+    try:
+        await store.renew(spec)
+    except Exception:
+        # A missed renewal is not the run's failure: the next one may pass, and the lease
+        # outlives several renewal periods.
+        logger.warning("run %s: renewing its lease failed", spec.task_id, exc_info=True)
+
+
+async def _finish(
+    spec: RunSpec,
+    runner: AppRunner,
+    execution: Execution,
+    log: EventLog,
+    gated: GatedLog | None,
+    store: RunStore,
+    status: RunStatus,
+    error: ConduitError | None,
+    on_stored: Callable[[], Awaitable[None]] | None,
+) -> Any:
+    result = execution.result(status, error)
+    stored: dict[str, Any] = {}
+    try:
+        stored = await store.finish(result)
+    except Exception:
+        logger.exception("run %s: storing the result failed", spec.task_id)
+    finally:
+        if on_stored is not None:
+            await on_stored()
+    if gated is not None and not await gated.usable():
+        return result  # its log never came to exist: nothing to end there
+    try:
+        for name, payload in runner.terminal_events(spec, result, stored):
+            await log.append(spec.task_id, name, payload)
+    finally:
+        await log.close(spec.task_id)
+    return result
+
+
+async def run_to_end(
+    backends: RunBackends,
+    runners: AppRunners,
+    limits: RunLimits,
+    spec: RunSpec,
+    *,
+    slot_key: str | None,
+    gates: StartGates | None = None,
+) -> Any:
+    """What every executor calls: execute the run with its kind's runner, and always give its
+    concurrency slot (as soon as its result is stored) and its stop registration back."""
+    held = [slot_key] if slot_key else []
+
+    async def release() -> None:
+        if held:
+            await backends.limiter.release(held.pop(), spec.task_id)
+
+    try:
+        return await execute_run(
+            spec,
+            runners.get(spec.kind),
+            log=backends.eventlog,
+            stops=backends.stops,
+            limits=limits,
+            gates=gates,
+            on_stored=release,
+        )
+    finally:
+        await release()
+        await backends.stops.forget(spec.task_id)

@@ -1,0 +1,227 @@
+"""An app's model config: reading it, and validating and storing it whole (400 naming the
+bad field). The model it names must be a server provider or one of the workspace's providers
+(`services/model_providers.py`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from conduit.db.models import App, AppMode, Membership, ProviderCredential, Role
+from conduit.errors import InvalidParam
+from conduit.services._fields import boolean as _bool
+from conduit.services._fields import text as _text
+from conduit.services.apps import AppFields, get_app, require_role, update_app
+from conduit.services.model_providers import (
+    DEFAULT_PROVIDERS,
+    SERVER_PROVIDERS,
+    WORKSPACE_PREFIX,
+    readable_providers,
+)
+
+CONFIG_MODES = (AppMode.CHAT, AppMode.COMPLETION, AppMode.AGENT_CHAT)
+FORM_CONTROLS = (
+    "text-input",
+    "paragraph",
+    "select",
+    "number",
+    "checkbox",
+    "file",
+    "file-list",
+    "external_data_tool",
+)
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+MAX_PROMPT = 100_000
+
+
+def get_model_config(session: Session, *, member: Membership, app_id: str) -> dict[str, Any]:
+    return dict(get_app(session, member.tenant_id, app_id).model_config_ or {})
+
+
+def save_model_config(session: Session, *, member: Membership, app_id: str, config: Any) -> App:
+    """Validate and store an app's model config (the whole config: it replaces the old one).
+    Through `update_app`, so `app-model-config-was-updated` fires and caches are invalidated."""
+    require_role(member, Role.EDITOR, "edit apps")
+    app = get_app(session, member.tenant_id, app_id)
+    if app.mode not in CONFIG_MODES:
+        raise InvalidParam(
+            f"{app.mode.value} apps have no model config (chat, agent-chat and completion do)"
+        )
+    cleaned = validate_model_config(session, member.tenant_id, config)
+    return update_app(session, member=member, app_id=app_id, fields=AppFields(model_config=cleaned))
+
+
+def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict[str, Any]:
+    """The config with its known fields checked (400 naming the field); other keys (Dify's
+    features this server does not use yet) are kept as they are."""
+    if not isinstance(config, dict):
+        raise InvalidParam("model_config: must be an object")
+    cleaned = dict(config)
+    for key, limit in (("pre_prompt", MAX_PROMPT), ("opening_statement", 10_000)):
+        if key in cleaned and cleaned[key] is not None:
+            cleaned[key] = _text(cleaned[key], key, limit)
+    if cleaned.get("suggested_questions") is not None:
+        cleaned["suggested_questions"] = _questions(cleaned["suggested_questions"])
+    if cleaned.get("suggested_questions_after_answer") is not None:
+        cleaned["suggested_questions_after_answer"] = _switch(
+            cleaned["suggested_questions_after_answer"], "suggested_questions_after_answer"
+        )
+    if cleaned.get("user_input_form") is not None:
+        cleaned["user_input_form"] = _form(cleaned["user_input_form"])
+    if cleaned.get("model") is not None:
+        cleaned["model"] = _model(session, tenant_id, cleaned["model"])
+    if cleaned.get("memory") is not None:
+        cleaned["memory"] = _memory(cleaned["memory"])
+    return cleaned
+
+
+def _object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidParam(f"{field}: must be an object")
+    return dict(value)
+
+
+def _int(value: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidParam(f"{field}: must be an integer between {low} and {high}")
+    return value
+
+
+def _number(value: Any, field: str, low: float, high: float) -> float | int:
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not low <= value <= high
+        or value != value
+    ):
+        raise InvalidParam(f"{field}: must be a number between {low:g} and {high:g}")
+    return value
+
+
+def _questions(value: Any) -> list[str]:
+    if not isinstance(value, list) or len(value) > 20:
+        raise InvalidParam("suggested_questions: must be a list of at most 20 strings")
+    for index, item in enumerate(value):
+        _text(item, f"suggested_questions[{index}]", 1000)
+    return list(value)
+
+
+def _switch(value: Any, field: str) -> dict[str, Any]:
+    found = _object(value, field)
+    found["enabled"] = _bool(found.get("enabled", False), f"{field}.enabled")
+    return found
+
+
+def _form(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list):
+        raise InvalidParam("user_input_form: must be a list")
+    seen: set[str] = set()
+    items: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        where = f"user_input_form[{index}]"
+        if not isinstance(item, dict) or len(item) != 1:
+            raise InvalidParam(
+                f"{where}: must be an object with one control, e.g. {{'text-input': {{...}}}}"
+            )
+        control, spec = next(iter(item.items()))
+        if control not in FORM_CONTROLS:
+            raise InvalidParam(f"{where}: unknown control {control!r} ({', '.join(FORM_CONTROLS)})")
+        where = f"{where}.{control}"
+        spec = _object(spec, where)
+        variable = spec.get("variable")
+        if not isinstance(variable, str) or not _VARIABLE.match(variable):
+            raise InvalidParam(
+                f"{where}.variable: must start with a letter or _ and hold only letters, digits "
+                "and _ (at most 64)"
+            )
+        if variable in seen:
+            raise InvalidParam(f"{where}.variable: {variable!r} is used twice")
+        seen.add(variable)
+        if spec.get("label") is not None:
+            _text(spec["label"], f"{where}.label", 255)
+        if spec.get("required") is not None:
+            _bool(spec["required"], f"{where}.required")
+        if spec.get("max_length") is not None:
+            _int(spec["max_length"], f"{where}.max_length", 1, 1_000_000)
+        if control == "select":
+            options = spec.get("options")
+            if not isinstance(options, list) or not options:
+                raise InvalidParam(f"{where}.options: must be a non-empty list of strings")
+            for position, option in enumerate(options):
+                _text(option, f"{where}.options[{position}]", 1000)
+        items.append({control: spec})
+    return items
+
+
+def _model(session: Session, tenant_id: str, value: Any) -> dict[str, Any]:
+    model = _object(value, "model")
+    provider = model.get("provider")
+    row: ProviderCredential | None = None
+    if isinstance(provider, str) and provider.startswith(WORKSPACE_PREFIX):
+        found = session.scalars(
+            readable_providers(tenant_id).where(
+                ProviderCredential.id == provider.removeprefix(WORKSPACE_PREFIX)
+            )
+        ).first()
+        if found is None:
+            raise InvalidParam(
+                f"model.provider: {provider!r} is no model provider of this workspace"
+            )
+        row = found
+    elif provider not in DEFAULT_PROVIDERS and provider not in SERVER_PROVIDERS:
+        raise InvalidParam(
+            f"model.provider: unknown provider {provider!r} (default, local, "
+            "openai_api_compatible, or workspace:<id> of a model provider of this workspace)"
+        )
+    name = model.get("name")
+    if name is None and row is not None:
+        raise InvalidParam("model.name: required with a workspace provider")
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 255:
+            raise InvalidParam("model.name: must be a model name (1 to 255 characters)")
+        if row is not None and row.models and name not in row.models:
+            raise InvalidParam(
+                f"model.name: {name!r} is not a model of {row.name!r} ({', '.join(row.models)})"
+            )
+    if model.get("mode") is not None and model["mode"] not in ("chat", "completion"):
+        raise InvalidParam("model.mode: must be chat or completion")
+    if model.get("completion_params") is not None:
+        model["completion_params"] = _params(model["completion_params"])
+    return model
+
+
+def _params(value: Any) -> dict[str, Any]:
+    where = "model.completion_params"
+    params = _object(value, where)
+    for key, low, high in (
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
+    ):
+        if params.get(key) is not None:
+            _number(params[key], f"{where}.{key}", low, high)
+    if params.get("max_tokens") is not None:
+        _int(params["max_tokens"], f"{where}.max_tokens", 1, 1_000_000)
+    stop = params.get("stop")
+    if stop is not None:
+        if not isinstance(stop, list) or len(stop) > 4:
+            raise InvalidParam(f"{where}.stop: must be a list of at most 4 strings")
+        for index, item in enumerate(stop):
+            if not isinstance(item, str) or not item:
+                raise InvalidParam(f"{where}.stop[{index}]: must be a non-empty string")
+    return params
+
+
+def _memory(value: Any) -> dict[str, Any]:
+    memory = _object(value, "memory")
+    if memory.get("window") is not None:
+        window = _object(memory["window"], "memory.window")
+        if window.get("enabled") is not None:
+            _bool(window["enabled"], "memory.window.enabled")
+        if window.get("size") is not None:
+            _int(window["size"], "memory.window.size", 1, 100)
+        memory["window"] = window
+    return memory

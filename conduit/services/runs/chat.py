@@ -1,0 +1,380 @@
+"""The planner of chat and completion runs: validate the request, read what the run needs
+(its conversation's history, its provider and that provider's quota), decide its rows and its
+spec, and write them.
+
+Every run of these apps has a conversation: a chat continues one or starts one (named by a
+task); a completion message gets a conversation of its own, as in Dify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from conduit.core.apps.chat import ChatMode, ChatRunBody
+from conduit.core.llm.provider import ChatMessage
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus
+from conduit.db.models import App, AppMode, Conversation, EndUser, Message
+from conduit.errors import AppUnavailable, ConversationCompleted, InvalidParam, NotChatApp
+from conduit.infra.cache import Cache
+from conduit.infra.outbox import enqueue
+from conduit.infra.settings import Settings
+from conduit.services import conversations, model_providers, prompts
+from conduit.services.runs.start import RunIds, owner_of
+
+CHAT_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
+NAME_TASK = "conduit.generation.name_conversation"
+
+
+@dataclass
+class ChatRequest:
+    """A chat or completion request as the API received it (already type-checked)."""
+
+    mode: ChatMode  # the route it came in on
+    inputs: Any
+    query: str
+    response_mode: str  # "blocking" | "streaming"
+    conversation_id: str | None = None
+    auto_generate_name: bool = True
+    files: list[Any] = field(default_factory=list)
+
+
+def app_provider(app: App) -> Any:
+    """The app's `model.provider` as configured (None when unset)."""
+    model = (app.model_config_ or {}).get("model")
+    return model.get("provider") if isinstance(model, dict) else None
+
+
+def model_ref(
+    app: App, settings: Settings, *, session: Session | None = None, cache: Cache | None = None
+) -> dict[str, Any]:
+    """Which provider serves this app: its own `model.provider` (a workspace provider is
+    referred to by id: the executor reads and decrypts its key), else the workspace's default
+    provider (looked up when a `session` is given; `cache` remembers a workspace without one),
+    else the server default."""
+    provider = app_provider(app)
+    workspace = model_providers.app_model_ref(session, app, provider, cache)
+    if workspace is not None:
+        return workspace
+    if provider in (None, "", "default"):
+        provider = "openai_api_compatible" if settings.model.base_url else "local"
+    return {"provider": provider}
+
+
+def raw_prices(model_config: dict[str, Any]) -> dict[str, str] | None:
+    """The app's `model.prices` ({"prompt", "completion", "currency"}) as strings, if set."""
+    model = model_config.get("model")
+    prices = model.get("prices") if isinstance(model, dict) else None
+    if not isinstance(prices, dict):
+        return None
+    return {str(k): str(v) for k, v in prices.items()}
+
+
+_MESSAGES = cast(Table, Message.__table__)
+_INSERT_MESSAGE = insert(_MESSAGES)
+
+
+@dataclass(frozen=True)
+class ChatPlan:
+    """What a chat or completion run's start writes: its spec, and the message's inputs and
+    conversation (`new_conversation`: created with it)."""
+
+    spec: RunSpec
+    ids: RunIds
+    inputs: dict[str, Any]
+    end_user: EndUser
+    query: str
+    new_conversation: bool
+    name_conversation: bool
+
+    def write(self, session: Session, app: App) -> None:
+        write_run(session, app, self)
+
+
+class ChatPlanner:
+    """`services/runs/start.py`'s planner of chat and completion runs."""
+
+    def check(self, app: App, request: ChatRequest) -> None:
+        check_app_mode(app, request)
+
+    def meta(self, app: App, request: ChatRequest, ids: RunIds) -> dict[str, str]:
+        conversation_id = ""
+        if request.mode == "chat":
+            conversation_id = request.conversation_id or ids.new_conversation_id
+        return {
+            "mode": request.mode,
+            "message_id": ids.message_id,
+            "conversation_id": conversation_id,
+            "created_at": str(int(ids.created_at.timestamp())),
+        }
+
+    def uses_default_provider(self, app: App) -> bool:
+        return app_provider(app) in model_providers.DEFAULT_PROVIDERS
+
+    def plan_ahead(
+        self,
+        app: App,
+        request: ChatRequest,
+        settings: Settings,
+        *,
+        task_id: str,
+        ids: RunIds,
+        without_default_provider: bool,
+    ) -> RunSpec | None:
+        """The run's spec before its transaction, when nothing in it comes from the database
+        (see `plan_ahead` in start.py)."""
+        return early_spec(
+            app,
+            request,
+            settings,
+            task_id=task_id,
+            ids=ids,
+            without_default_provider=without_default_provider,
+        )
+
+    def plan(
+        self,
+        session: Session,
+        *,
+        app: App,
+        end_user: EndUser,
+        request: ChatRequest,
+        settings: Settings,
+        task_id: str,
+        ids: RunIds,
+        cache: Cache | None,
+    ) -> ChatPlan:
+        return plan_run(
+            session,
+            app=app,
+            end_user=end_user,
+            request=request,
+            settings=settings,
+            task_id=task_id,
+            ids=ids,
+            cache=cache,
+        )
+
+
+def plan_run(
+    session: Session,
+    *,
+    app: App,
+    end_user: EndUser,
+    request: ChatRequest,
+    settings: Settings,
+    task_id: str,
+    ids: RunIds | None = None,
+    cache: Cache | None = None,
+) -> ChatPlan:
+    """Validate, read what the run needs (its conversation and history, its provider and that
+    provider's quota) and decide its rows; nothing is written (`write_run` does). `ids`
+    (message id, new conversation id, creation time) may be decided beforehand; `cache`
+    spares the default provider's query for a workspace known to have none."""
+    ids = ids or RunIds.new()
+    config = app.model_config_ or {}
+    check_app_mode(app, request)
+    ref = model_ref(app, settings, session=session, cache=cache)
+    model_providers.check_quota(session, ref)
+    conversation_id = ids.new_conversation_id
+    new_conversation = True
+    if request.mode == "chat":
+        history: list[tuple[str, str]] = []
+        if request.conversation_id:
+            conversation = conversations.get_conversation(
+                session, app, end_user, request.conversation_id
+            )
+            if conversation.status != "normal":
+                raise ConversationCompleted()
+            inputs = dict(conversation.inputs or {})  # Dify keeps the conversation's own inputs
+            history = _history(
+                session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
+            )
+            conversation_id = conversation.id
+            new_conversation = False
+        else:
+            inputs = prompts.validate_inputs(config, request.inputs)
+        messages = prompts.chat_prompt(config, inputs, history, request.query)
+    else:
+        inputs = prompts.validate_inputs(config, request.inputs)
+        messages = prompts.completion_prompt(config, inputs, request.query)
+    spec = _spec(
+        app,
+        request,
+        settings,
+        task_id=task_id,
+        ids=ids,
+        conversation_id=conversation_id,
+        owner=owner_of(end_user),
+        messages=messages,
+        ref=ref,
+    )
+    return ChatPlan(
+        spec=spec,
+        ids=ids,
+        inputs=inputs,
+        end_user=end_user,
+        query=request.query,
+        new_conversation=new_conversation,
+        name_conversation=(
+            new_conversation and request.mode == "chat" and request.auto_generate_name
+        ),
+    )
+
+
+def write_run(session: Session, app: App, planned: ChatPlan) -> None:
+    """Write a planned run: its new conversation (and the naming task) or its conversation's
+    activity, and its message (`running`). Writes only, whose results are not read: they can
+    go to the database together with the commit (`commit_together`); the caller commits."""
+    spec, ids = planned.spec, planned.ids
+    body: ChatRunBody = spec.body
+    if planned.new_conversation:
+        conversations.create_conversation(
+            session,
+            app,
+            planned.end_user,
+            inputs=planned.inputs,
+            conversation_id=ids.new_conversation_id,
+        )
+        if planned.name_conversation:
+            enqueue(
+                session,
+                NAME_TASK,
+                queue="generation",
+                kwargs={"conversation_id": ids.new_conversation_id},
+            )
+    else:
+        assert body.conversation_id is not None
+        conversations.touch_conversation(session, body.conversation_id)
+    # A Core INSERT (no ORM object to flush): it is on the path of every run.
+    session.connection().execute(
+        _INSERT_MESSAGE,
+        {
+            "id": ids.message_id,
+            "created_at": ids.created_at,
+            "updated_at": ids.created_at,
+            "app_id": app.id,
+            "conversation_id": body.conversation_id,
+            "task_id": spec.task_id,
+            "end_user_id": planned.end_user.id,
+            "from_source": "api",
+            "inputs": planned.inputs,
+            "query": planned.query,
+            "status": RunStatus.RUNNING.value,
+            "model_provider": body.model_ref["provider"],
+            "model_id": body.params.model,
+        },
+    )
+
+
+def check_app_mode(app: App, request: ChatRequest) -> None:
+    """The app must be of the route's kind (Dify's errors otherwise)."""
+    if request.mode == "chat":
+        if app.mode not in CHAT_MODES:
+            if app.mode == AppMode.ADVANCED_CHAT:
+                raise AppUnavailable(
+                    "Chatflow apps need workflows, which this server does not run yet."
+                )
+            raise NotChatApp()
+        if app.mode == AppMode.AGENT_CHAT and request.response_mode != "streaming":
+            raise InvalidParam("Agent Chat App does not support blocking mode")
+    elif app.mode != AppMode.COMPLETION:
+        raise AppUnavailable()
+
+
+def _spec(
+    app: App,
+    request: ChatRequest,
+    settings: Settings,
+    *,
+    task_id: str,
+    ids: RunIds,
+    conversation_id: str,
+    owner: str,
+    messages: list[ChatMessage],
+    ref: dict[str, Any],
+) -> RunSpec:
+    config = app.model_config_ or {}
+    return RunSpec(
+        task_id=task_id,
+        kind=request.mode,
+        app_id=app.id,
+        tenant_id=app.tenant_id,
+        owner=owner,
+        created_at=int(ids.created_at.timestamp()),
+        body=ChatRunBody(
+            mode=request.mode,
+            message_id=ids.message_id,
+            conversation_id=conversation_id,
+            messages=messages,
+            params=prompts.generation_params(
+                config, ref.get("default_model") or settings.model.name
+            ),
+            model_ref=ref,
+            prices=raw_prices(config),
+        ),
+    )
+
+
+def early_spec(
+    app: App,
+    request: ChatRequest,
+    settings: Settings,
+    *,
+    task_id: str,
+    ids: RunIds,
+    without_default_provider: bool,
+) -> RunSpec | None:
+    """The run's spec before its transaction, when nothing in it comes from the database: a new
+    chat or a completion, on a server provider (one the app names, or the server default for a
+    workspace known to have no default provider of its own). The same functions as in
+    `plan_run` build it from the same request and app, and the ids are decided beforehand,
+    so it is the spec the transaction writes, but for `owner` (the end user's id, left empty:
+    the runner does not use it). None when the run needs the database first (a conversation's
+    history, a workspace provider's quota)."""
+    if request.mode == "chat" and request.conversation_id:
+        return None
+    provider = app_provider(app)
+    if provider in model_providers.DEFAULT_PROVIDERS:
+        if not without_default_provider:
+            return None
+    elif provider not in model_providers.SERVER_PROVIDERS:
+        return None
+    check_app_mode(app, request)
+    config = app.model_config_ or {}
+    inputs = prompts.validate_inputs(config, request.inputs)
+    if request.mode == "chat":
+        messages = prompts.chat_prompt(config, inputs, [], request.query)
+    else:
+        messages = prompts.completion_prompt(config, inputs, request.query)
+    return _spec(
+        app,
+        request,
+        settings,
+        task_id=task_id,
+        ids=ids,
+        conversation_id=ids.new_conversation_id,
+        owner="",
+        messages=messages,
+        ref=model_ref(app, settings),
+    )
+
+
+def _history(session: Session, conversation: Conversation, turns: int) -> list[tuple[str, str]]:
+    if turns <= 0:
+        return []
+    rows = session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.status.in_([RunStatus.SUCCEEDED.value, RunStatus.STOPPED.value]),
+            Message.answer != "",
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(turns)
+    )
+    return [(m.query, m.answer) for m in reversed(list(rows))]

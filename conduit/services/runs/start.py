@@ -1,0 +1,342 @@
+"""Starting a run, for every kind: limits, the run's event log, one commit, the hand-off.
+
+1. The key's rate and the app's concurrency slot (`check_limits`, atomic; 429 otherwise).
+2. The run's event log is created (a Redis round trip, distributed) alongside the limits.
+3. One transaction: the kind's planner validates and reads what the run needs (`plan`), then
+   its writes and the commit go to the database together. Under the Celery executor the run
+   itself is an outbox row of that transaction, durable like any other task.
+4. The hand-off: the inline executor starts the run; its stop owner is registered.
+
+Early start (inline executor only): a planner may plan a run ahead of its transaction
+(`plan_ahead`) when nothing in its spec comes from the database. Such a run starts at once and
+its model call overlaps steps 2-3; `core/runs/early.py`'s gates keep it from writing its log
+before the log exists and from storing its result before its rows exist, and a start that
+fails cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from conduit.core.runs.early import StartGates
+from conduit.core.runs.limits import Limiter
+from conduit.core.runs.spec import RunSpec
+from conduit.db.models import App, EndUser, utcnow
+from conduit.errors import AppUnavailable, ServiceUnavailable, TooManyRequests
+from conduit.infra.cache import Cache
+from conduit.infra.db import commit_together
+from conduit.infra.outbox import enqueue
+from conduit.infra.settings import Settings
+from conduit.services import model_providers
+from conduit.services.end_users import cached_end_user, get_or_create_end_user
+from conduit.services.runs.context import Runs
+
+logger = logging.getLogger(__name__)
+
+RUN_TASK = "conduit.generation.run"
+
+
+@dataclass(frozen=True)
+class RunIds:
+    """Ids of a run's rows, decided before its transaction so that its event log can exist
+    first (nothing may wait on the event loop while a database write lock is held)."""
+
+    message_id: str
+    new_conversation_id: str
+    created_at: datetime
+
+    @classmethod
+    def new(cls) -> RunIds:
+        # Full precision in the row (it orders messages); the wire shows its whole seconds.
+        return cls(str(uuid.uuid4()), str(uuid.uuid4()), utcnow())
+
+
+def owner_of(end_user: EndUser) -> str:
+    return f"end-user-{end_user.id}"
+
+
+class Plan(Protocol):
+    """What a planner decided in the start's transaction: the spec, and its writes."""
+
+    @property
+    def spec(self) -> RunSpec: ...
+
+    def write(self, session: Session, app: App) -> None:
+        """Write the run's rows (no reads: they go out with the commit)."""
+
+
+class Planner(Protocol):
+    """How runs of one kind of app are planned (`services/runs/chat.py` for chat and
+    completion)."""
+
+    def check(self, app: App, request: Any) -> None:
+        """The app serves this kind of run (raises Dify's error otherwise)."""
+
+    def meta(self, app: App, request: Any, ids: RunIds) -> dict[str, str]:
+        """What the run's event log keeps of it, beside its app, user and kind."""
+
+    def uses_default_provider(self, app: App) -> bool:
+        """Whether the app's model is the workspace's default (its spec then depends on
+        whether the workspace has one)."""
+
+    def plan_ahead(
+        self,
+        app: App,
+        request: Any,
+        settings: Settings,
+        *,
+        task_id: str,
+        ids: RunIds,
+        without_default_provider: bool,
+    ) -> RunSpec | None:
+        """The run's spec when nothing in it comes from the database (it may start early),
+        else None."""
+
+    def plan(
+        self,
+        session: Session,
+        *,
+        app: App,
+        end_user: EndUser,
+        request: Any,
+        settings: Settings,
+        task_id: str,
+        ids: RunIds,
+        cache: Cache | None,
+    ) -> Plan:
+        """Validate and read, in the start's transaction (nothing written)."""
+
+
+def app_slot_key(app_id: str) -> str:
+    return f"app-active:{app_id}"
+
+
+async def check_limits(
+    limiter: Limiter, settings: Settings, *, app: App, key_id: str | None, task_id: str
+) -> str | None:
+    """Count the key's request and take one of the app's run slots; raises TooManyRequests.
+    Returns the slot key to release when the run ends (None when the app has no limit)."""
+    per_minute = settings.runs.requests_per_minute_per_key
+    if per_minute and key_id:
+        wait = await limiter.hit(f"key-rate:{key_id}", limit=per_minute, window=60.0)
+        if wait > 0:
+            raise TooManyRequests("Too many requests. Please try again later.", retry_after=wait)
+    limit = app.max_active_requests if app.max_active_requests else settings.runs.max_active_per_app
+    if not limit:
+        return None
+    slot = app_slot_key(app.id)
+    if not await limiter.acquire(
+        slot, limit=limit, ttl=float(settings.runs.max_seconds), holder=task_id
+    ):
+        raise TooManyRequests("Too many requests. Please try again later.", retry_after=1.0)
+    return slot
+
+
+async def start_run(
+    runs: Runs, planner: Planner, *, app: App, key_id: str | None, user: str, request: Any
+) -> RunSpec:
+    """Check limits and open the run's event log, write its rows (one commit), hand the run to
+    the executor and register its stop owner. Returns its spec."""
+    if runs.inline is not None and not runs.inline.accepting:
+        raise ServiceUnavailable("The server is shutting down; retry on another instance.")
+    task_id = str(uuid.uuid4())
+    ids = RunIds.new()
+    eventlog, stops, limiter = runs.backends.eventlog, runs.backends.stops, runs.backends.limiter
+    # The log's creation (a Redis round trip, distributed) starts now and runs alongside the
+    # limits and, for a run that starts early, the model call; it completes before the commit
+    # makes the run visible to another process (a worker may start it at once). A request
+    # refused meanwhile leaves only a log that expires.
+    meta = {"app_id": app.id, "user": user, **planner.meta(app, request, ids)}
+    created = asyncio.ensure_future(eventlog.create(task_id, meta=meta))
+    created.add_done_callback(_retrieved)
+    slot_key, without_default, known_user = await _limits(runs, planner, app, key_id, user, task_id)
+    ttl = float(runs.settings.runs.max_seconds + 600)
+    gates: StartGates | None = None
+    early: asyncio.Task[Any] | None = None
+    registration: asyncio.Future[None] | None = None
+    try:
+        if runs.inline is not None:
+            # A run that needs nothing from the database starts its model call now, while its
+            # log is created and its start commits: both hide in the model's time to first
+            # token (see the module's docstring).
+            ahead = planner.plan_ahead(
+                app,
+                request,
+                runs.settings,
+                task_id=task_id,
+                ids=ids,
+                without_default_provider=without_default,
+            )
+            if ahead is not None:
+                gates = StartGates.new()
+                early = runs.inline.submit(ahead, slot_key, gates=gates)
+        await asyncio.shield(created)
+        if gates is not None:
+            gates.log_created()
+        if known_user is not None:
+            # The stop owner is known: it is registered while the start commits. (Should the
+            # commit fail, the registration of a run that never existed just expires.)
+            registration = asyncio.ensure_future(
+                stops.register(task_id, owner_of(known_user), ttl=ttl)
+            )
+            registration.add_done_callback(_retrieved)
+        spec = await asyncio.to_thread(
+            _prepare_and_commit,
+            runs,
+            planner,
+            app,
+            user,
+            known_user,
+            request,
+            task_id,
+            ids,
+            slot_key,
+        )
+        if runs.inline is None:
+            await _registered(runs, spec, ttl, registration)
+    except BaseException:
+        if early is not None and gates is not None:
+            gates.fail()
+            early.cancel()  # the run gives its slot back as it ends
+        elif slot_key:
+            await limiter.release(slot_key, task_id)
+        raise
+    if runs.inline is not None:
+        # The stop owner is registered while the model call starts: a client learns the task id
+        # only from the stream, which this request opens after the registration.
+        if gates is not None:
+            gates.start_committed()
+        else:
+            runs.inline.submit(spec, slot_key)
+        try:
+            await _registered(runs, spec, ttl, registration)
+        except Exception:
+            # The run is committed and running: it goes on (and is stored) without a stop.
+            logger.exception("run %s: registering its stop owner failed", task_id)
+    return spec
+
+
+async def _registered(
+    runs: Runs, spec: RunSpec, ttl: float, started: asyncio.Future[None] | None
+) -> None:
+    """The run's stop owner registered: by `started`, or now (the owner known only now)."""
+    if started is None:
+        await runs.backends.stops.register(spec.task_id, spec.owner, ttl=ttl)
+    else:
+        await started
+
+
+def _retrieved(done: asyncio.Future[None]) -> None:
+    """A log's creation or a stop's registration whose request failed first: its own failure
+    matters to nobody."""
+    if not done.cancelled():
+        done.exception()
+
+
+async def _limits(
+    runs: Runs, planner: Planner, app: App, key_id: str | None, user: str, task_id: str
+) -> tuple[str | None, bool, EndUser | None]:
+    """`check_limits`, then the end user if the cache holds it and, for the inline executor,
+    whether the cache knows that the app's workspace has no default provider. Returns the
+    slot key, that knowledge and the end user; raises the limits' refusal.
+
+    One after the other: without limits set, and with the cache's answers in memory (all but
+    the first read of a key in a while), none of them waits, so the request goes on within
+    the same turn of the event loop (running them as tasks cost two turns, each one a wait
+    behind every other ready callback under load)."""
+    limiter = runs.backends.limiter
+    slot_key = await check_limits(limiter, runs.settings, app=app, key_id=key_id, task_id=task_id)
+    try:
+        without_default = await _without_default_provider(runs, planner, app)
+        known_user = None if runs.cache is None else await cached_end_user(runs.cache, app, user)
+    except BaseException:
+        if slot_key:
+            await limiter.release(slot_key, task_id)
+        raise
+    return slot_key, without_default, known_user
+
+
+async def _without_default_provider(runs: Runs, planner: Planner, app: App) -> bool:
+    """Whether the cache says that the app's workspace has no default provider (False when it
+    does not know, or when nothing would start before the commit anyway)."""
+    if runs.inline is None or runs.cache is None:
+        return False
+    if not planner.uses_default_provider(app):
+        return False  # the app names its provider: the workspace default does not matter
+    return await model_providers.aknown_without_default(runs.cache, app.tenant_id)
+
+
+def _prepare_and_commit(
+    runs: Runs,
+    planner: Planner,
+    given: App,
+    user: str,
+    known_user: EndUser | None,
+    request: Any,
+    task_id: str,
+    ids: RunIds,
+    slot_key: str | None,
+) -> RunSpec:
+    try:
+        with runs.db.transaction(pinned=True) as session:
+            return _prepare_in(
+                session, runs, planner, given, user, known_user, request, task_id, ids, slot_key
+            )
+    except IntegrityError as error:
+        # The app (hence its rows' foreign keys) may have gone while its snapshot was served.
+        with runs.db.sessions() as session:
+            if session.get(App, given.id) is None:
+                raise AppUnavailable() from error
+        raise
+
+
+def _prepare_in(
+    session: Session,
+    runs: Runs,
+    planner: Planner,
+    given: App,
+    user: str,
+    known_user: EndUser | None,
+    request: Any,
+    task_id: str,
+    ids: RunIds,
+    slot_key: str | None,
+) -> RunSpec:
+    # A detached app is the Service API's cached snapshot (dropped whenever the app changes):
+    # reading it again would cost a query per run. An app of another session is read here.
+    app = given if sa_inspect(given).detached else session.get(App, given.id)
+    if app is None:
+        raise AppUnavailable()
+    # The end user as the cache knew it before the transaction (looked up on the loop).
+    end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
+    plan = planner.plan(
+        session,
+        app=app,
+        end_user=end_user,
+        request=request,
+        settings=runs.settings,
+        task_id=task_id,
+        ids=ids,
+        cache=runs.cache,
+    )
+    # The reads are done: the writes and the commit go out together (one round trip).
+    with commit_together(session):
+        plan.write(session, app)
+        if runs.inline is None:
+            # The celery executor: the run itself is outbox work, durable like any other task.
+            enqueue(
+                session,
+                RUN_TASK,
+                queue="generation",
+                kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
+            )
+    return plan.spec

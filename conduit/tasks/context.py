@@ -1,0 +1,70 @@
+"""What Conduit's tasks use, handed to them through their Celery app.
+
+`conduit/bootstrap.py` attaches a `TaskContext` to every Celery app it builds (`attach`); a
+task reaches it as `task_context(self)` (tasks are bound). The context builds its parts once
+per process: a prefork worker's child builds its own after the fork, never sharing the
+parent's database connections.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+
+from conduit.core.llm.registry import ModelRegistry
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.kinds import AppRunners
+from conduit.core.runs.lifecycle import RunLimits
+from conduit.infra.resources import Resources
+
+
+@dataclass
+class TaskParts:
+    """`backends`: the server's in-process run backends, shared with the tasks of its embedded
+    worker; None where each task builds Redis ones for its own event loop."""
+
+    resources: Resources
+    models: ModelRegistry
+    runners: AppRunners
+    limits: RunLimits
+    backends: RunBackends | None = None
+
+
+class TaskContext:
+    def __init__(self, build: Callable[[], TaskParts]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._built: tuple[int, TaskParts] | None = None
+
+    def get(self) -> TaskParts:
+        with self._lock:
+            if self._built is None or self._built[0] != os.getpid():
+                self._built = (os.getpid(), self._build())
+            return self._built[1]
+
+    @classmethod
+    def of_parts(cls, parts: TaskParts) -> TaskContext:
+        """A context of parts built already (the server's, for its embedded worker)."""
+        context = cls(lambda: parts)
+        context._built = (os.getpid(), parts)
+        return context
+
+
+_ATTRIBUTE = "conduit_context"
+
+
+def attach(app: Celery, context: TaskContext) -> None:
+    setattr(app, _ATTRIBUTE, context)
+
+
+def task_context(task: Any) -> TaskParts:
+    """The parts of the Celery app that runs `task`."""
+    context: TaskContext | None = getattr(task.app, _ATTRIBUTE, None)
+    if context is None:
+        raise RuntimeError(f"task {task.name}: its Celery app was not built by conduit.bootstrap")
+    return context.get()
