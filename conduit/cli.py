@@ -135,15 +135,19 @@ def beat() -> None:
 def migrate(revision: str, down_to: str | None) -> None:
     """Apply the database migrations (Alembic)."""
     settings = _settings()
-    from conduit.db import migrations
+    from conduit.infra.db import Database, build_engine
+    from conduit.infra.schema import migrate as migrate_schema
 
-    url = settings.database_url
-    if down_to:
-        migrations.downgrade(url, down_to)
-        click.echo(f"downgraded to {down_to}")
-    else:
-        migrations.upgrade(url, revision)
-        click.echo(f"database at {revision} ({settings.database_url.split('://')[0]})")
+    db = Database(build_engine(settings.database_url, null_pool=True))
+    try:
+        if down_to:
+            migrate_schema(db, down_to, down=True)
+            click.echo(f"downgraded to {down_to}")
+        else:
+            migrate_schema(db, revision)
+            click.echo(f"database at {revision} ({settings.database_url.split('://')[0]})")
+    finally:
+        db.dispose()
 
 
 def _ask(value: str | None, label: str, hide: bool = False) -> str:

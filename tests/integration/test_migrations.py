@@ -4,16 +4,17 @@ what the models describe, so models and migrations stay in lockstep."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 
 from conduit.db.migrations import alembic_config, current_head, downgrade, upgrade
-from conduit.db.models import Base
+from conduit.db.models import AppMode, Base
 from conduit.infra.db import build_engine
 
 MODEL_TABLES = set(Base.metadata.tables)
@@ -99,3 +100,56 @@ def test_comparison_notices_a_schema_the_models_do_not_match(engine: Engine) -> 
         if isinstance(diff, tuple) and diff[0] == "add_table"
     }
     assert added == MODEL_TABLES
+
+
+def test_0004_gives_each_completion_message_a_conversation_of_its_own(
+    database_url: str, engine: Engine
+) -> None:
+    """Messages written before 0004 (a completion app's, with no conversation) each get one,
+    holding their inputs, counted as one turn when finished; a chat message keeps its own."""
+    upgrade(database_url, "0003")
+    table = Base.metadata.tables
+    with engine.begin() as conn:
+        conn.execute(table["tenants"].insert().values(id="t", name="T"))
+        conn.execute(
+            table["apps"]
+            .insert()
+            .values(id="completion-app", tenant_id="t", name="Poems", mode=AppMode.COMPLETION)
+        )
+        for message_id, status in (("m-done", "succeeded"), ("m-running", "running")):
+            conn.execute(
+                table["messages"]
+                .insert()
+                .values(
+                    id=message_id,
+                    app_id="completion-app",
+                    conversation_id=None,
+                    inputs={"topic": "tea"},
+                    query="q",
+                    status=status,
+                )
+            )
+    upgrade(database_url, "0004")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT m.id, m.conversation_id, c.mode, c.app_id, c.dialogue_count, c.inputs"
+                " FROM messages m JOIN conversations c ON c.id = m.conversation_id ORDER BY m.id"
+            )
+        ).all()
+    assert [(r[0], r[1], r[2], r[3], r[4]) for r in rows] == [
+        ("m-done", "m-done", "completion", "completion-app", 1),
+        ("m-running", "m-running", "completion", "completion-app", 0),
+    ]
+    for row in rows:
+        inputs = json.loads(row[5]) if isinstance(row[5], str) else row[5]
+        assert inputs == {"topic": "tea"}
+    downgrade(database_url, "0003")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM conversations")).scalar() == 0
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM messages WHERE conversation_id IS NULL")
+            ).scalar()
+            == 2
+        )
