@@ -310,7 +310,7 @@ class TestRunsThroughAWorkspaceProvider:
                 kwargs if isinstance(kwargs, dict) else json.loads(str(kwargs))
                 for (kwargs,) in rows
             ]
-            refs = [k["spec"]["model_ref"] for k in specs if "spec" in k]
+            refs = [k["spec"]["body"]["model_ref"] for k in specs if "spec" in k]
             assert {"credential_id": provider["id"]}.items() <= refs[-1].items()
             assert all(KEY not in json.dumps(k) for k in specs)
             ((model_provider,),) = service_stack.sql(

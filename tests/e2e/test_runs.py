@@ -100,6 +100,33 @@ class TestStreaming:
         assert all("conversation_id" not in f.data for f in items)
         assert answer_of(items) == "You said: Translate to French: good morning"
 
+    def test_each_completion_message_has_a_conversation_of_its_own(
+        self, completion_app: ServiceApp
+    ) -> None:
+        """As in Dify: the wire shows no conversation for a completion, but the message belongs
+        to one (its feedback names it), a new one per message."""
+        ids = []
+        for text in ("one", "two"):
+            body = {"inputs": {"text": text}, "user": "bob", "response_mode": "blocking"}
+            answered = completion_app.client.post("/completion-messages", json=body)
+            assert answered.status_code == 200, answered.text
+            assert "conversation_id" not in answered.json()
+            ids.append(answered.json()["message_id"])
+        for message_id in ids:
+            liked = completion_app.client.post(
+                f"/messages/{message_id}/feedbacks", json={"rating": "like", "user": "bob"}
+            )
+            assert liked.status_code == 200, liked.text
+        rows = completion_app.client.get("/app/feedbacks").json()["data"]
+        conversations = {row["message_id"]: row["conversation_id"] for row in rows}
+        assert set(conversations) == set(ids)
+        assert all(conversations.values()) and len(set(conversations.values())) == 2
+        for message_id, conversation_id in conversations.items():
+            [(mode, turns)] = completion_app.stack.sql(
+                "SELECT mode, dialogue_count FROM conversations WHERE id = :id", id=conversation_id
+            )
+            assert (mode, turns) == ("completion", 1), message_id
+
 
 class TestRunStartRoutes:
     """The run-starting routes are dispatched ahead of FastAPI's router

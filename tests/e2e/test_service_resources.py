@@ -919,7 +919,7 @@ class TestFeedback:
         message_id = response.json()["message_id"]
         assert self.feedback(completion_app, message_id, "like").status_code == 200
         [row] = completion_app.client.get("/app/feedbacks").json()["data"]
-        assert row["message_id"] == message_id and row["conversation_id"] is None
+        assert row["message_id"] == message_id and row["conversation_id"] is not None
 
 
 # --- files -------------------------------------------------------------------------------------

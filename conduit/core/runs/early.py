@@ -78,13 +78,15 @@ class GatedLog:
         await self._log.create(task_id, meta=meta)
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
-        await self._writable()
+        if not self._open:  # once open, every further write goes straight through
+            await self._writable()
         return await self._log.append(task_id, event, payload)
 
     async def extend(
         self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
     ) -> list[RunEvent]:
-        await self._writable()
+        if not self._open:
+            await self._writable()
         return await self._log.extend(task_id, event, payloads)
 
     async def close(self, task_id: str) -> None:
