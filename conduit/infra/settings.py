@@ -134,7 +134,8 @@ class AuthSettings(BaseSettings):
 
     secret_key: str | None = Field(
         None,
-        description="Key signing console tokens. Unset: generated once into <data dir>/secret_key.",
+        description="Key signing console tokens and file links (every server and worker must "
+        "share it). Unset: generated once into <data dir>/secret_key.",
     )
     access_token_minutes: int = Field(60, ge=1, description="Console access token lifetime.")
     refresh_token_days: int = Field(30, ge=1, description="Console refresh token lifetime.")
@@ -289,6 +290,13 @@ class UploadSettings(BaseSettings):
 
     file_size_limit_mb: int = Field(15, ge=1, description="Largest document upload (MB).")
     image_size_limit_mb: int = Field(10, ge=1, description="Largest image upload (MB).")
+    signed_url_seconds: int = Field(
+        300,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="Seconds a signed file URL (an upload's `source_url`, a site's `icon_url`) "
+        "stays valid after it is issued.",
+    )
 
 
 GROUPS: dict[str, type[BaseSettings]] = {

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from conduit.db.models import App, IconType, Membership, Role, Site, utcnow
 from conduit.errors import AppNotFound, InvalidParam
+from conduit.services import files
 from conduit.services._fields import boolean, text
 from conduit.services.apps import SITE_CODE_ALPHABET, ensure_site, get_app, require_role
 
@@ -69,8 +70,18 @@ def site_of(session: Session, app: App) -> Site | None:
     return session.scalars(_readable(app.tenant_id).where(Site.app_id == app.id)).first()
 
 
-def service_view(site: Site) -> dict[str, Any]:
-    """The site as `GET /v1/site` shows it (Dify's shape)."""
+def icon_file_id(session: Session, site: Site, *, tenant_id: str) -> str | None:
+    """The upload an image icon names, when it is a file of the site's own app (the caller
+    signs a link to it, as Dify's `icon_url`); None for an emoji or any other id."""
+    if site.icon_type != IconType.IMAGE or not site.icon:
+        return None
+    found = files.find_file(session, tenant_id=tenant_id, app_id=site.app_id, file_id=site.icon)
+    return found.id if found is not None else None
+
+
+def service_view(site: Site, *, icon_url: str | None = None) -> dict[str, Any]:
+    """The site as `GET /v1/site` shows it (Dify's shape); `icon_url` is the signed link
+    to its image icon (`icon_file_id`)."""
     return {
         "title": site.title,
         "chat_color_theme": site.chat_color_theme,
@@ -78,9 +89,7 @@ def service_view(site: Site) -> dict[str, Any]:
         "icon_type": site.icon_type,
         "icon": site.icon,
         "icon_background": site.icon_background,
-        # Dify signs a file URL for an image icon (an upload id); this server has no signed
-        # file URLs yet, so there is none and clients show `icon` as it is.
-        "icon_url": None,
+        "icon_url": icon_url,
         "description": site.description,
         "copyright": site.copyright,
         "privacy_policy": site.privacy_policy,
@@ -92,10 +101,10 @@ def service_view(site: Site) -> dict[str, Any]:
     }
 
 
-def snapshot(site: Site) -> dict[str, Any]:
+def snapshot(site: Site, *, icon_url: str | None = None) -> dict[str, Any]:
     """The site as the console shows it (Dify's `app_site_fields`)."""
     return {
-        **service_view(site),
+        **service_view(site, icon_url=icon_url),
         "app_id": site.app_id,
         "access_token": site.code,
         "code": site.code,

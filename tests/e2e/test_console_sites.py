@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -80,7 +81,7 @@ class TestSiteSettings:
 
         after = served(app)
         assert {k: after[k] for k in SERVED} == {k: SETTINGS[k] for k in SERVED}
-        assert after["icon_url"] is None  # no signed file URLs on this server
+        assert after["icon_url"] is None  # an emoji icon: no file to link to
 
     def test_a_partial_update_keeps_the_other_fields(self, admin: Admin, app: ServiceApp) -> None:
         code = admin.client.post(site_path(app.app_id), json=SETTINGS).json()["data"]["code"]
@@ -166,3 +167,46 @@ class TestSiteSettings:
         finally:
             normal.client.close()
             editor.client.close()
+
+
+class TestImageIcon:
+    """An image icon is an upload's id; Dify's `icon_url` is a signed link to it."""
+
+    @staticmethod
+    def uploaded_image(app: ServiceApp) -> tuple[str, bytes]:
+        png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16  # bytes are served as they were sent
+        response = app.client.post(
+            "/files/upload", files={"file": ("logo.png", png, "image/png")}, data={"user": "ops"}
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"]), png
+
+    def test_the_icon_url_is_a_signed_link_to_the_image(
+        self, admin: Admin, app: ServiceApp
+    ) -> None:
+        file_id, png = self.uploaded_image(app)
+        updated = admin.client.post(
+            site_path(app.app_id), json={"icon_type": "image", "icon": file_id}
+        )
+        assert updated.status_code == 200, updated.text
+        for icon_url in (updated.json()["data"]["icon_url"], served(app)["icon_url"]):
+            assert urlsplit(icon_url).path == f"/v1/files/{file_id}/file-preview", icon_url
+            fetched = httpx.get(icon_url)  # no key: the signature is the credential
+            assert fetched.status_code == 200, fetched.text
+            assert (fetched.content, fetched.headers["content-type"]) == (png, "image/png")
+
+    def test_no_link_to_another_apps_file_or_an_unknown_id(
+        self, stack: Stack, admin: Admin, app: ServiceApp
+    ) -> None:
+        other = service_app(stack, admin)
+        try:
+            foreign, _ = self.uploaded_image(other)
+        finally:
+            other.client.close()
+        for icon in (foreign, "00000000-0000-0000-0000-000000000000", "not-an-id"):
+            updated = admin.client.post(
+                site_path(app.app_id), json={"icon_type": "image", "icon": icon}
+            )
+            assert updated.status_code == 200, updated.text
+            assert updated.json()["data"]["icon_url"] is None
+            assert served(app)["icon_url"] is None

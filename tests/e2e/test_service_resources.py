@@ -10,10 +10,12 @@ import uuid
 import zlib
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import httpx
 import pytest
 
+from conduit.infra.signing import sign_file
 from tests.e2e.conftest import Admin, ServiceApp, make_admin, service_app
 from tests.support import Stack, wait_for
 
@@ -72,6 +74,14 @@ SITE_FIELDS = {
     "use_icon_as_answer_icon",
 }
 UPLOAD_FIELDS = {"id", "name", "size", "extension", "mime_type", "created_by", "created_at"}
+FILE_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "content-security-policy": "default-src 'none'; sandbox",
+}
+ACTIVE_PAGE = b"<html><body><script>alert(document.cookie)</script></body></html>"
+ACTIVE_SVG = (
+    b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.cookie)</script></svg>'
+)
 
 
 def assert_envelope(
@@ -161,6 +171,8 @@ def service_routes(stack: Stack) -> list[tuple[str, str]]:
     routes = []
     for template, operations in spec["paths"].items():
         if not template.startswith("/v1/") or template == "/v1/":
+            continue
+        if template.endswith("/file-preview"):  # a signed link: no key, its signature instead
             continue
         path = template
         while "{" in path:
@@ -941,6 +953,14 @@ class TestFiles:
         )
         assert isinstance(body["created_by"], str) and body["created_by"]
         assert isinstance(body["created_at"], int) and body["created_at"] >= before
+        # Dify: `source_url` is a signed, expiring preview link; `preview_url` stays null.
+        assert body["preview_url"] is None
+        link = urlsplit(body["source_url"])
+        assert f"{link.scheme}://{link.netloc}" == chat_app.stack.base_url
+        assert link.path == f"/v1/files/{body['id']}/file-preview"
+        query = parse_qs(link.query)
+        assert set(query) == {"timestamp", "nonce", "sign"}, query
+        assert before <= int(query["timestamp"][0]) <= int(time.time()) + 5
         again = upload(chat_app).json()
         assert again["created_by"] == body["created_by"] and again["id"] != body["id"]
         assert upload(chat_app, user="bob").json()["created_by"] != body["created_by"]
@@ -1005,6 +1025,7 @@ class TestFiles:
         assert response.content == png
         assert response.headers["content-type"] == "image/png"
         assert "attachment" not in response.headers.get("content-disposition", "")
+        assert {k: response.headers.get(k) for k in FILE_HEADERS} == FILE_HEADERS
 
         text_id = upload(chat_app).json()["id"]
         response = chat_app.client.get(f"/files/{text_id}/preview", params={"as_attachment": ""})
@@ -1020,15 +1041,21 @@ class TestFiles:
         disposition = response.headers["content-disposition"]
         assert disposition.startswith("attachment") and "dot.png" in disposition
 
-    def test_another_apps_key_is_denied(
+    def test_another_apps_file_is_not_found(
         self, service_stack: Stack, service_admin: Admin, chat_app: ServiceApp
     ) -> None:
+        """A file is served only to the app it was uploaded through: to another app of the
+        same workspace it does not exist (as to another workspace's, below)."""
         file_id = upload(chat_app).json()["id"]
         other = service_app(service_stack, service_admin, mode="chat")
         try:
-            assert_envelope(
-                other.client.get(f"/files/{file_id}/preview"), 403, "file_access_denied"
-            )
+            assert_envelope(other.client.get(f"/files/{file_id}/preview"), 404, "file_not_found")
+            for as_attachment in ("true", "false"):
+                response = other.client.get(
+                    f"/files/{file_id}/preview", params={"as_attachment": as_attachment}
+                )
+                assert_envelope(response, 404, "file_not_found")
+            assert chat_app.client.get(f"/files/{file_id}/preview").status_code == 200
         finally:
             other.client.close()
 
@@ -1047,3 +1074,122 @@ class TestFiles:
     def test_unknown_file(self, chat_app: ServiceApp) -> None:
         for file_id in (str(uuid.uuid4()), "not-a-uuid"):
             assert_envelope(chat_app.client.get(f"/files/{file_id}/preview"), 404, "file_not_found")
+
+    @pytest.mark.parametrize(
+        ("name", "data", "mime"),
+        [
+            ("page.html", ACTIVE_PAGE, "text/html"),
+            ("logo.svg", ACTIVE_SVG, "image/svg+xml"),
+            ("feed.xml", b"<?xml version='1.0'?><a/>", "application/xml"),
+            ("app.js", b"alert(1)", "text/javascript"),
+            ("dot.html", ACTIVE_PAGE, "image/png"),  # an image by its type, a page by its name
+            ("dot.png", ACTIVE_SVG, "image/svg+xml"),  # the other way round
+        ],
+        ids=["html", "svg", "xml", "js", "html-as-png", "svg-named-png"],
+    )
+    def test_active_content_is_a_download_never_inline(
+        self, chat_app: ServiceApp, name: str, data: bytes, mime: str
+    ) -> None:
+        """Stored XSS: an uploaded page or SVG shown inline would run as this server."""
+        body = upload(chat_app, name, data, mime).json()
+        for response in (
+            chat_app.client.get(f"/files/{body['id']}/preview"),
+            chat_app.client.get(f"/files/{body['id']}/preview", params={"as_attachment": "false"}),
+            httpx.get(body["source_url"]),
+        ):
+            assert response.status_code == 200, response.text
+            assert response.content == data
+            assert response.headers["content-type"] == "application/octet-stream"
+            assert response.headers["content-disposition"] == f'attachment; filename="{name}"'
+            assert {k: response.headers.get(k) for k in FILE_HEADERS} == FILE_HEADERS
+
+    def test_a_file_name_cannot_inject_headers(self, chat_app: ServiceApp) -> None:
+        """Content-Disposition per RFC 6266: an ASCII fallback and the exact name RFC 5987
+        encoded; a quote or semicolon in the name stays inside its parameter."""
+        body = upload(chat_app, 'r\u00e9sum\u00e9 "final"; x=y.txt').json()
+        response = chat_app.client.get(
+            f"/files/{body['id']}/preview", params={"as_attachment": "true"}
+        )
+        assert response.status_code == 200, response.text
+        kind, fallback, exact = response.headers["content-disposition"].split("; ")
+        assert kind == "attachment"
+        assert fallback.startswith('filename="') and fallback.count('"') == 2, fallback
+        assert fallback[len('filename="') : -1].isascii()
+        assert exact.startswith("filename*=utf-8''")
+        assert unquote(exact.removeprefix("filename*=utf-8''")) == body["name"]
+
+
+class TestSignedFileLinks:
+    """`source_url`: a signed, expiring link that opens one file without an API key."""
+
+    def test_the_source_url_opens_the_file_without_a_key(self, chat_app: ServiceApp) -> None:
+        png = tiny_png()
+        body = upload(chat_app, "dot.png", png, "image/png").json()
+        response = httpx.get(body["source_url"])  # no Authorization header
+        assert response.status_code == 200, response.text
+        assert response.content == png
+        assert response.headers["content-type"] == "image/png"
+        assert response.headers["content-disposition"] == 'inline; filename="dot.png"'
+        assert {k: response.headers.get(k) for k in FILE_HEADERS} == FILE_HEADERS
+        download = httpx.get(body["source_url"] + "&as_attachment=true")
+        assert download.headers["content-disposition"] == 'attachment; filename="dot.png"'
+
+    @staticmethod
+    def link(app: ServiceApp, file_id: str, **params: str) -> str:
+        return f"{app.url(f'/files/{file_id}/file-preview')}?{urlencode(params)}"
+
+    @pytest.mark.parametrize("part", ["timestamp", "nonce", "sign"])
+    def test_a_tampered_link_is_403(self, chat_app: ServiceApp, part: str) -> None:
+        body = upload(chat_app).json()
+        params = {k: v[0] for k, v in parse_qs(urlsplit(body["source_url"]).query).items()}
+        changed = {"timestamp": str(int(time.time()) + 3600), "nonce": "0" * 32}
+        params[part] = changed.get(part, params[part][:-4] + "AAA=")
+        response = httpx.get(self.link(chat_app, body["id"], **params))
+        assert_envelope(
+            response, 403, "file_access_denied", "The file link's signature is invalid."
+        )
+
+    def test_a_link_opens_only_the_file_it_was_signed_for(self, chat_app: ServiceApp) -> None:
+        first, second = upload(chat_app).json(), upload(chat_app).json()
+        query = urlsplit(first["source_url"]).query
+        response = httpx.get(chat_app.url(f"/files/{second['id']}/file-preview") + "?" + query)
+        assert_envelope(response, 403, "file_access_denied")
+
+    def test_an_expired_link_is_403(self, chat_app: ServiceApp) -> None:
+        """Signed with the server's secret, but longer ago than its lifetime (300 s)."""
+        file_id = upload(chat_app).json()["id"]
+        secret = chat_app.stack.env["CONDUIT_AUTH_SECRET_KEY"]
+        expired = sign_file(file_id, secret=secret, now=time.time() - 310).params()
+        response = httpx.get(self.link(chat_app, file_id, **expired))
+        assert_envelope(response, 403, "file_access_denied", "The file link has expired.")
+        fresh = sign_file(file_id, secret=secret, now=time.time() - 290).params()
+        assert httpx.get(self.link(chat_app, file_id, **fresh)).status_code == 200
+
+    @pytest.mark.parametrize("missing", ["timestamp", "nonce", "sign"])
+    def test_a_link_without_its_signature_is_400_naming_the_part(
+        self, chat_app: ServiceApp, missing: str
+    ) -> None:
+        body = upload(chat_app).json()
+        params = {k: v[0] for k, v in parse_qs(urlsplit(body["source_url"]).query).items()}
+        del params[missing]
+        response = httpx.get(self.link(chat_app, body["id"], **params))
+        assert_envelope(response, 400, "invalid_param", f"{missing} is required")
+
+    def test_a_signed_link_to_an_unknown_or_gone_file_is_404(
+        self, service_stack: Stack, service_admin: Admin
+    ) -> None:
+        secret = service_stack.env["CONDUIT_AUTH_SECRET_KEY"]
+        doomed = service_app(service_stack, service_admin, mode="chat")
+        try:
+            body = upload(doomed).json()
+            unknown = str(uuid.uuid4())
+            response = httpx.get(
+                self.link(doomed, unknown, **sign_file(unknown, secret=secret).params())
+            )
+            assert_envelope(response, 404, "file_not_found")
+            assert httpx.get(body["source_url"]).status_code == 200
+            deleted = service_admin.client.delete(f"/console/api/apps/{doomed.app_id}")
+            assert deleted.status_code == 204, deleted.text
+            assert_envelope(httpx.get(body["source_url"]), 404, "file_not_found")
+        finally:
+            doomed.client.close()

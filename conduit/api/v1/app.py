@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 import conduit
 from conduit.api.deps import AppCaller, DbSession
+from conduit.api.files import Links
 from conduit.db.models import AppMode
 from conduit.errors import AppUnavailable, Forbidden
 from conduit.services import sites
@@ -88,8 +89,9 @@ def meta(caller: AppCaller) -> dict[str, Any]:
 
 
 @router.get("/site")
-def site(caller: AppCaller, session: DbSession) -> dict[str, Any]:
+def site(caller: AppCaller, session: DbSession, links: Links) -> dict[str, Any]:
     found = sites.site_of(session, caller.app)
     if found is None or not caller.app.enable_site:
         raise Forbidden("Site is not enabled for this app.")
-    return sites.service_view(found)
+    icon = sites.icon_file_id(session, found, tenant_id=caller.app.tenant_id)
+    return sites.service_view(found, icon_url=links.preview(icon) if icon else None)

@@ -1,19 +1,21 @@
-"""POST /v1/files/upload (multipart) and GET /v1/files/{id}/preview."""
+"""POST /v1/files/upload (multipart), GET /v1/files/{id}/preview (the app's key) and
+GET /v1/files/{id}/file-preview (a signed link, no key: the upload's `source_url`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.datastructures import UploadFile as FormFile
 from starlette.responses import Response
 
 from conduit.api.deps import AppCaller, DbSession
+from conduit.api.files import Links, file_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.v1.schemas import optional
 from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
+from conduit.infra.signing import Signed
 from conduit.services import files
 from conduit.services.end_users import get_or_create_end_user
 
@@ -57,6 +59,7 @@ def upload_file(
     caller: AppCaller,
     session: DbSession,
     request: Request,
+    links: Links,
     form: Annotated[UploadForm, Depends(read_upload)],
 ) -> OrjsonResponse:
     settings = request.app.state.settings
@@ -72,7 +75,17 @@ def upload_file(
             file_mb=settings.upload.file_size_limit_mb, image_mb=settings.upload.image_size_limit_mb
         ),
     )
-    return OrjsonResponse(files.view(row), status_code=201)
+    return OrjsonResponse(files.view(row, source_url=links.preview(row.id)), status_code=201)
+
+
+def _required(name: str, value: str | None) -> str:
+    if not value:
+        raise InvalidParam(f"{name} is required")
+    return value
+
+
+def _is_true(value: str | None) -> bool:
+    return (optional(value) or "false").lower() == "true"
 
 
 @router.get("/files/{file_id}/preview")
@@ -83,8 +96,33 @@ def preview_file(
     request: Request,
     as_attachment: Annotated[str | None, Query()] = None,
 ) -> Response:
+    """A file uploaded through the caller's app (any other is 404)."""
     row, data = files.preview(session, request.app.state.storage, app=caller.app, file_id=file_id)
-    headers: dict[str, Any] = {}
-    if (optional(as_attachment) or "false").lower() == "true":
-        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(row.name)}"
-    return Response(data, media_type=row.mime_type or "application/octet-stream", headers=headers)
+    return file_response(row, data, as_attachment=_is_true(as_attachment))
+
+
+@router.get("/files/{file_id}/file-preview")
+def signed_file_preview(
+    file_id: str,
+    session: DbSession,
+    request: Request,
+    timestamp: Annotated[str | None, Query()] = None,
+    nonce: Annotated[str | None, Query()] = None,
+    sign: Annotated[str | None, Query()] = None,
+    as_attachment: Annotated[str | None, Query()] = None,
+) -> Response:
+    """A signed link (an upload's `source_url`, a site's `icon_url`): no API key; 403 when
+    its signature is wrong or it has expired (`CONDUIT_UPLOAD_SIGNED_URL_SECONDS`)."""
+    signed = Signed(
+        _required("timestamp", timestamp), _required("nonce", nonce), _required("sign", sign)
+    )
+    settings = request.app.state.settings
+    row, data = files.signed_preview(
+        session,
+        request.app.state.storage,
+        file_id=file_id,
+        signed=signed,
+        secret=settings.secret_key(),
+        max_age=settings.upload.signed_url_seconds,
+    )
+    return file_response(row, data, as_attachment=_is_true(as_attachment))
