@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 import sys
 from typing import Any, NoReturn
 
@@ -43,6 +45,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     settings = _settings(
         CONDUIT_HTTP_HOST=host, CONDUIT_HTTP_PORT=port, CONDUIT_HTTP_WORKERS=workers
     )
+    _check_port_free(settings.http.host, settings.http.port)
     if settings.http.workers > 1:
         # Metrics of every server process are aggregated from files in this folder.
         folder = (settings.data.dir / "prometheus").resolve()
@@ -67,6 +70,29 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         timeout_graceful_shutdown=int(settings.http.shutdown_timeout),
         backlog=4096,
     )
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Stop before anything starts (schema, worker threads, the "ready" line) when host:port is
+    taken: uvicorn binds only after the app's startup, then dies on "address already in use"."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return  # uvicorn reports an unknown host itself
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own bind
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                    _fail(
+                        f"{where} is already in use (another conduit serve?); "
+                        "stop it or pass --port"
+                    )
 
 
 def _distributed(settings: Settings, command: str) -> None:
@@ -225,7 +251,7 @@ def quickstart(email: str | None, password: str | None) -> None:
     click.echo(
         f"curl -N {base}/v1/chat-messages -H 'Authorization: Bearer {found.api_key}' "
         '-H \'Content-Type: application/json\' -d \'{"inputs": {}, "query": '
-        '"What is the capital of France?", "user": "quickstart", '
+        '"What is the capital of France?", "user": "me", '
         '"response_mode": "streaming"}\''
     )
 

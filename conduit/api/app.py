@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 import conduit
 from conduit.api import console, ops, v1
+from conduit.api.docs import install_docs
 from conduit.api.errors import install_error_handlers
 from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
@@ -55,10 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="LLM application server speaking Dify's Service API.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
-        docs_url="/docs",
+        docs_url=None,  # /docs and /redoc come from install_docs, with local assets
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
     install_error_handlers(app)
+    install_docs(app)
     # Innermost: the run-starting routes skip FastAPI's routing; the middlewares below wrap them.
     app.add_middleware(HotRoutes)
     if settings.http.cors_origins:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Select, func, select
@@ -34,8 +36,34 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
+# The one email rule, the same shape as Dify's: a local part of letters, digits, dots and the
+# RFC 5322 symbols, then dot-separated domain labels, the last one of 2+ characters. It checks the
+# shape, not deliverability: email-validator (pydantic's EmailStr) refuses special-use domains
+# such as .local and .test, which self-hosted installs use (quickstart's admin@conduit.local).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[\w-]{2,}")
+MAX_EMAIL = 254  # RFC 5321's limit on an address (the column holds 255)
+
+
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def check_email(email: str) -> str:
+    """The one email rule (console bodies through `schemas.Email`, the CLI through the services):
+    the address trimmed and lower-cased, else ValueError saying what is wrong."""
+    address = normalize_email(email)
+    if len(address) > MAX_EMAIL:
+        raise ValueError(f"must be at most {MAX_EMAIL} characters")
+    if _EMAIL.fullmatch(address) is None:
+        raise ValueError("must be an address like name@example.com")
+    return address
+
+
+def _email_param(email: str) -> str:
+    try:
+        return check_email(email)
+    except ValueError as error:
+        raise InvalidParam(f"email: {error}") from None
 
 
 def get_account_by_email(session: Session, email: str) -> Account | None:
@@ -45,9 +73,9 @@ def get_account_by_email(session: Session, email: str) -> Account | None:
 def create_account(
     session: Session, *, email: str, password: str, name: str | None = None
 ) -> Account:
+    email = _email_param(email)
     if len(password) < MIN_PASSWORD:
         raise InvalidParam(f"password: must be at least {MIN_PASSWORD} characters")
-    email = normalize_email(email)
     if get_account_by_email(session, email) is not None:
         raise Conflict(f"An account with email {email} already exists.")
     account = Account(
@@ -97,12 +125,11 @@ def create_admin(
 ) -> tuple[Account, Tenant, bool]:
     """Create an owner account with its own workspace; an existing account with the right
     password is reused (with its owned workspace). Returns (account, workspace, created)."""
+    email = _email_param(email)
     existing = get_account_by_email(session, email)
     if existing is not None:
         if not verify_password(existing.password_hash, password):
-            raise Conflict(
-                f"An account with email {normalize_email(email)} exists with another password."
-            )
+            raise Conflict(f"An account with email {email} exists with another password.")
         owned = session.scalars(
             select(Membership)
             .where(Membership.account_id == existing.id, Membership.role == Role.OWNER)

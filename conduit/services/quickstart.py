@@ -91,4 +91,4 @@ def ensure(
         ).token
         created = True
     assert member.role == Role.OWNER
-    return Quickstart(email, password, tenant.id, app.id, str(key), created)
+    return Quickstart(account.email, password, tenant.id, app.id, str(key), created)

@@ -72,10 +72,12 @@ class Admin:
     client: httpx.Client
 
 
-def create_admin(stack: support.Stack, *, workspace: str = "Acme") -> tuple[str, str]:
+def create_admin(
+    stack: support.Stack, *, workspace: str = "Acme", email: str | None = None
+) -> tuple[str, str]:
     """An owner account with its own workspace, written straight into the stack's database
     (the `conduit create-admin` command itself is tested in test_cli.py)."""
-    email = f"owner{next(_emails)}@example.com"
+    email = email or f"owner{next(_emails)}@example.com"
     password = "correct horse battery"
     database = Database(build_engine(stack.database_url, null_pool=True))
     try:

@@ -1,10 +1,11 @@
-"""The `conduit` command: settings errors, create-admin, migrate, worker guard, graceful stop,
-and metrics summed over several server processes."""
+"""The `conduit` command: settings errors, a taken port, create-admin, quickstart, migrate,
+worker guard, graceful stop, and metrics summed over several server processes."""
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -26,6 +27,12 @@ def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Completed
         timeout=60,
         stdin=subprocess.DEVNULL,
     )
+
+
+def create_admin_args(
+    email: str, *, password: str = "password-1", workspace: str = "A"
+) -> list[str]:
+    return ["create-admin", "--email", email, "--password", password, "--workspace", workspace]
 
 
 @pytest.fixture
@@ -70,49 +77,46 @@ class TestBadSettings:
             assert "CONDUIT_BROKER_URL" in result.stderr
 
 
+class TestTakenPort:
+    def test_serve_on_a_taken_port_stops_with_one_line_before_starting_anything(
+        self, tmp_path: Path, embedded_env: dict[str, str]
+    ) -> None:
+        with socket.socket() as holder:  # e.g. the server the README's first command started
+            holder.bind(("127.0.0.1", 0))
+            holder.listen()
+            port = holder.getsockname()[1]
+            result = run(["serve", "--port", str(port)], embedded_env, tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0] == (
+            f"error: 127.0.0.1:{port} is already in use (another conduit serve?); "
+            "stop it or pass --port"
+        )
+        output = result.stdout + result.stderr
+        assert " ready: " not in output and "startup" not in output  # nothing was started
+        assert not (tmp_path / ".conduit").exists()
+
+
 class TestCreateAdmin:
     def test_second_email_makes_a_second_workspace_and_same_email_is_reused(
         self, tmp_path: Path, embedded_env: dict[str, str]
     ) -> None:
         first = run(
-            [
-                "create-admin",
-                "--email",
-                "a@example.com",
-                "--password",
-                "password-1",
-                "--workspace",
-                "A",
-            ],
+            create_admin_args("a@example.com"),
             embedded_env,
             tmp_path,
         )
         assert first.returncode == 0, first.stderr
         assert "created" in first.stdout
         again = run(
-            [
-                "create-admin",
-                "--email",
-                "A@example.com",
-                "--password",
-                "password-1",
-                "--workspace",
-                "A",
-            ],
+            create_admin_args("A@example.com"),
             embedded_env,
             tmp_path,
         )
         assert again.returncode == 0 and "exists" in again.stdout
         second = run(
-            [
-                "create-admin",
-                "--email",
-                "b@example.com",
-                "--password",
-                "password-2",
-                "--workspace",
-                "B",
-            ],
+            create_admin_args("b@example.com", password="password-2", workspace="B"),
             embedded_env,
             tmp_path,
         )
@@ -129,14 +133,59 @@ class TestCreateAdmin:
         assert result.returncode == 2
         assert "--password is required" in result.stderr
 
+    def test_a_malformed_email_is_refused_naming_it(
+        self, tmp_path: Path, embedded_env: dict[str, str]
+    ) -> None:
+        result = run(
+            create_admin_args("not-an-email"),
+            embedded_env,
+            tmp_path,
+        )
+        assert result.returncode == 2, result.stdout
+        assert result.stderr.strip() == "error: email: must be an address like name@example.com"
+
+    def test_an_admin_on_a_special_use_domain_logs_in_over_http(self, tmp_path: Path) -> None:
+        with running_stack(tmp_path) as stack:
+            created = stack.cli(*create_admin_args("Someone@Example.TEST"))
+            assert created.returncode == 0, created.stderr
+            assert "someone@example.test created" in created.stdout
+            with stack.client() as anonymous:
+                response = anonymous.post(
+                    "/console/api/login",
+                    json={"email": "someone@example.test", "password": "password-1"},
+                )
+            assert response.status_code == 200, response.text
+
     def test_short_password_is_refused(self, tmp_path: Path, embedded_env: dict[str, str]) -> None:
         result = run(
-            ["create-admin", "--email", "a@example.com", "--password", "short", "--workspace", "A"],
+            create_admin_args("a@example.com", password="short"),
             embedded_env,
             tmp_path,
         )
         assert result.returncode == 2
         assert "password" in result.stderr
+
+
+class TestQuickstart:
+    def test_the_readme_quickstart_then_console_login_with_what_it_printed(
+        self, tmp_path: Path
+    ) -> None:
+        with running_stack(tmp_path) as stack:
+            result = stack.cli("quickstart")
+            assert result.returncode == 0, result.stderr
+            printed = re.search(r"admin (\S+) \(password: (\S+)\)", result.stdout)
+            assert printed is not None, result.stdout
+            email, password = printed.groups()
+            assert email == "admin@conduit.local"  # the README's login names it
+            with stack.client() as anonymous:
+                response = anonymous.post(
+                    "/console/api/login", json={"email": email, "password": password}
+                )
+            assert response.status_code == 200, response.text
+            token = response.json()["data"]["access_token"]
+            with stack.client(token) as console:
+                apps = console.get("/console/api/apps", params={"mode": "chat"}).json()["data"]
+            assert [app["name"] for app in apps] == ["Quickstart chat"]
 
 
 class TestMigrate:

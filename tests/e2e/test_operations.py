@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from tests.e2e.conftest import Admin, AppFactory
 from tests.support import Stack, wait_for
@@ -110,3 +113,23 @@ class TestDocs:
         assert "/console/api/apps" in spec["paths"]
         assert "/console/api/apps/{app_id}/api-keys" in spec["paths"]
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+    @pytest.mark.parametrize(
+        ("page", "spec_in_page"), [("/docs", "url: '"), ("/redoc", 'spec-url="')]
+    )
+    def test_docs_pages_load_every_asset_from_this_server(
+        self, stack: Stack, page: str, spec_in_page: str
+    ) -> None:
+        """Offline, a page whose scripts come from a CDN shows nothing."""
+        with stack.client() as client:
+            html = client.get(page)
+            assert html.status_code == 200, html.text
+            assert "://" not in html.text  # no CDN, no web fonts: every URL is on this server
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+            assert any(url.endswith(".js") for url in assets), html.text
+            spec = html.text.split(spec_in_page, 1)[1].split(spec_in_page[-1], 1)[0]
+            for url in [*assets, spec]:
+                assert url.startswith("/") and not url.startswith("//"), url
+                response = client.get(url)
+                assert response.status_code == 200, (url, response.status_code)
+                assert response.content, url

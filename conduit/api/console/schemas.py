@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from conduit.db.models import AppMode, IconType, Role
+from conduit.services.accounts import check_email
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+
+
+def _email(value: str) -> str:
+    try:
+        return check_email(value)
+    except ValueError as error:  # a custom error: pydantic would prefix "Value error, "
+        raise PydanticCustomError("email", str(error)) from None
+
+
+# Every email a console body carries: the services' one rule, trimmed and lower-cased.
+Email = Annotated[str, AfterValidator(_email)]
 
 
 class Body(BaseModel):
@@ -16,7 +29,7 @@ class Body(BaseModel):
 
 
 class LoginBody(Body):
-    email: EmailStr
+    email: Email
     password: Annotated[str, StringConstraints(min_length=1, max_length=256)]
     remember_me: bool = False
 
@@ -34,7 +47,7 @@ class SwitchWorkspaceBody(Body):
 
 
 class AddMemberBody(Body):
-    email: EmailStr
+    email: Email
     role: Role = Field(description="admin, editor or normal")
 
 

