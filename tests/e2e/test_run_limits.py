@@ -122,6 +122,7 @@ class TestLease:
 
         database = Database(build_engine(chat_app.stack.database_url, null_pool=True))
         ended: list[int] = []
+        renewed: list[tuple[object, ...]] = []
         try:
             import threading
 
@@ -130,6 +131,14 @@ class TestLease:
                     time.sleep(0.6)
                     with database.transaction() as session:
                         ended.append(reap_stale_runs(session, settings))
+                    # The live run has renewed its lease (its row says so) by now.
+                    renewed.extend(
+                        chat_app.stack.sql(
+                            "SELECT id FROM messages WHERE status = 'running'"
+                            " AND updated_at > created_at AND id != :dead",
+                            dead=dead_id,
+                        )
+                    )
 
             reaper = threading.Thread(target=reap_while_streaming)
             reaper.start()
@@ -140,6 +149,7 @@ class TestLease:
         assert items[-1].event == "message_end"
         assert stored(chat_app, items[0].data["message_id"])[:2] == ("succeeded", answer)
         assert sum(ended) == 1
+        assert {row[0] for row in renewed} == {items[0].data["message_id"]}
         status, _, error = stored(chat_app, dead_id)
         assert status == "failed" and error is not None and "interrupted" in error
 

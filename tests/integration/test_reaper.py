@@ -1,0 +1,111 @@
+"""The reaper on a real database (SQLite, or PostgreSQL in the distributed mode): it ends the
+runs whose executor is gone — a lease that lapsed after a renewal, or a run never renewed long
+after the longest a run may take — and leaves every other run alone; a renewal keeps a run
+alive and refuses a run that is no longer running."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from conduit.db.models import Message, utcnow
+from conduit.infra.db import Database
+from conduit.infra.settings import Settings, load_settings
+from conduit.services.end_users import get_or_create_end_user
+from conduit.services.runs import end_interrupted_runs, reap_stale_runs
+from conduit.services.runs.store import MessageStore
+from tests.support import add_chat_app
+
+LEASE = 30
+MAX_SECONDS = 600
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    for name in list(os.environ):
+        if name.startswith("CONDUIT_") and not name.startswith("CONDUIT_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
+    monkeypatch.setenv("CONDUIT_RUNS_LEASE_SECONDS", str(LEASE))
+    monkeypatch.setenv("CONDUIT_RUNS_MAX_SECONDS", str(MAX_SECONDS))
+    return load_settings()
+
+
+def running(db: Database, **ages: tuple[float, float]) -> dict[str, str]:
+    """A `running` message per name, created and last renewed (age in seconds) as given."""
+    now = utcnow()
+    ids: dict[str, str] = {}
+    with db.transaction() as session:
+        app = add_chat_app(session, "Reaped")
+        user = get_or_create_end_user(session, app, "alice")
+        for name, (created, renewed) in ages.items():
+            message = Message(
+                app_id=app.id, end_user_id=user.id, query=name, status="running", answer="part"
+            )
+            session.add(message)
+            session.flush()
+            session.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(
+                    created_at=now - timedelta(seconds=created),
+                    updated_at=now - timedelta(seconds=renewed),
+                )
+            )
+            ids[name] = message.id
+    return ids
+
+
+def statuses(db: Database, ids: dict[str, str]) -> dict[str, tuple[str, str]]:
+    with db.sessions() as session:
+        rows = session.execute(
+            select(Message.id, Message.status, Message.answer).where(Message.id.in_(ids.values()))
+        ).all()
+    by_id = {row[0]: (row[1], row[2]) for row in rows}
+    return {name: by_id[message_id] for name, message_id in ids.items()}
+
+
+def test_the_reaper_ends_only_runs_whose_executor_is_gone(db: Database, settings: Settings) -> None:
+    ids = running(
+        db,
+        renewed_just_now=(300, 1),
+        lease_lapsed=(300, LEASE + 5),
+        queued_a_while=(120, 120),  # never renewed, but younger than max_seconds + 60
+        never_renewed_too_long=(MAX_SECONDS + 120, MAX_SECONDS + 120),
+    )
+    with db.transaction() as session:
+        assert reap_stale_runs(session, settings) == 2
+    found = statuses(db, ids)
+    assert found["renewed_just_now"] == ("running", "part")
+    assert found["queued_a_while"] == ("running", "part")
+    assert found["lease_lapsed"] == ("failed", "part")  # the partial answer is kept
+    assert found["never_renewed_too_long"] == ("failed", "part")
+    with db.transaction() as session:
+        assert reap_stale_runs(session, settings) == 0  # nothing twice
+
+
+def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
+    db: Database, settings: Settings
+) -> None:
+    ids = running(db, alive=(300, LEASE + 5), ended=(300, 1))
+    store = MessageStore(db)
+    assert store.renew_now(ids["alive"]) is True  # its executor renews just in time
+    with db.transaction() as session:
+        session.execute(update(Message).where(Message.id == ids["ended"]).values(status="stopped"))
+    assert store.renew_now(ids["ended"]) is False  # a redelivered Celery run is skipped
+    with db.transaction() as session:
+        assert reap_stale_runs(session, settings) == 0
+    assert statuses(db, ids)["alive"] == ("running", "part")
+
+
+def test_a_process_that_was_the_only_one_ends_every_run_left_running(
+    db: Database, settings: Settings
+) -> None:
+    ids = running(db, fresh=(1, 1), old=(900, 900))
+    with db.transaction() as session:
+        assert end_interrupted_runs(session) == 2
+    assert {status for status, _ in statuses(db, ids).values()} == {"failed"}
