@@ -17,10 +17,10 @@ body limit still apply.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,13 +39,24 @@ class HotRoute:
 def hot_routes(routes: list[Any]) -> dict[tuple[str, str], HotRoute]:
     """The marked routes of a router's table, by (method, path)."""
     table: dict[tuple[str, str], HotRoute] = {}
-    for route in routes:
+    for route in _flattened(routes):
         plain = getattr(getattr(route, "endpoint", None), PLAIN_ATTRIBUTE, None)
-        if plain is None or not isinstance(route, APIRoute) or route.param_convertors:
+        if plain is None or getattr(route, "param_convertors", None):
             continue
-        for method in route.methods or ():
+        for method in getattr(route, "methods", None) or ():
             table[(method, route.path)] = HotRoute(route.path, plain)
     return table
+
+
+def _flattened(routes: list[Any]) -> Iterator[Any]:
+    """Every route of the table, those of included routers too: FastAPI keeps an included
+    router as one entry whose routes (with the prefixes applied) it lists on demand."""
+    for route in routes:
+        included = getattr(route, "effective_route_contexts", None)
+        if included is not None:
+            yield from included()
+        else:
+            yield route
 
 
 class HotRoutes:

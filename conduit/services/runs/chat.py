@@ -95,71 +95,6 @@ class ChatPlan:
         write_run(session, app, self)
 
 
-class ChatPlanner:
-    """`services/runs/start.py`'s planner of chat and completion runs."""
-
-    def check(self, app: App, request: ChatRequest) -> None:
-        check_app_mode(app, request)
-
-    def meta(self, app: App, request: ChatRequest, ids: RunIds) -> dict[str, str]:
-        conversation_id = ""
-        if request.mode == "chat":
-            conversation_id = request.conversation_id or ids.new_conversation_id
-        return {
-            "mode": request.mode,
-            "message_id": ids.message_id,
-            "conversation_id": conversation_id,
-            "created_at": str(int(ids.created_at.timestamp())),
-        }
-
-    def uses_default_provider(self, app: App) -> bool:
-        return app_provider(app) in model_providers.DEFAULT_PROVIDERS
-
-    def plan_ahead(
-        self,
-        app: App,
-        request: ChatRequest,
-        settings: Settings,
-        *,
-        task_id: str,
-        ids: RunIds,
-        without_default_provider: bool,
-    ) -> RunSpec | None:
-        """The run's spec before its transaction, when nothing in it comes from the database
-        (see `plan_ahead` in start.py)."""
-        return early_spec(
-            app,
-            request,
-            settings,
-            task_id=task_id,
-            ids=ids,
-            without_default_provider=without_default_provider,
-        )
-
-    def plan(
-        self,
-        session: Session,
-        *,
-        app: App,
-        end_user: EndUser,
-        request: ChatRequest,
-        settings: Settings,
-        task_id: str,
-        ids: RunIds,
-        cache: Cache | None,
-    ) -> ChatPlan:
-        return plan_run(
-            session,
-            app=app,
-            end_user=end_user,
-            request=request,
-            settings=settings,
-            task_id=task_id,
-            ids=ids,
-            cache=cache,
-        )
-
-
 def plan_run(
     session: Session,
     *,
@@ -378,3 +313,29 @@ def _history(session: Session, conversation: Conversation, turns: int) -> list[t
         .limit(turns)
     )
     return [(m.query, m.answer) for m in reversed(list(rows))]
+
+
+class ChatPlanner:
+    """`services/runs/start.py`'s planner of chat and completion runs."""
+
+    def check(self, app: App, request: ChatRequest) -> None:
+        check_app_mode(app, request)
+
+    def meta(self, app: App, request: ChatRequest, ids: RunIds) -> dict[str, str]:
+        conversation_id = ""
+        if request.mode == "chat":
+            conversation_id = request.conversation_id or ids.new_conversation_id
+        return {
+            "mode": request.mode,
+            "message_id": ids.message_id,
+            "conversation_id": conversation_id,
+            "created_at": str(int(ids.created_at.timestamp())),
+        }
+
+    def uses_default_provider(self, app: App) -> bool:
+        return app_provider(app) in model_providers.DEFAULT_PROVIDERS
+
+    # The start's two questions (`services/runs/start.py:Planner`): the spec ahead of the
+    # transaction when nothing in it comes from the database, and the plan in it.
+    plan_ahead = staticmethod(early_spec)
+    plan = staticmethod(plan_run)

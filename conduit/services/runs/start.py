@@ -288,55 +288,39 @@ def _prepare_and_commit(
 ) -> RunSpec:
     try:
         with runs.db.transaction(pinned=True) as session:
-            return _prepare_in(
-                session, runs, planner, given, user, known_user, request, task_id, ids, slot_key
+            # A detached app is the Service API's cached snapshot (dropped whenever the app
+            # changes): reading it again would cost a query per run. Another session's app is
+            # read here.
+            app = given if sa_inspect(given).detached else session.get(App, given.id)
+            if app is None:
+                raise AppUnavailable()
+            # The end user as the cache knew it before the transaction (looked up on the loop).
+            end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
+            plan = planner.plan(
+                session,
+                app=app,
+                end_user=end_user,
+                request=request,
+                settings=runs.settings,
+                task_id=task_id,
+                ids=ids,
+                cache=runs.cache,
             )
+            # The reads are done: the writes and the commit go out together (one round trip).
+            with commit_together(session):
+                plan.write(session, app)
+                if runs.inline is None:
+                    # The celery executor: the run itself is outbox work, durable like any task.
+                    enqueue(
+                        session,
+                        RUN_TASK,
+                        queue="generation",
+                        kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
+                    )
+            return plan.spec
     except IntegrityError as error:
         # The app (hence its rows' foreign keys) may have gone while its snapshot was served.
         with runs.db.sessions() as session:
             if session.get(App, given.id) is None:
                 raise AppUnavailable() from error
         raise
-
-
-def _prepare_in(
-    session: Session,
-    runs: Runs,
-    planner: Planner,
-    given: App,
-    user: str,
-    known_user: EndUser | None,
-    request: Any,
-    task_id: str,
-    ids: RunIds,
-    slot_key: str | None,
-) -> RunSpec:
-    # A detached app is the Service API's cached snapshot (dropped whenever the app changes):
-    # reading it again would cost a query per run. An app of another session is read here.
-    app = given if sa_inspect(given).detached else session.get(App, given.id)
-    if app is None:
-        raise AppUnavailable()
-    # The end user as the cache knew it before the transaction (looked up on the loop).
-    end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
-    plan = planner.plan(
-        session,
-        app=app,
-        end_user=end_user,
-        request=request,
-        settings=runs.settings,
-        task_id=task_id,
-        ids=ids,
-        cache=runs.cache,
-    )
-    # The reads are done: the writes and the commit go out together (one round trip).
-    with commit_together(session):
-        plan.write(session, app)
-        if runs.inline is None:
-            # The celery executor: the run itself is outbox work, durable like any other task.
-            enqueue(
-                session,
-                RUN_TASK,
-                queue="generation",
-                kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
-            )
-    return plan.spec
