@@ -15,7 +15,9 @@
     │   └── FileNotFound              404 file_not_found
     ├── Conflict                      409 conflict
     │   └── AccountAlreadyMember      409 account_already_in_workspace
+    ├── RequestTooLarge               413 request_entity_too_large
     ├── FileTooLarge                  413 file_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── UnsupportedFileType           415 unsupported_file_type
     ├── TooManyRequests               429 too_many_requests
     └── ServiceUnavailable            503 service_unavailable
@@ -100,6 +102,22 @@ class Conflict(ConduitError):
 class AccountAlreadyMember(Conflict):
     code = "account_already_in_workspace"
     default_message = "The account is already a member of this workspace."
+
+
+class RequestTooLarge(ConduitError):
+    code = "request_entity_too_large"
+    status = 413
+    default_message = "The data value transmitted exceeds the capacity limit."  # werkzeug's
+
+
+class UnsupportedMediaType(ConduitError):
+    code = "unsupported_media_type"
+    status = 415
+    # werkzeug's, from `request.get_json()` (how Dify reads every JSON body)
+    default_message = (
+        "Did not attempt to load JSON data because the request Content-Type was not "
+        "'application/json'."
+    )
 
 
 class TooManyRequests(ConduitError):

@@ -1,5 +1,6 @@
 """Request context as pure ASGI middleware: request id in and out, X-Response-Time, metrics by
-route template, in-flight gauge, and a warning for slow requests."""
+route template, in-flight gauge, and a warning for slow requests. Right inside it, the request
+guard (`conduit.api.guard`): body size limit, NUL in the path or query."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from conduit.api.guard import RequestGuard
 from conduit.infra import metrics
 from conduit.infra.tracing import (
     REQUEST_ID_HEADER,
@@ -22,7 +24,9 @@ _HEADER = REQUEST_ID_HEADER.lower().encode()
 
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, slow_request_ms: int = 1000) -> None:
-        self.app = app
+        # The guard wraps everything this middleware wraps (the router, the hot run routes),
+        # and its refusals still get a request id and metrics.
+        self.app = RequestGuard(app)
         self.slow_request_ms = slow_request_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -185,7 +185,8 @@ def service_app(
 def service_stack(
     tmp_path_factory: pytest.TempPathFactory, upstream: Any, request: pytest.FixtureRequest
 ) -> Iterator[support.Stack]:
-    """A stack on the fake upstream; a module may set `EXECUTOR = "celery"` to run runs on Celery."""
+    """A stack on the fake upstream; a module may set `EXECUTOR = "celery"` to run runs on Celery,
+    and `STACK_ENV` (a dict) for more settings."""
     executor = getattr(request.module, "EXECUTOR", "inline")
     with running_stack(
         tmp_path_factory.mktemp("service"),
@@ -193,6 +194,7 @@ def service_stack(
         CONDUIT_MODEL_MAX_RETRIES="0",
         CONDUIT_RUNS_EXECUTOR=executor,
         CONDUIT_HTTP_SHUTDOWN_TIMEOUT="2",
+        **getattr(request.module, "STACK_ENV", {}),
     ) as started:
         yield started
 

@@ -12,8 +12,7 @@ from conduit.api.deps import AppCaller, ServiceCaller, get_service_caller
 from conduit.api.errors import envelope
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
-from conduit.api.v1.schemas import json_body, optional, required_user, run_request
-from conduit.errors import InvalidParam
+from conduit.api.v1.schemas import event_position, json_body, optional, required_user, run_request
 from conduit.services import runs
 from conduit.services.runs import RunContext
 
@@ -76,13 +75,7 @@ async def resume_run(
 ) -> Response:
     """Replay the events after `Last-Event-ID` (or `?after=`) exactly once, then follow live."""
     owner = required_user(optional(user))
-    raw = optional(after) or request.headers.get("last-event-id") or "0"
-    try:
-        position = int(raw)
-    except ValueError:
-        raise InvalidParam("after (or Last-Event-ID) must be an event number") from None
-    if position < 0:
-        raise InvalidParam("after (or Last-Event-ID) must be an event number")
+    position = event_position(after, request.headers.get("last-event-id"))
     context = run_context(request)
     await runs.resumable_owner_check(context, app=caller.app, user=owner, task_id=task_id)
     return EventStreamResponse(

@@ -14,6 +14,7 @@ from conduit.api.v1.schemas import (
     int_query,
     json_body,
     optional,
+    optional_user,
     required_user,
 )
 from conduit.db.models import App, AppMode, EndUser
@@ -32,8 +33,9 @@ def _chat_app(app: App) -> App:
     return app
 
 
-def _end_user(session: DbSession, app: App, user: str | None) -> EndUser:
-    return get_or_create_end_user(session, app, optional(user))
+def _end_user(session: DbSession, app: App, user: Any) -> EndUser:
+    """The end user of a `user` that may be absent (a query value, or a body's)."""
+    return get_or_create_end_user(session, app, optional_user(user))
 
 
 @router.get("/conversations")
@@ -81,7 +83,7 @@ async def rename_conversation(
     return await naming.rename(
         context,
         app=app,
-        user=optional(body.get("user")) if isinstance(body.get("user"), str) else None,
+        user=optional_user(body.get("user")),
         conversation_id=conversation_id,
         name=name if isinstance(name, str) else None,
         auto_generate=auto_generate,
@@ -93,8 +95,8 @@ def delete_conversation(
     conversation_id: str, caller: AppCaller, session: DbSession, body: OptionalJsonBody
 ) -> Response:
     app = _chat_app(caller.app)
-    user = body.get("user") if isinstance(body.get("user"), str) else None
-    conversations.delete_conversation(session, app, _end_user(session, app, user), conversation_id)
+    end_user = _end_user(session, app, body.get("user"))
+    conversations.delete_conversation(session, app, end_user, conversation_id)
     return Response(status_code=204)
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from conduit.api.deps import AppCaller, DbSession
 from conduit.api.responses import OrjsonResponse
-from conduit.api.v1.schemas import optional
+from conduit.api.v1.schemas import optional, optional_user
 from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
 from conduit.services import files
 from conduit.services.end_users import get_or_create_end_user
@@ -64,7 +64,7 @@ def upload_file(
         session,
         request.app.state.storage,
         app=caller.app,
-        end_user=get_or_create_end_user(session, caller.app, optional(form.user)),
+        end_user=get_or_create_end_user(session, caller.app, optional_user(form.user)),
         filename=form.filename,
         mime_type=form.mime_type,
         data=form.data,
