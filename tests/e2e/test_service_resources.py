@@ -802,11 +802,21 @@ class TestMessages:
         assert response.status_code == 200, response.text
         assert [m["query"] for m in response.json()["data"]] == ["one", "two", "three"]
 
-    def test_without_a_conversation_the_list_is_empty(self, chat_app: ServiceApp) -> None:
+    def test_conversation_id_is_required_and_an_empty_one_lists_nothing(
+        self, chat_app: ServiceApp
+    ) -> None:
+        """Dify's `MessageListQuery`: `conversation_id` is required, "" is allowed (an empty
+        page, as the httpx SDK sends an absent id), a malformed one is a 400."""
         chat(chat_app, "hi", auto_generate_name=False)
-        response = chat_app.client.get("/messages", params={"user": "alice"})
-        assert response.status_code == 200, response.text
-        assert response.json()["data"] == [] and response.json()["has_more"] is False
+        missing = chat_app.client.get("/messages", params={"user": "alice"})
+        assert_envelope(missing, 400, "invalid_param", "conversation_id is required")
+        empty = chat_app.client.get("/messages", params={"user": "alice", "conversation_id": ""})
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["data"] == [] and empty.json()["has_more"] is False
+        malformed = chat_app.client.get(
+            "/messages", params={"user": "alice", "conversation_id": "not-a-uuid"}
+        )
+        assert_envelope(malformed, 400, "invalid_param", "conversation_id must be a valid UUID")
 
     def test_another_users_messages_are_not_found(self, chat_app: ServiceApp) -> None:
         conversation_id = chat(chat_app, "secret", auto_generate_name=False)["conversation_id"]

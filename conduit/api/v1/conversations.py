@@ -109,7 +109,10 @@ def list_messages(
     first_id: Text = None,
     limit: Text = None,
 ) -> dict[str, Any]:
+    """Dify's rules: `conversation_id` is required, and an empty one is an empty page."""
     app = _chat_app(caller.app)
+    if conversation_id is None:
+        raise InvalidParam("conversation_id is required")
     page_size = int_query("limit", limit, default=20, low=1, high=100)
     items, has_more = messages.list_messages(
         session,
