@@ -6,7 +6,7 @@
     │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
-    │   └── FileAccessDenied, SuggestedQuestionsDisabled
+    │   └── FileAccessDenied
     ├── NotFound                      404 not_found
     │   ├── AppNotFound               404 app_not_found
     │   ├── MemberNotFound            404 member_not_found
@@ -194,10 +194,3 @@ class FileNotFound(NotFound):
 class FileAccessDenied(Forbidden):
     code = "file_access_denied"
     default_message = "File access denied."
-
-
-class SuggestedQuestionsDisabled(Forbidden):
-    code = "app_suggested_questions_after_answer_disabled"
-    default_message = (
-        "The 'Suggested Questions After Answer' feature is disabled. Please refresh your page."
-    )

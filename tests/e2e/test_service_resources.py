@@ -828,6 +828,56 @@ class TestMessages:
         assert_envelope(bad, 400, "invalid_param", "conversation_id must be a valid UUID")
 
 
+class TestSuggested:
+    """`GET /messages/{id}/suggested`, in Dify's order (§3.6): the user, the app's mode, the
+    message, then the feature."""
+
+    def test_an_unknown_message_is_404_whether_or_not_the_feature_is_on(
+        self, chat_app: ServiceApp, service_stack: Stack, service_admin: Admin
+    ) -> None:
+        enabled = service_app(
+            service_stack, service_admin, suggested_questions_after_answer={"enabled": True}
+        )
+        for app in (chat_app, enabled):
+            response = app.client.get(f"/messages/{uuid.uuid4()}/suggested", params={"user": "a"})
+            assert_envelope(response, 404, "not_found", "Message Not Exists.")
+        enabled.client.close()
+
+    def test_a_completion_app_is_not_a_chat_app(self, completion_app: ServiceApp) -> None:
+        response = completion_app.client.get(
+            f"/messages/{uuid.uuid4()}/suggested", params={"user": "alice"}
+        )
+        assert_envelope(response, 400, "not_chat_app")
+
+    def test_a_user_is_required_first(self, completion_app: ServiceApp) -> None:
+        response = completion_app.client.get(f"/messages/{uuid.uuid4()}/suggested")
+        assert_envelope(response, 400, "invalid_param", "Arg user must be provided.")
+
+    def test_the_feature_off_is_a_bad_request_for_a_known_message(
+        self, chat_app: ServiceApp
+    ) -> None:
+        message_id = chat(chat_app, "hi", auto_generate_name=False)["message_id"]
+        response = chat_app.client.get(
+            f"/messages/{message_id}/suggested", params={"user": "alice"}
+        )
+        assert_envelope(response, 400, "bad_request", "Suggested Questions Is Disabled.")
+
+    def test_the_feature_on_suggests(
+        self, service_stack: Stack, service_admin: Admin, upstream: Any
+    ) -> None:
+        upstream.reset()
+        app = service_app(
+            service_stack, service_admin, suggested_questions_after_answer={"enabled": True}
+        )
+        message_id = chat(app, "hi", auto_generate_name=False)["message_id"]
+        response = app.client.get(f"/messages/{message_id}/suggested", params={"user": "alice"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["result"] == "success"
+        assert body["data"] and all(isinstance(q, str) for q in body["data"])
+        app.client.close()
+
+
 class TestFeedback:
     def feedback(
         self,

@@ -158,9 +158,11 @@ def app_feedbacks(
 async def suggested_questions(
     message_id: str, request: Request, caller: AppCaller, user: Text = None
 ) -> dict[str, Any]:
-    """Follow-up questions for an answer (when the app enables them)."""
+    """Follow-up questions for an answer (when the app enables them). Dify's order: the user,
+    the app's mode, the message, then the feature."""
     owner = required_user(optional(user))
+    app = _chat_app(caller.app)
     questions = await suggestions.suggest(
-        request.app.state.run_context, app=caller.app, user=owner, message_id=message_id
+        request.app.state.run_context, app=app, user=owner, message_id=message_id
     )
     return {"result": "success", "data": questions}
