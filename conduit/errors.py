@@ -6,7 +6,7 @@
     │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
-    │   └── FileAccessDenied, SuggestedQuestionsDisabled
+    │   └── FileAccessDenied
     ├── NotFound                      404 not_found
     │   ├── AppNotFound               404 app_not_found
     │   ├── MemberNotFound            404 member_not_found
@@ -15,7 +15,9 @@
     │   └── FileNotFound              404 file_not_found
     ├── Conflict                      409 conflict
     │   └── AccountAlreadyMember      409 account_already_in_workspace
+    ├── RequestTooLarge               413 request_entity_too_large
     ├── FileTooLarge                  413 file_too_large
+    ├── UnsupportedMediaType          415 unsupported_media_type
     ├── UnsupportedFileType           415 unsupported_file_type
     ├── TooManyRequests               429 too_many_requests
     └── ServiceUnavailable            503 service_unavailable
@@ -102,6 +104,22 @@ class AccountAlreadyMember(Conflict):
     default_message = "The account is already a member of this workspace."
 
 
+class RequestTooLarge(ConduitError):
+    code = "request_entity_too_large"
+    status = 413
+    default_message = "The data value transmitted exceeds the capacity limit."  # werkzeug's
+
+
+class UnsupportedMediaType(ConduitError):
+    code = "unsupported_media_type"
+    status = 415
+    # werkzeug's, from `request.get_json()` (how Dify reads every JSON body)
+    default_message = (
+        "Did not attempt to load JSON data because the request Content-Type was not "
+        "'application/json'."
+    )
+
+
 class TooManyRequests(ConduitError):
     code = "too_many_requests"
     status = 429
@@ -176,10 +194,3 @@ class FileNotFound(NotFound):
 class FileAccessDenied(Forbidden):
     code = "file_access_denied"
     default_message = "File access denied."
-
-
-class SuggestedQuestionsDisabled(Forbidden):
-    code = "app_suggested_questions_after_answer_disabled"
-    default_message = (
-        "The 'Suggested Questions After Answer' feature is disabled. Please refresh your page."
-    )

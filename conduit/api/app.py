@@ -15,6 +15,7 @@ import conduit
 from conduit.api import console, ops, v1
 from conduit.api.docs import install_docs
 from conduit.api.errors import install_error_handlers
+from conduit.api.guard import RequestGuard
 from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
 from conduit.api.responses import OrjsonResponse
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     # Innermost: the run-starting routes skip FastAPI's routing; the middlewares below wrap them.
     app.add_middleware(HotRoutes)
+    # The request guard (body size, NUL in the path or query) inside CORS, so that a browser
+    # sees its refusals, and inside the request context (ids, metrics) like any response.
+    app.add_middleware(RequestGuard)
     if settings.http.cors_origins:
         app.add_middleware(
             CORSMiddleware,

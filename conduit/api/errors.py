@@ -57,15 +57,20 @@ def describe_validation(error: RequestValidationError) -> str:
     return "; ".join(problems) or "Invalid parameter."
 
 
+def error_response(error: ConduitError) -> OrjsonResponse:
+    """The envelope of an expected error (also for ASGI middleware, outside the handlers)."""
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return envelope(error.code, error.message, error.status, headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConduitError)
     async def _conduit_error(_: Request, error: ConduitError) -> OrjsonResponse:
-        headers: dict[str, str] = {}
-        if isinstance(error, Unauthorized):
-            headers["WWW-Authenticate"] = 'Bearer realm="api"'
-        if isinstance(error, TooManyRequests):
-            headers["Retry-After"] = str(max(1, round(error.retry_after)))
-        return envelope(error.code, error.message, error.status, headers or None)
+        return error_response(error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> OrjsonResponse:

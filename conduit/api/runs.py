@@ -22,7 +22,6 @@ from conduit.api.errors import envelope
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
 from conduit.db.models import App
-from conduit.errors import InvalidParam
 from conduit.services import runs as run_service
 from conduit.services.runs import ChatRequest, RunEvents, Runs
 
@@ -93,18 +92,6 @@ async def blocking_response(events: RunEvents, *, mode: str) -> Response:
         elif event.event == "error":
             return envelope(str(payload["code"]), str(payload["message"]), int(payload["status"]))
     return envelope("internal_server_error", "The run ended without a result.", 500)
-
-
-def event_position(after: str | None, last_event_id: str | None) -> int:
-    """Where a resume starts: `?after=` or `Last-Event-ID` (0: from the first event)."""
-    raw = after or last_event_id or "0"
-    try:
-        position = int(raw)
-    except ValueError:
-        raise InvalidParam("after (or Last-Event-ID) must be an event number") from None
-    if position < 0:
-        raise InvalidParam("after (or Last-Event-ID) must be an event number")
-    return position
 
 
 async def resume(request: Request, *, app: App, user: str, task_id: str, after: int) -> Response:

@@ -167,6 +167,12 @@ class HttpSettings(BaseSettings):
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds to drain in-flight work on SIGTERM."
     )
+    max_json_body_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body (bytes) of every request but a multipart upload, "
+        "which has the upload limits (`CONDUIT_UPLOAD_*`); a larger one is refused with 413.",
+    )
 
 
 class LogSettings(BaseSettings):

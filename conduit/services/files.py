@@ -56,11 +56,15 @@ def upload(
         raise FilenameNotExists()
     if "/" in filename or "\\" in filename:
         raise InvalidParam("filename must not contain / or \\")
+    _storable(filename, "filename", 255)
     extension = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+    if len(extension) > 32:
+        raise InvalidParam("filename: the extension must be at most 32 characters")
     if extension in BLOCKED_EXTENSIONS:
         raise InvalidParam(f"File extension '{extension}' is not allowed.")
     if not mime_type:
         raise UnsupportedFileType()
+    _storable(mime_type, "mime_type", 255)
     limit_mb = limits.image_mb if extension in IMAGE_EXTENSIONS else limits.file_mb
     if len(data) > limit_mb * 1024 * 1024:
         raise FileTooLarge(f"File size exceeded. {len(data)} > {limit_mb} MB")
@@ -84,6 +88,14 @@ def upload(
     session.add(row)
     session.flush()
     return row
+
+
+def _storable(value: str, field: str, limit: int) -> None:
+    """What the column holds, on both dialects (PostgreSQL refuses NUL and longer values)."""
+    if len(value) > limit:
+        raise InvalidParam(f"{field}: must be at most {limit} characters")
+    if "\x00" in value:
+        raise InvalidParam(f"{field}: must not contain NUL characters (\\u0000)")
 
 
 def view(row: UploadFile, *, source_url: str | None) -> dict[str, Any]:

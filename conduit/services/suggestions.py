@@ -10,7 +10,7 @@ from typing import Any
 from conduit.core.llm.errors import ModelError
 from conduit.core.llm.provider import ChatMessage, Delta, GenerationParams
 from conduit.db.models import App
-from conduit.errors import SuggestedQuestionsDisabled
+from conduit.errors import BadRequest
 from conduit.services import messages
 from conduit.services.end_users import get_or_create_end_user
 from conduit.services.prompts import generation_params
@@ -21,6 +21,7 @@ PROMPT = (
     "Write three short follow-up questions the user might ask next, one per line, "
     "without numbering."
 )
+DISABLED = "Suggested Questions Is Disabled."
 _LEADING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
 
 
@@ -39,9 +40,8 @@ def parse_questions(text: str, limit: int = 3) -> list[str]:
 
 
 async def suggest(context: Any, *, app: App, user: str, message_id: str) -> list[str]:
-    """Three follow-ups for the user's message; [] when the model fails (Dify's behaviour)."""
-    if not enabled(app):
-        raise SuggestedQuestionsDisabled()
+    """Three follow-ups for the user's message; [] when the model fails (Dify's behaviour).
+    As Dify's Service API: an unknown message is a 404 before the feature is looked at."""
     db = context.db
 
     def load() -> tuple[str, str, dict[str, Any]]:
@@ -52,6 +52,8 @@ async def suggest(context: Any, *, app: App, user: str, message_id: str) -> list
             return message.query, message.answer, dict(merged.model_config_ or {})
 
     query, answer, config = await asyncio.to_thread(load)
+    if not enabled(app):
+        raise BadRequest(DISABLED)
     from conduit.services.runs import model_ref
 
     params = generation_params(config, context.settings.model.name)

@@ -130,7 +130,13 @@ class TestSiteSettings:
             assert_envelope(response, 400, "invalid_param", field)
         assert served(app) == before
         assert_envelope(
-            admin.client.post(site_path(app.app_id), content=b"[1, 2]"), 400, "invalid_param"
+            admin.client.post(
+                site_path(app.app_id),
+                content=b"[1, 2]",
+                headers={"Content-Type": "application/json"},
+            ),
+            400,
+            "invalid_param",
         )
 
     def test_another_workspaces_app_is_404(self, stack: Stack, app: ServiceApp) -> None:

@@ -193,11 +193,11 @@ class TestChatClient:
         assert [m["id"] for m in older["data"]] == [first["message_id"]]
         assert older["has_more"] is False
 
-    def test_messages_without_a_conversation_are_an_empty_list(
-        self, chat_client: ChatClient
-    ) -> None:
+    def test_messages_without_a_conversation_are_refused(self, chat_client: ChatClient) -> None:
+        # 0.1.10 leaves an absent conversation_id out; Dify's MessageListQuery requires it.
         ok_json(chat_client.create_chat_message({}, "hi", USER))
-        assert ok_json(chat_client.get_conversation_messages(USER))["data"] == []
+        error = error_json(chat_client.get_conversation_messages(USER), 400, "invalid_param")
+        assert error["message"] == "conversation_id is required"
 
     def test_get_conversations(self, chat_client: ChatClient) -> None:
         older = ok_json(chat_client.create_chat_message({}, "older", USER))["conversation_id"]

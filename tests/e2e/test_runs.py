@@ -162,7 +162,9 @@ class TestRunStartRoutes:
         no_user = chat_app.client.post("/chat-messages", json={"inputs": {}, "query": "hi"})
         assert no_user.status_code == 400
         assert set(no_user.json()) == {"code", "message", "status"}
-        not_json = chat_app.client.post("/chat-messages", content=b"{not json")
+        not_json = chat_app.client.post(
+            "/chat-messages", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
         assert not_json.status_code == 400
         assert not_json.json()["code"] == "invalid_param"
         # Only POST is served ahead of the router: other methods get FastAPI's answer.

@@ -814,11 +814,21 @@ class TestMessages:
         assert response.status_code == 200, response.text
         assert [m["query"] for m in response.json()["data"]] == ["one", "two", "three"]
 
-    def test_without_a_conversation_the_list_is_empty(self, chat_app: ServiceApp) -> None:
+    def test_conversation_id_is_required_and_an_empty_one_lists_nothing(
+        self, chat_app: ServiceApp
+    ) -> None:
+        """Dify's `MessageListQuery`: `conversation_id` is required, "" is allowed (an empty
+        page, as the httpx SDK sends an absent id), a malformed one is a 400."""
         chat(chat_app, "hi", auto_generate_name=False)
-        response = chat_app.client.get("/messages", params={"user": "alice"})
-        assert response.status_code == 200, response.text
-        assert response.json()["data"] == [] and response.json()["has_more"] is False
+        missing = chat_app.client.get("/messages", params={"user": "alice"})
+        assert_envelope(missing, 400, "invalid_param", "conversation_id is required")
+        empty = chat_app.client.get("/messages", params={"user": "alice", "conversation_id": ""})
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["data"] == [] and empty.json()["has_more"] is False
+        malformed = chat_app.client.get(
+            "/messages", params={"user": "alice", "conversation_id": "not-a-uuid"}
+        )
+        assert_envelope(malformed, 400, "invalid_param", "conversation_id must be a valid UUID")
 
     def test_another_users_messages_are_not_found(self, chat_app: ServiceApp) -> None:
         conversation_id = chat(chat_app, "secret", auto_generate_name=False)["conversation_id"]
@@ -828,6 +838,56 @@ class TestMessages:
         assert_envelope(response, 404, "not_found", "Conversation Not Exists.")
         bad = chat_app.client.get("/messages", params={"conversation_id": "x", "user": "alice"})
         assert_envelope(bad, 400, "invalid_param", "conversation_id must be a valid UUID")
+
+
+class TestSuggested:
+    """`GET /messages/{id}/suggested`, in Dify's order (§3.6): the user, the app's mode, the
+    message, then the feature."""
+
+    def test_an_unknown_message_is_404_whether_or_not_the_feature_is_on(
+        self, chat_app: ServiceApp, service_stack: Stack, service_admin: Admin
+    ) -> None:
+        enabled = service_app(
+            service_stack, service_admin, suggested_questions_after_answer={"enabled": True}
+        )
+        for app in (chat_app, enabled):
+            response = app.client.get(f"/messages/{uuid.uuid4()}/suggested", params={"user": "a"})
+            assert_envelope(response, 404, "not_found", "Message Not Exists.")
+        enabled.client.close()
+
+    def test_a_completion_app_is_not_a_chat_app(self, completion_app: ServiceApp) -> None:
+        response = completion_app.client.get(
+            f"/messages/{uuid.uuid4()}/suggested", params={"user": "alice"}
+        )
+        assert_envelope(response, 400, "not_chat_app")
+
+    def test_a_user_is_required_first(self, completion_app: ServiceApp) -> None:
+        response = completion_app.client.get(f"/messages/{uuid.uuid4()}/suggested")
+        assert_envelope(response, 400, "invalid_param", "Arg user must be provided.")
+
+    def test_the_feature_off_is_a_bad_request_for_a_known_message(
+        self, chat_app: ServiceApp
+    ) -> None:
+        message_id = chat(chat_app, "hi", auto_generate_name=False)["message_id"]
+        response = chat_app.client.get(
+            f"/messages/{message_id}/suggested", params={"user": "alice"}
+        )
+        assert_envelope(response, 400, "bad_request", "Suggested Questions Is Disabled.")
+
+    def test_the_feature_on_suggests(
+        self, service_stack: Stack, service_admin: Admin, upstream: Any
+    ) -> None:
+        upstream.reset()
+        app = service_app(
+            service_stack, service_admin, suggested_questions_after_answer={"enabled": True}
+        )
+        message_id = chat(app, "hi", auto_generate_name=False)["message_id"]
+        response = app.client.get(f"/messages/{message_id}/suggested", params={"user": "alice"})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["result"] == "success"
+        assert body["data"] and all(isinstance(q, str) for q in body["data"])
+        app.client.close()
 
 
 class TestFeedback:

@@ -1,7 +1,8 @@
 """The console tier (`/console/api`): what the web UI and workspace admins call."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from conduit.api.bodies import check_declared_body
 from conduit.api.console import (
     api_keys,
     app_runs,
@@ -12,7 +13,8 @@ from conduit.api.console import (
     workspaces,
 )
 
-router = APIRouter(prefix="/console/api")
+# Typed bodies are read by FastAPI itself: checked as every JSON body is (415, NUL, 64 bits).
+router = APIRouter(prefix="/console/api", dependencies=[Depends(check_declared_body)])
 router.include_router(auth.router)
 router.include_router(workspaces.router)
 router.include_router(apps.router)

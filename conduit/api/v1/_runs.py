@@ -10,7 +10,13 @@ from starlette.responses import Response
 
 from conduit.api import runs as run_controller
 from conduit.api.deps import AppCaller, ServiceCaller, get_service_caller
-from conduit.api.v1.schemas import json_body, optional, required_user, run_request
+from conduit.api.v1.schemas import (
+    event_position,
+    json_body,
+    optional,
+    required_user,
+    run_request,
+)
 
 
 async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> Response:
@@ -52,9 +58,7 @@ def run_routes(path: str, mode: str, tag: str) -> APIRouter:
     ) -> Response:
         """Replay the run's events after `after` / `Last-Event-ID`, then follow it live."""
         owner = required_user(optional(user))
-        position = run_controller.event_position(
-            optional(after), request.headers.get("last-event-id")
-        )
+        position = event_position(after, request.headers.get("last-event-id"))
         return await run_controller.resume(
             request, app=caller.app, user=owner, task_id=task_id, after=position
         )

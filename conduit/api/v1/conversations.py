@@ -15,6 +15,7 @@ from conduit.api.v1.schemas import (
     int_query,
     json_body,
     optional,
+    optional_user,
     required_user,
 )
 from conduit.db.models import App, AppMode, EndUser
@@ -33,8 +34,9 @@ def _chat_app(app: App) -> App:
     return app
 
 
-def _end_user(session: DbSession, app: App, user: str | None) -> EndUser:
-    return get_or_create_end_user(session, app, optional(user))
+def _end_user(session: DbSession, app: App, user: Any) -> EndUser:
+    """The end user of a `user` that may be absent (a query value, or a body's)."""
+    return get_or_create_end_user(session, app, optional_user(user))
 
 
 @router.get("/conversations")
@@ -82,7 +84,7 @@ async def rename_conversation(
     return await naming.rename(
         context,
         app=app,
-        user=optional(body.get("user")) if isinstance(body.get("user"), str) else None,
+        user=optional_user(body.get("user")),
         conversation_id=conversation_id,
         name=name if isinstance(name, str) else None,
         auto_generate=auto_generate,
@@ -94,8 +96,8 @@ def delete_conversation(
     conversation_id: str, caller: AppCaller, session: DbSession, body: OptionalJsonBody
 ) -> Response:
     app = _chat_app(caller.app)
-    user = body.get("user") if isinstance(body.get("user"), str) else None
-    conversations.delete_conversation(session, app, _end_user(session, app, user), conversation_id)
+    end_user = _end_user(session, app, body.get("user"))
+    conversations.delete_conversation(session, app, end_user, conversation_id)
     return Response(status_code=204)
 
 
@@ -108,7 +110,10 @@ def list_messages(
     first_id: Text = None,
     limit: Text = None,
 ) -> dict[str, Any]:
+    """Dify's rules: `conversation_id` is required, and an empty one is an empty page."""
     app = _chat_app(caller.app)
+    if conversation_id is None:
+        raise InvalidParam("conversation_id is required")
     page_size = int_query("limit", limit, default=20, low=1, high=100)
     items, has_more = messages.list_messages(
         session,
@@ -154,9 +159,11 @@ def app_feedbacks(
 async def suggested_questions(
     message_id: str, request: Request, caller: AppCaller, user: Text = None
 ) -> dict[str, Any]:
-    """Follow-up questions for an answer (when the app enables them)."""
+    """Follow-up questions for an answer (when the app enables them). Dify's order: the user,
+    the app's mode, the message, then the feature."""
     owner = required_user(optional(user))
+    app = _chat_app(caller.app)
     questions = await suggestions.suggest(
-        runs_of(request), app=caller.app, user=owner, message_id=message_id
+        runs_of(request), app=app, user=owner, message_id=message_id
     )
     return {"result": "success", "data": questions}

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from conduit.api.deps import AppCaller, DbSession
 from conduit.api.files import Links, file_response
 from conduit.api.responses import OrjsonResponse
-from conduit.api.v1.schemas import optional
+from conduit.api.v1.schemas import optional, optional_user
 from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
 from conduit.infra.signing import Signed
 from conduit.services import files
@@ -67,7 +67,7 @@ def upload_file(
         session,
         request.app.state.storage,
         app=caller.app,
-        end_user=get_or_create_end_user(session, caller.app, optional(form.user)),
+        end_user=get_or_create_end_user(session, caller.app, optional_user(form.user)),
         filename=form.filename,
         mime_type=form.mime_type,
         data=form.data,

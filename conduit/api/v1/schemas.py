@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Request
 
+from conduit.api.bodies import loads_json
 from conduit.api.errors import INVALID_JSON
 from conduit.errors import InvalidParam
 from conduit.services.runs import ChatRequest
 
 USER_REQUIRED = "Arg user must be provided."
+USER_MAX_LENGTH = 255  # end_users.session_id
 RESPONSE_MODES = ("blocking", "streaming")
+EVENT_POSITION_MAX = 2**63 - 1
 
 
 async def json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object: 415 unless declared JSON, 400 unless a storable object
+    (`conduit.api.bodies`). Its size was bounded before (`conduit.api.guard`)."""
     raw = await request.body()
-    try:
-        body = orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        raise InvalidParam(INVALID_JSON) from None
+    body = loads_json(raw, request.headers.get("content-type")) if raw else None
     if not isinstance(body, dict):
         raise InvalidParam(INVALID_JSON)
     return body
@@ -40,12 +41,40 @@ OptionalJsonBody = Annotated[dict[str, Any], Depends(optional_json_body)]
 def required_user(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidParam(USER_REQUIRED)
+    return _storable_user(value)
+
+
+def optional_user(value: Any) -> str | None:
+    """A `user` that may be absent (query, form or body): absent, empty or not a string is
+    Dify's anonymous end user."""
+    return _storable_user(value) if isinstance(value, str) and value else None
+
+
+def _storable_user(value: str) -> str:
+    if len(value) > USER_MAX_LENGTH:
+        raise InvalidParam(f"user: must be at most {USER_MAX_LENGTH} characters")
+    if "\x00" in value:
+        raise InvalidParam("user: must not contain NUL characters (\\u0000)")
     return value
 
 
 def optional(value: str | None) -> str | None:
     """Dify's newer SDK sends absent query values as empty strings: treat them as absent."""
     return value if value not in (None, "") else None
+
+
+def event_position(after: str | None, last_event_id: str | None) -> int:
+    """Where a resumed stream starts: `?after=`, else the `Last-Event-ID` header, else 0; a
+    number of digits up to 2**63-1 (400 naming the one given, never a cut stream)."""
+    name, raw = ("after", optional(after))
+    if raw is None:
+        name, raw = ("Last-Event-ID", optional(last_event_id))
+    if raw is None:
+        return 0
+    digits = raw.isascii() and raw.isdigit() and len(raw) <= len(str(EVENT_POSITION_MAX))
+    if not digits or int(raw) > EVENT_POSITION_MAX:
+        raise InvalidParam(f"{name}: must be an event number from 0 to {EVENT_POSITION_MAX}")
+    return int(raw)
 
 
 def int_query(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
