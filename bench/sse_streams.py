@@ -316,7 +316,7 @@ def prepare_site(stack: Stack, mode: str, upstream: Upstream) -> ConduitSite:
             CONDUIT,
             "create-admin",
             "--email",
-            "a@b.c",
+            "bench@conduit.local",
             "--password",
             "long password",
             "--workspace",
@@ -358,7 +358,9 @@ def start_conduit(
 def _create_key(port: int) -> str:
     base = f"http://127.0.0.1:{port}/console/api"
     with httpx.Client(timeout=30) as client:
-        login = client.post(f"{base}/login", json={"email": "a@b.c", "password": "long password"})
+        login = client.post(
+            f"{base}/login", json={"email": "bench@conduit.local", "password": "long password"}
+        )
         login.raise_for_status()
         auth = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
         app = client.post(f"{base}/apps", json={"name": "bench", "mode": "chat"}, headers=auth)
