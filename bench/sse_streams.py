@@ -316,7 +316,7 @@ def prepare_site(stack: Stack, mode: str, upstream: Upstream) -> ConduitSite:
             CONDUIT,
             "create-admin",
             "--email",
-            "bench@conduit.local",
+            "bench@example.com",
             "--password",
             "long password",
             "--workspace",
@@ -359,7 +359,7 @@ def _create_key(port: int) -> str:
     base = f"http://127.0.0.1:{port}/console/api"
     with httpx.Client(timeout=30) as client:
         login = client.post(
-            f"{base}/login", json={"email": "bench@conduit.local", "password": "long password"}
+            f"{base}/login", json={"email": "bench@example.com", "password": "long password"}
         )
         login.raise_for_status()
         auth = {"Authorization": f"Bearer {login.json()['data']['access_token']}"}
