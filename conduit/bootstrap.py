@@ -191,7 +191,27 @@ class Server:
     def start(cls, settings: Settings) -> Server:
         resources = build_resources(settings)
         disconnect = connect_handlers(lambda: resources)
+        stops: list[Callable[[], None]] = [resources.db.dispose, disconnect]
+        try:
+            return cls._start(settings, resources, disconnect, stops)
+        except BaseException:
+            for stop in reversed(stops):  # what started before the failure, in reverse
+                stop()
+            raise
+
+    @classmethod
+    def _start(
+        cls,
+        settings: Settings,
+        resources: Resources,
+        disconnect: Callable[[], None],
+        stops: list[Callable[[], None]],
+    ) -> Server:
         prepare_schema(resources.db)
+        # Runs left `running` by a dead process end before anything could start one: the
+        # embedded worker (started below) and the recovered outbox rows would otherwise be
+        # ended under a live run.
+        _end_dead_runs(resources.db, settings)
         models = build_models(settings, resources.db)
         runners = build_runners(models, resources.db)
         parts = TaskParts(
@@ -222,17 +242,24 @@ class Server:
                 schedule_path=settings.data.dir / "beat-schedule",
             )
             worker.start()
+            stops.append(worker.stop)
         else:
             policy = RelayPolicy(
                 interval=settings.tasks.relay_interval,
                 batch=settings.tasks.relay_batch,
                 max_attempts=settings.tasks.max_send_attempts,
                 redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
-                redeliver_running_after=settings.tasks.time_limit + 60,
+                # A task still `running` past its hard limit has no worker left; a run's task
+                # may take the run's own limit + 60 s.
+                redeliver_running_after=max(
+                    settings.tasks.time_limit, settings.runs.max_seconds + 60
+                )
+                + 60,
             )
         relay = OutboxRelay(resources.db, publisher(celery), policy)
         resources.db.on_outbox_write(relay.nudge)
         relay.start()
+        stops.append(relay.stop)
         relay.nudge()
         server = cls(
             settings=settings,
@@ -263,7 +290,7 @@ class Server:
 
     async def start_runs(self) -> Runs:
         """The run machinery on the running loop (Redis clients belong to the loop that made
-        them): backends, the inline executor, and runs a dead process left `running` ended."""
+        them): backends and the inline executor."""
         settings, resources = self.settings, self.resources
         parts = self._task_parts
         shared = parts.backends if parts is not None else None
@@ -294,7 +321,6 @@ class Server:
             limits=limits,
             inline=inline,
         )
-        await asyncio.to_thread(_end_dead_runs, resources.db, settings)
         _warn_without_model(settings)
         return self.runs
 

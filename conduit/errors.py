@@ -20,7 +20,10 @@
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── UnsupportedFileType           415 unsupported_file_type
     ├── TooManyRequests               429 too_many_requests
-    └── ServiceUnavailable            503 service_unavailable
+    ├── ServiceUnavailable            503 service_unavailable
+    └── RunEnded                      (a run's own end, in its `error` event)
+        ├── RunTimeLimitExceeded      400 run_time_limit_exceeded
+        └── RunTakenOver              409 run_taken_over
 
 `conduit.api.errors` is the only place these become `{"code", "message", "status"}`.
 Nothing outside `conduit.api` raises an HTTP exception.
@@ -194,3 +197,24 @@ class FileNotFound(NotFound):
 class FileAccessDenied(Forbidden):
     code = "file_access_denied"
     default_message = "File access denied."
+
+
+class RunEnded(ConduitError):
+    """A run ended by its lifecycle rather than by its work (its `error` event says why)."""
+
+
+class RunTimeLimitExceeded(RunEnded):
+    # 400, as Dify's model errors: a client must not retry it (the same run would reach the
+    # same limit), which a 5xx or a 408 invites.
+    code = "run_time_limit_exceeded"
+    status = 400
+    default_message = "The run reached its time limit and was ended; its partial answer is kept."
+
+
+class RunTakenOver(RunEnded):
+    code = "run_taken_over"
+    status = 409
+    default_message = (
+        "The run was ended elsewhere (its lease lapsed and the reaper ended it); "
+        "its partial answer is kept."
+    )

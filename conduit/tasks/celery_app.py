@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace")
 TASK_MODULES = ("conduit.tasks.ops", "conduit.tasks.maintenance", "conduit.tasks.generation")
 EMBEDDED_BROKER = "conduit-memory://localhost//"
+RUN_TASK = "conduit.generation.run"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -53,6 +54,14 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.tasks.soft_time_limit,
         task_time_limit=settings.tasks.time_limit,
+        # A run ends itself at CONDUIT_RUNS_MAX_SECONDS (its partial answer stored): its task's
+        # limits only back that up, they must never cut it first.
+        task_annotations={
+            RUN_TASK: {
+                "soft_time_limit": settings.runs.max_seconds + 30,
+                "time_limit": settings.runs.max_seconds + 60,
+            }
+        },
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="ops",
         task_serializer="json",

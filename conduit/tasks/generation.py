@@ -22,23 +22,24 @@ logger = logging.getLogger(__name__)
 @shared_task(name="conduit.generation.run", base=OutboxTask, bind=True, autoretry_for=())
 def run(self: OutboxTask, spec: dict[str, Any], slot_key: str | None = None) -> str:
     """Execute a run handed over by the API (the `celery` executor), with the runner of its
-    kind; idempotent: a run that is no longer `running` (finished, or ended by the reaper) is
-    skipped."""
+    kind; idempotent: a run that is no longer `running` (finished, or ended by the reaper), or
+    that another delivery is running (its lease is live), is skipped."""
     parts = task_context(self)
     parsed = parts.runners.decode(spec)
     runner = parts.runners.get(parsed.kind)
+    lease = parts.resources.settings.runs.lease_seconds
 
     async def execute(backends: RunBackends) -> str:
-        # Renewing the lease first says whether the run still runs (one statement), and tells
-        # the reaper that an executor has it.
-        if not await runner.store.renew(parsed):
+        # One statement claims the run: it still runs and no live executor holds it. It also
+        # starts the lease the reaper watches.
+        if not await runner.store.claim(parsed, lease):
             return "skipped"
         result = await run_to_end(backends, parts.runners, parts.limits, parsed, slot_key=slot_key)
         return str(result.status.value)
 
     status: str = asyncio.run(_with_backends(parts, execute))
     if status == "skipped":
-        logger.info("run %s already ended; redelivery skipped", parsed.task_id)
+        logger.info("run %s ended or runs elsewhere; this delivery skipped", parsed.task_id)
     else:
         logger.info("run %s ended %s", parsed.task_id, status)
     return status

@@ -113,7 +113,7 @@ class TestLease:
         done = stream_chat(chat_app, "a first question")[0]
         dead_id = done[0].data["message_id"]
         chat_app.stack.sql(
-            "UPDATE messages SET status = 'running', created_at = :created, updated_at = :renewed"
+            "UPDATE messages SET status = 'running', created_at = :created, renewed_at = :renewed"
             " WHERE id = :id",
             created=utcnow().replace(microsecond=0) - _seconds(60),
             renewed=utcnow() - _seconds(5),
@@ -135,7 +135,7 @@ class TestLease:
                     renewed.extend(
                         chat_app.stack.sql(
                             "SELECT id FROM messages WHERE status = 'running'"
-                            " AND updated_at > created_at AND id != :dead",
+                            " AND renewed_at IS NOT NULL AND id != :dead",
                             dead=dead_id,
                         )
                     )

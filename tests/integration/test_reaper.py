@@ -35,8 +35,9 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
     return load_settings()
 
 
-def running(db: Database, **ages: tuple[float, float]) -> dict[str, str]:
-    """A `running` message per name, created and last renewed (age in seconds) as given."""
+def running(db: Database, **ages: tuple[float, float | None]) -> dict[str, str]:
+    """A `running` message per name, created and last renewed (age in seconds; None: never)
+    as given."""
     now = utcnow()
     ids: dict[str, str] = {}
     with db.transaction() as session:
@@ -53,7 +54,7 @@ def running(db: Database, **ages: tuple[float, float]) -> dict[str, str]:
                 .where(Message.id == message.id)
                 .values(
                     created_at=now - timedelta(seconds=created),
-                    updated_at=now - timedelta(seconds=renewed),
+                    renewed_at=None if renewed is None else now - timedelta(seconds=renewed),
                 )
             )
             ids[name] = message.id
@@ -74,8 +75,8 @@ def test_the_reaper_ends_only_runs_whose_executor_is_gone(db: Database, settings
         db,
         renewed_just_now=(300, 1),
         lease_lapsed=(300, LEASE + 5),
-        queued_a_while=(120, 120),  # never renewed, but younger than max_seconds + 60
-        never_renewed_too_long=(MAX_SECONDS + 120, MAX_SECONDS + 120),
+        queued_a_while=(120, None),  # never renewed, but younger than max_seconds + 60
+        never_renewed_too_long=(MAX_SECONDS + 120, None),
     )
     with db.transaction() as session:
         assert reap_stale_runs(session, settings) == 2
@@ -96,7 +97,7 @@ def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
     assert store.renew_now(ids["alive"]) is True  # its executor renews just in time
     with db.transaction() as session:
         session.execute(update(Message).where(Message.id == ids["ended"]).values(status="stopped"))
-    assert store.renew_now(ids["ended"]) is False  # a redelivered Celery run is skipped
+    assert store.renew_now(ids["ended"]) is False  # it no longer runs
     with db.transaction() as session:
         assert reap_stale_runs(session, settings) == 0
     assert statuses(db, ids)["alive"] == ("running", "part")
@@ -105,7 +106,21 @@ def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
 def test_a_process_that_was_the_only_one_ends_every_run_left_running(
     db: Database, settings: Settings
 ) -> None:
-    ids = running(db, fresh=(1, 1), old=(900, 900))
+    ids = running(db, fresh=(1, None), old=(900, 900))
     with db.transaction() as session:
         assert end_interrupted_runs(session) == 2
     assert {status for status, _ in statuses(db, ids).values()} == {"failed"}
+
+
+def test_a_delivery_claims_a_run_only_when_no_live_executor_holds_it(db: Database) -> None:
+    """The Celery task's first statement: a queued run (never renewed) and one whose lease
+    lapsed are claimed; one a live executor renewed a moment ago (a redelivery while it
+    streams) and one that ended are not."""
+    ids = running(db, queued=(5, None), lapsed=(300, LEASE + 5), live=(300, 1), ended=(300, 1))
+    with db.transaction() as session:
+        session.execute(update(Message).where(Message.id == ids["ended"]).values(status="stopped"))
+    store = MessageStore(db)
+    claimed = {name: store.claim_now(message_id, LEASE) for name, message_id in ids.items()}
+    assert claimed == {"queued": True, "lapsed": True, "live": False, "ended": False}
+    # Claimed, a run's lease is live: a second delivery of it is refused.
+    assert store.claim_now(ids["queued"], LEASE) is False

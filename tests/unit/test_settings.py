@@ -74,6 +74,20 @@ class TestBadValues:
         assert "\n" not in message
         assert message.startswith("CONDUIT_TASKS_TIME_LIMIT: ")
 
+    def test_a_visibility_timeout_shorter_than_a_run_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The broker would hand a live run (up to its time limit + 60 s) to a second worker."""
+        message = load_error(
+            monkeypatch,
+            CONDUIT_BROKER_URL="redis://127.0.0.1:6379/1",
+            CONDUIT_BROKER_VISIBILITY_TIMEOUT="700",
+            CONDUIT_RUNS_MAX_SECONDS="600",
+        )
+        assert "\n" not in message
+        assert message.startswith("CONDUIT_BROKER_VISIBILITY_TIMEOUT: ")
+        assert "CONDUIT_RUNS_MAX_SECONDS" in message
+
     def test_list_setting_that_is_not_json_is_one_line(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -109,6 +109,9 @@ class ChatStore(Protocol):
     async def renew(self, spec: RunSpec) -> bool:
         """The run is alive (its lease); False when it no longer runs."""
 
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        """Take the run for an executor about to start it (see `RunStore.claim`)."""
+
 
 def envelope(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
     """Dify's full-converter envelope: chat events carry conversation_id, completion's do not."""

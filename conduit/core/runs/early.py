@@ -12,7 +12,7 @@ stores nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +77,30 @@ class GatedLog:
     async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
         await self._log.create(task_id, meta=meta)
 
-    async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
-        if not self._open:  # once open, every further write goes straight through
-            await self._writable()
+    def append(
+        self, task_id: str, event: str, payload: dict[str, Any] | bytes
+    ) -> Coroutine[Any, Any, RunEvent]:
+        if self._open:  # once open, a write is the log's own (no extra coroutine per write)
+            return self._log.append(task_id, event, payload)
+        return self._append_once_open(task_id, event, payload)
+
+    def extend(
+        self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
+    ) -> Coroutine[Any, Any, list[RunEvent]]:
+        if self._open:
+            return self._log.extend(task_id, event, payloads)
+        return self._extend_once_open(task_id, event, payloads)
+
+    async def _append_once_open(
+        self, task_id: str, event: str, payload: dict[str, Any] | bytes
+    ) -> RunEvent:
+        await self._writable()
         return await self._log.append(task_id, event, payload)
 
-    async def extend(
+    async def _extend_once_open(
         self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
     ) -> list[RunEvent]:
-        if not self._open:
-            await self._writable()
+        await self._writable()
         return await self._log.extend(task_id, event, payloads)
 
     async def close(self, task_id: str) -> None:
@@ -125,3 +139,6 @@ class GatedStore:
         if self._committed.done() and self._committed.result():
             return await self._store.renew(spec)
         return True  # its rows are not there yet: nothing to renew
+
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        return await self._store.claim(spec, lease_seconds)

@@ -43,6 +43,11 @@ class RunStore(Protocol):
         """Renew the run's lease: it is alive (the reaper ends runs whose lease lapsed).
         False when the run is no longer running (it ended, or was ended)."""
 
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        """Take the run for an executor about to start it (a Celery delivery): True only
+        while it runs and no live executor holds it (none renewed its lease within
+        `lease_seconds`). False: skip it, it ended or another delivery runs it."""
+
 
 class AppRunner(Protocol):
     """The runner of one kind of run."""
@@ -89,6 +94,10 @@ class AppRunners:
         return frozenset(self._by_kind)
 
     def decode(self, data: dict[str, Any]) -> RunSpec:
-        """A spec from its JSON (`RunSpec.to_json`), its body decoded by its kind's runner."""
+        """A spec from its JSON (`RunSpec.to_json`), its body decoded by its kind's runner.
+        A chat or completion spec written before kinds existed (flat, its kind in `mode`) is
+        read too: such a run may still wait in the outbox or a broker across an upgrade."""
+        if "kind" not in data:
+            data = {**data, "kind": data["mode"], "body": data}
         runner = self.get(str(data["kind"]))
         return RunSpec.from_json(data, runner.decode(dict(data["body"])))

@@ -24,15 +24,9 @@ from conduit.core.runs.kinds import AppRunner, AppRunners, Execution, RunStore
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus, transition
 from conduit.core.runs.stop import StopRegistry
-from conduit.errors import ConduitError
+from conduit.errors import ConduitError, RunTakenOver, RunTimeLimitExceeded
 
 logger = logging.getLogger(__name__)
-
-
-class RunTimeLimitExceeded(ConduitError):
-    code = "run_time_limit_exceeded"
-    status = 504
-    default_message = "The run reached its time limit and was ended; its partial answer is kept."
 
 
 @dataclass(frozen=True)
@@ -92,7 +86,13 @@ async def execute_run(
                 )
                 status = transition(status, RunStatus.FAILED)
                 break
-            await _renewed(store, spec)
+            if not await _renewed(store, spec):
+                # Its row is no longer `running`: the reaper ended it (its lease lapsed, say
+                # under a stalled database). Going on would stream an answer nobody stores.
+                await _cancelled(work)
+                error = RunTakenOver()
+                status = transition(status, RunStatus.FAILED)
+                break
     except ConduitError as failure:
         error = failure
         status = transition(status, RunStatus.FAILED)
@@ -118,13 +118,15 @@ async def _cancelled(work: asyncio.Future[None]) -> None:
         await work
 
 
-async def _renewed(store: RunStore, spec: RunSpec) -> None:
+async def _renewed(store: RunStore, spec: RunSpec) -> bool:
+    """False only when the store says the run no longer runs."""
     try:
-        await store.renew(spec)
+        return await store.renew(spec)
     except Exception:
         # A missed renewal is not the run's failure: the next one may pass, and the lease
         # outlives several renewal periods.
         logger.warning("run %s: renewing its lease failed", spec.task_id, exc_info=True)
+        return True
 
 
 async def _finish(
@@ -140,20 +142,32 @@ async def _finish(
 ) -> Any:
     result = execution.result(status, error)
     stored: dict[str, Any] = {}
+    cancelled: asyncio.CancelledError | None = None
     try:
         stored = await store.finish(result)
+    except asyncio.CancelledError as cancel:
+        # Cancelled while storing (the drain's deadline, an early start that failed): the
+        # store's thread finishes on its own; the log is still ended below, then the cancel
+        # goes on.
+        cancelled = cancel
     except Exception:
         logger.exception("run %s: storing the result failed", spec.task_id)
-    finally:
-        if on_stored is not None:
+    if on_stored is not None:
+        try:
             await on_stored()
-    if gated is not None and not await gated.usable():
-        return result  # its log never came to exist: nothing to end there
+        except Exception:
+            logger.exception("run %s: giving its concurrency slot back failed", spec.task_id)
     try:
-        for name, payload in runner.terminal_events(spec, result, stored):
-            await log.append(spec.task_id, name, payload)
+        if gated is not None and not await gated.usable():
+            return result  # its log never came to exist: nothing to end there
+        try:
+            for name, payload in runner.terminal_events(spec, result, stored):
+                await log.append(spec.task_id, name, payload)
+        finally:
+            await log.close(spec.task_id)
     finally:
-        await log.close(spec.task_id)
+        if cancelled is not None:
+            raise cancelled
     return result
 
 
@@ -177,7 +191,7 @@ async def run_to_end(
     try:
         return await execute_run(
             spec,
-            runners.get(spec.kind),
+            runners.get(spec.kind),  # a spec is built or decoded for a registered kind only
             log=backends.eventlog,
             stops=backends.stops,
             limits=limits,

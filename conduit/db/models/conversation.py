@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -65,6 +66,13 @@ class Message(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         Index("ix_messages_conversation_created", "conversation_id", "created_at"),
         Index("ix_messages_app_created", "app_id", "created_at"),
+        # The reaper's rows: only the runs still running (a handful), not the whole table.
+        Index(
+            "ix_messages_running",
+            "created_at",
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
@@ -89,6 +97,8 @@ class Message(IdMixin, TimestampMixin, Base):
     provider_response_latency: Mapped[float] = mapped_column(Float, default=0.0)
     message_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The run's lease: when its executor last said it is alive (None: not yet).
+    renewed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class MessageFeedback(IdMixin, TimestampMixin, Base):

@@ -318,9 +318,6 @@ def _history(session: Session, conversation: Conversation, turns: int) -> list[t
 class ChatPlanner:
     """`services/runs/start.py`'s planner of chat and completion runs."""
 
-    def check(self, app: App, request: ChatRequest) -> None:
-        check_app_mode(app, request)
-
     def meta(self, app: App, request: ChatRequest, ids: RunIds) -> dict[str, str]:
         conversation_id = ""
         if request.mode == "chat":

@@ -1,7 +1,7 @@
 """Ending runs whose executor is gone, so that no run stays `running`.
 
 A live run renews its lease every quarter of `CONDUIT_RUNS_LEASE_SECONDS` (its message's
-`updated_at`, `store.renew_lease`) and is cut by its own lifecycle at `CONDUIT_RUNS_MAX_SECONDS`;
+`renewed_at`, `store.renew_lease`) and is cut by its own lifecycle at `CONDUIT_RUNS_MAX_SECONDS`;
 so a run whose lease lapsed, or that was never renewed long after the longest a run may take
 (queued, or its executor died before its first renewal), has no executor left.
 """

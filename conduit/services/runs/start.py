@@ -78,9 +78,6 @@ class Planner(Protocol):
     """How runs of one kind of app are planned (`services/runs/chat.py` for chat and
     completion)."""
 
-    def check(self, app: App, request: Any) -> None:
-        """The app serves this kind of run (raises Dify's error otherwise)."""
-
     def meta(self, app: App, request: Any, ids: RunIds) -> dict[str, str]:
         """What the run's event log keeps of it, beside its app, user and kind."""
 

@@ -4,8 +4,9 @@ controller reaches into the run backends)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -49,8 +50,9 @@ class RunEvents:
     def follow(self, *, after: int = 0) -> AsyncIterator[RunEvent]:
         return self.log.follow(self.task_id, after=after)
 
-    async def read_frames(self, *, after: int, wait: float) -> Frames | None:
-        return await self.log.read_frames(self.task_id, after=after, wait=wait)
+    def read_frames(self, *, after: int, wait: float) -> Coroutine[Any, Any, Frames | None]:
+        # The log's own coroutine: no extra one per read of every stream.
+        return self.log.read_frames(self.task_id, after=after, wait=wait)
 
 
 def run_events(runs: Runs, task_id: str) -> RunEvents:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -158,14 +158,33 @@ _RENEW = (
         _MESSAGES.c.id == bindparam("message_id"),
         _MESSAGES.c.status == RunStatus.RUNNING.value,
     )
-    .values(updated_at=bindparam("now"))
+    .values(renewed_at=bindparam("now"))
+)
+_CLAIM = _RENEW.where(
+    or_(_MESSAGES.c.renewed_at.is_(None), _MESSAGES.c.renewed_at < bindparam("lapsed_before"))
 )
 
 
 def renew_lease(connection: Connection, message_id: str) -> bool:
-    """The run is alive: its message's `updated_at` is its lease. False when the run is no
+    """The run is alive: its message's `renewed_at` is its lease. False when the run is no
     longer `running` (it ended, or the reaper ended it)."""
     found = connection.execute(_RENEW, {"message_id": message_id, "now": utcnow()})
+    return bool(getattr(found, "rowcount", 0))
+
+
+def claim_lease(connection: Connection, message_id: str, lease_seconds: float) -> bool:
+    """Take the run for an executor that is about to start it: only while it is `running`
+    and no live executor holds it (never renewed, or its lease lapsed). False otherwise: it
+    ended, or another delivery of it is running."""
+    now = utcnow()
+    found = connection.execute(
+        _CLAIM,
+        {
+            "message_id": message_id,
+            "now": now,
+            "lapsed_before": now - timedelta(seconds=lease_seconds),
+        },
+    )
     return bool(getattr(found, "rowcount", 0))
 
 
@@ -195,6 +214,13 @@ class MessageStore:
         with self._db.statements() as connection:
             return renew_lease(connection, message_id)
 
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        return await asyncio.to_thread(self.claim_now, spec.body.message_id, lease_seconds)
+
+    def claim_now(self, message_id: str, lease_seconds: float) -> bool:
+        with self._db.statements() as connection:
+            return claim_lease(connection, message_id, lease_seconds)
+
 
 INTERRUPTED = "The run was interrupted: the process running it stopped."
 
@@ -203,21 +229,15 @@ def end_runs(
     session: Session, *, lease_lapsed_before: datetime | None, never_renewed_before: datetime | None
 ) -> int:
     """End `running` runs as failed, keeping their partial answers: all of them when both
-    bounds are None, else those whose lease (`updated_at`, renewed by a live run) lapsed before
-    `lease_lapsed_before` after a renewal, or that were never renewed and were created before
+    bounds are None, else those whose lease (`renewed_at`, renewed by a live run) lapsed before
+    `lease_lapsed_before`, or that were never renewed and were created before
     `never_renewed_before` (queued, or whose executor died before its first renewal)."""
     query = update(Message).where(Message.status == RunStatus.RUNNING.value)
     if lease_lapsed_before is not None and never_renewed_before is not None:
         query = query.where(
             or_(
-                and_(
-                    Message.updated_at > Message.created_at,
-                    Message.updated_at < lease_lapsed_before,
-                ),
-                and_(
-                    Message.updated_at <= Message.created_at,
-                    Message.created_at < never_renewed_before,
-                ),
+                Message.renewed_at < lease_lapsed_before,
+                and_(Message.renewed_at.is_(None), Message.created_at < never_renewed_before),
             )
         )
     now = utcnow()
