@@ -250,9 +250,9 @@ class Server:
                 max_attempts=settings.tasks.max_send_attempts,
                 redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
                 # A task still `running` past its hard limit has no worker left; a run's task
-                # may take the run's own limit + 60 s.
+                # may take the run's own limit + 20 s.
                 redeliver_running_after=max(
-                    settings.tasks.time_limit, settings.runs.max_seconds + 60
+                    settings.tasks.time_limit, settings.runs.max_seconds + 20
                 )
                 + 60,
             )

@@ -111,7 +111,7 @@ def stack_env(
     if broker_url:
         env["CONDUIT_BROKER_URL"] = broker_url
         env["CONDUIT_BROKER_VISIBILITY_TIMEOUT"] = "100"
-        env["CONDUIT_RUNS_MAX_SECONDS"] = "30"  # a run's task may take it + 60 s < 100 s
+        env["CONDUIT_RUNS_MAX_SECONDS"] = "15"  # the visibility must exceed it + 80 s
         env["CONDUIT_TASKS_SOFT_TIME_LIMIT"] = "25"
         env["CONDUIT_TASKS_TIME_LIMIT"] = "30"
         env["CONDUIT_BROKER_RESTORE_INTERVAL"] = "1"

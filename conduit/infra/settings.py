@@ -407,10 +407,10 @@ def load_settings() -> Settings:
             "CONDUIT_BROKER_VISIBILITY_TIMEOUT: must exceed CONDUIT_TASKS_TIME_LIMIT + 60 s, "
             "or the broker hands a long task to a second worker while the first still runs it"
         )
-    if redis_broker and settings.broker.visibility_timeout <= settings.runs.max_seconds + 120:
+    if redis_broker and settings.broker.visibility_timeout <= settings.runs.max_seconds + 80:
         raise SettingsError(
-            "CONDUIT_BROKER_VISIBILITY_TIMEOUT: must exceed CONDUIT_RUNS_MAX_SECONDS + 120 s "
-            "(a run's task may take its time limit + 60 s), or the broker hands a live run to a "
+            "CONDUIT_BROKER_VISIBILITY_TIMEOUT: must exceed CONDUIT_RUNS_MAX_SECONDS + 80 s "
+            "(a run's task may take its time limit + 20 s), or the broker hands a live run to a "
             "second worker"
         )
     if settings.http.workers > 1 and settings.mode == "embedded":

@@ -58,8 +58,8 @@ def create_celery(settings: Settings) -> Celery:
         # limits only back that up, they must never cut it first.
         task_annotations={
             RUN_TASK: {
-                "soft_time_limit": settings.runs.max_seconds + 30,
-                "time_limit": settings.runs.max_seconds + 60,
+                "soft_time_limit": settings.runs.max_seconds + 10,
+                "time_limit": settings.runs.max_seconds + 20,
             }
         },
         task_queues=[Queue(name) for name in QUEUES],

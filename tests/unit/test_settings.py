@@ -81,7 +81,7 @@ class TestBadValues:
         message = load_error(
             monkeypatch,
             CONDUIT_BROKER_URL="redis://127.0.0.1:6379/1",
-            CONDUIT_BROKER_VISIBILITY_TIMEOUT="700",
+            CONDUIT_BROKER_VISIBILITY_TIMEOUT="650",
             CONDUIT_RUNS_MAX_SECONDS="600",
         )
         assert "\n" not in message
