@@ -19,6 +19,7 @@ from conduit.api.guard import RequestGuard
 from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
 from conduit.api.responses import OrjsonResponse
+from conduit.api.runs import RUN_HEADERS
 from conduit.bootstrap import Server
 from conduit.infra import heap
 from conduit.infra.logging import configure_logging
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.http.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-Response-Time"],
+            expose_headers=["X-Request-ID", "X-Response-Time", *RUN_HEADERS],
             allow_credentials="*" not in settings.http.cors_origins,
         )
     app.add_middleware(RequestContextMiddleware, slow_request_ms=settings.http.slow_request_ms)

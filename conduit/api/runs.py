@@ -21,12 +21,16 @@ from starlette.responses import Response
 from conduit.api.errors import envelope
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
+from conduit.core.apps.chat import ChatRunBody
+from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.services import runs as run_service
 from conduit.services.runs import ChatRequest, RunEvents, Runs
 
 PlainEndpoint = Callable[[Request], Awaitable[Response]]
 PLAIN_ATTRIBUTE = "__conduit_plain_endpoint__"
+TASK_HEADER = "X-Task-Id"
+RUN_HEADERS = (TASK_HEADER, "X-Message-Id", "X-Conversation-Id")
 
 
 def runs_of(request: Request) -> Runs:
@@ -51,14 +55,33 @@ async def start_chat(
     runs = runs_of(request)
     spec = await run_service.start_chat_run(runs, app=app, key_id=key_id, user=user, request=run)
     events = run_service.run_events(runs, spec.task_id)
+    names = run_names(spec)
     if run.response_mode == "streaming":
-        return stream(runs, events)
-    return await blocking_response(events, mode=app.mode.value)
+        return stream(runs, events, names=names)
+    response = await blocking_response(events, mode=app.mode.value)
+    response.headers.update(names)
+    return response
 
 
-def stream(runs: Runs, events: RunEvents, *, after: int = 0) -> Response:
+def run_names(spec: RunSpec) -> dict[str, str]:
+    """Response headers naming the run before its first event, so that a client cut before
+    it can still resume it (`X-Task-Id`) or find its message and conversation. A completion's
+    conversation stays off the wire, as in its events."""
+    names = {TASK_HEADER: spec.task_id}
+    body = spec.body
+    if isinstance(body, ChatRunBody):
+        names["X-Message-Id"] = body.message_id
+        if body.mode == "chat" and body.conversation_id:
+            names["X-Conversation-Id"] = body.conversation_id
+    return names
+
+
+def stream(
+    runs: Runs, events: RunEvents, *, after: int = 0, names: dict[str, str] | None = None
+) -> Response:
     return EventStreamResponse(
-        event_stream(events, after=after, ping_interval=runs.settings.runs.ping_interval)
+        event_stream(events, after=after, ping_interval=runs.settings.runs.ping_interval),
+        names,
     )
 
 
@@ -99,7 +122,7 @@ async def resume(request: Request, *, app: App, user: str, task_id: str, after: 
     own user only: 404 otherwise)."""
     runs = runs_of(request)
     events = await run_service.resumable_run_events(runs, app=app, user=user, task_id=task_id)
-    return stream(runs, events, after=after)
+    return stream(runs, events, after=after, names={TASK_HEADER: task_id})
 
 
 async def stop(request: Request, *, app: App, user: str, task_id: str) -> dict[str, Any]:

@@ -51,11 +51,13 @@ class EventStreamResponse(Response):
 
     media_type = MEDIA_TYPE
 
-    def __init__(self, frames: AsyncGenerator[bytes, None]) -> None:
+    def __init__(
+        self, frames: AsyncGenerator[bytes, None], headers: dict[str, str] | None = None
+    ) -> None:
         self.frames = frames
         self.status_code = 200
         self.background = None
-        self.init_headers(SSE_HEADERS)
+        self.init_headers({**SSE_HEADERS, **headers} if headers else SSE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sending = asyncio.current_task()

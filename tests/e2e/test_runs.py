@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from conduit.api.runs import RUN_HEADERS
 from tests.e2e.conftest import Admin, ServiceApp, make_admin, running_stack, service_app
 from tests.e2e.sse import Frame, answer_of, frames
 from tests.fakes.fake_openai import answer_tokens
@@ -254,6 +255,61 @@ class TestConversations:
         )
         assert response.status_code == 404
         assert response.json()["message"] == "Conversation Not Exists."
+
+
+class TestRunNames:
+    """Every run-starting response names its run in its headers, before its first event: a
+    client cut before any event can still resume the run instead of starting a second one."""
+
+    def test_a_client_cut_before_its_first_event_resumes_by_the_header(
+        self, chat_app: ServiceApp, upstream: Any
+    ) -> None:
+        upstream.control(pace_ms=40)
+        body = {
+            "inputs": {},
+            "query": "name your run",
+            "user": "alice",
+            "response_mode": "streaming",
+            **NO_NAMING,
+        }
+        with chat_app.client.stream("POST", "/chat-messages", json=body) as response:
+            assert response.status_code == 200
+            names = {k: response.headers.get(k) for k in RUN_HEADERS}
+            # Gone before reading a byte of the body.
+        assert all(names.values()), names
+        with chat_app.client.stream(
+            "GET", f"/chat-messages/{names['X-Task-Id']}/events", params={"user": "alice"}
+        ) as resumed:
+            assert resumed.status_code == 200
+            assert resumed.headers["X-Task-Id"] == names["X-Task-Id"]
+            items = [f for f in frames(resumed) if f.event != "ping"]
+        assert items[-1].event == "message_end"
+        assert answer_of(items) == f"You said: {body['query']}"
+        assert {f.data["task_id"] for f in items} == {names["X-Task-Id"]}
+        assert items[0].data["message_id"] == names["X-Message-Id"]
+        assert items[0].data["conversation_id"] == names["X-Conversation-Id"]
+        assert len(stored_messages(chat_app, names["X-Conversation-Id"] or "")) == 1
+
+    def test_blocking_answers_and_completions_are_named_too(
+        self, chat_app: ServiceApp, completion_app: ServiceApp
+    ) -> None:
+        answered = chat_app.client.post(
+            "/chat-messages", json={"inputs": {}, "query": "hi", "user": "alice", **NO_NAMING}
+        )
+        assert answered.status_code == 200, answered.text
+        data = answered.json()
+        assert (
+            answered.headers["X-Task-Id"],
+            answered.headers["X-Message-Id"],
+            answered.headers["X-Conversation-Id"],
+        ) == (data["task_id"], data["message_id"], data["conversation_id"])
+        body = {"inputs": {"text": "bonjour"}, "user": "bob", "response_mode": "streaming"}
+        with completion_app.client.stream("POST", "/completion-messages", json=body) as response:
+            items = [f for f in frames(response) if f.event != "ping"]
+            assert response.headers["X-Task-Id"] == items[0].data["task_id"]
+            assert response.headers["X-Message-Id"] == items[0].data["message_id"]
+            # As in its events, a completion's conversation stays off the wire.
+            assert "X-Conversation-Id" not in response.headers
 
 
 class TestResume:
