@@ -128,6 +128,35 @@ def build_task_parts(settings: Settings) -> TaskParts:
     )
 
 
+def build_runs(
+    settings: Settings,
+    resources: Resources,
+    models: ModelRegistry,
+    runners: AppRunners,
+    backends: RunBackends,
+) -> Runs:
+    """A server's run machinery: its limits and, for the inline executor, the executor that
+    runs each run with `run_to_end` on these backends (on the running loop)."""
+    limits = build_run_limits(settings)
+    inline: InlineExecutor | None = None
+    if settings.runs.executor == "inline":
+
+        async def execute(spec: RunSpec, slot_key: str | None, gates: StartGates | None) -> Any:
+            return await run_to_end(backends, runners, limits, spec, slot_key=slot_key, gates=gates)
+
+        inline = InlineExecutor(execute)
+    return Runs(
+        settings=settings,
+        db=resources.db,
+        cache=resources.cache,
+        models=models,
+        backends=backends,
+        runners=runners,
+        limits=limits,
+        inline=inline,
+    )
+
+
 # --- conduit worker | beat -----------------------------------------------------------------
 
 
@@ -300,27 +329,7 @@ class Server:
             resources.cache.attach_async(
                 build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
             )
-        limits = build_run_limits(settings)
-        inline: InlineExecutor | None = None
-        if settings.runs.executor == "inline":
-            runners = self.runners
-
-            async def execute(spec: RunSpec, slot_key: str | None, gates: StartGates | None) -> Any:
-                return await run_to_end(
-                    backends, runners, limits, spec, slot_key=slot_key, gates=gates
-                )
-
-            inline = InlineExecutor(execute)
-        self.runs = Runs(
-            settings=settings,
-            db=resources.db,
-            cache=resources.cache,
-            models=self.models,
-            backends=backends,
-            runners=self.runners,
-            limits=limits,
-            inline=inline,
-        )
+        self.runs = build_runs(settings, resources, self.models, self.runners, backends)
         _warn_without_model(settings)
         return self.runs
 
@@ -401,6 +410,7 @@ __all__ = [
     "build_models",
     "build_resources",
     "build_runners",
+    "build_runs",
     "build_task_parts",
     "cli_process",
     "model_defaults",

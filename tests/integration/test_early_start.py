@@ -18,12 +18,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from conduit.bootstrap import build_models, build_runners
+from conduit.bootstrap import build_models, build_runners, build_runs
 from conduit.core.runs.backends import RunBackends
-from conduit.core.runs.early import StartGates
 from conduit.core.runs.eventlog.memory import MemoryEventLog
-from conduit.core.runs.executors.inline import InlineExecutor
-from conduit.core.runs.lifecycle import run_to_end
 from conduit.core.runs.limits_memory import MemoryLimiter
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.stop_memory import MemoryStopRegistry
@@ -31,12 +28,12 @@ from conduit.db.models import App, Message
 from conduit.errors import AppUnavailable
 from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database
+from conduit.infra.resources import Resources
 from conduit.infra.settings import Settings, load_settings
 from conduit.services import runs
 from conduit.services.model_providers import app_model_ref
 from conduit.services.runs import ChatRequest as RunRequest
 from conduit.services.runs import Runs as RunContext
-from conduit.services.runs import run_limits
 from conduit.services.runs.start import app_slot_key
 from tests.fakes.fake_openai import FakeOpenAIThread
 from tests.support import add_chat_app
@@ -68,29 +65,15 @@ async def context(
 ) -> AsyncIterator[RunContext]:
     """The run machinery as `conduit/bootstrap.py` wires it for an inline server."""
     models = build_models(settings, db)
-    runners = build_runners(models, db)
     backends = RunBackends(
         eventlog=eventlog or MemoryEventLog(),
         stops=MemoryStopRegistry(),
         limiter=MemoryLimiter(),
         shared=True,
     )
-    limits = run_limits(settings)
-
-    async def execute(spec: RunSpec, slot: str | None, gates: StartGates | None) -> object:
-        return await run_to_end(backends, runners, limits, spec, slot_key=slot, gates=gates)
-
+    resources = Resources(settings, db, cache)
     try:
-        yield RunContext(
-            settings=settings,
-            db=db,
-            cache=cache,
-            models=models,
-            backends=backends,
-            runners=runners,
-            limits=limits,
-            inline=InlineExecutor(execute),
-        )
+        yield build_runs(settings, resources, models, build_runners(models, db), backends)
     finally:
         await models.aclose()
 
