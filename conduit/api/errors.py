@@ -7,13 +7,25 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conduit.api.responses import OrjsonResponse
-from conduit.errors import ConduitError, TooManyRequests, Unauthorized
+from conduit.errors import (
+    ConduitError,
+    RedisUnavailable,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 
 logger = logging.getLogger(__name__)
+
+# What the Redis clients raise when Redis is down, restarting or hung (after their one retry on
+# a fresh connection): a 503 `redis_unavailable`, never a 500.
+REDIS_OUTAGE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 INVALID_JSON = "Invalid JSON payload received or JSON payload is empty."
 _HTTP_CODES = {
@@ -62,7 +74,7 @@ def error_response(error: ConduitError) -> OrjsonResponse:
     headers: dict[str, str] = {}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    if isinstance(error, TooManyRequests):
+    if isinstance(error, TooManyRequests | ServiceUnavailable):
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     return envelope(error.code, error.message, error.status, headers or None)
 
@@ -97,6 +109,16 @@ def install_error_handlers(app: FastAPI) -> None:
             503,
             {"Retry-After": "1"},
         )
+
+    async def _redis_unavailable(_: Request, error: Exception) -> OrjsonResponse:
+        # Redis is down, restarting, or did not answer within the clients' timeouts: whatever
+        # the request needed it for (a run's limits, log or stop flag, a stream's events), it
+        # may be retried. The cache never gets here: it falls back to the database.
+        logger.warning("redis unavailable: %r", error)
+        return error_response(RedisUnavailable())
+
+    for outage in REDIS_OUTAGE:
+        app.add_exception_handler(outage, _redis_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> OrjsonResponse:

@@ -14,8 +14,11 @@ from conduit.core.runs.limits_redis import RedisLimiter
 from conduit.core.runs.stop import StopRegistry
 from conduit.core.runs.stop_memory import MemoryStopRegistry
 from conduit.core.runs.stop_redis import RedisStopRegistry
-from conduit.infra.redis import build_async_redis
+from conduit.infra.redis import COMMAND_TIMEOUT, build_async_redis
 from conduit.infra.settings import Settings
+
+# Seconds a blocking read of a run's events may last (its XREAD BLOCK stays below it).
+_FOLLOW_TIMEOUT = 5.0
 
 
 @dataclass
@@ -38,8 +41,14 @@ def build_run_backends(settings: Settings) -> RunBackends:
         # A follower of a run written in another process holds a connection for its blocking
         # XREAD: the event log gets its own pool, sized for thousands of open streams. Runs of
         # the inline executor are written here, and their followers here read the local mirror.
-        followers = build_async_redis(settings.redis.url, max_connections=20_000)
-        client = build_async_redis(settings.redis.url)
+        # Its timeout bounds a blocking read (XREAD BLOCK stays below it), not a request.
+        followers = build_async_redis(
+            settings.redis.url, socket_timeout=_FOLLOW_TIMEOUT, max_connections=20_000
+        )
+        # Limits and stop flags: every command under the hot path's timeout, so that a request
+        # needing Redis fails (503) within it when Redis hangs. Every client retries once on a
+        # fresh connection when a pooled one died (`infra/redis.py`).
+        client = build_async_redis(settings.redis.url, socket_timeout=COMMAND_TIMEOUT)
         return RunBackends(
             eventlog=RedisEventLog(
                 followers,

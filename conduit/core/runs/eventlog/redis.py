@@ -29,17 +29,31 @@ inline executor). `create()` of a new run makes this instance its writer and ope
 in-process `MemoryEventLog`. Its appends are numbered here, land in the mirror at once, and reach
 Redis behind it: while one write of the run is in flight, further events queue and go out
 together as one multi-event entry (so a fast model costs one XADD per round trip, not per token).
-A failed write raises from the run's next append; `close()` closes the mirror's copy (this
-process's readers end at once), then waits for the queue and appends the sentinel. Readers in
-this process read the mirror (no Redis round trip, no blocking connection per follower);
-readers anywhere else, and any reader once the mirror forgot the run (shortly after close, or
-evicted), read Redis. This assumes the instance is the run's only writer, which holds for a run
-created here by the inline executor.
+`close()` closes the mirror's copy (this process's readers end at once), then waits for the
+queue and the sentinel. Readers in this process read the mirror (no Redis round trip, no
+blocking connection per follower); readers anywhere else, and any reader once the mirror forgot
+the run (shortly after close, or evicted), read Redis. This assumes the instance is the run's
+only writer, which holds for a run created here by the inline executor.
+
+Redis outages. Redis is only this writer's copy for other processes, so its failures do not
+fail the run: the queued events stay queued and are sent again every `_RETRY_INTERVAL` until
+Redis answers; a run Redis lost meanwhile (restarted empty: an XADD past the first entry is
+NOMKSTREAM, so a lost stream is noticed instead of reborn with a gap) is written again whole
+from the mirror, with its meta. `close()` waits `_CLOSE_WAIT` at most for that; the writer goes
+on in the background, giving up (the copy in Redis then stays incomplete: readers elsewhere
+miss the run's end) once Redis has failed for `_GIVE_UP_AFTER` with the run closed.
+
+A writer without the mirror (a Celery worker's) has no copy to fall back on: a failed append
+raises to the run, and a stream Redis lost raises `RunEventsLost` rather than go on with a gap.
+Retried commands (the clients retry once on a dead connection, `infra/redis.py`) never
+duplicate an event: an XADD whose first try landed fails its repeat ("ID equal or smaller"),
+and the writer then finds its own entry at the top of the stream and takes it as written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -54,7 +68,10 @@ from redis.typing import EncodableT
 from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading, join_frames
 from conduit.core.runs.eventlog.memory import MemoryEventLog, RunClosed
 from conduit.core.runs.events import Frames, RunEvent
-from conduit.infra.redis import GroupCommit
+from conduit.errors import RunEventsLost
+from conduit.infra.redis import COMMAND_TIMEOUT, GroupCommit
+
+logger = logging.getLogger(__name__)
 
 CLOSED_EVENT = "__closed__"
 _CLOSED = CLOSED_EVENT.encode()
@@ -75,6 +92,14 @@ _MIRROR_RUNS = 50_000
 # other runs' writes (one pipeline), in seconds: how far behind a reader in another process
 # may be, besides a round trip, while this process's own readers read the mirror at once.
 _WRITE_BEHIND_LINGER = 0.05
+# Their deadline per round trip: no request waits on them, so it may be longer.
+_WRITE_BEHIND_TIMEOUT = 5.0
+# While Redis fails, how often a writer behind the mirror tries again (seconds).
+_RETRY_INTERVAL = 0.5
+# How long `close()` waits for the writes behind the mirror (only long while Redis fails).
+_CLOSE_WAIT = 5.0
+# How long a writer behind the mirror keeps trying once its run is closed and Redis fails.
+_GIVE_UP_AFTER = 60.0
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -123,12 +148,31 @@ def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
 
 @dataclass(eq=False)
 class _Owned:
-    """A run this instance writes (mirror mode): events numbered here, queued for Redis."""
+    """A run this instance writes (mirror mode): events numbered here, queued for Redis until
+    Redis has them (an event leaves the queue only once its write succeeded)."""
 
-    last: int
+    meta: dict[EncodableT, EncodableT]  # create()'s fields, written again if Redis lost them
+    last: int = 0
     queue: list[RunEvent] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None  # drains `queue`, one round trip at a time
-    error: Exception | None = None  # a failed write, raised by the next append
+    closed: bool = False  # close() was called: the writer ends with the sentinel
+
+
+def _encoded(fields: dict[EncodableT, EncodableT]) -> dict[bytes, bytes]:
+    """The fields as Redis stores and returns them."""
+
+    def encode(value: EncodableT) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, memoryview):
+            return value.tobytes()
+        return str(value).encode()
+
+    return {encode(k): encode(v) for k, v in fields.items()}
+
+
+def _id_too_small(reply: Any) -> bool:
+    return isinstance(reply, ResponseError) and _ID_TOO_SMALL in str(reply)
 
 
 def _checked(replies: list[Any]) -> list[Any]:
@@ -179,7 +223,7 @@ class RedisEventLog:
         abandon_after: float = 24 * 3600,
         mirror: bool = False,
         batches: aioredis.Redis | None = None,
-        command_timeout: float = 5.0,
+        command_timeout: float = COMMAND_TIMEOUT,
     ) -> None:
         self._redis = client
         self._batches = batches
@@ -193,7 +237,11 @@ class RedisEventLog:
         # The writes behind the mirror: this process's readers already have those events, so
         # they may wait a moment for more events of the run and for the other runs' writes, and
         # share one entry and one pipeline with them.
-        self._behind = GroupCommit(pipelined, linger=_WRITE_BEHIND_LINGER, timeout=command_timeout)
+        self._behind = GroupCommit(
+            pipelined,
+            linger=_WRITE_BEHIND_LINGER,
+            timeout=max(command_timeout, _WRITE_BEHIND_TIMEOUT),
+        )
         self._owned: OrderedDict[str, _Owned] = OrderedDict()
         self._mirror = (
             MemoryEventLog(
@@ -228,7 +276,7 @@ class RedisEventLog:
             self._remember(task_id, 0)
             if self._mirror is not None and task_id not in self._owned:
                 await self._mirror.create(task_id)
-                self._own(task_id)
+                self._own(task_id, fields)
         elif not _is_sentinel(top[0][1]):
             self._remember(task_id, _parse_id(top[0][0])[0])
 
@@ -269,21 +317,37 @@ class RedisEventLog:
                 fields: dict[EncodableT, EncodableT] = fields,
                 records: list[RunEvent] = records,
             ) -> None:
-                pipe.xadd(stream, fields, id=f"{records[-1].seq}-0")
-                if records[0].seq == 1:  # the stream is born here: give it the expiry
+                born = records[0].seq == 1
+                # Past the first entry the stream must exist: one Redis lost is not reborn.
+                pipe.xadd(stream, fields, id=f"{records[-1].seq}-0", nomkstream=not born)
+                if born:  # the stream is born here: give it the expiry
                     pipe.pexpire(stream, self._open_ttl_ms)  # create() could not
 
             added = (await self._batch.run(build))[0]
-            if isinstance(added, ResponseError) and _ID_TOO_SMALL in str(added):
-                continue  # our remembered seq was stale (another writer, or a restart): re-read
+            if added is None:
+                raise RunEventsLost()
+            if _id_too_small(added):
+                if await self._landed(stream, records[-1].seq, fields):
+                    added = None  # a retried XADD whose first try landed: written, once
+                else:
+                    continue  # our remembered seq was stale (another writer, a restart): re-read
             if isinstance(added, Exception):
                 raise added
             self._remember(task_id, records[-1].seq)
             return records
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
-    def _own(self, task_id: str) -> None:
-        self._owned[task_id] = _Owned(last=0)
+    async def _landed(self, stream: str, seq: int, fields: dict[EncodableT, EncodableT]) -> bool:
+        """Whether the entry `{seq}-0` holds exactly `fields`: ours, written by a try whose
+        reply was lost."""
+        found = _checked(
+            await self._batch.run(lambda pipe: pipe.xrange(stream, f"{seq}-0", f"{seq}-0"))
+        )
+        entries = found[0]
+        return bool(entries) and dict(entries[0][1]) == _encoded(fields)
+
+    def _own(self, task_id: str, meta: dict[EncodableT, EncodableT]) -> None:
+        self._owned[task_id] = _Owned(meta=meta)
         if len(self._owned) > _MIRROR_RUNS:
             # Runs created but never closed (e.g. refused after create): forget the oldest idle.
             idle = next((t for t, o in self._owned.items() if o.writer is None), None)
@@ -293,9 +357,8 @@ class RedisEventLog:
     def _append_owned(
         self, task_id: str, owned: _Owned, event: str, datas: list[bytes]
     ) -> list[RunEvent]:
-        if owned.error is not None:
-            error, owned.error = owned.error, None
-            raise error
+        if owned.closed:
+            raise RunClosed()
         first = owned.last + 1
         records = [RunEvent.from_data(task_id, first + i, event, d) for i, d in enumerate(datas)]
         owned.last += len(records)
@@ -303,30 +366,128 @@ class RedisEventLog:
         if not self._mirror.add(records):
             self._mirror.forget(task_id)  # evicted from the mirror: its readers go to Redis
         owned.queue += records
-        if owned.writer is None:
-            owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
+        self._start_writer(task_id, owned)
         return records
 
+    def _start_writer(self, task_id: str, owned: _Owned) -> asyncio.Task[None]:
+        if owned.writer is None:
+            owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
+        return owned.writer
+
     async def _write_owned(self, task_id: str, owned: _Owned) -> None:
-        """Send the run's queued events, all that queued meanwhile as one entry per round trip."""
-        stream = self._stream(task_id)
+        """Send the run's queued events, all that queued meanwhile as one entry per round trip,
+        and its sentinel once it is closed; while Redis fails, keep them and try again."""
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
         try:
-            while owned.queue:
-                events, owned.queue = owned.queue[:_ENTRY_EVENTS], owned.queue[_ENTRY_EVENTS:]
-
-                def build(pipe: Any, events: list[RunEvent] = events) -> None:
-                    pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0")
-                    if events[0].seq == 1:  # the stream is born here: give it its expiry
-                        pipe.pexpire(stream, self._open_ttl_ms)
-
+            while owned.queue or owned.closed:
                 try:
-                    added = (await self._behind.run(build))[0]
+                    if owned.queue:
+                        await self._send_queued(task_id, owned)
+                    elif await self._send_sentinel(task_id, owned):
+                        self._forget_owned(task_id, owned)
+                        return
+                except RunEventsLost as lost:
+                    logger.error("run %s: %s", task_id, lost.message)
+                    self._forget_owned(task_id, owned)  # its next append reads Redis, and fails
+                    return
                 except Exception as failure:
-                    added = failure
-                if isinstance(added, Exception):
-                    owned.error = added
+                    now = loop.time()
+                    if failing_since is None:
+                        failing_since = now
+                        logger.warning(
+                            "run %s: its events cannot reach Redis, kept to send again: %r",
+                            task_id,
+                            failure,
+                        )
+                    elif owned.closed and now - failing_since >= _GIVE_UP_AFTER:
+                        logger.error(
+                            "run %s: Redis failed for %.0f s; its events there stay incomplete",
+                            task_id,
+                            now - failing_since,
+                        )
+                        self._forget_owned(task_id, owned)
+                        return
+                    await asyncio.sleep(_RETRY_INTERVAL)
+                    continue
+                if failing_since is not None:
+                    logger.info("run %s: its events reach Redis again", task_id)
+                    failing_since = None
         finally:
             owned.writer = None
+
+    def _forget_owned(self, task_id: str, owned: _Owned) -> None:
+        if self._owned.get(task_id) is owned:
+            del self._owned[task_id]
+
+    async def _send_queued(self, task_id: str, owned: _Owned) -> None:
+        """One round trip of the run's queued events (one entry); they leave the queue once
+        Redis has them."""
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+        events = owned.queue[:_ENTRY_EVENTS]
+        born = events[0].seq == 1
+
+        def build(pipe: Any) -> None:
+            # Past the first entry the stream must exist: one Redis lost is not reborn with a
+            # gap (the reply is None instead).
+            pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0", nomkstream=not born)
+            if born:  # the stream is born here: its expiry, and its meta (again, if lost)
+                pipe.pexpire(stream, self._open_ttl_ms)
+                pipe.hset(meta_key, mapping=owned.meta)
+                pipe.pexpire(meta_key, self._open_ttl_ms)
+
+        added = (await self._behind.run(build))[0]
+        if added is None:
+            await self._requeue_all(task_id, owned)
+        elif _id_too_small(added):
+            # An earlier try landed though its reply was lost: what Redis has is not sent again.
+            top, _ = await self._read_top(task_id)
+            owned.queue = [event for event in owned.queue if event.seq > top]
+        elif isinstance(added, Exception):
+            raise added
+        else:
+            del owned.queue[: len(events)]  # appends meanwhile went to the end
+
+    async def _send_sentinel(self, task_id: str, owned: _Owned) -> bool:
+        """Close the run in Redis; False when Redis lost it (it is then queued again whole)."""
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+        last = owned.last
+
+        def build(pipe: Any) -> None:
+            sentinel = {"event": CLOSED_EVENT, "payload": b"{}"}
+            pipe.xadd(stream, sentinel, id=f"{last}-1", nomkstream=last > 0)
+            if last == 0:  # no events: the stream is born with its sentinel, the meta with it
+                pipe.hset(meta_key, mapping=owned.meta)
+            pipe.pexpire(stream, self._retention_ms)
+            pipe.pexpire(meta_key, self._retention_ms)
+
+        added = (await self._batch.run(build))[0]
+        if added is None:
+            await self._requeue_all(task_id, owned)
+            return False
+        if isinstance(added, Exception) and not _id_too_small(added):
+            raise added
+        return True  # written, or (too small) written by a try whose reply was lost
+
+    async def _requeue_all(self, task_id: str, owned: _Owned) -> None:
+        """Redis lost the run (restarted without its data): queue every event again, from the
+        mirror, so that readers elsewhere find it whole rather than with a gap."""
+        assert self._mirror is not None
+        events: list[RunEvent] = []
+        try:
+            while True:
+                batch = await self._mirror.read(task_id, after=len(events), wait=0)
+                if not batch:
+                    break
+                events += batch
+        except RunNotFound:
+            pass
+        if len(events) != owned.last:
+            raise RunEventsLost(
+                f"Redis lost run {task_id}'s events and the mirror no longer holds them all."
+            )
+        logger.warning("run %s: Redis lost its events; writing all %d again", task_id, len(events))
+        owned.queue = events
 
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
@@ -334,16 +495,18 @@ class RedisEventLog:
             # This process's readers end now; Redis's copy follows once the writes behind the
             # mirror (up to a linger late) have landed, so a close never waits for them.
             await self._mirror.close(task_id)
-        await self._close(task_id)
+        owned = self._owned.get(task_id)
+        if owned is None:
+            await self._close(task_id)
+            return
+        owned.closed = True
+        writer = self._start_writer(task_id, owned)
+        # Shielded: a close that is cancelled, or that stops waiting while Redis fails, leaves
+        # the writer going (until Redis has the run, or it gives up).
+        await asyncio.wait({writer}, timeout=_CLOSE_WAIT)
 
     async def _close(self, task_id: str) -> None:
         stream, meta_key = self._stream(task_id), self._meta(task_id)
-        owned = self._owned.get(task_id)
-        if owned is not None:
-            while owned.writer is not None:  # what is queued reaches Redis before the sentinel
-                await asyncio.shield(owned.writer)
-            self._owned.pop(task_id, None)
-            self._remember(task_id, owned.last)
         last = self._last_seq.pop(task_id, None)
         for _ in range(3):
             if last is None:
@@ -355,23 +518,30 @@ class RedisEventLog:
                     return
 
             def build(pipe: Any, last: int = last) -> None:
-                pipe.xadd(stream, {"event": CLOSED_EVENT, "payload": b"{}"}, id=f"{last}-1")
+                sentinel = {"event": CLOSED_EVENT, "payload": b"{}"}
+                pipe.xadd(stream, sentinel, id=f"{last}-1", nomkstream=last > 0)
                 pipe.pexpire(stream, self._retention_ms)
                 pipe.pexpire(meta_key, self._retention_ms)
 
             added = (await self._batch.run(build))[0]
+            if added is None:
+                logger.warning("run %s: Redis lost its events; nothing to close", task_id)
+                return
             if not isinstance(added, Exception):
                 return
-            if not isinstance(added, ResponseError) or _ID_TOO_SMALL not in str(added):
+            if not _id_too_small(added):
                 raise added
             last = None  # something landed after our last seq (a close, or a stale cache): look
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     async def meta(self, task_id: str) -> dict[str, str] | None:
         """The metadata given to create(), or None for an unknown or expired run."""
-        raw: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
-            self._meta(task_id)
-        )
+        owned = self._owned.get(task_id)
+        if owned is not None:  # written here: known without Redis (so while it is down)
+            raw = _encoded(owned.meta)
+        else:
+            key = self._meta(task_id)
+            raw = _checked(await self._batch.run(lambda pipe: pipe.hgetall(key)))[0]
         if not raw:
             return None
         return {k.decode(): v.decode() for k, v in raw.items() if k != _CREATED_FIELD}
@@ -432,7 +602,12 @@ class RedisEventLog:
         return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
-        """Close the Redis clients' connections."""
+        """Stop the writes behind the mirror still trying, and close the Redis clients."""
+        writers = [owned.writer for owned in self._owned.values() if owned.writer is not None]
+        for writer in writers:
+            writer.cancel()
+        if writers:
+            await asyncio.wait(writers)
         await self._redis.aclose()
         if self._batches is not None:
             await self._batches.aclose()
