@@ -1,0 +1,441 @@
+"""The fault-injection harness: the distributed deployment a new user would run, with its own
+services so that a test may kill any of them, clients that stream and resume as a real client
+does, and the audit every scenario ends with.
+
+`FaultStack`: two `conduit serve` processes and a `conduit worker`, PostgreSQL (a fresh database
+of the shared server, which is never stopped; a scenario that restarts PostgreSQL brings a
+cluster of its own), a private `redis-server` as cache, event log and (by default) broker, and
+the fake model streaming 200 words 20 ms apart.
+
+`Client`: one streaming chat run as a client makes it. It learns the run's task id from the
+response headers, and when its connection is cut it resumes on the other server with
+`Last-Event-ID` until the run's terminal event (or gives up at a deadline).
+
+`audit`: what every scenario asserts, counted: accepted runs lost (no row, or no terminal event
+reachable), events duplicated (a frame id seen twice by a client, or in the replay), runs left
+`running`, and whether each run's stream (replayed from its log) equals its stored answer.
+
+`report`: a scenario's row for `bench/faults.py` (appended as JSON to `$CONDUIT_FAULTS_REPORT`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conduit.db.migrations import upgrade
+from tests import support
+from tests.conftest import stack_env
+from tests.e2e.conftest import create_admin, login, service_app
+from tests.e2e.sse import Frame, frames
+
+ANSWER_WORDS = 200
+PACE_MS = 20
+TERMINAL = ("message_end", "error")
+
+
+def long_answer(words: int = ANSWER_WORDS) -> str:
+    return " ".join(f"w{index}" for index in range(words))
+
+
+class FaultStack:
+    """Two servers and a worker over private Redis and a fresh PostgreSQL database."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        upstream_url: str,
+        database_url: str,
+        redis: support.PrivateRedis,
+        broker_url: str | None = None,
+        executor: str = "celery",
+        servers: int = 2,
+        **extra: str,
+    ) -> None:
+        self.workdir = workdir
+        self.redis = redis
+        self.executor = executor
+        env = stack_env(
+            workdir,
+            database_url=database_url,
+            redis_url=redis.url,
+            broker_url=broker_url or redis.url.rsplit("/", 1)[0] + "/1",
+            CONDUIT_MODEL_BASE_URL=upstream_url,
+            CONDUIT_MODEL_MAX_RETRIES="0",
+            CONDUIT_RUNS_EXECUTOR=executor,
+            **extra,
+        )
+        self.env = env
+        self.ports = [support.free_port() for _ in range(servers)]
+        self.servers = [
+            support.Process(
+                ["serve"],
+                env={**env, "CONDUIT_HTTP_PORT": str(port)},
+                cwd=workdir,
+                log=workdir / f"server{index}.log",
+            )
+            for index, port in enumerate(self.ports)
+        ]
+        self.worker = support.Process(
+            ["worker", "-c", "4"], env=env, cwd=workdir, log=workdir / "worker.log"
+        )
+
+    # --- what tests.e2e.conftest's helpers expect of a stack ---------------------------------
+    @property
+    def base_url(self) -> str:
+        return self.url(0)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["CONDUIT_DATABASE_URL"]
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
+
+    def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(sqlalchemy.text(statement), params)
+                return [tuple(row) for row in result] if result.returns_rows else []
+        finally:
+            engine.dispose()
+
+    # --- processes -----------------------------------------------------------------------------
+    def url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}"
+
+    def start(self) -> None:
+        self.worker.start()
+        for index in range(len(self.servers)):
+            self.start_server(index)
+
+    def start_server(self, index: int) -> None:
+        server = self.servers[index]
+        if not server.alive:
+            server.start()
+        self.wait_ready(index)
+
+    def wait_ready(self, index: int, timeout: float = 30.0) -> None:
+        server = self.servers[index]
+
+        def up() -> bool:
+            if server.process is not None and server.process.poll() is not None:
+                raise AssertionError(f"server {index} exited:\n" + server.log()[-3000:])
+            return httpx.get(f"{self.url(index)}/health", timeout=1).status_code == 200
+
+        support.wait_for(up, timeout=timeout, what=f"server {index}")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+        self.worker.stop()
+
+    def logs(self) -> str:
+        return "".join(process.log() for process in [*self.servers, self.worker])
+
+
+@contextlib.contextmanager
+def fault_stack(workdir: Path, upstream_url: str, **options: Any) -> Iterator[FaultStack]:
+    """A started `FaultStack` with its own Redis and database, torn down afterwards."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    redis = support.PrivateRedis(workdir)
+    redis.start()
+    try:
+        with support.fresh_pg_database() as database_url:
+            upgrade(database_url)
+            stack = FaultStack(
+                workdir,
+                upstream_url=upstream_url,
+                database_url=database_url,
+                redis=redis,
+                **options,
+            )
+            try:
+                stack.start()
+                yield stack
+            finally:
+                stack.stop()
+    finally:
+        redis.stop()
+
+
+@dataclass
+class ServiceKey:
+    """An app and its Service API key on a fault stack."""
+
+    app_id: str
+    key: str
+
+
+def chat_app(stack: FaultStack, **config: Any) -> ServiceKey:
+    admin = login(stack, *create_admin(stack))  # type: ignore[arg-type]
+    try:
+        found = service_app(stack, admin, pre_prompt="You are a test assistant.", **config)  # type: ignore[arg-type]
+        found.client.close()
+        return ServiceKey(found.app_id, found.key)
+    finally:
+        admin.client.close()
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """One streaming chat run, made as a client makes it (see the module's docstring)."""
+
+    stack: FaultStack
+    app: ServiceKey
+    user: str
+    query: str = "hello"
+    server: int = 0
+    idempotency_key: str | None = None
+    deadline: float = 90.0
+    status: int | None = None  # the start's HTTP status
+    task_id: str | None = None
+    message_id: str | None = None
+    frames: list[Frame] = field(default_factory=list)
+    cuts: int = 0
+    error: str | None = None
+    _thread: threading.Thread | None = None
+    first_event: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Client:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.frames) and self.frames[-1].event in TERMINAL
+
+    @property
+    def answer(self) -> str:
+        return "".join(str(f.data.get("answer", "")) for f in self.frames if f.event == "message")
+
+    @property
+    def duplicated(self) -> int:
+        ids = [f.id for f in self.frames if f.id is not None]
+        return len(ids) - len(set(ids))
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.app.key}"}
+        if self.idempotency_key:
+            headers["Idempotency-Key"] = self.idempotency_key
+        return headers
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        server = self.server
+        try:
+            self._start(server)
+        except httpx.HTTPError as cut:
+            self.cuts += 1
+            self.error = repr(cut)
+        while not self.ended and time.monotonic() - started < self.deadline:
+            if self.task_id is None:
+                if self.status is not None and self.status >= 400:
+                    return  # refused: nothing was accepted
+                if not self.idempotency_key:
+                    return  # cut before the headers: the client cannot know its run
+                server = (server + 1) % len(self.stack.servers)
+                with contextlib.suppress(httpx.HTTPError):
+                    self._start(server)
+                continue
+            server = (server + 1) % len(self.stack.servers)
+            try:
+                self._resume(server)
+            except httpx.HTTPError as cut:
+                self.cuts += 1
+                self.error = repr(cut)
+                time.sleep(0.2)
+
+    def _start(self, server: int) -> None:
+        body = {
+            "inputs": {},
+            "query": self.query,
+            "user": self.user,
+            "response_mode": "streaming",
+        }
+        with httpx.stream(
+            "POST",
+            f"{self.stack.url(server)}/v1/chat-messages",
+            json=body,
+            headers=self._headers(),
+            timeout=httpx.Timeout(10.0, read=15.0),
+        ) as response:
+            self.status = response.status_code
+            if response.status_code != 200:
+                response.read()
+                self.error = response.text
+                return
+            self.task_id = response.headers.get("X-Task-Id")
+            self.message_id = response.headers.get("X-Message-Id")
+            self._consume(response)
+
+    def _resume(self, server: int) -> None:
+        last = next((f.id for f in reversed(self.frames) if f.id is not None), None)
+        headers = self._headers()
+        if last is not None:
+            headers["Last-Event-ID"] = str(last)
+        with httpx.stream(
+            "GET",
+            f"{self.stack.url(server)}/v1/chat-messages/{self.task_id}/events",
+            params={"user": self.user},
+            headers=headers,
+            timeout=httpx.Timeout(10.0, read=15.0),
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                self.error = f"resume {response.status_code}: {response.text}"
+                time.sleep(0.5)
+                return
+            self._consume(response)
+
+    def _consume(self, response: httpx.Response) -> None:
+        for frame in frames(response):
+            if frame.event == "ping":
+                continue
+            self.frames.append(frame)
+            self.first_event.set()
+            if frame.event in TERMINAL:
+                return
+
+
+def replay(stack: FaultStack, app: ServiceKey, user: str, task_id: str) -> list[Frame]:
+    """The run's whole log, read from its start on the first server that answers."""
+    for index in range(len(stack.servers)):
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream(
+                "GET",
+                f"{stack.url(index)}/v1/chat-messages/{task_id}/events",
+                params={"user": user},
+                headers={"Authorization": f"Bearer {app.key}"},
+                timeout=httpx.Timeout(10.0, read=15.0),
+            ) as response,
+        ):
+            if response.status_code != 200:
+                continue
+            read = []
+            for frame in frames(response):
+                if frame.event == "ping":
+                    continue
+                read.append(frame)
+                if frame.event in TERMINAL:
+                    break
+            return read
+    return []
+
+
+# --- the audit -------------------------------------------------------------------------------
+
+
+@dataclass
+class Audit:
+    accepted: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    stuck: int = 0
+    mismatched: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def assert_clean(self) -> None:
+        assert (self.lost, self.duplicated, self.stuck, self.mismatched) == (0, 0, 0, 0), "\n".join(
+            self.problems[:20]
+        )
+
+
+def audit(stack: FaultStack, app: ServiceKey, clients: list[Client]) -> Audit:
+    """Count what the module's docstring says, over the runs the clients were given."""
+    found = Audit()
+    for client in clients:
+        if client.task_id is None:
+            continue  # never accepted (refused, or cut before the headers without a key)
+        found.accepted += 1
+        rows = stack.sql(
+            "SELECT status, answer FROM messages WHERE task_id = :task", task=client.task_id
+        )
+        if not rows:
+            found.lost += 1
+            found.problems.append(f"{client.task_id}: no message row")
+            continue
+        status, stored = str(rows[0][0]), str(rows[0][1])
+        if status in ("running", "pending"):
+            found.stuck += 1
+            found.problems.append(f"{client.task_id}: left {status}")
+        if client.duplicated:
+            found.duplicated += client.duplicated
+            found.problems.append(f"{client.task_id}: a client saw {client.duplicated} twice")
+        logged = replay(stack, app, client.user, client.task_id)
+        ids = [f.id for f in logged if f.id is not None]
+        if len(ids) != len(set(ids)):
+            found.duplicated += len(ids) - len(set(ids))
+            found.problems.append(f"{client.task_id}: the log repeats ids")
+        if (not logged or logged[-1].event not in TERMINAL) and not client.ended:
+            found.lost += 1
+            found.problems.append(f"{client.task_id}: no terminal event reachable")
+        streamed = "".join(str(f.data.get("answer", "")) for f in logged if f.event == "message")
+        if logged and streamed != stored:
+            found.mismatched += 1
+            found.problems.append(
+                f"{client.task_id}: log has {len(streamed)} chars, stored {len(stored)} ({status})"
+            )
+        if client.ended and client.answer != stored:
+            found.mismatched += 1
+            found.problems.append(
+                f"{client.task_id}: the client got {len(client.answer)} chars, "
+                f"stored {len(stored)} ({status})"
+            )
+    return found
+
+
+def wait_none_running(stack: FaultStack, timeout: float) -> float:
+    """Seconds until no run is left `running` (raises past `timeout`)."""
+    began = time.monotonic()
+    support.wait_for(
+        lambda: not stack.sql("SELECT 1 FROM messages WHERE status = 'running' LIMIT 1"),
+        timeout=timeout,
+        interval=0.1,
+        what="no run left running",
+    )
+    return time.monotonic() - began
+
+
+@dataclass
+class Row:
+    """One line of `bench/faults.py`'s table."""
+
+    fault: str
+    in_flight: int
+    lost: int
+    duplicated: int
+    stuck: int
+    recovery_s: float
+    note: str = ""
+
+
+def report(row: Row) -> None:
+    print(f"\nFAULT ROW {json.dumps(asdict(row))}")
+    path = os.environ.get("CONDUIT_FAULTS_REPORT")
+    if path:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(asdict(row)) + "\n")
