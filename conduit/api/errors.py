@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,6 +39,27 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
+
+
+_OUTAGE_LOG_INTERVAL = 10.0  # seconds: an outage logs a line this often, not one per request
+
+
+class _OncePer:
+    """Says when a recurring event is due for a log line again: at most once per `interval`
+    seconds, with how many occurrences that line stands for."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -interval
+        self._count = 0
+
+    def due(self) -> int | None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return None
+        count, self._count, self._last = self._count, 0, now
+        return count
 
 
 def envelope(
@@ -110,11 +132,15 @@ def install_error_handlers(app: FastAPI) -> None:
             {"Retry-After": "1"},
         )
 
+    outage_log = _OncePer(_OUTAGE_LOG_INTERVAL)
+
     async def _redis_unavailable(_: Request, error: Exception) -> OrjsonResponse:
         # Redis is down, restarting, or did not answer within the clients' timeouts: whatever
         # the request needed it for (a run's limits, log or stop flag, a stream's events), it
         # may be retried. The cache never gets here: it falls back to the database.
-        logger.warning("redis unavailable: %r", error)
+        refused = outage_log.due()
+        if refused is not None:
+            logger.warning("redis unavailable (%d requests refused since): %r", refused, error)
         return error_response(RedisUnavailable())
 
     for outage in REDIS_OUTAGE:

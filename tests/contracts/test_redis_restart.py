@@ -120,14 +120,20 @@ class ReplyDropper:
             upstream.close()
 
 
-def event_log(url: str, *, mirror: bool = False, prefix: str | None = None) -> RedisEventLog:
-    """An event log built as `core/runs/backends.py` builds it."""
+def event_log(url: str, mode: str = "plain", *, prefix: str | None = None) -> RedisEventLog:
+    """An event log built as `core/runs/backends.py` builds it: `plain` (a reader, or a writer
+    of neither kind), `mirror` (the inline executor's server), `adopt` (a Celery worker)."""
     return RedisEventLog(
         build_async_redis(url, socket_timeout=5.0),
         prefix=prefix or f"restart:{uuid.uuid4().hex}:run:",
-        mirror=mirror,
+        mirror=mode == "mirror",
+        adopt=mode == "adopt",
         batches=build_async_redis(url, socket_timeout=None),
     )
+
+
+WRITERS = pytest.mark.parametrize("mode", ["plain", "mirror", "adopt"])
+KEEPING_WRITERS = pytest.mark.parametrize("mode", ["mirror", "adopt"])
 
 
 async def read_all(log: EventLog, task_id: str) -> list[RunEvent]:
@@ -205,6 +211,7 @@ class TestStopRegistry:
                 private_redis.stop()
                 error = await fails_fast(lambda: stops.register("t", "owner", ttl=60))
                 assert isinstance(error, redis.ConnectionError)
+                await stops.forget(tasks[0])  # cleanup at a run's end: skipped, not raised
                 private_redis.start()
 
                 await burst(lambda i: stops.register(tasks[i], "owner", ttl=60))
@@ -295,12 +302,12 @@ class TestLimiter:
 
 
 class TestEventLog:
-    @pytest.mark.parametrize("mirror", [False, True], ids=["plain", "mirror"])
+    @WRITERS
     def test_the_first_calls_after_a_restart_succeed(
-        self, private_redis: support.PrivateRedis, mirror: bool
+        self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mirror=mirror)
+            log = event_log(private_redis.url, mode)
             reader = event_log(private_redis.url, prefix=log._prefix)  # another process
             try:
                 runs = [uuid.uuid4().hex for _ in range(POOLED)]
@@ -370,7 +377,7 @@ class TestEventLog:
 
         run(scenario)
 
-    def test_a_plain_writer_refuses_to_go_on_in_a_stream_redis_lost(
+    def test_a_writer_without_a_copy_refuses_to_go_on_in_a_stream_redis_lost(
         self, private_redis: support.PrivateRedis
     ) -> None:
         async def scenario() -> None:
@@ -389,22 +396,26 @@ class TestEventLog:
 
         run(scenario)
 
-    def test_a_mirrored_run_outlives_an_outage_and_is_written_again_whole(
-        self, private_redis: support.PrivateRedis
+    @KEEPING_WRITERS
+    def test_a_run_outlives_an_outage_and_is_written_again_whole(
+        self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mirror=True)
+            log = event_log(private_redis.url, mode)
             reader = event_log(private_redis.url, prefix=log._prefix)
             try:
                 task = uuid.uuid4().hex
-                await log.create(task, meta={"app_id": "a"})
+                # Created where it runs (inline), or by the API server for a worker (celery).
+                await (log if mode == "mirror" else reader).create(task, meta={"app_id": "a"})
                 for i in range(1, 4):
                     await log.append(task, "message", {"i": i})
-                await asyncio.sleep(0.2)  # behind the mirror: in Redis now
+                await asyncio.sleep(0.2)  # written behind: in Redis now
                 private_redis.stop()
-                for i in range(4, 8):  # the run goes on; its readers here read the mirror
+                for i in range(4, 8):  # the run goes on
                     await log.append(task, "message", {"i": i})
-                assert numbers(await log.read(task, after=0, wait=0) or []) == list(range(1, 8))
+                if mode == "mirror":  # and its readers here read the mirror
+                    events = await log.read(task, after=0, wait=0) or []
+                    assert numbers(events) == list(range(1, 8))
                 private_redis.start()  # empty
                 for i in range(8, 10):
                     await log.append(task, "message", {"i": i})
@@ -421,15 +432,16 @@ class TestEventLog:
 
         run(scenario)
 
-    def test_a_mirrored_run_closed_during_an_outage_reaches_redis_when_it_returns(
-        self, private_redis: support.PrivateRedis
+    @KEEPING_WRITERS
+    def test_a_run_closed_during_an_outage_reaches_redis_when_it_returns(
+        self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mirror=True)
+            log = event_log(private_redis.url, mode)
             reader = event_log(private_redis.url, prefix=log._prefix)
             try:
                 task = uuid.uuid4().hex
-                await log.create(task)
+                await (log if mode == "mirror" else reader).create(task)
                 await log.append(task, "message", {"i": 1})
                 private_redis.stop()
                 await log.append(task, "message", {"i": 2})
@@ -446,14 +458,58 @@ class TestEventLog:
 
         run(scenario)
 
-    @pytest.mark.parametrize("mirror", [False, True], ids=["plain", "mirror"])
+    def test_a_worker_adopts_a_run_whose_first_append_finds_redis_down(
+        self, private_redis: support.PrivateRedis
+    ) -> None:
+        async def scenario() -> None:
+            api = event_log(private_redis.url)  # the API server creates the run's log
+            worker = event_log(private_redis.url, "adopt", prefix=api._prefix)
+            try:
+                task = uuid.uuid4().hex
+                await api.create(task, meta={"app_id": "a"})
+                private_redis.stop()
+                for i in range(1, 4):  # the run starts while Redis is down: it goes on
+                    await worker.append(task, "message", {"i": i})
+                private_redis.start()  # empty: the meta is gone with it
+                await worker.append(task, "message", {"i": 4})
+                await worker.close(task)
+                events = await read_all(api, task)
+                assert [event.payload["i"] for event in events] == [1, 2, 3, 4]
+                assert numbers(events) == [1, 2, 3, 4]
+                assert await api.meta(task) is None  # the API asks the database instead
+            finally:
+                await api.aclose()
+                await worker.aclose()
+
+        run(scenario)
+
+    def test_a_worker_adopts_a_run_whose_log_redis_lost_before_it_started(
+        self, private_redis: support.PrivateRedis
+    ) -> None:
+        async def scenario() -> None:
+            api = event_log(private_redis.url)
+            worker = event_log(private_redis.url, "adopt", prefix=api._prefix)
+            try:
+                task = uuid.uuid4().hex
+                await api.create(task, meta={"app_id": "a"})
+                restart(private_redis)  # the run was queued; its log is gone
+                await worker.append(task, "message", {"i": 1})
+                await worker.close(task)
+                assert numbers(await read_all(api, task)) == [1]
+            finally:
+                await api.aclose()
+                await worker.aclose()
+
+        run(scenario)
+
+    @WRITERS
     def test_an_append_whose_reply_was_lost_is_written_once(
-        self, private_redis: support.PrivateRedis, mirror: bool
+        self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
             proxy = ReplyDropper(private_redis.port)
             await proxy.start()
-            log = event_log(proxy.url, mirror=mirror)
+            log = event_log(proxy.url, mode)
             reader = event_log(private_redis.url, prefix=log._prefix)
             try:
                 task = uuid.uuid4().hex

@@ -43,6 +43,12 @@ PACE_MS = 20
 TERMINAL = ("message_end", "error")
 
 
+def stream_error(frame: Frame) -> bool:
+    """The stream's own `error` (it lost Redis, say), not the run's: it carries no id, and a
+    client resumes from its last event instead of ending."""
+    return frame.event == "error" and frame.id is None
+
+
 def long_answer(words: int = ANSWER_WORDS) -> str:
     return " ".join(f"w{index}" for index in range(words))
 
@@ -314,6 +320,11 @@ class Client:
         for frame in frames(response):
             if frame.event == "ping":
                 continue
+            if stream_error(frame):
+                self.cuts += 1
+                self.error = f"stream error: {frame.data.get('code')}"
+                time.sleep(0.2)
+                return
             self.frames.append(frame)
             self.first_event.set()
             if frame.event in TERMINAL:
@@ -337,7 +348,7 @@ def replay(stack: FaultStack, app: ServiceKey, user: str, task_id: str) -> list[
                 continue
             read = []
             for frame in frames(response):
-                if frame.event == "ping":
+                if frame.event == "ping" or stream_error(frame):
                     continue
                 read.append(frame)
                 if frame.event in TERMINAL:

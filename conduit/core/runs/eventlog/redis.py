@@ -43,8 +43,19 @@ from the mirror, with its meta. `close()` waits `_CLOSE_WAIT` at most for that; 
 on in the background, giving up (the copy in Redis then stays incomplete: readers elsewhere
 miss the run's end) once Redis has failed for `_GIVE_UP_AFTER` with the run closed.
 
-A writer without the mirror (a Celery worker's) has no copy to fall back on: a failed append
-raises to the run, and a stream Redis lost raises `RunEventsLost` rather than go on with a gap.
+Adopted runs (`adopt=True`, for a process that writes runs created elsewhere: a Celery worker).
+The first append to a run without events makes this instance its writer, exactly as `create()`
+does in mirror mode (meta read back from Redis), so that its events too outlive an outage and
+are written again whole after Redis lost them; nobody reads that copy but the writer. A run
+that has events already (a redelivery) is appended to directly. Such a writer is only given
+runs that exist (a worker claimed it in the database first), so a run Redis knows nothing of
+is one Redis lost, and is adopted all the same (readers find its owner in the database); and
+when Redis does not answer at the first append, the run is adopted on trust and the writer
+makes sure, once Redis answers, that nobody wrote it meanwhile. `aclose()` waits up to
+`flush_wait` for what closed runs still have to write (a worker's task ends with its run).
+
+A writer of neither kind has no copy to fall back on: a failed append raises to the run, and a
+stream Redis lost raises `RunEventsLost` rather than go on with a gap.
 Retried commands (the clients retry once on a dead connection, `infra/redis.py`) never
 duplicate an event: an XADD whose first try landed fails its repeat ("ID equal or smaller"),
 and the writer then finds its own entry at the top of the stream and takes it as written.
@@ -62,7 +73,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT
 
 from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading, join_frames
@@ -148,10 +159,12 @@ def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
 
 @dataclass(eq=False)
 class _Owned:
-    """A run this instance writes (mirror mode): events numbered here, queued for Redis until
-    Redis has them (an event leaves the queue only once its write succeeded)."""
+    """A run this instance writes (created here in mirror mode, or adopted): events numbered
+    here, queued for Redis until Redis has them (an event leaves the queue only once its write
+    succeeded)."""
 
     meta: dict[EncodableT, EncodableT]  # create()'s fields, written again if Redis lost them
+    confirmed: bool = True  # False: adopted while Redis did not answer, not looked at yet
     last: int = 0
     queue: list[RunEvent] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None  # drains `queue`, one round trip at a time
@@ -222,8 +235,10 @@ class RedisEventLog:
         block_ms: int = 5000,
         abandon_after: float = 24 * 3600,
         mirror: bool = False,
+        adopt: bool = False,
         batches: aioredis.Redis | None = None,
         command_timeout: float = COMMAND_TIMEOUT,
+        flush_wait: float = _CLOSE_WAIT,
     ) -> None:
         self._redis = client
         self._batches = batches
@@ -243,13 +258,16 @@ class RedisEventLog:
             timeout=max(command_timeout, _WRITE_BEHIND_TIMEOUT),
         )
         self._owned: OrderedDict[str, _Owned] = OrderedDict()
+        self._reads_mirror = mirror
+        self._adopt = adopt
+        self._flush_wait = flush_wait
         self._mirror = (
             MemoryEventLog(
                 retention=min(retention, _MIRROR_RETENTION),
                 max_events_per_run=sys.maxsize,
                 max_runs=_MIRROR_RUNS,
             )
-            if mirror
+            if mirror or adopt
             else None
         )
 
@@ -274,9 +292,8 @@ class RedisEventLog:
         *_, top = _checked(await self._batch.run(build))
         if not top:
             self._remember(task_id, 0)
-            if self._mirror is not None and task_id not in self._owned:
-                await self._mirror.create(task_id)
-                self._own(task_id, fields)
+            if self._reads_mirror and task_id not in self._owned:
+                await self._own(task_id, fields)
         elif not _is_sentinel(top[0][1]):
             self._remember(task_id, _parse_id(top[0][0])[0])
 
@@ -292,6 +309,8 @@ class RedisEventLog:
             return []
         datas = [p if isinstance(p, bytes) else orjson.dumps(p) for p in payloads]
         owned = self._owned.get(task_id)
+        if owned is None and self._adopt and task_id not in self._last_seq:
+            owned = await self._adopted(task_id)
         if owned is not None:
             return self._append_owned(task_id, owned, event, datas)
         stream = self._stream(task_id)
@@ -346,13 +365,53 @@ class RedisEventLog:
         entries = found[0]
         return bool(entries) and dict(entries[0][1]) == _encoded(fields)
 
-    def _own(self, task_id: str, meta: dict[EncodableT, EncodableT]) -> None:
-        self._owned[task_id] = _Owned(meta=meta)
+    async def _adopted(self, task_id: str) -> _Owned | None:
+        """A run nobody has written yet, now this instance's (adopt mode); None when it has
+        events already (written elsewhere before: appended to without the mirror)."""
+        try:
+            top, meta = await self._top_and_fields(task_id)
+        except (RedisError, OSError) as failure:
+            logger.warning("run %s: adopted while Redis does not answer: %r", task_id, failure)
+            return await self._own(task_id, {}, confirmed=False)
+        if top:
+            if _is_sentinel(top[0][1]):
+                raise RunClosed()
+            self._remember(task_id, _parse_id(top[0][0])[0])
+            return None
+        return await self._own(task_id, meta)
+
+    async def _top_and_fields(
+        self, task_id: str
+    ) -> tuple[list[_Entry], dict[EncodableT, EncodableT]]:
+        """The stream's top entry and the run's meta fields, in one round trip."""
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+
+        def build(pipe: Any) -> None:
+            pipe.xrevrange(stream, count=1)
+            pipe.hgetall(meta_key)
+
+        top, meta = _checked(await self._batch.run(build))
+        return list(top), dict(meta)
+
+    async def _confirm(self, task_id: str, owned: _Owned) -> None:
+        """A run adopted while Redis did not answer: still nobody else's (or RunClosed)."""
+        top, meta = await self._top_and_fields(task_id)
+        if top:
+            raise RunClosed(f"run {task_id} has events from another writer; not written here")
+        owned.meta, owned.confirmed = meta, True
+
+    async def _own(
+        self, task_id: str, meta: dict[EncodableT, EncodableT], *, confirmed: bool = True
+    ) -> _Owned:
+        assert self._mirror is not None
+        await self._mirror.create(task_id)
+        owned = self._owned[task_id] = _Owned(meta=meta, confirmed=confirmed)
         if len(self._owned) > _MIRROR_RUNS:
             # Runs created but never closed (e.g. refused after create): forget the oldest idle.
             idle = next((t for t, o in self._owned.items() if o.writer is None), None)
             if idle is not None:
                 del self._owned[idle]
+        return owned
 
     def _append_owned(
         self, task_id: str, owned: _Owned, event: str, datas: list[bytes]
@@ -382,12 +441,14 @@ class RedisEventLog:
         try:
             while owned.queue or owned.closed:
                 try:
+                    if not owned.confirmed:
+                        await self._confirm(task_id, owned)
                     if owned.queue:
                         await self._send_queued(task_id, owned)
                     elif await self._send_sentinel(task_id, owned):
                         self._forget_owned(task_id, owned)
                         return
-                except RunEventsLost as lost:
+                except (RunEventsLost, RunClosed) as lost:
                     logger.error("run %s: %s", task_id, lost.message)
                     self._forget_owned(task_id, owned)  # its next append reads Redis, and fails
                     return
@@ -433,15 +494,18 @@ class RedisEventLog:
             pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0", nomkstream=not born)
             if born:  # the stream is born here: its expiry, and its meta (again, if lost)
                 pipe.pexpire(stream, self._open_ttl_ms)
-                pipe.hset(meta_key, mapping=owned.meta)
-                pipe.pexpire(meta_key, self._open_ttl_ms)
+                if owned.meta:
+                    pipe.hset(meta_key, mapping=owned.meta)
+                    pipe.pexpire(meta_key, self._open_ttl_ms)
 
         added = (await self._behind.run(build))[0]
         if added is None:
             await self._requeue_all(task_id, owned)
         elif _id_too_small(added):
             # An earlier try landed though its reply was lost: what Redis has is not sent again.
-            top, _ = await self._read_top(task_id)
+            top, closed = await self._read_top(task_id)
+            if closed:
+                raise RunClosed(f"run {task_id} was ended elsewhere")
             owned.queue = [event for event in owned.queue if event.seq > top]
         elif isinstance(added, Exception):
             raise added
@@ -456,7 +520,7 @@ class RedisEventLog:
         def build(pipe: Any) -> None:
             sentinel = {"event": CLOSED_EVENT, "payload": b"{}"}
             pipe.xadd(stream, sentinel, id=f"{last}-1", nomkstream=last > 0)
-            if last == 0:  # no events: the stream is born with its sentinel, the meta with it
+            if last == 0 and owned.meta:  # no events: the stream is born with its sentinel
                 pipe.hset(meta_key, mapping=owned.meta)
             pipe.pexpire(stream, self._retention_ms)
             pipe.pexpire(meta_key, self._retention_ms)
@@ -549,7 +613,8 @@ class RedisEventLog:
     async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
         """Events with seq > `after` (XREAD, one batch); when none are there, XREAD BLOCK for
         up to `wait` s; [] when nothing came, None past the sentinel, or RunNotFound."""
-        if self._mirror is not None:
+        if self._reads_mirror:
+            assert self._mirror is not None
             try:
                 return await self._mirror.read(task_id, after=after, wait=wait)
             except RunNotFound:
@@ -558,7 +623,8 @@ class RedisEventLog:
 
     async def read_frames(self, task_id: str, *, after: int, wait: float) -> Frames | None:
         """`read()` as one chunk (from the mirror without an object per event)."""
-        if self._mirror is not None:
+        if self._reads_mirror:
+            assert self._mirror is not None
             try:
                 return await self._mirror.read_frames(task_id, after=after, wait=wait)
             except RunNotFound:
@@ -602,7 +668,11 @@ class RedisEventLog:
         return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
-        """Stop the writes behind the mirror still trying, and close the Redis clients."""
+        """Wait up to `flush_wait` for the writes of closed runs still behind (Redis failing),
+        stop those still trying, and close the Redis clients."""
+        closing = [o.writer for o in self._owned.values() if o.writer is not None and o.closed]
+        if closing:
+            await asyncio.wait(closing, timeout=self._flush_wait)
         writers = [owned.writer for owned in self._owned.values() if owned.writer is not None]
         for writer in writers:
             writer.cancel()
