@@ -556,17 +556,17 @@ class RedisEventLog:
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
         if self._mirror is not None:
-            # This process's readers end now; Redis's copy follows once the writes behind the
-            # mirror (up to a linger late) have landed, so a close never waits for them.
+            # This process's readers end now, before Redis's copy (a linger late, or later while
+            # Redis fails) has the run's last events and its sentinel.
             await self._mirror.close(task_id)
         owned = self._owned.get(task_id)
         if owned is None:
             await self._close(task_id)
             return
-        owned.closed = True
+        owned.closed = True  # the writer ends with the sentinel
         writer = self._start_writer(task_id, owned)
-        # Shielded: a close that is cancelled, or that stops waiting while Redis fails, leaves
-        # the writer going (until Redis has the run, or it gives up).
+        # A close that is cancelled, or that stops waiting while Redis fails, leaves the writer
+        # going (until Redis has the whole run, or it gives up).
         await asyncio.wait({writer}, timeout=_CLOSE_WAIT)
 
     async def _close(self, task_id: str) -> None:
