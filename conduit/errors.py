@@ -23,7 +23,8 @@
     ├── ServiceUnavailable            503 service_unavailable
     └── RunEnded                      (a run's own end, in its `error` event)
         ├── RunTimeLimitExceeded      400 run_time_limit_exceeded
-        └── RunTakenOver              409 run_taken_over
+        ├── RunTakenOver              409 run_taken_over
+        └── RunInterrupted            503 run_interrupted
 
 `conduit.api.errors` is the only place these become `{"code", "message", "status"}`.
 Nothing outside `conduit.api` raises an HTTP exception.
@@ -215,6 +216,15 @@ class RunTakenOver(RunEnded):
     code = "run_taken_over"
     status = 409
     default_message = (
-        "The run was ended elsewhere (its lease lapsed and the reaper ended it); "
-        "its partial answer is kept."
+        "The run was taken over elsewhere (its lease lapsed); its partial answer is kept."
+    )
+
+
+class RunInterrupted(RunEnded):
+    # What the followers of a run whose executor died read last: 503, the work was not at
+    # fault and a new run may succeed.
+    code = "run_interrupted"
+    status = 503
+    default_message = (
+        "The run was interrupted: the process running it stopped. Its partial answer is kept."
     )

@@ -241,11 +241,22 @@ class RunSettings(BaseSettings):
         "`run_time_limit_exceeded`) with its partial answer stored.",
     )
     lease_seconds: float = Field(
-        120,
+        6.0,
         gt=0,
-        description="A live run renews its lease every quarter of this; the reaper ends a run "
-        "whose lease lapsed (its executor is gone), and one never renewed after "
-        "max_seconds + 60 s.",
+        description="A live run renews its lease every quarter of this at the latest (and with "
+        "each checkpoint); a run whose lease lapsed (its executor is gone) is taken over: "
+        "ended with its partial answer and a terminal event. A run never renewed is taken "
+        "over after max_seconds + 60 s.",
+    )
+    checkpoint_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a streaming run stores its answer so far (only when it grew).",
+    )
+    takeover_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between a distributed server's looks for runs whose lease lapsed.",
     )
     memory_turns: int = Field(
         10, ge=0, le=200, description="Past conversation turns put into a chat prompt."

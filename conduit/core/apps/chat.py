@@ -106,8 +106,9 @@ class ChatStore(Protocol):
     async def finish(self, result: ChatResult) -> dict[str, Any]:
         """Persist the result; returns the `metadata` object of `message_end` (usage...)."""
 
-    async def renew(self, spec: RunSpec) -> bool:
-        """The run is alive (its lease); False when it no longer runs."""
+    async def renew(self, spec: RunSpec, checkpoint: str | None = None) -> bool:
+        """The run is alive (its lease), and its answer so far when `checkpoint` is given;
+        False when it no longer runs."""
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (see `RunStore.claim`)."""
@@ -116,13 +117,36 @@ class ChatStore(Protocol):
 def envelope(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
     """Dify's full-converter envelope: chat events carry conversation_id, completion's do not."""
     body: ChatRunBody = spec.body
+    return message_envelope(
+        body.mode, body.conversation_id, body.message_id, spec.created_at, event, **fields
+    )
+
+
+def message_envelope(
+    mode: str,
+    conversation_id: str | None,
+    message_id: str,
+    created_at: int,
+    event: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    """`envelope` from the message's own fields (for a run taken over, whose spec is gone)."""
     payload: dict[str, Any] = {"event": event}
-    if body.mode != "completion":
-        payload["conversation_id"] = body.conversation_id
-    payload["message_id"] = body.message_id
-    payload["created_at"] = spec.created_at
+    if mode != "completion":
+        payload["conversation_id"] = conversation_id
+    payload["message_id"] = message_id
+    payload["created_at"] = created_at
     payload.update(fields)
     return payload
+
+
+def error_payload(error: ConduitError | None) -> dict[str, Any]:
+    """The fields an `error` event adds to the envelope."""
+    return {
+        "status": error.status if error else None,
+        "code": error.code if error else None,
+        "message": error.message if error else None,
+    }
 
 
 class ChatRunner:
@@ -178,6 +202,7 @@ class ChatExecution:
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
         self._answer: list[str] = []
+        self._checkpointed = 0  # pieces of the answer in the last checkpoint
         self._usage = Usage()
         self._started = time.perf_counter()
 
@@ -201,6 +226,13 @@ class ChatExecution:
                 )
             elif isinstance(item, Finished):
                 self._usage = item.usage
+
+    def checkpoint(self) -> str | None:
+        """The answer so far, when it grew since the last checkpoint."""
+        if len(self._answer) == self._checkpointed:
+            return None
+        self._checkpointed = len(self._answer)
+        return "".join(self._answer)
 
     def result(self, status: RunStatus, error: ConduitError | None) -> ChatResult:
         text = "".join(self._answer)

@@ -4,9 +4,9 @@ reading a run's events, storing results, and ending runs whose executor is gone.
 - `start.py`: `start_run(runs, planner, ...)`, generic; a planner per app kind decides a run's
   rows and spec.
 - `chat.py`: the planner of chat and completion runs.
-- `store.py`: the only home of run SQL (the finish, the lease, the reaper's UPDATE).
+- `store.py`: the only home of run SQL (the finish, the lease and checkpoint, the takeover).
 - `stop.py`: `stop_run`, and the readers of a run's events.
-- `reaper.py`: runs whose executor is gone.
+- `reaper.py`: taking over runs whose executor is gone.
 - `context.py`: `Runs`, the process's run machinery (built by `conduit/bootstrap.py`).
 """
 
@@ -14,7 +14,7 @@ from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.services.runs.chat import ChatPlanner, ChatRequest, model_ref
 from conduit.services.runs.context import Runs, run_limits
-from conduit.services.runs.reaper import end_interrupted_runs, reap_stale_runs
+from conduit.services.runs.reaper import end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs.start import RUN_TASK, start_run
 from conduit.services.runs.stop import RunEvents, resumable_run_events, run_events, stop_run
 from conduit.services.runs.store import MessageStore
@@ -38,11 +38,11 @@ __all__ = [
     "Runs",
     "end_interrupted_runs",
     "model_ref",
-    "reap_stale_runs",
     "resumable_run_events",
     "run_events",
     "run_limits",
     "start_chat_run",
     "start_run",
     "stop_run",
+    "take_over_dead_runs",
 ]

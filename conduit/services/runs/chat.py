@@ -90,6 +90,10 @@ class ChatPlan:
     query: str
     new_conversation: bool
     name_conversation: bool
+    # The inline executor starts the run with its commit: its lease starts with its row, so
+    # that a server killed before the first renewal is seen. A queued run's starts when a
+    # worker claims it.
+    leased: bool = False
 
     def write(self, session: Session, app: App) -> None:
         write_run(session, app, self)
@@ -158,6 +162,7 @@ def plan_run(
         name_conversation=(
             new_conversation and request.mode == "chat" and request.auto_generate_name
         ),
+        leased=settings.runs.executor == "inline",
     )
 
 
@@ -200,6 +205,7 @@ def write_run(session: Session, app: App, planned: ChatPlan) -> None:
             "inputs": planned.inputs,
             "query": planned.query,
             "status": RunStatus.RUNNING.value,
+            "renewed_at": ids.created_at if planned.leased else None,
             "model_provider": body.model_ref["provider"],
             "model_id": body.params.model,
         },

@@ -131,10 +131,15 @@ async def check_limits(
     if not limit:
         return None
     slot = app_slot_key(app.id)
-    if not await limiter.acquire(
-        slot, limit=limit, ttl=float(settings.runs.max_seconds), holder=task_id
-    ):
-        raise TooManyRequests("Too many requests. Please try again later.", retry_after=1.0)
+    # A run renews its slot with its lease (`run_to_end`), so a dead executor's slot frees when
+    # its lease lapses. Until its executor starts it, the slot must outlast its wait: the
+    # inline executor starts it at once, a queued run may wait as long as the takeover allows.
+    runs = settings.runs
+    ttl = runs.lease_seconds if runs.executor == "inline" else float(runs.max_seconds + 60)
+    if not await limiter.acquire(slot, limit=limit, ttl=ttl, holder=task_id):
+        # The real time until a slot can free: the first one's lease (or wait) running out.
+        wait = await limiter.free_in(slot)
+        raise TooManyRequests("Too many requests. Please try again later.", retry_after=wait)
     return slot
 
 
