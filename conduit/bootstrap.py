@@ -38,7 +38,7 @@ from conduit.infra.outbox import OutboxRelay, RelayPolicy, recover_unfinished
 from conduit.infra.redis import build_async_redis, build_redis
 from conduit.infra.resources import Resources
 from conduit.infra.schema import prepare_schema
-from conduit.infra.settings import Settings
+from conduit.infra.settings import DRAIN_RESERVE, Settings
 from conduit.infra.storage import LocalStorage
 from conduit.services import model_providers
 from conduit.services.auth import TokenPolicy
@@ -348,10 +348,10 @@ class Server:
         runs = self.runs
         if runs is not None:
             if runs.inline is not None:
-                # uvicorn has already waited for open responses up to the same timeout; what
-                # is still running now is cut short and stored as stopped with its partial
-                # answer.
-                await runs.inline.drain(grace=min(5.0, self.settings.http.shutdown_timeout))
+                # uvicorn has already waited for open responses (`streams_grace`): what is
+                # still running now is cut short and stored as stopped with its partial answer,
+                # within what is left of the shutdown budget (`DRAIN_RESERVE`).
+                await runs.inline.drain(grace=0.5, cancel_wait=DRAIN_RESERVE - 1.0)
             await self.models.aclose()
             await runs.backends.aclose()
             if isinstance(self.resources.cache, RedisCache):

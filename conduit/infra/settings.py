@@ -141,6 +141,10 @@ class AuthSettings(BaseSettings):
     refresh_token_days: int = Field(30, ge=1, description="Console refresh token lifetime.")
 
 
+# Of a server's shutdown budget, what cutting in-flight runs short and closing takes at most.
+DRAIN_RESERVE = 3.0
+
+
 class HttpSettings(BaseSettings):
     model_config = _group("CONDUIT_HTTP_")
 
@@ -165,8 +169,19 @@ class HttpSettings(BaseSettings):
         "warning; a stream's own length does not count.",
     )
     shutdown_timeout: float = Field(
-        30.0, ge=0, description="Seconds to drain in-flight work on SIGTERM."
+        25.0,
+        ge=0,
+        description="Seconds from SIGTERM to exit, everything included (under an "
+        "orchestrator's usual 30 s grace): open streams have all but the last "
+        f"{DRAIN_RESERVE:g} s to end, then runs still in flight are cut short (stored as "
+        "stopped with their partial answers, their logs ended) and the process exits.",
     )
+
+    @property
+    def streams_grace(self) -> float:
+        """How long open responses may take after SIGTERM (the rest is the hand-off's)."""
+        return max(0.0, self.shutdown_timeout - DRAIN_RESERVE)
+
     max_json_body_bytes: int = Field(
         2 * 1024 * 1024,
         ge=1024,

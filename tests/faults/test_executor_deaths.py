@@ -6,15 +6,18 @@ assemble exactly the stored answer; nothing is lost, duplicated or left `running
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests import support
 from tests.faults.harness import (
+    PACE_MS,
     Client,
     FaultStack,
     Row,
@@ -42,7 +45,10 @@ def inline_stack(
     tmp_path_factory: pytest.TempPathFactory, slow_upstream: Any
 ) -> Iterator[FaultStack]:
     with fault_stack(
-        tmp_path_factory.mktemp("inline"), slow_upstream.base_url, executor="inline"
+        tmp_path_factory.mktemp("inline"),
+        slow_upstream.base_url,
+        executor="inline",
+        CONDUIT_HTTP_SHUTDOWN_TIMEOUT="6",
     ) as stack:
         yield stack
 
@@ -125,3 +131,96 @@ def test_kill_9_of_a_server_running_inline_runs(inline_stack: FaultStack) -> Non
     assert found.accepted == IN_FLIGHT
     assert taken_over <= 10
     assert support.wait_for(lambda: inline_stack.servers[0].alive)
+
+
+def test_sigterm_under_load_drains_within_the_grace(
+    inline_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """In flight: 6 runs of a 10 s answer on server 0 (inline executor), shutdown budget 6 s.
+    The server exits within its budget; the runs it cut short are stored `stopped` with their
+    partial answers and their logs ended, and their clients (resuming on server 1) assemble
+    exactly that."""
+    app = chat_app(inline_stack)
+    slow_upstream.control(pace_ms=50)  # 200 words: a 10 s answer
+    try:
+        clients = _streaming(inline_stack, app, IN_FLIGHT, server=0)
+        time.sleep(1.0)
+        began = time.monotonic()
+        inline_stack.servers[0].signal(signal.SIGTERM)
+        assert inline_stack.servers[0].process is not None
+        inline_stack.servers[0].process.wait(30)
+        exited = time.monotonic() - began
+        _join(clients)
+    finally:
+        slow_upstream.control(pace_ms=PACE_MS)
+    found = audit(inline_stack, app, clients)
+    statuses = inline_stack.sql(
+        "SELECT status, count(*) FROM messages WHERE app_id = :app GROUP BY status", app=app.app_id
+    )
+    report(
+        Row(
+            "SIGTERM under load (inline, budget 6 s)",
+            IN_FLIGHT,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(exited, 1),
+            f"exited in {exited:.1f} s; runs {dict(statuses)}",  # type: ignore[arg-type]
+        )
+    )
+    inline_stack.start_server(0)
+    found.assert_clean()
+    assert found.accepted == IN_FLIGHT
+    assert exited <= 6.5, f"the server took {exited:.1f} s to exit"
+    assert dict(statuses) == {"stopped": IN_FLIGHT}  # type: ignore[arg-type]
+
+
+def test_a_dead_workers_slots_free_with_its_leases(
+    celery_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """An app allowing 3 concurrent runs, all 3 in flight on the worker, which is killed: the
+    429s meanwhile say when a slot can free (at most a lease away), and a new run is accepted
+    once the dead runs are taken over — seconds, not the 10 minutes of a slot's old TTL."""
+    app = chat_app(celery_stack, max_active_requests=3)
+    clients = _streaming(celery_stack, app, 3)
+    refused = httpx.post(
+        f"{celery_stack.url(1)}/v1/chat-messages",
+        json={"inputs": {}, "query": "one more", "user": "late", "response_mode": "blocking"},
+        headers={"Authorization": f"Bearer {app.key}"},
+        timeout=10,
+    )
+    assert refused.status_code == 429, refused.text
+    assert 1 <= int(refused.headers["Retry-After"]) <= 6
+    celery_stack.worker.kill()
+    killed = time.monotonic()
+    celery_stack.worker.start()
+
+    def accepted() -> bool:
+        # The status is known with the headers: the run then goes on without this client.
+        with httpx.stream(
+            "POST",
+            f"{celery_stack.url(1)}/v1/chat-messages",
+            json={"inputs": {}, "query": "again", "user": "late", "response_mode": "streaming"},
+            headers={"Authorization": f"Bearer {app.key}"},
+            timeout=30,
+        ) as response:
+            assert response.status_code in (200, 429), response.read()
+            return response.status_code == 200
+
+    support.wait_for(accepted, timeout=30, interval=0.5, what="a slot")
+    freed = time.monotonic() - killed
+    _join(clients)
+    found = audit(celery_stack, app, clients)
+    report(
+        Row(
+            "limits after a worker's kill -9 (3 of 3 slots)",
+            3,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(freed, 1),
+            "time until a new run is accepted",
+        )
+    )
+    found.assert_clean()
+    assert freed <= 10
