@@ -217,6 +217,7 @@ class Client:
     query: str = "hello"
     server: int = 0
     idempotency_key: str | None = None
+    auto_generate_name: bool = True
     deadline: float = 90.0
     status: int | None = None  # the start's HTTP status
     task_id: str | None = None
@@ -226,6 +227,7 @@ class Client:
     error: str | None = None
     _thread: threading.Thread | None = None
     first_event: threading.Event = field(default_factory=threading.Event)
+    first_event_at: float | None = None  # time.monotonic() of its first event
 
     def start(self) -> Client:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -287,6 +289,7 @@ class Client:
             "query": self.query,
             "user": self.user,
             "response_mode": "streaming",
+            "auto_generate_name": self.auto_generate_name,
         }
         with httpx.stream(
             "POST",
@@ -328,6 +331,8 @@ class Client:
             if frame.event == "ping":
                 continue
             self.frames.append(frame)
+            if self.first_event_at is None:
+                self.first_event_at = time.monotonic()
             self.first_event.set()
             if frame.event in TERMINAL:
                 return
