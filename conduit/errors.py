@@ -14,7 +14,9 @@
     │   ├── ApiKeyNotFound            404 api_key_not_found
     │   └── FileNotFound              404 file_not_found
     ├── Conflict                      409 conflict
-    │   └── AccountAlreadyMember      409 account_already_in_workspace
+    │   ├── AccountAlreadyMember      409 account_already_in_workspace
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
+    │   └── IdempotencyKeyInProgress  409 idempotency_key_in_progress
     ├── RequestTooLarge               413 request_entity_too_large
     ├── FileTooLarge                  413 file_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -106,6 +108,22 @@ class Conflict(ConduitError):
 class AccountAlreadyMember(Conflict):
     code = "account_already_in_workspace"
     default_message = "The account is already a member of this workspace."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = (
+        "This Idempotency-Key was already used with a different request; "
+        "use a new key for a new request."
+    )
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    default_message = (
+        "The run this Idempotency-Key started is still running and its events are not "
+        "available; retry once it has ended."
+    )
 
 
 class RequestTooLarge(ConduitError):

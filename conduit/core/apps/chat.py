@@ -27,7 +27,7 @@ from conduit.core.runs.events import EventTemplate
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
-from conduit.errors import ConduitError
+from conduit.errors import ConduitError, RunInterrupted
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
@@ -147,6 +147,59 @@ def error_payload(error: ConduitError | None) -> dict[str, Any]:
         "code": error.code if error else None,
         "message": error.message if error else None,
     }
+
+
+@dataclass(frozen=True)
+class StoredChat:
+    """A chat or completion run that ended, as its message keeps it: its status, answer, the
+    `metadata` its `message_end` reported (plus, for a failed run, the error's `code` and
+    `status` under "error", which the store keeps) and its error message."""
+
+    task_id: str
+    mode: ChatMode
+    message_id: str
+    conversation_id: str | None
+    created_at: int
+    status: RunStatus
+    answer: str
+    metadata: dict[str, Any]
+    error_message: str | None
+
+
+# A failed run whose error's code was not kept was ended without its executor (taken over,
+# or left running by a stopped server): its followers read `run_interrupted`.
+_INTERRUPTED = {"code": RunInterrupted.code, "status": RunInterrupted.status}
+
+
+def stored_events(run: StoredChat) -> list[Event]:
+    """A run's events rebuilt from what its message keeps, for when its log has expired: its
+    answer as one `message` event, then `message_end` (`error` when it failed), each in the
+    envelope its runner used. A stream of them assembles the stored answer; a blocking reply
+    built from them is the one the run gave."""
+
+    def event(name: str, **fields: Any) -> Event:
+        fields = {"task_id": run.task_id, **fields} if name != "error" else fields
+        return (
+            name,
+            message_envelope(
+                run.mode, run.conversation_id, run.message_id, run.created_at, name, **fields
+            ),
+        )
+
+    events = [event("message", id=run.message_id, answer=run.answer)] if run.answer else []
+    if run.status != RunStatus.FAILED:
+        metadata = {k: v for k, v in run.metadata.items() if k != "error"}
+        return [*events, event("message_end", id=run.message_id, metadata=metadata)]
+    error = {**_INTERRUPTED, **(run.metadata.get("error") or {})}
+    return [
+        *events,
+        event(
+            "error",
+            status=int(error["status"]),
+            code=str(error["code"]),
+            message=run.error_message or "The run failed.",
+        ),
+    ]
 
 
 class ChatRunner:

@@ -92,6 +92,16 @@ def _finish_and_count_statement(new: RunStatus) -> Select[Any]:
     return select(finished).add_cte(counted)
 
 
+def _kept_metadata(metadata: dict[str, Any], result: ChatResult) -> dict[str, Any]:
+    """What the message keeps of its run's end: the metadata its `message_end` reports and,
+    for a run that failed, its error's code and status (its message is the `error` column),
+    so that its answer can be given again once its events have expired
+    (`core/apps/chat.py:stored_events`)."""
+    if result.error_code is None:
+        return metadata
+    return {**metadata, "error": {"code": result.error_code, "status": result.error_status}}
+
+
 def record_result(
     connection: Connection, result: ChatResult, prices: ModelPrices | None
 ) -> tuple[dict[str, Any], Message | None]:
@@ -122,7 +132,7 @@ def record_result(
             "new_total_price": Decimal(str(usage["total_price"])),
             "new_currency": str(usage["currency"]),
             "new_provider_response_latency": result.latency,
-            "new_message_metadata": metadata,
+            "new_message_metadata": _kept_metadata(metadata, result),
             "new_finished_at": finished,
             "new_updated_at": finished,
         },
