@@ -6,6 +6,7 @@ assemble exactly the stored answer; nothing is lost, duplicated or left `running
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Iterator
@@ -224,3 +225,74 @@ def test_a_dead_workers_slots_free_with_its_leases(
     )
     found.assert_clean()
     assert freed <= 10
+
+
+def test_clients_cut_before_their_first_event_retry_with_their_keys(
+    celery_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """Each client's first attempt is cut before any byte of the response (a 1 ms read
+    timeout: the run may or may not have been accepted); it retries on the other server with
+    the same `Idempotency-Key`. Exactly one run per key, the model called once per key, and
+    every client gets its whole answer exactly once."""
+    app = chat_app(celery_stack)
+    clients: list[Client] = []
+    for index in range(IN_FLIGHT):
+        key = f"cut-{index}-{time.monotonic_ns()}"
+        query = f"question {key}"
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{celery_stack.url(0)}/v1/chat-messages",
+                json={
+                    "inputs": {},
+                    "query": query,
+                    "user": f"cut-{index}",
+                    "response_mode": "streaming",
+                    "auto_generate_name": False,  # naming would call the model with the query
+                },
+                headers={"Authorization": f"Bearer {app.key}", "Idempotency-Key": key},
+                timeout=httpx.Timeout(5.0, read=0.001),
+            )
+        clients.append(
+            Client(
+                celery_stack,
+                app,
+                user=f"cut-{index}",
+                query=query,
+                server=1,
+                idempotency_key=key,
+                auto_generate_name=False,
+            ).start()
+        )
+    _join(clients)
+    found = audit(celery_stack, app, clients)
+    runs_per_key = celery_stack.sql(
+        "SELECT idempotency_key, count(*) FROM messages WHERE app_id = :app"
+        " GROUP BY idempotency_key",
+        app=app.app_id,
+    )
+    calls = slow_upstream.stats()["log"]
+    model_calls = {
+        client.query: sum(
+            1
+            for record in calls
+            if any(client.query == m.get("content") for m in record["messages"][-1:])
+        )
+        for client in clients
+    }
+    report(
+        Row(
+            "clients cut before their first event retry with Idempotency-Key",
+            IN_FLIGHT,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            0.0,
+            f"runs per key {sorted({int(str(n)) for _, n in runs_per_key})}, "  # type: ignore[call-overload]
+            f"model calls per key {sorted(set(model_calls.values()))}",
+        )
+    )
+    found.assert_clean()
+    assert {int(str(n)) for _, n in runs_per_key} == {1}
+    assert len(runs_per_key) == IN_FLIGHT
+    assert set(model_calls.values()) == {1}
+    assert all(client.frames[-1].event == "message_end" for client in clients)
