@@ -11,8 +11,10 @@ any of them up globally. A new kind of app registers its runner in `build_runner
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,11 +38,11 @@ from conduit.infra.outbox import OutboxRelay, RelayPolicy, recover_unfinished
 from conduit.infra.redis import build_async_redis, build_redis
 from conduit.infra.resources import Resources
 from conduit.infra.schema import prepare_schema
-from conduit.infra.settings import Settings
+from conduit.infra.settings import DRAIN_RESERVE, Settings
 from conduit.infra.storage import LocalStorage
 from conduit.services import model_providers
 from conduit.services.auth import TokenPolicy
-from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, reap_stale_runs
+from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
 from conduit.tasks.celery_app import create_celery, publisher
@@ -215,6 +217,7 @@ class Server:
     disconnect_handlers: Callable[[], None]
     runs: Runs | None = None
     _task_parts: TaskParts | None = field(default=None, repr=False)
+    _takeover: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def start(cls, settings: Settings) -> Server:
@@ -330,17 +333,25 @@ class Server:
                 build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
             )
         self.runs = build_runs(settings, resources, self.models, self.runners, backends)
+        if settings.mode != "embedded":
+            self._takeover = asyncio.get_running_loop().create_task(
+                _take_over_continually(resources.db, backends, settings), name="run-takeover"
+            )
         _warn_without_model(settings)
         return self.runs
 
     async def stop(self) -> None:
+        if self._takeover is not None:
+            self._takeover.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._takeover
         runs = self.runs
         if runs is not None:
             if runs.inline is not None:
-                # uvicorn has already waited for open responses up to the same timeout; what
-                # is still running now is cut short and stored as stopped with its partial
-                # answer.
-                await runs.inline.drain(grace=min(5.0, self.settings.http.shutdown_timeout))
+                # uvicorn has already waited for open responses (`streams_grace`): what is
+                # still running now is cut short and stored as stopped with its partial answer,
+                # within what is left of the shutdown budget (`DRAIN_RESERVE`).
+                await runs.inline.drain(grace=0.5, cancel_wait=DRAIN_RESERVE - 1.0)
             await self.models.aclose()
             await runs.backends.aclose()
             if isinstance(self.resources.cache, RedisCache):
@@ -357,11 +368,22 @@ class Server:
 
 
 def _end_dead_runs(db: Database, settings: Settings) -> None:
-    with db.transaction() as session:
-        if settings.mode == "embedded":
+    if settings.mode == "embedded":
+        with db.transaction() as session:
             end_interrupted_runs(session)  # one process: nothing else can be running them
-        else:
-            reap_stale_runs(session, settings)
+    # Distributed: the server's takeover loop ends dead runs within a second of its start.
+
+
+async def _take_over_continually(db: Database, backends: RunBackends, settings: Settings) -> None:
+    """Every `takeover_interval` (jittered, so that servers do not look in step): take over
+    the runs whose executor is gone (`services/runs/reaper.py`)."""
+    interval = settings.runs.takeover_interval
+    while True:
+        try:
+            await take_over_dead_runs(db, backends, settings)
+        except Exception:
+            logger.warning("taking over dead runs failed; retrying", exc_info=True)
+        await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 
 def _warn_without_model(settings: Settings) -> None:

@@ -67,7 +67,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
         http="httptools",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=int(settings.http.shutdown_timeout),
+        timeout_graceful_shutdown=int(settings.http.streams_grace),
         backlog=4096,
     )
 

@@ -14,7 +14,9 @@
     │   ├── ApiKeyNotFound            404 api_key_not_found
     │   └── FileNotFound              404 file_not_found
     ├── Conflict                      409 conflict
-    │   └── AccountAlreadyMember      409 account_already_in_workspace
+    │   ├── AccountAlreadyMember      409 account_already_in_workspace
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
+    │   └── IdempotencyKeyInProgress  409 idempotency_key_in_progress
     ├── RequestTooLarge               413 request_entity_too_large
     ├── FileTooLarge                  413 file_too_large
     ├── UnsupportedMediaType          415 unsupported_media_type
@@ -25,7 +27,8 @@
     │   └── RunEventsLost             503 run_events_lost
     └── RunEnded                      (a run's own end, in its `error` event)
         ├── RunTimeLimitExceeded      400 run_time_limit_exceeded
-        └── RunTakenOver              409 run_taken_over
+        ├── RunTakenOver              409 run_taken_over
+        └── RunInterrupted            503 run_interrupted
 
 `conduit.api.errors` is the only place these become `{"code", "message", "status"}`.
 Nothing outside `conduit.api` raises an HTTP exception.
@@ -107,6 +110,22 @@ class Conflict(ConduitError):
 class AccountAlreadyMember(Conflict):
     code = "account_already_in_workspace"
     default_message = "The account is already a member of this workspace."
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = (
+        "This Idempotency-Key was already used with a different request; "
+        "use a new key for a new request."
+    )
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    default_message = (
+        "The run this Idempotency-Key started is still running and its events are not "
+        "available; retry once it has ended."
+    )
 
 
 class RequestTooLarge(ConduitError):
@@ -244,6 +263,15 @@ class RunTakenOver(RunEnded):
     code = "run_taken_over"
     status = 409
     default_message = (
-        "The run was ended elsewhere (its lease lapsed and the reaper ended it); "
-        "its partial answer is kept."
+        "The run was taken over elsewhere (its lease lapsed); its partial answer is kept."
+    )
+
+
+class RunInterrupted(RunEnded):
+    # What the followers of a run whose executor died read last: 503, the work was not at
+    # fault and a new run may succeed.
+    code = "run_interrupted"
+    status = 503
+    default_message = (
+        "The run was interrupted: the process running it stopped. Its partial answer is kept."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -97,7 +98,7 @@ def error_response(error: ConduitError) -> OrjsonResponse:
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
     if isinstance(error, TooManyRequests | ServiceUnavailable):
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return envelope(error.code, error.message, error.status, headers or None)
 
 

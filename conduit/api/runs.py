@@ -8,6 +8,10 @@ through the services layer's verbs (`services/runs`), never through the backends
 `plain_endpoint` marks a route whose controller also runs on a plain `Request`: the
 run-starting routes are dispatched by `api/hot_routes.py` straight from the one router's
 table, without FastAPI's routing and dependency solving (see there).
+
+Every run-starting route accepts an `Idempotency-Key` header (read here, so in every tier and
+on the hot path alike): a repeat of the request attaches to the run the first one started
+(`services/runs/idempotency.py`).
 """
 
 from __future__ import annotations
@@ -21,17 +25,22 @@ from starlette.responses import Response
 from conduit.api.errors import REDIS_OUTAGE, envelope, error_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
-from conduit.core.apps.chat import ChatRunBody
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
-from conduit.errors import RedisUnavailable, RunEventsLost
+from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.services import runs as run_service
 from conduit.services.runs import ChatRequest, RunEvents, Runs
 
 PlainEndpoint = Callable[[Request], Awaitable[Response]]
 PLAIN_ATTRIBUTE = "__conduit_plain_endpoint__"
 TASK_HEADER = "X-Task-Id"
-RUN_HEADERS = (TASK_HEADER, "X-Message-Id", "X-Conversation-Id")
+NAME_HEADERS = {"message_id": "X-Message-Id", "conversation_id": "X-Conversation-Id"}
+RUN_HEADERS = (TASK_HEADER, *NAME_HEADERS.values())
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+INVALID_IDEMPOTENCY_KEY = (
+    f"{IDEMPOTENCY_HEADER}: must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters"
+)
 
 
 def runs_of(request: Request) -> Runs:
@@ -52,11 +61,22 @@ def plain_endpoint(plain: PlainEndpoint) -> Callable[[Any], Any]:
 async def start_chat(
     request: Request, *, app: App, key_id: str | None, user: str, run: ChatRequest
 ) -> Response:
-    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode."""
+    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode; with
+    an Idempotency-Key, a repeat answers from the run the first request started."""
     runs = runs_of(request)
-    spec = await run_service.start_chat_run(runs, app=app, key_id=key_id, user=user, request=run)
-    events = run_service.run_events(runs, spec.task_id)
-    names = run_names(spec)
+    key = idempotency_key(request)
+    if key is None:
+        spec = await run_service.start_chat_run(
+            runs, app=app, key_id=key_id, user=user, request=run
+        )
+        events = run_service.run_events(runs, spec.task_id)
+        names = run_names(spec)
+    else:
+        started = await run_service.start_or_attach_chat_run(
+            runs, app=app, key_id=key_id, user=user, request=run, key=key
+        )
+        events = started.events
+        names = name_headers(started.task_id, started.names)
     if run.response_mode == "streaming":
         return stream(runs, events, names=names)
     response = await blocking_response(events, mode=app.mode.value)
@@ -64,17 +84,33 @@ async def start_chat(
     return response
 
 
+def idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key (None without one): 1 to 255 printable ASCII characters
+    (space to `~`), given once; a 400 naming the header otherwise."""
+    given = request.headers.getlist(IDEMPOTENCY_HEADER)
+    if not given:
+        return None
+    if len(given) > 1:
+        raise InvalidParam(f"{IDEMPOTENCY_HEADER}: must be given once")
+    key = given[0]
+    if not 0 < len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH or not all(" " <= c <= "~" for c in key):
+        raise InvalidParam(INVALID_IDEMPOTENCY_KEY)
+    return key
+
+
 def run_names(spec: RunSpec) -> dict[str, str]:
     """Response headers naming the run before its first event, so that a client cut before
     it can still resume it (`X-Task-Id`) or find its message and conversation. A completion's
     conversation stays off the wire, as in its events."""
-    names = {TASK_HEADER: spec.task_id}
-    body = spec.body
-    if isinstance(body, ChatRunBody):
-        names["X-Message-Id"] = body.message_id
-        if body.mode == "chat" and body.conversation_id:
-            names["X-Conversation-Id"] = body.conversation_id
-    return names
+    return name_headers(spec.task_id, run_service.chat_run_names(spec))
+
+
+def name_headers(task_id: str, names: dict[str, str]) -> dict[str, str]:
+    """A run's task id and names (`message_id`, `conversation_id`) as response headers."""
+    headers = {TASK_HEADER: task_id}
+    for name, value in names.items():
+        headers[NAME_HEADERS[name]] = value
+    return headers
 
 
 def stream(

@@ -141,6 +141,10 @@ class AuthSettings(BaseSettings):
     refresh_token_days: int = Field(30, ge=1, description="Console refresh token lifetime.")
 
 
+# Of a server's shutdown budget, what cutting in-flight runs short and closing takes at most.
+DRAIN_RESERVE = 3.0
+
+
 class HttpSettings(BaseSettings):
     model_config = _group("CONDUIT_HTTP_")
 
@@ -165,8 +169,19 @@ class HttpSettings(BaseSettings):
         "warning; a stream's own length does not count.",
     )
     shutdown_timeout: float = Field(
-        30.0, ge=0, description="Seconds to drain in-flight work on SIGTERM."
+        25.0,
+        ge=0,
+        description="Seconds from SIGTERM to exit, everything included (under an "
+        "orchestrator's usual 30 s grace): open streams have all but the last "
+        f"{DRAIN_RESERVE:g} s to end, then runs still in flight are cut short (stored as "
+        "stopped with their partial answers, their logs ended) and the process exits.",
     )
+
+    @property
+    def streams_grace(self) -> float:
+        """How long open responses may take after SIGTERM (the rest is the hand-off's)."""
+        return max(0.0, self.shutdown_timeout - DRAIN_RESERVE)
+
     max_json_body_bytes: int = Field(
         2 * 1024 * 1024,
         ge=1024,
@@ -241,11 +256,22 @@ class RunSettings(BaseSettings):
         "`run_time_limit_exceeded`) with its partial answer stored.",
     )
     lease_seconds: float = Field(
-        120,
+        6.0,
         gt=0,
-        description="A live run renews its lease every quarter of this; the reaper ends a run "
-        "whose lease lapsed (its executor is gone), and one never renewed after "
-        "max_seconds + 60 s.",
+        description="A live run renews its lease every quarter of this at the latest (and with "
+        "each checkpoint); a run whose lease lapsed (its executor is gone) is taken over: "
+        "ended with its partial answer and a terminal event. A run never renewed is taken "
+        "over after max_seconds + 60 s.",
+    )
+    checkpoint_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a streaming run stores its answer so far (only when it grew).",
+    )
+    takeover_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between a distributed server's looks for runs whose lease lapsed.",
     )
     memory_turns: int = Field(
         10, ge=0, le=200, description="Past conversation turns put into a chat prompt."

@@ -34,6 +34,9 @@ def run(self: OutboxTask, spec: dict[str, Any], slot_key: str | None = None) -> 
         # starts the lease the reaper watches.
         if not await runner.store.claim(parsed, lease):
             return "skipped"
+        if slot_key:
+            # Queued, its slot outlasted the wait; running, it lives as long as the lease.
+            await backends.limiter.renew(slot_key, holder=parsed.task_id, ttl=lease)
         result = await run_to_end(backends, parts.runners, parts.limits, parsed, slot_key=slot_key)
         return str(result.status.value)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 
 from celery import shared_task
 
+from conduit.core.runs.backends import build_run_backends
 from conduit.db.models import utcnow
 from conduit.infra.outbox import purge_finished
-from conduit.services.runs import reap_stale_runs as reap
+from conduit.services.runs import take_over_dead_runs
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.context import task_context
 
@@ -29,7 +31,15 @@ def purge_outbox(self: OutboxTask) -> int:
 
 @shared_task(name="conduit.maintenance.reap_stale_runs", base=OutboxTask, bind=True)
 def reap_stale_runs(self: OutboxTask) -> int:
-    """End the runs whose executor is gone (lease lapsed); never a live one."""
+    """Take over the runs whose executor is gone (lease lapsed); never a live one. Every
+    distributed server does it every second: this is the backstop while none runs."""
     found = task_context(self).resources
-    with found.db.transaction() as session:
-        return reap(session, found.settings)
+
+    async def take_over() -> int:
+        backends = build_run_backends(found.settings)
+        try:
+            return await take_over_dead_runs(found.db, backends, found.settings)
+        finally:
+            await backends.aclose()
+
+    return asyncio.run(take_over())

@@ -80,6 +80,36 @@ class TestConcurrencySlots:
 
         run(scenario)
 
+    def test_a_renewed_slot_outlives_its_first_ttl_and_lapses_without_renewal(
+        self, run: Callable[[Scenario], None]
+    ) -> None:
+        async def scenario(limiter: Limiter) -> None:
+            assert await limiter.acquire("app", limit=1, ttl=0.3, holder="live")
+            for _ in range(4):  # a live run renews with its lease, past the first ttl
+                await asyncio.sleep(0.15)
+                await limiter.renew("app", holder="live", ttl=0.3)
+            assert not await limiter.acquire("app", limit=1, ttl=30, holder="next")
+            # Its executor died: no more renewals, the slot frees when the lease lapses.
+            deadline = time.monotonic() + 3
+            while not await limiter.acquire("app", limit=1, ttl=30, holder="next"):
+                assert time.monotonic() < deadline, "the lapsed slot never freed"
+                await asyncio.sleep(0.05)
+
+        run(scenario)
+
+    def test_free_in_is_the_time_until_the_first_slot_expires(
+        self, run: Callable[[Scenario], None]
+    ) -> None:
+        async def scenario(limiter: Limiter) -> None:
+            assert await limiter.free_in("app") == 0.0
+            assert await limiter.acquire("app", limit=2, ttl=30, holder="late")
+            assert await limiter.acquire("app", limit=2, ttl=4, holder="early")
+            assert 3.0 < await limiter.free_in("app") <= 4.0
+            await limiter.release("app", "early")
+            assert 29.0 < await limiter.free_in("app") <= 30.0
+
+        run(scenario)
+
     def test_releasing_a_non_holder_is_harmless(self, run: Callable[[Scenario], None]) -> None:
         async def scenario(limiter: Limiter) -> None:
             await limiter.release("app", "nobody")  # on an unknown key

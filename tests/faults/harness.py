@@ -35,7 +35,7 @@ import httpx
 from conduit.db.migrations import upgrade
 from tests import support
 from tests.conftest import stack_env
-from tests.e2e.conftest import create_admin, login, service_app
+from tests.e2e.conftest import create_admin, login
 from tests.e2e.sse import Frame, frames
 
 ANSWER_WORDS = 200
@@ -187,12 +187,25 @@ class ServiceKey:
     key: str
 
 
-def chat_app(stack: FaultStack, **config: Any) -> ServiceKey:
+def chat_app(stack: FaultStack, *, max_active_requests: int | None = None) -> ServiceKey:
+    """A chat app on the fake model, with a Service API key (made through the console)."""
     admin = login(stack, *create_admin(stack))  # type: ignore[arg-type]
     try:
-        found = service_app(stack, admin, pre_prompt="You are a test assistant.", **config)  # type: ignore[arg-type]
-        found.client.close()
-        return ServiceKey(found.app_id, found.key)
+        body: dict[str, Any] = {
+            "name": "fault app",
+            "mode": "chat",
+            "model_config": {"pre_prompt": "You are a test assistant."},
+        }
+        created = admin.client.post("/console/api/apps", json=body)
+        assert created.status_code == 201, created.text
+        app_id = created.json()["data"]["id"]
+        if max_active_requests is not None:
+            limited = admin.client.put(
+                f"/console/api/apps/{app_id}", json={"max_active_requests": max_active_requests}
+            )
+            assert limited.status_code == 200, limited.text
+        key = admin.client.post(f"/console/api/apps/{app_id}/api-keys").json()["data"]["token"]
+        return ServiceKey(app_id, key)
     finally:
         admin.client.close()
 
@@ -210,6 +223,7 @@ class Client:
     query: str = "hello"
     server: int = 0
     idempotency_key: str | None = None
+    auto_generate_name: bool = True
     deadline: float = 90.0
     status: int | None = None  # the start's HTTP status
     task_id: str | None = None
@@ -219,6 +233,7 @@ class Client:
     error: str | None = None
     _thread: threading.Thread | None = None
     first_event: threading.Event = field(default_factory=threading.Event)
+    first_event_at: float | None = None  # time.monotonic() of its first event
 
     def start(self) -> Client:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -280,6 +295,7 @@ class Client:
             "query": self.query,
             "user": self.user,
             "response_mode": "streaming",
+            "auto_generate_name": self.auto_generate_name,
         }
         with httpx.stream(
             "POST",
@@ -326,6 +342,8 @@ class Client:
                 time.sleep(0.2)
                 return
             self.frames.append(frame)
+            if self.first_event_at is None:
+                self.first_event_at = time.monotonic()
             self.first_event.set()
             if frame.event in TERMINAL:
                 return

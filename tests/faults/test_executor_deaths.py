@@ -6,15 +6,19 @@ assemble exactly the stored answer; nothing is lost, duplicated or left `running
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests import support
 from tests.faults.harness import (
+    PACE_MS,
     Client,
     FaultStack,
     Row,
@@ -42,7 +46,10 @@ def inline_stack(
     tmp_path_factory: pytest.TempPathFactory, slow_upstream: Any
 ) -> Iterator[FaultStack]:
     with fault_stack(
-        tmp_path_factory.mktemp("inline"), slow_upstream.base_url, executor="inline"
+        tmp_path_factory.mktemp("inline"),
+        slow_upstream.base_url,
+        executor="inline",
+        CONDUIT_HTTP_SHUTDOWN_TIMEOUT="6",
     ) as stack:
         yield stack
 
@@ -125,3 +132,167 @@ def test_kill_9_of_a_server_running_inline_runs(inline_stack: FaultStack) -> Non
     assert found.accepted == IN_FLIGHT
     assert taken_over <= 10
     assert support.wait_for(lambda: inline_stack.servers[0].alive)
+
+
+def test_sigterm_under_load_drains_within_the_grace(
+    inline_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """In flight: 6 runs of a 10 s answer on server 0 (inline executor), shutdown budget 6 s.
+    The server exits within its budget; the runs it cut short are stored `stopped` with their
+    partial answers and their logs ended, and their clients (resuming on server 1) assemble
+    exactly that."""
+    app = chat_app(inline_stack)
+    slow_upstream.control(pace_ms=50)  # 200 words: a 10 s answer
+    try:
+        clients = _streaming(inline_stack, app, IN_FLIGHT, server=0)
+        time.sleep(1.0)
+        began = time.monotonic()
+        inline_stack.servers[0].signal(signal.SIGTERM)
+        assert inline_stack.servers[0].process is not None
+        inline_stack.servers[0].process.wait(30)
+        exited = time.monotonic() - began
+        _join(clients)
+    finally:
+        slow_upstream.control(pace_ms=PACE_MS)
+    found = audit(inline_stack, app, clients)
+    statuses = inline_stack.sql(
+        "SELECT status, count(*) FROM messages WHERE app_id = :app GROUP BY status", app=app.app_id
+    )
+    report(
+        Row(
+            "SIGTERM under load (inline, budget 6 s)",
+            IN_FLIGHT,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(exited, 1),
+            f"exited in {exited:.1f} s; runs {dict(statuses)}",  # type: ignore[arg-type]
+        )
+    )
+    inline_stack.start_server(0)
+    found.assert_clean()
+    assert found.accepted == IN_FLIGHT
+    assert exited <= 6.5, f"the server took {exited:.1f} s to exit"
+    assert dict(statuses) == {"stopped": IN_FLIGHT}  # type: ignore[arg-type]
+
+
+def test_a_dead_workers_slots_free_with_its_leases(
+    celery_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """An app allowing 3 concurrent runs, all 3 in flight on the worker, which is killed: the
+    429s meanwhile say when a slot can free (at most a lease away), and a new run is accepted
+    once the dead runs are taken over — seconds, not the 10 minutes of a slot's old TTL."""
+    app = chat_app(celery_stack, max_active_requests=3)
+    clients = _streaming(celery_stack, app, 3)
+    refused = httpx.post(
+        f"{celery_stack.url(1)}/v1/chat-messages",
+        json={"inputs": {}, "query": "one more", "user": "late", "response_mode": "blocking"},
+        headers={"Authorization": f"Bearer {app.key}"},
+        timeout=10,
+    )
+    assert refused.status_code == 429, refused.text
+    assert 1 <= int(refused.headers["Retry-After"]) <= 6
+    celery_stack.worker.kill()
+    killed = time.monotonic()
+    celery_stack.worker.start()
+
+    def accepted() -> bool:
+        # The status is known with the headers: the run then goes on without this client.
+        with httpx.stream(
+            "POST",
+            f"{celery_stack.url(1)}/v1/chat-messages",
+            json={"inputs": {}, "query": "again", "user": "late", "response_mode": "streaming"},
+            headers={"Authorization": f"Bearer {app.key}"},
+            timeout=30,
+        ) as response:
+            assert response.status_code in (200, 429), response.read()
+            return response.status_code == 200
+
+    support.wait_for(accepted, timeout=30, interval=0.5, what="a slot")
+    freed = time.monotonic() - killed
+    _join(clients)
+    found = audit(celery_stack, app, clients)
+    report(
+        Row(
+            "limits after a worker's kill -9 (3 of 3 slots)",
+            3,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(freed, 1),
+            "time until a new run is accepted",
+        )
+    )
+    found.assert_clean()
+    assert freed <= 10
+
+
+def test_clients_cut_before_their_first_event_retry_with_their_keys(
+    celery_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """Each client's first attempt is cut before any byte of the response (a 1 ms read
+    timeout: the run may or may not have been accepted); it retries on the other server with
+    the same `Idempotency-Key`. Exactly one run per key, the model called once per key, and
+    every client gets its whole answer exactly once."""
+    app = chat_app(celery_stack)
+    clients: list[Client] = []
+    for index in range(IN_FLIGHT):
+        key = f"cut-{index}-{time.monotonic_ns()}"
+        query = f"question {key}"
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{celery_stack.url(0)}/v1/chat-messages",
+                json={
+                    "inputs": {},
+                    "query": query,
+                    "user": f"cut-{index}",
+                    "response_mode": "streaming",
+                    "auto_generate_name": False,  # naming would call the model with the query
+                },
+                headers={"Authorization": f"Bearer {app.key}", "Idempotency-Key": key},
+                timeout=httpx.Timeout(5.0, read=0.001),
+            )
+        clients.append(
+            Client(
+                celery_stack,
+                app,
+                user=f"cut-{index}",
+                query=query,
+                server=1,
+                idempotency_key=key,
+                auto_generate_name=False,
+            ).start()
+        )
+    _join(clients)
+    found = audit(celery_stack, app, clients)
+    runs_per_key = celery_stack.sql(
+        "SELECT idempotency_key, count(*) FROM messages WHERE app_id = :app"
+        " GROUP BY idempotency_key",
+        app=app.app_id,
+    )
+    calls = slow_upstream.stats()["log"]
+    model_calls = {
+        client.query: sum(
+            1
+            for record in calls
+            if any(client.query == m.get("content") for m in record["messages"][-1:])
+        )
+        for client in clients
+    }
+    report(
+        Row(
+            "clients cut before their first event retry with Idempotency-Key",
+            IN_FLIGHT,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            0.0,
+            f"runs per key {sorted({int(str(n)) for _, n in runs_per_key})}, "  # type: ignore[call-overload]
+            f"model calls per key {sorted(set(model_calls.values()))}",
+        )
+    )
+    found.assert_clean()
+    assert {int(str(n)) for _, n in runs_per_key} == {1}
+    assert len(runs_per_key) == IN_FLIGHT
+    assert set(model_calls.values()) == {1}
+    assert all(client.frames[-1].event == "message_end" for client in clients)

@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from conduit.db.migrations import alembic_config, current_head, downgrade, upgrade
 from conduit.db.models import AppMode, Base
@@ -153,3 +154,55 @@ def test_0004_gives_each_completion_message_a_conversation_of_its_own(
             ).scalar()
             == 2
         )
+
+
+def test_0005_allows_one_message_per_app_end_user_and_idempotency_key(
+    database_url: str, engine: Engine
+) -> None:
+    """Messages written before 0005 have no key; after it, a second message of the same app
+    and end user under the same key is refused, while unkeyed messages, another end user or
+    another key are not."""
+    upgrade(database_url, "0004")
+    table = Base.metadata.tables
+    with engine.begin() as conn:
+        conn.execute(table["tenants"].insert().values(id="t", name="T"))
+        conn.execute(
+            table["apps"].insert().values(id="a", tenant_id="t", name="Chat", mode=AppMode.CHAT)
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (id, created_at, updated_at, app_id, end_user_id, inputs,"
+                " query, answer, status, from_source, message_tokens, answer_tokens, total_price,"
+                " currency, provider_response_latency, message_metadata)"
+                " VALUES ('old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'a', 'u1', '{}', 'q', '',"
+                " 'succeeded', 'api', 0, 0, 0, 'USD', 0, '{}')"
+            )
+        )
+    upgrade(database_url, "0005")
+    messages = table["messages"]
+
+    def add(message_id: str, end_user_id: str, key: str | None) -> None:
+        with engine.begin() as conn:
+            conn.execute(
+                messages.insert().values(
+                    id=message_id, app_id="a", end_user_id=end_user_id, idempotency_key=key,
+                    request_hash=None if key is None else "0" * 64,
+                )
+            )  # fmt: skip
+
+    with engine.connect() as conn:
+        assert conn.execute(
+            text("SELECT idempotency_key, request_hash FROM messages WHERE id = 'old'")
+        ).all() == [(None, None)]
+    add("m1", "u1", "k")
+    add("m2", "u1", None)
+    add("m3", "u1", None)
+    add("m4", "u2", "k")
+    add("m5", "u1", "k2")
+    with pytest.raises(IntegrityError):
+        add("m6", "u1", "k")
+    downgrade(database_url, "0004")
+    columns = {column["name"] for column in inspect(engine).get_columns("messages")}
+    assert not {"idempotency_key", "request_hash"} & columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar() == 6

@@ -1,23 +1,31 @@
-"""The reaper on a real database (SQLite, or PostgreSQL in the distributed mode): it ends the
-runs whose executor is gone — a lease that lapsed after a renewal, or a run never renewed long
-after the longest a run may take — and leaves every other run alone; a renewal keeps a run
-alive and refuses a run that is no longer running."""
+"""The takeover on a real database (SQLite, or PostgreSQL in the distributed mode) and the run
+backends of the mode (Redis in the distributed mode): it ends the runs whose executor is gone —
+a lease that lapsed after a renewal, or a run never renewed long after the longest a run may
+take — with the answer its log holds (else its last checkpoint) and an `error` event that ends
+its log, and leaves every other run alone; a renewal keeps a run alive (storing a checkpoint)
+and refuses a run that is no longer running."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
+from conduit.core.runs.backends import build_run_backends
 from conduit.db.models import Message, utcnow
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings, load_settings
 from conduit.services.end_users import get_or_create_end_user
-from conduit.services.runs import end_interrupted_runs, reap_stale_runs
+from conduit.services.runs import end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs.store import MessageStore
+from tests import support
+from tests.conftest import DISTRIBUTED
 from tests.support import add_chat_app
 
 LEASE = 30
@@ -25,14 +33,34 @@ MAX_SECONDS = 600
 
 
 @pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Settings]:
     for name in list(os.environ):
         if name.startswith("CONDUIT_") and not name.startswith("CONDUIT_TEST_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
     monkeypatch.setenv("CONDUIT_RUNS_LEASE_SECONDS", str(LEASE))
     monkeypatch.setenv("CONDUIT_RUNS_MAX_SECONDS", str(MAX_SECONDS))
-    return load_settings()
+    redis_url = None
+    if DISTRIBUTED:
+        redis_url = support.fresh_redis_url()
+        monkeypatch.setenv("CONDUIT_REDIS_URL", redis_url)
+    yield load_settings()
+    support.release_redis_url(redis_url)
+
+
+def take_over(db: Database, settings: Settings, before: Any = None) -> int:
+    """One takeover pass on the mode's backends; `before(backends)` runs first on its loop."""
+
+    async def scenario() -> int:
+        backends = build_run_backends(settings)
+        try:
+            if before is not None:
+                await before(backends)
+            return await take_over_dead_runs(db, backends, settings)
+        finally:
+            await backends.aclose()
+
+    return asyncio.run(scenario())
 
 
 def running(db: Database, **ages: tuple[float, float | None]) -> dict[str, str]:
@@ -78,15 +106,13 @@ def test_the_reaper_ends_only_runs_whose_executor_is_gone(db: Database, settings
         queued_a_while=(120, None),  # never renewed, but younger than max_seconds + 60
         never_renewed_too_long=(MAX_SECONDS + 120, None),
     )
-    with db.transaction() as session:
-        assert reap_stale_runs(session, settings) == 2
+    assert take_over(db, settings) == 2
     found = statuses(db, ids)
     assert found["renewed_just_now"] == ("running", "part")
     assert found["queued_a_while"] == ("running", "part")
     assert found["lease_lapsed"] == ("failed", "part")  # the partial answer is kept
     assert found["never_renewed_too_long"] == ("failed", "part")
-    with db.transaction() as session:
-        assert reap_stale_runs(session, settings) == 0  # nothing twice
+    assert take_over(db, settings) == 0  # nothing twice
 
 
 def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
@@ -98,9 +124,59 @@ def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
     with db.transaction() as session:
         session.execute(update(Message).where(Message.id == ids["ended"]).values(status="stopped"))
     assert store.renew_now(ids["ended"]) is False  # it no longer runs
-    with db.transaction() as session:
-        assert reap_stale_runs(session, settings) == 0
+    assert take_over(db, settings) == 0
     assert statuses(db, ids)["alive"] == ("running", "part")
+    # A renewal with a checkpoint stores the answer so far.
+    assert store.renew_now(ids["alive"], "part and more") is True
+    assert statuses(db, ids)["alive"] == ("running", "part and more")
+
+
+def test_a_dead_run_ends_with_what_its_log_holds_and_an_error_that_ends_the_log(
+    db: Database, settings: Settings
+) -> None:
+    """Its log is ahead of its last checkpoint (up to a second of tokens): the log wins, so a
+    follower assembles exactly the stored answer; the log ends with `run_interrupted`; the
+    run's concurrency slot is given back."""
+    ids = running(db, dead=(300, LEASE + 5))
+    task_id = "task-of-the-dead-run"
+    with db.transaction() as session:
+        session.execute(update(Message).where(Message.id == ids["dead"]).values(task_id=task_id))
+    read: list[Any] = []
+
+    async def before(backends: Any) -> None:
+        await backends.eventlog.create(task_id, meta={})
+        for piece in ("part", " and", " more"):
+            await backends.eventlog.append(task_id, "message", {"answer": piece})
+        assert await backends.limiter.acquire(
+            f"app-active:{app_id(db, ids['dead'])}", limit=1, ttl=60, holder=task_id
+        )
+
+    async def after(backends: Any) -> None:
+        read.extend([event async for event in backends.eventlog.follow(task_id)])
+        read.append(await backends.limiter.free_in(f"app-active:{app_id(db, ids['dead'])}"))
+
+    async def scenario() -> int:
+        backends = build_run_backends(settings)
+        try:
+            await before(backends)
+            taken = await take_over_dead_runs(db, backends, settings)
+            await after(backends)
+            return taken
+        finally:
+            await backends.aclose()
+
+    assert asyncio.run(scenario()) == 1
+    assert statuses(db, ids)["dead"] == ("failed", "part and more")
+    *events, slot_wait = read
+    assert [event.event for event in events] == ["message"] * 3 + ["error"]
+    assert events[-1].payload["code"] == "run_interrupted"
+    assert events[-1].payload["message_id"] == ids["dead"]
+    assert slot_wait == 0.0  # the slot is free again
+
+
+def app_id(db: Database, message_id: str) -> str:
+    with db.sessions() as session:
+        return str(session.get(Message, message_id).app_id)  # type: ignore[union-attr]
 
 
 def test_a_process_that_was_the_only_one_ends_every_run_left_running(

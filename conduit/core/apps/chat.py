@@ -27,7 +27,7 @@ from conduit.core.runs.events import EventTemplate
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
-from conduit.errors import ConduitError
+from conduit.errors import ConduitError, RunInterrupted
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
@@ -106,8 +106,9 @@ class ChatStore(Protocol):
     async def finish(self, result: ChatResult) -> dict[str, Any]:
         """Persist the result; returns the `metadata` object of `message_end` (usage...)."""
 
-    async def renew(self, spec: RunSpec) -> bool:
-        """The run is alive (its lease); False when it no longer runs."""
+    async def renew(self, spec: RunSpec, checkpoint: str | None = None) -> bool:
+        """The run is alive (its lease), and its answer so far when `checkpoint` is given;
+        False when it no longer runs."""
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (see `RunStore.claim`)."""
@@ -116,13 +117,89 @@ class ChatStore(Protocol):
 def envelope(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
     """Dify's full-converter envelope: chat events carry conversation_id, completion's do not."""
     body: ChatRunBody = spec.body
+    return message_envelope(
+        body.mode, body.conversation_id, body.message_id, spec.created_at, event, **fields
+    )
+
+
+def message_envelope(
+    mode: str,
+    conversation_id: str | None,
+    message_id: str,
+    created_at: int,
+    event: str,
+    **fields: Any,
+) -> dict[str, Any]:
+    """`envelope` from the message's own fields (for a run taken over, whose spec is gone)."""
     payload: dict[str, Any] = {"event": event}
-    if body.mode != "completion":
-        payload["conversation_id"] = body.conversation_id
-    payload["message_id"] = body.message_id
-    payload["created_at"] = spec.created_at
+    if mode != "completion":
+        payload["conversation_id"] = conversation_id
+    payload["message_id"] = message_id
+    payload["created_at"] = created_at
     payload.update(fields)
     return payload
+
+
+def error_payload(error: ConduitError | None) -> dict[str, Any]:
+    """The fields an `error` event adds to the envelope."""
+    return {
+        "status": error.status if error else None,
+        "code": error.code if error else None,
+        "message": error.message if error else None,
+    }
+
+
+@dataclass(frozen=True)
+class StoredChat:
+    """A chat or completion run that ended, as its message keeps it: its status, answer, the
+    `metadata` its `message_end` reported (plus, for a failed run, the error's `code` and
+    `status` under "error", which the store keeps) and its error message."""
+
+    task_id: str
+    mode: ChatMode
+    message_id: str
+    conversation_id: str | None
+    created_at: int
+    status: RunStatus
+    answer: str
+    metadata: dict[str, Any]
+    error_message: str | None
+
+
+# A failed run whose error's code was not kept was ended without its executor (taken over,
+# or left running by a stopped server): its followers read `run_interrupted`.
+_INTERRUPTED = {"code": RunInterrupted.code, "status": RunInterrupted.status}
+
+
+def stored_events(run: StoredChat) -> list[Event]:
+    """A run's events rebuilt from what its message keeps, for when its log has expired: its
+    answer as one `message` event, then `message_end` (`error` when it failed), each in the
+    envelope its runner used. A stream of them assembles the stored answer; a blocking reply
+    built from them is the one the run gave."""
+
+    def event(name: str, **fields: Any) -> Event:
+        fields = {"task_id": run.task_id, **fields} if name != "error" else fields
+        return (
+            name,
+            message_envelope(
+                run.mode, run.conversation_id, run.message_id, run.created_at, name, **fields
+            ),
+        )
+
+    events = [event("message", id=run.message_id, answer=run.answer)] if run.answer else []
+    if run.status != RunStatus.FAILED:
+        metadata = {k: v for k, v in run.metadata.items() if k != "error"}
+        return [*events, event("message_end", id=run.message_id, metadata=metadata)]
+    error = {**_INTERRUPTED, **(run.metadata.get("error") or {})}
+    return [
+        *events,
+        event(
+            "error",
+            status=int(error["status"]),
+            code=str(error["code"]),
+            message=run.error_message or "The run failed.",
+        ),
+    ]
 
 
 class ChatRunner:
@@ -178,6 +255,7 @@ class ChatExecution:
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
         self._answer: list[str] = []
+        self._checkpointed = 0  # pieces of the answer in the last checkpoint
         self._usage = Usage()
         self._started = time.perf_counter()
 
@@ -208,6 +286,13 @@ class ChatExecution:
                     raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
+
+    def checkpoint(self) -> str | None:
+        """The answer so far, when it grew since the last checkpoint."""
+        if len(self._answer) == self._checkpointed:
+            return None
+        self._checkpointed = len(self._answer)
+        return "".join(self._answer)
 
     def result(self, status: RunStatus, error: ConduitError | None) -> ChatResult:
         text = "".join(self._answer)

@@ -135,9 +135,9 @@ class GatedStore:
             return {}  # its start never committed: there is nothing to store it on
         return await self._store.finish(result)
 
-    async def renew(self, spec: RunSpec) -> bool:
+    async def renew(self, spec: RunSpec, checkpoint: Any | None = None) -> bool:
         if self._committed.done() and self._committed.result():
-            return await self._store.renew(spec)
+            return await self._store.renew(spec, checkpoint)
         return True  # its rows are not there yet: nothing to renew
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:

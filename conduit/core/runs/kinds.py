@@ -32,6 +32,10 @@ class Execution(Protocol):
     def result(self, status: RunStatus, error: ConduitError | None) -> Any:
         """The run's result as it ended (what `run` produced so far, for a cut-short run)."""
 
+    def checkpoint(self) -> Any | None:
+        """What the run produced so far, to store while it runs (so that it outlives its
+        executor); None when nothing changed since the last checkpoint."""
+
 
 class RunStore(Protocol):
     """Where a kind's results are written (implemented in the services layer)."""
@@ -39,9 +43,10 @@ class RunStore(Protocol):
     async def finish(self, result: Any) -> dict[str, Any]:
         """Persist the finished run; returns what the terminal events report of it."""
 
-    async def renew(self, spec: RunSpec) -> bool:
-        """Renew the run's lease: it is alive (the reaper ends runs whose lease lapsed).
-        False when the run is no longer running (it ended, or was ended)."""
+    async def renew(self, spec: RunSpec, checkpoint: Any | None = None) -> bool:
+        """Renew the run's lease: it is alive (runs whose lease lapsed are taken over), and
+        store `checkpoint` (`Execution.checkpoint`) when given. False when the run is no
+        longer running (it ended, or was taken over)."""
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (a Celery delivery): True only

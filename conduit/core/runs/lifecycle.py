@@ -2,7 +2,10 @@
 
 `execute_run` runs the app runner's execution against the run's event log, racing it with
 the run's stop request, its time limit and the process's shutdown; renews the run's lease
-while it lives; and ends it in one order: the result is stored (`RunStore.finish`) *before*
+while it lives, storing what it produced so far with it (a checkpoint at most every
+`checkpoint_every` seconds, only when it grew), so that a run whose executor dies is taken
+over within seconds with its partial answer (`services/runs/reaper.py`); and ends it in one
+order: the result is stored (`RunStore.finish`) *before*
 the terminal events are appended and the log is closed, so whoever sees the end of a run can
 read its stored result. It never raises for the run's own failures: they end up in the result
 and the log. The HTTP consumer never writes; a client that goes away loses nothing.
@@ -32,11 +35,14 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RunLimits:
     """`max_seconds`: the longest a run may take (it is then ended, its partial result kept);
-    `lease_renewal`: how often a live run renews its lease (the reaper ends runs whose lease
-    lapsed)."""
+    `lease_seconds`: how long a run's lease lasts (a run whose lease lapsed is taken over);
+    `lease_renewal`: how often a live run renews it at the latest; `checkpoint_every`: how
+    often a run that produced something since stores it (renewing its lease with it)."""
 
     max_seconds: float = 600.0
-    lease_renewal: float = 20.0
+    lease_seconds: float = 6.0
+    lease_renewal: float = 1.5
+    checkpoint_every: float = 1.0
 
 
 async def execute_run(
@@ -48,10 +54,12 @@ async def execute_run(
     limits: RunLimits,
     gates: StartGates | None = None,
     on_stored: Callable[[], Awaitable[None]] | None = None,
+    on_renewed: Callable[[], Awaitable[None]] | None = None,
 ) -> Any:
     """Run `spec` to its end with `runner`; returns the runner's result. `gates`: the run was
     started early (`core/runs/early.py`); `on_stored`: called once the result is stored,
-    before the terminal events (e.g. to give the run's concurrency slot back)."""
+    before the terminal events (e.g. to give the run's concurrency slot back); `on_renewed`:
+    after each renewal of its lease (e.g. to renew its concurrency slot with it)."""
     store: RunStore = runner.store
     gated: GatedLog | None = None
     if gates is not None:
@@ -64,9 +72,10 @@ async def execute_run(
     stop_watch = asyncio.ensure_future(stops.wait_for_stop(spec.task_id))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limits.max_seconds
+    renewal_due = loop.time() + limits.lease_renewal
     try:
         while True:
-            wait = min(deadline - loop.time(), limits.lease_renewal)
+            wait = min(deadline - loop.time(), limits.checkpoint_every)
             done, _ = await asyncio.wait(
                 {work, stop_watch}, timeout=max(wait, 0.0), return_when=asyncio.FIRST_COMPLETED
             )
@@ -86,13 +95,19 @@ async def execute_run(
                 )
                 status = transition(status, RunStatus.FAILED)
                 break
-            if not await _renewed(store, spec):
-                # Its row is no longer `running`: the reaper ended it (its lease lapsed, say
-                # under a stalled database). Going on would stream an answer nobody stores.
+            checkpoint = execution.checkpoint()
+            if checkpoint is None and loop.time() < renewal_due:
+                continue
+            renewal_due = loop.time() + limits.lease_renewal
+            if not await _renewed(store, spec, checkpoint):
+                # Its row is no longer `running`: it was taken over (its lease lapsed, say
+                # under a stalled database), its answer so far stored and its log ended by
+                # the taker. Going on would stream an answer nobody stores.
                 await _cancelled(work)
-                error = RunTakenOver()
-                status = transition(status, RunStatus.FAILED)
-                break
+                logger.warning("run %s was taken over elsewhere; it stops here", spec.task_id)
+                return execution.result(RunStatus.FAILED, RunTakenOver())
+            if on_renewed is not None:
+                await _quietly(on_renewed, spec, "renewing its concurrency slot")
     except ConduitError as failure:
         error = failure
         status = transition(status, RunStatus.FAILED)
@@ -118,10 +133,17 @@ async def _cancelled(work: asyncio.Future[None]) -> None:
         await work
 
 
-async def _renewed(store: RunStore, spec: RunSpec) -> bool:
+async def _quietly(call: Callable[[], Awaitable[None]], spec: RunSpec, what: str) -> None:
+    try:
+        await call()
+    except Exception:
+        logger.warning("run %s: %s failed", spec.task_id, what, exc_info=True)
+
+
+async def _renewed(store: RunStore, spec: RunSpec, checkpoint: Any | None) -> bool:
     """False only when the store says the run no longer runs."""
     try:
-        return await store.renew(spec)
+        return await store.renew(spec, checkpoint)
     except Exception:
         # A missed renewal is not the run's failure: the next one may pass, and the lease
         # outlives several renewal periods.
@@ -188,6 +210,11 @@ async def run_to_end(
         if held:
             await backends.limiter.release(held.pop(), spec.task_id)
 
+    async def renew_slot() -> None:
+        # The slot lives as long as the run's lease: a dead executor's slot frees with it.
+        if held:
+            await backends.limiter.renew(held[0], holder=spec.task_id, ttl=limits.lease_seconds)
+
     try:
         return await execute_run(
             spec,
@@ -197,6 +224,7 @@ async def run_to_end(
             limits=limits,
             gates=gates,
             on_stored=release,
+            on_renewed=renew_slot,
         )
     finally:
         await release()

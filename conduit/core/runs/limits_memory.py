@@ -45,6 +45,17 @@ class MemoryLimiter:
             holders[holder] = now + ttl
             return True
 
+    async def renew(self, key: str, *, holder: str, ttl: float) -> None:
+        with self._lock:
+            self._slots.setdefault(key, {})[holder] = time.monotonic() + ttl
+
+    async def free_in(self, key: str) -> float:
+        with self._lock:
+            holders = self._slots.get(key)
+            if not holders:
+                return 0.0
+            return max(0.0, min(holders.values()) - time.monotonic())
+
     async def release(self, key: str, holder: str) -> None:
         """Give the holder's slot back (no-op when it holds none)."""
         with self._lock:

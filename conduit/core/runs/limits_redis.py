@@ -31,6 +31,29 @@ end
 return 1
 """
 
+# KEYS[1] = slots ZSET; ARGV = ttl_ms, holder. The holder's slot expires ttl_ms from now.
+_RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+"""
+
+# KEYS[1] = slots ZSET. Milliseconds until its first slot expires (0 when none is held).
+_FREE_IN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then return 0 end
+local wait = tonumber(first[2]) - now
+if wait < 0 then wait = 0 end
+return wait
+"""
+
 # KEYS[1] = window ZSET; ARGV = limit, window_us, unique member. 0 when allowed, else the
 # wait in µs until the request would be allowed (at least 1). A member already there is this
 # very request, sent again after its reply was lost (the client retries once on a dead
@@ -68,6 +91,8 @@ class RedisLimiter:
         self._prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
         self._hit = client.register_script(_HIT)
+        self._renew = client.register_script(_RENEW)
+        self._free_in = client.register_script(_FREE_IN)
 
     def _slots_key(self, key: str) -> str:
         return f"{self._prefix}slots:{key}"
@@ -81,6 +106,12 @@ class RedisLimiter:
             keys=[self._slots_key(key)], args=[limit, max(1, int(ttl * 1000)), holder]
         )
         return bool(taken)
+
+    async def renew(self, key: str, *, holder: str, ttl: float) -> None:
+        await self._renew(keys=[self._slots_key(key)], args=[max(1, int(ttl * 1000)), holder])
+
+    async def free_in(self, key: str) -> float:
+        return int(await self._free_in(keys=[self._slots_key(key)])) / 1000
 
     async def release(self, key: str, holder: str) -> None:
         """Give the holder's slot back (no-op when it holds none)."""

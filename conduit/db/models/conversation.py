@@ -60,7 +60,16 @@ class Conversation(IdMixin, TimestampMixin, Base):
 
 
 class Message(IdMixin, TimestampMixin, Base):
-    """One question and its answer; also the record of the run that produced the answer."""
+    """One question and its answer; also the record of the run that produced the answer.
+
+    A run started under an `Idempotency-Key` keeps the key and the hash of its request here
+    (`services/runs/idempotency.py`), rather than in a table of its own: the key then lives
+    exactly as long as the run's record (nothing to clean up or cascade), the INSERT that
+    creates the run is the one whose unique index decides a race between two requests with
+    the same key (the loser's whole start rolls back), and the record holds everything a
+    repeat needs (task id, ids, status, stored answer) in one indexed lookup. A request
+    without a key writes two NULLs, which the partial index leaves out.
+    """
 
     __tablename__ = "messages"
     __table_args__ = (
@@ -72,6 +81,16 @@ class Message(IdMixin, TimestampMixin, Base):
             "created_at",
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
+        ),
+        # One run per (app, end user, Idempotency-Key); only keyed runs are indexed.
+        Index(
+            "ux_messages_idempotency_key",
+            "app_id",
+            "end_user_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
         ),
     )
 
@@ -99,6 +118,9 @@ class Message(IdMixin, TimestampMixin, Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     # The run's lease: when its executor last said it is alive (None: not yet).
     renewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The request's Idempotency-Key, and the SHA-256 of the fields that define its run.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class MessageFeedback(IdMixin, TimestampMixin, Base):

@@ -4,17 +4,21 @@ reading a run's events, storing results, and ending runs whose executor is gone.
 - `start.py`: `start_run(runs, planner, ...)`, generic; a planner per app kind decides a run's
   rows and spec.
 - `chat.py`: the planner of chat and completion runs.
-- `store.py`: the only home of run SQL (the finish, the lease, the reaper's UPDATE).
+- `idempotency.py`: a request with an `Idempotency-Key` starts its run once; a repeat
+  attaches to it.
+- `store.py`: the only home of run SQL (the finish, the lease and checkpoint, the takeover).
 - `stop.py`: `stop_run`, and the readers of a run's events.
-- `reaper.py`: runs whose executor is gone.
+- `reaper.py`: taking over runs whose executor is gone.
 - `context.py`: `Runs`, the process's run machinery (built by `conduit/bootstrap.py`).
 """
 
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.services.runs.chat import ChatPlanner, ChatRequest, model_ref
+from conduit.services.runs.chat import run_names as chat_run_names
 from conduit.services.runs.context import Runs, run_limits
-from conduit.services.runs.reaper import end_interrupted_runs, reap_stale_runs
+from conduit.services.runs.idempotency import StartedRun, start_or_attach
+from conduit.services.runs.reaper import end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs.start import RUN_TASK, start_run
 from conduit.services.runs.stop import RunEvents, resumable_run_events, run_events, stop_run
 from conduit.services.runs.store import MessageStore
@@ -29,6 +33,16 @@ async def start_chat_run(
     return await start_run(runs, CHAT_PLANNER, app=app, key_id=key_id, user=user, request=request)
 
 
+async def start_or_attach_chat_run(
+    runs: Runs, *, app: App, key_id: str | None, user: str, request: ChatRequest, key: str
+) -> StartedRun:
+    """Start a chat or completion run under Idempotency-Key `key`, or attach to the one an
+    earlier request of `user` started under it (`idempotency.py`)."""
+    return await start_or_attach(
+        runs, CHAT_PLANNER, app=app, key_id=key_id, user=user, request=request, key=key
+    )
+
+
 __all__ = [
     "RUN_TASK",
     "ChatRequest",
@@ -36,13 +50,16 @@ __all__ = [
     "RunEvents",
     "RunSpec",
     "Runs",
+    "StartedRun",
+    "chat_run_names",
     "end_interrupted_runs",
     "model_ref",
-    "reap_stale_runs",
     "resumable_run_events",
     "run_events",
     "run_limits",
     "start_chat_run",
+    "start_or_attach_chat_run",
     "start_run",
     "stop_run",
+    "take_over_dead_runs",
 ]

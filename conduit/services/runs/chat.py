@@ -14,8 +14,9 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.chat import ChatMode, ChatRunBody
+from conduit.core.apps.chat import ChatMode, ChatRunBody, StoredChat, stored_events
 from conduit.core.llm.provider import ChatMessage
+from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.db.models import App, AppMode, Conversation, EndUser, Message
@@ -24,7 +25,7 @@ from conduit.infra.cache import Cache
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
-from conduit.services.runs.start import RunIds, owner_of
+from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
 
 CHAT_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
 NAME_TASK = "conduit.generation.name_conversation"
@@ -90,9 +91,13 @@ class ChatPlan:
     query: str
     new_conversation: bool
     name_conversation: bool
+    # The inline executor starts the run with its commit: its lease starts with its row, so
+    # that a server killed before the first renewal is seen. A queued run's starts when a
+    # worker claims it.
+    leased: bool = False
 
-    def write(self, session: Session, app: App) -> None:
-        write_run(session, app, self)
+    def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
+        write_run(session, app, self, key)
 
 
 def plan_run(
@@ -158,13 +163,15 @@ def plan_run(
         name_conversation=(
             new_conversation and request.mode == "chat" and request.auto_generate_name
         ),
+        leased=settings.runs.executor == "inline",
     )
 
 
-def write_run(session: Session, app: App, planned: ChatPlan) -> None:
+def write_run(session: Session, app: App, planned: ChatPlan, key: RunKey | None = None) -> None:
     """Write a planned run: its new conversation (and the naming task) or its conversation's
-    activity, and its message (`running`). Writes only, whose results are not read: they can
-    go to the database together with the commit (`commit_together`); the caller commits."""
+    activity, and its message (`running`, with the request's Idempotency-Key if any). Writes
+    only, whose results are not read: they can go to the database together with the commit
+    (`commit_together`); the caller commits."""
     spec, ids = planned.spec, planned.ids
     body: ChatRunBody = spec.body
     if planned.new_conversation:
@@ -200,8 +207,11 @@ def write_run(session: Session, app: App, planned: ChatPlan) -> None:
             "inputs": planned.inputs,
             "query": planned.query,
             "status": RunStatus.RUNNING.value,
+            "renewed_at": ids.created_at if planned.leased else None,
             "model_provider": body.model_ref["provider"],
             "model_id": body.params.model,
+            "idempotency_key": key.key if key else None,
+            "request_hash": key.request_hash if key else None,
         },
     )
 
@@ -315,6 +325,81 @@ def _history(session: Session, conversation: Conversation, turns: int) -> list[t
     return [(m.query, m.answer) for m in reversed(list(rows))]
 
 
+def run_names(spec: RunSpec) -> dict[str, str]:
+    """A chat or completion run's names beside its task id: its message, and a chat's
+    conversation (a completion's stays off the wire, as in its events)."""
+    body: ChatRunBody = spec.body
+    if body.mode == "chat" and body.conversation_id:
+        return {"message_id": body.message_id, "conversation_id": body.conversation_id}
+    return {"message_id": body.message_id}
+
+
+def fingerprint(request: ChatRequest) -> dict[str, Any]:
+    """The fields that define a chat or completion run (`response_mode` does not: it is how
+    the run is answered)."""
+    return {
+        "mode": request.mode,
+        "inputs": request.inputs,
+        "query": request.query,
+        "conversation_id": request.conversation_id,
+        "auto_generate_name": request.auto_generate_name,
+        "files": request.files,
+    }
+
+
+_KEYED = select(
+    Message.task_id, Message.request_hash, Message.id, Message.conversation_id
+).join(EndUser, EndUser.id == Message.end_user_id)  # fmt: skip
+
+
+def _mode(app: App) -> ChatMode:
+    return "completion" if app.mode == AppMode.COMPLETION else "chat"
+
+
+def keyed_run(session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
+    """The message `user` of `app` started under Idempotency-Key `key` (the unique index's
+    columns), as a KeyedRun."""
+    found = session.execute(
+        _KEYED.where(
+            Message.app_id == app.id,
+            Message.idempotency_key == key,
+            EndUser.app_id == app.id,
+            EndUser.type == "service-api",
+            EndUser.session_id == user,
+        )
+    ).first()
+    if found is None or found.task_id is None:
+        return None
+    names = {"message_id": found.id}
+    if _mode(app) == "chat" and found.conversation_id:
+        names["conversation_id"] = found.conversation_id
+    return KeyedRun(task_id=found.task_id, request_hash=found.request_hash or "", names=names)
+
+
+def stored_run_events(session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:
+    """The run's events rebuilt from its message (`core/apps/chat.py:stored_events`); None
+    while it is still running."""
+    message = session.get(Message, run.names["message_id"])
+    if message is None or message.app_id != app.id:
+        return None
+    status = RunStatus(message.status)
+    if not status.finished:
+        return None
+    return stored_events(
+        StoredChat(
+            task_id=run.task_id,
+            mode=_mode(app),
+            message_id=message.id,
+            conversation_id=message.conversation_id,
+            created_at=int(message.created_at.timestamp()),
+            status=status,
+            answer=message.answer,
+            metadata=dict(message.message_metadata or {}),
+            error_message=message.error,
+        )
+    )
+
+
 class ChatPlanner:
     """`services/runs/start.py`'s planner of chat and completion runs."""
 
@@ -336,3 +421,9 @@ class ChatPlanner:
     # transaction when nothing in it comes from the database, and the plan in it.
     plan_ahead = staticmethod(early_spec)
     plan = staticmethod(plan_run)
+    # What a request with an Idempotency-Key needs.
+    fingerprint = staticmethod(fingerprint)
+    check = staticmethod(check_app_mode)
+    names = staticmethod(run_names)
+    keyed_run = staticmethod(keyed_run)
+    stored_events = staticmethod(stored_run_events)

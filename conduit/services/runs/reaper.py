@@ -1,33 +1,137 @@
-"""Ending runs whose executor is gone, so that no run stays `running`.
+"""Taking over runs whose executor is gone, so that no run stays `running` and none is lost.
 
-A live run renews its lease every quarter of `CONDUIT_RUNS_LEASE_SECONDS` (its message's
-`renewed_at`, `store.renew_lease`) and is cut by its own lifecycle at `CONDUIT_RUNS_MAX_SECONDS`;
-so a run whose lease lapsed, or that was never renewed long after the longest a run may take
-(queued, or its executor died before its first renewal), has no executor left.
+A live run renews its lease (its message's `renewed_at`) every `CONDUIT_RUNS_LEASE_SECONDS / 4`
+at the latest, and stores its answer so far with it about every second while it streams (the
+checkpoint, `core/runs/lifecycle.py`); it is cut by its own lifecycle at
+`CONDUIT_RUNS_MAX_SECONDS`. So a run whose lease lapsed, or that was never renewed long after
+the longest a run may take (queued, and its queue lost it), has no executor left.
+
+Taking one over (`take_over_dead_runs`, every `CONDUIT_RUNS_TAKEOVER_INTERVAL` in every
+distributed server, and by beat as a backstop) ends it the way its own lifecycle would have,
+in the same order (docs/decisions/0008-taking-over-dead-runs.md):
+
+1. its answer is what its event log holds (what any follower has seen or will see), or the
+   last checkpoint when the log is gone;
+2. it is stored: `failed` with `run_interrupted`, by one guarded UPDATE that loses to a renewal
+   made meanwhile (the executor lives after all) and to another taker;
+3. only the winner appends the `error` event to the log and closes it, gives the run's
+   concurrency slot back and forgets its stop registration.
+
+So what a follower assembles from the log equals the stored answer, and the model is never
+called twice for one run: the run is not run again.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.chat import error_payload, message_envelope
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.eventlog.base import EventLog
 from conduit.db.models import utcnow
+from conduit.errors import RunInterrupted
+from conduit.infra.db import Database
 from conduit.infra.settings import Settings
-from conduit.services.runs.store import end_runs
+from conduit.services.runs.start import app_slot_key
+from conduit.services.runs.store import LapsedRun, end_lapsed_run, end_runs, lapsed_runs
+
+logger = logging.getLogger(__name__)
 
 
 def end_interrupted_runs(session: Session) -> int:
-    """End every `running` run as failed (its partial answer kept): for a process that is the
-    only one running them, at its start (the embedded mode)."""
-    return end_runs(session, lease_lapsed_before=None, never_renewed_before=None)
+    """End every `running` run as failed, its last checkpoint kept: for a process that is the
+    only one running them, at its start (the embedded mode, whose logs died with it)."""
+    return end_runs(session)
 
 
-def reap_stale_runs(session: Session, settings: Settings) -> int:
-    """End the runs whose executor is gone (see the module's docstring); never a live one."""
+async def take_over_dead_runs(db: Database, backends: RunBackends, settings: Settings) -> int:
+    """Take over the runs whose executor is gone (see the module's docstring); never a live
+    one. Returns how many were taken over."""
     now = utcnow()
-    return end_runs(
-        session,
-        lease_lapsed_before=now - timedelta(seconds=settings.runs.lease_seconds),
-        never_renewed_before=now - timedelta(seconds=settings.runs.max_seconds + 60),
+    lapsed = await asyncio.to_thread(
+        _lapsed,
+        db,
+        now - timedelta(seconds=settings.runs.lease_seconds),
+        now - timedelta(seconds=settings.runs.max_seconds + 60),
     )
+    taken = 0
+    for run in lapsed:
+        if await _take_over(db, backends, run):
+            taken += 1
+    if taken:
+        logger.warning("took over %d run(s) whose executor is gone", taken)
+    return taken
+
+
+def _lapsed(
+    db: Database, lease_lapsed_before: datetime, never_renewed_before: datetime
+) -> list[LapsedRun]:
+    with db.statements() as connection:
+        return lapsed_runs(
+            connection,
+            lease_lapsed_before=lease_lapsed_before,
+            never_renewed_before=never_renewed_before,
+        )
+
+
+def _end(db: Database, run: LapsedRun, answer: str) -> bool:
+    with db.statements() as connection:
+        return end_lapsed_run(connection, run, answer)
+
+
+async def _take_over(db: Database, backends: RunBackends, run: LapsedRun) -> bool:
+    log = backends.eventlog
+    logged, ended = await _logged_answer(log, run.task_id) if run.task_id else (None, False)
+    answer = run.answer if logged is None else logged
+    if not await asyncio.to_thread(_end, db, run, answer):
+        return False
+    if run.task_id is None:
+        return True
+    error = RunInterrupted()
+    payload = message_envelope(
+        run.mode,
+        run.conversation_id,
+        run.message_id,
+        int(run.created_at.timestamp()),
+        "error",
+        **error_payload(error),
+    )
+    try:
+        if logged is not None and not ended:  # a log gone or ended takes nothing more
+            await log.append(run.task_id, "error", payload)
+            await log.close(run.task_id)
+    except Exception:
+        logger.warning("run %s: ending its log failed", run.task_id, exc_info=True)
+    with contextlib.suppress(Exception):
+        await backends.limiter.release(app_slot_key(run.app_id), run.task_id)
+    with contextlib.suppress(Exception):
+        await backends.stops.forget(run.task_id)
+    logger.warning("run %s taken over: its executor is gone", run.task_id)
+    return True
+
+
+async def _logged_answer(log: EventLog, task_id: str) -> tuple[str | None, bool]:
+    """The answer the run's log holds (its `message` events; None when the log is gone) and
+    whether the log has ended already (its executor died between storing and ending it, or
+    storing failed)."""
+    pieces: list[str] = []
+    after = 0
+    try:
+        while True:
+            batch = await log.read(task_id, after=after, wait=0.001)
+            if batch is None:
+                return "".join(pieces), True
+            if not batch:
+                return "".join(pieces), False
+            for event in batch:
+                after = event.seq
+                if event.event == "message":
+                    pieces.append(str(event.payload.get("answer", "")))
+    except Exception:
+        logger.info("run %s: its log is gone; its checkpoint is kept", task_id)
+        return None, False

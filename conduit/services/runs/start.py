@@ -13,6 +13,11 @@ Early start (inline executor only): a planner may plan a run ahead of its transa
 its model call overlaps steps 2-3; `core/runs/early.py`'s gates keep it from writing its log
 before the log exists and from storing its result before its rows exist, and a start that
 fails cancels it.
+
+A run started under an Idempotency-Key (`key`, see `services/runs/idempotency.py`) writes
+the key with its rows, where a unique index lets only one start per key commit; the loser
+raises `KeyTaken` (its start rolled back, its slot given back). Such a run never starts
+early: a start that may lose that race must not have called the model.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conduit.core.runs.early import StartGates
+from conduit.core.runs.kinds import Event
 from conduit.core.runs.limits import Limiter
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App, EndUser, utcnow
@@ -65,14 +71,43 @@ def owner_of(end_user: EndUser) -> str:
     return f"end-user-{end_user.id}"
 
 
+@dataclass(frozen=True)
+class RunKey:
+    """A request's Idempotency-Key and the hash of the fields that define its run."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class KeyedRun:
+    """A run that a request started under an Idempotency-Key, as its record holds it: its
+    task id, its request's hash and its names (the kind's ids, e.g. message and
+    conversation)."""
+
+    task_id: str
+    request_hash: str
+    names: dict[str, str]
+
+
+class KeyTaken(Exception):
+    """The start lost the race for its Idempotency-Key: `run` is the winner's (this start
+    rolled back)."""
+
+    def __init__(self, run: KeyedRun) -> None:
+        super().__init__(run.task_id)
+        self.run = run
+
+
 class Plan(Protocol):
     """What a planner decided in the start's transaction: the spec, and its writes."""
 
     @property
     def spec(self) -> RunSpec: ...
 
-    def write(self, session: Session, app: App) -> None:
-        """Write the run's rows (no reads: they go out with the commit)."""
+    def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
+        """Write the run's rows, with the request's Idempotency-Key if it has one (no reads:
+        they go out with the commit)."""
 
 
 class Planner(Protocol):
@@ -113,6 +148,26 @@ class Planner(Protocol):
     ) -> Plan:
         """Validate and read, in the start's transaction (nothing written)."""
 
+    # What a request with an Idempotency-Key needs (`services/runs/idempotency.py`).
+
+    def fingerprint(self, request: Any) -> dict[str, Any]:
+        """The request's fields that define its run, as validated (not how it is answered:
+        a stream's repeat may block), hashed to tell a repeat from another request."""
+
+    def check(self, app: App, request: Any) -> None:
+        """Refuse what the start would refuse without the database (the request's mode
+        against the app's): a repeat that attaches is refused the same way."""
+
+    def names(self, spec: RunSpec) -> dict[str, str]:
+        """The run's names beside its task id (a response's headers)."""
+
+    def keyed_run(self, session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
+        """The run `user` of `app` started under `key`, if any."""
+
+    def stored_events(self, session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:
+        """The run's events rebuilt from its stored result (for once its log has expired);
+        None while it has not ended."""
+
 
 def app_slot_key(app_id: str) -> str:
     return f"app-active:{app_id}"
@@ -132,18 +187,31 @@ async def check_limits(
     if not limit:
         return None
     slot = app_slot_key(app.id)
-    if not await limiter.acquire(
-        slot, limit=limit, ttl=float(settings.runs.max_seconds), holder=task_id
-    ):
-        raise TooManyRequests("Too many requests. Please try again later.", retry_after=1.0)
+    # A run renews its slot with its lease (`run_to_end`), so a dead executor's slot frees when
+    # its lease lapses. Until its executor starts it, the slot must outlast its wait: the
+    # inline executor starts it at once, a queued run may wait as long as the takeover allows.
+    runs = settings.runs
+    ttl = runs.lease_seconds if runs.executor == "inline" else float(runs.max_seconds + 60)
+    if not await limiter.acquire(slot, limit=limit, ttl=ttl, holder=task_id):
+        # The real time until a slot can free: the first one's lease (or wait) running out.
+        wait = await limiter.free_in(slot)
+        raise TooManyRequests("Too many requests. Please try again later.", retry_after=wait)
     return slot
 
 
 async def start_run(
-    runs: Runs, planner: Planner, *, app: App, key_id: str | None, user: str, request: Any
+    runs: Runs,
+    planner: Planner,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    request: Any,
+    key: RunKey | None = None,
 ) -> RunSpec:
     """Check limits and open the run's event log, write its rows (one commit), hand the run to
-    the executor and register its stop owner. Returns its spec."""
+    the executor and register its stop owner. Returns its spec. With a `key`: raises KeyTaken
+    when another start committed a run under it first."""
     if runs.inline is not None and not runs.inline.accepting:
         raise ServiceUnavailable("The server is shutting down; retry on another instance.")
     task_id = str(uuid.uuid4())
@@ -162,7 +230,7 @@ async def start_run(
     early: asyncio.Task[Any] | None = None
     registration: asyncio.Future[None] | None = None
     try:
-        if runs.inline is not None:
+        if runs.inline is not None and key is None:
             # A run that needs nothing from the database starts its model call now, while its
             # log is created and its start commits: both hide in the model's time to first
             # token (see the module's docstring).
@@ -198,6 +266,7 @@ async def start_run(
             task_id,
             ids,
             slot_key,
+            key,
         )
     except BaseException:
         # Nothing is committed: the run does not exist. (A Redis outage fails the log's
@@ -296,6 +365,7 @@ def _prepare_and_commit(
     task_id: str,
     ids: RunIds,
     slot_key: str | None,
+    key: RunKey | None,
 ) -> RunSpec:
     try:
         with runs.db.transaction(pinned=True) as session:
@@ -319,7 +389,7 @@ def _prepare_and_commit(
             )
             # The reads are done: the writes and the commit go out together (one round trip).
             with commit_together(session):
-                plan.write(session, app)
+                plan.write(session, app, key)
                 if runs.inline is None:
                     # The celery executor: the run itself is outbox work, durable like any task.
                     enqueue(
@@ -330,8 +400,13 @@ def _prepare_and_commit(
                     )
             return plan.spec
     except IntegrityError as error:
-        # The app (hence its rows' foreign keys) may have gone while its snapshot was served.
+        # The app (hence its rows' foreign keys) may have gone while its snapshot was served;
+        # or another start committed a run under the same Idempotency-Key first.
         with runs.db.sessions() as session:
             if session.get(App, given.id) is None:
                 raise AppUnavailable() from error
+            if key is not None:
+                taken = planner.keyed_run(session, app=given, user=user, key=key.key)
+                if taken is not None:
+                    raise KeyTaken(taken) from error
         raise

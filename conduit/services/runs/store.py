@@ -1,6 +1,7 @@
 """The only home of run SQL: a chat or completion run's finish (its message's guarded UPDATE
 and its conversation's turn count; one self-committing statement on PostgreSQL), its lease
-renewal, and the ending of runs whose executor is gone.
+renewal (with the checkpoint of its answer so far), and the ending of runs whose executor is
+gone.
 
 Core statements, no ORM Session, on the path of every run: the ORM's unit of work cost about
 0.3 ms of CPU per finish.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -22,7 +24,8 @@ from conduit.core.apps.chat import ChatResult
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus, sources_of, transition
-from conduit.db.models import Message, utcnow
+from conduit.db.models import App, Message, utcnow
+from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
 from conduit.services import conversations
 from conduit.signals import message_was_created, send_isolated
@@ -30,6 +33,7 @@ from conduit.signals import message_was_created, send_isolated
 logger = logging.getLogger(__name__)
 
 _MESSAGES = cast(Table, Message.__table__)
+_APPS = cast(Table, App.__table__)
 
 
 def model_prices(prices: dict[str, str] | None) -> ModelPrices | None:
@@ -88,6 +92,16 @@ def _finish_and_count_statement(new: RunStatus) -> Select[Any]:
     return select(finished).add_cte(counted)
 
 
+def _kept_metadata(metadata: dict[str, Any], result: ChatResult) -> dict[str, Any]:
+    """What the message keeps of its run's end: the metadata its `message_end` reports and,
+    for a run that failed, its error's code and status (its message is the `error` column),
+    so that its answer can be given again once its events have expired
+    (`core/apps/chat.py:stored_events`)."""
+    if result.error_code is None:
+        return metadata
+    return {**metadata, "error": {"code": result.error_code, "status": result.error_status}}
+
+
 def record_result(
     connection: Connection, result: ChatResult, prices: ModelPrices | None
 ) -> tuple[dict[str, Any], Message | None]:
@@ -118,7 +132,7 @@ def record_result(
             "new_total_price": Decimal(str(usage["total_price"])),
             "new_currency": str(usage["currency"]),
             "new_provider_response_latency": result.latency,
-            "new_message_metadata": metadata,
+            "new_message_metadata": _kept_metadata(metadata, result),
             "new_finished_at": finished,
             "new_updated_at": finished,
         },
@@ -160,15 +174,22 @@ _RENEW = (
     )
     .values(renewed_at=bindparam("now"))
 )
+_CHECKPOINT = _RENEW.values(renewed_at=bindparam("now"), answer=bindparam("answer"))
 _CLAIM = _RENEW.where(
     or_(_MESSAGES.c.renewed_at.is_(None), _MESSAGES.c.renewed_at < bindparam("lapsed_before"))
 )
 
 
-def renew_lease(connection: Connection, message_id: str) -> bool:
-    """The run is alive: its message's `renewed_at` is its lease. False when the run is no
-    longer `running` (it ended, or the reaper ended it)."""
-    found = connection.execute(_RENEW, {"message_id": message_id, "now": utcnow()})
+def renew_lease(connection: Connection, message_id: str, answer: str | None = None) -> bool:
+    """The run is alive: its message's `renewed_at` is its lease; `answer`, its answer so far
+    (a checkpoint), is stored with it when given. False when the run is no longer `running`
+    (it ended, or was taken over)."""
+    if answer is None:
+        found = connection.execute(_RENEW, {"message_id": message_id, "now": utcnow()})
+    else:
+        found = connection.execute(
+            _CHECKPOINT, {"message_id": message_id, "now": utcnow(), "answer": answer}
+        )
     return bool(getattr(found, "rowcount", 0))
 
 
@@ -207,12 +228,12 @@ class MessageStore:
             send_isolated(message_was_created, written, status=result.status.value)
         return metadata
 
-    async def renew(self, spec: RunSpec) -> bool:
-        return await asyncio.to_thread(self.renew_now, spec.body.message_id)
+    async def renew(self, spec: RunSpec, checkpoint: str | None = None) -> bool:
+        return await asyncio.to_thread(self.renew_now, spec.body.message_id, checkpoint)
 
-    def renew_now(self, message_id: str) -> bool:
+    def renew_now(self, message_id: str, checkpoint: str | None = None) -> bool:
         with self._db.statements() as connection:
-            return renew_lease(connection, message_id)
+            return renew_lease(connection, message_id, checkpoint)
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         return await asyncio.to_thread(self.claim_now, spec.body.message_id, lease_seconds)
@@ -222,27 +243,99 @@ class MessageStore:
             return claim_lease(connection, message_id, lease_seconds)
 
 
-INTERRUPTED = "The run was interrupted: the process running it stopped."
+INTERRUPTED = RunInterrupted.default_message
 
 
-def end_runs(
-    session: Session, *, lease_lapsed_before: datetime | None, never_renewed_before: datetime | None
-) -> int:
-    """End `running` runs as failed, keeping their partial answers: all of them when both
-    bounds are None, else those whose lease (`renewed_at`, renewed by a live run) lapsed before
-    `lease_lapsed_before`, or that were never renewed and were created before
-    `never_renewed_before` (queued, or whose executor died before its first renewal)."""
-    query = update(Message).where(Message.status == RunStatus.RUNNING.value)
-    if lease_lapsed_before is not None and never_renewed_before is not None:
-        query = query.where(
-            or_(
-                Message.renewed_at < lease_lapsed_before,
-                and_(Message.renewed_at.is_(None), Message.created_at < never_renewed_before),
-            )
+@dataclass(frozen=True)
+class LapsedRun:
+    """A `running` run whose executor is gone, as its message row has it."""
+
+    message_id: str
+    task_id: str | None
+    app_id: str
+    mode: str
+    conversation_id: str | None
+    created_at: datetime
+    renewed_at: datetime | None
+    answer: str
+    lease_lapsed_before: datetime
+    never_renewed_before: datetime
+
+
+def lapsed_runs(
+    connection: Connection,
+    *,
+    lease_lapsed_before: datetime,
+    never_renewed_before: datetime,
+    limit: int = 100,
+) -> list[LapsedRun]:
+    """The runs whose lease lapsed before `lease_lapsed_before`, or that were never renewed
+    and were created before `never_renewed_before` (on the partial index of running ones)."""
+    rows = connection.execute(
+        select(
+            _MESSAGES.c.id,
+            _MESSAGES.c.task_id,
+            _MESSAGES.c.app_id,
+            _APPS.c.mode,
+            _MESSAGES.c.conversation_id,
+            _MESSAGES.c.created_at,
+            _MESSAGES.c.renewed_at,
+            _MESSAGES.c.answer,
         )
+        .join(_APPS, _APPS.c.id == _MESSAGES.c.app_id)
+        .where(_lapsed(lease_lapsed_before, never_renewed_before))
+        .limit(limit)
+    )
+    return [
+        LapsedRun(
+            *row, lease_lapsed_before=lease_lapsed_before, never_renewed_before=never_renewed_before
+        )
+        for row in rows
+    ]
+
+
+def _lapsed(lease_lapsed_before: datetime, never_renewed_before: datetime) -> Any:
+    return and_(
+        _MESSAGES.c.status == RunStatus.RUNNING.value,
+        or_(
+            _MESSAGES.c.renewed_at < lease_lapsed_before,
+            and_(
+                _MESSAGES.c.renewed_at.is_(None),
+                _MESSAGES.c.created_at < never_renewed_before,
+            ),
+        ),
+    )
+
+
+def end_lapsed_run(connection: Connection, run: LapsedRun, answer: str) -> bool:
+    """End `run` as failed (interrupted) with `answer`, unless it was renewed since it was
+    read (its executor lives after all) or another taker ended it first."""
+    now = utcnow()
+    found = connection.execute(
+        update(_MESSAGES)
+        .where(
+            _MESSAGES.c.id == run.message_id,
+            # Still lapsed: a renewal made since it was read wins.
+            _lapsed(run.lease_lapsed_before, run.never_renewed_before),
+        )
+        .values(
+            status=RunStatus.FAILED.value,
+            error=INTERRUPTED,
+            answer=answer,
+            finished_at=now,
+            updated_at=now,
+        )
+    )
+    return bool(getattr(found, "rowcount", 0))
+
+
+def end_runs(session: Session) -> int:
+    """End every `running` run as failed, keeping its last checkpoint (`renew_lease`)."""
     now = utcnow()
     result = session.execute(
-        query.values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+        update(Message)
+        .where(Message.status == RunStatus.RUNNING.value)
+        .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
     )
     count = int(getattr(result, "rowcount", 0) or 0)
     if count:

@@ -49,9 +49,10 @@ class InlineExecutor:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def drain(self, grace: float) -> int:
+    async def drain(self, grace: float, cancel_wait: float = 10.0) -> int:
         """Stop accepting, wait up to `grace` seconds for in-flight runs, then cancel the rest (each
-        ends as `stopped` with its partial answer stored). Returns how many were cut short."""
+        ends as `stopped` with its partial answer stored, waited for up to `cancel_wait`
+        seconds). Returns how many were cut short."""
         self._accepting = False
         pending = set(self._tasks)
         if not pending:
@@ -61,7 +62,7 @@ class InlineExecutor:
         for task in still_running:
             task.cancel()
         if still_running:
-            await asyncio.wait(still_running, timeout=10)
+            await asyncio.wait(still_running, timeout=cancel_wait)
             logger.warning(
                 "%d run(s) cut short by shutdown were stored as stopped", len(still_running)
             )
