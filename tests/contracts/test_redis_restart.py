@@ -11,12 +11,13 @@ command through and closes the client's connection instead of passing its reply 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -130,6 +131,21 @@ def event_log(url: str, mode: str = "plain", *, prefix: str | None = None) -> Re
         adopt=mode == "adopt",
         batches=build_async_redis(url, socket_timeout=None),
     )
+
+
+@contextlib.asynccontextmanager
+async def writer_and_reader(
+    url: str, mode: str, *, reader_url: str | None = None
+) -> AsyncIterator[tuple[RedisEventLog, RedisEventLog]]:
+    """A run's writer (`mode`) and a reader of the same logs in another process (on
+    `reader_url`, else `url`); both closed afterwards."""
+    writer = event_log(url, mode)
+    reader = event_log(reader_url or url, prefix=writer._prefix)
+    try:
+        yield writer, reader
+    finally:
+        await writer.aclose()
+        await reader.aclose()
 
 
 WRITERS = pytest.mark.parametrize("mode", ["plain", "mirror", "adopt"])
@@ -307,9 +323,7 @@ class TestEventLog:
         self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mode)
-            reader = event_log(private_redis.url, prefix=log._prefix)  # another process
-            try:
+            async with writer_and_reader(private_redis.url, mode) as (log, reader):
                 runs = [uuid.uuid4().hex for _ in range(POOLED)]
                 await burst(lambda i: log.create(runs[i], meta={"n": str(i)}))
                 await burst(lambda i: log.append(runs[i], "message", {"i": i}))
@@ -332,9 +346,6 @@ class TestEventLog:
                 await burst(lambda i: log.close(fresh[i]))
                 read = await burst(lambda i: read_all(reader, fresh[i]))
                 assert [numbers(events) for events in read] == [[1]] * POOLED
-            finally:
-                await log.aclose()
-                await reader.aclose()
 
         run(scenario)
 
@@ -401,9 +412,7 @@ class TestEventLog:
         self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mode)
-            reader = event_log(private_redis.url, prefix=log._prefix)
-            try:
+            async with writer_and_reader(private_redis.url, mode) as (log, reader):
                 task = uuid.uuid4().hex
                 # Created where it runs (inline), or by the API server for a worker (celery).
                 await (log if mode == "mirror" else reader).create(task, meta={"app_id": "a"})
@@ -426,9 +435,6 @@ class TestEventLog:
                 assert numbers(events) == list(range(1, 10))
                 assert [event.payload["i"] for event in events] == list(range(1, 10))
                 assert await reader.meta(task) == {"app_id": "a"}
-            finally:
-                await log.aclose()
-                await reader.aclose()
 
         run(scenario)
 
@@ -437,9 +443,7 @@ class TestEventLog:
         self, private_redis: support.PrivateRedis, mode: str
     ) -> None:
         async def scenario() -> None:
-            log = event_log(private_redis.url, mode)
-            reader = event_log(private_redis.url, prefix=log._prefix)
-            try:
+            async with writer_and_reader(private_redis.url, mode) as (log, reader):
                 task = uuid.uuid4().hex
                 await (log if mode == "mirror" else reader).create(task)
                 await log.append(task, "message", {"i": 1})
@@ -452,9 +456,6 @@ class TestEventLog:
                 await closing  # waited for Redis, which came back within its wait
                 assert time.monotonic() - began < 6
                 assert numbers(await read_all(reader, task)) == [1, 2]
-            finally:
-                await log.aclose()
-                await reader.aclose()
 
         run(scenario)
 
@@ -462,11 +463,9 @@ class TestEventLog:
         self, private_redis: support.PrivateRedis
     ) -> None:
         async def scenario() -> None:
-            api = event_log(private_redis.url)  # the API server creates the run's log
-            worker = event_log(private_redis.url, "adopt", prefix=api._prefix)
-            try:
+            async with writer_and_reader(private_redis.url, "adopt") as (worker, api):
                 task = uuid.uuid4().hex
-                await api.create(task, meta={"app_id": "a"})
+                await api.create(task, meta={"app_id": "a"})  # the API server creates the log
                 private_redis.stop()
                 for i in range(1, 4):  # the run starts while Redis is down: it goes on
                     await worker.append(task, "message", {"i": i})
@@ -477,9 +476,6 @@ class TestEventLog:
                 assert [event.payload["i"] for event in events] == [1, 2, 3, 4]
                 assert numbers(events) == [1, 2, 3, 4]
                 assert await api.meta(task) is None  # the API asks the database instead
-            finally:
-                await api.aclose()
-                await worker.aclose()
 
         run(scenario)
 
@@ -487,18 +483,13 @@ class TestEventLog:
         self, private_redis: support.PrivateRedis
     ) -> None:
         async def scenario() -> None:
-            api = event_log(private_redis.url)
-            worker = event_log(private_redis.url, "adopt", prefix=api._prefix)
-            try:
+            async with writer_and_reader(private_redis.url, "adopt") as (worker, api):
                 task = uuid.uuid4().hex
                 await api.create(task, meta={"app_id": "a"})
                 restart(private_redis)  # the run was queued; its log is gone
                 await worker.append(task, "message", {"i": 1})
                 await worker.close(task)
                 assert numbers(await read_all(api, task)) == [1]
-            finally:
-                await api.aclose()
-                await worker.aclose()
 
         run(scenario)
 
@@ -509,25 +500,25 @@ class TestEventLog:
         async def scenario() -> None:
             proxy = ReplyDropper(private_redis.port)
             await proxy.start()
-            log = event_log(proxy.url, mode)
-            reader = event_log(private_redis.url, prefix=log._prefix)
             try:
-                task = uuid.uuid4().hex
-                await log.create(task)
-                await log.append(task, "message", {"i": 1})
-                await asyncio.sleep(0.2)
-                proxy.drop_next_reply_to("XADD")
-                await log.extend(task, "message", [{"i": 2}, {"i": 3}])
-                await asyncio.sleep(0.2)
-                await log.append(task, "message", {"i": 4})
-                await log.close(task)
-                assert proxy.dropped == 1
-                events = await read_all(reader, task)
-                assert numbers(events) == [1, 2, 3, 4]
-                assert [event.payload["i"] for event in events] == [1, 2, 3, 4]
+                async with writer_and_reader(proxy.url, mode, reader_url=private_redis.url) as (
+                    log,
+                    reader,
+                ):
+                    task = uuid.uuid4().hex
+                    await log.create(task)
+                    await log.append(task, "message", {"i": 1})
+                    await asyncio.sleep(0.2)
+                    proxy.drop_next_reply_to("XADD")
+                    await log.extend(task, "message", [{"i": 2}, {"i": 3}])
+                    await asyncio.sleep(0.2)
+                    await log.append(task, "message", {"i": 4})
+                    await log.close(task)
+                    assert proxy.dropped == 1
+                    events = await read_all(reader, task)
+                    assert numbers(events) == [1, 2, 3, 4]
+                    assert [event.payload["i"] for event in events] == [1, 2, 3, 4]
             finally:
-                await log.aclose()
-                await reader.aclose()
                 await proxy.stop()
 
         run(scenario)

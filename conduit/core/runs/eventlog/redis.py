@@ -369,7 +369,7 @@ class RedisEventLog:
         """A run nobody has written yet, now this instance's (adopt mode); None when it has
         events already (written elsewhere before: appended to without the mirror)."""
         try:
-            top, meta = await self._top_and_fields(task_id)
+            top, meta = await self._top_and_meta(task_id)
         except (RedisError, OSError) as failure:
             logger.warning("run %s: adopted while Redis does not answer: %r", task_id, failure)
             return await self._own(task_id, {}, confirmed=False)
@@ -380,22 +380,9 @@ class RedisEventLog:
             return None
         return await self._own(task_id, meta)
 
-    async def _top_and_fields(
-        self, task_id: str
-    ) -> tuple[list[_Entry], dict[EncodableT, EncodableT]]:
-        """The stream's top entry and the run's meta fields, in one round trip."""
-        stream, meta_key = self._stream(task_id), self._meta(task_id)
-
-        def build(pipe: Any) -> None:
-            pipe.xrevrange(stream, count=1)
-            pipe.hgetall(meta_key)
-
-        top, meta = _checked(await self._batch.run(build))
-        return list(top), dict(meta)
-
     async def _confirm(self, task_id: str, owned: _Owned) -> None:
         """A run adopted while Redis did not answer: still nobody else's (or RunClosed)."""
-        top, meta = await self._top_and_fields(task_id)
+        top, meta = await self._top_and_meta(task_id)
         if top:
             raise RunClosed(f"run {task_id} has events from another writer; not written here")
         owned.meta, owned.confirmed = meta, True
@@ -684,24 +671,28 @@ class RedisEventLog:
 
     async def _ended_before(self, task_id: str, cursor: tuple[int, int]) -> bool:
         """After an empty block: whether the run expired, or was closed before the cursor."""
-        top, meta_exists = await self._top_and_meta(task_id)
-        return (not top and not meta_exists) or _closed_at_or_before(top, cursor)
+        top, meta = await self._top_and_meta(task_id)
+        return (not top and not meta) or _closed_at_or_before(top, cursor)
 
-    async def _top_and_meta(self, task_id: str) -> tuple[list[_Entry], bool]:
+    async def _top_and_meta(
+        self, task_id: str
+    ) -> tuple[list[_Entry], dict[EncodableT, EncodableT]]:
+        """The stream's top entry and the run's meta fields (with `__created__`; empty for an
+        unknown run), in one round trip."""
         stream, meta_key = self._stream(task_id), self._meta(task_id)
 
         def build(pipe: Any) -> None:
             pipe.xrevrange(stream, count=1)
-            pipe.exists(meta_key)
+            pipe.hgetall(meta_key)
 
-        top, meta_exists = _checked(await self._batch.run(build))
-        return list(top), bool(meta_exists)
+        top, meta = _checked(await self._batch.run(build))
+        return list(top), dict(meta)
 
     async def _read_top(self, task_id: str) -> tuple[int, bool]:
         """(last seq, closed) from the stream's top entry; RunNotFound when the run is unknown."""
-        top, meta_exists = await self._top_and_meta(task_id)
+        top, meta = await self._top_and_meta(task_id)
         if not top:
-            if not meta_exists:
+            if not meta:
                 raise RunNotFound()
             return 0, False
         entry_id, fields = top[0]
