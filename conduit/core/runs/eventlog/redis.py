@@ -184,6 +184,11 @@ def _encoded(fields: dict[EncodableT, EncodableT]) -> dict[bytes, bytes]:
     return {encode(k): encode(v) for k, v in fields.items()}
 
 
+def _decoded(meta: dict[EncodableT, EncodableT]) -> dict[str, str]:
+    """A run's meta fields as `meta()` answers them (without the field every run has)."""
+    return {k.decode(): v.decode() for k, v in _encoded(meta).items() if k != _CREATED_FIELD}
+
+
 def _id_too_small(reply: Any) -> bool:
     return isinstance(reply, ResponseError) and _ID_TOO_SMALL in str(reply)
 
@@ -391,7 +396,7 @@ class RedisEventLog:
         self, task_id: str, meta: dict[EncodableT, EncodableT], *, confirmed: bool = True
     ) -> _Owned:
         assert self._mirror is not None
-        await self._mirror.create(task_id)
+        await self._mirror.create(task_id, meta=_decoded(meta))
         owned = self._owned[task_id] = _Owned(meta=meta, confirmed=confirmed)
         if len(self._owned) > _MIRROR_RUNS:
             # Runs created but never closed (e.g. refused after create): forget the oldest idle.
@@ -586,16 +591,19 @@ class RedisEventLog:
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     async def meta(self, task_id: str) -> dict[str, str] | None:
-        """The metadata given to create(), or None for an unknown or expired run."""
+        """The metadata given to create(), or None for an unknown or expired run. A run written
+        here is known without Redis (so while it is down): from the mirror, or its writer."""
+        if self._reads_mirror:
+            assert self._mirror is not None
+            kept = await self._mirror.meta(task_id)
+            if kept is not None:
+                return kept
         owned = self._owned.get(task_id)
-        if owned is not None:  # written here: known without Redis (so while it is down)
-            raw = _encoded(owned.meta)
-        else:
-            key = self._meta(task_id)
-            raw = _checked(await self._batch.run(lambda pipe: pipe.hgetall(key)))[0]
-        if not raw:
-            return None
-        return {k.decode(): v.decode() for k, v in raw.items() if k != _CREATED_FIELD}
+        if owned is not None:
+            return _decoded(owned.meta)
+        key = self._meta(task_id)
+        raw = _checked(await self._batch.run(lambda pipe: pipe.hgetall(key)))[0]
+        return _decoded(raw) if raw else None
 
     async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
         """Events with seq > `after` (XREAD, one batch); when none are there, XREAD BLOCK for
