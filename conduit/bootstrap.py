@@ -333,10 +333,11 @@ class Server:
                 build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
             )
         self.runs = build_runs(settings, resources, self.models, self.runners, backends)
-        if settings.mode != "embedded":
-            self._takeover = asyncio.get_running_loop().create_task(
-                _take_over_continually(resources.db, backends, settings), name="run-takeover"
-            )
+        # Every server takes over dead runs: in the embedded mode, a run whose result could
+        # not be stored (the database locked past its retries) is one.
+        self._takeover = asyncio.get_running_loop().create_task(
+            _take_over_continually(resources.db, backends, settings), name="run-takeover"
+        )
         _warn_without_model(settings)
         return self.runs
 
@@ -371,18 +372,29 @@ def _end_dead_runs(db: Database, settings: Settings) -> None:
     if settings.mode == "embedded":
         with db.transaction() as session:
             end_interrupted_runs(session)  # one process: nothing else can be running them
-    # Distributed: the server's takeover loop ends dead runs within a second of its start.
+    # Distributed: the servers' takeover loops end dead runs within a second.
 
 
 async def _take_over_continually(db: Database, backends: RunBackends, settings: Settings) -> None:
     """Every `takeover_interval` (jittered, so that servers do not look in step): take over
-    the runs whose executor is gone (`services/runs/reaper.py`)."""
-    interval = settings.runs.takeover_interval
+    the runs whose executor is gone (`services/runs/reaper.py`) — once this server has reached
+    the database for a whole lease: after an outage (or its own start), live executors renew
+    their leases first, where a lease that lapsed while nobody could renew it proves nothing."""
+    interval, lease = settings.runs.takeover_interval, settings.runs.lease_seconds
+    loop = asyncio.get_running_loop()
+    reachable_since: float | None = None
     while True:
         try:
-            await take_over_dead_runs(db, backends, settings)
+            await asyncio.to_thread(db.ping)
         except Exception:
-            logger.warning("taking over dead runs failed; retrying", exc_info=True)
+            reachable_since = None
+        else:
+            reachable_since = reachable_since or loop.time()
+            if loop.time() - reachable_since >= lease:
+                try:
+                    await take_over_dead_runs(db, backends, settings)
+                except Exception:
+                    logger.warning("taking over dead runs failed; retrying", exc_info=True)
         await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 

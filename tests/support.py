@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -124,6 +125,56 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(10)
             self.process = None
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of our own (initdb + pg_ctl on a free port), so that a test
+    may stop and restart it without touching the shared server. Run as the `postgres` user when
+    the tests run as root (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        # Its own folder under /tmp: the `postgres` user cannot reach into pytest's (0700).
+        self.home = Path(tempfile.mkdtemp(prefix="conduit-pg-"))
+        self.datadir = self.home / "data"
+        self.logfile = self.home / "postgres.log"
+        self.bindir = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1])
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of its `conduit` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/conduit"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres")
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE conduit")
+
+    def start(self) -> None:
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w",
+            "-o", f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 def wait_for(check, *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +10,17 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import DISTRIBUTED
+from conduit.db.migrations import upgrade
+from tests.conftest import DISTRIBUTED, stack_env
 from tests.e2e.conftest import Admin, make_admin, running_stack
-from tests.support import PrivateRedis, Stack, wait_for
+from tests.support import (
+    PrivatePostgres,
+    PrivateRedis,
+    Stack,
+    fresh_redis_url,
+    release_redis_url,
+    wait_for,
+)
 
 distributed_only = pytest.mark.skipif(not DISTRIBUTED, reason="needs the distributed mode")
 embedded_only = pytest.mark.skipif(DISTRIBUTED, reason="the embedded mode's own recovery")
@@ -180,24 +186,38 @@ class TestCrashRecovery:
 
 @distributed_only
 class TestPostgresOutage:
-    def test_ready_turns_503_while_postgresql_is_stopped(self, stack: Stack) -> None:
-        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-        ctl = shutil.which("pg_ctlcluster") or "/usr/bin/pg_ctlcluster"
+    def test_ready_turns_503_while_postgresql_is_stopped(self, tmp_path: Path) -> None:
+        """On a PostgreSQL cluster of the test's own (the shared server is never stopped)."""
+        postgres = PrivatePostgres()
+        redis_url, broker_url = fresh_redis_url(), fresh_redis_url()
+        try:
+            postgres.create()
+            upgrade(postgres.url)
+            env = stack_env(
+                tmp_path, database_url=postgres.url, redis_url=redis_url, broker_url=broker_url
+            )
+            stack = Stack(tmp_path, env, distributed=True)
+            stack.start()
+            try:
+                self._outage(stack, postgres)
+            finally:
+                stack.stop()
+        finally:
+            postgres.destroy()
+            release_redis_url(redis_url)
+            release_redis_url(broker_url)
+
+    def _outage(self, stack: Stack, postgres: PrivatePostgres) -> None:
         with stack.client() as client:
             assert client.get("/ready").status_code == 200
-            subprocess.run(
-                [ctl, "--skip-systemctl-redirect", version, "main", "stop", "-m", "fast"],
-                check=True,
-            )
+            postgres.stop()
             try:
                 response = client.get("/ready")
                 assert response.status_code == 503
                 assert "database" in response.json()["message"]
                 assert response.json()["components"]["database"]["status"] == "fail"
             finally:
-                subprocess.run(
-                    [ctl, "--skip-systemctl-redirect", version, "main", "start"], check=True
-                )
+                postgres.start()
             wait_for(
                 lambda: client.get("/ready").status_code == 200,
                 timeout=30,

@@ -64,6 +64,7 @@ class FaultStack:
     ) -> None:
         self.workdir = workdir
         self.redis = redis
+        self.postgres: support.PrivatePostgres | None = None
         self.executor = executor
         env = stack_env(
             workdir,
@@ -149,13 +150,23 @@ class FaultStack:
 
 
 @contextlib.contextmanager
-def fault_stack(workdir: Path, upstream_url: str, **options: Any) -> Iterator[FaultStack]:
-    """A started `FaultStack` with its own Redis and database, torn down afterwards."""
+def fault_stack(
+    workdir: Path, upstream_url: str, *, own_postgres: bool = False, **options: Any
+) -> Iterator[FaultStack]:
+    """A started `FaultStack` with its own Redis and database, torn down afterwards;
+    `own_postgres`: on a PostgreSQL cluster of its own (`stack.postgres`), which the test may
+    stop and restart."""
     workdir.mkdir(parents=True, exist_ok=True)
     redis = support.PrivateRedis(workdir)
     redis.start()
+    postgres = support.PrivatePostgres() if own_postgres else None
     try:
-        with support.fresh_pg_database() as database_url:
+        with contextlib.ExitStack() as resources:
+            if postgres is not None:
+                postgres.create()
+                database_url = postgres.url
+            else:
+                database_url = resources.enter_context(support.fresh_pg_database())
             upgrade(database_url)
             stack = FaultStack(
                 workdir,
@@ -164,12 +175,15 @@ def fault_stack(workdir: Path, upstream_url: str, **options: Any) -> Iterator[Fa
                 redis=redis,
                 **options,
             )
+            stack.postgres = postgres
             try:
                 stack.start()
                 yield stack
             finally:
                 stack.stop()
     finally:
+        if postgres is not None:
+            postgres.destroy()
         redis.stop()
 
 
