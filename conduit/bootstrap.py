@@ -15,12 +15,14 @@ import contextlib
 import functools
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from celery import signals as celery_signals
 
 import conduit
 from conduit.core.apps.chat import ChatRunner
@@ -170,6 +172,16 @@ def worker_celery(settings: Settings) -> Celery:
     context = TaskContext(functools.partial(build_task_parts, settings))
     attach(app, context)
     connect_handlers(lambda: context.get().resources)
+    grace = max(0.0, settings.tasks.shutdown_timeout - DRAIN_RESERVE)
+
+    def drain(**_: Any) -> None:
+        # Celery's warm shutdown waits for the tasks in flight: runs get `grace` seconds to
+        # end, then are cut short, so that an orchestrator's kill never lands on a live run.
+        timer = threading.Timer(grace, context.get().live.cut_short)
+        timer.daemon = True
+        timer.start()
+
+    celery_signals.worker_shutting_down.connect(drain, weak=False)
     app.set_current()
     app.set_default()
     if settings.metrics.worker_port:
@@ -342,6 +354,10 @@ class Server:
         return self.runs
 
     async def stop(self) -> None:
+        if self._task_parts is not None:
+            # Runs of the embedded worker (the celery executor, embedded): cut short like the
+            # inline ones below, once uvicorn's grace is over.
+            self._task_parts.live.cut_short()
         if self._takeover is not None:
             self._takeover.cancel()
             with contextlib.suppress(asyncio.CancelledError):
