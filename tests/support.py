@@ -240,6 +240,19 @@ class Process:
         return self.process is not None and self.process.poll() is None
 
 
+def run_sql(database_url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
+    """Run one SQL statement on its own connection (for assertions); its rows, if any."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sqlalchemy.text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
 class Stack:
     """A running Conduit: the server and, in the distributed mode, a `conduit worker`."""
 
@@ -268,15 +281,7 @@ class Stack:
 
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
         """Run one SQL statement against the stack's database (for assertions)."""
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                result = conn.execute(sqlalchemy.text(statement), params)
-                return [tuple(row) for row in result] if result.returns_rows else []
-        finally:
-            engine.dispose()
+        return run_sql(self.database_url, statement, **params)
 
     def start(self) -> None:
         if self.worker is not None and not self.worker.alive:

@@ -105,15 +105,7 @@ class FaultStack:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
 
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                result = conn.execute(sqlalchemy.text(statement), params)
-                return [tuple(row) for row in result] if result.returns_rows else []
-        finally:
-            engine.dispose()
+        return support.run_sql(self.database_url, statement, **params)
 
     # --- processes -----------------------------------------------------------------------------
     def url(self, index: int) -> str:
