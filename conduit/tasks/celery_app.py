@@ -16,8 +16,10 @@ from conduit.infra.tracing import current_request_id, reset_request_id, set_requ
 
 logger = logging.getLogger(__name__)
 
-# One queue per kind of work (design.md §5); `ops` carries small follow-ups of console actions.
-QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace")
+# One queue per kind of work (design.md §5); `ops` carries small follow-ups of console actions,
+# `background` the model calls off a run's path (conversation naming), on a pool of their own.
+QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace", "background")
+BACKGROUND_QUEUE = "background"
 TASK_MODULES = ("conduit.tasks.ops", "conduit.tasks.maintenance", "conduit.tasks.generation")
 EMBEDDED_BROKER = "conduit-memory://localhost//"
 RUN_TASK = "conduit.generation.run"

@@ -1,4 +1,5 @@
-"""Tasks of the `generation` queue: runs (the `celery` executor) and conversation naming."""
+"""Generation tasks: runs (the `celery` executor, on the `generation` queue) and conversation
+naming (on the `background` queue, a pool of its own in `conduit worker`)."""
 
 from __future__ import annotations
 
