@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -47,7 +48,9 @@ from conduit.services.auth import TokenPolicy
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
-from conduit.tasks.celery_app import create_celery, publisher
+from conduit.tasks.broker_loss import RedisBrokerWatch
+from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, publisher
+from conduit.tasks.consumers import amqp_consumer_check, is_redis_url, redis_consumer_check
 from conduit.tasks.context import TaskContext, TaskParts, attach
 
 logger = logging.getLogger("conduit")
@@ -271,11 +274,6 @@ class Server:
         celery = create_celery(settings)
         attach(celery, TaskContext.of_parts(parts))
         worker = None
-        policy = RelayPolicy(
-            interval=settings.tasks.relay_interval,
-            batch=settings.tasks.relay_batch,
-            max_attempts=settings.tasks.max_send_attempts,
-        )
         if settings.mode == "embedded":
             from conduit.tasks.embedded import EmbeddedWorker
 
@@ -287,20 +285,7 @@ class Server:
             )
             worker.start()
             stops.append(worker.stop)
-        else:
-            policy = RelayPolicy(
-                interval=settings.tasks.relay_interval,
-                batch=settings.tasks.relay_batch,
-                max_attempts=settings.tasks.max_send_attempts,
-                redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
-                # A task still `running` past its hard limit has no worker left; a run's task
-                # may take the run's own limit + 20 s.
-                redeliver_running_after=max(
-                    settings.tasks.time_limit, settings.runs.max_seconds + 20
-                )
-                + 60,
-            )
-        relay = OutboxRelay(resources.db, publisher(celery), policy)
+        relay = _outbox_relay(settings, resources.db, celery)
         resources.db.on_outbox_write(relay.nudge)
         relay.start()
         stops.append(relay.stop)
@@ -424,6 +409,30 @@ def _warn_without_model(settings: Settings) -> None:
         logger.warning("no model: %s", how_to)
 
 
+def _outbox_relay(settings: Settings, db: Database, celery: Celery) -> OutboxRelay:
+    """The server's outbox relay. Distributed, it also re-sends what the broker lost: at once
+    when a Redis broker says it lost messages (`tasks/broker_loss.py`), and as a last resort
+    what stayed unstarted past the broker's visibility timeout or ran past its time limit."""
+    policy = RelayPolicy(
+        interval=settings.tasks.relay_interval,
+        batch=settings.tasks.relay_batch,
+        max_attempts=settings.tasks.max_send_attempts,
+    )
+    if settings.mode == "embedded":
+        return OutboxRelay(db, publisher(celery), policy)
+    policy = dataclasses.replace(
+        policy,
+        redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
+        # A task still `running` past its hard limit has no worker left; a run's task may take
+        # the run's own limit + 20 s.
+        redeliver_running_after=max(settings.tasks.time_limit, settings.runs.max_seconds + 20) + 60,
+    )
+    watch = None
+    if is_redis_url(settings.broker.url):
+        watch = RedisBrokerWatch(build_redis(str(settings.broker.url), socket_timeout=2.0))
+    return OutboxRelay(db, publisher(celery), policy, watch)
+
+
 def _readiness_checks(
     settings: Settings, db: Database, celery: Any, worker: Any
 ) -> dict[str, Callable[[], None]]:
@@ -451,6 +460,14 @@ def _readiness_checks(
                 connection.ensure_connection(max_retries=1, timeout=2)
 
         checks["broker"] = broker_ping
+        # Each queue this server sends to has a live worker consuming it (its error names the
+        # queues without one): the broker answering is not enough, nothing would run.
+        broker_url = str(settings.broker.url)
+        checks["consumers"] = (
+            redis_consumer_check(broker_url, SERVER_QUEUES)
+            if is_redis_url(broker_url)
+            else amqp_consumer_check(celery, SERVER_QUEUES)
+        )
     return checks
 
 

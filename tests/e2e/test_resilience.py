@@ -97,7 +97,8 @@ class TestRedisOutage:
         self, redis_stack: Stack, cache_redis: PrivateRedis
     ) -> None:
         with redis_stack.client() as client:
-            assert client.get("/ready").status_code == 200
+            # Ready once the worker's consumer has said so (`consumers`), a moment after start.
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=15, what="ready")
             cache_redis.stop()
             try:
                 response = client.get("/ready")
@@ -209,7 +210,8 @@ class TestPostgresOutage:
 
     def _outage(self, stack: Stack, postgres: PrivatePostgres) -> None:
         with stack.client() as client:
-            assert client.get("/ready").status_code == 200
+            # Ready once the worker's consumer has said so (`consumers`), a moment after start.
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=15, what="ready")
             postgres.stop()
             try:
                 response = client.get("/ready")
