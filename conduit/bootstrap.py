@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
+from celery import signals as celery_signals
 
 import conduit
 from conduit.core.apps.chat import ChatRunner
@@ -45,7 +48,9 @@ from conduit.services.auth import TokenPolicy
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
-from conduit.tasks.celery_app import create_celery, publisher
+from conduit.tasks.broker_loss import RedisBrokerWatch
+from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, publisher
+from conduit.tasks.consumers import amqp_consumer_check, is_redis_url, redis_consumer_check
 from conduit.tasks.context import TaskContext, TaskParts, attach
 
 logger = logging.getLogger("conduit")
@@ -170,6 +175,16 @@ def worker_celery(settings: Settings) -> Celery:
     context = TaskContext(functools.partial(build_task_parts, settings))
     attach(app, context)
     connect_handlers(lambda: context.get().resources)
+    grace = max(0.0, settings.tasks.shutdown_timeout - DRAIN_RESERVE)
+
+    def drain(**_: Any) -> None:
+        # Celery's warm shutdown waits for the tasks in flight: runs get `grace` seconds to
+        # end, then are cut short, so that an orchestrator's kill never lands on a live run.
+        timer = threading.Timer(grace, context.get().live.cut_short)
+        timer.daemon = True
+        timer.start()
+
+    celery_signals.worker_shutting_down.connect(drain, weak=False)
     app.set_current()
     app.set_default()
     if settings.metrics.worker_port:
@@ -259,11 +274,6 @@ class Server:
         celery = create_celery(settings)
         attach(celery, TaskContext.of_parts(parts))
         worker = None
-        policy = RelayPolicy(
-            interval=settings.tasks.relay_interval,
-            batch=settings.tasks.relay_batch,
-            max_attempts=settings.tasks.max_send_attempts,
-        )
         if settings.mode == "embedded":
             from conduit.tasks.embedded import EmbeddedWorker
 
@@ -275,20 +285,7 @@ class Server:
             )
             worker.start()
             stops.append(worker.stop)
-        else:
-            policy = RelayPolicy(
-                interval=settings.tasks.relay_interval,
-                batch=settings.tasks.relay_batch,
-                max_attempts=settings.tasks.max_send_attempts,
-                redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
-                # A task still `running` past its hard limit has no worker left; a run's task
-                # may take the run's own limit + 20 s.
-                redeliver_running_after=max(
-                    settings.tasks.time_limit, settings.runs.max_seconds + 20
-                )
-                + 60,
-            )
-        relay = OutboxRelay(resources.db, publisher(celery), policy)
+        relay = _outbox_relay(settings, resources.db, celery)
         resources.db.on_outbox_write(relay.nudge)
         relay.start()
         stops.append(relay.stop)
@@ -333,14 +330,19 @@ class Server:
                 build_async_redis(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
             )
         self.runs = build_runs(settings, resources, self.models, self.runners, backends)
-        if settings.mode != "embedded":
-            self._takeover = asyncio.get_running_loop().create_task(
-                _take_over_continually(resources.db, backends, settings), name="run-takeover"
-            )
+        # Every server takes over dead runs: in the embedded mode, a run whose result could
+        # not be stored (the database locked past its retries) is one.
+        self._takeover = asyncio.get_running_loop().create_task(
+            _take_over_continually(resources.db, backends, settings), name="run-takeover"
+        )
         _warn_without_model(settings)
         return self.runs
 
     async def stop(self) -> None:
+        if self._task_parts is not None:
+            # Runs of the embedded worker (the celery executor, embedded): cut short like the
+            # inline ones below, once uvicorn's grace is over.
+            self._task_parts.live.cut_short()
         if self._takeover is not None:
             self._takeover.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -371,18 +373,29 @@ def _end_dead_runs(db: Database, settings: Settings) -> None:
     if settings.mode == "embedded":
         with db.transaction() as session:
             end_interrupted_runs(session)  # one process: nothing else can be running them
-    # Distributed: the server's takeover loop ends dead runs within a second of its start.
+    # Distributed: the servers' takeover loops end dead runs within a second.
 
 
 async def _take_over_continually(db: Database, backends: RunBackends, settings: Settings) -> None:
     """Every `takeover_interval` (jittered, so that servers do not look in step): take over
-    the runs whose executor is gone (`services/runs/reaper.py`)."""
-    interval = settings.runs.takeover_interval
+    the runs whose executor is gone (`services/runs/reaper.py`) — once this server has reached
+    the database for a whole lease: after an outage (or its own start), live executors renew
+    their leases first, where a lease that lapsed while nobody could renew it proves nothing."""
+    interval, lease = settings.runs.takeover_interval, settings.runs.lease_seconds
+    loop = asyncio.get_running_loop()
+    reachable_since: float | None = None
     while True:
         try:
-            await take_over_dead_runs(db, backends, settings)
+            await asyncio.to_thread(db.ping)
         except Exception:
-            logger.warning("taking over dead runs failed; retrying", exc_info=True)
+            reachable_since = None
+        else:
+            reachable_since = reachable_since or loop.time()
+            if loop.time() - reachable_since >= lease:
+                try:
+                    await take_over_dead_runs(db, backends, settings)
+                except Exception:
+                    logger.warning("taking over dead runs failed; retrying", exc_info=True)
         await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 
@@ -394,6 +407,30 @@ def _warn_without_model(settings: Settings) -> None:
     available, how_to = local_model_available()
     if not available:
         logger.warning("no model: %s", how_to)
+
+
+def _outbox_relay(settings: Settings, db: Database, celery: Celery) -> OutboxRelay:
+    """The server's outbox relay. Distributed, it also re-sends what the broker lost: at once
+    when a Redis broker says it lost messages (`tasks/broker_loss.py`), and as a last resort
+    what stayed unstarted past the broker's visibility timeout or ran past its time limit."""
+    policy = RelayPolicy(
+        interval=settings.tasks.relay_interval,
+        batch=settings.tasks.relay_batch,
+        max_attempts=settings.tasks.max_send_attempts,
+    )
+    if settings.mode == "embedded":
+        return OutboxRelay(db, publisher(celery), policy)
+    policy = dataclasses.replace(
+        policy,
+        redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
+        # A task still `running` past its hard limit has no worker left; a run's task may take
+        # the run's own limit + 20 s.
+        redeliver_running_after=max(settings.tasks.time_limit, settings.runs.max_seconds + 20) + 60,
+    )
+    watch = None
+    if is_redis_url(settings.broker.url):
+        watch = RedisBrokerWatch(build_redis(str(settings.broker.url), socket_timeout=2.0))
+    return OutboxRelay(db, publisher(celery), policy, watch)
 
 
 def _readiness_checks(
@@ -423,6 +460,14 @@ def _readiness_checks(
                 connection.ensure_connection(max_retries=1, timeout=2)
 
         checks["broker"] = broker_ping
+        # Each queue this server sends to has a live worker consuming it (its error names the
+        # queues without one): the broker answering is not enough, nothing would run.
+        broker_url = str(settings.broker.url)
+        checks["consumers"] = (
+            redis_consumer_check(broker_url, SERVER_QUEUES)
+            if is_redis_url(broker_url)
+            else amqp_consumer_check(celery, SERVER_QUEUES)
+        )
     return checks
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
+import threading
 from typing import Any, NoReturn
 
 import click
@@ -117,14 +120,43 @@ def _distributed(settings: Settings, command: str) -> None:
 @click.option(
     "-I", "--include", default=None, help="Extra task modules to import (comma-separated)."
 )
-def worker(queues: str | None, concurrency: int, pool: str, include: str | None) -> None:
+@click.option(
+    "--background-concurrency",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Without -Q: threads of the pool of its own that runs the `background` queue (model "
+    "calls off a run's path: conversation naming), a supervised child process; 0: one pool "
+    "for every queue.",
+)
+def worker(
+    queues: str | None,
+    concurrency: int,
+    pool: str,
+    include: str | None,
+    background_concurrency: int,
+) -> None:
     """Run a Celery worker (distributed mode)."""
     settings = _settings()
     _distributed(settings, "worker")
     from conduit.bootstrap import worker_celery
     from conduit.infra import heap
-    from conduit.tasks.celery_app import QUEUES
+    from conduit.tasks.celery_app import BACKGROUND_QUEUE, QUEUES
 
+    background: _Supervised | None = None
+    if queues is None and background_concurrency > 0:
+        queues = ",".join(queue for queue in QUEUES if queue != BACKGROUND_QUEUE)
+        background = _Supervised(
+            [
+                sys.argv[0],
+                "worker",
+                f"--queues={BACKGROUND_QUEUE}",
+                f"--concurrency={background_concurrency}",
+                "--pool=threads",
+                *([f"--include={include}"] if include else []),
+            ],
+            hostname=f"{BACKGROUND_QUEUE}@%h",
+        )
     app = worker_celery(settings)
     heap.settle()  # before the pool starts (and forks: frozen objects stay shared pages)
     argv = [
@@ -137,9 +169,75 @@ def worker(queues: str | None, concurrency: int, pool: str, include: str | None)
         "--without-mingle",
         "--without-gossip",
     ]
+    if os.environ.get(_HOSTNAME_VARIABLE):
+        argv.append(f"--hostname={os.environ[_HOSTNAME_VARIABLE]}")
     if include:
         argv.append(f"--include={include}")
-    app.worker_main(argv=argv)
+    if background is None:
+        app.worker_main(argv=argv)
+        return
+    from celery import signals
+
+    background.start()
+    # SIGTERM reaches this process: the background pool drains alongside (its own budget).
+    signals.worker_shutting_down.connect(lambda **_: background.stop(), weak=False)
+    try:
+        app.worker_main(argv=argv)
+    finally:
+        background.stop()
+        background.wait()
+
+
+_HOSTNAME_VARIABLE = "CONDUIT_WORKER_HOSTNAME"
+
+
+class _Supervised:
+    """A child `conduit worker` (the background pool), started again when it dies until this
+    worker stops; it gets SIGTERM when this one shuts down."""
+
+    def __init__(self, args: list[str], *, hostname: str) -> None:
+        self._args = args
+        self._env = {**os.environ, _HOSTNAME_VARIABLE: hostname}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._watch, name="background-pool", daemon=True).start()
+
+    def _spawn(self) -> None:
+        with self._lock:
+            if not self._stopping.is_set():
+                self._process = subprocess.Popen(self._args, env=self._env)
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            if process is not None and process.poll() is not None:
+                if self._stopping.is_set():
+                    return
+                click.echo(
+                    f"conduit worker: the background pool exited ({process.returncode}); "
+                    "starting it again",
+                    err=True,
+                )
+                self._stopping.wait(1.0)
+                self._spawn()
+            self._stopping.wait(0.5)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            if self._process is not None and self._process.poll() is None:
+                self._process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 60.0) -> None:
+        if self._process is not None:
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
 
 
 @main.command()

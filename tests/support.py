@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from conduit.db.models import App, AppMode, Tenant
 
 PG_ADMIN = os.environ.get("CONDUIT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CONDUIT_TEST_REDIS", "redis://127.0.0.1:6379")
+# The shared RabbitMQ node: tests use it only as a broker, each in a vhost of its own.
+RABBITMQ_URL = os.environ.get("CONDUIT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
 MODE = os.environ.get("CONDUIT_TEST_MODE", "embedded")
 VENV_BIN = Path(sys.executable).parent
 CONDUIT = str(VENV_BIN / "conduit")
@@ -42,6 +45,57 @@ def redis_answers(url: str = REDIS_URL) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
     except Exception:
         return False
+
+
+def rabbitmq_answers(url: str = RABBITMQ_URL) -> bool:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, timeout=2)
+            return True
+    except Exception:
+        return False
+
+
+def missing(what: str) -> None:
+    """Skip a test that needs `what`, or fail it in CI (which must run everything)."""
+    if os.environ.get("CI") == "true":
+        raise AssertionError(f"CI needs {what}")
+    import pytest
+
+    pytest.skip(f"needs {what}")
+
+
+def need_rabbitmq() -> None:
+    """A test that uses the shared RabbitMQ node (as a broker, in a vhost of its own)."""
+    if not rabbitmq_answers():
+        missing(f"RabbitMQ answering at {RABBITMQ_URL}")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    """rabbitmqctl against the shared node (its wrapper runs it as the `rabbitmq` user)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RABBITMQ_")}
+    subprocess.run(
+        [shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl", "-q", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@contextlib.contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """A vhost of our own on the shared RabbitMQ node, deleted afterwards: yields its broker
+    URL. The node itself is never stopped or reconfigured."""
+    name = f"conduit-t-{uuid.uuid4().hex[:10]}"
+    _rabbitmqctl("add_vhost", name)
+    try:
+        _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"{RABBITMQ_URL.rstrip('/')}/{name}"
+    finally:
+        _rabbitmqctl("delete_vhost", name)
 
 
 def free_port() -> int:
@@ -126,6 +180,146 @@ class PrivateRedis:
             self.process = None
 
 
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster of our own (initdb + pg_ctl on a free port), so that a test
+    may stop and restart it without touching the shared server. Run as the `postgres` user when
+    the tests run as root (initdb refuses root)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        # Its own folder under /tmp: the `postgres` user cannot reach into pytest's (0700).
+        self.home = Path(tempfile.mkdtemp(prefix="conduit-pg-"))
+        self.datadir = self.home / "data"
+        self.logfile = self.home / "postgres.log"
+        self.bindir = Path(sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1])
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of its `conduit` database."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/conduit"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+    def create(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.home, "postgres")
+        self._run("initdb", "-D", str(self.datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        with psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE conduit")
+
+    def start(self) -> None:
+        self._run(
+            "pg_ctl", "-D", str(self.datadir), "-l", str(self.logfile), "-w",
+            "-o", f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+
+
+class PrivateRabbitMQ:
+    """A RabbitMQ node of our own (its name, ports, config, data and logs under `workdir`), so
+    that a test may stop and restart it; the shared node on 5672 is never touched. Its data
+    survives `stop()` / `start()` (a restart); started directly (not through the Debian
+    wrapper, which runs the node as the `rabbitmq` user) with its own Erlang cookie."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.node = f"conduit-test-{self.port}@localhost"
+        self.process: subprocess.Popen[bytes] | None = None
+        base = workdir / f"rabbitmq-{self.port}"
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        (base / "enabled_plugins").write_text("[].\n")
+        (base / "rabbitmq-env.conf").write_text("")
+        self.env = {
+            **{key: value for key, value in os.environ.items() if not key.startswith("RABBITMQ_")},
+            "HOME": str(base),  # its Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
+            "RABBITMQ_PID_FILE": str(base / "pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+        }
+        self.log_path = base / "stdout.log"
+
+    @staticmethod
+    def available() -> bool:
+        return Path(RABBITMQ_SERVER).exists() and Path(RABBITMQCTL).exists()
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start the node; returns the seconds until it accepted an AMQP connection."""
+        began = time.monotonic()
+        handle = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the node's lifetime)
+        self.process = subprocess.Popen(
+            [RABBITMQ_SERVER],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        handle.close()
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise AssertionError(f"rabbitmq-server exited:\n{self.log()[-3000:]}")
+            return rabbitmq_answers(self.url)
+
+        wait_for(up, timeout=timeout, interval=0.2, what=f"RabbitMQ node {self.node}")
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        """Stop the node the way an operator restarts it (`rabbitmqctl stop`: its durable
+        queues and persistent messages are on disk), and wait until it is gone."""
+        if self.process is None:
+            return
+        subprocess.run(
+            [RABBITMQCTL, "-n", self.node, "stop"],
+            env=self.env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
 def wait_for(check, *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -189,6 +383,19 @@ class Process:
         return self.process is not None and self.process.poll() is None
 
 
+def run_sql(database_url: str, statement: str, **params: object) -> list[tuple[object, ...]]:
+    """Run one SQL statement on its own connection (for assertions); its rows, if any."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(database_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sqlalchemy.text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
 class Stack:
     """A running Conduit: the server and, in the distributed mode, a `conduit worker`."""
 
@@ -217,15 +424,7 @@ class Stack:
 
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
         """Run one SQL statement against the stack's database (for assertions)."""
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                result = conn.execute(sqlalchemy.text(statement), params)
-                return [tuple(row) for row in result] if result.returns_rows else []
-        finally:
-            engine.dispose()
+        return run_sql(self.database_url, statement, **params)
 
     def start(self) -> None:
         if self.worker is not None and not self.worker.alive:

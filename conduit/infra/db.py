@@ -284,7 +284,7 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 @contextmanager
-def commit_together(session: Session) -> Iterator[None]:
+def commit_together(session: Session, *, pipelined: bool = True) -> Iterator[None]:
     """The block's statements and the commit that ends it, sent to PostgreSQL together: one
     round trip in psycopg's pipeline mode instead of one per statement (and one for BEGIN,
     one for COMMIT). For writes whose results nobody reads in the block: a statement's result
@@ -295,7 +295,7 @@ def commit_together(session: Session) -> Iterator[None]:
     otherwise gives its connection back to the pool at once, to another thread, while this
     block still has the connection's pipeline open."""
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql" or not pipelined:
         yield
         session.commit()
         return
@@ -306,6 +306,17 @@ def commit_together(session: Session) -> Iterator[None]:
     with driver.pipeline():
         yield
         session.commit()
+
+
+def pipeline_aborted(error: BaseException) -> bool:
+    """Whether `error` is psycopg's report of a statement that followed a failed one in a
+    `commit_together` pipeline: the failed statement's own error (a unique or foreign key
+    violation, say) may reach the caller second or not at all, depending on when psycopg read
+    the results. The caller runs its writes again unpipelined to learn the real one (the
+    transaction was rolled back, nothing was written)."""
+    import psycopg
+
+    return isinstance(getattr(error, "orig", None), psycopg.errors.PipelineAborted)
 
 
 class Database:

@@ -7,7 +7,10 @@ is the Celery task id, and the task wrapper (`conduit.tasks.base`) records runni
 failed on the row, so a duplicate delivery of a finished task is recognised and skipped.
 
 Recovery: `recover_unfinished()` (embedded mode, at start) puts every unfinished row back to
-pending; `redeliver_stale()` (distributed) re-sends rows the broker should have run long ago.
+pending. Distributed: `resend_lost()` puts back, within a sweep of noticing it, the dispatched
+rows a broker lost (a Redis broker restarted empty: its `BrokerWatch` says it lost messages, and
+which of the dispatched, never started tasks it still holds); `redeliver_stale()` re-sends rows
+the broker should have run long ago (the last resort, for losses nobody noticed).
 """
 
 from __future__ import annotations
@@ -15,10 +18,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -35,6 +38,23 @@ NOTIFY_KEY = "conduit_outbox_notify"
 Publisher = Callable[[str, dict[str, Any], str, str, dict[str, Any]], None]
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.RUNNING)
+# Rows put back per statement after a broker lost its messages.
+_RESEND_CHUNK = 500
+
+
+class BrokerWatch(Protocol):
+    """What the relay asks a broker that can lose the messages it holds (a Redis broker
+    restarted without its data). Both may raise while the broker does not answer."""
+
+    def lost_messages(self) -> bool:
+        """True when the broker may have lost messages since this watch last looked (it was
+        restarted, or its data is gone); the first look counts only a broker found empty."""
+        ...
+
+    def holds(self, tasks: Sequence[tuple[str, str]]) -> set[str]:
+        """Of these (task id, queue) pairs, the ids whose message the broker still holds
+        (queued, or delivered to a worker and not yet acknowledged)."""
+        ...
 
 
 def enqueue(
@@ -69,7 +89,9 @@ class RelayPolicy:
     interval: float = 1.0
     batch: int = 200
     base_backoff: float = 0.5
-    max_backoff: float = 30.0
+    # A broker that was down gets the rows that waited for it within ~2 s of its return (each
+    # sweep tries the first due row only, so an outage costs one failed send per sweep).
+    max_backoff: float = 2.0
     max_attempts: int = 0  # 0: retry forever
     # Distributed only: re-send a dispatched row the broker has not started after this long,
     # and a running row whose worker must be dead (past the hard time limit).
@@ -84,10 +106,19 @@ class RelayPolicy:
 class OutboxRelay:
     """Sends pending outbox rows to the broker from a background thread."""
 
-    def __init__(self, db: Database, publish: Publisher, policy: RelayPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        publish: Publisher,
+        policy: RelayPolicy,
+        watch: BrokerWatch | None = None,
+    ) -> None:
         self._db = db
         self._publish = publish
         self._policy = policy
+        self._watch = watch
+        # When a loss was noticed and its rows are not yet put back (a failed check is retried).
+        self._loss_noticed_at: datetime | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,6 +144,7 @@ class OutboxRelay:
             if self._stopping.is_set():
                 break
             try:
+                self.resend_lost()
                 while self.relay_once() >= self._policy.batch:
                     pass
                 self.redeliver_stale()
@@ -171,6 +203,56 @@ class OutboxRelay:
         row.dispatched_at = utcnow()
         row.last_error = None
         return True
+
+    def resend_lost(self) -> int:
+        """When the broker lost its messages: put the dispatched, never started rows it no
+        longer holds back to pending (sent by this sweep); returns how many. A row dispatched
+        after the loss is held by the broker, so it is not sent twice."""
+        if self._watch is None:
+            return 0
+        try:
+            if self._loss_noticed_at is None:
+                if not self._watch.lost_messages():
+                    return 0
+                self._loss_noticed_at = utcnow()
+            count = self._put_back_lost(self._watch, self._loss_noticed_at)
+        except Exception as error:
+            # The broker does not answer: relay_once() says so for every row it cannot send.
+            logger.debug("outbox: cannot look at the broker's messages: %s", error)
+            return 0
+        self._loss_noticed_at = None
+        if count:
+            logger.warning("outbox: the broker lost %d task(s); they are sent again", count)
+        return count
+
+    def _put_back_lost(self, watch: BrokerWatch, noticed_at: datetime) -> int:
+        with self._db.transaction() as session:
+            dispatched = [
+                (str(task_id), str(queue))
+                for task_id, queue in session.execute(
+                    select(OutboxMessage.id, OutboxMessage.queue)
+                    .where(OutboxMessage.status == OutboxStatus.DISPATCHED)
+                    .where(OutboxMessage.dispatched_at < noticed_at)
+                )
+            ]
+            if not dispatched:
+                return 0
+            held = watch.holds(dispatched)
+            lost = [task_id for task_id, _ in dispatched if task_id not in held]
+            count = 0
+            now = utcnow()
+            for start in range(0, len(lost), _RESEND_CHUNK):
+                result = session.execute(
+                    update(OutboxMessage)
+                    # Still dispatched before the loss: a row a worker started meanwhile, or
+                    # that another server already sent again, is left alone.
+                    .where(OutboxMessage.id.in_(lost[start : start + _RESEND_CHUNK]))
+                    .where(OutboxMessage.status == OutboxStatus.DISPATCHED)
+                    .where(OutboxMessage.dispatched_at < noticed_at)
+                    .values(status=OutboxStatus.PENDING, available_at=now)
+                )
+                count += int(getattr(result, "rowcount", 0) or 0)
+        return count
 
     def redeliver_stale(self) -> int:
         """Put rows the broker lost back to pending (distributed mode); returns how many."""

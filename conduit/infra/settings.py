@@ -109,6 +109,10 @@ class BrokerSettings(BaseSettings):
         return value
 
 
+# Of a process's shutdown budget, what cutting in-flight runs short and closing takes at most.
+DRAIN_RESERVE = 3.0
+
+
 class TaskSettings(BaseSettings):
     model_config = _group("CONDUIT_TASKS_")
 
@@ -123,6 +127,14 @@ class TaskSettings(BaseSettings):
     relay_batch: int = Field(200, ge=1, le=10000, description="Outbox rows sent per sweep.")
     retention_hours: int = Field(
         24, ge=1, description="Hours completed outbox rows are kept before cleanup."
+    )
+    shutdown_timeout: float = Field(
+        25.0,
+        ge=0,
+        description="Seconds from SIGTERM to a `conduit worker`'s exit (threads or solo "
+        "pool), everything included: runs in flight have all but the last "
+        f"{DRAIN_RESERVE:g} s to end, then they are cut short (stored as stopped with their "
+        "partial answers, their logs ended).",
     )
     max_send_attempts: int = Field(
         0, ge=0, description="Relay attempts before an outbox row is given up (0: retry forever)."
@@ -139,10 +151,6 @@ class AuthSettings(BaseSettings):
     )
     access_token_minutes: int = Field(60, ge=1, description="Console access token lifetime.")
     refresh_token_days: int = Field(30, ge=1, description="Console refresh token lifetime.")
-
-
-# Of a server's shutdown budget, what cutting in-flight runs short and closing takes at most.
-DRAIN_RESERVE = 3.0
 
 
 class HttpSettings(BaseSettings):

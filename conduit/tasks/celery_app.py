@@ -4,6 +4,7 @@ signal hooks that carry the request id into tasks and count tasks for /metrics."
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any
 
@@ -13,11 +14,19 @@ from kombu.entity import Queue
 from conduit.infra import metrics
 from conduit.infra.settings import Settings
 from conduit.infra.tracing import current_request_id, reset_request_id, set_request_id
+from conduit.tasks import _consumer as consumer
+from conduit.tasks import _redis_transport as redis_transport
+from conduit.tasks.consumers import QueueHeartbeat, is_redis_url
 
 logger = logging.getLogger(__name__)
 
-# One queue per kind of work (design.md §5); `ops` carries small follow-ups of console actions.
-QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace")
+# One queue per kind of work (design.md §5); `ops` carries small follow-ups of console actions,
+# `background` the model calls off a run's path (conversation naming), on a pool of their own.
+QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace", "background")
+BACKGROUND_QUEUE = "background"
+# The queues a server publishes to (its `enqueue` calls): its `/ready` wants a live consumer for
+# each. A server never sends to the others (beat sends `maintenance`).
+SERVER_QUEUES = ("ops", "generation", "background")
 TASK_MODULES = ("conduit.tasks.ops", "conduit.tasks.maintenance", "conduit.tasks.generation")
 EMBEDDED_BROKER = "conduit-memory://localhost//"
 RUN_TASK = "conduit.generation.run"
@@ -30,7 +39,14 @@ def create_celery(settings: Settings) -> Celery:
     app = Celery("conduit", set_as_current=False)
     broker = settings.broker.url or EMBEDDED_BROKER
     transport_options: dict[str, Any] = {}
-    if broker.startswith(("redis://", "rediss://")):
+    broker_options: dict[str, Any] = {}
+    if is_redis_url(broker):
+        # kombu's Redis transport with a channel that survives a broker outage with tasks in
+        # flight (`conduit.tasks._redis_transport` says why); the same transport otherwise.
+        broker_options["broker_transport"] = redis_transport.TRANSPORT
+        if broker.startswith("rediss://"):
+            # kombu defaults rediss:// to unverified TLS only for its own transport name.
+            broker_options["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
         transport_options = {
             "visibility_timeout": settings.broker.visibility_timeout,
             "unacked_restore_interval": settings.broker.restore_interval,
@@ -38,6 +54,11 @@ def create_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
         }
+    elif settings.broker.url:
+        # RabbitMQ: a publish returns once the broker has the message (publisher confirms).
+        # Without, a publish on a connection the broker closed (its restart) is written into
+        # the dead socket and lost while the outbox row says `dispatched`.
+        transport_options = {"confirm_publish": True}
     if settings.broker.url:
         # Publishing (the outbox relay) must fail fast when the broker is down: the relay keeps
         # the row and retries with backoff, so kombu's own reconnect loop only adds delay.
@@ -47,6 +68,19 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_timeout=2,
         broker_connection_retry_on_startup=True,
+        # A worker never gives up on a lost broker (Celery's default: 100 tries, then exit), and
+        # retries it every second (`conduit.tasks._consumer`).
+        broker_connection_max_retries=None,
+        worker_consumer=consumer.CONSUMER,
+        # Tasks running when the broker connection is lost run on (a run finishes and stores
+        # its answer); a redelivered copy is skipped by the run's lease claim or its outbox row.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Celery's "prefetch count reduction" after a reconnect restores the prefetch count with
+        # `basic.qos` calls from the acks of the tasks that outlived the old connection: seen
+        # with RabbitMQ, the consumer stayed at one message at a time and then lost its
+        # connection to a corrupted frame (`UnexpectedFrame`) 30 s later. With late acks and a
+        # prefetch multiplier of 1 it only saves reserving one pool's worth of messages early.
+        worker_enable_prefetch_count_reduction=False,
         task_ignore_result=True,
         result_backend=None,
         task_acks_late=True,
@@ -62,7 +96,11 @@ def create_celery(settings: Settings) -> Celery:
                 "time_limit": settings.runs.max_seconds + 20,
             }
         },
-        task_queues=[Queue(name) for name in QUEUES],
+        # Durable queues and persistent messages: a RabbitMQ broker keeps queued tasks across
+        # its restart (a Redis broker keeps what its own persistence keeps; the outbox re-sends
+        # what a Redis broker lost, `conduit.tasks.broker_loss`).
+        task_queues=[Queue(name, durable=True) for name in QUEUES],
+        task_default_delivery_mode="persistent",
         task_default_queue="ops",
         task_serializer="json",
         accept_content=["json"],
@@ -83,7 +121,9 @@ def create_celery(settings: Settings) -> Celery:
                 "options": {"queue": "maintenance"},
             },
         },
+        **broker_options,
     )
+    app.steps["consumer"].add(QueueHeartbeat)  # only active with a Redis broker
     return app
 
 

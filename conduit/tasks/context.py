@@ -8,10 +8,11 @@ parent's database connections.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Celery
@@ -21,6 +22,33 @@ from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.kinds import AppRunners
 from conduit.core.runs.lifecycle import RunLimits
 from conduit.infra.resources import Resources
+
+
+class LiveRuns:
+    """The runs this worker process is executing, each the main task of an event loop in a
+    pool thread: a shutdown cuts them short (each ends `stopped`, its partial answer stored and
+    its log ended, as the server's drain does). A prefork pool's runs are in its children,
+    which this does not reach: they follow Celery's warm shutdown."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+
+    def add(self, task_id: str, task: asyncio.Task[Any]) -> None:
+        with self._lock:
+            self._runs[task_id] = (task.get_loop(), task)
+
+    def discard(self, task_id: str) -> None:
+        with self._lock:
+            self._runs.pop(task_id, None)
+
+    def cut_short(self) -> int:
+        """Cancel every live run (from any thread); returns how many."""
+        with self._lock:
+            live = list(self._runs.values())
+        for loop, task in live:
+            loop.call_soon_threadsafe(task.cancel)
+        return len(live)
 
 
 @dataclass
@@ -33,6 +61,7 @@ class TaskParts:
     runners: AppRunners
     limits: RunLimits
     backends: RunBackends | None = None
+    live: LiveRuns = field(default_factory=LiveRuns)
 
 
 class TaskContext:

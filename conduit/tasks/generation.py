@@ -1,4 +1,5 @@
-"""Tasks of the `generation` queue: runs (the `celery` executor) and conversation naming."""
+"""Generation tasks: runs (the `celery` executor, on the `generation` queue) and conversation
+naming (on the `background` queue, a pool of its own in `conduit worker`)."""
 
 from __future__ import annotations
 
@@ -37,10 +38,23 @@ def run(self: OutboxTask, spec: dict[str, Any], slot_key: str | None = None) -> 
         if slot_key:
             # Queued, its slot outlasted the wait; running, it lives as long as the lease.
             await backends.limiter.renew(slot_key, holder=parsed.task_id, ttl=lease)
-        result = await run_to_end(backends, parts.runners, parts.limits, parsed, slot_key=slot_key)
+        current = asyncio.current_task()
+        assert current is not None
+        parts.live.add(parsed.task_id, current)  # the worker's shutdown may cut it short
+        try:
+            result = await run_to_end(
+                backends, parts.runners, parts.limits, parsed, slot_key=slot_key
+            )
+        finally:
+            parts.live.discard(parsed.task_id)
         return str(result.status.value)
 
-    status: str = asyncio.run(_with_backends(parts, execute))
+    try:
+        status: str = asyncio.run(_with_backends(parts, execute))
+    except asyncio.CancelledError:
+        # Cut short by the worker's shutdown: stored `stopped` with its partial answer, its
+        # log ended (the lifecycle's drain path). The task is done: it must not run again.
+        status = "stopped"
     if status == "skipped":
         logger.info("run %s ended or runs elsewhere; this delivery skipped", parsed.task_id)
     else:

@@ -184,14 +184,24 @@ def service_app(
 
 
 @pytest.fixture(scope="module")
+def service_broker_url() -> str | None:
+    """The broker of `service_stack` (None: the mode's default); a module may override it."""
+    return None
+
+
+@pytest.fixture(scope="module")
 def service_stack(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Any, request: pytest.FixtureRequest
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: Any,
+    service_broker_url: str | None,
+    request: pytest.FixtureRequest,
 ) -> Iterator[support.Stack]:
     """A stack on the fake upstream; a module may set `EXECUTOR = "celery"` to run runs on Celery,
     and `STACK_ENV` (settings) for its own needs."""
     executor = getattr(request.module, "EXECUTOR", "inline")
     with running_stack(
         tmp_path_factory.mktemp("service"),
+        broker_url=service_broker_url,
         CONDUIT_MODEL_BASE_URL=upstream.base_url,
         CONDUIT_MODEL_MAX_RETRIES="0",
         CONDUIT_RUNS_EXECUTOR=executor,

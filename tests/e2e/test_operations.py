@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Admin, AppFactory
+from tests.conftest import DISTRIBUTED
+from tests.e2e.conftest import Admin, AppFactory, running_stack
 from tests.support import Stack, wait_for
 
 
@@ -74,12 +77,46 @@ class TestHealth:
     def test_health_and_ready(self, stack: Stack) -> None:
         with stack.client() as client:
             assert client.get("/health").json() == {"status": "ok"}
-            ready = client.get("/ready")
-        assert ready.status_code == 200, ready.text
+            # A distributed server is ready once its worker's consumer has said so.
+            ready = wait_for(
+                lambda: (answer := client.get("/ready")).status_code == 200 and answer,
+                timeout=15,
+                what="/ready to answer 200",
+            )
         components = ready.json()["components"]
-        expected = {"database", "broker", "redis"} if stack.distributed else {"database", "broker"}
+        expected = (
+            {"database", "broker", "redis", "consumers"}
+            if stack.distributed
+            else {"database", "broker"}
+        )
         assert set(components) == expected
         assert all(c["status"] == "ok" for c in components.values())
+
+    @pytest.mark.skipif(not DISTRIBUTED, reason="a worker process of its own: distributed only")
+    def test_ready_is_503_naming_the_queue_while_no_worker_consumes_it(
+        self, tmp_path: Path
+    ) -> None:
+        with running_stack(tmp_path / "no-consumer") as stack, stack.client() as client:
+            assert stack.worker is not None
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=15, what="ready")
+            stack.worker.stop()
+            stopped = time.monotonic()
+            answer = wait_for(
+                lambda: (found := client.get("/ready")).status_code == 503 and found,
+                timeout=15,
+                what="/ready to answer 503",
+            )
+            noticed = time.monotonic() - stopped
+            body = answer.json()
+            assert body["code"] == "not_ready"
+            assert "consumers" in body["message"]
+            error = body["components"]["consumers"]["error"]
+            assert "generation" in error and "ops" in error, error
+            assert body["components"]["broker"]["status"] == "ok"
+            assert noticed <= 10, f"noticed after {noticed:.1f} s"
+
+            stack.worker.start()
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=20, what="ready")
 
 
 class TestMetrics:

@@ -70,6 +70,7 @@ class FaultStack:
     ) -> None:
         self.workdir = workdir
         self.redis = redis
+        self.postgres: support.PrivatePostgres | None = None
         self.executor = executor
         env = stack_env(
             workdir,
@@ -110,15 +111,7 @@ class FaultStack:
         return httpx.Client(base_url=self.base_url, headers=headers, timeout=15)
 
     def sql(self, statement: str, **params: object) -> list[tuple[object, ...]]:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(self.database_url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.begin() as conn:
-                result = conn.execute(sqlalchemy.text(statement), params)
-                return [tuple(row) for row in result] if result.returns_rows else []
-        finally:
-            engine.dispose()
+        return support.run_sql(self.database_url, statement, **params)
 
     # --- processes -----------------------------------------------------------------------------
     def url(self, index: int) -> str:
@@ -155,13 +148,23 @@ class FaultStack:
 
 
 @contextlib.contextmanager
-def fault_stack(workdir: Path, upstream_url: str, **options: Any) -> Iterator[FaultStack]:
-    """A started `FaultStack` with its own Redis and database, torn down afterwards."""
+def fault_stack(
+    workdir: Path, upstream_url: str, *, own_postgres: bool = False, **options: Any
+) -> Iterator[FaultStack]:
+    """A started `FaultStack` with its own Redis and database, torn down afterwards;
+    `own_postgres`: on a PostgreSQL cluster of its own (`stack.postgres`), which the test may
+    stop and restart."""
     workdir.mkdir(parents=True, exist_ok=True)
     redis = support.PrivateRedis(workdir)
     redis.start()
+    postgres = support.PrivatePostgres() if own_postgres else None
     try:
-        with support.fresh_pg_database() as database_url:
+        with contextlib.ExitStack() as resources:
+            if postgres is not None:
+                postgres.create()
+                database_url = postgres.url
+            else:
+                database_url = resources.enter_context(support.fresh_pg_database())
             upgrade(database_url)
             stack = FaultStack(
                 workdir,
@@ -170,12 +173,15 @@ def fault_stack(workdir: Path, upstream_url: str, **options: Any) -> Iterator[Fa
                 redis=redis,
                 **options,
             )
+            stack.postgres = postgres
             try:
                 stack.start()
                 yield stack
             finally:
                 stack.stop()
     finally:
+        if postgres is not None:
+            postgres.destroy()
         redis.stop()
 
 

@@ -37,7 +37,11 @@ IN_FLIGHT = 6
 def celery_stack(
     tmp_path_factory: pytest.TempPathFactory, slow_upstream: Any
 ) -> Iterator[FaultStack]:
-    with fault_stack(tmp_path_factory.mktemp("celery"), slow_upstream.base_url) as stack:
+    with fault_stack(
+        tmp_path_factory.mktemp("celery"),
+        slow_upstream.base_url,
+        CONDUIT_TASKS_SHUTDOWN_TIMEOUT="6",
+    ) as stack:
         yield stack
 
 
@@ -174,6 +178,50 @@ def test_sigterm_under_load_drains_within_the_grace(
     assert found.accepted == IN_FLIGHT
     assert exited <= 6.5, f"the server took {exited:.1f} s to exit"
     assert dict(statuses) == {"stopped": IN_FLIGHT}  # type: ignore[arg-type]
+
+
+def test_sigterm_of_the_worker_under_load_drains_within_the_grace(
+    celery_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """In flight: 4 runs of a 10 s answer on the worker (threads pool), its shutdown budget
+    6 s. It exits within the budget; the runs it cut short are stored `stopped` with their
+    partial answers and their logs ended, and their clients assemble exactly that."""
+    app = chat_app(celery_stack)
+    slow_upstream.control(pace_ms=50)
+    in_flight = 4  # the worker's -c 4: all of them running, none queued
+    try:
+        clients = _streaming(celery_stack, app, in_flight)
+        time.sleep(1.0)
+        began = time.monotonic()
+        celery_stack.worker.signal(signal.SIGTERM)
+        assert celery_stack.worker.process is not None
+        celery_stack.worker.process.wait(30)
+        exited = time.monotonic() - began
+        _join(clients)
+    finally:
+        slow_upstream.control(pace_ms=PACE_MS)
+        celery_stack.worker.start()
+    found = audit(celery_stack, app, clients)
+    statuses = dict(
+        celery_stack.sql(  # type: ignore[arg-type]
+            "SELECT status, count(*) FROM messages WHERE app_id = :app GROUP BY status",
+            app=app.app_id,
+        )
+    )
+    report(
+        Row(
+            "SIGTERM of the worker under load (budget 6 s)",
+            in_flight,
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(exited, 1),
+            f"exited in {exited:.1f} s; runs {statuses}",
+        )
+    )
+    found.assert_clean()
+    assert exited <= 6.5, f"the worker took {exited:.1f} s to exit"
+    assert statuses == {"stopped": in_flight}
 
 
 def test_a_dead_workers_slots_free_with_its_leases(

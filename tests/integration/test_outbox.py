@@ -46,12 +46,14 @@ from conduit.infra.outbox import (
     purge_finished,
     recover_unfinished,
 )
+from conduit.infra.redis import build_redis
 from conduit.infra.resources import Resources
 from conduit.infra.settings import Settings, load_settings
 from conduit.infra.tracing import reset_request_id, set_request_id
 from conduit.services.accounts import create_admin
 from conduit.services.apps import PROVISION_TASK, AppFields, create_app
 from conduit.tasks.base import OutboxTask
+from conduit.tasks.broker_loss import RedisBrokerWatch
 from conduit.tasks.celery_app import create_celery, publisher
 from conduit.tasks.context import TaskContext, TaskParts, attach
 from conduit.tasks.embedded import EmbeddedWorker
@@ -695,3 +697,193 @@ class TestOutboxTaskOnAWorker:
         row = load_row(db, row_id)
         assert len(attempts) == 2
         assert row.run_count == 2
+
+
+# --- a broker that lost its messages --------------------------------------------------------
+# (last in the module: a worker started here marks the process as a worker, and Celery then
+# refuses the eager tests' `result.get()`)
+
+
+@pytest.fixture
+def watch(private_redis: support.PrivateRedis) -> Iterator[RedisBrokerWatch]:
+    client = build_redis(private_redis.url, socket_timeout=2.0)
+    yield RedisBrokerWatch(client)
+    client.close()
+
+
+@pytest.fixture
+def watched_relay(db: Database, celery_app: Celery, watch: RedisBrokerWatch) -> OutboxRelay:
+    return OutboxRelay(db, publisher(celery_app), QUICK_RETRY, watch)
+
+
+def dispatched_rows(db: Database, relay: OutboxRelay, count: int) -> list[str]:
+    with db.transaction() as session:
+        ids = [enqueue(session, PROVISION_TASK, queue="ops").id for _ in range(count)]
+    assert relay.relay_once() == count
+    assert {load_row(db, row_id).status for row_id in ids} == {OutboxStatus.DISPATCHED}
+    return ids
+
+
+def restart_keeping_data(private_redis: support.PrivateRedis, broker: redis.Redis) -> None:
+    """A restart that keeps the data (a snapshot loaded at start): a new run_id, same keys."""
+    broker.save()
+    private_redis.stop()
+    private_redis.start()
+
+
+class TestBrokerWatch:
+    def test_first_look_at_a_broker_with_its_data_sees_no_loss(
+        self, watch: RedisBrokerWatch, private_redis: support.PrivateRedis
+    ) -> None:
+        assert watch.lost_messages() is True  # a new broker: empty
+        other = RedisBrokerWatch(build_redis(private_redis.url))
+        assert other.lost_messages() is False
+        assert watch.lost_messages() is False
+
+    def test_an_empty_restart_is_a_loss_for_every_watch(
+        self, watch: RedisBrokerWatch, private_redis: support.PrivateRedis
+    ) -> None:
+        other = RedisBrokerWatch(build_redis(private_redis.url))
+        watch.lost_messages()
+        other.lost_messages()
+        private_redis.stop()
+        private_redis.start()
+        assert watch.lost_messages() is True  # the epoch is gone: it writes a new one
+        assert other.lost_messages() is True  # the epoch was replaced
+        assert watch.lost_messages() is False
+        assert other.lost_messages() is False
+
+    def test_a_restart_that_kept_the_data_is_noticed_too(
+        self,
+        watch: RedisBrokerWatch,
+        private_redis: support.PrivateRedis,
+        broker: redis.Redis,
+    ) -> None:
+        watch.lost_messages()
+        restart_keeping_data(private_redis, broker)
+        assert watch.lost_messages() is True  # a new run_id: what it holds is checked
+        assert watch.lost_messages() is False
+
+    def test_holds_finds_queued_and_delivered_unacknowledged_messages(
+        self,
+        db: Database,
+        relay: OutboxRelay,
+        celery_app: Celery,
+        watch: RedisBrokerWatch,
+    ) -> None:
+        first, second, third = dispatched_rows(db, relay, 3)
+        with celery_app.connection_for_read() as connection:
+            # A consumer took one message and has not acknowledged it.
+            taken = connection.default_channel.basic_get(queue="ops", no_ack=False)
+            assert taken is not None
+            taken_id = taken.headers["id"]
+            tasks = [(row_id, "ops") for row_id in (first, second, third, "never-sent")]
+            assert watch.holds(tasks) == {first, second, third}
+            assert taken_id in {first, second, third}
+
+
+class TestResendLost:
+    def test_rows_of_a_broker_restarted_empty_are_sent_again_within_a_sweep(
+        self,
+        db: Database,
+        watched_relay: OutboxRelay,
+        broker: redis.Redis,
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        assert watched_relay.resend_lost() == 0  # a new broker: nothing dispatched yet
+        ids = dispatched_rows(db, watched_relay, 3)
+        assert watched_relay.resend_lost() == 0
+        private_redis.stop()
+        private_redis.start()  # empty
+
+        assert watched_relay.resend_lost() == 3
+        assert {load_row(db, row_id).status for row_id in ids} == {OutboxStatus.PENDING}
+        assert watched_relay.relay_once() == 3
+        assert sorted(m["headers"]["id"] for m in queued_messages(broker)) == sorted(ids)
+        assert watched_relay.resend_lost() == 0  # noticed once
+
+    def test_rows_the_broker_kept_are_not_sent_twice(
+        self,
+        db: Database,
+        watched_relay: OutboxRelay,
+        broker: redis.Redis,
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        watched_relay.resend_lost()
+        ids = dispatched_rows(db, watched_relay, 2)
+        restart_keeping_data(private_redis, broker)
+        assert watched_relay.resend_lost() == 0
+        assert {load_row(db, row_id).status for row_id in ids} == {OutboxStatus.DISPATCHED}
+        assert len(queued_messages(broker)) == 2
+
+    def test_a_row_sent_after_the_loss_and_started_rows_are_left_alone(
+        self,
+        db: Database,
+        watched_relay: OutboxRelay,
+        relay: OutboxRelay,
+        broker: redis.Redis,
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        watched_relay.resend_lost()
+        (lost,) = dispatched_rows(db, watched_relay, 1)
+        running = add_row(db, OutboxStatus.RUNNING, age=5, dispatched_age=5, started_age=4)
+        private_redis.stop()
+        private_redis.start()
+        (after,) = dispatched_rows(db, relay, 1)  # another server sent it to the new broker
+
+        assert watched_relay.resend_lost() == 1
+        assert load_row(db, lost).status == OutboxStatus.PENDING
+        assert load_row(db, after).status == OutboxStatus.DISPATCHED
+        assert load_row(db, running).status == OutboxStatus.RUNNING
+
+    def test_a_broker_still_down_is_looked_at_again_when_it_is_back(
+        self,
+        db: Database,
+        watched_relay: OutboxRelay,
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        watched_relay.resend_lost()
+        (row_id,) = dispatched_rows(db, watched_relay, 1)
+        private_redis.stop()
+        began = time.monotonic()
+        assert watched_relay.resend_lost() == 0  # no answer: nothing changes, nothing raised
+        assert time.monotonic() - began < 3.0
+        assert load_row(db, row_id).status == OutboxStatus.DISPATCHED
+        private_redis.start()
+        assert watched_relay.resend_lost() == 1
+        assert load_row(db, row_id).status == OutboxStatus.PENDING
+
+    def test_the_relay_thread_resends_lost_rows_to_a_worker_within_seconds(
+        self,
+        db: Database,
+        celery_app: Celery,
+        watch: RedisBrokerWatch,
+        broker_settings: Settings,
+        bound: Callable[[Settings, Celery], Resources],
+        start_worker: Callable[[Celery], EmbeddedWorker],
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        relay = OutboxRelay(
+            db, publisher(celery_app), RelayPolicy(interval=0.2, base_backoff=0.05), watch
+        )
+        relay.resend_lost()
+        app_id, row_id = create_app_with_outbox_row(db)
+        assert relay.relay_once() == 1  # queued; no worker yet
+        private_redis.stop()
+        private_redis.start()  # the queued task is gone
+        back = time.monotonic()
+        bound(broker_settings, celery_app)
+        start_worker(celery_app)
+        relay.start()
+        try:
+            support.wait_for(
+                lambda: load_row(db, row_id).status == OutboxStatus.SUCCEEDED,
+                timeout=15,
+                what="the lost task to run",
+            )
+            took = time.monotonic() - back
+        finally:
+            relay.stop()
+        assert provisioned_records(db, app_id) == (1, 1)
+        assert load_row(db, row_id).run_count == 1
+        assert took < 5.0, f"sent again and run {took:.1f} s after the broker's return"

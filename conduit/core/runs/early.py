@@ -107,6 +107,10 @@ class GatedLog:
         if await self.usable():
             await self._log.close(task_id)
 
+    async def release(self, task_id: str) -> None:
+        if await self.usable():
+            await self._log.release(task_id)
+
     async def meta(self, task_id: str) -> dict[str, str] | None:
         return await self._log.meta(task_id)
 

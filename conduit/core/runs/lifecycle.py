@@ -105,6 +105,7 @@ async def execute_run(
                 # the taker. Going on would stream an answer nobody stores.
                 await _cancelled(work)
                 logger.warning("run %s was taken over elsewhere; it stops here", spec.task_id)
+                await log.release(spec.task_id)
                 return execution.result(RunStatus.FAILED, RunTakenOver())
             if on_renewed is not None:
                 await _quietly(on_renewed, spec, "renewing its concurrency slot")
@@ -163,17 +164,15 @@ async def _finish(
     on_stored: Callable[[], Awaitable[None]] | None,
 ) -> Any:
     result = execution.result(status, error)
-    stored: dict[str, Any] = {}
+    stored: dict[str, Any] | None = {}
     cancelled: asyncio.CancelledError | None = None
     try:
-        stored = await store.finish(result)
+        stored = await _stored(store, result, spec)
     except asyncio.CancelledError as cancel:
         # Cancelled while storing (the drain's deadline, an early start that failed): the
         # store's thread finishes on its own; the log is still ended below, then the cancel
         # goes on.
         cancelled = cancel
-    except Exception:
-        logger.exception("run %s: storing the result failed", spec.task_id)
     if on_stored is not None:
         try:
             await on_stored()
@@ -182,6 +181,13 @@ async def _finish(
     try:
         if gated is not None and not await gated.usable():
             return result  # its log never came to exist: nothing to end there
+        if stored is None:
+            # Not stored: its row stays `running` and its log open; once its lease lapses the
+            # run is taken over (stored with the log's answer, the log ended with an error),
+            # so that no follower reads an end that the database does not hold. (Or it was
+            # taken over already.) Either way the taker, maybe in another process, ends the log.
+            await log.release(spec.task_id)
+            return result
         try:
             for name, payload in runner.terminal_events(spec, result, stored):
                 await log.append(spec.task_id, name, payload)
@@ -191,6 +197,30 @@ async def _finish(
         if cancelled is not None:
             raise cancelled
     return result
+
+
+# Waits between attempts to store a run's result (a database restarting takes seconds).
+_STORE_RETRIES = (0.25, 0.5, 1.0, 2.0)
+
+
+async def _stored(store: RunStore, result: Any, spec: RunSpec) -> dict[str, Any] | None:
+    """Store the result, retrying what may pass on a later try; None when it could not be
+    stored (the run is then left to the takeover)."""
+    for delay in (*_STORE_RETRIES, None):
+        try:
+            return await store.finish(result)
+        except ConduitError as refused:
+            # The store refused the result (the run was taken over meanwhile, say): the taker
+            # stored it and ends its log.
+            logger.warning("run %s: its result was refused: %s", spec.task_id, refused.message)
+            return None
+        except Exception:
+            if delay is None:
+                logger.exception("run %s: storing the result failed", spec.task_id)
+                return None
+            logger.warning("run %s: storing the result failed; retrying", spec.task_id)
+            await asyncio.sleep(delay)
+    return None
 
 
 async def run_to_end(

@@ -186,7 +186,9 @@ def write_run(session: Session, app: App, planned: ChatPlan, key: RunKey | None 
             enqueue(
                 session,
                 NAME_TASK,
-                queue="generation",
+                # Its own queue and pool: a model call off the run's path never takes a
+                # generation worker from a run.
+                queue="background",
                 kwargs={"conversation_id": ids.new_conversation_id},
             )
     else:

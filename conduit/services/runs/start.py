@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from conduit.core.runs.early import StartGates
@@ -40,7 +40,7 @@ from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App, EndUser, utcnow
 from conduit.errors import AppUnavailable, ServiceUnavailable, TooManyRequests
 from conduit.infra.cache import Cache
-from conduit.infra.db import commit_together
+from conduit.infra.db import commit_together, pipeline_aborted
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import model_providers
@@ -367,38 +367,16 @@ def _prepare_and_commit(
     slot_key: str | None,
     key: RunKey | None,
 ) -> RunSpec:
+    arguments = (runs, planner, given, user, known_user, request, task_id, ids, slot_key, key)
     try:
-        with runs.db.transaction(pinned=True) as session:
-            # A detached app is the Service API's cached snapshot (dropped whenever the app
-            # changes): reading it again would cost a query per run. Another session's app is
-            # read here.
-            app = given if sa_inspect(given).detached else session.get(App, given.id)
-            if app is None:
-                raise AppUnavailable()
-            # The end user as the cache knew it before the transaction (looked up on the loop).
-            end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
-            plan = planner.plan(
-                session,
-                app=app,
-                end_user=end_user,
-                request=request,
-                settings=runs.settings,
-                task_id=task_id,
-                ids=ids,
-                cache=runs.cache,
-            )
-            # The reads are done: the writes and the commit go out together (one round trip).
-            with commit_together(session):
-                plan.write(session, app, key)
-                if runs.inline is None:
-                    # The celery executor: the run itself is outbox work, durable like any task.
-                    enqueue(
-                        session,
-                        RUN_TASK,
-                        queue="generation",
-                        kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
-                    )
-            return plan.spec
+        try:
+            return _commit_run(*arguments, pipelined=True)
+        except OperationalError as error:
+            if not pipeline_aborted(error):
+                raise
+            # Which error of an aborted pipeline arrives first is a matter of timing: the
+            # same writes again, one statement at a time, raise the real one (or commit).
+            return _commit_run(*arguments, pipelined=False)
     except IntegrityError as error:
         # The app (hence its rows' foreign keys) may have gone while its snapshot was served;
         # or another start committed a run under the same Idempotency-Key first.
@@ -410,3 +388,50 @@ def _prepare_and_commit(
                 if taken is not None:
                     raise KeyTaken(taken) from error
         raise
+
+
+def _commit_run(
+    runs: Runs,
+    planner: Planner,
+    given: App,
+    user: str,
+    known_user: EndUser | None,
+    request: Any,
+    task_id: str,
+    ids: RunIds,
+    slot_key: str | None,
+    key: RunKey | None,
+    *,
+    pipelined: bool,
+) -> RunSpec:
+    with runs.db.transaction(pinned=True) as session:
+        # A detached app is the Service API's cached snapshot (dropped whenever the app
+        # changes): reading it again would cost a query per run. Another session's app is
+        # read here.
+        app = given if sa_inspect(given).detached else session.get(App, given.id)
+        if app is None:
+            raise AppUnavailable()
+        # The end user as the cache knew it before the transaction (looked up on the loop).
+        end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
+        plan = planner.plan(
+            session,
+            app=app,
+            end_user=end_user,
+            request=request,
+            settings=runs.settings,
+            task_id=task_id,
+            ids=ids,
+            cache=runs.cache,
+        )
+        # The reads are done: the writes and the commit go out together (one round trip).
+        with commit_together(session, pipelined=pipelined):
+            plan.write(session, app, key)
+            if runs.inline is None:
+                # The celery executor: the run itself is outbox work, durable like any task.
+                enqueue(
+                    session,
+                    RUN_TASK,
+                    queue="generation",
+                    kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
+                )
+        return plan.spec

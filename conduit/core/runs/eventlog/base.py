@@ -44,6 +44,10 @@ class EventLog(Protocol):
     async def close(self, task_id: str) -> None:
         """No more events: followers end after the last one; retention starts now."""
 
+    async def release(self, task_id: str) -> None:
+        """This process no longer writes the run (it was taken over elsewhere, which ends its
+        log): its readers here go on from wherever the taker's events land."""
+
     async def meta(self, task_id: str) -> dict[str, str] | None:
         """The run's metadata, or None when the run is unknown or expired."""
 

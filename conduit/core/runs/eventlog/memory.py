@@ -217,6 +217,9 @@ class MemoryEventLog:
                 to_wake += self._forget(task_id)
         _wake(to_wake)
 
+    async def release(self, task_id: str) -> None:
+        """One process holds the log: whoever took the run over appends to this same one."""
+
     async def close(self, task_id: str) -> None:
         """End the run's log (idempotent; unknown runs are ignored); retention starts now."""
         to_wake: list[_Waiter] = []

@@ -545,6 +545,19 @@ class RedisEventLog:
         logger.warning("run %s: Redis lost its events; writing all %d again", task_id, len(events))
         owned.queue = events
 
+    async def release(self, task_id: str) -> None:
+        """Stop writing the run here: what is queued behind the mirror is dropped (the taker
+        read the log as Redis had it), and the mirror forgets the run, so that this process's
+        readers go on from Redis, where the taker's events land."""
+        owned = self._owned.pop(task_id, None)
+        if owned is not None:
+            owned.queue.clear()
+            if owned.writer is not None:
+                owned.writer.cancel()  # and its tries while Redis fails: the log is the taker's
+        self._last_seq.pop(task_id, None)
+        if self._mirror is not None:
+            self._mirror.forget(task_id)
+
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
         if self._mirror is not None:
