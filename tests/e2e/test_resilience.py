@@ -106,7 +106,10 @@ class TestRedisOutage:
         first = chat.client.post("/chat-messages", json=body)
         assert first.status_code == 200, first.text
         task_id = first.json()["task_id"]
-        time.sleep(0.3)  # its events reach Redis behind this server's copy
+        with redis_stack.client() as client:
+            # Ready once the worker's consumer has said so (`consumers`), a moment after start.
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=15, what="ready")
+        time.sleep(0.3)  # the run's events reach Redis behind this server's copy
 
         cache_redis.stop()
         try:
@@ -138,7 +141,8 @@ class TestRedisOutage:
             cache_redis.start()  # empty
         # The very first requests after the return succeed: no dead pooled connection fails one.
         with redis_stack.client() as client:
-            assert client.get("/ready").status_code == 200
+            ready = client.get("/ready")
+            assert ready.status_code == 200, ready.text
         again = chat.client.post("/chat-messages", json=body)
         assert again.status_code == 200, again.text
         with chat.client.stream(
