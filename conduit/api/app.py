@@ -18,6 +18,7 @@ from conduit.api.errors import install_error_handlers
 from conduit.api.guard import RequestGuard
 from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
+from conduit.api.ops import Readiness
 from conduit.api.responses import OrjsonResponse
 from conduit.api.runs import RUN_HEADERS
 from conduit.bootstrap import Server
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         server = await asyncio.to_thread(Server.start, settings)
+        readiness: Readiness | None = None
         try:
             runs = await server.start_runs()
             state = app.state
@@ -44,12 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.settings = settings
             state.celery = server.celery
             state.token_policy = server.token_policy
-            state.readiness_checks = server.readiness_checks
+            state.readiness = readiness = Readiness(server.readiness_checks)
             state.storage = server.storage
             state.runs = runs
             heap.settle(switch_interval=settings.http.gil_switch_interval_ms / 1000)
             yield
         finally:
+            if readiness is not None:
+                readiness.close()
             await server.stop()
 
     app = FastAPI(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,23 +23,60 @@ async def health() -> dict[str, Any]:
     return {"status": "ok"}
 
 
-async def _run_check(check: Callable[[], None]) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        await asyncio.wait_for(asyncio.to_thread(check), CHECK_TIMEOUT)
-    except TimeoutError:
-        return {"status": "fail", "error": f"no answer within {CHECK_TIMEOUT:.0f}s"}
-    except Exception as error:
-        return {"status": "fail", "error": f"{type(error).__name__}: {error}"[:300]}
-    return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+class Readiness:
+    """A server's readiness checks (name → a blocking call that raises when the dependency
+    fails), run concurrently, each within `CHECK_TIMEOUT`.
+
+    On threads of their own: a check waiting on a dependency that is down (a broker's connect,
+    up to its own timeout) never holds a thread that requests need (the loop's default executor
+    serves the database and the cache). At most one round at a time: a /ready asked while one
+    runs gets its answer, so an orchestrator probing often costs no more threads, and a check
+    that outlives its timeout queues the next round's call behind it instead of adding threads.
+    """
+
+    def __init__(self, checks: dict[str, Callable[[], None]]) -> None:
+        self._checks = checks
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(1, len(checks)), thread_name_prefix="conduit-ready"
+        )
+        self._round: asyncio.Future[dict[str, dict[str, Any]]] | None = None
+
+    async def components(self) -> dict[str, dict[str, Any]]:
+        """Each check's result: `{"status": "ok", "latency_ms"}` or `{"status": "fail",
+        "error"}`."""
+        if self._round is None:
+            self._round = asyncio.ensure_future(self._run_all())
+            self._round.add_done_callback(self._ended)
+        return await asyncio.shield(self._round)
+
+    def _ended(self, _: asyncio.Future[dict[str, dict[str, Any]]]) -> None:
+        self._round = None
+
+    async def _run_all(self) -> dict[str, dict[str, Any]]:
+        names = list(self._checks)
+        results = await asyncio.gather(*(self._run(self._checks[name]) for name in names))
+        return dict(zip(names, results, strict=True))
+
+    async def _run(self, check: Callable[[], None]) -> dict[str, Any]:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._threads, check), CHECK_TIMEOUT)
+        except TimeoutError:
+            return {"status": "fail", "error": f"no answer within {CHECK_TIMEOUT:.0f}s"}
+        except Exception as error:
+            return {"status": "fail", "error": f"{type(error).__name__}: {error}"[:300]}
+        return {"status": "ok", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    def close(self) -> None:
+        """Let the check threads go (one still waiting on a dependency ends with its timeout)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 @router.get("/ready")
 async def ready(request: Request) -> Response:
-    checks: dict[str, Callable[[], None]] = request.app.state.readiness_checks
-    names = list(checks)
-    results = await asyncio.gather(*(_run_check(checks[name]) for name in names))
-    components = dict(zip(names, results, strict=True))
+    readiness: Readiness = request.app.state.readiness
+    components = await readiness.components()
     failing = [name for name, result in components.items() if result["status"] != "ok"]
     if failing:
         body = {
