@@ -22,7 +22,9 @@
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── UnsupportedFileType           415 unsupported_file_type
     ├── TooManyRequests               429 too_many_requests
-    ├── ServiceUnavailable            503 service_unavailable
+    ├── ServiceUnavailable            503 service_unavailable  (Retry-After)
+    │   ├── RedisUnavailable          503 redis_unavailable
+    │   └── RunEventsLost             503 run_events_lost
     └── RunEnded                      (a run's own end, in its `error` event)
         ├── RunTimeLimitExceeded      400 run_time_limit_exceeded
         ├── RunTakenOver              409 run_taken_over
@@ -153,9 +155,36 @@ class TooManyRequests(ConduitError):
 
 
 class ServiceUnavailable(ConduitError):
+    """A dependency or the server itself cannot serve now; `retry_after` seconds is a guess
+    at when it might (the `Retry-After` header)."""
+
     code = "service_unavailable"
     status = 503
     default_message = "A component the server needs is unavailable."
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis (event logs, stop flags, limits) did not answer; nothing the request would have
+    written was committed."""
+
+    code = "redis_unavailable"
+    default_message = "Redis is unavailable; retry shortly."
+
+
+class RunEventsLost(ServiceUnavailable):
+    """A run's event log vanished before its reader reached its end (Redis restarted without
+    its data, or the log expired under a slow reader); what the run answered is stored with
+    its message."""
+
+    code = "run_events_lost"
+    default_message = (
+        "The run's events are no longer available (lost when Redis restarted, or expired); "
+        "its answer is stored with its message."
+    )
 
 
 # --- Service API (/v1) errors with Dify's codes and messages --------------------------------

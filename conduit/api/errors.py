@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from conduit.api.responses import OrjsonResponse
-from conduit.errors import ConduitError, TooManyRequests, Unauthorized
+from conduit.errors import (
+    ConduitError,
+    RedisUnavailable,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 
 logger = logging.getLogger(__name__)
+
+# What the Redis clients raise when Redis is down, restarting or hung (after their one retry on
+# a fresh connection): a 503 `redis_unavailable`, never a 500.
+REDIS_OUTAGE: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
 INVALID_JSON = "Invalid JSON payload received or JSON payload is empty."
 _HTTP_CODES = {
@@ -27,6 +40,27 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     429: "too_many_requests",
 }
+
+
+_OUTAGE_LOG_INTERVAL = 10.0  # seconds: an outage logs a line this often, not one per request
+
+
+class _OncePer:
+    """Says when a recurring event is due for a log line again: at most once per `interval`
+    seconds, with how many occurrences that line stands for."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._last = -interval
+        self._count = 0
+
+    def due(self) -> int | None:
+        self._count += 1
+        now = time.monotonic()
+        if now - self._last < self._interval:
+            return None
+        count, self._count, self._last = self._count, 0, now
+        return count
 
 
 def envelope(
@@ -63,7 +97,7 @@ def error_response(error: ConduitError) -> OrjsonResponse:
     headers: dict[str, str] = {}
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    if isinstance(error, TooManyRequests):
+    if isinstance(error, TooManyRequests | ServiceUnavailable):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return envelope(error.code, error.message, error.status, headers or None)
 
@@ -98,6 +132,20 @@ def install_error_handlers(app: FastAPI) -> None:
             503,
             {"Retry-After": "1"},
         )
+
+    outage_log = _OncePer(_OUTAGE_LOG_INTERVAL)
+
+    async def _redis_unavailable(_: Request, error: Exception) -> OrjsonResponse:
+        # Redis is down, restarting, or did not answer within the clients' timeouts: whatever
+        # the request needed it for (a run's limits, log or stop flag, a stream's events), it
+        # may be retried. The cache never gets here: it falls back to the database.
+        refused = outage_log.due()
+        if refused is not None:
+            logger.warning("redis unavailable (%d requests refused since): %r", refused, error)
+        return error_response(RedisUnavailable())
+
+    for outage in REDIS_OUTAGE:
+        app.add_exception_handler(outage, _redis_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> OrjsonResponse:

@@ -22,12 +22,12 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from conduit.api.errors import envelope
+from conduit.api.errors import REDIS_OUTAGE, envelope, error_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
-from conduit.errors import InvalidParam
+from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.services import runs as run_service
 from conduit.services.runs import ChatRequest, RunEvents, Runs
 
@@ -123,7 +123,15 @@ def stream(
 
 
 async def blocking_response(events: RunEvents, *, mode: str) -> Response:
-    """Read the run to its end; Dify's blocking JSON, or its error as an HTTP error."""
+    """Read the run to its end; Dify's blocking JSON, or its error as an HTTP error (503 when
+    its log cannot be read to the end: the run goes on and is stored all the same)."""
+    try:
+        return await _read_to_end(events, mode=mode)
+    except REDIS_OUTAGE:
+        return error_response(RedisUnavailable())
+
+
+async def _read_to_end(events: RunEvents, *, mode: str) -> Response:
     answer: list[str] = []
     async for event in events.follow():
         payload = event.payload
@@ -151,7 +159,8 @@ async def blocking_response(events: RunEvents, *, mode: str) -> Response:
             return OrjsonResponse(body)
         elif event.event == "error":
             return envelope(str(payload["code"]), str(payload["message"]), int(payload["status"]))
-    return envelope("internal_server_error", "The run ended without a result.", 500)
+    # The log vanished before the run's end (lost with Redis, or forgotten).
+    return error_response(RunEventsLost())
 
 
 async def resume(request: Request, *, app: App, user: str, task_id: str, after: int) -> Response:

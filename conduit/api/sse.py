@@ -5,18 +5,28 @@ quiet (Dify's framing, plus ids for resume).
 The stream reads the log in batches (`read_frames`): every event already there goes out in one
 chunk (one write to the socket), so a reader that falls behind a fast run catches up in a few
 writes instead of one per token, and a quiet run costs one wait per ping interval.
+
+A stream that cannot go on (Redis failed under it, or the log vanished before its end) ends
+with an `error` event without an `id:` line, then closes: a client's Last-Event-ID stays the
+last event it got, so a resume from it (once Redis is back) neither skips nor repeats events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from conduit.api.errors import REDIS_OUTAGE
 from conduit.core.runs.eventlog import RunNotFound
+from conduit.errors import ConduitError, RedisUnavailable, RunEventsLost
 from conduit.services.runs import RunEvents
+
+logger = logging.getLogger(__name__)
 
 PING = b"event: ping\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -27,12 +37,24 @@ async def event_stream(
     events: RunEvents, *, after: int = 0, ping_interval: float
 ) -> AsyncGenerator[bytes, None]:
     """Frames of the run's events after `after` until its log ends; pings while it is quiet.
-    A log that expires under the stream ends it."""
+    Ends with an `error` event (no id) when the log cannot be read to its end."""
     cursor = max(after, 0)
     while True:
         try:
             frames = await events.read_frames(after=cursor, wait=ping_interval)
         except RunNotFound:
+            yield error_frame(events.task_id, RunEventsLost())
+            return
+        except REDIS_OUTAGE as failure:
+            logger.warning(
+                "run %s: its stream lost Redis after %d: %r", events.task_id, cursor, failure
+            )
+            yield error_frame(
+                events.task_id,
+                RedisUnavailable(
+                    "Redis is unavailable; resume this stream from its last event shortly."
+                ),
+            )
             return
         if frames is None:
             return
@@ -41,6 +63,19 @@ async def event_stream(
             continue
         cursor = frames.last
         yield frames.data
+
+
+def error_frame(task_id: str, error: ConduitError) -> bytes:
+    """An `error` event of the stream itself, not of the run: without an `id:` line, so that it
+    moves no client's Last-Event-ID."""
+    payload = {
+        "event": "error",
+        "task_id": task_id,
+        "status": error.status,
+        "code": error.code,
+        "message": error.message,
+    }
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 class EventStreamResponse(Response):

@@ -1,5 +1,18 @@
 """The Redis clients (short timeouts, so that an outage degrades quickly instead of hanging), and
-`GroupCommit`, which sends the commands of many coroutines as one pipeline."""
+`GroupCommit`, which sends the commands of many coroutines as one pipeline.
+
+Every client retries a command once, at once, on a fresh connection when its connection fails
+(`ConnectionError`: reset, closed by the server, refused). After Redis restarts, each pooled
+connection is dead and fails its next command; without the retry every one of them failed a
+request, one after the other, for as long as the pool kept dead connections (minutes under
+light load, a busy pool holding many). During an outage the retry is refused at once, so it
+costs nothing. A `TimeoutError` is not retried: Redis (or the path to it) is hung, a second
+wait would only double the caller's, and a command that timed out may have been applied.
+Commands retried after a lost reply must be idempotent, and are: every write Conduit sends
+is (SET, HSET, PEXPIRE, ZADD of a named member, the limiter's and the stop registry's
+scripts, DEL, PUBLISH of an invalidation), except XADD, whose explicit ids make a repeat fail
+rather than duplicate; the event log recognises its own entry then (`eventlog/redis.py`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +22,17 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+# The hot path's commands (limits, stop flags, the event log's creation and first looks): a
+# request that needs Redis waits at most this long for one, then fails (503) instead of hanging.
+COMMAND_TIMEOUT = 2.0
+_CONNECT_TIMEOUT = 2.0
+_HEALTH_CHECK_INTERVAL = 30
 
 
 def build_redis(url: str, *, socket_timeout: float = 0.5) -> redis.Redis:
@@ -16,14 +40,14 @@ def build_redis(url: str, *, socket_timeout: float = 0.5) -> redis.Redis:
         url,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
-        health_check_interval=30,
-        retry_on_timeout=False,
+        health_check_interval=_HEALTH_CHECK_INTERVAL,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
     )
 
 
 def build_async_redis(
-    url: str, *, socket_timeout: float | None = 5.0, max_connections: int = 100
+    url: str, *, socket_timeout: float | None = COMMAND_TIMEOUT, max_connections: int = 100
 ) -> aioredis.Redis:
     """The asyncio client for the hot path (event logs, stop flags, limits). Without a
     `socket_timeout`, a reply is awaited as long as it takes: for a client whose commands all
@@ -33,8 +57,9 @@ def build_async_redis(
         url,
         max_connections=max_connections,
         socket_timeout=socket_timeout,
-        socket_connect_timeout=min(socket_timeout or 2.0, 2.0),
-        health_check_interval=30,
+        socket_connect_timeout=min(socket_timeout or _CONNECT_TIMEOUT, _CONNECT_TIMEOUT),
+        health_check_interval=_HEALTH_CHECK_INTERVAL,
+        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
     )
 
@@ -54,9 +79,11 @@ class GroupCommit:
     per `linger` plus a round trip's time), for writes nobody waits on at once: a pipeline's
     fixed cost in redis-py is many times a command's.
 
-    `timeout` (seconds): the deadline of a whole round trip, which fails with TimeoutError past
-    it (the connection is dropped, not reused); for a client without a socket timeout, one
-    timer per round trip instead of one per reply.
+    `timeout` (seconds): the deadline of a whole round trip, which fails with Redis's
+    TimeoutError past it (the connection is dropped, not reused); for a client without a socket
+    timeout, one timer per round trip instead of one per reply. Failures are Redis's own
+    errors (`ConnectionError`, `TimeoutError`), whatever layer raised them, so that callers and
+    the API's error handler see one kind of outage.
     """
 
     def __init__(
@@ -89,7 +116,7 @@ class GroupCommit:
             self._flusher = None
             for _, reply in self._queue:  # only left when the loop is going away
                 if not reply.done():
-                    reply.set_exception(ConnectionError("The Redis batch was abandoned."))
+                    reply.set_exception(RedisConnectionError("The Redis batch was abandoned."))
             self._queue = []
 
     async def _send(self, batch: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]]) -> None:
@@ -106,13 +133,22 @@ class GroupCommit:
                 for _, reply in batch:
                     reply.cancel()
                 raise
+            except TimeoutError:  # the deadline: asyncio's, not Redis's
+                self._fail(batch, RedisTimeoutError(f"Redis did not answer in {self._timeout:g}s"))
+                return
             except Exception as failure:
-                for _, reply in batch:
-                    if not reply.done():
-                        reply.set_exception(failure)
+                self._fail(batch, failure)
                 return
         start = 0
         for (_, reply), size in zip(batch, sizes, strict=True):
             if not reply.done():
                 reply.set_result(list(replies[start : start + size]))
             start += size
+
+    @staticmethod
+    def _fail(
+        batch: list[tuple[PipelineBuilder, asyncio.Future[list[Any]]]], failure: Exception
+    ) -> None:
+        for _, reply in batch:
+            if not reply.done():
+                reply.set_exception(failure)

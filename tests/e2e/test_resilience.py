@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from conduit.db.migrations import upgrade
 from tests.conftest import DISTRIBUTED, stack_env
-from tests.e2e.conftest import Admin, make_admin, running_stack
+from tests.e2e.conftest import Admin, make_admin, running_stack, service_app
+from tests.e2e.sse import answer_of, frames
 from tests.support import (
     PrivatePostgres,
     PrivateRedis,
@@ -42,12 +45,14 @@ def cache_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRed
 
 @pytest.fixture(scope="module")
 def redis_stack(
-    tmp_path_factory: pytest.TempPathFactory, cache_redis: PrivateRedis
+    tmp_path_factory: pytest.TempPathFactory, cache_redis: PrivateRedis, upstream: Any
 ) -> Iterator[Stack]:
     with running_stack(
         tmp_path_factory.mktemp("redis-stack"),
         redis_url=cache_redis.url,
         CONDUIT_REDIS_RETRY_AFTER="0.3",
+        CONDUIT_MODEL_BASE_URL=upstream.base_url,
+        CONDUIT_MODEL_MAX_RETRIES="0",
     ) as stack:
         yield stack
 
@@ -92,6 +97,61 @@ class TestRedisOutage:
             == 200
         )
         assert admin.client.get(f"/console/api/apps/{app_id}").json()["data"]["name"] == "after"
+
+    def test_runs_need_redis_a_503_while_it_is_down_and_the_first_start_after_it_succeeds(
+        self, redis_stack: Stack, cache_redis: PrivateRedis
+    ) -> None:
+        chat = service_app(redis_stack, make_admin(redis_stack), pre_prompt="Be brief.")
+        body = {"inputs": {}, "query": "hi", "user": "alice", "response_mode": "blocking"}
+        first = chat.client.post("/chat-messages", json=body)
+        assert first.status_code == 200, first.text
+        task_id = first.json()["task_id"]
+        with redis_stack.client() as client:
+            # Ready once the worker's consumer has said so (`consumers`), a moment after start.
+            wait_for(lambda: client.get("/ready").status_code == 200, timeout=15, what="ready")
+        time.sleep(0.3)  # the run's events reach Redis behind this server's copy
+
+        cache_redis.stop()
+        try:
+            for mode in ("blocking", "streaming"):
+                started = time.monotonic()
+                refused = chat.client.post("/chat-messages", json={**body, "response_mode": mode})
+                assert time.monotonic() - started < 2
+                assert refused.status_code == 503, refused.text
+                assert refused.headers["Retry-After"] == "1"
+                assert refused.json() == {
+                    "code": "redis_unavailable",
+                    "message": "Redis is unavailable; retry shortly.",
+                    "status": 503,
+                }
+            # A run written here is resumed from this process's copy (which knows whose it is);
+            # one written elsewhere needs Redis.
+            mine = chat.client.get(f"/chat-messages/{task_id}/events", params={"user": "alice"})
+            assert mine.status_code == 200
+            assert answer_of(list(frames(mine))) == first.json()["answer"]
+            elsewhere = chat.client.get(
+                f"/chat-messages/{uuid.uuid4()}/events", params={"user": "alice"}
+            )
+            assert elsewhere.status_code == 503 and elsewhere.headers["Retry-After"] == "1"
+            # What needs no Redis keeps working on the database.
+            assert chat.client.get("/parameters", params={"user": "alice"}).status_code == 200
+            with redis_stack.client() as client:
+                assert client.get("/ready").status_code == 503
+        finally:
+            cache_redis.start()  # empty
+        # The very first requests after the return succeed: no dead pooled connection fails one.
+        with redis_stack.client() as client:
+            ready = client.get("/ready")
+            assert ready.status_code == 200, ready.text
+        again = chat.client.post("/chat-messages", json=body)
+        assert again.status_code == 200, again.text
+        with chat.client.stream(
+            "POST", "/chat-messages", json={**body, "response_mode": "streaming"}
+        ) as response:
+            assert response.status_code == 200
+            streamed = list(frames(response))
+        assert streamed[-1].event == "message_end"
+        assert answer_of(streamed) == again.json()["answer"]
 
     def test_ready_names_redis_while_it_is_down(
         self, redis_stack: Stack, cache_redis: PrivateRedis

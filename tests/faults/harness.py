@@ -43,6 +43,12 @@ PACE_MS = 20
 TERMINAL = ("message_end", "error")
 
 
+def stream_error(frame: Frame) -> bool:
+    """The stream's own `error` (it lost Redis, say), not the run's: it carries no id, and a
+    client resumes from its last event instead of ending."""
+    return frame.event == "error" and frame.id is None
+
+
 def long_answer(words: int = ANSWER_WORDS) -> str:
     return " ".join(f"w{index}" for index in range(words))
 
@@ -336,6 +342,11 @@ class Client:
         for frame in frames(response):
             if frame.event == "ping":
                 continue
+            if stream_error(frame):
+                self.cuts += 1
+                self.error = f"stream error: {frame.data.get('code')}"
+                time.sleep(0.2)
+                return
             self.frames.append(frame)
             if self.first_event_at is None:
                 self.first_event_at = time.monotonic()
@@ -361,7 +372,7 @@ def replay(stack: FaultStack, app: ServiceKey, user: str, task_id: str) -> list[
                 continue
             read = []
             for frame in frames(response):
-                if frame.event == "ping":
+                if frame.event == "ping" or stream_error(frame):
                     continue
                 read.append(frame)
                 if frame.event in TERMINAL:

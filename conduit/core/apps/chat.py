@@ -274,9 +274,16 @@ class ChatExecution:
                     continue
                 self._answer.extend(pieces)
                 # One event per piece; the pieces of one read of the upstream in one go.
-                await log.extend(
-                    spec.task_id, "message", [template.render(piece) for piece in pieces]
-                )
+                try:
+                    await log.extend(
+                        spec.task_id, "message", [template.render(piece) for piece in pieces]
+                    )
+                except Exception:
+                    # Not in the log (e.g. Redis down): not in the stored answer either, which
+                    # stays what a follower assembles. (A cancel keeps them: a write already
+                    # sent lands.)
+                    del self._answer[-len(pieces) :]
+                    raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
 

@@ -14,8 +14,16 @@ from conduit.core.runs.limits_redis import RedisLimiter
 from conduit.core.runs.stop import StopRegistry
 from conduit.core.runs.stop_memory import MemoryStopRegistry
 from conduit.core.runs.stop_redis import RedisStopRegistry
-from conduit.infra.redis import build_async_redis
+from conduit.infra.redis import COMMAND_TIMEOUT, build_async_redis
 from conduit.infra.settings import Settings
+
+# Seconds a blocking read of a run's events may last (its XREAD BLOCK stays below it).
+_FOLLOW_TIMEOUT = 5.0
+# Seconds `aclose()` waits for the event writes of closed runs still behind: a server's (at its
+# shutdown, within the drain's grace) and a worker's (at the end of each run's task; the
+# writer gives up 60 s into an outage by itself).
+_SERVER_FLUSH_WAIT = 5.0
+_WORKER_FLUSH_WAIT = 65.0
 
 
 @dataclass
@@ -35,16 +43,30 @@ def build_run_backends(settings: Settings) -> RunBackends:
     """Redis Streams and Lua when Redis is configured; in-process backends otherwise. Redis
     clients belong to the loop that first uses them: build one set per event loop."""
     if settings.redis.url:
+        inline = settings.runs.executor == "inline"
         # A follower of a run written in another process holds a connection for its blocking
         # XREAD: the event log gets its own pool, sized for thousands of open streams. Runs of
         # the inline executor are written here, and their followers here read the local mirror.
-        followers = build_async_redis(settings.redis.url, max_connections=20_000)
-        client = build_async_redis(settings.redis.url)
+        # Its timeout bounds a blocking read (XREAD BLOCK stays below it), not a request.
+        followers = build_async_redis(
+            settings.redis.url, socket_timeout=_FOLLOW_TIMEOUT, max_connections=20_000
+        )
+        # Limits and stop flags: every command under the hot path's timeout, so that a request
+        # needing Redis fails (503) within it when Redis hangs. Every client retries once on a
+        # fresh connection when a pooled one died (`infra/redis.py`).
+        client = build_async_redis(settings.redis.url, socket_timeout=COMMAND_TIMEOUT)
         return RunBackends(
             eventlog=RedisEventLog(
                 followers,
                 retention=settings.runs.event_retention,
-                mirror=settings.runs.executor == "inline",
+                # Runs are written where they are created (inline), or in a worker that adopts
+                # them (celery; the API server only creates and reads them): either way their
+                # writer keeps a copy, so that a Redis outage does not fail them.
+                mirror=inline,
+                adopt=not inline,
+                # A worker's task (its backends) ends with its run: what the run could not write
+                # while Redis was down is waited for then, up to the writer's own give-up.
+                flush_wait=_SERVER_FLUSH_WAIT if inline else _WORKER_FLUSH_WAIT,
                 # Pipelined, each round trip under one deadline (no timer per reply).
                 batches=build_async_redis(settings.redis.url, socket_timeout=None),
             ),

@@ -55,13 +55,18 @@ return wait
 """
 
 # KEYS[1] = window ZSET; ARGV = limit, window_us, unique member. 0 when allowed, else the
-# wait in µs until the request would be allowed (at least 1).
+# wait in µs until the request would be allowed (at least 1). A member already there is this
+# very request, sent again after its reply was lost (the client retries once on a dead
+# connection): it was allowed, and is not counted twice.
 _HIT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+  return 0
+end
 local count = redis.call('ZCARD', KEYS[1])
 if count < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])

@@ -18,6 +18,7 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,12 @@ class RedisStopRegistry:
                 future.set_result(None)
 
     async def forget(self, task_id: str) -> None:
-        """Drop the run's owner and flag."""
-        await self._redis.delete(self._owner_key(task_id), self._flag_key(task_id))
+        """Drop the run's owner and flag. Cleanup only: while Redis fails it is skipped (logged)
+        rather than fail the run's end; both keys expire with the run's ttl anyway."""
+        try:
+            await self._redis.delete(self._owner_key(task_id), self._flag_key(task_id))
+        except (RedisError, OSError) as error:
+            logger.warning("run %s: its stop keys were left to expire: %r", task_id, error)
 
     async def aclose(self) -> None:
         """Stop the poller and close the Redis client's connections."""

@@ -5,7 +5,8 @@
 3. One transaction: the kind's planner validates and reads what the run needs (`plan`), then
    its writes and the commit go to the database together. Under the Celery executor the run
    itself is an outbox row of that transaction, durable like any other task.
-4. The hand-off: the inline executor starts the run; its stop owner is registered.
+4. The hand-off: the inline executor starts the run; its stop owner is registered (the one
+   Redis step after the commit, and the only one allowed to fail without failing the start).
 
 Early start (inline executor only): a planner may plan a run ahead of its transaction
 (`plan_ahead`) when nothing in its spec comes from the database. Such a run starts at once and
@@ -267,27 +268,31 @@ async def start_run(
             slot_key,
             key,
         )
-        if runs.inline is None:
-            await _registered(runs, spec, ttl, registration)
     except BaseException:
+        # Nothing is committed: the run does not exist. (A Redis outage fails the log's
+        # creation or the limits above, before the transaction: a 503 with nothing written.)
         if early is not None and gates is not None:
             gates.fail()
             early.cancel()  # the run gives its slot back as it ends
         elif slot_key:
-            await limiter.release(slot_key, task_id)
+            await _released(limiter, slot_key, task_id)
         raise
+    # The run is committed: from here on nothing may fail the request, or its client would be
+    # told of a failure (and retry) while the run goes on. The inline executor starts it now;
+    # under the celery executor the outbox relays it after the commit.
     if runs.inline is not None:
-        # The stop owner is registered while the model call starts: a client learns the task id
-        # only from the stream, which this request opens after the registration.
         if gates is not None:
             gates.start_committed()
         else:
             runs.inline.submit(spec, slot_key)
-        try:
-            await _registered(runs, spec, ttl, registration)
-        except Exception:
-            # The run is committed and running: it goes on (and is stored) without a stop.
-            logger.exception("run %s: registering its stop owner failed", task_id)
+    # The one Redis step after the commit, the stop owner's registration (the owner may be
+    # known only in the transaction), is tolerant: the run starts, streams and is stored
+    # without it; only a stop request for it finds no owner. It is awaited before the
+    # response, since a client learns the task id only from it and may stop the run at once.
+    try:
+        await _registered(runs, spec, ttl, registration)
+    except Exception:
+        logger.warning("run %s: registering its stop owner failed", task_id, exc_info=True)
     return spec
 
 
@@ -299,6 +304,15 @@ async def _registered(
         await runs.backends.stops.register(spec.task_id, spec.owner, ttl=ttl)
     else:
         await started
+
+
+async def _released(limiter: Limiter, slot_key: str, task_id: str) -> None:
+    """Give back the slot of a start that failed. Its own failure (Redis down: likely what
+    failed the start) must not hide the start's: the slot expires with its ttl anyway."""
+    try:
+        await limiter.release(slot_key, task_id)
+    except Exception:
+        logger.warning("run %s: giving its slot back failed", task_id, exc_info=True)
 
 
 def _retrieved(done: asyncio.Future[None]) -> None:
@@ -326,7 +340,7 @@ async def _limits(
         known_user = None if runs.cache is None else await cached_end_user(runs.cache, app, user)
     except BaseException:
         if slot_key:
-            await limiter.release(slot_key, task_id)
+            await _released(limiter, slot_key, task_id)
         raise
     return slot_key, without_default, known_user
 

@@ -12,10 +12,14 @@ from sqlalchemy import select
 
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.events import Frames, RunEvent
-from conduit.db.models import App, EndUser
+from conduit.db.models import App, EndUser, Message
 from conduit.errors import NotFound
 from conduit.infra.db import Database
+from conduit.services.end_users import ANONYMOUS
 from conduit.services.runs.context import Runs
+
+# A cursor beyond any run's last event: a read from it only says whether the log exists.
+_PAST_ANY_EVENT = 2**62
 
 
 async def stop_run(runs: Runs, *, app: App, user: str, task_id: str) -> bool:
@@ -62,8 +66,33 @@ def run_events(runs: Runs, task_id: str) -> RunEvents:
 
 async def resumable_run_events(runs: Runs, *, app: App, user: str, task_id: str) -> RunEvents:
     """The events of a run `user` of `app` owns (404 otherwise: another user's run does not
-    exist for them)."""
-    meta = await runs.backends.eventlog.meta(task_id)
-    if meta is None or meta.get("app_id") != app.id or meta.get("user") != user:
+    exist for them). The log's meta says whose run it is; when the log has none (Redis
+    restarted without it, while the run's writer kept its events and wrote them again), the
+    database does."""
+    log = runs.backends.eventlog
+    meta = await log.meta(task_id)
+    if meta is None:
+        if not await asyncio.to_thread(_owns_run, runs.db, app.id, user, task_id):
+            raise NotFound("The run is unknown or its events have expired.")
+        # Its events, if any are left (RunNotFound, a 404, when the log expired or was lost).
+        await log.read_frames(task_id, after=_PAST_ANY_EVENT, wait=0)
+    elif meta.get("app_id") != app.id or meta.get("user") != user:
         raise NotFound("The run is unknown or its events have expired.")
-    return RunEvents(runs.backends.eventlog, task_id)
+    return RunEvents(log, task_id)
+
+
+def _owns_run(db: Database, app_id: str, user: str, task_id: str) -> bool:
+    """Whether the run's message is `user`'s, of `app_id` (a Service API end user)."""
+    with db.sessions() as session:
+        found = session.scalars(
+            select(Message.id)
+            .join(EndUser, EndUser.id == Message.end_user_id)
+            .where(
+                Message.task_id == task_id,
+                Message.app_id == app_id,
+                EndUser.app_id == app_id,
+                EndUser.type == "service-api",
+                EndUser.session_id == (user or ANONYMOUS),
+            )
+        ).first()
+        return found is not None

@@ -29,17 +29,42 @@ inline executor). `create()` of a new run makes this instance its writer and ope
 in-process `MemoryEventLog`. Its appends are numbered here, land in the mirror at once, and reach
 Redis behind it: while one write of the run is in flight, further events queue and go out
 together as one multi-event entry (so a fast model costs one XADD per round trip, not per token).
-A failed write raises from the run's next append; `close()` closes the mirror's copy (this
-process's readers end at once), then waits for the queue and appends the sentinel. Readers in
-this process read the mirror (no Redis round trip, no blocking connection per follower);
-readers anywhere else, and any reader once the mirror forgot the run (shortly after close, or
-evicted), read Redis. This assumes the instance is the run's only writer, which holds for a run
-created here by the inline executor.
+`close()` closes the mirror's copy (this process's readers end at once), then waits for the
+queue and the sentinel. Readers in this process read the mirror (no Redis round trip, no
+blocking connection per follower); readers anywhere else, and any reader once the mirror forgot
+the run (shortly after close, or evicted), read Redis. This assumes the instance is the run's
+only writer, which holds for a run created here by the inline executor.
+
+Redis outages. Redis is only this writer's copy for other processes, so its failures do not
+fail the run: the queued events stay queued and are sent again every `_RETRY_INTERVAL` until
+Redis answers; a run Redis lost meanwhile (restarted empty: an XADD past the first entry is
+NOMKSTREAM, so a lost stream is noticed instead of reborn with a gap) is written again whole
+from the mirror, with its meta. `close()` waits `_CLOSE_WAIT` at most for that; the writer goes
+on in the background, giving up (the copy in Redis then stays incomplete: readers elsewhere
+miss the run's end) once Redis has failed for `_GIVE_UP_AFTER` with the run closed.
+
+Adopted runs (`adopt=True`, for a process that writes runs created elsewhere: a Celery worker).
+The first append to a run without events makes this instance its writer, exactly as `create()`
+does in mirror mode (meta read back from Redis), so that its events too outlive an outage and
+are written again whole after Redis lost them; nobody reads that copy but the writer. A run
+that has events already (a redelivery) is appended to directly. Such a writer is only given
+runs that exist (a worker claimed it in the database first), so a run Redis knows nothing of
+is one Redis lost, and is adopted all the same (readers find its owner in the database); and
+when Redis does not answer at the first append, the run is adopted on trust and the writer
+makes sure, once Redis answers, that nobody wrote it meanwhile. `aclose()` waits up to
+`flush_wait` for what closed runs still have to write (a worker's task ends with its run).
+
+A writer of neither kind has no copy to fall back on: a failed append raises to the run, and a
+stream Redis lost raises `RunEventsLost` rather than go on with a gap.
+Retried commands (the clients retry once on a dead connection, `infra/redis.py`) never
+duplicate an event: an XADD whose first try landed fails its repeat ("ID equal or smaller"),
+and the writer then finds its own entry at the top of the stream and takes it as written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -48,13 +73,16 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 from redis.typing import EncodableT
 
 from conduit.core.runs.eventlog.base import RunNotFound, follow_by_reading, join_frames
 from conduit.core.runs.eventlog.memory import MemoryEventLog, RunClosed
 from conduit.core.runs.events import Frames, RunEvent
-from conduit.infra.redis import GroupCommit
+from conduit.errors import RunEventsLost
+from conduit.infra.redis import COMMAND_TIMEOUT, GroupCommit
+
+logger = logging.getLogger(__name__)
 
 CLOSED_EVENT = "__closed__"
 _CLOSED = CLOSED_EVENT.encode()
@@ -75,6 +103,14 @@ _MIRROR_RUNS = 50_000
 # other runs' writes (one pipeline), in seconds: how far behind a reader in another process
 # may be, besides a round trip, while this process's own readers read the mirror at once.
 _WRITE_BEHIND_LINGER = 0.05
+# Their deadline per round trip: no request waits on them, so it may be longer.
+_WRITE_BEHIND_TIMEOUT = 5.0
+# While Redis fails, how often a writer behind the mirror tries again (seconds).
+_RETRY_INTERVAL = 0.5
+# How long `close()` waits for the writes behind the mirror (only long while Redis fails).
+_CLOSE_WAIT = 5.0
+# How long a writer behind the mirror keeps trying once its run is closed and Redis fails.
+_GIVE_UP_AFTER = 60.0
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -123,12 +159,38 @@ def _entry_events(task_id: str, entry: _Entry, after: int) -> list[RunEvent]:
 
 @dataclass(eq=False)
 class _Owned:
-    """A run this instance writes (mirror mode): events numbered here, queued for Redis."""
+    """A run this instance writes (created here in mirror mode, or adopted): events numbered
+    here, queued for Redis until Redis has them (an event leaves the queue only once its write
+    succeeded)."""
 
-    last: int
+    meta: dict[EncodableT, EncodableT]  # create()'s fields, written again if Redis lost them
+    confirmed: bool = True  # False: adopted while Redis did not answer, not looked at yet
+    last: int = 0
     queue: list[RunEvent] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None  # drains `queue`, one round trip at a time
-    error: Exception | None = None  # a failed write, raised by the next append
+    closed: bool = False  # close() was called: the writer ends with the sentinel
+
+
+def _encoded(fields: dict[EncodableT, EncodableT]) -> dict[bytes, bytes]:
+    """The fields as Redis stores and returns them."""
+
+    def encode(value: EncodableT) -> bytes:
+        if isinstance(value, bytes):
+            return value
+        if isinstance(value, memoryview):
+            return value.tobytes()
+        return str(value).encode()
+
+    return {encode(k): encode(v) for k, v in fields.items()}
+
+
+def _decoded(meta: dict[EncodableT, EncodableT]) -> dict[str, str]:
+    """A run's meta fields as `meta()` answers them (without the field every run has)."""
+    return {k.decode(): v.decode() for k, v in _encoded(meta).items() if k != _CREATED_FIELD}
+
+
+def _id_too_small(reply: Any) -> bool:
+    return isinstance(reply, ResponseError) and _ID_TOO_SMALL in str(reply)
 
 
 def _checked(replies: list[Any]) -> list[Any]:
@@ -178,8 +240,10 @@ class RedisEventLog:
         block_ms: int = 5000,
         abandon_after: float = 24 * 3600,
         mirror: bool = False,
+        adopt: bool = False,
         batches: aioredis.Redis | None = None,
-        command_timeout: float = 5.0,
+        command_timeout: float = COMMAND_TIMEOUT,
+        flush_wait: float = _CLOSE_WAIT,
     ) -> None:
         self._redis = client
         self._batches = batches
@@ -193,15 +257,22 @@ class RedisEventLog:
         # The writes behind the mirror: this process's readers already have those events, so
         # they may wait a moment for more events of the run and for the other runs' writes, and
         # share one entry and one pipeline with them.
-        self._behind = GroupCommit(pipelined, linger=_WRITE_BEHIND_LINGER, timeout=command_timeout)
+        self._behind = GroupCommit(
+            pipelined,
+            linger=_WRITE_BEHIND_LINGER,
+            timeout=max(command_timeout, _WRITE_BEHIND_TIMEOUT),
+        )
         self._owned: OrderedDict[str, _Owned] = OrderedDict()
+        self._reads_mirror = mirror
+        self._adopt = adopt
+        self._flush_wait = flush_wait
         self._mirror = (
             MemoryEventLog(
                 retention=min(retention, _MIRROR_RETENTION),
                 max_events_per_run=sys.maxsize,
                 max_runs=_MIRROR_RUNS,
             )
-            if mirror
+            if mirror or adopt
             else None
         )
 
@@ -226,9 +297,8 @@ class RedisEventLog:
         *_, top = _checked(await self._batch.run(build))
         if not top:
             self._remember(task_id, 0)
-            if self._mirror is not None and task_id not in self._owned:
-                await self._mirror.create(task_id)
-                self._own(task_id)
+            if self._reads_mirror and task_id not in self._owned:
+                await self._own(task_id, fields)
         elif not _is_sentinel(top[0][1]):
             self._remember(task_id, _parse_id(top[0][0])[0])
 
@@ -244,6 +314,8 @@ class RedisEventLog:
             return []
         datas = [p if isinstance(p, bytes) else orjson.dumps(p) for p in payloads]
         owned = self._owned.get(task_id)
+        if owned is None and self._adopt and task_id not in self._last_seq:
+            owned = await self._adopted(task_id)
         if owned is not None:
             return self._append_owned(task_id, owned, event, datas)
         stream = self._stream(task_id)
@@ -269,33 +341,75 @@ class RedisEventLog:
                 fields: dict[EncodableT, EncodableT] = fields,
                 records: list[RunEvent] = records,
             ) -> None:
-                pipe.xadd(stream, fields, id=f"{records[-1].seq}-0")
-                if records[0].seq == 1:  # the stream is born here: give it the expiry
+                born = records[0].seq == 1
+                # Past the first entry the stream must exist: one Redis lost is not reborn.
+                pipe.xadd(stream, fields, id=f"{records[-1].seq}-0", nomkstream=not born)
+                if born:  # the stream is born here: give it the expiry
                     pipe.pexpire(stream, self._open_ttl_ms)  # create() could not
 
             added = (await self._batch.run(build))[0]
-            if isinstance(added, ResponseError) and _ID_TOO_SMALL in str(added):
-                continue  # our remembered seq was stale (another writer, or a restart): re-read
+            if added is None:
+                raise RunEventsLost()
+            if _id_too_small(added):
+                if await self._landed(stream, records[-1].seq, fields):
+                    added = None  # a retried XADD whose first try landed: written, once
+                else:
+                    continue  # our remembered seq was stale (another writer, a restart): re-read
             if isinstance(added, Exception):
                 raise added
             self._remember(task_id, records[-1].seq)
             return records
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
-    def _own(self, task_id: str) -> None:
-        self._owned[task_id] = _Owned(last=0)
+    async def _landed(self, stream: str, seq: int, fields: dict[EncodableT, EncodableT]) -> bool:
+        """Whether the entry `{seq}-0` holds exactly `fields`: ours, written by a try whose
+        reply was lost."""
+        found = _checked(
+            await self._batch.run(lambda pipe: pipe.xrange(stream, f"{seq}-0", f"{seq}-0"))
+        )
+        entries = found[0]
+        return bool(entries) and dict(entries[0][1]) == _encoded(fields)
+
+    async def _adopted(self, task_id: str) -> _Owned | None:
+        """A run nobody has written yet, now this instance's (adopt mode); None when it has
+        events already (written elsewhere before: appended to without the mirror)."""
+        try:
+            top, meta = await self._top_and_meta(task_id)
+        except (RedisError, OSError) as failure:
+            logger.warning("run %s: adopted while Redis does not answer: %r", task_id, failure)
+            return await self._own(task_id, {}, confirmed=False)
+        if top:
+            if _is_sentinel(top[0][1]):
+                raise RunClosed()
+            self._remember(task_id, _parse_id(top[0][0])[0])
+            return None
+        return await self._own(task_id, meta)
+
+    async def _confirm(self, task_id: str, owned: _Owned) -> None:
+        """A run adopted while Redis did not answer: still nobody else's (or RunClosed)."""
+        top, meta = await self._top_and_meta(task_id)
+        if top:
+            raise RunClosed(f"run {task_id} has events from another writer; not written here")
+        owned.meta, owned.confirmed = meta, True
+
+    async def _own(
+        self, task_id: str, meta: dict[EncodableT, EncodableT], *, confirmed: bool = True
+    ) -> _Owned:
+        assert self._mirror is not None
+        await self._mirror.create(task_id, meta=_decoded(meta))
+        owned = self._owned[task_id] = _Owned(meta=meta, confirmed=confirmed)
         if len(self._owned) > _MIRROR_RUNS:
             # Runs created but never closed (e.g. refused after create): forget the oldest idle.
             idle = next((t for t, o in self._owned.items() if o.writer is None), None)
             if idle is not None:
                 del self._owned[idle]
+        return owned
 
     def _append_owned(
         self, task_id: str, owned: _Owned, event: str, datas: list[bytes]
     ) -> list[RunEvent]:
-        if owned.error is not None:
-            error, owned.error = owned.error, None
-            raise error
+        if owned.closed:
+            raise RunClosed()
         first = owned.last + 1
         records = [RunEvent.from_data(task_id, first + i, event, d) for i, d in enumerate(datas)]
         owned.last += len(records)
@@ -303,30 +417,133 @@ class RedisEventLog:
         if not self._mirror.add(records):
             self._mirror.forget(task_id)  # evicted from the mirror: its readers go to Redis
         owned.queue += records
-        if owned.writer is None:
-            owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
+        self._start_writer(task_id, owned)
         return records
 
+    def _start_writer(self, task_id: str, owned: _Owned) -> asyncio.Task[None]:
+        if owned.writer is None:
+            owned.writer = asyncio.get_running_loop().create_task(self._write_owned(task_id, owned))
+        return owned.writer
+
     async def _write_owned(self, task_id: str, owned: _Owned) -> None:
-        """Send the run's queued events, all that queued meanwhile as one entry per round trip."""
-        stream = self._stream(task_id)
+        """Send the run's queued events, all that queued meanwhile as one entry per round trip,
+        and its sentinel once it is closed; while Redis fails, keep them and try again."""
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
         try:
-            while owned.queue:
-                events, owned.queue = owned.queue[:_ENTRY_EVENTS], owned.queue[_ENTRY_EVENTS:]
-
-                def build(pipe: Any, events: list[RunEvent] = events) -> None:
-                    pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0")
-                    if events[0].seq == 1:  # the stream is born here: give it its expiry
-                        pipe.pexpire(stream, self._open_ttl_ms)
-
+            while owned.queue or owned.closed:
                 try:
-                    added = (await self._behind.run(build))[0]
+                    if not owned.confirmed:
+                        await self._confirm(task_id, owned)
+                    if owned.queue:
+                        await self._send_queued(task_id, owned)
+                    elif await self._send_sentinel(task_id, owned):
+                        self._forget_owned(task_id, owned)
+                        return
+                except (RunEventsLost, RunClosed) as lost:
+                    logger.error("run %s: %s", task_id, lost.message)
+                    self._forget_owned(task_id, owned)  # its next append reads Redis, and fails
+                    return
                 except Exception as failure:
-                    added = failure
-                if isinstance(added, Exception):
-                    owned.error = added
+                    now = loop.time()
+                    if failing_since is None:
+                        failing_since = now
+                        logger.warning(
+                            "run %s: its events cannot reach Redis, kept to send again: %r",
+                            task_id,
+                            failure,
+                        )
+                    elif owned.closed and now - failing_since >= _GIVE_UP_AFTER:
+                        logger.error(
+                            "run %s: Redis failed for %.0f s; its events there stay incomplete",
+                            task_id,
+                            now - failing_since,
+                        )
+                        self._forget_owned(task_id, owned)
+                        return
+                    await asyncio.sleep(_RETRY_INTERVAL)
+                    continue
+                if failing_since is not None:
+                    logger.info("run %s: its events reach Redis again", task_id)
+                    failing_since = None
         finally:
             owned.writer = None
+
+    def _forget_owned(self, task_id: str, owned: _Owned) -> None:
+        if self._owned.get(task_id) is owned:
+            del self._owned[task_id]
+
+    async def _send_queued(self, task_id: str, owned: _Owned) -> None:
+        """One round trip of the run's queued events (one entry); they leave the queue once
+        Redis has them."""
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+        events = owned.queue[:_ENTRY_EVENTS]
+        born = events[0].seq == 1
+
+        def build(pipe: Any) -> None:
+            # Past the first entry the stream must exist: one Redis lost is not reborn with a
+            # gap (the reply is None instead).
+            pipe.xadd(stream, _entry_fields(events), id=f"{events[-1].seq}-0", nomkstream=not born)
+            if born:  # the stream is born here: its expiry, and its meta (again, if lost)
+                pipe.pexpire(stream, self._open_ttl_ms)
+                if owned.meta:
+                    pipe.hset(meta_key, mapping=owned.meta)
+                    pipe.pexpire(meta_key, self._open_ttl_ms)
+
+        added = (await self._behind.run(build))[0]
+        if added is None:
+            await self._requeue_all(task_id, owned)
+        elif _id_too_small(added):
+            # An earlier try landed though its reply was lost: what Redis has is not sent again.
+            top, closed = await self._read_top(task_id)
+            if closed:
+                raise RunClosed(f"run {task_id} was ended elsewhere")
+            owned.queue = [event for event in owned.queue if event.seq > top]
+        elif isinstance(added, Exception):
+            raise added
+        else:
+            del owned.queue[: len(events)]  # appends meanwhile went to the end
+
+    async def _send_sentinel(self, task_id: str, owned: _Owned) -> bool:
+        """Close the run in Redis; False when Redis lost it (it is then queued again whole)."""
+        stream, meta_key = self._stream(task_id), self._meta(task_id)
+        last = owned.last
+
+        def build(pipe: Any) -> None:
+            sentinel = {"event": CLOSED_EVENT, "payload": b"{}"}
+            pipe.xadd(stream, sentinel, id=f"{last}-1", nomkstream=last > 0)
+            if last == 0 and owned.meta:  # no events: the stream is born with its sentinel
+                pipe.hset(meta_key, mapping=owned.meta)
+            pipe.pexpire(stream, self._retention_ms)
+            pipe.pexpire(meta_key, self._retention_ms)
+
+        added = (await self._batch.run(build))[0]
+        if added is None:
+            await self._requeue_all(task_id, owned)
+            return False
+        if isinstance(added, Exception) and not _id_too_small(added):
+            raise added
+        return True  # written, or (too small) written by a try whose reply was lost
+
+    async def _requeue_all(self, task_id: str, owned: _Owned) -> None:
+        """Redis lost the run (restarted without its data): queue every event again, from the
+        mirror, so that readers elsewhere find it whole rather than with a gap."""
+        assert self._mirror is not None
+        events: list[RunEvent] = []
+        try:
+            while True:
+                batch = await self._mirror.read(task_id, after=len(events), wait=0)
+                if not batch:
+                    break
+                events += batch
+        except RunNotFound:
+            pass
+        if len(events) != owned.last:
+            raise RunEventsLost(
+                f"Redis lost run {task_id}'s events and the mirror no longer holds them all."
+            )
+        logger.warning("run %s: Redis lost its events; writing all %d again", task_id, len(events))
+        owned.queue = events
 
     async def release(self, task_id: str) -> None:
         """Stop writing the run here: what is queued behind the mirror is dropped (the taker
@@ -335,6 +552,8 @@ class RedisEventLog:
         owned = self._owned.pop(task_id, None)
         if owned is not None:
             owned.queue.clear()
+            if owned.writer is not None:
+                owned.writer.cancel()  # and its tries while Redis fails: the log is the taker's
         self._last_seq.pop(task_id, None)
         if self._mirror is not None:
             self._mirror.forget(task_id)
@@ -342,19 +561,21 @@ class RedisEventLog:
     async def close(self, task_id: str) -> None:
         """Append the sentinel and start the retention (idempotent; unknown runs are ignored)."""
         if self._mirror is not None:
-            # This process's readers end now; Redis's copy follows once the writes behind the
-            # mirror (up to a linger late) have landed, so a close never waits for them.
+            # This process's readers end now, before Redis's copy (a linger late, or later while
+            # Redis fails) has the run's last events and its sentinel.
             await self._mirror.close(task_id)
-        await self._close(task_id)
+        owned = self._owned.get(task_id)
+        if owned is None:
+            await self._close(task_id)
+            return
+        owned.closed = True  # the writer ends with the sentinel
+        writer = self._start_writer(task_id, owned)
+        # A close that is cancelled, or that stops waiting while Redis fails, leaves the writer
+        # going (until Redis has the whole run, or it gives up).
+        await asyncio.wait({writer}, timeout=_CLOSE_WAIT)
 
     async def _close(self, task_id: str) -> None:
         stream, meta_key = self._stream(task_id), self._meta(task_id)
-        owned = self._owned.get(task_id)
-        if owned is not None:
-            while owned.writer is not None:  # what is queued reaches Redis before the sentinel
-                await asyncio.shield(owned.writer)
-            self._owned.pop(task_id, None)
-            self._remember(task_id, owned.last)
         last = self._last_seq.pop(task_id, None)
         for _ in range(3):
             if last is None:
@@ -366,31 +587,42 @@ class RedisEventLog:
                     return
 
             def build(pipe: Any, last: int = last) -> None:
-                pipe.xadd(stream, {"event": CLOSED_EVENT, "payload": b"{}"}, id=f"{last}-1")
+                sentinel = {"event": CLOSED_EVENT, "payload": b"{}"}
+                pipe.xadd(stream, sentinel, id=f"{last}-1", nomkstream=last > 0)
                 pipe.pexpire(stream, self._retention_ms)
                 pipe.pexpire(meta_key, self._retention_ms)
 
             added = (await self._batch.run(build))[0]
+            if added is None:
+                logger.warning("run %s: Redis lost its events; nothing to close", task_id)
+                return
             if not isinstance(added, Exception):
                 return
-            if not isinstance(added, ResponseError) or _ID_TOO_SMALL not in str(added):
+            if not _id_too_small(added):
                 raise added
             last = None  # something landed after our last seq (a close, or a stale cache): look
         raise RunClosed("Could not find the end of the run's log; is another writer appending?")
 
     async def meta(self, task_id: str) -> dict[str, str] | None:
-        """The metadata given to create(), or None for an unknown or expired run."""
-        raw: dict[bytes, bytes] = await self._redis.hgetall(  # type: ignore[assignment]
-            self._meta(task_id)
-        )
-        if not raw:
-            return None
-        return {k.decode(): v.decode() for k, v in raw.items() if k != _CREATED_FIELD}
+        """The metadata given to create(), or None for an unknown or expired run. A run written
+        here is known without Redis (so while it is down): from the mirror, or its writer."""
+        if self._reads_mirror:
+            assert self._mirror is not None
+            kept = await self._mirror.meta(task_id)
+            if kept is not None:
+                return kept
+        owned = self._owned.get(task_id)
+        if owned is not None:
+            return _decoded(owned.meta)
+        key = self._meta(task_id)
+        raw = _checked(await self._batch.run(lambda pipe: pipe.hgetall(key)))[0]
+        return _decoded(raw) if raw else None
 
     async def read(self, task_id: str, *, after: int, wait: float) -> list[RunEvent] | None:
         """Events with seq > `after` (XREAD, one batch); when none are there, XREAD BLOCK for
         up to `wait` s; [] when nothing came, None past the sentinel, or RunNotFound."""
-        if self._mirror is not None:
+        if self._reads_mirror:
+            assert self._mirror is not None
             try:
                 return await self._mirror.read(task_id, after=after, wait=wait)
             except RunNotFound:
@@ -399,7 +631,8 @@ class RedisEventLog:
 
     async def read_frames(self, task_id: str, *, after: int, wait: float) -> Frames | None:
         """`read()` as one chunk (from the mirror without an object per event)."""
-        if self._mirror is not None:
+        if self._reads_mirror:
+            assert self._mirror is not None
             try:
                 return await self._mirror.read_frames(task_id, after=after, wait=wait)
             except RunNotFound:
@@ -443,31 +676,44 @@ class RedisEventLog:
         return follow_by_reading(self, task_id, after=after)
 
     async def aclose(self) -> None:
-        """Close the Redis clients' connections."""
+        """Wait up to `flush_wait` for the writes of closed runs still behind (Redis failing),
+        stop those still trying, and close the Redis clients."""
+        closing = [o.writer for o in self._owned.values() if o.writer is not None and o.closed]
+        if closing:
+            await asyncio.wait(closing, timeout=self._flush_wait)
+        writers = [owned.writer for owned in self._owned.values() if owned.writer is not None]
+        for writer in writers:
+            writer.cancel()
+        if writers:
+            await asyncio.wait(writers)
         await self._redis.aclose()
         if self._batches is not None:
             await self._batches.aclose()
 
     async def _ended_before(self, task_id: str, cursor: tuple[int, int]) -> bool:
         """After an empty block: whether the run expired, or was closed before the cursor."""
-        top, meta_exists = await self._top_and_meta(task_id)
-        return (not top and not meta_exists) or _closed_at_or_before(top, cursor)
+        top, meta = await self._top_and_meta(task_id)
+        return (not top and not meta) or _closed_at_or_before(top, cursor)
 
-    async def _top_and_meta(self, task_id: str) -> tuple[list[_Entry], bool]:
+    async def _top_and_meta(
+        self, task_id: str
+    ) -> tuple[list[_Entry], dict[EncodableT, EncodableT]]:
+        """The stream's top entry and the run's meta fields (with `__created__`; empty for an
+        unknown run), in one round trip."""
         stream, meta_key = self._stream(task_id), self._meta(task_id)
 
         def build(pipe: Any) -> None:
             pipe.xrevrange(stream, count=1)
-            pipe.exists(meta_key)
+            pipe.hgetall(meta_key)
 
-        top, meta_exists = _checked(await self._batch.run(build))
-        return list(top), bool(meta_exists)
+        top, meta = _checked(await self._batch.run(build))
+        return list(top), dict(meta)
 
     async def _read_top(self, task_id: str) -> tuple[int, bool]:
         """(last seq, closed) from the stream's top entry; RunNotFound when the run is unknown."""
-        top, meta_exists = await self._top_and_meta(task_id)
+        top, meta = await self._top_and_meta(task_id)
         if not top:
-            if not meta_exists:
+            if not meta:
                 raise RunNotFound()
             return 0, False
         entry_id, fields = top[0]
