@@ -8,16 +8,21 @@ and refuses a run that is no longer running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from conduit.core.runs.backends import build_run_backends
+from conduit.core.runs.kinds import Execution
+from conduit.core.runs.leases import LeaseKeeper
+from conduit.core.runs.spec import RunSpec
 from conduit.db.models import Message, utcnow
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings, load_settings
@@ -120,15 +125,18 @@ def test_a_renewal_keeps_a_run_alive_and_is_refused_once_it_ended(
 ) -> None:
     ids = running(db, alive=(300, LEASE + 5), ended=(300, 1))
     store = MessageStore(db)
-    assert store.renew_now(ids["alive"]) is True  # its executor renews just in time
+    assert store.renew_now({ids["alive"]: None}) == {ids["alive"]}  # renewed just in time
     with db.transaction() as session:
         session.execute(update(Message).where(Message.id == ids["ended"]).values(status="stopped"))
-    assert store.renew_now(ids["ended"]) is False  # it no longer runs
+    # Renewed together, in one statement: the one that no longer runs is refused.
+    assert store.renew_now({ids["alive"]: None, ids["ended"]: "late"}) == {ids["alive"]}
     assert take_over(db, settings) == 0
     assert statuses(db, ids)["alive"] == ("running", "part")
-    # A renewal with a checkpoint stores the answer so far.
-    assert store.renew_now(ids["alive"], "part and more") is True
-    assert statuses(db, ids)["alive"] == ("running", "part and more")
+    assert statuses(db, ids)["ended"] == ("stopped", "part")  # a refused checkpoint is not kept
+    # A renewal with a checkpoint stores the answer so far (quotes and all, as given).
+    answer = 'part and "more" \\ ünïcode'
+    assert store.renew_now({ids["alive"]: answer}) == {ids["alive"]}
+    assert statuses(db, ids)["alive"] == ("running", answer)
 
 
 def test_a_dead_run_ends_with_what_its_log_holds_and_an_error_that_ends_the_log(
@@ -200,3 +208,79 @@ def test_a_delivery_claims_a_run_only_when_no_live_executor_holds_it(db: Databas
     assert claimed == {"queued": True, "lapsed": True, "live": False, "ended": False}
     # Claimed, a run's lease is live: a second delivery of it is refused.
     assert store.claim_now(ids["queued"], LEASE) is False
+
+
+class Answer:
+    """What a run produced so far, as its `Execution.checkpoint` reports it."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self._checkpointed = 0
+
+    def checkpoint(self) -> str | None:
+        if len(self.pieces) == self._checkpointed:
+            return None
+        self._checkpointed = len(self.pieces)
+        return "".join(self.pieces)
+
+
+def message_run(message_id: str) -> RunSpec:
+    body = SimpleNamespace(message_id=message_id)
+    return RunSpec(f"task-{message_id}", "chat", "app", "tenant", "owner", 0, body)
+
+
+def test_the_runs_of_one_loop_renew_their_leases_together(db: Database, settings: Settings) -> None:
+    """Five runs held on one loop: one UPDATE per tick renews them all, with the checkpoints
+    of those that grew; a run that no longer runs has its lease lost within a tick; a run
+    whose rows are not committed yet (an early start) is not written."""
+    ids = running(db, **{f"run{n}": (300, LEASE + 5) for n in range(5)}, early=(300, LEASE + 5))
+    store = MessageStore(db)
+    updates: list[str] = []
+
+    def count(_c: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE MESSAGES"):
+            updates.append(statement)
+
+    async def scenario() -> None:
+        keeper = LeaseKeeper()
+        answers = {name: Answer() for name in ids}
+        with contextlib.ExitStack() as held:
+            leases = {
+                name: held.enter_context(
+                    keeper.holding(
+                        message_run(ids[name]),
+                        store,
+                        cast(Execution, answers[name]),
+                        every=0.2,
+                        renew_after=0.3,
+                        ready=(lambda: False) if name == "early" else None,
+                    )
+                )
+                for name in ids
+            }
+            answers["run0"].pieces.append("part, then more")
+            answers["run1"].pieces.append('"quoted" \\ ünïcode')
+            answers["early"].pieces.append("not yet")
+            await asyncio.sleep(0.5)  # two ticks
+            assert 1 <= len(updates) <= 2, updates  # not one per run
+            with db.transaction() as session:
+                session.execute(
+                    update(Message).where(Message.id == ids["run4"]).values(status="stopped")
+                )
+            await asyncio.wait_for(asyncio.shield(leases["run4"].lost), timeout=2)
+            assert not any(leases[name].lost.done() for name in ids if name != "run4")
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        asyncio.run(scenario())
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    found = statuses(db, ids)
+    assert found["run0"] == ("running", "part, then more")
+    assert found["run1"] == ("running", '"quoted" \\ ünïcode')
+    assert found["run2"] == ("running", "part")  # renewed, its answer kept
+    assert found["run4"] == ("stopped", "part")
+    assert found["early"] == ("running", "part")
+    # Renewed, so not taken over; the early one was never written: its lease lapsed.
+    assert take_over(db, settings) == 1
+    assert statuses(db, ids)["early"][0] == "failed"

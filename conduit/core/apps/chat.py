@@ -10,7 +10,7 @@ when the run ends and stores the `ChatResult` (through a `ChatStore`) before the
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -106,9 +106,9 @@ class ChatStore(Protocol):
     async def finish(self, result: ChatResult) -> dict[str, Any]:
         """Persist the result; returns the `metadata` object of `message_end` (usage...)."""
 
-    async def renew(self, spec: RunSpec, checkpoint: str | None = None) -> bool:
-        """The run is alive (its lease), and its answer so far when `checkpoint` is given;
-        False when it no longer runs."""
+    async def renew_many(self, runs: Sequence[tuple[RunSpec, str | None]]) -> set[str]:
+        """The runs are alive (their leases), with each one's answer so far when given; the
+        task ids of those that no longer run (see `RunStore.renew_many`)."""
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (see `RunStore.claim`)."""

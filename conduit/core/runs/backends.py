@@ -3,11 +3,12 @@ or on Redis (distributed), chosen by whether `CONDUIT_REDIS_URL` is set."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.eventlog.redis import RedisEventLog
+from conduit.core.runs.leases import LeaseKeeper
 from conduit.core.runs.limits import Limiter
 from conduit.core.runs.limits_memory import MemoryLimiter
 from conduit.core.runs.limits_redis import RedisLimiter
@@ -32,6 +33,8 @@ class RunBackends:
     stops: StopRegistry
     limiter: Limiter
     shared: bool  # in-process objects, usable from any thread and loop of this process
+    # The leases of the runs executed on these backends, renewed together (one ticker per loop).
+    leases: LeaseKeeper = field(default_factory=LeaseKeeper)
 
     async def aclose(self) -> None:
         await self.eventlog.aclose()

@@ -139,10 +139,15 @@ class GatedStore:
             return {}  # its start never committed: there is nothing to store it on
         return await self._store.finish(result)
 
-    async def renew(self, spec: RunSpec, checkpoint: Any | None = None) -> bool:
-        if self._committed.done() and self._committed.result():
-            return await self._store.renew(spec, checkpoint)
-        return True  # its rows are not there yet: nothing to renew
+    async def renew_many(self, runs: Sequence[tuple[RunSpec, Any | None]]) -> set[str]:
+        if self.committed():
+            return await self._store.renew_many(runs)
+        return set()  # its rows are not there yet: nothing to renew
+
+    def committed(self) -> bool:
+        """Whether the run's rows exist (its lease can be written)."""
+        gate = self._committed
+        return gate.done() and not gate.cancelled() and gate.result()
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         return await self._store.claim(spec, lease_seconds)

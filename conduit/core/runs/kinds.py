@@ -9,7 +9,7 @@ it (`RunStore`) and name the terminal events. A new kind of app is a new runner 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from conduit.core.runs.eventlog.base import EventLog
@@ -43,10 +43,11 @@ class RunStore(Protocol):
     async def finish(self, result: Any) -> dict[str, Any]:
         """Persist the finished run; returns what the terminal events report of it."""
 
-    async def renew(self, spec: RunSpec, checkpoint: Any | None = None) -> bool:
-        """Renew the run's lease: it is alive (runs whose lease lapsed are taken over), and
-        store `checkpoint` (`Execution.checkpoint`) when given. False when the run is no
-        longer running (it ended, or was taken over)."""
+    async def renew_many(self, runs: Sequence[tuple[RunSpec, Any | None]]) -> set[str]:
+        """Renew the runs' leases (they are alive: runs whose lease lapsed are taken over),
+        storing each one's checkpoint (`Execution.checkpoint`) when not None, together (one
+        statement: `core/runs/leases.py`). Returns the task ids of those that no longer run
+        (they ended, or were taken over)."""
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (a Celery delivery): True only

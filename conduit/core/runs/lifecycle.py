@@ -2,13 +2,14 @@
 
 `execute_run` runs the app runner's execution against the run's event log, racing it with
 the run's stop request, its time limit and the process's shutdown; renews the run's lease
-while it lives, storing what it produced so far with it (a checkpoint at most every
-`checkpoint_every` seconds, only when it grew), so that a run whose executor dies is taken
-over within seconds with its partial answer (`services/runs/reaper.py`); and ends it in one
-order: the result is stored (`RunStore.finish`) *before*
-the terminal events are appended and the log is closed, so whoever sees the end of a run can
-read its stored result. It never raises for the run's own failures: they end up in the result
-and the log. The HTTP consumer never writes; a client that goes away loses nothing.
+while it lives, storing what it produced so far with it (a checkpoint about every
+`checkpoint_every` seconds, only when it grew; the runs of one event loop together:
+`core/runs/leases.py`), so that a run whose executor dies is taken over within seconds with its
+partial answer (`services/runs/reaper.py`); and ends it in one order: the result is stored
+(`RunStore.finish`) *before* the terminal events are appended and the log is closed, so
+whoever sees the end of a run can read its stored result. It never raises for the run's own
+failures: they end up in the result and the log. The HTTP consumer never writes; a client
+that goes away loses nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.early import GatedLog, GatedStore, StartGates
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.kinds import AppRunner, AppRunners, Execution, RunStore
+from conduit.core.runs.leases import LeaseKeeper
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus, transition
 from conduit.core.runs.stop import StopRegistry
@@ -51,6 +53,7 @@ async def execute_run(
     *,
     log: EventLog,
     stops: StopRegistry,
+    leases: LeaseKeeper,
     limits: RunLimits,
     gates: StartGates | None = None,
     on_stored: Callable[[], Awaitable[None]] | None = None,
@@ -62,53 +65,52 @@ async def execute_run(
     after each renewal of its lease (e.g. to renew its concurrency slot with it)."""
     store: RunStore = runner.store
     gated: GatedLog | None = None
+    ready: Callable[[], bool] | None = None  # its record exists from the start
     if gates is not None:
         gated = GatedLog(log, gates.created)
-        log, store = gated, GatedStore(store, gates.committed)
+        gated_store = GatedStore(store, gates.committed)
+        log, store, ready = gated, gated_store, gated_store.committed
     status = transition(RunStatus.PENDING, RunStatus.RUNNING)
     execution = runner.start(spec)
     error: ConduitError | None = None
     work = asyncio.ensure_future(execution.run(log))
     stop_watch = asyncio.ensure_future(stops.wait_for_stop(spec.task_id))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limits.max_seconds
-    renewal_due = loop.time() + limits.lease_renewal
     try:
-        while True:
-            wait = min(deadline - loop.time(), limits.checkpoint_every)
+        with leases.holding(
+            spec,
+            runner.store,
+            execution,
+            every=limits.checkpoint_every,
+            renew_after=limits.lease_renewal,
+            ready=ready,
+            on_renewed=on_renewed,
+        ) as lease:
             done, _ = await asyncio.wait(
-                {work, stop_watch}, timeout=max(wait, 0.0), return_when=asyncio.FIRST_COMPLETED
+                {work, stop_watch, lease.lost},
+                timeout=limits.max_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
             )
-            if work in done:
-                work.result()  # raises the run's failure
-                status = transition(status, RunStatus.SUCCEEDED)
-                break
-            if stop_watch in done:
-                await _cancelled(work)  # closes the model stream / stops local generation
-                status = transition(status, RunStatus.STOPPED)
-                break
-            if loop.time() >= deadline:
-                await _cancelled(work)
-                error = RunTimeLimitExceeded(
-                    f"The run reached its time limit of {limits.max_seconds:g} seconds and "
-                    "was ended; its partial answer is kept."
-                )
-                status = transition(status, RunStatus.FAILED)
-                break
-            checkpoint = execution.checkpoint()
-            if checkpoint is None and loop.time() < renewal_due:
-                continue
-            renewal_due = loop.time() + limits.lease_renewal
-            if not await _renewed(store, spec, checkpoint):
-                # Its row is no longer `running`: it was taken over (its lease lapsed, say
-                # under a stalled database), its answer so far stored and its log ended by
-                # the taker. Going on would stream an answer nobody stores.
-                await _cancelled(work)
-                logger.warning("run %s was taken over elsewhere; it stops here", spec.task_id)
-                await log.release(spec.task_id)
-                return execution.result(RunStatus.FAILED, RunTakenOver())
-            if on_renewed is not None:
-                await _quietly(on_renewed, spec, "renewing its concurrency slot")
+        if work in done:
+            work.result()  # raises the run's failure
+            status = transition(status, RunStatus.SUCCEEDED)
+        elif stop_watch in done:
+            await _cancelled(work)  # closes the model stream / stops local generation
+            status = transition(status, RunStatus.STOPPED)
+        elif lease.lost in done:
+            # Its row is no longer `running`: it was taken over (its lease lapsed, say under a
+            # stalled database), its answer so far stored and its log ended by the taker.
+            # Going on would stream an answer nobody stores.
+            await _cancelled(work)
+            logger.warning("run %s was taken over elsewhere; it stops here", spec.task_id)
+            await log.release(spec.task_id)
+            return execution.result(RunStatus.FAILED, RunTakenOver())
+        else:
+            await _cancelled(work)
+            error = RunTimeLimitExceeded(
+                f"The run reached its time limit of {limits.max_seconds:g} seconds and "
+                "was ended; its partial answer is kept."
+            )
+            status = transition(status, RunStatus.FAILED)
     except ConduitError as failure:
         error = failure
         status = transition(status, RunStatus.FAILED)
@@ -132,24 +134,6 @@ async def _cancelled(work: asyncio.Future[None]) -> None:
     work.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await work
-
-
-async def _quietly(call: Callable[[], Awaitable[None]], spec: RunSpec, what: str) -> None:
-    try:
-        await call()
-    except Exception:
-        logger.warning("run %s: %s failed", spec.task_id, what, exc_info=True)
-
-
-async def _renewed(store: RunStore, spec: RunSpec, checkpoint: Any | None) -> bool:
-    """False only when the store says the run no longer runs."""
-    try:
-        return await store.renew(spec, checkpoint)
-    except Exception:
-        # A missed renewal is not the run's failure: the next one may pass, and the lease
-        # outlives several renewal periods.
-        logger.warning("run %s: renewing its lease failed", spec.task_id, exc_info=True)
-        return True
 
 
 async def _finish(
@@ -253,6 +237,7 @@ async def run_to_end(
             stops=backends.stops,
             limits=limits,
             gates=gates,
+            leases=backends.leases,
             on_stored=release,
             on_renewed=renew_slot,
         )

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, Update, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import ChatResult
@@ -166,31 +179,51 @@ def record_result(
     return metadata, message
 
 
-_RENEW = (
+_CLAIM = (
     update(_MESSAGES)
     .where(
         _MESSAGES.c.id == bindparam("message_id"),
         _MESSAGES.c.status == RunStatus.RUNNING.value,
+        or_(
+            _MESSAGES.c.renewed_at.is_(None),
+            _MESSAGES.c.renewed_at < bindparam("lapsed_before"),
+        ),
     )
     .values(renewed_at=bindparam("now"))
 )
-_CHECKPOINT = _RENEW.values(renewed_at=bindparam("now"), answer=bindparam("answer"))
-_CLAIM = _RENEW.where(
-    or_(_MESSAGES.c.renewed_at.is_(None), _MESSAGES.c.renewed_at < bindparam("lapsed_before"))
-)
+
+# One statement renews many runs' leases, each with its checkpoint or none (then its answer
+# stays), and returns the ids of those still running: the rows come as one JSON array of
+# [message id, answer or null] (PostgreSQL: json_to_recordset; SQLite: json_each).
+_RENEW_MANY = {
+    "postgresql": """
+        UPDATE messages SET renewed_at = :now, answer = COALESCE(due.answer, messages.answer)
+        FROM json_to_recordset(CAST(:runs AS json)) AS due(id text, answer text)
+        WHERE messages.id = due.id AND messages.status = 'running'
+        RETURNING messages.id""",
+    "sqlite": """
+        UPDATE messages SET renewed_at = :now, answer = COALESCE(due.answer, messages.answer)
+        FROM (
+            SELECT value ->> '$.id' AS id, value ->> '$.answer' AS answer
+            FROM json_each(:runs)
+        ) AS due
+        WHERE messages.id = due.id AND messages.status = 'running'
+        RETURNING messages.id""",
+}
 
 
-def renew_lease(connection: Connection, message_id: str, answer: str | None = None) -> bool:
-    """The run is alive: its message's `renewed_at` is its lease; `answer`, its answer so far
-    (a checkpoint), is stored with it when given. False when the run is no longer `running`
-    (it ended, or was taken over)."""
-    if answer is None:
-        found = connection.execute(_RENEW, {"message_id": message_id, "now": utcnow()})
-    else:
-        found = connection.execute(
-            _CHECKPOINT, {"message_id": message_id, "now": utcnow(), "answer": answer}
-        )
-    return bool(getattr(found, "rowcount", 0))
+def renew_leases(connection: Connection, checkpoints: dict[str, str | None]) -> set[str]:
+    """The runs are alive: each message's `renewed_at` is its run's lease; its answer so far
+    (a checkpoint), when not None, is stored with it. Returns the ids of the messages renewed:
+    the others no longer run (they ended, or were taken over)."""
+    if not checkpoints:
+        return set()
+    statement = text(_RENEW_MANY[connection.dialect.name]).bindparams(
+        bindparam("now", type_=_MESSAGES.c.renewed_at.type)
+    )
+    runs = json.dumps([{"id": key, "answer": answer} for key, answer in checkpoints.items()])
+    found = connection.execute(statement, {"now": utcnow(), "runs": runs})
+    return {str(message_id) for (message_id,) in found}
 
 
 def claim_lease(connection: Connection, message_id: str, lease_seconds: float) -> bool:
@@ -228,12 +261,16 @@ class MessageStore:
             send_isolated(message_was_created, written, status=result.status.value)
         return metadata
 
-    async def renew(self, spec: RunSpec, checkpoint: str | None = None) -> bool:
-        return await asyncio.to_thread(self.renew_now, spec.body.message_id, checkpoint)
+    async def renew_many(self, runs: Sequence[tuple[RunSpec, str | None]]) -> set[str]:
+        by_message = {spec.body.message_id: spec.task_id for spec, _ in runs}
+        checkpoints = {spec.body.message_id: checkpoint for spec, checkpoint in runs}
+        renewed = await asyncio.to_thread(self.renew_now, checkpoints)
+        return {task_id for message, task_id in by_message.items() if message not in renewed}
 
-    def renew_now(self, message_id: str, checkpoint: str | None = None) -> bool:
+    def renew_now(self, checkpoints: dict[str, str | None]) -> set[str]:
+        """Renew the runs of these messages (with their checkpoints); the ids renewed."""
         with self._db.statements() as connection:
-            return renew_lease(connection, message_id, checkpoint)
+            return renew_leases(connection, checkpoints)
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         return await asyncio.to_thread(self.claim_now, spec.body.message_id, lease_seconds)
