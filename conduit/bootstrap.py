@@ -49,7 +49,7 @@ from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
 from conduit.tasks.broker_loss import RedisBrokerWatch
-from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, publisher
+from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, longest_run, publisher
 from conduit.tasks.consumers import amqp_consumer_check, is_redis_url, redis_consumer_check
 from conduit.tasks.context import TaskContext, TaskParts, attach
 
@@ -425,7 +425,7 @@ def _outbox_relay(settings: Settings, db: Database, celery: Celery) -> OutboxRel
         redeliver_dispatched_after=settings.broker.visibility_timeout + 60,
         # A task still `running` past its hard limit has no worker left; a run's task may take
         # the run's own limit + 20 s.
-        redeliver_running_after=max(settings.tasks.time_limit, settings.runs.max_seconds + 20) + 60,
+        redeliver_running_after=max(settings.tasks.time_limit, longest_run(settings) + 20) + 60,
     )
     watch = None
     if is_redis_url(settings.broker.url):

@@ -242,6 +242,18 @@ class FileNotFound(NotFound):
     default_message = "File not found."
 
 
+class TaskNotFound(NotFound):
+    code = "task_not_found"
+    default_message = "Task not found."
+
+
+class TaskExpired(NotFound):
+    """An async run's task that existed and was removed after its retention."""
+
+    code = "task_expired"
+    default_message = "The task has expired: its result is kept for a limited time after it ends."
+
+
 class FileAccessDenied(Forbidden):
     code = "file_access_denied"
     default_message = "File access denied."

@@ -25,6 +25,7 @@ from starlette.responses import Response
 from conduit.api.errors import REDIS_OUTAGE, envelope, error_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
+from conduit.core.apps.chat import BlockingReply
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
@@ -59,24 +60,42 @@ def plain_endpoint(plain: PlainEndpoint) -> Callable[[Any], Any]:
 
 
 async def start_chat(
-    request: Request, *, app: App, key_id: str | None, user: str, run: ChatRequest
+    request: Request,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    run: ChatRequest,
+    status_url: Callable[[str], str],
 ) -> Response:
-    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode; with
-    an Idempotency-Key, a repeat answers from the run the first request started."""
+    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode (an
+    async run: 202 and where to poll it, `status_url(task_id)`); with an Idempotency-Key, a
+    repeat answers from the run the first request started."""
     runs = runs_of(request)
     key = idempotency_key(request)
+    attached = False
     if key is None:
         spec = await run_service.start_chat_run(
             runs, app=app, key_id=key_id, user=user, request=run
         )
-        events = run_service.run_events(runs, spec.task_id)
+        task_id = spec.task_id
+        events = run_service.run_events(runs, task_id)
         names = run_names(spec)
     else:
         started = await run_service.start_or_attach_chat_run(
             runs, app=app, key_id=key_id, user=user, request=run, key=key
         )
-        events = started.events
-        names = name_headers(started.task_id, started.names)
+        task_id, events, attached = started.task_id, started.events, started.attached
+        names = name_headers(task_id, started.names)
+    if run.response_mode == "async":
+        status = "pending"
+        if attached:  # a repeat: the task as it is now
+            status = await run_service.task_status_of(runs, app=app, user=user, task_id=task_id)
+        return OrjsonResponse(
+            {"task_id": task_id, "status": status, "status_url": status_url(task_id)},
+            status_code=202,
+            headers=names,
+        )
     if run.response_mode == "streaming":
         return stream(runs, events, names=names)
     response = await blocking_response(events, mode=app.mode.value)
@@ -132,33 +151,13 @@ async def blocking_response(events: RunEvents, *, mode: str) -> Response:
 
 
 async def _read_to_end(events: RunEvents, *, mode: str) -> Response:
-    answer: list[str] = []
+    reply = BlockingReply(mode)
     async for event in events.follow():
-        payload = event.payload
-        if event.event == "message":
-            answer.append(str(payload.get("answer", "")))
-        elif event.event == "message_replace":
-            answer = [str(payload.get("answer", ""))]
-        elif event.event == "message_end":
-            body: dict[str, Any] = {
-                "event": "message",
-                "task_id": payload["task_id"],
-                "id": payload["message_id"],
-                "message_id": payload["message_id"],
-            }
-            if "conversation_id" in payload:
-                body["conversation_id"] = payload["conversation_id"]
-            body.update(
-                {
-                    "mode": mode,
-                    "answer": "".join(answer),
-                    "metadata": payload.get("metadata", {}),
-                    "created_at": payload["created_at"],
-                }
-            )
-            return OrjsonResponse(body)
-        elif event.event == "error":
-            return envelope(str(payload["code"]), str(payload["message"]), int(payload["status"]))
+        end = reply.add(event.event, event.payload)
+        if end is not None:
+            if end.error is not None:
+                return envelope(end.error["code"], end.error["message"], end.error["status"])
+            return OrjsonResponse(end.body)
     # The log vanished before the run's end (lost with Redis, or forgotten).
     return error_response(RunEventsLost())
 

@@ -281,6 +281,25 @@ class RunSettings(BaseSettings):
         gt=0,
         description="Seconds between a distributed server's looks for runs whose lease lapsed.",
     )
+    async_max_seconds: int = Field(
+        3600,
+        ge=1,
+        description="The longest an async run (`response_mode: async`) may take: async runs "
+        "are the long ones, and no client waits on them.",
+    )
+    async_retention_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Hours an async run's task (its status, result, Idempotency-Key and "
+        "callback deliveries) is kept after it ended; then it is removed, and its status "
+        "answers 404 `task_expired`.",
+    )
+    async_stale_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A task waiting on a queue longer than this counts as stale in the "
+        "`conduit_tasks_waiting_stale` gauge.",
+    )
     memory_turns: int = Field(
         10, ge=0, le=200, description="Past conversation turns put into a chat prompt."
     )

@@ -88,12 +88,13 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.tasks.soft_time_limit,
         task_time_limit=settings.tasks.time_limit,
-        # A run ends itself at CONDUIT_RUNS_MAX_SECONDS (its partial answer stored): its task's
-        # limits only back that up, they must never cut it first.
+        # A run ends itself at CONDUIT_RUNS_MAX_SECONDS (an async one at
+        # CONDUIT_RUNS_ASYNC_MAX_SECONDS; its partial answer stored): its task's limits only
+        # back that up, they must never cut it first.
         task_annotations={
             RUN_TASK: {
-                "soft_time_limit": settings.runs.max_seconds + 10,
-                "time_limit": settings.runs.max_seconds + 20,
+                "soft_time_limit": longest_run(settings) + 10,
+                "time_limit": longest_run(settings) + 20,
             }
         },
         # Durable queues and persistent messages: a RabbitMQ broker keeps queued tasks across
@@ -115,6 +116,13 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": 60.0,
                 "options": {"queue": "maintenance"},
             },
+            "purge-expired-tasks": {
+                "task": "conduit.maintenance.purge_expired_tasks",
+                # Every half retention, at most every 5 minutes: a task outlives its
+                # retention by no more than that.
+                "schedule": max(1.0, min(300.0, settings.runs.async_retention_hours * 1800)),
+                "options": {"queue": "maintenance"},
+            },
             "purge-finished-outbox": {
                 "task": "conduit.maintenance.purge_outbox",
                 "schedule": 3600.0,
@@ -125,6 +133,11 @@ def create_celery(settings: Settings) -> Celery:
     )
     app.steps["consumer"].add(QueueHeartbeat)  # only active with a Redis broker
     return app
+
+
+def longest_run(settings: Settings) -> int:
+    """The longest any run may take (an async run's limit is its own)."""
+    return max(settings.runs.max_seconds, settings.runs.async_max_seconds)
 
 
 def publisher(app: Celery) -> Any:

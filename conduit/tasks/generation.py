@@ -68,7 +68,7 @@ async def _with_backends(parts: TaskParts, work: Any) -> Any:
     try:
         if parts.backends is not None and parts.backends.shared:
             return await work(parts.backends)
-        backends = build_run_backends(parts.resources.settings)
+        backends = build_run_backends(parts.resources.settings, worker=True)
         try:
             return await work(backends)
         finally:

@@ -11,7 +11,7 @@ from celery import shared_task
 from conduit.core.runs.backends import build_run_backends
 from conduit.db.models import utcnow
 from conduit.infra.outbox import purge_finished
-from conduit.services.runs import take_over_dead_runs
+from conduit.services.runs import take_over_dead_runs, tasks
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.context import task_context
 
@@ -36,10 +36,27 @@ def reap_stale_runs(self: OutboxTask) -> int:
     found = task_context(self).resources
 
     async def take_over() -> int:
-        backends = build_run_backends(found.settings)
+        backends = build_run_backends(found.settings, worker=True)
         try:
             return await take_over_dead_runs(found.db, backends, found.settings)
         finally:
             await backends.aclose()
 
     return asyncio.run(take_over())
+
+
+@shared_task(name="conduit.maintenance.purge_expired_tasks", base=OutboxTask, bind=True)
+def purge_expired_tasks(self: OutboxTask) -> int:
+    """Remove the async runs' tasks that ended longer ago than their retention (with their
+    Idempotency-Keys and callback deliveries)."""
+    found = task_context(self).resources
+    removed = 0
+    while True:  # in batches, each its own transaction
+        with found.db.transaction() as session:
+            batch = tasks.purge_expired_tasks(session, found.settings)
+        removed += batch
+        if batch < tasks.PURGE_BATCH:
+            break
+    if removed:
+        logger.info("purged %d expired async task(s)", removed)
+    return removed

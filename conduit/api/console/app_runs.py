@@ -14,6 +14,7 @@ from conduit.api.deps import CurrentIdentity, DbSession
 from conduit.api.v1.schemas import json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
 from conduit.services import apps, model_config
+from conduit.services import runs as run_service
 
 router = APIRouter(prefix="/apps", tags=["console: app debugging"])
 
@@ -71,8 +72,14 @@ async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Resp
     if body.get("response_mode") in (None, ""):
         body["response_mode"] = "streaming"  # Dify's debugger streams unless told otherwise
     run = run_request(body, mode=mode)
+    app_id = caller.app.id
     return await run_controller.start_chat(
-        request, app=caller.app, key_id=None, user=caller.user, run=run
+        request,
+        app=caller.app,
+        key_id=None,
+        user=caller.user,
+        run=run,
+        status_url=lambda task_id: f"/console/api/apps/{app_id}/tasks/{task_id}",
     )
 
 
@@ -101,3 +108,12 @@ async def debug_completion(request: Request, caller: Caller) -> Response:
 @router.post("/{app_id}/completion-messages/{task_id}/stop")
 async def stop_debug_completion(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     return await _stop(request, caller, task_id)
+
+
+@router.get("/{app_id}/tasks/{task_id}")
+async def debug_task(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    """An async run the signed-in account started in the debugger (`GET /v1/tasks/{id}`'s
+    body)."""
+    return await run_service.task_view(
+        run_controller.runs_of(request), app=caller.app, user=caller.user, task_id=task_id
+    )

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from conduit.api.v1 import app, chat, completion, conversations, files
+from conduit.api.v1 import app, chat, completion, conversations, files, tasks
 
 router = APIRouter(prefix="/v1")
 router.include_router(app.router)
@@ -10,5 +10,6 @@ router.include_router(chat.router)
 router.include_router(completion.router)
 router.include_router(conversations.router)
 router.include_router(files.router)
+router.include_router(tasks.router)
 
 __all__ = ["router"]

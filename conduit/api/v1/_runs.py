@@ -17,6 +17,7 @@ from conduit.api.v1.schemas import (
     required_user,
     run_request,
 )
+from conduit.api.v1.tasks import status_url
 
 
 async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> Response:
@@ -24,7 +25,12 @@ async def create_run(request: Request, caller: ServiceCaller, *, mode: str) -> R
     user = required_user(body.get("user"))  # Dify checks `user` before anything else
     run = run_request(body, mode=mode)
     return await run_controller.start_chat(
-        request, app=caller.app, key_id=caller.key.key_id, user=user, run=run
+        request,
+        app=caller.app,
+        key_id=caller.key.key_id,
+        user=user,
+        run=run,
+        status_url=status_url(user),
     )
 
 
@@ -38,7 +44,8 @@ def run_routes(path: str, mode: str, tag: str) -> APIRouter:
     @router.post(f"/{path}", name=f"create_{mode}_message")
     @run_controller.plain_endpoint(start_plain)
     async def create(request: Request, caller: AppCaller) -> Response:
-        """Start a run; `response_mode` blocking (JSON) or streaming (SSE)."""
+        """Start a run; `response_mode` blocking (JSON), streaming (SSE) or async (202, then
+        `GET /v1/tasks/{task_id}` or the `callback_url`)."""
         return await create_run(request, caller, mode=mode)
 
     @router.post(f"/{path}/{{task_id}}/stop", name=f"stop_{mode}_message")

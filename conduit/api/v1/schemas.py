@@ -13,7 +13,7 @@ from conduit.services.runs import ChatRequest
 
 USER_REQUIRED = "Arg user must be provided."
 USER_MAX_LENGTH = 255  # end_users.session_id
-RESPONSE_MODES = ("blocking", "streaming")
+RESPONSE_MODES = ("blocking", "streaming", "async")
 EVENT_POSITION_MAX = 2**63 - 1
 
 
@@ -111,7 +111,13 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
         raise InvalidParam("query must be a string")
     response_mode = body.get("response_mode") or "blocking"
     if response_mode not in RESPONSE_MODES:
-        raise InvalidParam("response_mode must be one of blocking, streaming")
+        raise InvalidParam("response_mode must be one of blocking, streaming, async")
+    callback_url = body.get("callback_url")
+    if callback_url is not None:
+        if response_mode != "async":
+            raise InvalidParam("callback_url is only accepted with response_mode async")
+        if not isinstance(callback_url, str) or not callback_url:
+            raise InvalidParam("callback_url must be an http or https URL")
     conversation_id = body.get("conversation_id")
     if conversation_id is not None and not isinstance(conversation_id, str):
         raise InvalidParam("conversation_id must be a valid UUID")
@@ -129,4 +135,5 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
         conversation_id=conversation_id or None,
         auto_generate_name=auto_name and mode == "chat",
         files=files or [],
+        callback_url=callback_url,
     )

@@ -98,6 +98,7 @@ class ChatResult:
     error_message: str | None = None
     error_status: int | None = None
     prices: dict[str, str] | None = None
+    asynchronous: bool = False  # an async run's: its task ends with it
 
 
 class ChatStore(Protocol):
@@ -200,6 +201,60 @@ def stored_events(run: StoredChat) -> list[Event]:
             message=run.error_message or "The run failed.",
         ),
     ]
+
+
+@dataclass(frozen=True)
+class BlockingEnd:
+    """How a run's events end as Dify's blocking reply: its `body`, or its `error` (`code`,
+    `message`, `status`)."""
+
+    body: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class BlockingReply:
+    """Folds a chat or completion run's events, in order, into Dify's blocking reply (`mode`:
+    the app's mode as the wire names it): the answer its `message` events assemble, with what
+    `message_end` reports; or its `error`. The same fold serves a blocking request (from the
+    live log), an async task's result and its callback (from the stored events)."""
+
+    def __init__(self, mode: str) -> None:
+        self._mode = mode
+        self._answer: list[str] = []
+
+    def add(self, name: str, payload: dict[str, Any]) -> BlockingEnd | None:
+        """The reply once `name` ends the run; None until then."""
+        if name == "message":
+            self._answer.append(str(payload.get("answer", "")))
+        elif name == "message_replace":
+            self._answer = [str(payload.get("answer", ""))]
+        elif name == "message_end":
+            body: dict[str, Any] = {
+                "event": "message",
+                "task_id": payload["task_id"],
+                "id": payload["message_id"],
+                "message_id": payload["message_id"],
+            }
+            if "conversation_id" in payload:
+                body["conversation_id"] = payload["conversation_id"]
+            body.update(
+                {
+                    "mode": self._mode,
+                    "answer": "".join(self._answer),
+                    "metadata": payload.get("metadata", {}),
+                    "created_at": payload["created_at"],
+                }
+            )
+            return BlockingEnd(body=body)
+        elif name == "error":
+            return BlockingEnd(
+                error={
+                    "code": str(payload["code"]),
+                    "message": str(payload["message"]),
+                    "status": int(payload["status"]),
+                }
+            )
+        return None
 
 
 class ChatRunner:
@@ -314,4 +369,5 @@ class ChatExecution:
             error_message=error.message if error else None,
             error_status=error.status if error else None,
             prices=self._body.prices,
+            asynchronous=self._spec.asynchronous,
         )

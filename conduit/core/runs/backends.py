@@ -42,11 +42,13 @@ class RunBackends:
         await self.limiter.aclose()
 
 
-def build_run_backends(settings: Settings) -> RunBackends:
+def build_run_backends(settings: Settings, *, worker: bool = False) -> RunBackends:
     """Redis Streams and Lua when Redis is configured; in-process backends otherwise. Redis
-    clients belong to the loop that first uses them: build one set per event loop."""
+    clients belong to the loop that first uses them: build one set per event loop. `worker`:
+    for a Celery worker's tasks, which write runs created elsewhere (queued: the celery
+    executor's, and async runs whatever the executor)."""
     if settings.redis.url:
-        inline = settings.runs.executor == "inline"
+        inline = settings.runs.executor == "inline" and not worker
         # A follower of a run written in another process holds a connection for its blocking
         # XREAD: the event log gets its own pool, sized for thousands of open streams. Runs of
         # the inline executor are written here, and their followers here read the local mirror.

@@ -74,8 +74,10 @@ class GatedLog:
         if not await self.usable():
             raise StartAbandoned()
 
-    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
-        await self._log.create(task_id, meta=meta)
+    async def create(
+        self, task_id: str, *, meta: dict[str, str] | None = None, written_here: bool = True
+    ) -> None:
+        await self._log.create(task_id, meta=meta, written_here=written_here)
 
     def append(
         self, task_id: str, event: str, payload: dict[str, Any] | bytes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -39,9 +40,11 @@ class RunLimits:
     """`max_seconds`: the longest a run may take (it is then ended, its partial result kept);
     `lease_seconds`: how long a run's lease lasts (a run whose lease lapsed is taken over);
     `lease_renewal`: how often a live run renews it at the latest; `checkpoint_every`: how
-    often a run that produced something since stores it (renewing its lease with it)."""
+    often a run that produced something since stores it (renewing its lease with it);
+    `async_max_seconds`: the longest an async run may take."""
 
     max_seconds: float = 600.0
+    async_max_seconds: float = 3600.0
     lease_seconds: float = 6.0
     lease_renewal: float = 1.5
     checkpoint_every: float = 1.0
@@ -219,6 +222,8 @@ async def run_to_end(
     """What every executor calls: execute the run with its kind's runner, and always give its
     concurrency slot (as soon as its result is stored) and its stop registration back."""
     held = [slot_key] if slot_key else []
+    if spec.asynchronous:
+        limits = dataclasses.replace(limits, max_seconds=limits.async_max_seconds)
 
     async def release() -> None:
         if held:

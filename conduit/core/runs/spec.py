@@ -7,6 +7,9 @@ Celery executor sends specs through the outbox and the broker).
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,8 +24,10 @@ class RunBody(Protocol):
 @dataclass(frozen=True)
 class RunSpec:
     """One run: its task id, the app runner that executes it (`kind`), whose app and
-    workspace it belongs to, who may stop it (`owner`), when it was created (Unix seconds)
-    and the runner's own `body`."""
+    workspace it belongs to, who may stop it (`owner`), when it was created (Unix seconds),
+    the runner's own `body`, and whether it is an async run (`response_mode: "async"`: it
+    runs on the `generation` queue under its own time limit, and its end is kept as a task's
+    result and sent to its callback)."""
 
     task_id: str
     kind: str
@@ -31,6 +36,7 @@ class RunSpec:
     owner: str
     created_at: int
     body: Any  # a RunBody of `kind`'s runner
+    asynchronous: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +47,7 @@ class RunSpec:
             "owner": self.owner,
             "created_at": self.created_at,
             "body": self.body.to_json(),
+            "asynchronous": self.asynchronous,
         }
 
     @classmethod
@@ -54,4 +61,25 @@ class RunSpec:
             owner=str(data["owner"]),
             created_at=int(data["created_at"]),
             body=body,
+            asynchronous=bool(data.get("asynchronous", False)),
         )
+
+
+def time_ordered_id() -> str:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits; its time can be
+    read back (`id_time`)."""
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10)) & (1 << 80) - 1
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # variant 10
+    return str(uuid.UUID(int=value))
+
+
+def id_time(task_id: str) -> float | None:
+    """When a `time_ordered_id` was made (Unix seconds); None for any other id."""
+    try:
+        parsed = uuid.UUID(task_id)
+    except ValueError:
+        return None
+    if parsed.version != 7:
+        return None
+    return (parsed.int >> 80) / 1000

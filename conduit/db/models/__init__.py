@@ -29,6 +29,7 @@ from conduit.db.models.conversation import (
 )
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
 from conduit.db.models.provider import ProviderCredential
+from conduit.db.models.task import AsyncTask
 
 __all__ = [
     "Account",
@@ -38,6 +39,7 @@ __all__ = [
     "App",
     "AppMode",
     "AppStatus",
+    "AsyncTask",
     "Base",
     "ConsoleSession",
     "Conversation",

@@ -9,11 +9,16 @@ reading a run's events, storing results, and ending runs whose executor is gone.
 - `store.py`: the only home of run SQL (the finish, the lease and checkpoint, the takeover).
 - `stop.py`: `stop_run`, and the readers of a run's events.
 - `reaper.py`: taking over runs whose executor is gone.
+- `tasks.py`, `task_store.py`: async runs' tasks (status, result, end, retention).
 - `context.py`: `Runs`, the process's run machinery (built by `conduit/bootstrap.py`).
 """
 
+import asyncio
+from typing import Any
+
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
+from conduit.services.runs import tasks
 from conduit.services.runs.chat import ChatPlanner, ChatRequest, model_ref
 from conduit.services.runs.chat import run_names as chat_run_names
 from conduit.services.runs.context import Runs, run_limits
@@ -43,6 +48,22 @@ async def start_or_attach_chat_run(
     )
 
 
+async def task_view(runs: Runs, *, app: App, user: str, task_id: str) -> dict[str, Any]:
+    """`user`'s async task of `app` as `GET /v1/tasks/{task_id}` shows it (404 otherwise)."""
+    return await asyncio.to_thread(_task_view, runs, app, user, task_id)
+
+
+async def task_status_of(runs: Runs, *, app: App, user: str, task_id: str) -> str:
+    """`user`'s async task's status (404 when it is not theirs)."""
+    return str((await task_view(runs, app=app, user=user, task_id=task_id))["status"])
+
+
+def _task_view(runs: Runs, app: App, user: str, task_id: str) -> dict[str, Any]:
+    with runs.db.sessions() as session:
+        task = tasks.find_task(session, app=app, user=user, task_id=task_id, settings=runs.settings)
+        return tasks.describe(session, task, app)
+
+
 __all__ = [
     "RUN_TASK",
     "ChatRequest",
@@ -62,4 +83,6 @@ __all__ = [
     "start_run",
     "stop_run",
     "take_over_dead_runs",
+    "task_status_of",
+    "task_view",
 ]

@@ -25,6 +25,7 @@ from conduit.infra.cache import Cache
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
+from conduit.services.runs import task_store
 from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
 
 CHAT_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
@@ -38,10 +39,12 @@ class ChatRequest:
     mode: ChatMode  # the route it came in on
     inputs: Any
     query: str
-    response_mode: str  # "blocking" | "streaming"
+    response_mode: str  # "blocking" | "streaming" | "async"
     conversation_id: str | None = None
     auto_generate_name: bool = True
     files: list[Any] = field(default_factory=list)
+    # An async run's callback (checked against SSRF as the request was read).
+    callback_url: str | None = None
 
 
 def app_provider(app: App) -> Any:
@@ -95,6 +98,7 @@ class ChatPlan:
     # that a server killed before the first renewal is seen. A queued run's starts when a
     # worker claims it.
     leased: bool = False
+    callback_url: str | None = None
 
     def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
         write_run(session, app, self, key)
@@ -163,15 +167,16 @@ def plan_run(
         name_conversation=(
             new_conversation and request.mode == "chat" and request.auto_generate_name
         ),
-        leased=settings.runs.executor == "inline",
+        leased=settings.runs.executor == "inline" and not spec.asynchronous,
+        callback_url=request.callback_url,
     )
 
 
 def write_run(session: Session, app: App, planned: ChatPlan, key: RunKey | None = None) -> None:
     """Write a planned run: its new conversation (and the naming task) or its conversation's
-    activity, and its message (`running`, with the request's Idempotency-Key if any). Writes
-    only, whose results are not read: they can go to the database together with the commit
-    (`commit_together`); the caller commits."""
+    activity, its message (`running`, with the request's Idempotency-Key if any) and, for an
+    async run, its task. Writes only, whose results are not read: they can go to the database
+    together with the commit (`commit_together`); the caller commits."""
     spec, ids = planned.spec, planned.ids
     body: ChatRunBody = spec.body
     if planned.new_conversation:
@@ -216,6 +221,15 @@ def write_run(session: Session, app: App, planned: ChatPlan, key: RunKey | None 
             "request_hash": key.request_hash if key else None,
         },
     )
+    if spec.asynchronous:
+        task_store.write_task(
+            session,
+            spec,
+            end_user_id=planned.end_user.id,
+            record_id=ids.message_id,
+            callback_url=planned.callback_url,
+            created_at=ids.created_at,
+        )
 
 
 def check_app_mode(app: App, request: ChatRequest) -> None:
@@ -227,7 +241,7 @@ def check_app_mode(app: App, request: ChatRequest) -> None:
                     "Chatflow apps need workflows, which this server does not run yet."
                 )
             raise NotChatApp()
-        if app.mode == AppMode.AGENT_CHAT and request.response_mode != "streaming":
+        if app.mode == AppMode.AGENT_CHAT and request.response_mode == "blocking":
             raise InvalidParam("Agent Chat App does not support blocking mode")
     elif app.mode != AppMode.COMPLETION:
         raise AppUnavailable()
@@ -264,6 +278,7 @@ def _spec(
             model_ref=ref,
             prices=raw_prices(config),
         ),
+        asynchronous=is_async(request),
     )
 
 
@@ -336,10 +351,14 @@ def run_names(spec: RunSpec) -> dict[str, str]:
     return {"message_id": body.message_id}
 
 
+def is_async(request: ChatRequest) -> bool:
+    return request.response_mode == "async"
+
+
 def fingerprint(request: ChatRequest) -> dict[str, Any]:
     """The fields that define a chat or completion run (`response_mode` does not: it is how
     the run is answered)."""
-    return {
+    fields = {
         "mode": request.mode,
         "inputs": request.inputs,
         "query": request.query,
@@ -347,6 +366,10 @@ def fingerprint(request: ChatRequest) -> dict[str, Any]:
         "auto_generate_name": request.auto_generate_name,
         "files": request.files,
     }
+    if request.callback_url is not None:
+        # Only when given: the hashes of the keyed runs stored before callbacks existed hold.
+        fields["callback_url"] = request.callback_url
+    return fields
 
 
 _KEYED = select(
@@ -423,6 +446,7 @@ class ChatPlanner:
     # transaction when nothing in it comes from the database, and the plan in it.
     plan_ahead = staticmethod(early_spec)
     plan = staticmethod(plan_run)
+    asynchronous = staticmethod(is_async)
     # What a request with an Idempotency-Key needs.
     fingerprint = staticmethod(fingerprint)
     check = staticmethod(check_app_mode)

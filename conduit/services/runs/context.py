@@ -33,6 +33,7 @@ class Runs:
 def run_limits(settings: Settings) -> RunLimits:
     return RunLimits(
         max_seconds=float(settings.runs.max_seconds),
+        async_max_seconds=float(settings.runs.async_max_seconds),
         lease_seconds=settings.runs.lease_seconds,
         lease_renewal=settings.runs.lease_seconds / 4,
         checkpoint_every=min(settings.runs.checkpoint_seconds, settings.runs.lease_seconds / 4),

@@ -33,12 +33,20 @@ from sqlalchemy.orm import Session
 from conduit.core.apps.chat import error_payload, message_envelope
 from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.status import RunStatus
 from conduit.db.models import utcnow
 from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings
 from conduit.services.runs.start import app_slot_key
-from conduit.services.runs.store import LapsedRun, end_lapsed_run, end_runs, lapsed_runs
+from conduit.services.runs.store import (
+    INTERRUPTED,
+    LapsedRun,
+    end_lapsed_run,
+    end_runs,
+    lapsed_runs,
+)
+from conduit.services.runs.tasks import end_run_task
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +66,7 @@ async def take_over_dead_runs(db: Database, backends: RunBackends, settings: Set
         db,
         now - timedelta(seconds=settings.runs.lease_seconds),
         now - timedelta(seconds=settings.runs.max_seconds + 60),
+        now - timedelta(seconds=settings.runs.async_max_seconds + 60),
     )
     taken = 0
     for run in lapsed:
@@ -69,19 +78,34 @@ async def take_over_dead_runs(db: Database, backends: RunBackends, settings: Set
 
 
 def _lapsed(
-    db: Database, lease_lapsed_before: datetime, never_renewed_before: datetime
+    db: Database,
+    lease_lapsed_before: datetime,
+    never_renewed_before: datetime,
+    async_never_renewed_before: datetime,
 ) -> list[LapsedRun]:
     with db.statements() as connection:
         return lapsed_runs(
             connection,
             lease_lapsed_before=lease_lapsed_before,
             never_renewed_before=never_renewed_before,
+            async_never_renewed_before=async_never_renewed_before,
         )
 
 
 def _end(db: Database, run: LapsedRun, answer: str) -> bool:
-    with db.statements() as connection:
-        return end_lapsed_run(connection, run, answer)
+    """End the run and, if it is an async run's, its task (one transaction)."""
+    with db.transaction() as session:
+        if not end_lapsed_run(session.connection(), run, answer):
+            return False
+        if run.task_id is not None:
+            end_run_task(
+                session,
+                run.task_id,
+                RunStatus.FAILED.value,
+                error_code=RunInterrupted.code,
+                error_message=INTERRUPTED,
+            )
+        return True
 
 
 async def _take_over(db: Database, backends: RunBackends, run: LapsedRun) -> bool:

@@ -34,9 +34,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from conduit.core.runs.early import StartGates
+from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.limits import Limiter
-from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.spec import RunSpec, time_ordered_id
 from conduit.db.models import App, EndUser, utcnow
 from conduit.errors import AppUnavailable, ServiceUnavailable, TooManyRequests
 from conduit.infra.cache import Cache
@@ -148,6 +149,9 @@ class Planner(Protocol):
     ) -> Plan:
         """Validate and read, in the start's transaction (nothing written)."""
 
+    def asynchronous(self, request: Any) -> bool:
+        """Whether the request asks for an async run (`response_mode: "async"`)."""
+
     # What a request with an Idempotency-Key needs (`services/runs/idempotency.py`).
 
     def fingerprint(self, request: Any) -> dict[str, Any]:
@@ -174,7 +178,13 @@ def app_slot_key(app_id: str) -> str:
 
 
 async def check_limits(
-    limiter: Limiter, settings: Settings, *, app: App, key_id: str | None, task_id: str
+    limiter: Limiter,
+    settings: Settings,
+    *,
+    app: App,
+    key_id: str | None,
+    task_id: str,
+    queued: bool,
 ) -> str | None:
     """Count the key's request and take one of the app's run slots; raises TooManyRequests.
     Returns the slot key to release when the run ends (None when the app has no limit)."""
@@ -191,7 +201,9 @@ async def check_limits(
     # its lease lapses. Until its executor starts it, the slot must outlast its wait: the
     # inline executor starts it at once, a queued run may wait as long as the takeover allows.
     runs = settings.runs
-    ttl = runs.lease_seconds if runs.executor == "inline" else float(runs.max_seconds + 60)
+    ttl = (
+        float(max(runs.max_seconds, runs.async_max_seconds) + 60) if queued else runs.lease_seconds
+    )
     if not await limiter.acquire(slot, limit=limit, ttl=ttl, holder=task_id):
         # The real time until a slot can free: the first one's lease (or wait) running out.
         wait = await limiter.free_in(slot)
@@ -212,9 +224,14 @@ async def start_run(
     """Check limits and open the run's event log, write its rows (one commit), hand the run to
     the executor and register its stop owner. Returns its spec. With a `key`: raises KeyTaken
     when another start committed a run under it first."""
-    if runs.inline is not None and not runs.inline.accepting:
+    asynchronous = planner.asynchronous(request)
+    # An async run always goes to the `generation` queue: nobody waits on its request, and a
+    # worker that dies hands it to another; the others run where the server's executor runs.
+    inline = None if asynchronous else runs.inline
+    if inline is not None and not inline.accepting:
         raise ServiceUnavailable("The server is shutting down; retry on another instance.")
-    task_id = str(uuid.uuid4())
+    # An async run's id is time-ordered: its status can tell an expired task from none.
+    task_id = time_ordered_id() if asynchronous else str(uuid.uuid4())
     ids = RunIds.new()
     eventlog, stops, limiter = runs.backends.eventlog, runs.backends.stops, runs.backends.limiter
     # The log's creation (a Redis round trip, distributed) starts now and runs alongside the
@@ -222,15 +239,19 @@ async def start_run(
     # makes the run visible to another process (a worker may start it at once). A request
     # refused meanwhile leaves only a log that expires.
     meta = {"app_id": app.id, "user": user, **planner.meta(app, request, ids)}
-    created = asyncio.ensure_future(eventlog.create(task_id, meta=meta))
+    created = asyncio.ensure_future(
+        eventlog.create(task_id, meta=meta, written_here=inline is not None)
+    )
     created.add_done_callback(_retrieved)
-    slot_key, without_default, known_user = await _limits(runs, planner, app, key_id, user, task_id)
+    slot_key, without_default, known_user = await _limits(
+        runs, planner, app, key_id, user, task_id, queued=inline is None
+    )
     ttl = float(runs.settings.runs.max_seconds + 600)
     gates: StartGates | None = None
     early: asyncio.Task[Any] | None = None
     registration: asyncio.Future[None] | None = None
     try:
-        if runs.inline is not None and key is None:
+        if inline is not None and key is None:
             # A run that needs nothing from the database starts its model call now, while its
             # log is created and its start commits: both hide in the model's time to first
             # token (see the module's docstring).
@@ -244,7 +265,7 @@ async def start_run(
             )
             if ahead is not None:
                 gates = StartGates.new()
-                early = runs.inline.submit(ahead, slot_key, gates=gates)
+                early = inline.submit(ahead, slot_key, gates=gates)
         await asyncio.shield(created)
         if gates is not None:
             gates.log_created()
@@ -255,19 +276,10 @@ async def start_run(
                 stops.register(task_id, owner_of(known_user), ttl=ttl)
             )
             registration.add_done_callback(_retrieved)
-        spec = await asyncio.to_thread(
-            _prepare_and_commit,
-            runs,
-            planner,
-            app,
-            user,
-            known_user,
-            request,
-            task_id,
-            ids,
-            slot_key,
-            key,
+        start = _Start(
+            runs, planner, app, user, known_user, request, task_id, ids, slot_key, key, inline
         )
+        spec = await asyncio.to_thread(_prepare_and_commit, start)
     except BaseException:
         # Nothing is committed: the run does not exist. (A Redis outage fails the log's
         # creation or the limits above, before the transaction: a 503 with nothing written.)
@@ -280,11 +292,11 @@ async def start_run(
     # The run is committed: from here on nothing may fail the request, or its client would be
     # told of a failure (and retry) while the run goes on. The inline executor starts it now;
     # under the celery executor the outbox relays it after the commit.
-    if runs.inline is not None:
+    if inline is not None:
         if gates is not None:
             gates.start_committed()
         else:
-            runs.inline.submit(spec, slot_key)
+            inline.submit(spec, slot_key)
     # The one Redis step after the commit, the stop owner's registration (the owner may be
     # known only in the transaction), is tolerant: the run starts, streams and is stored
     # without it; only a stop request for it finds no owner. It is awaited before the
@@ -323,7 +335,14 @@ def _retrieved(done: asyncio.Future[None]) -> None:
 
 
 async def _limits(
-    runs: Runs, planner: Planner, app: App, key_id: str | None, user: str, task_id: str
+    runs: Runs,
+    planner: Planner,
+    app: App,
+    key_id: str | None,
+    user: str,
+    task_id: str,
+    *,
+    queued: bool,
 ) -> tuple[str | None, bool, EndUser | None]:
     """`check_limits`, then the end user if the cache holds it and, for the inline executor,
     whether the cache knows that the app's workspace has no default provider. Returns the
@@ -334,9 +353,11 @@ async def _limits(
     the same turn of the event loop (running them as tasks cost two turns, each one a wait
     behind every other ready callback under load)."""
     limiter = runs.backends.limiter
-    slot_key = await check_limits(limiter, runs.settings, app=app, key_id=key_id, task_id=task_id)
+    slot_key = await check_limits(
+        limiter, runs.settings, app=app, key_id=key_id, task_id=task_id, queued=queued
+    )
     try:
-        without_default = await _without_default_provider(runs, planner, app)
+        without_default = False if queued else await _without_default_provider(runs, planner, app)
         known_user = None if runs.cache is None else await cached_end_user(runs.cache, app, user)
     except BaseException:
         if slot_key:
@@ -347,63 +368,58 @@ async def _limits(
 
 async def _without_default_provider(runs: Runs, planner: Planner, app: App) -> bool:
     """Whether the cache says that the app's workspace has no default provider (False when it
-    does not know, or when nothing would start before the commit anyway)."""
-    if runs.inline is None or runs.cache is None:
+    does not know)."""
+    if runs.cache is None:
         return False
     if not planner.uses_default_provider(app):
         return False  # the app names its provider: the workspace default does not matter
     return await model_providers.aknown_without_default(runs.cache, app.tenant_id)
 
 
-def _prepare_and_commit(
-    runs: Runs,
-    planner: Planner,
-    given: App,
-    user: str,
-    known_user: EndUser | None,
-    request: Any,
-    task_id: str,
-    ids: RunIds,
-    slot_key: str | None,
-    key: RunKey | None,
-) -> RunSpec:
-    arguments = (runs, planner, given, user, known_user, request, task_id, ids, slot_key, key)
+@dataclass(frozen=True)
+class _Start:
+    """What a start's transaction needs: the run's request and ids as decided on the loop,
+    and the executor that takes it (None: the `generation` queue, through the outbox)."""
+
+    runs: Runs
+    planner: Planner
+    app: App
+    user: str
+    known_user: EndUser | None
+    request: Any
+    task_id: str
+    ids: RunIds
+    slot_key: str | None
+    key: RunKey | None
+    inline: InlineExecutor | None
+
+
+def _prepare_and_commit(start: _Start) -> RunSpec:
     try:
         try:
-            return _commit_run(*arguments, pipelined=True)
+            return _commit_run(start, pipelined=True)
         except OperationalError as error:
             if not pipeline_aborted(error):
                 raise
             # Which error of an aborted pipeline arrives first is a matter of timing: the
             # same writes again, one statement at a time, raise the real one (or commit).
-            return _commit_run(*arguments, pipelined=False)
+            return _commit_run(start, pipelined=False)
     except IntegrityError as error:
         # The app (hence its rows' foreign keys) may have gone while its snapshot was served;
         # or another start committed a run under the same Idempotency-Key first.
+        runs, given, key = start.runs, start.app, start.key
         with runs.db.sessions() as session:
             if session.get(App, given.id) is None:
                 raise AppUnavailable() from error
             if key is not None:
-                taken = planner.keyed_run(session, app=given, user=user, key=key.key)
+                taken = start.planner.keyed_run(session, app=given, user=start.user, key=key.key)
                 if taken is not None:
                     raise KeyTaken(taken) from error
         raise
 
 
-def _commit_run(
-    runs: Runs,
-    planner: Planner,
-    given: App,
-    user: str,
-    known_user: EndUser | None,
-    request: Any,
-    task_id: str,
-    ids: RunIds,
-    slot_key: str | None,
-    key: RunKey | None,
-    *,
-    pipelined: bool,
-) -> RunSpec:
+def _commit_run(start: _Start, *, pipelined: bool) -> RunSpec:
+    runs, given = start.runs, start.app
     with runs.db.transaction(pinned=True) as session:
         # A detached app is the Service API's cached snapshot (dropped whenever the app
         # changes): reading it again would cost a query per run. Another session's app is
@@ -412,26 +428,27 @@ def _commit_run(
         if app is None:
             raise AppUnavailable()
         # The end user as the cache knew it before the transaction (looked up on the loop).
-        end_user = known_user or get_or_create_end_user(session, app, user, runs.cache)
-        plan = planner.plan(
+        end_user = start.known_user or get_or_create_end_user(session, app, start.user, runs.cache)
+        plan = start.planner.plan(
             session,
             app=app,
             end_user=end_user,
-            request=request,
+            request=start.request,
             settings=runs.settings,
-            task_id=task_id,
-            ids=ids,
+            task_id=start.task_id,
+            ids=start.ids,
             cache=runs.cache,
         )
         # The reads are done: the writes and the commit go out together (one round trip).
         with commit_together(session, pipelined=pipelined):
-            plan.write(session, app, key)
-            if runs.inline is None:
-                # The celery executor: the run itself is outbox work, durable like any task.
+            plan.write(session, app, start.key)
+            if start.inline is None:
+                # Queued (the celery executor, or an async run): the run itself is outbox
+                # work, durable like any task.
                 enqueue(
                     session,
                     RUN_TASK,
                     queue="generation",
-                    kwargs={"spec": plan.spec.to_json(), "slot_key": slot_key},
+                    kwargs={"spec": plan.spec.to_json(), "slot_key": start.slot_key},
                 )
         return plan.spec

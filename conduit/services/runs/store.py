@@ -26,6 +26,7 @@ from sqlalchemy import (
     Update,
     and_,
     bindparam,
+    exists,
     or_,
     select,
     text,
@@ -37,16 +38,18 @@ from conduit.core.apps.chat import ChatResult
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus, sources_of, transition
-from conduit.db.models import App, Message, utcnow
+from conduit.db.models import App, AsyncTask, Message, utcnow
 from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
 from conduit.services import conversations
+from conduit.services.runs import task_store, tasks
 from conduit.signals import message_was_created, send_isolated
 
 logger = logging.getLogger(__name__)
 
 _MESSAGES = cast(Table, Message.__table__)
 _APPS = cast(Table, App.__table__)
+_TASKS = cast(Table, AsyncTask.__table__)
 
 
 def model_prices(prices: dict[str, str] | None) -> ModelPrices | None:
@@ -253,13 +256,30 @@ class MessageStore:
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: ChatResult) -> dict[str, Any]:
-        # On PostgreSQL one self-committing statement: one round trip, where BEGIN, two
-        # UPDATEs and COMMIT took four, each a wait for the GIL in this thread.
-        with self._db.statements() as connection:
-            metadata, written = record_result(connection, result, model_prices(result.prices))
+        if result.asynchronous:
+            metadata, written = self._finish_with_task(result)
+        else:
+            # On PostgreSQL one self-committing statement: one round trip, where BEGIN, two
+            # UPDATEs and COMMIT took four, each a wait for the GIL in this thread.
+            with self._db.statements() as connection:
+                metadata, written = record_result(connection, result, model_prices(result.prices))
         if written is not None:
             send_isolated(message_was_created, written, status=result.status.value)
         return metadata
+
+    def _finish_with_task(self, result: ChatResult) -> tuple[dict[str, Any], Message | None]:
+        """An async run's end and its task's (with its callback), in one transaction."""
+        with self._db.transaction() as session:
+            found = record_result(session.connection(), result, model_prices(result.prices))
+            if found[1] is not None:
+                tasks.end_run_task(
+                    session,
+                    result.task_id,
+                    result.status.value,
+                    error_code=result.error_code,
+                    error_message=result.error_message,
+                )
+        return found
 
     async def renew_many(self, runs: Sequence[tuple[RunSpec, str | None]]) -> set[str]:
         by_message = {spec.body.message_id: spec.task_id for spec, _ in runs}
@@ -273,11 +293,20 @@ class MessageStore:
             return renew_leases(connection, checkpoints)
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
-        return await asyncio.to_thread(self.claim_now, spec.body.message_id, lease_seconds)
+        task_id = spec.task_id if spec.asynchronous else None
+        return await asyncio.to_thread(
+            self.claim_now, spec.body.message_id, lease_seconds, task_id=task_id
+        )
 
-    def claim_now(self, message_id: str, lease_seconds: float) -> bool:
+    def claim_now(
+        self, message_id: str, lease_seconds: float, *, task_id: str | None = None
+    ) -> bool:
+        """Claim the run of `message_id`; an async run's task (`task_id`) is `running` with it."""
         with self._db.statements() as connection:
-            return claim_lease(connection, message_id, lease_seconds)
+            claimed = claim_lease(connection, message_id, lease_seconds)
+            if claimed and task_id is not None:
+                task_store.start_task(connection, task_id)
+            return claimed
 
 
 INTERRUPTED = RunInterrupted.default_message
@@ -297,6 +326,7 @@ class LapsedRun:
     answer: str
     lease_lapsed_before: datetime
     never_renewed_before: datetime
+    async_never_renewed_before: datetime
 
 
 def lapsed_runs(
@@ -304,10 +334,14 @@ def lapsed_runs(
     *,
     lease_lapsed_before: datetime,
     never_renewed_before: datetime,
+    async_never_renewed_before: datetime,
     limit: int = 100,
 ) -> list[LapsedRun]:
     """The runs whose lease lapsed before `lease_lapsed_before`, or that were never renewed
-    and were created before `never_renewed_before` (on the partial index of running ones)."""
+    and were created before `never_renewed_before` — `async_never_renewed_before` for an
+    async run, which may wait on its queue as long as it may run (on the partial index of
+    running ones)."""
+    bounds = (lease_lapsed_before, never_renewed_before, async_never_renewed_before)
     rows = connection.execute(
         select(
             _MESSAGES.c.id,
@@ -320,18 +354,18 @@ def lapsed_runs(
             _MESSAGES.c.answer,
         )
         .join(_APPS, _APPS.c.id == _MESSAGES.c.app_id)
-        .where(_lapsed(lease_lapsed_before, never_renewed_before))
+        .where(_lapsed(*bounds))
         .limit(limit)
     )
-    return [
-        LapsedRun(
-            *row, lease_lapsed_before=lease_lapsed_before, never_renewed_before=never_renewed_before
-        )
-        for row in rows
-    ]
+    return [LapsedRun(*row, *bounds) for row in rows]
 
 
-def _lapsed(lease_lapsed_before: datetime, never_renewed_before: datetime) -> Any:
+def _lapsed(
+    lease_lapsed_before: datetime,
+    never_renewed_before: datetime,
+    async_never_renewed_before: datetime,
+) -> Any:
+    is_async = exists().where(_TASKS.c.id == _MESSAGES.c.task_id)
     return and_(
         _MESSAGES.c.status == RunStatus.RUNNING.value,
         or_(
@@ -339,6 +373,7 @@ def _lapsed(lease_lapsed_before: datetime, never_renewed_before: datetime) -> An
             and_(
                 _MESSAGES.c.renewed_at.is_(None),
                 _MESSAGES.c.created_at < never_renewed_before,
+                or_(_MESSAGES.c.created_at < async_never_renewed_before, ~is_async),
             ),
         ),
     )
@@ -353,7 +388,9 @@ def end_lapsed_run(connection: Connection, run: LapsedRun, answer: str) -> bool:
         .where(
             _MESSAGES.c.id == run.message_id,
             # Still lapsed: a renewal made since it was read wins.
-            _lapsed(run.lease_lapsed_before, run.never_renewed_before),
+            _lapsed(
+                run.lease_lapsed_before, run.never_renewed_before, run.async_never_renewed_before
+            ),
         )
         .values(
             status=RunStatus.FAILED.value,
@@ -367,8 +404,17 @@ def end_lapsed_run(connection: Connection, run: LapsedRun, answer: str) -> bool:
 
 
 def end_runs(session: Session) -> int:
-    """End every `running` run as failed, keeping its last checkpoint (`renew_lease`)."""
+    """End every `running` run as failed, keeping its last checkpoint (`renew_lease`), and
+    the tasks of the async ones."""
     now = utcnow()
+    for task_id in task_store.unfinished_task_ids(session.connection()):
+        tasks.end_run_task(
+            session,
+            task_id,
+            RunStatus.FAILED.value,
+            error_code=RunInterrupted.code,
+            error_message=INTERRUPTED,
+        )
     result = session.execute(
         update(Message)
         .where(Message.status == RunStatus.RUNNING.value)

@@ -28,8 +28,11 @@ class RunNotFound(NotFound):
 
 
 class EventLog(Protocol):
-    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
-        """Open the log of a new run (idempotent); `meta` is kept with it (e.g. the owner)."""
+    async def create(
+        self, task_id: str, *, meta: dict[str, str] | None = None, written_here: bool = True
+    ) -> None:
+        """Open the log of a new run (idempotent); `meta` is kept with it (e.g. the owner).
+        `written_here`: False when another process will write it (a queued run)."""
 
     async def append(self, task_id: str, event: str, payload: dict[str, Any] | bytes) -> RunEvent:
         """Append the next event (numbered by the log) and wake every follower. `payload`: a

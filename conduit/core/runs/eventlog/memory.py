@@ -135,8 +135,11 @@ class MemoryEventLog:
         self._open: OrderedDict[str, None] = OrderedDict()
         self._closed: OrderedDict[str, None] = OrderedDict()
 
-    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
-        """Open the log of a new run (idempotent: a second call merges `meta`)."""
+    async def create(
+        self, task_id: str, *, meta: dict[str, str] | None = None, written_here: bool = True
+    ) -> None:
+        """Open the log of a new run (idempotent: a second call merges `meta`). One process
+        reads and writes it: where it is written does not matter here."""
         to_wake: list[_Waiter] = []
         with self._lock:
             now = time.monotonic()

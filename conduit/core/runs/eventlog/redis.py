@@ -282,8 +282,12 @@ class RedisEventLog:
     def _meta(self, task_id: str) -> str:
         return f"{self._prefix}{task_id}:meta"
 
-    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
-        """Open the run (idempotent: a second call merges `meta`); it expires if never closed."""
+    async def create(
+        self, task_id: str, *, meta: dict[str, str] | None = None, written_here: bool = True
+    ) -> None:
+        """Open the run (idempotent: a second call merges `meta`); it expires if never closed.
+        A run `written_here` in mirror mode is this process's to write (its local readers read
+        the mirror); a queued one (an async run, written by a worker) is read from Redis."""
         fields: dict[EncodableT, EncodableT] = {_CREATED_FIELD: b"1"}
         fields.update(meta or {})
         meta_key, stream = self._meta(task_id), self._stream(task_id)
@@ -295,6 +299,8 @@ class RedisEventLog:
             pipe.xrevrange(stream, count=1)  # where numbering goes on: the first append needs it
 
         *_, top = _checked(await self._batch.run(build))
+        if not written_here:
+            return  # its writer numbers its events (the first append reads where to go on)
         if not top:
             self._remember(task_id, 0)
             if self._reads_mirror and task_id not in self._owned:

@@ -1,0 +1,82 @@
+"""The SQL of async runs' tasks (`async_tasks`): written with the run's rows, claimed with the
+run, ended with it (the run's own finish, its takeover, a restart's ending of leftover runs).
+Core statements, like the rest of the run SQL (`store.py`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.runs.spec import RunSpec
+from conduit.db.models import AsyncTask, utcnow
+
+_TASKS = cast(Table, AsyncTask.__table__)
+PENDING, RUNNING = "pending", "running"
+UNFINISHED = (PENDING, RUNNING)
+
+
+def write_task(
+    session: Session,
+    spec: RunSpec,
+    *,
+    end_user_id: str,
+    record_id: str,
+    callback_url: str | None,
+    created_at: datetime,
+) -> None:
+    """The async run's task, `pending` until a worker claims its run (in the start's
+    transaction: no read, so it goes out with the commit)."""
+    session.connection().execute(
+        insert(_TASKS).values(
+            id=spec.task_id,
+            app_id=spec.app_id,
+            end_user_id=end_user_id,
+            kind=spec.kind,
+            record_id=record_id,
+            status=PENDING,
+            callback_url=callback_url,
+            created_at=created_at,
+        )
+    )
+
+
+def start_task(connection: Connection, task_id: str) -> None:
+    """A worker claimed the task's run: it is `running` from now."""
+    connection.execute(
+        update(_TASKS)
+        .where(_TASKS.c.id == task_id, _TASKS.c.status == PENDING)
+        .values(status=RUNNING, started_at=utcnow())
+    )
+
+
+def end_task(
+    connection: Connection,
+    task_id: str,
+    status: str,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> bool:
+    """The task's run ended with `status`; False when it has no task (not an async run) or
+    its task had ended already (nothing to tell its callback twice)."""
+    now = utcnow()
+    found = connection.execute(
+        update(_TASKS)
+        .where(_TASKS.c.id == task_id, _TASKS.c.status.in_(UNFINISHED))
+        .values(
+            status=status,
+            error_code=error_code,
+            error_message=error_message,
+            finished_at=now,
+        )
+    )
+    return bool(getattr(found, "rowcount", 0))
+
+
+def unfinished_task_ids(connection: Connection) -> list[str]:
+    """The tasks not yet ended (a restart ends their runs)."""
+    rows = connection.scalars(select(_TASKS.c.id).where(_TASKS.c.status.in_(UNFINISHED)))
+    return [str(task_id) for task_id in rows]

@@ -1,0 +1,134 @@
+"""Async runs' tasks (`response_mode: "async"`): what a poller sees of them, how they end, and
+how long they are kept.
+
+A task is written with its run's rows (`chat.write_run`), `running` once a worker claims the
+run (`MessageStore.claim`), and ended in the same transaction that stores the run's end —
+whoever stores it: the run's own finish, the takeover of a run whose executor died, a
+restarted embedded server ending its leftover runs (`end_run_task`). Its result is the
+blocking-mode body of its run, rebuilt from the run's stored record, so a poller, the
+callback and a blocking request all see the same body. `CONDUIT_RUNS_ASYNC_RETENTION_HOURS`
+after its end the beat's `purge_expired_tasks` removes it (with its Idempotency-Key and its
+callback deliveries); its time-ordered id still tells a status request that it expired.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, delete, select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.apps.chat import BlockingEnd, BlockingReply
+from conduit.core.runs.spec import id_time
+from conduit.db.models import App, AsyncTask, EndUser, Message, utcnow
+from conduit.errors import TaskExpired, TaskNotFound
+from conduit.infra.settings import Settings
+from conduit.services.runs import task_store
+from conduit.services.runs.chat import stored_run_events
+from conduit.services.runs.start import KeyedRun
+
+_MESSAGES = cast(Table, Message.__table__)
+PURGE_BATCH = 2000
+
+
+def _unix(value: Any) -> int | None:
+    return None if value is None else int(value.timestamp())
+
+
+def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | None:
+    """The run's end as a blocking request would have been answered (None while it runs)."""
+    run = KeyedRun(task_id=task.id, request_hash="", names={"message_id": task.record_id})
+    events = stored_run_events(session, app=app, run=run)
+    if events is None:
+        return None
+    reply = BlockingReply(app.mode.value)
+    for name, payload in events:
+        end = reply.add(name, cast(dict[str, Any], payload))
+        if end is not None:
+            return end
+    return None
+
+
+def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
+    """`GET /v1/tasks/{task_id}`'s body, but for its `callback` (the webhook deliveries')."""
+    view: dict[str, Any] = {
+        "task_id": task.id,
+        "status": task.status,
+        "created_at": _unix(task.created_at),
+        "started_at": _unix(task.started_at),
+        "finished_at": _unix(task.finished_at),
+    }
+    if task.status in task_store.UNFINISHED:
+        return view
+    outcome = task_outcome(session, task, app)
+    if outcome is not None and outcome.body is not None:
+        view["result"] = outcome.body
+    elif outcome is not None and outcome.error is not None:
+        view["error"] = {"code": outcome.error["code"], "message": outcome.error["message"]}
+    else:  # its record is gone (its conversation deleted): say so rather than nothing
+        view["error"] = {
+            "code": task.error_code or "result_unavailable",
+            "message": task.error_message or "The run's record was deleted.",
+        }
+    return view
+
+
+def find_task(
+    session: Session, *, app: App, user: str, task_id: str, settings: Settings
+) -> AsyncTask:
+    """`user`'s task of `app`; 404 otherwise — `task_expired` when its id says it was made
+    before the retention's horizon (removed, or never a task: either way it is not here)."""
+    task = session.scalars(
+        select(AsyncTask)
+        .join(EndUser, EndUser.id == AsyncTask.end_user_id)
+        .where(
+            AsyncTask.id == task_id,
+            AsyncTask.app_id == app.id,
+            EndUser.session_id == user,
+        )
+    ).first()
+    if task is not None:
+        return task
+    made = id_time(task_id)
+    horizon = time.time() - settings.runs.async_retention_hours * 3600
+    if made is not None and made < horizon:
+        raise TaskExpired()
+    raise TaskNotFound()
+
+
+def end_run_task(
+    session: Session,
+    task_id: str,
+    status: str,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+) -> bool:
+    """In the transaction that stores a run's end, after its record: end its task if it is an
+    async run's (False otherwise, or when its task had ended already)."""
+    return task_store.end_task(
+        session.connection(), task_id, status, error_code=error_code, error_message=error_message
+    )
+
+
+def purge_expired_tasks(session: Session, settings: Settings) -> int:
+    """Remove the tasks that ended before the retention's horizon, and forget their runs'
+    Idempotency-Keys (a key lives as long as its task); returns how many."""
+    horizon = utcnow() - timedelta(hours=settings.runs.async_retention_hours)
+    expired = select(AsyncTask.id, AsyncTask.record_id).where(AsyncTask.finished_at < horizon)
+    rows = session.execute(expired.limit(PURGE_BATCH)).all()
+    if not rows:
+        return 0
+    task_ids = [str(task_id) for task_id, _ in rows]
+    session.execute(
+        update(_MESSAGES)
+        .where(
+            _MESSAGES.c.id.in_([str(record_id) for _, record_id in rows]),
+            _MESSAGES.c.idempotency_key.is_not(None),
+        )
+        .values(idempotency_key=None, request_hash=None)
+    )
+    session.execute(delete(AsyncTask).where(AsyncTask.id.in_(task_ids)))
+    return len(task_ids)

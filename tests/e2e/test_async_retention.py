@@ -1,0 +1,75 @@
+"""An async run's task is kept for `CONDUIT_RUNS_ASYNC_RETENTION_HOURS` after its end, then
+removed by beat (with its Idempotency-Key); a status request for it answers 404
+`task_expired`, which its time-ordered id tells from a task that never was."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conduit.core.runs.spec import time_ordered_id
+from tests import support
+from tests.conftest import DISTRIBUTED
+from tests.e2e.conftest import ServiceApp
+from tests.e2e.test_async_runs import body_of, poll
+
+# A retention of about two seconds, so that the purge can be seen (beat runs it every half).
+STACK_ENV = {"CONDUIT_RUNS_ASYNC_RETENTION_HOURS": "0.0006"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def beat(service_stack: support.Stack) -> Iterator[None]:
+    """Distributed, beat is a process of its own (`conduit beat`); embedded, the server's."""
+    if not DISTRIBUTED:
+        yield
+        return
+    process = support.Process(
+        ["beat"],
+        env=service_stack.env,
+        cwd=service_stack.workdir,
+        log=service_stack.workdir / "beat.log",
+    )
+    process.start()
+    yield
+    process.stop()
+
+
+class TestRetention:
+    def test_a_task_past_its_retention_answers_task_expired(self, chat_app: ServiceApp) -> None:
+        submitted = chat_app.client.post("/chat-messages", json=body_of())
+        task_id = submitted.json()["task_id"]
+        assert poll(chat_app.client, submitted.json()["status_url"])["status"] == "succeeded"
+        deadline = time.monotonic() + 20
+        while True:
+            response = chat_app.client.get(f"/tasks/{task_id}", params={"user": "alice"})
+            if response.status_code == 404:
+                break
+            assert time.monotonic() < deadline, "the task was not removed"
+            time.sleep(0.3)
+        assert response.json()["code"] == "task_expired"
+        assert chat_app.stack.sql(
+            "SELECT count(*) FROM async_tasks WHERE id = :id", id=task_id
+        ) == [(0,)]
+        # The run's message stays (it is the conversation's history); its key is forgotten.
+        [(status,)] = chat_app.stack.sql(
+            "SELECT status FROM messages WHERE task_id = :id", id=task_id
+        )
+        assert status == "succeeded"
+        # A recent id that names no task was never one.
+        fresh = chat_app.client.get(f"/tasks/{time_ordered_id()}", params={"user": "alice"})
+        assert fresh.json()["code"] == "task_not_found"
+        # An Idempotency-Key lives as long as its task: the same key starts a new run now.
+        key = {"Idempotency-Key": "kept-as-long-as-the-task"}
+        first = chat_app.client.post("/chat-messages", json=body_of(), headers=key)
+        poll(chat_app.client, first.json()["status_url"])
+        deadline = time.monotonic() + 20
+        while chat_app.stack.sql(
+            "SELECT count(*) FROM async_tasks WHERE id = :id", id=first.json()["task_id"]
+        ) != [(0,)]:
+            assert time.monotonic() < deadline, "the task was not removed"
+            time.sleep(0.3)
+        again = chat_app.client.post("/chat-messages", json=body_of(), headers=key)
+        assert again.status_code == 202
+        assert again.json()["task_id"] != first.json()["task_id"]
