@@ -335,7 +335,11 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> None:
 
 
 def start_conduit(
-    stack: Stack, site: ConduitSite, upstream: Upstream, diagnose: bool = False
+    stack: Stack,
+    site: ConduitSite,
+    upstream: Upstream,
+    diagnose: bool = False,
+    worker_args: list[str] | None = None,
 ) -> Target:
     port = free_port()
     env = site.env(upstream)
@@ -347,7 +351,8 @@ def start_conduit(
     pid = stack.spawn(f"conduit-{site.mode}-{port}", command, env)
     target = Target(site.mode, port, pid, probe=probe)
     if site.mode == "distributed":
-        target.helpers.append(stack.spawn(f"worker-{port}", [CONDUIT, "worker"], env))
+        worker = [CONDUIT, "worker", *(worker_args or [])]
+        target.helpers.append(stack.spawn(f"worker-{port}", worker, env))
     wait_http(f"http://127.0.0.1:{port}/health", pid, f"conduit serve ({site.mode})")
     if site.token is None:
         site.token = _create_key(port)

@@ -123,9 +123,16 @@ def build_runners(models: ModelRegistry, db: Database) -> AppRunners:
     )
 
 
-def build_task_parts(settings: Settings) -> TaskParts:
-    """What a worker process's tasks use (each task builds its run backends on its own loop)."""
+def build_task_parts(settings: Settings, celery: Celery | None = None) -> TaskParts:
+    """What a worker process's tasks use (each task builds its run backends on its own loop).
+    With its `celery` app, the process relays the outbox rows its tasks write (an async run's
+    callback, written with the run's end) as they commit, instead of at a server's next
+    sweep."""
     resources = build_resources(settings)
+    if celery is not None:
+        relay = _outbox_relay(settings, resources.db, celery)
+        resources.db.on_outbox_write(relay.nudge)
+        relay.start()  # a daemon thread: it ends with the process
     models = build_models(settings, resources.db)
     return TaskParts(
         resources=resources,
@@ -172,7 +179,7 @@ def worker_celery(settings: Settings) -> Celery:
     attached (built after the pool's fork, per process) and the signal handlers connected."""
     configure_logging(settings.log.level, settings.log.json_format)
     app = create_celery(settings)
-    context = TaskContext(functools.partial(build_task_parts, settings))
+    context = TaskContext(functools.partial(build_task_parts, settings, app))
     attach(app, context)
     connect_handlers(lambda: context.get().resources)
     grace = max(0.0, settings.tasks.shutdown_timeout - DRAIN_RESERVE)

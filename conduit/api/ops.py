@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from conduit.api.responses import OrjsonResponse
+from conduit.db.models import utcnow
 from conduit.infra import metrics
+from conduit.infra.db import Database
+from conduit.infra.outbox import waiting_by_queue
+from conduit.infra.settings import Settings
+from conduit.tasks.celery_app import QUEUES
 
+logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT = 3.0
 
@@ -90,6 +98,20 @@ async def ready(request: Request) -> Response:
 
 
 @router.get("/metrics")
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request) -> Response:
+    runs = getattr(request.app.state, "runs", None)
+    if runs is not None:
+        try:
+            depths = await asyncio.to_thread(_queue_depths, runs.db, runs.settings)
+        except Exception:
+            logger.debug("queue depths unavailable (database)", exc_info=True)
+        else:
+            metrics.set_queue_depths(depths, QUEUES)
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
+
+
+def _queue_depths(db: Database, settings: Settings) -> dict[str, tuple[int, int]]:
+    stale_before = utcnow() - timedelta(seconds=settings.runs.async_stale_seconds)
+    with db.sessions() as session:
+        return waiting_by_queue(session, stale_before=stale_before)

@@ -49,6 +49,20 @@ OUTBOX_SENT = Counter(
 )
 
 
+QUEUE_WAITING = Gauge(
+    "conduit_queue_waiting_tasks",
+    "Tasks written to a queue and not yet started by a worker (from the outbox, at scrape).",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+QUEUE_STALE = Gauge(
+    "conduit_tasks_waiting_stale",
+    "Tasks waiting on a queue longer than CONDUIT_RUNS_ASYNC_STALE_SECONDS (at scrape).",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+
+
 MODEL_RUNS = Counter(
     "conduit_model_runs_total",
     "Runs by model provider, model and outcome.",
@@ -59,6 +73,14 @@ MODEL_TOKENS = Counter(
     "Tokens by model provider, model and kind (prompt, completion).",
     ["provider", "model", "kind"],
 )
+
+
+def set_queue_depths(depths: dict[str, tuple[int, int]], queues: tuple[str, ...]) -> None:
+    """The queue gauges from `outbox.waiting_by_queue` (every known queue: 0 when empty)."""
+    for queue in sorted({*queues, *depths}):
+        total, stale = depths.get(queue, (0, 0))
+        QUEUE_WAITING.labels(queue).set(total)
+        QUEUE_STALE.labels(queue).set(stale)
 
 
 def render() -> tuple[bytes, str]:

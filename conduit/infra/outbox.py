@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.db.models import OutboxMessage, OutboxStatus, new_id, utcnow
@@ -303,3 +303,20 @@ def purge_finished(session: Session, *, older_than: datetime) -> int:
         .where(OutboxMessage.finished_at < older_than)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def waiting_by_queue(session: Session, *, stale_before: datetime) -> dict[str, tuple[int, int]]:
+    """Per queue, the tasks written and not yet started by a worker (pending, or handed to the
+    broker), and how many of them were written before `stale_before`: the depth of each queue
+    as the outbox knows it, whatever the broker."""
+    waiting = (OutboxStatus.PENDING, OutboxStatus.DISPATCHED)
+    rows = session.execute(
+        select(
+            OutboxMessage.queue,
+            func.count(),
+            func.count().filter(OutboxMessage.created_at < stale_before),
+        )
+        .where(OutboxMessage.status.in_(waiting))
+        .group_by(OutboxMessage.queue)
+    )
+    return {str(queue): (int(total), int(stale)) for queue, total, stale in rows}

@@ -196,3 +196,9 @@ class TestAsyncRuns:
         )
         assert count == 1
         assert upstream.stats()["requests"] == 1
+
+    def test_metrics_show_each_queues_waiting_and_stale_tasks(self, chat_app: ServiceApp) -> None:
+        scraped = httpx.get(f"{chat_app.stack.base_url}/metrics", timeout=10).text
+        for queue in ("generation", "webhook", "maintenance"):
+            assert f'conduit_queue_waiting_tasks{{queue="{queue}"}}' in scraped
+            assert f'conduit_tasks_waiting_stale{{queue="{queue}"}}' in scraped

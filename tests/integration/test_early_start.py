@@ -185,7 +185,9 @@ class SlowLog(MemoryEventLog):
         self.let_through = asyncio.Event()
         self.fails = fails
 
-    async def create(self, task_id: str, *, meta: dict[str, str] | None = None) -> None:
+    async def create(
+        self, task_id: str, *, meta: dict[str, str] | None = None, written_here: bool = True
+    ) -> None:
         await self.let_through.wait()
         if self.fails:
             raise ConnectionError("Redis went away")

@@ -45,6 +45,7 @@ from conduit.infra.outbox import (
     enqueue,
     purge_finished,
     recover_unfinished,
+    waiting_by_queue,
 )
 from conduit.infra.redis import build_redis
 from conduit.infra.resources import Resources
@@ -887,3 +888,24 @@ class TestResendLost:
         assert provisioned_records(db, app_id) == (1, 1)
         assert load_row(db, row_id).run_count == 1
         assert took < 5.0, f"sent again and run {took:.1f} s after the broker's return"
+
+
+def test_queue_depths_count_what_waits_for_a_worker_and_what_waited_too_long(
+    db: Database,
+) -> None:
+    """Pending and dispatched rows wait on their queue (running and finished ones do not); a
+    row written before the staleness bound also counts as stale."""
+    long_ago = utcnow() - timedelta(minutes=10)
+    with db.transaction() as session:
+        for queue, status, written in [
+            ("generation", OutboxStatus.PENDING, utcnow()),
+            ("generation", OutboxStatus.DISPATCHED, long_ago),
+            ("generation", OutboxStatus.RUNNING, long_ago),
+            ("webhook", OutboxStatus.DISPATCHED, utcnow()),
+            ("ops", OutboxStatus.SUCCEEDED, long_ago),
+        ]:
+            row = enqueue(session, "conduit.ops.provision_app", queue=queue)
+            row.status, row.created_at = status, written
+    with db.sessions() as session:
+        depths = waiting_by_queue(session, stale_before=utcnow() - timedelta(minutes=1))
+    assert depths == {"generation": (2, 1), "webhook": (1, 0)}
