@@ -29,6 +29,12 @@ from conduit.db.models.conversation import (
 )
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
 from conduit.db.models.provider import ProviderCredential
+from conduit.db.models.webhook import (
+    AppWebhookSecret,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 
 __all__ = [
     "Account",
@@ -38,9 +44,11 @@ __all__ = [
     "App",
     "AppMode",
     "AppStatus",
+    "AppWebhookSecret",
     "Base",
     "ConsoleSession",
     "Conversation",
+    "DeliveryStatus",
     "EndUser",
     "IconType",
     "InstalledApp",
@@ -55,6 +63,8 @@ __all__ = [
     "Tenant",
     "TenantStatus",
     "UploadFile",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "new_id",
     "utcnow",
 ]
