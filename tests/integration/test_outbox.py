@@ -247,7 +247,10 @@ def create_app_with_outbox_row(db: Database) -> tuple[str, str]:
             )
         ).one()
         app = create_app(
-            session, member=member, fields=AppFields(name="Provisioned", mode=AppMode.CHAT)
+            session,
+            member=member,
+            fields=AppFields(name="Provisioned", mode=AppMode.CHAT),
+            server_secret="test-server-secret",
         )
         app_id = app.id
     with db.sessions() as session:
