@@ -15,6 +15,7 @@ Resolution blocks: call these from a thread, never on an event loop.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -106,6 +107,11 @@ def check_callback_url(
 ) -> str:
     """The normalised URL, or `InvalidParam` (400) naming `callback_url` and the rule broken."""
     return resolve_target(url, AllowList.of(settings), resolver=resolver).url
+
+
+async def check_callback_url_async(url: Any, settings: WebhookSettings) -> str:
+    """`check_callback_url` on a thread, for an event loop (resolution blocks)."""
+    return await asyncio.to_thread(check_callback_url, url, settings)
 
 
 def resolve_target(

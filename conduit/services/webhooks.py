@@ -40,6 +40,9 @@ from conduit.services.webhook_secrets import SecretView, signing_secrets
 
 ATTEMPT_TASK = "conduit.webhook.deliver"
 DELIVERY_NOT_FOUND = "Webhook delivery not found."
+# A pending delivery whose next attempt is this much overdue may be redelivered (past any
+# relay delay and task time limit).
+STUCK_AFTER = timedelta(minutes=10)
 
 
 def _timestamp(value: datetime | None) -> int | None:
@@ -298,17 +301,27 @@ def get_delivery(
     return delivery, list(attempts)
 
 
+def _stuck(delivery: WebhookDelivery) -> bool:
+    """A pending delivery whose next attempt is long overdue: its task failed for a reason of
+    its own (say, the database was gone when it recorded), so nothing will send it again."""
+    due = delivery.next_attempt_at
+    return due is None or due < utcnow() - STUCK_AFTER
+
+
 def redeliver(
     session: Session, *, member: Membership, app_id: str, delivery_id: str
 ) -> WebhookDelivery:
-    """Send a dead or delivered callback again, with the same event id and a fresh retry
-    budget."""
+    """Send a dead or delivered callback again (or a pending one long overdue), with the same
+    event id and a fresh retry budget."""
     require_role(member, Role.EDITOR, "redeliver webhooks")
     held = _held(session, member, app_id, delivery_id)
     delivery = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id == held.id).with_for_update()
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == held.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one()
-    if delivery.status == DeliveryStatus.PENDING:
+    if delivery.status == DeliveryStatus.PENDING and not _stuck(delivery):
         raise Conflict("The delivery is pending: its next attempt is already scheduled.")
     delivery.status = DeliveryStatus.PENDING
     delivery.round_from = delivery.attempts

@@ -24,6 +24,7 @@ from conduit.db.models import (
     WebhookDelivery,
     utcnow,
 )
+from conduit.errors import Conflict
 from conduit.infra.db import Database
 from conduit.infra.outbox import OutboxRelay, RelayPolicy, enqueue
 from conduit.infra.resources import Resources
@@ -324,6 +325,33 @@ class TestDelivery:
             webhooks.redeliver(session, member=member, app_id=app_id, delivery_id=delivery_id)
         wait_status(db, delivery_id, DeliveryStatus.DELIVERED)
         assert [a.status_code for a in attempts(db, delivery_id)] == [404, 503, 503, 503, 200]
+
+    def test_a_pending_delivery_is_redelivered_only_when_long_overdue(
+        self, db: Database, app_id: str, member: Membership, receiver: WebhookReceiver
+    ) -> None:
+        # A pending delivery whose task failed for good (nothing will send it): no outbox row.
+        with db.transaction() as session:
+            stuck = WebhookDelivery(
+                app_id=app_id,
+                task_id=f"stuck-{time.monotonic_ns()}",
+                url=receiver.url,
+                body=webhooks.encode_body(PAYLOAD),
+                status=DeliveryStatus.PENDING,
+                attempts=1,
+                created_at=utcnow(),
+                next_attempt_at=utcnow(),
+            )
+            session.add(stuck)
+        with pytest.raises(Conflict), db.transaction() as session:
+            webhooks.redeliver(session, member=member, app_id=app_id, delivery_id=stuck.id)
+        with db.transaction() as session:
+            row = session.get(WebhookDelivery, stuck.id)
+            assert row is not None
+            row.next_attempt_at = utcnow() - webhooks.STUCK_AFTER - timedelta(seconds=1)
+        with db.transaction() as session:
+            webhooks.redeliver(session, member=member, app_id=app_id, delivery_id=stuck.id)
+        wait_status(db, stuck.id, DeliveryStatus.DELIVERED)
+        assert [a.number for a in attempts(db, stuck.id)] == [2]
 
     def test_429_retry_after_is_honoured(
         self, db: Database, app_id: str, receiver: WebhookReceiver

@@ -156,3 +156,15 @@ class TestTarget:
         target = resolve_target("http://[::1]:9000/x", AllowList.of(LOOPBACK_ALLOWED))
         assert target.connect_url == "http://[::1]:9000/x"
         assert target.host_header == "[::1]:9000"
+
+
+async def _checked_on_a_thread(url: str) -> str:
+    from conduit.infra.ssrf import check_callback_url_async
+
+    return await check_callback_url_async(url, LOOPBACK_ALLOWED)
+
+
+def test_the_async_check_resolves_off_the_event_loop() -> None:
+    import asyncio
+
+    assert asyncio.run(_checked_on_a_thread("http://localhost:9/x")) == "http://localhost:9/x"
