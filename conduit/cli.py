@@ -328,7 +328,13 @@ def quickstart(email: str | None, password: str | None) -> None:
     configure_logging("WARNING")
     try:
         with cli_process(settings) as resources, resources.db.transaction() as session:
-            found = qs.ensure(session, settings.data.dir, email=email, password=password)
+            found = qs.ensure(
+                session,
+                settings.data.dir,
+                email=email,
+                password=password,
+                server_secret=settings.secret_key(),
+            )
     except (ConduitError, SettingsError) as error:
         _fail(str(error))
     qs.save_state(settings.data.dir, found)

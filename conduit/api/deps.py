@@ -14,6 +14,7 @@ from conduit.db.models import ApiTokenType, App
 from conduit.errors import Unauthorized
 from conduit.infra.cache import Cache
 from conduit.infra.resources import Resources
+from conduit.infra.settings import Settings
 from conduit.services import api_keys, auth
 from conduit.services.api_keys import KeyOwner
 from conduit.services.auth import Identity, TokenPolicy
@@ -41,6 +42,16 @@ def get_cache(request: Request) -> Cache:
     return get_resources(request).cache
 
 
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def server_secret(request: Request) -> str:
+    """The server secret (what encrypts secrets at rest)."""
+    return get_settings(request).secret_key()
+
+
 def get_token_policy(request: Request) -> TokenPolicy:
     policy: TokenPolicy = request.app.state.token_policy
     return policy
@@ -58,6 +69,8 @@ def bearer_token(request: Request) -> str:
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
 AppCache = Annotated[Cache, Depends(get_cache)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+ServerSecret = Annotated[str, Depends(server_secret)]
 Policy = Annotated[TokenPolicy, Depends(get_token_policy)]
 
 

@@ -1,5 +1,5 @@
-"""Secrets at rest (model provider API keys): Fernet (AES-128-CBC + HMAC-SHA256) with a key
-derived from the server secret (`Settings.secret_key()`) by HKDF-SHA256.
+"""Secrets at rest (model provider API keys, apps' webhook secrets): Fernet (AES-128-CBC +
+HMAC-SHA256) with a key derived from the server secret (`Settings.secret_key()`) by HKDF-SHA256.
 
 The derived key depends on the secret and on a purpose label, so a key made for provider
 credentials can never decrypt anything else. Changing the server secret makes every stored
@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 CREDENTIALS = "conduit/provider-credentials/v1"
+WEBHOOK_SECRETS = "conduit/webhook-secrets/v1"
 
 
 class DecryptionError(ValueError):

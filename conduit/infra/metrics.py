@@ -47,6 +47,11 @@ OUTBOX_SENT = Counter(
     "Outbox rows handed to the broker, by outcome.",
     ["outcome"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "conduit_webhook_delivery_attempts_total",
+    "Callback delivery attempts by outcome (delivered, retry, dead).",
+    ["outcome"],
+)
 
 
 QUEUE_WAITING = Gauge(

@@ -6,6 +6,7 @@ the problem.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass
@@ -358,6 +359,71 @@ class UploadSettings(BaseSettings):
     )
 
 
+def _comma_list(value: Any) -> Any:
+    """A comma-separated setting as a list of its non-empty, stripped items."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class WebhookSettings(BaseSettings):
+    model_config = _group("CONDUIT_WEBHOOK_")
+
+    retries: int = Field(
+        3, ge=0, le=20, description="Retries of a callback after its first attempt failed."
+    )
+    backoff_base: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds: retry n waits a random time up to base × 2^(n-1) (full jitter).",
+    )
+    backoff_max: float = Field(
+        300.0, gt=0, description="Seconds: the longest wait between two attempts."
+    )
+    retry_after_max: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds: the longest `Retry-After` of a 408/429/5xx answer that is honoured.",
+    )
+    timeout: float = Field(
+        10.0, gt=0, le=300, description="Seconds one attempt may take (connect and answer)."
+    )
+    allowed_networks: str = Field(
+        "",
+        description="Comma-separated addresses or CIDR networks a callback may target although "
+        "they are private, loopback, link-local or reserved (e.g. 127.0.0.0/8,::1/128).",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Comma-separated host names a callback may target whatever they resolve "
+        "to (`*.example.com` matches its subdomains).",
+    )
+    secret_grace_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="Seconds a rotated webhook secret stays valid: callbacks are signed with "
+        "both meanwhile.",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in _comma_list(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or CIDR network") from None
+        return value
+
+    @property
+    def networks(self) -> list[str]:
+        return list(_comma_list(self.allowed_networks))
+
+    @property
+    def hosts(self) -> list[str]:
+        return [host.lower().rstrip(".") for host in _comma_list(self.allowed_hosts)]
+
+
 GROUPS: dict[str, type[BaseSettings]] = {
     "data": DataSettings,
     "database": DatabaseSettings,
@@ -372,6 +438,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "runs": RunSettings,
     "model": ModelSettings,
     "upload": UploadSettings,
+    "webhook": WebhookSettings,
 }
 
 
@@ -390,6 +457,7 @@ class Settings:
     runs: RunSettings
     model: ModelSettings
     upload: UploadSettings
+    webhook: WebhookSettings
 
     @property
     def mode(self) -> Literal["embedded", "distributed"]:

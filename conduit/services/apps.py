@@ -27,6 +27,7 @@ from conduit.db.models import (
 from conduit.errors import AppNotFound, Forbidden
 from conduit.infra.cache import Cache, get_or_load
 from conduit.infra.outbox import enqueue
+from conduit.services import webhook_secrets
 from conduit.signals import (
     app_model_config_was_updated,
     app_was_created,
@@ -180,7 +181,10 @@ def list_apps(
     return list(items), int(total)
 
 
-def create_app(session: Session, *, member: Membership, fields: AppFields) -> App:
+def create_app(
+    session: Session, *, member: Membership, fields: AppFields, server_secret: str
+) -> App:
+    """A new app with its webhook secret (encrypted with `server_secret`)."""
     require_role(member, Role.EDITOR, "create apps")
     assert fields.name is not None and fields.mode is not None
     app = App(
@@ -198,6 +202,7 @@ def create_app(session: Session, *, member: Membership, fields: AppFields) -> Ap
     )
     session.add(app)
     session.flush()
+    webhook_secrets.create_secret(session, app.id, server_secret=server_secret)
     # The handlers create the site and installed-app records at once; the outbox task is the
     # durable guarantee that they exist even if this process dies right after the commit.
     enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": app.id})
@@ -205,7 +210,10 @@ def create_app(session: Session, *, member: Membership, fields: AppFields) -> Ap
     return app
 
 
-def copy_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:
+def copy_app(
+    session: Session, *, member: Membership, app_id: str, fields: AppFields, server_secret: str
+) -> App:
+    """A copy of an app, with a webhook secret of its own."""
     require_role(member, Role.EDITOR, "copy apps")
     source = get_app(session, member.tenant_id, app_id)
     copy = AppFields(
@@ -218,7 +226,7 @@ def copy_app(session: Session, *, member: Membership, app_id: str, fields: AppFi
         max_active_requests=source.max_active_requests,
         model_config=dict(source.model_config_),
     )
-    return create_app(session, member=member, fields=copy)
+    return create_app(session, member=member, fields=copy, server_secret=server_secret)
 
 
 def update_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:

@@ -49,7 +49,12 @@ def save_state(data_dir: Path, found: Quickstart) -> None:
 
 
 def ensure(
-    session: Session, data_dir: Path, *, email: str | None, password: str | None
+    session: Session,
+    data_dir: Path,
+    *,
+    email: str | None,
+    password: str | None,
+    server_secret: str,
 ) -> Quickstart:
     """Reuse what an earlier quickstart made (if it still exists), else create it."""
     state = load_state(data_dir) or {}
@@ -74,6 +79,7 @@ def ensure(
                 description="Made by `conduit quickstart`.",
                 model_config={"pre_prompt": "You are a helpful assistant. Answer briefly."},
             ),
+            server_secret=server_secret,
         )
         created = True
     key = state.get("api_key")

@@ -25,9 +25,15 @@ logger = logging.getLogger(__name__)
 QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace", "background")
 BACKGROUND_QUEUE = "background"
 # The queues a server publishes to (its `enqueue` calls): its `/ready` wants a live consumer for
-# each. A server never sends to the others (beat sends `maintenance`).
-SERVER_QUEUES = ("ops", "generation", "background")
-TASK_MODULES = ("conduit.tasks.ops", "conduit.tasks.maintenance", "conduit.tasks.generation")
+# each (`webhook`: a callback, and a redelivery from the console). A server never sends to the
+# others (beat sends `maintenance`).
+SERVER_QUEUES = ("ops", "generation", "background", "webhook")
+TASK_MODULES = (
+    "conduit.tasks.ops",
+    "conduit.tasks.maintenance",
+    "conduit.tasks.generation",
+    "conduit.tasks.webhook",
+)
 EMBEDDED_BROKER = "conduit-memory://localhost//"
 RUN_TASK = "conduit.generation.run"
 

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery, current_app
+from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -37,7 +35,6 @@ from conduit.db.models import (
     new_id,
     utcnow,
 )
-from conduit.infra.cache import MemoryCache
 from conduit.infra.db import Database
 from conduit.infra.outbox import (
     OutboxRelay,
@@ -49,14 +46,13 @@ from conduit.infra.outbox import (
 )
 from conduit.infra.redis import build_redis
 from conduit.infra.resources import Resources
-from conduit.infra.settings import Settings, load_settings
+from conduit.infra.settings import Settings
 from conduit.infra.tracing import reset_request_id, set_request_id
 from conduit.services.accounts import create_admin
 from conduit.services.apps import PROVISION_TASK, AppFields, create_app
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.broker_loss import RedisBrokerWatch
 from conduit.tasks.celery_app import create_celery, publisher
-from conduit.tasks.context import TaskContext, TaskParts, attach
 from conduit.tasks.embedded import EmbeddedWorker
 from tests import support
 
@@ -64,25 +60,6 @@ QUICK_RETRY = RelayPolicy(base_backoff=0.05, max_backoff=0.1)
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def make_settings(
-    monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path
-) -> Callable[..., Settings]:
-    """Settings read from the environment, as a process would, on the test's database."""
-
-    def _make(**env: str) -> Settings:
-        for name in list(os.environ):
-            if name.startswith("CONDUIT_") and not name.startswith("CONDUIT_TEST_"):
-                monkeypatch.delenv(name)
-        monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
-        monkeypatch.setenv("CONDUIT_DATABASE_URL", database_url)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return load_settings()
-
-    return _make
 
 
 @pytest.fixture
@@ -120,49 +97,6 @@ def embedded_app(make_settings: Callable[..., Settings]) -> Iterator[Celery]:
 @pytest.fixture
 def relay(db: Database, celery_app: Celery) -> OutboxRelay:
     return OutboxRelay(db, publisher(celery_app), QUICK_RETRY)
-
-
-@pytest.fixture
-def bound(db: Database) -> Callable[[Settings, Celery], Resources]:
-    """Attach this test's resources to a Celery app for its tasks (as `conduit/bootstrap.py`
-    does)."""
-
-    def _bind(settings: Settings, app: Celery) -> Resources:
-        from conduit.bootstrap import build_models, build_runners
-        from conduit.services.runs import run_limits
-
-        resources = Resources(settings, db, MemoryCache())
-        models = build_models(settings, db)
-        parts = TaskParts(resources, models, build_runners(models, db), run_limits(settings))
-        attach(app, TaskContext.of_parts(parts))
-        return resources
-
-    return _bind
-
-
-@pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[Celery], EmbeddedWorker]]:
-    """Start a real Celery worker on threads of this process (the embedded mode's worker).
-
-    A worker thread finds its app through Celery's process-wide default app, which the worker
-    sets; the previous default is put back afterwards so that later tests do not run tasks on
-    this test's (closed) app."""
-    previous = current_app._get_current_object()
-    workers: list[EmbeddedWorker] = []
-
-    def _start(app: Celery) -> EmbeddedWorker:
-        worker = EmbeddedWorker(
-            app, concurrency=2, schedule_path=tmp_path / "beat-schedule", beat=False
-        )
-        worker.start()
-        workers.append(worker)
-        return worker
-
-    yield _start
-    for worker in workers:
-        worker.stop()
-    previous.set_current()
-    previous.set_default()
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -248,7 +182,10 @@ def create_app_with_outbox_row(db: Database) -> tuple[str, str]:
             )
         ).one()
         app = create_app(
-            session, member=member, fields=AppFields(name="Provisioned", mode=AppMode.CHAT)
+            session,
+            member=member,
+            fields=AppFields(name="Provisioned", mode=AppMode.CHAT),
+            server_secret="test-server-secret",
         )
         app_id = app.id
     with db.sessions() as session:

@@ -10,6 +10,7 @@ from conduit.api.console import (
     auth,
     model_providers,
     sites,
+    webhooks,
     workspaces,
 )
 
@@ -22,5 +23,6 @@ router.include_router(sites.router)
 router.include_router(api_keys.router)
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
+router.include_router(webhooks.router)
 
 __all__ = ["router"]

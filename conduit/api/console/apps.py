@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
-from conduit.api.deps import AppCache, CurrentIdentity, DbSession
+from conduit.api.deps import AppCache, CurrentIdentity, DbSession, ServerSecret
 from conduit.db.models import AppMode
 from conduit.errors import InvalidParam
 from conduit.services import apps
@@ -32,8 +32,8 @@ def list_apps(
     ] = None,
     name: Annotated[str | None, Query(description="Part of the app name.")] = None,
 ) -> dict[str, Any]:
-    page_number = _int_param("page", page, default=1, low=1, high=100_000)
-    page_size = _int_param("limit", limit, default=20, low=1, high=100)
+    page_number = int_param("page", page, default=1, low=1, high=100_000)
+    page_size = int_param("limit", limit, default=20, low=1, high=100)
     mode_filter: AppMode | None = None
     if mode and mode != "all":
         try:
@@ -58,7 +58,7 @@ def list_apps(
     }
 
 
-def _int_param(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
+def int_param(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:
     if raw in (None, ""):
         return default
     try:
@@ -72,7 +72,7 @@ def _int_param(name: str, raw: str | None, *, default: int, low: int, high: int)
 
 @router.post("", status_code=201)
 def create_app(
-    body: AppCreateBody, identity: CurrentIdentity, session: DbSession
+    body: AppCreateBody, identity: CurrentIdentity, session: DbSession, secret: ServerSecret
 ) -> dict[str, Any]:
     fields = AppFields(
         name=body.name,
@@ -83,7 +83,7 @@ def create_app(
         icon_background=body.icon_background,
         model_config=body.app_model_config,
     )
-    app = apps.create_app(session, member=identity.membership, fields=fields)
+    app = apps.create_app(session, member=identity.membership, fields=fields, server_secret=secret)
     return {"data": apps.snapshot(app)}
 
 
@@ -125,7 +125,11 @@ def rename_app(
 
 @router.post("/{app_id}/copy", status_code=201)
 def copy_app(
-    app_id: str, identity: CurrentIdentity, session: DbSession, body: AppCopyBody | None = None
+    app_id: str,
+    identity: CurrentIdentity,
+    session: DbSession,
+    secret: ServerSecret,
+    body: AppCopyBody | None = None,
 ) -> dict[str, Any]:
     body = body or AppCopyBody()
     fields = AppFields(
@@ -135,7 +139,9 @@ def copy_app(
         icon=body.icon,
         icon_background=body.icon_background,
     )
-    app = apps.copy_app(session, member=identity.membership, app_id=app_id, fields=fields)
+    app = apps.copy_app(
+        session, member=identity.membership, app_id=app_id, fields=fields, server_secret=secret
+    )
     return {"data": apps.snapshot(app)}
 
 

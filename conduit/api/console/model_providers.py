@@ -9,9 +9,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, StrictInt, StringConstraints
 
 from conduit.api.console.schemas import Body
-from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.deps import CurrentIdentity, DbSession, ServerSecret, get_settings
 from conduit.api.runs import runs_of
-from conduit.infra.settings import Settings
 from conduit.services import model_providers
 from conduit.services.model_providers import KEEP, MAX_QUOTA, ProviderFields
 
@@ -54,16 +53,7 @@ class ProviderTestBody(Body):
     model: Annotated[str, StringConstraints(max_length=255)] | None = None
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-def server_secret(request: Request) -> str:
-    return _settings(request).secret_key()
-
-
-Secret = Annotated[str, Depends(server_secret)]
+Secret = ServerSecret
 
 
 @router.get("")
@@ -146,7 +136,7 @@ def _probe_target(
         member=identity.membership,
         provider_id=provider_id,
         model=body.model if body else None,
-        default_model=_settings(request).model.name,
+        default_model=get_settings(request).model.name,
     )
     # End the read transaction before the model call: on SQLite every transaction holds the
     # write lock, and the registry reads the credentials in a session of its own.

@@ -30,6 +30,12 @@ from conduit.db.models.conversation import (
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
 from conduit.db.models.provider import ProviderCredential
 from conduit.db.models.task import AsyncTask
+from conduit.db.models.webhook import (
+    AppWebhookSecret,
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 
 __all__ = [
     "Account",
@@ -39,10 +45,12 @@ __all__ = [
     "App",
     "AppMode",
     "AppStatus",
+    "AppWebhookSecret",
     "AsyncTask",
     "Base",
     "ConsoleSession",
     "Conversation",
+    "DeliveryStatus",
     "EndUser",
     "IconType",
     "InstalledApp",
@@ -57,6 +65,8 @@ __all__ = [
     "Tenant",
     "TenantStatus",
     "UploadFile",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "new_id",
     "utcnow",
 ]

@@ -1,7 +1,7 @@
 """async runs' tasks
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-03 14:30:00.000000
 
 An async run (`response_mode: "async"`) has a task row beside its run record: its owner, its
@@ -16,7 +16,7 @@ from alembic import op
 import conduit.db.models.base
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
