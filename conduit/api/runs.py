@@ -29,6 +29,7 @@ from conduit.core.apps.chat import BlockingReply
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
+from conduit.infra.ssrf import check_callback_url_async
 from conduit.services import runs as run_service
 from conduit.services.runs import ChatRequest, RunEvents, Runs
 
@@ -73,6 +74,10 @@ async def start_chat(
     repeat answers from the run the first request started."""
     runs = runs_of(request)
     key = idempotency_key(request)
+    if run.callback_url is not None:
+        # Refused before anything is stored: private, loopback, link-local and metadata
+        # targets (unless allowed), checked again at each delivery (`infra/ssrf.py`).
+        run.callback_url = await check_callback_url_async(run.callback_url, runs.settings.webhook)
     attached = False
     if key is None:
         spec = await run_service.start_chat_run(

@@ -57,6 +57,8 @@ def purge_expired_tasks(self: OutboxTask) -> int:
         removed += batch
         if batch < tasks.PURGE_BATCH:
             break
+    with found.db.transaction() as session:
+        tasks.purge_expired_deliveries(session, found.settings)
     if removed:
         logger.info("purged %d expired async task(s)", removed)
     return removed

@@ -73,3 +73,17 @@ class TestRetention:
         again = chat_app.client.post("/chat-messages", json=body_of(), headers=key)
         assert again.status_code == 202
         assert again.json()["task_id"] != first.json()["task_id"]
+
+    def test_a_loopback_callback_is_refused_without_an_allow_list(
+        self, chat_app: ServiceApp
+    ) -> None:
+        """This stack allows no private target: loopback is refused at submit, nothing stored."""
+        before = chat_app.stack.sql("SELECT count(*) FROM async_tasks")
+        response = chat_app.client.post(
+            "/chat-messages", json=body_of(callback_url="http://127.0.0.1:9/hook")
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "invalid_param"
+        assert response.json()["message"].startswith("callback_url")
+        assert "127.0.0.1" in response.json()["message"]
+        assert chat_app.stack.sql("SELECT count(*) FROM async_tasks") == before

@@ -25,6 +25,7 @@ from conduit.core.runs.spec import id_time
 from conduit.db.models import App, AsyncTask, EndUser, Message, utcnow
 from conduit.errors import TaskExpired, TaskNotFound
 from conduit.infra.settings import Settings
+from conduit.services import webhooks
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import stored_run_events
 from conduit.services.runs.start import KeyedRun
@@ -52,7 +53,8 @@ def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | N
 
 
 def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
-    """`GET /v1/tasks/{task_id}`'s body, but for its `callback` (the webhook deliveries')."""
+    """`GET /v1/tasks/{task_id}`'s body: status, times, the callback's deliveries, and once it
+    ended its result (the blocking body) or its error."""
     view: dict[str, Any] = {
         "task_id": task.id,
         "status": task.status,
@@ -60,6 +62,15 @@ def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
         "started_at": _unix(task.started_at),
         "finished_at": _unix(task.finished_at),
     }
+    callback = webhooks.callback_summary(session, task.id)
+    if callback is not None or task.callback_url:
+        view["callback"] = callback or {
+            "url": task.callback_url,
+            "status": "pending",
+            "attempts": 0,
+            "last_status": None,
+            "delivered_at": None,
+        }
     if task.status in task_store.UNFINISHED:
         return view
     outcome = task_outcome(session, task, app)
@@ -107,10 +118,45 @@ def end_run_task(
     error_message: str | None = None,
 ) -> bool:
     """In the transaction that stores a run's end, after its record: end its task if it is an
-    async run's (False otherwise, or when its task had ended already)."""
-    return task_store.end_task(
+    async run's, and queue its callback (False when it is not an async run's, or its task had
+    ended already: its callback was queued then)."""
+    if not task_store.end_task(
         session.connection(), task_id, status, error_code=error_code, error_message=error_message
+    ):
+        return False
+    task = session.get(AsyncTask, task_id)
+    if task is not None and task.callback_url:
+        app = session.get(App, task.app_id)
+        if app is not None:
+            webhooks.enqueue_callback(
+                session,
+                app_id=app.id,
+                task_id=task.id,
+                url=task.callback_url,
+                payload=callback_payload(session, task, app),
+            )
+    return True
+
+
+def callback_payload(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
+    """What the callback of an ended task says: `{task_id, status, output | error, app_id,
+    user, created_at, finished_at}` (`output`: the blocking body, as the task's `result`)."""
+    view = describe(session, task, app)
+    user = session.get(EndUser, task.end_user_id)
+    payload: dict[str, Any] = {"task_id": task.id, "status": task.status}
+    if "result" in view:
+        payload["output"] = view["result"]
+    else:
+        payload["error"] = view["error"]
+    payload.update(
+        {
+            "app_id": app.id,
+            "user": user.session_id if user is not None else None,
+            "created_at": view["created_at"],
+            "finished_at": view["finished_at"],
+        }
     )
+    return payload
 
 
 def purge_expired_tasks(session: Session, settings: Settings) -> int:
@@ -132,3 +178,10 @@ def purge_expired_tasks(session: Session, settings: Settings) -> int:
     )
     session.execute(delete(AsyncTask).where(AsyncTask.id.in_(task_ids)))
     return len(task_ids)
+
+
+def purge_expired_deliveries(session: Session, settings: Settings) -> int:
+    """Remove the callback deliveries (delivered or dead) made before the retention's
+    horizon."""
+    horizon = utcnow() - timedelta(hours=settings.runs.async_retention_hours)
+    return webhooks.purge_deliveries(session, created_before=horizon)
