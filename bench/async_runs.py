@@ -71,6 +71,24 @@ from bench.sse_streams import (
 )
 
 ALLOW_LOOPBACK = {"CONDUIT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+WARMUP = 3.0  # seconds of load before a window: caches filled, pools and queues in step
+
+
+def drain(target: Target, most: float = 300.0) -> None:
+    """Wait until no task waits on any queue (the server's gauges), so that the next scenario
+    does not measure the last one's backlog."""
+    deadline = time.monotonic() + most
+    while time.monotonic() < deadline:
+        scraped = httpx.get(f"http://127.0.0.1:{target.port}/metrics", timeout=30).text
+        waiting = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in scraped.splitlines()
+            if line.startswith("conduit_queue_waiting_tasks{")
+        )
+        if waiting == 0:
+            return
+        time.sleep(0.5)
+    log("the queues did not drain: going on")
 
 
 # --- the callback receiver ----------------------------------------------------------------------
@@ -158,53 +176,46 @@ def _pct(values: list[float], pct: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-async def submit_open(target: Target, receiver: Receiver, seconds: float) -> dict[str, Any]:
-    """100 submitters, one submit per second each (staggered), for `seconds`."""
+async def submit_open(
+    target: Target, receiver: Receiver, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """100 submitters, one submit per second each (staggered); the submits started in the
+    window after `warmup` seconds count."""
+    return await _submitters(target, receiver, seconds, warmup, paced=True)
+
+
+async def submit_closed(
+    target: Target, receiver: Receiver, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """100 submitters in a closed loop: the most 202s per second."""
+    return await _submitters(target, receiver, seconds, warmup, paced=False)
+
+
+async def _submitters(
+    target: Target, receiver: Receiver, seconds: float, warmup: float, *, paced: bool
+) -> dict[str, Any]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     headers = {"Authorization": f"Bearer {target.token}"}
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        end = time.perf_counter() + seconds
+        begin = time.perf_counter()
+        window = (begin + warmup, begin + warmup + seconds)
 
         async def submitter(index: int) -> None:
             await asyncio.sleep(index / 100)
-            while time.perf_counter() < end:
-                due = time.perf_counter() + 1.0
+            while (started := time.perf_counter()) < window[1]:
                 latency, status, _ = await _submit(
-                    session, target.url, body_of(receiver, f"open-{index}")
+                    session, target.url, body_of(receiver, f"submitter-{index}")
                 )
-                latencies.append(latency)
-                statuses[status] += 1
-                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                if started >= window[0]:
+                    latencies.append(latency)
+                    statuses[status] += 1
+                if paced:
+                    await asyncio.sleep(max(0.0, started + 1.0 - time.perf_counter()))
 
-        started = time.perf_counter()
         await asyncio.gather(*(submitter(i) for i in range(100)))
-        elapsed = time.perf_counter() - started
-    return _submit_figures(latencies, statuses, elapsed)
-
-
-async def submit_closed(target: Target, receiver: Receiver, seconds: float) -> dict[str, Any]:
-    """100 submitters in a closed loop for `seconds`: the most 202s per second."""
-    latencies: list[float] = []
-    statuses: Counter[int] = Counter()
-    headers = {"Authorization": f"Bearer {target.token}"}
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        end = time.perf_counter() + seconds
-
-        async def submitter(index: int) -> None:
-            while time.perf_counter() < end:
-                latency, status, _ = await _submit(
-                    session, target.url, body_of(receiver, f"closed-{index}")
-                )
-                latencies.append(latency)
-                statuses[status] += 1
-
-        started = time.perf_counter()
-        await asyncio.gather(*(submitter(i) for i in range(100)))
-        elapsed = time.perf_counter() - started
-    return _submit_figures(latencies, statuses, elapsed)
+    return _submit_figures(latencies, statuses, seconds)
 
 
 def _submit_figures(
@@ -331,11 +342,11 @@ def run_mode(
         upstream.pace(0)
         receiver.forget()
         log(f"{mode}: submit (100 submitters, 1/s each, {args.window:g} s)")
-        figures["submit"] = asyncio.run(submit_open(target, receiver, args.window))
-        time.sleep(2)
+        figures["submit"] = asyncio.run(submit_open(target, receiver, args.window, WARMUP))
+        drain(target)
         log(f"{mode}: submit-max (100 submitters, closed loop, {args.window:g} s)")
-        figures["submit_max"] = asyncio.run(submit_closed(target, receiver, args.window))
-        time.sleep(5)  # let the queue drain
+        figures["submit_max"] = asyncio.run(submit_closed(target, receiver, args.window, WARMUP))
+        drain(target)
         receiver.forget()
         log(f"{mode}: callback ({args.callbacks} runs one at a time)")
         figures["callback"] = callback_latency(target, upstream, receiver, args.callbacks)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -138,18 +139,30 @@ class OutboxRelay:
             self._thread.join(timeout)
 
     def _loop(self) -> None:
+        checks_due = 0.0
         while not self._stopping.is_set():
             self._wake.wait(self._policy.interval)
             self._wake.clear()
             if self._stopping.is_set():
                 break
             try:
-                self.resend_lost()
-                while self.relay_once() >= self._policy.batch:
-                    pass
-                self.redeliver_stale()
+                # What a commit nudged for goes out first; the looks for what the broker lost
+                # (a broker round trip or two) and for stale rows (a statement) are safety
+                # nets, made once per interval rather than on every nudge: on a busy server
+                # every start nudges.
+                self._relay_all()
+                now = time.monotonic()
+                if now >= checks_due:
+                    checks_due = now + self._policy.interval
+                    if self.resend_lost():
+                        self._relay_all()
+                    self.redeliver_stale()
             except Exception:
                 logger.exception("outbox relay sweep failed")
+
+    def _relay_all(self) -> None:
+        while self.relay_once() >= self._policy.batch:
+            pass
 
     def relay_once(self) -> int:
         """Send one batch of due rows; returns how many rows were looked at."""

@@ -110,8 +110,25 @@ def check_callback_url(
 
 
 async def check_callback_url_async(url: Any, settings: WebhookSettings) -> str:
-    """`check_callback_url` on a thread, for an event loop (resolution blocks)."""
-    return await asyncio.to_thread(check_callback_url, url, settings)
+    """`check_callback_url` for an event loop: a host that is an IP address needs no lookup and
+    is checked at once; a name is resolved on a thread (resolution blocks). On a busy server
+    the thread hop was a submit's longest wait (a queue behind the database's threads)."""
+    try:
+        return check_callback_url(url, settings, resolver=_literal_only)
+    except _NeedsLookup:
+        return await asyncio.to_thread(check_callback_url, url, settings)
+
+
+class _NeedsLookup(Exception):
+    """The host is a name: `_literal_only` cannot resolve it."""
+
+
+def _literal_only(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        raise _NeedsLookup(host) from None
+    return [host]
 
 
 def resolve_target(

@@ -168,3 +168,23 @@ def test_the_async_check_resolves_off_the_event_loop() -> None:
     import asyncio
 
     assert asyncio.run(_checked_on_a_thread("http://localhost:9/x")) == "http://localhost:9/x"
+
+
+def test_the_async_check_of_an_address_needs_no_thread_and_refuses_the_same() -> None:
+    """An IP-literal host is checked on the loop (no lookup); the rules are the same."""
+    import asyncio
+    import threading
+
+    from conduit.infra.ssrf import check_callback_url_async
+
+    async def checked(url: str, settings: WebhookSettings) -> tuple[str, int]:
+        threads = threading.active_count()
+        result = await check_callback_url_async(url, settings)
+        return result, threading.active_count() - threads
+
+    url, new_threads = asyncio.run(checked("http://127.0.0.1:9/x", LOOPBACK_ALLOWED))
+    assert url == "http://127.0.0.1:9/x" and new_threads == 0
+    with pytest.raises(UnsafeUrl, match="loopback"):
+        asyncio.run(checked("http://127.0.0.1:9/x", WebhookSettings()))
+    with pytest.raises(UnsafeUrl, match=r"169\.254\.169\.254"):
+        asyncio.run(checked("http://[::ffff:169.254.169.254]/x", WebhookSettings()))
