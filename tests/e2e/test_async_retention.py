@@ -1,11 +1,14 @@
 """An async run's task is kept for `CONDUIT_RUNS_ASYNC_RETENTION_HOURS` after its end, then
 removed by beat (with its Idempotency-Key); a status request for it answers 404
-`task_expired`, which its time-ordered id tells from a task that never was."""
+`task_expired`, which its time-ordered id tells from a task that never was. Async runs have a
+time limit of their own (`CONDUIT_RUNS_ASYNC_MAX_SECONDS`). Without an allow-list, a loopback
+callback is refused."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -13,10 +16,15 @@ from conduit.core.runs.spec import time_ordered_id
 from tests import support
 from tests.conftest import DISTRIBUTED
 from tests.e2e.conftest import ServiceApp
+from tests.e2e.sse import answer_of, frames
 from tests.e2e.test_async_runs import body_of, poll
 
-# A retention of about two seconds, so that the purge can be seen (beat runs it every half).
-STACK_ENV = {"CONDUIT_RUNS_ASYNC_RETENTION_HOURS": "0.0006"}
+# A retention of about two seconds, so that the purge can be seen (beat runs it every half);
+# async runs limited to 2 s (the others keep the default 600 s).
+STACK_ENV = {
+    "CONDUIT_RUNS_ASYNC_RETENTION_HOURS": "0.0006",
+    "CONDUIT_RUNS_ASYNC_MAX_SECONDS": "2",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -87,3 +95,24 @@ class TestRetention:
         assert response.json()["message"].startswith("callback_url")
         assert "127.0.0.1" in response.json()["message"]
         assert chat_app.stack.sql("SELECT count(*) FROM async_tasks") == before
+
+    def test_an_async_run_has_its_own_time_limit(self, chat_app: ServiceApp, upstream: Any) -> None:
+        """A 4 s answer: async (limit 2 s) it ends `failed` `run_time_limit_exceeded` with
+        its partial answer; streaming (limit 600 s) the same answer completes."""
+        upstream.control(pace_ms=70)
+        query = " ".join(f"word{n}" for n in range(55))
+        submitted = chat_app.client.post("/chat-messages", json=body_of(query))
+        task = poll(chat_app.client, submitted.json()["status_url"])
+        assert task["status"] == "failed"
+        assert task["error"]["code"] == "run_time_limit_exceeded"
+        assert "2 seconds" in task["error"]["message"]
+        [(answer,)] = chat_app.stack.sql(
+            "SELECT answer FROM messages WHERE task_id = :id", id=task["task_id"]
+        )
+        assert answer and len(str(answer)) < len(f"You said: {query}")
+        with chat_app.client.stream(
+            "POST", "/chat-messages", json={**body_of(query), "response_mode": "streaming"}
+        ) as response:
+            items = [f for f in frames(response) if f.event != "ping"]
+        assert items[-1].event == "message_end"
+        assert answer_of(items) == f"You said: {query}"

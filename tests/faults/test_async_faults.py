@@ -1,5 +1,5 @@
-"""Async runs under faults: kill -9 of the worker running them, and the broker down while they
-are submitted. The servers use the inline executor (async runs go to the worker all the same);
+"""Async runs under faults: kill -9 of the worker running them, kill -9 of the server that
+accepted them, and the broker down while they are submitted. The servers use the inline executor (async runs go to the worker all the same);
 each run has a callback to a real HTTP receiver started here.
 
 Asserted: every accepted task ends (`succeeded`, or `failed` with `run_interrupted` when its
@@ -58,13 +58,21 @@ def async_stack(
         yield stack
 
 
-def submit(stack: FaultStack, app: ServiceKey, receiver: WebhookReceiver, n: int) -> list[str]:
+def submit(
+    stack: FaultStack,
+    app: ServiceKey,
+    receiver: WebhookReceiver,
+    n: int,
+    *,
+    server: int | None = None,
+) -> list[str]:
+    """`n` async runs with callbacks, on the servers in turn (or all on `server`)."""
     query = " ".join(f"w{i}" for i in range(ANSWER_WORDS))
     task_ids = []
     with httpx.Client(headers={"Authorization": f"Bearer {app.key}"}, timeout=30) as client:
         for index in range(n):
             response = client.post(
-                f"{stack.url(index % 2)}/v1/chat-messages",
+                f"{stack.url(index % 2 if server is None else server)}/v1/chat-messages",
                 json={
                     "inputs": {},
                     "query": query,
@@ -187,6 +195,40 @@ def test_broker_down_while_async_runs_are_submitted(
             0,
             round(ended, 1),
             "accepted while down; ran and called back after",
+        )
+    )
+    assert {s for s, _ in statuses.values()} == {"succeeded"}
+    assert duplicated == 0
+
+
+def test_kill_9_of_the_server_that_accepted_async_runs(
+    async_stack: FaultStack, receiver: WebhookReceiver, slow_upstream: Any
+) -> None:
+    """5 async runs submitted to server 0, which is killed (kill -9) at once: their rows and
+    outbox rows were committed before each 202, so the other server's relay sends what was
+    not sent yet, the worker runs every one, and every callback arrives once."""
+    receiver.reset()
+    slow_upstream.reset()
+    app = chat_app(async_stack)
+    task_ids = submit(async_stack, app, receiver, 5, server=0)
+    async_stack.servers[0].kill()
+    killed = time.monotonic()
+    try:
+        wait_ended(async_stack, task_ids, timeout=60)
+        ended = time.monotonic() - killed
+        statuses = task_statuses(async_stack, task_ids)
+        duplicated = callbacks_once(receiver, async_stack, task_ids)
+    finally:
+        async_stack.start_server(0)
+    report(
+        Row(
+            "kill -9 of the server that accepted async runs",
+            5,
+            0,
+            duplicated,
+            0,
+            round(ended, 1),
+            "sent by the other server's relay; ran and called back",
         )
     )
     assert {s for s, _ in statuses.values()} == {"succeeded"}
