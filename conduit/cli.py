@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from typing import Any, NoReturn
 
 import click
@@ -171,6 +172,7 @@ def worker(
     ]
     if os.environ.get(_HOSTNAME_VARIABLE):
         argv.append(f"--hostname={os.environ[_HOSTNAME_VARIABLE]}")
+        _follow_parent()
     if include:
         argv.append(f"--include={include}")
     if background is None:
@@ -189,6 +191,21 @@ def worker(
 
 
 _HOSTNAME_VARIABLE = "CONDUIT_WORKER_HOSTNAME"
+_PARENT_VARIABLE = "CONDUIT_WORKER_PARENT"
+
+
+def _follow_parent() -> None:
+    """In a supervised child: shut down warmly (SIGTERM to itself) once the worker that
+    started it is gone, even killed with -9, and even before this child got this far; a pool
+    of its own outliving it would go on consuming its queue with no one to stop it."""
+    parent = int(os.environ.get(_PARENT_VARIABLE) or os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class _Supervised:
@@ -197,7 +214,7 @@ class _Supervised:
 
     def __init__(self, args: list[str], *, hostname: str) -> None:
         self._args = args
-        self._env = {**os.environ, _HOSTNAME_VARIABLE: hostname}
+        self._env = {**os.environ, _HOSTNAME_VARIABLE: hostname, _PARENT_VARIABLE: str(os.getpid())}
         self._process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()

@@ -74,3 +74,29 @@ def test_naming_runs_in_the_background_pool_which_is_restarted_when_it_dies(
     again = _chat(chat_app)
     support.wait_for(lambda: _named(chat_app, again), timeout=30, what="a name after the restart")
     assert restarted[0] in _naming_processes(worker.log())
+
+
+def test_the_background_pool_stops_when_its_worker_is_killed(chat_app: ServiceApp) -> None:
+    """kill -9 of a `conduit worker` (only its own process, as an orchestrator or a script
+    killing one pid does) leaves no background pool behind consuming its queue."""
+    stack = chat_app.stack
+    worker = support.Process(
+        ["worker", "-c", "1"], env=stack.env, cwd=stack.workdir, log=stack.workdir / "w2.log"
+    )
+    worker.start()
+    assert worker.process is not None
+    pid = worker.process.pid
+    try:
+        child = support.wait_for(lambda: _children(pid), what="the pool")[0]
+        os.kill(pid, signal.SIGKILL)
+        worker.process.wait(10)
+        support.wait_for(
+            lambda: (
+                not Path(f"/proc/{child}").exists()
+                or "Z" in Path(f"/proc/{child}/stat").read_text().split(")")[1][:3]
+            ),
+            timeout=30,
+            what="the orphaned background pool to stop",
+        )
+    finally:
+        worker.kill()
