@@ -20,6 +20,11 @@ Scenarios, per mode:
   submit as soon as the last 202 came): the most 202s per second, with their latency. Every
   run here is a 3-token answer at pace 0 with a callback, so the worker's runs and the
   callbacks share the machine with the submits, as they would.
+- `submit-alone` (distributed): `submit` again with the `conduit worker` processes paused
+  (SIGSTOP; SIGCONT after the window): the server, PostgreSQL, Redis and these submitters alone
+  on the cores, as when the workers run on machines of their own. The runs wait on the queue
+  and run once the workers go on. Every submit scenario also reports the server process's CPU
+  time per 202 in its window, the figure that carries across machines.
 - `callback`: one submit at a time, 40 of them, a 22-token answer at 5 ms pace: the time from
   sending the submit to receiving its callback, less the median time a blocking request for
   the same run takes in the same run (the run's own duration, measured the same way).
@@ -39,17 +44,19 @@ import asyncio
 import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
-from aiohttp import web
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -71,6 +78,7 @@ from bench.sse_streams import (
 )
 
 ALLOW_LOOPBACK = {"CONDUIT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
+RECEIVER = Path(__file__).with_name("_receiver.py")
 WARMUP = 3.0  # seconds of load before a window: caches filled, pools and queues in step
 
 
@@ -96,15 +104,15 @@ def drain(target: Target, most: float = 300.0) -> None:
 
 @dataclass
 class Receiver:
-    """An HTTP server on its own thread and loop that answers 200 to every callback and notes
-    when each task's arrived (the first time) and how many times."""
+    """The callback receiver (`bench/_receiver.py`, a process of its own: its HTTP work does
+    not share this process's GIL with the submitters), and a thread here that notes when each
+    task's callback first arrived (`time.monotonic()`), how many times, and its status."""
 
     port: int = 0
     arrived: dict[str, float] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _loop: asyncio.AbstractEventLoop | None = None
-    _ready: threading.Event = field(default_factory=threading.Event)
+    statuses: dict[str, str] = field(default_factory=dict)
+    _process: subprocess.Popen[str] | None = None
 
     @property
     def url(self) -> str:
@@ -112,37 +120,42 @@ class Receiver:
 
     def start(self) -> None:
         self.port = free_port()
-        threading.Thread(target=self._serve, name="receiver", daemon=True).start()
-        self._ready.wait(10)
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("_receiver.py")),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, name="receiver", daemon=True).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).is_success:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("the callback receiver did not start")
 
-    def _serve(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-
-        async def hook(request: web.Request) -> web.Response:
-            now = time.perf_counter()
-            body = await request.json()
-            task_id = str(body["task_id"])
-            self.arrived.setdefault(task_id, now)
+    def _read(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        for line in self._process.stdout:
+            task_id, at, status = [*line.split(), ""][:3]
+            self.arrived.setdefault(task_id, float(at))
             self.counts[task_id] += 1
-            self.bodies[task_id] = body
-            return web.Response(text="ok")
+            self.statuses[task_id] = status
 
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/hook", hook)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._ready.set()
-            await asyncio.Event().wait()
-
-        loop.run_until_complete(main())
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(10)
 
     def forget(self) -> None:
         self.arrived.clear()
         self.counts.clear()
-        self.bodies.clear()
+        self.statuses.clear()
 
 
 # --- the load ------------------------------------------------------------------------------------
@@ -162,11 +175,11 @@ def body_of(receiver: Receiver, user: str, query: str = "hi there") -> dict[str,
 async def _submit(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any]
 ) -> tuple[float, int, str | None]:
-    started = time.perf_counter()
+    started = time.monotonic()
     async with session.post(url, json=body) as response:
         data = await response.json(content_type=None)
         task_id = data.get("task_id") if response.status == 202 else None
-        return time.perf_counter() - started, response.status, task_id
+        return time.monotonic() - started, response.status, task_id
 
 
 def _pct(values: list[float], pct: float) -> float | None:
@@ -184,6 +197,25 @@ async def submit_open(
     return await _submitters(target, receiver, seconds, warmup, paced=True)
 
 
+@contextlib.contextmanager
+def workers_paused(target: Target) -> Iterator[None]:
+    """The target's `conduit worker` processes (and their pools) stopped (SIGSTOP) meanwhile:
+    the submits alone on this machine's cores, as with workers on machines of their own; the
+    runs wait on their queue and run once the workers go on (SIGCONT)."""
+    processes = []
+    for pid in target.helpers:
+        main = psutil.Process(pid)
+        processes += [main, *main.children(recursive=True)]
+    for process in processes:
+        process.suspend()
+    try:
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                process.resume()
+
+
 async def submit_closed(
     target: Target, receiver: Receiver, seconds: float, warmup: float
 ) -> dict[str, Any]:
@@ -198,13 +230,28 @@ async def _submitters(
     statuses: Counter[int] = Counter()
     headers = {"Authorization": f"Bearer {target.token}"}
     connector = aiohttp.TCPConnector(limit=0)
+    server = psutil.Process(target.pid)
+    cpu: list[float] = []
+
+    async def server_cpu() -> None:
+        """The server process's CPU seconds at the window's start and end."""
+        for at in window:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            total = 0.0
+            for process in (server, *server.children(recursive=True)):  # --server-workers
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+            cpu.append(total)
+
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
-        begin = time.perf_counter()
+        begin = time.monotonic()
         window = (begin + warmup, begin + warmup + seconds)
+        measuring = asyncio.ensure_future(server_cpu())
 
         async def submitter(index: int) -> None:
             await asyncio.sleep(index / 100)
-            while (started := time.perf_counter()) < window[1]:
+            while (started := time.monotonic()) < window[1]:
                 latency, status, _ = await _submit(
                     session, target.url, body_of(receiver, f"submitter-{index}")
                 )
@@ -212,10 +259,14 @@ async def _submitters(
                     latencies.append(latency)
                     statuses[status] += 1
                 if paced:
-                    await asyncio.sleep(max(0.0, started + 1.0 - time.perf_counter()))
+                    await asyncio.sleep(max(0.0, started + 1.0 - time.monotonic()))
 
         await asyncio.gather(*(submitter(i) for i in range(100)))
-    return _submit_figures(latencies, statuses, seconds)
+        await measuring
+    figures = _submit_figures(latencies, statuses, seconds)
+    accepted = statuses[202]
+    figures["server_cpu_ms"] = (cpu[1] - cpu[0]) * 1000 / accepted if accepted else None
+    return figures
 
 
 def _submit_figures(
@@ -240,19 +291,19 @@ def callback_latency(
     blocking: list[float] = []
     with httpx.Client(headers=headers, timeout=60) as client:
         for _ in range(max(10, count // 2)):
-            started = time.perf_counter()
+            started = time.monotonic()
             response = client.post(
                 target.url,
                 json={**body_of(receiver, "blocking", query), "response_mode": "blocking"}
                 | {"callback_url": None},
             )
             response.raise_for_status()
-            blocking.append(time.perf_counter() - started)
+            blocking.append(time.monotonic() - started)
         own = statistics.median(blocking)
         latencies: list[float] = []
         errors = 0
         for _ in range(count):
-            started = time.perf_counter()
+            started = time.monotonic()
             response = client.post(target.url, json=body_of(receiver, "callback", query))
             if response.status_code != 202:
                 errors += 1
@@ -282,7 +333,7 @@ async def burst(target: Target, receiver: Receiver, submits: int) -> dict[str, A
     statuses: Counter[int] = Counter()
     task_ids: list[str] = []
     connector = aiohttp.TCPConnector(limit=200)
-    started = time.perf_counter()
+    started = time.monotonic()
     async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
 
         async def one(index: int) -> None:
@@ -297,14 +348,14 @@ async def burst(target: Target, receiver: Receiver, submits: int) -> dict[str, A
                 task_ids.append(task_id)
 
         await asyncio.gather(*(one(i) for i in range(submits)))
-    accepted = time.perf_counter() - started
+    accepted = time.monotonic() - started
     deadline = time.monotonic() + 600
     # The receiver notes arrivals on its own thread and loop: polled, not awaited.
     while time.monotonic() < deadline and any(t not in receiver.arrived for t in task_ids):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     arrived = [receiver.arrived[t] for t in task_ids if t in receiver.arrived]
     drained = (max(arrived) - started) if arrived else None
-    succeeded = sum(1 for t in task_ids if receiver.bodies.get(t, {}).get("status") == "succeeded")
+    succeeded = sum(1 for t in task_ids if receiver.statuses.get(t) == "succeeded")
     return {
         "accepted": statuses[202],
         "errors_5xx": sum(n for s, n in statuses.items() if s >= 500 or s == 0),
@@ -334,7 +385,10 @@ def with_env(site: ConduitSite, extra: dict[str, str]) -> ConduitSite:
 def run_mode(
     stack: Stack, mode: str, upstream: Upstream, receiver: Receiver, args: argparse.Namespace
 ) -> dict[str, Any]:
-    site = with_env(prepare_site(stack, mode, upstream), ALLOW_LOOPBACK)
+    extra = dict(ALLOW_LOOPBACK)
+    if mode == "distributed" and args.server_workers > 1:
+        extra["CONDUIT_HTTP_WORKERS"] = str(args.server_workers)
+    site = with_env(prepare_site(stack, mode, upstream), extra)
     figures: dict[str, Any] = {}
     target = start_conduit(stack, site, upstream)
     try:
@@ -344,6 +398,13 @@ def run_mode(
         log(f"{mode}: submit (100 submitters, 1/s each, {args.window:g} s)")
         figures["submit"] = asyncio.run(submit_open(target, receiver, args.window, WARMUP))
         drain(target)
+        if mode == "distributed":
+            log(f"{mode}: submit, workers paused (100 submitters, 1/s each, {args.window:g} s)")
+            with workers_paused(target):
+                figures["submit_alone"] = asyncio.run(
+                    submit_open(target, receiver, args.window, WARMUP)
+                )
+            drain(target)
         log(f"{mode}: submit-max (100 submitters, closed loop, {args.window:g} s)")
         figures["submit_max"] = asyncio.run(submit_closed(target, receiver, args.window, WARMUP))
         drain(target)
@@ -412,9 +473,28 @@ def table(summary: dict[str, Any], modes: list[str]) -> list[str]:
         " / ".join("yes" if v is not None and v <= 20 else "**no**" for v in p99s),
     )
     row(
-        "  202s per second, errors",
-        [f"{_fmt(get(m, 'submit.accepted_s'))}, {_fmt(get(m, 'submit.errors'), 0)}" for m in modes],
+        "  202s per second, errors; server CPU ms per 202",
+        [
+            f"{_fmt(get(m, 'submit.accepted_s'))}, {_fmt(get(m, 'submit.errors'), 0)}; "
+            f"{_fmt(get(m, 'submit.server_cpu_ms'), 2)}"
+            for m in modes
+        ],
     )
+    if "distributed" in modes and get("distributed", "submit_alone.p99_ms") is not None:
+        alone = get("distributed", "submit_alone.p99_ms")
+        cells = ["—" for _ in modes]
+        cells[modes.index("distributed")] = (
+            f"{_fmt(get('distributed', 'submit_alone.p50_ms'))} / {_fmt(alone)}; "
+            f"{_fmt(get('distributed', 'submit_alone.accepted_s'))}/s, "
+            f"{_fmt(get('distributed', 'submit_alone.errors'), 0)} errors; "
+            f"CPU {_fmt(get('distributed', 'submit_alone.server_cpu_ms'), 2)} ms per 202"
+        )
+        row(
+            "submit p50 / p99 ms, the workers paused (their runs wait on the queue)",
+            cells,
+            "p99 ≤ 20 ms",
+            "yes" if alone is not None and alone <= 20 else "**no**",
+        )
     row(
         "submit-max: 202s per second (closed loop, 100)",
         [_fmt(get(m, "submit_max.accepted_s")) for m in modes],
@@ -467,6 +547,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callbacks", type=int, default=40)
     parser.add_argument("--burst", type=int, default=2000, help="0: no burst scenario")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="distributed: `conduit serve` processes (CONDUIT_HTTP_WORKERS)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -491,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = True
     finally:
         stack.close()
+        receiver.stop()
     if not runs:
         return 1
     summary = summarize(runs)

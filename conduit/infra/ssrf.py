@@ -16,6 +16,7 @@ Resolution blocks: call these from a thread, never on an event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
@@ -55,10 +56,8 @@ class AllowList:
 
     @classmethod
     def of(cls, settings: WebhookSettings) -> AllowList:
-        return cls(
-            tuple(ipaddress.ip_network(item, strict=False) for item in settings.networks),
-            tuple(settings.hosts),
-        )
+        # Parsed once per setting's value: a submit with a callback asks on every request.
+        return _allow_list(tuple(settings.networks), tuple(settings.hosts))
 
     def permits_host(self, host: str) -> bool:
         for allowed in self.hosts:
@@ -71,6 +70,11 @@ class AllowList:
 
     def permits_address(self, address: Address) -> bool:
         return any(address in network for network in self.networks)
+
+
+@functools.lru_cache(maxsize=8)
+def _allow_list(networks: tuple[str, ...], hosts: tuple[str, ...]) -> AllowList:
+    return AllowList(tuple(ipaddress.ip_network(item, strict=False) for item in networks), hosts)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,16 @@ def publisher(app: Celery) -> Any:
         task: str, kwargs: dict[str, Any], queue: str, task_id: str, headers: dict[str, Any]
     ) -> None:
         app.send_task(
-            task, kwargs=kwargs, queue=queue, task_id=task_id, headers=headers, retry=False
+            task,
+            kwargs=kwargs,
+            queue=queue,
+            task_id=task_id,
+            headers=headers,
+            retry=False,
+            # What logs and monitors show of the arguments: their names. Celery's default
+            # repr of a run's spec (its whole JSON) cost more than the rest of the message.
+            argsrepr="()",
+            kwargsrepr="{" + ", ".join(kwargs) + "}",
         )
 
     return publish
