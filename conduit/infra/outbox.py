@@ -20,11 +20,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.db.models import OutboxMessage, OutboxStatus, new_id, utcnow
@@ -36,9 +37,35 @@ logger = logging.getLogger(__name__)
 NOTIFY_KEY = "conduit_outbox_notify"
 
 # (task name, kwargs, queue, task id, headers) -> None; raises when the broker refuses.
-Publisher = Callable[[str, dict[str, Any], str, str, dict[str, Any]], None]
+Send = Callable[[str, dict[str, Any], str, str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PublishBatch:
+    """One relay sweep's sends. `atomic`: the sends are buffered and go to the broker together
+    when the batch ends (one pipelined round trip on a Redis broker), so a failure, at a send
+    or at that end, means none of them is known to be delivered; otherwise each send is
+    delivered when it returns (RabbitMQ, the embedded broker)."""
+
+    send: Send
+    atomic: bool
+
+
+class Publisher(Protocol):
+    """What the relay hands rows to: a broker's publishing, one message or a batch."""
+
+    def __call__(
+        self, task: str, kwargs: dict[str, Any], queue: str, task_id: str, headers: dict[str, Any]
+    ) -> None: ...
+
+    def batch(self, size: int) -> AbstractContextManager[PublishBatch]:
+        """Sends of up to `size` messages, flushed when the block ends (it raises then when
+        the broker refused them)."""
+        ...
+
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.RUNNING)
+_INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[arg-type]
 # Rows put back per statement after a broker lost its messages.
 _RESEND_CHUNK = 500
 
@@ -65,24 +92,29 @@ def enqueue(
     queue: str,
     kwargs: dict[str, Any] | None = None,
     delay: float = 0.0,
-) -> OutboxMessage:
-    """Write a task to the outbox inside the caller's transaction; it is sent after commit."""
+) -> str:
+    """Write a task to the outbox inside the caller's transaction (a Core INSERT: no ORM
+    object to flush, it is on the path of every queued run); it is sent after commit. Returns
+    the row's id, the Celery task id."""
     now = utcnow()
-    message = OutboxMessage(
-        id=new_id(),
-        task=task,
-        queue=queue,
-        kwargs=kwargs or {},
-        headers={"request_id": current_request_id()},
-        status=OutboxStatus.PENDING,
-        created_at=now,
-        available_at=now + timedelta(seconds=delay),
+    row_id = new_id()
+    session.connection().execute(
+        _INSERT_OUTBOX,
+        {
+            "id": row_id,
+            "task": task,
+            "queue": queue,
+            "kwargs": kwargs or {},
+            "headers": {"request_id": current_request_id()},
+            "status": OutboxStatus.PENDING,
+            "created_at": now,
+            "available_at": now + timedelta(seconds=delay),
+        },
     )
-    session.add(message)
     notify: Callable[[], None] | None = session.info.get(NOTIFY_KEY)
     if notify is not None and delay <= 0:
         after_commit(session, notify)
-    return message
+    return row_id
 
 
 @dataclass(frozen=True)
@@ -178,44 +210,61 @@ class OutboxRelay:
             if self._locking:
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.scalars(query))
-            for index, row in enumerate(rows):
-                if not self._send(row):
-                    # The broker refused: the rest of the batch would wait on it too. Put them
-                    # back a little later instead of holding this transaction open for each.
-                    for later in rows[index + 1 :]:
-                        later.available_at = row.available_at
-                    return index + 1
+            if not rows:
+                return 0
+            sent, atomic = 0, True
+            try:
+                with self._publish.batch(len(rows)) as batch:
+                    atomic = batch.atomic
+                    for row in rows:
+                        headers = dict(row.headers or {})
+                        headers["outbox_id"] = row.id
+                        batch.send(row.task, dict(row.kwargs or {}), row.queue, row.id, headers)
+                        sent += 1
+            except Exception as error:
+                # The broker refused: a batched send delivered none of the rows (or none
+                # knowably: they are sent again, and a duplicate is recognised by its row id);
+                # one at a time, those before the refused one went out. The rest of the sweep
+                # would wait on the broker too: they are put back a little later with the
+                # refused row instead of holding this transaction open for each.
+                delivered = 0 if atomic else sent
+                self._dispatched(rows[:delivered])
+                refused = rows[delivered]
+                self._refused(refused, error)
+                for later in rows[delivered + 1 :]:
+                    later.available_at = refused.available_at
+                return delivered + 1
+            self._dispatched(rows)
         return len(rows)
 
-    def _send(self, row: OutboxMessage) -> bool:
-        """Hand one row to the broker; False when the broker refused it."""
-        headers = dict(row.headers or {})
-        headers["outbox_id"] = row.id
-        try:
-            self._publish(row.task, dict(row.kwargs or {}), row.queue, row.id, headers)
-        except Exception as error:
-            row.send_attempts += 1
-            row.last_error = f"send failed: {error}"[:2000]
-            if self._policy.max_attempts and row.send_attempts >= self._policy.max_attempts:
-                row.status = OutboxStatus.FAILED
-                row.finished_at = utcnow()
-                logger.error(
-                    "outbox %s (%s): giving up after %d sends", row.id, row.task, row.send_attempts
-                )
-                return False
-            row.available_at = utcnow() + timedelta(seconds=self._policy.backoff(row.send_attempts))
-            logger.warning(
-                "outbox %s (%s): broker refused (attempt %d), will retry: %s",
-                row.id,
-                row.task,
-                row.send_attempts,
-                error,
+    @staticmethod
+    def _dispatched(rows: Sequence[OutboxMessage]) -> None:
+        dispatched_at = utcnow()
+        for row in rows:
+            row.status = OutboxStatus.DISPATCHED
+            row.dispatched_at = dispatched_at
+            row.last_error = None
+
+    def _refused(self, row: OutboxMessage, error: Exception) -> None:
+        """The broker refused `row`: retried after a backoff, or given up after the most
+        attempts the policy allows."""
+        row.send_attempts += 1
+        row.last_error = f"send failed: {error}"[:2000]
+        if self._policy.max_attempts and row.send_attempts >= self._policy.max_attempts:
+            row.status = OutboxStatus.FAILED
+            row.finished_at = utcnow()
+            logger.error(
+                "outbox %s (%s): giving up after %d sends", row.id, row.task, row.send_attempts
             )
-            return False
-        row.status = OutboxStatus.DISPATCHED
-        row.dispatched_at = utcnow()
-        row.last_error = None
-        return True
+            return
+        row.available_at = utcnow() + timedelta(seconds=self._policy.backoff(row.send_attempts))
+        logger.warning(
+            "outbox %s (%s): broker refused (attempt %d), will retry: %s",
+            row.id,
+            row.task,
+            row.send_attempts,
+            error,
+        )
 
     def resend_lost(self) -> int:
         """When the broker lost its messages: put the dispatched, never started rows it no

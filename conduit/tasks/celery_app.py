@@ -3,15 +3,19 @@ signal hooks that carry the request id into tasks and count tasks for /metrics."
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import ssl
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
 
 from conduit.infra import metrics
+from conduit.infra.outbox import PublishBatch
 from conduit.infra.settings import Settings
 from conduit.infra.tracing import current_request_id, reset_request_id, set_request_id
 from conduit.tasks import _consumer as consumer
@@ -146,26 +150,61 @@ def longest_run(settings: Settings) -> int:
     return max(settings.runs.max_seconds, settings.runs.async_max_seconds)
 
 
-def publisher(app: Celery) -> Any:
-    """The outbox relay's send function for this app (no retries: the relay retries)."""
+class CeleryPublisher:
+    """The outbox relay's publishing through this Celery app (no retries: the relay retries).
+    A batch goes through one producer; on a Redis broker its messages are pushed together in
+    one pipeline when it ends (kombu's `Producer.batch`), one round trip instead of one per
+    message and none of the per-message client set-up; on RabbitMQ each is published as it
+    is sent."""
 
-    def publish(
-        task: str, kwargs: dict[str, Any], queue: str, task_id: str, headers: dict[str, Any]
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def __call__(
+        self, task: str, kwargs: dict[str, Any], queue: str, task_id: str, headers: dict[str, Any]
     ) -> None:
-        app.send_task(
+        with self._app.producer_or_acquire() as producer:
+            self._send(producer, task, kwargs, queue, task_id, headers)
+
+    @contextlib.contextmanager
+    def batch(self, size: int) -> Iterator[PublishBatch]:
+        with self._app.producer_or_acquire() as producer:
+            send = functools.partial(self._send, producer)
+            if not producer.supports_batch_publish:
+                yield PublishBatch(send, atomic=False)
+                return
+            # Room for every message's commands (a push, and an expiry where queues expire):
+            # the batch is flushed once, when it ends, never part-way.
+            with producer.batch(max_size=4 * size + 8):
+                yield PublishBatch(send, atomic=True)
+
+    def _send(
+        self,
+        producer: Any,
+        task: str,
+        kwargs: dict[str, Any],
+        queue: str,
+        task_id: str,
+        headers: dict[str, Any],
+    ) -> None:
+        self._app.send_task(
             task,
             kwargs=kwargs,
             queue=queue,
             task_id=task_id,
             headers=headers,
             retry=False,
+            producer=producer,
             # What logs and monitors show of the arguments: their names. Celery's default
             # repr of a run's spec (its whole JSON) cost more than the rest of the message.
             argsrepr="()",
             kwargsrepr="{" + ", ".join(kwargs) + "}",
         )
 
-    return publish
+
+def publisher(app: Celery) -> CeleryPublisher:
+    """The outbox relay's publisher for this app."""
+    return CeleryPublisher(app)
 
 
 # --- request id and metrics hooks (module level: Celery signals are process-global) -----------

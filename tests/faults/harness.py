@@ -66,6 +66,7 @@ class FaultStack:
         broker_url: str | None = None,
         executor: str = "celery",
         servers: int = 2,
+        worker_concurrency: int = 4,
         **extra: str,
     ) -> None:
         self.workdir = workdir
@@ -94,7 +95,10 @@ class FaultStack:
             for index, port in enumerate(self.ports)
         ]
         self.worker = support.Process(
-            ["worker", "-c", "4"], env=env, cwd=workdir, log=workdir / "worker.log"
+            ["worker", "-c", str(worker_concurrency)],
+            env=env,
+            cwd=workdir,
+            log=workdir / "worker.log",
         )
 
     # --- what tests.e2e.conftest's helpers expect of a stack ---------------------------------
@@ -145,6 +149,11 @@ class FaultStack:
 
     def logs(self) -> str:
         return "".join(process.log() for process in [*self.servers, self.worker])
+
+    def error_lines(self) -> list[str]:
+        """The ERROR lines its processes logged (first 600 characters of each): what an
+        assertion quotes, so that a failure on CI says what the servers saw."""
+        return [line[:600] for line in self.logs().splitlines() if '"level":"ERROR"' in line]
 
 
 @contextlib.contextmanager

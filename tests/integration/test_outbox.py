@@ -210,7 +210,7 @@ def provisioned_records(db: Database, app_id: str) -> tuple[int, int]:
 
 class TestEnqueue:
     def test_enqueue_in_a_rolled_back_transaction_leaves_no_row(self, db: Database) -> None:
-        written: list[OutboxMessage] = []
+        written: list[str] = []
         with pytest.raises(UseCaseFailed):
             run_failing(
                 db,
@@ -218,13 +218,13 @@ class TestEnqueue:
                     enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"})
                 ),
             )
-        assert not row_exists(db, written[0].id)
+        assert not row_exists(db, written[0])
 
     def test_committed_enqueue_leaves_a_pending_row_with_the_request_id(self, db: Database) -> None:
         token = set_request_id("req-outbox-1")
         try:
             with db.transaction() as session:
-                row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"}).id
+                row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"})
         finally:
             reset_request_id(token)
         row = load_row(db, row_id)
@@ -239,7 +239,7 @@ class TestEnqueue:
 
     def test_delayed_enqueue_becomes_due_after_the_delay(self, db: Database) -> None:
         with db.transaction() as session:
-            row_id = enqueue(session, PROVISION_TASK, queue="ops", delay=30).id
+            row_id = enqueue(session, PROVISION_TASK, queue="ops", delay=30)
         row = load_row(db, row_id)
         assert row.available_at - row.created_at == timedelta(seconds=30)
 
@@ -265,7 +265,7 @@ class TestRelay:
         token = set_request_id("req-relay-1")
         try:
             with db.transaction() as session:
-                row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"}).id
+                row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"})
         finally:
             reset_request_id(token)
 
@@ -287,7 +287,7 @@ class TestRelay:
         self, db: Database, relay: OutboxRelay, broker: redis.Redis
     ) -> None:
         with db.transaction() as session:
-            row_id = enqueue(session, PROVISION_TASK, queue="ops", delay=60).id
+            row_id = enqueue(session, PROVISION_TASK, queue="ops", delay=60)
         assert relay.relay_once() == 0
         assert load_row(db, row_id).status == OutboxStatus.PENDING
         assert broker.llen("ops") == 0
@@ -312,6 +312,40 @@ class TestRelay:
         assert relay.relay_once() == 1
         assert broker.llen("ops") == 3
 
+    def test_a_sweep_reaches_a_redis_broker_together_in_the_rows_order(
+        self, db: Database, celery_app: Celery, relay: OutboxRelay, broker: redis.Redis
+    ) -> None:
+        with publisher(celery_app).batch(3) as batch:
+            assert batch.atomic  # buffered, pushed in one pipeline when the sweep ends
+        with db.transaction() as session:
+            row_ids = [enqueue(session, PROVISION_TASK, queue="ops") for _ in range(3)]
+        assert relay.relay_once() == 3
+        # LPUSH: the first message sent is the last in the list (the first a worker takes).
+        pushed = [message["headers"]["id"] for message in reversed(queued_messages(broker))]
+        assert pushed == row_ids
+        assert {load_row(db, row_id).status for row_id in row_ids} == {OutboxStatus.DISPATCHED}
+
+    def test_a_refused_sweep_leaves_all_its_rows_pending(
+        self,
+        db: Database,
+        relay: OutboxRelay,
+        broker: redis.Redis,
+        private_redis: support.PrivateRedis,
+    ) -> None:
+        with db.transaction() as session:
+            row_ids = [enqueue(session, PROVISION_TASK, queue="ops") for _ in range(3)]
+        private_redis.stop()
+        assert relay.relay_once() == 1  # the first row's refusal puts the sweep back
+        rows = [load_row(db, row_id) for row_id in row_ids]
+        assert {row.status for row in rows} == {OutboxStatus.PENDING}
+        assert [row.send_attempts for row in rows] == [1, 0, 0]
+        assert len({row.available_at for row in rows}) == 1  # all due again together
+
+        private_redis.start()
+        wait_until_due(db, row_ids[0])
+        assert relay.relay_once() == 3
+        assert sorted(m["headers"]["id"] for m in queued_messages(broker)) == sorted(row_ids)
+
     def test_broker_outage_keeps_the_row_pending_until_it_is_delivered_once(
         self,
         db: Database,
@@ -320,7 +354,7 @@ class TestRelay:
         private_redis: support.PrivateRedis,
     ) -> None:
         with db.transaction() as session:
-            row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"}).id
+            row_id = enqueue(session, PROVISION_TASK, queue="ops", kwargs={"app_id": "a"})
         private_redis.stop()
 
         began = utcnow()
@@ -348,7 +382,7 @@ class TestRelay:
         self, db: Database, relay: OutboxRelay, private_redis: support.PrivateRedis
     ) -> None:
         with db.transaction() as session:
-            row_id = enqueue(session, PROVISION_TASK, queue="ops").id
+            row_id = enqueue(session, PROVISION_TASK, queue="ops")
         private_redis.stop()
         began = time.monotonic()
         relay.relay_once()
@@ -364,7 +398,7 @@ class TestRelay:
             RelayPolicy(base_backoff=0.01, max_backoff=0.02, max_attempts=2),
         )
         with db.transaction() as session:
-            row_id = enqueue(session, PROVISION_TASK, queue="ops").id
+            row_id = enqueue(session, PROVISION_TASK, queue="ops")
         private_redis.stop()
         relay.relay_once()
         assert load_row(db, row_id).status == OutboxStatus.PENDING
@@ -583,7 +617,7 @@ class TestOutboxTaskOnAWorker:
         bound(broker_settings, celery_app)
         start_worker(celery_app)
         with db.transaction() as session:
-            row_id = enqueue(session, "tests.outbox.broken", queue="ops").id
+            row_id = enqueue(session, "tests.outbox.broken", queue="ops")
         relay.relay_once()
         support.wait_for(
             lambda: load_row(db, row_id).status == OutboxStatus.FAILED,
@@ -616,7 +650,7 @@ class TestOutboxTaskOnAWorker:
         bound(broker_settings, celery_app)
         start_worker(celery_app)
         with db.transaction() as session:
-            row_id = enqueue(session, "tests.outbox.flaky", queue="ops").id
+            row_id = enqueue(session, "tests.outbox.flaky", queue="ops")
         relay.relay_once()
         support.wait_for(
             lambda: (
@@ -656,7 +690,7 @@ def watched_relay(db: Database, celery_app: Celery, watch: RedisBrokerWatch) -> 
 
 def dispatched_rows(db: Database, relay: OutboxRelay, count: int) -> list[str]:
     with db.transaction() as session:
-        ids = [enqueue(session, PROVISION_TASK, queue="ops").id for _ in range(count)]
+        ids = [enqueue(session, PROVISION_TASK, queue="ops") for _ in range(count)]
     assert relay.relay_once() == count
     assert {load_row(db, row_id).status for row_id in ids} == {OutboxStatus.DISPATCHED}
     return ids
@@ -841,7 +875,10 @@ def test_queue_depths_count_what_waits_for_a_worker_and_what_waited_too_long(
             ("webhook", OutboxStatus.DISPATCHED, utcnow()),
             ("ops", OutboxStatus.SUCCEEDED, long_ago),
         ]:
-            row = enqueue(session, "conduit.ops.provision_app", queue=queue)
+            row_id = enqueue(session, "conduit.ops.provision_app", queue=queue)
+            session.flush()
+            row = session.get(OutboxMessage, row_id)
+            assert row is not None
             row.status, row.created_at = status, written
     with db.sessions() as session:
         depths = waiting_by_queue(session, stale_before=utcnow() - timedelta(minutes=1))

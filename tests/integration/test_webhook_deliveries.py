@@ -385,7 +385,7 @@ class TestDelivery:
                 webhooks.ATTEMPT_TASK,
                 queue="webhook",
                 kwargs={"delivery_id": delivery_id, "attempt": 1},
-            ).id
+            )
         support.wait_for(
             lambda: _outbox_status(db, again) == "succeeded", what="the repeated task to end"
         )
