@@ -23,8 +23,11 @@ Scenarios, per mode:
 - `submit-alone` (distributed): `submit` again with the `conduit worker` processes paused
   (SIGSTOP; SIGCONT after the window): the server, PostgreSQL, Redis and these submitters alone
   on the cores, as when the workers run on machines of their own. The runs wait on the queue
-  and run once the workers go on. Every submit scenario also reports the server process's CPU
-  time per 202 in its window, the figure that carries across machines.
+  and run once the workers go on. Both paced scenarios also measure the floor: 10 more clients
+  asking `GET /v1/parameters` (key and app from the cache, no write) once a second each, the
+  least any request of this server takes under the same load. Every submit scenario also
+  reports the server process's CPU time per 202 in its window, the figure that carries
+  across machines.
 - `callback`: one submit at a time, 40 of them, a 22-token answer at 5 ms pace: the time from
   sending the submit to receiving its callback, less the median time a blocking request for
   the same run takes in the same run (the run's own duration, measured the same way).
@@ -77,6 +80,7 @@ from bench.sse_streams import (
     wait_quiet,
 )
 
+FLOOR_PROBERS = 10
 ALLOW_LOOPBACK = {"CONDUIT_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}
 RECEIVER = Path(__file__).with_name("_receiver.py")
 WARMUP = 3.0  # seconds of load before a window: caches filled, pools and queues in step
@@ -261,9 +265,28 @@ async def _submitters(
                 if paced:
                     await asyncio.sleep(max(0.0, started + 1.0 - time.monotonic()))
 
-        await asyncio.gather(*(submitter(i) for i in range(100)))
+        async def prober(index: int) -> None:
+            # The floor: what the cheapest authenticated request of the Service API (its
+            # parameters: the key and the app from the cache, no write) takes from the same
+            # server under the same load, one a second from each of `FLOOR_PROBERS`.
+            url = target.url.replace("/chat-messages", f"/parameters?user=prober-{index}")
+            await asyncio.sleep(index / FLOOR_PROBERS + 0.005)
+            while (started := time.monotonic()) < window[1]:
+                async with session.get(url) as response:
+                    await response.read()
+                if started >= window[0] and response.status == 200:
+                    floor.append(time.monotonic() - started)
+                await asyncio.sleep(max(0.0, started + 1.0 - time.monotonic()))
+
+        floor: list[float] = []
+        probers = [prober(i) for i in range(FLOOR_PROBERS)] if paced else []
+        await asyncio.gather(*(submitter(i) for i in range(100)), *probers)
         await measuring
     figures = _submit_figures(latencies, statuses, seconds)
+    for pct in (50, 99):
+        found = _pct(floor, pct)
+        if found is not None:
+            figures[f"floor_p{pct}_ms"] = found * 1000
     accepted = statuses[202]
     figures["server_cpu_ms"] = (cpu[1] - cpu[0]) * 1000 / accepted if accepted else None
     return figures
@@ -473,6 +496,13 @@ def table(summary: dict[str, Any], modes: list[str]) -> list[str]:
         " / ".join("yes" if v is not None and v <= 20 else "**no**" for v in p99s),
     )
     row(
+        "  the floor: GET /v1/parameters p50 / p99 ms, same load (10/s)",
+        [
+            f"{_fmt(get(m, 'submit.floor_p50_ms'))} / {_fmt(get(m, 'submit.floor_p99_ms'))}"
+            for m in modes
+        ],
+    )
+    row(
         "  202s per second, errors; server CPU ms per 202",
         [
             f"{_fmt(get(m, 'submit.accepted_s'))}, {_fmt(get(m, 'submit.errors'), 0)}; "
@@ -487,7 +517,9 @@ def table(summary: dict[str, Any], modes: list[str]) -> list[str]:
             f"{_fmt(get('distributed', 'submit_alone.p50_ms'))} / {_fmt(alone)}; "
             f"{_fmt(get('distributed', 'submit_alone.accepted_s'))}/s, "
             f"{_fmt(get('distributed', 'submit_alone.errors'), 0)} errors; "
-            f"CPU {_fmt(get('distributed', 'submit_alone.server_cpu_ms'), 2)} ms per 202"
+            f"CPU {_fmt(get('distributed', 'submit_alone.server_cpu_ms'), 2)} ms per 202; "
+            f"the floor {_fmt(get('distributed', 'submit_alone.floor_p50_ms'))} / "
+            f"{_fmt(get('distributed', 'submit_alone.floor_p99_ms'))}"
         )
         row(
             "submit p50 / p99 ms, the workers paused (their runs wait on the queue)",

@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.db.models import OutboxMessage, OutboxStatus, new_id, utcnow
@@ -65,7 +65,8 @@ class Publisher(Protocol):
 
 
 UNFINISHED = (OutboxStatus.PENDING, OutboxStatus.DISPATCHED, OutboxStatus.RUNNING)
-_INSERT_OUTBOX = insert(OutboxMessage.__table__)  # type: ignore[arg-type]
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_INSERT_OUTBOX = insert(_OUTBOX)
 # Rows put back per statement after a broker lost its messages.
 _RESEND_CHUNK = 500
 
@@ -197,19 +198,42 @@ class OutboxRelay:
             pass
 
     def relay_once(self) -> int:
-        """Send one batch of due rows; returns how many rows were looked at."""
+        """Send one batch of due rows; returns how many rows were looked at.
+
+        Core statements, no ORM rows: under a steady load every commit nudges the relay, so a
+        sweep carries a row or two and its own cost is per run. The due rows are claimed
+        (`dispatched`) and read in one `UPDATE … RETURNING`, sent, and the commit ends the
+        sweep; rows the broker refused are put back in the same transaction first. (Their
+        locks are held to the commit: a worker that receives a message before it waits for
+        the row, as it did when the rows were read `FOR UPDATE`.)"""
         now = utcnow()
-        with self._db.transaction() as session:
-            query = (
-                select(OutboxMessage)
-                .where(OutboxMessage.status == OutboxStatus.PENDING)
-                .where(OutboxMessage.available_at <= now)
-                .order_by(OutboxMessage.created_at)
-                .limit(self._policy.batch)
+        due = (
+            select(_OUTBOX.c.id)
+            .where(_OUTBOX.c.status == OutboxStatus.PENDING)
+            .where(_OUTBOX.c.available_at <= now)
+            .order_by(_OUTBOX.c.created_at)
+            .limit(self._policy.batch)
+        )
+        if self._locking:
+            due = due.with_for_update(skip_locked=True)
+        claim = (
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(status=OutboxStatus.DISPATCHED, dispatched_at=now, last_error=None)
+            .returning(
+                _OUTBOX.c.id,
+                _OUTBOX.c.task,
+                _OUTBOX.c.queue,
+                _OUTBOX.c.kwargs,
+                _OUTBOX.c.headers,
+                _OUTBOX.c.send_attempts,
+                _OUTBOX.c.created_at,
             )
-            if self._locking:
-                query = query.with_for_update(skip_locked=True)
-            rows = list(session.scalars(query))
+        )
+        with self._db.transaction() as session:
+            connection = session.connection()
+            # RETURNING keeps no order: the oldest row goes first, as it was written.
+            rows = sorted(connection.execute(claim).all(), key=lambda row: row.created_at)
             if not rows:
                 return 0
             sent, atomic = 0, True
@@ -225,46 +249,47 @@ class OutboxRelay:
                 # The broker refused: a batched send delivered none of the rows (or none
                 # knowably: they are sent again, and a duplicate is recognised by its row id);
                 # one at a time, those before the refused one went out. The rest of the sweep
-                # would wait on the broker too: they are put back a little later with the
-                # refused row instead of holding this transaction open for each.
+                # would wait on the broker too: they are put back with the refused row, due
+                # when it is, instead of holding this transaction open for each.
                 delivered = 0 if atomic else sent
-                self._dispatched(rows[:delivered])
-                refused = rows[delivered]
-                self._refused(refused, error)
-                for later in rows[delivered + 1 :]:
-                    later.available_at = refused.available_at
+                self._put_back(connection, rows[delivered:], error)
                 return delivered + 1
-            self._dispatched(rows)
         return len(rows)
 
-    @staticmethod
-    def _dispatched(rows: Sequence[OutboxMessage]) -> None:
-        dispatched_at = utcnow()
-        for row in rows:
-            row.status = OutboxStatus.DISPATCHED
-            row.dispatched_at = dispatched_at
-            row.last_error = None
-
-    def _refused(self, row: OutboxMessage, error: Exception) -> None:
-        """The broker refused `row`: retried after a backoff, or given up after the most
-        attempts the policy allows."""
-        row.send_attempts += 1
-        row.last_error = f"send failed: {error}"[:2000]
-        if self._policy.max_attempts and row.send_attempts >= self._policy.max_attempts:
-            row.status = OutboxStatus.FAILED
-            row.finished_at = utcnow()
+    def _put_back(self, connection: Connection, rows: Sequence[Row[Any]], error: Exception) -> None:
+        """The broker refused `rows[0]` (and the rest waited on it): pending again after a
+        backoff, or the first given up after the most attempts the policy allows."""
+        refused = rows[0]
+        attempts = refused.send_attempts + 1
+        last_error = f"send failed: {error}"[:2000]
+        due = utcnow() + timedelta(seconds=self._policy.backoff(attempts))
+        pending: dict[str, Any] = {
+            "status": OutboxStatus.PENDING,
+            "dispatched_at": None,
+            "available_at": due,
+        }
+        if self._policy.max_attempts and attempts >= self._policy.max_attempts:
+            first = {"status": OutboxStatus.FAILED, "finished_at": utcnow(), "dispatched_at": None}
             logger.error(
-                "outbox %s (%s): giving up after %d sends", row.id, row.task, row.send_attempts
+                "outbox %s (%s): giving up after %d sends", refused.id, refused.task, attempts
             )
-            return
-        row.available_at = utcnow() + timedelta(seconds=self._policy.backoff(row.send_attempts))
-        logger.warning(
-            "outbox %s (%s): broker refused (attempt %d), will retry: %s",
-            row.id,
-            row.task,
-            row.send_attempts,
-            error,
+        else:
+            first = pending
+            logger.warning(
+                "outbox %s (%s): broker refused (attempt %d), will retry: %s",
+                refused.id,
+                refused.task,
+                attempts,
+                error,
+            )
+        connection.execute(
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == refused.id)
+            .values(send_attempts=attempts, last_error=last_error, **first)
         )
+        later = [row.id for row in rows[1:]]
+        if later:
+            connection.execute(update(_OUTBOX).where(_OUTBOX.c.id.in_(later)).values(**pending))
 
     def resend_lost(self) -> int:
         """When the broker lost its messages: put the dispatched, never started rows it no
