@@ -14,15 +14,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from conduit.core.delivery import AttemptResult, Outcome, RetryPolicy, decide
 from conduit.db.models import (
     App,
+    AppWebhookSecret,
     DeliveryStatus,
     Membership,
     Role,
@@ -40,6 +42,7 @@ from conduit.services.webhook_secrets import SecretView, signing_secrets
 
 ATTEMPT_TASK = "conduit.webhook.deliver"
 DELIVERY_NOT_FOUND = "Webhook delivery not found."
+_DELIVERIES = cast(Table, WebhookDelivery.__table__)
 # A pending delivery whose next attempt is this much overdue may be redelivered (past any
 # relay delay and task time limit).
 STUCK_AFTER = timedelta(minutes=10)
@@ -83,42 +86,50 @@ def enqueue_callback(
 ) -> str:
     """Write the delivery of `task_id`'s callback and its first attempt's outbox row, in the
     caller's transaction; returns the delivery id. A second call for the same task returns
-    the first one's id and writes nothing."""
-    existing = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.task_id == task_id))
-    if existing is not None:
-        return existing
+    the first one's id and writes nothing. (Core statements: this is on the path of every
+    callback, in the transaction that stores its run's end.)"""
     now = utcnow()
-    delivery = WebhookDelivery(
-        id=new_id(),
-        app_id=app_id,
-        task_id=task_id,
-        url=url,
-        body=encode_body(payload),
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        round_from=0,
-        created_at=now,
+    delivery_id = new_id()
+    connection = session.connection()
+    dialect_insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    written = connection.execute(
+        dialect_insert(_DELIVERIES)
+        .values(
+            id=delivery_id,
+            app_id=app_id,
+            task_id=task_id,
+            url=url,
+            body=encode_body(payload),
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            round_from=0,
+            created_at=now,
+            next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["task_id"])
     )
-    try:
-        with session.begin_nested():
-            session.add(delivery)
-    except IntegrityError:
-        raced = session.scalar(select(WebhookDelivery.id).where(WebhookDelivery.task_id == task_id))
-        if raced is None:
-            raise
-        return raced
-    _schedule(session, delivery, attempt=1, delay=0.0)
-    return delivery.id
+    if not getattr(written, "rowcount", 0):
+        existing = session.scalar(
+            select(WebhookDelivery.id).where(WebhookDelivery.task_id == task_id)
+        )
+        assert existing is not None  # the conflict was on its task id
+        return existing
+    _enqueue_attempt(session, delivery_id, attempt=1, delay=0.0)
+    return delivery_id
 
 
-def _schedule(session: Session, delivery: WebhookDelivery, *, attempt: int, delay: float) -> None:
+def _enqueue_attempt(session: Session, delivery_id: str, *, attempt: int, delay: float) -> None:
     enqueue(
         session,
         ATTEMPT_TASK,
         queue="webhook",
-        kwargs={"delivery_id": delivery.id, "attempt": attempt},
+        kwargs={"delivery_id": delivery_id, "attempt": attempt},
         delay=delay,
     )
+
+
+def _schedule(session: Session, delivery: WebhookDelivery, *, attempt: int, delay: float) -> None:
+    _enqueue_attempt(session, delivery.id, attempt=attempt, delay=delay)
     delivery.next_attempt_at = utcnow() + timedelta(seconds=delay)
 
 
@@ -184,7 +195,13 @@ def begin_attempt(
 ) -> PlannedAttempt | None:
     """What attempt `attempt` sends, or None when it is not due (a task message delivered
     twice, a delivery delivered, dead or purged meanwhile)."""
-    delivery = session.get(WebhookDelivery, delivery_id)
+    # The delivery and its app's secret in one query (on the path of every callback).
+    found = session.execute(
+        select(WebhookDelivery, AppWebhookSecret)
+        .outerjoin(AppWebhookSecret, AppWebhookSecret.app_id == WebhookDelivery.app_id)
+        .where(WebhookDelivery.id == delivery_id)
+    ).first()
+    delivery = found[0] if found is not None else None
     if delivery is None or not _due(delivery, attempt):
         return None
     secrets = signing_secrets(session, delivery.app_id, server_secret=server_secret)

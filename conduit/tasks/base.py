@@ -9,11 +9,11 @@ backoff and jitter and the row stays `running`.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from celery import Task
 from celery.exceptions import Retry
-from sqlalchemy import select
+from sqlalchemy import Table, select, update
 
 from conduit.db.models import OutboxMessage, OutboxStatus, utcnow
 from conduit.tasks.context import task_context
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 # Errors worth another try: the network and the database going away for a moment.
 RETRYABLE: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError, OSError)
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_DONE = (OutboxStatus.SUCCEEDED, OutboxStatus.FAILED)
 
 
 class OutboxTask(Task):  # type: ignore[misc]
@@ -68,23 +70,35 @@ class OutboxTask(Task):  # type: ignore[misc]
         return str(found) if found else None
 
     def _claim(self, outbox_id: str) -> bool:
-        with task_context(self).resources.db.transaction() as session:
-            row = session.scalars(
-                select(OutboxMessage).where(OutboxMessage.id == outbox_id).with_for_update()
+        # One self-committing statement (each task pays it, on the path of every run and
+        # callback); the row is read again only when the claim found nothing to claim.
+        with task_context(self).resources.db.statements() as connection:
+            claimed = connection.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id == outbox_id, _OUTBOX.c.status.not_in(_DONE))
+                .values(
+                    status=OutboxStatus.RUNNING,
+                    started_at=utcnow(),
+                    run_count=_OUTBOX.c.run_count + 1,
+                )
+                .returning(_OUTBOX.c.id)
             ).first()
-            if row is None:
-                return True  # sent without an outbox row (e.g. by beat): nothing to track
-            if row.status in (OutboxStatus.SUCCEEDED, OutboxStatus.FAILED):
-                return False
-            row.status = OutboxStatus.RUNNING
-            row.started_at = utcnow()
-            row.run_count += 1
-            return True
+            if claimed is not None:
+                return True
+            found = connection.execute(
+                select(_OUTBOX.c.id).where(_OUTBOX.c.id == outbox_id)
+            ).first()
+            # No row: sent without one (e.g. by beat), nothing to track; else it finished.
+            return found is None
 
     def _finish(self, outbox_id: str, status: OutboxStatus, error: str | None) -> None:
-        with task_context(self).resources.db.transaction() as session:
-            row = session.get(OutboxMessage, outbox_id)
-            if row is not None:
-                row.status = status
-                row.finished_at = utcnow()
-                row.last_error = error[:2000] if error else None
+        with task_context(self).resources.db.statements() as connection:
+            connection.execute(
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id == outbox_id)
+                .values(
+                    status=status,
+                    finished_at=utcnow(),
+                    last_error=error[:2000] if error else None,
+                )
+            )

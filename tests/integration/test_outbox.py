@@ -509,7 +509,7 @@ class TestOutboxTaskEager:
         task = embedded_app.tasks[PROVISION_TASK]
         for _ in range(2):
             result = task.apply(kwargs={"app_id": app_id}, task_id=row_id, throw=True)
-            assert result.get() is True
+            assert result.get(disable_sync_subtasks=False) is True
         assert provisioned_records(db, app_id) == (1, 1)
 
     def test_eager_apply_claims_the_row_and_skips_a_second_apply(
@@ -531,7 +531,7 @@ class TestOutboxTaskEager:
         assert provisioned_records(db, app_id) == (1, 1)
 
         second = task.apply(kwargs={"app_id": app_id}, task_id=row_id, headers=headers, throw=True)
-        assert second.get() is None  # skipped
+        assert second.get(disable_sync_subtasks=False) is None  # skipped
         assert load_row(db, row_id).run_count == 1
 
 
@@ -672,8 +672,8 @@ class TestOutboxTaskOnAWorker:
 
 
 # --- a broker that lost its messages --------------------------------------------------------
-# (last in the module: a worker started here marks the process as a worker, and Celery then
-# refuses the eager tests' `result.get()`)
+# (A worker started in this process, here or in another module, marks it as a worker; the
+# eager tests' `get(disable_sync_subtasks=False)` does not mind.)
 
 
 @pytest.fixture

@@ -404,7 +404,11 @@ def keyed_run(session: Session, *, app: App, user: str, key: str) -> KeyedRun | 
 def stored_run_events(session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:
     """The run's events rebuilt from its message (`core/apps/chat.py:stored_events`); None
     while it is still running."""
-    message = session.get(Message, run.names["message_id"])
+    return message_events(app, session.get(Message, run.names["message_id"]), run.task_id)
+
+
+def message_events(app: App, message: Message | None, task_id: str) -> list[Event] | None:
+    """`stored_run_events` of a message already read (None: gone, or still running)."""
     if message is None or message.app_id != app.id:
         return None
     status = RunStatus(message.status)
@@ -412,7 +416,7 @@ def stored_run_events(session: Session, *, app: App, run: KeyedRun) -> list[Even
         return None
     return stored_events(
         StoredChat(
-            task_id=run.task_id,
+            task_id=task_id,
             mode=_mode(app),
             message_id=message.id,
             conversation_id=message.conversation_id,

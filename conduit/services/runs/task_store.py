@@ -5,9 +5,9 @@ Core statements, like the rest of the run SQL (`store.py`)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.runs.spec import RunSpec
@@ -59,21 +59,21 @@ def end_task(
     *,
     error_code: str | None = None,
     error_message: str | None = None,
-) -> bool:
-    """The task's run ended with `status`; False when it has no task (not an async run) or
-    its task had ended already (nothing to tell its callback twice)."""
-    now = utcnow()
-    found = connection.execute(
+) -> Row[Any] | None:
+    """The task's run ended with `status`: the task as ended (what its callback tells), or
+    None when it has no task (not an async run) or its task had ended already (nothing to
+    tell its callback twice)."""
+    return connection.execute(
         update(_TASKS)
         .where(_TASKS.c.id == task_id, _TASKS.c.status.in_(UNFINISHED))
         .values(
             status=status,
             error_code=error_code,
             error_message=error_message,
-            finished_at=now,
+            finished_at=utcnow(),
         )
-    )
-    return bool(getattr(found, "rowcount", 0))
+        .returning(*_TASKS.c)
+    ).first()
 
 
 def unfinished_task_ids(connection: Connection) -> list[str]:

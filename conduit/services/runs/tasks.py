@@ -17,7 +17,7 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import Row, Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import BlockingEnd, BlockingReply
@@ -27,8 +27,7 @@ from conduit.errors import TaskExpired, TaskNotFound
 from conduit.infra.settings import Settings
 from conduit.services import webhooks
 from conduit.services.runs import task_store
-from conduit.services.runs.chat import stored_run_events
-from conduit.services.runs.start import KeyedRun
+from conduit.services.runs.chat import message_events
 
 _MESSAGES = cast(Table, Message.__table__)
 PURGE_BATCH = 2000
@@ -40,8 +39,11 @@ def _unix(value: Any) -> int | None:
 
 def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | None:
     """The run's end as a blocking request would have been answered (None while it runs)."""
-    run = KeyedRun(task_id=task.id, request_hash="", names={"message_id": task.record_id})
-    events = stored_run_events(session, app=app, run=run)
+    return _outcome(app, session.get(Message, task.record_id), task.id)
+
+
+def _outcome(app: App, message: Message | None, task_id: str) -> BlockingEnd | None:
+    events = message_events(app, message, task_id)
     if events is None:
         return None
     reply = BlockingReply(app.mode.value)
@@ -50,6 +52,23 @@ def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | N
         if end is not None:
             return end
     return None
+
+
+def _ending(
+    outcome: BlockingEnd | None, error_code: str | None, error_message: str | None
+) -> dict[str, Any]:
+    """An ended task's `result` (the blocking body) or its `error`."""
+    if outcome is not None and outcome.body is not None:
+        return {"result": outcome.body}
+    if outcome is not None and outcome.error is not None:
+        return {"error": {"code": outcome.error["code"], "message": outcome.error["message"]}}
+    # Its record is gone (its conversation deleted): say so rather than nothing.
+    return {
+        "error": {
+            "code": error_code or "result_unavailable",
+            "message": error_message or "The run's record was deleted.",
+        }
+    }
 
 
 def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
@@ -74,15 +93,7 @@ def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
     if task.status in task_store.UNFINISHED:
         return view
     outcome = task_outcome(session, task, app)
-    if outcome is not None and outcome.body is not None:
-        view["result"] = outcome.body
-    elif outcome is not None and outcome.error is not None:
-        view["error"] = {"code": outcome.error["code"], "message": outcome.error["message"]}
-    else:  # its record is gone (its conversation deleted): say so rather than nothing
-        view["error"] = {
-            "code": task.error_code or "result_unavailable",
-            "message": task.error_message or "The run's record was deleted.",
-        }
+    view.update(_ending(outcome, task.error_code, task.error_message))
     return view
 
 
@@ -119,41 +130,53 @@ def end_run_task(
 ) -> bool:
     """In the transaction that stores a run's end, after its record: end its task if it is an
     async run's, and queue its callback (False when it is not an async run's, or its task had
-    ended already: its callback was queued then)."""
-    if not task_store.end_task(
+    ended already: its callback was queued then). On the path of every callback: the task
+    comes back from its UPDATE, and its app, end user and record are read in one query."""
+    task = task_store.end_task(
         session.connection(), task_id, status, error_code=error_code, error_message=error_message
-    ):
+    )
+    if task is None:
         return False
-    task = session.get(AsyncTask, task_id)
-    if task is not None and task.callback_url:
-        app = session.get(App, task.app_id)
-        if app is not None:
-            webhooks.enqueue_callback(
-                session,
-                app_id=app.id,
-                task_id=task.id,
-                url=task.callback_url,
-                payload=callback_payload(session, task, app),
-            )
+    if not task.callback_url:
+        return True
+    found = session.execute(
+        select(App, EndUser.session_id, Message)
+        .select_from(App)
+        .outerjoin(EndUser, EndUser.id == task.end_user_id)
+        .outerjoin(Message, Message.id == task.record_id)
+        .where(App.id == task.app_id)
+    ).first()
+    if found is None:
+        return True  # its app was deleted meanwhile: nobody to call back for
+    app, user, message = found
+    webhooks.enqueue_callback(
+        session,
+        app_id=app.id,
+        task_id=task.id,
+        url=task.callback_url,
+        payload=callback_payload(task, app, user=user, message=message),
+    )
     return True
 
 
-def callback_payload(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
+def callback_payload(
+    task: Row[Any], app: App, *, user: str | None, message: Message | None
+) -> dict[str, Any]:
     """What the callback of an ended task says: `{task_id, status, output | error, app_id,
-    user, created_at, finished_at}` (`output`: the blocking body, as the task's `result`)."""
-    view = describe(session, task, app)
-    user = session.get(EndUser, task.end_user_id)
+    user, created_at, finished_at}` (`output`: the blocking body, as the task's `result` in
+    `describe`)."""
+    ending = _ending(_outcome(app, message, task.id), task.error_code, task.error_message)
     payload: dict[str, Any] = {"task_id": task.id, "status": task.status}
-    if "result" in view:
-        payload["output"] = view["result"]
+    if "result" in ending:
+        payload["output"] = ending["result"]
     else:
-        payload["error"] = view["error"]
+        payload["error"] = ending["error"]
     payload.update(
         {
             "app_id": app.id,
-            "user": user.session_id if user is not None else None,
-            "created_at": view["created_at"],
-            "finished_at": view["finished_at"],
+            "user": user,
+            "created_at": _unix(task.created_at),
+            "finished_at": _unix(task.finished_at),
         }
     )
     return payload
