@@ -423,6 +423,7 @@ def _outbox_relay(settings: Settings, db: Database, celery: Celery) -> OutboxRel
     policy = RelayPolicy(
         interval=settings.tasks.relay_interval,
         batch=settings.tasks.relay_batch,
+        gather=settings.tasks.relay_gather,
         max_attempts=settings.tasks.max_send_attempts,
     )
     if settings.mode == "embedded":

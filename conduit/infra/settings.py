@@ -126,6 +126,14 @@ class TaskSettings(BaseSettings):
         1.0, gt=0, le=60, description="Seconds between outbox relay sweeps."
     )
     relay_batch: int = Field(200, ge=1, le=10000, description="Outbox rows sent per sweep.")
+    relay_gather: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Seconds a relay sweep follows the last one at least: under load the "
+        "commits of that time go out together (one transaction, one publish round trip) "
+        "instead of a sweep per commit; an idle relay sends at once. 0: a sweep per nudge.",
+    )
     retention_hours: int = Field(
         24, ge=1, description="Hours completed outbox rows are kept before cleanup."
     )

@@ -325,6 +325,52 @@ class TestRelay:
         assert pushed == row_ids
         assert {load_row(db, row_id).status for row_id in row_ids} == {OutboxStatus.DISPATCHED}
 
+    def test_an_idle_relay_sends_at_once_and_a_busy_one_gathers_its_commits(
+        self, db: Database, celery_app: Celery, broker: redis.Redis
+    ) -> None:
+        relay = OutboxRelay(db, publisher(celery_app), RelayPolicy(interval=30.0, gather=1.0))
+        sweeps: list[int] = []
+        relay_once = relay.relay_once
+
+        def counted() -> int:
+            found = relay_once()
+            if found:
+                sweeps.append(found)
+            return found
+
+        relay.relay_once = counted  # type: ignore[method-assign]
+        db.on_outbox_write(relay.nudge)
+        relay.start()
+        try:
+            started = time.monotonic()
+            with db.transaction() as session:
+                first = enqueue(session, PROVISION_TASK, queue="ops")
+            support.wait_for(
+                lambda: load_row(db, first).status == OutboxStatus.DISPATCHED,
+                timeout=5,
+                what="the first row to be sent",
+            )
+            # Idle: sent at once, not after the gather's second.
+            assert time.monotonic() - started < 0.8
+            # Two commits 0.2 s apart within the gather's second after that sweep (a relay
+            # sweeping per nudge sends the first alone): one sweep sends both.
+            with db.transaction() as session:
+                second = enqueue(session, PROVISION_TASK, queue="ops")
+            time.sleep(0.2)
+            with db.transaction() as session:
+                third = enqueue(session, PROVISION_TASK, queue="ops")
+            support.wait_for(
+                lambda: (
+                    {load_row(db, r).status for r in (second, third)} == {OutboxStatus.DISPATCHED}
+                ),
+                timeout=5,
+                what="the gathered rows to be sent",
+            )
+        finally:
+            relay.stop()
+        assert sweeps == [1, 2]
+        assert broker.llen("ops") == 3
+
     def test_a_refused_sweep_leaves_all_its_rows_pending(
         self,
         db: Database,
