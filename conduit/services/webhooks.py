@@ -107,8 +107,10 @@ def enqueue_callback(
             next_attempt_at=now,
         )
         .on_conflict_do_nothing(index_elements=["task_id"])
-    )
-    if not getattr(written, "rowcount", 0):
+        # RETURNING, not rowcount: psycopg reports -1 for an INSERT … ON CONFLICT DO NOTHING.
+        .returning(_DELIVERIES.c.id)
+    ).scalar()
+    if written is None:
         existing = session.scalar(
             select(WebhookDelivery.id).where(WebhookDelivery.task_id == task_id)
         )
