@@ -6,6 +6,9 @@ or in a thread:       with fake_openai(pace_ms=5) as fake: fake.base_url  # http
 Endpoints:
     POST /v1/chat/completions   streaming (SSE) or not; answers "You said: <last user message>"
                                 (or the configured answer), one word per chunk, `pace_ms` apart
+    POST /v1/embeddings         deterministic feature-hashed unit vectors (64 dimensions, or
+                                the body's `dimensions`), listed in reverse `index` order; the
+                                same modes (status-<NNN>, hang-before-headers) and `api_key`
     GET  /v1/models             a one-model list
     POST /control               {"mode": M, "times": N}: the next N chat requests behave as M
                                 ("ok" clears the queue); also sets "pace_ms", "answer",
@@ -25,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
+import math
 import re
 import subprocess
 import sys
@@ -101,6 +106,17 @@ class FakeState:
             "queued_modes": list(self.queue),
             "log": [asdict(r) for r in self.log],
         }
+
+
+def hashed_vector(text: str, dimensions: int) -> list[float]:
+    """A unit vector from the text's lower-cased words: texts sharing words are near."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"\w+", text.lower()) or [""]:
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        slot = int.from_bytes(digest[:4], "big") % dimensions
+        vector[slot] += 1.0 if digest[4] % 2 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def answer_tokens(text: str) -> list[str]:
@@ -338,6 +354,47 @@ def build_app(settings: Settings | None = None) -> web.Application:
                 await response.write_eof()
         return response
 
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await request.json()
+        model = str(body.get("model", ""))
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        record = RequestRecord(len(state.log) + 1, model, pick_mode(request, model), False, peer)
+        record.messages = [{"role": "input", "content": str(t)} for t in texts]
+        state.log.append(record)
+        try:
+            cfg = state.settings
+            if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+                record.outcome = "error-401"
+                return web.json_response(_error_body(401), status=401)
+            if record.mode.startswith("status-"):
+                status = int(record.mode.removeprefix("status-"))
+                record.outcome = f"error-{status}"
+                return web.json_response(_error_body(status), status=status)
+            if record.mode == "hang-before-headers":
+                await wait_for_disconnect(request, record)
+                return web.Response(status=504)
+            dimensions = int(body.get("dimensions") or 64)
+            data = [
+                {"object": "embedding", "index": i, "embedding": hashed_vector(str(t), dimensions)}
+                for i, t in enumerate(texts)
+            ]
+            tokens = sum(len(str(t).split()) for t in texts)
+            return web.json_response(
+                {
+                    "object": "list",
+                    "data": data[::-1],
+                    "model": model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                }
+            )
+        finally:
+            record.ended = time.time()
+            if record.outcome == "pending":
+                record.outcome = "completed"
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -370,6 +427,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
 
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/chat/completions", chat)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/control", control)
     app.router.add_post("/reset", reset)
