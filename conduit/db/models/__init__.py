@@ -27,6 +27,7 @@ from conduit.db.models.conversation import (
     MessageFeedback,
     UploadFile,
 )
+from conduit.db.models.embedding import CachedEmbedding
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
 from conduit.db.models.provider import ProviderCredential
 from conduit.db.models.task import AsyncTask
@@ -48,6 +49,7 @@ __all__ = [
     "AppWebhookSecret",
     "AsyncTask",
     "Base",
+    "CachedEmbedding",
     "ConsoleSession",
     "Conversation",
     "DeliveryStatus",
