@@ -15,6 +15,8 @@
     │   └── FileNotFound              404 file_not_found
     ├── Conflict                      409 conflict
     │   ├── AccountAlreadyMember      409 account_already_in_workspace
+    │   ├── DatasetNameDuplicate      409 dataset_name_duplicate
+    │   ├── DatasetInUse              409 dataset_in_use
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   └── IdempotencyKeyInProgress  409 idempotency_key_in_progress
     ├── RequestTooLarge               413 request_entity_too_large
@@ -105,6 +107,19 @@ class Conflict(ConduitError):
     code = "conflict"
     status = 409
     default_message = "The request conflicts with the current state."
+
+
+class DatasetNameDuplicate(Conflict):
+    code = "dataset_name_duplicate"
+    default_message = "The dataset name already exists. Please modify your dataset name."
+
+
+class DatasetInUse(Conflict):
+    code = "dataset_in_use"
+    default_message = (
+        "The dataset is being used by some apps. Please remove the dataset from the apps before "
+        "deleting it."
+    )
 
 
 class AccountAlreadyMember(Conflict):

@@ -473,3 +473,14 @@ def add_chat_app(session: Session, tenant_name: str) -> App:
     session.add(app)
     session.flush()
     return app
+
+
+def assert_envelope(response: httpx.Response, status: int, code: str, mentions: str = "") -> None:
+    """`response` is Conduit's error envelope: exactly `{code, message, status}`, with this
+    status and code, its message mentioning `mentions`, and the request's id in a header."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"code", "message", "status"}, body
+    assert (body["code"], body["status"]) == (code, status), body
+    assert mentions in body["message"], body
+    assert "x-request-id" in response.headers

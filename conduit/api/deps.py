@@ -16,7 +16,7 @@ from conduit.infra.cache import Cache
 from conduit.infra.resources import Resources
 from conduit.infra.settings import Settings
 from conduit.services import api_keys, auth
-from conduit.services.api_keys import KeyOwner
+from conduit.services.api_keys import KeyOwner, KnowledgeCaller
 from conduit.services.auth import Identity, TokenPolicy
 
 BEARER_REQUIRED = "Authorization header must be provided and start with 'Bearer'"
@@ -114,3 +114,22 @@ async def get_service_caller(request: Request) -> ServiceCaller:
 
 
 AppCaller = Annotated[ServiceCaller, Depends(get_service_caller)]
+
+
+def _load_knowledge_caller(resources: Resources, token: str) -> KnowledgeCaller:
+    with resources.db.sessions() as session:
+        owner = api_keys.resolve_key(
+            session, resources.cache, token=token, kind=ApiTokenType.DATASET
+        )
+        caller = api_keys.knowledge_caller(session, owner)
+        session.commit()
+    return caller
+
+
+async def get_knowledge_caller(request: Request) -> KnowledgeCaller:
+    """A dataset key (`dataset-…`): the bearer header first, then the key, in a worker thread."""
+    token = bearer_token(request)
+    return await asyncio.to_thread(_load_knowledge_caller, get_resources(request), token)
+
+
+DatasetCaller = Annotated[KnowledgeCaller, Depends(get_knowledge_caller)]

@@ -224,3 +224,30 @@ async def serving_app_from_cache(cache: Cache, *, token: str) -> tuple[KeyOwner,
     if app is MISSING:
         return None
     return owner, _serving_app(app)
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeCaller:
+    """A Knowledge API caller: the workspace of its dataset key, and the workspace's owner,
+    whom a dataset key acts as (what it creates is theirs, as in Dify)."""
+
+    tenant_id: str
+    account_id: str
+
+
+def knowledge_caller(session: Session, owner: KeyOwner) -> KnowledgeCaller:
+    """403 when the key's workspace is archived or has no owner left."""
+    row = session.execute(
+        select(Tenant.status, Membership.account_id)
+        .select_from(Tenant)
+        .outerjoin(
+            Membership,
+            (Membership.tenant_id == Tenant.id) & (Membership.role == Role.OWNER),
+        )
+        .where(Tenant.id == owner.tenant_id)
+    ).first()
+    if row is None or row.status == TenantStatus.ARCHIVE:
+        raise Forbidden("The workspace's status is archived.")
+    if row.account_id is None:
+        raise Forbidden("The workspace has no owner to act for this key.")
+    return KnowledgeCaller(tenant_id=owner.tenant_id, account_id=row.account_id)

@@ -5,23 +5,17 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 import jwt
 import pytest
 
+from tests import support
 from tests.e2e.conftest import Admin, AppFactory, create_admin, login, make_admin
 from tests.support import Stack
 
 SECRET = "test-secret-key-for-conduit-tests-0123456789"  # the stack's CONDUIT_AUTH_SECRET_KEY
 
 
-def assert_envelope(response: httpx.Response, status: int, code: str, mentions: str = "") -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"code", "message", "status"}, body
-    assert (body["code"], body["status"]) == (code, status), body
-    assert mentions in body["message"], body
-    assert "x-request-id" in response.headers
+assert_envelope = support.assert_envelope
 
 
 class TestBadInput:

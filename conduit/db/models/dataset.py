@@ -1,0 +1,206 @@
+"""Knowledge bases: datasets, their documents and segments, the rules that split them, and the
+apps that use them. Field names and values are Dify's (its Knowledge API returns them as they
+are); the columns Conduit adds say so."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from conduit.db.models.account import _enum
+from conduit.db.models.base import Base, IdMixin, JsonType, TimestampMixin, utcnow
+
+
+class DatasetPermission(enum.StrEnum):
+    ONLY_ME = "only_me"
+    ALL_TEAM_MEMBERS = "all_team_members"
+    PARTIAL_MEMBERS = "partial_members"
+
+
+class IndexingTechnique(enum.StrEnum):
+    HIGH_QUALITY = "high_quality"  # embeddings (and the keyword index)
+    ECONOMY = "economy"  # the keyword index only
+
+
+class IndexingStatus(enum.StrEnum):
+    WAITING = "waiting"
+    PARSING = "parsing"
+    CLEANING = "cleaning"
+    SPLITTING = "splitting"
+    INDEXING = "indexing"
+    COMPLETED = "completed"
+    ERROR = "error"
+    PAUSED = "paused"
+
+
+class ProcessMode(enum.StrEnum):
+    AUTOMATIC = "automatic"
+    CUSTOM = "custom"
+    HIERARCHICAL = "hierarchical"
+
+
+class Dataset(IdMixin, TimestampMixin, Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    provider: Mapped[str] = mapped_column(String(32), default="vendor")
+    permission: Mapped[DatasetPermission] = mapped_column(
+        _enum(DatasetPermission, "dataset_permission"), default=DatasetPermission.ONLY_ME
+    )
+    data_source_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    indexing_technique: Mapped[IndexingTechnique | None] = mapped_column(
+        _enum(IndexingTechnique, "indexing_technique"), default=None
+    )
+    embedding_model: Mapped[str | None] = mapped_column(String(255), default=None)
+    embedding_model_provider: Mapped[str | None] = mapped_column(String(255), default=None)
+    retrieval_model: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    doc_form: Mapped[str] = mapped_column(String(32), default="text_model")
+    built_in_field_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    enable_api: Mapped[bool] = mapped_column(Boolean, default=True)
+    icon_info: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    runtime_mode: Mapped[str] = mapped_column(String(32), default="general")
+    chunk_structure: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_by: Mapped[str] = mapped_column(String(36))
+    updated_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    # Conduit's: the embedder's model key (`Embedder.model_key`) and vector length once the
+    # first document is embedded; a dataset never mixes vectors of two models.
+    embedding_key: Mapped[str | None] = mapped_column(String(255), default=None)
+    embedding_dimension: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class DatasetProcessRule(IdMixin, Base):
+    __tablename__ = "dataset_process_rules"
+
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[ProcessMode] = mapped_column(_enum(ProcessMode, "process_mode"))
+    rules: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Document(IdMixin, TimestampMixin, Base):
+    __tablename__ = "documents"
+    __table_args__ = (
+        Index("ix_documents_dataset_position", "dataset_id", "position"),
+        Index("ix_documents_dataset_batch", "dataset_id", "batch"),
+        # The indexing reaper's rows: unfinished documents by their last renewal.
+        Index("ix_documents_status_renewed", "indexing_status", "renewed_at"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    data_source_type: Mapped[str] = mapped_column(String(32), default="upload_file")
+    data_source_info: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    dataset_process_rule_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    batch: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(255))
+    created_from: Mapped[str] = mapped_column(String(32), default="api")
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_api_request_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    processing_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    parsing_completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    cleaning_completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    splitting_completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    word_count: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    indexing_latency: Mapped[float | None] = mapped_column(Float, default=None)
+    is_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    indexing_status: Mapped[IndexingStatus] = mapped_column(
+        _enum(IndexingStatus, "indexing_status"), default=IndexingStatus.WAITING
+    )
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    disabled_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    archived_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    doc_type: Mapped[str | None] = mapped_column(String(40), default=None)
+    doc_metadata: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    doc_form: Mapped[str] = mapped_column(String(32), default="text_model")
+    doc_language: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Conduit's: progress, and the lease that lets a dead indexer's document be taken over.
+    total_segments: Mapped[int] = mapped_column(Integer, default=0)
+    completed_segments: Mapped[int] = mapped_column(Integer, default=0)
+    index_generation: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    lease_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    renewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    due_at: Mapped[datetime | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    resumes: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class DocumentSegment(IdMixin, Base):
+    __tablename__ = "document_segments"
+    __table_args__ = (
+        # One row per position of one indexing generation: a repeated split writes nothing new.
+        UniqueConstraint("document_id", "generation", "position"),
+        Index("ix_document_segments_document_status", "document_id", "status", "position"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    dataset_id: Mapped[str] = mapped_column(String(36), index=True)
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    answer: Mapped[str | None] = mapped_column(Text, default=None)
+    word_count: Mapped[int] = mapped_column(Integer)  # characters, as Dify counts
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    keywords: Mapped[list[str] | None] = mapped_column(JsonType, default=None)
+    index_node_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    index_node_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    hit_count: Mapped[int] = mapped_column(Integer, default=0)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+    disabled_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    status: Mapped[str] = mapped_column(String(32), default="waiting")
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    indexing_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Conduit's: the indexing generation that wrote it, and its text's SHA-256.
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AppDatasetJoin(IdMixin, Base):
+    """An app's use of a dataset (its model config's `dataset_configs`)."""
+
+    __tablename__ = "app_dataset_joins"
+    __table_args__ = (UniqueConstraint("app_id", "dataset_id"),)
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

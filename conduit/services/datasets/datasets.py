@@ -1,0 +1,440 @@
+"""Datasets (knowledge bases) of a workspace: create, list, read, update, delete, and the
+Knowledge API's view of one.
+
+Every query goes through `_readable(tenant_id)`. A dataset's name is unique in its workspace
+(409 `dataset_name_duplicate`, decided by the unique index, so two concurrent creates cannot
+both win). A dataset an app uses cannot be deleted (409 `dataset_in_use`). `permission` is
+Dify's: `only_me` datasets of another member are left out of a list unless `include_all`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, case, false, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.embed.local import MODEL_ID as LOCAL_MODEL_ID
+from conduit.db.models import (
+    Account,
+    AppDatasetJoin,
+    Dataset,
+    DatasetPermission,
+    Document,
+    IndexingStatus,
+    IndexingTechnique,
+    utcnow,
+)
+from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
+from conduit.signals import signals
+
+NAME_MAX = 40
+DESCRIPTION_MAX = 400
+LOCAL_PROVIDER = "conduit"
+SEARCH_METHODS = ("semantic_search", "full_text_search", "keyword_search", "hybrid_search")
+TOP_K_MAX = 100
+DATASET_NOT_FOUND = "Dataset not found."
+API_DISABLED = "Dataset api access is not enabled."
+
+
+def _readable(tenant_id: str) -> Select[Dataset]:
+    """The only way to select datasets: scoped to one workspace."""
+    return select(Dataset).where(Dataset.tenant_id == tenant_id)
+
+
+def get_dataset(session: Session, tenant_id: str, dataset_id: str, *, api: bool = False) -> Dataset:
+    """404 `Dataset not found.` for a malformed, unknown or other workspace's id; with `api`,
+    403 when the dataset's Knowledge API access is switched off."""
+    try:
+        uuid.UUID(dataset_id)
+    except ValueError:
+        raise NotFound(DATASET_NOT_FOUND) from None
+    found = session.scalars(_readable(tenant_id).where(Dataset.id == dataset_id)).first()
+    if found is None:
+        raise NotFound(DATASET_NOT_FOUND)
+    if api and not found.enable_api:
+        raise Forbidden(API_DISABLED)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetFields:
+    """A create's or an update's fields, validated; None is "not given"."""
+
+    name: str | None = None
+    description: str | None = None
+    indexing_technique: IndexingTechnique | None = None
+    permission: DatasetPermission | None = None
+    embedding_model: str | None = None
+    embedding_model_provider: str | None = None
+    retrieval_model: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], *, creating: bool) -> DatasetFields:
+        name = body.get("name")
+        if creating or "name" in body:
+            if not isinstance(name, str) or not 1 <= len(name.strip()) <= NAME_MAX:
+                raise InvalidParam(f"name must be between 1 and {NAME_MAX} characters.")
+            name = name.strip()
+        description = body.get("description")
+        if description is not None and (
+            not isinstance(description, str) or len(description) > DESCRIPTION_MAX
+        ):
+            raise InvalidParam(
+                f"description must be a string of at most {DESCRIPTION_MAX} characters."
+            )
+        provider = body.get("provider")
+        if provider not in (None, "vendor"):
+            raise InvalidParam(
+                "provider must be 'vendor': external knowledge APIs are not supported."
+            )
+        return cls(
+            name=name,
+            description=description,
+            indexing_technique=_choice(body, "indexing_technique", IndexingTechnique),
+            permission=_choice(body, "permission", DatasetPermission),
+            embedding_model=_embedding_model(body),
+            embedding_model_provider=(LOCAL_PROVIDER if body.get("embedding_model") else None),
+            retrieval_model=_retrieval_model(body.get("retrieval_model")),
+        )
+
+
+_Choice = TypeVar("_Choice", IndexingTechnique, DatasetPermission)
+
+
+def _choice(body: dict[str, Any], field: str, kind: type[_Choice]) -> _Choice | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise InvalidParam(f"{field} must be one of: {allowed}.") from None
+
+
+def _embedding_model(body: dict[str, Any]) -> str | None:
+    """Only the local model until workspaces configure embedding endpoints of their own."""
+    model, provider = body.get("embedding_model"), body.get("embedding_model_provider")
+    if not model and not provider:
+        return None
+    if model != LOCAL_MODEL_ID or provider not in (None, "", LOCAL_PROVIDER):
+        raise InvalidParam(
+            f"embedding_model {model!r} of provider {provider!r} is not available: this "
+            f"workspace offers {LOCAL_MODEL_ID!r} of provider {LOCAL_PROVIDER!r}."
+        )
+    return str(model)
+
+
+def _retrieval_model(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidParam("retrieval_model must be an object.")
+    model = default_retrieval_model()
+    method = value.get("search_method", model["search_method"])
+    if method not in SEARCH_METHODS:
+        raise InvalidParam(
+            f"retrieval_model.search_method must be one of: {', '.join(SEARCH_METHODS)}."
+        )
+    model["search_method"] = method
+    top_k = value.get("top_k", model["top_k"])
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= TOP_K_MAX:
+        raise InvalidParam(f"retrieval_model.top_k must be an integer from 1 to {TOP_K_MAX}.")
+    model["top_k"] = top_k
+    for flag in ("score_threshold_enabled", "reranking_enable"):
+        if flag in value:
+            if not isinstance(value[flag], bool):
+                raise InvalidParam(f"retrieval_model.{flag} must be a boolean.")
+            model[flag] = value[flag]
+    threshold = value.get("score_threshold")
+    if threshold is not None:
+        if (
+            not isinstance(threshold, int | float)
+            or isinstance(threshold, bool)
+            or not (0 <= threshold <= 1)
+        ):
+            raise InvalidParam("retrieval_model.score_threshold must be a number from 0 to 1.")
+        model["score_threshold"] = float(threshold)
+    if model["reranking_enable"]:
+        raise InvalidParam("retrieval_model.reranking_enable: no rerank model is available.")
+    weights = value.get("weights")
+    if weights is not None:
+        if not isinstance(weights, dict):
+            raise InvalidParam("retrieval_model.weights must be an object.")
+        vector = (weights.get("vector_setting") or {}).get("vector_weight")
+        keyword = (weights.get("keyword_setting") or {}).get("keyword_weight")
+        for name, weight in (("vector_weight", vector), ("keyword_weight", keyword)):
+            if (
+                not isinstance(weight, int | float)
+                or isinstance(weight, bool)
+                or not 0 <= weight <= 1
+            ):
+                raise InvalidParam(f"retrieval_model.weights: {name} must be a number from 0 to 1.")
+        assert isinstance(vector, int | float) and isinstance(keyword, int | float)
+        model["weights"] = {
+            "weight_type": weights.get("weight_type", "customized"),
+            "vector_setting": {"vector_weight": float(vector)},
+            "keyword_setting": {"keyword_weight": float(keyword)},
+        }
+        model["reranking_mode"] = "weighted_score"
+    return model
+
+
+def default_retrieval_model() -> dict[str, Any]:
+    return {
+        "search_method": "semantic_search",
+        "reranking_enable": False,
+        "reranking_mode": None,
+        "reranking_model": {"reranking_provider_name": "", "reranking_model_name": ""},
+        "weights": None,
+        "top_k": 2,
+        "score_threshold_enabled": False,
+        "score_threshold": None,
+    }
+
+
+def create_dataset(
+    session: Session, *, tenant_id: str, account_id: str, fields: DatasetFields
+) -> Dataset:
+    assert fields.name is not None
+    dataset = Dataset(
+        tenant_id=tenant_id,
+        name=fields.name,
+        description=fields.description or "",
+        indexing_technique=fields.indexing_technique,
+        permission=fields.permission or DatasetPermission.ONLY_ME,
+        embedding_model=fields.embedding_model,
+        embedding_model_provider=fields.embedding_model_provider,
+        retrieval_model=fields.retrieval_model,
+        created_by=account_id,
+    )
+    _save(session, dataset)
+    return dataset
+
+
+def update_dataset(
+    session: Session, dataset: Dataset, *, account_id: str, fields: DatasetFields
+) -> Dataset:
+    changes_index = fields.indexing_technique not in (
+        None,
+        dataset.indexing_technique,
+    ) or fields.embedding_model not in (None, dataset.embedding_model)
+    if changes_index and _has_documents(session, dataset.id):
+        raise InvalidParam(
+            "indexing_technique and embedding_model cannot change once the dataset has "
+            "documents: create a new dataset for another index."
+        )
+    changes: dict[str, Any] = {
+        name: getattr(fields, name)
+        for name in (
+            "name",
+            "description",
+            "indexing_technique",
+            "permission",
+            "embedding_model",
+            "embedding_model_provider",
+            "retrieval_model",
+        )
+        if getattr(fields, name) is not None
+    }
+    _save(session, dataset, {**changes, "updated_by": account_id, "updated_at": utcnow()})
+    return dataset
+
+
+def _save(session: Session, dataset: Dataset, changes: dict[str, Any] | None = None) -> None:
+    """Apply `changes` and flush, in a savepoint; a clash on (workspace, name) is 409. The
+    unique index decides, so two concurrent requests for one name cannot both win. (The
+    changes are made inside the savepoint: `begin_nested` flushes what is already dirty
+    outside it.)"""
+    changes = changes or {}
+    name = changes.get("name", dataset.name)
+    tenant_id, dataset_id = dataset.tenant_id, dataset.id
+    try:
+        with session.begin_nested():
+            for field, value in changes.items():
+                setattr(dataset, field, value)
+            session.add(dataset)
+    except IntegrityError as exc:
+        # The savepoint's rollback expired the row's new values: ask with the ones it had.
+        others = [Dataset.id != dataset_id] if dataset_id else []
+        with session.no_autoflush:
+            taken = session.scalar(
+                select(Dataset.id)
+                .where(Dataset.tenant_id == tenant_id, Dataset.name == name, *others)
+                .limit(1)
+            )
+        if taken is not None:
+            raise DatasetNameDuplicate() from exc
+        raise
+
+
+def _has_documents(session: Session, dataset_id: str) -> bool:
+    return (
+        session.scalar(select(Document.id).where(Document.dataset_id == dataset_id).limit(1))
+        is not None
+    )
+
+
+def delete_dataset(session: Session, dataset: Dataset) -> None:
+    in_use = session.scalar(
+        select(AppDatasetJoin.id).where(AppDatasetJoin.dataset_id == dataset.id).limit(1)
+    )
+    if in_use is not None:
+        raise DatasetInUse()
+    session.delete(dataset)
+    signals.send_after_commit(session, signals.dataset_was_deleted, dataset)
+
+
+def list_datasets(
+    session: Session,
+    tenant_id: str,
+    *,
+    account_id: str,
+    page: int,
+    limit: int,
+    keyword: str | None,
+    include_all: bool,
+    tag_ids: list[str],
+) -> tuple[list[Dataset], int]:
+    query = _readable(tenant_id)
+    if not include_all:
+        query = query.where(
+            (Dataset.permission != DatasetPermission.ONLY_ME) | (Dataset.created_by == account_id)
+        )
+    if keyword:
+        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Dataset.name.ilike(f"%{escaped}%", escape="\\"))
+    if tag_ids:
+        # No dataset carries tags yet (tag bindings are not built): a tag filter matches none.
+        query = query.where(false())
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.order_by(Dataset.created_at.desc(), Dataset.id)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    return list(items), int(total)
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    documents: int = 0
+    available: int = 0
+    words: int = 0
+    apps: int = 0
+
+
+def _counts(session: Session, dataset_ids: list[str]) -> dict[str, _Counts]:
+    """Documents, available documents, words and apps of each dataset: two GROUP BYs."""
+    if not dataset_ids:
+        return {}
+    available = (
+        (Document.indexing_status == IndexingStatus.COMPLETED)
+        & Document.enabled.is_(True)
+        & Document.archived.is_(False)
+    )
+    documents = {
+        row[0]: row[1:]
+        for row in session.execute(
+            select(
+                Document.dataset_id,
+                func.count(),
+                func.sum(case((available, 1), else_=0)),
+                func.sum(Document.word_count),
+            )
+            .where(Document.dataset_id.in_(dataset_ids))
+            .group_by(Document.dataset_id)
+        )
+    }
+    # (A comprehension, not dict(): a Result has keys(), so dict() would take it for a mapping.)
+    apps = {
+        dataset_id: count
+        for dataset_id, count in session.execute(
+            select(AppDatasetJoin.dataset_id, func.count())
+            .where(AppDatasetJoin.dataset_id.in_(dataset_ids))
+            .group_by(AppDatasetJoin.dataset_id)
+        ).tuples()
+    }
+    return {
+        dataset_id: _Counts(
+            documents=int(documents.get(dataset_id, (0, 0, 0))[0] or 0),
+            available=int(documents.get(dataset_id, (0, 0, 0))[1] or 0),
+            words=int(documents.get(dataset_id, (0, 0, 0))[2] or 0),
+            apps=int(apps.get(dataset_id, 0)),
+        )
+        for dataset_id in dataset_ids
+    }
+
+
+def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
+    """Dify's Dataset objects, with one query for the counts and one for the authors."""
+    counts = _counts(session, [d.id for d in datasets])
+    author_ids = {d.created_by for d in datasets}
+    authors = {
+        account_id: name
+        for account_id, name in session.execute(
+            select(Account.id, Account.name).where(Account.id.in_(author_ids))
+        ).tuples()
+    }
+    return [_view(d, counts[d.id], authors.get(d.created_by)) for d in datasets]
+
+
+def view(session: Session, dataset: Dataset) -> dict[str, Any]:
+    return views(session, [dataset])[0]
+
+
+def _view(dataset: Dataset, counts: _Counts, author: str | None) -> dict[str, Any]:
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "description": dataset.description,
+        "provider": dataset.provider,
+        "permission": dataset.permission.value,
+        "data_source_type": dataset.data_source_type,
+        "indexing_technique": (
+            dataset.indexing_technique.value if dataset.indexing_technique else None
+        ),
+        "app_count": counts.apps,
+        "document_count": counts.documents,
+        "word_count": counts.words,
+        "created_by": dataset.created_by,
+        "author_name": author,
+        "created_at": int(dataset.created_at.timestamp()),
+        "updated_by": dataset.updated_by,
+        "updated_at": int(dataset.updated_at.timestamp()),
+        "embedding_model": dataset.embedding_model,
+        "embedding_model_provider": dataset.embedding_model_provider,
+        "embedding_available": True,
+        "retrieval_model_dict": dataset.retrieval_model or default_retrieval_model(),
+        "tags": [],
+        "doc_form": dataset.doc_form,
+        "external_knowledge_info": {
+            "external_knowledge_id": None,
+            "external_knowledge_api_id": None,
+            "external_knowledge_api_name": None,
+            "external_knowledge_api_endpoint": None,
+        },
+        "external_retrieval_model": {
+            "top_k": 2,
+            "score_threshold": 0.0,
+            "score_threshold_enabled": False,
+        },
+        "doc_metadata": [],
+        "built_in_field_enabled": dataset.built_in_field_enabled,
+        "pipeline_id": None,
+        "runtime_mode": dataset.runtime_mode,
+        "chunk_structure": dataset.chunk_structure,
+        "icon_info": dataset.icon_info,
+        "is_published": False,
+        "total_documents": counts.documents,
+        "total_available_documents": counts.available,
+        "enable_api": dataset.enable_api,
+        "is_multimodal": False,
+        "maintainer": author,
+        "summary_index_setting": None,
+        "partial_member_list": [],
+    }
