@@ -9,14 +9,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from conduit.db.models import (
     App,
+    AppDatasetJoin,
     AppMode,
     AppStatus,
+    Dataset,
     IconType,
     InstalledApp,
     Membership,
@@ -202,6 +204,7 @@ def create_app(
     )
     session.add(app)
     session.flush()
+    sync_dataset_joins(session, app)
     webhook_secrets.create_secret(session, app.id, server_secret=server_secret)
     # The handlers create the site and installed-app records at once; the outbox task is the
     # durable guarantee that they exist even if this process dies right after the commit.
@@ -229,6 +232,45 @@ def copy_app(
     return create_app(session, member=member, fields=copy, server_secret=server_secret)
 
 
+def config_dataset_ids(config: dict[str, Any] | None) -> list[str]:
+    """The enabled datasets of a model config's `dataset_configs` (Dify's shape:
+    `{"datasets": {"datasets": [{"dataset": {"enabled", "id"}}]}}`), in order, once each."""
+    entries = (((config or {}).get("dataset_configs") or {}).get("datasets") or {}).get("datasets")
+    ids: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        dataset = entry.get("dataset") if isinstance(entry, dict) else None
+        if not isinstance(dataset, dict) or not dataset.get("enabled", True):
+            continue
+        if dataset.get("id") and str(dataset["id"]) not in ids:
+            ids.append(str(dataset["id"]))
+    return ids
+
+
+def sync_dataset_joins(session: Session, app: App) -> None:
+    """Make the app's dataset joins what its model config names: the datasets it uses, of
+    its own workspace only (what `app_count` and `dataset_in_use` read)."""
+    wanted = config_dataset_ids(app.model_config_)
+    session.execute(
+        delete(AppDatasetJoin).where(
+            AppDatasetJoin.app_id == app.id, AppDatasetJoin.dataset_id.not_in(wanted)
+        )
+    )
+    if not wanted:
+        return
+    present = set(
+        session.scalars(select(AppDatasetJoin.dataset_id).where(AppDatasetJoin.app_id == app.id))
+    )
+    owned = session.scalars(
+        select(Dataset.id).where(Dataset.tenant_id == app.tenant_id, Dataset.id.in_(wanted))
+    )
+    session.add_all(
+        AppDatasetJoin(app_id=app.id, dataset_id=dataset_id)
+        for dataset_id in owned
+        if dataset_id not in present
+    )
+    session.flush()
+
+
 def update_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:
     require_role(member, Role.EDITOR, "edit apps")
     app = get_app(session, member.tenant_id, app_id)
@@ -251,6 +293,8 @@ def update_app(session: Session, *, member: Membership, app_id: str, fields: App
     app.updated_by = member.account_id
     app.updated_at = utcnow()
     session.flush()
+    if config_changed:
+        sync_dataset_joins(session, app)
     send_after_commit(session, app_was_updated, app)
     if config_changed:
         send_after_commit(session, app_model_config_was_updated, app)

@@ -7,13 +7,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conduit.db.models import App, AppMode, Membership, ProviderCredential, Role
+from conduit.db.models import App, AppMode, Dataset, Membership, ProviderCredential, Role
 from conduit.errors import InvalidParam
 from conduit.services._fields import boolean as _bool
 from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
+from conduit.services.conversations import is_uuid
 from conduit.services.model_providers import (
     DEFAULT_PROVIDERS,
     SERVER_PROVIDERS,
@@ -74,7 +76,57 @@ def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict
         cleaned["model"] = _model(session, tenant_id, cleaned["model"])
     if cleaned.get("memory") is not None:
         cleaned["memory"] = _memory(cleaned["memory"])
+    if cleaned.get("dataset_configs") is not None:
+        cleaned["dataset_configs"] = _dataset_configs(
+            session, tenant_id, cleaned["dataset_configs"]
+        )
     return cleaned
+
+
+def _dataset_configs(session: Session, tenant_id: str, value: Any) -> dict[str, Any]:
+    """Dify's `dataset_configs`: the datasets the app retrieves from (each of this
+    workspace) and how (`retrieval_model` single or multiple, `top_k`, a score threshold)."""
+    found = _object(value, "dataset_configs")
+    mode = found.get("retrieval_model", "multiple")
+    if mode not in ("single", "multiple"):
+        raise InvalidParam("dataset_configs.retrieval_model: must be single or multiple")
+    found["retrieval_model"] = mode
+    holder = _object(found.get("datasets") or {"datasets": []}, "dataset_configs.datasets")
+    entries = holder.get("datasets") or []
+    if not isinstance(entries, list):
+        raise InvalidParam("dataset_configs.datasets.datasets: must be a list")
+    ids: list[str] = []
+    for index, entry in enumerate(entries):
+        where = f"dataset_configs.datasets.datasets[{index}]"
+        dataset = _object(_object(entry, where).get("dataset"), f"{where}.dataset")
+        dataset["enabled"] = _bool(dataset.get("enabled", True), f"{where}.dataset.enabled")
+        if not isinstance(dataset.get("id"), str) or not is_uuid(dataset["id"]):
+            raise InvalidParam(f"{where}.dataset.id: must be a dataset id")
+        ids.append(dataset["id"])
+    known = set(
+        session.scalars(
+            select(Dataset.id).where(Dataset.tenant_id == tenant_id, Dataset.id.in_(ids))
+        )
+    )
+    for index, dataset_id in enumerate(ids):
+        if dataset_id not in known:
+            raise InvalidParam(
+                f"dataset_configs.datasets.datasets[{index}].dataset.id: no dataset "
+                f"{dataset_id} in this workspace"
+            )
+    if "top_k" in found and found["top_k"] is not None:
+        found["top_k"] = _int(found["top_k"], "dataset_configs.top_k", 1, 10)
+    if "score_threshold_enabled" in found:
+        found["score_threshold_enabled"] = _bool(
+            found["score_threshold_enabled"], "dataset_configs.score_threshold_enabled"
+        )
+    if found.get("score_threshold") is not None:
+        found["score_threshold"] = _number(
+            found["score_threshold"], "dataset_configs.score_threshold", 0, 1
+        )
+    if found.get("reranking_enable"):
+        raise InvalidParam("dataset_configs.reranking_enable: no rerank model is available")
+    return found
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests import support
-from tests.e2e.conftest import Admin, AppFactory, make_admin
+from tests.e2e.conftest import Admin, AppFactory, add_member, make_admin
 
 LOCAL_MODEL = "all-MiniLM-L6-v2-onnx-int8"
 
@@ -257,19 +257,25 @@ class TestErrors:
             assert_envelope(response, 404, "not_found", "Dataset not found.")
 
     def test_a_dataset_an_app_uses_cannot_be_deleted(
-        self, stack: support.Stack, kb: httpx.Client, make_app: AppFactory
+        self, stack: support.Stack, admin: Admin, kb: httpx.Client, make_app: AppFactory
     ) -> None:
         made = create(kb, name="In use")
         app_id = make_app()["id"]
-        support.run_sql(
-            stack.database_url,
-            "INSERT INTO app_dataset_joins (id, app_id, dataset_id, created_at) "
-            "VALUES (:id, :app, :dataset, CURRENT_TIMESTAMP)",
-            id="00000000-0000-4000-8000-0000000000aa",
-            app=app_id,
-            dataset=made["id"],
+        config = admin.client.get(f"/console/api/apps/{app_id}/model-config").json()
+        uses = {
+            "retrieval_model": "multiple",
+            "datasets": {"datasets": [{"dataset": {"enabled": True, "id": made["id"]}}]},
+            "top_k": 4,
+        }
+        saved = admin.client.post(
+            f"/console/api/apps/{app_id}/model-config",
+            json={**config.get("data", config), "dataset_configs": uses},
         )
+        assert saved.status_code == 200, saved.text
         assert kb.get(f"/v1/datasets/{made['id']}").json()["app_count"] == 1
+        copied = admin.client.post(f"/console/api/apps/{app_id}/copy", json={})
+        assert copied.status_code == 201, copied.text
+        assert kb.get(f"/v1/datasets/{made['id']}").json()["app_count"] == 2
         assert_envelope(
             kb.delete(f"/v1/datasets/{made['id']}"),
             409,
@@ -277,6 +283,36 @@ class TestErrors:
             "Please remove the dataset from the apps before deleting it.",
         )
         assert kb.get(f"/v1/datasets/{made['id']}").status_code == 200
+        for user in (app_id, copied.json()["data"]["id"]):
+            admin.client.delete(f"/console/api/apps/{user}")
+        assert kb.get(f"/v1/datasets/{made['id']}").json()["app_count"] == 0
+        assert kb.delete(f"/v1/datasets/{made['id']}").status_code == 204
+
+    def test_an_app_cannot_use_another_workspaces_dataset(
+        self, stack: support.Stack, admin: Admin, make_app: AppFactory
+    ) -> None:
+        stranger = make_admin(stack, workspace="Elsewhere")
+        with knowledge_client(stack, stranger) as theirs:
+            foreign = create(theirs, name="Theirs")
+        stranger.client.close()
+        app_id = make_app()["id"]
+        refused = admin.client.post(
+            f"/console/api/apps/{app_id}/model-config",
+            json={
+                "dataset_configs": {"datasets": {"datasets": [{"dataset": {"id": foreign["id"]}}]}}
+            },
+        )
+        assert_envelope(
+            refused,
+            400,
+            "invalid_param",
+            f"dataset_configs.datasets.datasets[0].dataset.id: no dataset {foreign['id']}",
+        )
+        bad_k = admin.client.post(
+            f"/console/api/apps/{app_id}/model-config",
+            json={"dataset_configs": {"top_k": 99}},
+        )
+        assert_envelope(bad_k, 400, "invalid_param", "dataset_configs.top_k")
 
     def test_changing_the_index_of_a_dataset_with_documents_is_refused(
         self, stack: support.Stack, kb: httpx.Client
@@ -309,3 +345,65 @@ class TestErrors:
         )
         renamed = kb.patch(f"/v1/datasets/{made['id']}", json={"name": "Indexed, renamed"})
         assert renamed.status_code == 200
+
+
+class TestConsole:
+    def test_members_see_and_change_datasets_by_role_and_permission(
+        self, stack: support.Stack, admin: Admin
+    ) -> None:
+
+        created = admin.client.post("/console/api/datasets", json={"name": "Private notes"})
+        assert created.status_code == 201, created.text
+        private = created.json()["data"]
+        shared = admin.client.post(
+            "/console/api/datasets", json={"name": "Team wiki", "permission": "all_team_members"}
+        ).json()["data"]
+        editor = add_member(stack, admin, "editor")
+        normal = add_member(stack, admin, "normal")
+
+        seen = {d["name"] for d in editor.client.get("/console/api/datasets").json()["data"]}
+        assert seen == {"Team wiki"}
+        assert_envelope(
+            editor.client.get(f"/console/api/datasets/{private['id']}"),
+            403,
+            "forbidden",
+            "You do not have permission to access this dataset.",
+        )
+        renamed = editor.client.patch(
+            f"/console/api/datasets/{shared['id']}", json={"name": "Team wiki (edited)"}
+        )
+        assert renamed.status_code == 200, renamed.text
+        assert renamed.json()["data"]["updated_by"] != private["created_by"]
+
+        assert normal.client.get(f"/console/api/datasets/{shared['id']}").status_code == 200
+        assert_envelope(
+            normal.client.post("/console/api/datasets", json={"name": "Mine"}),
+            403,
+            "forbidden",
+            "cannot create datasets",
+        )
+        assert_envelope(
+            normal.client.delete(f"/console/api/datasets/{shared['id']}"),
+            403,
+            "forbidden",
+            "cannot delete datasets",
+        )
+        everything = admin.client.get("/console/api/datasets", params={"include_all": "true"})
+        assert everything.json()["total"] == 2
+        not_for_editors = editor.client.get("/console/api/datasets", params={"include_all": "true"})
+        assert not_for_editors.json()["total"] == 1
+
+        assert admin.client.delete(f"/console/api/datasets/{private['id']}").status_code == 204
+        assert_envelope(
+            admin.client.get(f"/console/api/datasets/{private['id']}"),
+            404,
+            "not_found",
+            "Dataset not found.",
+        )
+        for member in (editor, normal):
+            member.client.close()
+
+    def test_the_api_key_routes_are_not_taken_for_dataset_ids(self, admin: Admin) -> None:
+        keys = admin.client.get("/console/api/datasets/api-keys")
+        assert keys.status_code == 200
+        assert "data" in keys.json()

@@ -8,6 +8,7 @@ from conduit.api.console import (
     app_runs,
     apps,
     auth,
+    datasets,
     model_providers,
     sites,
     webhooks,
@@ -21,6 +22,7 @@ router.include_router(workspaces.router)
 router.include_router(apps.router)
 router.include_router(sites.router)
 router.include_router(api_keys.router)
+router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is theirs
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
 router.include_router(webhooks.router)

@@ -26,6 +26,7 @@ from conduit.db.models import (
     Document,
     IndexingStatus,
     IndexingTechnique,
+    Membership,
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
@@ -38,6 +39,7 @@ SEARCH_METHODS = ("semantic_search", "full_text_search", "keyword_search", "hybr
 TOP_K_MAX = 100
 DATASET_NOT_FOUND = "Dataset not found."
 API_DISABLED = "Dataset api access is not enabled."
+NO_PERMISSION = "You do not have permission to access this dataset."
 
 
 def _readable(tenant_id: str) -> Select[Dataset]:
@@ -58,6 +60,14 @@ def get_dataset(session: Session, tenant_id: str, dataset_id: str, *, api: bool 
     if api and not found.enable_api:
         raise Forbidden(API_DISABLED)
     return found
+
+
+def get_member_dataset(session: Session, member: Membership, dataset_id: str) -> Dataset:
+    """A dataset as a workspace member may see it: 403 for another member's `only_me` one."""
+    dataset = get_dataset(session, member.tenant_id, dataset_id)
+    if dataset.permission == DatasetPermission.ONLY_ME and dataset.created_by != member.account_id:
+        raise Forbidden(NO_PERMISSION)
+    return dataset
 
 
 @dataclass(frozen=True, slots=True)
