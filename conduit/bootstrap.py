@@ -42,9 +42,10 @@ from conduit.infra.redis import build_async_redis, build_redis
 from conduit.infra.resources import Resources
 from conduit.infra.schema import prepare_schema
 from conduit.infra.settings import DRAIN_RESERVE, Settings
-from conduit.infra.storage import LocalStorage
+from conduit.infra.storage import LocalStorage, local_storage
 from conduit.services import model_providers
 from conduit.services.auth import TokenPolicy
+from conduit.services.datasets.indexing import resume_stalled_documents
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
@@ -310,7 +311,7 @@ class Server:
                 access_minutes=settings.auth.access_token_minutes,
                 refresh_days=settings.auth.refresh_token_days,
             ),
-            storage=LocalStorage(settings.data.dir / "files"),
+            storage=local_storage(settings),
             readiness_checks=_readiness_checks(settings, resources.db, celery, worker),
             disconnect_handlers=disconnect,
             _task_parts=parts,
@@ -385,7 +386,8 @@ def _end_dead_runs(db: Database, settings: Settings) -> None:
 
 async def _take_over_continually(db: Database, backends: RunBackends, settings: Settings) -> None:
     """Every `takeover_interval` (jittered, so that servers do not look in step): take over
-    the runs whose executor is gone (`services/runs/reaper.py`) — once this server has reached
+    the runs whose executor is gone (`services/runs/reaper.py`) and resume the documents whose
+    indexer is gone (`services/datasets/indexing.py`) — once this server has reached
     the database for a whole lease: after an outage (or its own start), live executors renew
     their leases first, where a lease that lapsed while nobody could renew it proves nothing."""
     interval, lease = settings.runs.takeover_interval, settings.runs.lease_seconds
@@ -403,6 +405,10 @@ async def _take_over_continually(db: Database, backends: RunBackends, settings: 
                     await take_over_dead_runs(db, backends, settings)
                 except Exception:
                     logger.warning("taking over dead runs failed; retrying", exc_info=True)
+                try:
+                    await asyncio.to_thread(resume_stalled_documents, db, settings.rag)
+                except Exception:
+                    logger.warning("resuming stalled documents failed; retrying", exc_info=True)
         await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 

@@ -367,6 +367,62 @@ class UploadSettings(BaseSettings):
     )
 
 
+class RagSettings(BaseSettings):
+    model_config = _group("CONDUIT_RAG_")
+
+    embed_batch: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Segments embedded per model call (8-16: memory grows with "
+        "the batch, speed does not).",
+    )
+    embed_threads: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Threads of the local embedding model (0: onnxruntime's default, every core).",
+    )
+    lease_seconds: float = Field(
+        30.0,
+        gt=1,
+        description="Seconds an indexing worker's hold on a document lasts unless renewed "
+        "(every quarter of it); a document whose holder stopped renewing is resumed by another.",
+    )
+    max_resumes: int = Field(
+        5,
+        ge=0,
+        description="Resumes after a dead worker before a document is marked `error` "
+        "(a document that kills its worker every time).",
+    )
+    max_retries: int = Field(
+        8,
+        ge=0,
+        description="Retries after a retryable failure (the embedding endpoint down) "
+        "before a document is marked `error`.",
+    )
+    retry_base: float = Field(
+        2.0, gt=0, description="Seconds: retry n waits a random time up to base × 2^(n-1)."
+    )
+    retry_max: float = Field(300.0, gt=0, description="Seconds: the longest wait between retries.")
+    slice_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds one indexing task works on a document before it hands the rest to "
+        "a task of its own, so a long document never outlives a task's time limit (at most a "
+        "quarter of CONDUIT_TASKS_SOFT_TIME_LIMIT is used).",
+    )
+    parse_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds a PDF, Word or HTML file may take to parse (at most half of "
+        "CONDUIT_TASKS_SOFT_TIME_LIMIT is used).",
+    )
+    parse_memory_mb: int = Field(
+        1536, ge=64, description="Memory a PDF, Word or HTML file's parser may use (MB)."
+    )
+
+
 def _comma_list(value: Any) -> Any:
     """A comma-separated setting as a list of its non-empty, stripped items."""
     if isinstance(value, str):
@@ -447,6 +503,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "model": ModelSettings,
     "upload": UploadSettings,
     "webhook": WebhookSettings,
+    "rag": RagSettings,
 }
 
 
@@ -466,6 +523,7 @@ class Settings:
     model: ModelSettings
     upload: UploadSettings
     webhook: WebhookSettings
+    rag: RagSettings
 
     @property
     def mode(self) -> Literal["embedded", "distributed"]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from conduit.infra.settings import Settings
 
 
 class Storage(Protocol):
@@ -40,3 +43,9 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def local_storage(settings: Settings) -> LocalStorage:
+    """The files folder of the data dir: a server's uploads, and what its workers read (in the
+    distributed mode the folder must be shared with the workers)."""
+    return LocalStorage(settings.data.dir / "files")

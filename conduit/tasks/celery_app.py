@@ -30,13 +30,14 @@ QUEUES = ("ops", "maintenance", "dataset", "generation", "webhook", "ops_trace",
 BACKGROUND_QUEUE = "background"
 # The queues a server publishes to (its `enqueue` calls): its `/ready` wants a live consumer for
 # each (`webhook`: a callback, and a redelivery from the console). A server never sends to the
-# others (beat sends `maintenance`).
-SERVER_QUEUES = ("ops", "generation", "background", "webhook")
+# others (beat sends `maintenance`). (`dataset`: a document to index, a file to remove.)
+SERVER_QUEUES = ("ops", "generation", "background", "webhook", "dataset")
 TASK_MODULES = (
     "conduit.tasks.ops",
     "conduit.tasks.maintenance",
     "conduit.tasks.generation",
     "conduit.tasks.webhook",
+    "conduit.tasks.dataset",
 )
 EMBEDDED_BROKER = "conduit-memory://localhost//"
 RUN_TASK = "conduit.generation.run"

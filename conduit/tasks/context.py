@@ -22,6 +22,7 @@ from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.kinds import AppRunners
 from conduit.core.runs.lifecycle import RunLimits
 from conduit.infra.resources import Resources
+from conduit.services.datasets.indexing import Indexer, build_indexer
 
 
 class LiveRuns:
@@ -62,6 +63,15 @@ class TaskParts:
     limits: RunLimits
     backends: RunBackends | None = None
     live: LiveRuns = field(default_factory=LiveRuns)
+    _indexer: Indexer | None = field(default=None, repr=False)
+    _indexer_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def indexer(self) -> Indexer:
+        """The document indexer, built on first use (it loads the embedding model)."""
+        with self._indexer_lock:
+            if self._indexer is None:
+                self._indexer = build_indexer(self.resources)
+            return self._indexer
 
 
 class TaskContext:

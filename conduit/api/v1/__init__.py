@@ -2,7 +2,16 @@
 
 from fastapi import APIRouter
 
-from conduit.api.v1 import app, chat, completion, conversations, datasets, files, tasks
+from conduit.api.v1 import (
+    app,
+    chat,
+    completion,
+    conversations,
+    datasets,
+    documents,
+    files,
+    tasks,
+)
 
 router = APIRouter(prefix="/v1")
 router.include_router(app.router)
@@ -10,6 +19,7 @@ router.include_router(chat.router)
 router.include_router(completion.router)
 router.include_router(conversations.router)
 router.include_router(datasets.router)
+router.include_router(documents.router)
 router.include_router(files.router)
 router.include_router(tasks.router)
 

@@ -28,6 +28,7 @@ class UploadForm:
     mime_type: str | None
     data: bytes
     user: str | None
+    data_field: str | None = None  # the Knowledge API's `data` part (a JSON string)
 
 
 async def read_upload(request: Request) -> UploadForm:
@@ -45,12 +46,14 @@ async def read_upload(request: Request) -> UploadForm:
         raise NoFileUploaded()
     part = files[0][1]
     user = form.get("user")
+    data_field = form.get("data")
     data = await part.read()
     return UploadForm(
         filename=part.filename,
         mime_type=part.content_type,
         data=data,
         user=user if isinstance(user, str) else None,
+        data_field=data_field if isinstance(data_field, str) else None,
     )
 
 

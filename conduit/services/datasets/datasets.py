@@ -17,7 +17,6 @@ from sqlalchemy import Select, case, false, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from conduit.core.rag.embed.local import MODEL_ID as LOCAL_MODEL_ID
 from conduit.db.models import (
     Account,
     AppDatasetJoin,
@@ -30,11 +29,12 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
+from conduit.services.datasets.documents import forget_dataset_files
+from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
 
 NAME_MAX = 40
 DESCRIPTION_MAX = 400
-LOCAL_PROVIDER = "conduit"
 SEARCH_METHODS = ("semantic_search", "full_text_search", "keyword_search", "hybrid_search")
 TOP_K_MAX = 100
 DATASET_NOT_FOUND = "Dataset not found."
@@ -295,6 +295,7 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     )
     if in_use is not None:
         raise DatasetInUse()
+    forget_dataset_files(session, dataset)
     session.delete(dataset)
     signals.send_after_commit(session, signals.dataset_was_deleted, dataset)
 

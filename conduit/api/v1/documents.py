@@ -1,0 +1,174 @@
+"""The Knowledge API's documents and segments (`/v1/datasets/{dataset_id}/…`): create from text
+or a file, follow indexing, list, read, delete. Dify's paths, with its underscore aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from conduit.api.deps import DatasetCaller, DbSession
+from conduit.api.v1.files import UploadForm, read_upload
+from conduit.api.v1.schemas import JsonBody, int_query, optional
+from conduit.db.models import Dataset
+from conduit.errors import InvalidParam
+from conduit.services.datasets import datasets, documents
+from conduit.services.datasets.documents import DocumentRequest
+
+router = APIRouter(prefix="/datasets/{dataset_id}", tags=["knowledge: documents"])
+Text = Annotated[str | None, Query()]
+
+
+def _dataset(session: DbSession, caller: DatasetCaller, dataset_id: str) -> Dataset:
+    return datasets.get_dataset(session, caller.tenant_id, dataset_id, api=True)
+
+
+def _created(session: DbSession, document: Any, batch: str) -> dict[str, Any]:
+    return {"document": documents.document_views(session, [document])[0], "batch": batch}
+
+
+@router.post("/document/create-by-text")
+@router.post("/document/create_by_text", include_in_schema=False)
+def create_by_text(
+    dataset_id: str, caller: DatasetCaller, session: DbSession, request: Request, body: JsonBody
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    name, text = body.get("name"), body.get("text")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidParam("name is required.")
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidParam("text is required.")
+    filename = name.strip() if name.strip().lower().endswith(".txt") else f"{name.strip()}.txt"
+    document, batch = documents.create_document(
+        session,
+        request.app.state.storage,
+        dataset,
+        account_id=caller.account_id,
+        filename=filename,
+        data=text.encode("utf-8"),
+        mime_type="text/plain",
+        request=DocumentRequest.parse(body),
+        limit_mb=request.app.state.settings.upload.file_size_limit_mb,
+    )
+    return _created(session, document, batch)
+
+
+@router.post("/document/create-by-file")
+@router.post("/document/create_by_file", include_in_schema=False)
+def create_by_file(
+    dataset_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    request: Request,
+    form: Annotated[UploadForm, Depends(read_upload)],
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    try:
+        settings = orjson.loads(form.data_field) if form.data_field else {}
+    except orjson.JSONDecodeError:
+        raise InvalidParam("data must be a JSON object (a string in the form).") from None
+    if not isinstance(settings, dict):
+        raise InvalidParam("data must be a JSON object (a string in the form).")
+    document, batch = documents.create_document(
+        session,
+        request.app.state.storage,
+        dataset,
+        account_id=caller.account_id,
+        filename=form.filename or "",
+        data=form.data,
+        mime_type=form.mime_type,
+        request=DocumentRequest.parse(settings),
+        limit_mb=request.app.state.settings.upload.file_size_limit_mb,
+    )
+    return _created(session, document, batch)
+
+
+@router.get("/documents/{batch}/indexing-status")
+def indexing_status(
+    dataset_id: str, batch: str, caller: DatasetCaller, session: DbSession
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    found = documents.batch_documents(session, dataset, batch)
+    return {"data": [documents.indexing_status(d) for d in found]}
+
+
+@router.get("/documents")
+def list_documents(
+    dataset_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    page: Text = None,
+    limit: Text = None,
+    keyword: Text = None,
+    status: Text = None,
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    page_number = int_query("page", page, default=1, low=1, high=1_000_000)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    items, total = documents.list_documents(
+        session,
+        dataset,
+        page=page_number,
+        limit=page_size,
+        keyword=optional(keyword),
+        status=optional(status),
+    )
+    return {
+        "data": documents.document_views(session, items),
+        "has_more": page_number * page_size < total,
+        "limit": page_size,
+        "total": total,
+        "page": page_number,
+    }
+
+
+@router.get("/documents/{document_id}")
+def get_document(
+    dataset_id: str, document_id: str, caller: DatasetCaller, session: DbSession
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    return documents.document_detail(session, documents.get_document(session, dataset, document_id))
+
+
+@router.delete("/documents/{document_id}", status_code=204)
+def delete_document(
+    dataset_id: str, document_id: str, caller: DatasetCaller, session: DbSession
+) -> Response:
+    dataset = _dataset(session, caller, dataset_id)
+    documents.delete_document(session, documents.get_document(session, dataset, document_id))
+    return Response(status_code=204)
+
+
+@router.get("/documents/{document_id}/segments")
+def list_segments(
+    dataset_id: str,
+    document_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    page: Text = None,
+    limit: Text = None,
+    keyword: Text = None,
+    status: Text = None,
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    page_number = int_query("page", page, default=1, low=1, high=1_000_000)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    items, total = documents.list_segments(
+        session,
+        document,
+        page=page_number,
+        limit=page_size,
+        keyword=optional(keyword),
+        status=optional(status),
+    )
+    return {
+        "data": [documents.segment_view(s) for s in items],
+        "doc_form": document.doc_form,
+        "total": total,
+        "has_more": page_number * page_size < total,
+        "limit": page_size,
+        "page": page_number,
+    }

@@ -1,0 +1,571 @@
+"""Documents of a dataset: created from text or a file (accepted = a `waiting` row, its file
+stored and its indexing task's outbox row, all in one transaction, so nothing accepted is lost),
+listed, read with their indexing progress, and deleted.
+
+The indexing itself is `indexing.py`'s, on the `dataset` queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.embed.local import CONTENT_TOKENS
+from conduit.core.rag.extract import EXTENSIONS, extension_of
+from conduit.core.rag.split import Segmentation
+from conduit.db.models import (
+    Dataset,
+    DatasetProcessRule,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+    ProcessMode,
+    UploadFile,
+    utcnow,
+)
+from conduit.errors import (
+    FilenameNotExists,
+    FileTooLarge,
+    InvalidParam,
+    NotFound,
+    UnsupportedFileType,
+)
+from conduit.infra.outbox import enqueue
+from conduit.infra.storage import Storage
+from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
+from conduit.signals import signals
+
+INDEX_TASK = "conduit.dataset.index_document"
+REMOVE_FILE_TASK = "conduit.dataset.remove_file"
+DOCUMENT_NOT_FOUND = "Document not found."
+NAME_MAX = 255
+PRE_PROCESSING_RULES = ("remove_extra_spaces", "remove_urls_emails", "remove_stopwords")
+DOC_FORMS = ("text_model",)
+# Dify's automatic rule, cut to what the local model reads whole (256 tokens with [CLS], [SEP]).
+AUTOMATIC_RULES: dict[str, Any] = {
+    "pre_processing_rules": [
+        {"id": "remove_extra_spaces", "enabled": True},
+        {"id": "remove_urls_emails", "enabled": False},
+    ],
+    "segmentation": {"separator": "\n", "max_tokens": CONTENT_TOKENS, "chunk_overlap": 25},
+}
+UNFINISHED = (
+    IndexingStatus.WAITING,
+    IndexingStatus.PARSING,
+    IndexingStatus.CLEANING,
+    IndexingStatus.SPLITTING,
+    IndexingStatus.INDEXING,
+)
+
+
+def _readable(dataset: Dataset) -> Select[Document]:
+    """The only way to select documents: one dataset's (which its caller could read)."""
+    return select(Document).where(Document.dataset_id == dataset.id)
+
+
+def get_document(session: Session, dataset: Dataset, document_id: str) -> Document:
+    try:
+        uuid.UUID(document_id)
+    except ValueError:
+        raise NotFound(DOCUMENT_NOT_FOUND) from None
+    found = session.scalars(_readable(dataset).where(Document.id == document_id)).first()
+    if found is None:
+        raise NotFound(DOCUMENT_NOT_FOUND)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRequest:
+    """A create-by-text or create-by-file request's settings, validated."""
+
+    indexing_technique: IndexingTechnique | None
+    process_rule: tuple[ProcessMode, dict[str, Any]] | None
+    doc_form: str
+    doc_language: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DocumentRequest:
+        technique = body.get("indexing_technique")
+        if technique is not None:
+            try:
+                technique = IndexingTechnique(technique)
+            except ValueError:
+                raise InvalidParam(
+                    "indexing_technique must be one of: high_quality, economy."
+                ) from None
+        doc_form = body.get("doc_form") or "text_model"
+        if doc_form not in DOC_FORMS:
+            raise InvalidParam(
+                f"doc_form {doc_form!r} is not supported: this server indexes text_model "
+                "documents (hierarchical_model and qa_model are not built yet)."
+            )
+        language = body.get("doc_language") or "English"
+        if not isinstance(language, str) or len(language) > 32:
+            raise InvalidParam("doc_language must be a language name of at most 32 characters.")
+        rule = body.get("process_rule")
+        return cls(
+            indexing_technique=technique,
+            process_rule=None if rule is None else parse_process_rule(rule),
+            doc_form=doc_form,
+            doc_language=language,
+        )
+
+
+def parse_process_rule(value: Any) -> tuple[ProcessMode, dict[str, Any]]:
+    """Dify's `process_rule` → (mode, rules), the rules complete and checked."""
+    if not isinstance(value, dict):
+        raise InvalidParam("process_rule must be an object.")
+    try:
+        mode = ProcessMode(value.get("mode", "automatic"))
+    except ValueError:
+        raise InvalidParam("process_rule.mode must be automatic or custom.") from None
+    if mode == ProcessMode.HIERARCHICAL:
+        raise InvalidParam("process_rule.mode hierarchical (parent-child) is not supported yet.")
+    if mode == ProcessMode.AUTOMATIC:
+        return mode, AUTOMATIC_RULES
+    rules = value.get("rules")
+    if not isinstance(rules, dict):
+        raise InvalidParam("process_rule.rules is required in custom mode.")
+    pre = rules.get("pre_processing_rules") or []
+    if not isinstance(pre, list):
+        raise InvalidParam("process_rule.rules.pre_processing_rules must be a list.")
+    cleaned_pre = []
+    for index, item in enumerate(pre):
+        if (
+            not isinstance(item, dict)
+            or item.get("id") not in PRE_PROCESSING_RULES
+            or not isinstance(item.get("enabled"), bool)
+        ):
+            raise InvalidParam(
+                f"process_rule.rules.pre_processing_rules[{index}] must be "
+                f"{{id: {' | '.join(PRE_PROCESSING_RULES)}, enabled: true | false}}."
+            )
+        cleaned_pre.append({"id": item["id"], "enabled": item["enabled"]})
+    segmentation = rules.get("segmentation")
+    if not isinstance(segmentation, dict):
+        raise InvalidParam("process_rule.rules.segmentation is required in custom mode.")
+    separator = segmentation.get("separator", "\n")
+    max_tokens = segmentation.get("max_tokens")
+    overlap = segmentation.get("chunk_overlap", 0)
+    if (
+        not isinstance(separator, str)
+        or not isinstance(max_tokens, int)
+        or not isinstance(overlap, int)
+    ):
+        raise InvalidParam(
+            "process_rule.rules.segmentation needs separator (a string), max_tokens and "
+            "chunk_overlap (integers)."
+        )
+    try:
+        Segmentation(
+            mode="custom", separator=separator, max_tokens=max_tokens, chunk_overlap=overlap
+        )
+    except ValueError as exc:
+        raise InvalidParam(f"process_rule.rules.segmentation: {exc}.") from None
+    return mode, {
+        "pre_processing_rules": cleaned_pre,
+        "segmentation": {
+            "separator": separator,
+            "max_tokens": max_tokens,
+            "chunk_overlap": overlap,
+        },
+    }
+
+
+def new_batch() -> str:
+    """Dify's batch: the time to the second and six random digits (20 characters)."""
+    return utcnow().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**6):06d}"
+
+
+def check_upload(filename: str | None, size: int, *, limit_mb: int) -> str:
+    """The file's extension, or the 4xx a user should see (before anything is stored)."""
+    if not filename:
+        raise FilenameNotExists()
+    if "/" in filename or "\\" in filename or "\x00" in filename or len(filename) > NAME_MAX:
+        raise InvalidParam(
+            f"filename must be a plain name of at most {NAME_MAX} characters (no / or \\)."
+        )
+    extension = extension_of(filename)
+    if extension not in EXTENSIONS:
+        raise UnsupportedFileType(
+            f"File type not allowed: .{extension or '(none)'} (supported: "
+            f"{', '.join(sorted(EXTENSIONS))})."
+        )
+    if size > limit_mb * 1024 * 1024:
+        raise FileTooLarge(f"File size exceeded. {size} > {limit_mb} MB")
+    if size == 0:
+        raise InvalidParam(f"'{filename}' is empty.")
+    return extension
+
+
+def create_document(
+    session: Session,
+    storage: Storage,
+    dataset: Dataset,
+    *,
+    account_id: str,
+    filename: str,
+    data: bytes,
+    mime_type: str | None,
+    request: DocumentRequest,
+    limit_mb: int,
+    created_from: str = "api",
+) -> tuple[Document, str]:
+    """Store the file and a `waiting` document, and queue its indexing; (document, batch)."""
+    extension = check_upload(filename, len(data), limit_mb=limit_mb)
+    technique = request.indexing_technique or dataset.indexing_technique
+    if technique is None:
+        raise InvalidParam("indexing_technique is required.")
+    rule_id = _process_rule_id(session, dataset, request, account_id)
+    if dataset.indexing_technique is None:
+        dataset.indexing_technique = technique
+    if technique == IndexingTechnique.HIGH_QUALITY and not dataset.embedding_model:
+        dataset.embedding_model = LOCAL_MODEL_ID
+        dataset.embedding_model_provider = LOCAL_PROVIDER
+    file_id = str(uuid.uuid4())
+    key = f"upload_files/{dataset.tenant_id}/{file_id}.{extension}"
+    storage.save(key, data)
+    now = utcnow()
+    session.add(
+        UploadFile(
+            id=file_id,
+            tenant_id=dataset.tenant_id,
+            storage_type="local",
+            key=key,
+            name=filename,
+            size=len(data),
+            extension=extension,
+            mime_type=mime_type,
+            hash=hashlib.sha256(data).hexdigest(),
+            created_by_role="account",
+            created_by=account_id,
+            used=True,
+            created_at=now,
+        )
+    )
+    position = (
+        session.scalar(select(func.max(Document.position)).where(Document.dataset_id == dataset.id))
+        or 0
+    ) + 1
+    batch = new_batch()
+    document = Document(
+        tenant_id=dataset.tenant_id,
+        dataset_id=dataset.id,
+        position=position,
+        data_source_type="upload_file",
+        data_source_info={"upload_file_id": file_id},
+        dataset_process_rule_id=rule_id,
+        batch=batch,
+        name=filename,
+        created_from=created_from,
+        created_by=account_id,
+        doc_form=request.doc_form,
+        doc_language=request.doc_language,
+        due_at=now,
+    )
+    session.add(document)
+    session.flush()
+    enqueue(
+        session,
+        INDEX_TASK,
+        queue="dataset",
+        kwargs={"document_id": document.id, "generation": document.index_generation},
+    )
+    return document, batch
+
+
+def _process_rule_id(
+    session: Session, dataset: Dataset, request: DocumentRequest, account_id: str
+) -> str:
+    if request.process_rule is None:
+        latest = session.scalar(
+            select(DatasetProcessRule.id)
+            .where(DatasetProcessRule.dataset_id == dataset.id)
+            .order_by(DatasetProcessRule.created_at.desc())
+            .limit(1)
+        )
+        if latest is None:
+            raise InvalidParam("process_rule is required.")
+        return latest
+    mode, rules = request.process_rule
+    rule = DatasetProcessRule(dataset_id=dataset.id, mode=mode, rules=rules, created_by=account_id)
+    session.add(rule)
+    session.flush()
+    return rule.id
+
+
+def delete_document(session: Session, document: Document) -> None:
+    """The document, its segments (cascade) and its file's row now; the file's bytes by an
+    outbox task, so that a crash after the commit cannot leave them behind."""
+    _forget_files(session, [document])
+    session.delete(document)
+    signals.send_after_commit(session, signals.document_was_deleted, document)
+
+
+def forget_dataset_files(session: Session, dataset: Dataset) -> None:
+    """Before a dataset's delete: its documents' file rows now, their bytes by outbox tasks."""
+    _forget_files(session, list(session.scalars(_readable(dataset))))
+
+
+def _forget_files(session: Session, documents: list[Document]) -> None:
+    file_ids = [
+        str((d.data_source_info or {}).get("upload_file_id"))
+        for d in documents
+        if (d.data_source_info or {}).get("upload_file_id")
+    ]
+    if not file_ids:
+        return
+    for row in session.scalars(select(UploadFile).where(UploadFile.id.in_(file_ids))):
+        enqueue(session, REMOVE_FILE_TASK, queue="dataset", kwargs={"key": row.key})
+        session.delete(row)
+
+
+DISPLAY_STATUSES = ("queuing", "paused", "indexing", "error", "available", "disabled", "archived")
+
+
+def display_status(document: Document) -> str:
+    """Dify's `display_status`, from the status and the switches."""
+    status = document.indexing_status
+    if status == IndexingStatus.WAITING:
+        return "queuing"
+    if document.is_paused or status == IndexingStatus.PAUSED:
+        return "paused"
+    if status in UNFINISHED:
+        return "indexing"
+    if status == IndexingStatus.ERROR:
+        return "error"
+    if document.archived:
+        return "archived"
+    return "available" if document.enabled else "disabled"
+
+
+def list_documents(
+    session: Session,
+    dataset: Dataset,
+    *,
+    page: int,
+    limit: int,
+    keyword: str | None,
+    status: str | None,
+) -> tuple[list[Document], int]:
+    query = _readable(dataset)
+    if keyword:
+        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Document.name.ilike(f"%{escaped}%", escape="\\"))
+    if status is not None:
+        if status not in DISPLAY_STATUSES:
+            raise InvalidParam(f"status must be one of: {', '.join(DISPLAY_STATUSES)}.")
+        query = query.where(_display_filter(status))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.order_by(Document.position.desc(), Document.id)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    return list(items), int(total)
+
+
+def _display_filter(status: str) -> Any:
+    done = Document.indexing_status == IndexingStatus.COMPLETED
+    return {
+        "queuing": Document.indexing_status == IndexingStatus.WAITING,
+        "paused": Document.is_paused.is_(True),
+        "indexing": Document.indexing_status.in_(UNFINISHED[1:]) & Document.is_paused.is_(False),
+        "error": Document.indexing_status == IndexingStatus.ERROR,
+        "available": done & Document.enabled.is_(True) & Document.archived.is_(False),
+        "disabled": done & Document.enabled.is_(False) & Document.archived.is_(False),
+        "archived": done & Document.archived.is_(True),
+    }[status]
+
+
+def batch_documents(session: Session, dataset: Dataset, batch: str) -> list[Document]:
+    found = list(
+        session.scalars(
+            _readable(dataset).where(Document.batch == batch).order_by(Document.position)
+        )
+    )
+    if not found:
+        raise NotFound("Documents not found.")
+    return found
+
+
+def _ts(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value is not None else None
+
+
+def indexing_status(document: Document) -> dict[str, Any]:
+    """Dify's indexing-status item; Conduit adds why a document is waiting (`delay_reason`)
+    and when it is tried next (`next_attempt_at`)."""
+    unfinished = document.indexing_status in UNFINISHED
+    return {
+        "id": document.id,
+        "indexing_status": document.indexing_status.value,
+        "processing_started_at": _ts(document.processing_started_at),
+        "parsing_completed_at": _ts(document.parsing_completed_at),
+        "cleaning_completed_at": _ts(document.cleaning_completed_at),
+        "splitting_completed_at": _ts(document.splitting_completed_at),
+        "completed_at": _ts(document.completed_at),
+        "paused_at": _ts(document.paused_at),
+        "error": document.error,
+        "stopped_at": _ts(document.stopped_at),
+        "completed_segments": document.completed_segments,
+        "total_segments": document.total_segments,
+        "delay_reason": document.last_failure if unfinished else None,
+        "next_attempt_at": _ts(document.due_at) if unfinished and document.attempts else None,
+    }
+
+
+def document_views(session: Session, documents: list[Document]) -> list[dict[str, Any]]:
+    files = _files(session, documents)
+    return [_document_view(d, files.get(_file_id(d) or "")) for d in documents]
+
+
+def document_detail(session: Session, document: Document) -> dict[str, Any]:
+    view = _document_view(document, _files(session, [document]).get(_file_id(document) or ""))
+    count, length = session.execute(
+        select(func.count(), func.avg(DocumentSegment.word_count)).where(
+            DocumentSegment.document_id == document.id,
+            DocumentSegment.generation == document.index_generation,
+        )
+    ).one()
+    rule = (
+        session.get(DatasetProcessRule, document.dataset_process_rule_id)
+        if document.dataset_process_rule_id
+        else None
+    )
+    rule_view = {"mode": rule.mode.value, "rules": rule.rules} if rule is not None else None
+    return {
+        **view,
+        "completed_at": _ts(document.completed_at),
+        "updated_at": _ts(document.updated_at),
+        "indexing_latency": document.indexing_latency,
+        "segment_count": int(count or 0),
+        "average_segment_length": int(length or 0),
+        "dataset_process_rule": rule_view,
+        "document_process_rule": rule_view,
+        "doc_language": document.doc_language,
+        "doc_type": document.doc_type,
+    }
+
+
+def _file_id(document: Document) -> str | None:
+    value = (document.data_source_info or {}).get("upload_file_id")
+    return str(value) if value else None
+
+
+def _files(session: Session, documents: list[Document]) -> dict[str, UploadFile]:
+    ids = [i for i in (_file_id(d) for d in documents) if i]
+    if not ids:
+        return {}
+    return {
+        row.id: row for row in session.scalars(select(UploadFile).where(UploadFile.id.in_(ids)))
+    }
+
+
+def _document_view(document: Document, upload: UploadFile | None) -> dict[str, Any]:
+    detail = (
+        {
+            "upload_file": {
+                "id": upload.id,
+                "name": upload.name,
+                "size": upload.size,
+                "extension": upload.extension,
+                "mime_type": upload.mime_type,
+                "created_by": upload.created_by,
+                "created_at": _ts(upload.created_at),
+            }
+        }
+        if upload is not None
+        else None
+    )
+    return {
+        "id": document.id,
+        "position": document.position,
+        "data_source_type": document.data_source_type,
+        "data_source_info": document.data_source_info,
+        "data_source_detail_dict": detail,
+        "dataset_process_rule_id": document.dataset_process_rule_id,
+        "name": document.name,
+        "created_from": document.created_from,
+        "created_by": document.created_by,
+        "created_at": _ts(document.created_at),
+        "tokens": document.tokens,
+        "indexing_status": document.indexing_status.value,
+        "error": document.error,
+        "enabled": document.enabled,
+        "disabled_at": _ts(document.disabled_at),
+        "disabled_by": document.disabled_by,
+        "archived": document.archived,
+        "display_status": display_status(document),
+        "word_count": document.word_count,
+        "hit_count": 0,
+        "doc_form": document.doc_form,
+        "doc_metadata": document.doc_metadata or [],
+        "summary_index_status": None,
+        "need_summary": False,
+    }
+
+
+def list_segments(
+    session: Session,
+    document: Document,
+    *,
+    page: int,
+    limit: int,
+    keyword: str | None,
+    status: str | None,
+) -> tuple[list[DocumentSegment], int]:
+    query = select(DocumentSegment).where(
+        DocumentSegment.document_id == document.id,
+        DocumentSegment.generation == document.index_generation,
+    )
+    if keyword:
+        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(DocumentSegment.content.ilike(f"%{escaped}%", escape="\\"))
+    if status:
+        query = query.where(DocumentSegment.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.order_by(DocumentSegment.position).offset((page - 1) * limit).limit(limit)
+    )
+    return list(items), int(total)
+
+
+def segment_view(segment: DocumentSegment) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "position": segment.position,
+        "document_id": segment.document_id,
+        "content": segment.content,
+        "sign_content": segment.content,
+        "answer": segment.answer,
+        "word_count": segment.word_count,
+        "tokens": segment.tokens,
+        "keywords": segment.keywords or [],
+        "index_node_id": segment.index_node_id,
+        "index_node_hash": segment.index_node_hash,
+        "hit_count": segment.hit_count,
+        "enabled": segment.enabled,
+        "disabled_at": _ts(segment.disabled_at),
+        "disabled_by": segment.disabled_by,
+        "status": segment.status,
+        "created_by": segment.created_by,
+        "created_at": _ts(segment.created_at),
+        "updated_at": _ts(segment.updated_at),
+        "updated_by": segment.updated_by,
+        "indexing_at": _ts(segment.indexing_at),
+        "completed_at": _ts(segment.completed_at),
+        "error": segment.error,
+        "stopped_at": _ts(segment.stopped_at),
+        "child_chunks": [],
+        "attachments": [],
+        "summary": None,
+    }

@@ -1,0 +1,656 @@
+"""Indexing one document, so that it cannot get stuck.
+
+A task holds a document through a **lease**: its claim is one guarded UPDATE that bumps
+`lease_epoch` (the fencing token) and a heartbeat thread renews `renewed_at` every quarter of
+the lease. Every later write is guarded by that epoch (and by the document still being
+unfinished and unpaused): a worker that lost its lease — it stalled, the document was deleted
+or paused, another resumed it — writes nothing more and stops at its next check.
+
+The stages (`parsing` → `cleaning` → `splitting` → `indexing` → `completed`) each stamp their
+time, so a poller sees progress. The split's segments are written in the transaction that ends
+splitting; then segments are embedded in batches, each batch committed with the document's
+progress in one transaction, so a resumed document carries on where it stopped and never does a
+batch twice. After `slice_seconds` a task hands the rest to a fresh task (an outbox row in the
+transaction that releases its lease), so no document outlives a task's time limit.
+
+Failures end in words: a problem with the file (`FatalIndexingError`) ends the document in
+`error` with its message and removes what it had written; a failure outside it
+(`RetryableIndexingError`: the embedding endpoint down) is retried by a delayed outbox row with
+backoff and jitter, its reason visible meanwhile, until `max_retries`. A worker that dies leaves
+a lease that lapses: `resume_stalled_documents` (every server's takeover loop) hands the
+document to a new task, and ends it in `error` after `max_resumes` — a document that kills its
+worker every time does not loop forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.clean import CleaningRules, clean
+from conduit.core.rag.embed.base import Embedder
+from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
+from conduit.core.rag.errors import FatalIndexingError, RetryableIndexingError
+from conduit.core.rag.extract import ExtractLimits, extract
+from conduit.core.rag.split import Segmentation, Splitter
+from conduit.db.models import (
+    Dataset,
+    DatasetProcessRule,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+    UploadFile,
+    utcnow,
+)
+from conduit.infra.db import Database
+from conduit.infra.outbox import enqueue
+from conduit.infra.resources import Resources
+from conduit.infra.settings import RagSettings
+from conduit.infra.storage import Storage, local_storage
+from conduit.services.datasets.documents import AUTOMATIC_RULES, INDEX_TASK, UNFINISHED
+from conduit.services.embeddings import CachedEmbedder, content_hash
+from conduit.signals import signals
+
+logger = logging.getLogger(__name__)
+
+_DOCUMENTS = cast(Table, Document.__table__)
+_SEGMENTS = cast(Table, DocumentSegment.__table__)
+_TERMINAL = (IndexingStatus.COMPLETED.value, IndexingStatus.ERROR.value)
+_RETRYABLE = (RetryableIndexingError, OperationalError, ConnectionError, TimeoutError)
+
+
+class LeaseLost(Exception):
+    """The document is no longer this task's (another holds it, or it was deleted, paused or
+    ended): stop and write nothing."""
+
+
+@dataclass
+class Lease:
+    """A claimed document's lease, renewed by a thread every quarter of its length."""
+
+    db: Database
+    document_id: str
+    epoch: int
+    seconds: float
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._renew_continually, name=f"lease-{self.document_id[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost()
+
+    def guard(self) -> Any:
+        """The WHERE clause of every write of the holder."""
+        return and_(
+            _DOCUMENTS.c.id == self.document_id,
+            _DOCUMENTS.c.lease_epoch == self.epoch,
+            _DOCUMENTS.c.indexing_status.not_in(_TERMINAL),
+            _DOCUMENTS.c.is_paused.is_(False),
+        )
+
+    def _renew_continually(self) -> None:
+        while not self._stop.wait(self.seconds / 4):
+            try:
+                with self.db.statements() as connection:
+                    renewed = connection.execute(
+                        update(_DOCUMENTS).where(self.guard()).values(renewed_at=utcnow())
+                    ).rowcount
+            except Exception:
+                logger.warning(
+                    "document %s: renewing its lease failed", self.document_id, exc_info=True
+                )
+                continue
+            if not renewed:
+                self.lost.set()
+                return
+
+
+@dataclass(frozen=True)
+class Indexer:
+    """What indexing needs: the database, the stored files, the settings, the embedder (the
+    embedding cache in front of the local model), the splitter, and this worker's name."""
+
+    db: Database
+    storage: Storage
+    settings: RagSettings
+    embedder: Embedder
+    splitter: Splitter
+    worker_id: str
+
+    def run(self, document_id: str, generation: int) -> str:
+        """Work on the document for one slice; what happened: skipped (not ours to do),
+        completed, continued (handed on), retrying, error, or lost (taken from us)."""
+        epoch = self._claim(document_id, generation)
+        if epoch is None:
+            return "skipped"
+        lease = Lease(self.db, document_id, epoch, self.settings.lease_seconds)
+        lease.start()
+        try:
+            return self._work(lease, generation)
+        except LeaseLost:
+            logger.info("document %s: lease lost; stopping without writing", document_id)
+            return "lost"
+        except FatalIndexingError as exc:
+            return self._fail(lease, generation, exc.message)
+        except _RETRYABLE as exc:
+            return self._retry(lease, generation, _reason(exc))
+        finally:
+            lease.stop()
+
+    # --- claim -----------------------------------------------------------------------------
+
+    def _claim(self, document_id: str, generation: int) -> int | None:
+        now = utcnow()
+        lapsed = now - timedelta(seconds=self.settings.lease_seconds)
+        with self.db.statements() as connection:
+            return connection.execute(
+                update(_DOCUMENTS)
+                .where(
+                    _DOCUMENTS.c.id == document_id,
+                    _DOCUMENTS.c.index_generation == generation,
+                    _DOCUMENTS.c.indexing_status.not_in(_TERMINAL),
+                    _DOCUMENTS.c.is_paused.is_(False),
+                    or_(_DOCUMENTS.c.lease_owner.is_(None), _DOCUMENTS.c.renewed_at < lapsed),
+                    or_(
+                        _DOCUMENTS.c.due_at.is_(None),
+                        _DOCUMENTS.c.due_at <= now + timedelta(seconds=1),
+                    ),
+                )
+                .values(
+                    lease_owner=self.worker_id,
+                    lease_epoch=_DOCUMENTS.c.lease_epoch + 1,
+                    renewed_at=now,
+                    due_at=None,
+                )
+                .returning(_DOCUMENTS.c.lease_epoch)
+            ).scalar()
+
+    # --- the stages ------------------------------------------------------------------------
+
+    def _work(self, lease: Lease, generation: int) -> str:
+        started = time.monotonic()
+        with self.db.transaction() as session:
+            document = session.get(Document, lease.document_id)
+            if document is None or document.lease_epoch != lease.epoch:
+                raise LeaseLost()
+            name, split_done = document.name, document.splitting_completed_at is not None
+            technique = session.scalar(
+                select(Dataset.indexing_technique).where(Dataset.id == document.dataset_id)
+            )
+            file_key = _file_key(session, document)
+            rule = _rule(session, document)
+        if not split_done:
+            self._split(lease, generation, name, file_key, rule)
+        embed = technique == IndexingTechnique.HIGH_QUALITY
+        # At least one batch per slice, so that every slice makes progress.
+        while self._index_batch(lease, generation, embed=embed):
+            lease.check()
+            if time.monotonic() - started > self.settings.slice_seconds:
+                return self._hand_on(lease, generation)
+        return self._complete(lease)
+
+    def _stage(self, lease: Lease, status: IndexingStatus, **stamps: Any) -> None:
+        with self.db.statements() as connection:
+            moved = connection.execute(
+                update(_DOCUMENTS)
+                .where(lease.guard())
+                .values(indexing_status=status.value, renewed_at=utcnow(), **stamps)
+            ).rowcount
+        if not moved:
+            raise LeaseLost()
+
+    def _split(
+        self, lease: Lease, generation: int, name: str, file_key: str | None, rule: dict[str, Any]
+    ) -> None:
+        now = utcnow()
+        with self.db.statements() as connection:
+            connection.execute(
+                update(_DOCUMENTS)
+                .where(lease.guard(), _DOCUMENTS.c.processing_started_at.is_(None))
+                .values(processing_started_at=now)
+            )
+        self._stage(lease, IndexingStatus.PARSING)
+        if file_key is None:
+            raise FatalIndexingError(f"'{name}' has no uploaded file to index.")
+        try:
+            data = self.storage.load(file_key)
+        except FileNotFoundError:
+            raise FatalIndexingError(
+                f"The uploaded file of '{name}' is missing from storage (in the distributed "
+                "mode every worker must see the servers' data folder)."
+            ) from None
+        extracted = extract(
+            name,
+            data,
+            ExtractLimits(
+                timeout=self.settings.parse_timeout, memory_mb=self.settings.parse_memory_mb
+            ),
+        )
+        lease.check()
+        self._stage(lease, IndexingStatus.CLEANING, parsing_completed_at=utcnow())
+        enabled = {r["id"] for r in rule.get("pre_processing_rules", []) if r.get("enabled")}
+        text = clean(
+            extracted.text,
+            CleaningRules(
+                remove_extra_spaces="remove_extra_spaces" in enabled,
+                remove_urls_emails="remove_urls_emails" in enabled,
+            ),
+        )
+        self._stage(lease, IndexingStatus.SPLITTING, cleaning_completed_at=utcnow())
+        seg = rule.get("segmentation") or AUTOMATIC_RULES["segmentation"]
+        segmentation = Segmentation(
+            mode="custom" if rule.get("mode") == "custom" else "automatic",
+            separator=seg.get("separator", "\n"),
+            max_tokens=seg["max_tokens"],
+            chunk_overlap=seg.get("chunk_overlap", 0),
+        )
+        chunks = self.splitter.split(text, segmentation, markdown=extracted.markdown)
+        if not chunks:
+            raise FatalIndexingError(f"No text is left in '{name}' after cleaning.")
+        lease.check()
+        self._write_segments(lease, generation, chunks)
+
+    def _write_segments(self, lease: Lease, generation: int, chunks: Sequence[str]) -> None:
+        now = utcnow()
+        with self.db.transaction() as session:
+            document = session.get(Document, lease.document_id)
+            if document is None:
+                raise LeaseLost()
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(lease.guard())
+                    .values(
+                        indexing_status=IndexingStatus.INDEXING.value,
+                        splitting_completed_at=now,
+                        total_segments=len(chunks),
+                        completed_segments=0,
+                        word_count=sum(len(chunk) for chunk in chunks),
+                        renewed_at=now,
+                    )
+                )
+                .rowcount
+            )
+            if not moved:
+                raise LeaseLost()
+            rows = [
+                {
+                    "id": _segment_id(),
+                    "tenant_id": document.tenant_id,
+                    "dataset_id": document.dataset_id,
+                    "document_id": document.id,
+                    "position": position,
+                    "content": chunk,
+                    "word_count": len(chunk),
+                    "tokens": self.splitter.count(chunk),
+                    "status": "waiting",
+                    "created_by": document.created_by,
+                    "created_at": now,
+                    "updated_at": now,
+                    "generation": generation,
+                    "content_hash": content_hash(chunk),
+                    "hit_count": 0,
+                    "enabled": True,
+                }
+                for position, chunk in enumerate(chunks, start=1)
+            ]
+            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+            session.execute(insert(_SEGMENTS).on_conflict_do_nothing(), rows)
+
+    def _index_batch(self, lease: Lease, generation: int, *, embed: bool) -> bool:
+        """Embed and complete the next batch; False when none is left."""
+        with self.db.statements() as connection:
+            batch = connection.execute(
+                select(_SEGMENTS.c.id, _SEGMENTS.c.content, _SEGMENTS.c.tokens)
+                .where(
+                    _SEGMENTS.c.document_id == lease.document_id,
+                    _SEGMENTS.c.generation == generation,
+                    _SEGMENTS.c.status != "completed",
+                )
+                .order_by(_SEGMENTS.c.position)
+                .limit(self.settings.embed_batch)
+            ).all()
+        if not batch:
+            return False
+        if embed:
+            # The vectors go to the embedding cache (by model and text), where the dataset's
+            # search index reads them.
+            self.embedder.embed([row.content for row in batch])
+        lease.check()
+        now = utcnow()
+        with self.db.transaction() as session:
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(
+                        lease.guard(), _DOCUMENTS.c.indexing_status == IndexingStatus.INDEXING.value
+                    )
+                    .values(
+                        completed_segments=_DOCUMENTS.c.completed_segments + len(batch),
+                        tokens=_DOCUMENTS.c.tokens + sum(row.tokens for row in batch),
+                        attempts=0,
+                        renewed_at=now,
+                    )
+                )
+                .rowcount
+            )
+            if not moved:
+                raise LeaseLost()
+            done = (
+                session.connection()
+                .execute(
+                    update(_SEGMENTS)
+                    .where(
+                        _SEGMENTS.c.id.in_([row.id for row in batch]),
+                        _SEGMENTS.c.status != "completed",
+                    )
+                    .values(
+                        status="completed",
+                        indexing_at=now,
+                        completed_at=now,
+                        index_node_id=_SEGMENTS.c.id,
+                        index_node_hash=_SEGMENTS.c.content_hash,
+                        updated_at=now,
+                    )
+                )
+                .rowcount
+            )
+            if done != len(batch):
+                session.rollback()
+                raise LeaseLost()
+        return True
+
+    # --- endings ---------------------------------------------------------------------------
+
+    def _complete(self, lease: Lease) -> str:
+        now = utcnow()
+        with self.db.transaction() as session:
+            document = session.get(Document, lease.document_id)
+            if document is None or document.lease_epoch != lease.epoch:
+                raise LeaseLost()
+            started = document.processing_started_at or now
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(lease.guard())
+                    .values(
+                        indexing_status=IndexingStatus.COMPLETED.value,
+                        completed_at=now,
+                        indexing_latency=(now - started).total_seconds(),
+                        lease_owner=None,
+                        due_at=None,
+                        last_failure=None,
+                        error=None,
+                        renewed_at=now,
+                    )
+                )
+                .rowcount
+            )
+            if not moved:
+                raise LeaseLost()
+            signals.send_after_commit(session, signals.document_index_created, document)
+        return "completed"
+
+    def _hand_on(self, lease: Lease, generation: int) -> str:
+        with self.db.transaction() as session:
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(lease.guard())
+                    .values(lease_owner=None, due_at=utcnow())
+                )
+                .rowcount
+            )
+            if not moved:
+                raise LeaseLost()
+            _queue(session, lease.document_id, generation)
+        return "continued"
+
+    def _fail(self, lease: Lease, generation: int, message: str) -> str:
+        """`error` with the message, and nothing of this generation left behind."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(lease.guard())
+                    .values(
+                        indexing_status=IndexingStatus.ERROR.value,
+                        error=message,
+                        stopped_at=now,
+                        lease_owner=None,
+                        due_at=None,
+                        completed_segments=0,
+                        total_segments=0,
+                    )
+                )
+                .rowcount
+            )
+            if not moved:
+                return "lost"
+            session.execute(
+                delete(_SEGMENTS).where(
+                    _SEGMENTS.c.document_id == lease.document_id,
+                    _SEGMENTS.c.generation == generation,
+                )
+            )
+        logger.info("document %s: error: %s", lease.document_id, message)
+        return "error"
+
+    def _retry(self, lease: Lease, generation: int, reason: str) -> str:
+        with self.db.transaction() as session:
+            attempts = session.scalar(select(_DOCUMENTS.c.attempts).where(lease.guard()))
+            if attempts is None:
+                return "lost"
+        if attempts >= self.settings.max_retries:
+            return self._fail(
+                lease,
+                generation,
+                f"Indexing failed {attempts + 1} times in a row; last: {reason}. Re-index the "
+                "document once the cause is fixed.",
+            )
+        delay = random.uniform(
+            0, min(self.settings.retry_max, self.settings.retry_base * 2**attempts)
+        )
+        with self.db.transaction() as session:
+            moved = (
+                session.connection()
+                .execute(
+                    update(_DOCUMENTS)
+                    .where(lease.guard())
+                    .values(
+                        attempts=attempts + 1,
+                        last_failure=(
+                            f"retry {attempts + 1} of {self.settings.max_retries}: {reason}"
+                        ),
+                        lease_owner=None,
+                        due_at=utcnow() + timedelta(seconds=delay),
+                    )
+                )
+                .rowcount
+            )
+            if not moved:
+                return "lost"
+            _queue(session, lease.document_id, generation, delay=delay)
+        logger.info("document %s: retrying in %.1f s: %s", lease.document_id, delay, reason)
+        return "retrying"
+
+
+def _queue(session: Session, document_id: str, generation: int, *, delay: float = 0.0) -> None:
+    enqueue(
+        session,
+        INDEX_TASK,
+        queue="dataset",
+        kwargs={"document_id": document_id, "generation": generation},
+        delay=delay,
+    )
+
+
+def _segment_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RetryableIndexingError):
+        return exc.message
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
+
+
+def _file_key(session: Session, document: Document) -> str | None:
+    file_id = (document.data_source_info or {}).get("upload_file_id")
+    if not file_id:
+        return None
+    return session.scalar(select(UploadFile.key).where(UploadFile.id == str(file_id)))
+
+
+def _rule(session: Session, document: Document) -> dict[str, Any]:
+    if document.dataset_process_rule_id is None:
+        return {"mode": "automatic", **AUTOMATIC_RULES}
+    found = session.get(DatasetProcessRule, document.dataset_process_rule_id)
+    if found is None:
+        return {"mode": "automatic", **AUTOMATIC_RULES}
+    return {"mode": found.mode.value, **(found.rules or AUTOMATIC_RULES)}
+
+
+# --- the reaper ------------------------------------------------------------------------------
+
+
+def resume_stalled_documents(db: Database, settings: RagSettings) -> int:
+    """Hand every unfinished document whose holder stopped renewing its lease to a new task
+    (or end it in `error` after `max_resumes`); how many were handled."""
+    now = utcnow()
+    lapsed = now - timedelta(seconds=settings.lease_seconds)
+    handled = 0
+    with db.transaction() as session:
+        stalled = session.execute(
+            select(
+                _DOCUMENTS.c.id,
+                _DOCUMENTS.c.index_generation,
+                _DOCUMENTS.c.resumes,
+                _DOCUMENTS.c.name,
+            )
+            .where(
+                _DOCUMENTS.c.indexing_status.in_([s.value for s in UNFINISHED]),
+                _DOCUMENTS.c.is_paused.is_(False),
+                _DOCUMENTS.c.lease_owner.is_not(None),
+                _DOCUMENTS.c.renewed_at < lapsed,
+            )
+            .limit(100)
+        ).all()
+    for row in stalled:
+        with db.transaction() as session:
+            still = and_(
+                _DOCUMENTS.c.id == row.id,
+                _DOCUMENTS.c.lease_owner.is_not(None),
+                _DOCUMENTS.c.renewed_at < lapsed,
+                _DOCUMENTS.c.indexing_status.not_in(_TERMINAL),
+            )
+            if row.resumes >= settings.max_resumes:
+                moved = (
+                    session.connection()
+                    .execute(
+                        update(_DOCUMENTS)
+                        .where(still)
+                        .values(
+                            indexing_status=IndexingStatus.ERROR.value,
+                            error=(
+                                f"The worker indexing '{row.name}' stopped {row.resumes + 1} times "
+                                "(out of memory, or killed?); the document was given up."
+                            ),
+                            stopped_at=now,
+                            lease_owner=None,
+                            completed_segments=0,
+                            total_segments=0,
+                        )
+                    )
+                    .rowcount
+                )
+                if moved:
+                    session.execute(
+                        delete(_SEGMENTS).where(
+                            _SEGMENTS.c.document_id == row.id,
+                            _SEGMENTS.c.generation == row.index_generation,
+                        )
+                    )
+            else:
+                moved = (
+                    session.connection()
+                    .execute(
+                        update(_DOCUMENTS)
+                        .where(still)
+                        .values(
+                            resumes=_DOCUMENTS.c.resumes + 1,
+                            lease_owner=None,
+                            due_at=now,
+                            last_failure=(
+                                "its worker stopped (its lease lapsed at "
+                                f"{lapsed.isoformat(timespec='seconds')}); resumed"
+                            ),
+                        )
+                    )
+                    .rowcount
+                )
+                if moved:
+                    _queue(session, row.id, row.index_generation)
+            handled += moved
+    if handled:
+        logger.info("resumed or ended %d stalled document(s)", handled)
+    return handled
+
+
+def build_indexer(resources: Resources) -> Indexer:
+    """An indexer for this process: the local model behind the embedding cache, the splitter
+    on the model's tokenizer, and the data dir's files."""
+    settings = resources.settings
+    # One slice (parsing included) must end well inside a task's soft time limit.
+    budget = settings.tasks.soft_time_limit
+    rag = settings.rag.model_copy(
+        update={
+            "parse_timeout": min(settings.rag.parse_timeout, budget / 2),
+            "slice_seconds": min(settings.rag.slice_seconds, budget / 4),
+        }
+    )
+    return Indexer(
+        db=resources.db,
+        storage=local_storage(settings),
+        settings=rag,
+        embedder=CachedEmbedder(
+            LocalEmbedder(batch_size=settings.rag.embed_batch, threads=settings.rag.embed_threads),
+            resources.db,
+        ),
+        splitter=Splitter(tokenizer()),
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+    )

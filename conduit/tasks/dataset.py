@@ -1,0 +1,31 @@
+"""The `dataset` queue: indexing documents, and removing the files of deleted ones.
+
+An indexing task works on one document for one slice (`services/datasets/indexing.py` says how
+it cannot get stuck); its retries and continuations are outbox rows, never Celery retries.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from conduit.infra.storage import local_storage
+from conduit.services.datasets.documents import INDEX_TASK, REMOVE_FILE_TASK
+from conduit.tasks.base import OutboxTask
+from conduit.tasks.context import task_context
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name=INDEX_TASK, base=OutboxTask, bind=True, autoretry_for=())
+def index_document(self: OutboxTask, document_id: str, generation: int) -> str:
+    outcome = task_context(self).indexer().run(document_id, generation)
+    logger.info("document %s (generation %d): %s", document_id, generation, outcome)
+    return outcome
+
+
+@shared_task(name=REMOVE_FILE_TASK, base=OutboxTask, bind=True)
+def remove_file(self: OutboxTask, key: str) -> None:
+    """Remove a deleted document's stored file (idempotent: a missing file is fine)."""
+    local_storage(task_context(self).resources.settings).delete(key)
