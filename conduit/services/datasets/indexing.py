@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, or_, select, update
+from sqlalchemy import Connection, Table, and_, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
@@ -116,13 +116,21 @@ class Lease:
             _DOCUMENTS.c.is_paused.is_(False),
         )
 
+    def try_write(self, connection: Connection, *where: Any, **values: Any) -> bool:
+        """Update the document if it is still this lease's (and unfinished, unpaused)."""
+        found = connection.execute(update(_DOCUMENTS).where(self.guard(), *where).values(**values))
+        return bool(found.rowcount)
+
+    def write(self, connection: Connection, *where: Any, **values: Any) -> None:
+        """`try_write`, or `LeaseLost` when the document is no longer this lease's."""
+        if not self.try_write(connection, *where, **values):
+            raise LeaseLost()
+
     def _renew_continually(self) -> None:
         while not self._stop.wait(self.seconds / 4):
             try:
                 with self.db.statements() as connection:
-                    renewed = connection.execute(
-                        update(_DOCUMENTS).where(self.guard()).values(renewed_at=utcnow())
-                    ).rowcount
+                    renewed = self.try_write(connection, renewed_at=utcnow())
             except Exception:
                 logger.warning(
                     "document %s: renewing its lease failed", self.document_id, exc_info=True
@@ -219,23 +227,15 @@ class Indexer:
 
     def _stage(self, lease: Lease, status: IndexingStatus, **stamps: Any) -> None:
         with self.db.statements() as connection:
-            moved = connection.execute(
-                update(_DOCUMENTS)
-                .where(lease.guard())
-                .values(indexing_status=status.value, renewed_at=utcnow(), **stamps)
-            ).rowcount
-        if not moved:
-            raise LeaseLost()
+            lease.write(connection, indexing_status=status.value, renewed_at=utcnow(), **stamps)
 
     def _split(
         self, lease: Lease, generation: int, name: str, file_key: str | None, rule: dict[str, Any]
     ) -> None:
         now = utcnow()
         with self.db.statements() as connection:
-            connection.execute(
-                update(_DOCUMENTS)
-                .where(lease.guard(), _DOCUMENTS.c.processing_started_at.is_(None))
-                .values(processing_started_at=now)
+            lease.try_write(
+                connection, _DOCUMENTS.c.processing_started_at.is_(None), processing_started_at=now
             )
         self._stage(lease, IndexingStatus.PARSING)
         if file_key is None:
@@ -284,24 +284,15 @@ class Indexer:
             document = session.get(Document, lease.document_id)
             if document is None:
                 raise LeaseLost()
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(lease.guard())
-                    .values(
-                        indexing_status=IndexingStatus.INDEXING.value,
-                        splitting_completed_at=now,
-                        total_segments=len(chunks),
-                        completed_segments=0,
-                        word_count=sum(len(chunk) for chunk in chunks),
-                        renewed_at=now,
-                    )
-                )
-                .rowcount
+            lease.write(
+                session.connection(),
+                indexing_status=IndexingStatus.INDEXING.value,
+                splitting_completed_at=now,
+                total_segments=len(chunks),
+                completed_segments=0,
+                word_count=sum(len(chunk) for chunk in chunks),
+                renewed_at=now,
             )
-            if not moved:
-                raise LeaseLost()
             rows = [
                 {
                     "id": _segment_id(),
@@ -348,24 +339,14 @@ class Indexer:
         lease.check()
         now = utcnow()
         with self.db.transaction() as session:
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(
-                        lease.guard(), _DOCUMENTS.c.indexing_status == IndexingStatus.INDEXING.value
-                    )
-                    .values(
-                        completed_segments=_DOCUMENTS.c.completed_segments + len(batch),
-                        tokens=_DOCUMENTS.c.tokens + sum(row.tokens for row in batch),
-                        attempts=0,
-                        renewed_at=now,
-                    )
-                )
-                .rowcount
+            lease.write(
+                session.connection(),
+                _DOCUMENTS.c.indexing_status == IndexingStatus.INDEXING.value,
+                completed_segments=_DOCUMENTS.c.completed_segments + len(batch),
+                tokens=_DOCUMENTS.c.tokens + sum(row.tokens for row in batch),
+                attempts=0,
+                renewed_at=now,
             )
-            if not moved:
-                raise LeaseLost()
             done = (
                 session.connection()
                 .execute(
@@ -399,42 +380,23 @@ class Indexer:
             if document is None or document.lease_epoch != lease.epoch:
                 raise LeaseLost()
             started = document.processing_started_at or now
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(lease.guard())
-                    .values(
-                        indexing_status=IndexingStatus.COMPLETED.value,
-                        completed_at=now,
-                        indexing_latency=(now - started).total_seconds(),
-                        lease_owner=None,
-                        due_at=None,
-                        last_failure=None,
-                        error=None,
-                        renewed_at=now,
-                    )
-                )
-                .rowcount
+            lease.write(
+                session.connection(),
+                indexing_status=IndexingStatus.COMPLETED.value,
+                completed_at=now,
+                indexing_latency=(now - started).total_seconds(),
+                lease_owner=None,
+                due_at=None,
+                last_failure=None,
+                error=None,
+                renewed_at=now,
             )
-            if not moved:
-                raise LeaseLost()
             signals.send_after_commit(session, signals.document_index_created, document)
         return "completed"
 
     def _hand_on(self, lease: Lease, generation: int) -> str:
         with self.db.transaction() as session:
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(lease.guard())
-                    .values(lease_owner=None, due_at=utcnow())
-                )
-                .rowcount
-            )
-            if not moved:
-                raise LeaseLost()
+            lease.write(session.connection(), lease_owner=None, due_at=utcnow())
             _queue(session, lease.document_id, generation)
         return "continued"
 
@@ -442,31 +404,18 @@ class Indexer:
         """`error` with the message, and nothing of this generation left behind."""
         now = utcnow()
         with self.db.transaction() as session:
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(lease.guard())
-                    .values(
-                        indexing_status=IndexingStatus.ERROR.value,
-                        error=message,
-                        stopped_at=now,
-                        lease_owner=None,
-                        due_at=None,
-                        completed_segments=0,
-                        total_segments=0,
-                    )
-                )
-                .rowcount
-            )
-            if not moved:
+            if not lease.try_write(
+                session.connection(),
+                indexing_status=IndexingStatus.ERROR.value,
+                error=message,
+                stopped_at=now,
+                lease_owner=None,
+                due_at=None,
+                completed_segments=0,
+                total_segments=0,
+            ):
                 return "lost"
-            session.execute(
-                delete(_SEGMENTS).where(
-                    _SEGMENTS.c.document_id == lease.document_id,
-                    _SEGMENTS.c.generation == generation,
-                )
-            )
+            _drop_segments(session, lease.document_id, generation)
         logger.info("document %s: error: %s", lease.document_id, message)
         return "error"
 
@@ -486,23 +435,13 @@ class Indexer:
             0, min(self.settings.retry_max, self.settings.retry_base * 2**attempts)
         )
         with self.db.transaction() as session:
-            moved = (
-                session.connection()
-                .execute(
-                    update(_DOCUMENTS)
-                    .where(lease.guard())
-                    .values(
-                        attempts=attempts + 1,
-                        last_failure=(
-                            f"retry {attempts + 1} of {self.settings.max_retries}: {reason}"
-                        ),
-                        lease_owner=None,
-                        due_at=utcnow() + timedelta(seconds=delay),
-                    )
-                )
-                .rowcount
-            )
-            if not moved:
+            if not lease.try_write(
+                session.connection(),
+                attempts=attempts + 1,
+                last_failure=(f"retry {attempts + 1} of {self.settings.max_retries}: {reason}"),
+                lease_owner=None,
+                due_at=utcnow() + timedelta(seconds=delay),
+            ):
                 return "lost"
             _queue(session, lease.document_id, generation, delay=delay)
         logger.info("document %s: retrying in %.1f s: %s", lease.document_id, delay, reason)
@@ -516,6 +455,15 @@ def _queue(session: Session, document_id: str, generation: int, *, delay: float 
         queue="dataset",
         kwargs={"document_id": document_id, "generation": generation},
         delay=delay,
+    )
+
+
+def _drop_segments(session: Session, document_id: str, generation: int) -> None:
+    """What a generation of a document wrote, for a document that ends in `error`."""
+    session.execute(
+        delete(_SEGMENTS).where(
+            _SEGMENTS.c.document_id == document_id, _SEGMENTS.c.generation == generation
+        )
     )
 
 
@@ -599,12 +547,7 @@ def resume_stalled_documents(db: Database, settings: RagSettings) -> int:
                     .rowcount
                 )
                 if moved:
-                    session.execute(
-                        delete(_SEGMENTS).where(
-                            _SEGMENTS.c.document_id == row.id,
-                            _SEGMENTS.c.generation == row.index_generation,
-                        )
-                    )
+                    _drop_segments(session, row.id, row.index_generation)
             else:
                 moved = (
                     session.connection()
