@@ -25,6 +25,7 @@ from conduit.bootstrap import Server
 from conduit.infra import heap
 from conduit.infra.logging import configure_logging
 from conduit.infra.settings import Settings, load_settings
+from conduit.services.datasets.retrieval import Retriever
 
 logger = logging.getLogger("conduit")
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.token_policy = server.token_policy
             state.readiness = readiness = Readiness(server.readiness_checks)
             state.storage = server.storage
+            # The query side of knowledge bases (its model loads on the first search).
+            state.retriever = Retriever.local(threads=settings.rag.embed_threads)
             state.runs = runs
             heap.settle(switch_interval=settings.http.gil_switch_interval_ms / 1000)
             yield

@@ -362,3 +362,101 @@ class TestDeleting:
 def _files_dir(stack: support.Stack) -> Path:
     data = stack.env.get("CONDUIT_DATA_DIR")
     return (Path(data) if data else stack.workdir / ".conduit") / "files"
+
+
+FACTS = [
+    "The lighthouse keeper logs every ship that passes the northern reef.",
+    "Sourdough bread needs a starter fed with flour and water every day.",
+    "The quarterly tax return is due thirty days after the quarter ends.",
+    "Penguins huddle together to keep warm through the antarctic winter.",
+]
+
+
+class TestRetrieval:
+    def indexed(self, kb: httpx.Client, dataset_id: str) -> None:
+        rule = {
+            "mode": "custom",
+            "rules": {"segmentation": {"separator": "\n", "max_tokens": 100, "chunk_overlap": 0}},
+        }
+        created = by_text(kb, dataset_id, text="\n".join(FACTS), process_rule=rule)
+        assert wait_indexed(kb, dataset_id, created["batch"])[-1]["indexing_status"] == (
+            "completed"
+        )
+
+    def test_the_nearest_segment_by_meaning_comes_first(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        self.indexed(kb, dataset["id"])
+        response = kb.post(
+            f"/v1/datasets/{dataset['id']}/retrieve",
+            json={"query": "When do I have to file taxes?", "retrieval_model": {"top_k": 3}},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["query"] == {"content": "When do I have to file taxes?"}
+        records = body["records"]
+        assert len(records) == 3
+        assert records[0]["segment"]["content"] == FACTS[2]
+        assert records[0]["segment"]["document"]["name"] == "story.txt"
+        scores = [r["score"] for r in records]
+        assert scores == sorted(scores, reverse=True)
+        assert 0 < scores[0] <= 1
+        for key in ("child_chunks", "tsne_position", "files"):
+            assert key in records[0]
+
+        birds = kb.post(
+            f"/v1/datasets/{dataset['id']}/hit-testing",
+            json={"query": "birds in the cold south", "retrieval_model": {"top_k": 1}},
+        ).json()["records"]
+        assert [r["segment"]["content"] for r in birds] == [FACTS[3]]
+
+    def test_a_threshold_drops_weak_matches(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        self.indexed(kb, dataset["id"])
+        strict = kb.post(
+            f"/v1/datasets/{dataset['id']}/retrieve",
+            json={
+                "query": "baking bread with a starter",
+                "retrieval_model": {
+                    "top_k": 4,
+                    "score_threshold_enabled": True,
+                    "score_threshold": 0.5,
+                },
+            },
+        ).json()["records"]
+        assert [r["segment"]["content"] for r in strict] == [FACTS[1]]
+
+    def test_a_deleted_document_is_no_longer_found(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        self.indexed(kb, dataset["id"])
+        url = f"/v1/datasets/{dataset['id']}/retrieve"
+        assert kb.post(url, json={"query": "penguins"}).json()["records"]
+        listed = kb.get(f"/v1/datasets/{dataset['id']}/documents").json()["data"]
+        kb.delete(f"/v1/datasets/{dataset['id']}/documents/{listed[0]['id']}")
+        assert kb.post(url, json={"query": "penguins"}).json()["records"] == []
+
+    def test_what_is_not_built_or_not_valid_is_refused_in_words(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        self.indexed(kb, dataset["id"])
+        url = f"/v1/datasets/{dataset['id']}/retrieve"
+        assert_envelope(kb.post(url, json={}), 400, "invalid_param", "query is required.")
+        assert_envelope(
+            kb.post(url, json={"query": "x" * 251}), 400, "invalid_param", "at most 250"
+        )
+        assert_envelope(
+            kb.post(url, json={"query": "q", "retrieval_model": {"top_k": 0}}),
+            400,
+            "invalid_param",
+            "retrieval_model.top_k",
+        )
+        assert_envelope(
+            kb.post(
+                url, json={"query": "q", "retrieval_model": {"search_method": "hybrid_search"}}
+            ),
+            400,
+            "invalid_param",
+            "'hybrid_search' is not available yet",
+        )

@@ -14,7 +14,7 @@ from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.db.models import Dataset
 from conduit.errors import InvalidParam
-from conduit.services.datasets import datasets, documents
+from conduit.services.datasets import datasets, documents, retrieval
 from conduit.services.datasets.documents import DocumentRequest
 
 router = APIRouter(prefix="/datasets/{dataset_id}", tags=["knowledge: documents"])
@@ -171,4 +171,22 @@ def list_segments(
         "has_more": page_number * page_size < total,
         "limit": page_size,
         "page": page_number,
+    }
+
+
+@router.post("/retrieve")
+@router.post("/hit-testing")
+def retrieve(
+    dataset_id: str, caller: DatasetCaller, session: DbSession, request: Request, body: JsonBody
+) -> dict[str, Any]:
+    """The dataset's segments nearest to `query` (Dify's retrieve, alias hit-testing)."""
+    dataset = _dataset(session, caller, dataset_id)
+    query = retrieval.check_query(body.get("query"))
+    model = retrieval.retrieval_model(dataset, body.get("retrieval_model"))
+    found = request.app.state.retriever.search(session, dataset, query, model)
+    return {
+        "query": {"content": query},
+        "records": [
+            retrieval.record(segment, document, score) for segment, document, score in found
+        ],
     }

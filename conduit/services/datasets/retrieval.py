@@ -1,0 +1,203 @@
+"""Searching a dataset: the query embedded by the dataset's model, compared with the vectors of
+its available segments (completed, enabled documents and segments), best first.
+
+The vectors are the embedding cache's rows of the segments' texts, loaded once per process and
+dataset into one matrix and kept while the dataset's searchable segments are unchanged (a cheap
+count-and-latest query decides on every search); the scan is exact (`core/rag/retrieve.py`).
+Semantic search is what is built so far: the keyword and full-text indexes, and with them
+`full_text_search`, `keyword_search`, `hybrid_search` and economy datasets, are not.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.embed.base import Embedder
+from conduit.core.rag.embed.local import LocalEmbedder
+from conduit.core.rag.retrieve import nearest
+from conduit.db.models import (
+    CachedEmbedding,
+    Dataset,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+)
+from conduit.errors import InvalidParam
+from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
+from conduit.services.datasets.documents import segment_view
+
+QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
+BUILT_METHODS = ("semantic_search",)
+
+
+def _searchable(dataset_id: str) -> Any:
+    return and_(
+        DocumentSegment.dataset_id == dataset_id,
+        DocumentSegment.status == "completed",
+        DocumentSegment.enabled.is_(True),
+        DocumentSegment.generation == Document.index_generation,
+        Document.indexing_status == IndexingStatus.COMPLETED,
+        Document.enabled.is_(True),
+        Document.archived.is_(False),
+    )
+
+
+@dataclass
+class _Loaded:
+    signature: tuple[Any, ...]
+    ids: list[str]
+    matrix: npt.NDArray[np.float32]
+
+
+@dataclass
+class Retriever:
+    """One per server process: the query embedder (loaded on the first search) and the
+    datasets' vector matrices."""
+
+    embedder: Embedder
+    _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def local(cls, *, threads: int = 0) -> Retriever:
+        # Queries are not cached: they rarely repeat, and the search runs inside the request's
+        # transaction, which on SQLite holds the write lock a cache write would wait for.
+        return cls(embedder=LocalEmbedder(threads=threads))
+
+    def search(
+        self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
+    ) -> list[tuple[DocumentSegment, Document, float]]:
+        if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
+            raise InvalidParam(
+                "This dataset has no embeddings (economy indexing): its keyword search is not "
+                "built yet."
+            )
+        method = model["search_method"]
+        if method not in BUILT_METHODS:
+            raise InvalidParam(
+                f"retrieval_model.search_method {method!r} is not available yet: "
+                f"{', '.join(BUILT_METHODS)} is."
+            )
+        ids, matrix = self._vectors(session, dataset.id)
+        if not ids:
+            return []
+        vector = self.embedder.embed([query]).vectors[0]
+        threshold = model["score_threshold"] if model.get("score_threshold_enabled") else None
+        ranked = nearest(matrix, ids, vector, top_k=model["top_k"], threshold=threshold)
+        if not ranked:
+            return []
+        rows = {
+            segment.id: (segment, document)
+            for segment, document in session.execute(
+                select(DocumentSegment, Document)
+                .join(Document, Document.id == DocumentSegment.document_id)
+                .where(DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]))
+            ).tuples()
+        }
+        return [(*rows[i], score) for i, score in ranked if i in rows]
+
+    def _vectors(
+        self, session: Session, dataset_id: str
+    ) -> tuple[list[str], npt.NDArray[np.float32]]:
+        key = (dataset_id, self.embedder.model_key)
+        signature = tuple(
+            session.execute(
+                select(
+                    func.count(DocumentSegment.id),
+                    func.max(DocumentSegment.completed_at),
+                    func.max(Document.updated_at),
+                )
+                .join(Document, Document.id == DocumentSegment.document_id)
+                .where(_searchable(dataset_id))
+            ).one()
+        )
+        with self._lock:
+            found = self._loaded.get(key)
+            if found is not None and found.signature == signature:
+                return found.ids, found.matrix
+        rows = session.execute(
+            select(DocumentSegment.id, CachedEmbedding.vector)
+            .join(Document, Document.id == DocumentSegment.document_id)
+            .join(
+                CachedEmbedding,
+                and_(
+                    CachedEmbedding.model_key == self.embedder.model_key,
+                    CachedEmbedding.content_hash == DocumentSegment.content_hash,
+                ),
+            )
+            .where(_searchable(dataset_id))
+            .order_by(DocumentSegment.id)
+        ).all()
+        ids = [row[0] for row in rows]
+        matrix = (
+            np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+            if rows
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        with self._lock:
+            self._loaded[key] = _Loaded(signature, ids, matrix)
+        return ids, matrix
+
+
+def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
+    """The request's `retrieval_model` over the dataset's (over Dify's defaults), checked."""
+    model = {**default_retrieval_model(), **(dataset.retrieval_model or {})}
+    if override is None:
+        return model
+    if not isinstance(override, dict):
+        raise InvalidParam("retrieval_model must be an object.")
+    merged = {**model, **override}
+    if merged.get("search_method") not in SEARCH_METHODS:
+        raise InvalidParam(
+            f"retrieval_model.search_method must be one of: {', '.join(SEARCH_METHODS)}."
+        )
+    top_k = merged.get("top_k")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= TOP_K_MAX:
+        raise InvalidParam(f"retrieval_model.top_k must be an integer from 1 to {TOP_K_MAX}.")
+    threshold = merged.get("score_threshold")
+    if threshold is not None and (
+        not isinstance(threshold, int | float)
+        or isinstance(threshold, bool)
+        or not 0 <= threshold <= 1
+    ):
+        raise InvalidParam("retrieval_model.score_threshold must be a number from 0 to 1.")
+    if not isinstance(merged.get("score_threshold_enabled", False), bool):
+        raise InvalidParam("retrieval_model.score_threshold_enabled must be a boolean.")
+    return merged
+
+
+def check_query(query: Any) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidParam("query is required.")
+    if len(query) > QUERY_MAX:
+        raise InvalidParam(f"query must be at most {QUERY_MAX} characters.")
+    return query
+
+
+def record(segment: DocumentSegment, document: Document, score: float) -> dict[str, Any]:
+    """Dify's retrieve record."""
+    return {
+        "segment": {
+            **segment_view(segment),
+            "document": {
+                "id": document.id,
+                "data_source_type": document.data_source_type,
+                "name": document.name,
+                "doc_type": document.doc_type,
+                "doc_metadata": document.doc_metadata,
+            },
+        },
+        "child_chunks": [],
+        "score": round(score, 6),
+        "tsne_position": None,
+        "files": [],
+        "summary": None,
+    }
