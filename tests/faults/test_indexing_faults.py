@@ -1,0 +1,140 @@
+"""kill -9 of the worker while it indexes a document: in flight, one large document (about a
+megabyte of text, a thousand segments) embedded by the local model on the `dataset` queue.
+Its lease lapses, the server's takeover loop resumes it, a restarted worker carries on where
+the dead one stopped: the document ends `completed` with exactly the splitter's segments —
+none lost, none twice — and nothing is left `indexing`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conduit.core.rag.clean import CleaningRules, clean
+from conduit.core.rag.embed.local import tokenizer
+from conduit.core.rag.split import Segmentation, Splitter
+from tests import support
+from tests.e2e.conftest import create_admin, login
+from tests.faults.harness import FaultStack, Row, fault_stack, report
+
+LEASE = 4
+TEXT = "\n\n".join(
+    f"Section {n}. "
+    + " ".join(f"Item {n}.{i} describes a part, its size and where it is kept." for i in range(60))
+    for n in range(300)
+)
+
+
+@pytest.fixture(scope="module")
+def indexing_stack(
+    tmp_path_factory: pytest.TempPathFactory, slow_upstream: Any
+) -> Iterator[FaultStack]:
+    with fault_stack(
+        tmp_path_factory.mktemp("indexing"),
+        slow_upstream.base_url,
+        servers=1,
+        CONDUIT_RAG_LEASE_SECONDS=str(LEASE),
+    ) as stack:
+        yield stack
+
+
+def knowledge_client(stack: FaultStack) -> httpx.Client:
+    admin = login(stack, *create_admin(stack))  # type: ignore[arg-type]
+    key = admin.client.post("/console/api/datasets/api-keys").json()["data"]["token"]
+    admin.client.close()
+    return stack.client(key)
+
+
+def status(kb: httpx.Client, dataset_id: str, batch: str) -> dict[str, Any]:
+    response = kb.get(f"/v1/datasets/{dataset_id}/documents/{batch}/indexing-status")
+    assert response.status_code == 200, response.text
+    return dict(response.json()["data"][0])
+
+
+def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
+    expected = len(
+        Splitter(tokenizer()).split(
+            clean(TEXT, CleaningRules()), Segmentation(max_tokens=254, chunk_overlap=25)
+        )
+    )
+    with knowledge_client(indexing_stack) as kb:
+        dataset = kb.post("/v1/datasets", json={"name": "Parts catalogue"}).json()
+        created = kb.post(
+            f"/v1/datasets/{dataset['id']}/document/create-by-text",
+            json={
+                "name": "catalogue",
+                "text": TEXT,
+                "indexing_technique": "high_quality",
+                "process_rule": {"mode": "automatic"},
+            },
+        )
+        assert created.status_code == 200, created.text
+        batch = created.json()["batch"]
+
+        progress = support.wait_for(
+            lambda: (
+                (item := status(kb, dataset["id"], batch))["total_segments"]
+                and item["completed_segments"] >= 0.2 * item["total_segments"]
+                and item
+            ),
+            timeout=120,
+            interval=0.05,
+            what="a fifth of the segments embedded",
+        )
+        assert progress["indexing_status"] == "indexing"
+        indexing_stack.worker.kill()
+        killed = time.monotonic()
+        done_when_killed = status(kb, dataset["id"], batch)["completed_segments"]
+        assert done_when_killed < expected, "the document finished before the kill"
+        indexing_stack.worker.start()
+
+        final = support.wait_for(
+            lambda: (
+                (item := status(kb, dataset["id"], batch))["indexing_status"]
+                in ("completed", "error")
+                and item
+            ),
+            timeout=180,
+            interval=0.2,
+            what="the document to end",
+        )
+        recovered = time.monotonic() - killed
+        document_id = final["id"]
+        rows = indexing_stack.sql(
+            "SELECT count(*), count(DISTINCT position), min(position), max(position) "
+            "FROM document_segments WHERE document_id = :id",
+            id=document_id,
+        )[0]
+        resumes = indexing_stack.sql(
+            "SELECT resumes FROM documents WHERE id = :id", id=document_id
+        )[0][0]
+        stuck = indexing_stack.sql(
+            "SELECT count(*) FROM documents WHERE indexing_status NOT IN ('completed', 'error')"
+        )[0][0]
+        lost = expected - int(rows[1])
+        duplicated = int(rows[0]) - int(rows[1])
+        report(
+            Row(
+                "kill -9 worker mid-indexing (1 document)",
+                1,
+                lost,
+                duplicated,
+                int(stuck),  # type: ignore[arg-type]
+                round(recovered, 1),
+                f"{done_when_killed} of {expected} segments done at the kill; resumed "
+                f"{resumes} time(s); completed",
+            )
+        )
+        assert final["indexing_status"] == "completed", final
+        assert final["completed_segments"] == final["total_segments"] == expected
+        assert rows == (expected, expected, 1, expected)
+        assert int(resumes) >= 1  # type: ignore[call-overload]
+        assert stuck == 0
+        found = kb.post(
+            f"/v1/datasets/{dataset['id']}/retrieve",
+            json={"query": "where is item 150.30 kept", "retrieval_model": {"top_k": 1}},
+        )
+        assert found.status_code == 200 and found.json()["records"], found.text
