@@ -437,7 +437,7 @@ class TestRetrieval:
         kb.delete(f"/v1/datasets/{dataset['id']}/documents/{listed[0]['id']}")
         assert kb.post(url, json={"query": "penguins"}).json()["records"] == []
 
-    def test_what_is_not_built_or_not_valid_is_refused_in_words(
+    def test_bad_requests_are_refused_in_words(
         self, kb: httpx.Client, dataset: dict[str, Any]
     ) -> None:
         self.indexed(kb, dataset["id"])
@@ -452,11 +452,96 @@ class TestRetrieval:
             "invalid_param",
             "retrieval_model.top_k",
         )
+        economy = kb.post("/v1/datasets", json={"name": f"Economy {time.monotonic_ns()}"}).json()
+        by_text(kb, economy["id"], text="plain words", indexing_technique="economy")
         assert_envelope(
-            kb.post(
-                url, json={"query": "q", "retrieval_model": {"search_method": "hybrid_search"}}
-            ),
+            kb.post(f"/v1/datasets/{economy['id']}/retrieve", json={"query": "words"}),
             400,
             "invalid_param",
-            "'hybrid_search' is not available yet",
+            "needs embeddings, which this dataset does not have",
         )
+
+
+class TestKeywordSearch:
+    def test_full_text_finds_the_word_and_hybrid_weighs_both(
+        self, stack: support.Stack, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        TestRetrieval().indexed(kb, dataset["id"])
+        url = f"/v1/datasets/{dataset['id']}/retrieve"
+        rows = support.run_sql(
+            stack.database_url,
+            "SELECT count(*) FROM rag_keywords WHERE dataset_id = :id",
+            id=dataset["id"],
+        )
+        assert rows == [(len(FACTS),)]
+        full_text = kb.post(
+            url,
+            json={"query": "sourdough?", "retrieval_model": {"search_method": "full_text_search"}},
+        ).json()["records"]
+        assert [r["segment"]["content"] for r in full_text] == [FACTS[1]]
+        assert 0 < full_text[0]["score"] < 1
+        nothing = kb.post(
+            url,
+            json={"query": "zeppelin", "retrieval_model": {"search_method": "keyword_search"}},
+        ).json()["records"]
+        assert nothing == []
+        hybrid = kb.post(
+            url,
+            json={
+                "query": "the keeper of the reef",
+                "retrieval_model": {
+                    "search_method": "hybrid_search",
+                    "top_k": 2,
+                    "weights": {
+                        "vector_setting": {"vector_weight": 0.5},
+                        "keyword_setting": {"keyword_weight": 0.5},
+                    },
+                },
+            },
+        ).json()["records"]
+        assert hybrid[0]["segment"]["content"] == FACTS[0]
+        assert len(hybrid) == 2
+
+    def test_an_economy_dataset_is_searched_by_keyword(self, kb: httpx.Client) -> None:
+        economy = kb.post("/v1/datasets", json={"name": f"Economy {time.monotonic_ns()}"}).json()
+        rule = {
+            "mode": "custom",
+            "rules": {"segmentation": {"separator": "\n", "max_tokens": 100, "chunk_overlap": 0}},
+        }
+        created = by_text(
+            kb,
+            economy["id"],
+            text="\n".join(FACTS),
+            indexing_technique="economy",
+            process_rule=rule,
+        )
+        wait_indexed(kb, economy["id"], created["batch"])
+        found = kb.post(
+            f"/v1/datasets/{economy['id']}/retrieve",
+            json={
+                "query": "Penguins!",
+                "retrieval_model": {"search_method": "keyword_search", "top_k": 2},
+            },
+        ).json()["records"]
+        assert [r["segment"]["content"] for r in found] == [FACTS[3]]
+
+    def test_deleting_a_document_or_its_dataset_empties_the_index(
+        self, stack: support.Stack, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        TestRetrieval().indexed(kb, dataset["id"])
+        TestRetrieval().indexed(kb, dataset["id"])
+
+        def indexed() -> int:
+            found = support.run_sql(
+                stack.database_url,
+                "SELECT count(*) FROM rag_keywords WHERE dataset_id = :id",
+                id=dataset["id"],
+            )
+            return int(found[0][0])  # type: ignore[call-overload]
+
+        assert indexed() == 2 * len(FACTS)
+        first = kb.get(f"/v1/datasets/{dataset['id']}/documents").json()["data"][0]
+        kb.delete(f"/v1/datasets/{dataset['id']}/documents/{first['id']}")
+        assert indexed() == len(FACTS)
+        kb.delete(f"/v1/datasets/{dataset['id']}")
+        assert indexed() == 0

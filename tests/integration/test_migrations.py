@@ -14,7 +14,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from conduit.db.migrations import alembic_config, current_head, downgrade, upgrade
+from conduit.db.migrations import (
+    alembic_config,
+    current_head,
+    downgrade,
+    index_table,
+    upgrade,
+)
 from conduit.db.models import AppMode, Base
 from conduit.infra.db import build_engine
 
@@ -29,7 +35,12 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def tables(engine: Engine) -> set[str]:
-    return set(inspect(engine).get_table_names())
+    """The model tables (not the search index's `rag_…` ones: see `index_tables`)."""
+    return {name for name in inspect(engine).get_table_names() if not name.startswith("rag_")}
+
+
+def index_tables(engine: Engine) -> set[str]:
+    return {name for name in inspect(engine).get_table_names() if name.startswith("rag_")}
 
 
 def revision(engine: Engine) -> str | None:
@@ -39,7 +50,9 @@ def revision(engine: Engine) -> str | None:
 
 def schema_differences(engine: Engine) -> list[object]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": index_table}
+        )
         return list(compare_metadata(context, Base.metadata))
 
 
@@ -52,8 +65,10 @@ def test_upgrade_downgrade_and_upgrade_again(database_url: str, engine: Engine) 
     assert tables(engine) == MODEL_TABLES | {"alembic_version"}
     assert revision(engine) == current_head()
 
+    assert "rag_keywords" in index_tables(engine)
     downgrade(database_url, "base")
     assert tables(engine) == {"alembic_version"}
+    assert index_tables(engine) == set()
     assert revision(engine) is None
 
     upgrade(database_url)

@@ -31,3 +31,21 @@ def nearest(
         for i in ordered
         if threshold is None or float(scores[i]) >= threshold
     ]
+
+
+def fuse_weighted(
+    semantic: Sequence[tuple[str, float]],
+    keyword: Sequence[tuple[str, float]],
+    *,
+    semantic_weight: float,
+    keyword_weight: float,
+) -> list[tuple[str, float]]:
+    """Hybrid ranking: each id's weighted sum of its two similarities (0 where a list lacks
+    it), best first; ties keep the semantic list's order, then the keyword list's."""
+    scores: dict[str, float] = {}
+    for segment_id, score in semantic:
+        scores[segment_id] = semantic_weight * score
+    for segment_id, score in keyword:
+        scores[segment_id] = scores.get(segment_id, 0.0) + keyword_weight * score
+    order = {segment_id: index for index, segment_id in enumerate(scores)}
+    return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))

@@ -36,3 +36,9 @@ def current_head() -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def index_table(name: str | None, type_: str, _parent: object) -> bool:
+    """Alembic's `include_name`: leave out the search index tables (`rag_…`, and FTS5's
+    shadow tables of them), which are dialect-specific DDL of their own migration, not models."""
+    return not (type_ == "table" and (name or "").startswith("rag_"))

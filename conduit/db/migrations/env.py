@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 from sqlalchemy.pool import NullPool
 
+from conduit.db.migrations import index_table
 from conduit.db.models import Base
 
 config = context.config
@@ -29,6 +30,7 @@ def _migrate(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=index_table,
     )
     with context.begin_transaction():
         context.run_migrations()

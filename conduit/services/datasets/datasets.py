@@ -29,6 +29,7 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
+from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import forget_dataset_files
 from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
@@ -296,6 +297,7 @@ def delete_dataset(session: Session, dataset: Dataset) -> None:
     if in_use is not None:
         raise DatasetInUse()
     forget_dataset_files(session, dataset)
+    keywords.remove_dataset(session, dataset.id)
     session.delete(dataset)
     signals.send_after_commit(session, signals.dataset_was_deleted, dataset)
 

@@ -40,6 +40,7 @@ from conduit.errors import (
 )
 from conduit.infra.outbox import enqueue
 from conduit.infra.storage import Storage
+from conduit.services.datasets import keywords
 from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
 
@@ -306,6 +307,7 @@ def delete_document(session: Session, document: Document) -> None:
     """The document, its segments (cascade) and its file's row now; the file's bytes by an
     outbox task, so that a crash after the commit cannot leave them behind."""
     _forget_files(session, [document])
+    keywords.remove_document(session, document.id)
     session.delete(document)
     signals.send_after_commit(session, signals.document_was_deleted, document)
 

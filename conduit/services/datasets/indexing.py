@@ -63,6 +63,7 @@ from conduit.infra.outbox import enqueue
 from conduit.infra.resources import Resources
 from conduit.infra.settings import RagSettings
 from conduit.infra.storage import Storage, local_storage
+from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import AUTOMATIC_RULES, INDEX_TASK, UNFINISHED
 from conduit.services.embeddings import CachedEmbedder, content_hash
 from conduit.signals import signals
@@ -321,7 +322,9 @@ class Indexer:
         """Embed and complete the next batch; False when none is left."""
         with self.db.statements() as connection:
             batch = connection.execute(
-                select(_SEGMENTS.c.id, _SEGMENTS.c.content, _SEGMENTS.c.tokens)
+                select(
+                    _SEGMENTS.c.id, _SEGMENTS.c.content, _SEGMENTS.c.tokens, _SEGMENTS.c.dataset_id
+                )
                 .where(
                     _SEGMENTS.c.document_id == lease.document_id,
                     _SEGMENTS.c.generation == generation,
@@ -369,6 +372,7 @@ class Indexer:
             if done != len(batch):
                 session.rollback()
                 raise LeaseLost()
+            keywords.add(session, batch[0].dataset_id, [(row.id, row.content) for row in batch])
         return True
 
     # --- endings ---------------------------------------------------------------------------
@@ -460,6 +464,7 @@ def _queue(session: Session, document_id: str, generation: int, *, delay: float 
 
 def _drop_segments(session: Session, document_id: str, generation: int) -> None:
     """What a generation of a document wrote, for a document that ends in `error`."""
+    keywords.remove_document(session, document_id, generation)
     session.execute(
         delete(_SEGMENTS).where(
             _SEGMENTS.c.document_id == document_id, _SEGMENTS.c.generation == generation

@@ -4,8 +4,8 @@ its available segments (completed, enabled documents and segments), best first.
 The vectors are the embedding cache's rows of the segments' texts, loaded once per process and
 dataset into one matrix and kept while the dataset's searchable segments are unchanged (a cheap
 count-and-latest query decides on every search); the scan is exact (`core/rag/retrieve.py`).
-Semantic search is what is built so far: the keyword and full-text indexes, and with them
-`full_text_search`, `keyword_search`, `hybrid_search` and economy datasets, are not.
+`full_text_search` and `keyword_search` read the keyword index (`keywords.py`); `hybrid_search`
+weighs the two lists' similarities (`retrieval_model.weights`, 0.7 / 0.3 by default).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder
-from conduit.core.rag.retrieve import nearest
+from conduit.core.rag.retrieve import fuse_weighted, nearest
 from conduit.db.models import (
     CachedEmbedding,
     Dataset,
@@ -31,11 +31,11 @@ from conduit.db.models import (
     IndexingTechnique,
 )
 from conduit.errors import InvalidParam
+from conduit.services.datasets import keywords
 from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
 from conduit.services.datasets.documents import segment_view
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
-BUILT_METHODS = ("semantic_search",)
 
 
 def _searchable(dataset_id: str) -> Any:
@@ -75,23 +75,43 @@ class Retriever:
     def search(
         self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
     ) -> list[tuple[DocumentSegment, Document, float]]:
-        if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
-            raise InvalidParam(
-                "This dataset has no embeddings (economy indexing): its keyword search is not "
-                "built yet."
-            )
+        """Dify's search methods: `semantic_search` (by meaning), `full_text_search` and
+        `keyword_search` (the keyword index), `hybrid_search` (both, weighted)."""
         method = model["search_method"]
-        if method not in BUILT_METHODS:
+        embedded = dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY
+        if method in ("semantic_search", "hybrid_search") and not embedded:
             raise InvalidParam(
-                f"retrieval_model.search_method {method!r} is not available yet: "
-                f"{', '.join(BUILT_METHODS)} is."
+                f"retrieval_model.search_method {method!r} needs embeddings, which this dataset "
+                "does not have (economy indexing): use keyword_search or full_text_search."
             )
-        ids, matrix = self._vectors(session, dataset.id)
-        if not ids:
-            return []
-        vector = self.embedder.embed([query]).vectors[0]
+        top_k = model["top_k"]
+        pool = top_k * 4  # room for what the availability filter drops, and for the fusion
+        semantic = (
+            self._semantic(session, dataset.id, query, pool)
+            if method in ("semantic_search", "hybrid_search")
+            else []
+        )
+        keyword = (
+            keywords.search(session, dataset.id, query, pool)
+            if method in ("full_text_search", "keyword_search", "hybrid_search")
+            else []
+        )
+        if method == "hybrid_search":
+            weights = model.get("weights") or {}
+            ranked = fuse_weighted(
+                semantic,
+                keyword,
+                semantic_weight=float(
+                    (weights.get("vector_setting") or {}).get("vector_weight", 0.7)
+                ),
+                keyword_weight=float(
+                    (weights.get("keyword_setting") or {}).get("keyword_weight", 0.3)
+                ),
+            )
+        else:
+            ranked = semantic or keyword
         threshold = model["score_threshold"] if model.get("score_threshold_enabled") else None
-        ranked = nearest(matrix, ids, vector, top_k=model["top_k"], threshold=threshold)
+        ranked = [(i, s) for i, s in ranked if threshold is None or s >= threshold]
         if not ranked:
             return []
         rows = {
@@ -99,10 +119,22 @@ class Retriever:
             for segment, document in session.execute(
                 select(DocumentSegment, Document)
                 .join(Document, Document.id == DocumentSegment.document_id)
-                .where(DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]))
+                .where(
+                    DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]),
+                    _searchable(dataset.id),
+                )
             ).tuples()
         }
-        return [(*rows[i], score) for i, score in ranked if i in rows]
+        return [(*rows[i], score) for i, score in ranked if i in rows][:top_k]
+
+    def _semantic(
+        self, session: Session, dataset_id: str, query: str, limit: int
+    ) -> list[tuple[str, float]]:
+        ids, matrix = self._vectors(session, dataset_id)
+        if not ids:
+            return []
+        vector = self.embedder.embed([query]).vectors[0]
+        return nearest(matrix, ids, vector, top_k=limit)
 
     def _vectors(
         self, session: Session, dataset_id: str
