@@ -3,9 +3,11 @@
     ConduitError                      500 internal_server_error
     ├── InvalidParam                  400 invalid_param       (bad input; names the field)
     │   ├── BadRequest                400 bad_request
+    │   ├── DocumentIndexing          400 document_indexing
     │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
     ├── Unauthorized                  401 unauthorized
     ├── Forbidden                     403 forbidden
+    │   ├── ArchivedDocumentImmutable 403 archived_document_immutable
     │   └── FileAccessDenied
     ├── NotFound                      404 not_found
     │   ├── AppNotFound               404 app_not_found
@@ -71,10 +73,20 @@ class Unauthorized(ConduitError):
     default_message = "Authentication is required."
 
 
+class DocumentIndexing(InvalidParam):
+    code = "document_indexing"
+    default_message = "The document is being processed and cannot be edited."
+
+
 class Forbidden(ConduitError):
     code = "forbidden"
     status = 403
     default_message = "You do not have permission to do this."
+
+
+class ArchivedDocumentImmutable(Forbidden):
+    code = "archived_document_immutable"
+    default_message = "The archived document is not editable."
 
 
 class NotFound(ConduitError):

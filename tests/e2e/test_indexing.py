@@ -545,3 +545,131 @@ class TestKeywordSearch:
         assert indexed() == len(FACTS)
         kb.delete(f"/v1/datasets/{dataset['id']}")
         assert indexed() == 0
+
+
+class TestChangingDocuments:
+    def test_disabled_and_archived_documents_are_not_found_until_switched_back(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        TestRetrieval().indexed(kb, dataset["id"])
+        document = kb.get(f"/v1/datasets/{dataset['id']}/documents").json()["data"][0]
+        url = f"/v1/datasets/{dataset['id']}/retrieve"
+        search = {"query": "penguins", "retrieval_model": {"search_method": "hybrid_search"}}
+        switch = f"/v1/datasets/{dataset['id']}/documents/status"
+
+        def found() -> int:
+            return len(kb.post(url, json=search).json()["records"])
+
+        assert found() > 0
+        off = kb.patch(f"{switch}/disable", json={"document_ids": [document["id"]]})
+        assert off.status_code == 200 and off.json() == {"result": "success"}
+        detail = kb.get(f"/v1/datasets/{dataset['id']}/documents/{document['id']}").json()
+        assert (detail["enabled"], detail["display_status"]) == (False, "disabled")
+        assert found() == 0
+        kb.patch(f"{switch}/enable", json={"document_ids": [document["id"]]})
+        assert found() > 0
+        kb.patch(f"{switch}/archive", json={"document_ids": [document["id"]]})
+        assert (
+            kb.get(f"/v1/datasets/{dataset['id']}/documents/{document['id']}").json()[
+                "display_status"
+            ]
+            == "archived"
+        )
+        assert found() == 0
+        assert_envelope(
+            kb.patch(f"{switch}/enable", json={"document_ids": [document["id"]]}),
+            403,
+            "archived_document_immutable",
+        )
+        kb.patch(f"{switch}/un_archive", json={"document_ids": [document["id"]]})
+        assert found() > 0
+        assert_envelope(
+            kb.patch(f"{switch}/explode", json={"document_ids": [document["id"]]}),
+            400,
+            "invalid_param",
+            "action must be one of",
+        )
+        assert_envelope(
+            kb.patch(f"{switch}/disable", json={"document_ids": []}),
+            400,
+            "invalid_param",
+            "document_ids",
+        )
+        assert_envelope(
+            kb.patch(
+                f"{switch}/disable",
+                json={"document_ids": ["00000000-0000-4000-8000-000000000000"]},
+            ),
+            404,
+            "not_found",
+            "Document not found.",
+        )
+
+    def test_update_by_text_indexes_the_new_text_in_place_of_the_old(
+        self, stack: support.Stack, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        created = by_text(kb, dataset["id"], text="Old fact: the ferry leaves at nine.")
+        wait_indexed(kb, dataset["id"], created["batch"])
+        document_id = created["document"]["id"]
+        old_file = created["document"]["data_source_info"]["upload_file_id"]
+        updated = kb.post(
+            f"/v1/datasets/{dataset['id']}/documents/{document_id}/update_by_text",
+            json={"name": "timetable", "text": "New fact: the ferry leaves at ten."},
+        )
+        assert updated.status_code == 200, updated.text
+        body = updated.json()
+        assert body["document"]["id"] == document_id
+        assert body["document"]["name"] == "timetable.txt"
+        assert body["batch"] != created["batch"]
+        final = wait_indexed(kb, dataset["id"], body["batch"])[-1]
+        assert final["indexing_status"] == "completed"
+        contents = [s["content"] for s in segments(kb, dataset["id"], document_id)]
+        assert contents == ["New fact: the ferry leaves at ten."]
+        keyword = kb.post(
+            f"/v1/datasets/{dataset['id']}/retrieve",
+            json={"query": "nine", "retrieval_model": {"search_method": "full_text_search"}},
+        ).json()["records"]
+        assert keyword == []
+        assert support.run_sql(
+            stack.database_url, "SELECT count(*) FROM upload_files WHERE id = :id", id=old_file
+        ) == [(0,)]
+
+        renamed = kb.post(
+            f"/v1/datasets/{dataset['id']}/documents/{document_id}/update-by-text",
+            json={"name": "Ferry times"},
+        )
+        assert renamed.status_code == 200
+        assert renamed.json()["batch"] == body["batch"]  # a rename indexes nothing again
+        assert renamed.json()["document"]["name"] == "Ferry times"
+        assert_envelope(
+            kb.post(
+                f"/v1/datasets/{dataset['id']}/documents/{document_id}/update-by-text",
+                json={"text": "no name"},
+            ),
+            400,
+            "invalid_param",
+            "name is required when text is given.",
+        )
+
+    def test_update_by_file_and_a_document_still_indexing_refuses_an_update(
+        self, kb: httpx.Client, dataset: dict[str, Any]
+    ) -> None:
+        created = by_text(kb, dataset["id"], text="Version one of the guide.")
+        document_id = created["document"]["id"]
+        busy = kb.post(
+            f"/v1/datasets/{dataset['id']}/documents/{document_id}/update-by-text",
+            json={"name": "guide", "text": "too early"},
+        )
+        if busy.status_code == 400:  # still waiting or indexing: refused in words
+            assert_envelope(busy, 400, "document_indexing")
+        wait_indexed(kb, dataset["id"], created["batch"])
+        with_file = kb.post(
+            f"/v1/datasets/{dataset['id']}/documents/{document_id}/update_by_file",
+            files={"file": ("guide.md", b"# Guide\n\nVersion two of the guide.", "text/markdown")},
+        )
+        assert with_file.status_code == 200, with_file.text
+        final = wait_indexed(kb, dataset["id"], with_file.json()["batch"])[-1]
+        assert final["indexing_status"] == "completed"
+        assert [s["content"] for s in segments(kb, dataset["id"], document_id)] == [
+            "# Guide\n\nVersion two of the guide."
+        ]

@@ -264,3 +264,40 @@ class TestResume:
         resume_stalled_documents(db, FAST)
         assert indexer(db, tmp_path, fake, name="B").run(document_id, 0) == "completed"
         assert segment_count(db, document_id) == 10
+
+
+class TestUpdates:
+    def test_an_update_takes_the_document_from_the_task_indexing_the_old_text(
+        self, db: Database, tmp_path: Path, fake: FakeOpenAIThread, document_id: str
+    ) -> None:
+        old = indexer(db, tmp_path, fake, name="old")
+        epoch = old._claim(document_id, 0)
+        assert epoch is not None
+        # The old generation completed once, so that an update is allowed.
+        with db.transaction() as session:
+            session.execute(
+                update(Document)
+                .where(Document.id == document_id)
+                .values(indexing_status=IndexingStatus.COMPLETED)
+            )
+        with db.transaction() as session:
+            document = session.get(Document, document_id)
+            assert document is not None
+            documents.update_document(
+                session,
+                LocalStorage(tmp_path / "files"),
+                document,
+                account_id=document.created_by,
+                name="manual.txt",
+                upload=("manual.txt", b"Part one: a new text of one segment.", "text/plain"),
+                process_rule=None,
+                limit_mb=15,
+            )
+        stale = Lease(db, document_id, epoch, FAST.lease_seconds)
+        with pytest.raises(LeaseLost):
+            old._stage(stale, IndexingStatus.PARSING)
+        assert old.run(document_id, 0) == "skipped"  # the old generation's delivery
+        assert indexer(db, tmp_path, fake, name="new").run(document_id, 1) == "completed"
+        after = state(db, document_id)
+        assert (after.index_generation, after.total_segments) == (1, 1)
+        assert segment_count(db, document_id) == 1

@@ -25,6 +25,17 @@ def _dataset(session: DbSession, caller: DatasetCaller, dataset_id: str) -> Data
     return datasets.get_dataset(session, caller.tenant_id, dataset_id, api=True)
 
 
+def _form_settings(form: UploadForm) -> dict[str, Any]:
+    """The multipart `data` part: a JSON object as a string (absent: {})."""
+    try:
+        settings = orjson.loads(form.data_field) if form.data_field else {}
+    except orjson.JSONDecodeError:
+        raise InvalidParam("data must be a JSON object (a string in the form).") from None
+    if not isinstance(settings, dict):
+        raise InvalidParam("data must be a JSON object (a string in the form).")
+    return settings
+
+
 def _created(session: DbSession, document: Any, batch: str) -> dict[str, Any]:
     return {"document": documents.document_views(session, [document])[0], "batch": batch}
 
@@ -65,12 +76,7 @@ def create_by_file(
     form: Annotated[UploadForm, Depends(read_upload)],
 ) -> dict[str, Any]:
     dataset = _dataset(session, caller, dataset_id)
-    try:
-        settings = orjson.loads(form.data_field) if form.data_field else {}
-    except orjson.JSONDecodeError:
-        raise InvalidParam("data must be a JSON object (a string in the form).") from None
-    if not isinstance(settings, dict):
-        raise InvalidParam("data must be a JSON object (a string in the form).")
+    settings = _form_settings(form)
     document, batch = documents.create_document(
         session,
         request.app.state.storage,
@@ -80,6 +86,83 @@ def create_by_file(
         data=form.data,
         mime_type=form.mime_type,
         request=DocumentRequest.parse(settings),
+        limit_mb=request.app.state.settings.upload.file_size_limit_mb,
+    )
+    return _created(session, document, batch)
+
+
+@router.patch("/documents/status/{action}")
+def set_status(
+    dataset_id: str, action: str, caller: DatasetCaller, session: DbSession, body: JsonBody
+) -> dict[str, Any]:
+    """Switch documents on or off for search (`enable`, `disable`), or `archive` them."""
+    dataset = _dataset(session, caller, dataset_id)
+    documents.set_status(
+        session, dataset, action, body.get("document_ids"), account_id=caller.account_id
+    )
+    return {"result": "success"}
+
+
+@router.post("/documents/{document_id}/update-by-text")
+@router.post("/documents/{document_id}/update_by_text", include_in_schema=False)
+def update_by_text(
+    dataset_id: str,
+    document_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    request: Request,
+    body: JsonBody,
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    name, text = body.get("name"), body.get("text")
+    if name is not None and not isinstance(name, str):
+        raise InvalidParam("name must be a string.")
+    upload = None
+    if text is not None:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidParam("text must be a non-empty string.")
+        if not name or not name.strip():
+            raise InvalidParam("name is required when text is given.")
+        filename = name.strip() if name.strip().lower().endswith(".txt") else f"{name.strip()}.txt"
+        upload = (filename, text.encode("utf-8"), "text/plain")
+        name = filename
+    rule = body.get("process_rule")
+    document, batch = documents.update_document(
+        session,
+        request.app.state.storage,
+        document,
+        account_id=caller.account_id,
+        name=name,
+        upload=upload,
+        process_rule=None if rule is None else documents.parse_process_rule(rule),
+        limit_mb=request.app.state.settings.upload.file_size_limit_mb,
+    )
+    return _created(session, document, batch)
+
+
+@router.post("/documents/{document_id}/update-by-file")
+@router.post("/documents/{document_id}/update_by_file", include_in_schema=False)
+def update_by_file(
+    dataset_id: str,
+    document_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    request: Request,
+    form: Annotated[UploadForm, Depends(read_upload)],
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    settings = _form_settings(form)
+    rule = settings.get("process_rule")
+    document, batch = documents.update_document(
+        session,
+        request.app.state.storage,
+        document,
+        account_id=caller.account_id,
+        name=None,
+        upload=(form.filename or "", form.data, form.mime_type),
+        process_rule=None if rule is None else documents.parse_process_rule(rule),
         limit_mb=request.app.state.settings.upload.file_size_limit_mb,
     )
     return _created(session, document, batch)

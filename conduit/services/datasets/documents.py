@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from conduit.core.rag.embed.local import CONTENT_TOKENS
@@ -32,6 +32,8 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import (
+    ArchivedDocumentImmutable,
+    DocumentIndexing,
     FilenameNotExists,
     FileTooLarge,
     InvalidParam,
@@ -231,27 +233,10 @@ def create_document(
     if technique == IndexingTechnique.HIGH_QUALITY and not dataset.embedding_model:
         dataset.embedding_model = LOCAL_MODEL_ID
         dataset.embedding_model_provider = LOCAL_PROVIDER
-    file_id = str(uuid.uuid4())
-    key = f"upload_files/{dataset.tenant_id}/{file_id}.{extension}"
-    storage.save(key, data)
-    now = utcnow()
-    session.add(
-        UploadFile(
-            id=file_id,
-            tenant_id=dataset.tenant_id,
-            storage_type="local",
-            key=key,
-            name=filename,
-            size=len(data),
-            extension=extension,
-            mime_type=mime_type,
-            hash=hashlib.sha256(data).hexdigest(),
-            created_by_role="account",
-            created_by=account_id,
-            used=True,
-            created_at=now,
-        )
+    file_id = _store_file(
+        session, storage, dataset.tenant_id, account_id, filename, extension, data, mime_type
     )
+    now = utcnow()
     position = (
         session.scalar(select(func.max(Document.position)).where(Document.dataset_id == dataset.id))
         or 0
@@ -283,6 +268,41 @@ def create_document(
     return document, batch
 
 
+def _store_file(
+    session: Session,
+    storage: Storage,
+    tenant_id: str,
+    account_id: str,
+    filename: str,
+    extension: str,
+    data: bytes,
+    mime_type: str | None,
+) -> str:
+    """Save the bytes, then their `upload_files` row (an account's, so no app route serves
+    it); the row's id."""
+    file_id = str(uuid.uuid4())
+    key = f"upload_files/{tenant_id}/{file_id}.{extension}"
+    storage.save(key, data)
+    session.add(
+        UploadFile(
+            id=file_id,
+            tenant_id=tenant_id,
+            storage_type="local",
+            key=key,
+            name=filename,
+            size=len(data),
+            extension=extension,
+            mime_type=mime_type,
+            hash=hashlib.sha256(data).hexdigest(),
+            created_by_role="account",
+            created_by=account_id,
+            used=True,
+            created_at=utcnow(),
+        )
+    )
+    return file_id
+
+
 def _process_rule_id(
     session: Session, dataset: Dataset, request: DocumentRequest, account_id: str
 ) -> str:
@@ -301,6 +321,123 @@ def _process_rule_id(
     session.add(rule)
     session.flush()
     return rule.id
+
+
+STATUS_ACTIONS = ("enable", "disable", "archive", "un_archive")
+
+
+def set_status(
+    session: Session, dataset: Dataset, action: str, document_ids: Any, *, account_id: str
+) -> None:
+    """Dify's batch switch of documents: enable, disable (searchable or not), archive,
+    un_archive. Every id must be one of the dataset's; a document still indexing cannot be
+    switched on or off, an archived one cannot be switched on or off either."""
+    if action not in STATUS_ACTIONS:
+        raise InvalidParam(f"action must be one of: {', '.join(STATUS_ACTIONS)}.")
+    if (
+        not isinstance(document_ids, list)
+        or not document_ids
+        or not all(isinstance(i, str) for i in document_ids)
+    ):
+        raise InvalidParam("document_ids must be a non-empty list of document ids.")
+    found = [get_document(session, dataset, document_id) for document_id in document_ids]
+    now = utcnow()
+    for document in found:
+        if action in ("enable", "disable"):
+            if document.indexing_status != IndexingStatus.COMPLETED:
+                raise DocumentIndexing(
+                    f"Document '{document.name}' is being processed and cannot be "
+                    f"{action}d until it is."
+                )
+            if document.archived:
+                raise ArchivedDocumentImmutable()
+            document.enabled = action == "enable"
+            document.disabled_at = None if document.enabled else now
+            document.disabled_by = None if document.enabled else account_id
+        else:
+            document.archived = action == "archive"
+            document.archived_at = now if document.archived else None
+            document.archived_by = account_id if document.archived else None
+            document.archived_reason = "rule_modified" if document.archived else None
+        document.updated_at = now
+    session.flush()
+
+
+def update_document(
+    session: Session,
+    storage: Storage,
+    document: Document,
+    *,
+    account_id: str,
+    name: str | None,
+    upload: tuple[str, bytes, str | None] | None,
+    process_rule: tuple[ProcessMode, dict[str, Any]] | None,
+    limit_mb: int,
+) -> tuple[Document, str]:
+    """A new name, and (with new content or a new rule) a new indexing of the document: the
+    next generation, its own batch and task; the old generation's segments, index rows and
+    file go, and a task still holding the old one loses its lease (the epoch moves on)."""
+    if document.archived:
+        raise ArchivedDocumentImmutable()
+    if name is not None:
+        if not name.strip() or len(name) > NAME_MAX:
+            raise InvalidParam(f"name must be 1 to {NAME_MAX} characters.")
+        document.name = name.strip()
+    if upload is None and process_rule is None:
+        session.flush()
+        return document, document.batch
+    if document.indexing_status in UNFINISHED:
+        raise DocumentIndexing()
+    now = utcnow()
+    if upload is not None:
+        filename, data, mime_type = upload
+        extension = check_upload(filename, len(data), limit_mb=limit_mb)
+        _forget_files(session, [document])
+        file_id = _store_file(
+            session, storage, document.tenant_id, account_id, filename, extension, data, mime_type
+        )
+        document.data_source_info = {"upload_file_id": file_id}
+        document.name = name.strip() if name else filename
+    if process_rule is not None:
+        mode, rules = process_rule
+        rule = DatasetProcessRule(
+            dataset_id=document.dataset_id, mode=mode, rules=rules, created_by=account_id
+        )
+        session.add(rule)
+        session.flush()
+        document.dataset_process_rule_id = rule.id
+    keywords.remove_document(session, document.id)
+    session.execute(delete(DocumentSegment).where(DocumentSegment.document_id == document.id))
+    document.index_generation += 1
+    document.lease_epoch += 1
+    document.lease_owner = None
+    document.batch = new_batch()
+    document.indexing_status = IndexingStatus.WAITING
+    for stamp in (
+        "processing_started_at",
+        "parsing_completed_at",
+        "cleaning_completed_at",
+        "splitting_completed_at",
+        "completed_at",
+        "stopped_at",
+        "paused_at",
+        "error",
+        "last_failure",
+        "indexing_latency",
+    ):
+        setattr(document, stamp, None)
+    document.total_segments = document.completed_segments = 0
+    document.word_count = document.tokens = document.attempts = document.resumes = 0
+    document.due_at = now
+    document.updated_at = now
+    session.flush()
+    enqueue(
+        session,
+        INDEX_TASK,
+        queue="dataset",
+        kwargs={"document_id": document.id, "generation": document.index_generation},
+    )
+    return document, document.batch
 
 
 def delete_document(session: Session, document: Document) -> None:
