@@ -46,6 +46,7 @@ from conduit.infra.storage import LocalStorage, local_storage
 from conduit.services import model_providers
 from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
+from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
@@ -113,13 +114,19 @@ def build_models(settings: Settings, db: Database) -> ModelRegistry:
     )
 
 
-def build_runners(models: ModelRegistry, db: Database) -> AppRunners:
+def build_retriever(settings: Settings) -> Retriever:
+    """The process's dataset search (its embedding model loads on the first search)."""
+    return Retriever.local(threads=settings.rag.embed_threads)
+
+
+def build_runners(models: ModelRegistry, db: Database, retriever: Retriever) -> AppRunners:
     """The app runners of this process, by kind."""
     store = MessageStore(db)
+    search = KnowledgeSearch(db, retriever)
     return AppRunners(
         [
-            ChatRunner("chat", resolve_model=models.resolve, store=store),
-            ChatRunner("completion", resolve_model=models.resolve, store=store),
+            ChatRunner("chat", resolve_model=models.resolve, store=store, retrieve=search),
+            ChatRunner("completion", resolve_model=models.resolve, store=store, retrieve=search),
         ]
     )
 
@@ -138,7 +145,7 @@ def build_task_parts(settings: Settings, celery: Celery | None = None) -> TaskPa
     return TaskParts(
         resources=resources,
         models=models,
-        runners=build_runners(models, resources.db),
+        runners=build_runners(models, resources.db, build_retriever(settings)),
         limits=build_run_limits(settings),
     )
 
@@ -236,6 +243,7 @@ class Server:
     worker: Any  # the embedded Celery worker, or None (distributed)
     token_policy: TokenPolicy
     storage: LocalStorage
+    retriever: Retriever  # the API's dataset searches and the inline executor's runs share it
     readiness_checks: dict[str, Callable[[], None]]
     disconnect_handlers: Callable[[], None]
     runs: Runs | None = None
@@ -268,7 +276,8 @@ class Server:
         # ended under a live run.
         _end_dead_runs(resources.db, settings)
         models = build_models(settings, resources.db)
-        runners = build_runners(models, resources.db)
+        retriever = build_retriever(settings)
+        runners = build_runners(models, resources.db, retriever)
         parts = TaskParts(
             resources=resources,
             models=models,
@@ -312,6 +321,7 @@ class Server:
                 refresh_days=settings.auth.refresh_token_days,
             ),
             storage=local_storage(settings),
+            retriever=retriever,
             readiness_checks=_readiness_checks(settings, resources.db, celery, worker),
             disconnect_handlers=disconnect,
             _task_parts=parts,
@@ -490,6 +500,7 @@ __all__ = [
     "Server",
     "build_models",
     "build_resources",
+    "build_retriever",
     "build_runners",
     "build_runs",
     "build_task_parts",

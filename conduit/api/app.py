@@ -25,7 +25,6 @@ from conduit.bootstrap import Server
 from conduit.infra import heap
 from conduit.infra.logging import configure_logging
 from conduit.infra.settings import Settings, load_settings
-from conduit.services.datasets.retrieval import Retriever
 
 logger = logging.getLogger("conduit")
 
@@ -50,7 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.readiness = readiness = Readiness(server.readiness_checks)
             state.storage = server.storage
             # The query side of knowledge bases (its model loads on the first search).
-            state.retriever = Retriever.local(threads=settings.rag.embed_threads)
+            state.retriever = server.retriever
             state.runs = runs
             heap.settle(switch_interval=settings.http.gil_switch_interval_ms / 1000)
             yield

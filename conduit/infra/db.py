@@ -230,6 +230,11 @@ def build_engine(
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
             dbapi_connection = conn.connection.dbapi_connection
+            if conn.get_execution_options().get(READS_ONLY):
+                # A reader (`Database.reads`): a deferred transaction, one snapshot of the WAL
+                # database, never the write lock.
+                dbapi_connection.execute("BEGIN")
+                return
             if isinstance(dbapi_connection, _LockingConnection):
                 dbapi_connection.take_write_lock()
             try:
@@ -319,6 +324,10 @@ def pipeline_aborted(error: BaseException) -> bool:
     return isinstance(getattr(error, "orig", None), psycopg.errors.PipelineAborted)
 
 
+# The execution option of `Database.reads`'s connections.
+READS_ONLY = "conduit_reads_only"
+
+
 class Database:
     """Owns the engine and hands out sessions; built once per process."""
 
@@ -351,6 +360,21 @@ class Database:
             except BaseException:
                 session.rollback()
                 raise
+
+    @contextmanager
+    def reads(self) -> Iterator[Session]:
+        """A session for work that only reads and must not wait behind writers: on SQLite a
+        deferred transaction (one snapshot of the WAL database, without the write lock that
+        every `transaction` takes there; it must not write), on PostgreSQL a plain one; rolled
+        back at the end either way."""
+        with self.engine.connect() as connection:
+            if self.dialect == "sqlite":
+                connection = connection.execution_options(**{READS_ONLY: True})
+            with self.sessions(bind=connection) as session:
+                try:
+                    yield session
+                finally:
+                    session.rollback()
 
     @contextmanager
     def statements(self) -> Iterator[Connection]:

@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -80,17 +80,25 @@ class CachedEmbedder:
         return found
 
     def _store(self, vectors: dict[str, Vectors]) -> None:
-        now = utcnow()
-        rows = [
-            {
-                "model_key": self.model_key,
-                "content_hash": digest,
-                "dimension": int(vector.shape[0]),
-                "vector": np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
-                "created_at": now,
-            }
-            for digest, vector in vectors.items()
-        ]
         with self._db.statements() as connection:
-            insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
-            connection.execute(insert(_TABLE).on_conflict_do_nothing(), rows)
+            store_vectors(connection, self.model_key, vectors)
+
+
+def store_vectors(connection: Connection, model_key: str, vectors: dict[str, Vectors]) -> None:
+    """Put vectors (by text hash) into the cache, in the caller's transaction; rows already
+    there (another indexer's) are left as they are."""
+    if not vectors:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "model_key": model_key,
+            "content_hash": digest,
+            "dimension": int(vector.shape[0]),
+            "vector": np.ascontiguousarray(vector, dtype=np.float32).tobytes(),
+            "created_at": now,
+        }
+        for digest, vector in vectors.items()
+    ]
+    insert = pg_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    connection.execute(insert(_TABLE).on_conflict_do_nothing(), rows)

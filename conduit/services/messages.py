@@ -42,7 +42,10 @@ def message_view(message: Message, feedback: MessageFeedback | None) -> dict[str
         "error": message.error,
         "message_files": [],
         "feedback": {"rating": feedback.rating} if feedback else None,
-        "retriever_resources": [],
+        "retriever_resources": [
+            {**resource, "message_id": message.id}
+            for resource in (message.message_metadata or {}).get("retriever_resources") or []
+        ],
         "agent_thoughts": [],
         "created_at": int(message.created_at.timestamp()),
         "message_tokens": message.message_tokens,

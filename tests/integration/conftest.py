@@ -38,12 +38,17 @@ def bound(db: Database) -> Callable[[Settings, Celery], Resources]:
     does)."""
 
     def _bind(settings: Settings, app: Celery) -> Resources:
-        from conduit.bootstrap import build_models, build_runners
+        from conduit.bootstrap import build_models, build_retriever, build_runners
         from conduit.services.runs import run_limits
 
         resources = Resources(settings, db, MemoryCache())
         models = build_models(settings, db)
-        parts = TaskParts(resources, models, build_runners(models, db), run_limits(settings))
+        parts = TaskParts(
+            resources,
+            models,
+            build_runners(models, db, build_retriever(settings)),
+            run_limits(settings),
+        )
         attach(app, TaskContext.of_parts(parts))
         return resources
 

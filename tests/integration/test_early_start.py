@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, select, text
 
-from conduit.bootstrap import build_models, build_runners, build_runs
+from conduit.bootstrap import build_models, build_retriever, build_runners, build_runs
 from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.limits_memory import MemoryLimiter
@@ -73,7 +73,13 @@ async def context(
     )
     resources = Resources(settings, db, cache)
     try:
-        yield build_runs(settings, resources, models, build_runners(models, db), backends)
+        yield build_runs(
+            settings,
+            resources,
+            models,
+            build_runners(models, db, build_retriever(settings)),
+            backends,
+        )
     finally:
         await models.aclose()
 

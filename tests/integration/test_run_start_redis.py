@@ -17,7 +17,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from conduit.bootstrap import build_models, build_runners, build_runs
+from conduit.bootstrap import build_models, build_retriever, build_runners, build_runs
 from conduit.core.runs.backends import build_run_backends
 from conduit.core.runs.stop_redis import RedisStopRegistry
 from conduit.db.models import App, Conversation, EndUser, Message, OutboxMessage
@@ -69,7 +69,13 @@ async def context(
         backends.stops = RedisStopRegistry(build_async_redis(stops_url))
     resources = Resources(settings, db, MemoryCache())
     try:
-        yield build_runs(settings, resources, models, build_runners(models, db), backends)
+        yield build_runs(
+            settings,
+            resources,
+            models,
+            build_runners(models, db, build_retriever(settings)),
+            backends,
+        )
     finally:
         await models.aclose()
         await backends.aclose()

@@ -89,14 +89,15 @@ def test_a_spec_written_before_kinds_existed_is_still_read(
     """A run queued by the previous version (a flat spec, its kind in `mode`) survives an
     upgrade: the worker reads it as a chat run (the runners as `conduit/bootstrap.py` builds
     them; decoding touches neither the database nor a model)."""
-    from conduit.bootstrap import build_models, build_runners
+    from conduit.bootstrap import build_models, build_retriever, build_runners
     from conduit.infra.db import Database, build_engine
     from conduit.infra.settings import load_settings
 
     monkeypatch.setenv("CONDUIT_DATA_DIR", str(tmp_path / ".conduit"))
     db = Database(build_engine(f"sqlite:///{tmp_path / 'unused.db'}", null_pool=True))
     try:
-        runners = build_runners(build_models(load_settings(), db), db)
+        settings = load_settings()
+        runners = build_runners(build_models(settings, db), db, build_retriever(settings))
         run = spec("chat", "45701982-8118-4bc5-8e9b-64562b4555f2")
         whole = run.to_json()
         flat = {**whole["body"], **{k: v for k, v in whole.items() if k not in ("body", "kind")}}

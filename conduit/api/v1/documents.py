@@ -14,7 +14,7 @@ from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.db.models import Dataset
 from conduit.errors import InvalidParam
-from conduit.services.datasets import datasets, documents, retrieval
+from conduit.services.datasets import datasets, documents, retrieval, segments
 from conduit.services.datasets.documents import DocumentRequest
 
 router = APIRouter(prefix="/datasets/{dataset_id}", tags=["knowledge: documents"])
@@ -255,6 +255,81 @@ def list_segments(
         "limit": page_size,
         "page": page_number,
     }
+
+
+def _segment_reply(dataset: Dataset, data: Any) -> dict[str, Any]:
+    return {"data": data, "doc_form": dataset.doc_form}
+
+
+@router.post("/documents/{document_id}/segments")
+def add_segments(
+    dataset_id: str,
+    document_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    request: Request,
+    body: JsonBody,
+) -> dict[str, Any]:
+    """Add segments to a completed document (embedded and searchable on return)."""
+    dataset = _dataset(session, caller, dataset_id)
+    items = segments.parse_new_segments(body)
+    segments.editable_document(session, dataset, document_id)  # refused before the model runs
+    model = request.app.state.retriever.segment_model()
+    session.commit()  # nothing written yet: the model does not run inside a transaction
+    vectors = segments.embed_texts(dataset, model, [item.content or "" for item in items])
+    document = segments.editable_document(session, dataset, document_id)
+    made = segments.add_segments(
+        session, dataset, document, items, model, account_id=caller.account_id, vectors=vectors
+    )
+    return _segment_reply(dataset, [documents.segment_view(s) for s in made])
+
+
+@router.get("/documents/{document_id}/segments/{segment_id}")
+def get_segment(
+    dataset_id: str, document_id: str, segment_id: str, caller: DatasetCaller, session: DbSession
+) -> dict[str, Any]:
+    dataset = _dataset(session, caller, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    found = segments.get_segment(session, document, segment_id)
+    return _segment_reply(dataset, documents.segment_view(found))
+
+
+@router.post("/documents/{document_id}/segments/{segment_id}")
+def update_segment(
+    dataset_id: str,
+    document_id: str,
+    segment_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    request: Request,
+    body: JsonBody,
+) -> dict[str, Any]:
+    """Dify's segment update: `{"segment": {content?, answer?, keywords?, enabled?}}`."""
+    dataset = _dataset(session, caller, dataset_id)
+    fields = segments.SegmentFields.parse(body.get("segment"), "segment", creating=False)
+    segments.get_segment(
+        session, segments.editable_document(session, dataset, document_id), segment_id
+    )  # refused before the model runs
+    model = request.app.state.retriever.segment_model()
+    session.commit()  # nothing written yet: the model does not run inside a transaction
+    vectors = segments.embed_texts(dataset, model, [fields.content] if fields.content else [])
+    document = segments.editable_document(session, dataset, document_id)
+    found = segments.get_segment(session, document, segment_id)
+    changed = segments.update_segment(
+        session, dataset, document, found, fields, model,
+        account_id=caller.account_id, vectors=vectors,
+    )  # fmt: skip
+    return _segment_reply(dataset, documents.segment_view(changed))
+
+
+@router.delete("/documents/{document_id}/segments/{segment_id}", status_code=204)
+def delete_segment(
+    dataset_id: str, document_id: str, segment_id: str, caller: DatasetCaller, session: DbSession
+) -> Response:
+    dataset = _dataset(session, caller, dataset_id)
+    document = segments.editable_document(session, dataset, document_id)
+    segments.delete_segment(session, document, segments.get_segment(session, document, segment_id))
+    return Response(status_code=204)
 
 
 @router.post("/retrieve")

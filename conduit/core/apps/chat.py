@@ -14,6 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from conduit.core.apps.knowledge import (
+    KnowledgeRetrievalFailed,
+    RetrievalPlan,
+    Retrieve,
+    with_context,
+)
 from conduit.core.llm.provider import (
     ChatMessage,
     ChatModel,
@@ -36,8 +42,9 @@ ChatMode = Literal["chat", "completion"]
 @dataclass(frozen=True)
 class ChatRunBody:
     """A chat or completion run: the message it answers, the prompt, the model and its
-    parameters, and the app's prices when the run started ({"prompt", "completion",
-    "currency"} per 1K tokens, as strings)."""
+    parameters, the app's prices when the run started ({"prompt", "completion",
+    "currency"} per 1K tokens, as strings) and, for an app with datasets, what it searches
+    before it asks the model (the passages go into `messages` when the run starts)."""
 
     mode: ChatMode
     message_id: str
@@ -46,6 +53,7 @@ class ChatRunBody:
     params: GenerationParams
     model_ref: dict[str, Any]  # how to find the model (resolved by the runner's ModelResolver)
     prices: dict[str, str] | None = None
+    retrieval: RetrievalPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +70,7 @@ class ChatRunBody:
             },
             "model_ref": self.model_ref,
             "prices": self.prices,
+            "retrieval": self.retrieval.to_json() if self.retrieval else None,
         }
 
     @classmethod
@@ -81,6 +90,7 @@ class ChatRunBody:
             ),
             model_ref=dict(data.get("model_ref") or {}),
             prices=data.get("prices"),
+            retrieval=RetrievalPlan.from_json(data["retrieval"]) if data.get("retrieval") else None,
         )
 
 
@@ -99,6 +109,8 @@ class ChatResult:
     error_status: int | None = None
     prices: dict[str, str] | None = None
     asynchronous: bool = False  # an async run's: its task ends with it
+    # The passages the run searched out, as Dify reports them (when the app shows them).
+    retriever_resources: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ChatStore(Protocol):
@@ -260,16 +272,24 @@ class BlockingReply:
 class ChatRunner:
     """Runs of one chat-shaped kind ("chat" or "completion") on a model from `resolve_model`."""
 
-    def __init__(self, kind: ChatMode, *, resolve_model: ModelResolver, store: ChatStore) -> None:
+    def __init__(
+        self,
+        kind: ChatMode,
+        *,
+        resolve_model: ModelResolver,
+        store: ChatStore,
+        retrieve: Retrieve | None = None,
+    ) -> None:
         self.kind: str = kind
         self.store = store
         self._resolve_model = resolve_model
+        self._retrieve = retrieve
 
     def decode(self, body: dict[str, Any]) -> ChatRunBody:
         return ChatRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> ChatExecution:
-        return ChatExecution(spec, self._resolve_model)
+        return ChatExecution(spec, self._resolve_model, self._retrieve)
 
     def terminal_events(
         self, spec: RunSpec, result: ChatResult, stored: dict[str, Any]
@@ -303,12 +323,17 @@ class ChatRunner:
 
 
 class ChatExecution:
-    """One chat or completion run: resolves its model, streams the answer into the log."""
+    """One chat or completion run: searches its datasets (if its app has any), resolves its
+    model, streams the answer into the log."""
 
-    def __init__(self, spec: RunSpec, resolve_model: ModelResolver) -> None:
+    def __init__(
+        self, spec: RunSpec, resolve_model: ModelResolver, retrieve: Retrieve | None = None
+    ) -> None:
         self._spec = spec
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
+        self._retrieve = retrieve
+        self._resources: list[dict[str, Any]] = []
         self._answer: list[str] = []
         self._checkpointed = 0  # pieces of the answer in the last checkpoint
         self._usage = Usage()
@@ -316,13 +341,17 @@ class ChatExecution:
 
     async def run(self, log: EventLog) -> None:
         spec, body = self._spec, self._body
+        messages = body.messages
+        if body.retrieval is not None:
+            self._resources = await self._search(body.retrieval)
+            messages = with_context(messages, self._resources)
         model = await self._resolve_model(body.model_ref)
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(
             envelope(spec, "message", task_id=spec.task_id, id=body.message_id, answer=""),
             "answer",
         )
-        async for item in model.stream_chat(body.messages, body.params):
+        async for item in model.stream_chat(messages, body.params):
             if isinstance(item, Delta):
                 pieces = [piece for piece in item.parts if piece]
                 if not pieces:
@@ -341,6 +370,20 @@ class ChatExecution:
                     raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
+
+    async def _search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
+        if self._retrieve is None:
+            raise KnowledgeRetrievalFailed(
+                "Knowledge retrieval failed: this process cannot search datasets."
+            )
+        try:
+            return await self._retrieve(plan)
+        except ConduitError as error:
+            raise KnowledgeRetrievalFailed(
+                f"Knowledge retrieval failed: {error.message}"
+            ) from error
+        except Exception as error:
+            raise KnowledgeRetrievalFailed(f"Knowledge retrieval failed: {error}") from error
 
     def checkpoint(self) -> str | None:
         """The answer so far, when it grew since the last checkpoint."""
@@ -370,4 +413,9 @@ class ChatExecution:
             error_status=error.status if error else None,
             prices=self._body.prices,
             asynchronous=self._spec.asynchronous,
+            retriever_resources=(
+                self._resources
+                if self._body.retrieval is not None and self._body.retrieval.show_resources
+                else []
+            ),
         )

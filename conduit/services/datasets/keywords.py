@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.orm import Session
 
 from conduit.core.rag.keywords import fts5_query, normalise_bm25, terms, tsquery
@@ -56,6 +56,16 @@ def remove_document(session: Session, document_id: str, generation: int | None =
         session.execute(_REMOVE_DOCUMENT, {"document_id": document_id})
     else:
         session.execute(_REMOVE_GENERATION, {"document_id": document_id, "generation": generation})
+
+
+def remove_segments(session: Session, segment_ids: Sequence[str]) -> None:
+    if segment_ids:
+        session.execute(
+            text("DELETE FROM rag_keywords WHERE segment_id IN :ids").bindparams(
+                bindparam("ids", expanding=True)
+            ),
+            {"ids": list(segment_ids)},
+        )
 
 
 def remove_dataset(session: Session, dataset_id: str) -> None:

@@ -10,18 +10,21 @@ weighs the two lists' similarities (`retrieval_model.weights`, 0.7 / 0.3 by defa
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.knowledge import RetrievalPlan
 from conduit.core.rag.embed.base import Embedder
-from conduit.core.rag.embed.local import LocalEmbedder
+from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
 from conduit.core.rag.retrieve import fuse_weighted, nearest
+from conduit.core.rag.split import Splitter
 from conduit.db.models import (
     CachedEmbedding,
     Dataset,
@@ -31,9 +34,11 @@ from conduit.db.models import (
     IndexingTechnique,
 )
 from conduit.errors import InvalidParam
+from conduit.infra.db import Database
 from conduit.services.datasets import keywords
 from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
 from conduit.services.datasets.documents import segment_view
+from conduit.services.datasets.segments import SegmentModel
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
 
@@ -65,6 +70,18 @@ class Retriever:
     embedder: Embedder
     _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _splitter: Splitter | None = None
+
+    def segment_model(self) -> SegmentModel:
+        """The model as segment edits use it: its vectors and its token counts."""
+        return SegmentModel(self.embedder, self._count_tokens)
+
+    def _count_tokens(self, text: str) -> int:
+        with self._lock:
+            if self._splitter is None:
+                self._splitter = Splitter(tokenizer())
+            splitter = self._splitter
+        return splitter.count(text)
 
     @classmethod
     def local(cls, *, threads: int = 0) -> Retriever:
@@ -233,3 +250,97 @@ def record(segment: DocumentSegment, document: Document, score: float) -> dict[s
         "files": [],
         "summary": None,
     }
+
+
+class KnowledgeSearch:
+    """The search of knowledge-backed runs (`core/apps/knowledge.py:Retrieve`): each of the
+    plan's datasets searched with its own retrieval model (`top_k` and the threshold from the
+    app; an economy dataset by keywords), the best passages over all of them, as Dify's
+    `RetrieverResource` objects. On a thread, in a session that only reads (on SQLite it does
+    not wait for the write lock)."""
+
+    def __init__(self, db: Database, retriever: Retriever) -> None:
+        self._db = db
+        self._retriever = retriever
+
+    async def __call__(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.search, plan)
+
+    def search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
+        found: list[tuple[Dataset, DocumentSegment, Document, float]] = []
+        with self._db.reads() as session:
+            datasets = {
+                dataset.id: dataset
+                for dataset in session.scalars(
+                    select(Dataset).where(
+                        Dataset.tenant_id == plan.tenant_id, Dataset.id.in_(plan.dataset_ids)
+                    )
+                )
+            }
+            for dataset_id in plan.dataset_ids:
+                dataset = datasets.get(dataset_id)
+                if dataset is None:
+                    continue  # deleted since the app was configured
+                model = app_retrieval_model(dataset, plan)
+                found.extend(
+                    (dataset, segment, document, score)
+                    for segment, document, score in self._retriever.search(
+                        session, dataset, plan.query, model
+                    )
+                )
+            found.sort(key=lambda item: -item[3])
+            # Read before the session ends (its rollback expires what it loaded).
+            return [
+                resource(position, dataset, segment, document, score)
+                for position, (dataset, segment, document, score) in enumerate(
+                    found[: plan.top_k], start=1
+                )
+            ]
+
+
+def app_retrieval_model(dataset: Dataset, plan: RetrievalPlan) -> dict[str, Any]:
+    """How an app's run searches `dataset`: the dataset's method (keywords where an economy
+    dataset has no embeddings), the app's `top_k` and threshold."""
+    model = {**default_retrieval_model(), **(dataset.retrieval_model or {})}
+    if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY and model.get(
+        "search_method"
+    ) in ("semantic_search", "hybrid_search"):
+        model["search_method"] = "keyword_search"
+    model["top_k"] = min(plan.top_k, TOP_K_MAX)
+    model["score_threshold_enabled"] = plan.score_threshold is not None
+    model["score_threshold"] = plan.score_threshold or 0.0
+    return model
+
+
+def resource(
+    position: int, dataset: Dataset, segment: DocumentSegment, document: Document, score: float
+) -> dict[str, Any]:
+    """Dify's `RetrieverResource`: a passage a run used, with where it comes from."""
+    return {
+        "position": position,
+        "dataset_id": dataset.id,
+        "dataset_name": dataset.name,
+        "document_id": document.id,
+        "document_name": document.name,
+        "data_source_type": document.data_source_type,
+        "segment_id": segment.id,
+        "retriever_from": "api",
+        "score": round(score, 6),
+        "hit_count": segment.hit_count,
+        "word_count": segment.word_count,
+        "segment_position": segment.position,
+        "index_node_hash": segment.index_node_hash,
+        "content": segment.content,
+        "created_at": int(segment.created_at.timestamp()),
+    }
+
+
+def record_hits(db: Database, segment_ids: list[str]) -> None:
+    """The segments were used by a run: each one's `hit_count` grows by one."""
+    with db.transaction() as session:
+        session.execute(
+            update(DocumentSegment)
+            .where(DocumentSegment.id.in_(segment_ids))
+            .values(hit_count=DocumentSegment.hit_count + 1)
+            .execution_options(synchronize_session=False)
+        )

@@ -15,6 +15,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import ChatMode, ChatRunBody, StoredChat, stored_events
+from conduit.core.apps.knowledge import RetrievalPlan
 from conduit.core.llm.provider import ChatMessage
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
@@ -25,6 +26,7 @@ from conduit.infra.cache import Cache
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import conversations, model_providers, prompts
+from conduit.services.apps import config_dataset_ids
 from conduit.services.runs import task_store
 from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
 
@@ -156,6 +158,7 @@ def plan_run(
         owner=owner_of(end_user),
         messages=messages,
         ref=ref,
+        inputs=inputs,
     )
     return ChatPlan(
         spec=spec,
@@ -258,6 +261,7 @@ def _spec(
     owner: str,
     messages: list[ChatMessage],
     ref: dict[str, Any],
+    inputs: dict[str, Any],
 ) -> RunSpec:
     config = app.model_config_ or {}
     return RunSpec(
@@ -277,8 +281,43 @@ def _spec(
             ),
             model_ref=ref,
             prices=raw_prices(config),
+            retrieval=retrieval_plan(app, request.mode, inputs, request.query),
         ),
         asynchronous=is_async(request),
+    )
+
+
+# Passages kept when the app's `dataset_configs` sets no `top_k` (Dify's default).
+DEFAULT_TOP_K = 4
+
+
+def retrieval_plan(
+    app: App, mode: ChatMode, inputs: dict[str, Any], query: str
+) -> RetrievalPlan | None:
+    """What the run searches, from the app's `dataset_configs` (its enabled datasets, `top_k`,
+    the score threshold when enabled) and `retriever_resource.enabled`; None for an app
+    without datasets, or with nothing to search for. A chat searches with its query; a
+    completion with the input its `dataset_query_variable` names (else its query).
+    Dify's `retrieval_model: single` (a model picks one dataset) is searched as `multiple`:
+    every dataset, best passages over all of them."""
+    config = app.model_config_ or {}
+    dataset_ids = config_dataset_ids(config)
+    if not dataset_ids:
+        return None
+    if mode == "completion" and config.get("dataset_query_variable"):
+        query = str(inputs.get(str(config["dataset_query_variable"])) or "")
+    if not query.strip():
+        return None
+    found = config.get("dataset_configs") or {}
+    threshold = found.get("score_threshold") if found.get("score_threshold_enabled") else None
+    shown = config.get("retriever_resource")
+    return RetrievalPlan(
+        tenant_id=app.tenant_id,
+        dataset_ids=tuple(dataset_ids),
+        query=query,
+        top_k=int(found.get("top_k") or DEFAULT_TOP_K),
+        score_threshold=None if threshold is None else float(threshold),
+        show_resources=not isinstance(shown, dict) or shown.get("enabled", True) is not False,
     )
 
 
@@ -323,6 +362,7 @@ def early_spec(
         owner="",
         messages=messages,
         ref=model_ref(app, settings),
+        inputs=inputs,
     )
 
 

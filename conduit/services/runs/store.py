@@ -68,7 +68,10 @@ def model_prices(prices: dict[str, str] | None) -> ModelPrices | None:
 
 
 def usage_metadata(result: ChatResult, prices: ModelPrices | None = None) -> dict[str, Any]:
-    return {"usage": usage_payload(result.usage, result.latency, prices), "retriever_resources": []}
+    return {
+        "usage": usage_payload(result.usage, result.latency, prices),
+        "retriever_resources": result.retriever_resources,
+    }
 
 
 _RESULT_COLUMNS = (
@@ -177,6 +180,7 @@ def record_result(
         answer_tokens=result.usage.completion_tokens,
         total_price=Decimal(str(usage["total_price"])),
         currency=str(usage["currency"]),
+        message_metadata=metadata,
         finished_at=finished,
     )
     return metadata, message

@@ -18,6 +18,7 @@ from conduit.signals.handlers import (
     invalidate_apps_when_tenant_updated,
     invalidate_default_provider_when_provider_updated,
     record_model_usage_when_message_created,
+    record_segment_hits_when_message_created,
     update_provider_when_message_created,
 )
 
@@ -28,6 +29,7 @@ REACTIONS: tuple[ModuleType, ...] = (
     invalidate_apps_when_tenant_updated,
     invalidate_default_provider_when_provider_updated,
     record_model_usage_when_message_created,
+    record_segment_hits_when_message_created,
     update_provider_when_message_created,
 )
 

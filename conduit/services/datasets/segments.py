@@ -1,0 +1,264 @@
+"""A completed document's segments edited one by one (Dify's segment routes): added, read,
+changed, enabled or disabled, deleted.
+
+Each edit is one transaction that keeps everything a search reads in step: the segment row,
+its vector in the embedding cache (embedded before the writes, by the dataset's model), its
+keyword-index row and the document's counters. A document still indexing refuses edits (its
+segments are the indexer's until it completes), as does a disabled one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.embed.base import Embedder
+from conduit.db.models import (
+    Dataset,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+    utcnow,
+)
+from conduit.errors import InvalidParam, NotFound
+from conduit.services.datasets import keywords
+from conduit.services.datasets.documents import get_document
+from conduit.services.embeddings import content_hash, store_vectors
+
+SEGMENT_NOT_FOUND = "Segment not found."
+MAX_SEGMENTS = 100  # per request
+CONTENT_MAX = 100_000  # characters of one segment
+
+
+@dataclass(frozen=True)
+class SegmentModel:
+    """What segment edits need of the dataset's embedding model: the model itself (its
+    vectors go to the cache under its key) and its token count of a text."""
+
+    embedder: Embedder
+    count_tokens: Callable[[str], int]
+
+
+def editable_document(session: Session, dataset: Dataset, document_id: str) -> Document:
+    """The document, locked for this transaction (PostgreSQL; SQLite's write lock is held
+    already), when its segments may change: Dify's 404s otherwise."""
+    document = get_document(session, dataset, document_id)
+    if session.get_bind().dialect.name == "postgresql":
+        session.refresh(document, with_for_update=True)
+    if document.indexing_status != IndexingStatus.COMPLETED:
+        raise NotFound("Document is not completed.")
+    if not document.enabled:
+        raise NotFound("Document is disabled.")
+    return document
+
+
+def get_segment(session: Session, document: Document, segment_id: str) -> DocumentSegment:
+    try:
+        uuid.UUID(segment_id)
+    except ValueError:
+        raise NotFound(SEGMENT_NOT_FOUND) from None
+    found = session.scalars(
+        select(DocumentSegment).where(
+            DocumentSegment.id == segment_id,
+            DocumentSegment.document_id == document.id,
+            DocumentSegment.generation == document.index_generation,
+        )
+    ).first()
+    if found is None:
+        raise NotFound(SEGMENT_NOT_FOUND)
+    return found
+
+
+@dataclass(frozen=True)
+class SegmentFields:
+    """One segment's fields from a request, checked (None: not given)."""
+
+    content: str | None = None
+    answer: str | None = None
+    keywords: list[str] | None = None
+    enabled: bool | None = None
+
+    @classmethod
+    def parse(cls, value: Any, where: str, *, creating: bool) -> SegmentFields:
+        if not isinstance(value, dict):
+            raise InvalidParam(f"{where} must be an object.")
+        content = value.get("content")
+        if content is not None or creating:
+            if not isinstance(content, str) or not content.strip():
+                raise InvalidParam(f"{where}.content is required.")
+            if len(content) > CONTENT_MAX:
+                raise InvalidParam(f"{where}.content must be at most {CONTENT_MAX} characters.")
+        answer = value.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise InvalidParam(f"{where}.answer must be a string.")
+        words = value.get("keywords")
+        if words is not None and (
+            not isinstance(words, list) or not all(isinstance(w, str) for w in words)
+        ):
+            raise InvalidParam(f"{where}.keywords must be a list of strings.")
+        enabled = value.get("enabled")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise InvalidParam(f"{where}.enabled must be a boolean.")
+        return cls(
+            content=content.strip() if isinstance(content, str) else None,
+            answer=answer,
+            keywords=[w.strip() for w in words if w.strip()] if words is not None else None,
+            enabled=enabled,
+        )
+
+
+def parse_new_segments(body: dict[str, Any]) -> list[SegmentFields]:
+    items = body.get("segments")
+    if not isinstance(items, list) or not items:
+        raise InvalidParam("segments is required: a list of {content, answer?, keywords?}.")
+    if len(items) > MAX_SEGMENTS:
+        raise InvalidParam(f"segments: at most {MAX_SEGMENTS} per request.")
+    return [
+        SegmentFields.parse(item, f"segments[{index}]", creating=True)
+        for index, item in enumerate(items)
+    ]
+
+
+Vectors = dict[str, Any]  # text hash → vector
+
+
+def embed_texts(dataset: Dataset, model: SegmentModel, texts: list[str]) -> Vectors:
+    """The vectors of a high-quality dataset's new texts, by text hash (none for an economy
+    dataset). Only computes: called outside any transaction, so that on SQLite the model does
+    not run while the write lock is held; the edit then stores them."""
+    if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY or not texts:
+        return {}
+    vectors = model.embedder.embed(texts).vectors
+    return {content_hash(text): vector for text, vector in zip(texts, vectors, strict=True)}
+
+
+def _store(session: Session, dataset: Dataset, model: SegmentModel, vectors: Vectors,
+           texts: list[str]) -> None:  # fmt: skip
+    """The texts' vectors into the cache (where the dataset's search reads them), in this
+    transaction; one that `embed_texts` did not give is embedded now."""
+    if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
+        return
+    missing = [text for text in texts if content_hash(text) not in vectors]
+    vectors = {**vectors, **embed_texts(dataset, model, missing)}
+    store_vectors(session.connection(), model.embedder.model_key, vectors)
+
+
+def add_segments(
+    session: Session,
+    dataset: Dataset,
+    document: Document,
+    items: list[SegmentFields],
+    model: SegmentModel,
+    *,
+    account_id: str,
+    vectors: Vectors | None = None,
+) -> list[DocumentSegment]:
+    """Append segments to a completed document, searchable when this transaction commits
+    (`vectors`: their texts' from `embed_texts`)."""
+    texts = [item.content or "" for item in items]
+    _store(session, dataset, model, vectors or {}, texts)
+    last = session.scalar(
+        select(func.max(DocumentSegment.position)).where(
+            DocumentSegment.document_id == document.id,
+            DocumentSegment.generation == document.index_generation,
+        )
+    )
+    now = utcnow()
+    made: list[DocumentSegment] = []
+    for offset, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
+        segment_id = str(uuid.uuid4())
+        digest = content_hash(text)
+        made.append(
+            DocumentSegment(
+                id=segment_id,
+                tenant_id=document.tenant_id,
+                dataset_id=dataset.id,
+                document_id=document.id,
+                position=(last or 0) + offset,
+                content=text,
+                answer=item.answer,
+                keywords=item.keywords,
+                word_count=len(text),
+                tokens=model.count_tokens(text),
+                index_node_id=segment_id,
+                index_node_hash=digest,
+                status="completed",
+                created_by=account_id,
+                created_at=now,
+                updated_at=now,
+                indexing_at=now,
+                completed_at=now,
+                generation=document.index_generation,
+                content_hash=digest,
+                hit_count=0,
+                enabled=True,
+            )
+        )
+    session.add_all(made)
+    session.flush()
+    keywords.add(session, dataset.id, [(s.id, s.content) for s in made])
+    _count(document, segments=len(made), words=sum(s.word_count for s in made),
+           tokens=sum(s.tokens for s in made))  # fmt: skip
+    return made
+
+
+def update_segment(
+    session: Session,
+    dataset: Dataset,
+    document: Document,
+    segment: DocumentSegment,
+    fields: SegmentFields,
+    model: SegmentModel,
+    *,
+    account_id: str,
+    vectors: Vectors | None = None,
+) -> DocumentSegment:
+    """Change a segment: new content is embedded (`vectors`: from `embed_texts`) and
+    re-indexed; `enabled` takes it into or out of search."""
+    now = utcnow()
+    if fields.content is not None and fields.content != segment.content:
+        _store(session, dataset, model, vectors or {}, [fields.content])
+        words, tokens = segment.word_count, segment.tokens
+        segment.content = fields.content
+        segment.content_hash = segment.index_node_hash = content_hash(fields.content)
+        segment.word_count = len(fields.content)
+        segment.tokens = model.count_tokens(fields.content)
+        segment.completed_at = now  # the dataset's vectors reload on their next search
+        keywords.remove_segments(session, [segment.id])
+        keywords.add(session, dataset.id, [(segment.id, segment.content)])
+        _count(document, segments=0, words=segment.word_count - words,
+               tokens=segment.tokens - tokens)  # fmt: skip
+    if fields.answer is not None:
+        segment.answer = fields.answer
+    if fields.keywords is not None:
+        segment.keywords = fields.keywords
+    if fields.enabled is not None and fields.enabled != segment.enabled:
+        segment.enabled = fields.enabled
+        segment.disabled_at = None if fields.enabled else now
+        segment.disabled_by = None if fields.enabled else account_id
+        document.updated_at = now
+    segment.updated_by = account_id
+    segment.updated_at = now
+    session.flush()
+    return segment
+
+
+def delete_segment(session: Session, document: Document, segment: DocumentSegment) -> None:
+    keywords.remove_segments(session, [segment.id])
+    _count(document, segments=-1, words=-segment.word_count, tokens=-segment.tokens)
+    session.delete(segment)
+    session.flush()
+
+
+def _count(document: Document, *, segments: int, words: int, tokens: int) -> None:
+    document.total_segments = (document.total_segments or 0) + segments
+    document.completed_segments = (document.completed_segments or 0) + segments
+    document.word_count = (document.word_count or 0) + words
+    document.tokens = (document.tokens or 0) + tokens
+    document.updated_at = utcnow()
