@@ -47,6 +47,7 @@ from conduit.services import model_providers
 from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
 from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
+from conduit.services.datasets.vectors import build_vector_index
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.signals.handlers import connect_handlers
@@ -114,9 +115,11 @@ def build_models(settings: Settings, db: Database) -> ModelRegistry:
     )
 
 
-def build_retriever(settings: Settings) -> Retriever:
-    """The process's dataset search (its embedding model loads on the first search)."""
-    return Retriever.local(threads=settings.rag.embed_threads)
+def build_retriever(settings: Settings, db: Database) -> Retriever:
+    """The process's dataset search (its embedding model loads on the first search) on the
+    vector index the settings choose."""
+    index = build_vector_index(db, settings.rag.vector_index, ef_search=settings.rag.hnsw_ef_search)
+    return Retriever.local(index, threads=settings.rag.embed_threads)
 
 
 def build_runners(models: ModelRegistry, db: Database, retriever: Retriever) -> AppRunners:
@@ -145,7 +148,7 @@ def build_task_parts(settings: Settings, celery: Celery | None = None) -> TaskPa
     return TaskParts(
         resources=resources,
         models=models,
-        runners=build_runners(models, resources.db, build_retriever(settings)),
+        runners=build_runners(models, resources.db, build_retriever(settings, resources.db)),
         limits=build_run_limits(settings),
     )
 
@@ -276,7 +279,7 @@ class Server:
         # ended under a live run.
         _end_dead_runs(resources.db, settings)
         models = build_models(settings, resources.db)
-        retriever = build_retriever(settings)
+        retriever = build_retriever(settings, resources.db)
         runners = build_runners(models, resources.db, retriever)
         parts = TaskParts(
             resources=resources,

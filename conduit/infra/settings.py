@@ -421,6 +421,18 @@ class RagSettings(BaseSettings):
     parse_memory_mb: int = Field(
         1536, ge=64, description="Memory a PDF, Word or HTML file's parser may use (MB)."
     )
+    vector_index: Literal["auto", "matrix", "pgvector"] = Field(
+        "auto",
+        description="Where segment vectors are searched: `pgvector` (HNSW in PostgreSQL), "
+        "`matrix` (exact, in each process's memory, from the embedding cache), or `auto` "
+        "(pgvector on PostgreSQL when the extension is installed, else matrix).",
+    )
+    hnsw_ef_search: int = Field(
+        100,
+        ge=10,
+        le=1000,
+        description="pgvector: the width of an HNSW search (higher: better recall, slower).",
+    )
 
 
 def _comma_list(value: Any) -> Any:

@@ -65,6 +65,7 @@ from conduit.infra.settings import RagSettings
 from conduit.infra.storage import Storage, local_storage
 from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import AUTOMATIC_RULES, INDEX_TASK, UNFINISHED
+from conduit.services.datasets.vectors import MatrixIndex, VectorIndex, build_vector_index
 from conduit.services.embeddings import CachedEmbedder, content_hash
 from conduit.signals import signals
 
@@ -153,6 +154,7 @@ class Indexer:
     embedder: Embedder
     splitter: Splitter
     worker_id: str
+    vectors: VectorIndex = field(default_factory=MatrixIndex)
 
     def run(self, document_id: str, generation: int) -> str:
         """Work on the document for one slice; what happened: skipped (not ours to do),
@@ -335,10 +337,11 @@ class Indexer:
             ).all()
         if not batch:
             return False
+        embedded = None
         if embed:
-            # The vectors go to the embedding cache (by model and text), where the dataset's
-            # search index reads them.
-            self.embedder.embed([row.content for row in batch])
+            # The vectors go to the embedding cache (by model and text), and into the vector
+            # index with the segments' completion below.
+            embedded = self.embedder.embed([row.content for row in batch]).vectors
         lease.check()
         now = utcnow()
         with self.db.transaction() as session:
@@ -373,6 +376,12 @@ class Indexer:
                 session.rollback()
                 raise LeaseLost()
             keywords.add(session, batch[0].dataset_id, [(row.id, row.content) for row in batch])
+            if embedded is not None:
+                self.vectors.add(
+                    session,
+                    batch[0].dataset_id,
+                    [(row.id, vector) for row, vector in zip(batch, embedded, strict=True)],
+                )
         return True
 
     # --- endings ---------------------------------------------------------------------------
@@ -601,4 +610,7 @@ def build_indexer(resources: Resources) -> Indexer:
         ),
         splitter=Splitter(tokenizer()),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        vectors=build_vector_index(
+            resources.db, settings.rag.vector_index, ef_search=settings.rag.hnsw_ef_search
+        ),
     )

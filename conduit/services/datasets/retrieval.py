@@ -1,11 +1,10 @@
 """Searching a dataset: the query embedded by the dataset's model, compared with the vectors of
 its available segments (completed, enabled documents and segments), best first.
 
-The vectors are the embedding cache's rows of the segments' texts, loaded once per process and
-dataset into one matrix and kept while the dataset's searchable segments are unchanged (a cheap
-count-and-latest query decides on every search); the scan is exact (`core/rag/retrieve.py`).
-`full_text_search` and `keyword_search` read the keyword index (`keywords.py`); `hybrid_search`
-weighs the two lists' similarities (`retrieval_model.weights`, 0.7 / 0.3 by default).
+`semantic_search` asks the process's vector index (`vectors.py`: exact in-process matrices,
+or pgvector) for candidates and keeps the available ones. `full_text_search` and
+`keyword_search` read the keyword index (`keywords.py`); `hybrid_search` weighs the two
+lists' similarities (`retrieval_model.weights`, 0.7 / 0.3 by default).
 """
 
 from __future__ import annotations
@@ -15,22 +14,18 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.knowledge import RetrievalPlan
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
-from conduit.core.rag.retrieve import fuse_weighted, nearest
+from conduit.core.rag.retrieve import fuse_weighted
 from conduit.core.rag.split import Splitter
 from conduit.db.models import (
-    CachedEmbedding,
     Dataset,
     Document,
     DocumentSegment,
-    IndexingStatus,
     IndexingTechnique,
 )
 from conduit.errors import InvalidParam
@@ -39,42 +34,24 @@ from conduit.services.datasets import keywords
 from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
 from conduit.services.datasets.documents import segment_view
 from conduit.services.datasets.segments import SegmentModel
+from conduit.services.datasets.vectors import VectorIndex, searchable
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
 
 
-def _searchable(dataset_id: str) -> Any:
-    return and_(
-        DocumentSegment.dataset_id == dataset_id,
-        DocumentSegment.status == "completed",
-        DocumentSegment.enabled.is_(True),
-        DocumentSegment.generation == Document.index_generation,
-        Document.indexing_status == IndexingStatus.COMPLETED,
-        Document.enabled.is_(True),
-        Document.archived.is_(False),
-    )
-
-
-@dataclass
-class _Loaded:
-    signature: tuple[Any, ...]
-    ids: list[str]
-    matrix: npt.NDArray[np.float32]
-
-
 @dataclass
 class Retriever:
-    """One per server process: the query embedder (loaded on the first search) and the
-    datasets' vector matrices."""
+    """One per process: the query embedder (loaded on the first search) and the vector
+    index."""
 
     embedder: Embedder
-    _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
+    index: VectorIndex
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _splitter: Splitter | None = None
 
     def segment_model(self) -> SegmentModel:
         """The model as segment edits use it: its vectors and its token counts."""
-        return SegmentModel(self.embedder, self._count_tokens)
+        return SegmentModel(self.embedder, self._count_tokens, self.index)
 
     def _count_tokens(self, text: str) -> int:
         with self._lock:
@@ -84,10 +61,10 @@ class Retriever:
         return splitter.count(text)
 
     @classmethod
-    def local(cls, *, threads: int = 0) -> Retriever:
+    def local(cls, index: VectorIndex, *, threads: int = 0) -> Retriever:
         # Queries are not cached: they rarely repeat, and the search runs inside the request's
         # transaction, which on SQLite holds the write lock a cache write would wait for.
-        return cls(embedder=LocalEmbedder(threads=threads))
+        return cls(embedder=LocalEmbedder(threads=threads), index=index)
 
     def search(
         self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
@@ -138,7 +115,7 @@ class Retriever:
                 .join(Document, Document.id == DocumentSegment.document_id)
                 .where(
                     DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]),
-                    _searchable(dataset.id),
+                    searchable(dataset.id),
                 )
             ).tuples()
         }
@@ -147,53 +124,8 @@ class Retriever:
     def _semantic(
         self, session: Session, dataset_id: str, query: str, limit: int
     ) -> list[tuple[str, float]]:
-        ids, matrix = self._vectors(session, dataset_id)
-        if not ids:
-            return []
         vector = self.embedder.embed([query]).vectors[0]
-        return nearest(matrix, ids, vector, top_k=limit)
-
-    def _vectors(
-        self, session: Session, dataset_id: str
-    ) -> tuple[list[str], npt.NDArray[np.float32]]:
-        key = (dataset_id, self.embedder.model_key)
-        signature = tuple(
-            session.execute(
-                select(
-                    func.count(DocumentSegment.id),
-                    func.max(DocumentSegment.completed_at),
-                    func.max(Document.updated_at),
-                )
-                .join(Document, Document.id == DocumentSegment.document_id)
-                .where(_searchable(dataset_id))
-            ).one()
-        )
-        with self._lock:
-            found = self._loaded.get(key)
-            if found is not None and found.signature == signature:
-                return found.ids, found.matrix
-        rows = session.execute(
-            select(DocumentSegment.id, CachedEmbedding.vector)
-            .join(Document, Document.id == DocumentSegment.document_id)
-            .join(
-                CachedEmbedding,
-                and_(
-                    CachedEmbedding.model_key == self.embedder.model_key,
-                    CachedEmbedding.content_hash == DocumentSegment.content_hash,
-                ),
-            )
-            .where(_searchable(dataset_id))
-            .order_by(DocumentSegment.id)
-        ).all()
-        ids = [row[0] for row in rows]
-        matrix = (
-            np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
-            if rows
-            else np.zeros((0, 0), dtype=np.float32)
-        )
-        with self._lock:
-            self._loaded[key] = _Loaded(signature, ids, matrix)
-        return ids, matrix
+        return self.index.search(session, dataset_id, self.embedder.model_key, vector, limit)
 
 
 def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from conduit.db.models import (
 from conduit.errors import InvalidParam, NotFound
 from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import get_document
+from conduit.services.datasets.vectors import VectorIndex
 from conduit.services.embeddings import content_hash, store_vectors
 
 SEGMENT_NOT_FOUND = "Segment not found."
@@ -39,10 +40,12 @@ CONTENT_MAX = 100_000  # characters of one segment
 @dataclass(frozen=True)
 class SegmentModel:
     """What segment edits need of the dataset's embedding model: the model itself (its
-    vectors go to the cache under its key) and its token count of a text."""
+    vectors go to the cache under its key), its token count of a text, and the vector index
+    the vectors go into."""
 
     embedder: Embedder
     count_tokens: Callable[[str], int]
+    index: VectorIndex
 
 
 def editable_document(session: Session, dataset: Dataset, document_id: str) -> Document:
@@ -138,15 +141,18 @@ def embed_texts(dataset: Dataset, model: SegmentModel, texts: list[str]) -> Vect
     return {content_hash(text): vector for text, vector in zip(texts, vectors, strict=True)}
 
 
-def _store(session: Session, dataset: Dataset, model: SegmentModel, vectors: Vectors,
-           texts: list[str]) -> None:  # fmt: skip
-    """The texts' vectors into the cache (where the dataset's search reads them), in this
-    transaction; one that `embed_texts` did not give is embedded now."""
+def _store(
+    session: Session, dataset: Dataset, model: SegmentModel, vectors: Vectors,
+    segments: list[DocumentSegment],
+) -> None:  # fmt: skip
+    """The segments' vectors into the cache and the vector index, in this transaction; one
+    that `embed_texts` did not give is embedded now."""
     if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
         return
-    missing = [text for text in texts if content_hash(text) not in vectors]
+    missing = [s.content for s in segments if s.content_hash not in vectors]
     vectors = {**vectors, **embed_texts(dataset, model, missing)}
     store_vectors(session.connection(), model.embedder.model_key, vectors)
+    model.index.add(session, dataset.id, [(s.id, vectors[s.content_hash]) for s in segments])
 
 
 def add_segments(
@@ -162,7 +168,6 @@ def add_segments(
     """Append segments to a completed document, searchable when this transaction commits
     (`vectors`: their texts' from `embed_texts`)."""
     texts = [item.content or "" for item in items]
-    _store(session, dataset, model, vectors or {}, texts)
     last = session.scalar(
         select(func.max(DocumentSegment.position)).where(
             DocumentSegment.document_id == document.id,
@@ -202,6 +207,7 @@ def add_segments(
         )
     session.add_all(made)
     session.flush()
+    _store(session, dataset, model, vectors or {}, made)
     keywords.add(session, dataset.id, [(s.id, s.content) for s in made])
     _count(document, segments=len(made), words=sum(s.word_count for s in made),
            tokens=sum(s.tokens for s in made))  # fmt: skip
@@ -223,13 +229,13 @@ def update_segment(
     re-indexed; `enabled` takes it into or out of search."""
     now = utcnow()
     if fields.content is not None and fields.content != segment.content:
-        _store(session, dataset, model, vectors or {}, [fields.content])
         words, tokens = segment.word_count, segment.tokens
         segment.content = fields.content
         segment.content_hash = segment.index_node_hash = content_hash(fields.content)
         segment.word_count = len(fields.content)
         segment.tokens = model.count_tokens(fields.content)
         segment.completed_at = now  # the dataset's vectors reload on their next search
+        _store(session, dataset, model, vectors or {}, [segment])
         keywords.remove_segments(session, [segment.id])
         keywords.add(session, dataset.id, [(segment.id, segment.content)])
         _count(document, segments=0, words=segment.word_count - words,

@@ -1,0 +1,331 @@
+"""The vector index of segments: one interface (`VectorIndex`), two backends, one conformance
+suite (`tests/contracts/test_vector_index.py`).
+
+- `MatrixIndex` (any database; the embedded mode's): a segment's vector is the embedding
+  cache's row of its text. A process loads a dataset's vectors once into a float32 matrix and
+  keeps it while the dataset's searchable segments are unchanged (a count-and-latest query
+  decides on every search); the scan is exact. Measured faster than sqlite-vec's own scan
+  (ADR 0014), and nothing to keep in step: `add` has nothing to write.
+- `PgVectorIndex` (PostgreSQL with pgvector 0.8): a table per dimension, `rag_vectors_{dim}`
+  (segment id → dataset id, vector), created on first use with an HNSW cosine index; rows are
+  written in the transaction that completes their segments and go with them (a foreign key,
+  ON DELETE CASCADE). Searches use the iterative scan, so a filtered search still finds k.
+
+Either returns candidates: ids of the dataset's indexed segments with their cosine
+similarity, best first; whether each is searchable now (enabled, its document completed and
+enabled) is the caller's filter (`retrieval.py`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from conduit.core.rag.embed.local import DIMENSION
+from conduit.core.rag.retrieve import nearest
+from conduit.db.models import (
+    CachedEmbedding,
+    Dataset,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+)
+from conduit.infra.db import Database
+
+logger = logging.getLogger(__name__)
+
+Vector = npt.NDArray[np.float32]
+
+
+class VectorIndex(Protocol):
+    name: str
+
+    def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
+        """Index (segment id, vector) pairs of a dataset in the caller's transaction; a segment
+        indexed again takes its new vector."""
+
+    def search(
+        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+    ) -> list[tuple[str, float]]:
+        """The `limit` segments of the dataset nearest to `vector` (by `model_key`'s vectors),
+        with their cosine similarity, best first."""
+
+
+def searchable(dataset_id: str) -> Any:
+    """The segments a search may return: completed and enabled, of the document's current
+    generation, in a completed, enabled, unarchived document."""
+    return and_(
+        DocumentSegment.dataset_id == dataset_id,
+        DocumentSegment.status == "completed",
+        DocumentSegment.enabled.is_(True),
+        DocumentSegment.generation == Document.index_generation,
+        Document.indexing_status == IndexingStatus.COMPLETED,
+        Document.enabled.is_(True),
+        Document.archived.is_(False),
+    )
+
+
+@dataclass
+class _Loaded:
+    signature: tuple[Any, ...]
+    ids: list[str]
+    matrix: Vector
+
+
+@dataclass
+class MatrixIndex:
+    """Exact search over per-process matrices of the embedding cache's vectors."""
+
+    name: str = "matrix"
+    _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
+        return None  # the vectors are the embedding cache's rows, written with the embedding
+
+    def search(
+        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+    ) -> list[tuple[str, float]]:
+        ids, matrix = self._vectors(session, dataset_id, model_key)
+        if not ids:
+            return []
+        if matrix.shape[1] != vector.shape[0]:
+            raise ValueError(
+                f"a {vector.shape[0]}-dimension query against {matrix.shape[1]}-dimension vectors"
+            )
+        return nearest(matrix, ids, vector, top_k=limit)
+
+    def _vectors(
+        self, session: Session, dataset_id: str, model_key: str
+    ) -> tuple[list[str], Vector]:
+        key = (dataset_id, model_key)
+        signature = tuple(
+            session.execute(
+                select(
+                    func.count(DocumentSegment.id),
+                    func.max(DocumentSegment.completed_at),
+                    func.max(Document.updated_at),
+                )
+                .join(Document, Document.id == DocumentSegment.document_id)
+                .where(searchable(dataset_id))
+            ).one()
+        )
+        with self._lock:
+            found = self._loaded.get(key)
+            if found is not None and found.signature == signature:
+                return found.ids, found.matrix
+        rows = session.execute(
+            select(DocumentSegment.id, CachedEmbedding.vector)
+            .join(Document, Document.id == DocumentSegment.document_id)
+            .join(
+                CachedEmbedding,
+                and_(
+                    CachedEmbedding.model_key == model_key,
+                    CachedEmbedding.content_hash == DocumentSegment.content_hash,
+                ),
+            )
+            .where(searchable(dataset_id))
+            .order_by(DocumentSegment.id)
+        ).all()
+        ids = [row[0] for row in rows]
+        matrix = (
+            np.stack([np.frombuffer(row[1], dtype=np.float32) for row in rows])
+            if rows
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        with self._lock:
+            self._loaded[key] = _Loaded(signature, ids, matrix)
+        return ids, matrix
+
+
+# Held while the extension or a vector table is created (concurrent CREATE … IF NOT EXISTS can
+# still collide in PostgreSQL's catalogs).
+_LOCK = "SELECT pg_advisory_xact_lock(hashtext('conduit.rag_vectors'))"
+
+
+def _literal(vector: Vector) -> str:
+    """pgvector's text form of a vector ('[0.1,0.2,…]')."""
+    return "[" + ",".join(f"{float(x):.8g}" for x in vector) + "]"
+
+
+@dataclass
+class PgVectorIndex:
+    """pgvector tables, one per dimension, each with an HNSW index on cosine distance."""
+
+    db: Database
+    ef_search: int = 100
+    name: str = "pgvector"
+    _ready: set[int] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @staticmethod
+    def table(dimension: int) -> str:
+        """The dimension's table: its name is made of an int, so it can go into SQL text."""
+        return f"rag_vectors_{int(dimension)}"
+
+    def ensure(self, dimension: int) -> str:
+        """The dimension's table, created (once per database, under an advisory lock) and
+        filled with the vectors of segments indexed before it existed. Call it outside any
+        transaction that wrote segments (`build_vector_index` does, for the local model's
+        dimension): creating the table's foreign key waits for such a transaction, which
+        would wait for this; the lock timeout turns that into an error, not a hang."""
+        table = self.table(dimension)
+        with self._lock:
+            if dimension in self._ready:
+                return table
+            with self.db.engine.begin() as connection:
+                connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+                connection.execute(text(_LOCK))
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+                connection.execute(
+                    text(
+                        f"CREATE TABLE IF NOT EXISTS {table} ("
+                        "segment_id varchar(36) PRIMARY KEY "
+                        "REFERENCES document_segments (id) ON DELETE CASCADE, "
+                        "dataset_id varchar(36) NOT NULL, "
+                        f"embedding vector({int(dimension)}) NOT NULL)"
+                    )
+                )
+                connection.execute(
+                    text(
+                        f"CREATE INDEX IF NOT EXISTS {table}_hnsw ON {table} "
+                        "USING hnsw (embedding vector_cosine_ops)"
+                    )
+                )
+                connection.execute(
+                    text(f"CREATE INDEX IF NOT EXISTS {table}_dataset ON {table} (dataset_id)")
+                )
+            self._backfill(dimension, table)
+            self._ready.add(dimension)
+        return table
+
+    def _backfill(self, dimension: int, table: str) -> None:
+        """Vectors of completed segments of high-quality datasets that the table lacks (indexed
+        before it existed, or by the other backend), from the embedding cache."""
+        missing = (
+            select(DocumentSegment.id, DocumentSegment.dataset_id, CachedEmbedding.vector)
+            .join(Dataset, Dataset.id == DocumentSegment.dataset_id)
+            .join(CachedEmbedding, CachedEmbedding.content_hash == DocumentSegment.content_hash)
+            .where(
+                Dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY,
+                DocumentSegment.status == "completed",
+                CachedEmbedding.dimension == dimension,
+                text(
+                    f"NOT EXISTS (SELECT 1 FROM {table} v "  # noqa: S608 (an int's name)
+                    "WHERE v.segment_id = document_segments.id)"
+                ),
+            )
+        )
+        added = 0
+        with self.db.engine.begin() as connection:
+            for batch in connection.execute(missing).partitions(500):
+                connection.execute(
+                    text(
+                        f"INSERT INTO {table} (segment_id, dataset_id, embedding) "  # noqa: S608
+                        "VALUES (:segment_id, :dataset_id, CAST(:embedding AS vector)) "
+                        "ON CONFLICT (segment_id) DO NOTHING"
+                    ),
+                    [
+                        {
+                            "segment_id": row[0],
+                            "dataset_id": row[1],
+                            "embedding": _literal(np.frombuffer(row[2], dtype=np.float32)),
+                        }
+                        for row in batch
+                    ],
+                )
+                added += len(batch)
+        if added:
+            logger.info("vector index: %d vectors copied into %s", added, table)
+
+    def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
+        if not rows:
+            return
+        table = self.ensure(int(rows[0][1].shape[0]))
+        session.execute(
+            text(
+                f"INSERT INTO {table} (segment_id, dataset_id, embedding) "  # noqa: S608
+                "VALUES (:segment_id, :dataset_id, CAST(:embedding AS vector)) "
+                "ON CONFLICT (segment_id) DO UPDATE SET embedding = EXCLUDED.embedding"
+            ),
+            [
+                {"segment_id": segment_id, "dataset_id": dataset_id, "embedding": _literal(vector)}
+                for segment_id, vector in rows
+            ],
+        )
+
+    def search(
+        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+    ) -> list[tuple[str, float]]:
+        table = self.ensure(int(vector.shape[0]))
+        # For this transaction only: how wide the HNSW search is, and that a filtered search
+        # goes on scanning until it has `limit` rows of the dataset (relaxed order: the outer
+        # ORDER BY puts them back in order).
+        session.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+            ),
+            {"ef": str(max(self.ef_search, limit))},
+        )
+        rows = session.execute(
+            text(
+                "WITH found AS MATERIALIZED ("  # noqa: S608 (the table's name is an int's)
+                f"SELECT segment_id, embedding <=> CAST(:q AS vector) AS distance FROM {table} "
+                "WHERE dataset_id = :dataset_id ORDER BY distance LIMIT :limit) "
+                "SELECT segment_id, 1 - distance FROM found ORDER BY distance, segment_id"
+            ),
+            {"q": _literal(vector), "dataset_id": dataset_id, "limit": limit},
+        ).all()
+        return [(str(row[0]), float(row[1])) for row in rows]
+
+
+def pgvector_available(db: Database) -> bool:
+    if db.dialect != "postgresql":
+        return False
+    with db.engine.connect() as connection:
+        return bool(
+            connection.execute(
+                text("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            ).first()
+        )
+
+
+def build_vector_index(
+    db: Database, choice: str, *, ef_search: int = 100, dimensions: Sequence[int] = (DIMENSION,)
+) -> VectorIndex:
+    """The backend `choice` names ("matrix", "pgvector", or "auto": pgvector on PostgreSQL
+    where the extension is available, else the matrix), with the tables of the models'
+    `dimensions` ready."""
+    if choice == "pgvector" and db.dialect != "postgresql":
+        raise ValueError("CONDUIT_RAG_VECTOR_INDEX=pgvector needs a PostgreSQL database")
+    if choice == "pgvector" or (choice == "auto" and pgvector_available(db)):
+        try:
+            with db.engine.begin() as connection:
+                # Servers and workers start together: one at a time creates the extension.
+                connection.execute(text(_LOCK))
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+        except DBAPIError as error:
+            if choice == "pgvector":
+                raise
+            logger.warning(
+                "vector index: pgvector is installed but cannot be enabled in this database "
+                "(%s); searching in-process matrices instead",
+                str(error.orig).strip(),
+            )
+            return MatrixIndex()
+        index = PgVectorIndex(db, ef_search=ef_search)
+        for dimension in dimensions:
+            index.ensure(dimension)
+        return index
+    return MatrixIndex()

@@ -1,0 +1,277 @@
+"""The vector index contract (`conduit/services/datasets/vectors.py:VectorIndex`), run against
+every backend the mode's database has: the in-process matrices on SQLite and PostgreSQL,
+pgvector on PostgreSQL (which CI must have: `scripts/install-pgvector`).
+
+Each case writes real rows (a workspace, datasets, documents, segments, the embedding cache)
+and indexes them as the indexer does, in the transaction that writes the segments."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from sqlalchemy import delete, update
+
+from conduit.db.models import (
+    Dataset,
+    Document,
+    DocumentSegment,
+    IndexingStatus,
+    IndexingTechnique,
+    utcnow,
+)
+from conduit.infra.db import Database
+from conduit.services.accounts import create_admin
+from conduit.services.datasets.vectors import (
+    MatrixIndex,
+    PgVectorIndex,
+    Vector,
+    VectorIndex,
+    pgvector_available,
+)
+from conduit.services.embeddings import content_hash, store_vectors
+from tests import support
+
+MODEL = "test:model"
+DIM = 16
+RNG = np.random.default_rng(7)
+
+
+def unit(vector: np.ndarray) -> Vector:
+    found: Vector = (vector / np.linalg.norm(vector)).astype(np.float32)
+    return found
+
+
+def random_vectors(n: int, dim: int = DIM) -> list[Vector]:
+    return [unit(RNG.normal(size=dim)) for _ in range(n)]
+
+
+@pytest.fixture(params=["matrix", "pgvector"])
+def index(request: pytest.FixtureRequest, db: Database) -> VectorIndex:
+    if request.param == "matrix":
+        return MatrixIndex()
+    if db.dialect != "postgresql":
+        pytest.skip("pgvector is a PostgreSQL backend")
+    if not pgvector_available(db):
+        support.missing("pgvector installed in PostgreSQL (scripts/install-pgvector)")
+    index = PgVectorIndex(db)
+    for dimension in (DIM, DIM * 2):  # as `build_vector_index` does, before any write
+        index.ensure(dimension)
+    return index
+
+
+@dataclass
+class Corpus:
+    """Rows of one workspace: datasets made by `dataset()`, each with one document."""
+
+    db: Database
+    index: VectorIndex
+    tenant_id: str
+    account_id: str
+
+    def dataset(self, vectors: list[Vector]) -> tuple[str, str, list[str]]:
+        """A dataset with one completed document of one segment per vector, indexed; its id,
+        the document's, and the segments' ids in the vectors' order."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            dataset = Dataset(
+                tenant_id=self.tenant_id,
+                name=f"Vectors {time.monotonic_ns()}",
+                created_by=self.account_id,
+                indexing_technique=IndexingTechnique.HIGH_QUALITY,
+            )
+            session.add(dataset)
+            session.flush()
+            document = Document(
+                tenant_id=self.tenant_id,
+                dataset_id=dataset.id,
+                position=1,
+                batch="b",
+                name="doc",
+                created_by=self.account_id,
+                indexing_status=IndexingStatus.COMPLETED,
+            )
+            session.add(document)
+            session.flush()
+            segments = []
+            for position, vector in enumerate(vectors, start=1):
+                text = f"segment {uuid.uuid4()}"
+                segments.append(
+                    DocumentSegment(
+                        id=str(uuid.uuid4()),
+                        tenant_id=self.tenant_id,
+                        dataset_id=dataset.id,
+                        document_id=document.id,
+                        position=position,
+                        content=text,
+                        word_count=len(text),
+                        status="completed",
+                        created_by=self.account_id,
+                        completed_at=now,
+                        content_hash=content_hash(text),
+                    )
+                )
+            session.add_all(segments)
+            session.flush()
+            store_vectors(
+                session.connection(),
+                MODEL,
+                {s.content_hash: v for s, v in zip(segments, vectors, strict=True)},
+            )
+            self.index.add(
+                session, dataset.id, [(s.id, v) for s, v in zip(segments, vectors, strict=True)]
+            )
+            return dataset.id, document.id, [s.id for s in segments]
+
+    def search(self, dataset_id: str, query: Vector, limit: int = 5) -> list[tuple[str, float]]:
+        with self.db.reads() as session:
+            return self.index.search(session, dataset_id, MODEL, query, limit)
+
+
+def workspace(db: Database) -> tuple[str, str]:
+    """A new workspace and its owner: (tenant id, account id)."""
+    with db.transaction() as session:
+        account, tenant, _ = create_admin(
+            session,
+            email=f"vectors-{time.monotonic_ns()}@example.com",
+            password="correct horse battery",
+            workspace="Vectors",
+        )
+        return tenant.id, account.id
+
+
+@pytest.fixture
+def corpus(db: Database, index: VectorIndex) -> Corpus:
+    return Corpus(db, index, *workspace(db))
+
+
+def exact(vectors: list[Vector], ids: list[str], query: Vector, k: int) -> list[str]:
+    scores = np.stack(vectors) @ query
+    return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+class TestSearch:
+    def test_nearest_first_with_cosine_similarities(self, corpus: Corpus) -> None:
+        vectors = random_vectors(40)
+        dataset_id, _, ids = corpus.dataset(vectors)
+        query = unit(vectors[3] + 0.1 * random_vectors(1)[0])
+        found = corpus.search(dataset_id, query, limit=5)
+        assert [i for i, _ in found] == exact(vectors, ids, query, 5)
+        scores = [s for _, s in found]
+        assert scores == sorted(scores, reverse=True)
+        for segment_id, score in found:
+            assert score == pytest.approx(float(vectors[ids.index(segment_id)] @ query), abs=1e-4)
+        assert all(-1.0 <= s <= 1.0 for s in scores)
+
+    def test_the_same_vector_is_found_first_with_similarity_one(self, corpus: Corpus) -> None:
+        vectors = random_vectors(10)
+        dataset_id, _, ids = corpus.dataset(vectors)
+        ((first, score),) = corpus.search(dataset_id, vectors[7], limit=1)
+        assert first == ids[7]
+        assert score == pytest.approx(1.0, abs=1e-4)
+
+    def test_a_dataset_never_sees_anothers_vectors(self, corpus: Corpus) -> None:
+        mine, _, my_ids = corpus.dataset(random_vectors(5))
+        theirs_vectors = random_vectors(30)
+        _, _, their_ids = corpus.dataset(theirs_vectors)
+        found = corpus.search(mine, theirs_vectors[0], limit=20)
+        assert {i for i, _ in found} == set(my_ids)
+        assert not {i for i, _ in found} & set(their_ids)
+
+    def test_an_empty_dataset_finds_nothing(self, corpus: Corpus) -> None:
+        dataset_id, _, _ = corpus.dataset([])
+        assert corpus.search(dataset_id, random_vectors(1)[0]) == []
+        assert corpus.search(str(uuid.uuid4()), random_vectors(1)[0]) == []
+
+    def test_limit_larger_than_the_dataset_returns_all(self, corpus: Corpus) -> None:
+        dataset_id, _, ids = corpus.dataset(random_vectors(3))
+        assert {i for i, _ in corpus.search(dataset_id, random_vectors(1)[0], limit=50)} == set(ids)
+
+
+class TestWrites:
+    def test_deleted_segments_and_documents_leave_the_index(self, corpus: Corpus) -> None:
+        vectors = random_vectors(6)
+        dataset_id, document_id, ids = corpus.dataset(vectors)
+        with corpus.db.transaction() as session:
+            session.execute(delete(DocumentSegment).where(DocumentSegment.id == ids[0]))
+        found = {i for i, _ in corpus.search(dataset_id, vectors[0], limit=10)}
+        assert ids[0] not in found
+        assert found == set(ids[1:])
+        with corpus.db.transaction() as session:
+            session.execute(delete(Document).where(Document.id == document_id))
+        assert corpus.search(dataset_id, vectors[1], limit=10) == []
+
+    def test_a_rolled_back_write_leaves_nothing(self, corpus: Corpus) -> None:
+        vectors = random_vectors(2)
+        dataset_id, document_id, ids = corpus.dataset(vectors)
+        extra = random_vectors(1)[0]
+        text = f"never {uuid.uuid4()}"
+
+        def index_then_fail() -> None:
+            with corpus.db.transaction() as session:
+                segment = DocumentSegment(
+                    id=str(uuid.uuid4()),
+                    tenant_id=corpus.tenant_id,
+                    dataset_id=dataset_id,
+                    document_id=document_id,
+                    position=3,
+                    content=text,
+                    word_count=len(text),
+                    status="completed",
+                    created_by=corpus.account_id,
+                    completed_at=utcnow(),
+                    content_hash=content_hash(text),
+                )
+                session.add(segment)
+                session.flush()
+                store_vectors(session.connection(), MODEL, {segment.content_hash: extra})
+                corpus.index.add(session, dataset_id, [(segment.id, extra)])
+                raise RuntimeError("the use case failed after indexing")
+
+        with pytest.raises(RuntimeError):
+            index_then_fail()
+        assert {i for i, _ in corpus.search(dataset_id, extra, limit=10)} == set(ids)
+
+    def test_indexing_a_segment_again_takes_its_new_vector(self, corpus: Corpus) -> None:
+        vectors = random_vectors(4)
+        dataset_id, _, ids = corpus.dataset(vectors)
+        moved = random_vectors(1)[0]
+        text = f"moved {uuid.uuid4()}"
+        with corpus.db.transaction() as session:
+            session.execute(
+                update(DocumentSegment)
+                .where(DocumentSegment.id == ids[2])
+                .values(content=text, content_hash=content_hash(text), completed_at=utcnow())
+            )
+            store_vectors(session.connection(), MODEL, {content_hash(text): moved})
+            corpus.index.add(session, dataset_id, [(ids[2], moved)])
+        ((first, score),) = corpus.search(dataset_id, moved, limit=1)
+        assert (first, round(score, 3)) == (ids[2], 1.0)
+
+    def test_models_of_other_dimensions_never_mix(self, corpus: Corpus) -> None:
+        dataset_id, _, _ = corpus.dataset(random_vectors(3))
+        other = random_vectors(1, dim=DIM * 2)[0]
+        try:
+            found = corpus.search(dataset_id, other)
+        except ValueError:
+            return  # refused: the dimensions differ
+        assert found == []  # or nothing of the other dimension is found
+
+
+def test_pgvector_takes_in_the_vectors_indexed_before_its_table(db: Database) -> None:
+    """Segments indexed while the matrix served (or before pgvector was installed) are copied
+    from the embedding cache when the table is made."""
+    if db.dialect != "postgresql" or not pgvector_available(db):
+        pytest.skip("pgvector on PostgreSQL")
+    ids = workspace(db)
+    vectors = random_vectors(12, dim=24)
+    earlier = Corpus(db, MatrixIndex(), *ids)
+    dataset_id, _, segment_ids = earlier.dataset(vectors)
+    later = PgVectorIndex(db)
+    later.ensure(24)
+    found = Corpus(db, later, *ids).search(dataset_id, vectors[5], limit=3)
+    assert found[0][0] == segment_ids[5]
+    assert len(found) == 3
