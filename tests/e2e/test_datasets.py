@@ -407,3 +407,54 @@ class TestConsole:
         keys = admin.client.get("/console/api/datasets/api-keys")
         assert keys.status_code == 200
         assert "data" in keys.json()
+
+
+class TestWorkspaceModels:
+    def test_the_knowledge_key_lists_the_workspaces_models(
+        self, stack: support.Stack, admin: Admin, kb: httpx.Client, make_app: AppFactory
+    ) -> None:
+        base = "/v1/workspaces/current/models/model-types"
+        embedding = kb.get(f"{base}/text-embedding")
+        assert embedding.status_code == 200, embedding.text
+        ((provider,),) = [embedding.json()["data"]]
+        assert provider["provider"] == "conduit"
+        assert provider["status"] == "active"
+        ((model,),) = [provider["models"]]
+        assert model["model"] == LOCAL_MODEL
+        assert model["model_type"] == "text-embedding"
+        # What it lists is what a dataset accepts.
+        made = create(
+            kb, name="Listed model", indexing_technique="high_quality",
+            embedding_model=model["model"], embedding_model_provider=provider["provider"],
+        )  # fmt: skip
+        assert made["embedding_model"] == LOCAL_MODEL
+
+        added = admin.client.post(
+            "/console/api/workspaces/current/model-providers",
+            json={
+                "provider": "openai_api_compatible",
+                "name": "Team endpoint",
+                "base_url": "https://models.example.com/v1",
+                "api_key": "sk-team",
+                "models": ["team-chat"],
+            },
+        )
+        assert added.status_code == 201, added.text
+        chat = kb.get(f"{base}/llm").json()["data"]
+        assert [p["label"]["en_US"] for p in chat] == ["Server default", "Team endpoint"]
+        assert chat[1]["provider"] == f"workspace:{added.json()['data']['id']}"
+        assert [m["model"] for m in chat[1]["models"]] == ["team-chat"]
+        assert "sk-team" not in kb.get(f"{base}/llm").text
+        assert kb.get(f"{base}/rerank").json() == {"data": []}
+        assert_envelope(kb.get(f"{base}/vision"), 400, "invalid_param", "model_type must be")
+
+        app_id = make_app()["id"]
+        app_key = admin.client.post(f"/console/api/apps/{app_id}/api-keys").json()["data"]
+        with stack.client(app_key["token"]) as app_client:
+            assert_envelope(app_client.get(f"{base}/llm"), 401, "unauthorized")
+        stranger = make_admin(stack, workspace="Other models")
+        with knowledge_client(stack, stranger) as theirs:
+            assert [p["label"]["en_US"] for p in theirs.get(f"{base}/llm").json()["data"]] == [
+                "Server default"
+            ]
+        stranger.client.close()

@@ -133,6 +133,14 @@ def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
         assert rows == (expected, expected, 1, expected)
         assert int(resumes) >= 1  # type: ignore[call-overload]
         assert stuck == 0
+        if indexing_stack.sql("SELECT to_regclass('rag_vectors_384') IS NOT NULL")[0][0]:
+            # pgvector: one vector per segment, none twice (the kill fell inside a batch).
+            vectors = indexing_stack.sql(
+                "SELECT count(*), count(DISTINCT v.segment_id) FROM rag_vectors_384 v "
+                "JOIN document_segments s ON s.id = v.segment_id WHERE s.document_id = :id",
+                id=document_id,
+            )[0]
+            assert tuple(vectors) == (expected, expected), vectors
         found = kb.post(
             f"/v1/datasets/{dataset['id']}/retrieve",
             json={"query": "where is item 150.30 kept", "retrieval_model": {"top_k": 1}},

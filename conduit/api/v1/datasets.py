@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from conduit.api.deps import DatasetCaller, DbSession
+from conduit.api.deps import AppSettings, DatasetCaller, DbSession
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.errors import InvalidParam
-from conduit.services.datasets import datasets
+from conduit.services.datasets import datasets, models
 from conduit.services.datasets.datasets import DatasetFields
 
 router = APIRouter(tags=["knowledge: datasets"])
@@ -89,3 +89,11 @@ def delete_dataset(dataset_id: str, caller: DatasetCaller, session: DbSession) -
     dataset = datasets.get_dataset(session, caller.tenant_id, dataset_id, api=True)
     datasets.delete_dataset(session, dataset)
     return Response(status_code=204)
+
+
+@router.get("/workspaces/current/models/model-types/{model_type}")
+def workspace_models(
+    model_type: str, caller: DatasetCaller, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
+    """The workspace's models of one type (Dify's shape: providers, each with its models)."""
+    return {"data": models.available_models(session, caller.tenant_id, model_type, settings)}
