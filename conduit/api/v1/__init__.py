@@ -10,6 +10,7 @@ from conduit.api.v1 import (
     datasets,
     documents,
     files,
+    tags,
     tasks,
 )
 
@@ -18,6 +19,7 @@ router.include_router(app.router)
 router.include_router(chat.router)
 router.include_router(completion.router)
 router.include_router(conversations.router)
+router.include_router(tags.router)  # before datasets: /datasets/tags is no dataset
 router.include_router(datasets.router)
 router.include_router(documents.router)
 router.include_router(files.router)

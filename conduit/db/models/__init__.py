@@ -37,6 +37,8 @@ from conduit.db.models.dataset import (
     IndexingStatus,
     IndexingTechnique,
     ProcessMode,
+    Tag,
+    TagBinding,
 )
 from conduit.db.models.embedding import CachedEmbedding
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
@@ -84,6 +86,8 @@ __all__ = [
     "ProviderCredential",
     "Role",
     "Site",
+    "Tag",
+    "TagBinding",
     "Tenant",
     "TenantStatus",
     "UploadFile",

@@ -204,3 +204,31 @@ class AppDatasetJoin(IdMixin, Base):
         ForeignKey("datasets.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tag(IdMixin, Base):
+    """A workspace's label for its datasets (Dify's tags of type `knowledge`)."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("tenant_id", "type", "name"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16), default="knowledge")
+    name: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TagBinding(IdMixin, Base):
+    """A tag on a dataset; both ends deleted take the binding with them."""
+
+    __tablename__ = "tag_bindings"
+    __table_args__ = (UniqueConstraint("tag_id", "target_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    tag_id: Mapped[str] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"))
+    target_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -10,10 +10,11 @@ Dify's: `only_me` datasets of another member are left out of a list unless `incl
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, case, false, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,8 @@ from conduit.db.models import (
     IndexingStatus,
     IndexingTechnique,
     Membership,
+    Tag,
+    TagBinding,
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
@@ -322,8 +325,10 @@ def list_datasets(
         escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Dataset.name.ilike(f"%{escaped}%", escape="\\"))
     if tag_ids:
-        # No dataset carries tags yet (tag bindings are not built): a tag filter matches none.
-        query = query.where(false())
+        # Datasets with any of the tags (as Dify filters).
+        query = query.where(
+            Dataset.id.in_(select(TagBinding.target_id).where(TagBinding.tag_id.in_(tag_ids)))
+        )
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = session.scalars(
         query.order_by(Dataset.created_at.desc(), Dataset.id)
@@ -393,14 +398,33 @@ def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
             select(Account.id, Account.name).where(Account.id.in_(author_ids))
         ).tuples()
     }
-    return [_view(d, counts[d.id], authors.get(d.created_by)) for d in datasets]
+    tags = dataset_tags(session, [d.id for d in datasets])
+    return [_view(d, counts[d.id], authors.get(d.created_by), tags[d.id]) for d in datasets]
+
+
+def dataset_tags(session: Session, dataset_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each dataset's tags ({id, name, type}), by dataset id, in one query."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    if not dataset_ids:
+        return found
+    rows = session.execute(
+        select(TagBinding.target_id, Tag)
+        .join(Tag, Tag.id == TagBinding.tag_id)
+        .where(TagBinding.target_id.in_(dataset_ids))
+        .order_by(Tag.name, Tag.id)
+    ).tuples()
+    for target_id, tag in rows:
+        found[target_id].append({"id": tag.id, "name": tag.name, "type": tag.type})
+    return found
 
 
 def view(session: Session, dataset: Dataset) -> dict[str, Any]:
     return views(session, [dataset])[0]
 
 
-def _view(dataset: Dataset, counts: _Counts, author: str | None) -> dict[str, Any]:
+def _view(
+    dataset: Dataset, counts: _Counts, author: str | None, tags: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "id": dataset.id,
         "name": dataset.name,
@@ -423,7 +447,7 @@ def _view(dataset: Dataset, counts: _Counts, author: str | None) -> dict[str, An
         "embedding_model_provider": dataset.embedding_model_provider,
         "embedding_available": True,
         "retrieval_model_dict": dataset.retrieval_model or default_retrieval_model(),
-        "tags": [],
+        "tags": tags,
         "doc_form": dataset.doc_form,
         "external_knowledge_info": {
             "external_knowledge_id": None,
