@@ -190,6 +190,19 @@ class TestSearch:
         dataset_id, _, ids = corpus.dataset(random_vectors(3))
         assert {i for i, _ in corpus.search(dataset_id, random_vectors(1)[0], limit=50)} == set(ids)
 
+    def test_a_document_filter_keeps_only_its_documents_segments(self, corpus: Corpus) -> None:
+        vectors = random_vectors(8)
+        dataset_id, document_id, ids = corpus.dataset(vectors)
+        with corpus.db.reads() as session:
+            kept = corpus.index.search(
+                session, dataset_id, MODEL, vectors[0], 5, document_ids={document_id}
+            )
+            other = corpus.index.search(
+                session, dataset_id, MODEL, vectors[0], 5, document_ids={str(uuid.uuid4())}
+            )
+        assert [i for i, _ in kept] == exact(vectors, ids, vectors[0], 5)
+        assert other == []
+
 
 class TestWrites:
     def test_deleted_segments_and_documents_leave_the_index(self, corpus: Corpus) -> None:

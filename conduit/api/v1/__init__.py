@@ -10,6 +10,7 @@ from conduit.api.v1 import (
     datasets,
     documents,
     files,
+    metadata,
     tags,
     tasks,
 )
@@ -22,6 +23,7 @@ router.include_router(conversations.router)
 router.include_router(tags.router)  # before datasets: /datasets/tags is no dataset
 router.include_router(datasets.router)
 router.include_router(documents.router)
+router.include_router(metadata.router)
 router.include_router(files.router)
 router.include_router(tasks.router)
 

@@ -30,6 +30,7 @@ from conduit.db.models.conversation import (
 from conduit.db.models.dataset import (
     AppDatasetJoin,
     Dataset,
+    DatasetMetadata,
     DatasetPermission,
     DatasetProcessRule,
     Document,
@@ -67,6 +68,7 @@ __all__ = [
     "ConsoleSession",
     "Conversation",
     "Dataset",
+    "DatasetMetadata",
     "DatasetPermission",
     "DatasetProcessRule",
     "DeliveryStatus",

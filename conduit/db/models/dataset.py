@@ -232,3 +232,19 @@ class TagBinding(IdMixin, Base):
     )
     created_by: Mapped[str] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetMetadata(IdMixin, Base):
+    """A metadata field of a dataset's documents (Dify's `string`, `number` or `time`); the
+    values live in each document's `doc_metadata`, by the field's name."""
+
+    __tablename__ = "dataset_metadata"
+    __table_args__ = (UniqueConstraint("dataset_id", "name"),)
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -22,6 +22,7 @@ from conduit.db.models import (
     Account,
     AppDatasetJoin,
     Dataset,
+    DatasetMetadata,
     DatasetPermission,
     Document,
     IndexingStatus,
@@ -398,8 +399,22 @@ def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
             select(Account.id, Account.name).where(Account.id.in_(author_ids))
         ).tuples()
     }
-    tags = dataset_tags(session, [d.id for d in datasets])
-    return [_view(d, counts[d.id], authors.get(d.created_by), tags[d.id]) for d in datasets]
+    ids = [d.id for d in datasets]
+    tags = dataset_tags(session, ids)
+    fields: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for field in session.scalars(
+        select(DatasetMetadata)
+        .where(DatasetMetadata.dataset_id.in_(ids))
+        .order_by(DatasetMetadata.created_at, DatasetMetadata.id)
+    ):
+        fields[field.dataset_id].append({"id": field.id, "name": field.name, "type": field.type})
+    return [
+        {
+            **_view(d, counts[d.id], authors.get(d.created_by), tags[d.id]),
+            "doc_metadata": fields[d.id],
+        }
+        for d in datasets
+    ]
 
 
 def dataset_tags(session: Session, dataset_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -42,7 +42,7 @@ from conduit.errors import (
 )
 from conduit.infra.outbox import enqueue
 from conduit.infra.storage import Storage
-from conduit.services.datasets import keywords
+from conduit.services.datasets import keywords, metadata
 from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
 
@@ -563,12 +563,20 @@ def indexing_status(document: Document) -> dict[str, Any]:
 
 
 def document_views(session: Session, documents: list[Document]) -> list[dict[str, Any]]:
+    """Dify's Document objects (of one dataset), with their files and metadata values."""
+    if not documents:
+        return []
     files = _files(session, documents)
-    return [_document_view(d, files.get(_file_id(d) or "")) for d in documents]
+    dataset = session.get(Dataset, documents[0].dataset_id)
+    values = metadata.document_views(session, dataset, documents) if dataset else {}
+    return [
+        {**_document_view(d, files.get(_file_id(d) or "")), "doc_metadata": values.get(d.id, [])}
+        for d in documents
+    ]
 
 
 def document_detail(session: Session, document: Document) -> dict[str, Any]:
-    view = _document_view(document, _files(session, [document]).get(_file_id(document) or ""))
+    (view,) = document_views(session, [document])
     count, length = session.execute(
         select(func.count(), func.avg(DocumentSegment.word_count)).where(
             DocumentSegment.document_id == document.id,
@@ -647,7 +655,7 @@ def _document_view(document: Document, upload: UploadFile | None) -> dict[str, A
         "word_count": document.word_count,
         "hit_count": 0,
         "doc_form": document.doc_form,
-        "doc_metadata": document.doc_metadata or [],
+        "doc_metadata": [],  # the values, by `document_views`
         "summary_index_status": None,
         "need_summary": False,
     }

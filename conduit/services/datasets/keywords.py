@@ -4,9 +4,10 @@ it; a search returns segment ids with a similarity in [0, 1), best first."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from conduit.core.rag.keywords import fts5_query, normalise_bm25, terms, tsquery
@@ -74,27 +75,47 @@ def remove_dataset(session: Session, dataset_id: str) -> None:
     )
 
 
-def search(session: Session, dataset_id: str, query: str, limit: int) -> list[tuple[str, float]]:
+def search(
+    session: Session,
+    dataset_id: str,
+    query: str,
+    limit: int,
+    document_ids: Collection[str] | None = None,
+) -> list[tuple[str, float]]:
+    """The best `limit` matches of `query` in the dataset (only its `document_ids`' segments
+    when given), with a similarity in [0, 1)."""
     words = terms(query)
-    if not words:
+    if not words or (document_ids is not None and not document_ids):
         return []
+    only, params = "", {}
+    if document_ids is not None:
+        only = " AND segment_id IN (SELECT id FROM document_segments WHERE document_id IN :docs)"
+        params["docs"] = list(document_ids)
     if _postgres(session):
+        statement = text(
+            "SELECT segment_id, ts_rank_cd(tsv, q, 32) AS score "  # noqa: S608 (fixed SQL)
+            "FROM rag_keywords, to_tsquery('simple', :q) AS q "
+            f"WHERE dataset_id = :dataset_id AND tsv @@ q{only} "
+            "ORDER BY score DESC, segment_id LIMIT :limit"
+        )
         rows = session.execute(
-            text(
-                "SELECT segment_id, ts_rank_cd(tsv, q, 32) AS score "
-                "FROM rag_keywords, to_tsquery('simple', :q) AS q "
-                "WHERE dataset_id = :dataset_id AND tsv @@ q "
-                "ORDER BY score DESC, segment_id LIMIT :limit"
-            ),
-            {"q": tsquery(words), "dataset_id": dataset_id, "limit": limit},
+            _expanding(statement, params),
+            {"q": tsquery(words), "dataset_id": dataset_id, "limit": limit, **params},
         ).all()
         return [(str(row[0]), float(row[1])) for row in rows]
+    statement = text(
+        "SELECT segment_id, bm25(rag_keywords) AS score FROM rag_keywords "  # noqa: S608
+        f"WHERE rag_keywords MATCH :q AND dataset_id = :dataset_id{only} "
+        "ORDER BY score, segment_id LIMIT :limit"
+    )
     rows = session.execute(
-        text(
-            "SELECT segment_id, bm25(rag_keywords) AS score FROM rag_keywords "
-            "WHERE rag_keywords MATCH :q AND dataset_id = :dataset_id "
-            "ORDER BY score, segment_id LIMIT :limit"
-        ),
-        {"q": fts5_query(words), "dataset_id": dataset_id, "limit": limit},
+        _expanding(statement, params),
+        {"q": fts5_query(words), "dataset_id": dataset_id, "limit": limit, **params},
     ).all()
     return [(str(row[0]), normalise_bm25(float(row[1]))) for row in rows]
+
+
+def _expanding(statement: TextClause, params: dict[str, Any]) -> TextClause:
+    return (
+        statement.bindparams(bindparam("docs", expanding=True)) if "docs" in params else statement
+    )

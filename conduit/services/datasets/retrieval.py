@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.knowledge import RetrievalPlan
@@ -30,7 +30,7 @@ from conduit.db.models import (
 )
 from conduit.errors import InvalidParam
 from conduit.infra.db import Database
-from conduit.services.datasets import keywords
+from conduit.services.datasets import keywords, metadata
 from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
 from conduit.services.datasets.documents import segment_view
 from conduit.services.datasets.segments import SegmentModel
@@ -80,13 +80,19 @@ class Retriever:
             )
         top_k = model["top_k"]
         pool = top_k * 4  # room for what the availability filter drops, and for the fusion
+        # Dify's metadata filter: the documents whose values pass it (None: no filter).
+        only = metadata.filtered_documents(
+            session, dataset, model.get("metadata_filtering_conditions")
+        )
+        if only is not None and not only:
+            return []
         semantic = (
-            self._semantic(session, dataset.id, query, pool)
+            self._semantic(session, dataset.id, query, pool, only)
             if method in ("semantic_search", "hybrid_search")
             else []
         )
         keyword = (
-            keywords.search(session, dataset.id, query, pool)
+            keywords.search(session, dataset.id, query, pool, only)
             if method in ("full_text_search", "keyword_search", "hybrid_search")
             else []
         )
@@ -116,16 +122,24 @@ class Retriever:
                 .where(
                     DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]),
                     searchable(dataset.id),
+                    Document.id.in_(only) if only is not None else true(),
                 )
             ).tuples()
         }
         return [(*rows[i], score) for i, score in ranked if i in rows][:top_k]
 
     def _semantic(
-        self, session: Session, dataset_id: str, query: str, limit: int
+        self,
+        session: Session,
+        dataset_id: str,
+        query: str,
+        limit: int,
+        document_ids: set[str] | None,
     ) -> list[tuple[str, float]]:
         vector = self.embedder.embed([query]).vectors[0]
-        return self.index.search(session, dataset_id, self.embedder.model_key, vector, limit)
+        return self.index.search(
+            session, dataset_id, self.embedder.model_key, vector, limit, document_ids
+        )
 
 
 def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,10 +55,17 @@ class VectorIndex(Protocol):
         indexed again takes its new vector."""
 
     def search(
-        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+        self,
+        session: Session,
+        dataset_id: str,
+        model_key: str,
+        vector: Vector,
+        limit: int,
+        document_ids: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
         """The `limit` segments of the dataset nearest to `vector` (by `model_key`'s vectors),
-        with their cosine similarity, best first."""
+        with their cosine similarity, best first; only the segments of `document_ids` when
+        given (a metadata filter)."""
 
 
 def searchable(dataset_id: str) -> Any:
@@ -80,6 +87,7 @@ class _Loaded:
     signature: tuple[Any, ...]
     ids: list[str]
     matrix: Vector
+    documents: npt.NDArray[Any]  # each row's document id
 
 
 @dataclass
@@ -94,20 +102,28 @@ class MatrixIndex:
         return None  # the vectors are the embedding cache's rows, written with the embedding
 
     def search(
-        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+        self,
+        session: Session,
+        dataset_id: str,
+        model_key: str,
+        vector: Vector,
+        limit: int,
+        document_ids: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
-        ids, matrix = self._vectors(session, dataset_id, model_key)
-        if not ids:
+        loaded = self._vectors(session, dataset_id, model_key)
+        if not loaded.ids:
             return []
-        if matrix.shape[1] != vector.shape[0]:
+        if loaded.matrix.shape[1] != vector.shape[0]:
             raise ValueError(
-                f"a {vector.shape[0]}-dimension query against {matrix.shape[1]}-dimension vectors"
+                f"a {vector.shape[0]}-dimension query against "
+                f"{loaded.matrix.shape[1]}-dimension vectors"
             )
-        return nearest(matrix, ids, vector, top_k=limit)
+        if document_ids is None:
+            return nearest(loaded.matrix, loaded.ids, vector, top_k=limit)
+        rows = np.flatnonzero(np.isin(loaded.documents, list(document_ids)))
+        return nearest(loaded.matrix[rows], [loaded.ids[i] for i in rows], vector, top_k=limit)
 
-    def _vectors(
-        self, session: Session, dataset_id: str, model_key: str
-    ) -> tuple[list[str], Vector]:
+    def _vectors(self, session: Session, dataset_id: str, model_key: str) -> _Loaded:
         key = (dataset_id, model_key)
         signature = tuple(
             session.execute(
@@ -123,9 +139,9 @@ class MatrixIndex:
         with self._lock:
             found = self._loaded.get(key)
             if found is not None and found.signature == signature:
-                return found.ids, found.matrix
+                return found
         rows = session.execute(
-            select(DocumentSegment.id, CachedEmbedding.vector)
+            select(DocumentSegment.id, CachedEmbedding.vector, DocumentSegment.document_id)
             .join(Document, Document.id == DocumentSegment.document_id)
             .join(
                 CachedEmbedding,
@@ -143,9 +159,10 @@ class MatrixIndex:
             if rows
             else np.zeros((0, 0), dtype=np.float32)
         )
+        loaded = _Loaded(signature, ids, matrix, np.array([row[2] for row in rows], dtype=object))
         with self._lock:
-            self._loaded[key] = _Loaded(signature, ids, matrix)
-        return ids, matrix
+            self._loaded[key] = loaded
+        return loaded
 
 
 # Held while the extension or a vector table is created (concurrent CREATE … IF NOT EXISTS can
@@ -265,7 +282,13 @@ class PgVectorIndex:
         )
 
     def search(
-        self, session: Session, dataset_id: str, model_key: str, vector: Vector, limit: int
+        self,
+        session: Session,
+        dataset_id: str,
+        model_key: str,
+        vector: Vector,
+        limit: int,
+        document_ids: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
         table = self.ensure(int(vector.shape[0]))
         # For this transaction only: how wide the HNSW search is, and that a filtered search
@@ -278,14 +301,22 @@ class PgVectorIndex:
             ),
             {"ef": str(max(self.ef_search, limit))},
         )
+        params: dict[str, Any] = {"q": _literal(vector), "dataset_id": dataset_id, "limit": limit}
+        only = ""
+        if document_ids is not None:
+            only = (
+                " AND segment_id IN (SELECT id FROM document_segments "
+                "WHERE document_id = ANY(:document_ids))"
+            )
+            params["document_ids"] = list(document_ids)
         rows = session.execute(
             text(
                 "WITH found AS MATERIALIZED ("  # noqa: S608 (the table's name is an int's)
                 f"SELECT segment_id, embedding <=> CAST(:q AS vector) AS distance FROM {table} "
-                "WHERE dataset_id = :dataset_id ORDER BY distance LIMIT :limit) "
+                f"WHERE dataset_id = :dataset_id{only} ORDER BY distance LIMIT :limit) "
                 "SELECT segment_id, 1 - distance FROM found ORDER BY distance, segment_id"
             ),
-            {"q": _literal(vector), "dataset_id": dataset_id, "limit": limit},
+            params,
         ).all()
         return [(str(row[0]), float(row[1])) for row in rows]
 

@@ -1,11 +1,11 @@
-"""dataset tags
+"""dataset tags and metadata fields
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04 15:50:00.000000
 
 A workspace's tags for its datasets and the bindings of tags to datasets (Dify's knowledge
-tags; `conduit/db/models/dataset.py`).
+tags), and the metadata fields of a dataset's documents (`conduit/db/models/dataset.py`).
 """
 
 from collections.abc import Sequence
@@ -48,8 +48,23 @@ def upgrade() -> None:
     with op.batch_alter_table('tag_bindings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tag_bindings_target_id'), ['target_id'], unique=False)
 
+    op.create_table('dataset_metadata',
+    sa.Column('tenant_id', sa.String(length=36), nullable=False),
+    sa.Column('dataset_id', sa.String(length=36), nullable=False),
+    sa.Column('type', sa.String(length=16), nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('created_by', sa.String(length=36), nullable=False),
+    sa.Column('created_at', conduit.db.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', conduit.db.models.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], name=op.f('fk_dataset_metadata_dataset_id_datasets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_dataset_metadata')),
+    sa.UniqueConstraint('dataset_id', 'name', name=op.f('uq_dataset_metadata_dataset_id_name'))
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('dataset_metadata')
     with op.batch_alter_table('tag_bindings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_tag_bindings_target_id'))
 
