@@ -205,6 +205,53 @@ class TestChat:
         assert response.json()["metadata"]["retriever_resources"] == []
         assert PASSAGE in system_prompt(upstream)
 
+    def test_the_apps_metadata_filter_narrows_the_passages(
+        self, service_stack: support.Stack, service_admin: Admin, upstream: Any,
+        knowledge: dict[str, Any],
+    ) -> None:  # fmt: skip
+        dataset_id = knowledge["dataset"]["id"]
+        with service_stack.client(knowledge["key"]) as kb:
+            made = kb.post(
+                f"/v1/datasets/{dataset_id}/metadata",
+                json={"name": f"topic{time.monotonic_ns()}", "type": "string"},
+            )
+            assert made.status_code == 201, made.text
+            field = made.json()
+            tagged = kb.post(
+                f"/v1/datasets/{dataset_id}/documents/metadata",
+                json={
+                    "operation_data": [
+                        {
+                            "document_id": knowledge["documents"]["bread"],
+                            "metadata_list": [{"id": field["id"], "value": "food"}],
+                        }
+                    ]
+                },
+            )
+            assert tagged.status_code == 200, tagged.text
+        upstream.reset()
+        food_only = service_app(
+            service_stack,
+            service_admin,
+            mode="chat",
+            dataset_configs=uses(
+                dataset_id,
+                metadata_filtering_mode="manual",
+                metadata_filtering_conditions={"logical_operator": "and", "conditions": [
+                    {"name": field["name"], "comparison_operator": "is", "value": "food"}]},
+            ),
+        )  # fmt: skip
+        with food_only.client:
+            response = food_only.client.post(
+                "/chat-messages",
+                json={"inputs": {}, "query": QUESTION, "user": "fay",
+                      "response_mode": "blocking", **NO_NAMING},
+            )  # fmt: skip
+        assert response.status_code == 200, response.text
+        found = response.json()["metadata"]["retriever_resources"]
+        assert [item["document_id"] for item in found] == [knowledge["documents"]["bread"]]
+        assert PASSAGE not in system_prompt(upstream)
+
 
 class TestCompletion:
     def test_the_query_variable_is_what_is_searched(

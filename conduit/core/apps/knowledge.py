@@ -33,7 +33,8 @@ class RetrievalPlan:
     """The datasets a run searches (its app's, in the app's order; of its workspace), the
     query, how many passages to keep (`top_k`, best first over all the datasets) and the
     lowest score kept (None: no threshold); `show_resources`: whether the run reports them
-    (`retriever_resources` in `message_end`)."""
+    (`retriever_resources` in `message_end`); `metadata_conditions`: the app's metadata
+    filter (Dify's `metadata_filtering_conditions`, in its manual mode)."""
 
     tenant_id: str
     dataset_ids: tuple[str, ...]
@@ -41,6 +42,7 @@ class RetrievalPlan:
     top_k: int
     score_threshold: float | None = None
     show_resources: bool = True
+    metadata_conditions: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class RetrievalPlan:
             "top_k": self.top_k,
             "score_threshold": self.score_threshold,
             "show_resources": self.show_resources,
+            "metadata_conditions": self.metadata_conditions,
         }
 
     @classmethod
@@ -62,6 +65,7 @@ class RetrievalPlan:
             top_k=int(data["top_k"]),
             score_threshold=None if threshold is None else float(threshold),
             show_resources=bool(data.get("show_resources", True)),
+            metadata_conditions=data.get("metadata_conditions"),
         )
 
 

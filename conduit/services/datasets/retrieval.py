@@ -228,11 +228,16 @@ class KnowledgeSearch:
                 if dataset is None:
                     continue  # deleted since the app was configured
                 model = app_retrieval_model(dataset, plan)
+                try:
+                    hits = self._retriever.search(session, dataset, plan.query, model)
+                except InvalidParam:
+                    # The app's metadata filter names a field this dataset lacks: none of its
+                    # documents pass it.
+                    if plan.metadata_conditions is None:
+                        raise
+                    continue
                 found.extend(
-                    (dataset, segment, document, score)
-                    for segment, document, score in self._retriever.search(
-                        session, dataset, plan.query, model
-                    )
+                    (dataset, segment, document, score) for segment, document, score in hits
                 )
             found.sort(key=lambda item: -item[3])
             # Read before the session ends (its rollback expires what it loaded).
@@ -255,6 +260,7 @@ def app_retrieval_model(dataset: Dataset, plan: RetrievalPlan) -> dict[str, Any]
     model["top_k"] = min(plan.top_k, TOP_K_MAX)
     model["score_threshold_enabled"] = plan.score_threshold is not None
     model["score_threshold"] = plan.score_threshold or 0.0
+    model["metadata_filtering_conditions"] = plan.metadata_conditions
     return model
 
 

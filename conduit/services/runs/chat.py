@@ -297,7 +297,9 @@ def retrieval_plan(
     """What the run searches, from the app's `dataset_configs` (its enabled datasets, `top_k`,
     the score threshold when enabled) and `retriever_resource.enabled`; None for an app
     without datasets, or with nothing to search for. A chat searches with its query; a
-    completion with the input its `dataset_query_variable` names (else its query).
+    completion with the input its `dataset_query_variable` names (else its query). The
+    app's metadata filter applies in its `manual` mode (Dify's `automatic` mode, where a model
+    writes the filter, is not offered).
     Dify's `retrieval_model: single` (a model picks one dataset) is searched as `multiple`:
     every dataset, best passages over all of them."""
     config = app.model_config_ or {}
@@ -311,6 +313,8 @@ def retrieval_plan(
     found = config.get("dataset_configs") or {}
     threshold = found.get("score_threshold") if found.get("score_threshold_enabled") else None
     shown = config.get("retriever_resource")
+    conditions = found.get("metadata_filtering_conditions")
+    manual = found.get("metadata_filtering_mode") == "manual" and isinstance(conditions, dict)
     return RetrievalPlan(
         tenant_id=app.tenant_id,
         dataset_ids=tuple(dataset_ids),
@@ -318,6 +322,7 @@ def retrieval_plan(
         top_k=int(found.get("top_k") or DEFAULT_TOP_K),
         score_threshold=None if threshold is None else float(threshold),
         show_resources=not isinstance(shown, dict) or shown.get("enabled", True) is not False,
+        metadata_conditions=conditions if manual else None,
     )
 
 
