@@ -12,9 +12,9 @@ from conduit.api.console.apps import int_param
 from conduit.api.deps import CurrentIdentity, DbSession
 from conduit.api.v1.schemas import JsonBody
 from conduit.db.models import Role
-from conduit.errors import InvalidParam
+from conduit.errors import InvalidParam, NotFound
 from conduit.services.apps import require_role
-from conduit.services.datasets import datasets
+from conduit.services.datasets import datasets, documents, indexing
 from conduit.services.datasets.datasets import DatasetFields
 
 router = APIRouter(prefix="/datasets", tags=["console: datasets"])
@@ -97,4 +97,52 @@ def delete_dataset(dataset_id: str, identity: CurrentIdentity, session: DbSessio
     member = identity.membership
     require_role(member, Role.EDITOR, "delete datasets")
     datasets.delete_dataset(session, datasets.get_member_dataset(session, member, dataset_id))
+    return Response(status_code=204)
+
+
+# --- documents: live status, pause, resume, retry ---------------------------------------------
+
+
+@router.get("/{dataset_id}/batch/{batch}/indexing-status")
+def batch_status(
+    dataset_id: str, batch: str, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    return {
+        "data": [
+            documents.indexing_status(d) for d in documents.batch_documents(session, dataset, batch)
+        ]
+    }
+
+
+@router.patch("/{dataset_id}/documents/{document_id}/processing/{action}")
+def pause_or_resume(
+    dataset_id: str, document_id: str, action: str, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    """Dify's console: pause an indexing document where it is, or resume it from there."""
+    member = identity.membership
+    require_role(member, Role.EDITOR, "pause or resume indexing")
+    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    if action == "pause":
+        indexing.pause_document(session, document, account_id=member.account_id)
+    elif action == "resume":
+        indexing.resume_document(session, document)
+    else:
+        raise NotFound("Not found.")
+    return {"result": "success"}
+
+
+@router.post("/{dataset_id}/retry", status_code=204)
+def retry(
+    dataset_id: str, identity: CurrentIdentity, session: DbSession, body: JsonBody
+) -> Response:
+    """Dify's console: index documents that ended in `error` again."""
+    member = identity.membership
+    require_role(member, Role.EDITOR, "retry indexing")
+    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    ids = body.get("document_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise InvalidParam("document_ids is required: a list of document ids.")
+    indexing.retry_documents(session, [documents.get_document(session, dataset, i) for i in ids])
     return Response(status_code=204)

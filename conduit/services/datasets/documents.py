@@ -543,10 +543,12 @@ def _ts(value: datetime | None) -> int | None:
 def indexing_status(document: Document) -> dict[str, Any]:
     """Dify's indexing-status item; Conduit adds why a document is waiting (`delay_reason`)
     and when it is tried next (`next_attempt_at`)."""
-    unfinished = document.indexing_status in UNFINISHED
+    unfinished = document.indexing_status in UNFINISHED and not document.is_paused
     return {
         "id": document.id,
-        "indexing_status": document.indexing_status.value,
+        "indexing_status": (
+            IndexingStatus.PAUSED.value if document.is_paused else document.indexing_status.value
+        ),
         "processing_started_at": _ts(document.processing_started_at),
         "parsing_completed_at": _ts(document.parsing_completed_at),
         "cleaning_completed_at": _ts(document.cleaning_completed_at),

@@ -58,6 +58,7 @@ from conduit.db.models import (
     UploadFile,
     utcnow,
 )
+from conduit.errors import DocumentIndexing
 from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
 from conduit.infra.resources import Resources
@@ -614,3 +615,65 @@ def build_indexer(resources: Resources) -> Indexer:
             resources.db, settings.rag.vector_index, ef_search=settings.rag.hnsw_ef_search
         ),
     )
+
+
+# --- pausing, resuming and retrying (the console's) ------------------------------------------
+
+
+def pause_document(session: Session, document: Document, *, account_id: str) -> None:
+    """Stop an unfinished document's indexing where it is: the worker holding it writes
+    nothing more (its guarded writes need it unpaused) and stops at its next check; the
+    servers' resume loop leaves it alone. What is done stays done."""
+    if document.indexing_status not in UNFINISHED:
+        raise DocumentIndexing("Only a document that is still indexing can be paused.")
+    if document.is_paused:
+        return
+    document.is_paused = True
+    document.paused_at = utcnow()
+    document.paused_by = account_id
+    session.flush()
+
+
+def resume_document(session: Session, document: Document) -> None:
+    """Carry on with a paused document from its first segment not done: a new lease epoch
+    (a worker of the old one cannot write) and a task queued with this transaction."""
+    if not document.is_paused:
+        raise DocumentIndexing("Only a paused document can be resumed.")
+    document.is_paused = False
+    document.paused_at = None
+    document.paused_by = None
+    _requeue(session, document)
+
+
+def retry_documents(session: Session, documents: Sequence[Document]) -> None:
+    """Index documents that ended in `error` again, from the start (what their failed run
+    wrote was removed with its failure)."""
+    for document in documents:
+        if document.indexing_status != IndexingStatus.ERROR:
+            raise DocumentIndexing(
+                f"Document {document.id} did not fail: only a document in error is retried."
+            )
+    for document in documents:
+        document.indexing_status = IndexingStatus.WAITING
+        document.error = None
+        document.stopped_at = None
+        document.processing_started_at = None
+        document.parsing_completed_at = None
+        document.cleaning_completed_at = None
+        document.splitting_completed_at = None
+        document.completed_at = None
+        document.completed_segments = 0
+        document.total_segments = 0
+        document.resumes = 0
+        _requeue(session, document)
+
+
+def _requeue(session: Session, document: Document) -> None:
+    document.lease_epoch = document.lease_epoch + 1
+    document.lease_owner = None
+    document.renewed_at = None
+    document.due_at = None
+    document.attempts = 0
+    document.last_failure = None
+    session.flush()
+    _queue(session, document.id, document.index_generation)
