@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -374,6 +375,39 @@ def quickstart(email: str | None, password: str | None) -> None:
         '-H \'Content-Type: application/json\' -d \'{"inputs": {}, "query": '
         '"What is the capital of France?", "user": "me", '
         '"response_mode": "streaming"}\''
+    )
+
+
+@main.group()
+def dataset() -> None:
+    """Knowledge bases of a running server."""
+
+
+@dataset.command("upload")
+@click.argument(
+    "paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--dataset", "name", required=True, help="The dataset's name.")
+@click.option("--create", is_flag=True, help="Create the dataset when there is none of that name.")
+@click.option(
+    "--url", default="http://127.0.0.1:5001", show_default=True, help="The server's address."
+)
+@click.option(
+    "--key", envvar="CONDUIT_DATASET_KEY", required=True,
+    help="A dataset API key (dataset-…; or CONDUIT_DATASET_KEY).",
+)  # fmt: skip
+@click.option(
+    "--technique", type=click.Choice(["high_quality", "economy"]), default="high_quality",
+    show_default=True, help="How new documents are indexed.",
+)  # fmt: skip
+def dataset_upload(
+    paths: tuple[Path, ...], name: str, create: bool, url: str, key: str, technique: str
+) -> None:
+    """Upload files into a dataset and follow each one's indexing to its end."""
+    from conduit.dataset_upload import run_upload
+
+    sys.exit(
+        run_upload(list(paths), dataset=name, create=create, url=url, key=key, technique=technique)
     )
 
 
