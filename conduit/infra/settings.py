@@ -358,6 +358,9 @@ class UploadSettings(BaseSettings):
 
     file_size_limit_mb: int = Field(15, ge=1, description="Largest document upload (MB).")
     image_size_limit_mb: int = Field(10, ge=1, description="Largest image upload (MB).")
+    batch_count_limit: int = Field(
+        20, ge=1, le=100, description="Files in one console upload of documents."
+    )
     signed_url_seconds: int = Field(
         300,
         ge=1,

@@ -4,18 +4,24 @@ applied (an `only_me` dataset is its creator's alone; writes need an editor)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.datastructures import UploadFile as FormFile
 
 from conduit.api.console.apps import int_param
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.v1 import documents as v1_documents
 from conduit.api.v1.schemas import JsonBody
 from conduit.db.models import Role
-from conduit.errors import InvalidParam, NotFound
+from conduit.errors import InvalidParam, NoFileUploaded, NotFound, TooManyFiles
 from conduit.services.apps import require_role
 from conduit.services.datasets import datasets, documents, indexing
 from conduit.services.datasets.datasets import DatasetFields
+from conduit.services.datasets.documents import DocumentRequest
+from conduit.services.datasets.segments import SegmentFields
 
 router = APIRouter(prefix="/datasets", tags=["console: datasets"])
 Text = Annotated[str | None, Query()]
@@ -146,3 +152,145 @@ def retry(
         raise InvalidParam("document_ids is required: a list of document ids.")
     indexing.retry_documents(session, [documents.get_document(session, dataset, i) for i in ids])
     return Response(status_code=204)
+
+
+@router.get("/{dataset_id}/documents")
+def list_documents(
+    dataset_id: str,
+    identity: CurrentIdentity,
+    session: DbSession,
+    page: Text = None,
+    limit: Text = None,
+    keyword: Text = None,
+    status: Text = None,
+) -> dict[str, Any]:
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    return v1_documents.document_page(session, dataset, page, limit, keyword, status)
+
+
+@dataclass(frozen=True)
+class UploadedFiles:
+    files: list[tuple[str, bytes, str | None]]  # (name, bytes, content type)
+    settings: dict[str, Any]  # the JSON `data` part
+
+
+async def read_files(request: Request) -> UploadedFiles:
+    """`file` parts (up to CONDUIT_UPLOAD_BATCH_COUNT_LIMIT) and a JSON `data` part."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise NoFileUploaded()
+    limit = request.app.state.settings.upload.batch_count_limit
+    try:
+        form = await request.form(max_files=limit + 1, max_fields=50)
+    except Exception as error:  # malformed multipart bodies
+        raise InvalidParam(f"The upload could not be read: {error}") from None
+    parts = [v for k, v in form.multi_items() if k == "file" and isinstance(v, FormFile)]
+    if not parts:
+        raise NoFileUploaded()
+    if len(parts) > limit:
+        raise TooManyFiles(f"At most {limit} files per upload.")
+    raw = form.get("data")
+    try:
+        settings = orjson.loads(raw) if isinstance(raw, str) and raw else {}
+    except orjson.JSONDecodeError:
+        raise InvalidParam("data must be a JSON object (a string in the form).") from None
+    if not isinstance(settings, dict):
+        raise InvalidParam("data must be a JSON object (a string in the form).")
+    return UploadedFiles(
+        [(p.filename or "", await p.read(), p.content_type) for p in parts], settings
+    )
+
+
+@router.post("/{dataset_id}/documents")
+def upload_documents(
+    dataset_id: str, identity: CurrentIdentity, session: DbSession, request: Request,
+    upload: Annotated[UploadedFiles, Depends(read_files)],
+) -> dict[str, Any]:  # fmt: skip
+    """Several files in one request: one batch, all accepted or none (every file is checked
+    before any is stored)."""
+    member = identity.membership
+    require_role(member, Role.EDITOR, "upload documents")
+    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    limit_mb = request.app.state.settings.upload.file_size_limit_mb
+    for name, data, _ in upload.files:
+        documents.check_upload(name, len(data), limit_mb=limit_mb)
+    parsed = DocumentRequest.parse(upload.settings)
+    batch = documents.new_batch()
+    made = [
+        documents.create_document(
+            session, request.app.state.storage, dataset, account_id=member.account_id,
+            filename=name, data=data, mime_type=mime, request=parsed, limit_mb=limit_mb,
+            created_from="web", batch=batch,
+        )[0]
+        for name, data, mime in upload.files
+    ]  # fmt: skip
+    return {"documents": documents.document_views(session, made), "batch": batch}
+
+
+@router.get("/{dataset_id}/documents/{document_id}")
+def get_document(
+    dataset_id: str, document_id: str, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    return documents.document_detail(session, documents.get_document(session, dataset, document_id))
+
+
+@router.get("/{dataset_id}/documents/{document_id}/segments")
+def list_segments(
+    dataset_id: str,
+    document_id: str,
+    identity: CurrentIdentity,
+    session: DbSession,
+    page: Text = None,
+    limit: Text = None,
+    keyword: Text = None,
+    status: Text = None,
+) -> dict[str, Any]:
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    document = documents.get_document(session, dataset, document_id)
+    return v1_documents.segment_page(session, document, page, limit, keyword, status)
+
+
+@router.patch("/{dataset_id}/documents/{document_id}/segments/{segment_id}")
+def edit_segment(
+    dataset_id: str, document_id: str, segment_id: str, identity: CurrentIdentity,
+    session: DbSession, request: Request, body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    """Dify's console segment edit: `{content?, answer?, keywords?}`."""
+    member = identity.membership
+    require_role(member, Role.EDITOR, "edit segments")
+    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    fields = SegmentFields.parse(body, "body", creating=False)
+    changed = v1_documents.edit_segment(
+        session, request, dataset, document_id, segment_id, fields, member.account_id
+    )
+    return {"data": documents.segment_view(changed), "doc_form": dataset.doc_form}
+
+
+@router.patch("/{dataset_id}/documents/{document_id}/segment/{action}")
+def switch_segments(
+    dataset_id: str, document_id: str, action: str, identity: CurrentIdentity,
+    session: DbSession, request: Request, segment_id: Annotated[list[str] | None, Query()] = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Dify's console: `enable` or `disable` segments (`?segment_id=…`, repeated)."""
+    if action not in ("enable", "disable"):
+        raise NotFound("Not found.")
+    if not segment_id:
+        raise InvalidParam("segment_id is required.")
+    member = identity.membership
+    require_role(member, Role.EDITOR, "enable or disable segments")
+    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    fields = SegmentFields(enabled=action == "enable")
+    for one in segment_id:
+        v1_documents.edit_segment(
+            session, request, dataset, document_id, one, fields, member.account_id
+        )
+    return {"result": "success"}
+
+
+@router.post("/{dataset_id}/hit-testing")
+def hit_testing(
+    dataset_id: str, identity: CurrentIdentity, session: DbSession, request: Request,
+    body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    return v1_documents.hit_testing(session, dataset, request, body)

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from conduit.api.deps import DatasetCaller, DbSession
 from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
-from conduit.db.models import Dataset
+from conduit.db.models import Dataset, Document, DocumentSegment
 from conduit.errors import InvalidParam
 from conduit.services.datasets import datasets, documents, retrieval, segments
 from conduit.services.datasets.documents import DocumentRequest
@@ -187,7 +188,17 @@ def list_documents(
     keyword: Text = None,
     status: Text = None,
 ) -> dict[str, Any]:
-    dataset = _dataset(session, caller, dataset_id)
+    return document_page(
+        session, _dataset(session, caller, dataset_id), page, limit, keyword, status
+    )
+
+
+def document_page(
+    session: Session, dataset: Dataset, page: str | None, limit: str | None,
+    keyword: str | None, status: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of the dataset's documents, as Dify lists them (the Knowledge API's and the
+    console's)."""
     page_number = int_query("page", page, default=1, low=1, high=1_000_000)
     page_size = int_query("limit", limit, default=20, low=1, high=100)
     items, total = documents.list_documents(
@@ -237,6 +248,15 @@ def list_segments(
 ) -> dict[str, Any]:
     dataset = _dataset(session, caller, dataset_id)
     document = documents.get_document(session, dataset, document_id)
+    return segment_page(session, document, page, limit, keyword, status)
+
+
+def segment_page(
+    session: Session, document: Document, page: str | None, limit: str | None,
+    keyword: str | None, status: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of the document's segments, as Dify lists them (the Knowledge API's and the
+    console's)."""
     page_number = int_query("page", page, default=1, low=1, high=1_000_000)
     page_size = int_query("limit", limit, default=20, low=1, high=100)
     items, total = documents.list_segments(
@@ -307,6 +327,18 @@ def update_segment(
     """Dify's segment update: `{"segment": {content?, answer?, keywords?, enabled?}}`."""
     dataset = _dataset(session, caller, dataset_id)
     fields = segments.SegmentFields.parse(body.get("segment"), "segment", creating=False)
+    changed = edit_segment(
+        session, request, dataset, document_id, segment_id, fields, caller.account_id
+    )
+    return _segment_reply(dataset, documents.segment_view(changed))
+
+
+def edit_segment(
+    session: Session, request: Request, dataset: Dataset, document_id: str, segment_id: str,
+    fields: segments.SegmentFields, account_id: str,
+) -> DocumentSegment:  # fmt: skip
+    """Change a segment (the Knowledge API's and the console's): checked, then the model runs
+    outside any transaction, then the change is written in one."""
     segments.get_segment(
         session, segments.editable_document(session, dataset, document_id), segment_id
     )  # refused before the model runs
@@ -315,11 +347,9 @@ def update_segment(
     vectors = segments.embed_texts(dataset, model, [fields.content] if fields.content else [])
     document = segments.editable_document(session, dataset, document_id)
     found = segments.get_segment(session, document, segment_id)
-    changed = segments.update_segment(
-        session, dataset, document, found, fields, model,
-        account_id=caller.account_id, vectors=vectors,
-    )  # fmt: skip
-    return _segment_reply(dataset, documents.segment_view(changed))
+    return segments.update_segment(
+        session, dataset, document, found, fields, model, account_id=account_id, vectors=vectors
+    )
 
 
 @router.delete("/documents/{document_id}/segments/{segment_id}", status_code=204)
@@ -338,7 +368,12 @@ def retrieve(
     dataset_id: str, caller: DatasetCaller, session: DbSession, request: Request, body: JsonBody
 ) -> dict[str, Any]:
     """The dataset's segments nearest to `query` (Dify's retrieve, alias hit-testing)."""
-    dataset = _dataset(session, caller, dataset_id)
+    return hit_testing(session, _dataset(session, caller, dataset_id), request, body)
+
+
+def hit_testing(
+    session: Session, dataset: Dataset, request: Request, body: dict[str, Any]
+) -> dict[str, Any]:
     query = retrieval.check_query(body.get("query"))
     model = retrieval.retrieval_model(dataset, body.get("retrieval_model"))
     found = request.app.state.retriever.search(session, dataset, query, model)

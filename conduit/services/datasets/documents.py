@@ -221,8 +221,10 @@ def create_document(
     request: DocumentRequest,
     limit_mb: int,
     created_from: str = "api",
+    batch: str | None = None,
 ) -> tuple[Document, str]:
-    """Store the file and a `waiting` document, and queue its indexing; (document, batch)."""
+    """Store the file and a `waiting` document, and queue its indexing; (document, batch).
+    `batch`: one shared with the other documents of the same upload (else a new one)."""
     extension = check_upload(filename, len(data), limit_mb=limit_mb)
     technique = request.indexing_technique or dataset.indexing_technique
     if technique is None:
@@ -241,7 +243,7 @@ def create_document(
         session.scalar(select(func.max(Document.position)).where(Document.dataset_id == dataset.id))
         or 0
     ) + 1
-    batch = new_batch()
+    batch = batch or new_batch()
     document = Document(
         tenant_id=dataset.tenant_id,
         dataset_id=dataset.id,
