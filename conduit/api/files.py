@@ -41,6 +41,11 @@ class FileLinks:
         query = urlencode(signing.sign_file(file_id, secret=self.secret).params())
         return f"{self.base_url}/v1/files/{file_id}/file-preview?{query}"
 
+    def document(self, file_id: str) -> str:
+        """A signed, expiring link to a dataset document's file (a download)."""
+        query = urlencode(signing.sign_file(file_id, secret=self.secret).params())
+        return f"{self.base_url}/v1/datasets/files/{file_id}/download?{query}"
+
 
 def get_file_links(request: Request) -> FileLinks:
     """Links under the URL this request reached the server by (a sync dependency:

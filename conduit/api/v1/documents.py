@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from conduit.api.deps import DatasetCaller, DbSession
+from conduit.api.files import FILE_HEADERS, Links, content_disposition
 from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.db.models import Dataset, Document, DocumentSegment
@@ -383,3 +384,30 @@ def hit_testing(
             retrieval.record(segment, document, score) for segment, document, score in found
         ],
     }
+
+
+@router.get("/documents/{document_id}/download")
+def download_link(
+    dataset_id: str, document_id: str, caller: DatasetCaller, session: DbSession, links: Links
+) -> dict[str, str]:
+    """A signed, expiring link to the document's original file."""
+    dataset = _dataset(session, caller, dataset_id)
+    row = documents.document_file(session, documents.get_document(session, dataset, document_id))
+    return {"url": links.document(row.id)}
+
+
+@router.post("/documents/download-zip")
+def download_zip(
+    dataset_id: str, caller: DatasetCaller, session: DbSession, request: Request, body: JsonBody
+) -> Response:
+    """The documents' original files in one zip."""
+    dataset = _dataset(session, caller, dataset_id)
+    data = documents.zip_documents(
+        session, request.app.state.storage, dataset, body.get("document_ids")
+    )
+    return Response(
+        data,
+        media_type="application/zip",
+        headers={**FILE_HEADERS, "Content-Disposition": content_disposition(
+            "attachment", f"{dataset.name}.zip")},
+    )  # fmt: skip

@@ -17,6 +17,7 @@ from conduit.api.v1.schemas import optional, optional_user
 from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
 from conduit.infra.signing import Signed
 from conduit.services import files
+from conduit.services.datasets import documents as dataset_documents
 from conduit.services.end_users import get_or_create_end_user
 
 router = APIRouter(tags=["service: files"])
@@ -129,3 +130,29 @@ def signed_file_preview(
         max_age=settings.upload.signed_url_seconds,
     )
     return file_response(row, data, as_attachment=_is_true(as_attachment))
+
+
+@router.get("/datasets/files/{file_id}/download")
+def signed_document_download(
+    file_id: str,
+    session: DbSession,
+    request: Request,
+    timestamp: Annotated[str | None, Query()] = None,
+    nonce: Annotated[str | None, Query()] = None,
+    sign: Annotated[str | None, Query()] = None,
+) -> Response:
+    """A dataset document's original file by the signed link `…/documents/{id}/download`
+    gave: no key; 403 when the signature is wrong or expired, always a download."""
+    signed = Signed(
+        _required("timestamp", timestamp), _required("nonce", nonce), _required("sign", sign)
+    )
+    settings = request.app.state.settings
+    row, data = dataset_documents.signed_document_file(
+        session,
+        request.app.state.storage,
+        file_id=file_id,
+        signed=signed,
+        secret=settings.secret_key(),
+        max_age=settings.upload.signed_url_seconds,
+    )
+    return file_response(row, data, as_attachment=True)

@@ -8,8 +8,10 @@ The indexing itself is `indexing.py`'s, on the `dataset` queue.
 from __future__ import annotations
 
 import hashlib
+import io
 import secrets
 import uuid
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,12 +36,15 @@ from conduit.db.models import (
 from conduit.errors import (
     ArchivedDocumentImmutable,
     DocumentIndexing,
+    FileAccessDenied,
     FilenameNotExists,
+    FileNotFound,
     FileTooLarge,
     InvalidParam,
     NotFound,
     UnsupportedFileType,
 )
+from conduit.infra import signing
 from conduit.infra.outbox import enqueue
 from conduit.infra.storage import Storage
 from conduit.services.datasets import keywords, metadata
@@ -720,3 +725,78 @@ def segment_view(segment: DocumentSegment) -> dict[str, Any]:
         "attachments": [],
         "summary": None,
     }
+
+
+# --- downloads ---------------------------------------------------------------------------------
+
+ZIP_MAX_DOCUMENTS = 100
+
+
+def document_file(session: Session, document: Document) -> UploadFile:
+    """The file a document was made from (404 when it has none left)."""
+    file_id = _file_id(document)
+    row = session.get(UploadFile, file_id) if file_id else None
+    if row is None or row.tenant_id != document.tenant_id:
+        raise NotFound("The document's file is gone.")
+    return row
+
+
+def signed_document_file(
+    session: Session, storage: Storage, *, file_id: str, signed: signing.Signed, secret: str,
+    max_age: float,
+) -> tuple[UploadFile, bytes]:  # fmt: skip
+    """A document's file by a signed link (403 when the signature is wrong or expired, 404
+    when the file is gone or is no document's)."""
+    try:
+        signing.verify_file(file_id, signed, secret=secret, max_age=max_age)
+    except signing.ExpiredSignature:
+        raise FileAccessDenied("The file link has expired.") from None
+    except signing.SignatureError:
+        raise FileAccessDenied("The file link's signature is invalid.") from None
+    row = session.get(UploadFile, file_id) if _is_uuid(file_id) else None
+    if row is None or row.created_by_role != "account":
+        raise FileNotFound()
+    try:
+        return row, storage.load(row.key)
+    except FileNotFoundError:
+        raise FileNotFound() from None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def zip_documents(session: Session, storage: Storage, dataset: Dataset, document_ids: Any) -> bytes:
+    """A zip of the documents' files (names made unique within it)."""
+    if not isinstance(document_ids, list) or not document_ids:
+        raise InvalidParam("document_ids is required: a list of document ids.")
+    if len(document_ids) > ZIP_MAX_DOCUMENTS:
+        raise InvalidParam(f"document_ids: at most {ZIP_MAX_DOCUMENTS} documents.")
+    found = [get_document(session, dataset, str(i)) for i in dict.fromkeys(document_ids)]
+    out = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for document in found:
+            row = document_file(session, document)
+            try:
+                data = storage.load(row.key)
+            except FileNotFoundError:
+                raise NotFound(f"The file of document {document.id} is gone.") from None
+            name = _unique(row.name or f"{document.id}", used)
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def _unique(name: str, used: set[str]) -> str:
+    safe = name.replace("/", "_").replace("\\", "_") or "document"
+    stem, dot, extension = safe.rpartition(".")
+    candidate, n = safe, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem} ({n}).{extension}" if dot else f"{safe} ({n})"
+    used.add(candidate)
+    return candidate
