@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/knowledge.py                 # 3 runs, both modes, medians (~6 min)
     .venv/bin/python bench/knowledge.py --runs 1 --mode embedded
+    .venv/bin/python bench/knowledge.py --kb 1024 --runs 3      # the issue's 1 MB document
 
 Everything is started here and stopped at the end (the stack of `bench/sse_streams.py`:
 `conduit serve`, and in the distributed mode a fresh PostgreSQL database, Redis and a
@@ -9,10 +10,10 @@ Everything is started here and stopped at the end (the stack of `bench/sse_strea
 
 - `model` (the baseline, in this process): the local embedding model alone (onnxruntime, batches
   of 8) embedding the document's own segments: segments per second.
-- `index`: the same document (about 300 KB of prose) through `create-by-text`, from the POST to
-  `indexing-status` saying `completed` (polled every 50 ms): seconds and segments per second,
-  and the ratio to the model's rate (what the pipeline keeps of it: parsing, splitting, the
-  cache, the guarded commits, the queue).
+- `index`: the same document (384 KB of prose by default, `--kb`) through `create-by-text`,
+  from the POST to `indexing-status` saying `completed` (polled every 50 ms): seconds and
+  segments per second, and the ratio to the model's rate (what the pipeline keeps of it:
+  parsing, splitting, the cache, the guarded commits, the queue).
 - `retrieve`: 200 searches one after another (`POST /v1/datasets/{id}/retrieve`, top_k 4) on
   that dataset: p50 / p99 ms, the server's CPU ms per search, beside the floor (`GET
   /v1/datasets/{id}` the same number of times: the key, one read, one view).
@@ -49,15 +50,21 @@ from conduit.core.rag.embed.local import CONTENT_TOKENS, LocalEmbedder, tokenize
 from conduit.core.rag.split import Segmentation, Splitter
 
 TOPICS = ["harbour", "lighthouse", "engine", "garden", "library", "kitchen", "orchard", "bridge"]
-TEXT = "\n\n".join(
-    f"Chapter {n} is about the {TOPICS[n % len(TOPICS)]}. "
-    + " ".join(
-        f"Paragraph {n}.{i} says the {TOPICS[(n + i) % len(TOPICS)]} keeper counted {i * 7} "
-        "visitors before noon, wrote it down and locked the door."
-        for i in range(30)
+
+
+def book(chapters: int) -> str:
+    """About 3.2 KB of prose per chapter (120 chapters: 384 KB)."""
+    return "\n\n".join(
+        f"Chapter {n} is about the {TOPICS[n % len(TOPICS)]}. "
+        + " ".join(
+            f"Paragraph {n}.{i} says the {TOPICS[(n + i) % len(TOPICS)]} keeper counted {i * 7} "
+            "visitors before noon, wrote it down and locked the door."
+            for i in range(30)
+        )
+        for n in range(chapters)
     )
-    for n in range(120)
-)
+
+
 QUERIES = [f"how many visitors came to the {topic} before noon" for topic in TOPICS] + [
     f"who locks the {topic} door" for topic in TOPICS
 ]
@@ -90,7 +97,7 @@ def knowledge_key(port: int) -> str:
         return str(key.json()["data"]["token"])
 
 
-def one_run(mode: str, segments: list[str], rate: float) -> dict[str, float]:
+def one_run(mode: str, text: str, segments: list[str], rate: float) -> dict[str, float]:
     stack = Stack(keep=False)
     try:
         upstream = start_upstream(stack)
@@ -107,7 +114,7 @@ def one_run(mode: str, segments: list[str], rate: float) -> dict[str, float]:
                 f"/datasets/{dataset['id']}/document/create-by-text",
                 json={
                     "name": "book",
-                    "text": TEXT,
+                    "text": text,
                     "indexing_technique": "high_quality",
                     "process_rule": {"mode": "automatic"},
                 },
@@ -166,19 +173,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mode", choices=["embedded", "distributed", "both"], default="both")
+    parser.add_argument("--kb", type=int, default=384, help="the document's size (KB)")
     args = parser.parse_args()
     modes = ["embedded", "distributed"] if args.mode == "both" else [args.mode]
+    text = book(max(1, round(120 * args.kb / 384)))
     segments = Splitter(tokenizer()).split(
-        clean(TEXT, CleaningRules()), Segmentation(max_tokens=CONTENT_TOKENS, chunk_overlap=25)
+        clean(text, CleaningRules()), Segmentation(max_tokens=CONTENT_TOKENS, chunk_overlap=25)
     )
-    print(f"# {machine()}; code {revision()}; {len(TEXT) // 1024} KB, {len(segments)} segments")
+    print(f"# {machine()}; code {revision()}; {len(text) // 1024} KB, {len(segments)} segments")
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     rates = []
     for run in range(args.runs):
         rate = model_rate(segments)
         rates.append(rate)
         for mode in modes:
-            found = one_run(mode, segments, rate)
+            found = one_run(mode, text, segments, rate)
             results[mode].append(found)
             print(f"run {run + 1} {mode}: " + ", ".join(f"{k} {v:.2f}" for k, v in found.items()))
 
