@@ -186,3 +186,28 @@ class TestMetadata:
                     json={"operation_data": [{"document_id": "nope", "metadata_list": []}]}),
             404, "not_found", "Document not found.",
         )  # fmt: skip
+
+
+class TestFusion:
+    def test_hybrid_by_reciprocal_rank_and_the_modes_refused(self, kb: httpx.Client) -> None:
+        dataset_id, _ = indexed_dataset(kb)
+        url = f"/v1/datasets/{dataset_id}/retrieve"
+        body = {"query": "ferry pier", "retrieval_model": {
+            "search_method": "hybrid_search", "reranking_mode": "reciprocal_rank_fusion",
+            "top_k": 5}}  # fmt: skip
+        fused = kb.post(url, json=body)
+        assert fused.status_code == 200, fused.text
+        records = fused.json()["records"]
+        assert records[0]["segment"]["document"]["name"] == "ferry.txt"
+        assert records[0]["score"] == 1.0  # first by meaning and by keyword
+        assert [r["score"] for r in records] == sorted((r["score"] for r in records), reverse=True)
+        for mode, named in (("reranking_model", "no rerank model"), ("bm25", "must be one of")):
+            body["retrieval_model"]["reranking_mode"] = mode  # type: ignore[index]
+            assert_envelope(kb.post(url, json=body), 400, "invalid_param", named)
+        # As the dataset's own default, too.
+        saved = kb.patch(f"/v1/datasets/{dataset_id}", json={"retrieval_model": {
+            "search_method": "hybrid_search", "reranking_mode": "reciprocal_rank_fusion"}})  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        assert saved.json()["retrieval_model_dict"]["reranking_mode"] == "reciprocal_rank_fusion"
+        again = kb.post(url, json={"query": "ferry pier"}).json()["records"]
+        assert again[0]["score"] == 1.0

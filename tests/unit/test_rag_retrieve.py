@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conduit.core.rag.embed.base import normalise
-from conduit.core.rag.retrieve import nearest
+from conduit.core.rag.retrieve import fuse_rrf, nearest
 
 
 def unit_rows(count: int, dimension: int = 16, seed: int = 7) -> np.ndarray:
@@ -41,3 +41,21 @@ class TestNearest:
         empty = np.zeros((0, 2), dtype=np.float32)
         assert nearest(empty, [], query, top_k=3) == []
         assert nearest(matrix, list("abcd"), query, top_k=0) == []
+
+
+class TestReciprocalRankFusion:
+    def test_ranks_not_scores_decide_and_first_in_both_is_one(self) -> None:
+        semantic = [("a", 0.91), ("b", 0.90), ("c", 0.2)]
+        keyword = [("a", 0.01), ("c", 0.009)]  # scores of another scale: only the order counts
+        fused = fuse_rrf(semantic, keyword)
+        assert [i for i, _ in fused] == ["a", "c", "b"]
+        assert fused[0][1] == pytest.approx(1.0)
+        assert 0 < fused[-1][1] < fused[1][1] < 1
+
+    def test_one_list_alone_and_ties(self) -> None:
+        assert fuse_rrf([], []) == []
+        only = fuse_rrf([("x", 0.5), ("y", 0.4)], [])
+        assert [i for i, _ in only] == ["x", "y"]
+        assert only[0][1] == pytest.approx((1 / 61) / (2 / 61))
+        tied = fuse_rrf([("s", 0.9)], [("k", 0.9)])
+        assert [i for i, _ in tied] == ["s", "k"]  # semantic's first on a tie

@@ -49,3 +49,25 @@ def fuse_weighted(
         scores[segment_id] = scores.get(segment_id, 0.0) + keyword_weight * score
     order = {segment_id: index for index, segment_id in enumerate(scores)}
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+RRF_K = 60  # the usual constant: a rank's weight is 1 / (60 + rank)
+
+
+def fuse_rrf(
+    semantic: Sequence[tuple[str, float]], keyword: Sequence[tuple[str, float]], *, k: int = RRF_K
+) -> list[tuple[str, float]]:
+    """Hybrid ranking by reciprocal-rank fusion: each id's sum of 1 / (k + rank) over the lists
+    it is in (ranks from 1), scaled so that first in both lists is 1.0; best first, ties in
+    the semantic list's order, then the keyword list's. Scores of the two searches are never
+    compared, only their orders."""
+    scores: dict[str, float] = {}
+    for ranked in (semantic, keyword):
+        for rank, (segment_id, _) in enumerate(ranked, start=1):
+            scores[segment_id] = scores.get(segment_id, 0.0) + 1.0 / (k + rank)
+    best = 2.0 / (k + 1)
+    order = {segment_id: index for index, segment_id in enumerate(scores)}
+    return sorted(
+        ((segment_id, score / best) for segment_id, score in scores.items()),
+        key=lambda item: (-item[1], order[item[0]]),
+    )

@@ -176,6 +176,7 @@ def _retrieval_model(value: Any) -> dict[str, Any] | None:
         model["score_threshold"] = float(threshold)
     if model["reranking_enable"]:
         raise InvalidParam("retrieval_model.reranking_enable: no rerank model is available.")
+    mode = check_reranking_mode(value.get("reranking_mode"))
     weights = value.get("weights")
     if weights is not None:
         if not isinstance(weights, dict):
@@ -196,7 +197,25 @@ def _retrieval_model(value: Any) -> dict[str, Any] | None:
             "keyword_setting": {"keyword_weight": float(keyword)},
         }
         model["reranking_mode"] = "weighted_score"
+    if mode is not None:
+        model["reranking_mode"] = mode
     return model
+
+
+# How a hybrid search fuses its two lists: Dify's weighted sum, or by rank (Conduit's).
+RERANKING_MODES = ("weighted_score", "reciprocal_rank_fusion")
+
+
+def check_reranking_mode(mode: Any) -> str | None:
+    if mode is None:
+        return None
+    if mode == "reranking_model":
+        raise InvalidParam("retrieval_model.reranking_mode: no rerank model is available.")
+    if mode not in RERANKING_MODES:
+        raise InvalidParam(
+            f"retrieval_model.reranking_mode must be one of: {', '.join(RERANKING_MODES)}."
+        )
+    return str(mode)
 
 
 def default_retrieval_model() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from conduit.core.apps.knowledge import RetrievalPlan
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
-from conduit.core.rag.retrieve import fuse_weighted
+from conduit.core.rag.retrieve import fuse_rrf, fuse_weighted
 from conduit.core.rag.split import Splitter
 from conduit.db.models import (
     Dataset,
@@ -31,12 +31,21 @@ from conduit.db.models import (
 from conduit.errors import InvalidParam
 from conduit.infra.db import Database
 from conduit.services.datasets import keywords, metadata
-from conduit.services.datasets.datasets import SEARCH_METHODS, TOP_K_MAX, default_retrieval_model
+from conduit.services.datasets.datasets import (
+    RERANKING_MODES,
+    SEARCH_METHODS,
+    TOP_K_MAX,
+    check_reranking_mode,
+    default_retrieval_model,
+)
 from conduit.services.datasets.documents import segment_view
 from conduit.services.datasets.segments import SegmentModel
 from conduit.services.datasets.vectors import VectorIndex, searchable
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
+# `retrieval_model.reranking_mode` of a hybrid search fused by rank (Conduit's; Dify's modes are
+# `weighted_score`, the default here, and `reranking_model`, which needs a rerank model).
+RRF_MODE = RERANKING_MODES[1]
 
 
 @dataclass
@@ -96,7 +105,9 @@ class Retriever:
             if method in ("full_text_search", "keyword_search", "hybrid_search")
             else []
         )
-        if method == "hybrid_search":
+        if method == "hybrid_search" and model.get("reranking_mode") == RRF_MODE:
+            ranked = fuse_rrf(semantic, keyword)
+        elif method == "hybrid_search":
             weights = model.get("weights") or {}
             ranked = fuse_weighted(
                 semantic,
@@ -166,6 +177,7 @@ def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
         raise InvalidParam("retrieval_model.score_threshold must be a number from 0 to 1.")
     if not isinstance(merged.get("score_threshold_enabled", False), bool):
         raise InvalidParam("retrieval_model.score_threshold_enabled must be a boolean.")
+    check_reranking_mode(override.get("reranking_mode"))
     return merged
 
 
