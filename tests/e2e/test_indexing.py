@@ -641,6 +641,12 @@ class TestChangingDocuments:
         assert renamed.status_code == 200
         assert renamed.json()["batch"] == body["batch"]  # a rename indexes nothing again
         assert renamed.json()["document"]["name"] == "Ferry times"
+        patched = kb.patch(
+            f"/v1/datasets/{dataset['id']}/documents/{document_id}", json={"name": "Timetable"}
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["document"]["name"] == "Timetable"
+        assert patched.json()["batch"] == body["batch"]
         assert_envelope(
             kb.post(
                 f"/v1/datasets/{dataset['id']}/documents/{document_id}/update-by-text",

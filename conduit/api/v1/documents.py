@@ -107,6 +107,7 @@ def set_status(
 
 @router.post("/documents/{document_id}/update-by-text")
 @router.post("/documents/{document_id}/update_by_text", include_in_schema=False)
+@router.patch("/documents/{document_id}")
 def update_by_text(
     dataset_id: str,
     document_id: str,
@@ -115,6 +116,8 @@ def update_by_text(
     request: Request,
     body: JsonBody,
 ) -> dict[str, Any]:
+    """A document's new name, text or rule (`PATCH …/documents/{id}` is the same change):
+    a new text or rule indexes it again."""
     dataset = _dataset(session, caller, dataset_id)
     document = documents.get_document(session, dataset, document_id)
     name, text = body.get("name"), body.get("text")
