@@ -103,6 +103,8 @@ class Document(IdMixin, TimestampMixin, Base):
         Index("ix_documents_dataset_batch", "dataset_id", "batch"),
         # The indexing reaper's rows: unfinished documents by their last renewal.
         Index("ix_documents_status_renewed", "indexing_status", "renewed_at"),
+        # The latest change of a dataset's documents, in one index probe (`MatrixIndex`).
+        Index("ix_documents_dataset_updated", "dataset_id", "updated_at"),
     )
 
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -162,6 +164,7 @@ class DocumentSegment(IdMixin, Base):
         # One row per position of one indexing generation: a repeated split writes nothing new.
         UniqueConstraint("document_id", "generation", "position"),
         Index("ix_document_segments_document_status", "document_id", "status", "position"),
+        Index("ix_document_segments_dataset_updated", "dataset_id", "updated_at"),
     )
 
     tenant_id: Mapped[str] = mapped_column(String(36))

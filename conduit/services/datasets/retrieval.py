@@ -305,6 +305,9 @@ def record_hits(db: Database, segment_ids: list[str]) -> None:
         session.execute(
             update(DocumentSegment)
             .where(DocumentSegment.id.in_(segment_ids))
-            .values(hit_count=DocumentSegment.hit_count + 1)
+            # A hit is no change of the segment: `updated_at` stays (in-memory vectors too).
+            .values(
+                hit_count=DocumentSegment.hit_count + 1, updated_at=DocumentSegment.updated_at
+            )
             .execution_options(synchronize_session=False)
         )

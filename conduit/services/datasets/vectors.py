@@ -3,8 +3,8 @@ suite (`tests/contracts/test_vector_index.py`).
 
 - `MatrixIndex` (any database; the embedded mode's): a segment's vector is the embedding
   cache's row of its text. A process loads a dataset's vectors once into a float32 matrix and
-  keeps it while the dataset's searchable segments are unchanged (a count-and-latest query
-  decides on every search); the scan is exact. Measured faster than sqlite-vec's own scan
+  keeps it while the dataset's documents and segments are unchanged (their latest `updated_at`,
+  two index probes per search); the scan is exact. Measured faster than sqlite-vec's own scan
   (ADR 0014), and nothing to keep in step: `add` has nothing to write.
 - `PgVectorIndex` (PostgreSQL with pgvector 0.8): a table per dimension, `rag_vectors_{dim}`
   (segment id → dataset id, vector), created on first use with an HNSW cosine index; rows are
@@ -125,16 +125,20 @@ class MatrixIndex:
 
     def _vectors(self, session: Session, dataset_id: str, model_key: str) -> _Loaded:
         key = (dataset_id, model_key)
-        signature = tuple(
-            session.execute(
-                select(
-                    func.count(DocumentSegment.id),
-                    func.max(DocumentSegment.completed_at),
-                    func.max(Document.updated_at),
+        # The dataset's latest change of a document or a segment: two index probes, whatever
+        # its size. Any change that can add a searchable vector moves one of them (a segment
+        # completed, added, edited or enabled; a document completed, enabled or re-indexed);
+        # one that only removes (a delete) may not, and the caller's availability filter drops
+        # what the matrix still holds until the next change reloads it.
+        signature = (
+            session.scalar(
+                select(func.max(Document.updated_at)).where(Document.dataset_id == dataset_id)
+            ),
+            session.scalar(
+                select(func.max(DocumentSegment.updated_at)).where(
+                    DocumentSegment.dataset_id == dataset_id
                 )
-                .join(Document, Document.id == DocumentSegment.document_id)
-                .where(searchable(dataset_id))
-            ).one()
+            ),
         )
         with self._lock:
             found = self._loaded.get(key)
