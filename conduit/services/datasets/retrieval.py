@@ -306,8 +306,6 @@ def record_hits(db: Database, segment_ids: list[str]) -> None:
             update(DocumentSegment)
             .where(DocumentSegment.id.in_(segment_ids))
             # A hit is no change of the segment: `updated_at` stays (in-memory vectors too).
-            .values(
-                hit_count=DocumentSegment.hit_count + 1, updated_at=DocumentSegment.updated_at
-            )
+            .values(hit_count=DocumentSegment.hit_count + 1, updated_at=DocumentSegment.updated_at)
             .execution_options(synchronize_session=False)
         )
