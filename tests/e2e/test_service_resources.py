@@ -172,8 +172,11 @@ def service_routes(stack: Stack) -> list[tuple[str, str]]:
     for template, operations in spec["paths"].items():
         if not template.startswith("/v1/") or template == "/v1/":
             continue
-        if template.endswith("/file-preview"):  # a signed link: no key, its signature instead
-            continue
+        if (
+            template.endswith("/file-preview")
+            or template == "/v1/datasets/files/{file_id}/download"
+        ):
+            continue  # a signed link: no key, its signature instead
         path = template
         while "{" in path:
             start, end = path.index("{"), path.index("}")
