@@ -12,12 +12,17 @@ Commands retried after a lost reply must be idempotent, and are: every write Con
 is (SET, HSET, PEXPIRE, ZADD of a named member, the limiter's and the stop registry's
 scripts, DEL, PUBLISH of an invalidation), except XADD, whose explicit ids make a repeat fail
 rather than duplicate; the event log recognises its own entry then (`eventlog/redis.py`).
+
+Under uvloop a connection Redis closes while it is being written to (a shutdown just after the
+connect, before HELLO) fails with uvloop's `RuntimeError` ("the handler is closed") instead
+of an `OSError`; `_Connection` makes that the `ConnectionError` it is, so that it is retried
+and, during an outage, answered 503 like every other lost connection instead of a 500.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -33,6 +38,17 @@ from redis.retry import Retry
 COMMAND_TIMEOUT = 2.0
 _CONNECT_TIMEOUT = 2.0
 _HEALTH_CHECK_INTERVAL = 30
+
+
+class _Connection(aioredis.Connection):
+    async def send_packed_command(
+        self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        try:
+            await super().send_packed_command(command, check_health)
+        except RuntimeError as error:  # uvloop's write on a transport closed under it
+            await self.disconnect(nowait=True)
+            raise RedisConnectionError(f"Redis closed the connection: {error}") from error
 
 
 def build_redis(url: str, *, socket_timeout: float = 0.5) -> redis.Redis:
@@ -61,6 +77,8 @@ def build_async_redis(
         health_check_interval=_HEALTH_CHECK_INTERVAL,
         retry=AsyncRetry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         decode_responses=False,
+        # A redis:// URL's; rediss:// and unix:// choose their own (the URL's options win).
+        connection_class=_Connection,
     )
 
 
