@@ -119,7 +119,12 @@ def build_retriever(settings: Settings, db: Database) -> Retriever:
     """The process's dataset search (its embedding model loads on the first search) on the
     vector index the settings choose."""
     index = build_vector_index(db, settings.rag.vector_index, ef_search=settings.rag.hnsw_ef_search)
-    return Retriever.local(index, threads=settings.rag.embed_threads)
+    return Retriever.build(
+        index,
+        secret=settings.secret_key(),
+        threads=settings.rag.embed_threads,
+        timeout=settings.rag.embed_timeout,
+    )
 
 
 def build_runners(models: ModelRegistry, db: Database, retriever: Retriever) -> AppRunners:

@@ -386,6 +386,13 @@ class RagSettings(BaseSettings):
         le=64,
         description="Threads of the local embedding model (0: onnxruntime's default, every core).",
     )
+    embed_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds a workspace provider's embedding endpoint may take to answer one "
+        "call (indexing retries it later; a query fails with `completion_request_error`).",
+    )
     lease_seconds: float = Field(
         30.0,
         gt=1,

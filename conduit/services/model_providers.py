@@ -68,6 +68,7 @@ class ProviderFields:
     base_url: str | None = None
     api_key: str | None = None  # "" clears it; None or the masked/hidden value keeps it
     models: list[str] | None = None
+    embedding_models: list[str] | None = None
     is_default: bool | None = None
     quota_limit: int | _Keep | None = KEEP  # tokens; None: unlimited
     quota_used: int | None = None  # only 0 (a reset) is accepted
@@ -107,6 +108,7 @@ def snapshot(row: ProviderCredential, secret: str) -> dict[str, Any]:
         "base_url": row.base_url,
         "api_key": None,
         "models": list(row.models or []),
+        "embedding_models": list(row.embedding_models or []),
         "is_default": row.is_default,
         "quota_limit": row.quota_limit,
         "quota_used": row.quota_used,
@@ -150,6 +152,7 @@ def create_provider(
         base_url=_base_url(fields.base_url),
         encrypted_api_key=_encrypted(fields.api_key, secret),
         models=_models(fields.models or []),
+        embedding_models=_models(fields.embedding_models or [], "embedding_models"),
         is_default=bool(fields.is_default),
         quota_limit=None if fields.quota_limit is KEEP else _quota_limit(fields.quota_limit),
         quota_used=0,
@@ -175,6 +178,8 @@ def update_provider(
         row.base_url = _base_url(fields.base_url)
     if fields.models is not None:
         row.models = _models(fields.models)
+    if fields.embedding_models is not None:
+        row.embedding_models = _models(fields.embedding_models, "embedding_models")
     if fields.api_key is not None and not _unchanged_key(row, fields.api_key, secret):
         row.encrypted_api_key = _encrypted(fields.api_key, secret)
     if fields.quota_limit is not KEEP:
@@ -388,15 +393,15 @@ def _base_url(value: str | None) -> str:
     return url.rstrip("/")
 
 
-def _models(values: Any) -> list[str]:
+def _models(values: Any, field: str = "models") -> list[str]:
     if not isinstance(values, list):
-        raise InvalidParam("models: must be a list of model names")
+        raise InvalidParam(f"{field}: must be a list of model names")
     if len(values) > MAX_MODELS:
-        raise InvalidParam(f"models: at most {MAX_MODELS} model names")
+        raise InvalidParam(f"{field}: at most {MAX_MODELS} model names")
     names: list[str] = []
     for index, value in enumerate(values):
         if not isinstance(value, str) or not value.strip() or len(value.strip()) > 255:
-            raise InvalidParam(f"models[{index}]: must be a model name (1 to 255 characters)")
+            raise InvalidParam(f"{field}[{index}]: must be a model name (1 to 255 characters)")
         if value.strip() not in names:
             names.append(value.strip())
     return names

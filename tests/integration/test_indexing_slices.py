@@ -30,6 +30,7 @@ from conduit.infra.storage import LocalStorage
 from conduit.services.accounts import create_admin
 from conduit.services.datasets import datasets, documents
 from conduit.services.datasets.documents import INDEX_TASK, DocumentRequest
+from conduit.services.datasets.embedders import Embedders
 from conduit.services.datasets.indexing import Indexer, Lease, LeaseLost, resume_stalled_documents
 from conduit.services.embeddings import CachedEmbedder
 from tests.fakes.fake_openai import FakeOpenAIThread
@@ -59,7 +60,10 @@ def indexer(
         db=db,
         storage=LocalStorage(tmp_path / "files"),
         settings=settings,
-        embedder=CachedEmbedder(model, db),
+        # The fake endpoint stands in for the process's own model (the datasets name none).
+        embedders=Embedders(
+            secret="test", local=lambda: model, wrap=lambda inner: CachedEmbedder(inner, db)
+        ),
         splitter=SPLITTER,
         worker_id=f"worker-{name}",
     )

@@ -29,6 +29,9 @@ class ProviderCreateBody(Body):
     models: Annotated[
         list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)
     ] = []
+    embedding_models: Annotated[
+        list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)
+    ] = Field([], description="Models it serves at POST {base_url}/embeddings (for datasets).")
     is_default: bool = False
     quota_limit: QuotaLimit = None
 
@@ -41,6 +44,10 @@ class ProviderUpdateBody(Body):
         None, description='New key; omit it (or send "[__HIDDEN__]") to keep the stored one.'
     )
     models: (
+        Annotated[list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)]
+        | None
+    ) = None
+    embedding_models: (
         Annotated[list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)]
         | None
     ) = None
@@ -75,6 +82,7 @@ def create_provider(
             base_url=body.base_url,
             api_key=body.api_key,
             models=list(body.models),
+            embedding_models=list(body.embedding_models),
             is_default=body.is_default,
             quota_limit=body.quota_limit,
         ),
@@ -109,6 +117,9 @@ def update_provider(
             base_url=body.base_url,
             api_key=body.api_key,
             models=list(body.models) if body.models is not None else None,
+            embedding_models=(
+                list(body.embedding_models) if body.embedding_models is not None else None
+            ),
             is_default=body.is_default,
             quota_limit=body.quota_limit if "quota_limit" in body.model_fields_set else KEEP,
             quota_used=body.quota_used,

@@ -298,7 +298,7 @@ def add_segments(
     dataset = _dataset(session, caller, dataset_id)
     items = segments.parse_new_segments(body)
     segments.editable_document(session, dataset, document_id)  # refused before the model runs
-    model = request.app.state.retriever.segment_model()
+    model = request.app.state.retriever.segment_model(session, dataset)
     session.commit()  # nothing written yet: the model does not run inside a transaction
     vectors = segments.embed_texts(dataset, model, [item.content or "" for item in items])
     document = segments.editable_document(session, dataset, document_id)
@@ -346,7 +346,7 @@ def edit_segment(
     segments.get_segment(
         session, segments.editable_document(session, dataset, document_id), segment_id
     )  # refused before the model runs
-    model = request.app.state.retriever.segment_model()
+    model = request.app.state.retriever.segment_model(session, dataset)
     session.commit()  # nothing written yet: the model does not run inside a transaction
     vectors = segments.embed_texts(dataset, model, [fields.content] if fields.content else [])
     document = segments.editable_document(session, dataset, document_id)

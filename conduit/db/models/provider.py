@@ -24,6 +24,10 @@ class ProviderCredential(IdMixin, TimestampMixin, Base):
     base_url: Mapped[str] = mapped_column(String(2048))
     encrypted_api_key: Mapped[str | None] = mapped_column(Text, default=None)
     models: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # What it serves at `POST {base_url}/embeddings`: the models a dataset may embed with.
+    embedding_models: Mapped[list[str]] = mapped_column(
+        JsonType, default=list, server_default=text("'[]'")
+    )
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     quota_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
     quota_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -33,9 +33,8 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
-from conduit.services.datasets import keywords
+from conduit.services.datasets import embedders, keywords
 from conduit.services.datasets.documents import forget_dataset_files
-from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
 
 NAME_MAX = 40
@@ -111,8 +110,9 @@ class DatasetFields:
             description=description,
             indexing_technique=_choice(body, "indexing_technique", IndexingTechnique),
             permission=_choice(body, "permission", DatasetPermission),
-            embedding_model=_embedding_model(body),
-            embedding_model_provider=(LOCAL_PROVIDER if body.get("embedding_model") else None),
+            # Checked against what the workspace offers by `create_dataset`/`update_dataset`.
+            embedding_model=_text(body, "embedding_model"),
+            embedding_model_provider=_text(body, "embedding_model_provider"),
             retrieval_model=_retrieval_model(body.get("retrieval_model")),
         )
 
@@ -131,17 +131,11 @@ def _choice(body: dict[str, Any], field: str, kind: type[_Choice]) -> _Choice | 
         raise InvalidParam(f"{field} must be one of: {allowed}.") from None
 
 
-def _embedding_model(body: dict[str, Any]) -> str | None:
-    """Only the local model until workspaces configure embedding endpoints of their own."""
-    model, provider = body.get("embedding_model"), body.get("embedding_model_provider")
-    if not model and not provider:
-        return None
-    if model != LOCAL_MODEL_ID or provider not in (None, "", LOCAL_PROVIDER):
-        raise InvalidParam(
-            f"embedding_model {model!r} of provider {provider!r} is not available: this "
-            f"workspace offers {LOCAL_MODEL_ID!r} of provider {LOCAL_PROVIDER!r}."
-        )
-    return str(model)
+def _text(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise InvalidParam(f"{field} must be a string.")
+    return value or None
 
 
 def _retrieval_model(value: Any) -> dict[str, Any] | None:
@@ -235,14 +229,17 @@ def create_dataset(
     session: Session, *, tenant_id: str, account_id: str, fields: DatasetFields
 ) -> Dataset:
     assert fields.name is not None
+    provider, model = embedders.check_choice(
+        session, tenant_id, fields.embedding_model_provider, fields.embedding_model
+    ) or (None, None)
     dataset = Dataset(
         tenant_id=tenant_id,
         name=fields.name,
         description=fields.description or "",
         indexing_technique=fields.indexing_technique,
         permission=fields.permission or DatasetPermission.ONLY_ME,
-        embedding_model=fields.embedding_model,
-        embedding_model_provider=fields.embedding_model_provider,
+        embedding_model=model,
+        embedding_model_provider=provider,
         retrieval_model=fields.retrieval_model,
         created_by=account_id,
     )
@@ -253,10 +250,17 @@ def create_dataset(
 def update_dataset(
     session: Session, dataset: Dataset, *, account_id: str, fields: DatasetFields
 ) -> Dataset:
-    changes_index = fields.indexing_technique not in (
-        None,
-        dataset.indexing_technique,
-    ) or fields.embedding_model not in (None, dataset.embedding_model)
+    choice = None
+    if fields.embedding_model or fields.embedding_model_provider:
+        choice = embedders.check_choice(
+            session,
+            dataset.tenant_id,
+            fields.embedding_model_provider or dataset.embedding_model_provider,
+            fields.embedding_model or dataset.embedding_model,
+        )
+    changes_index = fields.indexing_technique not in (None, dataset.indexing_technique) or (
+        choice is not None and choice != (dataset.embedding_model_provider, dataset.embedding_model)
+    )
     if changes_index and _has_documents(session, dataset.id):
         raise InvalidParam(
             "indexing_technique and embedding_model cannot change once the dataset has "
@@ -264,17 +268,11 @@ def update_dataset(
         )
     changes: dict[str, Any] = {
         name: getattr(fields, name)
-        for name in (
-            "name",
-            "description",
-            "indexing_technique",
-            "permission",
-            "embedding_model",
-            "embedding_model_provider",
-            "retrieval_model",
-        )
+        for name in ("name", "description", "indexing_technique", "permission", "retrieval_model")
         if getattr(fields, name) is not None
     }
+    if choice is not None:
+        changes["embedding_model_provider"], changes["embedding_model"] = choice
     _save(session, dataset, {**changes, "updated_by": account_id, "updated_at": utcnow()})
     return dataset
 
@@ -431,6 +429,7 @@ def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
         {
             **_view(d, counts[d.id], authors.get(d.created_by), tags[d.id]),
             "doc_metadata": fields[d.id],
+            "embedding_available": embedders.available(session, d),
         }
         for d in datasets
     ]
@@ -479,7 +478,6 @@ def _view(
         "updated_at": int(dataset.updated_at.timestamp()),
         "embedding_model": dataset.embedding_model,
         "embedding_model_provider": dataset.embedding_model_provider,
-        "embedding_available": True,
         "retrieval_model_dict": dataset.retrieval_model or default_retrieval_model(),
         "tags": tags,
         "doc_form": dataset.doc_form,

@@ -24,6 +24,7 @@ worker every time does not loop forever.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -42,6 +43,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from conduit.core.llm.errors import ModelError
 from conduit.core.rag.clean import CleaningRules, clean
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
@@ -66,6 +68,7 @@ from conduit.infra.settings import RagSettings
 from conduit.infra.storage import Storage, local_storage
 from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import AUTOMATIC_RULES, INDEX_TASK, UNFINISHED
+from conduit.services.datasets.embedders import Embedders
 from conduit.services.datasets.vectors import MatrixIndex, VectorIndex, build_vector_index
 from conduit.services.embeddings import CachedEmbedder, content_hash
 from conduit.signals import signals
@@ -146,13 +149,14 @@ class Lease:
 
 @dataclass(frozen=True)
 class Indexer:
-    """What indexing needs: the database, the stored files, the settings, the embedder (the
-    embedding cache in front of the local model), the splitter, and this worker's name."""
+    """What indexing needs: the database, the stored files, the settings, the embedding
+    models (each dataset's, behind the embedding cache), the splitter, and this worker's
+    name."""
 
     db: Database
     storage: Storage
     settings: RagSettings
-    embedder: Embedder
+    embedders: Embedders
     splitter: Splitter
     worker_id: str
     vectors: VectorIndex = field(default_factory=MatrixIndex)
@@ -214,16 +218,21 @@ class Indexer:
             if document is None or document.lease_epoch != lease.epoch:
                 raise LeaseLost()
             name, split_done = document.name, document.splitting_completed_at is not None
-            technique = session.scalar(
-                select(Dataset.indexing_technique).where(Dataset.id == document.dataset_id)
-            )
+            dataset = session.get(Dataset, document.dataset_id)
+            if dataset is None:
+                raise LeaseLost()  # deleted with its documents meanwhile
+            embedder = None
+            if dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY:
+                try:
+                    embedder = self.embedders.for_dataset(session, dataset)
+                except ModelError as error:  # its provider is gone, or no longer serves it
+                    raise FatalIndexingError(error.message) from None
             file_key = _file_key(session, document)
             rule = _rule(session, document)
         if not split_done:
             self._split(lease, generation, name, file_key, rule)
-        embed = technique == IndexingTechnique.HIGH_QUALITY
         # At least one batch per slice, so that every slice makes progress.
-        while self._index_batch(lease, generation, embed=embed):
+        while self._index_batch(lease, generation, embedder):
             lease.check()
             if time.monotonic() - started > self.settings.slice_seconds:
                 return self._hand_on(lease, generation)
@@ -321,8 +330,9 @@ class Indexer:
             insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
             session.execute(insert(_SEGMENTS).on_conflict_do_nothing(), rows)
 
-    def _index_batch(self, lease: Lease, generation: int, *, embed: bool) -> bool:
-        """Embed and complete the next batch; False when none is left."""
+    def _index_batch(self, lease: Lease, generation: int, embedder: Embedder | None) -> bool:
+        """Embed (a high-quality dataset's, with its model) and complete the next batch; False
+        when none is left."""
         with self.db.statements() as connection:
             batch = connection.execute(
                 select(
@@ -339,10 +349,10 @@ class Indexer:
         if not batch:
             return False
         embedded = None
-        if embed:
+        if embedder is not None:
             # The vectors go to the embedding cache (by model and text), and into the vector
             # index with the segments' completion below.
-            embedded = self.embedder.embed([row.content for row in batch]).vectors
+            embedded = embedder.embed([row.content for row in batch]).vectors
         lease.check()
         now = utcnow()
         with self.db.transaction() as session:
@@ -590,8 +600,8 @@ def resume_stalled_documents(db: Database, settings: RagSettings) -> int:
 
 
 def build_indexer(resources: Resources) -> Indexer:
-    """An indexer for this process: the local model behind the embedding cache, the splitter
-    on the model's tokenizer, and the data dir's files."""
+    """An indexer for this process: the datasets' models behind the embedding cache, the
+    splitter on the local model's tokenizer, and the data dir's files."""
     settings = resources.settings
     # One slice (parsing included) must end well inside a task's soft time limit.
     budget = settings.tasks.soft_time_limit
@@ -605,9 +615,15 @@ def build_indexer(resources: Resources) -> Indexer:
         db=resources.db,
         storage=local_storage(settings),
         settings=rag,
-        embedder=CachedEmbedder(
-            LocalEmbedder(batch_size=settings.rag.embed_batch, threads=settings.rag.embed_threads),
-            resources.db,
+        embedders=Embedders(
+            secret=settings.secret_key(),
+            local=functools.partial(
+                LocalEmbedder,
+                batch_size=settings.rag.embed_batch,
+                threads=settings.rag.embed_threads,
+            ),
+            wrap=functools.partial(CachedEmbedder, db=resources.db),
+            timeout=settings.rag.embed_timeout,
         ),
         splitter=Splitter(tokenizer()),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",

@@ -1,7 +1,7 @@
 """The models a workspace can use, as Dify's `GET /workspaces/current/models/model-types/{type}`
-lists them for the Knowledge API: the local MiniLM embedding model (provider `conduit`; until
-workspaces configure embedding endpoints of their own, the only one a dataset can use) and the
-chat models (the server's own, and each provider the workspace added)."""
+lists them for the Knowledge API: the embedding models a dataset can use (the local MiniLM,
+provider `conduit`, and each workspace provider's `embedding_models`) and the chat models (the
+server's own, and each provider the workspace added)."""
 
 from __future__ import annotations
 
@@ -55,13 +55,23 @@ def available_models(
     if model_type not in MODEL_TYPES:
         raise InvalidParam(f"model_type must be one of: {', '.join(MODEL_TYPES)}.")
     if model_type == "text-embedding":
-        return [
+        found = [
             _provider(
                 LOCAL_PROVIDER,
                 "Conduit (local)",
                 [_model(LOCAL_MODEL_ID, model_type, {"context_size": CONTENT_TOKENS})],
             )
         ]
+        for row in session.scalars(readable_providers(tenant_id)):
+            if row.embedding_models:
+                found.append(
+                    _provider(
+                        workspace_reference(row.id),
+                        row.name,
+                        [_model(name, model_type, {}) for name in row.embedding_models],
+                    )
+                )
+        return found
     if model_type != "llm":
         return []  # no rerank, speech or moderation models here
     server = "openai_api_compatible" if settings.model.base_url else "local"

@@ -10,6 +10,7 @@ lists' similarities (`retrieval_model.weights`, 0.7 / 0.3 by default).
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 from conduit.core.apps.knowledge import RetrievalPlan
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
+from conduit.core.rag.errors import IndexingError
 from conduit.core.rag.retrieve import fuse_rrf, fuse_weighted
 from conduit.core.rag.split import Splitter
 from conduit.db.models import (
@@ -39,6 +41,7 @@ from conduit.services.datasets.datasets import (
     default_retrieval_model,
 )
 from conduit.services.datasets.documents import segment_view
+from conduit.services.datasets.embedders import Embedders, EmbeddingFailed
 from conduit.services.datasets.segments import SegmentModel
 from conduit.services.datasets.vectors import VectorIndex, searchable
 
@@ -50,17 +53,22 @@ RRF_MODE = RERANKING_MODES[1]
 
 @dataclass
 class Retriever:
-    """One per process: the query embedder (loaded on the first search) and the vector
-    index."""
+    """One per process: the datasets' query embedders (the local one loaded on the first
+    search) and the vector index."""
 
-    embedder: Embedder
+    embedders: Embedders
     index: VectorIndex
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _splitter: Splitter | None = None
 
-    def segment_model(self) -> SegmentModel:
-        """The model as segment edits use it: its vectors and its token counts."""
-        return SegmentModel(self.embedder, self._count_tokens, self.index)
+    def segment_model(self, session: Session, dataset: Dataset) -> SegmentModel:
+        """The dataset's model as segment edits use it: its vectors and its token counts."""
+        return SegmentModel(self._embedder(session, dataset), self._count_tokens, self.index)
+
+    def _embedder(self, session: Session, dataset: Dataset) -> Embedder:
+        if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
+            return self.embedders.local_model()  # (an economy dataset embeds nothing)
+        return self.embedders.for_dataset(session, dataset)
 
     def _count_tokens(self, text: str) -> int:
         with self._lock:
@@ -70,10 +78,15 @@ class Retriever:
         return splitter.count(text)
 
     @classmethod
-    def local(cls, index: VectorIndex, *, threads: int = 0) -> Retriever:
+    def build(
+        cls, index: VectorIndex, *, secret: str, threads: int = 0, timeout: float = 30.0
+    ) -> Retriever:
         # Queries are not cached: they rarely repeat, and the search runs inside the request's
         # transaction, which on SQLite holds the write lock a cache write would wait for.
-        return cls(embedder=LocalEmbedder(threads=threads), index=index)
+        embedders = Embedders(
+            secret=secret, local=functools.partial(LocalEmbedder, threads=threads), timeout=timeout
+        )
+        return cls(embedders=embedders, index=index)
 
     def search(
         self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
@@ -96,7 +109,7 @@ class Retriever:
         if only is not None and not only:
             return []
         semantic = (
-            self._semantic(session, dataset.id, query, pool, only)
+            self._semantic(session, dataset, query, pool, only)
             if method in ("semantic_search", "hybrid_search")
             else []
         )
@@ -142,14 +155,18 @@ class Retriever:
     def _semantic(
         self,
         session: Session,
-        dataset_id: str,
+        dataset: Dataset,
         query: str,
         limit: int,
         document_ids: set[str] | None,
     ) -> list[tuple[str, float]]:
-        vector = self.embedder.embed([query]).vectors[0]
+        embedder = self.embedders.for_dataset(session, dataset)
+        try:
+            vector = embedder.embed([query]).vectors[0]
+        except IndexingError as error:  # a remote model down or refusing: Dify's model error
+            raise EmbeddingFailed(f"The query could not be embedded: {error.message}") from None
         return self.index.search(
-            session, dataset_id, self.embedder.model_key, vector, limit, document_ids
+            session, dataset.id, embedder.model_key, vector, limit, document_ids
         )
 
 

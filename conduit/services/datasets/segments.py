@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conduit.core.rag.embed.base import Embedder
+from conduit.core.rag.errors import IndexingError
 from conduit.db.models import (
     Dataset,
     Document,
@@ -29,6 +30,7 @@ from conduit.db.models import (
 from conduit.errors import InvalidParam, NotFound
 from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import get_document
+from conduit.services.datasets.embedders import EmbeddingFailed
 from conduit.services.datasets.vectors import VectorIndex
 from conduit.services.embeddings import content_hash, store_vectors
 
@@ -137,7 +139,10 @@ def embed_texts(dataset: Dataset, model: SegmentModel, texts: list[str]) -> Vect
     not run while the write lock is held; the edit then stores them."""
     if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY or not texts:
         return {}
-    vectors = model.embedder.embed(texts).vectors
+    try:
+        vectors = model.embedder.embed(texts).vectors
+    except IndexingError as error:  # a remote model down or refusing: Dify's model error
+        raise EmbeddingFailed(f"The segment could not be embedded: {error.message}") from None
     return {content_hash(text): vector for text, vector in zip(texts, vectors, strict=True)}
 
 
