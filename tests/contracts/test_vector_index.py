@@ -76,6 +76,8 @@ class Corpus:
         """A dataset with one completed document of one segment per vector, indexed; its id,
         the document's, and the segments' ids in the vectors' order."""
         now = utcnow()
+        if vectors:  # as indexing does, before the transaction that writes segments
+            self.index.prepare(int(vectors[0].shape[0]))
         with self.db.transaction() as session:
             dataset = Dataset(
                 tenant_id=self.tenant_id,
@@ -272,6 +274,23 @@ class TestWrites:
         except ValueError:
             return  # refused: the dimensions differ
         assert found == []  # or nothing of the other dimension is found
+
+
+def test_a_new_models_width_is_prepared_and_searched_beside_the_others(
+    db: Database, index: VectorIndex
+) -> None:
+    """A workspace model's first vectors, of a width no table had (pgvector makes its table in
+    `prepare`, before the segments' transaction, which its foreign key would wait for)."""
+    corpus = Corpus(db, index, *workspace(db))
+    width = 40 + time.monotonic_ns() % 1000  # a width this database has not seen
+    vectors = random_vectors(6, dim=width)
+    started = time.monotonic()
+    dataset_id, _, ids = corpus.dataset(vectors)
+    assert time.monotonic() - started < 5  # not a lock timeout's wait
+    assert corpus.search(dataset_id, vectors[4], limit=2)[0][0] == ids[4]
+    # The datasets of the usual width are unaffected.
+    usual, _, usual_ids = corpus.dataset(random_vectors(3))
+    assert {i for i, _ in corpus.search(usual, random_vectors(1)[0])} == set(usual_ids)
 
 
 def test_pgvector_takes_in_the_vectors_indexed_before_its_table(db: Database) -> None:

@@ -353,6 +353,9 @@ class Indexer:
             # The vectors go to the embedding cache (by model and text), and into the vector
             # index with the segments' completion below.
             embedded = embedder.embed([row.content for row in batch]).vectors
+            # A model's first vectors of their width: pgvector's table is made before the
+            # transaction below, which writes segments (its foreign key would wait for it).
+            self.vectors.prepare(int(embedded.shape[1]))
         lease.check()
         now = utcnow()
         with self.db.transaction() as session:

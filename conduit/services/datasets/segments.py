@@ -143,6 +143,7 @@ def embed_texts(dataset: Dataset, model: SegmentModel, texts: list[str]) -> Vect
         vectors = model.embedder.embed(texts).vectors
     except IndexingError as error:  # a remote model down or refusing: Dify's model error
         raise EmbeddingFailed(f"The segment could not be embedded: {error.message}") from None
+    model.index.prepare(int(vectors.shape[1]))  # before the edit's transaction (see `prepare`)
     return {content_hash(text): vector for text, vector in zip(texts, vectors, strict=True)}
 
 

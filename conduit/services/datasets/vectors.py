@@ -50,6 +50,10 @@ Vector = npt.NDArray[np.float32]
 class VectorIndex(Protocol):
     name: str
 
+    def prepare(self, dimension: int) -> None:
+        """Ready the index for vectors of `dimension` (a model's first vectors): called before
+        the transaction that writes them, never inside one that wrote segments."""
+
     def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
         """Index (segment id, vector) pairs of a dataset in the caller's transaction; a segment
         indexed again takes its new vector."""
@@ -97,6 +101,9 @@ class MatrixIndex:
     name: str = "matrix"
     _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def prepare(self, dimension: int) -> None:
+        return None  # a matrix of any width is made when loaded
 
     def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
         return None  # the vectors are the embedding cache's rows, written with the embedding
@@ -229,6 +236,9 @@ class PgVectorIndex:
             self._backfill(dimension, table)
             self._ready.add(dimension)
         return table
+
+    def prepare(self, dimension: int) -> None:
+        self.ensure(dimension)
 
     def _backfill(self, dimension: int, table: str) -> None:
         """Vectors of completed segments of high-quality datasets that the table lacks (indexed
