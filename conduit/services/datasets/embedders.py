@@ -4,8 +4,9 @@ its `embedding_models`).
 
 `Embedders` is one per process and use (indexing wraps every model in the embedding cache;
 queries are not cached). A remote model is built from the provider's row, read in the caller's
-session, its API key decrypted in this process (it never travels); it is kept while the row is
-unchanged (`updated_at`), so its HTTP connections are reused across batches and queries.
+session, its API key decrypted in this process (it never travels); it is kept while the
+provider's endpoint and key are unchanged, so its HTTP connections are reused across batches
+and queries.
 
 A remote model's vectors are keyed `workspace:<provider id>:<model>` in the embedding cache
 and the vector index: pointing the provider at another server that names a model the same
@@ -17,7 +18,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -87,7 +87,7 @@ def available(session: Session, dataset: Dataset) -> bool:
     )
 
 
-_RemoteKey = tuple[str, str, datetime]  # provider id, model, the row's updated_at
+_RemoteKey = tuple[str, str | None, str]  # the provider's base URL and sealed key, the model
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Embedders:
                 f"{dataset.embedding_model_provider!r} in this workspace: add it to the "
                 "provider's embedding_models again, or create a dataset on another model."
             )
-        key = (row.id, model, row.updated_at)
+        key = (row.base_url, row.encrypted_api_key, model)
         with self._lock:
             held = self._remote.get(f"{row.id}:{model}")
             if held is not None and held[0] == key:
@@ -133,7 +133,7 @@ class Embedders:
             wrapped = self.wrap(remote)
             self._remote[f"{row.id}:{model}"] = (key, wrapped, remote)
         if held is not None:
-            held[2].close()  # the row changed: its old endpoint or key is done with
+            held[2].close()  # its endpoint or key changed: the old client is done with
         return wrapped
 
     def local_model(self) -> Embedder:
@@ -141,12 +141,6 @@ class Embedders:
             if self._local is None:
                 self._local = self.wrap(self.local())
             return self._local
-
-    def close(self) -> None:
-        with self._lock:
-            remotes, self._remote = list(self._remote.values()), {}
-        for _, _, remote in remotes:
-            remote.close()
 
     def _build_remote(self, row: ProviderCredential, model: str) -> OpenAICompatibleEmbedder:
         try:

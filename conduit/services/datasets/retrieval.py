@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, true, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.knowledge import RetrievalPlan
@@ -43,7 +43,7 @@ from conduit.services.datasets.datasets import (
 from conduit.services.datasets.documents import segment_view
 from conduit.services.datasets.embedders import Embedders, EmbeddingFailed
 from conduit.services.datasets.segments import SegmentModel
-from conduit.services.datasets.vectors import VectorIndex, searchable
+from conduit.services.datasets.vectors import VectorIndex, is_searchable
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
 # `retrieval_model.reranking_mode` of a hybrid search fused by rank (Conduit's; Dify's modes are
@@ -84,7 +84,9 @@ class Retriever:
         # Queries are not cached: they rarely repeat, and the search runs inside the request's
         # transaction, which on SQLite holds the write lock a cache write would wait for.
         embedders = Embedders(
-            secret=secret, local=functools.partial(LocalEmbedder, threads=threads), timeout=timeout
+            secret=secret,
+            local=functools.partial(LocalEmbedder, threads=threads, spin=False),
+            timeout=timeout,
         )
         return cls(embedders=embedders, index=index)
 
@@ -138,17 +140,22 @@ class Retriever:
         ranked = [(i, s) for i, s in ranked if threshold is None or s >= threshold]
         if not ranked:
             return []
+        # By primary key, then checked here (`is_searchable` says why not in SQL).
+        segments = session.scalars(
+            select(DocumentSegment).where(DocumentSegment.id.in_([i for i, _ in ranked]))
+        ).all()
+        documents = {
+            document.id: document
+            for document in session.scalars(
+                select(Document).where(Document.id.in_({s.document_id for s in segments}))
+            )
+        }
         rows = {
             segment.id: (segment, document)
-            for segment, document in session.execute(
-                select(DocumentSegment, Document)
-                .join(Document, Document.id == DocumentSegment.document_id)
-                .where(
-                    DocumentSegment.id.in_([segment_id for segment_id, _ in ranked]),
-                    searchable(dataset.id),
-                    Document.id.in_(only) if only is not None else true(),
-                )
-            ).tuples()
+            for segment in segments
+            if (document := documents.get(segment.document_id)) is not None
+            and is_searchable(segment, document, dataset.id)
+            and (only is None or document.id in only)
         }
         return [(*rows[i], score) for i, score in ranked if i in rows][:top_k]
 

@@ -86,6 +86,23 @@ def searchable(dataset_id: str) -> Any:
     )
 
 
+def is_searchable(segment: DocumentSegment, document: Document, dataset_id: str) -> bool:
+    """`searchable` for a segment and its document read by their ids. (The same conditions in
+    SQL beside `id IN (…)` let SQLite's planner, without statistics, take the dataset's or the
+    document's index instead of the primary key: a scan of the dataset's segments, 15 ms per
+    search at 10k segments.)"""
+    return (
+        segment.dataset_id == dataset_id
+        and segment.status == "completed"
+        and segment.enabled
+        and segment.generation == document.index_generation
+        and document.id == segment.document_id
+        and document.indexing_status == IndexingStatus.COMPLETED
+        and document.enabled
+        and not document.archived
+    )
+
+
 @dataclass
 class _Loaded:
     signature: tuple[Any, ...]
