@@ -27,6 +27,7 @@ from celery import signals as celery_signals
 
 import conduit
 from conduit.core.apps.chat import ChatRunner
+from conduit.core.apps.workflow import WorkflowRunner
 from conduit.core.llm.registry import ModelDefaults, ModelRegistry
 from conduit.core.runs.backends import RunBackends, build_run_backends
 from conduit.core.runs.early import StartGates
@@ -34,6 +35,8 @@ from conduit.core.runs.executors.inline import InlineExecutor
 from conduit.core.runs.kinds import AppRunners
 from conduit.core.runs.lifecycle import run_to_end
 from conduit.core.runs.spec import RunSpec
+from conduit.core.workflow.engine import RunLimits as EngineLimits
+from conduit.core.workflow.nodes.registry import NODES
 from conduit.infra.cache import Cache, MemoryCache, RedisCache
 from conduit.infra.db import Database, build_engine
 from conduit.infra.logging import configure_logging
@@ -50,6 +53,7 @@ from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.datasets.vectors import build_vector_index
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
+from conduit.services.runs.workflow import NodeServices, WorkflowRunStore, node_limits
 from conduit.signals.handlers import connect_handlers
 from conduit.tasks.broker_loss import RedisBrokerWatch
 from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, longest_run, publisher
@@ -127,14 +131,30 @@ def build_retriever(settings: Settings, db: Database) -> Retriever:
     )
 
 
-def build_runners(models: ModelRegistry, db: Database, retriever: Retriever) -> AppRunners:
+def build_runners(
+    settings: Settings, models: ModelRegistry, db: Database, retriever: Retriever
+) -> AppRunners:
     """The app runners of this process, by kind."""
     store = MessageStore(db)
     search = KnowledgeSearch(db, retriever)
+    limits = node_limits(settings)
+
+    def workflow_services(spec: RunSpec) -> NodeServices:
+        return NodeServices(spec, models, limits, search)
+
     return AppRunners(
         [
             ChatRunner("chat", resolve_model=models.resolve, store=store, retrieve=search),
             ChatRunner("completion", resolve_model=models.resolve, store=store, retrieve=search),
+            WorkflowRunner(
+                store=WorkflowRunStore(db),
+                nodes=NODES,
+                services=workflow_services,
+                limits=EngineLimits(
+                    max_steps=settings.workflow.max_steps,
+                    concurrency=settings.workflow.concurrency,
+                ),
+            ),
         ]
     )
 
@@ -153,7 +173,9 @@ def build_task_parts(settings: Settings, celery: Celery | None = None) -> TaskPa
     return TaskParts(
         resources=resources,
         models=models,
-        runners=build_runners(models, resources.db, build_retriever(settings, resources.db)),
+        runners=build_runners(
+            settings, models, resources.db, build_retriever(settings, resources.db)
+        ),
         limits=build_run_limits(settings),
     )
 
@@ -285,7 +307,7 @@ class Server:
         _end_dead_runs(resources.db, settings)
         models = build_models(settings, resources.db)
         retriever = build_retriever(settings, resources.db)
-        runners = build_runners(models, resources.db, retriever)
+        runners = build_runners(settings, models, resources.db, retriever)
         parts = TaskParts(
             resources=resources,
             models=models,

@@ -227,6 +227,11 @@ class NotChatApp(InvalidParam):
     default_message = "Please check if your app mode matches the right API route."
 
 
+class NotWorkflowApp(InvalidParam):
+    code = "not_workflow_app"
+    default_message = "Please check if your Workflow app mode matches the right API route."
+
+
 class NotCompletionApp(InvalidParam):
     code = "not_completion_app"
     default_message = "Please check if your Completion app mode matches the right API route."

@@ -26,18 +26,21 @@ from conduit.api.errors import REDIS_OUTAGE, envelope, error_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.sse import EventStreamResponse, event_stream
 from conduit.core.apps.chat import BlockingReply
+from conduit.core.apps.workflow import BlockingWorkflowReply
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.infra.ssrf import check_callback_url_async
 from conduit.services import runs as run_service
-from conduit.services.runs import ChatRequest, RunEvents, Runs
+from conduit.services.runs import ChatRequest, RunEvents, Runs, WorkflowRequest
+from conduit.services.runs.workflow import workflow_run_events
 
 PlainEndpoint = Callable[[Request], Awaitable[Response]]
 PLAIN_ATTRIBUTE = "__conduit_plain_endpoint__"
 TASK_HEADER = "X-Task-Id"
 NAME_HEADERS = {"message_id": "X-Message-Id", "conversation_id": "X-Conversation-Id"}
-RUN_HEADERS = (TASK_HEADER, *NAME_HEADERS.values())
+WORKFLOW_RUN_HEADER = "X-Workflow-Run-Id"
+RUN_HEADERS = (TASK_HEADER, *NAME_HEADERS.values(), WORKFLOW_RUN_HEADER)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 INVALID_IDEMPOTENCY_KEY = (
@@ -106,6 +109,39 @@ async def start_chat(
     response = await blocking_response(events, mode=app.mode.value)
     response.headers.update(names)
     return response
+
+
+async def start_workflow(
+    request: Request, *, app: App, key_id: str | None, user: str, run: WorkflowRequest
+) -> Response:
+    """Start a workflow run of `app` for `user` and answer it blocking (Dify's
+    `{task_id, workflow_run_id, data}`) or streaming; with an Idempotency-Key, a repeat
+    answers from the run the first request started."""
+    runs = runs_of(request)
+    started = await run_service.start_or_attach_workflow_run(
+        runs, app=app, key_id=key_id, user=user, request=run, key=idempotency_key(request)
+    )
+    names = {TASK_HEADER: started.task_id, WORKFLOW_RUN_HEADER: started.names["workflow_run_id"]}
+    if run.response_mode == "streaming":
+        return stream(runs, started.events, names=names)
+    try:
+        reply = BlockingWorkflowReply()
+        async for event in started.events.follow():
+            body = reply.add(event.event, event.payload)
+            if body is not None:
+                return OrjsonResponse(body, headers=names)
+    except REDIS_OUTAGE:
+        return error_response(RedisUnavailable())
+    return error_response(RunEventsLost())
+
+
+async def resume_workflow(
+    request: Request, *, app: App, user: str, workflow_run_id: str, after: int
+) -> Response:
+    """A workflow run's events after `after`, then live (its own user only: 404 otherwise)."""
+    runs = runs_of(request)
+    events = await workflow_run_events(runs, app=app, user=user, run_id=workflow_run_id)
+    return stream(runs, events, after=after, names={TASK_HEADER: events.task_id})
 
 
 def idempotency_key(request: Request) -> str | None:

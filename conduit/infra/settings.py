@@ -510,6 +510,36 @@ class WebhookSettings(BaseSettings):
         return [host.lower().rstrip(".") for host in _comma_list(self.allowed_hosts)]
 
 
+class WorkflowSettings(BaseSettings):
+    model_config = _group("CONDUIT_WORKFLOW_")
+
+    max_steps: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="Node executions a workflow run may make (items of "
+        "iterations and rounds of loops count).",
+    )
+    concurrency: int = Field(
+        64, ge=1, le=10_000, description="Nodes of one workflow run that may run at once."
+    )
+    code_cpu_seconds: float = Field(
+        5.0, gt=0, le=600, description="CPU seconds one code node's process may use."
+    )
+    code_wall_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Seconds one code node may take, waiting included."
+    )
+    code_memory_mb: int = Field(
+        256, ge=32, le=65536, description="Address space of one code node's process (MiB)."
+    )
+    code_output_bytes: int = Field(
+        1_000_000, ge=1024, description="Bytes of JSON one code node may return."
+    )
+    http_max_response_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Bytes of an http-request node's response body."
+    )
+
+
 GROUPS: dict[str, type[BaseSettings]] = {
     "data": DataSettings,
     "database": DatabaseSettings,
@@ -526,6 +556,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "upload": UploadSettings,
     "webhook": WebhookSettings,
     "rag": RagSettings,
+    "workflow": WorkflowSettings,
 }
 
 
@@ -546,6 +577,7 @@ class Settings:
     upload: UploadSettings
     webhook: WebhookSettings
     rag: RagSettings
+    workflow: WorkflowSettings
 
     @property
     def mode(self) -> Literal["embedded", "distributed"]:

@@ -1,4 +1,5 @@
-"""Outbound URLs a user gave us (callbacks): refused when they would reach inside the network.
+"""Outbound URLs a user gave us (callbacks, the workflow http-request node): refused when they
+would reach inside the network.
 
 `check_callback_url()` runs when the URL is submitted: scheme http/https, no credentials, a
 host that resolves, and every address it resolves to public — not private, loopback,
@@ -10,7 +11,8 @@ A name may resolve elsewhere by the time the callback is sent (DNS rebinding), s
 calls `resolve_target()` again and connects to the address it checked (`CheckedTarget.address`),
 sending the name as the Host header and, for https, as the TLS server name.
 
-Resolution blocks: call these from a thread, never on an event loop.
+Resolution blocks: call these from a thread, never on an event loop (the `_async` forms do).
+Messages name the field the URL came from (`callback_url` unless told otherwise).
 """
 
 from __future__ import annotations
@@ -117,10 +119,18 @@ async def check_callback_url_async(url: Any, settings: WebhookSettings) -> str:
     """`check_callback_url` for an event loop: a host that is an IP address needs no lookup and
     is checked at once; a name is resolved on a thread (resolution blocks). On a busy server
     the thread hop was a submit's longest wait (a queue behind the database's threads)."""
+    return (await resolve_target_async(url, AllowList.of(settings))).url
+
+
+async def resolve_target_async(
+    url: Any, allow: AllowList, *, resolver: Resolver = system_resolver, field: str = FIELD
+) -> CheckedTarget:
+    """`resolve_target` for an event loop: an IP-literal host is checked at once, a name is
+    resolved on a thread."""
     try:
-        return check_callback_url(url, settings, resolver=_literal_only)
+        return resolve_target(url, allow, resolver=_literal_only, field=field)
     except _NeedsLookup:
-        return await asyncio.to_thread(check_callback_url, url, settings)
+        return await asyncio.to_thread(resolve_target, url, allow, resolver=resolver, field=field)
 
 
 class _NeedsLookup(Exception):
@@ -136,24 +146,25 @@ def _literal_only(host: str, port: int) -> list[str]:
 
 
 def resolve_target(
-    url: Any, allow: AllowList, *, resolver: Resolver = system_resolver
+    url: Any, allow: AllowList, *, resolver: Resolver = system_resolver, field: str = FIELD
 ) -> CheckedTarget:
-    """Parse, resolve and check `url`; every address the host resolves to must be allowed."""
-    parts = _parse(url)
-    host = _host(parts)
-    port = _port(parts)
+    """Parse, resolve and check `url`; every address the host resolves to must be allowed.
+    Messages start with `field` (the name of the setting or input the URL came from)."""
+    parts = _parse(url, field)
+    host = _host(parts, field)
+    port = _port(parts, field)
     try:
         found = resolver(host, port)
     except (OSError, UnicodeError):
         found = []
     if not found:
-        raise UnresolvableHost(f"{FIELD}: the host {host} does not resolve")
+        raise UnresolvableHost(f"{field}: the host {host} does not resolve")
     addresses = [_address(item) for item in found]
     if not allow.permits_host(host):
         for address in addresses:
             rule = _forbidden(address)
             if rule is not None and not allow.permits_address(address):
-                raise UnsafeUrl(f"{FIELD}: the host {host} resolves to a {rule} address {address}")
+                raise UnsafeUrl(f"{field}: the host {host} resolves to a {rule} address {address}")
     path = urlunsplit(("", "", parts.path or "/", parts.query, ""))
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
@@ -169,28 +180,28 @@ def resolve_target(
     )
 
 
-def _parse(url: Any) -> SplitResult:
+def _parse(url: Any, field: str) -> SplitResult:
     if not isinstance(url, str) or not url.strip():
-        raise UnsafeUrl(f"{FIELD}: must be an http or https URL")
+        raise UnsafeUrl(f"{field}: must be an http or https URL")
     if len(url) > MAX_URL_LENGTH:
-        raise UnsafeUrl(f"{FIELD}: must be at most {MAX_URL_LENGTH} characters")
+        raise UnsafeUrl(f"{field}: must be at most {MAX_URL_LENGTH} characters")
     if any(ord(char) < 0x21 for char in url.strip()):
-        raise UnsafeUrl(f"{FIELD}: must not contain spaces or control characters")
+        raise UnsafeUrl(f"{field}: must not contain spaces or control characters")
     try:
         parts = urlsplit(url.strip())
     except ValueError:
-        raise UnsafeUrl(f"{FIELD}: is not a valid URL") from None
+        raise UnsafeUrl(f"{field}: is not a valid URL") from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise UnsafeUrl(f"{FIELD}: the scheme must be http or https")
+        raise UnsafeUrl(f"{field}: the scheme must be http or https")
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        raise UnsafeUrl(f"{FIELD}: must not carry credentials (user:password@)")
+        raise UnsafeUrl(f"{field}: must not carry credentials (user:password@)")
     return parts
 
 
-def _host(parts: SplitResult) -> str:
+def _host(parts: SplitResult, field: str) -> str:
     raw = (parts.hostname or "").rstrip(".")
     if not raw:
-        raise UnsafeUrl(f"{FIELD}: must name a host")
+        raise UnsafeUrl(f"{field}: must name a host")
     try:
         return str(ipaddress.ip_address(raw))
     except ValueError:
@@ -198,16 +209,16 @@ def _host(parts: SplitResult) -> str:
     try:
         return raw.encode("idna").decode("ascii").lower()
     except UnicodeError:
-        raise UnsafeUrl(f"{FIELD}: the host {raw!r} is not a valid name") from None
+        raise UnsafeUrl(f"{field}: the host {raw!r} is not a valid name") from None
 
 
-def _port(parts: SplitResult) -> int:
+def _port(parts: SplitResult, field: str) -> int:
     try:
         port = parts.port
     except ValueError:
-        raise UnsafeUrl(f"{FIELD}: the port must be a number from 1 to 65535") from None
+        raise UnsafeUrl(f"{field}: the port must be a number from 1 to 65535") from None
     if port == 0:
-        raise UnsafeUrl(f"{FIELD}: the port must be a number from 1 to 65535")
+        raise UnsafeUrl(f"{field}: the port must be a number from 1 to 65535")
     return port or (443 if parts.scheme.lower() == "https" else 80)
 
 

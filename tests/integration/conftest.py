@@ -46,7 +46,7 @@ def bound(db: Database) -> Callable[[Settings, Celery], Resources]:
         parts = TaskParts(
             resources,
             models,
-            build_runners(models, db, build_retriever(settings, db)),
+            build_runners(settings, models, db, build_retriever(settings, db)),
             run_limits(settings),
         )
         attach(app, TaskContext.of_parts(parts))

@@ -73,7 +73,7 @@ async def context(
             settings,
             resources,
             models,
-            build_runners(models, db, build_retriever(settings, db)),
+            build_runners(settings, models, db, build_retriever(settings, db)),
             backends,
         )
     finally:

@@ -97,7 +97,9 @@ def test_a_spec_written_before_kinds_existed_is_still_read(
     db = Database(build_engine(f"sqlite:///{tmp_path / 'unused.db'}", null_pool=True))
     try:
         settings = load_settings()
-        runners = build_runners(build_models(settings, db), db, build_retriever(settings, db))
+        runners = build_runners(
+            settings, build_models(settings, db), db, build_retriever(settings, db)
+        )
         run = spec("chat", "45701982-8118-4bc5-8e9b-64562b4555f2")
         whole = run.to_json()
         flat = {**whole["body"], **{k: v for k, v in whole.items() if k not in ("body", "kind")}}

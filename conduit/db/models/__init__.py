@@ -51,6 +51,12 @@ from conduit.db.models.webhook import (
     WebhookAttempt,
     WebhookDelivery,
 )
+from conduit.db.models.workflow import (
+    ConversationVariable,
+    Workflow,
+    WorkflowNodeExecution,
+    WorkflowRun,
+)
 
 __all__ = [
     "Account",
@@ -67,6 +73,7 @@ __all__ = [
     "CachedEmbedding",
     "ConsoleSession",
     "Conversation",
+    "ConversationVariable",
     "Dataset",
     "DatasetMetadata",
     "DatasetPermission",
@@ -95,6 +102,9 @@ __all__ = [
     "UploadFile",
     "WebhookAttempt",
     "WebhookDelivery",
+    "Workflow",
+    "WorkflowNodeExecution",
+    "WorkflowRun",
     "new_id",
     "utcnow",
 ]

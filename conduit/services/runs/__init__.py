@@ -27,8 +27,10 @@ from conduit.services.runs.reaper import end_interrupted_runs, take_over_dead_ru
 from conduit.services.runs.start import RUN_TASK, start_run
 from conduit.services.runs.stop import RunEvents, resumable_run_events, run_events, stop_run
 from conduit.services.runs.store import MessageStore
+from conduit.services.runs.workflow import WorkflowPlanner, WorkflowRequest
 
 CHAT_PLANNER = ChatPlanner()
+WORKFLOW_PLANNER = WorkflowPlanner()
 
 
 async def start_chat_run(
@@ -45,6 +47,32 @@ async def start_or_attach_chat_run(
     earlier request of `user` started under it (`idempotency.py`)."""
     return await start_or_attach(
         runs, CHAT_PLANNER, app=app, key_id=key_id, user=user, request=request, key=key
+    )
+
+
+async def start_or_attach_workflow_run(
+    runs: Runs,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    request: WorkflowRequest,
+    key: str | None,
+) -> StartedRun:
+    """Start a workflow run of `app` for `user` (under Idempotency-Key `key`, or attach to the
+    run an earlier request of `user` started under it)."""
+    if key is not None:
+        return await start_or_attach(
+            runs, WORKFLOW_PLANNER, app=app, key_id=key_id, user=user, request=request, key=key
+        )
+    spec = await start_run(
+        runs, WORKFLOW_PLANNER, app=app, key_id=key_id, user=user, request=request
+    )
+    return StartedRun(
+        task_id=spec.task_id,
+        names=WORKFLOW_PLANNER.names(spec),
+        events=run_events(runs, spec.task_id),
+        attached=False,
     )
 
 
@@ -72,6 +100,7 @@ __all__ = [
     "RunSpec",
     "Runs",
     "StartedRun",
+    "WorkflowRequest",
     "chat_run_names",
     "end_interrupted_runs",
     "model_ref",

@@ -106,7 +106,7 @@ async def _events_of(runs: Runs, planner: Planner, app: App, run: KeyedRun) -> R
     stored = await asyncio.to_thread(_stored_events, runs, planner, app, run)
     if stored is None:
         raise IdempotencyKeyInProgress()
-    return RunEvents(await _replay_log(run.task_id, stored), run.task_id)
+    return RunEvents(await replay_log(run.task_id, stored), run.task_id)
 
 
 def _stored_events(runs: Runs, planner: Planner, app: App, run: KeyedRun) -> list[Event] | None:
@@ -114,7 +114,7 @@ def _stored_events(runs: Runs, planner: Planner, app: App, run: KeyedRun) -> lis
         return planner.stored_events(session, app=app, run=run)
 
 
-async def _replay_log(task_id: str, events: list[Event]) -> MemoryEventLog:
+async def replay_log(task_id: str, events: list[Event]) -> MemoryEventLog:
     """A closed log of this request's own holding `events`: every consumer (stream, blocking
     reply) reads it as it reads a run's."""
     log = MemoryEventLog(max_runs=1)

@@ -47,6 +47,10 @@ from conduit.services.runs.store import (
     lapsed_runs,
 )
 from conduit.services.runs.tasks import end_run_task
+from conduit.services.runs.workflow import (
+    end_interrupted_workflow_runs,
+    take_over_dead_workflow_runs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ logger = logging.getLogger(__name__)
 def end_interrupted_runs(session: Session) -> int:
     """End every `running` run as failed, its last checkpoint kept: for a process that is the
     only one running them, at its start (the embedded mode, whose logs died with it)."""
-    return end_runs(session)
+    return end_runs(session) + end_interrupted_workflow_runs(session)
 
 
 async def take_over_dead_runs(db: Database, backends: RunBackends, settings: Settings) -> int:
@@ -74,7 +78,7 @@ async def take_over_dead_runs(db: Database, backends: RunBackends, settings: Set
             taken += 1
     if taken:
         logger.warning("took over %d run(s) whose executor is gone", taken)
-    return taken
+    return taken + await take_over_dead_workflow_runs(db, backends, settings)
 
 
 def _lapsed(

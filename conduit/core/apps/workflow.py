@@ -1,0 +1,502 @@
+"""The runner of workflow runs: the graph engine (`core/workflow`) driven inside the run
+lifecycle, its events written to the run's event log in Dify's workflow envelope.
+
+Events (Dify's full converter, `dify-api.md` §4.3–4.4): `workflow_started`, then per node
+`node_started` … `node_finished` (`node_retry` per failed attempt; iteration and loop nodes
+as `iteration_*` / `loop_*`), `text_chunk` as the end node's streaming outputs are made, and
+`workflow_finished` (status `succeeded`, `failed`, `stopped`, `partial-succeeded`). A node
+that fails with no error strategy fails the run — still a `workflow_finished` (HTTP 200), no
+`error` event, as in Dify.
+
+The engine hands events to a plain callable; here they are queued and written to the log by
+one writer task, in batches of events of one kind (`EventLog.extend`), off the engine's path:
+a node never waits for Redis. The lifecycle stores the `WorkflowResult` (with its node
+executions) through the `WorkflowStore` before the terminal event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from conduit.core.runs.eventlog.base import EventLog
+from conduit.core.runs.kinds import Event
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus
+from conduit.core.workflow.engine import (
+    NodeAborted,
+    NodeFunction,
+    RunContext,
+    RunLimits,
+    StepLimitExceeded,
+    run_scope,
+)
+from conduit.core.workflow.events import (
+    ContainerEvent,
+    NodeExecution,
+    NodeFinished,
+    NodeRetried,
+    NodeStarted,
+    TextChunk,
+    WorkflowEvent,
+)
+from conduit.core.workflow.graph import WorkflowGraph
+from conduit.core.workflow.services import WorkflowServices
+from conduit.core.workflow.streaming import AnswerStreamer
+from conduit.core.workflow.variables import VariablePool
+from conduit.errors import ConduitError
+
+WorkflowMode = Literal["workflow", "advanced-chat"]
+WorkflowStatus = Literal["running", "succeeded", "failed", "stopped", "partial-succeeded"]
+KIND = "workflow"
+
+
+@dataclass(frozen=True)
+class WorkflowRunBody:
+    """A workflow run: which workflow (its graph as published), its checked inputs, the
+    `sys.*` values, the environment's and the conversation's variables, who started it."""
+
+    workflow_run_id: str
+    workflow_id: str
+    graph: dict[str, Any]
+    inputs: dict[str, Any]
+    system: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=dict)
+    created_by: dict[str, Any] = field(default_factory=dict)
+    mode: WorkflowMode = "workflow"
+    # How each `model.provider` of the graph is reached (`ModelRegistry.resolve` refs).
+    model_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow_run_id": self.workflow_run_id,
+            "workflow_id": self.workflow_id,
+            "graph": self.graph,
+            "inputs": self.inputs,
+            "system": self.system,
+            "environment": self.environment,
+            "created_by": self.created_by,
+            "mode": self.mode,
+            "model_refs": self.model_refs,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkflowRunBody:
+        return cls(
+            workflow_run_id=str(data["workflow_run_id"]),
+            workflow_id=str(data["workflow_id"]),
+            graph=dict(data["graph"]),
+            inputs=dict(data.get("inputs") or {}),
+            system=dict(data.get("system") or {}),
+            environment=dict(data.get("environment") or {}),
+            created_by=dict(data.get("created_by") or {}),
+            mode="advanced-chat" if data.get("mode") == "advanced-chat" else "workflow",
+            model_refs=dict(data.get("model_refs") or {}),
+        )
+
+
+@dataclass
+class WorkflowResult:
+    """How a workflow run ended: written onto its run row (and its node executions) by the
+    `WorkflowStore`."""
+
+    task_id: str
+    tenant_id: str
+    app_id: str
+    workflow_run_id: str
+    workflow_id: str
+    status: WorkflowStatus
+    outputs: dict[str, Any]
+    error: str | None
+    elapsed_time: float
+    total_tokens: int
+    total_steps: int
+    exceptions_count: int
+    created_at: int
+    finished_at: float
+    created_by: dict[str, Any]
+    node_executions: list[NodeExecution] = field(default_factory=list)
+    asynchronous: bool = False
+    error_code: str | None = None  # a failure outside the graph (the run's time limit...)
+
+    def ids(self) -> dict[str, str]:
+        """What each of its node execution rows names."""
+        return {
+            "tenant_id": self.tenant_id,
+            "app_id": self.app_id,
+            "workflow_id": self.workflow_id,
+            "workflow_run_id": self.workflow_run_id,
+        }
+
+
+class WorkflowStore(Protocol):
+    """Where workflow results are written (the services layer)."""
+
+    async def finish(self, result: WorkflowResult) -> dict[str, Any]:
+        """Persist the run's end and its node executions; returns nothing the events need
+        beyond what the result holds (an empty dict)."""
+
+    async def renew_many(
+        self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]
+    ) -> set[str]:
+        """The runs are alive; store each one's node executions that ended since its last
+        checkpoint (see `RunStore.renew_many`)."""
+
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        """Take the run for an executor about to start it (see `RunStore.claim`)."""
+
+
+ServicesFactory = Callable[[RunSpec], WorkflowServices]
+
+
+def envelope(spec: RunSpec, event: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: WorkflowRunBody = spec.body
+    payload: dict[str, Any] = {
+        "event": event,
+        "workflow_run_id": body.workflow_run_id,
+        "task_id": spec.task_id,
+    }
+    if data is not None:
+        payload["data"] = data
+    return payload
+
+
+def _seconds(value: float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def node_data(execution: NodeExecution, *, finished: bool) -> dict[str, Any]:
+    """A node execution as Dify's `node_started` / `node_finished` `data` shows it."""
+    data: dict[str, Any] = {
+        "id": execution.id,
+        "node_id": execution.node_id,
+        "node_type": execution.node_type,
+        "title": execution.title,
+        "index": execution.index,
+        "predecessor_node_id": execution.predecessor_node_id,
+        "inputs": execution.inputs if finished else None,
+        "created_at": _seconds(execution.created_at),
+        "extras": {},
+        "iteration_id": execution.iteration_id,
+        "loop_id": execution.loop_id,
+        "parallel_id": None,
+        "parallel_start_node_id": None,
+        "parent_parallel_id": None,
+        "parent_parallel_start_node_id": None,
+    }
+    if finished:
+        metadata = dict(execution.metadata)
+        if execution.iteration_index is not None:
+            metadata["iteration_index"] = execution.iteration_index
+        if execution.loop_index is not None:
+            metadata["loop_index"] = execution.loop_index
+        data.update(
+            {
+                "process_data": execution.process_data,
+                "outputs": execution.outputs,
+                "status": execution.status,
+                "error": execution.error,
+                "elapsed_time": execution.elapsed_time,
+                "execution_metadata": metadata or None,
+                "finished_at": _seconds(execution.finished_at),
+                "files": [],
+            }
+        )
+    return data
+
+
+def container_data(event: ContainerEvent) -> dict[str, Any]:
+    execution = event.execution
+    data: dict[str, Any] = {
+        "id": execution.id,
+        "node_id": execution.node_id,
+        "node_type": execution.node_type,
+        "title": execution.title,
+        "created_at": _seconds(execution.created_at),
+        "extras": {},
+    }
+    if event.phase == "started":
+        data.update({"metadata": {}, "inputs": execution.inputs})
+    elif event.phase == "next":
+        data["index"] = event.index
+        if event.kind == "loop":
+            data["pre_loop_output"] = event.previous_output
+    else:
+        data.update(
+            {
+                "outputs": execution.outputs,
+                "inputs": execution.inputs,
+                "status": execution.status,
+                "error": execution.error,
+                "elapsed_time": execution.elapsed_time,
+                "total_tokens": int(execution.metadata.get("total_tokens") or 0),
+                "execution_metadata": dict(execution.metadata),
+                "finished_at": _seconds(execution.finished_at),
+                "steps": event.steps,
+            }
+        )
+    return data
+
+
+def event_of(spec: RunSpec, event: WorkflowEvent) -> Event:
+    """The log event of an engine event."""
+    match event:
+        case NodeStarted(execution=execution):
+            return "node_started", envelope(
+                spec, "node_started", node_data(execution, finished=False)
+            )
+        case NodeFinished(execution=execution):
+            return "node_finished", envelope(
+                spec, "node_finished", node_data(execution, finished=True)
+            )
+        case NodeRetried(execution=execution, retry_index=retry_index):
+            data = node_data(execution, finished=True)
+            data["retry_index"] = retry_index
+            return "node_retry", envelope(spec, "node_retry", data)
+        case ContainerEvent(kind=kind, phase=phase):
+            name = f"{kind}_{phase}"
+            return name, envelope(spec, name, container_data(event))
+        case TextChunk(text=text, selector=selector):
+            return "text_chunk", envelope(
+                spec, "text_chunk", {"text": text, "from_variable_selector": list(selector)}
+            )
+    raise TypeError(f"not an engine event: {event!r}")
+
+
+class _Writer:
+    """Queues events and writes them to the log in order, batching consecutive events of one
+    kind into one `extend` (one Redis round trip)."""
+
+    def __init__(self, log: EventLog, task_id: str) -> None:
+        self._log = log
+        self._task_id = task_id
+        self._pending: list[Event] = []
+        self._wake = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"workflow-events-{self._task_id}")
+
+    def put(self, event: Event) -> None:
+        self._pending.append(event)
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush()
+            if self._closed and not self._pending:
+                return
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            start = 0
+            while start < len(batch):
+                name = batch[start][0]
+                end = start + 1
+                while end < len(batch) and batch[end][0] == name:
+                    end += 1
+                await self._log.extend(self._task_id, name, [p for _, p in batch[start:end]])
+                start = end
+
+    async def close(self) -> None:
+        """Write what is queued, then stop (also when the run was cancelled)."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+
+class WorkflowRunner:
+    """Runs of workflow apps."""
+
+    kind = KIND
+
+    def __init__(
+        self,
+        *,
+        store: WorkflowStore,
+        nodes: Mapping[str, NodeFunction],
+        services: ServicesFactory,
+        limits: RunLimits | None = None,
+    ) -> None:
+        self.store = store
+        self._nodes = nodes
+        self._services = services
+        self._limits = limits or RunLimits()
+
+    def decode(self, body: dict[str, Any]) -> WorkflowRunBody:
+        return WorkflowRunBody.from_json(body)
+
+    def start(self, spec: RunSpec) -> WorkflowExecution:
+        return WorkflowExecution(spec, self._nodes, self._services(spec), self._limits)
+
+    def terminal_events(
+        self, spec: RunSpec, result: WorkflowResult, stored: dict[str, Any]
+    ) -> list[Event]:
+        return [("workflow_finished", envelope(spec, "workflow_finished", finished_data(result)))]
+
+
+def finished_data(result: WorkflowResult) -> dict[str, Any]:
+    return {
+        "id": result.workflow_run_id,
+        "workflow_id": result.workflow_id,
+        "status": result.status,
+        "outputs": result.outputs,
+        "error": result.error,
+        "elapsed_time": result.elapsed_time,
+        "total_tokens": result.total_tokens,
+        "total_steps": result.total_steps,
+        "created_by": result.created_by,
+        "created_at": result.created_at,
+        "finished_at": int(result.finished_at),
+        "exceptions_count": result.exceptions_count,
+        "files": [],
+    }
+
+
+class WorkflowExecution:
+    """One workflow run: the engine over the graph, its events to the log."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        nodes: Mapping[str, NodeFunction],
+        services: WorkflowServices,
+        limits: RunLimits,
+    ) -> None:
+        self._spec = spec
+        self._body: WorkflowRunBody = spec.body
+        self._nodes = nodes
+        self._services = services
+        self._limits = limits
+        self._started = time.perf_counter()
+        self._executions: list[NodeExecution] = []
+        self._checkpointed = 0
+        self._failure: str | None = None
+        self._context: RunContext | None = None
+        self._outputs: dict[str, Any] = {}
+
+    async def run(self, log: EventLog) -> None:
+        spec, body = self._spec, self._body
+        graph = WorkflowGraph.parse(body.graph)
+        pool = VariablePool(system=body.system, environment=body.environment)
+        writer = _Writer(log, spec.task_id)
+
+        def emit(event: WorkflowEvent) -> None:
+            if isinstance(event, NodeFinished) or (
+                isinstance(event, ContainerEvent) and event.phase == "completed"
+            ):
+                self._executions.append(event.execution)
+            writer.put(event_of(spec, event))
+
+        context = RunContext(
+            graph=graph,
+            nodes=self._nodes,
+            emit=emit,
+            inputs=body.inputs,
+            services=self._services,
+            limits=self._limits,
+        )
+        context.stream = AnswerStreamer(graph.top, pool, emit, chatflow=body.mode != "workflow")
+        self._context = context
+        writer.put(
+            (
+                "workflow_started",
+                envelope(
+                    spec,
+                    "workflow_started",
+                    {
+                        "id": body.workflow_run_id,
+                        "workflow_id": body.workflow_id,
+                        "inputs": body.inputs,
+                        "created_at": spec.created_at,
+                        "reason": "initial",
+                    },
+                ),
+            )
+        )
+        writer.start()
+        try:
+            await run_scope(context, graph.top, pool)
+            self._outputs = _end_outputs(graph, pool)
+        except (NodeAborted, StepLimitExceeded) as failure:
+            self._failure = failure.message
+        finally:
+            with contextlib.suppress(Exception):
+                await writer.close()
+
+    def checkpoint(self) -> list[NodeExecution] | None:
+        """The node executions that ended since the last checkpoint."""
+        if len(self._executions) == self._checkpointed:
+            return None
+        fresh = self._executions[self._checkpointed :]
+        self._checkpointed = len(self._executions)
+        return fresh
+
+    def result(self, status: RunStatus, error: ConduitError | None) -> WorkflowResult:
+        context = self._context
+        ended: WorkflowStatus
+        if status == RunStatus.STOPPED:
+            ended = "stopped"
+        elif error is not None or self._failure is not None:
+            ended = "failed"
+        elif context is not None and context.exceptions:
+            ended = "partial-succeeded"
+        else:
+            ended = "succeeded"
+        message = error.message if error is not None else self._failure
+        return WorkflowResult(
+            task_id=self._spec.task_id,
+            tenant_id=self._spec.tenant_id,
+            app_id=self._spec.app_id,
+            workflow_run_id=self._body.workflow_run_id,
+            workflow_id=self._body.workflow_id,
+            status=ended,
+            outputs=self._outputs if ended in ("succeeded", "partial-succeeded") else {},
+            error=message if ended == "failed" else None,
+            elapsed_time=round(time.perf_counter() - self._started, 6),
+            total_tokens=context.total_tokens if context else 0,
+            total_steps=context.steps if context else 0,
+            exceptions_count=context.exceptions if context else 0,
+            created_at=self._spec.created_at,
+            finished_at=time.time(),
+            created_by=self._body.created_by,
+            node_executions=list(self._executions),
+            asynchronous=self._spec.asynchronous,
+            error_code=error.code if error is not None else None,
+        )
+
+
+def _end_outputs(graph: WorkflowGraph, pool: VariablePool) -> dict[str, Any]:
+    """The outputs of the end node that ran (the first, when branches end apart)."""
+    for node in graph.top.nodes.values():
+        if node.type == "end":
+            outputs = pool.outputs(node.id)
+            if outputs is not None:
+                return outputs
+    return {}
+
+
+class BlockingWorkflowReply:
+    """Folds a workflow run's events into Dify's blocking reply (`workflow_finished`'s data
+    under the run's ids)."""
+
+    def add(self, name: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if name != "workflow_finished":
+            return None
+        data = dict(payload.get("data") or {})
+        data.pop("created_by", None)
+        data.pop("files", None)
+        return {
+            "task_id": payload.get("task_id"),
+            "workflow_run_id": payload.get("workflow_run_id"),
+            "data": data,
+        }

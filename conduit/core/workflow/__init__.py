@@ -1,0 +1,1 @@
+"""The workflow engine: Dify DSL graphs run on asyncio (graph, variables, planner, nodes)."""

@@ -1,0 +1,45 @@
+"""What nodes need from outside the engine, given to a run as `RunContext.services`.
+
+The workflow app runner implements it in the services layer (models of the workspace, its
+datasets, the conversation's history, the server's settings); tests and the benchmark pass
+their own. Nothing in `core/workflow` reaches a database or a setting directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from conduit.core.llm.provider import ChatMessage, ChatModel
+from conduit.core.workflow.http_request import HttpLimits
+from conduit.core.workflow.sandbox import CodeLimits
+from conduit.infra.ssrf import AllowList
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """The server's limits on what nodes may do (settings)."""
+
+    code: CodeLimits = field(default_factory=CodeLimits)
+    http: HttpLimits = field(default_factory=HttpLimits)
+    http_allow: AllowList = field(default_factory=AllowList)
+
+
+class WorkflowServices(Protocol):
+    limits: NodeLimits
+
+    async def chat_model(self, model: Mapping[str, Any]) -> ChatModel:
+        """The configured model the DSL's `model {provider, name, …}` names (a ModelError,
+        naming what is missing, when there is none)."""
+
+    def history(self, window: int | None) -> Sequence[ChatMessage]:
+        """The conversation's earlier turns for a chatflow's memory, oldest first (`window`:
+        at most that many turns)."""
+
+    async def retrieve(self, node: Mapping[str, Any], query: str) -> list[dict[str, Any]]:
+        """A knowledge-retrieval node's search: its datasets, its settings, the query; the
+        passages as Dify's node outputs them ({content, title, metadata})."""
+
+    async def file_text(self, file: Mapping[str, Any]) -> str:
+        """The text of an uploaded file variable (document-extractor)."""

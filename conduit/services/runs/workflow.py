@@ -1,0 +1,779 @@
+"""Workflow runs: the planner (validate the inputs against the start node's form, pick the
+published workflow, decide the run row and the spec), the store (the run's end and its node
+executions; its lease and checkpoints), the services its nodes use, and the takeover of
+workflow runs whose executor is gone.
+
+A workflow run's record is its `workflow_runs` row, as a chat run's is its message: it holds
+the task id, the lease (`renewed_at`), the Idempotency-Key. Node executions are written in
+batches: those that ended since the last checkpoint go with each lease renewal (about every
+second), the rest with the run's end — never one write per node on the engine's path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.apps.knowledge import RetrievalPlan, Retrieve
+from conduit.core.apps.workflow import KIND, WorkflowResult, WorkflowRunBody, finished_data
+from conduit.core.llm.errors import ProviderNotConfigured
+from conduit.core.llm.provider import ChatMessage, ChatModel
+from conduit.core.llm.registry import ModelRegistry
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.kinds import Event
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus
+from conduit.core.workflow.engine import NodeFailed
+from conduit.core.workflow.events import NodeExecution
+from conduit.core.workflow.graph import WorkflowGraph
+from conduit.core.workflow.http_request import HttpLimits
+from conduit.core.workflow.sandbox import CodeLimits
+from conduit.core.workflow.services import NodeLimits
+from conduit.db.models import (
+    App,
+    AppMode,
+    EndUser,
+    Workflow,
+    WorkflowNodeExecution,
+    WorkflowRun,
+    utcnow,
+)
+from conduit.errors import BadRequest, InvalidParam, NotFound, NotWorkflowApp, RunInterrupted
+from conduit.infra.cache import Cache
+from conduit.infra.db import Database
+from conduit.infra.settings import Settings
+from conduit.infra.ssrf import AllowList
+from conduit.services import model_providers, prompts
+from conduit.services.runs.chat import DEFAULT_TOP_K
+from conduit.services.runs.context import Runs
+from conduit.services.runs.idempotency import replay_log
+from conduit.services.runs.start import KeyedRun, RunIds, RunKey, app_slot_key, owner_of
+from conduit.services.runs.stop import RunEvents, resumable_run_events
+
+logger = logging.getLogger(__name__)
+
+_RUNS = cast(Table, WorkflowRun.__table__)
+_NODES = cast(Table, WorkflowNodeExecution.__table__)
+DRAFT = "draft"
+# Stored node inputs/outputs/process data above this many bytes of JSON are cut (a marker
+# says so): a run's records stay small whatever its nodes passed around.
+MAX_STORED_VALUE = 64 * 1024
+INTERRUPTED = RunInterrupted.default_message
+
+
+class WorkflowNotFound(NotFound):
+    code = "not_found"
+    default_message = "Workflow not found."
+
+
+class WorkflowRunNotFound(NotFound):
+    code = "not_found"
+    default_message = "Workflow run not found."
+
+
+@dataclass
+class WorkflowRequest:
+    """`POST /v1/workflows/run` (or `/v1/workflows/{workflow_id}/run`) as received."""
+
+    inputs: Any
+    response_mode: str  # "blocking" | "streaming" | "async"
+    files: list[Any] = field(default_factory=list)
+    workflow_id: str | None = None
+    callback_url: str | None = None
+
+
+# --- the workflow a run runs ----------------------------------------------------------------
+
+
+def published_workflow(session: Session, app_id: str) -> Workflow | None:
+    """The app's latest published workflow."""
+    return session.scalars(
+        select(Workflow)
+        .where(Workflow.app_id == app_id, Workflow.version != DRAFT)
+        .order_by(Workflow.created_at.desc(), Workflow.id.desc())
+        .limit(1)
+    ).first()
+
+
+def _workflow_for(session: Session, app: App, workflow_id: str | None) -> Workflow:
+    if workflow_id is None:
+        found = published_workflow(session, app.id)
+        if found is None:
+            raise BadRequest("Workflow not published. Publish the app's workflow first.")
+        return found
+    found = session.get(Workflow, workflow_id)
+    if found is None or found.app_id != app.id:
+        raise WorkflowNotFound(f"Workflow not found with id: {workflow_id}")
+    if found.version == DRAFT:
+        raise BadRequest("Cannot run a draft workflow through the Service API; publish it.")
+    return found
+
+
+def start_form(graph: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The start node's variables (its form), as Dify's `user_input_form` entries."""
+    for node in graph.get("nodes") or ():
+        data = node.get("data") if isinstance(node, Mapping) else None
+        if isinstance(data, Mapping) and data.get("type") == "start" and not node.get("parentId"):
+            return [
+                {str(v.get("type") or "text-input"): dict(v)}
+                for v in data.get("variables") or ()
+                if isinstance(v, Mapping)
+            ]
+    return []
+
+
+def check_inputs(graph: Mapping[str, Any], inputs: Any) -> dict[str, Any]:
+    """The inputs checked against the start node's form (`{name} is required in input form`
+    …, as for chat apps' forms)."""
+    return prompts.validate_inputs({"user_input_form": start_form(graph)}, inputs)
+
+
+# --- models of a run ------------------------------------------------------------------------
+
+
+def model_refs(
+    session: Session, app: App, graph: Mapping[str, Any], settings: Settings, cache: Cache | None
+) -> dict[str, dict[str, Any]]:
+    """How each model provider named in the graph's nodes is reached (`ModelRegistry.resolve`
+    refs, decided at the start as for chat apps: a workspace provider by id, never its key)."""
+    refs: dict[str, dict[str, Any]] = {}
+    for node in graph.get("nodes") or ():
+        data = node.get("data") if isinstance(node, Mapping) else None
+        model = data.get("model") if isinstance(data, Mapping) else None
+        if not isinstance(model, Mapping):
+            continue
+        provider = str(model.get("provider") or "")
+        if provider in refs:
+            continue
+        refs[provider] = provider_ref(session, app, provider, settings, cache)
+    for ref in refs.values():
+        model_providers.check_quota(session, ref)
+    return refs
+
+
+def provider_ref(
+    session: Session, app: App, provider: str, settings: Settings, cache: Cache | None
+) -> dict[str, Any]:
+    """A node's `model.provider`: a workspace provider (`workspace:<id>`), the workspace's
+    default, or a server provider (`local`, `openai_api_compatible`); a Dify name
+    (`langgenius/openai_api_compatible/openai_api_compatible`, `openai`...) is served by the
+    workspace's default or the server's configured endpoint."""
+    name = provider.rsplit("/", 1)[-1]
+    if name in model_providers.SERVER_PROVIDERS:
+        return {"provider": name}
+    workspace = model_providers.app_model_ref(
+        session,
+        app,
+        provider if provider.startswith(model_providers.WORKSPACE_PREFIX) else "",
+        cache,
+    )
+    if workspace is not None:
+        return workspace
+    return {"provider": "openai_api_compatible" if settings.model.base_url else "local"}
+
+
+class NodeServices:
+    """`WorkflowServices` for one run: its models (the refs decided at its start), its
+    workspace's datasets (knowledge-retrieval), the server's node limits."""
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        models: ModelRegistry,
+        limits: NodeLimits,
+        search: Retrieve | None = None,
+    ) -> None:
+        self._spec = spec
+        self._models = models
+        self._refs: Mapping[str, Mapping[str, Any]] = spec.body.model_refs
+        self.limits = limits
+        self._search = search
+
+    async def chat_model(self, model: Mapping[str, Any]) -> ChatModel:
+        ref = self._refs.get(str(model.get("provider") or ""))
+        if ref is None:
+            raise ProviderNotConfigured(
+                f"Model provider {model.get('provider')!r} was not resolved for this run."
+            )
+        return await self._models.resolve(dict(ref))
+
+    def history(self, window: int | None) -> Sequence[ChatMessage]:
+        return []  # a workflow app has no conversation
+
+    async def retrieve(self, node: Mapping[str, Any], query: str) -> list[dict[str, Any]]:
+        """The node's datasets searched as a chat app searches its own (each dataset with its
+        retrieval model); the passages as Dify's node gives them: {content, title, metadata}."""
+        if self._search is None:
+            raise NodeFailed("Knowledge retrieval is not available in this process.")
+        config = node.get("multiple_retrieval_config") or {}
+        threshold = config.get("score_threshold") if config.get("score_threshold") else None
+        dataset_ids = tuple(str(i) for i in node.get("dataset_ids") or ())
+        if not dataset_ids:
+            return []
+        found = await self._search(
+            RetrievalPlan(
+                tenant_id=self._spec.tenant_id,
+                dataset_ids=dataset_ids,
+                query=query,
+                top_k=int(config.get("top_k") or DEFAULT_TOP_K),
+                score_threshold=None if threshold is None else float(threshold),
+                show_resources=True,
+                metadata_conditions=(
+                    node.get("metadata_filtering_conditions")
+                    if node.get("metadata_filtering_mode") == "manual"
+                    else None
+                ),
+            )
+        )
+        return [
+            {
+                "content": item.get("content", ""),
+                "title": item.get("document_name", ""),
+                "metadata": {
+                    "_source": "knowledge",
+                    "position": item.get("position"),
+                    "dataset_id": item.get("dataset_id"),
+                    "dataset_name": item.get("dataset_name"),
+                    "document_id": item.get("document_id"),
+                    "document_name": item.get("document_name"),
+                    "segment_id": item.get("segment_id"),
+                    "score": item.get("score"),
+                },
+            }
+            for item in found
+        ]
+
+    async def file_text(self, file: Mapping[str, Any]) -> str:
+        raise NodeFailed(
+            "Document extraction of uploaded files is not available to workflow runs yet."
+        )
+
+
+def node_limits(settings: Settings) -> NodeLimits:
+    flow = settings.workflow
+    return NodeLimits(
+        code=CodeLimits(
+            cpu_seconds=flow.code_cpu_seconds,
+            wall_seconds=flow.code_wall_seconds,
+            memory_bytes=flow.code_memory_mb * 1024 * 1024,
+            output_bytes=flow.code_output_bytes,
+        ),
+        http=HttpLimits(max_response_bytes=flow.http_max_response_bytes),
+        http_allow=AllowList.of(settings.webhook),
+    )
+
+
+# --- the planner ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    spec: RunSpec
+    ids: RunIds
+    end_user: EndUser
+    workflow: Workflow
+    leased: bool
+
+    def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
+        body: WorkflowRunBody = self.spec.body
+        session.connection().execute(
+            insert(_RUNS),
+            {
+                "id": body.workflow_run_id,
+                "tenant_id": app.tenant_id,
+                "app_id": app.id,
+                "workflow_id": body.workflow_id,
+                "type": "workflow",
+                "triggered_from": "app-run",
+                "version": self.workflow.version,
+                "task_id": self.spec.task_id,
+                "inputs": body.inputs,
+                "status": RunStatus.RUNNING.value,
+                "outputs": {},
+                "elapsed_time": 0.0,
+                "total_tokens": 0,
+                "total_steps": 0,
+                "exceptions_count": 0,
+                "created_from": "service-api",
+                "end_user_id": self.end_user.id,
+                "created_at": self.ids.created_at,
+                "renewed_at": self.ids.created_at if self.leased else None,
+                "idempotency_key": key.key if key else None,
+                "request_hash": key.request_hash if key else None,
+            },
+        )
+
+
+def check_app_mode(app: App, request: WorkflowRequest) -> None:
+    if app.mode != AppMode.WORKFLOW:
+        raise NotWorkflowApp()
+    if request.response_mode == "async":
+        raise InvalidParam(
+            "response_mode: async runs of workflow apps are not available yet; use blocking "
+            "or streaming"
+        )
+
+
+class WorkflowPlanner:
+    """`services/runs/start.py`'s planner of workflow runs."""
+
+    def meta(self, app: App, request: WorkflowRequest, ids: RunIds) -> dict[str, str]:
+        return {
+            "mode": "workflow",
+            "workflow_run_id": ids.message_id,
+            "created_at": str(int(ids.created_at.timestamp())),
+        }
+
+    def uses_default_provider(self, app: App) -> bool:
+        return False
+
+    def plan_ahead(self, *args: Any, **kwargs: Any) -> RunSpec | None:
+        return None  # the graph comes from the database
+
+    def plan(
+        self,
+        session: Session,
+        *,
+        app: App,
+        end_user: EndUser,
+        request: WorkflowRequest,
+        settings: Settings,
+        task_id: str,
+        ids: RunIds,
+        cache: Cache | None,
+    ) -> WorkflowPlan:
+        check_app_mode(app, request)
+        workflow = _workflow_for(session, app, request.workflow_id)
+        graph = dict(workflow.graph or {})
+        WorkflowGraph.parse(graph)  # a graph that cannot run is refused before the run exists
+        inputs = check_inputs(graph, request.inputs)
+        refs = model_refs(session, app, graph, settings, cache)
+        # The run's id is the message id slot of RunIds (decided before the transaction).
+        run_id = ids.message_id
+        system = {
+            "user_id": end_user.session_id,
+            "app_id": app.id,
+            "workflow_id": workflow.id,
+            "workflow_run_id": run_id,
+            "files": request.files,
+        }
+        environment = {
+            str(v.get("name")): v.get("value")
+            for v in workflow.environment_variables or ()
+            if isinstance(v, Mapping)
+        }
+        spec = RunSpec(
+            task_id=task_id,
+            kind=KIND,
+            app_id=app.id,
+            tenant_id=app.tenant_id,
+            owner=owner_of(end_user),
+            created_at=int(ids.created_at.timestamp()),
+            body=WorkflowRunBody(
+                workflow_run_id=run_id,
+                workflow_id=workflow.id,
+                graph=graph,
+                inputs=inputs,
+                system=system,
+                environment=environment,
+                created_by={"id": end_user.id, "user": end_user.session_id},
+                model_refs=refs,
+            ),
+            asynchronous=False,
+        )
+        return WorkflowPlan(
+            spec=spec,
+            ids=ids,
+            end_user=end_user,
+            workflow=workflow,
+            leased=settings.runs.executor == "inline",
+        )
+
+    def asynchronous(self, request: WorkflowRequest) -> bool:
+        return False
+
+    def fingerprint(self, request: WorkflowRequest) -> dict[str, Any]:
+        return {
+            "kind": KIND,
+            "inputs": request.inputs,
+            "files": request.files,
+            "workflow_id": request.workflow_id,
+        }
+
+    check = staticmethod(check_app_mode)
+
+    def names(self, spec: RunSpec) -> dict[str, str]:
+        return {"workflow_run_id": spec.body.workflow_run_id}
+
+    def keyed_run(self, session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
+        found = session.execute(
+            select(WorkflowRun.task_id, WorkflowRun.request_hash, WorkflowRun.id)
+            .join(EndUser, EndUser.id == WorkflowRun.end_user_id)
+            .where(
+                WorkflowRun.app_id == app.id,
+                WorkflowRun.idempotency_key == key,
+                EndUser.app_id == app.id,
+                EndUser.session_id == user,
+            )
+        ).first()
+        if found is None or found.task_id is None:
+            return None
+        return KeyedRun(
+            task_id=found.task_id,
+            request_hash=found.request_hash or "",
+            names={"workflow_run_id": found.id},
+        )
+
+    def stored_events(self, session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:
+        row = session.get(WorkflowRun, run.names["workflow_run_id"])
+        if row is None or row.app_id != app.id or row.status == RunStatus.RUNNING.value:
+            return None
+        return [stored_finish_event(row)]
+
+
+def stored_finish_event(row: WorkflowRun) -> Event:
+    """A finished run's `workflow_finished`, from its row (for once its log has expired)."""
+    result = WorkflowResult(
+        task_id=row.task_id or "",
+        tenant_id=row.tenant_id,
+        app_id=row.app_id,
+        workflow_run_id=row.id,
+        workflow_id=row.workflow_id,
+        status=cast(Any, row.status),
+        outputs=dict(row.outputs or {}),
+        error=row.error,
+        elapsed_time=row.elapsed_time,
+        total_tokens=row.total_tokens,
+        total_steps=row.total_steps,
+        exceptions_count=row.exceptions_count,
+        created_at=int(row.created_at.timestamp()),
+        finished_at=(row.finished_at or row.created_at).timestamp(),
+        created_by={"id": row.end_user_id},
+    )
+    payload = {
+        "event": "workflow_finished",
+        "workflow_run_id": row.id,
+        "task_id": row.task_id,
+        "data": finished_data(result),
+    }
+    return "workflow_finished", payload
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+def _cut(value: Any) -> Any:
+    """A value to store: as it is, or a marker with its start when its JSON is too big."""
+    if value is None:
+        return None
+    encoded = orjson.dumps(value, default=str)
+    if len(encoded) <= MAX_STORED_VALUE:
+        return value
+    return {
+        "__truncated__": True,
+        "size": len(encoded),
+        "preview": encoded[: MAX_STORED_VALUE // 4].decode(errors="ignore"),
+    }
+
+
+def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str, Any]:
+    metadata = dict(execution.metadata)
+    if execution.iteration_index is not None:
+        metadata["iteration_index"] = execution.iteration_index
+    if execution.loop_index is not None:
+        metadata["loop_index"] = execution.loop_index
+    return {
+        **spec_ids,
+        "id": execution.id,
+        "index": execution.index,
+        "predecessor_node_id": execution.predecessor_node_id,
+        "node_id": execution.node_id,
+        "node_type": execution.node_type,
+        "title": execution.title[:255],
+        "iteration_id": execution.iteration_id,
+        "loop_id": execution.loop_id,
+        "inputs": _cut(execution.inputs),
+        "process_data": _cut(execution.process_data),
+        "outputs": _cut(execution.outputs),
+        "status": execution.status,
+        "error": execution.error,
+        "elapsed_time": execution.elapsed_time,
+        "execution_metadata": _cut(metadata) or {},
+        "created_at": datetime.fromtimestamp(execution.created_at, UTC),
+        "finished_at": (
+            datetime.fromtimestamp(execution.finished_at, UTC) if execution.finished_at else None
+        ),
+    }
+
+
+def _ids_of(spec: RunSpec) -> dict[str, str]:
+    body: WorkflowRunBody = spec.body
+    return {
+        "tenant_id": spec.tenant_id,
+        "app_id": spec.app_id,
+        "workflow_id": body.workflow_id,
+        "workflow_run_id": body.workflow_run_id,
+    }
+
+
+def _write_nodes(
+    connection: Connection, common: Mapping[str, str], executions: Sequence[NodeExecution]
+) -> None:
+    """Insert the executions not stored yet (a checkpoint may have stored some)."""
+    if not executions:
+        return
+    ids = [e.id for e in executions]
+    stored = set(connection.execute(select(_NODES.c.id).where(_NODES.c.id.in_(ids))).scalars())
+    fresh = [e for e in executions if e.id not in stored]
+    if fresh:
+        connection.execute(insert(_NODES), [_node_row(common, e) for e in fresh])
+
+
+_FINISH = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == RunStatus.RUNNING.value)
+    .values(
+        status=bindparam("new_status"),
+        outputs=bindparam("new_outputs"),
+        error=bindparam("new_error"),
+        elapsed_time=bindparam("new_elapsed"),
+        total_tokens=bindparam("new_tokens"),
+        total_steps=bindparam("new_steps"),
+        exceptions_count=bindparam("new_exceptions"),
+        finished_at=bindparam("new_finished_at"),
+    )
+)
+
+
+class WorkflowRunStore:
+    """The `WorkflowStore`: a run's end (its row and its node executions, one transaction),
+    its lease with the node executions of each checkpoint, its claim by a worker."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def finish(self, result: WorkflowResult) -> dict[str, Any]:
+        return await asyncio.to_thread(self._finish, result)
+
+    def _finish(self, result: WorkflowResult) -> dict[str, Any]:
+        with self._db.transaction() as session:
+            connection = session.connection()
+            written = connection.execute(
+                _FINISH,
+                {
+                    "run_id": result.workflow_run_id,
+                    "new_status": result.status,
+                    "new_outputs": _cut(result.outputs) or {},
+                    "new_error": result.error,
+                    "new_elapsed": result.elapsed_time,
+                    "new_tokens": result.total_tokens,
+                    "new_steps": result.total_steps,
+                    "new_exceptions": result.exceptions_count,
+                    "new_finished_at": datetime.fromtimestamp(result.finished_at, UTC),
+                },
+            )
+            if not getattr(written, "rowcount", 0):
+                exists = connection.execute(
+                    select(_RUNS.c.status).where(_RUNS.c.id == result.workflow_run_id)
+                ).scalar()
+                if exists is None:
+                    return {}  # its app was deleted meanwhile
+                raise RunInterrupted(
+                    f"The run had ended already ({exists}): it was taken over meanwhile."
+                )
+            _write_nodes(connection, result.ids(), result.node_executions)
+        return {}
+
+    async def renew_many(
+        self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]
+    ) -> set[str]:
+        return await asyncio.to_thread(self._renew, runs)
+
+    def _renew(self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]) -> set[str]:
+        gone: set[str] = set()
+        with self._db.transaction() as session:
+            connection = session.connection()
+            now = utcnow()
+            for spec, fresh in runs:
+                renewed = connection.execute(
+                    update(_RUNS)
+                    .where(
+                        _RUNS.c.id == spec.body.workflow_run_id,
+                        _RUNS.c.status == RunStatus.RUNNING.value,
+                    )
+                    .values(renewed_at=now)
+                )
+                if not getattr(renewed, "rowcount", 0):
+                    gone.add(spec.task_id)
+                    continue
+                if fresh:
+                    _write_nodes(connection, _ids_of(spec), fresh)
+        return gone
+
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        return await asyncio.to_thread(self._claim, spec.body.workflow_run_id, lease_seconds)
+
+    def _claim(self, run_id: str, lease_seconds: float) -> bool:
+        now = utcnow()
+        with self._db.statements() as connection:
+            found = connection.execute(
+                update(_RUNS)
+                .where(
+                    _RUNS.c.id == run_id,
+                    _RUNS.c.status == RunStatus.RUNNING.value,
+                    or_(
+                        _RUNS.c.renewed_at.is_(None),
+                        _RUNS.c.renewed_at < now - timedelta(seconds=lease_seconds),
+                    ),
+                )
+                .values(renewed_at=now)
+            )
+            return bool(getattr(found, "rowcount", 0))
+
+
+# --- reading runs ---------------------------------------------------------------------------
+
+
+def run_view(session: Session, app: App, run_id: str) -> dict[str, Any]:
+    """`GET /v1/workflows/run/{id}` (Dify: `inputs` as a JSON string)."""
+    row = session.get(WorkflowRun, run_id)
+    if row is None or row.app_id != app.id:
+        raise WorkflowRunNotFound("Workflow run not found.")
+    return {
+        "id": row.id,
+        "workflow_id": row.workflow_id,
+        "status": row.status,
+        "inputs": json.dumps(row.inputs or {}, ensure_ascii=False),
+        "outputs": row.outputs or {},
+        "error": row.error,
+        "total_steps": row.total_steps,
+        "total_tokens": row.total_tokens,
+        "created_at": int(row.created_at.timestamp()),
+        "finished_at": int(row.finished_at.timestamp()) if row.finished_at else None,
+        "elapsed_time": row.elapsed_time,
+    }
+
+
+# --- runs whose executor is gone ------------------------------------------------------------
+
+
+def end_interrupted_workflow_runs(session: Session) -> int:
+    """End every `running` workflow run as failed (a process that alone ran them, at start)."""
+    now = utcnow()
+    result = session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.status == RunStatus.RUNNING.value)
+        .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def take_over_dead_workflow_runs(
+    db: Database, backends: RunBackends, settings: Settings
+) -> int:
+    """End the workflow runs whose lease lapsed (or that were never renewed long after the
+    longest a run may take) as failed, interrupted; only the winner of the guarded UPDATE
+    ends the run's log with `workflow_finished` (failed)."""
+    now = utcnow()
+    lapsed_before = now - timedelta(seconds=settings.runs.lease_seconds)
+    never_before = now - timedelta(seconds=settings.runs.max_seconds + 60)
+    rows = await asyncio.to_thread(_lapsed_runs, db, lapsed_before, never_before)
+    taken = 0
+    for row in rows:
+        ended = await asyncio.to_thread(_end_lapsed, db, row.id, lapsed_before, never_before)
+        if ended is None:
+            continue
+        taken += 1
+        if row.task_id:
+            spec_like = {"workflow_run_id": row.id, "task_id": row.task_id}
+            event, payload = stored_finish_event(ended)
+            try:
+                await backends.eventlog.append(row.task_id, event, payload)
+                await backends.eventlog.close(row.task_id)
+            except Exception:
+                logger.info("workflow run %s: its log is gone", spec_like["workflow_run_id"])
+            try:
+                await backends.limiter.release(app_slot_key(row.app_id), row.task_id)
+                await backends.stops.forget(row.task_id)
+            except Exception:
+                logger.info("workflow run %s: releasing its slot failed", row.id)
+    if taken:
+        logger.warning("took over %d workflow run(s) whose executor is gone", taken)
+    return taken
+
+
+def _lapsed_clause(lapsed_before: datetime, never_before: datetime) -> Any:
+    return (_RUNS.c.status == RunStatus.RUNNING.value) & or_(
+        _RUNS.c.renewed_at < lapsed_before,
+        (_RUNS.c.renewed_at.is_(None)) & (_RUNS.c.created_at < never_before),
+    )
+
+
+def _lapsed_runs(db: Database, lapsed_before: datetime, never_before: datetime) -> list[Any]:
+    with db.statements() as connection:
+        return list(
+            connection.execute(
+                select(_RUNS.c.id, _RUNS.c.task_id, _RUNS.c.app_id)
+                .where(_lapsed_clause(lapsed_before, never_before))
+                .limit(100)
+            )
+        )
+
+
+def _end_lapsed(
+    db: Database, run_id: str, lapsed_before: datetime, never_before: datetime
+) -> WorkflowRun | None:
+    now = utcnow()
+    with db.transaction() as session:
+        found = session.execute(
+            update(_RUNS)
+            .where(_RUNS.c.id == run_id, _lapsed_clause(lapsed_before, never_before))
+            .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+        )
+        if not getattr(found, "rowcount", 0):
+            return None
+        row = session.get(WorkflowRun, run_id)
+        if row is not None:
+            session.expunge(row)
+        return row
+
+
+# --- following a run ------------------------------------------------------------------------
+
+
+async def workflow_run_events(runs: Runs, *, app: App, user: str, run_id: str) -> RunEvents:
+    """The events of `user`'s run `run_id` of `app` (404 otherwise): its log while it is kept,
+    else — the run having ended — its `workflow_finished` alone, as Dify gives it."""
+    task_id, finished = await asyncio.to_thread(_run_of, runs.db, app, user, run_id)
+    if await runs.backends.eventlog.meta(task_id) is not None:
+        return await resumable_run_events(runs, app=app, user=user, task_id=task_id)
+    if finished is None:
+        raise WorkflowRunNotFound("The run's events are gone and it has not ended yet.")
+    return RunEvents(await replay_log(task_id, [finished]), task_id)
+
+
+def _run_of(db: Database, app: App, user: str, run_id: str) -> tuple[str, Event | None]:
+    with db.sessions() as session:
+        row = session.scalars(
+            select(WorkflowRun)
+            .join(EndUser, EndUser.id == WorkflowRun.end_user_id)
+            .where(
+                WorkflowRun.id == run_id,
+                WorkflowRun.app_id == app.id,
+                EndUser.app_id == app.id,
+                EndUser.session_id == user,
+            )
+        ).first()
+        if row is None or row.task_id is None:
+            raise WorkflowRunNotFound("Workflow run not found.")
+        finished = None if row.status == RunStatus.RUNNING.value else stored_finish_event(row)
+        return row.task_id, finished
