@@ -53,7 +53,8 @@ from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.datasets.vectors import build_vector_index
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
-from conduit.services.runs.workflow import NodeServices, WorkflowRunStore, node_limits
+from conduit.services.runs.workflow import NodeServices, node_limits
+from conduit.services.runs.workflow_store import WorkflowRunStore
 from conduit.signals.handlers import connect_handlers
 from conduit.tasks.broker_loss import RedisBrokerWatch
 from conduit.tasks.celery_app import SERVER_QUEUES, create_celery, longest_run, publisher
@@ -139,8 +140,17 @@ def build_runners(
     search = KnowledgeSearch(db, retriever)
     limits = node_limits(settings)
 
+    server_secret = settings.secret_key()
+
     def workflow_services(spec: RunSpec) -> NodeServices:
-        return NodeServices(spec, models, limits, search)
+        return NodeServices(
+            spec,
+            models,
+            limits,
+            search,
+            default_model=settings.model.name,
+            server_secret=server_secret,
+        )
 
     return AppRunners(
         [

@@ -1,7 +1,7 @@
 """What no route may take, refused before any route runs (pure ASGI middleware).
 
 - A request body over `CONDUIT_HTTP_MAX_JSON_BODY_BYTES` (multipart uploads: the largest
-  upload limit plus room for the form) is a 413, and is never read into memory past the limit:
+  upload limit plus room for the form; a DSL import: 10 MB and room) is a 413, and is never read into memory past the limit:
   a declared `Content-Length` is checked before any byte is read, a chunked body is counted
   while it is read. The hot run routes (`conduit.api.hot_routes`) sit inside this too.
 - A NUL character in the path is a 404 (no resource has one), in a query parameter a 400
@@ -25,13 +25,22 @@ _MULTIPART = b"multipart/form-data"
 _NOT_FOUND = "The requested URL was not found on the server."
 
 
+# A DSL import carries a whole app file (up to 10 MB, as in Dify) as a JSON string.
+DSL_IMPORT_PATH = "/console/api/apps/imports"
+DSL_IMPORT_BYTES = 2 * 10 * MB + FORM_ROOM  # JSON escaping may double it
+
+
 @dataclass(frozen=True)
 class BodyLimits:
     json_bytes: int
     upload_bytes: int
 
-    def for_type(self, content_type: bytes) -> int:
-        return self.upload_bytes if content_type.lower().startswith(_MULTIPART) else self.json_bytes
+    def for_type(self, content_type: bytes, path: str = "") -> int:
+        if content_type.lower().startswith(_MULTIPART):
+            return self.upload_bytes
+        if path == DSL_IMPORT_PATH:
+            return max(self.json_bytes, DSL_IMPORT_BYTES)
+        return self.json_bytes
 
 
 def _limits_of(scope: Scope) -> BodyLimits:
@@ -64,7 +73,7 @@ class RequestGuard:
             return
         if self.limits is None:
             self.limits = _limits_of(scope)
-        limit = self.limits.for_type(content_type)
+        limit = self.limits.for_type(content_type, scope.get("path", ""))
         if chunked:
             first = await _read_body(receive, limit)
             if first is not None:

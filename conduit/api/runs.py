@@ -32,7 +32,7 @@ from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.infra.ssrf import check_callback_url_async
 from conduit.services import runs as run_service
-from conduit.services.runs import ChatRequest, RunEvents, Runs, WorkflowRequest
+from conduit.services.runs import ChatRequest, RunEvents, Runs, StartedRun, WorkflowRequest
 from conduit.services.runs.workflow import workflow_run_events
 
 PlainEndpoint = Callable[[Request], Awaitable[Response]]
@@ -88,7 +88,7 @@ async def start_chat(
         )
         task_id = spec.task_id
         events = run_service.run_events(runs, task_id)
-        names = run_names(spec)
+        names = run_names(app, spec)
     else:
         started = await run_service.start_or_attach_chat_run(
             runs, app=app, key_id=key_id, user=user, request=run, key=key
@@ -96,13 +96,8 @@ async def start_chat(
         task_id, events, attached = started.task_id, started.events, started.attached
         names = name_headers(task_id, started.names)
     if run.response_mode == "async":
-        status = "pending"
-        if attached:  # a repeat: the task as it is now
-            status = await run_service.task_status_of(runs, app=app, user=user, task_id=task_id)
-        return OrjsonResponse(
-            {"task_id": task_id, "status": status, "status_url": status_url(task_id)},
-            status_code=202,
-            headers=names,
+        return await _accepted(
+            runs, app, user, StartedRun(task_id, {}, events, attached), status_url, names
         )
     if run.response_mode == "streaming":
         return stream(runs, events, names=names)
@@ -112,16 +107,27 @@ async def start_chat(
 
 
 async def start_workflow(
-    request: Request, *, app: App, key_id: str | None, user: str, run: WorkflowRequest
+    request: Request,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    run: WorkflowRequest,
+    status_url: Callable[[str], str],
 ) -> Response:
     """Start a workflow run of `app` for `user` and answer it blocking (Dify's
     `{task_id, workflow_run_id, data}`) or streaming; with an Idempotency-Key, a repeat
     answers from the run the first request started."""
     runs = runs_of(request)
+    key = idempotency_key(request)
+    if run.callback_url is not None:
+        run.callback_url = await check_callback_url_async(run.callback_url, runs.settings.webhook)
     started = await run_service.start_or_attach_workflow_run(
-        runs, app=app, key_id=key_id, user=user, request=run, key=idempotency_key(request)
+        runs, app=app, key_id=key_id, user=user, request=run, key=key
     )
     names = {TASK_HEADER: started.task_id, WORKFLOW_RUN_HEADER: started.names["workflow_run_id"]}
+    if run.response_mode == "async":
+        return await _accepted(runs, app, user, started, status_url, names)
     if run.response_mode == "streaming":
         return stream(runs, started.events, names=names)
     try:
@@ -144,6 +150,25 @@ async def resume_workflow(
     return stream(runs, events, after=after, names={TASK_HEADER: events.task_id})
 
 
+async def _accepted(
+    runs: Runs,
+    app: App,
+    user: str,
+    started: StartedRun,
+    status_url: Callable[[str], str],
+    names: dict[str, str],
+) -> Response:
+    """An async run's 202: its task and where to poll it (a repeat: the task as it is now)."""
+    status = "pending"
+    if started.attached:
+        status = await run_service.task_status_of(runs, app=app, user=user, task_id=started.task_id)
+    return OrjsonResponse(
+        {"task_id": started.task_id, "status": status, "status_url": status_url(started.task_id)},
+        status_code=202,
+        headers=names,
+    )
+
+
 def idempotency_key(request: Request) -> str | None:
     """The request's Idempotency-Key (None without one): 1 to 255 printable ASCII characters
     (space to `~`), given once; a 400 naming the header otherwise."""
@@ -158,11 +183,11 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def run_names(spec: RunSpec) -> dict[str, str]:
+def run_names(app: App, spec: RunSpec) -> dict[str, str]:
     """Response headers naming the run before its first event, so that a client cut before
     it can still resume it (`X-Task-Id`) or find its message and conversation. A completion's
     conversation stays off the wire, as in its events."""
-    return name_headers(spec.task_id, run_service.chat_run_names(spec))
+    return name_headers(spec.task_id, run_service.chat_run_names(app, spec))
 
 
 def name_headers(task_id: str, names: dict[str, str]) -> dict[str, str]:

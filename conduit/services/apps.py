@@ -24,12 +24,20 @@ from conduit.db.models import (
     Membership,
     Role,
     Site,
+    Workflow,
     utcnow,
 )
 from conduit.errors import AppNotFound, Forbidden
 from conduit.infra.cache import Cache, get_or_load
 from conduit.infra.outbox import enqueue
 from conduit.services import webhook_secrets
+from conduit.services._workflow_store import (
+    WORKFLOW_MODES,
+    find_draft,
+    find_published,
+    graph_dataset_ids,
+    new_draft,
+)
 from conduit.signals import (
     app_model_config_was_updated,
     app_was_created,
@@ -65,6 +73,7 @@ class AppFields:
     enable_api: bool | None = None
     max_active_requests: int | None = None
     model_config: dict[str, Any] | None = field(default=None)
+    workflow: Workflow | None = None  # create: the draft to copy (workflow and chatflow apps)
 
 
 def _readable(tenant_id: str) -> Select[App]:
@@ -204,6 +213,8 @@ def create_app(
     )
     session.add(app)
     session.flush()
+    if app.mode in WORKFLOW_MODES:
+        session.add(new_draft(app, member.account_id, fields.workflow))
     sync_dataset_joins(session, app)
     webhook_secrets.create_secret(session, app.id, server_secret=server_secret)
     # The handlers create the site and installed-app records at once; the outbox task is the
@@ -228,6 +239,7 @@ def copy_app(
         icon_background=fields.icon_background or source.icon_background,
         max_active_requests=source.max_active_requests,
         model_config=dict(source.model_config_),
+        workflow=find_draft(session, source.id) if source.mode in WORKFLOW_MODES else None,
     )
     return create_app(session, member=member, fields=copy, server_secret=server_secret)
 
@@ -247,9 +259,15 @@ def config_dataset_ids(config: dict[str, Any] | None) -> list[str]:
 
 
 def sync_dataset_joins(session: Session, app: App) -> None:
-    """Make the app's dataset joins what its model config names: the datasets it uses, of
-    its own workspace only (what `app_count` and `dataset_in_use` read)."""
-    wanted = config_dataset_ids(app.model_config_)
+    """Make the app's dataset joins what it retrieves from: the datasets its model config names
+    or, for a workflow or chatflow app, the knowledge-retrieval nodes of its latest published
+    workflow (a draft's count once published); of its own workspace only (what `app_count`
+    and `dataset_in_use` read)."""
+    if app.mode in WORKFLOW_MODES:
+        published = find_published(session, app.id)
+        wanted = graph_dataset_ids(published.graph if published is not None else None)
+    else:
+        wanted = config_dataset_ids(app.model_config_)
     session.execute(
         delete(AppDatasetJoin).where(
             AppDatasetJoin.app_id == app.id, AppDatasetJoin.dataset_id.not_in(wanted)
@@ -269,6 +287,13 @@ def sync_dataset_joins(session: Session, app: App) -> None:
         if dataset_id not in present
     )
     session.flush()
+
+
+def sync_dataset_joins_of(session: Session, app_id: str) -> None:
+    """`sync_dataset_joins` by app id (nothing when the app is gone)."""
+    app = session.get(App, app_id)
+    if app is not None:
+        sync_dataset_joins(session, app)
 
 
 def update_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:

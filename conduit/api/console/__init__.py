@@ -12,6 +12,7 @@ from conduit.api.console import (
     model_providers,
     sites,
     webhooks,
+    workflows,
     workspaces,
 )
 
@@ -26,5 +27,6 @@ router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is 
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
 router.include_router(webhooks.router)
+router.include_router(workflows.router)
 
 __all__ = ["router"]

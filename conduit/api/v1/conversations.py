@@ -20,7 +20,7 @@ from conduit.api.v1.schemas import (
 )
 from conduit.db.models import App, AppMode, EndUser
 from conduit.errors import InvalidParam, NotChatApp
-from conduit.services import conversations, messages, naming, suggestions
+from conduit.services import conversation_variables, conversations, messages, naming, suggestions
 from conduit.services.end_users import get_or_create_end_user
 
 router = APIRouter(tags=["service: conversations"])
@@ -167,3 +167,52 @@ async def suggested_questions(
         runs_of(request), app=app, user=owner, message_id=message_id
     )
     return {"result": "success", "data": questions}
+
+
+@router.get("/conversations/{conversation_id}/variables")
+def list_conversation_variables(
+    conversation_id: str,
+    caller: AppCaller,
+    session: DbSession,
+    user: Text = None,
+    last_id: Text = None,
+    limit: Text = None,
+    variable_name: Text = None,
+) -> dict[str, Any]:
+    """A chatflow conversation's variables, as its turns left them."""
+    app = _chat_app(caller.app)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    rows, has_more = conversation_variables.list_variables(
+        session,
+        app,
+        _end_user(session, app, user),
+        conversation_id,
+        last_id=optional(last_id),
+        limit=page_size,
+        name=optional(variable_name),
+    )
+    return {
+        "limit": page_size,
+        "has_more": has_more,
+        "data": [conversation_variables.snapshot(row) for row in rows],
+    }
+
+
+@router.put("/conversations/{conversation_id}/variables/{variable_id}")
+def update_conversation_variable(
+    conversation_id: str, variable_id: str, caller: AppCaller, session: DbSession, body: JsonBody
+) -> dict[str, Any]:
+    """Set a conversation variable's value (of its declared type); the next turn sees it."""
+    app = _chat_app(caller.app)
+    if "value" not in body:
+        raise InvalidParam("value is required")
+    row = conversation_variables.update_variable(
+        session,
+        app,
+        _end_user(session, app, body.get("user")),
+        conversation_id,
+        variable_id,
+        body["value"],
+    )
+    session.flush()
+    return conversation_variables.snapshot(row)

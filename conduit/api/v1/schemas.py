@@ -90,6 +90,19 @@ def int_query(name: str, raw: str | None, *, default: int, low: int, high: int) 
     return value
 
 
+def callback_url(body: dict[str, Any], response_mode: str) -> str | None:
+    """The body's `callback_url`: only with `response_mode` async, a non-empty string (its
+    target is checked against the SSRF rules by the run controller)."""
+    found = body.get("callback_url")
+    if found is None:
+        return None
+    if response_mode != "async":
+        raise InvalidParam("callback_url is only accepted with response_mode async")
+    if not isinstance(found, str) or not found:
+        raise InvalidParam("callback_url must be an http or https URL")
+    return found
+
+
 def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
     """A chat or completion request body → ChatRequest (user is read separately, first)."""
     inputs = body.get("inputs")
@@ -112,12 +125,7 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
     response_mode = body.get("response_mode") or "blocking"
     if response_mode not in RESPONSE_MODES:
         raise InvalidParam("response_mode must be one of blocking, streaming, async")
-    callback_url = body.get("callback_url")
-    if callback_url is not None:
-        if response_mode != "async":
-            raise InvalidParam("callback_url is only accepted with response_mode async")
-        if not isinstance(callback_url, str) or not callback_url:
-            raise InvalidParam("callback_url must be an http or https URL")
+    callback = callback_url(body, response_mode)
     conversation_id = body.get("conversation_id")
     if conversation_id is not None and not isinstance(conversation_id, str):
         raise InvalidParam("conversation_id must be a valid UUID")
@@ -135,5 +143,5 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
         conversation_id=conversation_id or None,
         auto_generate_name=auto_name and mode == "chat",
         files=files or [],
-        callback_url=callback_url,
+        callback_url=callback,
     )

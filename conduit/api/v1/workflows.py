@@ -10,14 +10,20 @@ from starlette.responses import Response
 
 from conduit.api import runs as run_controller
 from conduit.api.deps import AppCaller, DbSession
-from conduit.api.v1.schemas import event_position, json_body, optional, required_user
+from conduit.api.v1.schemas import (
+    RESPONSE_MODES,
+    callback_url,
+    event_position,
+    json_body,
+    optional,
+    required_user,
+)
+from conduit.api.v1.tasks import status_url
 from conduit.errors import InvalidParam
 from conduit.services.runs import WorkflowRequest
 from conduit.services.runs.workflow import run_view
 
 router = APIRouter(tags=["workflows"])
-
-WORKFLOW_RESPONSE_MODES = ("blocking", "streaming")
 
 
 def workflow_request(body: dict[str, Any], workflow_id: str | None = None) -> WorkflowRequest:
@@ -29,13 +35,17 @@ def workflow_request(body: dict[str, Any], workflow_id: str | None = None) -> Wo
     if not isinstance(inputs, dict):
         raise InvalidParam("inputs must be an object")
     response_mode = body.get("response_mode") or "blocking"
-    if response_mode not in (*WORKFLOW_RESPONSE_MODES, "async"):
-        raise InvalidParam("response_mode must be one of blocking, streaming")
+    if response_mode not in RESPONSE_MODES:
+        raise InvalidParam("response_mode must be one of blocking, streaming, async")
     files = body.get("files")
     if files is not None and not isinstance(files, list):
         raise InvalidParam("files must be a list")
     return WorkflowRequest(
-        inputs=inputs, response_mode=response_mode, files=files or [], workflow_id=workflow_id
+        inputs=inputs,
+        response_mode=response_mode,
+        files=files or [],
+        workflow_id=workflow_id,
+        callback_url=callback_url(body, response_mode),
     )
 
 
@@ -44,7 +54,12 @@ async def _run(request: Request, caller: AppCaller, workflow_id: str | None) -> 
     user = required_user(body.get("user"))
     run = workflow_request(body, workflow_id)
     return await run_controller.start_workflow(
-        request, app=caller.app, key_id=caller.key.key_id, user=user, run=run
+        request,
+        app=caller.app,
+        key_id=caller.key.key_id,
+        user=user,
+        run=run,
+        status_url=status_url(user),
     )
 
 

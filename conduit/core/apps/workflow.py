@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from conduit.core.apps.chat import message_envelope
+from conduit.core.llm.provider import Usage
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
@@ -56,6 +58,37 @@ KIND = "workflow"
 
 
 @dataclass(frozen=True)
+class ChatTurn:
+    """A chatflow run's turn of its conversation: its message, the user's query, the earlier
+    turns (for LLM nodes' memory) and the conversation's variables as the turn starts."""
+
+    message_id: str
+    conversation_id: str
+    query: str
+    history: list[tuple[str, str]] = field(default_factory=list)
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "conversation_id": self.conversation_id,
+            "query": self.query,
+            "history": [list(turn) for turn in self.history],
+            "variables": self.variables,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ChatTurn:
+        return cls(
+            message_id=str(data["message_id"]),
+            conversation_id=str(data["conversation_id"]),
+            query=str(data.get("query") or ""),
+            history=[(str(q), str(a)) for q, a in data.get("history") or ()],
+            variables=dict(data.get("variables") or {}),
+        )
+
+
+@dataclass(frozen=True)
 class WorkflowRunBody:
     """A workflow run: which workflow (its graph as published), its checked inputs, the
     `sys.*` values, the environment's and the conversation's variables, who started it."""
@@ -65,11 +98,13 @@ class WorkflowRunBody:
     graph: dict[str, Any]
     inputs: dict[str, Any]
     system: dict[str, Any]
-    environment: dict[str, Any] = field(default_factory=dict)
+    # The environment variables as stored ({name, value, value_type}: secrets encrypted).
+    environment: list[dict[str, Any]] = field(default_factory=list)
     created_by: dict[str, Any] = field(default_factory=dict)
     mode: WorkflowMode = "workflow"
     # How each `model.provider` of the graph is reached (`ModelRegistry.resolve` refs).
     model_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    chat: ChatTurn | None = None  # a chatflow's turn
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +117,7 @@ class WorkflowRunBody:
             "created_by": self.created_by,
             "mode": self.mode,
             "model_refs": self.model_refs,
+            "chat": self.chat.to_json() if self.chat else None,
         }
 
     @classmethod
@@ -92,10 +128,11 @@ class WorkflowRunBody:
             graph=dict(data["graph"]),
             inputs=dict(data.get("inputs") or {}),
             system=dict(data.get("system") or {}),
-            environment=dict(data.get("environment") or {}),
+            environment=[dict(v) for v in data.get("environment") or ()],
             created_by=dict(data.get("created_by") or {}),
             mode="advanced-chat" if data.get("mode") == "advanced-chat" else "workflow",
             model_refs=dict(data.get("model_refs") or {}),
+            chat=ChatTurn.from_json(data["chat"]) if data.get("chat") else None,
         )
 
 
@@ -122,6 +159,14 @@ class WorkflowResult:
     node_executions: list[NodeExecution] = field(default_factory=list)
     asynchronous: bool = False
     error_code: str | None = None  # a failure outside the graph (the run's time limit...)
+    error_status: int | None = None
+    # A chatflow's turn: its message, the answer its answer nodes streamed, the usage of its
+    # models, the conversation's variables as the run left them.
+    chat: ChatTurn | None = None
+    answer: str = ""
+    usage: Usage = field(default_factory=Usage)
+    latency: float = 0.0
+    conversation_variables: dict[str, Any] | None = None
 
     def ids(self) -> dict[str, str]:
         """What each of its node execution rows names."""
@@ -154,15 +199,31 @@ ServicesFactory = Callable[[RunSpec], WorkflowServices]
 
 
 def envelope(spec: RunSpec, event: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dify's envelope of a workflow event: a workflow app's carries the run's id; a
+    chatflow's is the chat envelope (conversation, message, creation time) with it."""
     body: WorkflowRunBody = spec.body
-    payload: dict[str, Any] = {
-        "event": event,
-        "workflow_run_id": body.workflow_run_id,
-        "task_id": spec.task_id,
-    }
+    payload: dict[str, Any] = {"event": event}
+    if body.chat is not None:
+        payload.update(
+            conversation_id=body.chat.conversation_id,
+            message_id=body.chat.message_id,
+            created_at=spec.created_at,
+        )
+    payload["workflow_run_id"] = body.workflow_run_id
+    payload["task_id"] = spec.task_id
     if data is not None:
         payload["data"] = data
     return payload
+
+
+def chat_event(spec: RunSpec, event: str, **fields: Any) -> dict[str, Any]:
+    """A chatflow's message event (`message`, `message_end`, `error`) in the chat envelope."""
+    turn = spec.body.chat
+    if event != "error":
+        fields = {"task_id": spec.task_id, **fields}
+    return message_envelope(
+        "advanced-chat", turn.conversation_id, turn.message_id, spec.created_at, event, **fields
+    )
 
 
 def _seconds(value: float | None) -> int | None:
@@ -260,6 +321,14 @@ def event_of(spec: RunSpec, event: WorkflowEvent) -> Event:
         case ContainerEvent(kind=kind, phase=phase):
             name = f"{kind}_{phase}"
             return name, envelope(spec, name, container_data(event))
+        case TextChunk(text=text, selector=selector) if spec.body.chat is not None:
+            return "message", chat_event(
+                spec,
+                "message",
+                id=spec.body.chat.message_id,
+                answer=text,
+                from_variable_selector=list(selector) or None,
+            )
         case TextChunk(text=text, selector=selector):
             return "text_chunk", envelope(
                 spec, "text_chunk", {"text": text, "from_variable_selector": list(selector)}
@@ -341,7 +410,34 @@ class WorkflowRunner:
     def terminal_events(
         self, spec: RunSpec, result: WorkflowResult, stored: dict[str, Any]
     ) -> list[Event]:
-        return [("workflow_finished", envelope(spec, "workflow_finished", finished_data(result)))]
+        finished: Event = (
+            "workflow_finished",
+            envelope(spec, "workflow_finished", finished_data(result)),
+        )
+        turn = spec.body.chat
+        if turn is None:
+            return [finished]
+        if result.status == "failed":
+            # As Dify's chatflow: the run's end, then an `error` that ends the stream.
+            return [
+                finished,
+                (
+                    "error",
+                    chat_event(
+                        spec,
+                        "error",
+                        status=result.error_status or 400,
+                        code=result.error_code or "invalid_param",
+                        message=f"Run failed: {result.error}",
+                    ),
+                ),
+            ]
+        end: Event = (
+            "message_end",
+            chat_event(spec, "message_end", id=turn.message_id, metadata=stored),
+        )
+        # Dify's current order: message_end, then workflow_finished (stopped: the reverse).
+        return [finished, end] if result.status == "stopped" else [end, finished]
 
 
 def finished_data(result: WorkflowResult) -> dict[str, Any]:
@@ -383,14 +479,24 @@ class WorkflowExecution:
         self._failure: str | None = None
         self._context: RunContext | None = None
         self._outputs: dict[str, Any] = {}
+        self._answer: list[str] = []
+        self._pool: VariablePool | None = None
 
     async def run(self, log: EventLog) -> None:
         spec, body = self._spec, self._body
         graph = WorkflowGraph.parse(body.graph)
-        pool = VariablePool(system=body.system, environment=body.environment)
+        turn = body.chat
+        pool = VariablePool(
+            system=body.system,
+            environment=self._services.environment(body.environment),
+            conversation=dict(turn.variables) if turn is not None else None,
+        )
+        self._pool = pool
         writer = _Writer(log, spec.task_id)
 
         def emit(event: WorkflowEvent) -> None:
+            if isinstance(event, TextChunk):
+                self._answer.append(event.text)
             if isinstance(event, NodeFinished) or (
                 isinstance(event, ContainerEvent) and event.phase == "completed"
             ):
@@ -472,7 +578,27 @@ class WorkflowExecution:
             node_executions=list(self._executions),
             asynchronous=self._spec.asynchronous,
             error_code=error.code if error is not None else None,
+            error_status=error.status if error is not None else None,
+            chat=self._body.chat,
+            answer="".join(self._answer),
+            usage=self._usage(),
+            latency=round(time.perf_counter() - self._started, 3),
+            conversation_variables=(
+                dict(self._pool.conversation)
+                if self._pool is not None and self._body.chat is not None
+                else None
+            ),
         )
+
+    def _usage(self) -> Usage:
+        """The tokens of the run's model nodes (their `usage` outputs, summed)."""
+        prompt = completion = 0
+        for execution in self._executions:
+            usage = (execution.outputs or {}).get("usage")
+            if isinstance(usage, dict):
+                prompt += int(usage.get("prompt_tokens") or 0)
+                completion += int(usage.get("completion_tokens") or 0)
+        return Usage(prompt_tokens=prompt, completion_tokens=completion)
 
 
 def _end_outputs(graph: WorkflowGraph, pool: VariablePool) -> dict[str, Any]:

@@ -33,6 +33,13 @@ class WorkflowServices(Protocol):
         """The configured model the DSL's `model {provider, name, …}` names (a ModelError,
         naming what is missing, when there is none)."""
 
+    def model_name(self, model: Mapping[str, Any]) -> str:
+        """The model to ask for: the DSL's `model.name`, else its provider's default."""
+
+    def environment(self, variables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The workflow's environment variables by name (`env.<name>`), secrets decrypted
+        here, in the process that runs the workflow (they travel encrypted)."""
+
     def history(self, window: int | None) -> Sequence[ChatMessage]:
         """The conversation's earlier turns for a chatflow's memory, oldest first (`window`:
         at most that many turns)."""

@@ -17,10 +17,10 @@ import asyncio
 from typing import Any
 
 from conduit.core.runs.spec import RunSpec
-from conduit.db.models import App
+from conduit.db.models import App, AppMode
 from conduit.services.runs import tasks
 from conduit.services.runs.chat import ChatPlanner, ChatRequest, model_ref
-from conduit.services.runs.chat import run_names as chat_run_names
+from conduit.services.runs.chatflow import ChatflowPlanner
 from conduit.services.runs.context import Runs, run_limits
 from conduit.services.runs.idempotency import StartedRun, start_or_attach
 from conduit.services.runs.reaper import end_interrupted_runs, take_over_dead_runs
@@ -30,14 +30,28 @@ from conduit.services.runs.store import MessageStore
 from conduit.services.runs.workflow import WorkflowPlanner, WorkflowRequest
 
 CHAT_PLANNER = ChatPlanner()
+CHATFLOW_PLANNER = ChatflowPlanner()
 WORKFLOW_PLANNER = WorkflowPlanner()
+
+
+def chat_planner(app: App) -> ChatPlanner | ChatflowPlanner:
+    """Who plans a chat request's run: a chatflow app's workflow, or the chat planner."""
+    return CHATFLOW_PLANNER if app.mode == AppMode.ADVANCED_CHAT else CHAT_PLANNER
 
 
 async def start_chat_run(
     runs: Runs, *, app: App, key_id: str | None, user: str, request: ChatRequest
 ) -> RunSpec:
-    """Start a chat or completion run (`request.mode`) of `app` for `user`."""
-    return await start_run(runs, CHAT_PLANNER, app=app, key_id=key_id, user=user, request=request)
+    """Start a chat or completion run (`request.mode`) of `app` for `user` (a chatflow app's
+    turn runs its workflow)."""
+    return await start_run(
+        runs, chat_planner(app), app=app, key_id=key_id, user=user, request=request
+    )
+
+
+def chat_run_names(app: App, spec: RunSpec) -> dict[str, str]:
+    """A chat-family run's names beside its task id (its message, and its conversation)."""
+    return chat_planner(app).names(spec)
 
 
 async def start_or_attach_chat_run(
@@ -46,7 +60,7 @@ async def start_or_attach_chat_run(
     """Start a chat or completion run under Idempotency-Key `key`, or attach to the one an
     earlier request of `user` started under it (`idempotency.py`)."""
     return await start_or_attach(
-        runs, CHAT_PLANNER, app=app, key_id=key_id, user=user, request=request, key=key
+        runs, chat_planner(app), app=app, key_id=key_id, user=user, request=request, key=key
     )
 
 

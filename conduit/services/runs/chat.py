@@ -137,7 +137,7 @@ def plan_run(
             if conversation.status != "normal":
                 raise ConversationCompleted()
             inputs = dict(conversation.inputs or {})  # Dify keeps the conversation's own inputs
-            history = _history(
+            history = conversation_history(
                 session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
             )
             conversation_id = conversation.id
@@ -239,11 +239,7 @@ def check_app_mode(app: App, request: ChatRequest) -> None:
     """The app must be of the route's kind (Dify's errors otherwise)."""
     if request.mode == "chat":
         if app.mode not in CHAT_MODES:
-            if app.mode == AppMode.ADVANCED_CHAT:
-                raise AppUnavailable(
-                    "Chatflow apps need workflows, which this server does not run yet."
-                )
-            raise NotChatApp()
+            raise NotChatApp()  # (a chatflow app's turns are planned by `chatflow.py`)
         if app.mode == AppMode.AGENT_CHAT and request.response_mode == "blocking":
             raise InvalidParam("Agent Chat App does not support blocking mode")
     elif app.mode != AppMode.COMPLETION:
@@ -371,7 +367,9 @@ def early_spec(
     )
 
 
-def _history(session: Session, conversation: Conversation, turns: int) -> list[tuple[str, str]]:
+def conversation_history(
+    session: Session, conversation: Conversation, turns: int
+) -> list[tuple[str, str]]:
     if turns <= 0:
         return []
     rows = session.scalars(

@@ -47,7 +47,7 @@ from conduit.services.runs.store import (
     lapsed_runs,
 )
 from conduit.services.runs.tasks import end_run_task
-from conduit.services.runs.workflow import (
+from conduit.services.runs.workflow_store import (
     end_interrupted_workflow_runs,
     take_over_dead_workflow_runs,
 )

@@ -21,13 +21,16 @@ from sqlalchemy import Row, Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import BlockingEnd, BlockingReply
+from conduit.core.apps.workflow import KIND as WORKFLOW
+from conduit.core.apps.workflow import BlockingWorkflowReply
 from conduit.core.runs.spec import id_time
-from conduit.db.models import App, AsyncTask, EndUser, Message, utcnow
+from conduit.db.models import App, AsyncTask, EndUser, Message, WorkflowRun, utcnow
 from conduit.errors import TaskExpired, TaskNotFound
 from conduit.infra.settings import Settings
 from conduit.services import webhooks
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import message_events
+from conduit.services.runs.workflow_events import stored_finish_event
 
 _MESSAGES = cast(Table, Message.__table__)
 PURGE_BATCH = 2000
@@ -39,6 +42,8 @@ def _unix(value: Any) -> int | None:
 
 def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | None:
     """The run's end as a blocking request would have been answered (None while it runs)."""
+    if task.kind == WORKFLOW:
+        return _workflow_outcome(session.get(WorkflowRun, task.record_id))
     return _outcome(app, session.get(Message, task.record_id), task.id)
 
 
@@ -52,6 +57,14 @@ def _outcome(app: App, message: Message | None, task_id: str) -> BlockingEnd | N
         if end is not None:
             return end
     return None
+
+
+def _workflow_outcome(run: WorkflowRun | None) -> BlockingEnd | None:
+    """A workflow run's blocking body (`{task_id, workflow_run_id, data}`), once it ended."""
+    if run is None or run.status == "running":
+        return None
+    name, payload = stored_finish_event(run)
+    return BlockingEnd(body=BlockingWorkflowReply().add(name, cast(dict[str, Any], payload)))
 
 
 def _ending(
@@ -149,23 +162,28 @@ def end_run_task(
     if found is None:
         return True  # its app was deleted meanwhile: nobody to call back for
     app, user, message = found
+    outcome = (
+        _workflow_outcome(session.get(WorkflowRun, task.record_id))
+        if task.kind == WORKFLOW
+        else _outcome(app, message, task.id)
+    )
     webhooks.enqueue_callback(
         session,
         app_id=app.id,
         task_id=task.id,
         url=task.callback_url,
-        payload=callback_payload(task, app, user=user, message=message),
+        payload=callback_payload(task, app, user=user, outcome=outcome),
     )
     return True
 
 
 def callback_payload(
-    task: Row[Any], app: App, *, user: str | None, message: Message | None
+    task: Row[Any], app: App, *, user: str | None, outcome: BlockingEnd | None
 ) -> dict[str, Any]:
     """What the callback of an ended task says: `{task_id, status, output | error, app_id,
     user, created_at, finished_at}` (`output`: the blocking body, as the task's `result` in
     `describe`)."""
-    ending = _ending(_outcome(app, message, task.id), task.error_code, task.error_message)
+    ending = _ending(outcome, task.error_code, task.error_message)
     payload: dict[str, Any] = {"task_id": task.id, "status": task.status}
     if "result" in ending:
         payload["output"] = ending["result"]

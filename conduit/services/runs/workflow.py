@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.knowledge import RetrievalPlan, Retrieve
-from conduit.core.apps.workflow import KIND, WorkflowResult, WorkflowRunBody, finished_data
+from conduit.core.apps.workflow import KIND, WorkflowRunBody
 from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.core.llm.provider import ChatMessage, ChatModel
 from conduit.core.llm.registry import ModelRegistry
-from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.engine import NodeFailed
-from conduit.core.workflow.events import NodeExecution
 from conduit.core.workflow.graph import WorkflowGraph
 from conduit.core.workflow.http_request import HttpLimits
 from conduit.core.workflow.sandbox import CodeLimits
@@ -43,31 +38,24 @@ from conduit.db.models import (
     AppMode,
     EndUser,
     Workflow,
-    WorkflowNodeExecution,
     WorkflowRun,
-    utcnow,
 )
-from conduit.errors import BadRequest, InvalidParam, NotFound, NotWorkflowApp, RunInterrupted
+from conduit.errors import BadRequest, NotFound, NotWorkflowApp
 from conduit.infra.cache import Cache
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings
 from conduit.infra.ssrf import AllowList
-from conduit.services import model_providers, prompts
+from conduit.services import model_providers, prompts, workflows
+from conduit.services.runs import task_store
 from conduit.services.runs.chat import DEFAULT_TOP_K
 from conduit.services.runs.context import Runs
 from conduit.services.runs.idempotency import replay_log
-from conduit.services.runs.start import KeyedRun, RunIds, RunKey, app_slot_key, owner_of
+from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
 from conduit.services.runs.stop import RunEvents, resumable_run_events
-
-logger = logging.getLogger(__name__)
+from conduit.services.runs.workflow_events import stored_finish_event
 
 _RUNS = cast(Table, WorkflowRun.__table__)
-_NODES = cast(Table, WorkflowNodeExecution.__table__)
 DRAFT = "draft"
-# Stored node inputs/outputs/process data above this many bytes of JSON are cut (a marker
-# says so): a run's records stay small whatever its nodes passed around.
-MAX_STORED_VALUE = 64 * 1024
-INTERRUPTED = RunInterrupted.default_message
 
 
 class WorkflowNotFound(NotFound):
@@ -94,24 +82,14 @@ class WorkflowRequest:
 # --- the workflow a run runs ----------------------------------------------------------------
 
 
-def published_workflow(session: Session, app_id: str) -> Workflow | None:
-    """The app's latest published workflow."""
-    return session.scalars(
-        select(Workflow)
-        .where(Workflow.app_id == app_id, Workflow.version != DRAFT)
-        .order_by(Workflow.created_at.desc(), Workflow.id.desc())
-        .limit(1)
-    ).first()
-
-
 def _workflow_for(session: Session, app: App, workflow_id: str | None) -> Workflow:
     if workflow_id is None:
-        found = published_workflow(session, app.id)
+        found = workflows.published_workflow(session, app.id)
         if found is None:
             raise BadRequest("Workflow not published. Publish the app's workflow first.")
         return found
-    found = session.get(Workflow, workflow_id)
-    if found is None or found.app_id != app.id:
+    found = workflows.workflow_by_id(session, app.id, workflow_id)
+    if found is None:
         raise WorkflowNotFound(f"Workflow not found with id: {workflow_id}")
     if found.version == DRAFT:
         raise BadRequest("Cannot run a draft workflow through the Service API; publish it.")
@@ -191,12 +169,27 @@ class NodeServices:
         models: ModelRegistry,
         limits: NodeLimits,
         search: Retrieve | None = None,
+        *,
+        default_model: str = "",
+        server_secret: str = "",
     ) -> None:
         self._spec = spec
         self._models = models
         self._refs: Mapping[str, Mapping[str, Any]] = spec.body.model_refs
         self.limits = limits
         self._search = search
+        self._default_model = default_model
+        self._server_secret = server_secret
+
+    def model_name(self, model: Mapping[str, Any]) -> str:
+        ref = self._refs.get(str(model.get("provider") or "")) or {}
+        return str(model.get("name") or ref.get("default_model") or self._default_model)
+
+    def environment(self, variables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return {
+            str(v["name"]): workflows.variable_value(dict(v), self._server_secret)
+            for v in variables
+        }
 
     async def chat_model(self, model: Mapping[str, Any]) -> ChatModel:
         ref = self._refs.get(str(model.get("provider") or ""))
@@ -207,7 +200,16 @@ class NodeServices:
         return await self._models.resolve(dict(ref))
 
     def history(self, window: int | None) -> Sequence[ChatMessage]:
-        return []  # a workflow app has no conversation
+        """A chatflow's earlier turns, the last `window` of them (a workflow app has none)."""
+        turn = self._spec.body.chat
+        if turn is None:
+            return []
+        turns = turn.history if window is None else turn.history[-window:] if window else []
+        messages: list[ChatMessage] = []
+        for query, answer in turns:
+            messages.append(ChatMessage(role="user", content=query))
+            messages.append(ChatMessage(role="assistant", content=answer))
+        return messages
 
     async def retrieve(self, node: Mapping[str, Any], query: str) -> list[dict[str, Any]]:
         """The node's datasets searched as a chat app searches its own (each dataset with its
@@ -282,6 +284,7 @@ class WorkflowPlan:
     end_user: EndUser
     workflow: Workflow
     leased: bool
+    callback_url: str | None = None
 
     def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
         body: WorkflowRunBody = self.spec.body
@@ -311,16 +314,20 @@ class WorkflowPlan:
                 "request_hash": key.request_hash if key else None,
             },
         )
+        if self.spec.asynchronous:
+            task_store.write_task(
+                session,
+                self.spec,
+                end_user_id=self.end_user.id,
+                record_id=body.workflow_run_id,
+                callback_url=self.callback_url,
+                created_at=self.ids.created_at,
+            )
 
 
 def check_app_mode(app: App, request: WorkflowRequest) -> None:
     if app.mode != AppMode.WORKFLOW:
         raise NotWorkflowApp()
-    if request.response_mode == "async":
-        raise InvalidParam(
-            "response_mode: async runs of workflow apps are not available yet; use blocking "
-            "or streaming"
-        )
 
 
 class WorkflowPlanner:
@@ -366,11 +373,7 @@ class WorkflowPlanner:
             "workflow_run_id": run_id,
             "files": request.files,
         }
-        environment = {
-            str(v.get("name")): v.get("value")
-            for v in workflow.environment_variables or ()
-            if isinstance(v, Mapping)
-        }
+        environment = [dict(v) for v in workflow.environment_variables or () if v.get("name")]
         spec = RunSpec(
             task_id=task_id,
             kind=KIND,
@@ -388,26 +391,30 @@ class WorkflowPlanner:
                 created_by={"id": end_user.id, "user": end_user.session_id},
                 model_refs=refs,
             ),
-            asynchronous=False,
+            asynchronous=request.response_mode == "async",
         )
         return WorkflowPlan(
             spec=spec,
             ids=ids,
             end_user=end_user,
             workflow=workflow,
-            leased=settings.runs.executor == "inline",
+            leased=settings.runs.executor == "inline" and not spec.asynchronous,
+            callback_url=request.callback_url,
         )
 
     def asynchronous(self, request: WorkflowRequest) -> bool:
-        return False
+        return request.response_mode == "async"
 
     def fingerprint(self, request: WorkflowRequest) -> dict[str, Any]:
-        return {
+        fields = {
             "kind": KIND,
             "inputs": request.inputs,
             "files": request.files,
             "workflow_id": request.workflow_id,
         }
+        if request.callback_url is not None:
+            fields["callback_url"] = request.callback_url
+        return fields
 
     check = staticmethod(check_app_mode)
 
@@ -440,206 +447,6 @@ class WorkflowPlanner:
         return [stored_finish_event(row)]
 
 
-def stored_finish_event(row: WorkflowRun) -> Event:
-    """A finished run's `workflow_finished`, from its row (for once its log has expired)."""
-    result = WorkflowResult(
-        task_id=row.task_id or "",
-        tenant_id=row.tenant_id,
-        app_id=row.app_id,
-        workflow_run_id=row.id,
-        workflow_id=row.workflow_id,
-        status=cast(Any, row.status),
-        outputs=dict(row.outputs or {}),
-        error=row.error,
-        elapsed_time=row.elapsed_time,
-        total_tokens=row.total_tokens,
-        total_steps=row.total_steps,
-        exceptions_count=row.exceptions_count,
-        created_at=int(row.created_at.timestamp()),
-        finished_at=(row.finished_at or row.created_at).timestamp(),
-        created_by={"id": row.end_user_id},
-    )
-    payload = {
-        "event": "workflow_finished",
-        "workflow_run_id": row.id,
-        "task_id": row.task_id,
-        "data": finished_data(result),
-    }
-    return "workflow_finished", payload
-
-
-# --- the store ------------------------------------------------------------------------------
-
-
-def _cut(value: Any) -> Any:
-    """A value to store: as it is, or a marker with its start when its JSON is too big."""
-    if value is None:
-        return None
-    encoded = orjson.dumps(value, default=str)
-    if len(encoded) <= MAX_STORED_VALUE:
-        return value
-    return {
-        "__truncated__": True,
-        "size": len(encoded),
-        "preview": encoded[: MAX_STORED_VALUE // 4].decode(errors="ignore"),
-    }
-
-
-def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str, Any]:
-    metadata = dict(execution.metadata)
-    if execution.iteration_index is not None:
-        metadata["iteration_index"] = execution.iteration_index
-    if execution.loop_index is not None:
-        metadata["loop_index"] = execution.loop_index
-    return {
-        **spec_ids,
-        "id": execution.id,
-        "index": execution.index,
-        "predecessor_node_id": execution.predecessor_node_id,
-        "node_id": execution.node_id,
-        "node_type": execution.node_type,
-        "title": execution.title[:255],
-        "iteration_id": execution.iteration_id,
-        "loop_id": execution.loop_id,
-        "inputs": _cut(execution.inputs),
-        "process_data": _cut(execution.process_data),
-        "outputs": _cut(execution.outputs),
-        "status": execution.status,
-        "error": execution.error,
-        "elapsed_time": execution.elapsed_time,
-        "execution_metadata": _cut(metadata) or {},
-        "created_at": datetime.fromtimestamp(execution.created_at, UTC),
-        "finished_at": (
-            datetime.fromtimestamp(execution.finished_at, UTC) if execution.finished_at else None
-        ),
-    }
-
-
-def _ids_of(spec: RunSpec) -> dict[str, str]:
-    body: WorkflowRunBody = spec.body
-    return {
-        "tenant_id": spec.tenant_id,
-        "app_id": spec.app_id,
-        "workflow_id": body.workflow_id,
-        "workflow_run_id": body.workflow_run_id,
-    }
-
-
-def _write_nodes(
-    connection: Connection, common: Mapping[str, str], executions: Sequence[NodeExecution]
-) -> None:
-    """Insert the executions not stored yet (a checkpoint may have stored some)."""
-    if not executions:
-        return
-    ids = [e.id for e in executions]
-    stored = set(connection.execute(select(_NODES.c.id).where(_NODES.c.id.in_(ids))).scalars())
-    fresh = [e for e in executions if e.id not in stored]
-    if fresh:
-        connection.execute(insert(_NODES), [_node_row(common, e) for e in fresh])
-
-
-_FINISH = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == RunStatus.RUNNING.value)
-    .values(
-        status=bindparam("new_status"),
-        outputs=bindparam("new_outputs"),
-        error=bindparam("new_error"),
-        elapsed_time=bindparam("new_elapsed"),
-        total_tokens=bindparam("new_tokens"),
-        total_steps=bindparam("new_steps"),
-        exceptions_count=bindparam("new_exceptions"),
-        finished_at=bindparam("new_finished_at"),
-    )
-)
-
-
-class WorkflowRunStore:
-    """The `WorkflowStore`: a run's end (its row and its node executions, one transaction),
-    its lease with the node executions of each checkpoint, its claim by a worker."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def finish(self, result: WorkflowResult) -> dict[str, Any]:
-        return await asyncio.to_thread(self._finish, result)
-
-    def _finish(self, result: WorkflowResult) -> dict[str, Any]:
-        with self._db.transaction() as session:
-            connection = session.connection()
-            written = connection.execute(
-                _FINISH,
-                {
-                    "run_id": result.workflow_run_id,
-                    "new_status": result.status,
-                    "new_outputs": _cut(result.outputs) or {},
-                    "new_error": result.error,
-                    "new_elapsed": result.elapsed_time,
-                    "new_tokens": result.total_tokens,
-                    "new_steps": result.total_steps,
-                    "new_exceptions": result.exceptions_count,
-                    "new_finished_at": datetime.fromtimestamp(result.finished_at, UTC),
-                },
-            )
-            if not getattr(written, "rowcount", 0):
-                exists = connection.execute(
-                    select(_RUNS.c.status).where(_RUNS.c.id == result.workflow_run_id)
-                ).scalar()
-                if exists is None:
-                    return {}  # its app was deleted meanwhile
-                raise RunInterrupted(
-                    f"The run had ended already ({exists}): it was taken over meanwhile."
-                )
-            _write_nodes(connection, result.ids(), result.node_executions)
-        return {}
-
-    async def renew_many(
-        self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]
-    ) -> set[str]:
-        return await asyncio.to_thread(self._renew, runs)
-
-    def _renew(self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]) -> set[str]:
-        gone: set[str] = set()
-        with self._db.transaction() as session:
-            connection = session.connection()
-            now = utcnow()
-            for spec, fresh in runs:
-                renewed = connection.execute(
-                    update(_RUNS)
-                    .where(
-                        _RUNS.c.id == spec.body.workflow_run_id,
-                        _RUNS.c.status == RunStatus.RUNNING.value,
-                    )
-                    .values(renewed_at=now)
-                )
-                if not getattr(renewed, "rowcount", 0):
-                    gone.add(spec.task_id)
-                    continue
-                if fresh:
-                    _write_nodes(connection, _ids_of(spec), fresh)
-        return gone
-
-    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
-        return await asyncio.to_thread(self._claim, spec.body.workflow_run_id, lease_seconds)
-
-    def _claim(self, run_id: str, lease_seconds: float) -> bool:
-        now = utcnow()
-        with self._db.statements() as connection:
-            found = connection.execute(
-                update(_RUNS)
-                .where(
-                    _RUNS.c.id == run_id,
-                    _RUNS.c.status == RunStatus.RUNNING.value,
-                    or_(
-                        _RUNS.c.renewed_at.is_(None),
-                        _RUNS.c.renewed_at < now - timedelta(seconds=lease_seconds),
-                    ),
-                )
-                .values(renewed_at=now)
-            )
-            return bool(getattr(found, "rowcount", 0))
-
-
 # --- reading runs ---------------------------------------------------------------------------
 
 
@@ -661,90 +468,6 @@ def run_view(session: Session, app: App, run_id: str) -> dict[str, Any]:
         "finished_at": int(row.finished_at.timestamp()) if row.finished_at else None,
         "elapsed_time": row.elapsed_time,
     }
-
-
-# --- runs whose executor is gone ------------------------------------------------------------
-
-
-def end_interrupted_workflow_runs(session: Session) -> int:
-    """End every `running` workflow run as failed (a process that alone ran them, at start)."""
-    now = utcnow()
-    result = session.execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.status == RunStatus.RUNNING.value)
-        .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def take_over_dead_workflow_runs(
-    db: Database, backends: RunBackends, settings: Settings
-) -> int:
-    """End the workflow runs whose lease lapsed (or that were never renewed long after the
-    longest a run may take) as failed, interrupted; only the winner of the guarded UPDATE
-    ends the run's log with `workflow_finished` (failed)."""
-    now = utcnow()
-    lapsed_before = now - timedelta(seconds=settings.runs.lease_seconds)
-    never_before = now - timedelta(seconds=settings.runs.max_seconds + 60)
-    rows = await asyncio.to_thread(_lapsed_runs, db, lapsed_before, never_before)
-    taken = 0
-    for row in rows:
-        ended = await asyncio.to_thread(_end_lapsed, db, row.id, lapsed_before, never_before)
-        if ended is None:
-            continue
-        taken += 1
-        if row.task_id:
-            spec_like = {"workflow_run_id": row.id, "task_id": row.task_id}
-            event, payload = stored_finish_event(ended)
-            try:
-                await backends.eventlog.append(row.task_id, event, payload)
-                await backends.eventlog.close(row.task_id)
-            except Exception:
-                logger.info("workflow run %s: its log is gone", spec_like["workflow_run_id"])
-            try:
-                await backends.limiter.release(app_slot_key(row.app_id), row.task_id)
-                await backends.stops.forget(row.task_id)
-            except Exception:
-                logger.info("workflow run %s: releasing its slot failed", row.id)
-    if taken:
-        logger.warning("took over %d workflow run(s) whose executor is gone", taken)
-    return taken
-
-
-def _lapsed_clause(lapsed_before: datetime, never_before: datetime) -> Any:
-    return (_RUNS.c.status == RunStatus.RUNNING.value) & or_(
-        _RUNS.c.renewed_at < lapsed_before,
-        (_RUNS.c.renewed_at.is_(None)) & (_RUNS.c.created_at < never_before),
-    )
-
-
-def _lapsed_runs(db: Database, lapsed_before: datetime, never_before: datetime) -> list[Any]:
-    with db.statements() as connection:
-        return list(
-            connection.execute(
-                select(_RUNS.c.id, _RUNS.c.task_id, _RUNS.c.app_id)
-                .where(_lapsed_clause(lapsed_before, never_before))
-                .limit(100)
-            )
-        )
-
-
-def _end_lapsed(
-    db: Database, run_id: str, lapsed_before: datetime, never_before: datetime
-) -> WorkflowRun | None:
-    now = utcnow()
-    with db.transaction() as session:
-        found = session.execute(
-            update(_RUNS)
-            .where(_RUNS.c.id == run_id, _lapsed_clause(lapsed_before, never_before))
-            .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
-        )
-        if not getattr(found, "rowcount", 0):
-            return None
-        row = session.get(WorkflowRun, run_id)
-        if row is not None:
-            session.expunge(row)
-        return row
 
 
 # --- following a run ------------------------------------------------------------------------

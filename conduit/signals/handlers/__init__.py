@@ -19,6 +19,7 @@ from conduit.signals.handlers import (
     invalidate_default_provider_when_provider_updated,
     record_model_usage_when_message_created,
     record_segment_hits_when_message_created,
+    update_app_dataset_join_when_app_published_workflow_updated,
     update_provider_when_message_created,
 )
 
@@ -30,6 +31,7 @@ REACTIONS: tuple[ModuleType, ...] = (
     invalidate_default_provider_when_provider_updated,
     record_model_usage_when_message_created,
     record_segment_hits_when_message_created,
+    update_app_dataset_join_when_app_published_workflow_updated,
     update_provider_when_message_created,
 )
 

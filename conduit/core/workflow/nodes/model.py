@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -64,7 +65,10 @@ async def generate(
     usage, reason = Usage(), None
     try:
         model = await services.chat_model(model_config)
-        async for item in model.stream_chat(messages, params_of(model_config)):
+        params = params_of(model_config)
+        if not params.model:
+            params = replace(params, model=services.model_name(model_config))
+        async for item in model.stream_chat(messages, params):
             if isinstance(item, Delta):
                 for piece in item.parts:
                     if piece:

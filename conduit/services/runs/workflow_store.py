@@ -1,0 +1,328 @@
+"""The only home of workflow run SQL: a run's end (its row, its node executions, a chatflow
+turn's message and variables, an async run's task — one transaction), its lease with the
+node executions of each checkpoint, its claim by a worker, and the ending of runs whose
+executor is gone.
+
+Node executions are written in batches: those that ended since the last checkpoint go with
+each lease renewal (about every second), the rest with the run's end — never one write per
+node on the engine's path. Stored inputs, outputs and process data over `MAX_STORED_VALUE`
+bytes of JSON are cut, with a marker saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.apps.workflow import WorkflowResult, WorkflowRunBody
+from conduit.core.runs.backends import RunBackends
+from conduit.core.runs.spec import RunSpec
+from conduit.core.runs.status import RunStatus
+from conduit.core.workflow.events import NodeExecution
+from conduit.db.models import Message, WorkflowNodeExecution, WorkflowRun, utcnow
+from conduit.errors import RunInterrupted
+from conduit.infra.db import Database
+from conduit.infra.settings import Settings
+from conduit.services.runs import task_store, tasks
+from conduit.services.runs.chatflow import finish_turn
+from conduit.services.runs.start import app_slot_key
+from conduit.services.runs.workflow_events import stored_finish_event
+
+logger = logging.getLogger(__name__)
+
+_RUNS = cast(Table, WorkflowRun.__table__)
+_NODES = cast(Table, WorkflowNodeExecution.__table__)
+MAX_STORED_VALUE = 64 * 1024
+INTERRUPTED = RunInterrupted.default_message
+# A workflow run's status as its async task ends with it.
+TASK_STATUS = {"partial-succeeded": "succeeded"}
+
+
+def _cut(value: Any) -> Any:
+    """A value to store: as it is, or a marker with its start when its JSON is too big."""
+    if value is None:
+        return None
+    encoded = orjson.dumps(value, default=str)
+    if len(encoded) <= MAX_STORED_VALUE:
+        return value
+    return {
+        "__truncated__": True,
+        "size": len(encoded),
+        "preview": encoded[: MAX_STORED_VALUE // 4].decode(errors="ignore"),
+    }
+
+
+def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str, Any]:
+    metadata = dict(execution.metadata)
+    if execution.iteration_index is not None:
+        metadata["iteration_index"] = execution.iteration_index
+    if execution.loop_index is not None:
+        metadata["loop_index"] = execution.loop_index
+    return {
+        **spec_ids,
+        "id": execution.id,
+        "index": execution.index,
+        "predecessor_node_id": execution.predecessor_node_id,
+        "node_id": execution.node_id,
+        "node_type": execution.node_type,
+        "title": execution.title[:255],
+        "iteration_id": execution.iteration_id,
+        "loop_id": execution.loop_id,
+        "inputs": _cut(execution.inputs),
+        "process_data": _cut(execution.process_data),
+        "outputs": _cut(execution.outputs),
+        "status": execution.status,
+        "error": execution.error,
+        "elapsed_time": execution.elapsed_time,
+        "execution_metadata": _cut(metadata) or {},
+        "created_at": datetime.fromtimestamp(execution.created_at, UTC),
+        "finished_at": (
+            datetime.fromtimestamp(execution.finished_at, UTC) if execution.finished_at else None
+        ),
+    }
+
+
+def _ids_of(spec: RunSpec) -> dict[str, str]:
+    body: WorkflowRunBody = spec.body
+    return {
+        "tenant_id": spec.tenant_id,
+        "app_id": spec.app_id,
+        "workflow_id": body.workflow_id,
+        "workflow_run_id": body.workflow_run_id,
+    }
+
+
+def _write_nodes(
+    connection: Connection, common: Mapping[str, str], executions: Sequence[NodeExecution]
+) -> None:
+    """Insert the executions not stored yet (a checkpoint may have stored some)."""
+    if not executions:
+        return
+    ids = [e.id for e in executions]
+    stored = set(connection.execute(select(_NODES.c.id).where(_NODES.c.id.in_(ids))).scalars())
+    fresh = [e for e in executions if e.id not in stored]
+    if fresh:
+        connection.execute(insert(_NODES), [_node_row(common, e) for e in fresh])
+
+
+_FINISH = (
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == RunStatus.RUNNING.value)
+    .values(
+        status=bindparam("new_status"),
+        outputs=bindparam("new_outputs"),
+        error=bindparam("new_error"),
+        elapsed_time=bindparam("new_elapsed"),
+        total_tokens=bindparam("new_tokens"),
+        total_steps=bindparam("new_steps"),
+        exceptions_count=bindparam("new_exceptions"),
+        finished_at=bindparam("new_finished_at"),
+    )
+)
+
+
+class WorkflowRunStore:
+    """The `WorkflowStore`: a run's end (its row and its node executions, one transaction),
+    its lease with the node executions of each checkpoint, its claim by a worker."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def finish(self, result: WorkflowResult) -> dict[str, Any]:
+        return await asyncio.to_thread(self._finish, result)
+
+    def _finish(self, result: WorkflowResult) -> dict[str, Any]:
+        with self._db.transaction() as session:
+            connection = session.connection()
+            written = connection.execute(
+                _FINISH,
+                {
+                    "run_id": result.workflow_run_id,
+                    "new_status": result.status,
+                    "new_outputs": _cut(result.outputs) or {},
+                    "new_error": result.error,
+                    "new_elapsed": result.elapsed_time,
+                    "new_tokens": result.total_tokens,
+                    "new_steps": result.total_steps,
+                    "new_exceptions": result.exceptions_count,
+                    "new_finished_at": datetime.fromtimestamp(result.finished_at, UTC),
+                },
+            )
+            if not getattr(written, "rowcount", 0):
+                exists = connection.execute(
+                    select(_RUNS.c.status).where(_RUNS.c.id == result.workflow_run_id)
+                ).scalar()
+                if exists is None:
+                    return {}  # its app was deleted meanwhile
+                raise RunInterrupted(
+                    f"The run had ended already ({exists}): it was taken over meanwhile."
+                )
+            _write_nodes(connection, result.ids(), result.node_executions)
+            stored: dict[str, Any] = {}
+            if result.chat is not None:
+                stored = finish_turn(connection, result)
+            if result.asynchronous:
+                tasks.end_run_task(
+                    session,
+                    result.task_id,
+                    TASK_STATUS.get(result.status, result.status),
+                    error_code=(result.error_code or "workflow_failed")
+                    if result.status == "failed"
+                    else None,
+                    error_message=result.error if result.status == "failed" else None,
+                )
+        return stored
+
+    async def renew_many(
+        self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]
+    ) -> set[str]:
+        return await asyncio.to_thread(self._renew, runs)
+
+    def _renew(self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]) -> set[str]:
+        gone: set[str] = set()
+        with self._db.transaction() as session:
+            connection = session.connection()
+            now = utcnow()
+            for spec, fresh in runs:
+                renewed = connection.execute(
+                    update(_RUNS)
+                    .where(
+                        _RUNS.c.id == spec.body.workflow_run_id,
+                        _RUNS.c.status == RunStatus.RUNNING.value,
+                    )
+                    .values(renewed_at=now)
+                )
+                if not getattr(renewed, "rowcount", 0):
+                    gone.add(spec.task_id)
+                    continue
+                if fresh:
+                    _write_nodes(connection, _ids_of(spec), fresh)
+        return gone
+
+    async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        task_id = spec.task_id if spec.asynchronous else None
+        return await asyncio.to_thread(
+            self._claim, spec.body.workflow_run_id, lease_seconds, task_id
+        )
+
+    def _claim(self, run_id: str, lease_seconds: float, task_id: str | None) -> bool:
+        now = utcnow()
+        with self._db.statements() as connection:
+            found = connection.execute(
+                update(_RUNS)
+                .where(
+                    _RUNS.c.id == run_id,
+                    _RUNS.c.status == RunStatus.RUNNING.value,
+                    or_(
+                        _RUNS.c.renewed_at.is_(None),
+                        _RUNS.c.renewed_at < now - timedelta(seconds=lease_seconds),
+                    ),
+                )
+                .values(renewed_at=now)
+            )
+            claimed = bool(getattr(found, "rowcount", 0))
+            if claimed and task_id is not None:
+                task_store.start_task(connection, task_id)
+            return claimed
+
+
+def end_interrupted_workflow_runs(session: Session) -> int:
+    """End every `running` workflow run as failed (a process that alone ran them, at start)."""
+    now = utcnow()
+    result = session.execute(
+        update(WorkflowRun)
+        .where(WorkflowRun.status == RunStatus.RUNNING.value)
+        .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def take_over_dead_workflow_runs(
+    db: Database, backends: RunBackends, settings: Settings
+) -> int:
+    """End the workflow runs whose lease lapsed (or that were never renewed long after the
+    longest a run may take) as failed, interrupted; only the winner of the guarded UPDATE
+    ends the run's log with `workflow_finished` (failed)."""
+    now = utcnow()
+    lapsed_before = now - timedelta(seconds=settings.runs.lease_seconds)
+    never_before = now - timedelta(seconds=settings.runs.max_seconds + 60)
+    rows = await asyncio.to_thread(_lapsed_runs, db, lapsed_before, never_before)
+    taken = 0
+    for row in rows:
+        ended = await asyncio.to_thread(_end_lapsed, db, row.id, lapsed_before, never_before)
+        if ended is None:
+            continue
+        taken += 1
+        if row.task_id:
+            spec_like = {"workflow_run_id": row.id, "task_id": row.task_id}
+            event, payload = stored_finish_event(ended)
+            try:
+                await backends.eventlog.append(row.task_id, event, payload)
+                await backends.eventlog.close(row.task_id)
+            except Exception:
+                logger.info("workflow run %s: its log is gone", spec_like["workflow_run_id"])
+            try:
+                await backends.limiter.release(app_slot_key(row.app_id), row.task_id)
+                await backends.stops.forget(row.task_id)
+            except Exception:
+                logger.info("workflow run %s: releasing its slot failed", row.id)
+    if taken:
+        logger.warning("took over %d workflow run(s) whose executor is gone", taken)
+    return taken
+
+
+def _lapsed_clause(lapsed_before: datetime, never_before: datetime) -> Any:
+    return (_RUNS.c.status == RunStatus.RUNNING.value) & or_(
+        _RUNS.c.renewed_at < lapsed_before,
+        (_RUNS.c.renewed_at.is_(None)) & (_RUNS.c.created_at < never_before),
+    )
+
+
+def _lapsed_runs(db: Database, lapsed_before: datetime, never_before: datetime) -> list[Any]:
+    with db.statements() as connection:
+        return list(
+            connection.execute(
+                select(_RUNS.c.id, _RUNS.c.task_id, _RUNS.c.app_id)
+                .where(_lapsed_clause(lapsed_before, never_before))
+                .limit(100)
+            )
+        )
+
+
+def _end_lapsed(
+    db: Database, run_id: str, lapsed_before: datetime, never_before: datetime
+) -> WorkflowRun | None:
+    now = utcnow()
+    with db.transaction() as session:
+        found = session.execute(
+            update(_RUNS)
+            .where(_RUNS.c.id == run_id, _lapsed_clause(lapsed_before, never_before))
+            .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+        )
+        if not getattr(found, "rowcount", 0):
+            return None
+        row = session.get(WorkflowRun, run_id)
+        if row is not None:
+            if row.task_id is not None:  # an async run's task (and callback) ends with it
+                tasks.end_run_task(
+                    session,
+                    row.task_id,
+                    RunStatus.FAILED.value,
+                    error_code=RunInterrupted.code,
+                    error_message=INTERRUPTED,
+                )
+            if row.message_id is not None:  # a chatflow's turn ends with it
+                session.execute(
+                    update(Message)
+                    .where(Message.id == row.message_id, Message.status == RunStatus.RUNNING.value)
+                    .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
+                )
+            session.expunge(row)
+        return row
