@@ -1,9 +1,10 @@
 """What no route may take, refused before any route runs (pure ASGI middleware).
 
 - A request body over `CONDUIT_HTTP_MAX_JSON_BODY_BYTES` (multipart uploads: the largest
-  upload limit plus room for the form; a DSL import: 10 MB and room) is a 413, and is never read into memory past the limit:
-  a declared `Content-Length` is checked before any byte is read, a chunked body is counted
-  while it is read. The hot run routes (`conduit.api.hot_routes`) sit inside this too.
+  upload limit plus room for the form; a DSL import: a 10 MB file) is a 413, and is never
+  read into memory past the limit: a declared `Content-Length` is checked before any byte
+  is read, a chunked body is counted while it is read. The hot run routes
+  (`conduit.api.hot_routes`) sit inside this too.
 - A NUL character in the path is a 404 (no resource has one), in a query parameter a 400
   naming it: PostgreSQL text cannot hold one, and SQLite must refuse what PostgreSQL refuses.
 """

@@ -19,19 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from conduit.core.apps.chat import message_envelope
 from conduit.core.llm.provider import Usage
 from conduit.core.runs.eventlog.base import EventLog
-from conduit.core.runs.kinds import Event
+from conduit.core.runs.kinds import Event, RunStore
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.engine import (
     NodeAborted,
     NodeFunction,
+    Restored,
     RunContext,
     RunLimits,
     StepLimitExceeded,
@@ -193,6 +194,12 @@ class WorkflowStore(Protocol):
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
         """Take the run for an executor about to start it (see `RunStore.claim`)."""
+
+    def resuming(self, run_id: str) -> bool:
+        """Whether the run was claimed from a dead executor (it resumes)."""
+
+    async def restored_nodes(self, run_id: str) -> dict[str, Restored]:
+        """The nodes its earlier execution ended, to take up again."""
 
 
 ServicesFactory = Callable[[RunSpec], WorkflowServices]
@@ -396,7 +403,8 @@ class WorkflowRunner:
         services: ServicesFactory,
         limits: RunLimits | None = None,
     ) -> None:
-        self.store = store
+        self.store: RunStore = store  # what the lifecycle needs of it
+        self._store = store
         self._nodes = nodes
         self._services = services
         self._limits = limits or RunLimits()
@@ -405,7 +413,14 @@ class WorkflowRunner:
         return WorkflowRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> WorkflowExecution:
-        return WorkflowExecution(spec, self._nodes, self._services(spec), self._limits)
+        resuming = self._store.resuming(spec.body.workflow_run_id)
+        return WorkflowExecution(
+            spec,
+            self._nodes,
+            self._services(spec),
+            self._limits,
+            restore=self._store.restored_nodes if resuming else None,
+        )
 
     def terminal_events(
         self, spec: RunSpec, result: WorkflowResult, stored: dict[str, Any]
@@ -467,7 +482,10 @@ class WorkflowExecution:
         nodes: Mapping[str, NodeFunction],
         services: WorkflowServices,
         limits: RunLimits,
+        *,
+        restore: Callable[[str], Awaitable[dict[str, Restored]]] | None = None,
     ) -> None:
+        self._restore = restore
         self._spec = spec
         self._body: WorkflowRunBody = spec.body
         self._nodes = nodes
@@ -513,6 +531,10 @@ class WorkflowExecution:
         )
         context.stream = AnswerStreamer(graph.top, pool, emit, chatflow=body.mode != "workflow")
         self._context = context
+        restored = None
+        if self._restore is not None:
+            # Its worker died: the nodes its earlier execution ended are taken as they were.
+            restored = await self._restore(body.workflow_run_id)
         writer.put(
             (
                 "workflow_started",
@@ -524,14 +546,14 @@ class WorkflowExecution:
                         "workflow_id": body.workflow_id,
                         "inputs": body.inputs,
                         "created_at": spec.created_at,
-                        "reason": "initial",
+                        "reason": "initial" if self._restore is None else "resumption",
                     },
                 ),
             )
         )
         writer.start()
         try:
-            await run_scope(context, graph.top, pool)
+            await run_scope(context, graph.top, pool, restored=restored)
             self._outputs = _end_outputs(graph, pool)
         except (NodeAborted, StepLimitExceeded) as failure:
             self._failure = failure.message

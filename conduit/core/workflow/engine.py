@@ -164,6 +164,15 @@ class RunContext:
         return self._slots
 
 
+@dataclass(frozen=True)
+class Restored:
+    """A node that ended in an earlier execution of the run (a resumed run): its outputs and
+    the edges it left through."""
+
+    outputs: Mapping[str, Any]
+    handles: Collection[str]
+
+
 async def run_scope(
     run: RunContext,
     graph: Graph,
@@ -173,8 +182,11 @@ async def run_scope(
     loop_id: str | None = None,
     iteration_index: int | None = None,
     loop_index: int | None = None,
+    restored: Mapping[str, Restored] | None = None,
 ) -> None:
-    """Run `graph` from its root until no node is running or ready."""
+    """Run `graph` from its root until no node is running or ready. `restored`: nodes that
+    ended in an earlier execution of the run (it resumes): they are not run again, their
+    outputs and edges are taken as they were."""
     planner = Planner(graph)
     top = iteration_id is None and loop_id is None
     running: dict[asyncio.Task[Collection[str]], str] = {}
@@ -197,9 +209,33 @@ async def run_scope(
         task = asyncio.create_task(_execute(call), name=f"workflow-node-{node_id}")
         running[task] = node_id
 
+    def advance(node_id: str, handles: Collection[str]) -> None:
+        """`node_id` ended: start what became ready (a restored node ends here at once)."""
+        work = [(node_id, handles)]
+        while work:
+            ended, left = work.pop()
+            step = planner.finish(ended, left)
+            if top and run.stream is not None:
+                run.stream.progress(planner, step, ended)
+            for ready in step.ready:
+                if restored is not None and ready in restored:
+                    work.append((ready, restore(ready)))
+                else:
+                    launch(ready, ended)
+
+    def restore(node_id: str) -> Collection[str]:
+        assert restored is not None
+        earlier = restored[node_id]
+        run.steps += 1
+        pool.set_outputs(node_id, earlier.outputs)
+        return earlier.handles
+
     try:
         for node_id in planner.start():
-            launch(node_id, None)
+            if restored is not None and node_id in restored:
+                advance(node_id, restore(node_id))
+            else:
+                launch(node_id, None)
         if top and run.stream is not None:
             run.stream.progress(planner, Step(), None)
         while running:
@@ -207,11 +243,7 @@ async def run_scope(
             for task in done:
                 node_id = running.pop(task)
                 handles = task.result()  # raises NodeAborted: the except below ends the rest
-                step = planner.finish(node_id, handles)
-                for ready in step.ready:
-                    launch(ready, node_id)
-                if top and run.stream is not None:
-                    run.stream.progress(planner, step, node_id)
+                advance(node_id, handles)
     except BaseException:
         for task in running:
             task.cancel()
@@ -277,6 +309,7 @@ async def _execute(call: NodeCall) -> Collection[str]:
     handles = set(result.handles)
     if DEFAULT_HANDLE in handles:
         handles.add(SUCCESS_BRANCH)
+    execution.handles = sorted(handles)
     return handles
 
 
@@ -307,6 +340,7 @@ def _failed(call: NodeCall, error: str, error_type: str, started: float) -> Coll
     else:
         outputs, handles = {**spec.default_outputs, **extra}, {DEFAULT_HANDLE, SUCCESS_BRANCH}
     execution.outputs = outputs
+    execution.handles = sorted(handles)
     call.pool.set_outputs(spec.id, outputs)
     _finish(call, started)
     return handles

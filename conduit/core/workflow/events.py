@@ -42,6 +42,7 @@ class NodeExecution:
     finished_at: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)  # total_tokens, total_price, ...
     retries: int = 0
+    handles: list[str] = field(default_factory=list)  # the edges it left through, once ended
 
     def snapshot(self) -> NodeExecution:
         return replace(self, metadata=dict(self.metadata))

@@ -25,6 +25,7 @@ from conduit.core.apps.workflow import WorkflowResult, WorkflowRunBody
 from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
+from conduit.core.workflow.engine import Restored
 from conduit.core.workflow.events import NodeExecution
 from conduit.db.models import Message, WorkflowNodeExecution, WorkflowRun, utcnow
 from conduit.errors import RunInterrupted
@@ -41,6 +42,10 @@ _RUNS = cast(Table, WorkflowRun.__table__)
 _NODES = cast(Table, WorkflowNodeExecution.__table__)
 MAX_STORED_VALUE = 64 * 1024
 INTERRUPTED = RunInterrupted.default_message
+HANDLES = "__handles"
+# A workflow run whose worker died is left this long past its lease for the broker to deliver
+# it again (it then resumes from its ended nodes) before the takeover ends it.
+REDELIVERY_GRACE = 3.0  # × the lease
 # A workflow run's status as its async task ends with it.
 TASK_STATUS = {"partial-succeeded": "succeeded"}
 
@@ -65,6 +70,8 @@ def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str
         metadata["iteration_index"] = execution.iteration_index
     if execution.loop_index is not None:
         metadata["loop_index"] = execution.loop_index
+    if execution.handles:
+        metadata[HANDLES] = execution.handles  # what a resumed run follows
     return {
         **spec_ids,
         "id": execution.id,
@@ -134,6 +141,7 @@ class WorkflowRunStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._resumed: set[str] = set()
 
     async def finish(self, result: WorkflowResult) -> dict[str, Any]:
         return await asyncio.to_thread(self._finish, result)
@@ -207,14 +215,63 @@ class WorkflowRunStore:
         return gone
 
     async def claim(self, spec: RunSpec, lease_seconds: float) -> bool:
+        """Claim the run; one that another executor held until lately (a worker killed, its
+        delivery handed out again at once, as RabbitMQ does) is claimed once that executor's
+        lease has lapsed, if nobody renewed it meanwhile: the run then resumes here."""
         task_id = spec.task_id if spec.asynchronous else None
-        return await asyncio.to_thread(
-            self._claim, spec.body.workflow_run_id, lease_seconds, task_id
-        )
+        run_id = spec.body.workflow_run_id
+        claimed, wait = await asyncio.to_thread(self._claim, run_id, lease_seconds, task_id)
+        if claimed or wait is None:
+            return claimed
+        await asyncio.sleep(wait)
+        claimed, _ = await asyncio.to_thread(self._claim, run_id, lease_seconds, task_id)
+        return claimed
 
-    def _claim(self, run_id: str, lease_seconds: float, task_id: str | None) -> bool:
+    def resuming(self, run_id: str) -> bool:
+        """Whether this process claimed the run after another executor had held it (its
+        worker died; the broker delivered it again): it resumes from its ended nodes."""
+        if run_id in self._resumed:
+            self._resumed.discard(run_id)
+            return True
+        return False
+
+    async def restored_nodes(self, run_id: str) -> dict[str, Restored]:
+        return await asyncio.to_thread(self._restored_nodes, run_id)
+
+    def _restored_nodes(self, run_id: str) -> dict[str, Restored]:
+        """The top-level nodes the run's earlier execution ended (succeeded, or failed into an
+        error strategy) and stored whole (a cut value cannot be taken up again: that node runs
+        again). Containers' children are not kept: an iteration or loop runs again whole."""
+        with self._db.reads() as session:
+            rows = session.execute(
+                select(_NODES.c.node_id, _NODES.c.outputs, _NODES.c.execution_metadata).where(
+                    _NODES.c.workflow_run_id == run_id,
+                    _NODES.c.iteration_id.is_(None),
+                    _NODES.c.loop_id.is_(None),
+                    _NODES.c.status.in_(("succeeded", "exception")),
+                )
+            )
+            found: dict[str, Restored] = {}
+            for node_id, outputs, metadata in rows:
+                handles = (metadata or {}).get(HANDLES)
+                if not handles or (isinstance(outputs, dict) and outputs.get("__truncated__")):
+                    continue
+                found[str(node_id)] = Restored(outputs=dict(outputs or {}), handles=handles)
+            return found
+
+    def _claim(
+        self, run_id: str, lease_seconds: float, task_id: str | None
+    ) -> tuple[bool, float | None]:
+        """Whether the run was claimed; if not, and an executor holds its lease, how long
+        until that lease lapses (None: it ended, or nobody holds it)."""
         now = utcnow()
         with self._db.statements() as connection:
+            row = connection.execute(
+                select(_RUNS.c.renewed_at, _RUNS.c.status).where(_RUNS.c.id == run_id)
+            ).first()
+            if row is None or row.status != RunStatus.RUNNING.value:
+                return False, None
+            held = row.renewed_at
             found = connection.execute(
                 update(_RUNS)
                 .where(
@@ -228,9 +285,16 @@ class WorkflowRunStore:
                 .values(renewed_at=now)
             )
             claimed = bool(getattr(found, "rowcount", 0))
-            if claimed and task_id is not None:
+            if not claimed:
+                if held is None:
+                    return False, None
+                left = (held + timedelta(seconds=lease_seconds) - now).total_seconds()
+                return False, min(max(left, 0.0), lease_seconds) + 0.1
+            if held is not None:
+                self._resumed.add(run_id)
+            if task_id is not None:
                 task_store.start_task(connection, task_id)
-            return claimed
+            return True, None
 
 
 def end_interrupted_workflow_runs(session: Session) -> int:
@@ -251,7 +315,8 @@ async def take_over_dead_workflow_runs(
     longest a run may take) as failed, interrupted; only the winner of the guarded UPDATE
     ends the run's log with `workflow_finished` (failed)."""
     now = utcnow()
-    lapsed_before = now - timedelta(seconds=settings.runs.lease_seconds)
+    lease = settings.runs.lease_seconds
+    lapsed_before = now - timedelta(seconds=lease * (1 + REDELIVERY_GRACE))
     never_before = now - timedelta(seconds=settings.runs.max_seconds + 60)
     rows = await asyncio.to_thread(_lapsed_runs, db, lapsed_before, never_before)
     taken = 0

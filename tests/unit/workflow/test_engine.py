@@ -620,3 +620,48 @@ def test_a_conversation_variable_assigned_in_a_run_is_kept_in_the_pool() -> None
         query="hi",
     ).go()
     assert conversation == {"turns": ["hi"]}
+
+
+def test_a_resumed_run_takes_its_ended_nodes_as_they_were_and_runs_the_rest() -> None:
+    from conduit.core.workflow.engine import Restored
+
+    run = Run(
+        [
+            node("s", "start"),
+            node("a", "flaky", failures=99),  # would fail if it ran again
+            node(
+                "if",
+                "if-else",
+                cases=[
+                    {
+                        "case_id": "true",
+                        "logical_operator": "and",
+                        "conditions": [
+                            {
+                                "variable_selector": ["a", "text"],
+                                "comparison_operator": "is",
+                                "value": "done before",
+                            }
+                        ],
+                    }
+                ],
+            ),
+            node(
+                "yes",
+                "template-transform",
+                template="{{ x }}!",
+                variables=[{"variable": "x", "value_selector": ["a", "text"]}],
+            ),
+            node("no", "sleep"),
+        ],
+        [edge("s", "a"), edge("a", "if"), edge("if", "yes", "true"), edge("if", "no", "false")],
+    )
+    restored = {
+        "s": Restored(outputs={}, handles={"source"}),
+        "a": Restored(outputs={"text": "done before"}, handles={"source"}),
+    }
+    asyncio.run(run_scope(run.context, run.graph.top, run.pool, restored=restored))
+    assert [e.execution.node_id for e in run.of(NodeStarted)] == ["if", "yes"]
+    assert run.finished("yes")[0].outputs == {"output": "done before!"}
+    assert run.finished("if")[0].predecessor_node_id == "a"
+    assert run.context.steps == 4  # the restored nodes count as steps of the run
