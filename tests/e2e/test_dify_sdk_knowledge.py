@@ -18,23 +18,29 @@ ROOT = Path(__file__).resolve().parents[2]
 SDK = ROOT / ".venv" / "sdk-kb"
 
 
-def test_knowledge_base_client_end_to_end(
-    stack: support.Stack, admin: Admin, tmp_path: Path
-) -> None:
+def run_sdk_script(script: str, *args: str) -> list[str]:
+    """`tests/sdk-kb/<script> ARGS…` run on the newer SDK; the lines it printed, checked to
+    start with the SDK's path and end with "ok"."""
     assert (SDK / "dify_client").is_dir(), "scripts/bootstrap installs the SDK into .venv/sdk-kb"
-    key = admin.client.post("/console/api/datasets/api-keys").json()["data"]["token"]
-    upload = tmp_path / "harbour.md"
-    upload.write_text("# Harbour\n\nThe ferry to the island leaves from pier four at seven.\n")
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "sdk-kb" / "knowledge_client.py"),
-         f"{stack.base_url}/v1", key, str(upload)],
+        [sys.executable, str(ROOT / "tests" / "sdk-kb" / script), *args],
         env={**os.environ, "PYTHONPATH": str(SDK)},
         capture_output=True,
         text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     lines = done.stdout.splitlines()
     assert lines[0].startswith(f"sdk {SDK}"), output  # the SDK's copy, not dify-client 0.1.10
     assert lines[-1] == "ok", output
+    return lines
+
+
+def test_knowledge_base_client_end_to_end(
+    stack: support.Stack, admin: Admin, tmp_path: Path
+) -> None:
+    key = admin.client.post("/console/api/datasets/api-keys").json()["data"]["token"]
+    upload = tmp_path / "harbour.md"
+    upload.write_text("# Harbour\n\nThe ferry to the island leaves from pier four at seven.\n")
+    run_sdk_script("knowledge_client.py", f"{stack.base_url}/v1", key, str(upload))

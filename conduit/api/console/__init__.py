@@ -12,6 +12,8 @@ from conduit.api.console import (
     model_providers,
     sites,
     webhooks,
+    workflow_debug,
+    workflow_runs,
     workflows,
     workspaces,
 )
@@ -28,5 +30,7 @@ router.include_router(model_providers.router)
 router.include_router(app_runs.router)
 router.include_router(webhooks.router)
 router.include_router(workflows.router)
+router.include_router(workflow_debug.router)
+router.include_router(workflow_runs.router)
 
 __all__ = ["router"]

@@ -83,7 +83,7 @@ async def _create(request: Request, caller: ConsoleCaller, *, mode: str) -> Resp
     )
 
 
-async def _stop(request: Request, caller: ConsoleCaller, task_id: str) -> dict[str, Any]:
+async def stop_as_caller(request: Request, caller: ConsoleCaller, task_id: str) -> dict[str, Any]:
     await optional_json_body(request)  # a body is allowed, and ignored: the user is the caller
     return await run_controller.stop(request, app=caller.app, user=caller.user, task_id=task_id)
 
@@ -96,7 +96,7 @@ async def debug_chat(request: Request, caller: Caller) -> Response:
 
 @router.post("/{app_id}/chat-messages/{task_id}/stop")
 async def stop_debug_chat(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return await _stop(request, caller, task_id)
+    return await stop_as_caller(request, caller, task_id)
 
 
 @router.post("/{app_id}/completion-messages")
@@ -107,7 +107,7 @@ async def debug_completion(request: Request, caller: Caller) -> Response:
 
 @router.post("/{app_id}/completion-messages/{task_id}/stop")
 async def stop_debug_completion(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return await _stop(request, caller, task_id)
+    return await stop_as_caller(request, caller, task_id)
 
 
 @router.get("/{app_id}/tasks/{task_id}")

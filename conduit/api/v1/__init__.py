@@ -13,6 +13,7 @@ from conduit.api.v1 import (
     metadata,
     tags,
     tasks,
+    workflow_logs,
     workflows,
 )
 
@@ -27,6 +28,7 @@ router.include_router(documents.router)
 router.include_router(metadata.router)
 router.include_router(files.router)
 router.include_router(tasks.router)
+router.include_router(workflow_logs.router)
 router.include_router(workflows.router)
 
 __all__ = ["router"]

@@ -47,7 +47,7 @@ from conduit.core.workflow.events import (
     TextChunk,
     WorkflowEvent,
 )
-from conduit.core.workflow.graph import WorkflowGraph
+from conduit.core.workflow.graph import Graph, WorkflowGraph, WorkflowGraphError
 from conduit.core.workflow.services import WorkflowServices
 from conduit.core.workflow.streaming import AnswerStreamer
 from conduit.core.workflow.variables import VariablePool
@@ -648,3 +648,60 @@ class BlockingWorkflowReply:
             "workflow_run_id": payload.get("workflow_run_id"),
             "data": data,
         }
+
+
+async def run_single_node(
+    graph_data: dict[str, Any],
+    node_id: str,
+    values: Mapping[str, Any],
+    *,
+    nodes: Mapping[str, NodeFunction],
+    services: WorkflowServices,
+    environment: Sequence[Mapping[str, Any]] = (),
+    limits: RunLimits | None = None,
+) -> NodeExecution:
+    """Run one node of a graph alone (the console's single-step run): `values` give what it
+    reads, keyed by selector (`"#node.var#"`, `"node.var"` or, for the start node, the input's
+    name). Returns its execution as it ended (`failed` with the error when it failed)."""
+    graph = WorkflowGraph.parse(graph_data)
+    spec = graph.nodes.get(node_id)
+    if spec is None:
+        raise WorkflowGraphError(f"node {node_id!r} is not in the workflow")
+    pool = VariablePool(environment=services.environment(environment))
+    inputs: dict[str, Any] = {}
+    for key, value in values.items():
+        parts = str(key).strip("#").split(".")
+        if len(parts) < 2:
+            inputs[str(key)] = value
+            continue
+        found = pool.namespace(parts[0])
+        if found is None:
+            pool.set_outputs(parts[0], {})
+            found = pool.namespace(parts[0])
+        assert found is not None
+        found[parts[1]] = value
+    finished: list[NodeExecution] = []
+
+    def emit(event: WorkflowEvent) -> None:
+        if isinstance(event, ContainerEvent):
+            if event.phase == "completed":
+                finished.append(event.execution)
+        elif isinstance(event, NodeFinished) and event.execution.node_id == node_id:
+            finished.append(event.execution)
+
+    context = RunContext(
+        graph=graph,
+        nodes=nodes,
+        emit=emit,
+        inputs=inputs,
+        services=services,
+        limits=limits or RunLimits(),
+    )
+    alone = Graph(root_id=node_id, nodes={node_id: spec}, edges=[])
+    try:
+        await run_scope(context, alone, pool)
+    except NodeAborted as aborted:
+        return aborted.execution
+    except StepLimitExceeded as exceeded:
+        raise WorkflowGraphError(exceeded.message) from None
+    return finished[-1]

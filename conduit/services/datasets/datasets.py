@@ -33,6 +33,7 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
+from conduit.services._like import contains
 from conduit.services.datasets import embedders, keywords
 from conduit.services.datasets.documents import forget_dataset_files
 from conduit.signals import signals
@@ -340,8 +341,7 @@ def list_datasets(
             (Dataset.permission != DatasetPermission.ONLY_ME) | (Dataset.created_by == account_id)
         )
     if keyword:
-        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Dataset.name.ilike(f"%{escaped}%", escape="\\"))
+        query = query.where(contains(Dataset.name, keyword))
     if tag_ids:
         # Datasets with any of the tags (as Dify filters).
         query = query.where(

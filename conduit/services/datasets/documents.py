@@ -47,6 +47,7 @@ from conduit.errors import (
 from conduit.infra import signing
 from conduit.infra.outbox import enqueue
 from conduit.infra.storage import Storage
+from conduit.services._like import contains
 from conduit.services.datasets import keywords, metadata
 from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.signals import signals
@@ -504,8 +505,7 @@ def list_documents(
 ) -> tuple[list[Document], int]:
     query = _readable(dataset)
     if keyword:
-        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Document.name.ilike(f"%{escaped}%", escape="\\"))
+        query = query.where(contains(Document.name, keyword))
     if status is not None:
         if status not in DISPLAY_STATUSES:
             raise InvalidParam(f"status must be one of: {', '.join(DISPLAY_STATUSES)}.")
@@ -684,8 +684,7 @@ def list_segments(
         DocumentSegment.generation == document.index_generation,
     )
     if keyword:
-        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(DocumentSegment.content.ilike(f"%{escaped}%", escape="\\"))
+        query = query.where(contains(DocumentSegment.content, keyword))
     if status:
         query = query.where(DocumentSegment.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from conduit.db.models import Dataset, Tag, TagBinding
 from conduit.errors import InvalidParam, NotFound
+from conduit.services._like import contains
 from conduit.services.datasets.datasets import get_dataset
 
 TAG_TYPE = "knowledge"
@@ -104,8 +105,7 @@ def list_tags(session: Session, tenant_id: str, keyword: str | None = None) -> l
         .order_by(Tag.created_at.desc(), Tag.id)
     )
     if keyword:
-        escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(Tag.name.ilike(f"%{escaped}%", escape="\\"))
+        query = query.where(contains(Tag.name, keyword))
     return [tag_view(tag, count) for tag, count in session.execute(query).tuples()]
 
 

@@ -47,6 +47,7 @@ class ChatRequest:
     files: list[Any] = field(default_factory=list)
     # An async run's callback (checked against SSRF as the request was read).
     callback_url: str | None = None
+    draft: bool = False  # a chatflow's turn in the console's debugger: its draft workflow
 
 
 def app_provider(app: App) -> Any:

@@ -41,7 +41,7 @@ from conduit.services import conversations
 from conduit.services.runs import chat
 from conduit.services.runs.chat import ChatRequest
 from conduit.services.runs.start import RunIds, RunKey, owner_of
-from conduit.services.runs.workflow import check_inputs, model_refs
+from conduit.services.runs.workflow import check_inputs, draft_of, model_refs
 from conduit.services.workflows import published_workflow
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -90,7 +90,9 @@ class ChatflowPlan:
         query: str,
         new_conversation: bool,
         leased: bool,
+        draft: bool = False,
     ) -> None:
+        self.draft = draft
         self.spec = spec
         self.ids = ids
         self.end_user = end_user
@@ -162,7 +164,7 @@ class ChatflowPlan:
                 "app_id": app.id,
                 "workflow_id": body.workflow_id,
                 "type": "chat",
-                "triggered_from": "app-run",
+                "triggered_from": "debugging" if self.draft else "app-run",
                 "version": self.workflow.version,
                 "task_id": self.spec.task_id,
                 "conversation_id": turn.conversation_id,
@@ -174,7 +176,7 @@ class ChatflowPlan:
                 "total_tokens": 0,
                 "total_steps": 0,
                 "exceptions_count": 0,
-                "created_from": "service-api",
+                "created_from": "console" if self.draft else "service-api",
                 "end_user_id": self.end_user.id,
                 "created_at": now,
                 "renewed_at": now if self.leased else None,
@@ -212,7 +214,7 @@ class ChatflowPlanner:
         cache: Cache | None,
     ) -> ChatflowPlan:
         check_chatflow(app, request)
-        workflow = published_workflow(session, app.id)
+        workflow = draft_of(session, app) if request.draft else published_workflow(session, app.id)
         if workflow is None:
             raise BadRequest("Workflow not published. Publish the app's workflow first.")
         graph = dict(workflow.graph or {})
@@ -286,6 +288,7 @@ class ChatflowPlanner:
             query=request.query,
             new_conversation=new,
             leased=settings.runs.executor == "inline",
+            draft=request.draft,
         )
 
     def asynchronous(self, request: ChatRequest) -> bool:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,7 +23,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.knowledge import RetrievalPlan, Retrieve
-from conduit.core.apps.workflow import KIND, WorkflowRunBody
+from conduit.core.apps.workflow import KIND, WorkflowRunBody, node_data, run_single_node
 from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.core.llm.provider import ChatMessage, ChatModel
 from conduit.core.llm.registry import ModelRegistry
@@ -29,8 +31,10 @@ from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.engine import NodeFailed
+from conduit.core.workflow.engine import RunLimits as EngineLimits
 from conduit.core.workflow.graph import WorkflowGraph
 from conduit.core.workflow.http_request import HttpLimits
+from conduit.core.workflow.nodes.registry import NODES
 from conduit.core.workflow.sandbox import CodeLimits
 from conduit.core.workflow.services import NodeLimits
 from conduit.db.models import (
@@ -77,6 +81,7 @@ class WorkflowRequest:
     files: list[Any] = field(default_factory=list)
     workflow_id: str | None = None
     callback_url: str | None = None
+    draft: bool = False  # the console's debugger runs the draft
 
 
 # --- the workflow a run runs ----------------------------------------------------------------
@@ -93,6 +98,14 @@ def _workflow_for(session: Session, app: App, workflow_id: str | None) -> Workfl
         raise WorkflowNotFound(f"Workflow not found with id: {workflow_id}")
     if found.version == DRAFT:
         raise BadRequest("Cannot run a draft workflow through the Service API; publish it.")
+    return found
+
+
+def draft_of(session: Session, app: App) -> Workflow:
+    """The app's draft workflow (what the console's debugger runs)."""
+    found = workflows.draft_workflow(session, app.id)
+    if found is None:
+        raise WorkflowNotFound("The app has no draft workflow.")
     return found
 
 
@@ -285,6 +298,7 @@ class WorkflowPlan:
     workflow: Workflow
     leased: bool
     callback_url: str | None = None
+    draft: bool = False
 
     def write(self, session: Session, app: App, key: RunKey | None = None) -> None:
         body: WorkflowRunBody = self.spec.body
@@ -296,7 +310,7 @@ class WorkflowPlan:
                 "app_id": app.id,
                 "workflow_id": body.workflow_id,
                 "type": "workflow",
-                "triggered_from": "app-run",
+                "triggered_from": "debugging" if self.draft else "app-run",
                 "version": self.workflow.version,
                 "task_id": self.spec.task_id,
                 "inputs": body.inputs,
@@ -306,7 +320,7 @@ class WorkflowPlan:
                 "total_tokens": 0,
                 "total_steps": 0,
                 "exceptions_count": 0,
-                "created_from": "service-api",
+                "created_from": "console" if self.draft else "service-api",
                 "end_user_id": self.end_user.id,
                 "created_at": self.ids.created_at,
                 "renewed_at": self.ids.created_at if self.leased else None,
@@ -359,7 +373,11 @@ class WorkflowPlanner:
         cache: Cache | None,
     ) -> WorkflowPlan:
         check_app_mode(app, request)
-        workflow = _workflow_for(session, app, request.workflow_id)
+        workflow = (
+            draft_of(session, app)
+            if request.draft
+            else _workflow_for(session, app, request.workflow_id)
+        )
         graph = dict(workflow.graph or {})
         WorkflowGraph.parse(graph)  # a graph that cannot run is refused before the run exists
         inputs = check_inputs(graph, request.inputs)
@@ -400,6 +418,7 @@ class WorkflowPlanner:
             workflow=workflow,
             leased=settings.runs.executor == "inline" and not spec.asynchronous,
             callback_url=request.callback_url,
+            draft=request.draft,
         )
 
     def asynchronous(self, request: WorkflowRequest) -> bool:
@@ -408,6 +427,7 @@ class WorkflowPlanner:
     def fingerprint(self, request: WorkflowRequest) -> dict[str, Any]:
         fields = {
             "kind": KIND,
+            "draft": request.draft,
             "inputs": request.inputs,
             "files": request.files,
             "workflow_id": request.workflow_id,
@@ -500,3 +520,58 @@ def _run_of(db: Database, app: App, user: str, run_id: str) -> tuple[str, Event 
             raise WorkflowRunNotFound("Workflow run not found.")
         finished = None if row.status == RunStatus.RUNNING.value else stored_finish_event(row)
         return row.task_id, finished
+
+
+# --- the console's single-step run ----------------------------------------------------------
+
+
+async def single_node_run(
+    runs: Runs, *, app: App, user: str, node_id: str, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Run one node of the app's draft alone with `values` (the console's single-step run);
+    its execution as Dify's console shows it. Not a run of the pipeline: nothing is stored,
+    and it is bounded by the run time limit."""
+    plan = await asyncio.to_thread(_single_node_plan, runs, app, user)
+    workflow, refs = plan
+    spec = RunSpec(
+        task_id=str(uuid.uuid4()),
+        kind=KIND,
+        app_id=app.id,
+        tenant_id=app.tenant_id,
+        owner=user,
+        created_at=int(time.time()),
+        body=WorkflowRunBody(
+            workflow_run_id=str(uuid.uuid4()),
+            workflow_id=workflow.id,
+            graph=dict(workflow.graph or {}),
+            inputs={},
+            system={},
+            model_refs=refs,
+        ),
+    )
+    services = NodeServices(
+        spec,
+        runs.models,
+        node_limits(runs.settings),
+        default_model=runs.settings.model.name,
+        server_secret=runs.settings.secret_key(),
+    )
+    async with asyncio.timeout(runs.settings.runs.max_seconds):
+        execution = await run_single_node(
+            spec.body.graph,
+            node_id,
+            values,
+            nodes=NODES,
+            services=services,
+            environment=[dict(v) for v in workflow.environment_variables or ()],
+            limits=EngineLimits(max_steps=runs.settings.workflow.max_steps),
+        )
+    return node_data(execution, finished=True)
+
+
+def _single_node_plan(runs: Runs, app: App, user: str) -> tuple[Workflow, dict[str, Any]]:
+    with runs.db.sessions() as session:
+        workflow = draft_of(session, app)
+        refs = model_refs(session, app, dict(workflow.graph or {}), runs.settings, runs.cache)
+        session.expunge(workflow)
+        return workflow, refs
