@@ -169,7 +169,15 @@ class ChatflowPlan:
                 "task_id": self.spec.task_id,
                 "conversation_id": turn.conversation_id,
                 "message_id": turn.message_id,
-                "inputs": self.inputs,
+                # As Dify keeps them: the turn's inputs with its query and files (what a log
+                # search finds a turn by).
+                "inputs": {
+                    **self.inputs,
+                    "sys.query": self.query,
+                    "sys.files": body.system.get("files") or [],
+                    "sys.conversation_id": turn.conversation_id,
+                    "sys.user_id": body.system.get("user_id"),
+                },
                 "status": RunStatus.RUNNING.value,
                 "outputs": {},
                 "elapsed_time": 0.0,
