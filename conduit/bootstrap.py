@@ -53,7 +53,7 @@ from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.datasets.vectors import build_vector_index
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
-from conduit.services.runs.workflow import NodeServices, node_limits
+from conduit.services.runs.workflow import FileTexts, NodeServices, node_limits
 from conduit.services.runs.workflow_store import WorkflowRunStore
 from conduit.signals.handlers import connect_handlers
 from conduit.tasks.broker_loss import RedisBrokerWatch
@@ -141,6 +141,7 @@ def build_runners(
     limits = node_limits(settings)
 
     server_secret = settings.secret_key()
+    file_texts = FileTexts(db, local_storage(settings))
 
     def workflow_services(spec: RunSpec) -> NodeServices:
         return NodeServices(
@@ -150,6 +151,7 @@ def build_runners(
             search,
             default_model=settings.model.name,
             server_secret=server_secret,
+            files=file_texts,
         )
 
     return AppRunners(

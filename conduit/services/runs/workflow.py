@@ -27,6 +27,8 @@ from conduit.core.apps.workflow import KIND, WorkflowRunBody, node_data, run_sin
 from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.core.llm.provider import ChatMessage, ChatModel
 from conduit.core.llm.registry import ModelRegistry
+from conduit.core.rag.errors import IndexingError
+from conduit.core.rag.extract import extract
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
@@ -49,7 +51,8 @@ from conduit.infra.cache import Cache
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings
 from conduit.infra.ssrf import AllowList
-from conduit.services import model_providers, prompts, workflows
+from conduit.infra.storage import Storage
+from conduit.services import files, model_providers, prompts, workflows
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import DEFAULT_TOP_K
 from conduit.services.runs.context import Runs
@@ -185,7 +188,9 @@ class NodeServices:
         *,
         default_model: str = "",
         server_secret: str = "",
+        files: FileTexts | None = None,
     ) -> None:
+        self._files = files
         self._spec = spec
         self._models = models
         self._refs: Mapping[str, Mapping[str, Any]] = spec.body.model_refs
@@ -268,9 +273,42 @@ class NodeServices:
         ]
 
     async def file_text(self, file: Mapping[str, Any]) -> str:
-        raise NodeFailed(
-            "Document extraction of uploaded files is not available to workflow runs yet."
-        )
+        if self._files is None:
+            raise NodeFailed("Document extraction is not available in this process.")
+        return await self._files(self._spec.tenant_id, self._spec.app_id, file)
+
+
+class FileTexts:
+    """The text of a file a run was given (a document-extractor's input): the app's own
+    upload (`upload_file_id`), read from storage and parsed as a dataset's document is
+    (txt, Markdown, HTML, PDF, Word, CSV; PDF and Word in a child process), on a thread."""
+
+    def __init__(self, db: Database, storage: Storage) -> None:
+        self._db = db
+        self._storage = storage
+
+    async def __call__(self, tenant_id: str, app_id: str, file: Mapping[str, Any]) -> str:
+        return await asyncio.to_thread(self._text, tenant_id, app_id, file)
+
+    def _text(self, tenant_id: str, app_id: str, file: Mapping[str, Any]) -> str:
+        if file.get("transfer_method") == "remote_url" or (
+            file.get("url") and not file.get("upload_file_id")
+        ):
+            raise NodeFailed("Files given by URL are not fetched: upload the file first.")
+        file_id = str(file.get("upload_file_id") or file.get("related_id") or file.get("id") or "")
+        with self._db.reads() as session:
+            row = files.find_file(session, tenant_id=tenant_id, app_id=app_id, file_id=file_id)
+            if row is None:
+                raise NodeFailed(f"File {file_id or '(no id)'} is not an upload of this app.")
+            name, key = row.name, row.key
+        try:
+            data = self._storage.load(key)
+        except FileNotFoundError:
+            raise NodeFailed(f"The file {name} is gone from storage.") from None
+        try:
+            return extract(name, data).text
+        except IndexingError as error:
+            raise NodeFailed(str(error), error_type="DocumentExtractorError") from error
 
 
 def node_limits(settings: Settings) -> NodeLimits:
