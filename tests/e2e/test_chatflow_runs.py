@@ -112,3 +112,28 @@ def test_a_conversation_variable_is_set_through_the_api_and_seen_by_the_next_tur
         f"/conversations/{conversation_id}/variables", params={"user": "someone-else"}
     )
     assert others.status_code == 404
+
+
+def test_a_failing_turn_ends_with_workflow_finished_then_an_error(
+    service_stack: support.Stack, service_admin: Admin
+) -> None:
+    failing = workflow_app(service_stack, service_admin, "chatflow_failing.yml")
+    fine = turn(failing, "all good")
+    assert "".join(e["answer"] for e in fine if e["event"] == "message") == "Echo: ALL GOOD"
+    events = turn(failing, "please fail")
+    assert [e["event"] for e in events][-2:] == ["workflow_finished", "error"]
+    assert events[-2]["data"]["status"] == "failed"
+    error = events[-1]
+    assert error["code"] == "invalid_param" and error["status"] == 400
+    assert error["message"].startswith("Run failed: ") and "asked for it" in error["message"]
+    assert "task_id" not in error and not [e for e in events if e["event"] == "message_end"]
+    blocking = failing.client.post(
+        "/chat-messages", json={"inputs": {}, "query": "fail again", "user": "cf-user"}
+    )
+    assert blocking.status_code == 400 and "asked for it" in blocking.json()["message"]
+    messages = failing.client.get(
+        "/messages",
+        params={"user": "cf-user", "conversation_id": events[0]["conversation_id"]},
+    ).json()["data"]
+    assert messages[-1]["status"] == "error"
+    assert "asked for it" in messages[-1]["error"]
