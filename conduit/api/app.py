@@ -20,7 +20,7 @@ from conduit.api.hot_routes import HotRoutes
 from conduit.api.middleware import RequestContextMiddleware
 from conduit.api.ops import Readiness
 from conduit.api.responses import OrjsonResponse
-from conduit.api.runs import RUN_HEADERS
+from conduit.api.runs import RUN_HEADERS, WORKFLOW_RUN_HEADER
 from conduit.bootstrap import Server
 from conduit.infra import heap
 from conduit.infra.logging import configure_logging
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_origins=settings.http.cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["X-Request-ID", "X-Response-Time", *RUN_HEADERS],
+            expose_headers=["X-Request-ID", "X-Response-Time", *RUN_HEADERS, WORKFLOW_RUN_HEADER],
             allow_credentials="*" not in settings.http.cors_origins,
         )
     app.add_middleware(RequestContextMiddleware, slow_request_ms=settings.http.slow_request_ms)

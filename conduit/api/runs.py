@@ -39,8 +39,9 @@ PlainEndpoint = Callable[[Request], Awaitable[Response]]
 PLAIN_ATTRIBUTE = "__conduit_plain_endpoint__"
 TASK_HEADER = "X-Task-Id"
 NAME_HEADERS = {"message_id": "X-Message-Id", "conversation_id": "X-Conversation-Id"}
+# A chat-family run's names (a workflow run is named by `X-Workflow-Run-Id` instead).
+RUN_HEADERS = (TASK_HEADER, *NAME_HEADERS.values())
 WORKFLOW_RUN_HEADER = "X-Workflow-Run-Id"
-RUN_HEADERS = (TASK_HEADER, *NAME_HEADERS.values(), WORKFLOW_RUN_HEADER)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 INVALID_IDEMPOTENCY_KEY = (

@@ -187,7 +187,15 @@ def _json_text(value: Any) -> str:
 
 # JSON columns (inputs, metadata, …) through orjson: the standard library's encoder ran twice
 # per run (the message's inputs at the start, its metadata at the finish) in pure Python.
-_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+def _json_value(stored: Any) -> Any:
+    """A JSON column's value as read: SQLite hands a JSON number back as a number (the
+    column's numeric affinity converted the text `3`), which is the value already."""
+    if isinstance(stored, int | float):
+        return stored
+    return orjson.loads(stored)
+
+
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": _json_value}
 
 
 def build_engine(

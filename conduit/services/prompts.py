@@ -58,11 +58,31 @@ def validate_inputs(model_config: dict[str, Any], inputs: Any) -> dict[str, Any]
                 value = float(value) if "." in str(value) else int(value)
             except (TypeError, ValueError):
                 raise InvalidParam(f"{name} in input form must be a valid number") from None
+        elif control == "checkbox":
+            value = _checked(name, value)
+        elif control == "json_object" and not isinstance(value, dict):
+            raise InvalidParam(f"{name} in input form must be a dict")
         cleaned[name] = value
     # Variables not in the form are kept (templates may use them); Dify ignores them likewise.
     for key, value in inputs.items():
         cleaned.setdefault(str(key), value)
     return cleaned
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def _checked(name: str, value: Any) -> bool:
+    """A checkbox input: a boolean, or its text as Dify reads it."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidParam(f"{name} in input form must be a boolean")
 
 
 def render(template: str, values: dict[str, Any]) -> str:

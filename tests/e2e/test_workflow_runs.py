@@ -21,7 +21,11 @@ HERE = Path(__file__).parent / "workflows"
 
 def workflow_app(stack: support.Stack, admin: Admin, dsl_file: str) -> ServiceApp:
     """An app of the DSL file's mode, its graph drafted and published, with an app key."""
-    dsl = yaml.safe_load((HERE / dsl_file).read_text())
+    return published_app(stack, admin, yaml.safe_load((HERE / dsl_file).read_text()))
+
+
+def published_app(stack: support.Stack, admin: Admin, dsl: dict[str, Any]) -> ServiceApp:
+    """An app of a DSL document (as loaded from YAML), drafted and published, with a key."""
     created = admin.client.post(
         "/console/api/apps", json={"name": dsl["app"]["name"], "mode": dsl["app"]["mode"]}
     )

@@ -40,6 +40,8 @@ class _Template:
     node_id: str
     parts: list[Segment]
     cursor: int = 0
+    # The assigners above the answer: its conversation variables are sent once they ran.
+    writers: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -65,7 +67,13 @@ class AnswerStreamer:
         for node in graph.nodes.values():
             if chatflow and node.type == "answer":
                 self._templates[node.id] = _Template(
-                    node.id, segments(str(node.data.get("answer") or ""))
+                    node.id,
+                    segments(str(node.data.get("answer") or "")),
+                    writers=frozenset(
+                        ancestor
+                        for ancestor in graph.ancestors(node.id)
+                        if graph.nodes[ancestor].type == "assigner"
+                    ),
                 )
             elif not chatflow and node.type == "end":
                 parts: list[Segment] = []
@@ -123,14 +131,20 @@ class AnswerStreamer:
                     self._send(part, (), template.node_id)
                 template.cursor += 1
                 continue
-            if not self._variable(part, template.node_id):
+            if not self._variable(part, template):
                 return False
             template.cursor += 1
         return True
 
-    def _variable(self, selector: Sequence[str], answer_node: str) -> bool:
+    def _variable(self, selector: Sequence[str], template: _Template) -> bool:
         """Send what there is of one variable; True once all of it was sent."""
+        answer_node = template.node_id
         node_id = selector[0]
+        if node_id == CONVERSATION and not all(
+            writer in self._done or self._state(writer) is NodeState.SKIPPED
+            for writer in template.writers
+        ):
+            return False  # an assigner above the answer has yet to change it
         if node_id in (SYSTEM, ENVIRONMENT, CONVERSATION):
             if self._chatflow:
                 self._send(as_text(self._pool.find(selector)), tuple(selector), answer_node)

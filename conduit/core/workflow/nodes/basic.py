@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jinja2 import Undefined
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -14,9 +15,19 @@ from conduit.core.workflow.variables import CONVERSATION, VariableNotFound, sele
 
 MAX_TEMPLATE_OUTPUT = 400_000  # characters a template-transform may produce
 
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        # Jinja's sandbox renders a refused attribute (`{{ ''.__class__ }}`) as an empty
+        # value; a template that reaches for Python's internals fails instead.
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe."
+        )
+
+
 # One environment for every template: sandboxed (no attribute access to internals, no
 # mutation of the values given), autoescape off (the output is text, not HTML).
-_JINJA = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+_JINJA = _Sandbox(autoescape=False, keep_trailing_newline=True)
 
 
 def render_jinja(template: str, values: Mapping[str, Any]) -> str:

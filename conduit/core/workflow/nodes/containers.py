@@ -14,7 +14,13 @@ import time
 from typing import Any, Literal
 
 from conduit.core.workflow.conditions import Condition, ConditionError, check
-from conduit.core.workflow.engine import NodeAborted, NodeCall, NodeFailed, NodeResult
+from conduit.core.workflow.engine import (
+    NodeAborted,
+    NodeCall,
+    NodeFailed,
+    NodeResult,
+    StepLimitExceeded,
+)
 from conduit.core.workflow.events import ContainerEvent, NodeExecution
 from conduit.core.workflow.variables import VariableNotFound, VariablePool, selector_of
 
@@ -160,8 +166,10 @@ def _typed(value: Any, var_type: str) -> Any:
     return value
 
 
-def _first_failure(error: BaseException) -> NodeFailed | None:
-    if isinstance(error, NodeFailed):
+def _first_failure(error: BaseException) -> NodeFailed | StepLimitExceeded | None:
+    """What failed the container (out of a parallel iteration's exception group too); None
+    when it was cancelled."""
+    if isinstance(error, NodeFailed | StepLimitExceeded):
         return error
     if isinstance(error, BaseExceptionGroup):
         for inner in error.exceptions:
@@ -177,7 +185,7 @@ def _complete(
     execution: NodeExecution,
     started: float,
     steps: int,
-    failure: NodeFailed | None,
+    failure: NodeFailed | StepLimitExceeded | None,
 ) -> None:
     execution.elapsed_time = round(time.perf_counter() - started, 6)
     execution.finished_at = time.time()
