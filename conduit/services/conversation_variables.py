@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from conduit.core.workflow.variables import json_type
 from conduit.db.models import App, ConversationVariable, EndUser, utcnow
 from conduit.errors import InvalidParam, NotFound
 from conduit.services import conversations
@@ -93,20 +94,8 @@ def update_variable(
     wrong_bool = isinstance(value, bool) and bool not in (expected or ())
     if expected is not None and (not isinstance(value, expected) or wrong_bool):
         raise InvalidParam(
-            f"value: the variable {row.name} holds {row.value_type}, not {_json_type(value)}"
+            f"value: the variable {row.name} holds {row.value_type}, not {json_type(value)}"
         )
     row.value = value
     row.updated_at = utcnow()
     return row
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"

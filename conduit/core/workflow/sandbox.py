@@ -42,6 +42,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from conduit.core.workflow.variables import json_type
+
 CHILD_SCRIPT: Final = Path(__file__).with_name("_sandbox_child.py")
 # An answer is the result plus a small envelope; a failure message is at most a few kB.
 ENVELOPE_BYTES: Final = 16 * 1024
@@ -342,22 +344,6 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
 def _spec_field(spec: object, field: str) -> Any:
     """A declaration as a dict (the DSL) or as a model with attributes."""
     if isinstance(spec, Mapping):
@@ -414,7 +400,7 @@ def _check_declared_value(
 
 
 def _expect(value: object, expected: str, path: str) -> None:
-    actual = _json_type(value)
+    actual = json_type(value)
     if actual != expected:
         raise _invalid(f"Output {path} must be {_ARTICLES_PLUS[expected]}, got {actual}.")
 
@@ -471,7 +457,7 @@ def _check_length(value: list[Any] | tuple[Any, ...], path: str) -> None:
 def _check_free(value: Any, path: str, depth: int) -> Any:
     """A value without a declaration (an object output without `children`): JSON types, the
     size limits, and arrays whose items share one type. `depth` is `value`'s level as an object."""
-    kind = _json_type(value)
+    kind = json_type(value)
     if kind in ("null", "boolean"):
         return value
     if kind == "number":
@@ -486,7 +472,7 @@ def _check_free(value: Any, path: str, depth: int) -> Any:
         }
     if kind == "array":
         _check_length(value, path)
-        kinds = {_json_type(item) for item in value} - {"null"}
+        kinds = {json_type(item) for item in value} - {"null"}
         if len(kinds) > 1:
             raise _invalid(
                 f"Output {path} mixes {' and '.join(sorted(kinds))} items; the items of an array "

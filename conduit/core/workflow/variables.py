@@ -144,6 +144,23 @@ def as_text(value: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+def json_type(value: object) -> str:
+    """A value's JSON type, as messages name it (`string`, `number`, `array`...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
 Segment = str | tuple[str, ...]
 
 

@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.workflow import KIND, ChatTurn, WorkflowRunBody
+from conduit.core.apps.workflow import ChatTurn, WorkflowRunBody
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.graph import WorkflowGraph
@@ -40,8 +40,8 @@ from conduit.infra.settings import Settings
 from conduit.services import conversations
 from conduit.services.runs import chat
 from conduit.services.runs.chat import ChatRequest
-from conduit.services.runs.start import RunIds, RunKey, owner_of
-from conduit.services.runs.workflow import check_inputs, draft_of, model_refs
+from conduit.services.runs.start import RunIds, RunKey
+from conduit.services.runs.workflow import check_inputs, draft_of, model_refs, run_spec
 from conduit.services.workflows import published_workflow
 
 _MESSAGES = cast(Table, Message.__table__)
@@ -260,22 +260,18 @@ class ChatflowPlanner:
             "workflow_id": workflow.id,
             "workflow_run_id": run_id,
         }
-        environment = [dict(v) for v in workflow.environment_variables or () if v.get("name")]
-        spec = RunSpec(
+        spec = run_spec(
             task_id=task_id,
-            kind=KIND,
-            app_id=app.id,
-            tenant_id=app.tenant_id,
-            owner=owner_of(end_user),
-            created_at=int(ids.created_at.timestamp()),
+            app=app,
+            end_user=end_user,
+            ids=ids,
+            workflow=workflow,
             body=WorkflowRunBody(
                 workflow_run_id=run_id,
                 workflow_id=workflow.id,
                 graph=graph,
                 inputs=inputs,
                 system=system,
-                environment=environment,
-                created_by={"id": end_user.id, "user": end_user.session_id},
                 mode="advanced-chat",
                 model_refs=refs,
                 chat=ChatTurn(

@@ -16,7 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import Table, insert, select
@@ -377,6 +377,34 @@ class WorkflowPlan:
             )
 
 
+def run_spec(
+    *,
+    task_id: str,
+    app: App,
+    end_user: EndUser,
+    ids: RunIds,
+    workflow: Workflow,
+    body: WorkflowRunBody,
+    asynchronous: bool = False,
+) -> RunSpec:
+    """A workflow run's spec (a workflow app's or a chatflow's turn): `body` completed with
+    what every run carries (its environment as stored, who started it)."""
+    return RunSpec(
+        task_id=task_id,
+        kind=KIND,
+        app_id=app.id,
+        tenant_id=app.tenant_id,
+        owner=owner_of(end_user),
+        created_at=int(ids.created_at.timestamp()),
+        body=replace(
+            body,
+            environment=[dict(v) for v in workflow.environment_variables or () if v.get("name")],
+            created_by={"id": end_user.id, "user": end_user.session_id},
+        ),
+        asynchronous=asynchronous,
+    )
+
+
 def check_app_mode(app: App, request: WorkflowRequest) -> None:
     if app.mode != AppMode.WORKFLOW:
         raise NotWorkflowApp()
@@ -429,22 +457,18 @@ class WorkflowPlanner:
             "workflow_run_id": run_id,
             "files": request.files,
         }
-        environment = [dict(v) for v in workflow.environment_variables or () if v.get("name")]
-        spec = RunSpec(
+        spec = run_spec(
             task_id=task_id,
-            kind=KIND,
-            app_id=app.id,
-            tenant_id=app.tenant_id,
-            owner=owner_of(end_user),
-            created_at=int(ids.created_at.timestamp()),
+            app=app,
+            end_user=end_user,
+            ids=ids,
+            workflow=workflow,
             body=WorkflowRunBody(
                 workflow_run_id=run_id,
                 workflow_id=workflow.id,
                 graph=graph,
                 inputs=inputs,
                 system=system,
-                environment=environment,
-                created_by={"id": end_user.id, "user": end_user.session_id},
                 model_refs=refs,
             ),
             asynchronous=request.response_mode == "async",
