@@ -21,6 +21,7 @@ from conduit.api.middleware import RequestContextMiddleware
 from conduit.api.ops import Readiness
 from conduit.api.responses import OrjsonResponse
 from conduit.api.runs import RUN_HEADERS, WORKFLOW_RUN_HEADER
+from conduit.api.ui import install_ui
 from conduit.bootstrap import Server
 from conduit.infra import heap
 from conduit.infra.logging import configure_logging
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(console.router)
     app.include_router(v1.router)
+    install_ui(app)  # last: `/` and `/ui/` after every API route
     return app
