@@ -124,6 +124,16 @@ def _editable_site(session: Session, member: Membership, app_id: str, role: Role
     return site
 
 
+def get_site(session: Session, *, member: Membership, app_id: str) -> Site:
+    """The site of one of the workspace's apps, for the console (any member may read it; it is
+    provisioned now if the app's provisioning has not run yet)."""
+    app = get_app(session, member.tenant_id, app_id)  # another workspace's app: 404
+    site = site_of(session, app) or ensure_site(session, app.id)
+    if site is None:  # the app went away between the two reads
+        raise AppNotFound()
+    return site
+
+
 def update_site(session: Session, *, member: Membership, app_id: str, fields: SiteFields) -> Site:
     """Set the given fields (validated first: a bad one is a 400 naming it, nothing written)."""
     site = _editable_site(session, member, app_id, Role.EDITOR)

@@ -175,6 +175,40 @@ class TestSiteSettings:
             editor.client.close()
 
 
+class TestSiteRead:
+    """`GET /console/api/apps/{id}/site`: what the console's site page shows (its code)."""
+
+    def test_members_read_the_site_with_its_code_and_others_get_404(
+        self, stack: Stack, admin: Admin, app: ServiceApp
+    ) -> None:
+        path = site_path(app.app_id)
+        read = admin.client.get(path)
+        assert read.status_code == 200, read.text
+        site = read.json()["data"]
+        assert (site["app_id"], site["title"]) == (app.app_id, "chat app")
+        assert len(site["code"]) == 16 and site["access_token"] == site["code"]
+
+        admin.client.post(path, json={"title": "Harbour", "copyright": "Harbour Ltd"})
+        reset = admin.client.post(f"{path}/access-token-reset").json()["data"]["code"]
+        normal = add_member(stack, admin, "normal")
+        try:
+            again = normal.client.get(path)  # reading needs no editor role
+            assert again.status_code == 200, again.text
+            data = again.json()["data"]
+            assert (data["title"], data["copyright"], data["code"]) == (
+                "Harbour",
+                "Harbour Ltd",
+                reset,
+            )
+        finally:
+            normal.client.close()
+        with make_admin(stack, workspace="Other Corp").client as other:
+            assert_envelope(other.get(path), 404, "app_not_found")
+            assert_envelope(
+                other.get(site_path("00000000-0000-0000-0000-000000000000")), 404, "app_not_found"
+            )
+
+
 class TestImageIcon:
     """An image icon is an upload's id; Dify's `icon_url` is a signed link to it."""
 

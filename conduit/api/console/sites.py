@@ -21,6 +21,15 @@ def _snapshot(session: Session, site: Site, tenant_id: str, links: FileLinks) ->
     return sites.snapshot(site, icon_url=links.preview(icon) if icon else None)
 
 
+@router.get("/{app_id}/site")
+def get_site(
+    app_id: str, identity: CurrentIdentity, session: DbSession, links: Links
+) -> dict[str, Any]:
+    """The app's site as the console shows it: its code (the web app's URL token) and texts."""
+    site = sites.get_site(session, member=identity.membership, app_id=app_id)
+    return {"data": _snapshot(session, site, identity.membership.tenant_id, links)}
+
+
 @router.post("/{app_id}/site")
 def update_site(
     app_id: str, body: SiteFields, identity: CurrentIdentity, session: DbSession, links: Links
