@@ -11,6 +11,7 @@ from conduit.api.console import (
     datasets,
     model_providers,
     sites,
+    tasks,
     webhooks,
     workflow_debug,
     workflow_runs,
@@ -29,6 +30,7 @@ router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is 
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
 router.include_router(webhooks.router)
+router.include_router(tasks.router)
 router.include_router(workflows.router)
 router.include_router(workflow_debug.router)
 router.include_router(workflow_runs.router)

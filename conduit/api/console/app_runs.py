@@ -14,7 +14,6 @@ from conduit.api.deps import CurrentIdentity, DbSession
 from conduit.api.v1.schemas import json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
 from conduit.services import apps, model_config
-from conduit.services import runs as run_service
 
 router = APIRouter(prefix="/apps", tags=["console: app debugging"])
 
@@ -108,12 +107,3 @@ async def debug_completion(request: Request, caller: Caller) -> Response:
 @router.post("/{app_id}/completion-messages/{task_id}/stop")
 async def stop_debug_completion(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     return await stop_as_caller(request, caller, task_id)
-
-
-@router.get("/{app_id}/tasks/{task_id}")
-async def debug_task(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    """An async run the signed-in account started in the debugger (`GET /v1/tasks/{id}`'s
-    body)."""
-    return await run_service.task_view(
-        run_controller.runs_of(request), app=caller.app, user=caller.user, task_id=task_id
-    )
