@@ -1,0 +1,226 @@
+// One dataset: upload several files at once, each document's indexing followed live (stage,
+// segments done of total, the error in words; polled every second while any is unfinished),
+// a document's segments (paged, enable/disable) and hit testing.
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { api, invalidate, send, useResource } from "../api.js";
+import { href } from "../router.js";
+import { atLeast, useSession } from "../session.js";
+import { Button, ErrorBox, Field, Loaded, Loading, Notice, PageHeader, Table, formatTime, useAction } from "../ui.js";
+
+// Stages a document does not leave by itself: polling stops once every document is in one.
+const SETTLED = new Set(["completed", "error", "paused"]);
+const STAGES = {
+  waiting: "Waiting", parsing: "Parsing", cleaning: "Cleaning", splitting: "Splitting",
+  indexing: "Indexing", completed: "Completed", error: "Error", paused: "Paused",
+};
+
+// The batches uploaded from this tab, kept so that a reload goes on showing their progress.
+const batches = {
+  key: (id) => `conduit.dataset.${id}.batches`,
+  load(id) { try { return JSON.parse(sessionStorage.getItem(this.key(id)) || "[]"); } catch { return []; } },
+  add(id, batch) { sessionStorage.setItem(this.key(id), JSON.stringify([...this.load(id), batch])); },
+  drop(id, batch) { sessionStorage.setItem(this.key(id), JSON.stringify(this.load(id).filter((b) => b !== batch))); },
+};
+
+function stageOf(doc, item) {
+  if (item) return item.indexing_status;
+  return doc.display_status === "paused" ? "paused" : doc.indexing_status;
+}
+
+// The documents list and the progress of the batches uploaded here, polled every second
+// while any document is unfinished.
+function useDocuments(datasetId, page) {
+  const [state, setState] = useState({ data: undefined, progress: {}, error: null });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    let timer = null;
+    const load = async () => {
+      try {
+        const list = await api.get(`/datasets/${datasetId}/documents`, { page, limit: 50 });
+        const progress = {};
+        for (const batch of batches.load(datasetId)) {
+          const items = (await api.get(`/datasets/${datasetId}/batch/${batch}/indexing-status`)).data;
+          for (const item of items) progress[item.id] = item;
+          if (items.every((i) => SETTLED.has(i.indexing_status))) batches.drop(datasetId, batch);
+        }
+        if (!live) return;
+        setState((s) => ({ data: list, progress: { ...s.progress, ...progress }, error: null }));
+        const moving = list.data.some((d) => !SETTLED.has(stageOf(d, progress[d.id])));
+        if (moving) timer = setTimeout(load, 1000);
+        else invalidate("/datasets"); // its counts changed, here and in the list
+      } catch (error) {
+        if (live) setState((s) => ({ ...s, error }));
+      }
+    };
+    load();
+    return () => { live = false; clearTimeout(timer); };
+  }, [datasetId, page, tick]);
+  return { ...state, reload: () => setTick((t) => t + 1) };
+}
+
+function Upload({ dataset, onUploaded }) {
+  const input = useRef(null);
+  const [count, setCount] = useState(0);
+  const [done, setDone] = useState(null);
+  const [upload, busy, error] = useAction(async () => {
+    const files = [...input.current.files];
+    const form = new FormData();
+    for (const file of files) form.append("file", file, file.name);
+    form.append("data", JSON.stringify({
+      indexing_technique: dataset.indexing_technique || "high_quality",
+      process_rule: { mode: "automatic" },
+    }));
+    const reply = await (await send("POST", `/datasets/${dataset.id}/documents`, { form })).json();
+    batches.add(dataset.id, reply.batch);
+    input.current.value = "";
+    setCount(0);
+    setDone(`Uploaded ${reply.documents.map((d) => d.name).join(", ")}: indexing follows below.`);
+    onUploaded();
+  });
+  return html`<section class="panel" aria-labelledby="upload-title">
+    <h2 id="upload-title">Upload documents</h2>
+    <form onSubmit=${(e) => { e.preventDefault(); setDone(null); upload(); }}>
+      <div class="field">
+        <label for="upload-files">Files (several at once)</label>
+        <input id="upload-files" ref=${input} type="file" multiple required aria-describedby="upload-hint"
+          onChange=${(e) => setCount(e.currentTarget.files.length)} />
+        <small id="upload-hint">Text, Markdown, PDF, Word, HTML, CSV and more; all files of one upload are accepted or none.</small>
+      </div>
+      <${ErrorBox} error=${error} />
+      <${Notice}>${done}<//>
+      <${Button} kind="primary" type="submit" busy=${busy} disabled=${count === 0}>
+        ${count > 1 ? `Upload ${count} files` : "Upload"}
+      <//>
+    </form>
+  </section>`;
+}
+
+function Progress({ doc, item }) {
+  const stage = stageOf(doc, item);
+  const done = item ? item.completed_segments : doc.segment_count;
+  const total = item ? item.total_segments : doc.segment_count;
+  const error = (item && item.error) || doc.error;
+  const delay = item && item.delay_reason;
+  return html`<div class="progress">
+    <span class=${`status ${stage}`}>${STAGES[stage] || stage}</span>
+    ${stage !== "error" && html` <span class="muted">${done ?? 0} of ${total ?? 0} segments</span>`}
+    ${stage !== "completed" && stage !== "error" && total > 0 && html`
+      <progress max=${total} value=${done} aria-label=${`${doc.name}: ${done} of ${total} segments`}></progress>`}
+    ${stage === "error" && error && html`<div class="reason" role="note">Reason: ${error}</div>`}
+    ${delay && html`<div class="muted">Waiting: ${delay}</div>`}
+  </div>`;
+}
+
+function Documents({ dataset, docs, selected, editor, page, setPage }) {
+  const [act, busy, error] = useAction(async (doc, action) => {
+    if (action === "retry") await api.post(`/datasets/${dataset.id}/retry`, { document_ids: [doc.id] });
+    else await api.patch(`/datasets/${dataset.id}/documents/${doc.id}/processing/${action}`);
+    docs.reload();
+  });
+  return html`<section aria-labelledby="documents-title">
+    <h2 id="documents-title">Documents</h2>
+    <${ErrorBox} error=${error || docs.error} onRetry=${docs.error ? docs.reload : undefined} />
+    ${docs.data === undefined ? !docs.error && html`<${Loading} what="Loading the documents" />` : html`
+      <div aria-live="polite">
+        <${Table} caption=${`${docs.data.total} document${docs.data.total === 1 ? "" : "s"}`}
+          empty="No document yet: upload files above." rows=${docs.data.data}
+          columns=${[
+            { label: "Name", render: (d) => html`<a href=${href(`/datasets/${dataset.id}?document=${d.id}`)} aria-current=${d.id === selected ? "true" : undefined}>${d.name}</a>` },
+            { label: "Indexing", render: (d) => html`<${Progress} doc=${d} item=${docs.progress[d.id]} />` },
+            { label: "Words", render: (d) => d.word_count ?? "" },
+            { label: "Uploaded", render: (d) => formatTime(d.created_at) },
+            { label: "Actions", render: (d) => {
+              if (!editor) return "";
+              const stage = stageOf(d, docs.progress[d.id]);
+              if (stage === "error") return html`<${Button} busy=${busy} onClick=${() => act(d, "retry")} aria-label=${`Retry ${d.name}`}>Retry<//>`;
+              if (stage === "paused") return html`<${Button} busy=${busy} onClick=${() => act(d, "resume")} aria-label=${`Resume ${d.name}`}>Resume<//>`;
+              if (stage !== "completed") return html`<${Button} busy=${busy} onClick=${() => act(d, "pause")} aria-label=${`Pause ${d.name}`}>Pause<//>`;
+              return "";
+            } },
+          ]} />
+      </div>
+      <div class="row">
+        ${page > 1 && html`<${Button} onClick=${() => setPage(page - 1)}>Previous documents<//>`}
+        ${docs.data.has_more && html`<${Button} onClick=${() => setPage(page + 1)}>Next documents<//>`}
+      </div>`}
+  </section>`;
+}
+
+function Segments({ dataset, documentId, editor }) {
+  const [page, setPage] = useState(1);
+  const path = `/datasets/${dataset.id}/documents/${documentId}`;
+  const doc = useResource(path);
+  const segments = useResource(`${path}/segments`, { page, limit: 10 });
+  const [toggle, busy, error] = useAction(async (segment) => {
+    await api.patch(`${path}/segment/${segment.enabled ? "disable" : "enable"}`, undefined, { query: { segment_id: segment.id } });
+    invalidate(`${path}/segments`);
+  });
+  const name = doc.data ? doc.data.name : "the document";
+  return html`<section class="panel" aria-labelledby="segments-title">
+    <div class="page-header">
+      <h2 id="segments-title">Segments of ${name}</h2>
+      <a href=${href(`/datasets/${dataset.id}`)}>Close segments</a>
+    </div>
+    <${ErrorBox} error=${error} />
+    <${Loaded} resource=${segments} what="Loading the segments">${(data) => html`
+      <${Table} caption=${`${data.total} segment${data.total === 1 ? "" : "s"}`} empty="No segment: the document has not been split yet." rows=${data.data}
+        columns=${[
+          { label: "#", render: (s) => s.position },
+          { label: "Content", render: (s) => html`<div class="segment-text">${s.content}</div>` },
+          { label: "Words", render: (s) => s.word_count },
+          { label: "Hits", render: (s) => s.hit_count },
+          { label: "State", render: (s) => (s.enabled ? "Enabled" : "Disabled") },
+          { label: "Actions", render: (s) => editor && html`<${Button} busy=${busy} onClick=${() => toggle(s)} aria-label=${`${s.enabled ? "Disable" : "Enable"} segment ${s.position}`}>${s.enabled ? "Disable" : "Enable"}<//>` },
+        ]} />
+      <div class="row">
+        ${page > 1 && html`<${Button} onClick=${() => setPage(page - 1)}>Previous segments<//>`}
+        ${data.has_more && html`<${Button} onClick=${() => setPage(page + 1)}>Next segments<//>`}
+      </div>`}<//>
+  </section>`;
+}
+
+function HitTesting({ dataset }) {
+  const [query, setQuery] = useState("");
+  const [result, setResult] = useState(null);
+  const [search, busy, error] = useAction(async () => {
+    setResult(await api.post(`/datasets/${dataset.id}/hit-testing`, { query }));
+  });
+  return html`<section class="panel" aria-labelledby="hit-title">
+    <h2 id="hit-title">Hit testing</h2>
+    <form onSubmit=${(e) => { e.preventDefault(); search(); }}>
+      <${Field} label="Query" as="textarea" rows="2" value=${query} onInput=${setQuery}
+        hint="What a user might ask: the segments retrieval would find, best first." />
+      <${ErrorBox} error=${error} />
+      <${Button} kind="primary" type="submit" busy=${busy}>Test retrieval<//>
+    </form>
+    ${result && html`<div aria-live="polite">
+      ${result.records.length === 0 ? html`<p class="empty">No segment matches “${result.query.content}”.</p>` : html`
+      <ol class="hits" aria-label="Retrieved segments">
+        ${result.records.map((r) => html`<li class="hit">
+          <div class="meta"><strong>Score ${r.score.toFixed(3)}</strong> · ${r.segment.document.name} · segment ${r.segment.position}</div>
+          <div class="segment-text">${r.segment.content}</div>
+        </li>`)}
+      </ol>`}
+    </div>`}
+  </section>`;
+}
+
+export default function DatasetPage({ params, query }) {
+  const session = useSession();
+  const editor = atLeast(session, "editor");
+  const id = params.datasetId;
+  const dataset = useResource(`/datasets/${id}`);
+  const [page, setPage] = useState(1);
+  const docs = useDocuments(id, page);
+  return html`<${Loaded} resource=${dataset} what="Loading the dataset">${({ data }) => html`
+    <nav class="tabs" aria-label="Dataset"><a class="back" href=${href("/datasets")}>← Knowledge</a></nav>
+    <${PageHeader} title=${data.name}>
+      <span class="muted">${data.document_count} documents · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing</span>
+    <//>
+    ${data.description && html`<p>${data.description}</p>`}
+    ${editor && html`<${Upload} dataset=${data} onUploaded=${docs.reload} />`}
+    <${Documents} dataset=${data} docs=${docs} selected=${query.document} editor=${editor} page=${page} setPage=${setPage} />
+    ${query.document && html`<${Segments} key=${query.document} dataset=${data} documentId=${query.document} editor=${editor} />`}
+    <${HitTesting} dataset=${data} />`}<//>`;
+}

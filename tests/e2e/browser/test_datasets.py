@@ -1,0 +1,113 @@
+"""Knowledge in Chromium: the datasets list (create through the dialog, delete with a
+confirmation), a dataset's page: two text files uploaded at once, each followed live until it
+is `completed`; a file that cannot be parsed ends in `error` with its reason in words, an
+unsupported type is refused in words; a document's segments (disable one); hit testing finds
+a sentence of an upload."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests import support
+from tests.e2e.browser.conftest import axe, shot
+
+FERRY = "Ferries to the island leave from pier four every morning at seven."
+MARKET = "The fish market by the harbour opens at six and closes at noon."
+
+
+def test_datasets_upload_progress_segments_and_hit_testing(
+    console: Any, service_stack: support.Stack
+) -> None:
+    page = console
+    page.goto(f"{service_stack.base_url}/#/datasets")
+    page.get_by_role("heading", name="Knowledge", level=1).wait_for()
+    page.get_by_text("No dataset yet").wait_for()
+    axe(page)
+    shot(page, "datasets-empty")
+
+    # A new dataset, through the dialog: the page of the dataset opens.
+    page.get_by_role("button", name="New dataset").click()
+    dialog = page.get_by_role("dialog", name="New dataset")
+    dialog.get_by_label("Name").fill("Harbour guide")
+    dialog.get_by_label("Description").fill("Timetables and opening hours")
+    axe(page)
+    shot(page, "datasets-create")
+    dialog.get_by_role("button", name="Create dataset").click()
+    page.get_by_role("heading", name="Harbour guide", level=1).wait_for()
+    page.get_by_text("No document yet").wait_for()
+    axe(page)
+    shot(page, "dataset-empty")
+
+    # An unsupported type: the upload is refused, in words.
+    files = page.get_by_label("Files (several at once)")
+    files.set_input_files([{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}])
+    page.get_by_role("button", name="Upload").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "File type not allowed: .exe" in alert.inner_text()
+    shot(page, "dataset-upload-refused")
+
+    # Two text files at once: both followed until completed.
+    files.set_input_files(
+        [
+            {"name": "ferry.txt", "mimeType": "text/plain", "buffer": FERRY.encode()},
+            {"name": "market.md", "mimeType": "text/markdown", "buffer": MARKET.encode()},
+        ]
+    )
+    page.get_by_role("button", name="Upload 2 files").click()
+    page.get_by_role("status").filter(has_text="Uploaded ferry.txt, market.md").wait_for()
+    table = page.get_by_role("table").filter(has_text="ferry.txt")
+    for name in ("ferry.txt", "market.md"):
+        row = table.get_by_role("row").filter(has_text=name)
+        row.get_by_text("Completed").wait_for(timeout=90_000)
+        assert re.search(r"1 of 1 segments", row.inner_text()), row.inner_text()
+    axe(page)
+    shot(page, "dataset-indexed")
+
+    # A PDF that is not one: accepted, then its indexing ends in error with the reason.
+    files.set_input_files(
+        [{"name": "broken.pdf", "mimeType": "application/pdf", "buffer": b"not a pdf at all"}]
+    )
+    page.get_by_role("button", name="Upload").click()
+    broken = table.get_by_role("row").filter(has_text="broken.pdf")
+    broken.get_by_text("Error", exact=True).wait_for(timeout=90_000)
+    reason = broken.get_by_role("note").inner_text()
+    assert reason.startswith("Reason: ") and len(reason) > len("Reason: ") + 5, reason
+    assert broken.get_by_role("button", name="Retry broken.pdf").is_visible()
+    shot(page, "dataset-error")
+
+    # A document's segments: disable its one segment.
+    table.get_by_role("link", name="ferry.txt").click()
+    segments = page.get_by_role("region", name="Segments of ferry.txt")
+    segments.get_by_text(FERRY).wait_for()
+    segments.get_by_role("button", name="Disable segment 1").click()
+    segments.get_by_role("button", name="Enable segment 1").wait_for()
+    assert "Disabled" in segments.get_by_role("row").nth(1).inner_text()
+    axe(page)
+    shot(page, "dataset-segments")
+    segments.get_by_role("button", name="Enable segment 1").click()
+    segments.get_by_role("button", name="Disable segment 1").wait_for()
+
+    # Hit testing finds the market's sentence.
+    page.get_by_label("Query").fill("When does the fish market open by the harbour?")
+    page.get_by_role("button", name="Test retrieval").click()
+    hits = page.get_by_role("list", name="Retrieved segments")
+    hits.wait_for()
+    first = hits.get_by_role("listitem").first
+    assert "market.md" in first.inner_text() and MARKET in first.inner_text()
+    assert re.search(r"Score \d\.\d{3}", first.inner_text())
+    axe(page)
+    shot(page, "dataset-hit-testing")
+
+    # Back to the list: the dataset shows its documents; delete it, confirmed.
+    page.get_by_role("link", name="← Knowledge").click()
+    row = page.get_by_role("row").filter(has_text="Harbour guide")
+    row.get_by_text("Timetables and opening hours").wait_for()
+    row.get_by_role("cell", name="3", exact=True).wait_for()  # its documents
+    shot(page, "datasets-list")
+    row.get_by_role("button", name="Delete Harbour guide").click()
+    confirm = page.get_by_role("dialog", name="Delete this dataset?")
+    axe(page)
+    confirm.get_by_role("button", name="Delete").click()
+    page.get_by_text("No dataset yet").wait_for()
