@@ -217,7 +217,10 @@ def test_the_webhook_queue_is_consumed_and_counted(
 ) -> None:
     """The stack's worker consumes `webhook` (distributed: `/ready` asks for its consumer);
     the attempts are counted where they ran (the embedded server's /metrics)."""
-    assert stack.client().get("/ready").status_code == 200
+    # The worker's background pool (a child process) subscribes a moment after the worker.
+    support.wait_for(
+        lambda: stack.client().get("/ready").status_code == 200, what="every queue consumed"
+    )
     app_id = make_app()["id"]
     wait_status(admin, app_id, enqueue_callback(stack, app_id, receiver.url), "delivered")
     if not stack.distributed:
