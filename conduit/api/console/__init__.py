@@ -5,6 +5,7 @@ from fastapi import APIRouter, Depends
 from conduit.api.bodies import check_declared_body
 from conduit.api.console import (
     api_keys,
+    app_logs,
     app_runs,
     apps,
     auth,
@@ -29,6 +30,7 @@ router.include_router(api_keys.router)
 router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is theirs
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
+router.include_router(app_logs.router)
 router.include_router(webhooks.router)
 router.include_router(tasks.router)
 router.include_router(workflows.router)

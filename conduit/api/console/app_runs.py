@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from starlette.responses import Response
 
 from conduit.api import runs as run_controller
 from conduit.api.deps import CurrentIdentity, DbSession
-from conduit.api.v1.schemas import json_body, optional_json_body, run_request
+from conduit.api.v1.schemas import event_position, json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
 from conduit.services import apps, model_config
+from conduit.services.app_logs import console_user
 
 router = APIRouter(prefix="/apps", tags=["console: app debugging"])
 
@@ -47,11 +48,6 @@ class ConsoleCaller:
 
     app: App
     user: str
-
-
-def console_user(account_id: str) -> str:
-    """The debugger's end user: the Service API's, keyed by the account (Dify: "console")."""
-    return f"console-{account_id}"
 
 
 def get_console_caller(app_id: str, identity: CurrentIdentity, session: DbSession) -> ConsoleCaller:
@@ -98,6 +94,27 @@ async def stop_debug_chat(task_id: str, request: Request, caller: Caller) -> dic
     return await stop_as_caller(request, caller, task_id)
 
 
+async def resume_as_caller(
+    request: Request, caller: ConsoleCaller, task_id: str, after: str | None
+) -> Response:
+    position = event_position(after, request.headers.get("last-event-id"))
+    return await run_controller.resume(
+        request, app=caller.app, user=caller.user, task_id=task_id, after=position
+    )
+
+
+@router.get("/{app_id}/chat-messages/{task_id}/events")
+async def resume_debug_chat(
+    task_id: str,
+    request: Request,
+    caller: Caller,
+    after: Annotated[str | None, Query(description="Or the Last-Event-ID header.")] = None,
+) -> Response:
+    """The signed-in account's debugger run: its events after `after` / `Last-Event-ID`
+    (each once), then live; another account's run is a 404."""
+    return await resume_as_caller(request, caller, task_id, after)
+
+
 @router.post("/{app_id}/completion-messages")
 async def debug_completion(request: Request, caller: Caller) -> Response:
     """A completion as the signed-in account (same body and events as the Service API)."""
@@ -107,3 +124,14 @@ async def debug_completion(request: Request, caller: Caller) -> Response:
 @router.post("/{app_id}/completion-messages/{task_id}/stop")
 async def stop_debug_completion(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     return await stop_as_caller(request, caller, task_id)
+
+
+@router.get("/{app_id}/completion-messages/{task_id}/events")
+async def resume_debug_completion(
+    task_id: str,
+    request: Request,
+    caller: Caller,
+    after: Annotated[str | None, Query(description="Or the Last-Event-ID header.")] = None,
+) -> Response:
+    """A debugger completion's events after `after` / `Last-Event-ID`, then live."""
+    return await resume_as_caller(request, caller, task_id, after)
