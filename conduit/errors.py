@@ -6,8 +6,11 @@
     │   ├── DocumentIndexing          400 document_indexing
     │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
     ├── Unauthorized                  401 unauthorized
+    │   └── WebAppAccessDenied        401 web_app_access_denied
     ├── Forbidden                     403 forbidden
     │   ├── ArchivedDocumentImmutable 403 archived_document_immutable
+    │   ├── AppMoreLikeThisDisabled   403 app_more_like_this_disabled
+    │   ├── SuggestedQuestionsDisabled 403 app_suggested_questions_after_answer_disabled
     │   └── FileAccessDenied
     ├── NotFound                      404 not_found
     │   ├── AppNotFound               404 app_not_found
@@ -26,6 +29,7 @@
     ├── UnsupportedMediaType          415 unsupported_media_type
     ├── UnsupportedFileType           415 unsupported_file_type
     ├── TooManyRequests               429 too_many_requests
+    │   └── RateLimitError            429 rate_limit_error
     ├── ServiceUnavailable            503 service_unavailable  (Retry-After)
     │   ├── RedisUnavailable          503 redis_unavailable
     │   └── RunEventsLost             503 run_events_lost
@@ -87,6 +91,28 @@ class Forbidden(ConduitError):
 class ArchivedDocumentImmutable(Forbidden):
     code = "archived_document_immutable"
     default_message = "The archived document is not editable."
+
+
+class AppMoreLikeThisDisabled(Forbidden):
+    """The web tier's more-like-this on an app whose model config does not enable it."""
+
+    code = "app_more_like_this_disabled"
+    default_message = "The 'More like this' feature is disabled. Please refresh your page."
+
+
+class SuggestedQuestionsDisabled(Forbidden):
+    """The web tier's suggested questions on an app that does not enable them (the Service
+    API answers 400 `bad_request` instead, as Dify)."""
+
+    code = "app_suggested_questions_after_answer_disabled"
+    default_message = (
+        "The 'Suggested Questions After Answer' feature is disabled. Please refresh your page."
+    )
+
+
+class WebAppAccessDenied(Unauthorized):
+    code = "web_app_access_denied"
+    default_message = "You do not have permission to access this web app."
 
 
 class NotFound(ConduitError):
@@ -179,6 +205,13 @@ class TooManyRequests(ConduitError):
     def __init__(self, message: str | None = None, *, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitError(TooManyRequests):
+    """An end user of the web tier over their request rate (Dify's `InvokeRateLimitError`)."""
+
+    code = "rate_limit_error"
+    default_message = "Rate Limit Error"
 
 
 class ServiceUnavailable(ConduitError):

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 import conduit
-from conduit.api import console, ops, v1
+from conduit.api import console, ops, v1, web
 from conduit.api.docs import install_docs
 from conduit.api.errors import install_error_handlers
 from conduit.api.guard import RequestGuard
@@ -89,5 +89,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(console.router)
     app.include_router(v1.router)
+    app.include_router(web.router)
     install_ui(app)  # last: `/` and `/ui/` after every API route
     return app

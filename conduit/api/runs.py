@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from conduit.api.errors import REDIS_OUTAGE, envelope, error_response
 from conduit.api.responses import OrjsonResponse
-from conduit.api.sse import EventStreamResponse, event_stream
+from conduit.api.sse import EventStreamResponse, event_stream, simple_frames, simple_metadata
 from conduit.core.apps.chat import BlockingReply
 from conduit.core.apps.workflow import BlockingWorkflowReply
 from conduit.core.runs.spec import RunSpec
@@ -32,6 +32,7 @@ from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.infra.ssrf import check_callback_url_async
 from conduit.services import runs as run_service
+from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import ChatRequest, RunEvents, Runs, StartedRun, WorkflowRequest
 from conduit.services.runs.workflow import workflow_run_events
 
@@ -72,10 +73,13 @@ async def start_chat(
     user: str,
     run: ChatRequest,
     status_url: Callable[[str], str],
+    user_type: str = SERVICE_API,
+    simple: bool = False,
 ) -> Response:
-    """Start a chat or completion run of `app` for `user` and answer it in `run`'s mode (an
-    async run: 202 and where to poll it, `status_url(task_id)`); with an Idempotency-Key, a
-    repeat answers from the run the first request started."""
+    """Start a chat or completion run of `app` for `user` (an end user of `user_type`) and
+    answer it in `run`'s mode (an async run: 202 and where to poll it, `status_url(task_id)`);
+    with an Idempotency-Key, a repeat answers from the run the first request started.
+    `simple`: through Dify's simple converter (the web tier)."""
     runs = runs_of(request)
     key = idempotency_key(request)
     if run.callback_url is not None:
@@ -85,24 +89,23 @@ async def start_chat(
     attached = False
     if key is None:
         spec = await run_service.start_chat_run(
-            runs, app=app, key_id=key_id, user=user, request=run
+            runs, app=app, key_id=key_id, user=user, request=run, user_type=user_type
         )
         task_id = spec.task_id
         events = run_service.run_events(runs, task_id)
         names = run_names(app, spec)
     else:
         started = await run_service.start_or_attach_chat_run(
-            runs, app=app, key_id=key_id, user=user, request=run, key=key
+            runs, app=app, key_id=key_id, user=user, request=run, key=key, user_type=user_type
         )
         task_id, events, attached = started.task_id, started.events, started.attached
         names = name_headers(task_id, started.names)
     if run.response_mode == "async":
-        return await _accepted(
-            runs, app, user, StartedRun(task_id, {}, events, attached), status_url, names
-        )
+        started_run = StartedRun(task_id, {}, events, attached)
+        return await _accepted(runs, app, user, user_type, started_run, status_url, names)
     if run.response_mode == "streaming":
-        return stream(runs, events, names=names)
-    response = await blocking_response(events, mode=app.mode.value)
+        return stream(runs, events, names=names, simple=simple)
+    response = await blocking_response(events, mode=app.mode.value, simple=simple)
     response.headers.update(names)
     return response
 
@@ -115,6 +118,8 @@ async def start_workflow(
     user: str,
     run: WorkflowRequest,
     status_url: Callable[[str], str],
+    user_type: str = SERVICE_API,
+    simple: bool = False,
 ) -> Response:
     """Start a workflow run of `app` for `user` and answer it blocking (Dify's
     `{task_id, workflow_run_id, data}`) or streaming; with an Idempotency-Key, a repeat
@@ -124,13 +129,13 @@ async def start_workflow(
     if run.callback_url is not None:
         run.callback_url = await check_callback_url_async(run.callback_url, runs.settings.webhook)
     started = await run_service.start_or_attach_workflow_run(
-        runs, app=app, key_id=key_id, user=user, request=run, key=key
+        runs, app=app, key_id=key_id, user=user, request=run, key=key, user_type=user_type
     )
     names = {TASK_HEADER: started.task_id, WORKFLOW_RUN_HEADER: started.names["workflow_run_id"]}
     if run.response_mode == "async":
-        return await _accepted(runs, app, user, started, status_url, names)
+        return await _accepted(runs, app, user, user_type, started, status_url, names)
     if run.response_mode == "streaming":
-        return stream(runs, started.events, names=names)
+        return stream(runs, started.events, names=names, simple=simple)
     try:
         reply = BlockingWorkflowReply()
         async for event in started.events.follow():
@@ -143,18 +148,28 @@ async def start_workflow(
 
 
 async def resume_workflow(
-    request: Request, *, app: App, user: str, workflow_run_id: str, after: int
+    request: Request,
+    *,
+    app: App,
+    user: str,
+    workflow_run_id: str,
+    after: int,
+    user_type: str = SERVICE_API,
+    simple: bool = False,
 ) -> Response:
     """A workflow run's events after `after`, then live (its own user only: 404 otherwise)."""
     runs = runs_of(request)
-    events = await workflow_run_events(runs, app=app, user=user, run_id=workflow_run_id)
-    return stream(runs, events, after=after, names={TASK_HEADER: events.task_id})
+    events = await workflow_run_events(
+        runs, app=app, user=user, run_id=workflow_run_id, user_type=user_type
+    )
+    return stream(runs, events, after=after, names={TASK_HEADER: events.task_id}, simple=simple)
 
 
 async def _accepted(
     runs: Runs,
     app: App,
     user: str,
+    user_type: str,
     started: StartedRun,
     status_url: Callable[[str], str],
     names: dict[str, str],
@@ -162,7 +177,9 @@ async def _accepted(
     """An async run's 202: its task and where to poll it (a repeat: the task as it is now)."""
     status = "pending"
     if started.attached:
-        status = await run_service.task_status_of(runs, app=app, user=user, task_id=started.task_id)
+        status = await run_service.task_status_of(
+            runs, app=app, user=user, task_id=started.task_id, user_type=user_type
+        )
     return OrjsonResponse(
         {"task_id": started.task_id, "status": status, "status_url": status_url(started.task_id)},
         status_code=202,
@@ -200,44 +217,65 @@ def name_headers(task_id: str, names: dict[str, str]) -> dict[str, str]:
 
 
 def stream(
-    runs: Runs, events: RunEvents, *, after: int = 0, names: dict[str, str] | None = None
+    runs: Runs,
+    events: RunEvents,
+    *,
+    after: int = 0,
+    names: dict[str, str] | None = None,
+    simple: bool = False,
 ) -> Response:
-    return EventStreamResponse(
-        event_stream(events, after=after, ping_interval=runs.settings.runs.ping_interval),
-        names,
-    )
+    frames = event_stream(events, after=after, ping_interval=runs.settings.runs.ping_interval)
+    return EventStreamResponse(simple_frames(frames) if simple else frames, names)
 
 
-async def blocking_response(events: RunEvents, *, mode: str) -> Response:
+async def blocking_response(events: RunEvents, *, mode: str, simple: bool = False) -> Response:
     """Read the run to its end; Dify's blocking JSON, or its error as an HTTP error (503 when
     its log cannot be read to the end: the run goes on and is stored all the same)."""
     try:
-        return await _read_to_end(events, mode=mode)
+        return await _read_to_end(events, mode=mode, simple=simple)
     except REDIS_OUTAGE:
         return error_response(RedisUnavailable())
 
 
-async def _read_to_end(events: RunEvents, *, mode: str) -> Response:
+async def _read_to_end(events: RunEvents, *, mode: str, simple: bool) -> Response:
     reply = BlockingReply(mode)
     async for event in events.follow():
         end = reply.add(event.event, event.payload)
         if end is not None:
             if end.error is not None:
                 return envelope(end.error["code"], end.error["message"], end.error["status"])
-            return OrjsonResponse(end.body)
+            body = end.body
+            if simple and body is not None and isinstance(body.get("metadata"), dict):
+                body = {**body, "metadata": simple_metadata(body["metadata"])}
+            return OrjsonResponse(body)
     # The log vanished before the run's end (lost with Redis, or forgotten).
     return error_response(RunEventsLost())
 
 
-async def resume(request: Request, *, app: App, user: str, task_id: str, after: int) -> Response:
+async def resume(
+    request: Request,
+    *,
+    app: App,
+    user: str,
+    task_id: str,
+    after: int,
+    user_type: str = SERVICE_API,
+    simple: bool = False,
+) -> Response:
     """Replay the run's events after `after` exactly once, then follow it live (the run's
     own user only: 404 otherwise)."""
     runs = runs_of(request)
-    events = await run_service.resumable_run_events(runs, app=app, user=user, task_id=task_id)
-    return stream(runs, events, after=after, names={TASK_HEADER: task_id})
+    events = await run_service.resumable_run_events(
+        runs, app=app, user=user, task_id=task_id, user_type=user_type
+    )
+    return stream(runs, events, after=after, names={TASK_HEADER: task_id}, simple=simple)
 
 
-async def stop(request: Request, *, app: App, user: str, task_id: str) -> dict[str, Any]:
+async def stop(
+    request: Request, *, app: App, user: str, task_id: str, user_type: str = SERVICE_API
+) -> dict[str, Any]:
     """Stop `user`'s own run (`stopped` says whether one was stopped)."""
-    stopped = await run_service.stop_run(runs_of(request), app=app, user=user, task_id=task_id)
+    stopped = await run_service.stop_run(
+        runs_of(request), app=app, user=user, task_id=task_id, user_type=user_type
+    )
     return {"result": "success", "stopped": stopped}

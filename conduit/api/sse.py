@@ -6,6 +6,11 @@ The stream reads the log in batches (`read_frames`): every event already there g
 chunk (one write to the socket), so a reader that falls behind a fast run catches up in a few
 writes instead of one per token, and a quiet run costs one wait per ping interval.
 
+The web tier (`/api`) sends the same log through Dify's *simple* converter (`simple_frames`):
+`message_end` without usage or annotation_reply and with trimmed retriever resources, node
+events without their inputs, outputs and details. Only frames holding such an event are
+decoded; every other chunk goes out as it is.
+
 A stream that cannot go on (Redis failed under it, or the log vanished before its end) ends
 with an `error` event without an `id:` line, then closes: a client's Last-Event-ID stays the
 last event it got, so a resume from it (once Redis is back) neither skips nor repeats events.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import orjson
 from starlette.responses import Response
@@ -63,6 +69,68 @@ async def event_stream(
             continue
         cursor = frames.last
         yield frames.data
+
+
+# The events the simple converter changes (orjson writes `"event"` first, without spaces; the
+# same bytes inside a string value would be escaped, so a match is always the event's name).
+_SIMPLIFIED = (b'"event":"message_end"', b'"event":"node_started"', b'"event":"node_finished"')
+RETRIEVER_RESOURCE_FIELDS = ("segment_id", "position", "document_name", "score", "content")
+
+
+async def simple_frames(frames: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    """`frames` through Dify's simple converter (the web tier's streams)."""
+    try:
+        async for chunk in frames:
+            yield simplify_chunk(chunk)
+    finally:
+        await frames.aclose()
+
+
+def simplify_chunk(chunk: bytes) -> bytes:
+    """A chunk of SSE frames with each event the simple converter changes rewritten (ids,
+    order and every other frame kept byte for byte)."""
+    if not any(marker in chunk for marker in _SIMPLIFIED):
+        return chunk
+    frames = chunk.split(b"\n\n")
+    for index, frame in enumerate(frames):
+        if any(marker in frame for marker in _SIMPLIFIED):
+            head, separator, data = frame.partition(b"data: ")
+            frames[index] = head + separator + orjson.dumps(simple_event(orjson.loads(data)))
+    return b"\n\n".join(frames)
+
+
+def simple_event(payload: dict[str, Any]) -> dict[str, Any]:
+    """One event as Dify's simple converter sends it."""
+    event = payload.get("event")
+    data = payload.get("data")
+    if event == "message_end" and isinstance(payload.get("metadata"), dict):
+        payload["metadata"] = simple_metadata(payload["metadata"])
+    elif event == "node_started" and isinstance(data, dict):
+        payload["data"] = {**data, "inputs": None, "extras": {}}
+    elif event == "node_finished" and isinstance(data, dict):
+        payload["data"] = {
+            **data,
+            "inputs": None,
+            "process_data": None,
+            "outputs": None,
+            "execution_metadata": None,
+            "files": [],
+        }
+    return payload
+
+
+def simple_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A message's metadata without usage and annotation_reply, its retriever resources
+    trimmed to what an end user sees."""
+    simple = {k: v for k, v in metadata.items() if k not in ("usage", "annotation_reply")}
+    resources = metadata.get("retriever_resources")
+    if isinstance(resources, list):
+        simple["retriever_resources"] = [
+            {field: resource.get(field) for field in RETRIEVER_RESOURCE_FIELDS}
+            for resource in resources
+            if isinstance(resource, dict)
+        ]
+    return simple
 
 
 def error_frame(task_id: str, error: ConduitError) -> bytes:

@@ -315,6 +315,24 @@ class RunSettings(BaseSettings):
     ping_interval: float = Field(10.0, gt=0, description="Seconds between SSE `ping` events.")
 
 
+class WebAppSettings(BaseSettings):
+    model_config = _group("CONDUIT_WEBAPP_")
+
+    requests_per_minute_per_end_user: int = Field(
+        60,
+        ge=0,
+        description="Generation requests per minute per end user of the web tier (`/api`; "
+        "over it: 429 `rate_limit_error`; 0: no limit).",
+    )
+    passport_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="Days a web end user's passport (`GET /api/passport`) stays valid; a "
+        "returning browser that sends it gets a fresh one for the same end user.",
+    )
+
+
 class ModelSettings(BaseSettings):
     model_config = _group("CONDUIT_MODEL_")
 
@@ -552,6 +570,7 @@ GROUPS: dict[str, type[BaseSettings]] = {
     "cache": CacheSettings,
     "metrics": MetricsSettings,
     "runs": RunSettings,
+    "webapp": WebAppSettings,
     "model": ModelSettings,
     "upload": UploadSettings,
     "webhook": WebhookSettings,
@@ -573,6 +592,7 @@ class Settings:
     cache: CacheSettings
     metrics: MetricsSettings
     runs: RunSettings
+    webapp: WebAppSettings
     model: ModelSettings
     upload: UploadSettings
     webhook: WebhookSettings

@@ -1,4 +1,5 @@
-"""Conversations of the Service API, scoped to (app, end user); soft-deleted."""
+"""Conversations, scoped to (app, end user); soft-deleted. A web end user may pin theirs
+(`pin_conversation`; the list filters on `pinned`)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from conduit.db.models import App, Conversation, EndUser, utcnow
+from conduit.db.models import App, Conversation, EndUser, PinnedConversation, utcnow
 from conduit.errors import InvalidParam, NotFound
 
 SORT_FIELDS = ("created_at", "-created_at", "updated_at", "-updated_at")
@@ -138,14 +139,27 @@ def snapshot(conversation: Conversation) -> dict[str, Any]:
 
 
 def list_conversations(
-    session: Session, app: App, end_user: EndUser, *, last_id: str | None, limit: int, sort_by: str
+    session: Session,
+    app: App,
+    end_user: EndUser,
+    *,
+    last_id: str | None,
+    limit: int,
+    sort_by: str,
+    pinned: bool | None = None,
 ) -> tuple[list[Conversation], bool]:
-    """One page of infinite scroll, sorted by `sort_by`; returns (items, has_more)."""
+    """One page of infinite scroll, sorted by `sort_by`; returns (items, has_more). `pinned`:
+    only the end user's pinned conversations (True), only the others (False), or all."""
     if sort_by not in SORT_FIELDS:
         raise InvalidParam(f"sort_by must be one of {', '.join(SORT_FIELDS)}")
     descending = sort_by.startswith("-")
     column = Conversation.updated_at if sort_by.endswith("updated_at") else Conversation.created_at
     query = _readable(app.id, end_user.id)
+    if pinned is not None:
+        pins = select(PinnedConversation.conversation_id).where(
+            PinnedConversation.app_id == app.id, PinnedConversation.end_user_id == end_user.id
+        )
+        query = query.where(Conversation.id.in_(pins) if pinned else Conversation.id.not_in(pins))
     if last_id:
         last = (
             session.scalars(query.where(Conversation.id == last_id)).first()
@@ -186,3 +200,31 @@ def delete_conversation(
 ) -> None:
     conversation = get_conversation(session, app, end_user, conversation_id)
     conversation.is_deleted = True
+
+
+def pin_conversation(session: Session, app: App, end_user: EndUser, conversation_id: str) -> None:
+    """Pin the end user's conversation (404 when it is not theirs; pinned already: nothing)."""
+    conversation = get_conversation(session, app, end_user, conversation_id)
+    if _pin_of(session, end_user, conversation.id) is None:
+        session.add(
+            PinnedConversation(
+                app_id=app.id, conversation_id=conversation.id, end_user_id=end_user.id
+            )
+        )
+
+
+def unpin_conversation(session: Session, app: App, end_user: EndUser, conversation_id: str) -> None:
+    """Unpin the end user's conversation (404 when it is not theirs; not pinned: nothing)."""
+    conversation = get_conversation(session, app, end_user, conversation_id)
+    pin = _pin_of(session, end_user, conversation.id)
+    if pin is not None:
+        session.delete(pin)
+
+
+def _pin_of(session: Session, end_user: EndUser, conversation_id: str) -> PinnedConversation | None:
+    return session.scalars(
+        select(PinnedConversation).where(
+            PinnedConversation.conversation_id == conversation_id,
+            PinnedConversation.end_user_id == end_user.id,
+        )
+    ).first()

@@ -1,8 +1,12 @@
-"""End users of the Service API: get-or-create by (app, `user` string)."""
+"""End users: get-or-create by (app, type, `user` string). The Service API's are keyed by the
+caller's `user` (type "service-api"); the web tier's by a random session id its passport names
+(type "browser", `create_browser_end_user`). The two are separate identities even when their
+strings are equal: every lookup names its type."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -14,27 +18,34 @@ from conduit.infra.cache import MISSING, Cache
 from conduit.services.apps import APP_CACHE_TTL, app_cache_key
 
 ANONYMOUS = "DEFAULT-USER"
+SERVICE_API = "service-api"
+BROWSER = "browser"
 
 
-def _cache_key(app_id: str, session_id: str) -> str:
+def _cache_key(app_id: str, session_id: str, user_type: str) -> str:
     # The `user` string is the caller's: hashed, so any length and any characters make a key.
-    return f"end-user:{app_id}:{hashlib.sha256(session_id.encode()).hexdigest()[:32]}"
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    if user_type == SERVICE_API:
+        return f"end-user:{app_id}:{digest}"
+    return f"end-user:{app_id}:{user_type}:{digest}"
 
 
-async def cached_end_user(cache: Cache, app: App, user: str | None) -> EndUser | None:
+async def cached_end_user(
+    cache: Cache, app: App, user: str | None, user_type: str = SERVICE_API
+) -> EndUser | None:
     """The caller's end user from the cache alone (on the event loop; detached), or None when
     the cache does not hold it (`get_or_create_end_user` then looks in the database)."""
     session_id = user or ANONYMOUS
-    cached = await cache.aget(_cache_key(app.id, session_id))
-    return None if cached is MISSING else _detached(app, session_id, cached)
+    cached = await cache.aget(_cache_key(app.id, session_id, user_type))
+    return None if cached is MISSING else _detached(app, session_id, user_type, cached)
 
 
-def _detached(app: App, session_id: str, cached: dict[str, Any]) -> EndUser:
+def _detached(app: App, session_id: str, user_type: str, cached: dict[str, Any]) -> EndUser:
     known = EndUser(
         id=cached["id"],
         tenant_id=app.tenant_id,
         app_id=app.id,
-        type="service-api",
+        type=user_type,
         session_id=session_id,
         external_user_id=cached["external_user_id"],
         is_anonymous=cached["is_anonymous"],
@@ -44,7 +55,11 @@ def _detached(app: App, session_id: str, cached: dict[str, Any]) -> EndUser:
 
 
 def get_or_create_end_user(
-    session: Session, app: App, user: str | None, cache: Cache | None = None
+    session: Session,
+    app: App,
+    user: str | None,
+    cache: Cache | None = None,
+    user_type: str = SERVICE_API,
 ) -> EndUser:
     """The caller's end user; a missing `user` is the shared anonymous one (Dify's rule).
 
@@ -53,13 +68,13 @@ def get_or_create_end_user(
     created: that one exists only if this transaction commits. The entry goes with the app's
     cache tag, hence with the app (whose deletion takes its end users along)."""
     session_id = user or ANONYMOUS
-    key = _cache_key(app.id, session_id)
+    key = _cache_key(app.id, session_id, user_type)
     if cache is not None:
         cached = cache.get(key)
         if cached is not MISSING:
-            return _detached(app, session_id, cached)
+            return _detached(app, session_id, user_type, cached)
     query = select(EndUser).where(
-        EndUser.app_id == app.id, EndUser.type == "service-api", EndUser.session_id == session_id
+        EndUser.app_id == app.id, EndUser.type == user_type, EndUser.session_id == session_id
     )
     found = session.scalars(query).first()
     if found is not None:
@@ -74,7 +89,7 @@ def get_or_create_end_user(
     end_user = EndUser(
         tenant_id=app.tenant_id,
         app_id=app.id,
-        type="service-api",
+        type=user_type,
         session_id=session_id,
         external_user_id=session_id,
         is_anonymous=user is None,
@@ -90,3 +105,27 @@ def get_or_create_end_user(
             raise
         return existing
     return end_user
+
+
+def create_browser_end_user(session: Session, app: App) -> EndUser:
+    """A new anonymous end user of the web tier, under a random session id (Dify's passport)."""
+    end_user = EndUser(
+        tenant_id=app.tenant_id,
+        app_id=app.id,
+        type=BROWSER,
+        session_id=secrets.token_urlsafe(24),
+        external_user_id=None,
+        is_anonymous=True,
+    )
+    session.add(end_user)
+    session.flush()
+    return end_user
+
+
+def find_end_user(session: Session, app: App, end_user_id: str, user_type: str) -> EndUser | None:
+    """The end user `end_user_id` of `app` and of `user_type`, if it exists."""
+    return session.scalars(
+        select(EndUser).where(
+            EndUser.id == end_user_id, EndUser.app_id == app.id, EndUser.type == user_type
+        )
+    ).first()

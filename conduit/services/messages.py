@@ -90,11 +90,11 @@ def list_messages(
     )
     has_more = len(rows) > limit
     page = list(reversed(rows[:limit]))
-    feedbacks = _user_feedbacks(session, [m.id for m in page])
+    feedbacks = user_feedbacks(session, [m.id for m in page])
     return [message_view(m, feedbacks.get(m.id)) for m in page], has_more
 
 
-def _user_feedbacks(session: Session, message_ids: list[str]) -> dict[str, MessageFeedback]:
+def user_feedbacks(session: Session, message_ids: list[str]) -> dict[str, MessageFeedback]:
     if not message_ids:
         return {}
     rows = session.scalars(

@@ -15,7 +15,7 @@ from conduit.core.llm.provider import ChatMessage, ChatModel, Delta, GenerationP
 from conduit.db.models import App, Conversation, Message
 from conduit.infra.db import Database
 from conduit.services import conversations
-from conduit.services.end_users import get_or_create_end_user
+from conduit.services.end_users import SERVICE_API, get_or_create_end_user
 from conduit.services.prompts import generation_params
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ async def rename(
     conversation_id: str,
     name: str | None,
     auto_generate: bool,
+    user_type: str = SERVICE_API,
 ) -> dict[str, Any]:
     """POST /conversations/{id}/name: the given name, or (auto_generate) the model's."""
     db: Database = context.db
@@ -115,7 +116,9 @@ async def rename(
 
     def load() -> tuple[str | None, dict[str, Any], dict[str, Any]]:
         with db.transaction() as session:
-            end_user = get_or_create_end_user(session, session.merge(app, load=False), user)
+            end_user = get_or_create_end_user(
+                session, session.merge(app, load=False), user, user_type=user_type
+            )
             conversation = conversations.get_conversation(session, app, end_user, conversation_id)
             first = session.scalars(
                 select(Message.query)
@@ -143,7 +146,9 @@ async def rename(
 
     def save() -> dict[str, Any]:
         with db.transaction() as session:
-            end_user = get_or_create_end_user(session, session.merge(app, load=False), user)
+            end_user = get_or_create_end_user(
+                session, session.merge(app, load=False), user, user_type=user_type
+            )
             conversation = conversations.rename_conversation(
                 session, app, end_user, conversation_id, name=name or conversations.DEFAULT_NAME
             )

@@ -10,9 +10,9 @@ from typing import Any
 from conduit.core.llm.errors import ModelError
 from conduit.core.llm.provider import ChatMessage, Delta, GenerationParams
 from conduit.db.models import App
-from conduit.errors import BadRequest
+from conduit.errors import BadRequest, ConduitError
 from conduit.services import messages
-from conduit.services.end_users import get_or_create_end_user
+from conduit.services.end_users import SERVICE_API, get_or_create_end_user
 from conduit.services.prompts import generation_params
 
 logger = logging.getLogger(__name__)
@@ -39,21 +39,31 @@ def parse_questions(text: str, limit: int = 3) -> list[str]:
     return questions[:limit]
 
 
-async def suggest(context: Any, *, app: App, user: str, message_id: str) -> list[str]:
+async def suggest(
+    context: Any,
+    *,
+    app: App,
+    user: str,
+    message_id: str,
+    user_type: str = SERVICE_API,
+    disabled: ConduitError | None = None,
+) -> list[str]:
     """Three follow-ups for the user's message; [] when the model fails (Dify's behaviour).
-    As Dify's Service API: an unknown message is a 404 before the feature is looked at."""
+    As Dify's Service API: an unknown message is a 404 before the feature is looked at; a
+    disabled feature raises `disabled` (default: the Service API's 400; the web tier's is a
+    403)."""
     db = context.db
 
     def load() -> tuple[str, str, dict[str, Any]]:
         with db.transaction() as session:
             merged = session.merge(app, load=False)
-            end_user = get_or_create_end_user(session, merged, user)
+            end_user = get_or_create_end_user(session, merged, user, user_type=user_type)
             message = messages.get_message(session, merged, end_user, message_id)
             return message.query, message.answer, dict(merged.model_config_ or {})
 
     query, answer, config = await asyncio.to_thread(load)
     if not enabled(app):
-        raise BadRequest(DISABLED)
+        raise disabled or BadRequest(DISABLED)
     from conduit.services.runs import model_ref
 
     params = generation_params(config, context.settings.model.name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, StrictBool
 
 from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
 from conduit.api.deps import AppCache, CurrentIdentity, DbSession, ServerSecret
@@ -120,6 +121,34 @@ def rename_app(
     app = apps.update_app(
         session, member=identity.membership, app_id=app_id, fields=AppFields(name=body.name)
     )
+    return {"data": apps.snapshot(app)}
+
+
+class SiteEnableBody(BaseModel):
+    enable_site: StrictBool
+
+
+class ApiEnableBody(BaseModel):
+    enable_api: StrictBool
+
+
+@router.post("/{app_id}/site-enable")
+def enable_site(
+    app_id: str, body: SiteEnableBody, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    """Turn the app's site (its web app and the `/api` tier) on or off."""
+    fields = AppFields(enable_site=body.enable_site)
+    app = apps.update_app(session, member=identity.membership, app_id=app_id, fields=fields)
+    return {"data": apps.snapshot(app)}
+
+
+@router.post("/{app_id}/api-enable")
+def enable_api(
+    app_id: str, body: ApiEnableBody, identity: CurrentIdentity, session: DbSession
+) -> dict[str, Any]:
+    """Turn the app's Service API (`/v1`) on or off."""
+    fields = AppFields(enable_api=body.enable_api)
+    app = apps.update_app(session, member=identity.membership, app_id=app_id, fields=fields)
     return {"data": apps.snapshot(app)}
 
 

@@ -7,13 +7,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile as FormFile
 from starlette.responses import Response
 
 from conduit.api.deps import AppCaller, DbSession
-from conduit.api.files import Links, file_response
+from conduit.api.files import FileLinks, Links, file_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.v1.schemas import optional, optional_user
+from conduit.db.models import App, EndUser
 from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
 from conduit.infra.signing import Signed
 from conduit.services import files
@@ -66,12 +68,26 @@ def upload_file(
     links: Links,
     form: Annotated[UploadForm, Depends(read_upload)],
 ) -> OrjsonResponse:
+    end_user = get_or_create_end_user(session, caller.app, optional_user(form.user))
+    return store_upload(session, request, links, app=caller.app, end_user=end_user, form=form)
+
+
+def store_upload(
+    session: Session,
+    request: Request,
+    links: FileLinks,
+    *,
+    app: App,
+    end_user: EndUser,
+    form: UploadForm,
+) -> OrjsonResponse:
+    """Store `end_user`'s upload to `app` (the settings' size limits): Dify's 201 and file."""
     settings = request.app.state.settings
     row = files.upload(
         session,
         request.app.state.storage,
-        app=caller.app,
-        end_user=get_or_create_end_user(session, caller.app, optional_user(form.user)),
+        app=app,
+        end_user=end_user,
         filename=form.filename,
         mime_type=form.mime_type,
         data=form.data,

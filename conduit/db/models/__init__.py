@@ -25,6 +25,8 @@ from conduit.db.models.conversation import (
     EndUser,
     Message,
     MessageFeedback,
+    PinnedConversation,
+    SavedMessage,
     UploadFile,
 )
 from conduit.db.models.dataset import (
@@ -91,9 +93,11 @@ __all__ = [
     "MessageFeedback",
     "OutboxMessage",
     "OutboxStatus",
+    "PinnedConversation",
     "ProcessMode",
     "ProviderCredential",
     "Role",
+    "SavedMessage",
     "Site",
     "Tag",
     "TagBinding",

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from conduit.db.models.base import Base, IdMixin, TimestampMixin
+from conduit.db.models.base import Base, IdMixin, TimestampMixin, utcnow
 
 
 class EndUser(IdMixin, TimestampMixin, Base):
@@ -154,3 +154,31 @@ class UploadFile(IdMixin, Base):
     created_by: Mapped[str | None] = mapped_column(String(36), default=None)
     used: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column()
+
+
+class PinnedConversation(IdMixin, Base):
+    """A conversation a web end user pinned to the top of their list (Dify's
+    `pinned_conversations`)."""
+
+    __tablename__ = "pinned_conversations"
+    __table_args__ = (UniqueConstraint("conversation_id", "end_user_id"),)
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str] = mapped_column(ForeignKey("end_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SavedMessage(IdMixin, Base):
+    """A completion a web end user saved (Dify's `saved_messages`)."""
+
+    __tablename__ = "saved_messages"
+    __table_args__ = (
+        UniqueConstraint("message_id", "end_user_id"),
+        Index("ix_saved_messages_app_end_user_created", "app_id", "end_user_id", "created_at"),
+    )
+
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str] = mapped_column(ForeignKey("end_users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

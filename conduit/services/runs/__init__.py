@@ -18,6 +18,7 @@ from typing import Any
 
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App, AppMode
+from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import tasks
 from conduit.services.runs.chat import ChatPlanner, ChatRequest, model_ref
 from conduit.services.runs.chatflow import ChatflowPlanner
@@ -40,12 +41,24 @@ def chat_planner(app: App) -> ChatPlanner | ChatflowPlanner:
 
 
 async def start_chat_run(
-    runs: Runs, *, app: App, key_id: str | None, user: str, request: ChatRequest
+    runs: Runs,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    request: ChatRequest,
+    user_type: str = SERVICE_API,
 ) -> RunSpec:
-    """Start a chat or completion run (`request.mode`) of `app` for `user` (a chatflow app's
-    turn runs its workflow)."""
+    """Start a chat or completion run (`request.mode`) of `app` for `user`, an end user of
+    `user_type` (a chatflow app's turn runs its workflow)."""
     return await start_run(
-        runs, chat_planner(app), app=app, key_id=key_id, user=user, request=request
+        runs,
+        chat_planner(app),
+        app=app,
+        key_id=key_id,
+        user=user,
+        request=request,
+        user_type=user_type,
     )
 
 
@@ -55,12 +68,26 @@ def chat_run_names(app: App, spec: RunSpec) -> dict[str, str]:
 
 
 async def start_or_attach_chat_run(
-    runs: Runs, *, app: App, key_id: str | None, user: str, request: ChatRequest, key: str
+    runs: Runs,
+    *,
+    app: App,
+    key_id: str | None,
+    user: str,
+    request: ChatRequest,
+    key: str,
+    user_type: str = SERVICE_API,
 ) -> StartedRun:
     """Start a chat or completion run under Idempotency-Key `key`, or attach to the one an
     earlier request of `user` started under it (`idempotency.py`)."""
     return await start_or_attach(
-        runs, chat_planner(app), app=app, key_id=key_id, user=user, request=request, key=key
+        runs,
+        chat_planner(app),
+        app=app,
+        key_id=key_id,
+        user=user,
+        request=request,
+        key=key,
+        user_type=user_type,
     )
 
 
@@ -72,15 +99,29 @@ async def start_or_attach_workflow_run(
     user: str,
     request: WorkflowRequest,
     key: str | None,
+    user_type: str = SERVICE_API,
 ) -> StartedRun:
     """Start a workflow run of `app` for `user` (under Idempotency-Key `key`, or attach to the
     run an earlier request of `user` started under it)."""
     if key is not None:
         return await start_or_attach(
-            runs, WORKFLOW_PLANNER, app=app, key_id=key_id, user=user, request=request, key=key
+            runs,
+            WORKFLOW_PLANNER,
+            app=app,
+            key_id=key_id,
+            user=user,
+            request=request,
+            key=key,
+            user_type=user_type,
         )
     spec = await start_run(
-        runs, WORKFLOW_PLANNER, app=app, key_id=key_id, user=user, request=request
+        runs,
+        WORKFLOW_PLANNER,
+        app=app,
+        key_id=key_id,
+        user=user,
+        request=request,
+        user_type=user_type,
     )
     return StartedRun(
         task_id=spec.task_id,
@@ -90,19 +131,31 @@ async def start_or_attach_workflow_run(
     )
 
 
-async def task_view(runs: Runs, *, app: App, user: str, task_id: str) -> dict[str, Any]:
+async def task_view(
+    runs: Runs, *, app: App, user: str, task_id: str, user_type: str = SERVICE_API
+) -> dict[str, Any]:
     """`user`'s async task of `app` as `GET /v1/tasks/{task_id}` shows it (404 otherwise)."""
-    return await asyncio.to_thread(_task_view, runs, app, user, task_id)
+    return await asyncio.to_thread(_task_view, runs, app, user, user_type, task_id)
 
 
-async def task_status_of(runs: Runs, *, app: App, user: str, task_id: str) -> str:
+async def task_status_of(
+    runs: Runs, *, app: App, user: str, task_id: str, user_type: str = SERVICE_API
+) -> str:
     """`user`'s async task's status (404 when it is not theirs)."""
-    return str((await task_view(runs, app=app, user=user, task_id=task_id))["status"])
+    view = await task_view(runs, app=app, user=user, task_id=task_id, user_type=user_type)
+    return str(view["status"])
 
 
-def _task_view(runs: Runs, app: App, user: str, task_id: str) -> dict[str, Any]:
+def _task_view(runs: Runs, app: App, user: str, user_type: str, task_id: str) -> dict[str, Any]:
     with runs.db.sessions() as session:
-        task = tasks.find_task(session, app=app, user=user, task_id=task_id, settings=runs.settings)
+        task = tasks.find_task(
+            session,
+            app=app,
+            user=user,
+            task_id=task_id,
+            settings=runs.settings,
+            user_type=user_type,
+        )
         return tasks.describe(session, task, app)
 
 

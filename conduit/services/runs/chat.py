@@ -425,15 +425,17 @@ def _mode(app: App) -> ChatMode:
     return "completion" if app.mode == AppMode.COMPLETION else "chat"
 
 
-def keyed_run(session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
-    """The message `user` of `app` started under Idempotency-Key `key` (the unique index's
-    columns), as a KeyedRun."""
+def keyed_run(
+    session: Session, *, app: App, user: str, user_type: str, key: str
+) -> KeyedRun | None:
+    """The message `user` (of `user_type`) of `app` started under Idempotency-Key `key` (the
+    unique index's columns), as a KeyedRun."""
     found = session.execute(
         _KEYED.where(
             Message.app_id == app.id,
             Message.idempotency_key == key,
             EndUser.app_id == app.id,
-            EndUser.type == "service-api",
+            EndUser.type == user_type,
             EndUser.session_id == user,
         )
     ).first()

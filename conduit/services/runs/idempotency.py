@@ -33,6 +33,7 @@ from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.kinds import Event
 from conduit.db.models import App
 from conduit.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
+from conduit.services.end_users import SERVICE_API
 from conduit.services.runs.context import Runs
 from conduit.services.runs.start import KeyedRun, KeyTaken, Planner, RunKey, start_run
 from conduit.services.runs.stop import RunEvents, run_events
@@ -65,15 +66,23 @@ async def start_or_attach(
     user: str,
     request: Any,
     key: str,
+    user_type: str = SERVICE_API,
 ) -> StartedRun:
     """Start the run of `request` under Idempotency-Key `key`, or attach to the run an earlier
     request of `user` of `app` started under it (409 when that request was another)."""
     run_key = RunKey(key, request_hash(planner.fingerprint(request)))
-    found = await asyncio.to_thread(_keyed_run, runs, planner, app, user, key)
+    found = await asyncio.to_thread(_keyed_run, runs, planner, app, user, user_type, key)
     if found is None:
         try:
             spec = await start_run(
-                runs, planner, app=app, key_id=key_id, user=user, request=request, key=run_key
+                runs,
+                planner,
+                app=app,
+                key_id=key_id,
+                user=user,
+                request=request,
+                key=run_key,
+                user_type=user_type,
             )
         except KeyTaken as taken:
             logger.info(
@@ -93,9 +102,11 @@ async def start_or_attach(
     )
 
 
-def _keyed_run(runs: Runs, planner: Planner, app: App, user: str, key: str) -> KeyedRun | None:
+def _keyed_run(
+    runs: Runs, planner: Planner, app: App, user: str, user_type: str, key: str
+) -> KeyedRun | None:
     with runs.db.sessions() as session:
-        return planner.keyed_run(session, app=app, user=user, key=key)
+        return planner.keyed_run(session, app=app, user=user, user_type=user_type, key=key)
 
 
 async def _events_of(runs: Runs, planner: Planner, app: App, run: KeyedRun) -> RunEvents:

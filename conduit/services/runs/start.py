@@ -45,7 +45,7 @@ from conduit.infra.db import commit_together, pipeline_aborted
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import model_providers
-from conduit.services.end_users import cached_end_user, get_or_create_end_user
+from conduit.services.end_users import SERVICE_API, cached_end_user, get_or_create_end_user
 from conduit.services.runs.context import Runs
 
 logger = logging.getLogger(__name__)
@@ -165,8 +165,10 @@ class Planner(Protocol):
     def names(self, spec: RunSpec) -> dict[str, str]:
         """The run's names beside its task id (a response's headers)."""
 
-    def keyed_run(self, session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
-        """The run `user` of `app` started under `key`, if any."""
+    def keyed_run(
+        self, session: Session, *, app: App, user: str, user_type: str, key: str
+    ) -> KeyedRun | None:
+        """The run `user` (an end user of `user_type`) of `app` started under `key`, if any."""
 
     def stored_events(self, session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:
         """The run's events rebuilt from its stored result (for once its log has expired);
@@ -220,10 +222,12 @@ async def start_run(
     user: str,
     request: Any,
     key: RunKey | None = None,
+    user_type: str = SERVICE_API,
 ) -> RunSpec:
     """Check limits and open the run's event log, write its rows (one commit), hand the run to
     the executor and register its stop owner. Returns its spec. With a `key`: raises KeyTaken
-    when another start committed a run under it first."""
+    when another start committed a run under it first. `user` is an end user of `user_type`
+    (the Service API's `user` string, or a web end user's session id)."""
     asynchronous = planner.asynchronous(request)
     # An async run always goes to the `generation` queue: nobody waits on its request, and a
     # worker that dies hands it to another; the others run where the server's executor runs.
@@ -239,12 +243,14 @@ async def start_run(
     # makes the run visible to another process (a worker may start it at once). A request
     # refused meanwhile leaves only a log that expires.
     meta = {"app_id": app.id, "user": user, **planner.meta(app, request, ids)}
+    if user_type != SERVICE_API:
+        meta["user_type"] = user_type  # absent: a Service API user (`stop.owns_log`)
     created = asyncio.ensure_future(
         eventlog.create(task_id, meta=meta, written_here=inline is not None)
     )
     created.add_done_callback(_retrieved)
     slot_key, without_default, known_user = await _limits(
-        runs, planner, app, key_id, user, task_id, queued=inline is None
+        runs, planner, app, key_id, user, user_type, task_id, queued=inline is None
     )
     ttl = float(runs.settings.runs.max_seconds + 600)
     gates: StartGates | None = None
@@ -277,7 +283,18 @@ async def start_run(
             )
             registration.add_done_callback(_retrieved)
         start = _Start(
-            runs, planner, app, user, known_user, request, task_id, ids, slot_key, key, inline
+            runs,
+            planner,
+            app,
+            user,
+            user_type,
+            known_user,
+            request,
+            task_id,
+            ids,
+            slot_key,
+            key,
+            inline,
         )
         spec = await asyncio.to_thread(_prepare_and_commit, start)
     except BaseException:
@@ -340,6 +357,7 @@ async def _limits(
     app: App,
     key_id: str | None,
     user: str,
+    user_type: str,
     task_id: str,
     *,
     queued: bool,
@@ -358,7 +376,9 @@ async def _limits(
     )
     try:
         without_default = False if queued else await _without_default_provider(runs, planner, app)
-        known_user = None if runs.cache is None else await cached_end_user(runs.cache, app, user)
+        known_user = (
+            None if runs.cache is None else await cached_end_user(runs.cache, app, user, user_type)
+        )
     except BaseException:
         if slot_key:
             await _released(limiter, slot_key, task_id)
@@ -385,6 +405,7 @@ class _Start:
     planner: Planner
     app: App
     user: str
+    user_type: str
     known_user: EndUser | None
     request: Any
     task_id: str
@@ -412,7 +433,9 @@ def _prepare_and_commit(start: _Start) -> RunSpec:
             if session.get(App, given.id) is None:
                 raise AppUnavailable() from error
             if key is not None:
-                taken = start.planner.keyed_run(session, app=given, user=start.user, key=key.key)
+                taken = start.planner.keyed_run(
+                    session, app=given, user=start.user, user_type=start.user_type, key=key.key
+                )
                 if taken is not None:
                     raise KeyTaken(taken) from error
         raise
@@ -428,7 +451,9 @@ def _commit_run(start: _Start, *, pipelined: bool) -> RunSpec:
         if app is None:
             raise AppUnavailable()
         # The end user as the cache knew it before the transaction (looked up on the loop).
-        end_user = start.known_user or get_or_create_end_user(session, app, start.user, runs.cache)
+        end_user = start.known_user or get_or_create_end_user(
+            session, app, start.user, runs.cache, start.user_type
+        )
         plan = start.planner.plan(
             session,
             app=app,

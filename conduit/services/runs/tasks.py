@@ -28,6 +28,7 @@ from conduit.db.models import App, AsyncTask, EndUser, Message, WorkflowRun, utc
 from conduit.errors import TaskExpired, TaskNotFound
 from conduit.infra.settings import Settings
 from conduit.services import webhooks
+from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import message_events
 from conduit.services.runs.workflow_events import stored_finish_event
@@ -111,7 +112,13 @@ def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
 
 
 def find_task(
-    session: Session, *, app: App, user: str, task_id: str, settings: Settings
+    session: Session,
+    *,
+    app: App,
+    user: str,
+    task_id: str,
+    settings: Settings,
+    user_type: str = SERVICE_API,
 ) -> AsyncTask:
     """`user`'s task of `app`; 404 otherwise — `task_expired` when its id says it was made
     before the retention's horizon (removed, or never a task: either way it is not here)."""
@@ -121,6 +128,7 @@ def find_task(
         .where(
             AsyncTask.id == task_id,
             AsyncTask.app_id == app.id,
+            EndUser.type == user_type,
             EndUser.session_id == user,
         )
     ).first()

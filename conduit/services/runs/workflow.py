@@ -53,6 +53,7 @@ from conduit.infra.settings import Settings
 from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import Storage
 from conduit.services import files, model_providers, prompts, workflows
+from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import DEFAULT_TOP_K
 from conduit.services.runs.context import Runs
@@ -503,7 +504,9 @@ class WorkflowPlanner:
     def names(self, spec: RunSpec) -> dict[str, str]:
         return {"workflow_run_id": spec.body.workflow_run_id}
 
-    def keyed_run(self, session: Session, *, app: App, user: str, key: str) -> KeyedRun | None:
+    def keyed_run(
+        self, session: Session, *, app: App, user: str, user_type: str, key: str
+    ) -> KeyedRun | None:
         found = session.execute(
             select(WorkflowRun.task_id, WorkflowRun.request_hash, WorkflowRun.id)
             .join(EndUser, EndUser.id == WorkflowRun.end_user_id)
@@ -511,6 +514,7 @@ class WorkflowPlanner:
                 WorkflowRun.app_id == app.id,
                 WorkflowRun.idempotency_key == key,
                 EndUser.app_id == app.id,
+                EndUser.type == user_type,
                 EndUser.session_id == user,
             )
         ).first()
@@ -555,18 +559,24 @@ def run_view(session: Session, app: App, run_id: str) -> dict[str, Any]:
 # --- following a run ------------------------------------------------------------------------
 
 
-async def workflow_run_events(runs: Runs, *, app: App, user: str, run_id: str) -> RunEvents:
+async def workflow_run_events(
+    runs: Runs, *, app: App, user: str, run_id: str, user_type: str = SERVICE_API
+) -> RunEvents:
     """The events of `user`'s run `run_id` of `app` (404 otherwise): its log while it is kept,
     else — the run having ended — its `workflow_finished` alone, as Dify gives it."""
-    task_id, finished = await asyncio.to_thread(_run_of, runs.db, app, user, run_id)
+    task_id, finished = await asyncio.to_thread(_run_of, runs.db, app, user, user_type, run_id)
     if await runs.backends.eventlog.meta(task_id) is not None:
-        return await resumable_run_events(runs, app=app, user=user, task_id=task_id)
+        return await resumable_run_events(
+            runs, app=app, user=user, task_id=task_id, user_type=user_type
+        )
     if finished is None:
         raise WorkflowRunNotFound("The run's events are gone and it has not ended yet.")
     return RunEvents(await replay_log(task_id, [finished]), task_id)
 
 
-def _run_of(db: Database, app: App, user: str, run_id: str) -> tuple[str, Event | None]:
+def _run_of(
+    db: Database, app: App, user: str, user_type: str, run_id: str
+) -> tuple[str, Event | None]:
     with db.sessions() as session:
         row = session.scalars(
             select(WorkflowRun)
@@ -575,6 +585,7 @@ def _run_of(db: Database, app: App, user: str, run_id: str) -> tuple[str, Event 
                 WorkflowRun.id == run_id,
                 WorkflowRun.app_id == app.id,
                 EndUser.app_id == app.id,
+                EndUser.type == user_type,
                 EndUser.session_id == user,
             )
         ).first()
