@@ -237,7 +237,13 @@ def worker_celery(settings: Settings) -> Celery:
     def drain(**_: Any) -> None:
         # Celery's warm shutdown waits for the tasks in flight: runs get `grace` seconds to
         # end, then are cut short, so that an orchestrator's kill never lands on a live run.
-        timer = threading.Timer(grace, context.get().live.cut_short)
+        # This runs in the SIGTERM handler, on the thread the signal interrupted: it must not
+        # build the parts (that thread may hold the build's lock: a deadlock until SIGKILL).
+        # Not built yet means no run has started in this process: nothing to cut short.
+        parts = context.built()
+        if parts is None:
+            return
+        timer = threading.Timer(grace, parts.live.cut_short)
         timer.daemon = True
         timer.start()
 

@@ -86,6 +86,12 @@ class TaskContext:
                 self._built = (os.getpid(), self._build())
             return self._built[1]
 
+    def built(self) -> TaskParts | None:
+        """The parts if this process has built them, else None; never builds and never waits
+        (a signal handler calls it, perhaps while this very thread is inside `get()`)."""
+        built = self._built
+        return built[1] if built is not None and built[0] == os.getpid() else None
+
     @classmethod
     def of_parts(cls, parts: TaskParts) -> TaskContext:
         """A context of parts built already (the server's, for its embedded worker)."""
