@@ -1,0 +1,78 @@
+// The end-user web app's one way to the server: the web tier (`/api`, Dify's WebApp API) with
+// the site's passport. A passport (`GET /api/passport`, `X-App-Code`) names this browser's end
+// user; it is kept in localStorage per site code, so a returning visitor keeps their identity
+// (and sends it back when asking for a new one). Errors are ApiError with the envelope's
+// message and the request id, as in the console's js/api.js.
+import { ApiError, errorOf, requestId } from "../api.js";
+
+export { ApiError };
+
+const WEB = "/api";
+const storeKey = (code) => `conduit.webapp.passport.${code}`;
+
+function url(path, query) {
+  const given = Object.entries(query || {}).filter(([, v]) => v !== undefined && v !== null && v !== "");
+  const text = new URLSearchParams(given.map(([k, v]) => [k, String(v)])).toString();
+  return text ? `${WEB}${path}?${text}` : WEB + path;
+}
+
+// A client for the site `code`: `send` gives the raw Response (streams, uploads), the verbs
+// the parsed body; both throw ApiError on a failed call.
+export function webClient(code) {
+  let asking = null;
+
+  async function passport(renew) {
+    const kept = localStorage.getItem(storeKey(code));
+    if (kept && !renew) return kept;
+    asking ??= (async () => {
+      const id = requestId();
+      const headers = { "x-app-code": code, "x-request-id": id };
+      // A returning browser sends its old passport: the server keeps its end user.
+      if (kept) headers.authorization = `Bearer ${kept}`;
+      const response = await fetch(url("/passport"), { headers });
+      if (!response.ok) {
+        // A passport the site no longer takes is dropped; a new visit starts afresh.
+        if (response.status === 401) localStorage.removeItem(storeKey(code));
+        throw await errorOf(response, id);
+      }
+      const token = (await response.json()).access_token;
+      localStorage.setItem(storeKey(code), token);
+      return token;
+    })().finally(() => { asking = null; });
+    return asking;
+  }
+
+  async function send(method, path, { body, query, headers = {}, signal, form } = {}) {
+    const id = requestId();
+    const json = !form && body !== undefined;
+    const attempt = (token) => fetch(url(path, query), {
+      method,
+      signal,
+      headers: { "x-request-id": id, "x-app-code": code, authorization: `Bearer ${token}`, ...(json ? { "content-type": "application/json" } : {}), ...headers },
+      body: form || (json ? JSON.stringify(body) : undefined),
+    });
+    let response = await attempt(await passport(false));
+    if (response.status === 401) response = await attempt(await passport(true));
+    if (!response.ok) throw await errorOf(response, id);
+    return response;
+  }
+
+  // The parsed body: JSON, text, or null for 204.
+  const call = (method, path, options) => send(method, path, options).then((r) =>
+    (r.status === 204 ? null : (r.headers.get("content-type") || "").includes("json") ? r.json() : r.text()));
+
+  return {
+    code,
+    passport: () => passport(false),
+    send,
+    get: (path, query, options) => call("GET", path, { query, ...options }),
+    post: (path, body, options) => call("POST", path, { body, ...options }),
+    patch: (path, body, options) => call("PATCH", path, { body, ...options }),
+    delete: (path, options) => call("DELETE", path, options),
+    upload(file) {
+      const form = new FormData();
+      form.append("file", file);
+      return call("POST", "/files/upload", { form });
+    },
+  };
+}

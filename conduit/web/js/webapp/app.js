@@ -1,0 +1,82 @@
+// The end-user web app of a site: `/chat/{code}`, `/completion/{code}`, `/workflow/{code}`.
+// It takes a passport for the code, reads the site and the app's parameters, then shows the
+// page of the address's kind. A bad code or a disabled site is said in the server's words.
+import { html, render, useEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { ErrorBox, Loading } from "../ui.js";
+import { webClient } from "./api.js";
+
+const KINDS = { chat: "./chat.js", completion: "./completion.js", workflow: "./workflow.js" };
+
+function where() {
+  const [, kind, code] = location.pathname.split("/");
+  return { kind, code: decodeURIComponent(code || "") };
+}
+
+function useSite(client) {
+  const [state, setState] = useState({ site: null, parameters: null, error: null });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    setState({ site: null, parameters: null, error: null });
+    Promise.all([client.get("/site"), client.get("/parameters")]).then(
+      ([site, parameters]) => setState({ site, parameters, error: null }),
+      (error) => setState({ site: null, parameters: null, error }),
+    );
+  }, [tick]);
+  return { ...state, reload: () => setTick((t) => t + 1) };
+}
+
+function usePage(kind) {
+  const [state, setState] = useState({ page: null, error: null });
+  useEffect(() => {
+    import(KINDS[kind]).then(
+      (m) => setState({ page: m.default, error: null }),
+      (error) => setState({ page: null, error: new Error(`This page could not be loaded: ${error.message}`) }),
+    );
+  }, [kind]);
+  return state;
+}
+
+function WebApp({ kind, client }) {
+  const loaded = useSite(client);
+  const page = usePage(kind);
+  const site = loaded.site ? loaded.site.site || loaded.site : null;
+  useEffect(() => { if (site) document.title = site.title; }, [site]);
+  if (loaded.error || page.error) {
+    document.title = "This app is not available";
+    return html`<main id="main" class="webapp unavailable">
+      <h1>This app is not available</h1>
+      <${ErrorBox} error=${loaded.error || page.error} onRetry=${loaded.error ? loaded.reload : undefined} />
+    </main>`;
+  }
+  if (!site || !page.page) return html`<main id="main" class="webapp"><h1 class="visually-hidden">Loading</h1><${Loading} /></main>`;
+  const Page = page.page;
+  return html`<div class="webapp-shell">
+    <header class="site-header">
+      ${site.icon_type === "emoji" && site.icon && html`<span class="site-icon" aria-hidden="true" style=${{ background: site.icon_background || "transparent" }}>${site.icon}</span>`}
+      ${site.icon_type === "image" && site.icon_url && html`<img class="site-icon" src=${site.icon_url} alt="" />`}
+      <div>
+        <h1>${site.title}</h1>
+        ${site.description && html`<p class="site-description">${site.description}</p>`}
+      </div>
+    </header>
+    <main id="main" class=${`webapp kind-${kind}`}>
+      <${Page} client=${client} site=${site} parameters=${loaded.parameters} />
+    </main>
+    <footer class="site-footer">
+      ${site.copyright && html`<span>© ${site.copyright}</span>`}
+      ${site.privacy_policy && html`<a href=${site.privacy_policy} rel="noopener">Privacy policy</a>`}
+      ${site.custom_disclaimer && html`<span>${site.custom_disclaimer}</span>`}
+    </footer>
+  </div>`;
+}
+
+function NotFound() {
+  document.title = "Page not found";
+  return html`<main id="main" class="webapp unavailable"><h1>Page not found</h1>
+    <div class="error" role="alert">This address names no app: it should be /chat/, /completion/ or /workflow/ followed by the app's code.</div></main>`;
+}
+
+const { kind, code } = where();
+const root = document.getElementById("root");
+root.textContent = "";
+render(KINDS[kind] && code ? html`<${WebApp} kind=${kind} client=${webClient(code)} />` : html`<${NotFound} />`, root);

@@ -1,0 +1,80 @@
+// The workflow page of a site: the start form, Run, the streamed text (`text_chunk`), the
+// steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs.
+import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { Button, ErrorBox, formatMs } from "../ui.js";
+import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
+import { follow, runNames } from "./stream.js";
+
+export default function Workflow({ client, parameters, site }) {
+  const items = formItems(parameters);
+  const policy = uploadPolicy(parameters);
+  const [inputs, setInputs] = useState(() => initialInputs(items));
+  const [files, setFiles] = useState([]);
+  const [run, setRun] = useState(null); // {text, steps, status, outputs, error, elapsed, streaming, taskId}
+  const [runError, setRunError] = useState(null);
+
+  const start = async () => {
+    if (run && run.streaming) return;
+    setRunError(null);
+    let response;
+    try {
+      response = await client.send("POST", "/workflows/run", {
+        body: { inputs: inputsBody(items, inputs), response_mode: "streaming", files: filesBody(files) },
+      });
+    } catch (error) {
+      setRunError(error);
+      return;
+    }
+    const state = { text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId: runNames(response).taskId };
+    setRun({ ...state });
+    const result = await follow(response, (event) => {
+      if (!event) return;
+      const data = event.data || {};
+      if (event.task_id) state.taskId = event.task_id;
+      if (event.event === "text_chunk") state.text += data.text || "";
+      if (event.event === "text_replace") state.text = data.text || "";
+      if (event.event === "node_finished") state.steps = [...state.steps, { id: data.id, title: data.title || data.node_type, status: data.status, elapsed: data.elapsed_time }];
+      if (event.event === "workflow_finished") {
+        state.status = data.status;
+        state.outputs = data.outputs;
+        state.elapsed = data.elapsed_time;
+        if (data.error) state.error = { message: data.error };
+      }
+      setRun({ ...state });
+    });
+    state.streaming = false;
+    if (result.error) state.error = result.error;
+    setRun({ ...state });
+  };
+
+  const stop = async () => {
+    if (!run || !run.taskId) return;
+    setRun((r) => ({ ...r, stopping: true }));
+    try { await client.post(`/workflows/tasks/${run.taskId}/stop`, {}); } catch (error) { setRunError(error); }
+  };
+
+  const outputs = run && run.outputs && Object.keys(run.outputs).length ? run.outputs : null;
+  return html`<div class="webapp-workflow">
+    <form class="panel" aria-label="Inputs" onSubmit=${(e) => { e.preventDefault(); start(); }}>
+      <h2>Inputs</h2>
+      ${!items.length && html`<p class="muted">This workflow takes no inputs.</p>`}
+      <${InputForm} items=${items} values=${inputs} onInput=${setInputs} disabled=${Boolean(run && run.streaming)} />
+      <${Attachments} client=${client} policy=${policy} files=${files} onChange=${setFiles} disabled=${Boolean(run && run.streaming)} />
+      <${ErrorBox} error=${runError} />
+      <div class="row">
+        <${Button} kind="primary" type="submit" disabled=${Boolean(run && run.streaming)}>Run<//>
+        ${run && run.streaming && html`<${Button} kind="danger" type="button" onClick=${stop} busy=${Boolean(run.stopping)} disabled=${!run.taskId}>Stop<//>`}
+      </div>
+    </form>
+    ${run && html`<section class="panel result" aria-label="Result" aria-live="polite" aria-busy=${run.streaming ? "true" : "false"}>
+      <h2>Result <span class=${`status ${run.status}`}>${run.status}</span>${run.elapsed ? html` <span class="muted">${formatMs(run.elapsed * 1000)}</span>` : ""}</h2>
+      ${run.text && html`<div class="result-text">${run.text}</div>`}
+      ${outputs && html`<dl class="outputs">${Object.entries(outputs).map(([name, value]) => html`<dt>${name}</dt>
+        <dd class="result-text">${typeof value === "string" ? value : JSON.stringify(value, null, 2)}</dd>`)}</dl>`}
+      <${ErrorBox} error=${run.error} />
+      ${site.show_workflow_steps !== false && run.steps.length > 0 && html`<details class="steps"><summary>Steps (${run.steps.length})</summary>
+        <ol>${run.steps.map((s) => html`<li key=${s.id}>${s.title} <span class=${`status ${s.status}`}>${s.status}</span> ${s.elapsed ? formatMs(s.elapsed * 1000) : ""}</li>`)}</ol>
+      </details>`}
+    </section>`}
+  </div>`;
+}
