@@ -52,10 +52,13 @@ function url(path, query) {
 export async function errorOf(response, id) {
   let body = null;
   try { body = await response.json(); } catch { /* not JSON */ }
-  const message = (body && (body.message || body.detail)) ||
+  const message = (body && (body.message || body.detail ||
+    (typeof body.error === "string" && body.error))) || // Dify's failed DSL import: {status, error}
     `${response.status} ${response.statusText || "error"}`;
-  return new ApiError(response.status, body && body.code, String(message),
+  const error = new ApiError(response.status, body && body.code, String(message),
     response.headers.get("x-request-id") || id);
+  error.body = body; // the whole reply, for pages that show more than its message
+  return error;
 }
 
 let refreshing = null;
