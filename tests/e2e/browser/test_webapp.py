@@ -204,21 +204,23 @@ def test_chat_page(
         toggle = other.get_by_role("button", name="Conversations")
         assert toggle.get_attribute("aria-expanded") == "false"
         assert not other.get_by_role("navigation", name="Conversations").is_visible()
-        # An image attached (uploaded at once), sent with the message and stored with it.
-        other.locator('input[type="file"]').set_input_files(
-            {"name": "dot.png", "mimeType": "image/png", "buffer": DOT_PNG}
-        )
+        # An image attached: uploaded at once, then sent as Dify's `files` with the message.
+        with other.expect_response("**/api/files/upload") as uploaded:
+            other.locator('input[type="file"]').set_input_files(
+                {"name": "dot.png", "mimeType": "image/png", "buffer": DOT_PNG}
+            )
+        file_id = uploaded.value.json()["id"]
         other.get_by_role("button", name="Remove dot.png").wait_for()
         other.get_by_label("Message").fill("Hi from a phone")
-        other.get_by_role("button", name="Send").click()
+        with other.expect_request("**/api/chat-messages") as sent:
+            other.get_by_role("button", name="Send").click()
+        assert sent.value.post_data_json["files"] == [
+            {"type": "image", "transfer_method": "local_file", "upload_file_id": file_id}
+        ]
         wait_idle(other, 1)
         assert "You said: Hi from a phone" in answers(other).first.inner_text()
+        assert "Attached: dot.png" in other.locator(".turn .bubble.user").inner_text()
         assert other.get_by_role("button", name="Remove dot.png").count() == 0
-        other.reload()
-        other.get_by_role("button", name="Conversations").click()
-        other.get_by_role("navigation", name="Conversations").locator(".conversation-open").click()
-        other.locator(".turn").get_by_text("Attached:").wait_for()
-        other.get_by_role("button", name="Conversations").click()
         width = other.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 375, f"the page scrolls sideways on a phone ({width}px)"
         axe(other, context="chat page on a phone")
