@@ -74,21 +74,27 @@ async def rename_conversation(
     """Rename; with `auto_generate` the model names it from the first question."""
     app = _chat_app(caller.app)
     body = await json_body(request)
-    name = body.get("name")
-    auto_generate = body.get("auto_generate", False)
-    if not isinstance(auto_generate, bool):
-        raise InvalidParam("auto_generate must be a boolean")
-    if not auto_generate and (not isinstance(name, str) or not name.strip()):
-        raise InvalidParam("name is required when auto_generate is false")
+    name, auto_generate = rename_fields(body)
     context = runs_of(request)
     return await naming.rename(
         context,
         app=app,
         user=optional_user(body.get("user")),
         conversation_id=conversation_id,
-        name=name if isinstance(name, str) else None,
+        name=name,
         auto_generate=auto_generate,
     )
+
+
+def rename_fields(body: dict[str, Any]) -> tuple[str | None, bool]:
+    """A rename body's `name` and `auto_generate` (a name is required without the latter)."""
+    name = body.get("name")
+    auto_generate = body.get("auto_generate", False)
+    if not isinstance(auto_generate, bool):
+        raise InvalidParam("auto_generate must be a boolean")
+    if not auto_generate and (not isinstance(name, str) or not name.strip()):
+        raise InvalidParam("name is required when auto_generate is false")
+    return (name if isinstance(name, str) else None), auto_generate
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from conduit.api.deps import DbSession
 from conduit.api.runs import runs_of
+from conduit.api.v1.conversations import rename_fields
 from conduit.api.v1.schemas import int_query, json_body, optional, optional_json_body
 from conduit.api.web.deps import Caller, chat_app
 from conduit.errors import InvalidParam
@@ -72,20 +73,14 @@ async def rename_conversation(
 ) -> dict[str, Any]:
     """Rename; with `auto_generate` the model names it from the first question."""
     app = chat_app(caller)
-    body = await json_body(request)
-    name = body.get("name")
-    auto_generate = body.get("auto_generate", False)
-    if not isinstance(auto_generate, bool):
-        raise InvalidParam("auto_generate must be a boolean")
-    if not auto_generate and (not isinstance(name, str) or not name.strip()):
-        raise InvalidParam("name is required when auto_generate is false")
+    name, auto_generate = rename_fields(await json_body(request))
     return await naming.rename(
         runs_of(request),
         app=app,
         user=caller.user,
         user_type=BROWSER,
         conversation_id=conversation_id,
-        name=name if isinstance(name, str) else None,
+        name=name,
         auto_generate=auto_generate,
     )
 
