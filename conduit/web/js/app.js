@@ -3,7 +3,7 @@
 // sign-in page, which comes back to where the user was.
 import { html, render, useEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
 import { api, tokens, signedOut, invalidate } from "./api.js";
-import { match, navigate, useLocation, href } from "./router.js";
+import { match, navigate, parseHash, useLocation, href } from "./router.js";
 import { SessionContext } from "./session.js";
 import { ErrorBox, Loading } from "./ui.js";
 
@@ -87,7 +87,8 @@ function Shell() {
   const account = useAccount(signedIn);
   const onSignedIn = () => {
     setSignedIn(true);
-    const back = where.query.next;
+    // The hash as it is now: the redirect to sign-in used replaceState (no hashchange).
+    const back = parseHash().query.next;
     navigate(back && back.startsWith("/") && back !== "/signin" ? back : "/apps");
   };
   const route = signedIn ? match(where.path) : match("/signin");
