@@ -41,7 +41,9 @@ def test_datasets_upload_progress_segments_and_hit_testing(
 
     # An unsupported type: the upload is refused, in words.
     files = page.get_by_label("Files (several at once)")
-    files.set_input_files([{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}])
+    files.set_input_files(
+        [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}]
+    )
     page.get_by_role("button", name="Upload").click()
     alert = page.get_by_role("alert")
     alert.wait_for()
