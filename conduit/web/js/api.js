@@ -123,10 +123,17 @@ export const api = {
 const cache = new Map(); // url → {data, at}
 const listeners = new Map(); // url → Set(callback)
 
+// Another account or workspace: nothing cached may show (the pages then load afresh).
+export function forget() {
+  cache.clear();
+  for (const set of listeners.values()) for (const cb of set) cb();
+}
+
+// After a write: every cached read under `prefix` is fetched again. What was shown stays on
+// screen until the new answer arrives (stale-while-revalidate), so nothing blinks to "Loading".
 export function invalidate(prefix) {
   for (const key of [...cache.keys()]) {
     if (key.startsWith(url(prefix))) {
-      cache.delete(key);
       for (const cb of listeners.get(key) || []) cb();
     }
   }

@@ -2,7 +2,7 @@
 // on first visit). Signed out (no token, or a 401 the refresh token could not mend) → the
 // sign-in page, which comes back to where the user was.
 import { html, render, useEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
-import { api, tokens, signedOut, invalidate } from "./api.js";
+import { api, tokens, signedOut, forget } from "./api.js";
 import { match, navigate, parseHash, useLocation, href } from "./router.js";
 import { SessionContext } from "./session.js";
 import { ErrorBox, Loading } from "./ui.js";
@@ -48,14 +48,14 @@ function Nav({ session, path }) {
   const links = [["/apps", "Apps"], ["/datasets", "Knowledge"], ["/providers", "Model providers"], ["/members", "Members"]];
   const switchTo = async (tenantId) => {
     await api.post("/workspaces/switch", { tenant_id: tenantId });
-    invalidate("");
+    forget();
     session.reload();
     navigate("/apps");
   };
   const signOut = async () => {
     try { await api.post("/logout"); } catch { /* signed out either way */ }
     tokens.clear();
-    invalidate("");
+    forget();
     signedOut.dispatchEvent(new Event("signedout"));
   };
   return html`<header class="top">
