@@ -112,7 +112,8 @@ def test_chat_streams_stops_resumes_after_a_reload_and_shows_errors(
     axe(page, context="debugger after three turns")
 
     # 4. The upstream refuses: the envelope's message, in words, under the turn.
-    upstream.control(mode="quota")
+    # Several: a background naming call of the conversation may take one first.
+    upstream.control(mode="quota", times=4)
     send(page, "one more")
     page.locator(f'{LATEST}[data-status="error"]').wait_for()
     alert = page.locator(f"{LATEST} [role=alert]")
