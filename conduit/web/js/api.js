@@ -2,7 +2,7 @@
 // token, a request id per call (sent, and kept on the error), the error envelope turned into
 // an ApiError whose message is the server's own words, 401 → one refresh then sign-in, and a
 // small stale-while-revalidate cache for reads (`useResource`).
-import { useEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
+import { useLayoutEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
 
 const ACCESS = "conduit.console.access_token";
 const REFRESH = "conduit.console.refresh_token";
@@ -150,7 +150,9 @@ export function useResource(path, query) {
   }));
   const [tick, setTick] = useState(0);
   const reload = useCallback(() => setTick((t) => t + 1), []);
-  useEffect(() => {
+  // A layout effect: the request leaves as the page is committed. Preact runs plain effects
+  // after the next animation frame, which a background or headless tab delays up to 100 ms.
+  useLayoutEffect(() => {
     if (!key) return undefined;
     let live = true;
     const cached = cache.get(key);

@@ -1,24 +1,40 @@
 // The console's shell: who is signed in, the navigation, and the page the hash names (loaded
 // on first visit). Signed out (no token, or a 401 the refresh token could not mend) → the
 // sign-in page, which comes back to where the user was.
-import { html, render, useEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
+import { html, render, useEffect, useLayoutEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
 import { api, tokens, signedOut, forget } from "./api.js";
 import { match, navigate, parseHash, useLocation, href } from "./router.js";
 import { SessionContext } from "./session.js";
 import { ErrorBox, Loading } from "./ui.js";
 
 const loaded = new Map(); // module path → module
+const loading = new Map(); // module path → the promise of its import
+
+function load(module) {
+  if (!loading.has(module)) {
+    loading.set(module, import(module).then((m) => { loaded.set(module, m); return m; }));
+  }
+  return loading.get(module);
+}
+
+// The page the address names starts loading now, beside the account's first requests, not
+// after the first render.
+const first = match(tokens.access ? parseHash().path : "/signin");
+if (first) load(first.module).catch(() => { /* reported when the page is shown */ });
 
 function usePage(module) {
   const [state, setState] = useState(() => ({ page: loaded.get(module) || null, error: null }));
-  useEffect(() => {
+  useLayoutEffect(() => { // at commit, not a frame later (see api.js)
     if (!module) return;
     if (loaded.has(module)) { setState({ page: loaded.get(module), error: null }); return; }
     let live = true;
     setState({ page: null, error: null });
-    import(module).then(
-      (m) => { loaded.set(module, m); if (live) setState({ page: m, error: null }); },
-      (error) => { if (live) setState({ page: null, error: new Error(`This page could not be loaded: ${error.message}`) }); },
+    load(module).then(
+      (m) => { if (live) setState({ page: m, error: null }); },
+      (error) => {
+        loading.delete(module); // a later visit tries again
+        if (live) setState({ page: null, error: new Error(`This page could not be loaded: ${error.message}`) });
+      },
     );
     return () => { live = false; };
   }, [module]);
@@ -29,7 +45,7 @@ function useAccount(signedIn) {
   const [state, setState] = useState({ profile: null, workspaces: [], workspace: null, error: null });
   const [tick, setTick] = useState(0);
   const reload = useCallback(() => setTick((t) => t + 1), []);
-  useEffect(() => {
+  useLayoutEffect(() => { // at commit, not a frame later (see api.js)
     if (!signedIn) return;
     Promise.all([api.get("/account/profile"), api.get("/workspaces")]).then(
       ([profile, workspaces]) => setState({
