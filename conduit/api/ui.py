@@ -1,52 +1,110 @@
 """The browser side, served by `conduit serve` itself: the console at `/` (a single page whose
 scripts live under `/ui/`), and the end-user web app at `/chat/{code}`, `/completion/{code}`
 and `/workflow/{code}`, which talks to the web tier (`/api`) only. The files are in
-`conduit/web/` (ADR 0017): plain ES modules and a vendored Preact + htm, no build step."""
+`conduit/web/` (ADR 0017): plain ES modules and a vendored Preact + htm, no build step.
+
+The files are read once, when the app is built, and served from memory. The two HTML pages
+name their assets under `/ui/{version}/`, where the version is a digest of every file: those
+URLs never change meaning, so a browser keeps them for good (`immutable`) and a returning
+visit asks for none of them; the modules import each other by relative paths, so they all
+stay under the version. An upgrade is a new version, hence new URLs. The same files under
+plain `/ui/…` are revalidated (`no-cache` + ETag) for whoever links them directly.
+"""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import mimetypes
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from starlette.responses import FileResponse, Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-# The pages name their scripts by fixed paths, so a browser must ask again whether they
-# changed (an ETag answers 304) rather than keep a stale copy after an upgrade.
-_REVALIDATE = {"Cache-Control": "no-cache"}
-
-router = APIRouter(include_in_schema=False)
+_REVALIDATE = "no-cache"
+_FOREVER = "public, max-age=31536000, immutable"
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
-@router.get("/")
-def console_page() -> FileResponse:
-    return FileResponse(WEB_DIR / "index.html", headers=_REVALIDATE)
+@dataclass(frozen=True)
+class _File:
+    body: bytes
+    media_type: str
+    etag: str
 
 
-@router.get("/chat/{code}")
-@router.get("/completion/{code}")
-@router.get("/workflow/{code}")
-def web_app_page(code: str) -> FileResponse:
-    """The end-user page of an app's site; the page reads the code from its own address."""
-    return FileResponse(WEB_DIR / "webapp.html", headers=_REVALIDATE)
+class WebAssets:
+    """`conduit/web/` in memory, and its version."""
+
+    def __init__(self, root: Path = WEB_DIR) -> None:
+        self.files: dict[str, _File] = {}
+        version = hashlib.sha256()
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            name = path.relative_to(root).as_posix()
+            body = path.read_bytes()
+            version.update(name.encode() + b"\0" + body)
+            media_type = _TYPES.get(path.suffix) or (
+                mimetypes.guess_type(name)[0] or "application/octet-stream"
+            )
+            if media_type.startswith("text/") and "charset" not in media_type:
+                media_type += "; charset=utf-8"
+            etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
+            self.files[name] = _File(body, media_type, etag)
+        self.version = version.hexdigest()[:12]
+        self.pages = {
+            name: self.files[name].body.replace(b'"/ui/', f'"/ui/{self.version}/'.encode())
+            for name in ("index.html", "webapp.html")
+        }
+
+    def page(self, name: str) -> Response:
+        return Response(
+            self.pages[name],
+            media_type="text/html; charset=utf-8",
+            headers={"Cache-Control": _REVALIDATE},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The `/ui` mount: `/ui/{version}/{file}` for good, `/ui/{file}` revalidated."""
+        # Mounted at /ui: the scope's path is the whole path, its root_path "/ui".
+        path = scope["path"].removeprefix(scope.get("root_path", "")).lstrip("/")
+        caching = _REVALIDATE
+        version, _, rest = path.partition("/")
+        if version == self.version:
+            path, caching = rest, _FOREVER
+        found = self.files.get(path)
+        if scope["method"] not in ("GET", "HEAD"):
+            response = Response(status_code=405, headers={"Allow": "GET, HEAD"})
+        elif found is None or path.endswith(".html"):
+            response = Response("Not Found", status_code=404, media_type="text/plain")
+        else:
+            headers = {"Cache-Control": caching, "ETag": found.etag}
+            if Request(scope).headers.get("if-none-match") == found.etag:
+                response = Response(status_code=304, headers=headers)
+            else:
+                body = b"" if scope["method"] == "HEAD" else found.body
+                response = Response(body, media_type=found.media_type, headers=headers)
+                if scope["method"] == "HEAD":
+                    response.headers["content-length"] = str(len(found.body))
+        await response(scope, receive, send)
 
 
-class _Assets(StaticFiles):
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers.update(_REVALIDATE)
-        return response
+def install_ui(app: FastAPI, assets: WebAssets | None = None) -> None:
+    web = assets or WebAssets()
+    router = APIRouter(include_in_schema=False)
 
+    @router.get("/")
+    def console_page() -> Response:
+        return web.page("index.html")
 
-def install_ui(app: FastAPI) -> None:
+    @router.get("/chat/{code}")
+    @router.get("/completion/{code}")
+    @router.get("/workflow/{code}")
+    def web_app_page(code: str) -> Response:
+        """The end-user page of an app's site; the page reads the code from its own address."""
+        return web.page("webapp.html")
+
     app.include_router(router)
-    app.mount("/ui", _Assets(directory=WEB_DIR), name="ui")
+    app.mount("/ui", web, name="ui")

@@ -22,23 +22,27 @@ function load(module) {
 const first = match(tokens.access ? parseHash().path : "/signin");
 if (first) load(first.module).catch(() => { /* reported when the page is shown */ });
 
+// The module of the page `module` names: at once when it is loaded already, else once its
+// import ends. Never another page's module (a render between two routes would give the new
+// route's props to the old page).
 function usePage(module) {
-  const [state, setState] = useState(() => ({ page: loaded.get(module) || null, error: null }));
+  const [state, setState] = useState({ module: null, page: null, error: null });
   useLayoutEffect(() => { // at commit, not a frame later (see api.js)
-    if (!module) return;
-    if (loaded.has(module)) { setState({ page: loaded.get(module), error: null }); return; }
+    if (!module || loaded.has(module)) return undefined;
     let live = true;
-    setState({ page: null, error: null });
     load(module).then(
-      (m) => { if (live) setState({ page: m, error: null }); },
+      (m) => { if (live) setState({ module, page: m, error: null }); },
       (error) => {
         loading.delete(module); // a later visit tries again
-        if (live) setState({ page: null, error: new Error(`This page could not be loaded: ${error.message}`) });
+        if (live) {
+          setState({ module, page: null, error: new Error(`This page could not be loaded: ${error.message}`) });
+        }
       },
     );
     return () => { live = false; };
   }, [module]);
-  return state;
+  if (module && loaded.has(module)) return { page: loaded.get(module), error: null };
+  return state.module === module ? state : { page: null, error: null };
 }
 
 function useAccount(signedIn) {

@@ -2,7 +2,7 @@
 // and completion apps, its model config (`GET/POST /apps/{id}/model-config`): the model (from
 // the workspace's model providers), the prompt, the opening statement, suggested questions,
 // memory and the feature switches. The server validates; its message is shown as it is.
-import { html, useEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
 import { href } from "../router.js";
@@ -124,10 +124,11 @@ function ModelConfig({ app, config, providers, saved, setSaved }) {
 function Config({ app }) {
   const config = useResource(`/apps/${app.id}/model-config`);
   const providers = useResource("/workspaces/current/model-providers");
-  const [shown, setShown] = useState(0);
   const [saved, setSaved] = useState(false);
-  // A fresh form once both are loaded (and after each reload of the config).
-  useEffect(() => { if (config.data && providers.data) setShown((n) => n + 1); }, [config.data, providers.data]);
+  // The form is made from what is stored, and made again only when that changes (a save):
+  // keyed by the stored content, decided in the render itself, so a revalidation that
+  // brings the same config back never wipes what is being typed.
+  const shown = config.data ? JSON.stringify(config.data.data) : "";
   if (!CONFIG_MODES.includes(app.mode)) {
     return html`<section class="panel"><h2>Model and prompt</h2>
       <p>A ${app.mode} app is driven by its workflow: edit it on the <a href=${href(`/apps/${app.id}/workflow`)}>Workflow</a> page.</p>

@@ -1,0 +1,70 @@
+"""The UI's files as `api/ui.py` serves them: the pages name their assets under a version
+that is a digest of every file (kept for good by browsers), plain `/ui/…` is revalidated, and
+an ETag answers 304."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+from conduit.api.ui import WebAssets, install_ui
+
+PAGE = '<link rel="stylesheet" href="/ui/css/app.css"><script type="module" src="/ui/js/app.js">'
+
+
+def site(root: Path, script: str = "export const a = 1;") -> Path:
+    (root / "js").mkdir(parents=True, exist_ok=True)
+    (root / "css").mkdir(exist_ok=True)
+    (root / "index.html").write_text(PAGE)
+    (root / "webapp.html").write_text(PAGE.replace("app.js", "webapp.js"))
+    (root / "js" / "app.js").write_text(script)
+    (root / "css" / "app.css").write_text("body { margin: 0 }")
+    return root
+
+
+def client(root: Path) -> tuple[TestClient, WebAssets]:
+    app = FastAPI()
+    assets = WebAssets(root)
+    install_ui(app, assets)
+    return TestClient(app), assets
+
+
+def test_pages_name_versioned_assets_kept_for_good(tmp_path: Path) -> None:
+    web, assets = client(site(tmp_path))
+    page = web.get("/")
+    assert page.headers["cache-control"] == "no-cache"
+    assert f'src="/ui/{assets.version}/js/app.js"' in page.text
+    assert f"/ui/{assets.version}/css/app.css" in web.get("/chat/abc").text
+    script = web.get(f"/ui/{assets.version}/js/app.js")
+    assert script.status_code == 200 and script.text == "export const a = 1;"
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+
+
+def test_plain_paths_are_revalidated_with_their_etag(tmp_path: Path) -> None:
+    web, _ = client(site(tmp_path))
+    first = web.get("/ui/js/app.js")
+    assert first.headers["cache-control"] == "no-cache"
+    again = web.get("/ui/js/app.js", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert web.get("/ui/js/app.js", headers={"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_another_file_is_another_version(tmp_path: Path) -> None:
+    _, before = client(site(tmp_path / "a"))
+    _, after = client(site(tmp_path / "b", script="export const a = 2;"))
+    _, same = client(site(tmp_path / "c"))
+    assert before.version != after.version
+    assert before.version == same.version
+
+
+def test_refusals(tmp_path: Path) -> None:
+    web, assets = client(site(tmp_path))
+    assert web.get("/ui/js/missing.js").status_code == 404
+    assert web.get("/ui/index.html").status_code == 404  # pages only at their own addresses
+    assert web.get(f"/ui/{assets.version}/../index.html").status_code == 404
+    assert web.post("/ui/js/app.js").status_code == 405
+    head = web.head("/ui/css/app.css")
+    assert head.status_code == 200 and head.headers["content-length"] == "18"
