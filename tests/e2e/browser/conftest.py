@@ -26,8 +26,12 @@ AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module: Playwright's sync API keeps an event loop marked running on
+    this thread while it is started (another test's `asyncio.run()` would refuse), and its
+    driver and browser are child processes (the sandbox tests want none left): both end with
+    the module."""
     if not CHROMIUM.exists():
         support.missing(f"Chromium at {CHROMIUM} (bash scripts/install-browser)")
     from playwright.sync_api import sync_playwright
