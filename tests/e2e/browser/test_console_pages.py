@@ -78,7 +78,8 @@ def test_quickstart_admin_builds_an_app_from_list_to_site(
     shot(page, "console-apps-delete")
     confirm.get_by_role("button", name="Delete").click()
     wait_text(page, "Deleted “Harbour bot (copy)”.")
-    assert app_row(page, "Harbour bot (copy)").count() == 0
+    # The list is fetched again after the delete; until it arrives the row may still show.
+    app_row(page, "Harbour bot (copy)").wait_for(state="detached")
     listed = quick.client.get("/console/api/apps", params={"name": "Harbour"}).json()["data"]
     assert [a["name"] for a in listed] == ["Harbour bot"]
     app_id = listed[0]["id"]
@@ -259,7 +260,7 @@ def test_model_providers_on_the_fake_upstream(
         "button", name="Delete the provider"
     ).click()
     wait_text(page, "Deleted “Refusing upstream”.")
-    assert page.get_by_role("row").filter(has_text="Refusing upstream").count() == 0
+    page.get_by_role("row").filter(has_text="Refusing upstream").wait_for(state="detached")
 
     # An app's settings offer the workspace's providers and their models.
     app = service_admin.client.post("/console/api/apps", json={"name": "Pilot", "mode": "chat"})
@@ -306,7 +307,7 @@ def test_members_roles_rename_and_workspace_switch(
         "button", name="Remove"
     ).click()
     wait_text(page, f"Removed {email} from the workspace.")
-    assert page.get_by_label(f"Role of {email}").count() == 0
+    page.get_by_label(f"Role of {email}").wait_for(state="detached")
 
     current = service_admin.client.get("/console/api/workspaces/current").json()["data"]
     page.get_by_label("Workspace name").fill("Acme Harbour")
@@ -339,4 +340,5 @@ def test_members_roles_rename_and_workspace_switch(
         other.client.close()
     page.reload()
     page.get_by_role("heading", name="Apps").wait_for()
+    page.locator("main .loading").wait_for(state="detached")  # the list has loaded
     assert app_row(page, "Lamp log").count() == 0
