@@ -9,12 +9,17 @@ URLs never change meaning, so a browser keeps them for good (`immutable`) and a 
 visit asks for none of them; the modules import each other by relative paths, so they all
 stay under the version. An upgrade is a new version, hence new URLs. The same files under
 plain `/ui/…` are revalidated (`no-cache` + ETag) for whoever links them directly.
+`js/boot.js` is written into both pages where they name it, so that a first visit sends the
+page's first reads while the modules are still on their way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
+import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,8 @@ from starlette.types import Receive, Scope, Send
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _REVALIDATE = "no-cache"
 _FOREVER = "public, max-age=31536000, immutable"
+# Inlined into both pages, in place of its <script src>: it runs before any module arrives.
+_BOOT = "js/boot.js"
 _TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
 
@@ -34,6 +41,36 @@ class _File:
     body: bytes
     media_type: str
     etag: str
+
+
+_IMPORT = re.compile(rb"""^\s*(?:import|export)\b[^;'"]*?\bfrom\s*["'](\.{1,2}/[^"']+)["']""", re.M)
+
+
+def _module_deps(files: dict[str, _File]) -> dict[str, list[str]]:
+    """Each module under `js/` → every module it imports, directly or not (static imports by
+    relative path), as paths from `js/`: what js/boot.js preloads with a page's module."""
+    direct: dict[str, list[str]] = {}
+    for name, found in files.items():
+        if name.endswith(".js"):
+            base = posixpath.dirname(name)
+            direct[name] = [
+                posixpath.normpath(posixpath.join(base, spec.decode()))
+                for spec in _IMPORT.findall(found.body)
+            ]
+    closed: dict[str, list[str]] = {}
+    for name in direct:
+        if not name.startswith("js/"):
+            continue
+        seen: list[str] = []
+        todo = list(direct[name])
+        while todo:
+            dep = todo.pop()
+            if dep not in seen and dep != name:
+                seen.append(dep)
+                todo.extend(direct.get(dep, []))
+        if seen:
+            closed[name.removeprefix("js/")] = sorted(posixpath.relpath(d, "js") for d in seen)
+    return closed
 
 
 class WebAssets:
@@ -54,8 +91,16 @@ class WebAssets:
             etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
             self.files[name] = _File(body, media_type, etag)
         self.version = version.hexdigest()[:12]
+        deps = json.dumps(_module_deps(self.files), separators=(",", ":")).encode()
+        boot = self.files[_BOOT].body.replace(b"/*deps*/{}", deps)
+        if b"</script" in boot.lower():
+            raise ValueError(f"{_BOOT} cannot be inlined: it contains </script")
         self.pages = {
-            name: self.files[name].body.replace(b'"/ui/', f'"/ui/{self.version}/'.encode())
+            name: self.files[name]
+            .body.replace(
+                f'<script src="/ui/{_BOOT}"></script>'.encode(), b"<script>" + boot + b"</script>"
+            )
+            .replace(b'"/ui/', f'"/ui/{self.version}/'.encode())
             for name in ("index.html", "webapp.html")
         }
 

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
 from conduit.api.ui import WebAssets, install_ui
 
-PAGE = '<link rel="stylesheet" href="/ui/css/app.css"><script type="module" src="/ui/js/app.js">'
+PAGE = (
+    '<script src="/ui/js/boot.js"></script><link rel="stylesheet" href="/ui/css/app.css">'
+    '<script type="module" src="/ui/js/app.js">'
+)
+BOOT = 'const DEPS = /*deps*/{}; const modules = "/ui/js/";'
 
 
-def site(root: Path, script: str = "export const a = 1;") -> Path:
+def site(root: Path, script: str = "export const a = 1;", boot: str = BOOT) -> Path:
     (root / "js").mkdir(parents=True, exist_ok=True)
     (root / "css").mkdir(exist_ok=True)
+    (root / "js" / "boot.js").write_text(boot)
     (root / "index.html").write_text(PAGE)
     (root / "webapp.html").write_text(PAGE.replace("app.js", "webapp.js"))
     (root / "js" / "app.js").write_text(script)
@@ -68,3 +74,27 @@ def test_refusals(tmp_path: Path) -> None:
     assert web.post("/ui/js/app.js").status_code == 405
     head = web.head("/ui/css/app.css")
     assert head.status_code == 200 and head.headers["content-length"] == "18"
+
+
+def test_the_boot_script_is_inlined_with_each_modules_imports(tmp_path: Path) -> None:
+    """js/boot.js runs before any module arrives: written into both pages, with the versioned
+    `/ui/` and, per module, every module it imports (so a page's module comes with its own)."""
+    root = site(tmp_path, script='import { b } from "./pages/b.js";\nexport const a = b;')
+    (root / "js" / "pages").mkdir()
+    (root / "js" / "pages" / "b.js").write_text(
+        'import { v } from "../../vendor/v.js";\nimport { a } from "../app.js";\nexport const b = v;'
+    )
+    (root / "vendor").mkdir()
+    (root / "vendor" / "v.js").write_text("export const v = 1;")
+    web, assets = client(root)
+    for address in ("/", "/chat/abc"):
+        page = web.get(address).text
+        assert '<script src="/ui/js/boot.js">' not in page and "/boot.js" not in page
+        assert '<script>const DEPS = {"app.js":["../vendor/v.js","pages/b.js"],' in page
+        assert '"pages/b.js":["../vendor/v.js","app.js"]}' in page
+        assert f'const modules = "/ui/{assets.version}/js/";</script>' in page
+
+
+def test_a_boot_script_that_would_end_its_inline_tag_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="</script"):
+        WebAssets(site(tmp_path, boot='const s = "</SCRIPT>";'))

@@ -91,7 +91,10 @@ export async function send(method, path, { body, query, headers = {}, signal, fo
     }
     return fetch(url(path, query), { method, headers: h, body: payload, signal });
   };
-  let response = await attempt();
+  // A plain read the page's boot script (js/boot.js) already sent for this account: its reply.
+  const early = method === "GET" && !signal && Object.keys(headers).length === 0 && globalThis.conduitBoot
+    ? globalThis.conduitBoot.take(url(path, query), tokens.access) : null;
+  let response = (early && (await early)) || (await attempt());
   if (response.status === 401 && path !== "/login" && (await refreshTokens())) {
     response = await attempt();
   }
@@ -126,6 +129,7 @@ const listeners = new Map(); // url → Set(callback)
 // Another account or workspace: nothing cached may show (the pages then load afresh).
 export function forget() {
   cache.clear();
+  if (globalThis.conduitBoot) globalThis.conduitBoot.drop();
   for (const set of listeners.values()) for (const cb of set) cb();
 }
 
@@ -141,12 +145,24 @@ export function invalidate(prefix) {
 
 // {data, error, loading, reload}: the cached value at once (if any), refreshed in the
 // background; `path` null means "nothing to load yet".
+// The replies to reads the boot script sent (js/boot.js), parsed, when they have all arrived
+// (`key`: a URL, or several); else undefined.
+export function early(key) {
+  const boot = globalThis.conduitBoot;
+  return boot && key ? boot.peek(key, tokens.access) : undefined;
+}
+
 export function useResource(path, query) {
   const key = path ? url(path, query) : null;
+  const [first] = useState(() => {
+    const data = early(key);
+    if (data !== undefined) cache.set(key, { data, at: Date.now() });
+    return { key, fresh: data !== undefined };
+  });
   const [state, setState] = useState(() => ({
     data: key && cache.has(key) ? cache.get(key).data : undefined,
     error: null,
-    loading: Boolean(key),
+    loading: Boolean(key) && !first.fresh,
   }));
   const [tick, setTick] = useState(0);
   const reload = useCallback(() => setTick((t) => t + 1), []);
@@ -155,6 +171,14 @@ export function useResource(path, query) {
   useLayoutEffect(() => {
     if (!key) return undefined;
     let live = true;
+    const set = listeners.get(key) || new Set();
+    set.add(reload);
+    listeners.set(key, set);
+    const unlisten = () => { live = false; set.delete(reload); };
+    if (first.fresh && first.key === key && tick === 0) {
+      first.fresh = false; // the boot script's reply, just arrived: no second request
+      return unlisten;
+    }
     const cached = cache.get(key);
     setState({ data: cached ? cached.data : undefined, error: null, loading: true });
     api.get(key).then(
@@ -164,10 +188,7 @@ export function useResource(path, query) {
       },
       (error) => { if (live) setState((s) => ({ data: s.data, error, loading: false })); },
     );
-    const set = listeners.get(key) || new Set();
-    set.add(reload);
-    listeners.set(key, set);
-    return () => { live = false; set.delete(reload); };
+    return unlisten;
   }, [key, tick]);
   return { ...state, reload };
 }

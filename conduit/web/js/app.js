@@ -2,7 +2,7 @@
 // on first visit). Signed out (no token, or a 401 the refresh token could not mend) → the
 // sign-in page, which comes back to where the user was.
 import { html, render, useEffect, useLayoutEffect, useState, useCallback } from "../vendor/htm-preact-3.1.1.module.js";
-import { api, tokens, signedOut, forget } from "./api.js";
+import { api, early, tokens, signedOut, forget } from "./api.js";
 import { match, navigate, parseHash, useLocation, href } from "./router.js";
 import { SessionContext } from "./session.js";
 import { ErrorBox, Loading } from "./ui.js";
@@ -19,8 +19,9 @@ function load(module) {
 
 // The page the address names starts loading now, beside the account's first requests, not
 // after the first render.
+// js/boot.js preloaded it: the first render waits for it (not showing "Loading…" first).
 const first = match(tokens.access ? parseHash().path : "/signin");
-if (first) load(first.module).catch(() => { /* reported when the page is shown */ });
+if (first) await load(first.module).catch(() => { /* reported when the page is shown */ });
 
 // The module of the page `module` names: at once when it is loaded already, else once its
 // import ends. Never another page's module (a render between two routes would give the new
@@ -45,19 +46,28 @@ function usePage(module) {
   return state.module === module ? state : { page: null, error: null };
 }
 
+const accountOf = (profile, workspaces) => ({
+  profile: profile.data,
+  workspaces: workspaces.data,
+  workspace: workspaces.data.find((w) => w.current) || workspaces.data[0] || null,
+  error: null,
+});
+
 function useAccount(signedIn) {
-  const [state, setState] = useState({ profile: null, workspaces: [], workspace: null, error: null });
+  const [state, setState] = useState(() => {
+    // Already here when the boot script's replies arrived before the modules.
+    const both = signedIn ? early(["/console/api/account/profile", "/console/api/workspaces"]) : undefined;
+    if (both) return accountOf(...both);
+    return { profile: null, workspaces: [], workspace: null, error: null };
+  });
+  const [boot] = useState(() => ({ fresh: Boolean(state.profile) }));
   const [tick, setTick] = useState(0);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   useLayoutEffect(() => { // at commit, not a frame later (see api.js)
     if (!signedIn) return;
+    if (boot.fresh) { boot.fresh = false; return; } // the boot script's replies, just arrived
     Promise.all([api.get("/account/profile"), api.get("/workspaces")]).then(
-      ([profile, workspaces]) => setState({
-        profile: profile.data,
-        workspaces: workspaces.data,
-        workspace: workspaces.data.find((w) => w.current) || workspaces.data[0] || null,
-        error: null,
-      }),
+      ([profile, workspaces]) => setState(accountOf(profile, workspaces)),
       (error) => setState((s) => ({ ...s, error })),
     );
   }, [signedIn, tick]);

@@ -36,3 +36,83 @@ def test_shell_assets_are_revalidated(service_stack: support.Stack) -> None:
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert script.headers["cache-control"] == "no-cache" and script.headers.get("etag")
     assert missing.status_code == 404
+
+
+FIRST_VISIT = """() => {
+  const loading = document.querySelector(".loading");
+  return Boolean(document.querySelector("main") && document.querySelector("h1")) && !loading;
+}"""
+
+
+def test_a_first_visit_asks_for_each_read_once_and_takes_every_boot_read(
+    console: Any, browser: Any, service_stack: support.Stack
+) -> None:
+    """js/boot.js sends a page's first reads before its modules arrive; the page must take
+    them over (none left over: its table matches the pages) and never ask twice — the
+    end-user page above all, where a second passport would be a second end user."""
+    base = service_stack.base_url
+    access = console.evaluate("() => localStorage.getItem('conduit.console.access_token')")
+    refresh = console.evaluate("() => localStorage.getItem('conduit.console.refresh_token')")
+    auth = {"Authorization": f"Bearer {access}"}
+    with service_stack.client() as client:
+        chat = client.post(
+            "/console/api/apps", json={"name": "first visit", "mode": "chat"}, headers=auth
+        ).json()["data"]["id"]
+        flow = client.post(
+            "/console/api/apps", json={"name": "first flow", "mode": "workflow"}, headers=auth
+        ).json()["data"]["id"]
+        dataset = client.post(
+            "/console/api/datasets", json={"name": "first kb"}, headers=auth
+        ).json()["data"]["id"]
+        code = client.get(f"/console/api/apps/{chat}/site", headers=auth).json()["data"]["code"]
+    paths = [
+        "/#/apps",
+        f"/#/apps/{chat}",
+        f"/#/apps/{chat}/debug",
+        f"/#/apps/{chat}/logs",
+        f"/#/apps/{chat}/keys",
+        f"/#/apps/{chat}/site",
+        f"/#/apps/{chat}/tasks",
+        f"/#/apps/{flow}/workflow",
+        "/#/datasets",
+        f"/#/datasets/{dataset}",
+        "/#/providers",
+        "/#/members",
+        f"/chat/{code}",
+    ]
+    for path in paths:
+        context = browser.new_context()
+        try:
+            if path.startswith("/#/"):
+                context.add_init_script(
+                    f"localStorage.setItem('conduit.console.access_token', {access!r});"
+                    f"localStorage.setItem('conduit.console.refresh_token', {refresh!r});"
+                )
+            asked: list[str] = []
+            context.on(
+                "request",
+                lambda r: (
+                    asked.append(r.url.removeprefix(base))
+                    if "/api/" in r.url and r.method == "GET"
+                    else None
+                ),
+            )
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(f"{base}{path}")
+            try:
+                page.wait_for_function(FIRST_VISIT, timeout=15_000)
+            except Exception as error:
+                shown = page.evaluate("() => document.body.innerText.slice(0, 300)")
+                raise AssertionError(f"{path} did not render: {shown!r} {errors}") from error
+            page.wait_for_load_state("networkidle")
+            left = page.evaluate("() => globalThis.conduitBoot.pending()")
+            twice = sorted({url for url in asked if asked.count(url) > 1})
+            assert not errors, f"{path}: {errors}"
+            assert not left, f"{path}: boot reads no page took: {left}"
+            assert not twice, f"{path}: asked more than once: {twice}"
+            if path.startswith("/chat/"):
+                assert asked.count("/api/passport") == 1
+        finally:
+            context.close()

@@ -1,7 +1,7 @@
 // One dataset: upload several files at once, each document's indexing followed live (stage,
 // segments done of total, the error in words; polled every second while any is unfinished),
 // a document's segments (paged, enable/disable) and hit testing.
-import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, send, useResource } from "../api.js";
 import { href } from "../router.js";
 import { atLeast, useSession } from "../session.js";
@@ -32,9 +32,10 @@ function stageOf(doc, item) {
 function useDocuments(datasetId, page) {
   const [state, setState] = useState({ data: undefined, progress: {}, error: null });
   const [tick, setTick] = useState(0);
-  useEffect(() => {
+  useLayoutEffect(() => { // at commit, not a frame later (see api.js)
     let live = true;
     let timer = null;
+    let moved = tick > 0; // after an upload (a reload), the counts change once it settles
     const load = async () => {
       try {
         const list = await api.get(`/datasets/${datasetId}/documents`, { page, limit: 50 });
@@ -47,8 +48,13 @@ function useDocuments(datasetId, page) {
         if (!live) return;
         setState((s) => ({ data: list, progress: { ...s.progress, ...progress }, error: null }));
         const moving = list.data.some((d) => !SETTLED.has(stageOf(d, progress[d.id])));
-        if (moving) timer = setTimeout(load, 1000);
-        else invalidate("/datasets"); // its counts changed, here and in the list
+        if (moving) {
+          moved = true;
+          timer = setTimeout(load, 1000);
+        } else if (moved) {
+          moved = false;
+          invalidate("/datasets"); // indexing ended: its counts changed, here and in the list
+        }
       } catch (error) {
         if (live) setState((s) => ({ ...s, error }));
       }

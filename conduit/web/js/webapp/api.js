@@ -21,7 +21,18 @@ function url(path, query) {
 export function webClient(code) {
   let asking = null;
 
+  // The passport the page's boot script (js/boot.js) asked for, if it did: taken once.
+  let early = globalThis.conduitBoot ? globalThis.conduitBoot.passport : null;
+
   async function passport(renew) {
+    if (early && !renew) {
+      asking ??= early.finally(() => { asking = null; });
+      early = null;
+    }
+    if (asking && !renew) {
+      const token = await asking;
+      if (token) return token;
+    }
     const kept = localStorage.getItem(storeKey(code));
     if (kept && !renew) return kept;
     asking ??= (async () => {
@@ -51,7 +62,11 @@ export function webClient(code) {
       headers: { "x-request-id": id, "x-app-code": code, authorization: `Bearer ${token}`, ...(json ? { "content-type": "application/json" } : {}), ...headers },
       body: form || (json ? JSON.stringify(body) : undefined),
     });
-    let response = await attempt(await passport(false));
+    // A plain read the boot script already sent for this site: its reply.
+    const boot = globalThis.conduitBoot;
+    const early = method === "GET" && !signal && !form && Object.keys(headers).length === 0 && boot
+      ? boot.take(url(path, query), code) : null;
+    let response = (early && (await early)) || (await attempt(await passport(false)));
     if (response.status === 401) response = await attempt(await passport(true));
     if (!response.ok) throw await errorOf(response, id);
     return response;

@@ -1,7 +1,7 @@
 // The end-user web app of a site: `/chat/{code}`, `/completion/{code}`, `/workflow/{code}`.
 // It takes a passport for the code, reads the site and the app's parameters, then shows the
 // page of the address's kind. A bad code or a disabled site is said in the server's words.
-import { html, render, useEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, render, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { ErrorBox, Loading } from "../ui.js";
 import { webClient } from "./api.js";
 
@@ -12,10 +12,17 @@ function where() {
   return { kind, code: decodeURIComponent(code || "") };
 }
 
+// A boot script's reply (js/boot.js) that has arrived, parsed; else undefined.
+const early = (client, paths) => (globalThis.conduitBoot ? globalThis.conduitBoot.peek(paths.map((p) => `/api${p}`), client.code) : undefined);
+
 function useSite(client) {
-  const [state, setState] = useState({ site: null, parameters: null, error: null });
+  const [state, setState] = useState(() => {
+    const both = early(client, ["/site", "/parameters"]);
+    return both ? { site: both[0], parameters: both[1], error: null, fresh: true } : { site: null, parameters: null, error: null };
+  });
   const [tick, setTick] = useState(0);
-  useEffect(() => {
+  useLayoutEffect(() => { // at commit, not a frame later (see ../api.js)
+    if (state.fresh && tick === 0) return; // the boot script's replies, just arrived
     setState({ site: null, parameters: null, error: null });
     Promise.all([client.get("/site"), client.get("/parameters")]).then(
       ([site, parameters]) => setState({ site, parameters, error: null }),
@@ -25,9 +32,14 @@ function useSite(client) {
   return { ...state, reload: () => setTick((t) => t + 1) };
 }
 
+// js/boot.js preloaded the page's module: the first render waits for it, not showing "Loading…".
+const here = where();
+const preloaded = KINDS[here.kind] ? await import(KINDS[here.kind]).then((m) => m.default, () => null) : null;
+
 function usePage(kind) {
-  const [state, setState] = useState({ page: null, error: null });
-  useEffect(() => {
+  const [state, setState] = useState({ page: preloaded, error: null });
+  useLayoutEffect(() => {
+    if (state.page) return;
     import(KINDS[kind]).then(
       (m) => setState({ page: m.default, error: null }),
       (error) => setState({ page: null, error: new Error(`This page could not be loaded: ${error.message}`) }),

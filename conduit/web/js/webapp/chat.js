@@ -3,7 +3,7 @@
 // answer with Stop, like/dislike, suggested questions after an answer, attachments. A reload
 // mid-answer resumes the same answer: the stream's last event id and the text so far are kept
 // with js/sse.js `pending`, and `GET /api/chat-messages/{task}/events` continues after it.
-import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
 import { Button, Dialog, ErrorBox, Field, Loading, useAction } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
@@ -146,8 +146,9 @@ export default function Chat({ client, parameters, site }) {
     }
   };
 
-  // On first load: the conversations, and an answer a reload cut off.
-  useEffect(() => {
+  // On first load: the conversations, and an answer a reload cut off (at commit, not a frame
+  // later: see ../api.js).
+  useLayoutEffect(() => {
     loadLists();
     const saved = pending.load(scope);
     if (!saved || !saved.taskId) return;

@@ -1,7 +1,7 @@
 // The completion page of a site: the input form, Run (the result streams in, Stop), like and
 // dislike, save the result (the saved list, with delete), and "More like this" when the app
 // enables it.
-import { html, useEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { Button, ErrorBox, Loading, useAction, formatTime } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { follow, runNames } from "./stream.js";
@@ -25,7 +25,7 @@ export default function Completion({ client, parameters }) {
       setSaved((s) => ({ ...s, error }));
     }
   };
-  useEffect(() => { loadSaved(); }, []);
+  useLayoutEffect(() => { loadSaved(); }, []); // at commit, not a frame later
 
   const patch = (key, change) => setResults((now) => now.map((r) => (r.key === key ? { ...r, ...change } : r)));
 
