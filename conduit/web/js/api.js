@@ -146,10 +146,11 @@ export function invalidate(prefix) {
 // {data, error, loading, reload}: the cached value at once (if any), refreshed in the
 // background; `path` null means "nothing to load yet".
 // The replies to reads the boot script sent (js/boot.js), parsed, when they have all arrived
-// (`key`: a URL, or several); else undefined.
-export function early(key) {
+// (`path`: one, with its query, or several); else undefined.
+export function early(path, query) {
   const boot = globalThis.conduitBoot;
-  return boot && key ? boot.peek(key, tokens.access) : undefined;
+  if (!boot || !path) return undefined;
+  return boot.peek(Array.isArray(path) ? path.map((p) => url(p)) : url(path, query), tokens.access);
 }
 
 export function useResource(path, query) {

@@ -7,6 +7,7 @@ import { match, navigate, parseHash, useLocation, href } from "./router.js";
 import { SessionContext } from "./session.js";
 import { ErrorBox, Loading } from "./ui.js";
 
+const FIRST_DATA_MS = 400; // past this, the first render shows what has come, the rest loads
 const loaded = new Map(); // module path → module
 const loading = new Map(); // module path → the promise of its import
 
@@ -19,9 +20,15 @@ function load(module) {
 
 // The page the address names starts loading now, beside the account's first requests, not
 // after the first render.
-// js/boot.js preloaded it: the first render waits for it (not showing "Loading…" first).
+// js/boot.js preloaded it and sent its reads: the first render waits for both (a moment at
+// most), so that it is the page with its data, not "Loading…" and then each part again.
 const first = match(tokens.access ? parseHash().path : "/signin");
-if (first) await load(first.module).catch(() => { /* reported when the page is shown */ });
+if (first) {
+  await Promise.all([
+    load(first.module).catch(() => { /* reported when the page is shown */ }),
+    globalThis.conduitBoot.arrived(FIRST_DATA_MS),
+  ]);
+}
 
 // The module of the page `module` names: at once when it is loaded already, else once its
 // import ends. Never another page's module (a render between two routes would give the new
@@ -56,7 +63,7 @@ const accountOf = (profile, workspaces) => ({
 function useAccount(signedIn) {
   const [state, setState] = useState(() => {
     // Already here when the boot script's replies arrived before the modules.
-    const both = signedIn ? early(["/console/api/account/profile", "/console/api/workspaces"]) : undefined;
+    const both = signedIn ? early(["/account/profile", "/workspaces"]) : undefined;
     if (both) return accountOf(...both);
     return { profile: null, workspaces: [], workspace: null, error: null };
   });

@@ -115,6 +115,13 @@
     return Array.isArray(urls) ? data : data[0];
   }
 
+  // Resolves when every read sent so far has its reply (or failed), or after `ms`: a page may
+  // wait for its data before its first render rather than render "Loading…" and then again.
+  const arrived = (ms) => Promise.race([
+    Promise.all([...sent.values()].map((read) => read.replied)),
+    new Promise((resolve) => setTimeout(resolve, ms)),
+  ]);
+
   const drop = () => sent.clear();
   const pending = () => [...sent.keys()];
 
@@ -122,9 +129,12 @@
   // server (conduit/api/ui.py), so that a page's own imports are fetched with it, not after.
   const DEPS = /*deps*/{};
 
+  const preloaded = new Set();
   function preload(module, from) {
     const name = new URL(module, "https://x/js/").pathname.slice(4);
     for (const path of [name, ...(DEPS[name] || [])]) {
+      if (preloaded.has(path)) continue;
+      preloaded.add(path);
       const link = document.createElement("link");
       link.rel = "modulepreload";
       link.href = new URL(path, from).href;
@@ -140,18 +150,18 @@
   if (location.pathname === "/") {
     const token = localStorage.getItem("conduit.console.access_token");
     const route = match(token ? parseHash().path : "/signin");
-    if (route) preload(route.module, modules);
     if (token && route) {
       const headers = { authorization: `Bearer ${token}` };
       for (const path of ["/account/profile", "/workspaces", ...route.reads]) {
         send(`/console/api${path}`, token, headers);
       }
     }
+    preload("./app.js", modules);
+    if (route) preload(route.module, modules);
   } else if (["chat", "completion", "workflow"].includes(kind) && code) {
     // The end-user app of a site: its passport (a returning browser's own, else a new one,
     // kept as js/webapp/api.js keeps it), then the reads every page of the kind starts with.
     const site = decodeURIComponent(code);
-    preload(`./webapp/${kind}.js`, modules);
     const store = `conduit.webapp.passport.${site}`;
     const kept = localStorage.getItem(store);
     const passport = kept ? Promise.resolve(kept) : fetch("/api/passport", {
@@ -165,8 +175,10 @@
     const headers = passport.then((token) => token && { authorization: `Bearer ${token}`, "x-app-code": site });
     const reads = { chat: ["/conversations?pinned=true&limit=100", "/conversations?pinned=false&limit=100"], completion: ["/saved-messages?limit=100"], workflow: [] };
     for (const path of ["/site", "/parameters", ...reads[kind]]) send(`/api${path}`, site, headers);
-    globalThis.conduitBoot = { take, peek, drop, pending, passport: kept ? null : passport };
+    preload("./webapp/app.js", modules);
+    preload(`./webapp/${kind}.js`, modules);
+    globalThis.conduitBoot = { take, peek, arrived, drop, pending, passport: kept ? null : passport };
     return;
   }
-  globalThis.conduitBoot = { routes, parseHash, match, take, peek, drop, pending, passport: null };
+  globalThis.conduitBoot = { routes, parseHash, match, take, peek, arrived, drop, pending, passport: null };
 })();

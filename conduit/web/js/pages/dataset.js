@@ -2,7 +2,7 @@
 // segments done of total, the error in words; polled every second while any is unfinished),
 // a document's segments (paged, enable/disable) and hit testing.
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
-import { api, invalidate, send, useResource } from "../api.js";
+import { api, early, invalidate, send, useResource } from "../api.js";
 import { href } from "../router.js";
 import { atLeast, useSession } from "../session.js";
 import { Button, ErrorBox, Field, Loaded, Loading, Notice, PageHeader, Table, formatTime, useAction } from "../ui.js";
@@ -30,15 +30,18 @@ function stageOf(doc, item) {
 // The documents list and the progress of the batches uploaded here, polled every second
 // while any document is unfinished.
 function useDocuments(datasetId, page) {
-  const [state, setState] = useState({ data: undefined, progress: {}, error: null });
+  const path = `/datasets/${datasetId}/documents`;
+  // The boot script's reply, when it is here and no upload of this browser is being followed.
+  const [first] = useState(() => ({ list: batches.load(datasetId).length ? undefined : early(path, { page, limit: 50 }) }));
+  const [state, setState] = useState(() => ({ data: first.list, progress: {}, error: null }));
   const [tick, setTick] = useState(0);
   useLayoutEffect(() => { // at commit, not a frame later (see api.js)
     let live = true;
     let timer = null;
     let moved = tick > 0; // after an upload (a reload), the counts change once it settles
-    const load = async () => {
+    const load = async (given) => {
       try {
-        const list = await api.get(`/datasets/${datasetId}/documents`, { page, limit: 50 });
+        const list = given || await api.get(path, { page, limit: 50 });
         const progress = {};
         for (const batch of batches.load(datasetId)) {
           const items = (await api.get(`/datasets/${datasetId}/batch/${batch}/indexing-status`)).data;
@@ -59,7 +62,8 @@ function useDocuments(datasetId, page) {
         if (live) setState((s) => ({ ...s, error }));
       }
     };
-    load();
+    load(first.list);
+    first.list = undefined;
     return () => { live = false; clearTimeout(timer); };
   }, [datasetId, page, tick]);
   return { ...state, reload: () => setTick((t) => t + 1) };

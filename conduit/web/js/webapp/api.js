@@ -8,6 +8,7 @@ import { ApiError, errorOf, requestId } from "../api.js";
 export { ApiError };
 
 const WEB = "/api";
+const boot = () => globalThis.conduitBoot;
 const storeKey = (code) => `conduit.webapp.passport.${code}`;
 
 function url(path, query) {
@@ -78,6 +79,9 @@ export function webClient(code) {
 
   return {
     code,
+    // The parsed replies of the boot script's reads of `paths` (js/boot.js) when they have all
+    // arrived; else undefined.
+    early: (paths) => (boot() ? boot().peek(paths.map((p) => url(p)), code) : undefined),
     passport: () => passport(false),
     send,
     get: (path, query, options) => call("GET", path, { query, ...options }),

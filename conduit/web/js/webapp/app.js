@@ -12,12 +12,9 @@ function where() {
   return { kind, code: decodeURIComponent(code || "") };
 }
 
-// A boot script's reply (js/boot.js) that has arrived, parsed; else undefined.
-const early = (client, paths) => (globalThis.conduitBoot ? globalThis.conduitBoot.peek(paths.map((p) => `/api${p}`), client.code) : undefined);
-
 function useSite(client) {
   const [state, setState] = useState(() => {
-    const both = early(client, ["/site", "/parameters"]);
+    const both = client.early(["/site", "/parameters"]);
     return both ? { site: both[0], parameters: both[1], error: null, fresh: true } : { site: null, parameters: null, error: null };
   });
   const [tick, setTick] = useState(0);
@@ -34,7 +31,11 @@ function useSite(client) {
 
 // js/boot.js preloaded the page's module: the first render waits for it, not showing "Loading…".
 const here = where();
-const preloaded = KINDS[here.kind] ? await import(KINDS[here.kind]).then((m) => m.default, () => null) : null;
+const [preloaded] = await Promise.all([
+  KINDS[here.kind] ? import(KINDS[here.kind]).then((m) => m.default, () => null) : null,
+  // Its first reads too (a moment at most): one first render with the data, not two.
+  globalThis.conduitBoot ? globalThis.conduitBoot.arrived(400) : null,
+]);
 
 function usePage(kind) {
   const [state, setState] = useState({ page: preloaded, error: null });

@@ -27,7 +27,10 @@ export default function Chat({ client, parameters, site }) {
   const policy = uploadPolicy(parameters);
   const afterAnswer = Boolean(parameters.suggested_questions_after_answer && parameters.suggested_questions_after_answer.enabled);
 
-  const [lists, setLists] = useState({ pinned: [], others: [], loaded: false, error: null });
+  const [lists, setLists] = useState(() => {
+    const both = client.early(["/conversations?pinned=true&limit=100", "/conversations?pinned=false&limit=100"]);
+    return both ? { pinned: both[0].data, others: both[1].data, loaded: true, error: null, fresh: true } : { pinned: [], others: [], loaded: false, error: null };
+  });
   const [currentId, setCurrentId] = useState(null);
   const [messages, setMessages] = useState([]);
   const [history, setHistory] = useState({ loading: false, error: null });
@@ -149,7 +152,7 @@ export default function Chat({ client, parameters, site }) {
   // On first load: the conversations, and an answer a reload cut off (at commit, not a frame
   // later: see ../api.js).
   useLayoutEffect(() => {
-    loadLists();
+    if (!lists.fresh) loadLists(); // else the boot script's replies are shown already
     const saved = pending.load(scope);
     if (!saved || !saved.taskId) return;
     const key = nextKey();
