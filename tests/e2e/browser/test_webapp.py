@@ -302,6 +302,21 @@ def test_completion_page(
     saved.first.get_by_role("button", name="Remove").click()
     page.get_by_text("Nothing saved yet.").wait_for()
 
+    # Reload in the middle of a run: the same result resumes, with no word twice.
+    upstream.control(answer=SLOW_ANSWER, pace_ms=120)
+    page.get_by_role("button", name="Run").click()
+    page.wait_for_function(
+        "() => document.querySelector('.result .result-text')?.textContent.includes('word5')"
+    )
+    page.reload()
+    page.get_by_role("button", name="Stop").wait_for()
+    result = page.locator(".result").first
+    result.get_by_role("button", name="Save").wait_for(timeout=30_000)
+    assert result.locator(".result-text").inner_text() == SLOW_ANSWER
+    assert page.locator(".result").count() == 1
+    shot(page, "webapp-completion-resumed")
+    upstream.control(answer=None, pace_ms=5)
+
 
 def test_workflow_page(
     page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any

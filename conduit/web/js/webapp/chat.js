@@ -7,7 +7,7 @@ import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor
 import { pending } from "../sse.js";
 import { Button, Dialog, ErrorBox, Field, Loading, useAction } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
-import { follow, runNames } from "./stream.js";
+import { follow, resumeRun, runNames } from "./stream.js";
 
 let keys = 0;
 const nextKey = () => `m${++keys}`;
@@ -161,15 +161,11 @@ export default function Chat({ client, parameters, site }) {
     setMessages([{ key, id: state.messageId, query: state.query, answer: state.answer, files: state.files || [], streaming: true }]);
     setLive({ taskId: state.taskId, key });
     if (state.conversationId) loadMessages(state.conversationId, state.messageId);
-    const headers = state.lastId ? { "Last-Event-ID": String(state.lastId) } : {};
-    client.send("GET", `/chat-messages/${state.taskId}/events`, { headers }).then(
-      (response) => consume(response, key, state),
-      (error) => {
-        pending.clear(scope);
-        patchMessage(key, { streaming: false, error });
-        setLive(null);
-      },
-    );
+    resumeRun(client, "/chat-messages", state, (response) => consume(response, key, state), (error) => {
+      pending.clear(scope);
+      patchMessage(key, { streaming: false, error });
+      setLive(null);
+    });
   }, []);
 
   useEffect(() => {

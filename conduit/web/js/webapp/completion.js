@@ -1,12 +1,14 @@
-// The completion page of a site: the input form, Run (the result streams in, Stop), like and
-// dislike, save the result (the saved list, with delete), and "More like this" when the app
-// enables it.
+// The completion page of a site: the input form, Run (the result streams in, Stop; a reload
+// mid-run resumes the same result), like and dislike, save the result (the saved list, with
+// delete), and "More like this" when the app enables it.
 import { html, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { pending } from "../sse.js";
 import { Button, ErrorBox, Loading, useAction, formatTime } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
-import { follow, runNames } from "./stream.js";
+import { follow, resumeRun, runNames } from "./stream.js";
 
 export default function Completion({ client, parameters }) {
+  const scope = `webapp.completion.${client.code}`;
   const items = formItems(parameters);
   const policy = uploadPolicy(parameters);
   const moreLikeThis = Boolean(parameters.more_like_this && parameters.more_like_this.enabled);
@@ -29,21 +31,44 @@ export default function Completion({ client, parameters }) {
 
   const patch = (key, change) => setResults((now) => now.map((r) => (r.key === key ? { ...r, ...change } : r)));
 
-  const consume = async (response, key) => {
-    const names = runNames(response);
-    const state = { id: names.messageId, answer: "" };
-    setLive({ taskId: names.taskId, key });
-    const result = await follow(response, (event) => {
+  // Reads a run's stream into the result `key`; `state` ({taskId, id, answer, lastId, label})
+  // is kept in sessionStorage as it goes, so that a reload picks the same run up.
+  const consume = async (response, key, state) => {
+    setLive({ taskId: state.taskId, key });
+    const result = await follow(response, (event, id) => {
       if (!event) return;
-      if (event.task_id) setLive((l) => l && { ...l, taskId: event.task_id });
+      if (event.task_id && event.task_id !== state.taskId) {
+        state.taskId = event.task_id;
+        setLive((l) => l && { ...l, taskId: event.task_id });
+      }
       if (event.message_id) state.id = event.message_id;
       if (event.event === "message") state.answer += event.answer || "";
       if (event.event === "message_replace") state.answer = event.answer || "";
+      if (id !== null && id !== undefined && state.taskId) {
+        state.lastId = id;
+        pending.save(scope, state);
+      }
       patch(key, { id: state.id, answer: state.answer });
-    });
-    patch(key, { streaming: false, error: result.error });
+    }, state.lastId);
+    pending.clear(scope);
+    patch(key, { streaming: false, error: result.error, id: state.id });
     setLive(null);
   };
+
+  // A reload in the middle of a run: the same result, from the event after the last one shown.
+  useLayoutEffect(() => {
+    const saved = pending.load(scope);
+    if (!saved || !saved.taskId) return;
+    const key = `r${Date.now()}`;
+    const state = { ...saved, answer: saved.answer || "" };
+    setResults([{ key, label: state.label || "Result", id: state.id, answer: state.answer, streaming: true }]);
+    setLive({ taskId: state.taskId, key });
+    resumeRun(client, "/completion-messages", state, (response) => consume(response, key, state), (error) => {
+      pending.clear(scope);
+      patch(key, { streaming: false, error });
+      setLive(null);
+    });
+  }, []);
 
   const start = async (request, label) => {
     if (live) return;
@@ -57,7 +82,10 @@ export default function Completion({ client, parameters }) {
       return;
     }
     setResults((now) => [{ key, label, answer: "", streaming: true }, ...now]);
-    await consume(response, key);
+    const names = runNames(response);
+    const state = { taskId: names.taskId, id: names.messageId, answer: "", lastId: null, label };
+    if (state.taskId) pending.save(scope, state);
+    await consume(response, key, state);
   };
 
   const run = () => start(() => client.send("POST", "/completion-messages", {

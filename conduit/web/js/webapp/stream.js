@@ -30,3 +30,11 @@ export async function follow(response, onEvent, lastId = null) {
     return { lastId, error: error || new Error(`The answer's stream broke off: ${e.message || e}`) };
   }
 }
+
+// Picks up a run a reload cut off: its events after the last one shown (`state.lastId`, sent
+// as Last-Event-ID) from `{path}/{taskId}/events`; `consume(response)` reads them, `failed(error)`
+// says why it could not (the run is gone, or not this end user's).
+export function resumeRun(client, path, state, consume, failed) {
+  const headers = state.lastId ? { "Last-Event-ID": String(state.lastId) } : {};
+  client.send("GET", `${path}/${state.taskId}/events`, { headers }).then(consume, failed);
+}
