@@ -91,15 +91,21 @@ def request() -> RunRequest:
     )  # fmt: skip
 
 
-def hold_the_tables(db: Database, seconds: float, holding: threading.Event) -> None:
-    """Keep every writer of `conversations` waiting for `seconds` (SQLite: the write lock)."""
+def hold_the_tables(
+    db: Database, seconds: float, holding: threading.Event, release: threading.Event | None = None
+) -> None:
+    """Keep every writer of `end_users` and `conversations` (a start's first inserts) waiting
+    for `seconds`, or until `release` is set when one is given (SQLite: the write lock)."""
     with db.transaction() as session:
         if db.dialect == "postgresql":
-            session.execute(text("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+            session.execute(text("LOCK TABLE end_users, conversations IN ACCESS EXCLUSIVE MODE"))
         else:
             session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE has taken the write lock
         holding.set()
-        time.sleep(seconds)
+        if release is None:
+            time.sleep(seconds)
+        else:
+            release.wait(seconds)
 
 
 async def slots_after_the_run_ended(ctx: RunContext, app: App) -> int:
@@ -168,17 +174,33 @@ def test_a_start_that_fails_to_commit_cancels_its_model_call(
     with db.transaction() as session:  # deleted after its snapshot was served
         session.execute(delete(App).where(App.id == app.id))
     fake.control(pace_ms=200.0)  # a slow answer: still streaming when the commit fails
+    # The commit is held until the upstream request is out: a commit that failed at once
+    # could cancel the call before it left (nothing to close upstream, so nothing to check).
+    holding, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=hold_the_tables, args=(db, 10.0, holding, release))
+    holder.start()
+    assert holding.wait(5)
 
     async def scenario() -> int:
         async with context(db, settings, cache) as ctx:
             assert ctx.inline is not None
+            start = asyncio.create_task(
+                runs.start_chat_run(ctx, app=app, key_id=None, user="alice", request=request())
+            )
+            try:
+                await asyncio.to_thread(fake.wait_for_stats, lambda s: s["requests"] == 1, 5)
+                assert not start.done()
+            finally:
+                release.set()
             with pytest.raises(AppUnavailable):
-                await runs.start_chat_run(
-                    ctx, app=app, key_id=None, user="alice", request=request()
-                )
+                await start
             return await slots_after_the_run_ended(ctx, app)
 
-    assert asyncio.run(scenario()) == 4
+    try:
+        assert asyncio.run(scenario()) == 4
+    finally:
+        release.set()
+        holder.join()
     assert_cancelled_without_a_trace(db, fake)
 
 

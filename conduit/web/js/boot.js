@@ -63,8 +63,9 @@
     return null;
   }
 
-  // url → {owner, at, response: Promise<Response | null>}; `owner` is whose read it is (the
-  // console's access token, a site's code): a read is only handed to the same owner.
+  // url → {owner, at, replied: Promise<reply | null>, reply: reply | null}, a reply being
+  // {status, statusText, headers, text}; `owner` is whose read it is (the console's access
+  // token, a site's code): a read is only handed to the same owner, and only while fresh.
   const sent = new Map();
   const KEEP_MS = 10_000;
   const id = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random());
@@ -80,9 +81,11 @@
     sent.set(url, read);
   }
 
+  const fresh = (read, owner) => read.owner === owner && performance.now() - read.at <= KEEP_MS;
+
   function claim(url, owner) {
     const read = sent.get(url);
-    if (!read || read.owner !== owner || performance.now() - read.at > KEEP_MS) return null;
+    if (!read || !fresh(read, owner)) return null;
     sent.delete(url);
     return read;
   }
@@ -102,7 +105,7 @@
     const all = Array.isArray(urls) ? urls : [urls];
     const replies = all.map((url) => {
       const read = sent.get(url);
-      return read && read.owner === owner && read.reply;
+      return read && fresh(read, owner) && read.reply;
     });
     if (!replies.every((r) => r && r.status >= 200 && r.status <= 299)) return undefined;
     let data;
