@@ -51,6 +51,7 @@ from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
 from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.datasets.vectors import build_vector_index
+from conduit.services.run_files import FileParts
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
 from conduit.services.runs.workflow import FileTexts, NodeServices, node_limits
@@ -141,7 +142,9 @@ def build_runners(
     limits = node_limits(settings)
 
     server_secret = settings.secret_key()
-    file_texts = FileTexts(db, local_storage(settings))
+    storage = local_storage(settings)
+    file_texts = FileTexts(db, storage)
+    attach = FileParts(db, storage)
 
     def workflow_services(spec: RunSpec) -> NodeServices:
         return NodeServices(
@@ -156,8 +159,16 @@ def build_runners(
 
     return AppRunners(
         [
-            ChatRunner("chat", resolve_model=models.resolve, store=store, retrieve=search),
-            ChatRunner("completion", resolve_model=models.resolve, store=store, retrieve=search),
+            ChatRunner(
+                "chat", resolve_model=models.resolve, store=store, retrieve=search, attach=attach
+            ),
+            ChatRunner(
+                "completion",
+                resolve_model=models.resolve,
+                store=store,
+                retrieve=search,
+                attach=attach,
+            ),
             WorkflowRunner(
                 store=WorkflowRunStore(db),
                 nodes=NODES,

@@ -11,7 +11,7 @@ workspace through `apps.get_app` (another workspace's app is a 404).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +41,7 @@ from conduit.db.models import (
     Role,
 )
 from conduit.errors import InvalidParam, NotChatApp, NotCompletionApp, NotFound
-from conduit.services import apps
+from conduit.services import apps, run_files
 from conduit.services._like import contains
 from conduit.services.conversations import is_uuid
 
@@ -324,9 +324,10 @@ def list_messages(
     conversation_id: str | None,
     first_id: str | None,
     limit: int,
+    link: Callable[[str], str] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
     """The conversation's latest `limit` messages (older than `first_id`), oldest first; and
-    whether older ones remain."""
+    whether older ones remain. `link`: an upload's signed link, for the messages' files."""
     app = _app(session, member, app_id, CHAT_LOG_MODES)
     if not conversation_id:
         raise InvalidParam("conversation_id: is required")
@@ -372,8 +373,14 @@ def list_messages(
     page = list(reversed(rows[:limit]))
     feedbacks = _feedbacks(session, [m.id for m in page])
     authors = _authors(session, app.tenant_id, {m.end_user_id for m in page if m.end_user_id})
+    files = run_files.message_files(session, [m.id for m in page], link)
     return [
-        message_detail(m, feedbacks.get(m.id, []), authors.get(m.end_user_id or "", _NOBODY))
+        message_detail(
+            m,
+            feedbacks.get(m.id, []),
+            authors.get(m.end_user_id or "", _NOBODY),
+            files.get(m.id),
+        )
         for m in page
     ], len(rows) > limit
 
@@ -391,7 +398,10 @@ def _feedbacks(session: Session, ids: list[str]) -> dict[str, list[MessageFeedba
 
 
 def message_detail(
-    message: Message, feedbacks: list[MessageFeedback], author: Author
+    message: Message,
+    feedbacks: list[MessageFeedback],
+    author: Author,
+    files: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A message as Dify's console log shows it (`message_detail_fields`)."""
     metadata = message.message_metadata or {}
@@ -424,7 +434,7 @@ def message_detail(
         ],
         "annotation": None,
         "retriever_resources": metadata.get("retriever_resources") or [],
-        "message_files": [],
+        "message_files": files or [],
         "agent_thoughts": [],
         "created_at": int(message.created_at.timestamp()),
     }

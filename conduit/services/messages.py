@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from conduit.db.models import App, EndUser, Message, MessageFeedback
 from conduit.errors import InvalidParam, NotFound
+from conduit.services import run_files
 from conduit.services.conversations import get_conversation, is_uuid
 
 RATINGS = ("like", "dislike")
@@ -30,7 +32,11 @@ def get_message(session: Session, app: App, end_user: EndUser, message_id: str) 
     return message
 
 
-def message_view(message: Message, feedback: MessageFeedback | None) -> dict[str, Any]:
+def message_view(
+    message: Message,
+    feedback: MessageFeedback | None,
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
@@ -40,7 +46,7 @@ def message_view(message: Message, feedback: MessageFeedback | None) -> dict[str
         "answer": message.answer,
         "status": "error" if message.status == "failed" else "normal",
         "error": message.error,
-        "message_files": [],
+        "message_files": files or [],
         "feedback": {"rating": feedback.rating} if feedback else None,
         "retriever_resources": [
             {**resource, "message_id": message.id}
@@ -65,8 +71,10 @@ def list_messages(
     conversation_id: str | None,
     first_id: str | None,
     limit: int,
+    link: Callable[[str], str] | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The latest `limit` messages (older than `first_id`), oldest→newest; (items, has_more)."""
+    """The latest `limit` messages (older than `first_id`), oldest→newest; (items, has_more).
+    `link`: an upload's signed link, for the messages' files."""
     if not conversation_id:
         return [], False
     get_conversation(session, app, end_user, conversation_id)  # 400 / 404 as Dify
@@ -91,7 +99,8 @@ def list_messages(
     has_more = len(rows) > limit
     page = list(reversed(rows[:limit]))
     feedbacks = user_feedbacks(session, [m.id for m in page])
-    return [message_view(m, feedbacks.get(m.id)) for m in page], has_more
+    files = run_files.message_files(session, [m.id for m in page], link)
+    return [message_view(m, feedbacks.get(m.id), files.get(m.id)) for m in page], has_more
 
 
 def user_feedbacks(session: Session, message_ids: list[str]) -> dict[str, MessageFeedback]:

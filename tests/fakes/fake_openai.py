@@ -143,6 +143,18 @@ def _error_body(status: int, code: str | None = None, message: str | None = None
     }
 
 
+def _text_of(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts (a vision
+    model's input) with a note per image, as `[image]`."""
+    if not isinstance(content, list):
+        return str(content)
+    return " ".join(
+        str(part.get("text", "")) if part.get("type") == "text" else f"[{part.get('type')}]"
+        for part in content
+        if isinstance(part, dict)
+    )
+
+
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
@@ -225,14 +237,15 @@ def build_app(settings: Settings | None = None) -> web.Application:
 
         messages = body.get("messages") or []
         last_user = next(
-            (str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), ""
+            (_text_of(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"),
+            "",
         )
         text = cfg.answer if cfg.answer is not None else f"You said: {last_user}"
         tokens = answer_tokens(text)
         finish = "stop"
         if isinstance(body.get("max_tokens"), int) and body["max_tokens"] < len(tokens):
             tokens, finish = tokens[: body["max_tokens"]], "length"
-        prompt_tokens = sum(len(str(m.get("content", "")).split()) + 3 for m in messages)
+        prompt_tokens = sum(len(_text_of(m.get("content", "")).split()) + 3 for m in messages)
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(tokens),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 
 from conduit.api.console.apps import int_param
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.files import Links
 from conduit.services import app_logs
 
 router = APIRouter(prefix="/apps", tags=["console: app logs"])
@@ -114,6 +115,7 @@ def list_chat_messages(
     app_id: str,
     identity: CurrentIdentity,
     session: DbSession,
+    links: Links,
     conversation_id: Text = None,
     first_id: Annotated[str | None, Query(description="The oldest message already shown.")] = None,
     limit: Text = None,
@@ -128,6 +130,7 @@ def list_chat_messages(
         conversation_id=conversation_id,
         first_id=first_id or None,
         limit=page_size,
+        link=links.preview,
     )
     return {"limit": page_size, "has_more": has_more, "data": items}
 

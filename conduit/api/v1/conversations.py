@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from conduit.api.deps import AppCaller, DbSession
+from conduit.api.files import Links
 from conduit.api.runs import runs_of
 from conduit.api.v1.schemas import (
     JsonBody,
@@ -111,6 +112,7 @@ def delete_conversation(
 def list_messages(
     caller: AppCaller,
     session: DbSession,
+    links: Links,
     conversation_id: Text = None,
     user: Text = None,
     first_id: Text = None,
@@ -128,6 +130,7 @@ def list_messages(
         conversation_id=optional(conversation_id),
         first_id=optional(first_id),
         limit=page_size,
+        link=links.preview,
     )
     return {"limit": page_size, "has_more": has_more, "data": items}
 

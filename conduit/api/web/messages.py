@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from conduit.api.deps import DbSession, get_resources
+from conduit.api.files import Links
 from conduit.api.runs import runs_of
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.api.web.deps import Caller, chat_app, completion_app
@@ -35,6 +36,7 @@ _SERVICE_ONLY = (
 def list_messages(
     caller: Caller,
     session: DbSession,
+    links: Links,
     conversation_id: Text = None,
     first_id: Text = None,
     limit: Text = None,
@@ -51,6 +53,7 @@ def list_messages(
         conversation_id=optional(conversation_id),
         first_id=optional(first_id),
         limit=page_size,
+        link=links.preview,
     )
     data = [{k: v for k, v in item.items() if k not in _SERVICE_ONLY} for item in items]
     return {"limit": page_size, "has_more": has_more, "data": data}

@@ -20,6 +20,7 @@ from conduit.core.apps.knowledge import (
     Retrieve,
     with_context,
 )
+from conduit.core.llm.errors import ModelError
 from conduit.core.llm.provider import (
     ChatMessage,
     ChatModel,
@@ -37,6 +38,29 @@ from conduit.errors import ConduitError, RunInterrupted
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
+# The files of a run (as `ChatRunBody.files` holds them) → the text to add to the question
+# (a document's contents) and the content parts to send with it (images).
+Attach = Callable[[RunSpec, Sequence[dict[str, Any]]], Awaitable[tuple[str, list[dict[str, Any]]]]]
+
+
+class AttachmentsFailed(ModelError):
+    """The run's files could not be read for the model: the run ends before the model call."""
+
+    default_message = "The message's files could not be read."
+
+
+def with_files(
+    messages: list[ChatMessage], text: str, parts: list[dict[str, Any]]
+) -> list[ChatMessage]:
+    """The prompt with the files in its last user message: `text` after the question, `parts`
+    after both."""
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if message.role == "user":
+            content = f"{message.content}\n\n{text}" if text else message.content
+            changed = ChatMessage("user", content, (*message.parts, *parts))
+            return [*messages[:index], changed, *messages[index + 1 :]]
+    return messages
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,9 @@ class ChatRunBody:
     model_ref: dict[str, Any]  # how to find the model (resolved by the runner's ModelResolver)
     prices: dict[str, str] | None = None
     retrieval: RetrievalPlan | None = None
+    # The files the message was sent with, checked when it was accepted: each
+    # {type, transfer_method, upload_file_id, url, filename, mime_type, detail}.
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +98,7 @@ class ChatRunBody:
             "model_ref": self.model_ref,
             "prices": self.prices,
             "retrieval": self.retrieval.to_json() if self.retrieval else None,
+            **({"files": self.files} if self.files else {}),
         }
 
     @classmethod
@@ -91,6 +119,7 @@ class ChatRunBody:
             model_ref=dict(data.get("model_ref") or {}),
             prices=data.get("prices"),
             retrieval=RetrievalPlan.from_json(data["retrieval"]) if data.get("retrieval") else None,
+            files=list(data.get("files") or []),
         )
 
 
@@ -279,17 +308,19 @@ class ChatRunner:
         resolve_model: ModelResolver,
         store: ChatStore,
         retrieve: Retrieve | None = None,
+        attach: Attach | None = None,
     ) -> None:
         self.kind: str = kind
         self.store = store
         self._resolve_model = resolve_model
         self._retrieve = retrieve
+        self._attach = attach
 
     def decode(self, body: dict[str, Any]) -> ChatRunBody:
         return ChatRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> ChatExecution:
-        return ChatExecution(spec, self._resolve_model, self._retrieve)
+        return ChatExecution(spec, self._resolve_model, self._retrieve, self._attach)
 
     def terminal_events(
         self, spec: RunSpec, result: ChatResult, stored: dict[str, Any]
@@ -323,16 +354,21 @@ class ChatRunner:
 
 
 class ChatExecution:
-    """One chat or completion run: searches its datasets (if its app has any), resolves its
-    model, streams the answer into the log."""
+    """One chat or completion run: searches its datasets (if its app has any), reads the files
+    it was sent with (if any), resolves its model, streams the answer into the log."""
 
     def __init__(
-        self, spec: RunSpec, resolve_model: ModelResolver, retrieve: Retrieve | None = None
+        self,
+        spec: RunSpec,
+        resolve_model: ModelResolver,
+        retrieve: Retrieve | None = None,
+        attach: Attach | None = None,
     ) -> None:
         self._spec = spec
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
         self._retrieve = retrieve
+        self._attach = attach
         self._resources: list[dict[str, Any]] = []
         self._answer: list[str] = []
         self._checkpointed = 0  # pieces of the answer in the last checkpoint
@@ -345,6 +381,8 @@ class ChatExecution:
         if body.retrieval is not None:
             self._resources = await self._search(body.retrieval)
             messages = with_context(messages, self._resources)
+        if body.files:
+            messages = with_files(messages, *(await self._read_files(body.files)))
         model = await self._resolve_model(body.model_ref)
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(
@@ -384,6 +422,16 @@ class ChatExecution:
             ) from error
         except Exception as error:
             raise KnowledgeRetrievalFailed(f"Knowledge retrieval failed: {error}") from error
+
+    async def _read_files(self, files: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+        if self._attach is None:
+            raise AttachmentsFailed("The message's files cannot be read in this process.")
+        try:
+            return await self._attach(self._spec, files)
+        except ConduitError:
+            raise
+        except Exception as error:
+            raise AttachmentsFailed(f"The message's files could not be read: {error}") from error
 
     def checkpoint(self) -> str | None:
         """The answer so far, when it grew since the last checkpoint."""

@@ -456,10 +456,17 @@ class _SSEReader:
             # Comments (":" keep-alives) and the event/id/retry fields carry nothing we use.
 
 
+def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """The text alone, or the text and the message's parts (its images) as a list."""
+    if not message.parts:
+        return message.content
+    return [{"type": "text", "text": message.content}, *message.parts]
+
+
 def _request_body(messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": params.model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": [{"role": m.role, "content": _content(m)} for m in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }

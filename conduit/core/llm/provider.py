@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]
     content: str
+    # Content parts after the text, in the OpenAI chat format (`{"type": "image_url", ...}`):
+    # the images a user message was sent with. A provider that takes text only leaves them.
+    parts: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,26 @@ class UploadFile(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column()
 
 
+class MessageFile(IdMixin, Base):
+    """A file a message was sent with (Dify's `message_files`): an upload of the app
+    (`upload_file_id`) or a URL the model is given (`remote_url`), in the order sent."""
+
+    __tablename__ = "message_files"
+
+    message_id: Mapped[str] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))  # image | document | audio | video | custom
+    transfer_method: Mapped[str] = mapped_column(String(32))  # local_file | remote_url
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    upload_file_id: Mapped[str | None] = mapped_column(
+        ForeignKey("upload_files.id", ondelete="SET NULL"), default=None
+    )
+    belongs_to: Mapped[str] = mapped_column(String(32), default="user")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class PinnedConversation(IdMixin, Base):
     """A conversation a web end user pinned to the top of their list (Dify's
     `pinned_conversations`)."""

@@ -25,7 +25,7 @@ from conduit.errors import AppUnavailable, ConversationCompleted, InvalidParam, 
 from conduit.infra.cache import Cache
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
-from conduit.services import conversations, model_providers, prompts
+from conduit.services import conversations, model_providers, prompts, run_files
 from conduit.services.apps import config_dataset_ids
 from conduit.services.runs import task_store
 from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
@@ -149,6 +149,7 @@ def plan_run(
     else:
         inputs = prompts.validate_inputs(config, request.inputs)
         messages = prompts.completion_prompt(config, inputs, request.query)
+    files = run_files.checked_files(session, app, request.files)
     spec = _spec(
         app,
         request,
@@ -160,6 +161,7 @@ def plan_run(
         messages=messages,
         ref=ref,
         inputs=inputs,
+        files=files,
     )
     return ChatPlan(
         spec=spec,
@@ -225,6 +227,7 @@ def write_run(session: Session, app: App, planned: ChatPlan, key: RunKey | None 
             "request_hash": key.request_hash if key else None,
         },
     )
+    run_files.write_message_files(session, ids.message_id, body.files, ids.created_at)
     if spec.asynchronous:
         task_store.write_task(
             session,
@@ -259,6 +262,7 @@ def _spec(
     messages: list[ChatMessage],
     ref: dict[str, Any],
     inputs: dict[str, Any],
+    files: list[dict[str, Any]] | None = None,
 ) -> RunSpec:
     config = app.model_config_ or {}
     return RunSpec(
@@ -279,6 +283,7 @@ def _spec(
             model_ref=ref,
             prices=raw_prices(config),
             retrieval=retrieval_plan(app, request.mode, inputs, request.query),
+            files=files or [],
         ),
         asynchronous=is_async(request),
     )
@@ -339,8 +344,8 @@ def early_spec(
     so it is the spec the transaction writes, but for `owner` (the end user's id, left empty:
     the runner does not use it). None when the run needs the database first (a conversation's
     history, a workspace provider's quota)."""
-    if request.mode == "chat" and request.conversation_id:
-        return None
+    if (request.mode == "chat" and request.conversation_id) or request.files:
+        return None  # (files: checked against the app's uploads)
     provider = app_provider(app)
     if provider in model_providers.DEFAULT_PROVIDERS:
         if not without_default_provider:

@@ -52,8 +52,9 @@ from conduit.infra.db import Database
 from conduit.infra.settings import Settings
 from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import Storage
-from conduit.services import files, model_providers, prompts, workflows
+from conduit.services import model_providers, prompts, workflows
 from conduit.services.end_users import SERVICE_API
+from conduit.services.run_files import load_upload
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import DEFAULT_TOP_K
 from conduit.services.runs.context import Runs
@@ -297,17 +298,12 @@ class FileTexts:
         ):
             raise NodeFailed("Files given by URL are not fetched: upload the file first.")
         file_id = str(file.get("upload_file_id") or file.get("related_id") or file.get("id") or "")
-        with self._db.reads() as session:
-            row = files.find_file(session, tenant_id=tenant_id, app_id=app_id, file_id=file_id)
-            if row is None:
-                raise NodeFailed(f"File {file_id or '(no id)'} is not an upload of this app.")
-            name, key = row.name, row.key
         try:
-            data = self._storage.load(key)
-        except FileNotFoundError:
-            raise NodeFailed(f"The file {name} is gone from storage.") from None
+            row, data = load_upload(self._db, self._storage, tenant_id, app_id, file_id)
+        except (LookupError, FileNotFoundError) as error:
+            raise NodeFailed(str(error)) from None
         try:
-            return extract(name, data).text
+            return extract(row.name, data).text
         except IndexingError as error:
             raise NodeFailed(str(error), error_type="DocumentExtractorError") from error
 

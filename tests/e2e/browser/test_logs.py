@@ -6,23 +6,48 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from tests import support
 from tests.e2e.browser.conftest import axe, shot
 from tests.e2e.conftest import Admin, service_app
+from tests.e2e.test_message_files import PNG
 
 
 def test_logs_list_conversations_messages_feedback_and_charts(
     console: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
 ) -> None:
     upstream.reset()
-    app = service_app(service_stack, service_admin, pre_prompt="You are a test assistant.")
+    app = service_app(
+        service_stack,
+        service_admin,
+        pre_prompt="You are a test assistant.",
+        file_upload={"image": {"enabled": True, "transfer_methods": ["local_file"]}},
+    )
     body = {"inputs": {}, "user": "alice", "response_mode": "blocking", "auto_generate_name": False}
     first = app.client.post("/chat-messages", json={**body, "query": "where are the tides"})
     assert first.status_code == 200, first.text
     turn = first.json()
+    chart = app.client.post(
+        "/files/upload",
+        files={"file": ("tide chart.png", PNG, "image/png")},
+        data={"user": "alice"},
+    )
+    assert chart.status_code == 201, chart.text
     second = app.client.post(
         "/chat-messages",
-        json={**body, "query": "and the currents", "conversation_id": turn["conversation_id"]},
+        json={
+            **body,
+            "query": "and the currents",
+            "conversation_id": turn["conversation_id"],
+            "files": [
+                {
+                    "type": "image",
+                    "transfer_method": "local_file",
+                    "upload_file_id": chart.json()["id"],
+                }
+            ],
+        },
     )
     assert second.status_code == 200, second.text
     liked = app.client.post(
@@ -60,6 +85,12 @@ def test_logs_list_conversations_messages_feedback_and_charts(
     assert "where are the tides" in messages.nth(0).inner_text()
     assert messages.nth(0).get_by_test_id("logged-feedback").inner_text() == "like (user)"
     assert messages.nth(1).get_by_test_id("logged-feedback").inner_text() == "none"
+    # The second was sent with an image: named, with a link that opens it.
+    attached = messages.nth(1).get_by_test_id("logged-files")
+    assert attached.inner_text() == "Attached: tide chart.png"
+    link = attached.get_by_role("link", name="tide chart.png").get_attribute("href")
+    assert link and httpx.get(link, timeout=10).content == PNG
+    assert messages.nth(0).get_by_test_id("logged-files").count() == 0
     usage = turn["metadata"]["usage"]
     assert messages.nth(0).get_by_test_id("logged-tokens").inner_text() == (
         f"{usage['prompt_tokens']} prompt + {usage['completion_tokens']} answer"

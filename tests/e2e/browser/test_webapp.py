@@ -314,6 +314,7 @@ def test_completion_page(
     result.get_by_role("button", name="Save").wait_for(timeout=30_000)
     assert result.locator(".result-text").inner_text() == SLOW_ANSWER
     assert page.locator(".result").count() == 1
+    assert page.get_by_label("Text (required)").input_value() == "good morning"  # its inputs too
     shot(page, "webapp-completion-resumed")
     upstream.control(answer=None, pace_ms=5)
 

@@ -206,6 +206,9 @@ function Messages({ app, conversation }) {
       <ol class="chat-log messages">
         ${reply.data.map((m) => html`<li key=${m.id} class="logged" data-testid="logged-message">
           <div class="bubble user">${m.query}</div>
+          ${m.message_files && m.message_files.length > 0 && html`<p class="meta attached" data-testid="logged-files">Attached: ${m.message_files.map((f, i) => html`${i > 0 && ", "}${f.url
+            ? html`<a href=${f.url} target="_blank" rel="noopener noreferrer">${f.filename || f.type}</a>`
+            : f.filename || f.type}`)}</p>`}
           <div class="bubble assistant">
             <div>${m.answer}</div>
             ${m.error && html`<p class="error-text">Error: ${m.error}</p>`}

@@ -31,8 +31,9 @@ export default function Completion({ client, parameters }) {
 
   const patch = (key, change) => setResults((now) => now.map((r) => (r.key === key ? { ...r, ...change } : r)));
 
-  // Reads a run's stream into the result `key`; `state` ({taskId, id, answer, lastId, label})
-  // is kept in sessionStorage as it goes, so that a reload picks the same run up.
+  // Reads a run's stream into the result `key`; `state` ({taskId, id, answer, lastId, label,
+  // inputs: the form's values}) is kept in sessionStorage as it goes, so that a reload picks
+  // the same run up, and the form it ran with.
   const consume = async (response, key, state) => {
     setLive({ taskId: state.taskId, key });
     const result = await follow(response, (event, id) => {
@@ -61,6 +62,7 @@ export default function Completion({ client, parameters }) {
     if (!saved || !saved.taskId) return;
     const key = `r${Date.now()}`;
     const state = { ...saved, answer: saved.answer || "" };
+    if (saved.inputs) setInputs({ ...initialInputs(items), ...saved.inputs }); // the form it ran with
     setResults([{ key, label: state.label || "Result", id: state.id, answer: state.answer, streaming: true }]);
     setLive({ taskId: state.taskId, key });
     resumeRun(client, "/completion-messages", state, (response) => consume(response, key, state), (error) => {
@@ -83,7 +85,7 @@ export default function Completion({ client, parameters }) {
     }
     setResults((now) => [{ key, label, answer: "", streaming: true }, ...now]);
     const names = runNames(response);
-    const state = { taskId: names.taskId, id: names.messageId, answer: "", lastId: null, label };
+    const state = { taskId: names.taskId, id: names.messageId, answer: "", lastId: null, label, inputs };
     if (state.taskId) pending.save(scope, state);
     await consume(response, key, state);
   };

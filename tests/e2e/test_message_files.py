@@ -1,0 +1,231 @@
+"""A chat or completion message sent with files (Dify's `files`): checked against the app's
+`file_upload` when the message is sent (400 naming the item and the rule, nothing stored),
+given to the model where the run runs (an upload of an image as a `data:` URL image part, an
+image by URL as given, a document's text after the question), and listed with the message
+(`message_files`, an upload's `url` a signed link that opens without a key). Real server and
+runs on Celery (a worker process in the distributed mode, which reads the files from
+storage); the fake model server records the prompt it was sent."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import support
+from tests.e2e.conftest import Admin, ServiceApp, service_app
+
+EXECUTOR = "celery"
+
+# A real 1×1 PNG.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+NOTES = b"# Notes\n\nThe meeting moved to Friday at ten.\n"
+CAT = "https://images.example.com/pets/cat%20one.jpg"
+
+
+def upload(app: ServiceApp, name: str, data: bytes, mime: str, user: str = "ann") -> str:
+    response = app.client.post(
+        "/files/upload", files={"file": (name, data, mime)}, data={"user": user}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def local(kind: str, file_id: str) -> dict[str, Any]:
+    return {"type": kind, "transfer_method": "local_file", "upload_file_id": file_id}
+
+
+def prompt_of(upstream: Any, words: str) -> list[dict[str, Any]]:
+    """The prompt of the model call whose last message starts with `words` (not the conversation's
+    naming call, which may come after it)."""
+    for record in reversed(upstream.stats()["log"]):
+        content = record["messages"][-1]["content"]
+        text = content if isinstance(content, str) else content[0]["text"]
+        if text.startswith(words):
+            return list(record["messages"])
+    raise AssertionError(f"no model call was asked {words!r}")
+
+
+@pytest.fixture
+def files_app(service_stack: support.Stack, service_admin: Admin, upstream: Any) -> ServiceApp:
+    upstream.reset()
+    return service_app(
+        service_stack,
+        service_admin,
+        mode="chat",
+        pre_prompt="You are a test assistant.",
+        file_upload={
+            "enabled": True,
+            "allowed_file_types": ["image", "document"],
+            "allowed_file_upload_methods": ["local_file", "remote_url"],
+            "number_limits": 3,
+            "image": {"detail": "low"},
+        },
+    )
+
+
+def test_an_image_and_a_document_reach_the_model_and_are_listed_with_the_message(
+    files_app: ServiceApp, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    image = upload(files_app, "dot.png", PNG, "image/png")
+    notes = upload(files_app, "notes.md", NOTES, "text/markdown")
+    sent = [
+        local("image", image),
+        local("document", notes),
+        {"type": "image", "transfer_method": "remote_url", "url": CAT},
+    ]
+    reply = files_app.client.post(
+        "/chat-messages",
+        json={"query": "What is in these?", "user": "ann", "inputs": {}, "files": sent},
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    # The model got the question with the document's text, then the two images.
+    question = prompt_of(upstream, "What is in these?")[-1]
+    assert question["role"] == "user"
+    text, first, second = question["content"]
+    assert text["type"] == "text" and text["text"].startswith("What is in these?\n\n")
+    assert '<file name="notes.md">' in text["text"]
+    assert "The meeting moved to Friday at ten." in text["text"]
+    assert first == {
+        "type": "image_url",
+        "image_url": {
+            "url": "data:image/png;base64," + base64.b64encode(PNG).decode(),
+            "detail": "low",
+        },
+    }
+    assert second == {"type": "image_url", "image_url": {"url": CAT, "detail": "low"}}
+    assert body["answer"].startswith("You said: What is in these?")
+
+    listed = files_app.client.get(
+        "/messages", params={"conversation_id": body["conversation_id"], "user": "ann"}
+    )
+    assert listed.status_code == 200, listed.text
+    files = listed.json()["data"][0]["message_files"]
+    assert [(f["type"], f["transfer_method"], f["filename"]) for f in files] == [
+        ("image", "local_file", "dot.png"),
+        ("document", "local_file", "notes.md"),
+        ("image", "remote_url", "cat one.jpg"),
+    ]
+    assert [f["upload_file_id"] for f in files] == [image, notes, None]
+    assert all(f["belongs_to"] == "user" for f in files)
+    assert files[0]["mime_type"] == "image/png" and files[0]["size"] == len(PNG)
+    assert files[2]["url"] == CAT
+    opened = httpx.get(files[0]["url"], timeout=10)  # the signed link, no key
+    assert opened.status_code == 200 and opened.content == PNG
+
+    # The console's log of the conversation shows them too.
+    logged = service_admin.client.get(
+        f"/console/api/apps/{files_app.app_id}/chat-messages",
+        params={"conversation_id": body["conversation_id"]},
+    )
+    assert logged.status_code == 200, logged.text
+    assert [f["filename"] for f in logged.json()["data"][0]["message_files"]] == [
+        "dot.png",
+        "notes.md",
+        "cat one.jpg",
+    ]
+
+
+def test_a_streamed_completion_reads_its_document(
+    service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    upstream.reset()
+    app = service_app(
+        service_stack,
+        service_admin,
+        mode="completion",
+        pre_prompt="Summarise the file.",
+        file_upload={"enabled": True, "allowed_file_types": ["document"], "number_limits": 1},
+    )
+    notes = upload(app, "notes.md", NOTES, "text/markdown")
+    with app.client.stream(
+        "POST",
+        "/completion-messages",
+        json={
+            "inputs": {},
+            "user": "ann",
+            "response_mode": "streaming",
+            "files": [local("document", notes)],
+        },
+    ) as response:
+        assert response.status_code == 200
+        events = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert any('"event": "message_end"' in e or '"event":"message_end"' in e for e in events)
+    (question,) = prompt_of(upstream, "Summarise the file.")
+    assert isinstance(question["content"], str)  # no image: the text alone
+    assert question["content"].startswith('Summarise the file.\n\n<file name="notes.md">')
+    assert "The meeting moved to Friday at ten." in question["content"]
+
+
+def test_files_are_checked_when_the_message_is_sent_and_nothing_is_stored(
+    service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    upstream.reset()
+    app = service_app(
+        service_stack,
+        service_admin,
+        mode="chat",
+        file_upload={
+            "image": {"enabled": True, "number_limits": 2, "transfer_methods": ["local_file"]}
+        },
+    )
+    plain = service_app(service_stack, service_admin, mode="chat")
+    other = service_app(
+        service_stack,
+        service_admin,
+        mode="chat",
+        file_upload={"image": {"enabled": True}},
+    )
+    image = upload(app, "dot.png", PNG, "image/png")
+    text = upload(app, "notes.txt", b"plain words", "text/plain")
+    foreign = upload(other, "theirs.png", PNG, "image/png")
+    unknown = "0b6c31a0-8a4c-4b8e-9c51-5e0c2a1d7f11"
+    cases: list[tuple[ServiceApp, Any, str]] = [
+        (app, {"type": "image"}, "files must be a list"),
+        (app, [local("image", image)] * 3, "files: this app takes at most 2 files per message"),
+        (app, ["dot.png"], "files[0]: must be an object"),
+        (app, [{"type": "photo"}], "files[0].type: must be one of image, document"),
+        (app, [local("document", text)], "files[0].type: this app takes image files, not document"),
+        (
+            app,
+            [{"type": "image", "transfer_method": "remote_url", "url": CAT}],
+            "files[0].transfer_method: this app takes local_file",
+        ),
+        (
+            app,
+            [local("image", image), local("image", unknown)],
+            f"files[1].upload_file_id: no file {unknown}",
+        ),
+        (app, [local("image", foreign)], f"files[0].upload_file_id: no file {foreign}"),
+        (
+            app,
+            [{"type": "image", "transfer_method": "local_file"}],
+            "files[0].upload_file_id: required",
+        ),
+        (app, [local("image", text)], "files[0]: notes.txt is not an image"),
+        (plain, [local("image", image)], "files: this app takes no files"),
+    ]
+    for target, files, message in cases:
+        reply = target.client.post(
+            "/chat-messages",
+            json={"query": "Look", "user": "bob", "inputs": {}, "files": files},
+        )
+        assert reply.status_code == 400, (files, reply.text)
+        assert reply.json()["code"] == "invalid_param", reply.text
+        assert message in reply.json()["message"], (message, reply.text)
+    # Nothing was stored, and the model never called.
+    for target in (app, plain):
+        conversations = target.client.get("/conversations", params={"user": "bob"})
+        assert conversations.status_code == 200 and conversations.json()["data"] == []
+    assert upstream.stats()["requests"] == 0
+    # The same upload, sent right, is taken.
+    taken = app.client.post(
+        "/chat-messages",
+        json={"query": "Look", "user": "bob", "inputs": {}, "files": [local("image", image)]},
+    )
+    assert taken.status_code == 200, taken.text

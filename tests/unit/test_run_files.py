@@ -1,0 +1,51 @@
+"""What an app's `file_upload` takes (both of Dify's shapes), and where a run's files go in its
+prompt (the last user message: text after the question, parts after the text)."""
+
+from __future__ import annotations
+
+from conduit.core.apps.chat import with_files
+from conduit.core.llm.openai_compatible import _request_body
+from conduit.core.llm.provider import ChatMessage, GenerationParams
+from conduit.services.run_files import upload_policy
+
+
+def test_the_older_image_shape_and_the_newer_one() -> None:
+    assert upload_policy({}) is None
+    assert upload_policy({"file_upload": {"image": {"enabled": False}}}) is None
+    assert upload_policy({"file_upload": {"image": {"enabled": True}}}) == (
+        ["image"],
+        ["remote_url", "local_file"],
+        3,
+        "high",
+    )
+    older = {"image": {"enabled": True, "number_limits": 2, "detail": "low",
+                       "transfer_methods": ["local_file"]}}  # fmt: skip
+    assert upload_policy({"file_upload": older}) == (["image"], ["local_file"], 2, "low")
+    newer = {"enabled": True, "allowed_file_types": ["document"], "number_limits": 5,
+             "allowed_file_upload_methods": ["remote_url"]}  # fmt: skip
+    assert upload_policy({"file_upload": newer}) == (["document"], ["remote_url"], 5, "high")
+    assert upload_policy({"file_upload": {"enabled": True}}) == (
+        ["image"],
+        ["remote_url", "local_file"],
+        3,
+        "high",
+    )
+
+
+def test_files_go_into_the_last_user_message_and_onto_the_wire_as_parts() -> None:
+    image = {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "high"}}
+    prompt = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Earlier"),
+        ChatMessage("assistant", "Yes"),
+        ChatMessage("user", "What is this?"),
+    ]
+    changed = with_files(prompt, '<file name="a.md">\nA\n</file>', [image])
+    assert changed[:3] == prompt[:3]
+    assert changed[3] == ChatMessage(
+        "user", 'What is this?\n\n<file name="a.md">\nA\n</file>', (image,)
+    )
+    assert with_files(prompt, "", []) == prompt
+    wire = _request_body(changed, GenerationParams(model="m"))["messages"]
+    assert wire[1] == {"role": "user", "content": "Earlier"}  # text alone stays a string
+    assert wire[3]["content"] == [{"type": "text", "text": changed[3].content}, image]
