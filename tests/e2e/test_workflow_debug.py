@@ -47,6 +47,23 @@ def test_a_draft_run_runs_the_draft_and_streams_its_nodes(
     events = debug_stream(service_admin, f"{app_path}/workflows/draft/run", {"inputs": {"n": 2}})
     assert events[0]["event"] == "workflow_started"
     assert events[-1]["data"]["outputs"] == {"answer": "draft says 2"}
+    # Followed again (as the page does after a reload): the same events, from the first, or
+    # after the one a Last-Event-ID names; an unknown run is a 404.
+    run_id = events[0]["workflow_run_id"]
+    with service_admin.client.stream("GET", f"{app_path}/workflow-runs/{run_id}/events") as again:
+        assert again.status_code == 200
+        replayed = [(f.id, f.data) for f in frames(again) if f.event != "ping"]
+    assert [data for _, data in replayed] == events
+    with service_admin.client.stream(
+        "GET",
+        f"{app_path}/workflow-runs/{run_id}/events",
+        headers={"Last-Event-ID": str(replayed[1][0])},
+    ) as rest:
+        assert [f.data for f in frames(rest) if f.event != "ping"] == events[2:]
+    unknown = service_admin.client.get(
+        f"{app_path}/workflow-runs/0b6c31a0-8a4c-4b8e-9c51-5e0c2a1d7f11/events"
+    )
+    assert unknown.status_code == 404, unknown.text
     # The Service API still runs the published version.
     published = branching.client.post(
         "/workflows/run", json={"inputs": {"n": 2}, "user": "svc"}

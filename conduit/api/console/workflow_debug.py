@@ -3,14 +3,14 @@ account, through the run controller every tier shares), stop it, and run one nod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from conduit.api import runs as run_controller
 from conduit.api.console.app_runs import Caller, stop_as_caller
-from conduit.api.v1.schemas import json_body, run_request
+from conduit.api.v1.schemas import event_position, json_body, run_request
 from conduit.api.v1.workflows import workflow_request
 from conduit.errors import InvalidParam
 from conduit.services.runs.workflow import single_node_run
@@ -61,6 +61,25 @@ async def run_chatflow_draft(request: Request, caller: Caller) -> Response:
 @router.post("/{app_id}/workflow-runs/tasks/{task_id}/stop")
 async def stop_draft_run(task_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     return await stop_as_caller(request, caller, task_id)
+
+
+@router.get("/{app_id}/workflow-runs/{workflow_run_id}/events")
+async def resume_draft_run(
+    workflow_run_id: str,
+    request: Request,
+    caller: Caller,
+    after: Annotated[str | None, Query(description="Or the Last-Event-ID header.")] = None,
+) -> Response:
+    """The signed-in account's draft run: its events after `after` / `Last-Event-ID` (from its
+    first one without), then live; another account's run is a 404."""
+    position = event_position(after, request.headers.get("last-event-id"))
+    return await run_controller.resume_workflow(
+        request,
+        app=caller.app,
+        user=caller.user,
+        workflow_run_id=workflow_run_id,
+        after=position,
+    )
 
 
 @router.post("/{app_id}/workflows/draft/nodes/{node_id}/run")

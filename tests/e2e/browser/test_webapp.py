@@ -336,3 +336,20 @@ def test_workflow_page(
     assert "all" in text and "poem" in text and "the sea" in text
     axe(page, context="workflow page")
     shot(page, "webapp-workflow")
+    shown = [t.inner_text() for t in result.locator(".result-text").all()]
+    steps = result.locator(".steps li").count()
+    assert steps >= 3
+
+    # Reload in the middle of a run: the same run, followed from its first event: the same
+    # text and outputs, each step once, the form as it was.
+    upstream.control(pace_ms=150)
+    page.get_by_role("button", name="Run").click()
+    page.get_by_role("button", name="Stop").wait_for()
+    page.reload()
+    result = page.get_by_role("region", name="Result")
+    result.locator(".status.succeeded").first.wait_for(timeout=30_000)
+    assert [t.inner_text() for t in result.locator(".result-text").all()] == shown
+    assert result.locator(".steps li").count() == steps
+    assert page.get_by_label("Topic (required)").input_value() == "the sea"
+    shot(page, "webapp-workflow-resumed")
+    upstream.control(pace_ms=5)

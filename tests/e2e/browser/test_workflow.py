@@ -114,6 +114,25 @@ def test_import_graph_run_history_stop_and_export(
     upstream.control(pace_ms=5)
     shot(page, "workflow-stopped")
 
+    # A slow run, the page reloaded while it runs: the page follows the same run again from
+    # its first event, its nodes light up to the end, and the history gains one run, not two.
+    app_id = page.url.split("/apps/")[1].split("/")[0]
+    runs_url = f"/console/api/apps/{app_id}/workflow-runs"
+    before = service_admin.client.get(runs_url).json()["data"]
+    upstream.control(pace_ms=150)
+    page.get_by_label("Topic (required)").fill("tides")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.locator(".graph .node.running").first.wait_for()
+    page.reload()
+    nodes_succeeded(page, ["start", "llm1", "llm2", "llm3", "join", "end"])
+    outputs = page.get_by_label("Outputs")
+    outputs.wait_for()
+    assert "tides" in outputs.inner_text()
+    upstream.control(pace_ms=5)
+    after = service_admin.client.get(runs_url).json()["data"]
+    assert len(after) == len(before) + 1 and after[0]["status"] == "succeeded"
+    shot(page, "workflow-resumed")
+
     # The export: the YAML and a download.
     page.get_by_role("button", name="Export DSL").click()
     exported = page.get_by_role("dialog", name="Export DSL")

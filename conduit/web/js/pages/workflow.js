@@ -1,12 +1,13 @@
 // A workflow or chatflow app: its draft graph (boxes at their DSL positions, SVG edges, a text
 // list beside it), a draft run whose nodes light up as their events arrive (running,
-// succeeded, failed, skipped, with their time), Stop, the outputs; run history with each
+// succeeded, failed, skipped, with their time), Stop, the outputs (a reload mid-run follows the
+// same run again); run history with each
 // run's node executions; the app as Dify's DSL (export, import as a new app or this draft).
-import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, send, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
 import { navigate } from "../router.js";
-import { readEvents } from "../sse.js";
+import { pending, readEvents } from "../sse.js";
 import { Button, Dialog, ErrorBox, Field, Loaded, Notice, PageHeader, Table, formatMs, formatTime, useAction } from "../ui.js";
 
 const BOX_W = 190;
@@ -160,16 +161,20 @@ function Run({ app, graph, run, setRun }) {
   const [values, setValues] = useState({});
   const [query, setQuery] = useState("");
   const chat = app.mode === "advanced-chat";
+  const scope = `console.workflow.${app.id}`;
   const controller = useRef(null);
-  const [go, busy, error, setError] = useAction(async () => {
-    const body = { inputs: inputsOf(variables, values), response_mode: "streaming" };
-    if (chat) body.query = query;
-    const path = chat ? `/apps/${app.id}/advanced-chat/workflows/draft/run` : `/apps/${app.id}/workflows/draft/run`;
+  // Reads a draft run's events into the run shown, from its first one: `open(signal)` sends
+  // the run, or asks for the events of one a reload cut off. The run stays in sessionStorage
+  // until its stream ends, so that a reload (or a visit back) follows it again.
+  const [go, busy, error, setError] = useAction(async (open) => {
     controller.current = new AbortController();
     let current = { status: "running", states: {}, text: "", taskId: null, runId: null, outputs: null, error: null, elapsed: null };
     const update = (change) => { current = { ...current, ...change }; setRun(current); };
     update({});
-    const response = await send("POST", path, { body, signal: controller.current.signal });
+    const response = await open(controller.current.signal);
+    const runId = response.headers.get("x-workflow-run-id");
+    const taskId = response.headers.get("x-task-id");
+    if (runId || taskId) pending.save(scope, { runId, taskId });
     await readEvents(response, (event) => {
       const data = event.data || {};
       if (event.task_id && !current.taskId) update({ taskId: event.task_id });
@@ -193,16 +198,38 @@ function Run({ app, graph, run, setRun }) {
         default: break;
       }
     });
+    pending.clear(scope);
     if (current.status === "running") update({ status: "stopped" });
     invalidate(`/apps/${app.id}/workflow-runs`);
   });
+  const begin = () => {
+    const body = { inputs: inputsOf(variables, values), response_mode: "streaming" };
+    if (chat) body.query = query;
+    const path = chat ? `/apps/${app.id}/advanced-chat/workflows/draft/run` : `/apps/${app.id}/workflows/draft/run`;
+    go((signal) => send("POST", path, { body, signal }));
+  };
+  useLayoutEffect(() => { // a run a reload cut off: followed again from its first event
+    const saved = pending.load(scope);
+    if (!saved || !(saved.runId || saved.taskId)) return;
+    const path = saved.runId
+      ? `/apps/${app.id}/workflow-runs/${saved.runId}/events`
+      : `/apps/${app.id}/chat-messages/${saved.taskId}/events`;
+    go(async (signal) => {
+      try {
+        return await send("GET", path, { signal });
+      } catch (e) {
+        pending.clear(scope); // gone (past its events' retention) or not this account's
+        throw e;
+      }
+    });
+  }, []);
   const [stop, stopping, stopError] = useAction(async () => {
     await api.post(`/apps/${app.id}/workflow-runs/tasks/${run.taskId}/stop`);
   });
   useEffect(() => () => controller.current && controller.current.abort(), []);
   return html`<section class="panel" aria-labelledby="run-title">
     <h2 id="run-title">Run the draft</h2>
-    <form onSubmit=${(e) => { e.preventDefault(); setError(null); go(); }}>
+    <form onSubmit=${(e) => { e.preventDefault(); setError(null); begin(); }}>
       ${variables.length === 0 && !chat && html`<p class="muted">The start node asks for no input.</p>`}
       <${StartForm} variables=${variables} values=${values} setValues=${setValues} />
       ${chat && html`<${Field} label="Query" as="textarea" rows="2" required value=${query} onInput=${setQuery} />`}

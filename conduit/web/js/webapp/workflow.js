@@ -1,11 +1,17 @@
 // The workflow page of a site: the start form, Run, the streamed text (`text_chunk`), the
-// steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs.
-import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+// steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs; a
+// reload mid-run resumes it.
+import { html, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { pending } from "../sse.js";
 import { Button, ErrorBox, formatMs } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { follow, runNames } from "./stream.js";
 
+// The run's whole state is rebuilt from its events: a reload mid-run follows the same run
+// from its first event (`/workflow/{id}/events`), so the text and the steps come back whole,
+// each once, and then live.
 export default function Workflow({ client, parameters, site }) {
+  const scope = `webapp.workflow.${client.code}`;
   const items = formItems(parameters);
   const policy = uploadPolicy(parameters);
   const [inputs, setInputs] = useState(() => initialInputs(items));
@@ -13,19 +19,11 @@ export default function Workflow({ client, parameters, site }) {
   const [run, setRun] = useState(null); // {text, steps, status, outputs, error, elapsed, streaming, taskId}
   const [runError, setRunError] = useState(null);
 
-  const start = async () => {
-    if (run && run.streaming) return;
-    setRunError(null);
-    let response;
-    try {
-      response = await client.send("POST", "/workflows/run", {
-        body: { inputs: inputsBody(items, inputs), response_mode: "streaming", files: filesBody(files) },
-      });
-    } catch (error) {
-      setRunError(error);
-      return;
-    }
-    const state = { text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId: runNames(response).taskId };
+  const fresh = (taskId) => ({ text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId });
+
+  // Reads a run's events into `state` from its first one; the run stays in sessionStorage
+  // ({workflowRunId, inputs}) until it ends, for a reload to pick it up.
+  const consume = async (response, state) => {
     setRun({ ...state });
     const result = await follow(response, (event) => {
       if (!event) return;
@@ -42,9 +40,39 @@ export default function Workflow({ client, parameters, site }) {
       }
       setRun({ ...state });
     });
+    pending.clear(scope);
     state.streaming = false;
     if (result.error) state.error = result.error;
     setRun({ ...state });
+  };
+
+  useLayoutEffect(() => { // a reload in the middle of a run: the same run, from its start
+    const saved = pending.load(scope);
+    if (!saved || !saved.workflowRunId) return;
+    if (saved.inputs) setInputs({ ...initialInputs(items), ...saved.inputs });
+    const state = fresh(saved.taskId || null);
+    setRun({ ...state });
+    client.send("GET", `/workflow/${saved.workflowRunId}/events`).then((response) => consume(response, state), (error) => {
+      pending.clear(scope);
+      setRun({ ...state, streaming: false, status: "unknown", error });
+    });
+  }, []);
+
+  const start = async () => {
+    if (run && run.streaming) return;
+    setRunError(null);
+    let response;
+    try {
+      response = await client.send("POST", "/workflows/run", {
+        body: { inputs: inputsBody(items, inputs), response_mode: "streaming", files: filesBody(files) },
+      });
+    } catch (error) {
+      setRunError(error);
+      return;
+    }
+    const names = runNames(response);
+    if (names.workflowRunId) pending.save(scope, { workflowRunId: names.workflowRunId, taskId: names.taskId, inputs });
+    await consume(response, fresh(names.taskId));
   };
 
   const stop = async () => {
