@@ -93,6 +93,19 @@ def sign_in(page: Any, base_url: str, admin: Admin) -> None:
     page.get_by_role("navigation", name="Main").wait_for()
 
 
+def resumptions(page: Any) -> list[str | None]:
+    """The `Last-Event-ID` of each request the page makes for a run's events (`…/events`),
+    in order, as it makes them: how it picked a stream up again."""
+    seen: list[str | None] = []
+    page.on(
+        "request",
+        lambda r: (
+            seen.append(r.headers.get("last-event-id")) if r.url.endswith("/events") else None
+        ),
+    )
+    return seen
+
+
 @pytest.fixture
 def console(page: Any, service_stack: support.Stack, service_admin: Admin) -> Any:
     """A page signed in to the console of `service_stack` (the fake model upstream) as

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from tests import support
-from tests.e2e.browser.conftest import axe, shot
+from tests.e2e.browser.conftest import axe, resumptions, shot, sign_in
 from tests.e2e.conftest import Admin, service_app
+from tests.fakes.cuttable_proxy import cuttable_proxy
 
 LATEST = '[data-testid="answer"][data-latest="true"]'
 
@@ -123,6 +124,33 @@ def test_chat_streams_stops_resumes_after_a_reload_and_shows_errors(
     # 5. A new conversation starts empty.
     page.get_by_role("button", name="New conversation").click()
     page.get_by_text("No messages yet").wait_for()
+
+
+def test_a_dropped_connection_resumes_the_same_answer(
+    page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """The page reaches the server through a proxy that drops every connection mid-answer
+    (twice): the page reconnects from the last event it got (`Last-Event-ID`) and the answer
+    ends whole, each piece once; what was in flight at each cut was the answer's stream."""
+    upstream.reset()
+    app = service_app(service_stack, service_admin, pre_prompt="You are a test assistant.")
+    with cuttable_proxy("127.0.0.1", service_stack.port) as network:
+        sign_in(page, network.base_url, service_admin)
+        resumed = resumptions(page)
+        page.goto(f"{network.base_url}/#/apps/{app.app_id}/debug")
+        page.get_by_text("No messages yet").wait_for()
+        upstream.control(pace_ms=120)
+        question = words("delta", 30)
+        send(page, question)
+        wait_for_words(page, 5)
+        assert network.cut() >= 1  # the stream, at least
+        wait_for_words(page, 12)  # reconnected: the answer goes on
+        assert network.cut() >= 1
+        page.locator(f'{LATEST}[data-status="done"]').wait_for()
+        upstream.control(pace_ms=5)
+    assert latest_text(page) == f"You said: {question}"  # whole, no piece twice
+    assert len(resumed) >= 2 and all(resumed), resumed  # each reconnection from an event id
+    assert [int(r) for r in resumed if r] == sorted(int(r) for r in resumed if r)
 
 
 def test_completion_app_runs_with_its_input_form(

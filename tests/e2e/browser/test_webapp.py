@@ -11,9 +11,10 @@ import base64
 from typing import Any
 
 from tests import support
-from tests.e2e.browser.conftest import TIMEOUT_MS, axe, shot
+from tests.e2e.browser.conftest import TIMEOUT_MS, axe, resumptions, shot
 from tests.e2e.conftest import Admin, ServiceApp, service_app
 from tests.e2e.test_workflow_runs import workflow_app
+from tests.fakes.cuttable_proxy import cuttable_proxy
 
 OPENING = "Hello! I answer questions about the test suite."
 QUESTIONS = ["What can you do?", "Who made you?"]
@@ -232,6 +233,39 @@ def test_chat_page(
         shot(other, "webapp-chat-mobile-conversations")
     finally:
         phone.close()
+
+
+def test_a_dropped_connection_costs_a_pause_not_the_answer(
+    page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """The end user reaches the server through a proxy that drops every connection while the
+    answer streams (twice): the page asks for the run's events after the last one it showed
+    (`Last-Event-ID`) and the answer ends whole, each word once, with no error shown."""
+    upstream.reset()
+    app, code = chat_site(service_stack, service_admin)
+    app.client.close()
+    with cuttable_proxy("127.0.0.1", service_stack.port) as network:
+        resumed = resumptions(page)
+        page.goto(f"{network.base_url}/chat/{code}")
+        page.get_by_role("heading", name="Test Helper", level=1).wait_for()
+        upstream.control(answer=SLOW_ANSWER, pace_ms=120)
+        page.get_by_label("Message").fill("tell me slowly")
+        page.get_by_role("button", name="Send").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.turn .answer-text')].some("
+            "(e) => e.textContent.includes('word3'))"
+        )
+        assert network.cut() >= 1
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.turn .answer-text')].some("
+            "(e) => e.textContent.includes('word8'))"
+        )
+        assert network.cut() >= 1
+        wait_idle(page, 1)
+        upstream.control(answer=None, pace_ms=5)
+    assert answers(page).last.inner_text() == SLOW_ANSWER
+    assert page.get_by_role("alert").count() == 0
+    assert len(resumed) >= 2 and all(resumed), resumed
 
 
 def test_a_disabled_site_and_a_bad_code_are_said_in_words(

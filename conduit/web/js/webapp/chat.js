@@ -7,7 +7,7 @@ import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor
 import { pending } from "../sse.js";
 import { Button, Dialog, ErrorBox, Field, Loading, useAction } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
-import { follow, resumeRun, runNames } from "./stream.js";
+import { followToEnd, resumeRun, runNames } from "./stream.js";
 
 let keys = 0;
 const nextKey = () => `m${++keys}`;
@@ -91,7 +91,7 @@ export default function Chat({ client, parameters, site }) {
       if (state.conversationId && !current.current) setCurrentId(state.conversationId);
       if (event.event === "message_end") state.ended = true;
     };
-    const result = await follow(response, onEvent, state.lastId);
+    const result = await followToEnd(client, "/chat-messages", response, onEvent, state, () => Boolean(state.ended));
     pending.clear(scope);
     patchMessage(key, { streaming: false, error: result.error, id: state.messageId });
     setLive(null);

@@ -5,7 +5,7 @@ import { html, useEffect, useLayoutEffect, useState } from "../../vendor/htm-pre
 import { pending } from "../sse.js";
 import { Button, ErrorBox, Loading, useAction, formatTime } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
-import { follow, resumeRun, runNames } from "./stream.js";
+import { followToEnd, resumeRun, runNames } from "./stream.js";
 
 export default function Completion({ client, parameters }) {
   const scope = `webapp.completion.${client.code}`;
@@ -36,7 +36,7 @@ export default function Completion({ client, parameters }) {
   // the same run up, and the form it ran with.
   const consume = async (response, key, state) => {
     setLive({ taskId: state.taskId, key });
-    const result = await follow(response, (event, id) => {
+    const result = await followToEnd(client, "/completion-messages", response, (event, id) => {
       if (!event) return;
       if (event.task_id && event.task_id !== state.taskId) {
         state.taskId = event.task_id;
@@ -45,12 +45,13 @@ export default function Completion({ client, parameters }) {
       if (event.message_id) state.id = event.message_id;
       if (event.event === "message") state.answer += event.answer || "";
       if (event.event === "message_replace") state.answer = event.answer || "";
+      if (event.event === "message_end") state.ended = true;
       if (id !== null && id !== undefined && state.taskId) {
         state.lastId = id;
         pending.save(scope, state);
       }
       patch(key, { id: state.id, answer: state.answer });
-    }, state.lastId);
+    }, state, () => Boolean(state.ended));
     pending.clear(scope);
     patch(key, { streaming: false, error: result.error, id: state.id });
     setLive(null);

@@ -27,7 +27,36 @@ export async function follow(response, onEvent, lastId = null) {
     return { lastId: last, error };
   } catch (e) {
     if (e && e.name === "AbortError") return { lastId, error, aborted: true };
-    return { lastId, error: error || new Error(`The answer's stream broke off: ${e.message || e}`) };
+    return { lastId, error: error || new Error(`The answer's stream broke off: ${e.message || e}`), broken: !error };
+  }
+}
+
+const RETRIES = 3; // reconnections after a dropped stream before saying so
+
+// Follows a run's stream to its end: when the connection drops (or the stream stops before
+// `ended()`), it asks for the run's events after the last one shown (`{path}/{taskId}/events`
+// with Last-Event-ID), up to RETRIES times, so that a network drop costs a pause, not the
+// answer. `state` holds {taskId, lastId}, kept current by `onEvent`.
+export async function followToEnd(client, path, response, onEvent, state, ended) {
+  let current = response;
+  let result = { lastId: state.lastId, error: null };
+  for (let attempt = 0; ; attempt += 1) {
+    if (current) {
+      result = await follow(current, onEvent, state.lastId);
+      if (result.aborted || ended() || (result.error && !result.broken)) return result;
+    }
+    if (!state.taskId || attempt >= RETRIES) {
+      return { ...result, error: result.error || new Error("The answer's stream ended before the answer did.") };
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300 * (attempt + 1)));
+    try {
+      const headers = state.lastId ? { "Last-Event-ID": String(state.lastId) } : {};
+      current = await client.send("GET", `${path}/${state.taskId}/events`, { headers });
+    } catch (error) {
+      if (error.status && error.status < 500) return { lastId: state.lastId, error }; // gone
+      current = null;
+      result = { lastId: state.lastId, error };
+    }
   }
 }
 
