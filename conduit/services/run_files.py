@@ -15,7 +15,8 @@ import asyncio
 import base64
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from html import escape
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import insert, select
@@ -39,10 +40,19 @@ MAX_URL = 2048
 DOCUMENT_CHARS = 100_000
 
 
-def upload_policy(config: Mapping[str, Any]) -> tuple[list[str], list[str], int, str] | None:
-    """What the app's `file_upload` takes: (types, transfer methods, how many, image detail),
-    or None when it takes no files. Dify's two shapes: `{enabled, allowed_file_types,
-    allowed_file_upload_methods, number_limits}`, or the older `{image: {enabled, ...}}`."""
+class UploadPolicy(NamedTuple):
+    """What an app's `file_upload` takes."""
+
+    types: list[str]
+    methods: list[str]  # transfer methods
+    limit: int  # files per message
+    detail: str  # an image's detail for the model
+
+
+def upload_policy(config: Mapping[str, Any]) -> UploadPolicy | None:
+    """What the app's `file_upload` takes, or None when it takes no files. Dify's two shapes:
+    `{enabled, allowed_file_types, allowed_file_upload_methods, number_limits}`, or the older
+    `{image: {enabled, ...}}`."""
     upload = config.get("file_upload")
     if not isinstance(upload, Mapping):
         return None
@@ -58,7 +68,7 @@ def upload_policy(config: Mapping[str, Any]) -> tuple[list[str], list[str], int,
     else:
         return None
     methods = [str(m) for m in methods or []] or list(TRANSFER_METHODS)
-    return types, methods, int(limit or DEFAULT_LIMIT), detail
+    return UploadPolicy(types, methods, int(limit or DEFAULT_LIMIT), detail)
 
 
 def checked_files(session: Session, app: App, sent: Any) -> list[dict[str, Any]]:
@@ -72,9 +82,8 @@ def checked_files(session: Session, app: App, sent: Any) -> list[dict[str, Any]]
     policy = upload_policy(app.model_config_ or {})
     if policy is None:
         raise InvalidParam("files: this app takes no files (its file upload is not enabled)")
-    limit = policy[2]
-    if len(sent) > limit:
-        raise InvalidParam(f"files: this app takes at most {limit} files per message")
+    if len(sent) > policy.limit:
+        raise InvalidParam(f"files: this app takes at most {policy.limit} files per message")
     return [_checked(session, app, item, f"files[{i}]", policy) for i, item in enumerate(sent)]
 
 
@@ -83,7 +92,7 @@ def _checked(
     app: App,
     item: Any,
     name: str,
-    policy: tuple[list[str], list[str], int, str],
+    policy: UploadPolicy,
 ) -> dict[str, Any]:
     types, methods, _, detail = policy
     if not isinstance(item, dict):
@@ -116,8 +125,13 @@ def _checked(
         raise InvalidParam(f"{name}.url: an http(s) URL is required for a remote_url")
     if len(url) > MAX_URL:
         raise InvalidParam(f"{name}.url: must be at most {MAX_URL} characters")
-    filename = unquote(parts.path.rsplit("/", 1)[-1]) or parts.netloc
-    return _kept(kind, method, detail, url=url, filename=filename[:255])
+    return _kept(kind, method, detail, url=url, filename=url_name(url)[:255])
+
+
+def url_name(url: str) -> str:
+    """A file's name as its URL gives it: the last path segment, else the host."""
+    parts = urlsplit(url)
+    return unquote(parts.path.rsplit("/", 1)[-1]) or parts.netloc
 
 
 def _kept(
@@ -190,7 +204,7 @@ def message_files(
             name = upload.name if upload is not None else None
         else:
             url = file.url
-            name = unquote(urlsplit(file.url or "").path.rsplit("/", 1)[-1]) or None
+            name = url_name(file.url or "") or None
         found.setdefault(file.message_id, []).append(
             {
                 "id": file.id,
@@ -242,14 +256,17 @@ class FileParts:
         parts: list[dict[str, Any]] = []
         for file in files:
             kind, name = str(file.get("type")), str(file.get("filename") or "file")
+            # The sender's name and URL, quoted: they cannot end the block they are named in.
+            label = escape(name)
             if file.get("transfer_method") == "remote_url":
                 if kind == "image":
                     parts.append(_image(str(file["url"]), file))
                 else:
-                    texts.append(f'<file name="{name}" type="{kind}" url="{file["url"]}"></file>')
+                    url = escape(str(file["url"]))
+                    texts.append(f'<file name="{label}" type="{kind}" url="{url}"></file>')
                 continue
             if kind not in ("image", "document"):
-                texts.append(f'<file name="{name}" type="{kind}"></file>')
+                texts.append(f'<file name="{label}" type="{kind}"></file>')
                 continue
             try:
                 row, data = load_upload(
@@ -269,7 +286,7 @@ class FileParts:
                 text = extract(row.name, data).text
             except IndexingError as error:
                 raise AttachmentsFailed(f"The file {name} could not be read: {error}") from error
-            texts.append(f'<file name="{name}">\n{text[:DOCUMENT_CHARS]}\n</file>')
+            texts.append(f'<file name="{label}">\n{text[:DOCUMENT_CHARS]}\n</file>')
         return "\n\n".join(texts), parts
 
 

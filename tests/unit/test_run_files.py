@@ -6,7 +6,7 @@ from __future__ import annotations
 from conduit.core.apps.chat import with_files
 from conduit.core.llm.openai_compatible import _request_body
 from conduit.core.llm.provider import ChatMessage, GenerationParams
-from conduit.services.run_files import upload_policy
+from conduit.services.run_files import FileParts, upload_policy, url_name
 
 
 def test_the_older_image_shape_and_the_newer_one() -> None:
@@ -49,3 +49,25 @@ def test_files_go_into_the_last_user_message_and_onto_the_wire_as_parts() -> Non
     wire = _request_body(changed, GenerationParams(model="m"))["messages"]
     assert wire[1] == {"role": "user", "content": "Earlier"}  # text alone stays a string
     assert wire[3]["content"] == [{"type": "text", "text": changed[3].content}, image]
+
+
+def test_a_url_names_its_file_by_its_last_segment_else_its_host() -> None:
+    assert url_name("https://files.example/docs/Q3%20report.pdf?x=1") == "Q3 report.pdf"
+    assert url_name("https://files.example/") == "files.example"
+    assert url_name("https://files.example") == "files.example"
+
+
+def test_a_senders_name_and_url_cannot_end_the_block_they_are_named_in() -> None:
+    reader = FileParts(db=None, storage=None)  # type: ignore[arg-type]  # no upload is read
+    sent = {
+        "type": "document",
+        "transfer_method": "remote_url",
+        "url": 'https://x.example/a"><b.pdf',
+        "filename": 'a"></file><b.pdf',
+    }
+    text, parts = reader._read("tenant", "app", [sent])
+    assert parts == []
+    assert text == (
+        '<file name="a&quot;&gt;&lt;/file&gt;&lt;b.pdf" type="document"'
+        ' url="https://x.example/a&quot;&gt;&lt;b.pdf"></file>'
+    )
