@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import AttachmentsFailed
+from conduit.core.llm.provider import ChatMessage
 from conduit.core.rag.errors import IndexingError
 from conduit.core.rag.extract import extract
 from conduit.core.runs.spec import RunSpec
@@ -156,10 +157,45 @@ def _kept(
     }
 
 
+def past_files(
+    session: Session, app: App, message_ids: Sequence[str], prompt: Sequence[ChatMessage]
+) -> list[dict[str, Any]]:
+    """The files of the past turns a chat's prompt remembers, as `checked_files` gives them,
+    each with `at`: the index in `prompt` of its turn's question (`message_ids` are the turns,
+    oldest first, as the prompt's user messages before the last). None when the app takes no
+    files now. One query."""
+    policy = upload_policy(app.model_config_ or {})
+    if policy is None or not message_ids:
+        return []
+    questions = [index for index, message in enumerate(prompt) if message.role == "user"]
+    at = dict(zip(message_ids, questions, strict=False))
+    rows = session.execute(
+        select(MessageFile, UploadFile)
+        .outerjoin(UploadFile, UploadFile.id == MessageFile.upload_file_id)
+        .where(MessageFile.message_id.in_(list(message_ids)), MessageFile.belongs_to == "user")
+        .order_by(MessageFile.message_id, MessageFile.position)
+    ).all()
+    found = []
+    for file, upload in rows:
+        if file.transfer_method == "local_file":
+            if upload is None:
+                continue  # its app's end user is gone, and the file with them
+            kept = _kept(file.type, file.transfer_method, policy.detail,
+                         upload_file_id=upload.id, filename=upload.name, row=upload)  # fmt: skip
+        else:
+            url = file.url or ""
+            kept = _kept(file.type, file.transfer_method, policy.detail,
+                         url=url, filename=url_name(url)[:255])  # fmt: skip
+        found.append({**kept, "at": at[file.message_id]})
+    return sorted(found, key=lambda kept: int(kept["at"]))
+
+
 def write_message_files(
     session: Session, message_id: str, kept: Sequence[Mapping[str, Any]], created_at: datetime
 ) -> None:
-    """The message's files, in the order sent (in the run's start transaction)."""
+    """The message's files, in the order sent (in the run's start transaction); past turns'
+    files in `kept` (with `at`) are theirs, not written again."""
+    kept = [file for file in kept if "at" not in file]
     if not kept:
         return
     session.execute(

@@ -131,6 +131,51 @@ def test_an_image_and_a_document_reach_the_model_and_are_listed_with_the_message
     ]
 
 
+def test_a_later_turn_sends_the_files_of_the_turns_it_remembers(
+    files_app: ServiceApp, service_admin: Admin, upstream: Any
+) -> None:
+    """A conversation's past turns go to the model with their files, each in its own turn (an
+    image as a part, a document's text after the question), as far back as the app's memory
+    window reaches."""
+    image = upload(files_app, "dot.png", PNG, "image/png")
+    notes = upload(files_app, "notes.md", NOTES, "text/markdown")
+
+    def say(query: str, conversation: str, files: list[dict[str, Any]]) -> str:
+        body = {"query": query, "user": "ann", "inputs": {}, "files": files}
+        reply = files_app.client.post(
+            "/chat-messages", json={**body, "conversation_id": conversation}
+        )
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["conversation_id"])
+
+    conversation = say("Look at this.", "", [local("image", image)])
+    say("And read this.", conversation, [local("document", notes)])
+    say("What colour was the dot?", conversation, [])
+    messages = prompt_of(upstream, "What colour was the dot?")
+    assert [m["role"] for m in messages] == [
+        "system", "user", "assistant", "user", "assistant", "user"
+    ]  # fmt: skip
+    text, part = messages[1]["content"]
+    assert text == {"type": "text", "text": "Look at this."}
+    assert part["image_url"]["url"] == "data:image/png;base64," + base64.b64encode(PNG).decode()
+    assert part["image_url"]["detail"] == "low"
+    second = messages[3]["content"]
+    assert second.startswith('And read this.\n\n<file name="notes.md">')
+    assert "The meeting moved to Friday at ten." in second
+    assert messages[5]["content"] == "What colour was the dot?"
+
+    # A memory of one turn: only the last turn, with its file.
+    config_url = f"/console/api/apps/{files_app.app_id}/model-config"
+    config = service_admin.client.get(config_url).json()["data"]
+    config["memory"] = {"window": {"enabled": True, "size": 1}}
+    assert service_admin.client.post(config_url, json=config).status_code == 200
+    say("Which day?", conversation, [])
+    messages = prompt_of(upstream, "Which day?")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1]["content"].startswith("What colour was the dot?")  # no file: a string
+    assert messages[3]["content"] == "Which day?"
+
+
 def test_a_streamed_completion_reads_its_document(
     service_stack: support.Stack, service_admin: Admin, upstream: Any
 ) -> None:

@@ -71,3 +71,18 @@ def test_a_senders_name_and_url_cannot_end_the_block_they_are_named_in() -> None
         '<file name="a&quot;&gt;&lt;/file&gt;&lt;b.pdf" type="document"'
         ' url="https://x.example/a&quot;&gt;&lt;b.pdf"></file>'
     )
+
+
+def test_a_past_turns_files_go_into_that_turns_question() -> None:
+    prompt = [
+        ChatMessage("system", "Be brief."),
+        ChatMessage("user", "Look at this."),
+        ChatMessage("assistant", "A dot."),
+        ChatMessage("user", "What colour?"),
+    ]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}
+    changed = with_files(prompt, "", [image], at=1)
+    assert changed[1] == ChatMessage("user", "Look at this.", (image,))
+    assert changed[0] == prompt[0] and changed[2:] == prompt[2:]
+    assert with_files(prompt, "<file/>", [], at=3)[3].content == "What colour?\n\n<file/>"
+    assert with_files(prompt, "<file/>", [], at=2) == prompt  # not a question: left alone

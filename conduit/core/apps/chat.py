@@ -50,11 +50,11 @@ class AttachmentsFailed(ModelError):
 
 
 def with_files(
-    messages: list[ChatMessage], text: str, parts: list[dict[str, Any]]
+    messages: list[ChatMessage], text: str, parts: list[dict[str, Any]], at: int | None = None
 ) -> list[ChatMessage]:
-    """The prompt with the files in its last user message: `text` after the question, `parts`
-    after both."""
-    for index in range(len(messages) - 1, -1, -1):
+    """The prompt with files in a user message, its last or the one at `at` (a past turn's
+    question): `text` after the question, `parts` after both."""
+    for index in range(len(messages) - 1, -1, -1) if at is None else (at,):
         message = messages[index]
         if message.role == "user":
             content = f"{message.content}\n\n{text}" if text else message.content
@@ -79,7 +79,8 @@ class ChatRunBody:
     prices: dict[str, str] | None = None
     retrieval: RetrievalPlan | None = None
     # The files the message was sent with, checked when it was accepted: each
-    # {type, transfer_method, upload_file_id, url, filename, mime_type, detail}.
+    # {type, transfer_method, upload_file_id, url, filename, mime_type, detail}; and those of
+    # the past turns its prompt remembers, each with `at`, the index of its turn's question.
     files: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -382,7 +383,12 @@ class ChatExecution:
             self._resources = await self._search(body.retrieval)
             messages = with_context(messages, self._resources)
         if body.files:
-            messages = with_files(messages, *(await self._read_files(body.files)))
+            # Each turn's files with its question (`at`: a past turn's; none: this message's).
+            turns: dict[int | None, list[dict[str, Any]]] = {}
+            for file in body.files:
+                turns.setdefault(file.get("at"), []).append(file)
+            for at, files in turns.items():
+                messages = with_files(messages, *(await self._read_files(files)), at=at)
         model = await self._resolve_model(body.model_ref)
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(

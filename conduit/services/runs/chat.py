@@ -129,8 +129,9 @@ def plan_run(
     model_providers.check_quota(session, ref)
     conversation_id = ids.new_conversation_id
     new_conversation = True
+    past: list[dict[str, Any]] = []  # the files of the turns the prompt remembers
     if request.mode == "chat":
-        history: list[tuple[str, str]] = []
+        turns: list[Message] = []
         if request.conversation_id:
             conversation = conversations.get_conversation(
                 session, app, end_user, request.conversation_id
@@ -138,18 +139,22 @@ def plan_run(
             if conversation.status != "normal":
                 raise ConversationCompleted()
             inputs = dict(conversation.inputs or {})  # Dify keeps the conversation's own inputs
-            history = conversation_history(
+            turns = conversation_turns(
                 session, conversation, prompts.memory_turns(config, settings.runs.memory_turns)
             )
             conversation_id = conversation.id
             new_conversation = False
         else:
             inputs = prompts.validate_inputs(config, request.inputs)
-        messages = prompts.chat_prompt(config, inputs, history, request.query)
+        messages = prompts.chat_prompt(
+            config, inputs, [(m.query, m.answer) for m in turns], request.query
+        )
+        if turns:
+            past = run_files.past_files(session, app, [m.id for m in turns], messages)
     else:
         inputs = prompts.validate_inputs(config, request.inputs)
         messages = prompts.completion_prompt(config, inputs, request.query)
-    files = run_files.checked_files(session, app, request.files)
+    files = [*past, *run_files.checked_files(session, app, request.files)]
     spec = _spec(
         app,
         request,
@@ -376,6 +381,11 @@ def early_spec(
 def conversation_history(
     session: Session, conversation: Conversation, turns: int
 ) -> list[tuple[str, str]]:
+    return [(m.query, m.answer) for m in conversation_turns(session, conversation, turns)]
+
+
+def conversation_turns(session: Session, conversation: Conversation, turns: int) -> list[Message]:
+    """The conversation's last `turns` answered messages, oldest first."""
     if turns <= 0:
         return []
     rows = session.scalars(
@@ -388,7 +398,7 @@ def conversation_history(
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(turns)
     )
-    return [(m.query, m.answer) for m in reversed(list(rows))]
+    return list(reversed(list(rows)))
 
 
 def run_names(spec: RunSpec) -> dict[str, str]:
