@@ -6,20 +6,20 @@ and `/workflow/{code}`, which talks to the web tier (`/api`) only. The files are
 The files are read once, when the app is built, and served from memory. The two HTML pages
 name their assets under `/ui/{version}/`, where the version is a digest of every file: those
 URLs never change meaning, so a browser keeps them for good (`immutable`) and a returning
-visit asks for none of them; the modules import each other by relative paths, so they all
-stay under the version. An upgrade is a new version, hence new URLs. The same files under
-plain `/ui/…` are revalidated (`no-cache` + ETag) for whoever links them directly.
-`js/boot.js` is written into both pages where they name it, so that a first visit sends the
-page's first reads while the modules are still on their way.
+visit asks for none of them. Each page's entry module is named as one bundle of every module
+the page loads (`api/bundle.py`, built here, served at `/ui/{version}/bundles/{page}.js`): a
+first visit asks for one script, not a dozen modules one wave after another. An upgrade is a
+new version, hence new URLs. The files under plain `/ui/…` (the modules one by one too) are
+revalidated (`no-cache` + ETag) for whoever links them directly. `js/boot.js` is written into
+both pages where they name it, so that a first visit sends the page's first reads while its
+script is still on its way.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 import posixpath
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
+
+from conduit.api.bundle import bundle
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 _REVALIDATE = "no-cache"
@@ -43,34 +45,12 @@ class _File:
     etag: str
 
 
-_IMPORT = re.compile(rb"""^\s*(?:import|export)\b[^;'"]*?\bfrom\s*["'](\.{1,2}/[^"']+)["']""", re.M)
-
-
-def _module_deps(files: dict[str, _File]) -> dict[str, list[str]]:
-    """Each module under `js/` → every module it imports, directly or not (static imports by
-    relative path), as paths from `js/`: what js/boot.js preloads with a page's module."""
-    direct: dict[str, list[str]] = {}
-    for name, found in files.items():
-        if name.endswith(".js"):
-            base = posixpath.dirname(name)
-            direct[name] = [
-                posixpath.normpath(posixpath.join(base, spec.decode()))
-                for spec in _IMPORT.findall(found.body)
-            ]
-    closed: dict[str, list[str]] = {}
-    for name in direct:
-        if not name.startswith("js/"):
-            continue
-        seen: list[str] = []
-        todo = list(direct[name])
-        while todo:
-            dep = todo.pop()
-            if dep not in seen and dep != name:
-                seen.append(dep)
-                todo.extend(direct.get(dep, []))
-        if seen:
-            closed[name.removeprefix("js/")] = sorted(posixpath.relpath(d, "js") for d in seen)
-    return closed
+# Each page's entry module, and the folder of the modules it loads with `import()`: with every
+# module they import, one bundle (`api/bundle.py`), named by the page in place of the entry.
+_BUNDLES = {
+    "index.html": ("js/app.js", "js/pages/"),
+    "webapp.html": ("js/webapp/app.js", "js/webapp/"),
+}
 
 
 class WebAssets:
@@ -90,19 +70,35 @@ class WebAssets:
                 media_type += "; charset=utf-8"
             etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
             self.files[name] = _File(body, media_type, etag)
+        sources = {
+            name: found.body.decode()
+            for name, found in self.files.items()
+            if name.endswith(".js") and name != _BOOT
+        }
+        entries: dict[str, tuple[str, str]] = {}  # page → (its entry's address, its bundle's)
+        for page, (entry, loaded) in _BUNDLES.items():
+            if entry not in sources:
+                continue
+            also = [name for name in sources if name.startswith(loaded)]
+            body = bundle(sources, entry, also).encode()
+            name = f"bundles/{posixpath.splitext(page)[0]}.js"
+            version.update(name.encode() + b"\0" + body)  # the bundler's own changes too
+            etag = f'"{hashlib.sha256(body).hexdigest()[:20]}"'
+            self.files[name] = _File(body, _TYPES[".js"], etag)
+            entries[page] = (f'src="/ui/{entry}"', f'src="/ui/{name}"')
         self.version = version.hexdigest()[:12]
-        deps = json.dumps(_module_deps(self.files), separators=(",", ":")).encode()
-        boot = self.files[_BOOT].body.replace(b"/*deps*/{}", deps)
+        boot = self.files[_BOOT].body
         if b"</script" in boot.lower():
             raise ValueError(f"{_BOOT} cannot be inlined: it contains </script")
-        self.pages = {
-            name: self.files[name]
-            .body.replace(
+        self.pages = {}
+        for page in ("index.html", "webapp.html"):
+            html = self.files[page].body.replace(
                 f'<script src="/ui/{_BOOT}"></script>'.encode(), b"<script>" + boot + b"</script>"
             )
-            .replace(b'"/ui/', f'"/ui/{self.version}/'.encode())
-            for name in ("index.html", "webapp.html")
-        }
+            if page in entries:
+                named, bundled = entries[page]
+                html = html.replace(named.encode(), bundled.encode())
+            self.pages[page] = html.replace(b'"/ui/', f'"/ui/{self.version}/'.encode())
 
     def page(self, name: str) -> Response:
         return Response(

@@ -18,10 +18,9 @@ function load(module) {
   return loading.get(module);
 }
 
-// The page the address names starts loading now, beside the account's first requests, not
-// after the first render.
-// js/boot.js preloaded it and sent its reads: the first render waits for both (a moment at
-// most), so that it is the page with its data, not "Loading…" and then each part again.
+// The page the address names is loaded now (from the page's bundle, conduit/api/bundle.py), and
+// js/boot.js sent its reads: the first render waits for both (a moment at most), so that it
+// is the page with its data, not "Loading…" and then each part again.
 const first = match(tokens.access ? parseHash().path : "/signin");
 if (first) {
   await Promise.all([

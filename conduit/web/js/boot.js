@@ -1,7 +1,8 @@
 // The first thing either page runs, inline in its HTML (conduit/api/ui.py puts this file in
 // place of its <script src>): the console's route table, and the page's first reads sent at
-// once, while the browser is still fetching the modules, so that on a first visit the data and
-// the code arrive together instead of one after the other. The modules take each read over
+// once, while the browser is still fetching the page's script (its modules in one bundle,
+// conduit/api/bundle.py), so that on a first visit the data and the code arrive together
+// instead of one after the other. The modules take each read over
 // when the page asks for the same URL (js/api.js and js/webapp/api.js: `conduitBoot.take`); a
 // read nobody takes within a few seconds is dropped, and a page never waits for one.
 "use strict";
@@ -72,10 +73,13 @@
 
   // A read's reply is kept whole (status, headers, body text), so that a page rendering after
   // it arrived can show its data in that very render (`peek`), with no "Loading…" in between.
+  // `headers`: an object (the console's: the request leaves now, not a task later), or the
+  // promise of one (a site's passport), or null.
   function send(url, owner, headers) {
     const read = { owner, at: performance.now(), reply: null };
-    read.replied = Promise.resolve(headers)
-      .then((h) => (h ? fetch(url, { headers: { "x-request-id": id(), ...h } }) : null))
+    const request = (h) => (h ? fetch(url, { headers: { "x-request-id": id(), ...h } }) : null);
+    const sending = headers instanceof Promise ? headers.then(request) : Promise.resolve(request(headers));
+    read.replied = sending
       .then(async (r) => r && { status: r.status, statusText: r.statusText, headers: r.headers, text: await r.text() })
       .then((reply) => { read.reply = reply; return reply; }, () => null); // failed: the page asks again
     sent.set(url, read);
@@ -128,26 +132,6 @@
   const drop = () => sent.clear();
   const pending = () => [...sent.keys()];
 
-  // Each module (from js/) → the modules it imports, directly or not: written here by the
-  // server (conduit/api/ui.py), so that a page's own imports are fetched with it, not after.
-  const DEPS = /*deps*/{};
-
-  const preloaded = new Set();
-  function preload(module, from) {
-    const name = new URL(module, "https://x/js/").pathname.slice(4);
-    for (const path of [name, ...(DEPS[name] || [])]) {
-      if (preloaded.has(path)) continue;
-      preloaded.add(path);
-      const link = document.createElement("link");
-      link.rel = "modulepreload";
-      link.href = new URL(path, from).href;
-      document.head.append(link);
-    }
-  }
-
-  // Where the modules are: the server writes its versioned `/ui/{version}/` into this string
-  // as into the rest of the page.
-  const modules = new URL("/ui/js/", location.href).href;
   const [, kind, code] = location.pathname.split("/");
 
   if (location.pathname === "/") {
@@ -159,8 +143,6 @@
         send(`/console/api${path}`, token, headers);
       }
     }
-    preload("./app.js", modules);
-    if (route) preload(route.module, modules);
   } else if (["chat", "completion", "workflow"].includes(kind) && code) {
     // The end-user app of a site: its passport (a returning browser's own, else a new one,
     // kept as js/webapp/api.js keeps it), then the reads every page of the kind starts with.
@@ -178,8 +160,6 @@
     const headers = passport.then((token) => token && { authorization: `Bearer ${token}`, "x-app-code": site });
     const reads = { chat: ["/conversations?pinned=true&limit=100", "/conversations?pinned=false&limit=100"], completion: ["/saved-messages?limit=100"], workflow: [] };
     for (const path of ["/site", "/parameters", ...reads[kind]]) send(`/api${path}`, site, headers);
-    preload("./webapp/app.js", modules);
-    preload(`./webapp/${kind}.js`, modules);
     globalThis.conduitBoot = { take, peek, arrived, drop, pending, passport: kept ? null : passport };
     return;
   }

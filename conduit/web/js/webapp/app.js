@@ -29,7 +29,7 @@ function useSite(client) {
   return { ...state, reload: () => setTick((t) => t + 1) };
 }
 
-// js/boot.js preloaded the page's module: the first render waits for it, not showing "Loading…".
+// The page's module (in the page's bundle): the first render waits for it, not showing "Loading…".
 const here = where();
 const [preloaded] = await Promise.all([
   KINDS[here.kind] ? import(KINDS[here.kind]).then((m) => m.default, () => null) : null,
