@@ -72,15 +72,19 @@ def upload_policy(config: Mapping[str, Any]) -> UploadPolicy | None:
     return UploadPolicy(types, methods, int(limit or DEFAULT_LIMIT), detail)
 
 
-def checked_files(session: Session, app: App, sent: Any) -> list[dict[str, Any]]:
+def checked_files(
+    session: Session, app: App, sent: Any, config: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The request's `files`, checked (400 naming the item and the rule otherwise): each an
     object of a type and transfer method the app takes, an upload of this app or an http(s)
-    URL, no more than the app allows. Each as the run and the message keep it."""
+    URL, no more than the app allows. Each as the run and the message keep it. `config`
+    holds the app's `file_upload` (a chatflow's: its workflow's features), else the app's
+    model config does."""
     if sent is None or sent == []:
         return []
     if not isinstance(sent, list):
         raise InvalidParam("files: must be a list")
-    policy = upload_policy(app.model_config_ or {})
+    policy = upload_policy(app.model_config_ or {} if config is None else config)
     if policy is None:
         raise InvalidParam("files: this app takes no files (its file upload is not enabled)")
     if len(sent) > policy.limit:

@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests import support
 from tests.e2e.conftest import Admin, ServiceApp, service_app
+from tests.e2e.test_workflow_runs import HERE, published_app
 
 EXECUTOR = "celery"
 
@@ -174,6 +176,15 @@ def test_a_later_turn_sends_the_files_of_the_turns_it_remembers(
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
     assert messages[1]["content"].startswith("What colour was the dot?")  # no file: a string
     assert messages[3]["content"] == "Which day?"
+    # The conversation's title is asked for in the background (by a worker, in the distributed
+    # mode): it lands here, not in the next test's count of the model's calls.
+    support.wait_for(
+        lambda: any(
+            str(record["messages"][-1]["content"]).startswith("Write a short title")
+            for record in upstream.stats()["log"]
+        ),
+        what="the conversation's title asked for",
+    )
 
 
 def test_a_streamed_completion_reads_its_document(
@@ -274,3 +285,68 @@ def test_files_are_checked_when_the_message_is_sent_and_nothing_is_stored(
         json={"query": "Look", "user": "bob", "inputs": {}, "files": [local("image", image)]},
     )
     assert taken.status_code == 200, taken.text
+
+
+def test_a_chatflow_turns_files_are_checked_against_its_features_and_listed(
+    service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """A chatflow (advanced-chat) takes files by its workflow's `file_upload` feature: checked
+    as a chat app's are (400 naming the rule, nothing stored), given to the run as
+    `sys.files`, and listed with the turn's message."""
+    upstream.reset()
+    dsl = yaml.safe_load((HERE / "chatflow_memory.yml").read_text())
+    plain = published_app(service_stack, service_admin, dsl)
+    dsl["workflow"]["features"]["file_upload"] = {
+        "enabled": True,
+        "allowed_file_types": ["image"],
+        "allowed_file_upload_methods": ["local_file"],
+        "number_limits": 1,
+    }
+    flow = published_app(service_stack, service_admin, dsl)
+    image = upload(flow, "dot.png", PNG, "image/png")
+    cases: list[tuple[ServiceApp, Any, str]] = [
+        (flow, [local("image", image)] * 2, "files: this app takes at most 1 files per message"),
+        (
+            flow,
+            [{"type": "image", "transfer_method": "remote_url", "url": CAT}],
+            "files[0].transfer_method: this app takes local_file",
+        ),
+        (flow, [{"type": "photo"}], "files[0].type: must be one of image, document"),
+        (plain, [local("image", image)], "files: this app takes no files"),
+    ]
+    for target, files, message in cases:
+        reply = target.client.post(
+            "/chat-messages",
+            json={"query": "Look", "user": "ann", "inputs": {}, "files": files},
+        )
+        assert reply.status_code == 400, (files, reply.text)
+        assert reply.json()["code"] == "invalid_param", reply.text
+        assert message in reply.json()["message"], (message, reply.text)
+    for target in (flow, plain):
+        conversations = target.client.get("/conversations", params={"user": "ann"})
+        assert conversations.status_code == 200 and conversations.json()["data"] == []
+
+    reply = flow.client.post(
+        "/chat-messages",
+        json={
+            "query": "Look",
+            "user": "ann",
+            "inputs": {},
+            "files": [local("image", image)],
+            "response_mode": "blocking",
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["answer"].startswith("Bot: ")
+    listed = flow.client.get(
+        "/messages", params={"conversation_id": body["conversation_id"], "user": "ann"}
+    )
+    assert listed.status_code == 200, listed.text
+    files = listed.json()["data"][0]["message_files"]
+    assert [(f["type"], f["transfer_method"], f["filename"]) for f in files] == [
+        ("image", "local_file", "dot.png")
+    ]
+    assert files[0]["upload_file_id"] == image
+    opened = httpx.get(files[0]["url"], timeout=10)  # the signed link, no key
+    assert opened.status_code == 200 and opened.content == PNG

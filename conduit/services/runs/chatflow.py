@@ -37,7 +37,7 @@ from conduit.db.models import (
 from conduit.errors import BadRequest, ConversationCompleted, NotChatApp
 from conduit.infra.cache import Cache
 from conduit.infra.settings import Settings
-from conduit.services import conversations
+from conduit.services import conversations, run_files
 from conduit.services.runs import chat
 from conduit.services.runs.chat import ChatRequest
 from conduit.services.runs.start import RunIds, RunKey
@@ -156,6 +156,7 @@ class ChatflowPlan:
                 "request_hash": key.request_hash if key else None,
             },
         )
+        run_files.write_message_files(session, turn.message_id, body.system.get("files") or [], now)
         connection.execute(
             insert(_RUNS),
             {
@@ -248,11 +249,13 @@ class ChatflowPlanner:
             }
             dialogue_count = 0
             new = True
+        # Checked against the workflow's `file_upload` feature, kept as the turn's message_files.
+        files = run_files.checked_files(session, app, request.files, workflow.features or {})
         refs = model_refs(session, app, graph, settings, cache)
         run_id = str(uuid.uuid4())
         system = {
             "query": request.query,
-            "files": request.files,
+            "files": files,
             "conversation_id": conversation_id,
             "user_id": end_user.session_id,
             "dialogue_count": dialogue_count + 1,
