@@ -52,6 +52,25 @@ def prompt_of(upstream: Any, words: str) -> list[dict[str, Any]]:
     raise AssertionError(f"no model call was asked {words!r}")
 
 
+def refused(cases: list[tuple[ServiceApp, Any, str]], user: str) -> None:
+    """Each (app, files, words): the message sent with those files is a 400 `invalid_param`
+    whose message holds the words."""
+    for target, files, message in cases:
+        reply = target.client.post(
+            "/chat-messages",
+            json={"query": "Look", "user": user, "inputs": {}, "files": files},
+        )
+        assert reply.status_code == 400, (files, reply.text)
+        assert reply.json()["code"] == "invalid_param", reply.text
+        assert message in reply.json()["message"], (message, reply.text)
+
+
+def nothing_stored(apps: tuple[ServiceApp, ...], user: str) -> None:
+    for target in apps:
+        conversations = target.client.get("/conversations", params={"user": user})
+        assert conversations.status_code == 200 and conversations.json()["data"] == []
+
+
 @pytest.fixture
 def files_app(service_stack: support.Stack, service_admin: Admin, upstream: Any) -> ServiceApp:
     upstream.reset()
@@ -266,18 +285,9 @@ def test_files_are_checked_when_the_message_is_sent_and_nothing_is_stored(
         (app, [local("image", text)], "files[0]: notes.txt is not an image"),
         (plain, [local("image", image)], "files: this app takes no files"),
     ]
-    for target, files, message in cases:
-        reply = target.client.post(
-            "/chat-messages",
-            json={"query": "Look", "user": "bob", "inputs": {}, "files": files},
-        )
-        assert reply.status_code == 400, (files, reply.text)
-        assert reply.json()["code"] == "invalid_param", reply.text
-        assert message in reply.json()["message"], (message, reply.text)
+    refused(cases, "bob")
     # Nothing was stored, and the model never called.
-    for target in (app, plain):
-        conversations = target.client.get("/conversations", params={"user": "bob"})
-        assert conversations.status_code == 200 and conversations.json()["data"] == []
+    nothing_stored((app, plain), "bob")
     assert upstream.stats()["requests"] == 0
     # The same upload, sent right, is taken.
     taken = app.client.post(
@@ -314,17 +324,8 @@ def test_a_chatflow_turns_files_are_checked_against_its_features_and_listed(
         (flow, [{"type": "photo"}], "files[0].type: must be one of image, document"),
         (plain, [local("image", image)], "files: this app takes no files"),
     ]
-    for target, files, message in cases:
-        reply = target.client.post(
-            "/chat-messages",
-            json={"query": "Look", "user": "ann", "inputs": {}, "files": files},
-        )
-        assert reply.status_code == 400, (files, reply.text)
-        assert reply.json()["code"] == "invalid_param", reply.text
-        assert message in reply.json()["message"], (message, reply.text)
-    for target in (flow, plain):
-        conversations = target.client.get("/conversations", params={"user": "ann"})
-        assert conversations.status_code == 200 and conversations.json()["data"] == []
+    refused(cases, "ann")
+    nothing_stored((flow, plain), "ann")
 
     reply = flow.client.post(
         "/chat-messages",
