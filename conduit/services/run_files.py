@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -22,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.chat import AttachmentsFailed
+from conduit.core.apps.chat import AttachmentsFailed, TurnFiles
 from conduit.core.llm.provider import ChatMessage
 from conduit.core.rag.errors import IndexingError
 from conduit.core.rag.extract import extract
@@ -39,6 +40,8 @@ DEFAULT_LIMIT = 3
 MAX_URL = 2048
 # A document's text given to the model is cut here (about 25k tokens).
 DOCUMENT_CHARS = 100_000
+
+logger = logging.getLogger(__name__)
 
 
 class UploadPolicy(NamedTuple):
@@ -166,21 +169,18 @@ def past_files(
 ) -> list[dict[str, Any]]:
     """The files of the past turns a chat's prompt remembers, as `checked_files` gives them,
     each with `at`: the index in `prompt` of its turn's question (`message_ids` are the turns,
-    oldest first, as the prompt's user messages before the last). None when the app takes no
-    files now. One query."""
+    oldest first, as the prompt's user messages before the last). Only those the app takes
+    now (a type or transfer method it stopped taking is left out); none when it takes no
+    files. One query."""
     policy = upload_policy(app.model_config_ or {})
     if policy is None or not message_ids:
         return []
     questions = [index for index, message in enumerate(prompt) if message.role == "user"]
     at = dict(zip(message_ids, questions, strict=False))
-    rows = session.execute(
-        select(MessageFile, UploadFile)
-        .outerjoin(UploadFile, UploadFile.id == MessageFile.upload_file_id)
-        .where(MessageFile.message_id.in_(list(message_ids)), MessageFile.belongs_to == "user")
-        .order_by(MessageFile.message_id, MessageFile.position)
-    ).all()
     found = []
-    for file, upload in rows:
+    for file, upload in _file_rows(session, message_ids, belongs_to="user"):
+        if file.type not in policy.types or file.transfer_method not in policy.methods:
+            continue
         if file.transfer_method == "local_file":
             if upload is None:
                 continue  # its app's end user is gone, and the file with them
@@ -192,6 +192,21 @@ def past_files(
                          url=url, filename=url_name(url)[:255])  # fmt: skip
         found.append({**kept, "at": at[file.message_id]})
     return sorted(found, key=lambda kept: int(kept["at"]))
+
+
+def _file_rows(
+    session: Session, message_ids: Iterable[str], belongs_to: str | None = None
+) -> Sequence[tuple[MessageFile, UploadFile | None]]:
+    """The messages' files with their uploads (None: gone), each message's in the order sent."""
+    query = (
+        select(MessageFile, UploadFile)
+        .outerjoin(UploadFile, UploadFile.id == MessageFile.upload_file_id)
+        .where(MessageFile.message_id.in_(list(message_ids)))
+        .order_by(MessageFile.message_id, MessageFile.position)
+    )
+    if belongs_to is not None:
+        query = query.where(MessageFile.belongs_to == belongs_to)
+    return session.execute(query).tuples().all()
 
 
 def write_message_files(
@@ -229,14 +244,8 @@ def message_files(
     ids = list(message_ids)
     if not ids:
         return {}
-    rows = session.execute(
-        select(MessageFile, UploadFile)
-        .outerjoin(UploadFile, UploadFile.id == MessageFile.upload_file_id)
-        .where(MessageFile.message_id.in_(ids))
-        .order_by(MessageFile.message_id, MessageFile.position)
-    ).all()
     found: dict[str, list[dict[str, Any]]] = {}
-    for file, upload in rows:
+    for file, upload in _file_rows(session, ids):
         url: str | None
         name: str | None
         if file.transfer_method == "local_file":
@@ -278,56 +287,73 @@ def load_upload(
 
 
 class FileParts:
-    """Reads a run's files for the model (`core.apps.chat.Attach`), on a thread."""
+    """Reads a run's files for the model (`core.apps.chat.Attach`), all on one thread hop."""
 
     def __init__(self, db: Database, storage: Storage) -> None:
         self._db = db
         self._storage = storage
 
-    async def __call__(
-        self, spec: RunSpec, files: Sequence[dict[str, Any]]
-    ) -> tuple[str, list[dict[str, Any]]]:
+    async def __call__(self, spec: RunSpec, files: Sequence[dict[str, Any]]) -> list[TurnFiles]:
         return await asyncio.to_thread(self._read, spec.tenant_id, spec.app_id, files)
 
     def _read(
         self, tenant_id: str, app_id: str, files: Sequence[dict[str, Any]]
-    ) -> tuple[str, list[dict[str, Any]]]:
-        texts: list[str] = []
-        parts: list[dict[str, Any]] = []
+    ) -> list[TurnFiles]:
+        """Each turn's files (grouped by `at`, in the order first met) read for the model. A
+        file of this message that cannot be read fails the run (`AttachmentsFailed`, naming
+        it); a past turn's is left out, so that one lost file does not end a conversation."""
+        turns: dict[int | None, tuple[list[str], list[dict[str, Any]]]] = {}
         for file in files:
-            kind, name = str(file.get("type")), str(file.get("filename") or "file")
-            # The sender's name and URL, quoted: they cannot end the block they are named in.
-            label = escape(name)
-            if file.get("transfer_method") == "remote_url":
-                if kind == "image":
-                    parts.append(_image(str(file["url"]), file))
-                else:
-                    url = escape(str(file["url"]))
-                    texts.append(f'<file name="{label}" type="{kind}" url="{url}"></file>')
-                continue
-            if kind not in ("image", "document"):
-                texts.append(f'<file name="{label}" type="{kind}"></file>')
-                continue
+            at = file.get("at")
+            texts, parts = turns.setdefault(at, ([], []))
             try:
-                row, data = load_upload(
-                    self._db, self._storage, tenant_id, app_id, str(file["upload_file_id"])
-                )
-            except (LookupError, FileNotFoundError) as error:
-                raise AttachmentsFailed(str(error)) from None
+                self._read_one(tenant_id, app_id, file, texts, parts)
+            except AttachmentsFailed as error:
+                if at is None:
+                    raise
+                logger.info("a past turn's file is left out of the prompt: %s", error.message)
+        return [TurnFiles(at, "\n\n".join(texts), parts) for at, (texts, parts) in turns.items()]
+
+    def _read_one(
+        self,
+        tenant_id: str,
+        app_id: str,
+        file: Mapping[str, Any],
+        texts: list[str],
+        parts: list[dict[str, Any]],
+    ) -> None:
+        kind, name = str(file.get("type")), str(file.get("filename") or "file")
+        # The sender's name and URL, quoted: they cannot end the block they are named in.
+        label = escape(name)
+        if file.get("transfer_method") == "remote_url":
             if kind == "image":
-                mime = uploads.media_type(row)
-                if not mime.startswith("image/"):
-                    extension = row.extension.lower()
-                    mime = f"image/{'jpeg' if extension == 'jpg' else extension}"
-                encoded = base64.b64encode(data).decode("ascii")
-                parts.append(_image(f"data:{mime};base64,{encoded}", file))
-                continue
-            try:
-                text = extract(row.name, data).text
-            except IndexingError as error:
-                raise AttachmentsFailed(f"The file {name} could not be read: {error}") from error
-            texts.append(f'<file name="{label}">\n{text[:DOCUMENT_CHARS]}\n</file>')
-        return "\n\n".join(texts), parts
+                parts.append(_image(str(file["url"]), file))
+            else:
+                url = escape(str(file["url"]))
+                texts.append(f'<file name="{label}" type="{kind}" url="{url}"></file>')
+            return
+        if kind not in ("image", "document"):
+            texts.append(f'<file name="{label}" type="{kind}"></file>')
+            return
+        try:
+            row, data = load_upload(
+                self._db, self._storage, tenant_id, app_id, str(file["upload_file_id"])
+            )
+        except (LookupError, FileNotFoundError) as error:
+            raise AttachmentsFailed(str(error)) from None
+        if kind == "image":
+            mime = uploads.media_type(row)
+            if not mime.startswith("image/"):
+                extension = row.extension.lower()
+                mime = f"image/{'jpeg' if extension == 'jpg' else extension}"
+            encoded = base64.b64encode(data).decode("ascii")
+            parts.append(_image(f"data:{mime};base64,{encoded}", file))
+            return
+        try:
+            text = extract(row.name, data).text
+        except IndexingError as error:
+            raise AttachmentsFailed(f"The file {name} could not be read: {error}") from error
+        texts.append(f'<file name="{label}">\n{text[:DOCUMENT_CHARS]}\n</file>')
 
 
 def _image(url: str, file: Mapping[str, Any]) -> dict[str, Any]:

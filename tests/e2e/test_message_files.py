@@ -206,6 +206,53 @@ def test_a_later_turn_sends_the_files_of_the_turns_it_remembers(
     )
 
 
+def test_a_past_turns_file_gone_or_no_longer_taken_is_left_out(
+    files_app: ServiceApp, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """A past turn's image gone from storage is left out of later prompts (the conversation
+    goes on); so is a past document once the app stops taking documents. A file of the message
+    being sent that is gone fails that message, naming it."""
+    image = upload(files_app, "dot.png", PNG, "image/png")
+    notes = upload(files_app, "notes.md", NOTES, "text/markdown")
+
+    def say(query: str, conversation: str, files: list[dict[str, Any]]) -> httpx.Response:
+        body = {"query": query, "user": "ann", "inputs": {}, "files": files}
+        return files_app.client.post(
+            "/chat-messages", json={**body, "conversation_id": conversation}
+        )
+
+    conversation = str(say("Look at this.", "", [local("image", image)]).json()["conversation_id"])
+    assert say("And read this.", conversation, [local("document", notes)]).status_code == 200
+    [(key,)] = service_stack.sql("SELECT key FROM upload_files WHERE id = :id", id=image)
+    (service_stack.workdir / ".conduit" / "files" / str(key)).unlink()
+
+    reply = say("Still there?", conversation, [])
+    assert reply.status_code == 200, reply.text
+    messages = prompt_of(upstream, "Still there?")
+    assert messages[1]["content"] == "Look at this."  # no image part: a plain string
+    assert "The meeting moved to Friday at ten." in messages[3]["content"]
+
+    config_url = f"/console/api/apps/{files_app.app_id}/model-config"
+    config = service_admin.client.get(config_url).json()["data"]
+    config["file_upload"] = {**config["file_upload"], "allowed_file_types": ["image"]}
+    assert service_admin.client.post(config_url, json=config).status_code == 200
+    assert say("And now?", conversation, []).status_code == 200
+    messages = prompt_of(upstream, "And now?")
+    assert messages[3]["content"] == "And read this."  # the document is no longer sent
+
+    failed = say("Look again.", conversation, [local("image", image)])
+    assert failed.status_code == 400, failed.text
+    assert failed.json()["code"] == "completion_request_error", failed.text
+    assert "dot.png is gone from storage" in failed.json()["message"]
+    support.wait_for(
+        lambda: any(
+            str(record["messages"][-1]["content"]).startswith("Write a short title")
+            for record in upstream.stats()["log"]
+        ),
+        what="the conversation's title asked for",
+    )
+
+
 def test_a_streamed_completion_reads_its_document(
     service_stack: support.Stack, service_admin: Admin, upstream: Any
 ) -> None:

@@ -65,8 +65,8 @@ def test_a_senders_name_and_url_cannot_end_the_block_they_are_named_in() -> None
         "url": 'https://x.example/a"><b.pdf',
         "filename": 'a"></file><b.pdf',
     }
-    text, parts = reader._read("tenant", "app", [sent])
-    assert parts == []
+    [(at, text, parts)] = reader._read("tenant", "app", [sent])
+    assert at is None and parts == []
     assert text == (
         '<file name="a&quot;&gt;&lt;/file&gt;&lt;b.pdf" type="document"'
         ' url="https://x.example/a&quot;&gt;&lt;b.pdf"></file>'
@@ -86,3 +86,18 @@ def test_a_past_turns_files_go_into_that_turns_question() -> None:
     assert changed[0] == prompt[0] and changed[2:] == prompt[2:]
     assert with_files(prompt, "<file/>", [], at=3)[3].content == "What colour?\n\n<file/>"
     assert with_files(prompt, "<file/>", [], at=2) == prompt  # not a question: left alone
+
+
+def test_files_are_read_per_turn_in_the_order_first_met() -> None:
+    reader = FileParts(db=None, storage=None)  # type: ignore[arg-type]  # no upload is read
+    url = {"transfer_method": "remote_url", "url": "https://x.example/a.png", "detail": "low"}
+    files = [
+        {**url, "type": "image", "filename": "a.png", "at": 1},
+        {"type": "custom", "transfer_method": "local_file", "filename": "b.bin"},
+        {**url, "type": "document", "filename": "c.pdf", "at": 1},
+    ]
+    first, now = reader._read("tenant", "app", files)
+    assert first.at == 1 and now.at is None
+    assert [part["image_url"]["url"] for part in first.parts] == ["https://x.example/a.png"]
+    assert first.text == '<file name="c.pdf" type="document" url="https://x.example/a.png"></file>'
+    assert now == (None, '<file name="b.bin" type="custom"></file>', [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from conduit.core.apps.knowledge import (
     KnowledgeRetrievalFailed,
@@ -38,9 +38,20 @@ from conduit.errors import ConduitError, RunInterrupted
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
-# The files of a run (as `ChatRunBody.files` holds them) → the text to add to the question
-# (a document's contents) and the content parts to send with it (images).
-Attach = Callable[[RunSpec, Sequence[dict[str, Any]]], Awaitable[tuple[str, list[dict[str, Any]]]]]
+
+
+class TurnFiles(NamedTuple):
+    """A turn's files as the model reads them: the text to add to its question (a document's
+    contents), the content parts to send with it (images); `at`: the index of a past turn's
+    question in the prompt, None for this message's."""
+
+    at: int | None
+    text: str
+    parts: list[dict[str, Any]]
+
+
+# The files of a run (as `ChatRunBody.files` holds them) → each turn's, read in one go.
+Attach = Callable[[RunSpec, Sequence[dict[str, Any]]], Awaitable[list[TurnFiles]]]
 
 
 class AttachmentsFailed(ModelError):
@@ -384,11 +395,8 @@ class ChatExecution:
             messages = with_context(messages, self._resources)
         if body.files:
             # Each turn's files with its question (`at`: a past turn's; none: this message's).
-            turns: dict[int | None, list[dict[str, Any]]] = {}
-            for file in body.files:
-                turns.setdefault(file.get("at"), []).append(file)
-            for at, files in turns.items():
-                messages = with_files(messages, *(await self._read_files(files)), at=at)
+            for at, text, parts in await self._read_files(body.files):
+                messages = with_files(messages, text, parts, at=at)
         model = await self._resolve_model(body.model_ref)
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(
@@ -429,7 +437,7 @@ class ChatExecution:
         except Exception as error:
             raise KnowledgeRetrievalFailed(f"Knowledge retrieval failed: {error}") from error
 
-    async def _read_files(self, files: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    async def _read_files(self, files: list[dict[str, Any]]) -> list[TurnFiles]:
         if self._attach is None:
             raise AttachmentsFailed("The message's files cannot be read in this process.")
         try:
