@@ -25,7 +25,7 @@ import redis
 import redis.asyncio as aioredis
 
 from conduit.core.runs.eventlog.base import EventLog
-from conduit.core.runs.eventlog.redis import RedisEventLog
+from conduit.core.runs.eventlog.redis import MIRROR_LEAD, RedisEventLog
 from conduit.core.runs.events import RunEvent
 from conduit.core.runs.limits_redis import RedisLimiter
 from conduit.core.runs.stop_redis import RedisStopRegistry
@@ -456,6 +456,67 @@ class TestEventLog:
                 await closing  # waited for Redis, which came back within its wait
                 assert time.monotonic() - began < 6
                 assert numbers(await read_all(reader, task)) == [1, 2]
+
+        run(scenario)
+
+    @KEEPING_WRITERS
+    def test_a_writer_runs_at_most_its_lead_ahead_of_redis_then_waits_for_it(
+        self, private_redis: support.PrivateRedis, mode: str
+    ) -> None:
+        """While Redis is down a run goes on for `MIRROR_LEAD` events (its readers here see
+        them); its next append waits for Redis, and returns once Redis is back."""
+
+        async def scenario() -> None:
+            async with writer_and_reader(private_redis.url, mode) as (log, reader):
+                task = uuid.uuid4().hex
+                await (log if mode == "mirror" else reader).create(task)
+                await log.append(task, "message", {"i": 1})
+                await asyncio.sleep(0.2)  # written behind: in Redis now
+                private_redis.stop()
+                for first in range(2, MIRROR_LEAD + 2, 64):  # events 2 .. MIRROR_LEAD + 1
+                    payloads = [{"i": i} for i in range(first, first + 64)]
+                    await asyncio.wait_for(log.extend(task, "message", payloads), 1)
+                waiting = asyncio.ensure_future(log.append(task, "message", {"i": 0}))
+                await asyncio.sleep(1.0)
+                assert not waiting.done()  # one more would put Redis MIRROR_LEAD + 1 behind
+                private_redis.start()  # empty: the run is written again whole
+                assert (await asyncio.wait_for(waiting, 10)).seq == MIRROR_LEAD + 2
+                await log.close(task)
+                events = await read_all(reader, task)
+                assert numbers(events) == list(range(1, MIRROR_LEAD + 3))
+
+        run(scenario)
+
+    def test_a_takers_events_reach_readers_past_what_the_dead_writer_wrote(
+        self, private_redis: support.PrivateRedis
+    ) -> None:
+        """An inline run's server showed its readers events 4-6 and died before writing them
+        behind (its writes linger): the taker's events are numbered past anything it may have
+        shown, so a follower resuming from event 6 gets them, and one from the start gets the
+        run as Redis has it, then them."""
+
+        async def scenario() -> None:
+            async with writer_and_reader(private_redis.url, "mirror") as (log, taker):
+                task = uuid.uuid4().hex
+                await log.create(task)
+                for i in range(1, 4):
+                    await log.append(task, "message", {"i": i})
+                await asyncio.sleep(0.2)  # written behind: in Redis now
+                for i in range(4, 7):
+                    await log.append(task, "message", {"i": i})
+                shown = await log.read(task, after=0, wait=0) or []
+                assert numbers(shown) == [1, 2, 3, 4, 5, 6]
+                await log.release(task)  # what kill -9 does: nothing more reaches Redis
+                ended = await taker.take_over(
+                    task, [("message_replace", {"answer": "123"}), ("error", {"code": "x"})]
+                )
+                await taker.close(task)
+                assert numbers(ended) == [MIRROR_LEAD + 4, MIRROR_LEAD + 5]
+                resumed = [event async for event in taker.follow(task, after=6)]
+                assert [(e.seq, e.event) for e in resumed] == [
+                    (MIRROR_LEAD + 4, "message_replace"), (MIRROR_LEAD + 5, "error")
+                ]  # fmt: skip
+                assert numbers(await read_all(log, task)) == [1, 2, 3, *numbers(ended)]
 
         run(scenario)
 

@@ -49,6 +49,18 @@ def stream_error(frame: Frame) -> bool:
     return frame.event == "error" and frame.id is None
 
 
+def assembled(frames: list[Frame]) -> str:
+    """The answer a client shows from these events: each `message` adds to it, a
+    `message_replace` replaces it (a taker's, with the stored answer)."""
+    answer = ""
+    for frame in frames:
+        if frame.event == "message":
+            answer += str(frame.data.get("answer", ""))
+        elif frame.event == "message_replace":
+            answer = str(frame.data.get("answer", ""))
+    return answer
+
+
 def long_answer(words: int = ANSWER_WORDS) -> str:
     return " ".join(f"w{index}" for index in range(words))
 
@@ -265,7 +277,7 @@ class Client:
 
     @property
     def answer(self) -> str:
-        return "".join(str(f.data.get("answer", "")) for f in self.frames if f.event == "message")
+        return assembled(self.frames)
 
     @property
     def duplicated(self) -> int:
@@ -437,7 +449,7 @@ def audit(stack: FaultStack, app: ServiceKey, clients: list[Client]) -> Audit:
         if (not logged or logged[-1].event not in TERMINAL) and not client.ended:
             found.lost += 1
             found.problems.append(f"{client.task_id}: no terminal event reachable")
-        streamed = "".join(str(f.data.get("answer", "")) for f in logged if f.event == "message")
+        streamed = assembled(logged)
         if logged and streamed != stored:
             found.mismatched += 1
             found.problems.append(

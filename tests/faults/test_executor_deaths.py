@@ -134,6 +134,9 @@ def test_kill_9_of_a_server_running_inline_runs(inline_stack: FaultStack) -> Non
     inline_stack.start_server(0)
     found.assert_clean()
     assert found.accepted == IN_FLIGHT
+    # Each client, resuming on the other server from the last event it was shown (which the
+    # dead server may not have written to Redis yet), got the taker's end: the stored answer.
+    assert all(client.ended for client in clients), [c.error for c in clients]
     assert taken_over <= 10
     assert support.wait_for(lambda: inline_stack.servers[0].alive)
 

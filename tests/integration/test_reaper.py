@@ -176,7 +176,8 @@ def test_a_dead_run_ends_with_what_its_log_holds_and_an_error_that_ends_the_log(
     assert asyncio.run(scenario()) == 1
     assert statuses(db, ids)["dead"] == ("failed", "part and more")
     *events, slot_wait = read
-    assert [event.event for event in events] == ["message"] * 3 + ["error"]
+    assert [event.event for event in events] == ["message"] * 3 + ["message_replace", "error"]
+    assert events[-2].payload["answer"] == "part and more"  # the stored answer, for a follower
     assert events[-1].payload["code"] == "run_interrupted"
     assert events[-1].payload["message_id"] == ids["dead"]
     assert slot_wait == 0.0  # the slot is free again

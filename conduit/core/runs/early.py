@@ -105,6 +105,12 @@ class GatedLog:
         await self._writable()
         return await self._log.extend(task_id, event, payloads)
 
+    async def take_over(
+        self, task_id: str, events: Sequence[tuple[str, dict[str, Any] | bytes]]
+    ) -> list[RunEvent]:
+        await self._writable()
+        return await self._log.take_over(task_id, events)
+
     async def close(self, task_id: str) -> None:
         if await self.usable():
             await self._log.close(task_id)

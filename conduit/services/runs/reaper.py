@@ -120,18 +120,18 @@ async def _take_over(db: Database, backends: RunBackends, run: LapsedRun) -> boo
         return False
     if run.task_id is None:
         return True
-    error = RunInterrupted()
-    payload = message_envelope(
-        run.mode,
-        run.conversation_id,
-        run.message_id,
-        int(run.created_at.timestamp()),
-        "error",
-        **error_payload(error),
+    created = int(run.created_at.timestamp())
+    fields = (run.mode, run.conversation_id, run.message_id, created)
+    # The stored answer first: a follower of the dead executor may have been shown a few
+    # events its log never got (the inline executor writes behind its local readers), and
+    # `message_replace` makes what every follower assembles the stored answer again.
+    replace = message_envelope(
+        *fields, "message_replace", task_id=run.task_id, id=run.message_id, answer=answer
     )
+    error = message_envelope(*fields, "error", **error_payload(RunInterrupted()))
     try:
         if logged is not None and not ended:  # a log gone or ended takes nothing more
-            await log.append(run.task_id, "error", payload)
+            await log.take_over(run.task_id, [("message_replace", replace), ("error", error)])
             await log.close(run.task_id)
     except Exception:
         logger.warning("run %s: ending its log failed", run.task_id, exc_info=True)

@@ -329,7 +329,7 @@ async def take_over_dead_workflow_runs(
             spec_like = {"workflow_run_id": row.id, "task_id": row.task_id}
             event, payload = stored_finish_event(ended)
             try:
-                await backends.eventlog.append(row.task_id, event, payload)
+                await backends.eventlog.take_over(row.task_id, [(event, payload)])
                 await backends.eventlog.close(row.task_id)
             except Exception:
                 logger.info("workflow run %s: its log is gone", spec_like["workflow_run_id"])

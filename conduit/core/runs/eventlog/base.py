@@ -44,6 +44,14 @@ class EventLog(Protocol):
         """Append the next events, all of the same kind, in order, all or none: what one
         `append` each would do, for less (pieces of an answer that arrived together)."""
 
+    async def take_over(
+        self, task_id: str, events: Sequence[tuple[str, dict[str, Any] | bytes]]
+    ) -> list[RunEvent]:
+        """Append a taker's last events to a run whose writer is gone (in this process or
+        another), in order, numbered past every event that writer may have shown its readers
+        but not yet written where the taker reads: no reader has seen their ids already, so a
+        reader that resumes from its last id gets them."""
+
     async def close(self, task_id: str) -> None:
         """No more events: followers end after the last one; retention starts now."""
 

@@ -165,6 +165,12 @@ class MemoryEventLog:
         """Append the next events, all or none; raises like `append`."""
         return self._extend(task_id, event, payloads)
 
+    async def take_over(
+        self, task_id: str, events: Sequence[tuple[str, dict[str, Any] | bytes]]
+    ) -> list[RunEvent]:
+        """`append` each: this log is where its writer's events land at once, none ahead."""
+        return [self._extend(task_id, event, [payload])[0] for event, payload in events]
+
     def _extend(
         self, task_id: str, event: str, payloads: Sequence[dict[str, Any] | bytes]
     ) -> list[RunEvent]:

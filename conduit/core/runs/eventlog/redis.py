@@ -35,6 +35,13 @@ blocking connection per follower); readers anywhere else, and any reader once th
 the run (shortly after close, or evicted), read Redis. This assumes the instance is the run's
 only writer, which holds for a run created here by the inline executor.
 
+So this process's readers are ahead of Redis: by the linger and a round trip, or for as long
+as Redis fails, by `MIRROR_LEAD` events at most (past that an append waits for Redis). A
+process that dies takes what it had not written with it, and its readers may have been shown
+ids Redis never got: a taker (`take_over()`, when the run's executor is gone) numbers its
+events `MIRROR_LEAD` past Redis's top, so a reader resuming from the last id it was shown
+still gets them (and the run's taker says what the stored answer is, `message_replace`).
+
 Redis outages. Redis is only this writer's copy for other processes, so its failures do not
 fail the run: the queued events stay queued and are sent again every `_RETRY_INTERVAL` until
 Redis answers; a run Redis lost meanwhile (restarted empty: an XADD past the first entry is
@@ -64,6 +71,7 @@ and the writer then finds its own entry at the top of the stream and takes it as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections import OrderedDict
@@ -111,6 +119,10 @@ _RETRY_INTERVAL = 0.5
 _CLOSE_WAIT = 5.0
 # How long a writer behind the mirror keeps trying once its run is closed and Redis fails.
 _GIVE_UP_AFTER = 60.0
+# How many events an owned run may show its readers here that Redis does not have yet: past
+# that its appends wait for Redis (while Redis fails, the run pauses there). A taker numbers
+# its events past it (`take_over`), so that no reader of a writer that died has seen their ids.
+MIRROR_LEAD = 1024
 
 _Entry = tuple[bytes, dict[bytes, bytes]]
 
@@ -169,6 +181,7 @@ class _Owned:
     queue: list[RunEvent] = field(default_factory=list)
     writer: asyncio.Task[None] | None = None  # drains `queue`, one round trip at a time
     closed: bool = False  # close() was called: the writer ends with the sentinel
+    sent: asyncio.Event = field(default_factory=asyncio.Event)  # set when events left `queue`
 
 
 def _encoded(fields: dict[EncodableT, EncodableT]) -> dict[bytes, bytes]:
@@ -322,8 +335,51 @@ class RedisEventLog:
         owned = self._owned.get(task_id)
         if owned is None and self._adopt and task_id not in self._last_seq:
             owned = await self._adopted(task_id)
+        if owned is not None and len(owned.queue) + len(datas) > MIRROR_LEAD:
+            owned = await self._within_lead(task_id, owned, len(datas))
         if owned is not None:
             return self._append_owned(task_id, owned, event, datas)
+        return await self._append_direct(task_id, [(event, data) for data in datas])
+
+    async def take_over(
+        self, task_id: str, events: Sequence[tuple[str, dict[str, Any] | bytes]]
+    ) -> list[RunEvent]:
+        """The taker's events, numbered `MIRROR_LEAD` past the top of the run in Redis (a
+        dead writer's readers may have seen that many more); in this process the run is
+        released first (its writer here, if any, was only stalled: what it had queued, which
+        the taker may have read here, goes to Redis first, for up to `_CLOSE_WAIT`)."""
+        owned = self._owned.get(task_id)
+        if owned is not None and owned.queue:
+            deadline = asyncio.get_running_loop().time() + _CLOSE_WAIT
+            while owned.queue and asyncio.get_running_loop().time() < deadline:
+                await self._some_sent(task_id, owned)
+        await self.release(task_id)
+        datas = [(e, p if isinstance(p, bytes) else orjson.dumps(p)) for e, p in events]
+        return await self._append_direct(task_id, datas, leap=MIRROR_LEAD)
+
+    async def _within_lead(self, task_id: str, owned: _Owned, count: int) -> _Owned | None:
+        """Wait while the run's readers here would be more than `MIRROR_LEAD` events ahead of
+        Redis; the run as this instance then owns it (None: no longer)."""
+        while (
+            self._owned.get(task_id) is owned
+            and owned.queue
+            and len(owned.queue) + count > MIRROR_LEAD
+        ):
+            await self._some_sent(task_id, owned)
+        return self._owned.get(task_id)
+
+    async def _some_sent(self, task_id: str, owned: _Owned) -> None:
+        """Wait until the run's writer has sent some of its queue (`_RETRY_INTERVAL` at most)."""
+        owned.sent.clear()
+        self._start_writer(task_id, owned)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(owned.sent.wait(), _RETRY_INTERVAL)
+
+    async def _append_direct(
+        self, task_id: str, events: Sequence[tuple[str, bytes]], leap: int = 0
+    ) -> list[RunEvent]:
+        """XADD the events as the run's next entry (numbered from its top in Redis, `leap`
+        further on), retrying when another writer got there first."""
         stream = self._stream(task_id)
         for _ in range(3):
             last = self._last_seq.pop(task_id, None)
@@ -331,13 +387,14 @@ class RedisEventLog:
                 last, closed = await self._read_top(task_id)
                 if closed:
                     raise RunClosed()
+            first = last + leap + 1
             records = [
-                RunEvent.from_data(task_id, last + 1 + i, event, data)
-                for i, data in enumerate(datas)
+                RunEvent.from_data(task_id, first + i, event, data)
+                for i, (event, data) in enumerate(events)
             ]
             # A lone event keeps the plain fields; several share one entry.
             fields: dict[EncodableT, EncodableT] = (
-                {"event": event, "payload": datas[0]}
+                {"event": records[0].event, "payload": events[0][1]}
                 if len(records) == 1
                 else _entry_fields(records)
             )
@@ -346,8 +403,8 @@ class RedisEventLog:
                 pipe: Any,
                 fields: dict[EncodableT, EncodableT] = fields,
                 records: list[RunEvent] = records,
+                born: bool = last == 0,
             ) -> None:
-                born = records[0].seq == 1
                 # Past the first entry the stream must exist: one Redis lost is not reborn.
                 pipe.xadd(stream, fields, id=f"{records[-1].seq}-0", nomkstream=not born)
                 if born:  # the stream is born here: give it the expiry
@@ -509,6 +566,7 @@ class RedisEventLog:
             raise added
         else:
             del owned.queue[: len(events)]  # appends meanwhile went to the end
+        owned.sent.set()
 
     async def _send_sentinel(self, task_id: str, owned: _Owned) -> bool:
         """Close the run in Redis; False when Redis lost it (it is then queued again whole)."""
