@@ -5,6 +5,7 @@ fails rather than skips when those do not answer, so CI cannot pass without them
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,28 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         ]
         if missing:
             raise pytest.UsageError(f"distributed mode needs {', '.join(missing)} (not answering)")
+
+
+# Files whose tests take longest (killed and restarted services, a browser): under pytest-xdist
+# (`scripts/test`: `--dist loadfile --no-loadscope-reorder`, files handed out in this order)
+# they go first, so that no worker is left running one of them alone at the end.
+SLOW_FIRST = ("tests/faults/", "tests/e2e/browser/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the slow files first, then the others by their number of tests (most
+    first); each file's tests stay together and in their order. Every worker sorts the same."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    paths = {id(item): item.nodeid.split("::")[0] for item in items}
+    counts = Counter(paths.values())
+    order = {id(item): index for index, item in enumerate(items)}
+
+    def key(item: pytest.Item) -> tuple[bool, int, str, int]:
+        path = paths[id(item)]
+        return (not path.startswith(SLOW_FIRST), -counts[path], path, order[id(item)])
+
+    items.sort(key=key)
 
 
 @pytest.fixture(scope="session")

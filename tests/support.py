@@ -118,9 +118,22 @@ def fresh_pg_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-# Databases 1-12 are for tests; 13-15 are left to benchmarks. A database is leased to one user
-# at a time (a stack, a fixture) and given back when it is done, so a long run never runs out.
-TEST_DATABASES = range(1, 13)
+def _test_databases() -> range:
+    """Databases 1-12 are for tests; 13-15 are left to benchmarks. Under pytest-xdist each
+    worker process takes a slice of its own (gw0 the first), since leases are per process."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return range(1, 13)
+    share = 12 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if share < 4:
+        raise RuntimeError("at most 3 pytest-xdist workers: each needs 4 test Redis databases")
+    first = 1 + share * int(worker.removeprefix("gw"))
+    return range(first, first + share)
+
+
+# A database is leased to one user at a time (a stack, a fixture) and given back when it is
+# done, so a long run never runs out.
+TEST_DATABASES = _test_databases()
 _leased: set[int] = set()
 
 
