@@ -20,6 +20,9 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Forget `key` (no error when it is absent)."""
 
+    def exists(self, key: str) -> bool:
+        """Whether there are bytes under `key`."""
+
 
 class LocalStorage:
     def __init__(self, root: Path) -> None:
@@ -43,6 +46,9 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
 
 
 def local_storage(settings: Settings) -> LocalStorage:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -26,7 +28,7 @@ from sqlalchemy.orm import Session
 from conduit.core.apps.chat import AttachmentsFailed, TurnFiles
 from conduit.core.llm.provider import ChatMessage
 from conduit.core.rag.errors import IndexingError
-from conduit.core.rag.extract import extract
+from conduit.core.rag.extract import extension_of, extract
 from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App, MessageFile, UploadFile, new_id
 from conduit.errors import InvalidParam
@@ -275,15 +277,83 @@ def load_upload(
 ) -> tuple[UploadFile, bytes]:
     """An upload of the app and its bytes (LookupError: not the app's; FileNotFoundError: gone
     from storage), each error saying so in words. On the calling thread."""
+    row = _upload_row(db, tenant_id, app_id, file_id)
+    return row, _bytes(storage, row)
+
+
+def _upload_row(db: Database, tenant_id: str, app_id: str, file_id: str) -> UploadFile:
     with db.reads() as session:
         row = uploads.find_file(session, tenant_id=tenant_id, app_id=app_id, file_id=file_id)
         if row is None:
             raise LookupError(f"File {file_id or '(no id)'} is not an upload of this app.")
         session.expunge(row)
+    return row
+
+
+def _bytes(storage: Storage, row: UploadFile) -> bytes:
     try:
-        return row, storage.load(row.key)
+        return storage.load(row.key)
     except FileNotFoundError:
-        raise FileNotFoundError(f"The file {row.name} is gone from storage.") from None
+        raise _gone(row) from None
+
+
+def _gone(row: UploadFile) -> FileNotFoundError:
+    return FileNotFoundError(f"The file {row.name} is gone from storage.")
+
+
+class DocumentTexts:
+    """Uploads' text as parsed for a run, kept in this process by content (the upload's
+    sha256 and extension), least recently used out first past `max_chars` in all: a
+    conversation's document is parsed once, not again on every turn that remembers it (PDF
+    and Word are parsed in a child process, ~0.2-1 s each). A text longer than a quarter of
+    the budget is not kept. Shared by the threads that read runs' files."""
+
+    def __init__(self, max_chars: int = 16_000_000) -> None:
+        self._max_chars = max_chars
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> str | None:
+        with self._lock:
+            text = self._texts.get(key)
+            if text is not None:
+                self._texts.move_to_end(key)
+            return text
+
+    def put(self, key: tuple[str, str], text: str) -> None:
+        if len(text) > self._max_chars // 4:
+            return
+        with self._lock:
+            if key in self._texts:
+                return
+            self._texts[key] = text
+            self._chars += len(text)
+            while self._chars > self._max_chars:
+                self._chars -= len(self._texts.popitem(last=False)[1])
+
+
+DOCUMENT_TEXTS = DocumentTexts()
+
+
+def upload_text(
+    db: Database, storage: Storage, tenant_id: str, app_id: str, file_id: str
+) -> tuple[UploadFile, str]:
+    """An upload of the app and its text, parsed as a dataset's document is (or as kept in
+    `DOCUMENT_TEXTS`): LookupError (not the app's), FileNotFoundError (gone from storage, even
+    when its text is kept) or IndexingError (cannot be read), each saying so in words. On the
+    calling thread."""
+    row = _upload_row(db, tenant_id, app_id, file_id)
+    key = (row.hash, extension_of(row.name)) if row.hash else None
+    text = DOCUMENT_TEXTS.get(key) if key else None
+    if text is not None:
+        if not storage.exists(row.key):
+            raise _gone(row)
+        return row, text
+    text = extract(row.name, _bytes(storage, row)).text
+    if key:
+        DOCUMENT_TEXTS.put(key, text)
+    return row, text
 
 
 class FileParts:
@@ -335,12 +405,16 @@ class FileParts:
         if kind not in ("image", "document"):
             texts.append(f'<file name="{label}" type="{kind}"></file>')
             return
+        file_id = str(file["upload_file_id"])
         try:
-            row, data = load_upload(
-                self._db, self._storage, tenant_id, app_id, str(file["upload_file_id"])
-            )
+            if kind == "image":
+                row, data = load_upload(self._db, self._storage, tenant_id, app_id, file_id)
+            else:
+                row, text = upload_text(self._db, self._storage, tenant_id, app_id, file_id)
         except (LookupError, FileNotFoundError) as error:
             raise AttachmentsFailed(str(error)) from None
+        except IndexingError as error:
+            raise AttachmentsFailed(f"The file {name} could not be read: {error}") from error
         if kind == "image":
             mime = uploads.media_type(row)
             if not mime.startswith("image/"):
@@ -349,10 +423,6 @@ class FileParts:
             encoded = base64.b64encode(data).decode("ascii")
             parts.append(_image(f"data:{mime};base64,{encoded}", file))
             return
-        try:
-            text = extract(row.name, data).text
-        except IndexingError as error:
-            raise AttachmentsFailed(f"The file {name} could not be read: {error}") from error
         texts.append(f'<file name="{label}">\n{text[:DOCUMENT_CHARS]}\n</file>')
 
 

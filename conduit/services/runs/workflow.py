@@ -28,7 +28,6 @@ from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.core.llm.provider import ChatMessage, ChatModel
 from conduit.core.llm.registry import ModelRegistry
 from conduit.core.rag.errors import IndexingError
-from conduit.core.rag.extract import extract
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
@@ -54,7 +53,7 @@ from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import Storage
 from conduit.services import model_providers, prompts, workflows
 from conduit.services.end_users import SERVICE_API
-from conduit.services.run_files import load_upload
+from conduit.services.run_files import upload_text
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import DEFAULT_TOP_K
 from conduit.services.runs.context import Runs
@@ -283,7 +282,8 @@ class NodeServices:
 class FileTexts:
     """The text of a file a run was given (a document-extractor's input): the app's own
     upload (`upload_file_id`), read from storage and parsed as a dataset's document is
-    (txt, Markdown, HTML, PDF, Word, CSV; PDF and Word in a child process), on a thread."""
+    (txt, Markdown, HTML, PDF, Word, CSV; PDF and Word in a child process), on a thread; its
+    text kept by content in this process (`run_files.upload_text`)."""
 
     def __init__(self, db: Database, storage: Storage) -> None:
         self._db = db
@@ -299,11 +299,9 @@ class FileTexts:
             raise NodeFailed("Files given by URL are not fetched: upload the file first.")
         file_id = str(file.get("upload_file_id") or file.get("related_id") or file.get("id") or "")
         try:
-            row, data = load_upload(self._db, self._storage, tenant_id, app_id, file_id)
+            return upload_text(self._db, self._storage, tenant_id, app_id, file_id)[1]
         except (LookupError, FileNotFoundError) as error:
             raise NodeFailed(str(error)) from None
-        try:
-            return extract(row.name, data).text
         except IndexingError as error:
             raise NodeFailed(str(error), error_type="DocumentExtractorError") from error
 
