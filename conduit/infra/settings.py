@@ -303,6 +303,15 @@ class RunSettings(BaseSettings):
         "callback deliveries) is kept after it ended; then it is removed, and its status "
         "answers 404 `task_expired`.",
     )
+    log_retention_days: float = Field(
+        0.0,
+        ge=0,
+        description="Days a finished workflow run (its history in the logs, its nodes' traces, "
+        "`GET /v1/workflows/run/{id}`) is kept; then beat removes it with its node "
+        "executions, in batches of short transactions, never a running one nor before its "
+        "async task's retention. 0: kept for good. Conversations and messages are not "
+        "touched.",
+    )
     async_stale_seconds: float = Field(
         60.0,
         gt=0,

@@ -134,6 +134,14 @@ def create_celery(settings: Settings) -> Celery:
                 "schedule": max(1.0, min(300.0, settings.runs.async_retention_hours * 1800)),
                 "options": {"queue": "maintenance"},
             },
+            "purge-workflow-runs": {
+                "task": "conduit.maintenance.purge_workflow_runs",
+                # Every half retention, at most hourly (a no-op while the runs are kept).
+                "schedule": max(1.0, min(3600.0, settings.runs.log_retention_days * 43200))
+                if settings.runs.log_retention_days
+                else 3600.0,
+                "options": {"queue": "maintenance"},
+            },
             "purge-finished-outbox": {
                 "task": "conduit.maintenance.purge_outbox",
                 "schedule": 3600.0,

@@ -11,7 +11,7 @@ from celery import shared_task
 from conduit.core.runs.backends import build_run_backends
 from conduit.db.models import utcnow
 from conduit.infra.outbox import purge_finished
-from conduit.services.runs import take_over_dead_runs, tasks
+from conduit.services.runs import take_over_dead_runs, tasks, workflow_store
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.context import task_context
 
@@ -61,4 +61,25 @@ def purge_expired_tasks(self: OutboxTask) -> int:
         tasks.purge_expired_deliveries(session, found.settings)
     if removed:
         logger.info("purged %d expired async task(s)", removed)
+    return removed
+
+
+@shared_task(name="conduit.maintenance.purge_workflow_runs", base=OutboxTask, bind=True)
+def purge_workflow_runs(self: OutboxTask) -> int:
+    """Remove the workflow runs that finished longer ago than the logs' retention
+    (`CONDUIT_RUNS_LOG_RETENTION_DAYS`; 0 keeps them), with their node executions: in
+    batches, each its own short transaction, so that live runs' writes never wait long."""
+    found = task_context(self).resources
+    horizon = workflow_store.logs_horizon(found.settings)
+    if horizon is None:
+        return 0
+    removed = 0
+    while True:
+        with found.db.transaction() as session:
+            batch = workflow_store.purge_finished_workflow_runs(session, finished_before=horizon)
+        removed += batch
+        if batch < workflow_store.PURGE_BATCH:
+            break
+    if removed:
+        logger.info("purged %d workflow run(s) past the logs' retention", removed)
     return removed

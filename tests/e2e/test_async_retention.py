@@ -15,14 +15,16 @@ import pytest
 from conduit.core.runs.spec import time_ordered_id
 from tests import support
 from tests.conftest import DISTRIBUTED
-from tests.e2e.conftest import ServiceApp
+from tests.e2e.conftest import Admin, ServiceApp
 from tests.e2e.sse import answer_of, frames
 from tests.e2e.test_async_runs import body_of, poll
+from tests.e2e.test_workflow_runs import workflow_app
 
-# A retention of about two seconds, so that the purge can be seen (beat runs it every half);
-# async runs limited to 2 s (the others keep the default 600 s).
+# A retention of about two seconds, so that the purge can be seen (beat runs it every half),
+# and the logs' of about three; async runs limited to 2 s (the others keep the default 600 s).
 STACK_ENV = {
     "CONDUIT_RUNS_ASYNC_RETENTION_HOURS": "0.0006",
+    "CONDUIT_RUNS_LOG_RETENTION_DAYS": "0.00003",
     "CONDUIT_RUNS_ASYNC_MAX_SECONDS": "2",
 }
 
@@ -116,3 +118,27 @@ class TestRetention:
             items = [f for f in frames(response) if f.event != "ping"]
         assert items[-1].event == "message_end"
         assert answer_of(items) == f"You said: {query}"
+
+
+def test_a_workflow_run_past_the_logs_retention_is_removed_with_its_nodes(
+    service_stack: support.Stack, service_admin: Admin
+) -> None:
+    """Beat removes a finished workflow run once the logs' retention (~3 s here) is past: its
+    run and node executions go, `GET /v1/workflows/run/{id}` answers 404; a chat app's
+    conversation in the same stack stays."""
+    flow = workflow_app(service_stack, service_admin, "branch_and_code.yml")
+    body = flow.client.post("/workflows/run", json={"inputs": {"n": 21}, "user": "u"}).json()
+    run_id = body["workflow_run_id"]
+    assert body["data"]["status"] == "succeeded", body
+    assert flow.client.get(f"/workflows/run/{run_id}").status_code == 200
+    nodes = "SELECT count(*) FROM workflow_node_executions WHERE workflow_run_id = :id"
+    [(count,)] = service_stack.sql(nodes, id=run_id)
+    assert int(str(count)) >= 3
+    messages = service_stack.sql("SELECT count(*) FROM messages")
+    deadline = time.monotonic() + 30
+    while (found := flow.client.get(f"/workflows/run/{run_id}")).status_code == 200:
+        assert time.monotonic() < deadline, "the run was not removed"
+        time.sleep(0.3)
+    assert found.status_code == 404, found.text
+    assert service_stack.sql(nodes, id=run_id) == [(0,)]
+    assert service_stack.sql("SELECT count(*) FROM messages") == messages

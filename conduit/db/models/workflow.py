@@ -42,6 +42,7 @@ class WorkflowRun(IdMixin, Base):
     __tablename__ = "workflow_runs"
     __table_args__ = (
         Index("ix_workflow_runs_app_created", "app_id", "created_at"),
+        Index("ix_workflow_runs_finished", "finished_at"),  # the logs' retention
         Index(
             "ix_workflow_runs_running",
             "created_at",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.workflow import WorkflowResult, WorkflowRunBody
@@ -295,6 +295,38 @@ class WorkflowRunStore:
             if task_id is not None:
                 task_store.start_task(connection, task_id)
             return True, None
+
+
+PURGE_BATCH = 500
+
+
+def logs_horizon(settings: Settings) -> datetime | None:
+    """Workflow runs that finished before this are removed (None: kept for good): the logs'
+    retention, never shorter than an async run's task's (its result is read from its run)."""
+    days = settings.runs.log_retention_days
+    if not days:
+        return None
+    kept = max(timedelta(days=days), timedelta(hours=settings.runs.async_retention_hours))
+    return utcnow() - kept
+
+
+def purge_finished_workflow_runs(
+    session: Session, *, finished_before: datetime, batch: int = PURGE_BATCH
+) -> int:
+    """Remove up to `batch` workflow runs that finished before `finished_before` (oldest
+    first; a running one has no end yet), with their node executions; returns how many."""
+    ids = list(
+        session.scalars(
+            select(_RUNS.c.id)
+            .where(_RUNS.c.finished_at < finished_before)
+            .order_by(_RUNS.c.finished_at)
+            .limit(batch)
+        )
+    )
+    if ids:
+        session.execute(delete(_NODES).where(_NODES.c.workflow_run_id.in_(ids)))
+        session.execute(delete(_RUNS).where(_RUNS.c.id.in_(ids)))
+    return len(ids)
 
 
 def end_interrupted_workflow_runs(session: Session) -> int:
