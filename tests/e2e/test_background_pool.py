@@ -63,6 +63,7 @@ def test_naming_runs_in_the_background_pool_which_is_restarted_when_it_dies(
     assert len(children) == 1
     conversation = _chat(chat_app)
     support.wait_for(lambda: _named(chat_app, conversation), timeout=20, what="the name")
+    support.wait_for(lambda: _naming_processes(worker.log()), timeout=10, what="the naming logged")
     assert _naming_processes(worker.log()) == {children[0]}  # not the generation pool
 
     os.kill(children[0], signal.SIGKILL)
@@ -73,7 +74,12 @@ def test_naming_runs_in_the_background_pool_which_is_restarted_when_it_dies(
     )
     again = _chat(chat_app)
     support.wait_for(lambda: _named(chat_app, again), timeout=30, what="a name after the restart")
-    assert restarted[0] in _naming_processes(worker.log())
+    # The task logs its naming after the name is committed (and its model clients closed).
+    support.wait_for(
+        lambda: restarted[0] in _naming_processes(worker.log()),
+        timeout=10,
+        what="the restarted pool's naming in the worker's log",
+    )
 
 
 def test_the_background_pool_stops_when_its_worker_is_killed(chat_app: ServiceApp) -> None:
