@@ -142,3 +142,26 @@ def test_a_workflow_run_past_the_logs_retention_is_removed_with_its_nodes(
     assert found.status_code == 404, found.text
     assert service_stack.sql(nodes, id=run_id) == [(0,)]
     assert service_stack.sql("SELECT count(*) FROM messages") == messages
+
+
+def test_a_workflow_tasks_key_is_forgotten_with_it(
+    service_stack: support.Stack, service_admin: Admin
+) -> None:
+    """As a chat run's: once an async workflow run's task is removed, its Idempotency-Key starts
+    a new run (the run itself is kept until the logs' retention)."""
+    flow = workflow_app(service_stack, service_admin, "branch_and_code.yml")
+    key = {"Idempotency-Key": "a-workflow-key-kept-as-long-as-its-task"}
+    body = {"inputs": {"n": 21}, "user": "u", "response_mode": "async"}
+    first = flow.client.post("/workflows/run", json=body, headers=key)
+    assert first.status_code == 202, first.text
+    assert poll(flow.client, first.json()["status_url"])["status"] == "succeeded"
+    deadline = time.monotonic() + 20
+    while service_stack.sql(
+        "SELECT count(*) FROM async_tasks WHERE id = :id", id=first.json()["task_id"]
+    ) != [(0,)]:
+        assert time.monotonic() < deadline, "the task was not removed"
+        time.sleep(0.3)
+    again = flow.client.post("/workflows/run", json=body, headers=key)
+    assert again.status_code == 202, again.text
+    assert again.json()["task_id"] != first.json()["task_id"]
+    assert poll(flow.client, again.json()["status_url"])["status"] == "succeeded"

@@ -34,6 +34,7 @@ from conduit.services.runs.chat import message_events
 from conduit.services.runs.workflow_events import stored_finish_event
 
 _MESSAGES = cast(Table, Message.__table__)
+_WORKFLOW_RUNS = cast(Table, WorkflowRun.__table__)
 PURGE_BATCH = 2000
 
 
@@ -217,14 +218,13 @@ def purge_expired_tasks(session: Session, settings: Settings) -> int:
     if not rows:
         return 0
     task_ids = [str(task_id) for task_id, _ in rows]
-    session.execute(
-        update(_MESSAGES)
-        .where(
-            _MESSAGES.c.id.in_([str(record_id) for _, record_id in rows]),
-            _MESSAGES.c.idempotency_key.is_not(None),
+    record_ids = [str(record_id) for _, record_id in rows]
+    for records in (_MESSAGES, _WORKFLOW_RUNS):  # a chat or completion run's, a workflow's
+        session.execute(
+            update(records)
+            .where(records.c.id.in_(record_ids), records.c.idempotency_key.is_not(None))
+            .values(idempotency_key=None, request_hash=None)
         )
-        .values(idempotency_key=None, request_hash=None)
-    )
     session.execute(delete(AsyncTask).where(AsyncTask.id.in_(task_ids)))
     return len(task_ids)
 
