@@ -131,6 +131,11 @@ class MemberNotFound(NotFound):
     default_message = "Member not found."
 
 
+class EndUserNotFound(NotFound):
+    code = "end_user_not_found"
+    default_message = "End user not found."
+
+
 class AccountNotFound(NotFound):
     code = "account_not_found"
     default_message = "Account not found."

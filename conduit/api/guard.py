@@ -51,7 +51,14 @@ def _limits_of(scope: Scope) -> BodyLimits:
     upload = settings.upload
     return BodyLimits(
         json_bytes=settings.http.max_json_body_bytes,
-        upload_bytes=max(upload.file_size_limit_mb, upload.image_size_limit_mb) * MB + FORM_ROOM,
+        upload_bytes=max(
+            upload.file_size_limit_mb,
+            upload.image_size_limit_mb,
+            upload.audio_size_limit_mb,
+            upload.video_size_limit_mb,
+        )
+        * MB
+        + FORM_ROOM,
     )
 
 

@@ -385,6 +385,8 @@ class UploadSettings(BaseSettings):
 
     file_size_limit_mb: int = Field(15, ge=1, description="Largest document upload (MB).")
     image_size_limit_mb: int = Field(10, ge=1, description="Largest image upload (MB).")
+    audio_size_limit_mb: int = Field(50, ge=1, description="Largest audio upload (MB).")
+    video_size_limit_mb: int = Field(100, ge=1, description="Largest video upload (MB).")
     batch_count_limit: int = Field(
         20, ge=1, le=100, description="Files in one console upload of documents."
     )

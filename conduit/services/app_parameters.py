@@ -18,11 +18,7 @@ from conduit.infra.settings import UploadSettings
 from conduit.services.runs.workflow import start_form
 from conduit.services.workflows import published_workflow
 
-WORKFLOW_FILE_LIMITS = {
-    "audio_file_size_limit": 50,
-    "video_file_size_limit": 100,
-    "workflow_file_upload_limit": 10,
-}
+WORKFLOW_FILE_UPLOAD_LIMIT = 10
 DEFAULT_FILE_UPLOAD = {
     "image": {
         "enabled": False,
@@ -74,6 +70,8 @@ def parameters_view(
         "system_parameters": {
             "file_size_limit": upload.file_size_limit_mb,
             "image_file_size_limit": upload.image_size_limit_mb,
-            **WORKFLOW_FILE_LIMITS,
+            "audio_file_size_limit": upload.audio_size_limit_mb,
+            "video_file_size_limit": upload.video_size_limit_mb,
+            "workflow_file_upload_limit": WORKFLOW_FILE_UPLOAD_LIMIT,
         },
     }

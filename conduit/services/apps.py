@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from conduit.db.models import (
+    Account,
     App,
     AppDatasetJoin,
     AppMode,
@@ -394,3 +395,10 @@ def provision_app(session: Session, app_id: str) -> bool:
     site = ensure_site(session, app_id)
     installed = ensure_installed_app(session, app_id)
     return site is not None and installed is not None
+
+
+def author_name(session: Session, app: App) -> str:
+    """The name of the account that created the app ("" when it is gone or unknown)."""
+    if not app.created_by:
+        return ""
+    return session.scalars(select(Account.name).where(Account.id == app.created_by)).first() or ""

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 
 from conduit.core.workflow.variables import json_type
 from conduit.db.models import App, ConversationVariable, EndUser, utcnow
-from conduit.errors import InvalidParam, NotFound
+from conduit.errors import BadRequest, NotFound
 from conduit.services import conversations
+
+VARIABLE_NOT_FOUND = "Conversation Variable Not Exists."  # Dify's words
 
 # Which JSON values each declared type holds (Dify's conversation variable types).
 VALUE_TYPES: dict[str, tuple[type, ...]] = {
@@ -67,7 +69,7 @@ def list_variables(
     if last_id:
         ids = [row.variable_id for row in rows]
         if last_id not in ids:
-            raise NotFound("Conversation variable not found.")
+            raise NotFound(VARIABLE_NOT_FOUND)
         rows = rows[ids.index(last_id) + 1 :]
     return rows[:limit], len(rows) > limit
 
@@ -89,11 +91,11 @@ def update_variable(
         )
     ).first()
     if row is None:
-        raise NotFound("Conversation variable not found.")
+        raise NotFound(VARIABLE_NOT_FOUND)
     expected = VALUE_TYPES.get(row.value_type)
     wrong_bool = isinstance(value, bool) and bool not in (expected or ())
     if expected is not None and (not isinstance(value, expected) or wrong_bool):
-        raise InvalidParam(
+        raise BadRequest(
             f"value: the variable {row.name} holds {row.value_type}, not {json_type(value)}"
         )
     row.value = value

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from conduit.db.models import App, EndUser
+from conduit.errors import EndUserNotFound
 from conduit.infra.cache import MISSING, Cache
 from conduit.services.apps import APP_CACHE_TTL, app_cache_key
 
@@ -129,3 +130,25 @@ def find_end_user(session: Session, app: App, end_user_id: str, user_type: str) 
             EndUser.id == end_user_id, EndUser.app_id == app.id, EndUser.type == user_type
         )
     ).first()
+
+
+def end_user_view(session: Session, app: App, end_user_id: str) -> dict[str, Any]:
+    """`GET /v1/end-users/{id}`: one of the app's end users, of either type (Dify's fields;
+    another app's, or none, is a 404 `end_user_not_found`)."""
+    found = session.scalars(
+        select(EndUser).where(EndUser.id == end_user_id, EndUser.app_id == app.id)
+    ).first()
+    if found is None:
+        raise EndUserNotFound()
+    return {
+        "id": found.id,
+        "tenant_id": found.tenant_id,
+        "app_id": found.app_id,
+        "type": found.type,
+        "external_user_id": found.external_user_id,
+        "name": found.name,
+        "is_anonymous": found.is_anonymous,
+        "session_id": found.session_id,
+        "created_at": found.created_at.isoformat(),
+        "updated_at": found.updated_at.isoformat(),
+    }

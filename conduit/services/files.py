@@ -26,10 +26,13 @@ from conduit.errors import (
     UnsupportedFileType,
 )
 from conduit.infra import signing
+from conduit.infra.settings import UploadSettings
 from conduit.infra.storage import Storage
 from conduit.services.conversations import is_uuid
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "svg"})
+AUDIO_EXTENSIONS = frozenset({"mp3", "m4a", "wav", "amr", "mpga"})  # Dify's lists
+VIDEO_EXTENSIONS = frozenset({"mp4", "mov", "mpeg", "webm"})
 BLOCKED_EXTENSIONS = frozenset(
     {"exe", "bat", "cmd", "com", "scr", "msi", "dll", "sh", "ps1", "vbs"}
 )
@@ -39,6 +42,28 @@ BLOCKED_EXTENSIONS = frozenset(
 class UploadLimits:
     file_mb: int = 15
     image_mb: int = 10
+    audio_mb: int = 50
+    video_mb: int = 100
+
+    @classmethod
+    def of(cls, upload: UploadSettings) -> UploadLimits:
+        return cls(
+            file_mb=upload.file_size_limit_mb,
+            image_mb=upload.image_size_limit_mb,
+            audio_mb=upload.audio_size_limit_mb,
+            video_mb=upload.video_size_limit_mb,
+        )
+
+    def for_extension(self, extension: str) -> int:
+        """The limit (MB) of a file by its extension: an image's, audio's, video's or any
+        other file's."""
+        if extension in IMAGE_EXTENSIONS:
+            return self.image_mb
+        if extension in AUDIO_EXTENSIONS:
+            return self.audio_mb
+        if extension in VIDEO_EXTENSIONS:
+            return self.video_mb
+        return self.file_mb
 
 
 def upload(
@@ -65,7 +90,7 @@ def upload(
     if not mime_type:
         raise UnsupportedFileType()
     _storable(mime_type, "mime_type", 255)
-    limit_mb = limits.image_mb if extension in IMAGE_EXTENSIONS else limits.file_mb
+    limit_mb = limits.for_extension(extension)
     if len(data) > limit_mb * 1024 * 1024:
         raise FileTooLarge(f"File size exceeded. {len(data)} > {limit_mb} MB")
     file_id = str(uuid.uuid4())

@@ -103,9 +103,18 @@ def test_a_conversation_variable_is_set_through_the_api_and_seen_by_the_next_tur
     path = f"/conversations/{conversation_id}/variables/var-mood"
     wrong = chatflow.client.put(path, json={"user": "cf-user", "value": 3})
     assert wrong.status_code == 400 and "holds string, not number" in wrong.json()["message"]
+    assert wrong.json()["code"] == "bad_request"  # Dify's code for a type mismatch
+    unknown = chatflow.client.put(f"{path}-x", json={"user": "cf-user", "value": "x"})
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "Conversation Variable Not Exists."
     updated = chatflow.client.put(path, json={"user": "cf-user", "value": "grumpy"})
     assert updated.status_code == 200, updated.text
     assert updated.json()["value"] == "grumpy"
+    # The SDK once sent PATCH: the same route.
+    patched = chatflow.client.patch(path, json={"user": "cf-user", "value": "sunny"})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["value"] == "sunny"
+    chatflow.client.put(path, json={"user": "cf-user", "value": "grumpy"})
     turn(chatflow, "second", conversation_id)
     assert upstream.stats()["log"][-1]["messages"][0]["content"] == "Mood: grumpy"
     others = chatflow.client.get(

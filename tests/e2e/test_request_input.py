@@ -19,7 +19,12 @@ from tests.e2e.test_service_resources import INVALID_JSON, assert_envelope, uplo
 from tests.support import Stack
 
 LIMIT = 256 * 1024  # not the default (2 MiB): the setting is honoured
-STACK_ENV = {"CONDUIT_HTTP_MAX_JSON_BODY_BYTES": str(LIMIT)}
+STACK_ENV = {
+    "CONDUIT_HTTP_MAX_JSON_BODY_BYTES": str(LIMIT),
+    # Under a document's 15 MB, so that a document's limit is the largest an upload may be.
+    "CONDUIT_UPLOAD_AUDIO_SIZE_LIMIT_MB": "8",
+    "CONDUIT_UPLOAD_VIDEO_SIZE_LIMIT_MB": "12",
+}
 NOT_JSON = (
     "Did not attempt to load JSON data because the request Content-Type was not 'application/json'."
 )
@@ -203,9 +208,13 @@ class TestBodySize:
         response = upload(chat_app, "big.txt", b"a" * (4 * LIMIT), "text/plain")
         assert response.status_code == 201, response.text
         # Just over the document limit (15 MB): the upload's own 413 (test_service_resources);
-        # past the limit and the form's room (1 MiB), the body is refused before it is read.
+        # past the largest upload limit (here a document's) and the form's room (1 MiB), the
+        # body is refused before it is read.
         huge = upload(chat_app, "huge.txt", b"a" * (16 * MB + 1), "text/plain")
         assert_envelope(huge, 413, "request_entity_too_large")
+        # An audio file has its own limit (8 MB here).
+        loud = upload(chat_app, "loud.mp3", b"\x00" * (8 * MB + 1), "audio/mpeg")
+        assert_envelope(loud, 413, "file_too_large")
 
     def test_the_connection_is_kept_after_a_413(
         self, chat_app: ServiceApp, connection: http.client.HTTPConnection

@@ -215,6 +215,7 @@ class TestAuth:
             ("GET", "parameters"),
             ("GET", "meta"),
             ("GET", "site"),
+            ("GET", "end-users"),
         ):
             assert expected in published, (expected, sorted(published))
 
@@ -320,6 +321,39 @@ class TestAppMetadata:
             assert body["mode"] == mode
             assert isinstance(body["tags"], list)
             assert isinstance(body["description"], str)
+            [(author,)] = app.stack.sql(
+                "SELECT a.name FROM accounts a JOIN apps p ON p.created_by = a.id"
+                " WHERE p.id = :app",
+                app=app.app_id,
+            )
+            assert body["author_name"] == author and author  # who created the app
+
+    def test_an_end_user_by_id(self, chat_app: ServiceApp, completion_app: ServiceApp) -> None:
+        result = chat(chat_app, "who am I", user="erin", auto_generate_name=False)
+        [(end_user_id,)] = chat_app.stack.sql(
+            "SELECT end_user_id FROM messages WHERE id = :id", id=result["message_id"]
+        )
+        found = chat_app.client.get(f"/end-users/{end_user_id}")
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert {k: body[k] for k in ("id", "app_id", "type", "session_id", "is_anonymous")} == {
+            "id": end_user_id,
+            "app_id": chat_app.app_id,
+            "type": "service-api",
+            "session_id": "erin",
+            "is_anonymous": False,
+        }
+        assert {"tenant_id", "external_user_id", "name", "created_at", "updated_at"} <= set(body)
+        datetime.fromisoformat(body["created_at"])
+        # Another app's key, an unknown id: 404 end_user_not_found.
+        for client, wanted in (
+            (completion_app.client, end_user_id),
+            (chat_app.client, str(uuid.uuid4())),
+            (chat_app.client, "not-an-id"),
+        ):
+            missing = client.get(f"/end-users/{wanted}")
+            assert missing.status_code == 404, missing.text
+            assert missing.json()["code"] == "end_user_not_found"
 
     def test_parameters_of_a_completion_app(self, completion_app: ServiceApp) -> None:
         for params in ({}, {"user": "alice"}, {"user": ""}):
@@ -1075,6 +1109,17 @@ class TestFiles:
         # An image-sized document is fine: the 10 MB limit is for images only.
         accepted = upload(chat_app, "big.txt", b"a" * (10 * MB + 1), "text/plain")
         assert accepted.status_code == 201, accepted.text
+
+    def test_audio_and_video_have_their_own_limits(self, chat_app: ServiceApp) -> None:
+        # Above a document's 15 MB: taken, as /parameters says (audio 50 MB, video 100 MB).
+        for name, mime in (("talk.mp3", "audio/mpeg"), ("clip.mp4", "video/mp4")):
+            accepted = upload(chat_app, name, b"\x00" * (16 * MB), mime)
+            assert accepted.status_code == 201, accepted.text
+        assert_envelope(
+            upload(chat_app, "long.wav", b"\x00" * (50 * MB + 1), "audio/wav"),
+            413,
+            "file_too_large",
+        )
 
     def test_blocked_extension(self, chat_app: ServiceApp) -> None:
         response = upload(chat_app, "setup.exe", b"MZ", "application/octet-stream")

@@ -10,7 +10,7 @@ import conduit
 from conduit.api.deps import AppCaller, AppSettings, DbSession
 from conduit.api.files import Links
 from conduit.errors import Forbidden
-from conduit.services import app_parameters, sites
+from conduit.services import app_parameters, apps, end_users, sites
 
 router = APIRouter(tags=["service: app"])
 
@@ -21,15 +21,21 @@ async def welcome() -> dict[str, Any]:
 
 
 @router.get("/info")
-def info(caller: AppCaller) -> dict[str, Any]:
+def info(caller: AppCaller, session: DbSession) -> dict[str, Any]:
     app = caller.app
     return {
         "name": app.name,
         "description": app.description,
-        "tags": [],
+        "tags": [],  # apps have no tags here
         "mode": app.mode.value,
-        "author_name": "",
+        "author_name": apps.author_name(session, app),
     }
+
+
+@router.get("/end-users/{end_user_id}")
+def end_user(end_user_id: str, caller: AppCaller, session: DbSession) -> dict[str, Any]:
+    """One of the app's end users by id (as messages and feedbacks name them)."""
+    return end_users.end_user_view(session, caller.app, end_user_id)
 
 
 @router.get("/parameters")

@@ -207,7 +207,9 @@ def list_conversation_variables(
     }
 
 
+# PUT is Dify's; its SDK once sent PATCH, so both are taken.
 @router.put("/conversations/{conversation_id}/variables/{variable_id}")
+@router.patch("/conversations/{conversation_id}/variables/{variable_id}")
 def update_conversation_variable(
     conversation_id: str, variable_id: str, caller: AppCaller, session: DbSession, body: JsonBody
 ) -> dict[str, Any]:

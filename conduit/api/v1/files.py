@@ -91,9 +91,7 @@ def store_upload(
         filename=form.filename,
         mime_type=form.mime_type,
         data=form.data,
-        limits=files.UploadLimits(
-            file_mb=settings.upload.file_size_limit_mb, image_mb=settings.upload.image_size_limit_mb
-        ),
+        limits=files.UploadLimits.of(settings.upload),
     )
     return OrjsonResponse(files.view(row, source_url=links.preview(row.id)), status_code=201)
 

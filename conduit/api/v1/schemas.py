@@ -135,6 +135,9 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
     auto_name = body.get("auto_generate_name", True)
     if not isinstance(auto_name, bool):
         raise InvalidParam("auto_generate_name must be a boolean")
+    workflow_id = body.get("workflow_id")  # a chatflow's version (its planner checks it)
+    if workflow_id is not None and not isinstance(workflow_id, str):
+        raise InvalidParam("workflow_id must be a string")
     return ChatRequest(
         mode="completion" if mode == "completion" else "chat",
         inputs=inputs,
@@ -144,4 +147,5 @@ def run_request(body: dict[str, Any], *, mode: str) -> ChatRequest:
         auto_generate_name=auto_name and mode == "chat",
         files=files or [],
         callback_url=callback,
+        workflow_id=(workflow_id or None) if mode == "chat" else None,
     )

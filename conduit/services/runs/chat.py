@@ -48,6 +48,7 @@ class ChatRequest:
     # An async run's callback (checked against SSRF as the request was read).
     callback_url: str | None = None
     draft: bool = False  # a chatflow's turn in the console's debugger: its draft workflow
+    workflow_id: str | None = None  # a chatflow's published version (None: the latest)
 
 
 def app_provider(app: App) -> Any:

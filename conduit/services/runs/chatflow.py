@@ -41,8 +41,13 @@ from conduit.services import conversations, run_files
 from conduit.services.runs import chat
 from conduit.services.runs.chat import ChatRequest
 from conduit.services.runs.start import RunIds, RunKey
-from conduit.services.runs.workflow import check_inputs, draft_of, model_refs, run_spec
-from conduit.services.workflows import published_workflow
+from conduit.services.runs.workflow import (
+    check_inputs,
+    draft_of,
+    model_refs,
+    run_spec,
+    workflow_for,
+)
 
 _MESSAGES = cast(Table, Message.__table__)
 _RUNS = cast(Table, WorkflowRun.__table__)
@@ -223,9 +228,11 @@ class ChatflowPlanner:
         cache: Cache | None,
     ) -> ChatflowPlan:
         check_chatflow(app, request)
-        workflow = draft_of(session, app) if request.draft else published_workflow(session, app.id)
-        if workflow is None:
-            raise BadRequest("Workflow not published. Publish the app's workflow first.")
+        workflow = (
+            draft_of(session, app)
+            if request.draft
+            else workflow_for(session, app, request.workflow_id)
+        )
         graph = dict(workflow.graph or {})
         WorkflowGraph.parse(graph)
         history: list[tuple[str, str]] = []

@@ -91,17 +91,27 @@ class WorkflowRequest:
 # --- the workflow a run runs ----------------------------------------------------------------
 
 
-def _workflow_for(session: Session, app: App, workflow_id: str | None) -> Workflow:
+def workflow_for(session: Session, app: App, workflow_id: str | None) -> Workflow:
+    """The workflow a Service API run runs: the published one, or the published version
+    `workflow_id` names (Dify's errors: a malformed id or a draft's is a 400, an unknown
+    one a 404)."""
     if workflow_id is None:
         found = workflows.published_workflow(session, app.id)
         if found is None:
             raise BadRequest("Workflow not published. Publish the app's workflow first.")
         return found
+    try:
+        uuid.UUID(workflow_id)
+    except ValueError:
+        raise BadRequest(f"Invalid workflow_id format: '{workflow_id}'.") from None
     found = workflows.workflow_by_id(session, app.id, workflow_id)
     if found is None:
         raise WorkflowNotFound(f"Workflow not found with id: {workflow_id}")
     if found.version == DRAFT:
-        raise BadRequest("Cannot run a draft workflow through the Service API; publish it.")
+        raise BadRequest(
+            f"Cannot use draft workflow version. Workflow ID: {workflow_id}. "
+            "Please use a published workflow version or leave workflow_id empty."
+        )
     return found
 
 
@@ -437,7 +447,7 @@ class WorkflowPlanner:
         workflow = (
             draft_of(session, app)
             if request.draft
-            else _workflow_for(session, app, request.workflow_id)
+            else workflow_for(session, app, request.workflow_id)
         )
         graph = dict(workflow.graph or {})
         WorkflowGraph.parse(graph)  # a graph that cannot run is refused before the run exists
@@ -532,6 +542,8 @@ class WorkflowPlanner:
 
 def run_view(session: Session, app: App, run_id: str) -> dict[str, Any]:
     """`GET /v1/workflows/run/{id}` (Dify: `inputs` as a JSON string)."""
+    if app.mode not in (AppMode.WORKFLOW, AppMode.ADVANCED_CHAT):
+        raise NotWorkflowApp()
     row = session.get(WorkflowRun, run_id)
     if row is None or row.app_id != app.id:
         raise WorkflowRunNotFound("Workflow run not found.")
