@@ -308,9 +308,8 @@ class RunSettings(BaseSettings):
         ge=0,
         description="Days a finished workflow run (its history in the logs, its nodes' traces, "
         "`GET /v1/workflows/run/{id}`) is kept; then beat removes it with its node "
-        "executions, in batches of short transactions, never a running one nor before its "
-        "async task's retention. 0: kept for good. Conversations and messages are not "
-        "touched.",
+        "executions, in batches of short transactions, never a running one nor while its "
+        "async task is kept. 0: kept for good. Conversations and messages are not touched.",
     )
     async_stale_seconds: float = Field(
         60.0,

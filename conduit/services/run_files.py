@@ -302,26 +302,27 @@ def _gone(row: UploadFile) -> FileNotFoundError:
 
 
 class DocumentTexts:
-    """Uploads' text as parsed for a run, kept in this process by content (the upload's
-    sha256 and extension), least recently used out first past `max_chars` in all: a
+    """Uploads' text as parsed for a run, kept in this process by workspace and content (the
+    upload's sha256 and extension: one workspace's upload never tells, even by its timing,
+    whether another's had the same bytes), least recently used out first past `max_chars` in all: a
     conversation's document is parsed once, not again on every turn that remembers it (PDF
     and Word are parsed in a child process, ~0.2-1 s each). A text longer than a quarter of
     the budget is not kept. Shared by the threads that read runs' files."""
 
     def __init__(self, max_chars: int = 16_000_000) -> None:
         self._max_chars = max_chars
-        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._texts: OrderedDict[tuple[str, str, str], str] = OrderedDict()
         self._chars = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> str | None:
+    def get(self, key: tuple[str, str, str]) -> str | None:
         with self._lock:
             text = self._texts.get(key)
             if text is not None:
                 self._texts.move_to_end(key)
             return text
 
-    def put(self, key: tuple[str, str], text: str) -> None:
+    def put(self, key: tuple[str, str, str], text: str) -> None:
         if len(text) > self._max_chars // 4:
             return
         with self._lock:
@@ -344,7 +345,7 @@ def upload_text(
     when its text is kept) or IndexingError (cannot be read), each saying so in words. On the
     calling thread."""
     row = _upload_row(db, tenant_id, app_id, file_id)
-    key = (row.hash, extension_of(row.name)) if row.hash else None
+    key = (row.tenant_id, row.hash, extension_of(row.name)) if row.hash else None
     text = DOCUMENT_TEXTS.get(key) if key else None
     if text is not None:
         if not storage.exists(row.key):

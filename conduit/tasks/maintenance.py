@@ -73,13 +73,13 @@ def purge_workflow_runs(self: OutboxTask) -> int:
     horizon = workflow_store.logs_horizon(found.settings)
     if horizon is None:
         return 0
-    removed = 0
-    while True:
+    removed, more = 0, True
+    while more:
         with found.db.transaction() as session:
-            batch = workflow_store.purge_finished_workflow_runs(session, finished_before=horizon)
+            batch, more = workflow_store.purge_finished_workflow_runs(
+                session, finished_before=horizon
+            )
         removed += batch
-        if batch < workflow_store.PURGE_BATCH:
-            break
     if removed:
         logger.info("purged %d workflow run(s) past the logs' retention", removed)
     return removed

@@ -82,6 +82,12 @@ def test_a_remembered_document_is_parsed_once_then_its_text_is_kept(
     again = upload(db, storage, app, "copy.pdf", REPORT)
     assert run_files.upload_text(db, storage, app.tenant_id, app.id, again)[1] in first[0].text
     assert parses == ["report.pdf"]
+    # Not across workspaces: another's upload of the same bytes is parsed on its own (its
+    # time would tell whether this one had them).
+    other = new_app(db, "Elsewhere")
+    theirs = upload(db, storage, other, "report.pdf", REPORT)
+    run_files.upload_text(db, storage, other.tenant_id, other.id, theirs)
+    assert parses == ["report.pdf", "report.pdf"]
 
 
 def test_a_kept_text_is_still_the_uploading_apps_and_gone_with_its_file(
@@ -106,13 +112,13 @@ def test_a_kept_text_is_still_the_uploading_apps_and_gone_with_its_file(
 
 def test_the_kept_texts_stay_within_their_budget_least_recently_used_out_first() -> None:
     texts = DocumentTexts(max_chars=100)
-    texts.put(("a", "md"), "a" * 20)
-    texts.put(("b", "md"), "b" * 20)
-    texts.put(("huge", "md"), "h" * 26)  # over a quarter of the budget: not kept
-    assert texts.get(("huge", "md")) is None
-    assert texts.get(("a", "md")) == "a" * 20  # now the most recently used
-    texts.put(("c", "md"), "c" * 25)
-    texts.put(("d", "md"), "d" * 25)  # 90 chars in all
-    texts.put(("e", "md"), "e" * 15)  # 105: the least recently used (b) goes
-    assert texts.get(("b", "md")) is None
-    assert [texts.get((key, "md")) is not None for key in "acde"] == [True] * 4
+    texts.put(("t", "a", "md"), "a" * 20)
+    texts.put(("t", "b", "md"), "b" * 20)
+    texts.put(("t", "huge", "md"), "h" * 26)  # over a quarter of the budget: not kept
+    assert texts.get(("t", "huge", "md")) is None
+    assert texts.get(("t", "a", "md")) == "a" * 20  # now the most recently used
+    texts.put(("t", "c", "md"), "c" * 25)
+    texts.put(("t", "d", "md"), "d" * 25)  # 90 chars in all
+    texts.put(("t", "e", "md"), "e" * 15)  # 105: the least recently used (b) goes
+    assert texts.get(("t", "b", "md")) is None
+    assert [texts.get(("t", key, "md")) is not None for key in "acde"] == [True] * 4

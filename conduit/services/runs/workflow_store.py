@@ -27,7 +27,7 @@ from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.engine import Restored
 from conduit.core.workflow.events import NodeExecution
-from conduit.db.models import Message, WorkflowNodeExecution, WorkflowRun, utcnow
+from conduit.db.models import AsyncTask, Message, WorkflowNodeExecution, WorkflowRun, utcnow
 from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings
@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 _RUNS = cast(Table, WorkflowRun.__table__)
 _NODES = cast(Table, WorkflowNodeExecution.__table__)
+_TASKS = cast(Table, AsyncTask.__table__)
 MAX_STORED_VALUE = 64 * 1024
 INTERRUPTED = RunInterrupted.default_message
 HANDLES = "__handles"
@@ -297,7 +298,8 @@ class WorkflowRunStore:
             return True, None
 
 
-PURGE_BATCH = 500
+PURGE_BATCH = 500  # workflow runs in one transaction of the logs' retention
+PURGE_NODE_BATCH = 5_000  # and node executions (an iteration's run may have thousands)
 
 
 def logs_horizon(settings: Settings) -> datetime | None:
@@ -311,22 +313,36 @@ def logs_horizon(settings: Settings) -> datetime | None:
 
 
 def purge_finished_workflow_runs(
-    session: Session, *, finished_before: datetime, batch: int = PURGE_BATCH
-) -> int:
-    """Remove up to `batch` workflow runs that finished before `finished_before` (oldest
-    first; a running one has no end yet), with their node executions; returns how many."""
+    session: Session,
+    *,
+    finished_before: datetime,
+    batch: int = PURGE_BATCH,
+    node_batch: int = PURGE_NODE_BATCH,
+) -> tuple[int, bool]:
+    """One transaction's share of the logs' retention: up to `batch` workflow runs that
+    finished before `finished_before` (oldest first; a running one has no end yet), none whose
+    async task is still kept (its result is read from its run), with their node executions,
+    at most `node_batch` of those: a run goes once its last one has. Returns how many runs
+    went, and whether there may be more to do."""
+    task_kept = select(_TASKS.c.id).where(_TASKS.c.id == _RUNS.c.task_id).exists().correlate(_RUNS)
     ids = list(
         session.scalars(
             select(_RUNS.c.id)
-            .where(_RUNS.c.finished_at < finished_before)
+            .where(_RUNS.c.finished_at < finished_before, ~task_kept)
             .order_by(_RUNS.c.finished_at)
             .limit(batch)
         )
     )
-    if ids:
-        session.execute(delete(_NODES).where(_NODES.c.workflow_run_id.in_(ids)))
-        session.execute(delete(_RUNS).where(_RUNS.c.id.in_(ids)))
-    return len(ids)
+    if not ids:
+        return 0, False
+    nodes = (
+        select(_NODES.c.id).where(_NODES.c.workflow_run_id.in_(ids)).limit(node_batch)
+    ).scalar_subquery()
+    removed = session.execute(delete(_NODES).where(_NODES.c.id.in_(nodes)))
+    if int(getattr(removed, "rowcount", 0) or 0) >= node_batch:
+        return 0, True  # their nodes take more transactions than this one
+    session.execute(delete(_RUNS).where(_RUNS.c.id.in_(ids)))
+    return len(ids), len(ids) == batch
 
 
 def end_interrupted_workflow_runs(session: Session) -> int:
