@@ -80,11 +80,22 @@ class TestMetadata:
             ("year", 1),
         }
         assert listing["built_in_field_enabled"] is False
-        shown = kb.get(f"/v1/datasets/{dataset_id}/documents/{docs['ferry']}").json()
+        path = f"/v1/datasets/{dataset_id}/documents/{docs['ferry']}"
+        shown = kb.get(path).json()
         assert {(m["name"], m["value"]) for m in shown["doc_metadata"]} == {
             ("team", "Transport"),
             ("year", 2025),
         }
+        # Dify's `?metadata=`: all (the default), only the metadata, or the rest.
+        assert kb.get(path, params={"metadata": "all"}).json() == shown
+        only = kb.get(path, params={"metadata": "only"}).json()
+        assert only == {k: shown[k] for k in ("id", "doc_type", "doc_metadata")}
+        without = kb.get(path, params={"metadata": "without"}).json()
+        assert without == {k: v for k, v in shown.items() if k not in ("doc_type", "doc_metadata")}
+        refused = kb.get(path, params={"metadata": "some"})
+        assert refused.status_code == 400
+        assert refused.json()["code"] == "invalid_metadata"
+        assert refused.json()["message"] == "Invalid metadata value: some"
         dataset = kb.get(f"/v1/datasets/{dataset_id}").json()
         assert [f["name"] for f in dataset["doc_metadata"]] == ["team", "year"]
 

@@ -21,6 +21,11 @@ from conduit.services.datasets.documents import DocumentRequest
 
 router = APIRouter(prefix="/datasets/{dataset_id}", tags=["knowledge: documents"])
 Text = Annotated[str | None, Query()]
+METADATA_CHOICES = ("all", "only", "without")  # a document's `?metadata=`
+
+
+class InvalidMetadata(InvalidParam):
+    code = "invalid_metadata"
 
 
 def _dataset(session: DbSession, caller: DatasetCaller, dataset_id: str) -> Dataset:
@@ -224,10 +229,26 @@ def document_page(
 
 @router.get("/documents/{document_id}")
 def get_document(
-    dataset_id: str, document_id: str, caller: DatasetCaller, session: DbSession
+    dataset_id: str,
+    document_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    metadata: Text = None,
 ) -> dict[str, Any]:
+    """The document's detail; `metadata=only` is its id, type and metadata values alone,
+    `without` the detail without them (Dify's choices; `all`, the default, both)."""
+    shown = metadata or "all"
+    if shown not in METADATA_CHOICES:
+        raise InvalidMetadata(f"Invalid metadata value: {shown}")
     dataset = _dataset(session, caller, dataset_id)
-    return documents.document_detail(session, documents.get_document(session, dataset, document_id))
+    detail = documents.document_detail(
+        session, documents.get_document(session, dataset, document_id)
+    )
+    if shown == "only":
+        return {k: detail[k] for k in ("id", "doc_type", "doc_metadata")}
+    if shown == "without":
+        return {k: v for k, v in detail.items() if k not in ("doc_type", "doc_metadata")}
+    return detail
 
 
 @router.delete("/documents/{document_id}", status_code=204)
