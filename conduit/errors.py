@@ -307,6 +307,33 @@ class UnsupportedFileType(ConduitError):
     default_message = "File type not allowed."
 
 
+class NoAudioUploaded(InvalidParam):
+    code = "no_audio_uploaded"
+    default_message = "Please upload your audio."
+
+
+class AudioTooLarge(ConduitError):
+    code = "audio_too_large"
+    status = 413
+    default_message = "Audio size exceeded."
+
+
+class UnsupportedAudioType(ConduitError):
+    code = "unsupported_audio_type"
+    status = 415
+    default_message = "Audio type not allowed."
+
+
+class ProviderNotSupportSpeechToText(InvalidParam):
+    code = "provider_not_support_speech_to_text"
+    default_message = "Provider not support speech to text."
+
+
+class ProviderNotSupportTextToSpeech(InvalidParam):
+    code = "provider_not_support_text_to_speech"
+    default_message = "Provider not support text to speech."
+
+
 class FileNotFound(NotFound):
     code = "file_not_found"
     default_message = "File not found."

@@ -368,6 +368,20 @@ class ModelSettings(BaseSettings):
     )
     local_threads: int = Field(1, ge=1, le=16, description="Threads per local generation.")
     local_pool: int = Field(1, ge=1, le=8, description="Local model instances (parallel runs).")
+    speech_to_text_model: str = Field(
+        "whisper-1",
+        description="Model that `/audio-to-text` asks an app's OpenAI-compatible endpoint for "
+        "(`POST /audio/transcriptions`); the local model does no speech.",
+    )
+    text_to_speech_model: str = Field(
+        "tts-1",
+        description="Model that `/text-to-audio` asks an app's OpenAI-compatible endpoint for "
+        "(`POST /audio/speech`).",
+    )
+    text_to_speech_voice: str = Field(
+        "alloy",
+        description="Voice of `/text-to-audio` when neither the request nor the app names one.",
+    )
 
     @field_validator("base_url")
     @classmethod

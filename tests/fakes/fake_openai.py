@@ -9,6 +9,10 @@ Endpoints:
     POST /v1/embeddings         deterministic feature-hashed unit vectors (64 dimensions, or
                                 the body's `dimensions`), listed in reverse `index` order; the
                                 same modes (status-<NNN>, hang-before-headers) and `api_key`
+    POST /v1/audio/transcriptions  multipart (`model`, `file`): `{"text": the file's bytes as
+                                UTF-8}`, so that a test's "recording" is its own transcript
+    POST /v1/audio/speech       `{"model", "input", "voice"}`: "audio" (`audio/mpeg`) that is
+                                b"ID3" + the voice + ":" + the input, so a test can read it back
     GET  /v1/models             a one-model list
     POST /control               {"mode": M, "times": N}: the next N chat requests behave as M
                                 ("ok" clears the queue); also sets "pace_ms", "answer",
@@ -367,25 +371,36 @@ def build_app(settings: Settings | None = None) -> web.Application:
                 await response.write_eof()
         return response
 
+    def logged(request: web.Request, model: str, inputs: list[str]) -> RequestRecord:
+        """A request that is not a chat's, in the log: its inputs as its messages."""
+        peername = request.transport.get_extra_info("peername") if request.transport else None
+        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
+        record = RequestRecord(len(state.log) + 1, model, pick_mode(request, model), False, peer)
+        record.messages = [{"role": "input", "content": text} for text in inputs]
+        state.log.append(record)
+        return record
+
+    def refusal(request: web.Request, record: RequestRecord) -> web.Response | None:
+        cfg = state.settings
+        if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
+            record.outcome = "error-401"
+            return web.json_response(_error_body(401), status=401)
+        if record.mode.startswith("status-"):
+            status = int(record.mode.removeprefix("status-"))
+            record.outcome = f"error-{status}"
+            return web.json_response(_error_body(status), status=status)
+        return None
+
     async def embeddings(request: web.Request) -> web.Response:
         body = await request.json()
         model = str(body.get("model", ""))
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else list(texts or [])
-        peername = request.transport.get_extra_info("peername") if request.transport else None
-        peer = f"{peername[0]}:{peername[1]}" if peername else "?"
-        record = RequestRecord(len(state.log) + 1, model, pick_mode(request, model), False, peer)
-        record.messages = [{"role": "input", "content": str(t)} for t in texts]
-        state.log.append(record)
+        record = logged(request, model, [str(t) for t in texts])
         try:
-            cfg = state.settings
-            if cfg.api_key and request.headers.get("Authorization") != f"Bearer {cfg.api_key}":
-                record.outcome = "error-401"
-                return web.json_response(_error_body(401), status=401)
-            if record.mode.startswith("status-"):
-                status = int(record.mode.removeprefix("status-"))
-                record.outcome = f"error-{status}"
-                return web.json_response(_error_body(status), status=status)
+            refused = refusal(request, record)
+            if refused is not None:
+                return refused
             if record.mode == "hang-before-headers":
                 await wait_for_disconnect(request, record)
                 return web.Response(status=504)
@@ -407,6 +422,28 @@ def build_app(settings: Settings | None = None) -> web.Application:
             record.ended = time.time()
             if record.outcome == "pending":
                 record.outcome = "completed"
+
+    async def transcriptions(request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form.get("file")
+        data = upload.file.read() if isinstance(upload, web.FileField) else b""
+        name = upload.filename if isinstance(upload, web.FileField) else ""
+        record = logged(request, str(form.get("model", "")), [f"{name}: {len(data)} bytes"])
+        refused = refusal(request, record)
+        if refused is not None:
+            return refused
+        record.outcome = "completed"
+        return web.json_response({"text": data.decode("utf-8", errors="replace")})
+
+    async def speech(request: web.Request) -> web.Response:
+        body = await request.json()
+        text, voice = str(body.get("input", "")), str(body.get("voice", ""))
+        record = logged(request, str(body.get("model", "")), [f"{voice}: {text}"])
+        refused = refusal(request, record)
+        if refused is not None:
+            return refused
+        record.outcome = "completed"
+        return web.Response(body=b"ID3" + f"{voice}:{text}".encode(), content_type="audio/mpeg")
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
@@ -442,6 +479,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
+    app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_post("/v1/audio/speech", speech)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/control", control)
     app.router.add_post("/reset", reset)

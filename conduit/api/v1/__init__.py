@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from conduit.api.v1 import (
     app,
+    audio,
     chat,
     completion,
     conversations,
@@ -27,6 +28,7 @@ router.include_router(datasets.router)
 router.include_router(documents.router)
 router.include_router(metadata.router)
 router.include_router(files.router)
+router.include_router(audio.router)
 router.include_router(tasks.router)
 router.include_router(workflow_logs.router)
 router.include_router(workflows.router)

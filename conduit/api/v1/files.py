@@ -16,7 +16,7 @@ from conduit.api.files import FileLinks, Links, file_response
 from conduit.api.responses import OrjsonResponse
 from conduit.api.v1.schemas import optional, optional_user
 from conduit.db.models import App, EndUser
-from conduit.errors import InvalidParam, NoFileUploaded, TooManyFiles
+from conduit.errors import InvalidParam, NoAudioUploaded, NoFileUploaded, TooManyFiles
 from conduit.infra.signing import Signed
 from conduit.services import files
 from conduit.services.datasets import documents as dataset_documents
@@ -36,8 +36,22 @@ class UploadForm:
 
 async def read_upload(request: Request) -> UploadForm:
     """Exactly one file part named `file`, and an optional `user` field."""
+    return await read_form_file(request, ("file",), NoFileUploaded)
+
+
+async def read_audio(request: Request) -> UploadForm:
+    """`/audio-to-text`'s form: one part named `file` (or `audio_file`, as an old SDK sent it)
+    and an optional `user` field."""
+    return await read_form_file(request, ("file", "audio_file"), NoAudioUploaded)
+
+
+async def read_form_file(
+    request: Request, names: tuple[str, ...], missing: type[InvalidParam]
+) -> UploadForm:
+    """Exactly one file part, named one of `names` (none: `missing`), and the form's `user`
+    (and `data`) fields."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise NoFileUploaded()
+        raise missing()
     try:
         form = await request.form(max_files=10, max_fields=50)
     except Exception as error:  # malformed multipart bodies
@@ -45,8 +59,8 @@ async def read_upload(request: Request) -> UploadForm:
     files = [(name, value) for name, value in form.multi_items() if isinstance(value, FormFile)]
     if len(files) > 1:
         raise TooManyFiles()
-    if not files or files[0][0] != "file":
-        raise NoFileUploaded()
+    if not files or files[0][0] not in names:
+        raise missing()
     part = files[0][1]
     user = form.get("user")
     data_field = form.get("data")

@@ -4,7 +4,16 @@ route reads it from `Authorization: Bearer` (`deps.py`). No `user` field anywher
 
 from fastapi import APIRouter
 
-from conduit.api.web import app, conversations, files, messages, passport, runs, saved_messages
+from conduit.api.web import (
+    app,
+    audio,
+    conversations,
+    files,
+    messages,
+    passport,
+    runs,
+    saved_messages,
+)
 
 router = APIRouter(prefix="/api")
 router.include_router(passport.router)
@@ -14,5 +23,6 @@ router.include_router(conversations.router)
 router.include_router(messages.router)
 router.include_router(saved_messages.router)
 router.include_router(files.router)
+router.include_router(audio.router)
 
 __all__ = ["router"]

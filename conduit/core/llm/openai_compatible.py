@@ -85,7 +85,8 @@ class OpenAICompatibleChatModel:
         connection_limit: int = 0,
     ) -> None:
         self._provider_name = provider_name
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + "/chat/completions"
         self._headers = {
             "Content-Type": "application/json",
             "Accept": "text/event-stream",
@@ -156,6 +157,57 @@ class OpenAICompatibleChatModel:
         self._session_loop = None
         if session is not None:
             await session.close()
+
+    # -- speech (SpeechModel) ---------------------------------------------------------------
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime_type: str, model: str) -> str:
+        """`POST {base_url}/audio/transcriptions` (multipart): the audio's text."""
+        form = aiohttp.FormData()
+        form.add_field("model", model)
+        form.add_field("file", audio, filename=filename, content_type=mime_type)
+        body, _ = await self._call("audio/transcriptions", form)
+        try:
+            text = orjson.loads(body).get("text")
+        except (orjson.JSONDecodeError, AttributeError):
+            text = None
+        if not isinstance(text, str):
+            raise ModelServerError(f"[{self._provider_name}] The transcription has no text.")
+        return text
+
+    async def speech(self, text: str, *, model: str, voice: str) -> tuple[bytes, str]:
+        """`POST {base_url}/audio/speech`: the text spoken (MP3), and its content type."""
+        request = {"model": model, "input": text, "voice": voice, "response_format": "mp3"}
+        return await self._call("audio/speech", orjson.dumps(request), json=True)
+
+    async def _call(
+        self, path: str, data: bytes | aiohttp.FormData, *, json: bool = False
+    ) -> tuple[bytes, str]:
+        """One request that is not a chat stream (no retry: the caller's client may ask
+        again), through the circuit breaker: the reply's body and content type."""
+        self.breaker.before_call()
+        headers = {k: v for k, v in self._headers.items() if k not in ("Content-Type", "Accept")}
+        if json:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._get_session().post(
+                f"{self._base_url}/{path}", data=data, headers=headers, timeout=self._timeout
+            ) as response:
+                if response.status != 200:
+                    raise await self._http_error(response)
+                body = await response.read()
+                kind = response.headers.get("Content-Type", "application/octet-stream")
+        except ModelError as error:
+            self.breaker.record_failure(error)
+            raise
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            mapped = self._transport_error(exc)
+            self.breaker.record_failure(mapped)
+            raise mapped from exc
+        except BaseException:
+            self.breaker.release()
+            raise
+        self.breaker.record_success()
+        return body, kind
 
     # -- one attempt -----------------------------------------------------------------------
 

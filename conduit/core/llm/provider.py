@@ -11,7 +11,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class SpeechModel(Protocol):
+    """A provider that also turns speech into text and text into speech (an OpenAI-compatible
+    endpoint's `/audio/transcriptions` and `/audio/speech`; the local model does neither)."""
+
+    async def transcribe(self, audio: bytes, *, filename: str, mime_type: str, model: str) -> str:
+        """The audio's text."""
+        ...
+
+    async def speech(self, text: str, *, model: str, voice: str) -> tuple[bytes, str]:
+        """The text spoken: the audio's bytes and their content type."""
+        ...
 
 
 @dataclass(frozen=True)
