@@ -268,6 +268,40 @@ def test_a_dropped_connection_costs_a_pause_not_the_answer(
     assert len(resumed) >= 2 and all(resumed), resumed
 
 
+def test_an_answer_is_read_aloud_when_the_app_speaks(
+    page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    upstream.reset()
+    app = service_app(
+        service_stack,
+        service_admin,
+        mode="chat",
+        text_to_speech={"enabled": True, "voice": "nova"},
+    )
+    page.goto(f"{service_stack.base_url}/chat/{site_code(service_admin, app.app_id)}")
+    page.get_by_label("Message").fill("Read this back")
+    page.get_by_role("button", name="Send").click()
+    wait_idle(page, 1)
+    with page.expect_response(lambda r: r.url.endswith("/api/text-to-audio")) as spoken:
+        page.get_by_role("button", name="Read aloud").click()
+    assert spoken.value.status == 200
+    player = page.get_by_label("The answer read aloud")
+    player.wait_for()
+    # The player holds the server's audio (the fake's "MP3": its voice and the answer).
+    held = page.evaluate("async (url) => (await fetch(url)).text()", player.get_attribute("src"))
+    assert held == "ID3nova:You said: Read this back"
+    axe(page, context="chat page, answer read aloud")
+    shot(page, "webapp-chat-read-aloud")
+    # An app that does not speak shows no such button.
+    quiet = service_app(service_stack, service_admin, mode="chat")
+    page.goto(f"{service_stack.base_url}/chat/{site_code(service_admin, quiet.app_id)}")
+    page.get_by_label("Message").fill("hello")
+    page.get_by_role("button", name="Send").click()
+    wait_idle(page, 1)
+    assert page.get_by_role("button", name="Like", exact=True).is_visible()
+    assert page.get_by_role("button", name="Read aloud").count() == 0
+
+
 def test_a_disabled_site_and_a_bad_code_are_said_in_words(
     page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
 ) -> None:

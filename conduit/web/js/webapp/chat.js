@@ -26,6 +26,7 @@ export default function Chat({ client, parameters, site }) {
   const items = formItems(parameters);
   const policy = uploadPolicy(parameters);
   const afterAnswer = Boolean(parameters.suggested_questions_after_answer && parameters.suggested_questions_after_answer.enabled);
+  const speakable = Boolean(parameters.text_to_speech && parameters.text_to_speech.enabled);
 
   const [lists, setLists] = useState(() => {
     const both = client.early(["/conversations?pinned=true&limit=100", "/conversations?pinned=false&limit=100"]);
@@ -182,6 +183,19 @@ export default function Chat({ client, parameters, site }) {
     if (id) loadMessages(id);
   };
 
+  // An answer read aloud (the app enables text to speech): its audio, from the server, shown
+  // as a player under the answer and started at once.
+  const speak = async (message) => {
+    patchMessage(message.key, { speaking: true, speakError: null });
+    try {
+      const response = await client.send("POST", "/text-to-audio", { body: { message_id: message.id } });
+      const audio = URL.createObjectURL(await response.blob());
+      patchMessage(message.key, { speaking: false, audio });
+    } catch (error) {
+      patchMessage(message.key, { speaking: false, speakError: error });
+    }
+  };
+
   const rate = async (message, rating) => {
     const next = message.rating === rating ? null : rating;
     try {
@@ -234,7 +248,7 @@ export default function Chat({ client, parameters, site }) {
         ${starting && questions.length > 0 && html`<${Suggestions} label="Suggested questions" questions=${questions} onPick=${send} disabled=${Boolean(live)} />`}
         <${ErrorBox} error=${history.error} onRetry=${() => loadMessages(currentId)} />
         ${history.loading && html`<${Loading} what="Loading messages" />`}
-        ${messages.map((m) => html`<${Turn} key=${m.key} message=${m} onRate=${rate} />`)}
+        ${messages.map((m) => html`<${Turn} key=${m.key} message=${m} onRate=${rate} onSpeak=${speakable ? speak : null} />`)}
         ${suggested.length > 0 && !live && html`<${Suggestions} label="You could ask next" questions=${suggested} onPick=${send} />`}
         <div ref=${logEnd}></div>
       </div>
@@ -264,7 +278,7 @@ function Suggestions({ label, questions, onPick, disabled }) {
   </div>`;
 }
 
-function Turn({ message, onRate }) {
+function Turn({ message, onRate, onSpeak }) {
   const m = message;
   return html`<div class="turn">
     <div class="bubble user"><span class="visually-hidden">You: </span>${m.query}
@@ -276,8 +290,12 @@ function Turn({ message, onRate }) {
       ${!m.streaming && m.id && html`<div class="answer-actions">
         <button type="button" class="button secondary small" aria-pressed=${m.rating === "like" ? "true" : "false"} onClick=${() => onRate(m, "like")}>Like</button>
         <button type="button" class="button secondary small" aria-pressed=${m.rating === "dislike" ? "true" : "false"} onClick=${() => onRate(m, "dislike")}>Dislike</button>
+        ${onSpeak && html`<button type="button" class="button secondary small" disabled=${Boolean(m.speaking)}
+          aria-busy=${m.speaking ? "true" : undefined} onClick=${() => onSpeak(m)}>Read aloud</button>`}
       </div>`}
+      ${m.audio && html`<audio class="answer-audio" controls autoplay src=${m.audio} aria-label="The answer read aloud"></audio>`}
       ${m.rateError && html`<${ErrorBox} error=${m.rateError} />`}
+      ${m.speakError && html`<${ErrorBox} error=${m.speakError} />`}
     </div>
   </div>`;
 }
