@@ -5,6 +5,9 @@
                        body (text), form (urlencoded fields, else null), json (else null)}
     /flaky/<token>     500 the first time a token is seen, then 200 {"attempt": n}
     /status/<code>     that status, body "status <code>"
+    /files/<name>      GET or HEAD: a file given to `serve(name, body, content_type, **headers)`
+                       (404 for another name): a file on the web, for uploads by URL
+    /redirect/<name>   302 to /files/<name>
 
     with http_echo() as server:
         server.base_url        # http://127.0.0.1:N
@@ -40,6 +43,7 @@ class HttpEcho:
         self.port = 0
         self._received: list[Received] = []
         self._attempts: Counter[str] = Counter()
+        self._files: dict[str, tuple[bytes, str, dict[str, str]]] = {}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -53,6 +57,13 @@ class HttpEcho:
     def received(self) -> list[Received]:
         with self._lock:
             return list(self._received)
+
+    def serve(self, name: str, body: bytes, content_type: str, **headers: str) -> str:
+        """Serve `body` at /files/<name> (header names: `_` for `-`); its URL."""
+        with self._lock:
+            named = {key.replace("_", "-"): value for key, value in headers.items()}
+            self._files[name] = (body, content_type, named)
+        return f"{self.base_url}/files/{name}"
 
     def start(self) -> None:
         self._thread.start()
@@ -70,6 +81,8 @@ class HttpEcho:
         app.router.add_route("*", "/echo", self._echo)
         app.router.add_route("*", "/flaky/{token}", self._flaky)
         app.router.add_route("*", "/status/{code}", self._status)
+        app.router.add_route("*", "/files/{name}", self._file)
+        app.router.add_route("*", "/redirect/{name}", self._redirect)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -119,6 +132,19 @@ class HttpEcho:
         if attempt == 1:
             return web.Response(status=500, text="try again")
         return web.json_response({"attempt": attempt})
+
+    async def _file(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        with self._lock:
+            found = self._files.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="no such file")
+        body, content_type, headers = found
+        return web.Response(body=body, headers={"Content-Type": content_type, **headers})
+
+    async def _redirect(self, request: web.Request) -> web.Response:
+        await self._record(request)
+        raise web.HTTPFound(f"/files/{request.match_info['name']}")
 
     async def _status(self, request: web.Request) -> web.Response:
         await self._record(request)

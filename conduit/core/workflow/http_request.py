@@ -422,6 +422,51 @@ def _timeouts(raw: Any, limits: HttpLimits) -> Timeouts:
 # -- the exchange ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Fetched:
+    """A `fetch`'s answer: where it ended (after redirects), its status, headers and body."""
+
+    url: httpx.URL
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def mime_type(self) -> str:
+        return str(self.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+    @property
+    def filename(self) -> str:
+        """The name the answer gives its body (Content-Disposition), else the URL's last
+        segment, else "file" with the extension of its media type."""
+        disposition = _disposition(self.headers.get("content-disposition", ""))
+        named = disposition.get_filename() if disposition is not None else None
+        last = self.url.path.rsplit("/", 1)[-1]
+        return str(named or last or "file" + (mimetypes.guess_extension(self.mime_type) or ""))
+
+
+async def fetch(
+    url: str,
+    *,
+    allow: AllowList,
+    limits: HttpLimits = DEFAULT_LIMITS,
+    method: str = "GET",
+    resolver: Resolver = system_resolver,
+) -> Fetched:
+    """One GET (or HEAD) of `url` by this module's rules (SSRF checks of every hop, redirects
+    followed, the body read up to `limits.max_response_bytes`): for a file asked for by URL.
+    `HttpRequestFailed` says why it could not be fetched."""
+    try:
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as error:
+        raise HttpRequestFailed(f"{FIELD}: not a valid URL ({error})") from None
+    request = _Request(method=method, url=target, headers=httpx.Headers(),
+                       timeouts=limits.default_timeouts)  # fmt: skip
+    async with new_client() as client:
+        response, content, final = await _send(client, request, allow, limits, resolver)
+    return Fetched(final, response.status_code, response.headers, content)
+
+
 async def _exchange(
     client: httpx.AsyncClient,
     request: _Request,
@@ -429,6 +474,17 @@ async def _exchange(
     limits: HttpLimits,
     resolver: Resolver,
 ) -> dict[str, Any]:
+    response, content, url = await _send(client, request, allow, limits, resolver)
+    return _outputs(response, content, url)
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    request: _Request,
+    allow: AllowList,
+    limits: HttpLimits,
+    resolver: Resolver,
+) -> tuple[httpx.Response, bytes, httpx.URL]:
     method, url, body, headers = request.method, request.url, request.body, request.headers
     timeout = httpx.Timeout(
         connect=request.timeouts.connect,
@@ -483,7 +539,7 @@ async def _exchange(
                 await response.aclose()
         except httpx.HTTPError as error:
             raise _transport_failure(error, target.host, request.timeouts) from None
-        return _outputs(response, content, url)
+        return response, content, url
 
 
 async def _checked(url: httpx.URL, allow: AllowList, resolver: Resolver) -> CheckedTarget:
