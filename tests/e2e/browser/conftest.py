@@ -39,7 +39,14 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         # --no-sandbox: CI and these machines run as root, where Chromium's sandbox refuses.
         launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+            executable_path=str(CHROMIUM),
+            # A microphone that plays a test tone, granted without asking (speech to text).
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+            ],
         )
         try:
             yield launched

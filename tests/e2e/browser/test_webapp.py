@@ -268,7 +268,7 @@ def test_a_dropped_connection_costs_a_pause_not_the_answer(
     assert len(resumed) >= 2 and all(resumed), resumed
 
 
-def test_an_answer_is_read_aloud_when_the_app_speaks(
+def test_an_answer_is_read_aloud_and_a_recording_becomes_the_message(
     page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
 ) -> None:
     upstream.reset()
@@ -277,6 +277,7 @@ def test_an_answer_is_read_aloud_when_the_app_speaks(
         service_admin,
         mode="chat",
         text_to_speech={"enabled": True, "voice": "nova"},
+        speech_to_text={"enabled": True},
     )
     page.goto(f"{service_stack.base_url}/chat/{site_code(service_admin, app.app_id)}")
     page.get_by_label("Message").fill("Read this back")
@@ -292,6 +293,18 @@ def test_an_answer_is_read_aloud_when_the_app_speaks(
     assert held == "ID3nova:You said: Read this back"
     axe(page, context="chat page, answer read aloud")
     shot(page, "webapp-chat-read-aloud")
+    # Speech to text: the (fake) microphone recorded, its transcript put in the message box (the
+    # fake model's transcript of a recording is its bytes as text: a WebM file's start).
+    page.get_by_role("button", name="Record").click()
+    stop = page.get_by_role("button", name="Stop recording")
+    stop.wait_for()
+    page.wait_for_timeout(600)
+    with page.expect_response(lambda r: r.url.endswith("/api/audio-to-text")) as heard:
+        stop.click()
+    assert heard.value.status == 200
+    page.wait_for_function("() => document.querySelector('#message').value.length > 0")
+    assert upstream.stats()["log"][-1]["model"] == "whisper-1"
+    page.get_by_role("button", name="Record").wait_for()
     # An app that does not speak shows no such button.
     quiet = service_app(service_stack, service_admin, mode="chat")
     page.goto(f"{service_stack.base_url}/chat/{site_code(service_admin, quiet.app_id)}")

@@ -27,6 +27,8 @@ export default function Chat({ client, parameters, site }) {
   const policy = uploadPolicy(parameters);
   const afterAnswer = Boolean(parameters.suggested_questions_after_answer && parameters.suggested_questions_after_answer.enabled);
   const speakable = Boolean(parameters.text_to_speech && parameters.text_to_speech.enabled);
+  const listens = Boolean(parameters.speech_to_text && parameters.speech_to_text.enabled
+    && globalThis.MediaRecorder && navigator.mediaDevices);
 
   const [lists, setLists] = useState(() => {
     const both = client.early(["/conversations?pinned=true&limit=100", "/conversations?pinned=false&limit=100"]);
@@ -260,6 +262,7 @@ export default function Chat({ client, parameters, site }) {
           <textarea id="message" rows="2" placeholder=${site.input_placeholder || "Type a message"} value=${draft}
             onInput=${(e) => setDraft(e.currentTarget.value)}
             onKeyDown=${(e) => { if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); send(); } }}></textarea>
+          ${listens && !live && html`<${Recorder} client=${client} onText=${(text) => setDraft((now) => (now ? `${now} ${text}` : text))} />`}
           ${live
             ? html`<${Button} kind="danger" type="button" onClick=${stop} busy=${Boolean(live.stopping)} disabled=${!live.taskId}>Stop<//>`
             : html`<${Button} kind="primary" type="submit" disabled=${!draft.trim()}>Send<//>`}
@@ -270,6 +273,52 @@ export default function Chat({ client, parameters, site }) {
     <${DeleteDialog} client=${client} conversation=${deleting} onClose=${() => setDeleting(null)}
       onDone=${(id) => { if (id === currentId) open(null); loadLists(); }} />
   </div>`;
+}
+
+// Speech to text (the app enables it): the microphone recorded until Stop, then the server's
+// transcript (/api/audio-to-text) added to the message being written.
+function Recorder({ client, onText }) {
+  const [state, setState] = useState("idle"); // idle | recording | sending
+  const [error, setError] = useState(null);
+  const recorder = useRef(null);
+
+  const start = async () => {
+    setError(null);
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+      const chunks = [];
+      const media = new MediaRecorder(stream);
+      media.ondataavailable = (e) => { if (e.data.size) chunks.push(e.data); };
+      media.onstop = async () => {
+        stream.getTracks().forEach((track) => track.stop());
+        setState("sending");
+        const type = (media.mimeType || "audio/webm").split(";")[0];
+        const form = new FormData();
+        form.append("file", new Blob(chunks, { type }), `recording.${type.split("/")[1] || "webm"}`);
+        try {
+          const reply = await client.send("POST", "/audio-to-text", { form });
+          const { text } = await reply.json();
+          if (text) onText(text);
+        } catch (failure) {
+          setError(failure);
+        }
+        setState("idle");
+      };
+      recorder.current = media;
+      media.start();
+      setState("recording");
+    } catch (failure) {
+      setError(new Error(`The microphone cannot be used: ${failure.message || failure}`));
+      setState("idle");
+    }
+  };
+
+  return html`<span class="recorder">
+    ${state === "recording"
+      ? html`<${Button} kind="danger" type="button" onClick=${() => recorder.current && recorder.current.stop()}>Stop recording<//>`
+      : html`<${Button} type="button" busy=${state === "sending"} onClick=${start}>${state === "sending" ? "Transcribing…" : "Record"}<//>`}
+    <${ErrorBox} error=${error} />
+  </span>`;
 }
 
 function Suggestions({ label, questions, onPick, disabled }) {
