@@ -1,7 +1,8 @@
 """kill -9 of the worker while it indexes a document: in flight, one large document (about a
 megabyte of text, a thousand segments) embedded by the local model on the `dataset` queue.
-Its lease lapses, the server's takeover loop resumes it, a restarted worker carries on where
-the dead one stopped: the document ends `completed` with exactly the splitter's segments —
+Its lease lapses, and whichever comes first resumes it — the server's takeover loop (which
+counts it in `resumes`) or the broker handing the dead worker's task to the restarted one
+(which claims the lapsed lease) —, and the worker carries on where the dead one stopped: the document ends `completed` with exactly the splitter's segments —
 none lost, none twice — and nothing is left `indexing`."""
 
 from __future__ import annotations
@@ -90,17 +91,16 @@ def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
         done_when_killed = status(kb, dataset["id"], batch)["completed_segments"]
         assert done_when_killed < expected, "the document finished before the kill"
         indexing_stack.worker.start()
+        seen: list[int] = []  # the progress shown while it recovers
 
-        final = support.wait_for(
-            lambda: (
-                (item := status(kb, dataset["id"], batch))["indexing_status"]
-                in ("completed", "error")
-                and item
-            ),
-            timeout=180,
-            interval=0.2,
-            what="the document to end",
-        )
+        def ended() -> dict[str, Any] | None:
+            item = status(kb, dataset["id"], batch)
+            seen.append(int(item["completed_segments"]))
+            return item if item["indexing_status"] in ("completed", "error") else None
+
+        final = support.wait_for(ended, timeout=180, interval=0.2, what="the document to end")
+        # Carried on from where it stopped: its progress never went back below the kill's.
+        assert min(seen) >= done_when_killed, seen[:10]
         recovered = time.monotonic() - killed
         document_id = final["id"]
         rows = indexing_stack.sql(
@@ -131,7 +131,6 @@ def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
         assert final["indexing_status"] == "completed", final
         assert final["completed_segments"] == final["total_segments"] == expected
         assert rows == (expected, expected, 1, expected)
-        assert int(resumes) >= 1  # type: ignore[call-overload]
         assert stuck == 0
         if indexing_stack.sql("SELECT to_regclass('rag_vectors_384') IS NOT NULL")[0][0]:
             # pgvector: one vector per segment, none twice (the kill fell inside a batch).
