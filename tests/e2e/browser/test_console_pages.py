@@ -100,6 +100,8 @@ def test_quickstart_admin_builds_an_app_from_list_to_site(
     assert "memory.window.size" in alert.inner_text() and "between 1 and 100" in alert.inner_text()
     page.get_by_label("Window size (turns, 1–100)").fill("6")
     page.get_by_label("Suggest follow-up questions after each answer").check()
+    page.get_by_label("Text to speech (answers read aloud)").check()
+    page.get_by_label("Voice").fill("nova")
     page.get_by_role("button", name="Save model config").click()
     wait_text(page, "Model config saved.")
     page.get_by_label("App name").fill("Harbour guide")
@@ -116,6 +118,9 @@ def test_quickstart_admin_builds_an_app_from_list_to_site(
     stored = quick.client.get(f"/console/api/apps/{app_id}/model-config").json()["data"]
     assert stored["suggested_questions"] == ["When is high tide?", "Where can I moor?"]
     assert stored["memory"]["window"] == {"enabled": True, "size": 6}
+    assert stored["text_to_speech"] == {"enabled": True, "voice": "nova"}
+    assert stored["speech_to_text"] == {"enabled": False}
+    assert page.get_by_label("Text to speech (answers read aloud)").is_checked()
     axe(page, context="app settings")
     shot(page, "console-app-settings")
 

@@ -69,6 +69,10 @@ function ModelConfig({ app, config, providers, saved, setSaved }) {
   const [memorySize, setMemorySize] = useState(String(win.size ?? 10));
   const [followUps, setFollowUps] = useState(Boolean(config.suggested_questions_after_answer && config.suggested_questions_after_answer.enabled));
   const [moreLikeThis, setMoreLikeThis] = useState(Boolean(config.more_like_this && config.more_like_this.enabled));
+  const on = (name) => Boolean(config[name] && config[name].enabled);
+  const [listens, setListens] = useState(on("speech_to_text"));
+  const [speaks, setSpeaks] = useState(on("text_to_speech"));
+  const [voice, setVoice] = useState((config.text_to_speech && config.text_to_speech.voice) || "");
   const chosen = providers.find((p) => p.reference === provider);
   const [save, busy, error] = useAction(async () => {
     setSaved(false);
@@ -85,6 +89,10 @@ function ModelConfig({ app, config, providers, saved, setSaved }) {
     } else {
       next.more_like_this = { ...(config.more_like_this || {}), enabled: moreLikeThis };
     }
+    next.speech_to_text = { ...(config.speech_to_text || {}), enabled: listens };
+    const spoken = { ...(config.text_to_speech || {}), enabled: speaks };
+    if (voice.trim()) spoken.voice = voice.trim(); else delete spoken.voice;
+    next.text_to_speech = spoken;
     await api.post(`/apps/${app.id}/model-config`, next);
     setSaved(true);
     invalidate(`/apps/${app.id}/model-config`); // the form is made again from what is stored
@@ -114,6 +122,12 @@ function ModelConfig({ app, config, providers, saved, setSaved }) {
         </fieldset>
         <${Field} label="Suggest follow-up questions after each answer" type="checkbox" value=${followUps} onInput=${setFollowUps} />`}
       ${!chat && html`<${Field} label="More like this (end users ask for another answer)" type="checkbox" value=${moreLikeThis} onInput=${setMoreLikeThis} />`}
+      <fieldset>
+        <legend>Speech (an OpenAI-compatible provider's; the local model does none)</legend>
+        <${Field} label="Speech to text (end users record a question)" type="checkbox" value=${listens} onInput=${setListens} />
+        <${Field} label="Text to speech (answers read aloud)" type="checkbox" value=${speaks} onInput=${setSpeaks} />
+        <${Field} label="Voice" value=${voice} onInput=${setVoice} disabled=${!speaks} hint="Empty: the server's default voice (CONDUIT_MODEL_TEXT_TO_SPEECH_VOICE)" />
+      </fieldset>
       <${ErrorBox} error=${error} />
       ${saved && html`<${Notice}>Model config saved.<//>`}
       <${Button} kind="primary" type="submit" busy=${busy}>Save model config<//>
