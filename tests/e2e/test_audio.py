@@ -149,3 +149,34 @@ def test_the_web_tier_speaks_for_its_end_user(
     assert spoken.content == b"ID3nova:" + asked["answer"].encode()
     theirs = other.client.post("/text-to-audio", json={"message_id": asked["message_id"]})
     assert_envelope(theirs, 404, "not_found")
+
+
+def test_the_debugger_speaks_as_its_account(speaking_app: ServiceApp, service_admin: Admin) -> None:
+    base = f"/console/api/apps/{speaking_app.app_id}"
+    said = service_admin.client.post(
+        f"{base}/audio-to-text", files={"file": ("q.mp3", b"is the pier open", "audio/mpeg")}
+    )
+    assert said.status_code == 200, said.text
+    assert said.json() == {"text": "is the pier open"}
+    asked = service_admin.client.post(
+        f"{base}/chat-messages",
+        json={"inputs": {}, "query": "is the pier open", "response_mode": "blocking"},
+    )
+    assert asked.status_code == 200, asked.text
+    spoken = service_admin.client.post(
+        f"{base}/text-to-audio", json={"message_id": asked.json()["message_id"]}
+    )
+    assert spoken.status_code == 200, spoken.text
+    assert spoken.content == b"ID3nova:" + asked.json()["answer"].encode()
+    # A Service API user's message is not the debugger's.
+    theirs = speaking_app.client.post(
+        "/chat-messages",
+        json={"inputs": {}, "query": "hi", "user": "alice", "auto_generate_name": False},
+    ).json()
+    assert_envelope(
+        service_admin.client.post(
+            f"{base}/text-to-audio", json={"message_id": theirs["message_id"]}
+        ),
+        404,
+        "not_found",
+    )

@@ -11,6 +11,8 @@ from starlette.responses import Response
 
 from conduit.api import runs as run_controller
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.v1.audio import speak_as, transcribed
+from conduit.api.v1.files import UploadForm, read_audio
 from conduit.api.v1.schemas import event_position, json_body, optional_json_body, run_request
 from conduit.db.models import App, Role
 from conduit.services import apps, model_config
@@ -135,3 +137,19 @@ async def resume_debug_completion(
 ) -> Response:
     """A debugger completion's events after `after` / `Last-Event-ID`, then live."""
     return await resume_as_caller(request, caller, task_id, after)
+
+
+# --- speech, as the debugger's end user (Dify's console has both routes) --------------------
+
+
+@router.post("/{app_id}/audio-to-text")
+async def debug_audio_to_text(
+    request: Request, caller: Caller, form: Annotated[UploadForm, Depends(read_audio)]
+) -> dict[str, Any]:
+    return await transcribed(request, caller.app, form)
+
+
+@router.post("/{app_id}/text-to-audio")
+async def debug_text_to_audio(request: Request, caller: Caller) -> Response:
+    """A text, or one of the debugger's answers (`message_id`), read aloud."""
+    return await speak_as(request, caller.app, caller.user, await json_body(request))

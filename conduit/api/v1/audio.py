@@ -37,8 +37,11 @@ async def transcribed(request: Request, app: Any, form: UploadForm) -> dict[str,
 
 @router.post("/text-to-audio")
 async def text_to_audio(request: Request, caller: AppCaller, body: JsonBody) -> Response:
-    app = caller.app
-    user = optional_user(body.get("user"))
+    return await speak_as(request, caller.app, optional_user(body.get("user")), body)
+
+
+async def speak_as(request: Request, app: Any, user: str | None, body: dict[str, Any]) -> Response:
+    """`/text-to-audio` for the Service API's end user `user` (the debugger's too)."""
 
     def end_user(session: Session) -> EndUser:
         return get_or_create_end_user(session, session.merge(app, load=False), user)

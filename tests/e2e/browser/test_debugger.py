@@ -180,3 +180,26 @@ def test_completion_app_runs_with_its_input_form(
     assert "text: good morning" in page.get_by_test_id("query").inner_text()
     shot(page, "debugger-completion")
     axe(page, context="completion debugger")
+
+
+def test_an_answer_is_read_aloud_in_the_debugger(
+    console: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    upstream.reset()
+    app = service_app(
+        service_stack, service_admin, text_to_speech={"enabled": True, "voice": "shimmer"}
+    )
+    page = console
+    page.goto(f"{service_stack.base_url}/#/apps/{app.app_id}/debug")
+    page.get_by_role("heading", name="Debug chat app").wait_for()
+    send(page, "read me back")
+    page.wait_for_function("s => document.querySelector(s)?.dataset.status === 'done'", arg=LATEST)
+    with page.expect_response(lambda r: r.url.endswith("/text-to-audio")) as spoken:
+        page.get_by_role("button", name="Read aloud").click()
+    assert spoken.value.status == 200
+    player = page.get_by_label("The answer read aloud")
+    player.wait_for()
+    held = page.evaluate("async (url) => (await fetch(url)).text()", player.get_attribute("src"))
+    assert held == "ID3shimmer:You said: read me back"  # the fake's "MP3": voice and answer
+    axe(page, context="debugger, answer read aloud")
+    shot(page, "console-debugger-read-aloud")

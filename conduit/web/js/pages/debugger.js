@@ -224,6 +224,7 @@ function DebugChat({ app }) {
   };
 
   const missing = fields.filter((f) => f.required && !String(inputs[f.variable] ?? "").trim());
+  const speaks = Boolean(app.model_config && app.model_config.text_to_speech && app.model_config.text_to_speech.enabled);
   return html`
     <${PageHeader} title=${`Debug ${app.name}`}>
       <${Button} onClick=${restart} disabled=${streaming || !turns.length}>New conversation<//>
@@ -234,7 +235,7 @@ function DebugChat({ app }) {
     </p>
     <div class="chat-log" role="log" aria-live="polite" aria-relevant="additions text" aria-label="Conversation">
       ${turns.length === 0 && html`<p class="empty">${kind === "chat" ? "No messages yet: send one below." : "No runs yet: fill in the inputs and run."}</p>`}
-      ${turns.map((turn, index) => html`<${Turn} key=${turn.id} turn=${turn} latest=${index === turns.length - 1} />`)}
+      ${turns.map((turn, index) => html`<${Turn} key=${turn.id} turn=${turn} latest=${index === turns.length - 1} speaksFor=${speaks ? app.id : null} />`)}
     </div>
     <form class="panel composer" onSubmit=${start} aria-label=${kind === "chat" ? "Send a message" : "Run the completion"}>
       ${fields.length > 0 && html`<fieldset class="inputs"><legend>Inputs</legend>
@@ -253,7 +254,7 @@ function DebugChat({ app }) {
     </form>`;
 }
 
-function Turn({ turn, latest }) {
+function Turn({ turn, latest, speaksFor }) {
   const inputs = Object.entries(turn.inputs || {}).filter(([, v]) => v !== "" && v !== undefined);
   return html`<div class="turn">
     ${(turn.query || inputs.length > 0) && html`<div class="bubble user" data-testid="query">
@@ -268,7 +269,31 @@ function Turn({ turn, latest }) {
       ${turn.resumed && turn.status !== "error" && html` <span class="muted">(resumed)</span>`}
       <${ErrorBox} error=${turn.error} />
       <${Meta} turn=${turn} />
+      ${speaksFor && turn.messageId && turn.status !== "streaming" && html`<${ReadAloud} appId=${speaksFor} messageId=${turn.messageId} />`}
     </div>
+  </div>`;
+}
+
+// The answer read aloud by the app's text to speech (the debugger's end user's message).
+function ReadAloud({ appId, messageId }) {
+  const [audio, setAudio] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const read = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      const response = await send("POST", `/apps/${appId}/text-to-audio`, { body: { message_id: messageId } });
+      setAudio(URL.createObjectURL(await response.blob()));
+    } catch (failure) {
+      setError(failure);
+    }
+    setBusy(false);
+  };
+  return html`<div class="answer-actions">
+    <${Button} busy=${busy} onClick=${read}>Read aloud<//>
+    ${audio && html`<audio class="answer-audio" controls autoplay src=${audio} aria-label="The answer read aloud"></audio>`}
+    <${ErrorBox} error=${error} />
   </div>`;
 }
 
