@@ -47,6 +47,7 @@ from conduit.infra.schema import prepare_schema
 from conduit.infra.settings import DRAIN_RESERVE, Settings
 from conduit.infra.storage import LocalStorage, local_storage
 from conduit.services import model_providers
+from conduit.services.app_annotations import AnnotationSearch
 from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
 from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
@@ -160,7 +161,12 @@ def build_runners(
     return AppRunners(
         [
             ChatRunner(
-                "chat", resolve_model=models.resolve, store=store, retrieve=search, attach=attach
+                "chat",
+                resolve_model=models.resolve,
+                store=store,
+                retrieve=search,
+                attach=attach,
+                match_annotation=AnnotationSearch(db, retriever.embedders),
             ),
             ChatRunner(
                 "completion",

@@ -11,3 +11,14 @@ from starlette.responses import JSONResponse
 class OrjsonResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
+
+
+def page_body(data: list[Any], *, page: int, limit: int, total: int) -> dict[str, Any]:
+    """Dify's page-based list: `{data, has_more, limit, total, page}`."""
+    return {
+        "data": data,
+        "has_more": page * limit < total,
+        "limit": limit,
+        "total": total,
+        "page": page,
+    }

@@ -207,7 +207,7 @@ def create_app(
         icon_type=fields.icon_type or IconType.EMOJI,
         icon=fields.icon or "🤖",
         icon_background=fields.icon_background or "#FFEAD5",
-        model_config_=fields.model_config or {},
+        model_config_=kept_reply(fields.model_config or {}, {}),
         max_active_requests=fields.max_active_requests,
         created_by=member.account_id,
         updated_by=member.account_id,
@@ -297,6 +297,16 @@ def sync_dataset_joins_of(session: Session, app_id: str) -> None:
         sync_dataset_joins(session, app)
 
 
+def kept_reply(config: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`config` with the app's current `annotation_reply`: the setting belongs to the
+    annotation reply's jobs (`services/app_annotations.py`), which embed the annotations before
+    they switch it on; an edit or an import never changes it."""
+    kept = {name: value for name, value in config.items() if name != "annotation_reply"}
+    if "annotation_reply" in current:
+        kept["annotation_reply"] = current["annotation_reply"]
+    return kept
+
+
 def update_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:
     require_role(member, Role.EDITOR, "edit apps")
     app = get_app(session, member.tenant_id, app_id)
@@ -313,9 +323,14 @@ def update_app(session: Session, *, member: Membership, app_id: str, fields: App
         value = getattr(fields, name)
         if value is not None:
             setattr(app, name, value.strip() if name == "name" else value)
-    config_changed = fields.model_config is not None and fields.model_config != app.model_config_
-    if config_changed:
-        app.model_config_ = dict(fields.model_config or {})
+    config = (
+        None
+        if fields.model_config is None
+        else kept_reply(fields.model_config, app.model_config_ or {})
+    )
+    config_changed = config is not None and config != app.model_config_
+    if config is not None and config_changed:
+        app.model_config_ = config
     app.updated_by = member.account_id
     app.updated_at = utcnow()
     session.flush()

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from conduit.api.console.apps import int_param
 from conduit.api.deps import AppSettings, CurrentIdentity, DbSession, ServerSecret
+from conduit.api.responses import page_body
 from conduit.services import webhooks
 
 router = APIRouter(prefix="/apps/{app_id}", tags=["console: webhooks"])
@@ -60,13 +61,9 @@ def list_deliveries(
         page=page_number,
         limit=page_size,
     )
-    return {
-        "data": [webhooks.display(row) for row in rows],
-        "has_more": page_number * page_size < total,
-        "limit": page_size,
-        "total": total,
-        "page": page_number,
-    }
+    return page_body(
+        [webhooks.display(row) for row in rows], page=page_number, limit=page_size, total=total
+    )
 
 
 @router.get("/webhook-deliveries/{delivery_id}")

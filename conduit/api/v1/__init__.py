@@ -3,6 +3,7 @@
 from fastapi import APIRouter
 
 from conduit.api.v1 import (
+    annotations,
     app,
     audio,
     chat,
@@ -20,6 +21,7 @@ from conduit.api.v1 import (
 
 router = APIRouter(prefix="/v1")
 router.include_router(app.router)
+router.include_router(annotations.router)
 router.include_router(chat.router)
 router.include_router(completion.router)
 router.include_router(conversations.router)

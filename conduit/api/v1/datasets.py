@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from conduit.api.deps import AppSettings, DatasetCaller, DbSession
+from conduit.api.responses import page_body
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.errors import InvalidParam
 from conduit.services.datasets import datasets, models
@@ -59,13 +60,7 @@ def list_datasets(
         include_all=_flag("include_all", include_all),
         tag_ids=[t for t in tag_ids or [] if t],
     )
-    return {
-        "data": datasets.views(session, items),
-        "has_more": page_number * page_size < total,
-        "limit": page_size,
-        "total": total,
-        "page": page_number,
-    }
+    return page_body(datasets.views(session, items), page=page_number, limit=page_size, total=total)
 
 
 @router.get("/datasets/{dataset_id}")

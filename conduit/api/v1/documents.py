@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from conduit.api.deps import DatasetCaller, DbSession
 from conduit.api.files import FILE_HEADERS, Links, content_disposition
+from conduit.api.responses import page_body
 from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.db.models import Dataset, Document, DocumentSegment
@@ -218,13 +219,9 @@ def document_page(
         keyword=optional(keyword),
         status=optional(status),
     )
-    return {
-        "data": documents.document_views(session, items),
-        "has_more": page_number * page_size < total,
-        "limit": page_size,
-        "total": total,
-        "page": page_number,
-    }
+    return page_body(
+        documents.document_views(session, items), page=page_number, limit=page_size, total=total
+    )
 
 
 @router.get("/documents/{document_id}")

@@ -9,11 +9,14 @@ when the run ends and stores the `ChatResult` (through a `ChatStore`) before the
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan, MatchAnnotation
 from conduit.core.apps.knowledge import (
     KnowledgeRetrievalFailed,
     RetrievalPlan,
@@ -35,6 +38,8 @@ from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.errors import ConduitError, RunInterrupted
+
+logger = logging.getLogger(__name__)
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
@@ -93,6 +98,8 @@ class ChatRunBody:
     # {type, transfer_method, upload_file_id, url, filename, mime_type, detail}; and those of
     # the past turns its prompt remembers, each with `at`, the index of its turn's question.
     files: list[dict[str, Any]] = field(default_factory=list)
+    # A chat app with annotation reply on: the annotations its question is compared with.
+    annotation: AnnotationPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,6 +118,7 @@ class ChatRunBody:
             "prices": self.prices,
             "retrieval": self.retrieval.to_json() if self.retrieval else None,
             **({"files": self.files} if self.files else {}),
+            **({"annotation": self.annotation.to_json()} if self.annotation else {}),
         }
 
     @classmethod
@@ -132,6 +140,9 @@ class ChatRunBody:
             prices=data.get("prices"),
             retrieval=RetrievalPlan.from_json(data["retrieval"]) if data.get("retrieval") else None,
             files=list(data.get("files") or []),
+            annotation=(
+                AnnotationPlan.from_json(data["annotation"]) if data.get("annotation") else None
+            ),
         )
 
 
@@ -152,6 +163,8 @@ class ChatResult:
     asynchronous: bool = False  # an async run's: its task ends with it
     # The passages the run searched out, as Dify reports them (when the app shows them).
     retriever_resources: list[dict[str, Any]] = field(default_factory=list)
+    # The annotation that answered instead of the model (Dify's `annotation_reply`), if any.
+    annotation_reply: dict[str, Any] | None = None
 
 
 class ChatStore(Protocol):
@@ -321,18 +334,22 @@ class ChatRunner:
         store: ChatStore,
         retrieve: Retrieve | None = None,
         attach: Attach | None = None,
+        match_annotation: MatchAnnotation | None = None,
     ) -> None:
         self.kind: str = kind
         self.store = store
         self._resolve_model = resolve_model
         self._retrieve = retrieve
         self._attach = attach
+        self._match_annotation = match_annotation
 
     def decode(self, body: dict[str, Any]) -> ChatRunBody:
         return ChatRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> ChatExecution:
-        return ChatExecution(spec, self._resolve_model, self._retrieve, self._attach)
+        return ChatExecution(
+            spec, self._resolve_model, self._retrieve, self._attach, self._match_annotation
+        )
 
     def terminal_events(
         self, spec: RunSpec, result: ChatResult, stored: dict[str, Any]
@@ -375,12 +392,15 @@ class ChatExecution:
         resolve_model: ModelResolver,
         retrieve: Retrieve | None = None,
         attach: Attach | None = None,
+        match_annotation: MatchAnnotation | None = None,
     ) -> None:
         self._spec = spec
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
         self._retrieve = retrieve
         self._attach = attach
+        self._match_annotation = match_annotation
+        self._annotation: AnnotationHit | None = None
         self._resources: list[dict[str, Any]] = []
         self._answer: list[str] = []
         self._checkpointed = 0  # pieces of the answer in the last checkpoint
@@ -390,6 +410,21 @@ class ChatExecution:
     async def run(self, log: EventLog) -> None:
         spec, body = self._spec, self._body
         messages = body.messages
+        if body.annotation is not None:
+            hit = await self._annotated(body.annotation)
+            if hit is not None:
+                # The annotation's answer, whole, in one `message` (as Dify sends it).
+                self._annotation = hit
+                self._answer.append(hit.answer)
+                event = envelope(
+                    spec, "message", task_id=spec.task_id, id=body.message_id, answer=hit.answer
+                )
+                try:
+                    await log.extend(spec.task_id, "message", [event])
+                except Exception:
+                    self._answer.clear()
+                    raise
+                return
         if body.retrieval is not None:
             self._resources = await self._search(body.retrieval)
             messages = with_context(messages, self._resources)
@@ -422,6 +457,21 @@ class ChatExecution:
                     raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
+
+    async def _annotated(self, plan: AnnotationPlan) -> AnnotationHit | None:
+        """The annotation that answers, or None: also when the search failed (the model
+        answers instead; a reply is a shortcut, never a reason for a run to fail)."""
+        if self._match_annotation is None:
+            return None
+        try:
+            return await self._match_annotation(plan)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.warning(
+                "annotation reply of app %s failed; the model answers", plan.app_id, exc_info=True
+            )
+            return None
 
     async def _search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
         if self._retrieve is None:
@@ -480,4 +530,5 @@ class ChatExecution:
                 if self._body.retrieval is not None and self._body.retrieval.show_resources
                 else []
             ),
+            annotation_reply=self._annotation.metadata() if self._annotation else None,
         )

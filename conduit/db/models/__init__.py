@@ -9,6 +9,7 @@ from conduit.db.models.account import (
     Tenant,
     TenantStatus,
 )
+from conduit.db.models.annotation import AnnotationJob, MessageAnnotation
 from conduit.db.models.app import (
     ApiToken,
     ApiTokenType,
@@ -64,6 +65,7 @@ from conduit.db.models.workflow import (
 __all__ = [
     "Account",
     "AccountStatus",
+    "AnnotationJob",
     "ApiToken",
     "ApiTokenType",
     "App",
@@ -91,6 +93,7 @@ __all__ = [
     "InstalledApp",
     "Membership",
     "Message",
+    "MessageAnnotation",
     "MessageFeedback",
     "MessageFile",
     "OutboxMessage",

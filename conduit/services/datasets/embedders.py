@@ -109,20 +109,38 @@ class Embedders:
     def for_dataset(self, session: Session, dataset: Dataset) -> Embedder:
         """The dataset's model (`ProviderNotConfigured` when its provider is gone or no longer
         serves it), read in `session`."""
-        provider_id = workspace_provider_id(dataset.embedding_model_provider)
+        return self.for_model(
+            session,
+            dataset.tenant_id,
+            dataset.embedding_model_provider,
+            dataset.embedding_model,
+            owner="dataset",
+            remedy="or create a dataset on another model",
+        )
+
+    def for_model(
+        self,
+        session: Session,
+        tenant_id: str,
+        provider: str | None,
+        model: str | None,
+        *,
+        owner: str,
+        remedy: str,
+    ) -> Embedder:
+        """A workspace's `model` of `provider` (the local model unless the provider is a
+        workspace's); `ProviderNotConfigured`, naming the `owner` and the `remedy`, when the
+        provider is gone or no longer serves it."""
+        provider_id = workspace_provider_id(provider)
         if provider_id is None:
             return self.local_model()
         row = session.get(ProviderCredential, provider_id)
-        model = dataset.embedding_model or ""
-        if (
-            row is None
-            or row.tenant_id != dataset.tenant_id
-            or model not in (row.embedding_models or [])
-        ):
+        model = model or ""
+        if row is None or row.tenant_id != tenant_id or model not in (row.embedding_models or []):
             raise ProviderNotConfigured(
-                f"The dataset's embedding model {model!r} is no longer offered by its provider "
-                f"{dataset.embedding_model_provider!r} in this workspace: add it to the "
-                "provider's embedding_models again, or create a dataset on another model."
+                f"The {owner}'s embedding model {model!r} is no longer offered by its provider "
+                f"{provider!r} in this workspace: add it to the provider's embedding_models "
+                f"again, {remedy}."
             )
         key = (row.base_url, row.encrypted_api_key, model)
         with self._lock:

@@ -25,7 +25,7 @@ from conduit.errors import AppUnavailable, ConversationCompleted, InvalidParam, 
 from conduit.infra.cache import Cache
 from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
-from conduit.services import conversations, model_providers, prompts, run_files
+from conduit.services import app_annotations, conversations, model_providers, prompts, run_files
 from conduit.services.apps import config_dataset_ids
 from conduit.services.runs import task_store
 from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
@@ -290,6 +290,11 @@ def _spec(
             prices=raw_prices(config),
             retrieval=retrieval_plan(app, request.mode, inputs, request.query),
             files=files or [],
+            annotation=(
+                app_annotations.annotation_plan(app, request.query)
+                if request.mode == "chat"
+                else None
+            ),
         ),
         asynchronous=is_async(request),
     )

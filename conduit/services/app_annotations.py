@@ -1,0 +1,431 @@
+"""An app's annotations and its annotation reply (Dify's `/v1/apps/annotations` and
+`/v1/apps/annotation-reply/{action}`).
+
+An annotation is a question and the answer the app's builder wants given to it. With the reply
+on (an `enable` job, which embeds every annotated question with the model it names, then
+writes the setting into the app's `model_config["annotation_reply"]`), a chat whose query is at
+least `score_threshold` close (cosine) to an annotated question is answered with that
+annotation's answer, and the model is not asked (`AnnotationSearch`, on the run's executor).
+A `disable` job switches it off and drops the vectors.
+
+The setting belongs to the jobs: an app's edit or import never changes it
+(`services/apps.py:kept_reply`). An annotation written or edited while the reply is on is
+embedded by a task of its own (`INDEX_TASK`), so that a chat finds it a moment later; until
+then it is not matched. Jobs and their tasks are outbox rows on the `dataset` queue: none is
+lost, and a job redelivered after its worker died is done again (it is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan
+from conduit.core.rag.embed.base import Embedder
+from conduit.db.models import Account, AnnotationJob, App, AppMode, MessageAnnotation, utcnow
+from conduit.errors import ConduitError, InvalidParam, NotChatApp, NotFound
+from conduit.infra.db import Database
+from conduit.infra.outbox import enqueue
+from conduit.services._like import contains
+from conduit.services.datasets.embedders import Embedders, check_choice
+from conduit.signals import app_was_updated, send_after_commit
+
+logger = logging.getLogger(__name__)
+
+QUEUE = "dataset"
+REPLY_TASK = "conduit.dataset.annotation_reply"
+INDEX_TASK = "conduit.dataset.index_annotations"
+ACTIONS = ("enable", "disable")
+REPLY_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
+TEXT_LIMIT = 65_535  # characters of a question or an answer
+EMBED_BATCH = 64
+_UNFINISHED = ("waiting", "processing")
+
+
+class AnnotationNotFound(NotFound):
+    default_message = "Annotation not found."
+
+
+class AnnotationJobNotFound(NotFound):
+    default_message = "The job does not exist."
+
+
+def view(annotation: MessageAnnotation) -> dict[str, Any]:
+    return {
+        "id": annotation.id,
+        "question": annotation.question,
+        "answer": annotation.answer,
+        "hit_count": annotation.hit_count,
+        "created_at": int(annotation.created_at.timestamp()),
+    }
+
+
+def _chat_app(app: App) -> None:
+    if app.mode not in (*REPLY_MODES, AppMode.ADVANCED_CHAT):
+        raise NotChatApp()
+
+
+def _text(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidParam(f"{name} is required: a non-empty string")
+    if len(value) > TEXT_LIMIT:
+        raise InvalidParam(f"{name} is longer than {TEXT_LIMIT} characters")
+    return value
+
+
+def reply_setting(app: App) -> dict[str, Any] | None:
+    """The app's annotation reply when it is on (`model_config["annotation_reply"]`)."""
+    setting = (app.model_config_ or {}).get("annotation_reply")
+    if isinstance(setting, dict) and setting.get("enabled") is True:
+        return setting
+    return None
+
+
+def _readable(session: Session, app: App, annotation_id: str) -> MessageAnnotation:
+    annotation = session.get(MessageAnnotation, annotation_id)
+    if annotation is None or annotation.app_id != app.id:
+        raise AnnotationNotFound()
+    return annotation
+
+
+def list_annotations(
+    session: Session, app: App, *, page: int, limit: int, keyword: str | None
+) -> tuple[list[MessageAnnotation], int]:
+    """One page of the app's annotations, newest first; `keyword` in the question or the
+    answer (case ignored). Returns (items, total)."""
+    _chat_app(app)
+    where = [MessageAnnotation.app_id == app.id]
+    if keyword:
+        where.append(
+            or_(
+                contains(MessageAnnotation.question, keyword),
+                contains(MessageAnnotation.answer, keyword),
+            )
+        )
+    total = session.scalar(select(func.count()).select_from(MessageAnnotation).where(*where)) or 0
+    items = session.scalars(
+        select(MessageAnnotation)
+        .where(*where)
+        .order_by(MessageAnnotation.created_at.desc(), MessageAnnotation.id)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    ).all()
+    return list(items), total
+
+
+def _index_later(session: Session, app: App) -> None:
+    if reply_setting(app) is not None:
+        enqueue(session, INDEX_TASK, queue=QUEUE, kwargs={"app_id": app.id})
+
+
+def create_annotation(
+    session: Session, app: App, body: dict[str, Any], *, account_id: str | None
+) -> MessageAnnotation:
+    """A new annotation from `{question, answer}`, written by `account_id` (the app's creator
+    when it comes with the app's key)."""
+    _chat_app(app)
+    annotation = MessageAnnotation(
+        app_id=app.id,
+        question=_text(body, "question"),
+        answer=_text(body, "answer"),
+        hit_count=0,
+        account_id=account_id or app.created_by,
+    )
+    session.add(annotation)
+    session.flush()
+    _index_later(session, app)
+    return annotation
+
+
+def update_annotation(
+    session: Session, app: App, annotation_id: str, body: dict[str, Any]
+) -> MessageAnnotation:
+    """Both the question and the answer, as Dify asks; a changed question loses its vector
+    (embedded again when the reply is on)."""
+    _chat_app(app)
+    question, answer = _text(body, "question"), _text(body, "answer")
+    annotation = _readable(session, app, annotation_id)
+    if question != annotation.question:
+        annotation.question = question
+        annotation.vector = None
+        annotation.embedding_model_key = None
+        _index_later(session, app)
+    annotation.answer = answer
+    annotation.updated_at = utcnow()
+    session.flush()
+    return annotation
+
+
+def delete_annotation(session: Session, app: App, annotation_id: str) -> None:
+    _chat_app(app)
+    session.delete(_readable(session, app, annotation_id))
+    session.flush()
+
+
+def start_job(session: Session, app: App, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Queue an `enable` (with `score_threshold`, `embedding_provider_name` and
+    `embedding_model_name`, checked now) or a `disable` of the app's annotation reply. While
+    one of the app's jobs is unfinished, that job is the answer (as in Dify)."""
+    if action not in ACTIONS:
+        raise InvalidParam(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    if app.mode not in REPLY_MODES:
+        raise NotChatApp("Annotation reply is offered to chat apps only.")
+    fields: dict[str, Any] = {}
+    if action == "enable":
+        threshold = body.get("score_threshold")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise InvalidParam("score_threshold is required: a number from 0 to 1")
+        if not 0 <= threshold <= 1:
+            raise InvalidParam(f"score_threshold must be from 0 to 1, not {threshold}")
+        for name in ("embedding_provider_name", "embedding_model_name"):
+            if not isinstance(body.get(name), str) or not body[name]:
+                raise InvalidParam(f"{name} is required: a non-empty string")
+        chosen = check_choice(
+            session, app.tenant_id, body["embedding_provider_name"], body["embedding_model_name"]
+        )
+        assert chosen is not None  # both were given
+        fields = {
+            "score_threshold": float(threshold),
+            "embedding_provider": chosen[0],
+            "embedding_model": chosen[1],
+        }
+    running = session.scalars(
+        select(AnnotationJob)
+        .where(AnnotationJob.app_id == app.id, AnnotationJob.status.in_(_UNFINISHED))
+        .order_by(AnnotationJob.created_at.desc())
+        .limit(1)
+    ).first()
+    if running is not None:
+        return {"job_id": running.id, "job_status": running.status}
+    job = AnnotationJob(app_id=app.id, action=action, status="waiting", **fields)
+    session.add(job)
+    session.flush()
+    enqueue(session, REPLY_TASK, queue=QUEUE, kwargs={"job_id": job.id})
+    return {"job_id": job.id, "job_status": job.status}
+
+
+def job_view(session: Session, app: App, action: str, job_id: str) -> dict[str, Any]:
+    if action not in ACTIONS:
+        raise InvalidParam(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
+    job = session.get(AnnotationJob, job_id)
+    if job is None or job.app_id != app.id or job.action != action:
+        raise AnnotationJobNotFound()
+    return {"job_id": job.id, "job_status": job.status, "error_msg": job.error or ""}
+
+
+# The jobs (on the `dataset` queue's worker threads).
+
+
+def _write_vectors(db: Database, embedder: Embedder, app_id: str) -> int:
+    """Embed every annotated question of the app that lacks a vector of `embedder`, a batch at
+    a time; a question edited meanwhile keeps no stale vector (it is read again). Returns how
+    many were embedded."""
+    key, done = embedder.model_key, 0
+    stale = or_(
+        MessageAnnotation.vector.is_(None),
+        MessageAnnotation.embedding_model_key.is_(None),
+        MessageAnnotation.embedding_model_key != key,
+    )
+    while True:
+        with db.reads() as session:
+            batch = session.execute(
+                select(MessageAnnotation.id, MessageAnnotation.question)
+                .where(MessageAnnotation.app_id == app_id, stale)
+                .order_by(MessageAnnotation.id)
+                .limit(EMBED_BATCH)
+            ).all()
+        if not batch:
+            return done
+        vectors = embedder.embed([question for _, question in batch]).vectors
+        with db.transaction() as session:
+            for (annotation_id, question), vector in zip(batch, vectors, strict=True):
+                session.execute(
+                    update(MessageAnnotation)
+                    .where(
+                        MessageAnnotation.id == annotation_id,
+                        MessageAnnotation.question == question,
+                    )
+                    .values(
+                        vector=np.asarray(vector, dtype=np.float32).tobytes(),
+                        embedding_model_key=key,
+                    )
+                )
+        done += len(batch)
+
+
+def _embedder(
+    session: Session, embedders: Embedders, app: App, setting: dict[str, Any]
+) -> Embedder:
+    model = setting.get("embedding_model") or {}
+    return embedders.for_model(
+        session,
+        app.tenant_id,
+        model.get("embedding_provider_name"),
+        model.get("embedding_model_name"),
+        owner="annotation reply",
+        remedy="or enable the annotation reply on another model",
+    )
+
+
+def run_job(db: Database, embedders: Embedders, job_id: str) -> str:
+    """Do one enable or disable job; its end (`completed` or `error` with the reason) is on its
+    row. A finished job is not done again (a redelivery)."""
+    with db.transaction() as session:
+        job = session.get(AnnotationJob, job_id)
+        if job is None or job.status not in _UNFINISHED:
+            return "skipped"
+        job.status = "processing"
+        action, app_id = job.action, job.app_id
+        setting = {
+            "id": job.id,
+            "enabled": True,
+            "score_threshold": job.score_threshold,
+            "embedding_model": {
+                "embedding_provider_name": job.embedding_provider,
+                "embedding_model_name": job.embedding_model,
+            },
+        }
+    try:
+        if action == "enable":
+            with db.reads() as session:
+                app = session.get(App, app_id)
+                embedder = _embedder(session, embedders, app, setting) if app else None
+            if embedder is not None:
+                _write_vectors(db, embedder, app_id)
+        with db.transaction() as session:
+            app = session.get(App, app_id)
+            if app is not None:
+                _set_reply(session, app, setting if action == "enable" else {"enabled": False})
+                if action == "disable":
+                    session.execute(
+                        update(MessageAnnotation)
+                        .where(MessageAnnotation.app_id == app_id)
+                        .values(vector=None, embedding_model_key=None)
+                    )
+            _end_job(session, job_id, "completed")
+        return "completed"
+    except Exception as error:
+        reason = error.message if isinstance(error, ConduitError) else str(error) or repr(error)
+        logger.warning("annotation reply job %s failed: %s", job_id, reason)
+        with db.transaction() as session:
+            _end_job(session, job_id, "error", reason)
+        return "error"
+
+
+def _end_job(session: Session, job_id: str, status: str, error: str | None = None) -> None:
+    session.execute(
+        update(AnnotationJob)
+        .where(AnnotationJob.id == job_id)
+        .values(status=status, error=error, finished_at=utcnow())
+    )
+
+
+def _set_reply(session: Session, app: App, setting: dict[str, Any]) -> None:
+    app.model_config_ = {**(app.model_config_ or {}), "annotation_reply": setting}
+    app.updated_at = utcnow()
+    session.flush()
+    send_after_commit(session, app_was_updated, app)
+
+
+def index_annotations(db: Database, embedders: Embedders, app_id: str) -> int:
+    """Embed the app's annotations that lack a vector, while its reply is on."""
+    with db.reads() as session:
+        app = session.get(App, app_id)
+        setting = reply_setting(app) if app is not None else None
+        if app is None or setting is None:
+            return 0
+        embedder = _embedder(session, embedders, app, setting)
+    return _write_vectors(db, embedder, app_id)
+
+
+# The search (on a run's executor).
+
+
+def annotation_plan(app: App, query: str) -> AnnotationPlan | None:
+    """What a chat run compares its query with, when its app's reply is on."""
+    setting = reply_setting(app) if app.mode in REPLY_MODES else None
+    if setting is None or not query.strip():
+        return None
+    model = setting.get("embedding_model") or {}
+    return AnnotationPlan(
+        tenant_id=app.tenant_id,
+        app_id=app.id,
+        query=query,
+        score_threshold=float(setting.get("score_threshold") or 0.0),
+        embedding_provider=str(model.get("embedding_provider_name") or ""),
+        embedding_model=str(model.get("embedding_model_name") or ""),
+    )
+
+
+@dataclass
+class AnnotationSearch:
+    """`core/apps/annotations.py:MatchAnnotation`: the query embedded by the plan's model and
+    compared with every annotated question of the app that has a vector of that model; the
+    closest at or above the threshold answers. In a session that only reads, on a thread."""
+
+    db: Database
+    embedders: Embedders
+
+    async def __call__(self, plan: AnnotationPlan) -> AnnotationHit | None:
+        return await asyncio.to_thread(self.match, plan)
+
+    def match(self, plan: AnnotationPlan) -> AnnotationHit | None:
+        with self.db.reads() as session:
+            embedder = self.embedders.for_model(
+                session,
+                plan.tenant_id,
+                plan.embedding_provider,
+                plan.embedding_model,
+                owner="annotation reply",
+                remedy="or enable the annotation reply on another model",
+            )
+            rows = session.execute(
+                select(MessageAnnotation.id, MessageAnnotation.vector).where(
+                    MessageAnnotation.app_id == plan.app_id,
+                    MessageAnnotation.embedding_model_key == embedder.model_key,
+                    MessageAnnotation.vector.is_not(None),
+                )
+            ).all()
+            if not rows:
+                return None
+            query = embedder.embed([plan.query]).vectors[0]
+            best, score = _closest(query, ((row.id, row.vector) for row in rows))
+            if best is None or score < plan.score_threshold:
+                return None
+            found = session.execute(
+                select(MessageAnnotation.answer, MessageAnnotation.account_id, Account.name)
+                .outerjoin(Account, Account.id == MessageAnnotation.account_id)
+                .where(MessageAnnotation.id == best)
+            ).first()
+            if found is None:
+                return None  # deleted meanwhile
+            return AnnotationHit(
+                id=best,
+                answer=found.answer,
+                score=score,
+                account_id=found.account_id,
+                account_name=found.name,
+            )
+
+
+def _closest(query: Any, vectors: Iterable[tuple[str, bytes | None]]) -> tuple[str | None, float]:
+    ids: list[str] = []
+    rows: list[Any] = []
+    for annotation_id, raw in vectors:
+        vector = np.frombuffer(raw or b"", dtype=np.float32)
+        if vector.shape == query.shape:
+            ids.append(annotation_id)
+            rows.append(vector)
+    if not ids:
+        return None, 0.0
+    scores = np.stack(rows) @ np.asarray(query, dtype=np.float32)
+    at = int(np.argmax(scores))
+    return ids[at], float(scores[at])

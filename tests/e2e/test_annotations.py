@@ -1,0 +1,249 @@
+"""Annotations and annotation reply over the Service API (dify-api.md §3.1, §3.10), both
+modes: a real server, a real worker for the enable / disable jobs (the `dataset` queue), the
+local embedding model, and the fake model server, whose log shows whether a chat asked it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import Admin, ServiceApp, service_app
+from tests.e2e.sse import frames
+from tests.support import Stack, assert_envelope, wait_for
+
+LOCAL = {"embedding_provider_name": "conduit", "embedding_model_name": "all-MiniLM-L6-v2-onnx-int8"}
+ANNOTATION_FIELDS = {"id", "question", "answer", "hit_count", "created_at"}
+
+
+def _asked(upstream: Any, query: str) -> int:
+    """Model requests whose prompt holds `query` (this test's own)."""
+    return sum(1 for r in upstream.stats()["log"] if query in str(r["messages"]))
+
+
+def _job_done(app: ServiceApp, action: str, job_id: str) -> dict[str, Any]:
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = app.client.get(
+            f"/apps/annotation-reply/{action}/status/{job_id}"
+        ).json()
+        return body if body["job_status"] in ("completed", "error") else None
+
+    done: dict[str, Any] = wait_for(finished, timeout=60, interval=0.2, what=f"{action} job")
+    return done
+
+
+def _chat(app: ServiceApp, query: str, **extra: Any) -> httpx.Response:
+    return app.client.post(
+        "/chat-messages",
+        json={
+            "inputs": {},
+            "query": query,
+            "user": "ann",
+            "response_mode": "blocking",
+            "auto_generate_name": False,  # (naming would ask the model with the query)
+            **extra,
+        },
+    )
+
+
+def test_annotations_are_written_listed_edited_and_removed_with_the_app_key(
+    chat_app: ServiceApp, completion_app: ServiceApp, service_stack: Stack, service_admin: Admin
+) -> None:
+    client = chat_app.client
+    made = client.post(
+        "/apps/annotations", json={"question": "What are your hours?", "answer": "Nine to five."}
+    )
+    assert made.status_code == 201, made.text
+    first = made.json()
+    assert set(first) == ANNOTATION_FIELDS
+    assert (first["question"], first["answer"], first["hit_count"]) == (
+        "What are your hours?",
+        "Nine to five.",
+        0,
+    )
+    for number in range(3):
+        client.post(
+            "/apps/annotations", json={"question": f"Refund {number}?", "answer": "Within 30 days"}
+        ).raise_for_status()
+
+    page = client.get("/apps/annotations", params={"page": 1, "limit": 2}).json()
+    assert (page["total"], page["has_more"], page["page"], page["limit"]) == (4, True, 1, 2)
+    assert [item["question"] for item in page["data"]] == ["Refund 2?", "Refund 1?"]
+    found = client.get("/apps/annotations", params={"keyword": "HOURS"}).json()
+    assert [item["id"] for item in found["data"]] == [first["id"]]
+    by_answer = client.get("/apps/annotations", params={"keyword": "30 days"}).json()
+    assert by_answer["total"] == 3
+
+    edited = client.put(
+        f"/apps/annotations/{first['id']}",
+        json={"question": "When are you open?", "answer": "Nine to five, Monday to Friday."},
+    )
+    assert edited.status_code == 200, edited.text
+    assert edited.json()["answer"] == "Nine to five, Monday to Friday."
+
+    # Bad input: a 400 naming the field, nothing written.
+    assert_envelope(
+        client.post("/apps/annotations", json={"question": "Only a question"}),
+        400,
+        "invalid_param",
+        "answer",
+    )
+    assert_envelope(
+        client.put(f"/apps/annotations/{first['id']}", json={"question": "", "answer": "x"}),
+        400,
+        "invalid_param",
+        "question",
+    )
+    assert client.get("/apps/annotations").json()["total"] == 4
+    assert client.get("/apps/annotations", params={"keyword": "open"}).json()["total"] == 1
+
+    # Another app's key sees none of them and cannot touch them; a completion app has none.
+    other = service_app(service_stack, service_admin, mode="chat")
+    try:
+        assert other.client.get("/apps/annotations").json()["total"] == 0
+        assert_envelope(
+            other.client.put(
+                f"/apps/annotations/{first['id']}", json={"question": "a", "answer": "b"}
+            ),
+            404,
+            "not_found",
+            "Annotation not found",
+        )
+        assert other.client.delete(f"/apps/annotations/{first['id']}").status_code == 404
+    finally:
+        other.client.close()
+    assert_envelope(completion_app.client.get("/apps/annotations"), 400, "not_chat_app")
+
+    assert client.delete(f"/apps/annotations/{first['id']}").status_code == 204
+    assert client.delete(f"/apps/annotations/{first['id']}").status_code == 404
+    assert client.get("/apps/annotations").json()["total"] == 3
+
+
+def test_annotation_reply_answers_an_annotated_question_without_the_model(
+    chat_app: ServiceApp, upstream: Any, service_admin: Admin
+) -> None:
+    client = chat_app.client
+    question = f"How do I reset my password {uuid.uuid4().hex[:6]}?"
+    annotation = client.post(
+        "/apps/annotations",
+        json={
+            "question": question,
+            "answer": "Use the 'Forgot password' link on the sign-in page.",
+        },
+    ).json()
+
+    # Bad settings are refused at once, naming what is wrong; no job is started.
+    assert_envelope(
+        client.post("/apps/annotation-reply/enable", json={**LOCAL, "score_threshold": 1.5}),
+        400,
+        "invalid_param",
+        "score_threshold",
+    )
+    assert_envelope(
+        client.post(
+            "/apps/annotation-reply/enable",
+            json={
+                "score_threshold": 0.9,
+                "embedding_provider_name": "openai",
+                "embedding_model_name": "text-embedding-3-small",
+            },
+        ),
+        400,
+        "invalid_param",
+        "all-MiniLM-L6-v2-onnx-int8",
+    )
+    assert_envelope(
+        client.post("/apps/annotation-reply/toggle", json={}), 400, "invalid_param", "enable"
+    )
+    assert_envelope(
+        client.get(f"/apps/annotation-reply/enable/status/{uuid.uuid4()}"),
+        404,
+        "not_found",
+        "The job does not exist.",
+    )
+
+    started = client.post("/apps/annotation-reply/enable", json={**LOCAL, "score_threshold": 0.9})
+    assert started.status_code == 200, started.text
+    assert started.json()["job_status"] in ("waiting", "processing", "completed")
+    done = _job_done(chat_app, "enable", started.json()["job_id"])
+    assert done == {"job_id": started.json()["job_id"], "job_status": "completed", "error_msg": ""}
+    reply = wait_for(
+        lambda: client.get("/parameters", params={"user": "ann"}).json()["annotation_reply"],
+        what="the setting in /parameters",
+    )
+    assert reply["enabled"] is True and reply["score_threshold"] == 0.9
+
+    # The annotated question: the annotation's answer, whole, and the model never asked.
+    blocking = _chat(chat_app, question)
+    assert blocking.status_code == 200, blocking.text
+    body = blocking.json()
+    assert body["answer"] == "Use the 'Forgot password' link on the sign-in page."
+    assert body["metadata"]["annotation_reply"]["id"] == annotation["id"]
+    assert body["metadata"]["annotation_reply"]["account"]["id"] is not None
+    with client.stream(
+        "POST",
+        "/chat-messages",
+        json={
+            "inputs": {},
+            "query": question,
+            "user": "ann",
+            "response_mode": "streaming",
+            "auto_generate_name": False,
+        },
+    ) as streamed:
+        events = [frame for frame in frames(streamed) if frame.event != "ping"]
+    assert [frame.event for frame in events] == ["message", "message_end"]
+    assert events[0].data["answer"] == annotation["answer"]
+    assert events[1].data["metadata"]["annotation_reply"]["id"] == annotation["id"]
+    assert _asked(upstream, question) == 0
+    listed = client.get("/apps/annotations", params={"keyword": question}).json()["data"]
+    assert listed[0]["hit_count"] == 2
+    stored = client.get(
+        "/messages", params={"user": "ann", "conversation_id": body["conversation_id"]}
+    ).json()["data"]
+    assert stored[-1]["answer"] == annotation["answer"]
+
+    # A question far from every annotation: the model answers.
+    other = f"Tell me a story about a lighthouse {uuid.uuid4().hex[:6]}"
+    answered = _chat(chat_app, other)
+    assert answered.status_code == 200, answered.text
+    assert "annotation_reply" not in answered.json()["metadata"]
+    assert _asked(upstream, other) == 1
+
+    # Written while the reply is on: found a moment later (embedded by its own task).
+    later = f"Where is the office {uuid.uuid4().hex[:6]}?"
+    client.post(
+        "/apps/annotations", json={"question": later, "answer": "At 1 Main Street."}
+    ).raise_for_status()
+    wait_for(
+        lambda: _chat(chat_app, later).json()["answer"] == "At 1 Main Street.",
+        timeout=30,
+        interval=0.3,
+        what="the new annotation to answer",
+    )
+
+    # The app's edit in the console keeps the reply on (the setting belongs to its jobs).
+    config = service_admin.client.get(f"/console/api/apps/{chat_app.app_id}").json()["data"]
+    edited = {**config["model_config"], "pre_prompt": "Be brief."}
+    edited.pop("annotation_reply", None)
+    service_admin.client.put(
+        f"/console/api/apps/{chat_app.app_id}", json={"model_config": edited}
+    ).raise_for_status()
+    assert _chat(chat_app, question).json()["answer"] == annotation["answer"]
+
+    # Disabled: the model answers the annotated question again.
+    stopped = client.post("/apps/annotation-reply/disable", json={})
+    assert stopped.status_code == 200, stopped.text
+    assert _job_done(chat_app, "disable", stopped.json()["job_id"])["job_status"] == "completed"
+    wait_for(
+        lambda: (
+            client.get("/parameters", params={"user": "ann"}).json()["annotation_reply"]
+            == {"enabled": False}
+        ),
+        what="the reply off in /parameters",
+    )
+    plain = _chat(chat_app, question)
+    assert plain.status_code == 200, plain.text
+    assert "annotation_reply" not in plain.json()["metadata"]
+    assert _asked(upstream, question) == 1
