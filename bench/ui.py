@@ -149,6 +149,7 @@ def pages(ids: dict[str, str]) -> list[tuple[str, str]]:
         ("app settings", f"/#/apps/{chat}"),
         ("debugger", f"/#/apps/{chat}/debug"),
         ("logs", f"/#/apps/{chat}/logs"),
+        ("annotations", f"/#/apps/{chat}/annotations"),
         ("API keys", f"/#/apps/{chat}/keys"),
         ("site", f"/#/apps/{chat}/site"),
         ("tasks", f"/#/apps/{chat}/tasks"),

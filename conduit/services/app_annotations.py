@@ -29,7 +29,15 @@ from sqlalchemy.orm import Session
 
 from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan
 from conduit.core.rag.embed.base import Embedder
-from conduit.db.models import Account, AnnotationJob, App, AppMode, MessageAnnotation, utcnow
+from conduit.db.models import (
+    Account,
+    AnnotationJob,
+    App,
+    AppMode,
+    Message,
+    MessageAnnotation,
+    utcnow,
+)
 from conduit.errors import ConduitError, InvalidParam, NotChatApp, NotFound
 from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
@@ -130,12 +138,37 @@ def create_annotation(
     session: Session, app: App, body: dict[str, Any], *, account_id: str | None
 ) -> MessageAnnotation:
     """A new annotation from `{question, answer}`, written by `account_id` (the app's creator
-    when it comes with the app's key)."""
+    when it comes with the app's key). With a `message_id` (the console's "annotate this
+    answer"): the annotation of that message of the app, its question the message's query
+    unless one is given, made or changed."""
     _chat_app(app)
-    annotation = MessageAnnotation(
-        app_id=app.id,
+    message_id = body.get("message_id")
+    if message_id is not None:
+        return _annotate_message(session, app, message_id, body, account_id=account_id)
+    return _add(
+        session,
+        app,
         question=_text(body, "question"),
         answer=_text(body, "answer"),
+        account_id=account_id,
+    )
+
+
+def _add(
+    session: Session,
+    app: App,
+    *,
+    question: str,
+    answer: str,
+    account_id: str | None,
+    message: Message | None = None,
+) -> MessageAnnotation:
+    annotation = MessageAnnotation(
+        app_id=app.id,
+        message_id=message.id if message else None,
+        conversation_id=message.conversation_id if message else None,
+        question=question,
+        answer=answer,
         hit_count=0,
         account_id=account_id or app.created_by,
     )
@@ -143,6 +176,53 @@ def create_annotation(
     session.flush()
     _index_later(session, app)
     return annotation
+
+
+def _annotate_message(
+    session: Session, app: App, message_id: Any, body: dict[str, Any], *, account_id: str | None
+) -> MessageAnnotation:
+    message = session.get(Message, message_id) if isinstance(message_id, str) else None
+    if message is None or message.app_id != app.id:
+        raise NotFound("Message Not Exists.")
+    answer = _text(body, "answer")
+    question = _text(body, "question") if body.get("question") is not None else message.query
+    if not question.strip():
+        raise InvalidParam("question is required: the message has no query")
+    annotation = session.scalars(
+        select(MessageAnnotation).where(
+            MessageAnnotation.app_id == app.id, MessageAnnotation.message_id == message.id
+        )
+    ).first()
+    if annotation is not None:
+        return update_annotation(
+            session, app, annotation.id, {"question": question, "answer": answer}
+        )
+    return _add(
+        session, app, question=question, answer=answer, account_id=account_id, message=message
+    )
+
+
+def count_annotations(session: Session, app: App) -> int:
+    _chat_app(app)
+    count = session.scalar(
+        select(func.count())
+        .select_from(MessageAnnotation)
+        .where(MessageAnnotation.app_id == app.id)
+    )
+    return int(count or 0)
+
+
+def setting_view(app: App) -> dict[str, Any]:
+    """Dify's console `annotation-setting`: `{"enabled": false}`, or the setting that is on."""
+    setting = reply_setting(app)
+    if setting is None:
+        return {"enabled": False}
+    return {
+        "id": setting.get("id"),
+        "enabled": True,
+        "score_threshold": setting.get("score_threshold"),
+        "embedding_model": setting.get("embedding_model") or {},
+    }
 
 
 def update_annotation(

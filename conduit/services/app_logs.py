@@ -37,6 +37,7 @@ from conduit.db.models import (
     EndUser,
     Membership,
     Message,
+    MessageAnnotation,
     MessageFeedback,
     Role,
 )
@@ -374,15 +375,36 @@ def list_messages(
     feedbacks = _feedbacks(session, [m.id for m in page])
     authors = _authors(session, app.tenant_id, {m.end_user_id for m in page if m.end_user_id})
     files = run_files.message_files(session, [m.id for m in page], link)
+    annotated = _annotations(session, app.id, [m.id for m in page])
     return [
         message_detail(
             m,
             feedbacks.get(m.id, []),
             authors.get(m.end_user_id or "", _NOBODY),
             files.get(m.id),
+            annotated.get(m.id),
         )
         for m in page
     ], len(rows) > limit
+
+
+def _annotations(session: Session, app_id: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Dify's `annotation` of each message that has one (made from it in the console)."""
+    found: dict[str, dict[str, Any]] = {}
+    if ids:
+        for row, name, email in session.execute(
+            select(MessageAnnotation, Account.name, Account.email)
+            .outerjoin(Account, Account.id == MessageAnnotation.account_id)
+            .where(MessageAnnotation.app_id == app_id, MessageAnnotation.message_id.in_(ids))
+        ):
+            found[str(row.message_id)] = {
+                "id": row.id,
+                "question": row.question,
+                "content": row.answer,
+                "account": {"id": row.account_id, "name": name, "email": email},
+                "created_at": int(row.created_at.timestamp()),
+            }
+    return found
 
 
 def _feedbacks(session: Session, ids: list[str]) -> dict[str, list[MessageFeedback]]:
@@ -402,6 +424,7 @@ def message_detail(
     feedbacks: list[MessageFeedback],
     author: Author,
     files: list[dict[str, Any]] | None = None,
+    annotation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A message as Dify's console log shows it (`message_detail_fields`)."""
     metadata = message.message_metadata or {}
@@ -432,7 +455,12 @@ def message_detail(
             }
             for row in feedbacks
         ],
-        "annotation": None,
+        "annotation": annotation,
+        "annotation_hit_history": (
+            {"annotation_id": metadata["annotation_reply"]["id"]}
+            if isinstance(metadata.get("annotation_reply"), dict)
+            else None
+        ),
         "retriever_resources": metadata.get("retriever_resources") or [],
         "message_files": files or [],
         "agent_thoughts": [],

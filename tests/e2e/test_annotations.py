@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Admin, ServiceApp, service_app
+from tests.e2e.conftest import Admin, ServiceApp, make_admin, service_app
 from tests.e2e.sse import frames
 from tests.support import Stack, assert_envelope, wait_for
 
@@ -247,3 +247,69 @@ def test_annotation_reply_answers_an_annotated_question_without_the_model(
     assert plain.status_code == 200, plain.text
     assert "annotation_reply" not in plain.json()["metadata"]
     assert _asked(upstream, question) == 1
+
+
+def test_the_console_annotates_a_logged_answer_and_switches_the_reply(
+    chat_app: ServiceApp, service_admin: Admin, service_stack: Stack
+) -> None:
+    console, base = service_admin.client, f"/console/api/apps/{chat_app.app_id}"
+    query = f"Do you ship abroad {uuid.uuid4().hex[:6]}?"
+    turn = _chat(chat_app, query).json()
+    messages = console.get(
+        f"{base}/chat-messages", params={"conversation_id": turn["conversation_id"]}
+    ).json()["data"]
+    assert messages[0]["annotation"] is None
+
+    # "Annotate this answer": the question is the message's query; a second save edits it.
+    made = console.post(
+        f"{base}/annotations", json={"message_id": turn["message_id"], "answer": "Yes, to the EU."}
+    )
+    assert made.status_code == 200, made.text
+    assert (made.json()["question"], made.json()["answer"]) == (query, "Yes, to the EU.")
+    again = console.post(
+        f"{base}/annotations",
+        json={"message_id": turn["message_id"], "answer": "Yes, worldwide."},
+    )
+    assert again.json()["id"] == made.json()["id"]
+    logged = console.get(
+        f"{base}/chat-messages", params={"conversation_id": turn["conversation_id"]}
+    ).json()["data"][0]["annotation"]
+    assert (logged["id"], logged["question"], logged["content"]) == (
+        made.json()["id"],
+        query,
+        "Yes, worldwide.",
+    )
+    assert logged["account"]["email"] == service_admin.email
+    assert console.get(f"{base}/annotations/count").json() == {"count": 1}
+    assert_envelope(
+        console.post(f"{base}/annotations", json={"message_id": str(uuid.uuid4()), "answer": "x"}),
+        404,
+        "not_found",
+        "Message Not Exists.",
+    )
+
+    # The reply's setting and the embedding models to choose from, as the console shows them.
+    assert console.get(f"{base}/annotation-setting").json() == {"enabled": False}
+    offered = console.get("/console/api/workspaces/current/models/model-types/text-embedding")
+    assert offered.json()["data"][0]["models"][0]["model"] == LOCAL["embedding_model_name"]
+    job = console.post(f"{base}/annotation-reply/enable", json={**LOCAL, "score_threshold": 0.85})
+    assert job.status_code == 200, job.text
+    assert _job_done(chat_app, "enable", job.json()["job_id"])["job_status"] == "completed"
+    setting = console.get(f"{base}/annotation-setting").json()
+    assert (setting["enabled"], setting["score_threshold"]) == (True, 0.85)
+    assert setting["embedding_model"] == LOCAL
+    answered = wait_for(
+        lambda: (reply := _chat(chat_app, query).json())["answer"] == "Yes, worldwide." and reply,
+        what="the annotation's answer",
+    )
+    history = console.get(
+        f"{base}/chat-messages", params={"conversation_id": answered["conversation_id"]}
+    ).json()["data"][0]["annotation_hit_history"]
+    assert history == {"annotation_id": made.json()["id"]}
+
+    # Another workspace's account sees a 404.
+    stranger = make_admin(service_stack, workspace="Elsewhere")
+    try:
+        assert stranger.client.get(f"{base}/annotations").status_code == 404
+    finally:
+        stranger.client.close()

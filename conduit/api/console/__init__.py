@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends
 
 from conduit.api.bodies import check_declared_body
 from conduit.api.console import (
+    annotations,
     api_keys,
     app_logs,
     app_runs,
@@ -31,6 +32,7 @@ router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is 
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)
 router.include_router(app_logs.router)
+router.include_router(annotations.router)
 router.include_router(webhooks.router)
 router.include_router(tasks.router)
 router.include_router(workflows.router)

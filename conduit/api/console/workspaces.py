@@ -12,10 +12,11 @@ from conduit.api.console.schemas import (
     SwitchWorkspaceBody,
     WorkspaceNameBody,
 )
-from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.deps import AppSettings, CurrentIdentity, DbSession
 from conduit.db.models import Membership, Role
 from conduit.errors import Forbidden
 from conduit.services import accounts
+from conduit.services.datasets import models
 
 router = APIRouter(prefix="/workspaces", tags=["console: workspaces"])
 
@@ -106,3 +107,15 @@ def update_member_role(
 def remove_member(member_id: str, identity: CurrentIdentity, session: DbSession) -> Response:
     accounts.remove_member(session, actor=identity.membership, account_id=member_id)
     return Response(status_code=204)
+
+
+@router.get("/current/models/model-types/{model_type}")
+def workspace_models(
+    model_type: str, identity: CurrentIdentity, session: DbSession, settings: AppSettings
+) -> dict[str, Any]:
+    """The workspace's models of one type (Dify's shape: providers, each with its models)."""
+    return {
+        "data": models.available_models(
+            session, identity.membership.tenant_id, model_type, settings
+        )
+    }

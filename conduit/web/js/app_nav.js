@@ -8,6 +8,7 @@ const TABS = [
   ["/debug", "Debug", (mode) => mode === "chat" || mode === "completion" || mode === "agent-chat"],
   ["/workflow", "Workflow", (mode) => mode === "workflow" || mode === "advanced-chat"],
   ["/logs", "Logs", () => true],
+  ["/annotations", "Annotations", (mode) => mode === "chat" || mode === "agent-chat" || mode === "advanced-chat"],
   ["/keys", "API keys", () => true],
   ["/site", "Site", () => true],
   ["/tasks", "Tasks", () => true],

@@ -5,9 +5,11 @@
 // (each run carries its message). Workflow apps keep their run history on the workflow page.
 import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { useResource } from "../api.js";
+import { AnnotationForm } from "../annotation_form.js";
 import { AppPage } from "../app_nav.js";
 import { href } from "../router.js";
-import { Button, Field, Loaded, PageHeader, Table, formatMs, formatTime } from "../ui.js";
+import { atLeast, useSession } from "../session.js";
+import { Button, Dialog, Field, Loaded, Notice, PageHeader, Table, formatMs, formatTime } from "../ui.js";
 
 const DAY = 86_400_000;
 
@@ -193,7 +195,11 @@ function Conversations({ app, completion, filters, page, setPage, open, setOpen 
 }
 
 function Messages({ app, conversation }) {
+  const session = useSession();
+  const annotates = atLeast(session, "editor") && app.mode !== "completion";
   const [limit, setLimit] = useState(20);
+  const [annotating, setAnnotating] = useState(null);
+  const [notice, setNotice] = useState("");
   const messages = useResource(conversation ? `/apps/${app.id}/chat-messages` : null, {
     conversation_id: conversation && conversation.id,
     limit,
@@ -212,15 +218,31 @@ function Messages({ app, conversation }) {
           <div class="bubble assistant">
             <div>${m.answer}</div>
             ${m.error && html`<p class="error-text">Error: ${m.error}</p>`}
+            ${m.annotation && html`<p class="meta" data-testid="logged-annotation"><strong>Annotated answer:</strong> ${m.annotation.content}</p>`}
+            ${m.annotation_hit_history && html`<p class="meta muted">Answered by an annotation.</p>`}
             <dl class="meta answer-meta">
               <div><dt>Tokens</dt> <dd data-testid="logged-tokens">${m.message_tokens} prompt + ${m.answer_tokens} answer</dd></div>
               <div><dt>Latency</dt> <dd>${formatMs(m.provider_response_latency * 1000)}</dd></div>
               <div><dt>Feedback</dt> <dd data-testid="logged-feedback">${m.feedbacks.length ? m.feedbacks.map((f) => `${f.rating} (${f.from_source})`).join(", ") : "none"}</dd></div>
               <div><dt>At</dt> <dd>${formatTime(m.created_at)}</dd></div>
             </dl>
+            ${annotates && html`<${Button} aria-label=${`${m.annotation ? "Edit the annotation of" : "Annotate"} the answer to “${m.query}”`}
+              onClick=${() => setAnnotating(m)}>${m.annotation ? "Edit the annotation" : "Annotate"}<//>`}
           </div>
         </li>`)}
       </ol>`}
+    <//>
+    <${Notice}>${notice}<//>
+    <${Dialog} title="Annotate this answer" open=${Boolean(annotating)} onClose=${() => setAnnotating(null)}>
+      ${annotating && html`<${AnnotationForm} app=${app} messageId=${annotating.id} question=${annotating.query}
+        answer=${annotating.annotation ? annotating.annotation.content : annotating.answer}
+        onDone=${(saved) => {
+          if (saved) {
+            setNotice("Saved the annotation: this question gets that answer once the annotation reply is on.");
+            messages.reload();
+          }
+          setAnnotating(null);
+        }} />`}
     <//>
   </section>`;
 }
