@@ -24,6 +24,18 @@ AXE = Path(__file__).parent / "vendor" / "axe-core-4.14.1" / "axe.min.js"
 
 # The browser waits this long for what a test expects to appear (a stream, a page).
 TIMEOUT_MS = 15_000
+# The browser tests drive the UI, which is the same in both modes; what differs between the
+# modes is the server's side, which the API tests check in both. So they run in the embedded
+# pass (about five minutes less of CI's distributed pass), unless this asks for both.
+ALL_MODES = os.environ.get("CONDUIT_TEST_BROWSER_ALL_MODES") == "1"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def embedded_pass_only() -> None:
+    """Skips the module in the distributed pass (before its stack starts: an autouse fixture
+    of the module's scope comes first)."""
+    if support.MODE == "distributed" and not ALL_MODES:
+        pytest.skip("browser tests run in the embedded pass (CONDUIT_TEST_BROWSER_ALL_MODES=1)")
 
 
 @pytest.fixture(scope="module")
