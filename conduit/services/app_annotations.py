@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -55,6 +58,8 @@ REPLY_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
 TEXT_LIMIT = 65_535  # characters of a question or an answer
 EMBED_BATCH = 64
 _UNFINISHED = ("waiting", "processing")
+# An unfinished job older than this is taken as abandoned: a new request starts another.
+JOB_ABANDONED_AFTER = timedelta(minutes=15)
 
 
 class AnnotationNotFound(NotFound):
@@ -283,8 +288,17 @@ def start_job(session: Session, app: App, action: str, body: dict[str, Any]) -> 
         .order_by(AnnotationJob.created_at.desc())
         .limit(1)
     ).first()
-    if running is not None:
+    if running is not None and running.created_at > utcnow() - JOB_ABANDONED_AFTER:
         return {"job_id": running.id, "job_status": running.status}
+    if running is not None:
+        # Its task never ended (it failed before the job could record why): not a reason
+        # for the app's reply to stay stuck.
+        _end_job(
+            session,
+            running.id,
+            "error",
+            f"The job did not end within {JOB_ABANDONED_AFTER}; a new one was started.",
+        )
     job = AnnotationJob(app_id=app.id, action=action, status="waiting", **fields)
     session.add(job)
     session.flush()
@@ -445,14 +459,24 @@ def annotation_plan(app: App, query: str) -> AnnotationPlan | None:
     )
 
 
+_Vectors = tuple[tuple[Any, ...], list[str], Any]  # (version, ids, matrix)
+
+
 @dataclass
 class AnnotationSearch:
     """`core/apps/annotations.py:MatchAnnotation`: the query embedded by the plan's model and
     compared with every annotated question of the app that has a vector of that model; the
-    closest at or above the threshold answers. In a session that only reads, on a thread."""
+    closest at or above the threshold answers. In a session that only reads, on a thread.
+
+    An app's vectors are kept in memory as one matrix (for `cached_apps` apps, the least
+    recently used dropped first) while their version holds: how many there are and their
+    latest change, one indexed aggregate per run instead of reading every vector."""
 
     db: Database
     embedders: Embedders
+    cached_apps: int = 64
+    _vectors: OrderedDict[tuple[str, str], _Vectors] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, plan: AnnotationPlan) -> AnnotationHit | None:
         return await asyncio.to_thread(self.match, plan)
@@ -467,17 +491,11 @@ class AnnotationSearch:
                 owner="annotation reply",
                 remedy="or enable the annotation reply on another model",
             )
-            rows = session.execute(
-                select(MessageAnnotation.id, MessageAnnotation.vector).where(
-                    MessageAnnotation.app_id == plan.app_id,
-                    MessageAnnotation.embedding_model_key == embedder.model_key,
-                    MessageAnnotation.vector.is_not(None),
-                )
-            ).all()
-            if not rows:
+            ids, matrix = self._app_vectors(session, plan.app_id, embedder.model_key)
+            if not ids:
                 return None
             query = embedder.embed([plan.query]).vectors[0]
-            best, score = _closest(query, ((row.id, row.vector) for row in rows))
+            best, score = _closest(query, ids, matrix)
             if best is None or score < plan.score_threshold:
                 return None
             found = session.execute(
@@ -495,17 +513,50 @@ class AnnotationSearch:
                 account_name=found.name,
             )
 
+    def _app_vectors(self, session: Session, app_id: str, key: str) -> tuple[list[str], Any]:
+        """The app's annotation ids and their vectors of model `key` (one row each)."""
+        of_app = (
+            MessageAnnotation.app_id == app_id,
+            MessageAnnotation.embedding_model_key == key,
+            MessageAnnotation.vector.is_not(None),
+        )
+        version = tuple(
+            session.execute(
+                select(func.count(), func.max(MessageAnnotation.updated_at)).where(*of_app)
+            ).one()
+        )
+        with self._lock:
+            held = self._vectors.get((app_id, key))
+            if held is not None and held[0] == version:
+                self._vectors.move_to_end((app_id, key))
+                return held[1], held[2]
+        rows = session.execute(
+            select(MessageAnnotation.id, MessageAnnotation.vector).where(*of_app)
+        ).all()
+        ids, matrix = _matrix((row.id, row.vector) for row in rows)
+        with self._lock:
+            self._vectors[(app_id, key)] = (version, ids, matrix)
+            self._vectors.move_to_end((app_id, key))
+            while len(self._vectors) > self.cached_apps:
+                self._vectors.popitem(last=False)
+        return ids, matrix
 
-def _closest(query: Any, vectors: Iterable[tuple[str, bytes | None]]) -> tuple[str | None, float]:
+
+def _matrix(vectors: Iterable[tuple[str, bytes | None]]) -> tuple[list[str], Any]:
+    """The ids and a matrix of their vectors (those of the first vector's length)."""
     ids: list[str] = []
     rows: list[Any] = []
     for annotation_id, raw in vectors:
         vector = np.frombuffer(raw or b"", dtype=np.float32)
-        if vector.shape == query.shape:
+        if vector.size and (not rows or vector.shape == rows[0].shape):
             ids.append(annotation_id)
             rows.append(vector)
-    if not ids:
+    return ids, (np.stack(rows) if rows else None)
+
+
+def _closest(query: Any, ids: list[str], matrix: Any) -> tuple[str | None, float]:
+    if not ids or matrix is None or matrix.shape[1] != query.shape[0]:
         return None, 0.0
-    scores = np.stack(rows) @ np.asarray(query, dtype=np.float32)
+    scores = matrix @ np.asarray(query, dtype=np.float32)
     at = int(np.argmax(scores))
     return ids[at], float(scores[at])

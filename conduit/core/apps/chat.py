@@ -507,7 +507,7 @@ class ChatExecution:
     def result(self, status: RunStatus, error: ConduitError | None) -> ChatResult:
         text = "".join(self._answer)
         usage = self._usage
-        if usage.total_tokens == 0 and text:
+        if usage.total_tokens == 0 and text and self._annotation is None:
             # A stopped or broken stream reports no usage: estimate so that records stay useful.
             prompt_chars = sum(len(m.content) for m in self._body.messages)
             usage = Usage(

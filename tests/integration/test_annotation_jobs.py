@@ -1,0 +1,137 @@
+"""The annotation reply's jobs and search on the database (both dialects) with the local
+embedding model: an enable embeds the questions and switches the reply on; the search keeps an
+app's vectors in memory and reads them again when they change; a job whose task never ended
+does not keep the app's reply stuck."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from conduit.core.apps.annotations import AnnotationPlan
+from conduit.core.rag.embed.local import MODEL_ID, LocalEmbedder
+from conduit.db.models import AnnotationJob, App, MessageAnnotation, utcnow
+from conduit.infra.db import Database
+from conduit.services import app_annotations
+from conduit.services.datasets.embedders import Embedders
+from tests.support import add_chat_app
+
+ENABLE = {
+    "score_threshold": 0.9,
+    "embedding_provider_name": "conduit",
+    "embedding_model_name": MODEL_ID,
+}
+
+
+@pytest.fixture(scope="module")
+def embedders() -> Embedders:
+    return Embedders(secret="test-secret", local=lambda: LocalEmbedder(batch_size=8, spin=False))
+
+
+def new_app(db: Database) -> App:
+    with db.transaction() as session:
+        app = add_chat_app(session, "Annotations")
+        session.expunge(app)
+    return app
+
+
+def write(db: Database, app: App, question: str, answer: str) -> str:
+    with db.transaction() as session:
+        made = app_annotations.create_annotation(
+            session, app, {"question": question, "answer": answer}, account_id=None
+        )
+        return made.id
+
+
+def enabled_app(db: Database, embedders: Embedders, app: App) -> App:
+    with db.transaction() as session:
+        job = app_annotations.start_job(session, app, "enable", ENABLE)
+    assert app_annotations.run_job(db, embedders, job["job_id"]) == "completed"
+    with db.transaction() as session:
+        fresh = session.get(App, app.id)
+        assert fresh is not None
+        session.expunge(fresh)
+    return fresh
+
+
+def plan(app: App, query: str) -> AnnotationPlan:
+    found = app_annotations.annotation_plan(app, query)
+    assert found is not None
+    return found
+
+
+def test_enable_then_the_search_follows_the_apps_annotations(
+    db: Database, embedders: Embedders
+) -> None:
+    app = new_app(db)
+    hours = write(db, app, "What are your opening hours?", "Nine to five.")
+    assert app_annotations.annotation_plan(app, "anything") is None  # the reply is off
+    app = enabled_app(db, embedders, app)
+    setting = app_annotations.reply_setting(app)
+    assert setting is not None
+    assert (setting["enabled"], setting["score_threshold"]) == (True, 0.9)
+    assert setting["embedding_model"] == {
+        "embedding_provider_name": "conduit",
+        "embedding_model_name": MODEL_ID,
+    }
+    search = app_annotations.AnnotationSearch(db, embedders)
+    hit = search.match(plan(app, "What are your opening hours?"))
+    assert hit is not None and (hit.id, hit.answer) == (hours, "Nine to five.")
+    assert hit.score > 0.99
+    assert search.match(plan(app, "Tell me about volcanoes")) is None
+
+    # Written after the enable: found once its task embedded it (the kept matrix is read
+    # again: its version changed).
+    shop = write(db, app, "Where is the shop?", "At 1 Main Street.")
+    assert search.match(plan(app, "Where is the shop?")) is None  # not embedded yet
+    assert app_annotations.index_annotations(db, embedders, app.id) == 1
+    found = search.match(plan(app, "Where is the shop?"))
+    assert found is not None and found.id == shop
+
+    # Removed: no longer answers.
+    with db.transaction() as session:
+        app_annotations.delete_annotation(session, app, hours)
+    assert search.match(plan(app, "What are your opening hours?")) is None
+
+
+def test_a_job_whose_task_never_ended_gives_way_to_a_new_one(db: Database) -> None:
+    app = new_app(db)
+    with db.transaction() as session:
+        recent = app_annotations.start_job(session, app, "enable", ENABLE)
+    with db.transaction() as session:
+        # While it is young, asking again gives the same job (as in Dify).
+        again = app_annotations.start_job(session, app, "enable", ENABLE)
+    assert again == recent
+    with db.transaction() as session:
+        job = session.get(AnnotationJob, recent["job_id"])
+        assert job is not None
+        job.status = "processing"
+        job.created_at = utcnow() - app_annotations.JOB_ABANDONED_AFTER - timedelta(seconds=1)
+    with db.transaction() as session:
+        fresh = app_annotations.start_job(session, app, "disable", {})
+    assert fresh["job_id"] != recent["job_id"] and fresh["job_status"] == "waiting"
+    with db.transaction() as session:
+        old: Any = app_annotations.job_view(session, app, "enable", recent["job_id"])
+    assert old["job_status"] == "error"
+    assert "did not end within" in old["error_msg"]
+
+
+def test_a_disable_drops_the_vectors_and_switches_the_reply_off(
+    db: Database, embedders: Embedders
+) -> None:
+    app = new_app(db)
+    write(db, app, "Do you ship abroad?", "Yes.")
+    app = enabled_app(db, embedders, app)
+    with db.transaction() as session:
+        job = app_annotations.start_job(session, app, "disable", {})
+    assert app_annotations.run_job(db, embedders, job["job_id"]) == "completed"
+    assert app_annotations.run_job(db, embedders, job["job_id"]) == "skipped"  # a redelivery
+    with db.transaction() as session:
+        fresh = session.get(App, app.id)
+        assert fresh is not None
+        assert app_annotations.reply_setting(fresh) is None
+        assert fresh.model_config_["annotation_reply"] == {"enabled": False}
+        vectors = [row.vector for row in session.query(MessageAnnotation).filter_by(app_id=app.id)]
+    assert vectors == [None]
