@@ -41,7 +41,7 @@ from conduit.db.models import (
     MessageAnnotation,
     utcnow,
 )
-from conduit.errors import ConduitError, InvalidParam, NotChatApp, NotFound
+from conduit.errors import ConduitError, Conflict, InvalidParam, NotChatApp, NotFound
 from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
 from conduit.services._like import contains
@@ -289,6 +289,11 @@ def start_job(session: Session, app: App, action: str, body: dict[str, Any]) -> 
         .limit(1)
     ).first()
     if running is not None and running.created_at > utcnow() - JOB_ABANDONED_AFTER:
+        if running.action != action:
+            raise Conflict(
+                f"An {running.action} job of this app's annotation reply is not finished yet "
+                f"(job_id {running.id}): wait for it, then ask again."
+            )
         return {"job_id": running.id, "job_status": running.status}
     if running is not None:
         # Its task never ended (it failed before the job could record why): not a reason
@@ -395,7 +400,11 @@ def run_job(db: Database, embedders: Embedders, job_id: str) -> str:
             if embedder is not None:
                 _write_vectors(db, embedder, app_id)
         with db.transaction() as session:
-            app = session.get(App, app_id)
+            # Only a job still `processing` ends: one given up as abandoned meanwhile (and
+            # perhaps followed by another) changes nothing.
+            if not _end_job(session, job_id, "completed", only_from="processing"):
+                return "abandoned"
+            app = session.get(App, app_id, with_for_update=True, populate_existing=True)
             if app is not None:
                 _set_reply(session, app, setting if action == "enable" else {"enabled": False})
                 if action == "disable":
@@ -404,22 +413,33 @@ def run_job(db: Database, embedders: Embedders, job_id: str) -> str:
                         .where(MessageAnnotation.app_id == app_id)
                         .values(vector=None, embedding_model_key=None)
                     )
-            _end_job(session, job_id, "completed")
+                else:
+                    # Any annotation written while the cached app still said "off" queued no
+                    # task of its own: embedded now (it is idempotent).
+                    enqueue(session, INDEX_TASK, queue=QUEUE, kwargs={"app_id": app_id})
         return "completed"
     except Exception as error:
         reason = error.message if isinstance(error, ConduitError) else str(error) or repr(error)
         logger.warning("annotation reply job %s failed: %s", job_id, reason)
         with db.transaction() as session:
-            _end_job(session, job_id, "error", reason)
+            _end_job(session, job_id, "error", reason, only_from="processing")
         return "error"
 
 
-def _end_job(session: Session, job_id: str, status: str, error: str | None = None) -> None:
-    session.execute(
-        update(AnnotationJob)
-        .where(AnnotationJob.id == job_id)
-        .values(status=status, error=error, finished_at=utcnow())
-    )
+def _end_job(
+    session: Session,
+    job_id: str,
+    status: str,
+    error: str | None = None,
+    *,
+    only_from: str | None = None,
+) -> bool:
+    """End the job as `status` (if it is still `only_from`); whether it did."""
+    statement = update(AnnotationJob).where(AnnotationJob.id == job_id)
+    if only_from is not None:
+        statement = statement.where(AnnotationJob.status == only_from)
+    ended = session.execute(statement.values(status=status, error=error, finished_at=utcnow()))
+    return bool(getattr(ended, "rowcount", 0))
 
 
 def _set_reply(session: Session, app: App, setting: dict[str, Any]) -> None:
@@ -475,11 +495,14 @@ class AnnotationSearch:
     db: Database
     embedders: Embedders
     cached_apps: int = 64
+    timeout: float = 10.0
     _vectors: OrderedDict[tuple[str, str], _Vectors] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def __call__(self, plan: AnnotationPlan) -> AnnotationHit | None:
-        return await asyncio.to_thread(self.match, plan)
+        # A slow embedding model delays the answer by `timeout` at most: then the model
+        # answers (the run's `_annotated` logs why).
+        return await asyncio.wait_for(asyncio.to_thread(self.match, plan), self.timeout)
 
     def match(self, plan: AnnotationPlan) -> AnnotationHit | None:
         with self.db.reads() as session:
@@ -492,12 +515,14 @@ class AnnotationSearch:
                 remedy="or enable the annotation reply on another model",
             )
             ids, matrix = self._app_vectors(session, plan.app_id, embedder.model_key)
-            if not ids:
-                return None
-            query = embedder.embed([plan.query]).vectors[0]
-            best, score = _closest(query, ids, matrix)
-            if best is None or score < plan.score_threshold:
-                return None
+        if not ids:
+            return None
+        # Outside the session: a remote model's answer holds no pooled connection.
+        query = embedder.embed([plan.query]).vectors[0]
+        best, score = _closest(query, ids, matrix)
+        if best is None or score < plan.score_threshold:
+            return None
+        with self.db.reads() as session:
             found = session.execute(
                 select(MessageAnnotation.answer, MessageAnnotation.account_id, Account.name)
                 .outerjoin(Account, Account.id == MessageAnnotation.account_id)

@@ -145,8 +145,11 @@ def app_from_snapshot(data: dict[str, Any]) -> App:
     return app
 
 
-def get_app(session: Session, tenant_id: str, app_id: str) -> App:
-    app = session.scalars(_readable(tenant_id).where(App.id == app_id)).first()
+def get_app(session: Session, tenant_id: str, app_id: str, *, for_update: bool = False) -> App:
+    statement = _readable(tenant_id).where(App.id == app_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    app = session.scalars(statement).first()
     if app is None:
         raise AppNotFound()
     return app
@@ -309,7 +312,9 @@ def kept_reply(config: dict[str, Any], current: dict[str, Any]) -> dict[str, Any
 
 def update_app(session: Session, *, member: Membership, app_id: str, fields: AppFields) -> App:
     require_role(member, Role.EDITOR, "edit apps")
-    app = get_app(session, member.tenant_id, app_id)
+    # Locked: the annotation reply's job writes the same `model_config` (PostgreSQL; SQLite's
+    # write lock already serialises the two).
+    app = get_app(session, member.tenant_id, app_id, for_update=True)
     for name in (
         "name",
         "description",

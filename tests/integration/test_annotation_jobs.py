@@ -13,6 +13,7 @@ import pytest
 from conduit.core.apps.annotations import AnnotationPlan
 from conduit.core.rag.embed.local import MODEL_ID, LocalEmbedder
 from conduit.db.models import AnnotationJob, App, MessageAnnotation, utcnow
+from conduit.errors import Conflict
 from conduit.infra.db import Database
 from conduit.services import app_annotations
 from conduit.services.datasets.embedders import Embedders
@@ -104,6 +105,9 @@ def test_a_job_whose_task_never_ended_gives_way_to_a_new_one(db: Database) -> No
         # While it is young, asking again gives the same job (as in Dify).
         again = app_annotations.start_job(session, app, "enable", ENABLE)
     assert again == recent
+    with db.transaction() as session, pytest.raises(Conflict, match="enable job"):
+        # The other action waits for it (one job of an app at a time).
+        app_annotations.start_job(session, app, "disable", {})
     with db.transaction() as session:
         job = session.get(AnnotationJob, recent["job_id"])
         assert job is not None
@@ -116,6 +120,10 @@ def test_a_job_whose_task_never_ended_gives_way_to_a_new_one(db: Database) -> No
         old: Any = app_annotations.job_view(session, app, "enable", recent["job_id"])
     assert old["job_status"] == "error"
     assert "did not end within" in old["error_msg"]
+    # Its task, should it run at last, changes nothing.
+    assert app_annotations.run_job(db, Embedders("s", local=LocalEmbedder), recent["job_id"]) == (
+        "skipped"
+    )
 
 
 def test_a_disable_drops_the_vectors_and_switches_the_reply_off(

@@ -423,6 +423,7 @@ class ChatExecution:
                     await log.extend(spec.task_id, "message", [event])
                 except Exception:
                     self._answer.clear()
+                    self._annotation = None  # not given: not a hit
                     raise
                 return
         if body.retrieval is not None:

@@ -81,7 +81,8 @@ def usage_metadata(result: ChatResult, prices: ModelPrices | None = None) -> dic
 _COUNT_HIT = (
     update(_ANNOTATIONS)
     .where(_ANNOTATIONS.c.id == bindparam("annotation_id"))
-    .values(hit_count=_ANNOTATIONS.c.hit_count + 1)
+    # (`updated_at` kept: it versions the search's kept vectors, which a hit does not change)
+    .values(hit_count=_ANNOTATIONS.c.hit_count + 1, updated_at=_ANNOTATIONS.c.updated_at)
 )
 
 _RESULT_COLUMNS = (
