@@ -9,6 +9,7 @@ from pydantic import BaseModel, StrictBool
 
 from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
 from conduit.api.deps import AppCache, CurrentIdentity, DbSession, ServerSecret
+from conduit.api.responses import page_body
 from conduit.db.models import AppMode
 from conduit.errors import InvalidParam
 from conduit.services import apps
@@ -50,13 +51,8 @@ def list_apps(
         mode=mode_filter,
         name=_empty_as_none(name),
     )
-    return {
-        "data": [apps.snapshot(app) for app in items],
-        "total": total,
-        "page": page_number,
-        "limit": page_size,
-        "has_more": page_number * page_size < total,
-    }
+    data = [apps.snapshot(app) for app in items]
+    return page_body(data, page=page_number, limit=page_size, total=total)
 
 
 def int_param(name: str, raw: str | None, *, default: int, low: int, high: int) -> int:

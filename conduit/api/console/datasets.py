@@ -13,6 +13,7 @@ from starlette.datastructures import UploadFile as FormFile
 
 from conduit.api.console.apps import int_param
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.responses import page_body
 from conduit.api.v1 import documents as v1_documents
 from conduit.api.v1.schemas import JsonBody
 from conduit.db.models import Role
@@ -58,13 +59,8 @@ def list_datasets(
         include_all=_include_all(include_all) and member.role.at_least(Role.ADMIN),
         tag_ids=[],
     )
-    return {
-        "data": datasets.views(session, items),
-        "total": total,
-        "page": page_number,
-        "limit": page_size,
-        "has_more": page_number * page_size < total,
-    }
+    data = datasets.views(session, items)
+    return page_body(data, page=page_number, limit=page_size, total=total)
 
 
 @router.post("", status_code=201)

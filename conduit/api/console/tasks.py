@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from conduit.api.console.apps import int_param
 from conduit.api.deps import CurrentIdentity, DbSession
+from conduit.api.responses import page_body
 from conduit.services import app_tasks
 
 router = APIRouter(prefix="/apps/{app_id}", tags=["console: async tasks"])
@@ -36,13 +37,7 @@ def list_tasks(
         page=page_number,
         limit=page_size,
     )
-    return {
-        "data": items,
-        "has_more": page_number * page_size < total,
-        "limit": page_size,
-        "total": total,
-        "page": page_number,
-    }
+    return page_body(items, page=page_number, limit=page_size, total=total)
 
 
 @router.get("/tasks/{task_id}")
