@@ -140,6 +140,7 @@ def build_runners(
     """The app runners of this process, by kind."""
     store = MessageStore(db)
     search = KnowledgeSearch(db, retriever)
+    match_annotation = AnnotationSearch(db, retriever.embedders)
     limits = node_limits(settings)
 
     server_secret = settings.secret_key()
@@ -166,7 +167,7 @@ def build_runners(
                 store=store,
                 retrieve=search,
                 attach=attach,
-                match_annotation=AnnotationSearch(db, retriever.embedders),
+                match_annotation=match_annotation,
             ),
             ChatRunner(
                 "completion",
@@ -183,6 +184,7 @@ def build_runners(
                     max_steps=settings.workflow.max_steps,
                     concurrency=settings.workflow.concurrency,
                 ),
+                match_annotation=match_annotation,
             ),
         ]
     )

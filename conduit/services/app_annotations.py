@@ -5,8 +5,9 @@ An annotation is a question and the answer the app's builder wants given to it. 
 on (an `enable` job, which embeds every annotated question with the model it names, then
 writes the setting into the app's `model_config["annotation_reply"]`), a chat whose query is at
 least `score_threshold` close (cosine) to an annotated question is answered with that
-annotation's answer, and the model is not asked (`AnnotationSearch`, on the run's executor).
-A `disable` job switches it off and drops the vectors.
+annotation's answer, and the model is not asked (`AnnotationSearch`, on the run's executor);
+a chatflow's turn so answered does not run its workflow. A `disable` job switches it off and
+drops the vectors.
 
 The setting belongs to the jobs: an app's edit or import never changes it
 (`services/apps.py:kept_reply`). An annotation written or edited while the reply is on is
@@ -24,10 +25,10 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan
@@ -54,10 +55,13 @@ QUEUE = "dataset"
 REPLY_TASK = "conduit.dataset.annotation_reply"
 INDEX_TASK = "conduit.dataset.index_annotations"
 ACTIONS = ("enable", "disable")
-REPLY_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT)
+# The apps whose annotations answer: chat apps and chatflows (whose turn is then answered
+# without running the workflow).
+REPLY_MODES = (AppMode.CHAT, AppMode.AGENT_CHAT, AppMode.ADVANCED_CHAT)
 TEXT_LIMIT = 65_535  # characters of a question or an answer
 EMBED_BATCH = 64
 _UNFINISHED = ("waiting", "processing")
+_ANNOTATIONS = cast(Table, MessageAnnotation.__table__)
 # An unfinished job older than this is taken as abandoned: a new request starts another.
 JOB_ABANDONED_AFTER = timedelta(minutes=15)
 
@@ -81,7 +85,7 @@ def view(annotation: MessageAnnotation) -> dict[str, Any]:
 
 
 def _chat_app(app: App) -> None:
-    if app.mode not in (*REPLY_MODES, AppMode.ADVANCED_CHAT):
+    if app.mode not in REPLY_MODES:
         raise NotChatApp()
 
 
@@ -458,6 +462,19 @@ def index_annotations(db: Database, embedders: Embedders, app_id: str) -> int:
             return 0
         embedder = _embedder(session, embedders, app, setting)
     return _write_vectors(db, embedder, app_id)
+
+
+_COUNT_HIT = (
+    update(_ANNOTATIONS)
+    .where(_ANNOTATIONS.c.id == bindparam("annotation_id"))
+    # (`updated_at` kept: it versions the search's kept vectors, which a hit does not change)
+    .values(hit_count=_ANNOTATIONS.c.hit_count + 1, updated_at=_ANNOTATIONS.c.updated_at)
+)
+
+
+def count_hit(connection: Connection, annotation_id: str) -> None:
+    """One more answer given by the annotation (in the run's end's transaction)."""
+    connection.execute(_COUNT_HIT, {"annotation_id": annotation_id})
 
 
 # The search (on a run's executor).

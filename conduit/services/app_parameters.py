@@ -37,6 +37,10 @@ def app_parameters(session: Session, app: App, *, upload: UploadSettings) -> dic
         if workflow is None:
             raise AppUnavailable()
         features: Mapping[str, Any] = workflow.features or {}
+        reply = (app.model_config_ or {}).get("annotation_reply")
+        if app.mode == AppMode.ADVANCED_CHAT and reply:
+            # A chatflow's annotation reply is the app's (its jobs'), not the workflow's.
+            features = {**features, "annotation_reply": reply}
         form = start_form(workflow.graph or {})
     else:
         features = app.model_config_ or {}

@@ -11,6 +11,7 @@ import httpx
 
 from tests.e2e.conftest import Admin, ServiceApp, make_admin, service_app
 from tests.e2e.sse import frames
+from tests.e2e.test_workflow_runs import workflow_app
 from tests.support import Stack, assert_envelope, wait_for
 
 LOCAL = {"embedding_provider_name": "conduit", "embedding_model_name": "all-MiniLM-L6-v2-onnx-int8"}
@@ -313,3 +314,97 @@ def test_the_console_annotates_a_logged_answer_and_switches_the_reply(
         assert stranger.client.get(f"{base}/annotations").status_code == 404
     finally:
         stranger.client.close()
+
+
+def test_a_chatflow_turn_close_to_an_annotation_is_answered_without_running_the_workflow(
+    service_stack: Stack, service_admin: Admin, upstream: Any
+) -> None:
+    chatflow = workflow_app(service_stack, service_admin, "chatflow_memory.yml")
+    client = chatflow.client
+    try:
+        question = f"What is the refund window {uuid.uuid4().hex[:6]}?"
+        annotation = client.post(
+            "/apps/annotations", json={"question": question, "answer": "Thirty days."}
+        ).json()
+        assert client.get("/parameters", params={"user": "ann"}).json()["annotation_reply"] == {
+            "enabled": False
+        }
+        started = client.post(
+            "/apps/annotation-reply/enable", json={**LOCAL, "score_threshold": 0.9}
+        )
+        assert started.status_code == 200, started.text
+        assert _job_done(chatflow, "enable", started.json()["job_id"])["job_status"] == "completed"
+        # A chatflow's /parameters shows the app's reply beside its workflow's features.
+        parameters = wait_for(
+            lambda: (
+                (body := client.get("/parameters", params={"user": "ann"}).json())[
+                    "annotation_reply"
+                ]["enabled"]
+                and body
+            ),
+            what="the setting in the chatflow's /parameters",
+        )
+        assert parameters["opening_statement"] == "Hello there"
+
+        # The annotated question: one `message` with the whole answer, then `message_end`; no
+        # workflow event, the workflow's model never asked.
+        with client.stream(
+            "POST",
+            "/chat-messages",
+            json={"inputs": {}, "query": question, "user": "ann", "response_mode": "streaming"},
+        ) as streamed:
+            assert streamed.status_code == 200
+            events = [frame for frame in frames(streamed) if frame.event != "ping"]
+        assert [frame.event for frame in events] == ["message", "message_end"]
+        assert events[0].data["answer"] == "Thirty days."
+        end = events[1].data
+        assert end["metadata"]["annotation_reply"]["id"] == annotation["id"]
+        assert end["metadata"]["usage"]["total_tokens"] == 0
+        assert _asked(upstream, question) == 0
+        conversation_id = end["conversation_id"]
+
+        # Blocking, in the same conversation: the chat shape with the annotation's answer.
+        blocking = _chat(chatflow, question, conversation_id=conversation_id)
+        assert blocking.status_code == 200, blocking.text
+        body = blocking.json()
+        assert (body["mode"], body["answer"]) == ("advanced-chat", "Thirty days.")
+        assert body["metadata"]["annotation_reply"]["id"] == annotation["id"]
+        assert _asked(upstream, question) == 0
+        listed = client.get("/apps/annotations", params={"keyword": question}).json()["data"]
+        assert listed[0]["hit_count"] == 2
+
+        # A question far from it runs the workflow, whose memory holds the annotated turns.
+        other = f"Tell me about lighthouses {uuid.uuid4().hex[:6]}"
+        ran = _chat(chatflow, other, conversation_id=conversation_id)
+        assert ran.status_code == 200, ran.text
+        assert ran.json()["answer"] == f"Bot: You said: {other}"
+        assert "annotation_reply" not in ran.json()["metadata"]
+        prompt = next(r["messages"] for r in upstream.stats()["log"] if other in str(r["messages"]))
+        assert [m["content"] for m in prompt[1:3]] == [question, "Thirty days."]
+        messages = client.get(
+            "/messages", params={"user": "ann", "conversation_id": conversation_id}
+        ).json()["data"]
+        assert [m["answer"] for m in messages] == [
+            "Thirty days.",
+            "Thirty days.",
+            f"Bot: You said: {other}",
+        ]
+        # The assigner ran only in the turn the workflow answered.
+        variables = client.get(
+            f"/conversations/{conversation_id}/variables", params={"user": "ann"}
+        ).json()["data"]
+        assert {v["name"]: v["value"] for v in variables}["topics"] == [other]
+
+        # Disabled: the workflow answers the annotated question again.
+        stopped = client.post("/apps/annotation-reply/disable", json={})
+        assert _job_done(chatflow, "disable", stopped.json()["job_id"])["job_status"] == "completed"
+        plain = wait_for(
+            lambda: (
+                (reply := _chat(chatflow, question).json())["answer"] != "Thirty days." and reply
+            ),
+            what="the workflow to answer again",
+        )
+        assert plain["answer"] == f"Bot: You said: {question}"
+        assert _asked(upstream, question) >= 1
+    finally:
+        client.close()

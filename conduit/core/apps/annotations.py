@@ -9,6 +9,8 @@ Free of I/O.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -65,3 +67,21 @@ class AnnotationHit:
 
 # The search: the best annotation at or above the plan's threshold, or None.
 MatchAnnotation = Callable[[AnnotationPlan], Awaitable[AnnotationHit | None]]
+
+logger = logging.getLogger(__name__)
+
+
+async def annotated(match: MatchAnnotation | None, plan: AnnotationPlan) -> AnnotationHit | None:
+    """The annotation that answers the run, or None: also when the search failed (the model
+    answers instead; a reply is a shortcut, never a reason for a run to fail)."""
+    if match is None:
+        return None
+    try:
+        return await match(plan)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.warning(
+            "annotation reply of app %s failed; the model answers", plan.app_id, exc_info=True
+        )
+        return None

@@ -9,14 +9,17 @@ when the run ends and stores the `ChatResult` (through a `ChatStore`) before the
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan, MatchAnnotation
+from conduit.core.apps.annotations import (
+    AnnotationHit,
+    AnnotationPlan,
+    MatchAnnotation,
+    annotated,
+)
 from conduit.core.apps.knowledge import (
     KnowledgeRetrievalFailed,
     RetrievalPlan,
@@ -38,8 +41,6 @@ from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.errors import ConduitError, RunInterrupted
-
-logger = logging.getLogger(__name__)
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
 ChatMode = Literal["chat", "completion"]
@@ -411,7 +412,7 @@ class ChatExecution:
         spec, body = self._spec, self._body
         messages = body.messages
         if body.annotation is not None:
-            hit = await self._annotated(body.annotation)
+            hit = await annotated(self._match_annotation, body.annotation)
             if hit is not None:
                 # The annotation's answer, whole, in one `message` (as Dify sends it).
                 self._annotation = hit
@@ -458,21 +459,6 @@ class ChatExecution:
                     raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
-
-    async def _annotated(self, plan: AnnotationPlan) -> AnnotationHit | None:
-        """The annotation that answers, or None: also when the search failed (the model
-        answers instead; a reply is a shortcut, never a reason for a run to fail)."""
-        if self._match_annotation is None:
-            return None
-        try:
-            return await self._match_annotation(plan)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.warning(
-                "annotation reply of app %s failed; the model answers", plan.app_id, exc_info=True
-            )
-            return None
 
     async def _search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
         if self._retrieve is None:

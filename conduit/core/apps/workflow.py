@@ -23,6 +23,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from conduit.core.apps.annotations import (
+    AnnotationHit,
+    AnnotationPlan,
+    MatchAnnotation,
+    annotated,
+)
 from conduit.core.apps.chat import message_envelope
 from conduit.core.llm.provider import Usage
 from conduit.core.runs.eventlog.base import EventLog
@@ -106,6 +112,8 @@ class WorkflowRunBody:
     # How each `model.provider` of the graph is reached (`ModelRegistry.resolve` refs).
     model_refs: dict[str, dict[str, Any]] = field(default_factory=dict)
     chat: ChatTurn | None = None  # a chatflow's turn
+    # A chatflow with annotation reply on: the annotations its query is compared with.
+    annotation: AnnotationPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +127,7 @@ class WorkflowRunBody:
             "mode": self.mode,
             "model_refs": self.model_refs,
             "chat": self.chat.to_json() if self.chat else None,
+            **({"annotation": self.annotation.to_json()} if self.annotation else {}),
         }
 
     @classmethod
@@ -134,6 +143,9 @@ class WorkflowRunBody:
             mode="advanced-chat" if data.get("mode") == "advanced-chat" else "workflow",
             model_refs=dict(data.get("model_refs") or {}),
             chat=ChatTurn.from_json(data["chat"]) if data.get("chat") else None,
+            annotation=(
+                AnnotationPlan.from_json(data["annotation"]) if data.get("annotation") else None
+            ),
         )
 
 
@@ -168,6 +180,8 @@ class WorkflowResult:
     usage: Usage = field(default_factory=Usage)
     latency: float = 0.0
     conversation_variables: dict[str, Any] | None = None
+    # The annotation that answered the turn instead of the workflow (Dify's `annotation_reply`).
+    annotation_reply: dict[str, Any] | None = None
 
     def ids(self) -> dict[str, str]:
         """What each of its node execution rows names."""
@@ -402,12 +416,14 @@ class WorkflowRunner:
         nodes: Mapping[str, NodeFunction],
         services: ServicesFactory,
         limits: RunLimits | None = None,
+        match_annotation: MatchAnnotation | None = None,
     ) -> None:
         self.store: RunStore = store  # what the lifecycle needs of it
         self._store = store
         self._nodes = nodes
         self._services = services
         self._limits = limits or RunLimits()
+        self._match_annotation = match_annotation
 
     def decode(self, body: dict[str, Any]) -> WorkflowRunBody:
         return WorkflowRunBody.from_json(body)
@@ -420,6 +436,7 @@ class WorkflowRunner:
             self._services(spec),
             self._limits,
             restore=self._store.restored_nodes if resuming else None,
+            match_annotation=self._match_annotation,
         )
 
     def terminal_events(
@@ -432,6 +449,14 @@ class WorkflowRunner:
         turn = spec.body.chat
         if turn is None:
             return [finished]
+        if result.annotation_reply is not None:
+            # Answered by an annotation: no workflow ran (as Dify's chatflow: the message ends).
+            return [
+                (
+                    "message_end",
+                    chat_event(spec, "message_end", id=turn.message_id, metadata=stored),
+                )
+            ]
         if result.status == "failed":
             # As Dify's chatflow: the run's end, then an `error` that ends the stream.
             return [
@@ -484,8 +509,11 @@ class WorkflowExecution:
         limits: RunLimits,
         *,
         restore: Callable[[str], Awaitable[dict[str, Restored]]] | None = None,
+        match_annotation: MatchAnnotation | None = None,
     ) -> None:
         self._restore = restore
+        self._match_annotation = match_annotation
+        self._annotation: AnnotationHit | None = None
         self._spec = spec
         self._body: WorkflowRunBody = spec.body
         self._nodes = nodes
@@ -504,6 +532,11 @@ class WorkflowExecution:
         spec, body = self._spec, self._body
         graph = WorkflowGraph.parse(body.graph)
         turn = body.chat
+        if turn is not None and body.annotation is not None:
+            hit = await annotated(self._match_annotation, body.annotation)
+            if hit is not None:
+                await self._answer_with(log, hit)
+                return
         pool = VariablePool(
             system=body.system,
             environment=self._services.environment(body.environment),
@@ -561,6 +594,21 @@ class WorkflowExecution:
             with contextlib.suppress(Exception):
                 await writer.close()
 
+    async def _answer_with(self, log: EventLog, hit: AnnotationHit) -> None:
+        """The annotation's answer, whole, in one `message`; the workflow does not run. A run
+        resumed after its worker died sends it as `message_replace`: the first execution may
+        have sent it already, and a follower must assemble it once."""
+        turn = self._body.chat
+        assert turn is not None
+        name = "message" if self._restore is None else "message_replace"
+        event = chat_event(self._spec, name, id=turn.message_id, answer=hit.answer)
+        if name == "message":
+            event["from_variable_selector"] = None
+        await log.extend(self._spec.task_id, name, [event])
+        self._annotation = hit
+        self._answer = [hit.answer]
+        self._outputs = {"answer": hit.answer}
+
     def checkpoint(self) -> list[NodeExecution] | None:
         """The node executions that ended since the last checkpoint."""
         if len(self._executions) == self._checkpointed:
@@ -610,6 +658,7 @@ class WorkflowExecution:
                 if self._pool is not None and self._body.chat is not None
                 else None
             ),
+            annotation_reply=self._annotation.metadata() if self._annotation else None,
         )
 
     def _usage(self) -> Usage:

@@ -37,7 +37,7 @@ from conduit.db.models import (
 from conduit.errors import BadRequest, ConversationCompleted, NotChatApp
 from conduit.infra.cache import Cache
 from conduit.infra.settings import Settings
-from conduit.services import conversations, run_files
+from conduit.services import app_annotations, conversations, run_files
 from conduit.services.runs import chat
 from conduit.services.runs.chat import ChatRequest
 from conduit.services.runs.start import RunIds, RunKey
@@ -291,6 +291,7 @@ class ChatflowPlanner:
                     history=history,
                     variables=variables,
                 ),
+                annotation=app_annotations.annotation_plan(app, request.query),
             ),
         )
         return ChatflowPlan(
@@ -332,7 +333,9 @@ def finish_turn(connection: Connection, result: Any) -> dict[str, Any]:
         "currency": "USD",
         "latency": result.latency,
     }
-    metadata = {"usage": usage, "retriever_resources": []}
+    metadata: dict[str, Any] = {"usage": usage, "retriever_resources": []}
+    if result.annotation_reply is not None:
+        metadata["annotation_reply"] = result.annotation_reply
     status = {"succeeded": "succeeded", "partial-succeeded": "succeeded"}.get(
         result.status, result.status
     )
@@ -352,6 +355,8 @@ def finish_turn(connection: Connection, result: Any) -> dict[str, Any]:
         )
     )
     conversations.count_turn(connection, turn.conversation_id, now)
+    if result.annotation_reply is not None:
+        app_annotations.count_hit(connection, result.annotation_reply["id"])
     for name, value in (result.conversation_variables or {}).items():
         if turn.variables.get(name) != value:
             connection.execute(

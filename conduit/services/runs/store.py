@@ -38,17 +38,16 @@ from conduit.core.apps.chat import ChatResult
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus, sources_of, transition
-from conduit.db.models import App, AsyncTask, Message, MessageAnnotation, utcnow
+from conduit.db.models import App, AsyncTask, Message, utcnow
 from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
-from conduit.services import conversations
+from conduit.services import app_annotations, conversations
 from conduit.services.runs import task_store, tasks
 from conduit.signals import message_was_created, send_isolated
 
 logger = logging.getLogger(__name__)
 
 _MESSAGES = cast(Table, Message.__table__)
-_ANNOTATIONS = cast(Table, MessageAnnotation.__table__)
 _APPS = cast(Table, App.__table__)
 _TASKS = cast(Table, AsyncTask.__table__)
 
@@ -77,13 +76,6 @@ def usage_metadata(result: ChatResult, prices: ModelPrices | None = None) -> dic
         metadata["annotation_reply"] = result.annotation_reply
     return metadata
 
-
-_COUNT_HIT = (
-    update(_ANNOTATIONS)
-    .where(_ANNOTATIONS.c.id == bindparam("annotation_id"))
-    # (`updated_at` kept: it versions the search's kept vectors, which a hit does not change)
-    .values(hit_count=_ANNOTATIONS.c.hit_count + 1, updated_at=_ANNOTATIONS.c.updated_at)
-)
 
 _RESULT_COLUMNS = (
     "status", "answer", "error", "message_tokens", "answer_tokens", "total_price", "currency",
@@ -178,7 +170,7 @@ def record_result(
     if written.conversation_id is not None and not one_statement:
         conversations.count_turn(connection, written.conversation_id, finished)
     if result.annotation_reply is not None:
-        connection.execute(_COUNT_HIT, {"annotation_id": result.annotation_reply["id"]})
+        app_annotations.count_hit(connection, result.annotation_reply["id"])
     # The signal's sender: the message as written, detached (handlers must not lazy-load).
     message = Message(
         id=result.message_id,
