@@ -19,8 +19,11 @@ lost, and a job redelivered after its worker died is done again (it is idempoten
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import logging
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,25 +31,30 @@ from datetime import timedelta
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Table, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Float, Table, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.annotations import AnnotationHit, AnnotationPlan
 from conduit.core.rag.embed.base import Embedder
 from conduit.db.models import (
     Account,
+    AnnotationHitHistory,
     AnnotationJob,
     App,
     AppMode,
+    EndUser,
     Message,
     MessageAnnotation,
     utcnow,
 )
+from conduit.db.models.base import UTCDateTime
 from conduit.errors import ConduitError, Conflict, InvalidParam, NotChatApp, NotFound
 from conduit.infra.db import Database
 from conduit.infra.outbox import enqueue
 from conduit.services._like import contains
+from conduit.services.app_logs import CONSOLE_USER_PREFIX
 from conduit.services.datasets.embedders import Embedders, check_choice
+from conduit.services.end_users import BROWSER
 from conduit.signals import app_was_updated, send_after_commit
 
 logger = logging.getLogger(__name__)
@@ -62,6 +70,8 @@ TEXT_LIMIT = 65_535  # characters of a question or an answer
 EMBED_BATCH = 64
 _UNFINISHED = ("waiting", "processing")
 _ANNOTATIONS = cast(Table, MessageAnnotation.__table__)
+_HITS = cast(Table, AnnotationHitHistory.__table__)
+_MESSAGES = cast(Table, Message.__table__)
 # An unfinished job older than this is taken as abandoned: a new request starts another.
 JOB_ABANDONED_AFTER = timedelta(minutes=15)
 
@@ -324,6 +334,129 @@ def job_view(session: Session, app: App, action: str, job_id: str) -> dict[str, 
     return {"job_id": job.id, "job_status": job.status, "error_msg": job.error or ""}
 
 
+# Dify's `source` of a hit, from the end user of the message it answered.
+def _source(user_type: str | None, session_id: str | None) -> str:
+    if user_type == BROWSER:
+        return "web-app"
+    if (session_id or "").startswith(CONSOLE_USER_PREFIX):
+        return "debugger"
+    return "service-api"
+
+
+def hit_histories(
+    session: Session, app: App, annotation_id: str, *, page: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of the annotation's hits, newest first (Dify's `hit-histories`: `question`
+    the message's, `match` and `response` the annotation's question and answer then)."""
+    _chat_app(app)
+    annotation = _readable(session, app, annotation_id)
+    where = AnnotationHitHistory.annotation_id == annotation.id
+    total = session.scalar(select(func.count()).select_from(AnnotationHitHistory).where(where))
+    rows = session.execute(
+        select(AnnotationHitHistory, EndUser.type, EndUser.session_id)
+        .outerjoin(Message, Message.id == AnnotationHitHistory.message_id)
+        .outerjoin(EndUser, EndUser.id == Message.end_user_id)
+        .where(where)
+        .order_by(AnnotationHitHistory.created_at.desc(), AnnotationHitHistory.id)
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    items = [
+        {
+            "id": hit.id,
+            "source": _source(user_type, session_id),
+            "score": hit.score,
+            "question": hit.question,
+            "match": hit.annotation_question,
+            "response": hit.annotation_content,
+            "created_at": int(hit.created_at.timestamp()),
+        }
+        for hit, user_type, session_id in rows
+    ]
+    return items, int(total or 0)
+
+
+def export_annotations(session: Session, app: App) -> list[dict[str, Any]]:
+    """Every annotation of the app, newest first, as the list shows them."""
+    _chat_app(app)
+    rows = session.scalars(
+        select(MessageAnnotation)
+        .where(MessageAnnotation.app_id == app.id)
+        .order_by(MessageAnnotation.created_at.desc(), MessageAnnotation.id)
+    )
+    return [view(annotation) for annotation in rows]
+
+
+IMPORT_MAX_ROWS = 1000  # annotations in one imported file
+
+
+def import_annotations(
+    session: Session, app: App, filename: str, data: bytes, *, account_id: str | None
+) -> dict[str, Any]:
+    """Annotations from a CSV file (Dify's batch import: the first row is the header, then a
+    question and its answer per row): every row checked, then all written with a `completed`
+    import job in the caller's transaction, or none (400 naming the row). Embedded by the
+    index task when the reply is on."""
+    _chat_app(app)
+    if not filename.lower().endswith(".csv"):
+        raise InvalidParam(f"The file must be a CSV file (.csv), not {filename or 'unnamed'!r}.")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidParam("The CSV file must be UTF-8 text.") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))[1:]
+    except csv.Error as error:
+        raise InvalidParam(f"The CSV file could not be read: {error}") from None
+    pairs: list[tuple[str, str]] = []
+    for number, row in enumerate(rows, start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise InvalidParam(
+                f"Row {number} of the CSV file needs a question and an answer "
+                "(the first two columns, both non-empty)."
+            )
+        pairs.append((row[0].strip(), row[1].strip()))
+    if not pairs:
+        raise InvalidParam(
+            "The CSV file has no annotations: after its header row, each row is a question "
+            "and its answer."
+        )
+    if len(pairs) > IMPORT_MAX_ROWS:
+        raise InvalidParam(
+            f"The CSV file has {len(pairs)} annotations; at most {IMPORT_MAX_ROWS} per file."
+        )
+    now = utcnow()
+    session.add_all(
+        MessageAnnotation(
+            app_id=app.id,
+            question=question,
+            answer=answer,
+            hit_count=0,
+            account_id=account_id or app.created_by,
+            created_at=now,
+            updated_at=now,
+        )
+        for question, answer in pairs
+    )
+    job = AnnotationJob(
+        app_id=app.id, action="import", status="completed", record_count=len(pairs),
+        finished_at=now,
+    )  # fmt: skip
+    session.add(job)
+    session.flush()
+    _index_later(session, app)
+    return {"job_id": job.id, "job_status": job.status, "record_count": len(pairs)}
+
+
+def import_view(session: Session, app: App, job_id: str) -> dict[str, Any]:
+    job = session.get(AnnotationJob, job_id)
+    if job is None or job.app_id != app.id or job.action != "import":
+        raise AnnotationJobNotFound()
+    return {"job_id": job.id, "job_status": job.status, "error_msg": job.error or ""}
+
+
 # The jobs (on the `dataset` queue's worker threads).
 
 
@@ -470,11 +603,51 @@ _COUNT_HIT = (
     # (`updated_at` kept: it versions the search's kept vectors, which a hit does not change)
     .values(hit_count=_ANNOTATIONS.c.hit_count + 1, updated_at=_ANNOTATIONS.c.updated_at)
 )
+# The hit's history row: the message's question, the annotation as it is now.
+_RECORD_HIT = insert(_HITS).from_select(
+    [
+        "id",
+        "app_id",
+        "annotation_id",
+        "message_id",
+        "question",
+        "score",
+        "annotation_question",
+        "annotation_content",
+        "created_at",
+    ],
+    select(
+        bindparam("hit_id"),
+        _MESSAGES.c.app_id,
+        _ANNOTATIONS.c.id,
+        _MESSAGES.c.id,
+        _MESSAGES.c.query,
+        bindparam("score", type_=Float),
+        _ANNOTATIONS.c.question,
+        _ANNOTATIONS.c.answer,
+        bindparam("now", type_=UTCDateTime(timezone=True)),
+    ).where(
+        _MESSAGES.c.id == bindparam("message_id"),
+        _ANNOTATIONS.c.id == bindparam("annotation_id"),
+    ),
+)
 
 
-def count_hit(connection: Connection, annotation_id: str) -> None:
-    """One more answer given by the annotation (in the run's end's transaction)."""
-    connection.execute(_COUNT_HIT, {"annotation_id": annotation_id})
+def count_hit(connection: Connection, annotation_id: str, message_id: str, score: float) -> None:
+    """The annotation answered the message: its `hit_count` + 1 and a row of its hit history
+    (in the run's end's transaction, which only the run's first end reaches)."""
+    params = {"annotation_id": annotation_id}
+    connection.execute(_COUNT_HIT, params)
+    connection.execute(
+        _RECORD_HIT,
+        {
+            **params,
+            "hit_id": str(uuid.uuid4()),
+            "message_id": message_id,
+            "score": round(float(score), 6),
+            "now": utcnow(),
+        },
+    )
 
 
 # The search (on a run's executor).

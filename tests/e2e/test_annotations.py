@@ -408,3 +408,101 @@ def test_a_chatflow_turn_close_to_an_annotation_is_answered_without_running_the_
         assert _asked(upstream, question) >= 1
     finally:
         client.close()
+
+
+def test_the_console_imports_exports_and_shows_each_annotations_hits(
+    chat_app: ServiceApp, service_admin: Admin, service_stack: Stack
+) -> None:
+    console, base = service_admin.client, f"/console/api/apps/{chat_app.app_id}"
+    tag = uuid.uuid4().hex[:6]
+    # The reply on first: what an import writes is embedded by its own task and answers.
+    job = console.post(f"{base}/annotation-reply/enable", json={**LOCAL, "score_threshold": 0.9})
+    assert _job_done(chat_app, "enable", job.json()["job_id"])["job_status"] == "completed"
+
+    def upload(name: str, text: str) -> httpx.Response:
+        return console.post(
+            f"{base}/annotations/batch-import", files={"file": (name, text.encode(), "text/csv")}
+        )
+
+    # Bad files are refused, naming what is wrong; nothing is written.
+    assert_envelope(
+        upload("a.csv", f"question,answer\nOpen {tag}?,Yes\nClosed {tag}?,\n"),
+        400,
+        "invalid_param",
+        "Row 3",
+    )
+    assert_envelope(upload("a.txt", "question,answer\nq,a\n"), 400, "invalid_param", "CSV")
+    assert_envelope(upload("a.csv", "question,answer\n"), 400, "invalid_param", "no annotations")
+    assert console.post(f"{base}/annotations/batch-import").status_code == 400
+    assert console.get(f"{base}/annotations/count").json() == {"count": 0}
+
+    # The first row is the header (as Dify's template has it); a blank line is skipped; a
+    # byte-order mark and quoted commas are read as a spreadsheet writes them.
+    text = (
+        "\ufeffquestion,answer\n"
+        f'Do you deliver on Sundays {tag}?,"No, Monday to Saturday."\n'
+        "\n"
+        f"Can I pay by card {tag}?,Yes.\n"
+    )
+    made = upload("faq.csv", text)
+    assert made.status_code == 200, made.text
+    assert made.json()["job_status"] == "completed" and made.json()["record_count"] == 2
+    status = console.get(f"{base}/annotations/batch-import-status/{made.json()['job_id']}")
+    assert status.json() == {
+        "job_id": made.json()["job_id"],
+        "job_status": "completed",
+        "error_msg": "",
+    }
+    assert console.get(f"{base}/annotations/batch-import-status/{uuid.uuid4()}").status_code == 404
+    exported = console.get(f"{base}/annotations/export").json()["data"]
+    assert {(a["question"], a["answer"]) for a in exported} == {
+        (f"Do you deliver on Sundays {tag}?", "No, Monday to Saturday."),
+        (f"Can I pay by card {tag}?", "Yes."),
+    }
+    sundays = next(a for a in exported if "Sundays" in a["question"])
+
+    # Two hits, then an edit: the history keeps what was answered then, newest first.
+    question = f"Do you deliver on Sundays {tag}?"
+    wait_for(
+        lambda: _chat(chat_app, question).json()["answer"] == "No, Monday to Saturday.",
+        timeout=30,
+        interval=0.3,
+        what="the imported annotation to answer",
+    )
+    console.put(
+        f"{base}/annotations/{sundays['id']}",
+        json={"question": question, "answer": "No, but on Saturdays."},
+    ).raise_for_status()
+    assert _chat(chat_app, question).json()["answer"] == "No, but on Saturdays."
+    hits = console.get(f"{base}/annotations/{sundays['id']}/hit-histories").json()
+    assert (hits["total"], hits["page"], hits["has_more"]) == (2, 1, False)
+    newest, first = hits["data"]
+    assert set(newest) == {"id", "source", "score", "question", "match", "response", "created_at"}
+    assert (newest["response"], first["response"]) == (
+        "No, but on Saturdays.",
+        "No, Monday to Saturday.",
+    )
+    assert newest["question"] == question and newest["match"] == question
+    assert newest["source"] == "service-api" and 0.9 <= newest["score"] <= 1.0001
+    one = console.get(f"{base}/annotations/{sundays['id']}/hit-histories", params={"limit": 1})
+    assert one.json()["has_more"] is True and len(one.json()["data"]) == 1
+    listed = console.get(f"{base}/annotations", params={"keyword": "Sundays"}).json()["data"]
+    assert listed[0]["hit_count"] == 2
+
+    # Another workspace's account sees a 404; a deleted annotation's history goes with it.
+    stranger = make_admin(service_stack, workspace="Elsewhere")
+    try:
+        assert stranger.client.get(f"{base}/annotations/export").status_code == 404
+        assert (
+            stranger.client.get(f"{base}/annotations/{sundays['id']}/hit-histories").status_code
+            == 404
+        )
+    finally:
+        stranger.client.close()
+    assert console.delete(f"{base}/annotations/{sundays['id']}").status_code == 204
+    assert_envelope(
+        console.get(f"{base}/annotations/{sundays['id']}/hit-histories"),
+        404,
+        "not_found",
+        "Annotation not found",
+    )

@@ -166,6 +166,7 @@ class ChatResult:
     retriever_resources: list[dict[str, Any]] = field(default_factory=list)
     # The annotation that answered instead of the model (Dify's `annotation_reply`), if any.
     annotation_reply: dict[str, Any] | None = None
+    annotation_score: float = 0.0  # how close its question was (its hit history keeps it)
 
 
 class ChatStore(Protocol):
@@ -518,4 +519,5 @@ class ChatExecution:
                 else []
             ),
             annotation_reply=self._annotation.metadata() if self._annotation else None,
+            annotation_score=self._annotation.score if self._annotation else 0.0,
         )

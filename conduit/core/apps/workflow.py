@@ -182,6 +182,7 @@ class WorkflowResult:
     conversation_variables: dict[str, Any] | None = None
     # The annotation that answered the turn instead of the workflow (Dify's `annotation_reply`).
     annotation_reply: dict[str, Any] | None = None
+    annotation_score: float = 0.0
 
     def ids(self) -> dict[str, str]:
         """What each of its node execution rows names."""
@@ -659,6 +660,7 @@ class WorkflowExecution:
                 else None
             ),
             annotation_reply=self._annotation.metadata() if self._annotation else None,
+            annotation_score=self._annotation.score if self._annotation else 0.0,
         )
 
     def _usage(self) -> Usage:

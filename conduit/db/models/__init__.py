@@ -9,7 +9,7 @@ from conduit.db.models.account import (
     Tenant,
     TenantStatus,
 )
-from conduit.db.models.annotation import AnnotationJob, MessageAnnotation
+from conduit.db.models.annotation import AnnotationHitHistory, AnnotationJob, MessageAnnotation
 from conduit.db.models.app import (
     ApiToken,
     ApiTokenType,
@@ -65,6 +65,7 @@ from conduit.db.models.workflow import (
 __all__ = [
     "Account",
     "AccountStatus",
+    "AnnotationHitHistory",
     "AnnotationJob",
     "ApiToken",
     "ApiTokenType",

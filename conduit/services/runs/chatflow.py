@@ -356,7 +356,9 @@ def finish_turn(connection: Connection, result: Any) -> dict[str, Any]:
     )
     conversations.count_turn(connection, turn.conversation_id, now)
     if result.annotation_reply is not None:
-        app_annotations.count_hit(connection, result.annotation_reply["id"])
+        app_annotations.count_hit(
+            connection, result.annotation_reply["id"], turn.message_id, result.annotation_score
+        )
     for name, value in (result.conversation_variables or {}).items():
         if turn.variables.get(name) != value:
             connection.execute(

@@ -170,7 +170,9 @@ def record_result(
     if written.conversation_id is not None and not one_statement:
         conversations.count_turn(connection, written.conversation_id, finished)
     if result.annotation_reply is not None:
-        app_annotations.count_hit(connection, result.annotation_reply["id"])
+        app_annotations.count_hit(
+            connection, result.annotation_reply["id"], result.message_id, result.annotation_score
+        )
     # The signal's sender: the message as written, detached (handlers must not lazy-load).
     message = Message(
         id=result.message_id,

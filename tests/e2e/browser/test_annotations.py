@@ -1,6 +1,7 @@
 """Annotations in Chromium: an answer annotated from the logs, the app's annotations page (add,
 edit, delete, search) and its switch for the annotation reply, after which the annotated
-question is answered with the annotation over the Service API."""
+question is answered with the annotation over the Service API; the annotation's hits, an import
+from a CSV file and the export to one."""
 
 from __future__ import annotations
 
@@ -84,6 +85,38 @@ def test_annotate_from_the_logs_then_turn_the_reply_on(
     assert answered.status_code == 200, answered.text
     assert answered.json()["answer"] == "We open at nine."
     assert answered.json()["metadata"]["annotation_reply"]["id"] == made["id"]
+
+    # Its hit, shown from the list's count.
+    page.reload()
+    page.get_by_role("button", name="1 hit of “when do you open”: show them").click()
+    hits = page.get_by_role("dialog", name="Its hits")
+    row = hits.get_by_test_id("annotation-hits").get_by_role("row").filter(has_text="Service API")
+    row.filter(has_text="We open at nine.").wait_for()
+    axe(page, context="an annotation's hits")
+    shot(page, "annotation-hits")
+    hits.get_by_role("button", name="Close").click()
+
+    # An import from a CSV file, then the export of all of them.
+    page.get_by_label("CSV file of annotations").set_input_files(
+        files=[
+            {
+                "name": "faq.csv",
+                "mimeType": "text/csv",
+                "buffer": b'question,answer\nDo you ship abroad?,"Yes, to the EU."\nCan I return it?,Within 30 days.\n',
+            }
+        ]
+    )
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text("Imported 2 annotations from faq.csv.").wait_for()
+    page.get_by_text("3 annotations").wait_for()
+    listed.get_by_role("row").filter(has_text="Yes, to the EU.").wait_for()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download all as CSV").click()
+    exported = download.value.path().read_text()
+    assert exported.splitlines()[0] == "question,answer"
+    assert 'Do you ship abroad?,"Yes, to the EU."' in exported.splitlines()
+    assert "when do you open,We open at nine." in exported.splitlines()
+    axe(page, context="annotations page after an import")
 
     page.get_by_role("button", name="Turn the annotation reply off").click()
     page.get_by_test_id("reply-state").filter(has_text=re.compile("^Off:")).wait_for(timeout=60_000)

@@ -1,9 +1,10 @@
 // A chat app's annotations: the answers some questions get without the model. The reply's
 // switch (`…/annotation-setting`, `…/annotation-reply/{enable|disable}`: a job, followed here
 // until it ends), then the annotations page by page with a search, and a dialog to write or
-// edit one. Viewers read; editors write.
-import { html, useEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
-import { api, invalidate, useResource } from "../api.js";
+// edit one, each one's hits (`…/hit-histories`), an import from a CSV file
+// (`…/annotations/batch-import`) and an export to one. Viewers read; editors write.
+import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { api, invalidate, send, useResource } from "../api.js";
 import { AnnotationForm } from "../annotation_form.js";
 import { AppPage } from "../app_nav.js";
 import { atLeast, useSession } from "../session.js";
@@ -20,12 +21,13 @@ export default function Annotations({ params }) {
 function AppAnnotations({ app }) {
   const session = useSession();
   const editor = atLeast(session, "editor");
-  const reply = app.mode === "chat" || app.mode === "agent-chat";
+  const reply = app.mode === "chat" || app.mode === "agent-chat" || app.mode === "advanced-chat";
   return html`
     <${PageHeader} title=${`Annotations of ${app.name}`} />
     <p class="muted">An annotation is the answer a question should get. With the annotation reply on, a question close enough to an annotated one is answered with its annotation at once, without the model.</p>
     ${reply && html`<${ReplySwitch} app=${app} editor=${editor} />`}
-    <${AnnotationList} app=${app} editor=${editor} />`;
+    <${AnnotationList} app=${app} editor=${editor} />
+    <${ImportExport} app=${app} editor=${editor} />`;
 }
 
 // --- the reply's switch ----------------------------------------------------------------------
@@ -100,6 +102,7 @@ function AnnotationList({ app, editor }) {
   const list = useResource(`/apps/${app.id}/annotations`, { page, limit: 20, keyword });
   const [editing, setEditing] = useState(null); // {} for a new one
   const [doomed, setDoomed] = useState(null);
+  const [hitsOf, setHitsOf] = useState(null);
   const [notice, setNotice] = useState("");
   const [remove, removing, removeError, setRemoveError] = useAction(async () => {
     await api.delete(`/apps/${app.id}/annotations/${doomed.id}`);
@@ -110,7 +113,9 @@ function AnnotationList({ app, editor }) {
   const columns = [
     { label: "Question", render: (a) => html`<div class="clip">${a.question}</div>` },
     { label: "Answer", render: (a) => html`<div class="clip">${a.answer}</div>` },
-    { label: "Hits", render: (a) => a.hit_count },
+    { label: "Hits", render: (a) => (a.hit_count
+      ? html`<${Button} aria-label=${`${a.hit_count} hit${a.hit_count === 1 ? "" : "s"} of “${a.question}”: show them`} onClick=${() => setHitsOf(a)}>${a.hit_count}<//>`
+      : 0) },
     { label: "Created", render: (a) => formatTime(a.created_at) },
   ];
   if (editor) {
@@ -143,6 +148,10 @@ function AnnotationList({ app, editor }) {
       <${AnnotationForm} app=${app} annotation=${editing && editing.id ? editing : null}
         onDone=${(saved) => { if (saved) setNotice(editing && editing.id ? "Saved the annotation." : "Added the annotation."); setEditing(null); }} />
     <//>
+    <${Dialog} title="Its hits" open=${Boolean(hitsOf)} onClose=${() => setHitsOf(null)}>
+      ${hitsOf && html`<${Hits} app=${app} annotation=${hitsOf} />`}
+      <div class="row"><${Button} onClick=${() => setHitsOf(null)}>Close<//></div>
+    <//>
     <${Dialog} title="Delete this annotation?" open=${Boolean(doomed)} onClose=${() => setDoomed(null)}>
       ${doomed && html`<p>“${doomed.question}” will no longer be answered with its annotation.</p>`}
       <${ErrorBox} error=${removeError} />
@@ -151,5 +160,80 @@ function AnnotationList({ app, editor }) {
         <${Button} onClick=${() => setDoomed(null)}>Cancel<//>
       </div>
     <//>
+  </section>`;
+}
+
+// --- its hits ----------------------------------------------------------------------------------
+
+const SOURCES = { "service-api": "Service API", "web-app": "Web app", debugger: "Debugger" };
+
+function Hits({ app, annotation }) {
+  const [page, setPage] = useState(1);
+  const hits = useResource(`/apps/${app.id}/annotations/${annotation.id}/hit-histories`, { page, limit: 10 });
+  return html`<p>The questions “${annotation.question}” answered, newest first.</p>
+    <${Loaded} resource=${hits} what="Loading its hits">${(reply) => html`
+      <div data-testid="annotation-hits">
+        <${Table} caption=${`${reply.total} hit${reply.total === 1 ? "" : "s"}`} rows=${reply.data}
+          empty="No hits yet." columns=${[
+            { label: "Question", render: (h) => html`<div class="clip">${h.question}</div>` },
+            { label: "Answer given", render: (h) => html`<div class="clip">${h.response}</div>` },
+            { label: "Similarity", render: (h) => h.score.toFixed(3) },
+            { label: "From", render: (h) => SOURCES[h.source] || h.source },
+            { label: "When", render: (h) => formatTime(h.created_at) },
+          ]} />
+      </div>
+      <nav class="row pager" aria-label="Pages of hits">
+        <${Button} disabled=${page <= 1} onClick=${() => setPage(page - 1)}>Previous page<//>
+        <span>Page ${reply.page} of ${Math.max(1, Math.ceil(reply.total / reply.limit))}</span>
+        <${Button} disabled=${!reply.has_more} onClick=${() => setPage(page + 1)}>Next page<//>
+      </nav>`}<//>`;
+}
+
+// --- import and export ---------------------------------------------------------------------------
+
+// A cell as a spreadsheet reads it back: quoted when it holds a comma, a quote or a line break.
+function csvCell(text) {
+  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+function ImportExport({ app, editor }) {
+  const input = useRef(null);
+  const [chosen, setChosen] = useState(false);
+  const [notice, setNotice] = useState("");
+  const [upload, uploading, uploadError] = useAction(async () => {
+    const form = new FormData();
+    const file = input.current.files[0];
+    form.append("file", file, file.name);
+    const reply = await (await send("POST", `/apps/${app.id}/annotations/batch-import`, { form })).json();
+    input.current.value = "";
+    setChosen(false);
+    invalidate(`/apps/${app.id}/annotations`);
+    setNotice(`Imported ${reply.record_count} annotation${reply.record_count === 1 ? "" : "s"} from ${file.name}.`);
+  });
+  const [download, downloading, downloadError] = useAction(async () => {
+    const { data } = await api.get(`/apps/${app.id}/annotations/export`);
+    const lines = ["question,answer", ...data.map((a) => `${csvCell(a.question)},${csvCell(a.answer)}`)];
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([`${lines.join("\r\n")}\r\n`], { type: "text/csv" }));
+    link.download = `${app.name} annotations.csv`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+    setNotice(`Exported ${data.length} annotation${data.length === 1 ? "" : "s"}.`);
+  });
+  return html`<section class="panel" aria-labelledby="import-title">
+    <h2 id="import-title">Import and export</h2>
+    ${editor && html`<form onSubmit=${(e) => { e.preventDefault(); setNotice(""); upload(); }}>
+      <div class="field">
+        <label for="import-file">CSV file of annotations</label>
+        <input id="import-file" ref=${input} type="file" accept=".csv,text/csv" required aria-describedby="import-hint"
+          onChange=${(e) => setChosen(e.currentTarget.files.length > 0)} />
+        <small id="import-hint">First row: the header (question,answer); then a question and its answer per row. All rows are imported, or none.</small>
+      </div>
+      <${ErrorBox} error=${uploadError} />
+      <${Button} kind="primary" type="submit" busy=${uploading} disabled=${!chosen}>Import<//>
+    </form>`}
+    <p><${Button} busy=${downloading} onClick=${() => { setNotice(""); download(); }}>Download all as CSV<//></p>
+    <${ErrorBox} error=${downloadError} />
+    <${Notice}>${notice}<//>
   </section>`;
 }
