@@ -388,6 +388,23 @@ def export_annotations(session: Session, app: App) -> list[dict[str, Any]]:
 
 
 IMPORT_MAX_ROWS = 1000  # annotations in one imported file
+IMPORT_MAX_BYTES = 4 * 1024 * 1024  # the file's size
+# A cell the export wrote as text (`'` before what a spreadsheet would take for a formula).
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _cell(row: list[str], at: int, number: int) -> str:
+    text = row[at].strip() if at < len(row) else ""
+    if text.startswith("'") and text[1:2] in _FORMULA_START:
+        text = text[1:]
+    if "\x00" in text:
+        raise InvalidParam(f"Row {number} of the CSV file holds a NUL character.")
+    if len(text) > TEXT_LIMIT:
+        raise InvalidParam(
+            f"Row {number} of the CSV file: a question or an answer holds at most "
+            f"{TEXT_LIMIT} characters, not {len(text)}."
+        )
+    return text
 
 
 def import_annotations(
@@ -400,32 +417,45 @@ def import_annotations(
     _chat_app(app)
     if not filename.lower().endswith(".csv"):
         raise InvalidParam(f"The file must be a CSV file (.csv), not {filename or 'unnamed'!r}.")
+    if len(data) > IMPORT_MAX_BYTES:
+        raise InvalidParam(
+            f"The CSV file is {len(data)} bytes; at most {IMPORT_MAX_BYTES} bytes per file."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidParam("The CSV file must be UTF-8 text.") from None
-    try:
-        rows = list(csv.reader(io.StringIO(text)))[1:]
-    except csv.Error as error:
-        raise InvalidParam(f"The CSV file could not be read: {error}") from None
     pairs: list[tuple[str, str]] = []
-    for number, row in enumerate(rows, start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # a blank line
-        if len(row) < 2 or not row[0].strip() or not row[1].strip():
-            raise InvalidParam(
-                f"Row {number} of the CSV file needs a question and an answer "
-                "(the first two columns, both non-empty)."
-            )
-        pairs.append((row[0].strip(), row[1].strip()))
+    # `strict`: an unterminated quote is an error, not the rest of the file in one cell.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        next(reader, None)  # the header
+        for row in reader:
+            number = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue  # a blank line
+            question, answer = _cell(row, 0, number), _cell(row, 1, number)
+            if not question or not answer:
+                raise InvalidParam(
+                    f"Row {number} of the CSV file needs a question and an answer "
+                    "(the first two columns, both non-empty)."
+                )
+            if any(cell.strip() for cell in row[2:]):
+                raise InvalidParam(
+                    f"Row {number} of the CSV file has more than two columns: quote a question "
+                    'or an answer that holds a comma ("like, this").'
+                )
+            pairs.append((question, answer))
+            if len(pairs) > IMPORT_MAX_ROWS:
+                raise InvalidParam(f"The CSV file has more than {IMPORT_MAX_ROWS} annotations.")
+    except csv.Error as error:
+        raise InvalidParam(
+            f"The CSV file could not be read at line {reader.line_num}: {error}"
+        ) from None
     if not pairs:
         raise InvalidParam(
             "The CSV file has no annotations: after its header row, each row is a question "
             "and its answer."
-        )
-    if len(pairs) > IMPORT_MAX_ROWS:
-        raise InvalidParam(
-            f"The CSV file has {len(pairs)} annotations; at most {IMPORT_MAX_ROWS} per file."
         )
     now = utcnow()
     session.add_all(
@@ -626,7 +656,9 @@ _RECORD_HIT = insert(_HITS).from_select(
         _ANNOTATIONS.c.question,
         _ANNOTATIONS.c.answer,
         bindparam("now", type_=UTCDateTime(timezone=True)),
-    ).where(
+    )
+    .select_from(_MESSAGES.join(_ANNOTATIONS, _ANNOTATIONS.c.app_id == _MESSAGES.c.app_id))
+    .where(
         _MESSAGES.c.id == bindparam("message_id"),
         _ANNOTATIONS.c.id == bindparam("annotation_id"),
     ),

@@ -9,14 +9,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from conduit.core.apps.annotations import AnnotationPlan
 from conduit.core.rag.embed.local import MODEL_ID, LocalEmbedder
-from conduit.db.models import AnnotationJob, App, MessageAnnotation, utcnow
-from conduit.errors import Conflict
+from conduit.db.models import (
+    AnnotationHitHistory,
+    AnnotationJob,
+    App,
+    Message,
+    MessageAnnotation,
+    utcnow,
+)
+from conduit.errors import Conflict, InvalidParam
 from conduit.infra.db import Database
 from conduit.services import app_annotations
+from conduit.services.conversations import create_conversation
 from conduit.services.datasets.embedders import Embedders
+from conduit.services.end_users import BROWSER, get_or_create_end_user
 from tests.support import add_chat_app
 
 ENABLE = {
@@ -143,3 +153,79 @@ def test_a_disable_drops_the_vectors_and_switches_the_reply_off(
         assert fresh.model_config_["annotation_reply"] == {"enabled": False}
         vectors = [row.vector for row in session.query(MessageAnnotation).filter_by(app_id=app.id)]
     assert vectors == [None]
+
+
+def _import(db: Database, app: App, data: bytes, name: str = "faq.csv") -> dict[str, Any]:
+    with db.transaction() as session:
+        return app_annotations.import_annotations(session, app, name, data, account_id=None)
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        (b"question,answer\nq\x00,a\n", "NUL"),
+        (b"question,answer\n" + b"q,a\n" * 1001, "more than 1000"),
+        (b"question,answer\nWhat is 1,000?,A thousand\n", "Row 2 of the CSV file has more"),
+        (b'question,answer\n"never closed,a\nq2,a2\n', "could not be read"),
+        (b"question,answer\nCaf\xe9?,Oui\n", "UTF-8"),
+        (b"question,answer\nq," + b"x" * 70_000 + b"\n", "at most 65535"),
+        (b"question,answer\nq,a\n" + b" " * (4 * 1024 * 1024), "bytes"),
+        (b"question,answer\n\n", "no annotations"),
+    ],
+)
+def test_an_odd_csv_file_is_refused_naming_why_and_nothing_is_written(
+    db: Database, data: bytes, named: str
+) -> None:
+    app = new_app(db)
+    with pytest.raises(InvalidParam) as refused:
+        _import(db, app, data)
+    assert named in refused.value.message
+    with db.reads() as session:
+        assert app_annotations.count_annotations(session, app) == 0
+
+
+def test_a_csv_import_reads_what_a_spreadsheet_writes(db: Database) -> None:
+    app = new_app(db)
+    # Old Mac line endings, a quoted comma, and a cell the export wrote as text.
+    made = _import(db, app, b'question,answer\rHow much?,"Ten, or twelve."\rSum?,\'=SUM(A1)\r')
+    assert made["job_status"] == "completed" and made["record_count"] == 2
+    with db.reads() as session:
+        exported = app_annotations.export_annotations(session, app)
+        assert {(a["question"], a["answer"]) for a in exported} == {
+            ("How much?", "Ten, or twelve."),
+            ("Sum?", "=SUM(A1)"),
+        }
+        assert app_annotations.import_view(session, app, made["job_id"])["job_status"] == (
+            "completed"
+        )
+
+
+def test_a_hit_is_counted_and_kept_until_its_annotation_goes(db: Database) -> None:
+    app = new_app(db)
+    annotation_id = write(db, app, "Opening hours?", "Nine to five.")
+    with db.transaction() as session:
+        user = get_or_create_end_user(session, app, "web-1", user_type=BROWSER)
+        conversation = create_conversation(session, app, user, inputs={})
+        message = Message(
+            app_id=app.id, conversation_id=conversation, end_user_id=user.id, query="hours?"
+        )
+        session.add(message)
+        session.flush()
+        # As a run's end writes it (one transaction with the message's end).
+        app_annotations.count_hit(session.connection(), annotation_id, message.id, 0.93)
+    with db.transaction() as session:
+        items, total = app_annotations.hit_histories(session, app, annotation_id, page=1, limit=20)
+        assert total == 1
+        [hit] = items
+        assert (hit["question"], hit["match"], hit["response"], hit["source"]) == (
+            "hours?",
+            "Opening hours?",
+            "Nine to five.",
+            "web-app",
+        )
+        assert hit["score"] == pytest.approx(0.93)
+        assert session.get(MessageAnnotation, annotation_id).hit_count == 1  # type: ignore[union-attr]
+        app_annotations.delete_annotation(session, app, annotation_id)
+    with db.reads() as session:
+        left = session.scalar(select(func.count()).select_from(AnnotationHitHistory))
+        assert left == 0

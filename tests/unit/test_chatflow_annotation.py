@@ -15,7 +15,7 @@ from conduit.core.apps.workflow import ChatTurn, WorkflowExecution, WorkflowRunB
 from conduit.core.runs.eventlog.memory import MemoryEventLog
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
-from conduit.core.workflow.engine import RunLimits
+from conduit.core.workflow.engine import Restored, RunLimits
 from conduit.core.workflow.nodes.registry import NODES
 
 pytestmark = pytest.mark.timeout(30)
@@ -66,13 +66,13 @@ def spec() -> RunSpec:
 
 
 async def execute(
-    match: Any, *, resumed: bool = False
+    match: Any, *, resumed: bool = False, restored: dict[str, Any] | None = None
 ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     log = MemoryEventLog()
     await log.create("task-1")
 
     async def restore(run_id: str) -> dict[str, Any]:
-        return {}
+        return restored or {}
 
     execution = WorkflowExecution(
         spec(),
@@ -124,3 +124,26 @@ def test_a_failed_search_lets_the_workflow_answer() -> None:
     names = [name for name, _ in events]
     assert names[0] == "workflow_started" and "message" in names
     assert result.answer == PLAN.query and result.annotation_reply is None
+
+
+def test_a_resumed_turn_that_finds_no_annotation_now_takes_back_the_first_answer() -> None:
+    async def nothing(plan: AnnotationPlan) -> AnnotationHit | None:
+        return None
+
+    events, result = asyncio.run(execute(nothing, resumed=True))
+    names = [name for name, _ in events]
+    # The first execution's `message` (if it sent one) replaced by nothing, then the workflow.
+    assert names[:2] == ["message_replace", "workflow_started"]
+    assert events[0][1]["answer"] == ""
+    assert result.answer == PLAN.query and result.annotation_reply is None
+
+
+def test_a_resumed_turn_whose_workflow_had_run_nodes_is_not_searched_again() -> None:
+    async def must_not_search(plan: AnnotationPlan) -> AnnotationHit | None:
+        raise AssertionError("a turn whose workflow ran is not searched again")
+
+    # The start node ended in the first execution: it ran the workflow.
+    restored = {"start": Restored(outputs={}, handles=["source"])}
+    events, result = asyncio.run(execute(must_not_search, resumed=True, restored=restored))
+    assert events[0][0] == "workflow_started"
+    assert result.answer == PLAN.query

@@ -450,7 +450,7 @@ class WorkflowRunner:
         turn = spec.body.chat
         if turn is None:
             return [finished]
-        if result.annotation_reply is not None:
+        if result.annotation_reply is not None and result.status == "succeeded":
             # Answered by an annotation: no workflow ran (as Dify's chatflow: the message ends).
             return [
                 (
@@ -533,11 +533,24 @@ class WorkflowExecution:
         spec, body = self._spec, self._body
         graph = WorkflowGraph.parse(body.graph)
         turn = body.chat
-        if turn is not None and body.annotation is not None:
+        restored = None
+        if self._restore is not None:
+            # Its worker died: the nodes its earlier execution ended are taken as they were.
+            restored = await self._restore(body.workflow_run_id)
+        # A resumed turn whose first execution ended nodes ran the workflow: it goes on.
+        if turn is not None and body.annotation is not None and not restored:
             hit = await annotated(self._match_annotation, body.annotation)
             if hit is not None:
                 await self._answer_with(log, hit)
                 return
+            if self._restore is not None:
+                # The first execution may have answered with an annotation not found now
+                # (edited, deleted, the reply off): its `message` is taken back first.
+                await log.extend(
+                    spec.task_id,
+                    "message_replace",
+                    [chat_event(spec, "message_replace", id=turn.message_id, answer="")],
+                )
         pool = VariablePool(
             system=body.system,
             environment=self._services.environment(body.environment),
@@ -565,10 +578,6 @@ class WorkflowExecution:
         )
         context.stream = AnswerStreamer(graph.top, pool, emit, chatflow=body.mode != "workflow")
         self._context = context
-        restored = None
-        if self._restore is not None:
-            # Its worker died: the nodes its earlier execution ended are taken as they were.
-            restored = await self._restore(body.workflow_run_id)
         writer.put(
             (
                 "workflow_started",

@@ -59,7 +59,7 @@ class AnnotationHitHistory(IdMixin, Base):
 
     __tablename__ = "annotation_hit_histories"
 
-    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     annotation_id: Mapped[str] = mapped_column(
         ForeignKey("message_annotations.id", ondelete="CASCADE"), index=True
     )

@@ -267,8 +267,8 @@ class MessageStore:
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: ChatResult) -> dict[str, Any]:
-        if result.asynchronous:
-            metadata, written = self._finish_with_task(result)
+        if result.asynchronous or result.annotation_reply is not None:
+            metadata, written = self._finish_in_transaction(result)
         else:
             # On PostgreSQL one self-committing statement: one round trip, where BEGIN, two
             # UPDATEs and COMMIT took four, each a wait for the GIL in this thread.
@@ -278,11 +278,12 @@ class MessageStore:
             send_isolated(message_was_created, written, status=result.status.value)
         return metadata
 
-    def _finish_with_task(self, result: ChatResult) -> tuple[dict[str, Any], Message | None]:
-        """An async run's end and its task's (with its callback), in one transaction."""
+    def _finish_in_transaction(self, result: ChatResult) -> tuple[dict[str, Any], Message | None]:
+        """In one transaction: an async run's end and its task's (with its callback); an
+        annotated answer's end and its hit (the count and the history row)."""
         with self._db.transaction() as session:
             found = record_result(session.connection(), result, model_prices(result.prices))
-            if found[1] is not None:
+            if found[1] is not None and result.asynchronous:
                 tasks.end_run_task(
                     session,
                     result.task_id,

@@ -42,6 +42,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index(
+        op.f('ix_annotation_hit_histories_app_id'),
+        'annotation_hit_histories',
+        ['app_id'],
+        unique=False,
+    )
+    op.create_index(
         op.f('ix_annotation_hit_histories_annotation_id'),
         'annotation_hit_histories',
         ['annotation_id'],
@@ -56,5 +62,8 @@ def downgrade() -> None:
         batch.drop_column('record_count')
     op.drop_index(
         op.f('ix_annotation_hit_histories_annotation_id'), table_name='annotation_hit_histories'
+    )
+    op.drop_index(
+        op.f('ix_annotation_hit_histories_app_id'), table_name='annotation_hit_histories'
     )
     op.drop_table('annotation_hit_histories')

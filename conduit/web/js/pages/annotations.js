@@ -191,9 +191,12 @@ function Hits({ app, annotation }) {
 
 // --- import and export ---------------------------------------------------------------------------
 
-// A cell as a spreadsheet reads it back: quoted when it holds a comma, a quote or a line break.
+// A cell as a spreadsheet reads it back: quoted when it holds a comma, a quote or a line break;
+// what a spreadsheet would run as a formula (=, +, -, @ first) is written as text ('), which the
+// import takes off again.
 function csvCell(text) {
-  return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  const cell = /^[=+\-@]/.test(text) ? `'${text}` : text;
+  return /[",\r\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell;
 }
 
 function ImportExport({ app, editor }) {
