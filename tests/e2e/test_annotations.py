@@ -489,7 +489,8 @@ def test_the_console_imports_exports_and_shows_each_annotations_hits(
     listed = console.get(f"{base}/annotations", params={"keyword": "Sundays"}).json()["data"]
     assert listed[0]["hit_count"] == 2
 
-    # Another workspace's account sees a 404; a deleted annotation's history goes with it.
+    # Another workspace's account sees a 404; so does a deleted annotation's history (its rows
+    # go with it: tests/integration/test_annotation_jobs.py counts them).
     stranger = make_admin(service_stack, workspace="Elsewhere")
     try:
         assert stranger.client.get(f"{base}/annotations/export").status_code == 404
