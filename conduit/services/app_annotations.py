@@ -389,13 +389,14 @@ def export_annotations(session: Session, app: App) -> list[dict[str, Any]]:
 
 IMPORT_MAX_ROWS = 1000  # annotations in one imported file
 IMPORT_MAX_BYTES = 4 * 1024 * 1024  # the file's size
-# A cell the export wrote as text (`'` before what a spreadsheet would take for a formula).
+# A cell the export wrote as text (one `'` more before what a spreadsheet would take for a
+# formula, after any apostrophes of its own).
 _FORMULA_START = ("=", "+", "-", "@")
 
 
 def _cell(row: list[str], at: int, number: int) -> str:
     text = row[at].strip() if at < len(row) else ""
-    if text.startswith("'") and text[1:2] in _FORMULA_START:
+    if text.startswith("'") and text.lstrip("'")[:1] in _FORMULA_START:
         text = text[1:]
     if "\x00" in text:
         raise InvalidParam(f"Row {number} of the CSV file holds a NUL character.")
@@ -428,10 +429,13 @@ def import_annotations(
     pairs: list[tuple[str, str]] = []
     # `strict`: an unterminated quote is an error, not the rest of the file in one cell.
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    began = 1  # the line where the record being read begins (a quoted cell may span lines)
     try:
         next(reader, None)  # the header
-        for row in reader:
-            number = reader.line_num
+        began = reader.line_num + 1
+        # Rows as a spreadsheet numbers them: a record is one row, whatever lines it spans.
+        for number, row in enumerate(reader, start=2):
+            began = reader.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue  # a blank line
             question, answer = _cell(row, 0, number), _cell(row, 1, number)
@@ -450,7 +454,7 @@ def import_annotations(
                 raise InvalidParam(f"The CSV file has more than {IMPORT_MAX_ROWS} annotations.")
     except csv.Error as error:
         raise InvalidParam(
-            f"The CSV file could not be read at line {reader.line_num}: {error}"
+            f"The CSV file could not be read in the record that begins at line {began}: {error}"
         ) from None
     if not pairs:
         raise InvalidParam(

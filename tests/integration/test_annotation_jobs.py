@@ -229,3 +229,22 @@ def test_a_hit_is_counted_and_kept_until_its_annotation_goes(db: Database) -> No
     with db.reads() as session:
         left = session.scalar(select(func.count()).select_from(AnnotationHitHistory))
         assert left == 0
+
+
+def test_rows_are_numbered_as_a_spreadsheet_numbers_them(db: Database) -> None:
+    app = new_app(db)
+    # Row 2's answer spans three lines; row 3 lacks its answer; then a quote never closed.
+    spanning = b'question,answer\nq1,"one\ntwo\nthree"\nq2,\n'
+    with pytest.raises(InvalidParam) as refused:
+        _import(db, app, spanning)
+    assert "Row 3 of the CSV file needs" in refused.value.message
+    unclosed = b'question,answer\nq1,a1\nq2,"never\nclosed\nat all\n'
+    with pytest.raises(InvalidParam) as refused:
+        _import(db, app, unclosed)
+    assert "record that begins at line 3" in refused.value.message
+    # A kept apostrophe: only one before a formula's first character is the export's.
+    made = _import(db, app, b"question,answer\n'-h' flag?,''=1\n")
+    assert made["record_count"] == 1
+    with db.reads() as session:
+        [kept] = app_annotations.export_annotations(session, app)
+    assert (kept["question"], kept["answer"]) == ("-h' flag?", "'=1")

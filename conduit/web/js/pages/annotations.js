@@ -192,10 +192,10 @@ function Hits({ app, annotation }) {
 // --- import and export ---------------------------------------------------------------------------
 
 // A cell as a spreadsheet reads it back: quoted when it holds a comma, a quote or a line break;
-// what a spreadsheet would run as a formula (=, +, -, @ first) is written as text ('), which the
-// import takes off again.
+// what a spreadsheet would run as a formula (=, +, -, @ first, after any apostrophes) is
+// written as text (one ' more), which the import takes off again.
 function csvCell(text) {
-  const cell = /^[=+\-@]/.test(text) ? `'${text}` : text;
+  const cell = /^'*[=+\-@]/.test(text) ? `'${text}` : text;
   return /[",\r\n]/.test(cell) ? `"${cell.replaceAll('"', '""')}"` : cell;
 }
 
