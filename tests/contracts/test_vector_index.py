@@ -3,7 +3,9 @@ every backend the mode's database has: the in-process matrices on SQLite and Pos
 pgvector on PostgreSQL (which CI must have: `scripts/install-pgvector`).
 
 Each case writes real rows (a workspace, datasets, documents, segments, the embedding cache)
-and indexes them as the indexer does, in the transaction that writes the segments."""
+and indexes them as the indexer does, in the transaction that writes the segments. The
+searches run against both units of each backend: segments, and the child chunks of
+parent-child documents (`VectorIndex.children()`)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from conduit.db.models import (
+    ChildChunk,
     Dataset,
     Document,
     DocumentSegment,
@@ -60,6 +63,7 @@ def index(request: pytest.FixtureRequest, db: Database) -> VectorIndex:
     index = PgVectorIndex(db)
     for dimension in (DIM, DIM * 2):  # as `build_vector_index` does, before any write
         index.ensure(dimension)
+        index.children().ensure(dimension)
     return index
 
 
@@ -71,6 +75,7 @@ class Corpus:
     index: VectorIndex
     tenant_id: str
     account_id: str
+    children: bool = False  # vectors of child chunks (two per parent segment), not segments
 
     def dataset(self, vectors: list[Vector]) -> tuple[str, str, list[str]]:
         """A dataset with one completed document of one segment per vector, indexed; its id,
@@ -118,19 +123,43 @@ class Corpus:
                 )
             session.add_all(segments)
             session.flush()
+            rows: list[DocumentSegment] | list[ChildChunk] = segments
+            if self.children:
+                rows = [
+                    child(segments[index // 2], index + 1, self.account_id)
+                    for index in range(len(vectors))
+                ]
+                session.add_all(rows)
+                session.flush()
             store_vectors(
                 session.connection(),
                 MODEL,
-                {s.content_hash: v for s, v in zip(segments, vectors, strict=True)},
+                {s.content_hash: v for s, v in zip(rows, vectors, strict=True)},
             )
             self.index.add(
-                session, dataset.id, [(s.id, v) for s, v in zip(segments, vectors, strict=True)]
+                session, dataset.id, [(s.id, v) for s, v in zip(rows, vectors, strict=True)]
             )
-            return dataset.id, document.id, [s.id for s in segments]
+            return dataset.id, document.id, [s.id for s in rows]
 
     def search(self, dataset_id: str, query: Vector, limit: int = 5) -> list[tuple[str, float]]:
         with self.db.reads() as session:
             return self.index.search(session, dataset_id, MODEL, query, limit)
+
+
+def child(parent: DocumentSegment, position: int, account_id: str) -> ChildChunk:
+    text = f"child {uuid.uuid4()}"
+    return ChildChunk(
+        id=str(uuid.uuid4()),
+        tenant_id=parent.tenant_id,
+        dataset_id=parent.dataset_id,
+        document_id=parent.document_id,
+        segment_id=parent.id,
+        position=position,
+        content=text,
+        word_count=len(text),
+        created_by=account_id,
+        content_hash=content_hash(text),
+    )
 
 
 def workspace(db: Database) -> tuple[str, str]:
@@ -150,17 +179,25 @@ def corpus(db: Database, index: VectorIndex) -> Corpus:
     return Corpus(db, index, *workspace(db))
 
 
+@pytest.fixture(params=["segments", "child_chunks"])
+def searched(request: pytest.FixtureRequest, db: Database, index: VectorIndex) -> Corpus:
+    """A corpus of segments or of child chunks: the searches hold for either."""
+    if request.param == "segments":
+        return Corpus(db, index, *workspace(db))
+    return Corpus(db, index.children(), *workspace(db), children=True)
+
+
 def exact(vectors: list[Vector], ids: list[str], query: Vector, k: int) -> list[str]:
     scores = np.stack(vectors) @ query
     return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
 
 
 class TestSearch:
-    def test_nearest_first_with_cosine_similarities(self, corpus: Corpus) -> None:
+    def test_nearest_first_with_cosine_similarities(self, searched: Corpus) -> None:
         vectors = random_vectors(40)
-        dataset_id, _, ids = corpus.dataset(vectors)
+        dataset_id, _, ids = searched.dataset(vectors)
         query = unit(vectors[3] + 0.1 * random_vectors(1)[0])
-        found = corpus.search(dataset_id, query, limit=5)
+        found = searched.search(dataset_id, query, limit=5)
         assert [i for i, _ in found] == exact(vectors, ids, query, 5)
         scores = [s for _, s in found]
         assert scores == sorted(scores, reverse=True)
@@ -168,38 +205,40 @@ class TestSearch:
             assert score == pytest.approx(float(vectors[ids.index(segment_id)] @ query), abs=1e-4)
         assert all(-1.0 <= s <= 1.0 for s in scores)
 
-    def test_the_same_vector_is_found_first_with_similarity_one(self, corpus: Corpus) -> None:
+    def test_the_same_vector_is_found_first_with_similarity_one(self, searched: Corpus) -> None:
         vectors = random_vectors(10)
-        dataset_id, _, ids = corpus.dataset(vectors)
-        ((first, score),) = corpus.search(dataset_id, vectors[7], limit=1)
+        dataset_id, _, ids = searched.dataset(vectors)
+        ((first, score),) = searched.search(dataset_id, vectors[7], limit=1)
         assert first == ids[7]
         assert score == pytest.approx(1.0, abs=1e-4)
 
-    def test_a_dataset_never_sees_anothers_vectors(self, corpus: Corpus) -> None:
-        mine, _, my_ids = corpus.dataset(random_vectors(5))
+    def test_a_dataset_never_sees_anothers_vectors(self, searched: Corpus) -> None:
+        mine, _, my_ids = searched.dataset(random_vectors(5))
         theirs_vectors = random_vectors(30)
-        _, _, their_ids = corpus.dataset(theirs_vectors)
-        found = corpus.search(mine, theirs_vectors[0], limit=20)
+        _, _, their_ids = searched.dataset(theirs_vectors)
+        found = searched.search(mine, theirs_vectors[0], limit=20)
         assert {i for i, _ in found} == set(my_ids)
         assert not {i for i, _ in found} & set(their_ids)
 
-    def test_an_empty_dataset_finds_nothing(self, corpus: Corpus) -> None:
-        dataset_id, _, _ = corpus.dataset([])
-        assert corpus.search(dataset_id, random_vectors(1)[0]) == []
-        assert corpus.search(str(uuid.uuid4()), random_vectors(1)[0]) == []
+    def test_an_empty_dataset_finds_nothing(self, searched: Corpus) -> None:
+        dataset_id, _, _ = searched.dataset([])
+        assert searched.search(dataset_id, random_vectors(1)[0]) == []
+        assert searched.search(str(uuid.uuid4()), random_vectors(1)[0]) == []
 
-    def test_limit_larger_than_the_dataset_returns_all(self, corpus: Corpus) -> None:
-        dataset_id, _, ids = corpus.dataset(random_vectors(3))
-        assert {i for i, _ in corpus.search(dataset_id, random_vectors(1)[0], limit=50)} == set(ids)
+    def test_limit_larger_than_the_dataset_returns_all(self, searched: Corpus) -> None:
+        dataset_id, _, ids = searched.dataset(random_vectors(3))
+        assert {i for i, _ in searched.search(dataset_id, random_vectors(1)[0], limit=50)} == set(
+            ids
+        )
 
-    def test_a_document_filter_keeps_only_its_documents_segments(self, corpus: Corpus) -> None:
+    def test_a_document_filter_keeps_only_its_documents_segments(self, searched: Corpus) -> None:
         vectors = random_vectors(8)
-        dataset_id, document_id, ids = corpus.dataset(vectors)
-        with corpus.db.reads() as session:
-            kept = corpus.index.search(
+        dataset_id, document_id, ids = searched.dataset(vectors)
+        with searched.db.reads() as session:
+            kept = searched.index.search(
                 session, dataset_id, MODEL, vectors[0], 5, document_ids={document_id}
             )
-            other = corpus.index.search(
+            other = searched.index.search(
                 session, dataset_id, MODEL, vectors[0], 5, document_ids={str(uuid.uuid4())}
             )
         assert [i for i, _ in kept] == exact(vectors, ids, vectors[0], 5)
@@ -274,6 +313,35 @@ class TestWrites:
         except ValueError:
             return  # refused: the dimensions differ
         assert found == []  # or nothing of the other dimension is found
+
+
+class TestChildChunks:
+    def test_deleted_children_and_parents_leave_the_index(
+        self, db: Database, index: VectorIndex
+    ) -> None:
+        corpus = Corpus(db, index.children(), *workspace(db), children=True)
+        vectors = random_vectors(6)
+        dataset_id, _, ids = corpus.dataset(vectors)  # parents: (0, 1), (2, 3), (4, 5)
+        # (Deletes only, before the first search: an in-process matrix read earlier may keep
+        # them until the next change, and the caller drops what no longer exists.)
+        with db.transaction() as session:
+            session.execute(delete(ChildChunk).where(ChildChunk.id == ids[0]))
+            parent = session.get(ChildChunk, ids[2])
+            assert parent is not None
+            session.execute(delete(DocumentSegment).where(DocumentSegment.id == parent.segment_id))
+        found = {i for i, _ in corpus.search(dataset_id, vectors[2], limit=10)}
+        assert found == {ids[1], ids[4], ids[5]}
+
+    def test_the_segment_index_never_holds_child_vectors(
+        self, db: Database, index: VectorIndex
+    ) -> None:
+        corpus = Corpus(db, index.children(), *workspace(db), children=True)
+        vectors = random_vectors(4)
+        dataset_id, _, ids = corpus.dataset(vectors)
+        with db.reads() as session:
+            segments_found = index.search(session, dataset_id, MODEL, vectors[0], 10)
+        assert not {i for i, _ in segments_found} & set(ids)
+        assert index.children() is index.children()
 
 
 def test_a_new_models_width_is_prepared_and_searched_beside_the_others(

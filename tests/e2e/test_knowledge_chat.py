@@ -281,3 +281,42 @@ class TestCompletion:
         assert [item["segment_id"] for item in found] == [knowledge["segment"]["id"]]
         (message,) = upstream.stats()["log"][-1]["messages"]
         assert message["content"] == f"Facts:\n{PASSAGE}\n\nAnswer: {QUESTION}"
+
+
+class TestParentChild:
+    def test_a_childs_match_brings_its_whole_parent_into_the_prompt(
+        self, service_stack: support.Stack, service_admin: Admin, upstream: Any
+    ) -> None:
+        """A parent-child dataset: the question matches one child line; the run's passage
+        (the prompt and `retriever_resources`) is the line's whole parent paragraph."""
+        lighthouse = PASSAGE + "\nThe logbook is kept in a brass box by the lamp room door."
+        text = f"{OTHER}\n\n{lighthouse}"
+        key = service_admin.client.post("/console/api/datasets/api-keys").json()["data"]["token"]
+        with service_stack.client(key) as kb:
+            made = kb.post("/v1/datasets", json={"name": f"Parents {time.monotonic_ns()}"})
+            dataset_id = made.json()["id"]
+            created = by_text(
+                kb, dataset_id, name="coast", text=text, doc_form="hierarchical_model",
+                process_rule={"mode": "hierarchical"},
+            )  # fmt: skip
+            ended = wait_indexed(kb, dataset_id, created["batch"])[-1]
+            assert ended["indexing_status"] == "completed", ended
+            parent = segments(kb, dataset_id, created["document"]["id"])[1]
+            assert parent["content"] == lighthouse
+        upstream.reset()
+        app = service_app(
+            service_stack, service_admin, mode="chat", pre_prompt="You answer questions.",
+            dataset_configs=uses(dataset_id, top_k=1),
+        )  # fmt: skip
+        with app.client:
+            response = app.client.post(
+                "/chat-messages",
+                json={"inputs": {}, "query": "Where is the logbook kept?", "user": "pat",
+                      "response_mode": "blocking", **NO_NAMING},
+            )  # fmt: skip
+        assert response.status_code == 200, response.text
+        (found,) = response.json()["metadata"]["retriever_resources"]
+        assert found["segment_id"] == parent["id"]
+        assert found["content"] == lighthouse
+        assert lighthouse in system_prompt(upstream)
+        assert OTHER not in system_prompt(upstream)

@@ -4,7 +4,9 @@
 Its lease lapses, and whichever comes first resumes it — the server's takeover loop (which
 counts it in `resumes`) or the broker handing the dead worker's task to the restarted one
 (which claims the lapsed lease) —, and the worker carries on where the dead one stopped: the document ends `completed` with exactly the splitter's segments —
-none lost, none twice — and nothing is left `indexing`."""
+none lost, none twice — and nothing is left `indexing`. The same for a parent-child document
+(its child chunks embedded in the killed batches): exactly the splitter's parents and
+children, each child's vector once."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 from conduit.core.rag.clean import CleaningRules, clean
 from conduit.core.rag.embed.local import tokenizer
 from conduit.core.rag.split import Segmentation, Splitter
+from conduit.services.datasets.documents import HIERARCHICAL_RULES, parent_child_rule
 from tests import support
 from tests.e2e.conftest import create_admin, login
 from tests.faults.harness import FaultStack, Row, fault_stack, report
@@ -56,6 +59,39 @@ def status(kb: httpx.Client, dataset_id: str, batch: str) -> dict[str, Any]:
     return dict(response.json()["data"][0])
 
 
+def kill_mid_indexing(
+    stack: FaultStack, kb: httpx.Client, dataset_id: str, batch: str, expected: int
+) -> tuple[dict[str, Any], int, list[int], float]:
+    """Wait until a fifth of the document's segments are done, kill -9 the worker, start it
+    again and wait for the document to end: (its last status, segments done at the kill, the
+    progress seen while it recovered, seconds from the kill to the end)."""
+    progress = support.wait_for(
+        lambda: (
+            (item := status(kb, dataset_id, batch))["total_segments"]
+            and item["completed_segments"] >= 0.2 * item["total_segments"]
+            and item
+        ),
+        timeout=120,
+        interval=0.05,
+        what="a fifth of the segments embedded",
+    )
+    assert progress["indexing_status"] == "indexing"
+    stack.worker.kill()
+    killed = time.monotonic()
+    done_when_killed = int(status(kb, dataset_id, batch)["completed_segments"])
+    assert done_when_killed < expected, "the document finished before the kill"
+    stack.worker.start()
+    seen: list[int] = []  # the progress shown while it recovers
+
+    def ended() -> dict[str, Any] | None:
+        item = status(kb, dataset_id, batch)
+        seen.append(int(item["completed_segments"]))
+        return item if item["indexing_status"] in ("completed", "error") else None
+
+    final = support.wait_for(ended, timeout=180, interval=0.2, what="the document to end")
+    return final, done_when_killed, seen, time.monotonic() - killed
+
+
 def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
     expected = len(
         Splitter(tokenizer()).split(
@@ -75,34 +111,11 @@ def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
         )
         assert created.status_code == 200, created.text
         batch = created.json()["batch"]
-
-        progress = support.wait_for(
-            lambda: (
-                (item := status(kb, dataset["id"], batch))["total_segments"]
-                and item["completed_segments"] >= 0.2 * item["total_segments"]
-                and item
-            ),
-            timeout=120,
-            interval=0.05,
-            what="a fifth of the segments embedded",
+        final, done_when_killed, seen, recovered = kill_mid_indexing(
+            indexing_stack, kb, dataset["id"], batch, expected
         )
-        assert progress["indexing_status"] == "indexing"
-        indexing_stack.worker.kill()
-        killed = time.monotonic()
-        done_when_killed = status(kb, dataset["id"], batch)["completed_segments"]
-        assert done_when_killed < expected, "the document finished before the kill"
-        indexing_stack.worker.start()
-        seen: list[int] = []  # the progress shown while it recovers
-
-        def ended() -> dict[str, Any] | None:
-            item = status(kb, dataset["id"], batch)
-            seen.append(int(item["completed_segments"]))
-            return item if item["indexing_status"] in ("completed", "error") else None
-
-        final = support.wait_for(ended, timeout=180, interval=0.2, what="the document to end")
         # Carried on from where it stopped: its progress never went back below the kill's.
         assert min(seen) >= done_when_killed, seen[:10]
-        recovered = time.monotonic() - killed
         document_id = final["id"]
         rows = indexing_stack.sql(
             "SELECT count(*), count(DISTINCT position), min(position), max(position) "
@@ -146,3 +159,78 @@ def test_kill_9_of_the_worker_mid_indexing(indexing_stack: FaultStack) -> None:
             json={"query": "where is item 150.30 kept", "retrieval_model": {"top_k": 1}},
         )
         assert found.status_code == 200 and found.json()["records"], found.text
+
+
+def test_kill_9_of_the_worker_mid_indexing_a_parent_child_document(
+    indexing_stack: FaultStack,
+) -> None:
+    """In flight: one parent-child document (40 parents of about 900 tokens, each cut into
+    child chunks: about 160 children to embed) when the worker is killed; it ends `completed`
+    with exactly the splitter's parents and children, each child's vector once."""
+    text = "\n\n".join(TEXT.split("\n\n")[:40])
+    pairs = Splitter(tokenizer()).split_parent_child(
+        clean(text, CleaningRules(remove_extra_spaces=True)), parent_child_rule(HIERARCHICAL_RULES)
+    )
+    expected, children = len(pairs), sum(len(kids) for _, kids in pairs)
+    with knowledge_client(indexing_stack) as kb:
+        dataset = kb.post("/v1/datasets", json={"name": "Parts by section"}).json()
+        created = kb.post(
+            f"/v1/datasets/{dataset['id']}/document/create-by-text",
+            json={
+                "name": "sections",
+                "text": text,
+                "indexing_technique": "high_quality",
+                "doc_form": "hierarchical_model",
+                "process_rule": {"mode": "hierarchical"},
+            },
+        )
+        assert created.status_code == 200, created.text
+        batch = created.json()["batch"]
+        final, done_when_killed, seen, recovered = kill_mid_indexing(
+            indexing_stack, kb, dataset["id"], batch, expected
+        )
+        assert min(seen) >= done_when_killed, seen[:10]
+        document_id = final["id"]
+        parents = indexing_stack.sql(
+            "SELECT count(*), count(DISTINCT position) FROM document_segments "
+            "WHERE document_id = :id",
+            id=document_id,
+        )[0]
+        kids = indexing_stack.sql(
+            "SELECT count(*), count(DISTINCT c.segment_id || ':' || c.position) "
+            "FROM child_chunks c JOIN document_segments s ON s.id = c.segment_id "
+            "WHERE s.document_id = :id",
+            id=document_id,
+        )[0]
+        stuck = indexing_stack.sql(
+            "SELECT count(*) FROM documents WHERE indexing_status NOT IN ('completed', 'error')"
+        )[0][0]
+        report(
+            Row(
+                "kill -9 worker mid-indexing (1 parent-child document)",
+                1,
+                (expected - int(parents[1])) + (children - int(kids[1])),
+                (int(parents[0]) - int(parents[1])) + (int(kids[0]) - int(kids[1])),
+                int(stuck),  # type: ignore[arg-type]
+                round(recovered, 1),
+                f"{done_when_killed} of {expected} parents ({children} children) done at the "
+                "kill; completed",
+            )
+        )
+        assert final["indexing_status"] == "completed", final
+        assert tuple(parents) == (expected, expected)
+        assert tuple(kids) == (children, children)
+        assert stuck == 0
+        if indexing_stack.sql("SELECT to_regclass('rag_child_vectors_384') IS NOT NULL")[0][0]:
+            vectors = indexing_stack.sql(
+                "SELECT count(*), count(DISTINCT v.chunk_id) FROM rag_child_vectors_384 v "
+                "JOIN child_chunks c ON c.id = v.chunk_id WHERE c.document_id = :id",
+                id=document_id,
+            )[0]
+            assert tuple(vectors) == (children, children), vectors
+        found = kb.post(
+            f"/v1/datasets/{dataset['id']}/retrieve",
+            json={"query": "where is item 30.12 kept", "retrieval_model": {"top_k": 1}},
+        )
+        assert found.status_code == 200 and found.json()["records"], found.text
+        assert found.json()["records"][0]["child_chunks"], found.text

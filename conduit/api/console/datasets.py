@@ -259,7 +259,7 @@ def edit_segment(
     changed = v1_documents.edit_segment(
         session, request, dataset, document_id, segment_id, fields, member.account_id
     )
-    return {"data": documents.segment_view(changed), "doc_form": dataset.doc_form}
+    return {"data": documents.segment_views(session, [changed])[0], "doc_form": dataset.doc_form}
 
 
 @router.patch("/{dataset_id}/documents/{document_id}/segment/{action}")

@@ -290,7 +290,7 @@ def segment_page(
         status=optional(status),
     )
     return {
-        "data": [documents.segment_view(s) for s in items],
+        "data": documents.segment_views(session, items),
         "doc_form": document.doc_form,
         "total": total,
         "has_more": page_number * page_size < total,
@@ -315,15 +315,18 @@ def add_segments(
     """Add segments to a completed document (embedded and searchable on return)."""
     dataset = _dataset(session, caller, dataset_id)
     items = segments.parse_new_segments(body)
-    segments.editable_document(session, dataset, document_id)  # refused before the model runs
+    document = segments.editable_document(session, dataset, document_id)  # refused first
     model = request.app.state.retriever.segment_model(session, dataset)
+    contents = [item.content or "" for item in items]
+    children = segments.plan_children(session, document, model, contents)
     session.commit()  # nothing written yet: the model does not run inside a transaction
-    vectors = segments.embed_texts(dataset, model, [item.content or "" for item in items])
+    vectors = segments.embed_texts(dataset, model, segments.texts_to_embed(contents, children))
     document = segments.editable_document(session, dataset, document_id)
     made = segments.add_segments(
-        session, dataset, document, items, model, account_id=caller.account_id, vectors=vectors
-    )
-    return _segment_reply(dataset, [documents.segment_view(s) for s in made])
+        session, dataset, document, items, model,
+        account_id=caller.account_id, vectors=vectors, children=children,
+    )  # fmt: skip
+    return _segment_reply(dataset, documents.segment_views(session, made))
 
 
 @router.get("/documents/{document_id}/segments/{segment_id}")
@@ -333,7 +336,7 @@ def get_segment(
     dataset = _dataset(session, caller, dataset_id)
     document = documents.get_document(session, dataset, document_id)
     found = segments.get_segment(session, document, segment_id)
-    return _segment_reply(dataset, documents.segment_view(found))
+    return _segment_reply(dataset, documents.segment_views(session, [found])[0])
 
 
 @router.post("/documents/{document_id}/segments/{segment_id}")
@@ -352,7 +355,7 @@ def update_segment(
     changed = edit_segment(
         session, request, dataset, document_id, segment_id, fields, caller.account_id
     )
-    return _segment_reply(dataset, documents.segment_view(changed))
+    return _segment_reply(dataset, documents.segment_views(session, [changed])[0])
 
 
 def edit_segment(
@@ -361,17 +364,27 @@ def edit_segment(
 ) -> DocumentSegment:  # fmt: skip
     """Change a segment (the Knowledge API's and the console's): checked, then the model runs
     outside any transaction, then the change is written in one."""
-    segments.get_segment(
-        session, segments.editable_document(session, dataset, document_id), segment_id
-    )  # refused before the model runs
+    document = segments.editable_document(session, dataset, document_id)
+    found = segments.get_segment(session, document, segment_id)  # refused before the model runs
     model = request.app.state.retriever.segment_model(session, dataset)
+    plan = (
+        segments.plan_children(session, document, model, [fields.content or found.content])
+        if fields.regenerate_child_chunks
+        else None
+    )
+    children = plan[0] if plan else None
     session.commit()  # nothing written yet: the model does not run inside a transaction
-    vectors = segments.embed_texts(dataset, model, [fields.content] if fields.content else [])
+    if document.doc_form == documents.HIERARCHICAL_MODEL:
+        texts = children or []  # a parent is not embedded, its children are
+    else:
+        texts = [fields.content] if fields.content else []
+    vectors = segments.embed_texts(dataset, model, texts)
     document = segments.editable_document(session, dataset, document_id)
     found = segments.get_segment(session, document, segment_id)
     return segments.update_segment(
-        session, dataset, document, found, fields, model, account_id=account_id, vectors=vectors
-    )
+        session, dataset, document, found, fields, model,
+        account_id=account_id, vectors=vectors, children=children,
+    )  # fmt: skip
 
 
 @router.delete("/documents/{document_id}/segments/{segment_id}", status_code=204)
@@ -381,6 +394,106 @@ def delete_segment(
     dataset = _dataset(session, caller, dataset_id)
     document = segments.editable_document(session, dataset, document_id)
     segments.delete_segment(session, document, segments.get_segment(session, document, segment_id))
+    return Response(status_code=204)
+
+
+# --- child chunks (Dify's parent-child documents) --------------------------------------------
+
+
+def _parent(
+    session: Session, dataset: Dataset, document_id: str, segment_id: str, *, editing: bool
+) -> tuple[Document, DocumentSegment]:
+    """A parent-child document's segment: the document editable (completed, enabled) for a
+    change."""
+    document = (
+        segments.editable_document(session, dataset, document_id)
+        if editing
+        else documents.get_document(session, dataset, document_id)
+    )
+    segments.parent_document(document)
+    return document, segments.get_segment(session, document, segment_id)
+
+
+@router.get("/documents/{document_id}/segments/{segment_id}/child_chunks")
+def list_child_chunks(
+    dataset_id: str,
+    document_id: str,
+    segment_id: str,
+    caller: DatasetCaller,
+    session: DbSession,
+    page: Text = None,
+    limit: Text = None,
+    keyword: Text = None,
+) -> dict[str, Any]:
+    """A page of a segment's child chunks, in order."""
+    dataset = _dataset(session, caller, dataset_id)
+    _, segment = _parent(session, dataset, document_id, segment_id, editing=False)
+    page_number = int_query("page", page, default=1, low=1, high=1_000_000)
+    page_size = int_query("limit", limit, default=20, low=1, high=100)
+    items, total = segments.list_children(
+        session, segment, page=page_number, limit=page_size, keyword=optional(keyword)
+    )
+    return {
+        "data": [documents.child_view(chunk) for chunk in items],
+        "total": total,
+        "total_pages": -(-total // page_size),
+        "page": page_number,
+        "limit": page_size,
+    }
+
+
+@router.post("/documents/{document_id}/segments/{segment_id}/child_chunks")
+def add_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, caller: DatasetCaller,
+    session: DbSession, request: Request, body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    """A child chunk written by hand, embedded and searchable on return."""
+    dataset = _dataset(session, caller, dataset_id)
+    content = segments.parse_child_content(body)
+    _parent(session, dataset, document_id, segment_id, editing=True)  # refused first
+    model = request.app.state.retriever.segment_model(session, dataset)
+    session.commit()  # nothing written yet: the model does not run inside a transaction
+    vectors = segments.embed_texts(dataset, model, [content])
+    _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
+    made = segments.add_child(
+        session, dataset, segment, content, model, account_id=caller.account_id, vectors=vectors
+    )
+    return {"data": documents.child_view(made)}
+
+
+@router.patch("/documents/{document_id}/segments/{segment_id}/child_chunks/{child_chunk_id}")
+def update_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, child_chunk_id: str,
+    caller: DatasetCaller, session: DbSession, request: Request, body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    """New text for a child chunk, embedded and re-indexed on return."""
+    dataset = _dataset(session, caller, dataset_id)
+    content = segments.parse_child_content(body)
+    _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
+    segments.get_child(session, segment, child_chunk_id)  # refused before the model runs
+    model = request.app.state.retriever.segment_model(session, dataset)
+    session.commit()
+    vectors = segments.embed_texts(dataset, model, [content])
+    _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
+    chunk = segments.get_child(session, segment, child_chunk_id)
+    changed = segments.update_child(
+        session, dataset, segment, chunk, content, model,
+        account_id=caller.account_id, vectors=vectors,
+    )  # fmt: skip
+    return {"data": documents.child_view(changed)}
+
+
+@router.delete(
+    "/documents/{document_id}/segments/{segment_id}/child_chunks/{child_chunk_id}",
+    status_code=204,
+)
+def delete_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, child_chunk_id: str,
+    caller: DatasetCaller, session: DbSession,
+) -> Response:  # fmt: skip
+    dataset = _dataset(session, caller, dataset_id)
+    _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
+    segments.delete_child(session, segment, segments.get_child(session, segment, child_chunk_id))
     return Response(status_code=204)
 
 
@@ -401,9 +514,7 @@ def hit_testing(
     found = request.app.state.retriever.search(session, dataset, query, model)
     return {
         "query": {"content": query},
-        "records": [
-            retrieval.record(segment, document, score) for segment, document, score in found
-        ],
+        "records": [retrieval.record(hit) for hit in found],
     }
 
 

@@ -6,6 +6,11 @@ overlap by up to `chunk_overlap`. `custom`: the text is first cut at every `sepa
 "segment identifier"; `\\n` written with a backslash counts as a newline), each piece a segment
 of its own, and only a piece over `max_tokens` is cut further as in `automatic`.
 
+Parent-child (`hierarchical`, Dify's `hierarchical_model`): the parents are cut as in `custom`
+mode (`paragraph`) or are the whole text up to `FULL_DOC_TOKENS` (`full-doc`); each parent is
+then cut into children by the child rule, as in `custom` mode. A search compares the children
+with the query and returns their parent.
+
 Sizes are counted with a copy of the tokenizer that neither truncates nor pads: the embedding
 tokenizer truncates at 256 (its file even says 128), and counting with it would find every text
 short enough and never split anything. semantic-text-splitter does the cutting.
@@ -21,6 +26,8 @@ from tokenizers import Tokenizer
 
 MIN_MAX_TOKENS = 50
 MAX_MAX_TOKENS = 4000
+FULL_DOC_TOKENS = 10_000  # Dify's: a `full-doc` parent keeps the text's first 10,000 tokens
+PARENT_MODES = ("paragraph", "full-doc")
 _ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r"}
 
 
@@ -53,6 +60,16 @@ class Segmentation:
         return separator
 
 
+@dataclass(frozen=True, slots=True)
+class ParentChild:
+    """A parent-child rule: how parents are cut (`paragraph`: by `parent`; `full-doc`: the
+    whole text) and how each parent is cut into children (`child`, in custom mode)."""
+
+    parent_mode: Literal["paragraph", "full-doc"]
+    parent: Segmentation
+    child: Segmentation
+
+
 class Splitter:
     """Splits text for one tokenizer; safe to share (the splitters hold no per-call state)."""
 
@@ -80,6 +97,22 @@ class Splitter:
             else:
                 segments.extend(chunk for chunk in chunker.chunks(piece) if chunk.strip())
         return segments
+
+    def head(self, text: str, tokens: int) -> str:
+        """The text up to its `tokens`-th token (all of it when shorter)."""
+        offsets = self._sizer.encode(text, add_special_tokens=False).offsets
+        return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]]
+
+    def split_parent_child(
+        self, text: str, rule: ParentChild, *, markdown: bool = False
+    ) -> list[tuple[str, list[str]]]:
+        """(parent, its children) pairs; a parent without text is left out."""
+        if rule.parent_mode == "full-doc":
+            whole = self.head(text, FULL_DOC_TOKENS).strip()
+            parents = [whole] if whole else []
+        else:
+            parents = self.split(text, rule.parent, markdown=markdown)
+        return [(parent, self.split(parent, rule.child)) for parent in parents]
 
     def _chunker(
         self, segmentation: Segmentation, *, markdown: bool

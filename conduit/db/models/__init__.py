@@ -33,6 +33,7 @@ from conduit.db.models.conversation import (
 )
 from conduit.db.models.dataset import (
     AppDatasetJoin,
+    ChildChunk,
     Dataset,
     DatasetMetadata,
     DatasetPermission,
@@ -77,6 +78,7 @@ __all__ = [
     "AsyncTask",
     "Base",
     "CachedEmbedding",
+    "ChildChunk",
     "ConsoleSession",
     "Conversation",
     "ConversationVariable",

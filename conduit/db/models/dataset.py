@@ -196,6 +196,36 @@ class DocumentSegment(IdMixin, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
 
 
+class ChildChunk(IdMixin, Base):
+    """A child chunk of a parent segment (Dify's parent-child chunking, `hierarchical_model`):
+    the children are what a search compares with the query, their parent is what it returns.
+    Deleted with its segment."""
+
+    __tablename__ = "child_chunks"
+    __table_args__ = (
+        Index("ix_child_chunks_segment_position", "segment_id", "position"),
+        Index("ix_child_chunks_dataset_updated", "dataset_id", "updated_at"),
+        Index("ix_child_chunks_document", "document_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    dataset_id: Mapped[str] = mapped_column(String(36))
+    document_id: Mapped[str] = mapped_column(String(36))
+    segment_id: Mapped[str] = mapped_column(ForeignKey("document_segments.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    word_count: Mapped[int] = mapped_column(Integer)  # characters, as Dify counts
+    index_node_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    index_node_hash: Mapped[str | None] = mapped_column(String(255), default=None)
+    type: Mapped[str] = mapped_column(String(16), default="automatic")  # or "customized"
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Conduit's: its text's SHA-256 (its vector is the embedding cache's row of it).
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
 class AppDatasetJoin(IdMixin, Base):
     """An app's use of a dataset (its model config's `dataset_configs`)."""
 

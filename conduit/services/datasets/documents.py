@@ -12,6 +12,7 @@ import io
 import secrets
 import uuid
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from conduit.core.rag.embed.local import CONTENT_TOKENS
 from conduit.core.rag.extract import EXTENSIONS, extension_of
-from conduit.core.rag.split import Segmentation
+from conduit.core.rag.split import PARENT_MODES, ParentChild, Segmentation
 from conduit.db.models import (
+    ChildChunk,
     Dataset,
     DatasetProcessRule,
     Document,
@@ -57,7 +59,8 @@ REMOVE_FILE_TASK = "conduit.dataset.remove_file"
 DOCUMENT_NOT_FOUND = "Document not found."
 NAME_MAX = 255
 PRE_PROCESSING_RULES = ("remove_extra_spaces", "remove_urls_emails", "remove_stopwords")
-DOC_FORMS = ("text_model",)
+TEXT_MODEL, HIERARCHICAL_MODEL = "text_model", "hierarchical_model"
+DOC_FORMS = (TEXT_MODEL, HIERARCHICAL_MODEL)
 # Dify's automatic rule, cut to what the local model reads whole (256 tokens with [CLS], [SEP]).
 AUTOMATIC_RULES: dict[str, Any] = {
     "pre_processing_rules": [
@@ -65,6 +68,14 @@ AUTOMATIC_RULES: dict[str, Any] = {
         {"id": "remove_urls_emails", "enabled": False},
     ],
     "segmentation": {"separator": "\n", "max_tokens": CONTENT_TOKENS, "chunk_overlap": 25},
+}
+# Dify's parent-child defaults (parents by blank lines up to 1,024 tokens, children by lines),
+# the children cut to what the local model reads whole.
+HIERARCHICAL_RULES: dict[str, Any] = {
+    "pre_processing_rules": AUTOMATIC_RULES["pre_processing_rules"],
+    "segmentation": {"separator": "\n\n", "max_tokens": 1024, "chunk_overlap": 0},
+    "parent_mode": "paragraph",
+    "subchunk_segmentation": {"separator": "\n", "max_tokens": CONTENT_TOKENS, "chunk_overlap": 0},
 }
 UNFINISHED = (
     IndexingStatus.WAITING,
@@ -93,11 +104,12 @@ def get_document(session: Session, dataset: Dataset, document_id: str) -> Docume
 
 @dataclass(frozen=True, slots=True)
 class DocumentRequest:
-    """A create-by-text or create-by-file request's settings, validated."""
+    """A create-by-text or create-by-file request's settings, validated (`doc_form` None: not
+    given, the dataset's)."""
 
     indexing_technique: IndexingTechnique | None
     process_rule: tuple[ProcessMode, dict[str, Any]] | None
-    doc_form: str
+    doc_form: str | None
     doc_language: str
 
     @classmethod
@@ -110,11 +122,11 @@ class DocumentRequest:
                 raise InvalidParam(
                     "indexing_technique must be one of: high_quality, economy."
                 ) from None
-        doc_form = body.get("doc_form") or "text_model"
-        if doc_form not in DOC_FORMS:
+        doc_form = body.get("doc_form") or None
+        if doc_form is not None and doc_form not in DOC_FORMS:
             raise InvalidParam(
-                f"doc_form {doc_form!r} is not supported: this server indexes text_model "
-                "documents (hierarchical_model and qa_model are not built yet)."
+                f"doc_form {doc_form!r} is not supported: this server indexes text_model and "
+                "hierarchical_model (parent-child) documents (qa_model is not built yet)."
             )
         language = body.get("doc_language") or "English"
         if not isinstance(language, str) or len(language) > 32:
@@ -128,22 +140,39 @@ class DocumentRequest:
         )
 
 
-def parse_process_rule(value: Any) -> tuple[ProcessMode, dict[str, Any]]:
-    """Dify's `process_rule` → (mode, rules), the rules complete and checked."""
+def _segmentation(value: Any, where: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A `segmentation` object checked (`defaults` fill what it leaves out)."""
+    if value is None:
+        value = {}
     if not isinstance(value, dict):
-        raise InvalidParam("process_rule must be an object.")
+        raise InvalidParam(f"{where} must be an object.")
+    merged = {**defaults, **{k: v for k, v in value.items() if v is not None}}
+    separator = merged.get("separator", "\n")
+    max_tokens = merged.get("max_tokens")
+    overlap = merged.get("chunk_overlap", 0)
+    if (
+        not isinstance(separator, str)
+        or not isinstance(max_tokens, int)
+        or isinstance(max_tokens, bool)
+        or not isinstance(overlap, int)
+        or isinstance(overlap, bool)
+    ):
+        raise InvalidParam(
+            f"{where} needs separator (a string), max_tokens and chunk_overlap (integers)."
+        )
     try:
-        mode = ProcessMode(value.get("mode", "automatic"))
-    except ValueError:
-        raise InvalidParam("process_rule.mode must be automatic or custom.") from None
-    if mode == ProcessMode.HIERARCHICAL:
-        raise InvalidParam("process_rule.mode hierarchical (parent-child) is not supported yet.")
-    if mode == ProcessMode.AUTOMATIC:
-        return mode, AUTOMATIC_RULES
-    rules = value.get("rules")
-    if not isinstance(rules, dict):
-        raise InvalidParam("process_rule.rules is required in custom mode.")
-    pre = rules.get("pre_processing_rules") or []
+        Segmentation(
+            mode="custom", separator=separator, max_tokens=max_tokens, chunk_overlap=overlap
+        )
+    except ValueError as exc:
+        raise InvalidParam(f"{where}: {exc}.") from None
+    return {"separator": separator, "max_tokens": max_tokens, "chunk_overlap": overlap}
+
+
+def _pre_processing(rules: dict[str, Any], defaults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    pre = rules.get("pre_processing_rules", defaults)
+    if pre is None:
+        pre = defaults
     if not isinstance(pre, list):
         raise InvalidParam("process_rule.rules.pre_processing_rules must be a list.")
     cleaned_pre = []
@@ -158,35 +187,105 @@ def parse_process_rule(value: Any) -> tuple[ProcessMode, dict[str, Any]]:
                 f"{{id: {' | '.join(PRE_PROCESSING_RULES)}, enabled: true | false}}."
             )
         cleaned_pre.append({"id": item["id"], "enabled": item["enabled"]})
-    segmentation = rules.get("segmentation")
-    if not isinstance(segmentation, dict):
-        raise InvalidParam("process_rule.rules.segmentation is required in custom mode.")
-    separator = segmentation.get("separator", "\n")
-    max_tokens = segmentation.get("max_tokens")
-    overlap = segmentation.get("chunk_overlap", 0)
-    if (
-        not isinstance(separator, str)
-        or not isinstance(max_tokens, int)
-        or not isinstance(overlap, int)
-    ):
-        raise InvalidParam(
-            "process_rule.rules.segmentation needs separator (a string), max_tokens and "
-            "chunk_overlap (integers)."
-        )
+    return cleaned_pre
+
+
+def parse_process_rule(value: Any) -> tuple[ProcessMode, dict[str, Any]]:
+    """Dify's `process_rule` → (mode, rules), the rules complete and checked."""
+    if not isinstance(value, dict):
+        raise InvalidParam("process_rule must be an object.")
     try:
-        Segmentation(
-            mode="custom", separator=separator, max_tokens=max_tokens, chunk_overlap=overlap
-        )
-    except ValueError as exc:
-        raise InvalidParam(f"process_rule.rules.segmentation: {exc}.") from None
+        mode = ProcessMode(value.get("mode", "automatic"))
+    except ValueError:
+        raise InvalidParam("process_rule.mode must be automatic, custom or hierarchical.") from None
+    if mode == ProcessMode.AUTOMATIC:
+        return mode, AUTOMATIC_RULES
+    rules = value.get("rules")
+    if mode == ProcessMode.HIERARCHICAL:
+        if rules is None:
+            return mode, HIERARCHICAL_RULES
+        if not isinstance(rules, dict):
+            raise InvalidParam("process_rule.rules must be an object.")
+        parent_mode = rules.get("parent_mode") or "paragraph"
+        if parent_mode not in PARENT_MODES:
+            raise InvalidParam(
+                f"process_rule.rules.parent_mode must be one of: {', '.join(PARENT_MODES)}."
+            )
+        return mode, {
+            "pre_processing_rules": _pre_processing(
+                rules, HIERARCHICAL_RULES["pre_processing_rules"]
+            ),
+            "segmentation": _segmentation(
+                rules.get("segmentation"),
+                "process_rule.rules.segmentation",
+                HIERARCHICAL_RULES["segmentation"],
+            ),
+            "parent_mode": parent_mode,
+            "subchunk_segmentation": _segmentation(
+                rules.get("subchunk_segmentation"),
+                "process_rule.rules.subchunk_segmentation",
+                HIERARCHICAL_RULES["subchunk_segmentation"],
+            ),
+        }
+    if not isinstance(rules, dict):
+        raise InvalidParam("process_rule.rules is required in custom mode.")
+    if not isinstance(rules.get("segmentation"), dict):
+        raise InvalidParam("process_rule.rules.segmentation is required in custom mode.")
     return mode, {
-        "pre_processing_rules": cleaned_pre,
-        "segmentation": {
-            "separator": separator,
-            "max_tokens": max_tokens,
-            "chunk_overlap": overlap,
-        },
+        "pre_processing_rules": _pre_processing(rules, []),
+        "segmentation": _segmentation(
+            rules["segmentation"], "process_rule.rules.segmentation", {"max_tokens": None}
+        ),
     }
+
+
+def parent_child_rule(rules: dict[str, Any]) -> ParentChild:
+    """A stored hierarchical rule as the splitter takes it."""
+    parent, child = rules["segmentation"], rules["subchunk_segmentation"]
+    return ParentChild(
+        parent_mode=rules.get("parent_mode", "paragraph"),
+        parent=Segmentation(
+            mode="custom",
+            separator=parent.get("separator", "\n\n"),
+            max_tokens=parent["max_tokens"],
+            chunk_overlap=parent.get("chunk_overlap", 0),
+        ),
+        child=Segmentation(
+            mode="custom",
+            separator=child.get("separator", "\n"),
+            max_tokens=child["max_tokens"],
+            chunk_overlap=child.get("chunk_overlap", 0),
+        ),
+    )
+
+
+def check_form(
+    dataset: Dataset,
+    doc_form: str,
+    mode: ProcessMode,
+    technique: IndexingTechnique | None,
+    *,
+    first: bool,
+) -> None:
+    """Dify's rules for a document's form: one form per dataset (set by its first document);
+    parent-child documents with a hierarchical rule, and only with embeddings."""
+    if not first and doc_form != dataset.doc_form:
+        raise InvalidParam(
+            f"doc_form is different from the dataset doc_form ({dataset.doc_form}): a "
+            "dataset's documents all have its form."
+        )
+    hierarchical = doc_form == HIERARCHICAL_MODEL
+    if hierarchical != (mode == ProcessMode.HIERARCHICAL):
+        raise InvalidParam(
+            "process_rule.mode hierarchical goes with doc_form hierarchical_model (and "
+            f"only with it); this document's doc_form is {doc_form} and its rule's mode "
+            f"{mode.value}."
+        )
+    if hierarchical and technique != IndexingTechnique.HIGH_QUALITY:
+        raise InvalidParam(
+            "hierarchical_model (parent-child) documents need indexing_technique "
+            "high_quality: their child chunks are searched by their embeddings."
+        )
 
 
 def new_batch() -> str:
@@ -235,7 +334,19 @@ def create_document(
     technique = request.indexing_technique or dataset.indexing_technique
     if technique is None:
         raise InvalidParam("indexing_technique is required.")
-    rule_id = _process_rule_id(session, dataset, request, account_id)
+    first = (
+        session.scalar(select(Document.id).where(Document.dataset_id == dataset.id).limit(1))
+        is None
+    )
+    doc_form = request.doc_form or (TEXT_MODEL if first else dataset.doc_form)
+    rule_id = _process_rule_id(
+        session, dataset, request, account_id,
+        check=lambda mode: check_form(
+            dataset, doc_form, mode, dataset.indexing_technique or technique, first=first
+        ),
+    )  # fmt: skip
+    if first:
+        dataset.doc_form = doc_form
     if dataset.indexing_technique is None:
         dataset.indexing_technique = technique
     if technique == IndexingTechnique.HIGH_QUALITY and not dataset.embedding_model:
@@ -261,7 +372,7 @@ def create_document(
         name=filename,
         created_from=created_from,
         created_by=account_id,
-        doc_form=request.doc_form,
+        doc_form=doc_form,
         doc_language=request.doc_language,
         due_at=now,
     )
@@ -312,19 +423,27 @@ def _store_file(
 
 
 def _process_rule_id(
-    session: Session, dataset: Dataset, request: DocumentRequest, account_id: str
+    session: Session,
+    dataset: Dataset,
+    request: DocumentRequest,
+    account_id: str,
+    *,
+    check: Callable[[ProcessMode], None],
 ) -> str:
+    """The request's rule (written), else the dataset's latest; `check` sees its mode first."""
     if request.process_rule is None:
-        latest = session.scalar(
-            select(DatasetProcessRule.id)
+        latest = session.execute(
+            select(DatasetProcessRule.id, DatasetProcessRule.mode)
             .where(DatasetProcessRule.dataset_id == dataset.id)
             .order_by(DatasetProcessRule.created_at.desc())
             .limit(1)
-        )
+        ).first()
         if latest is None:
             raise InvalidParam("process_rule is required.")
-        return latest
+        check(latest.mode)
+        return str(latest.id)
     mode, rules = request.process_rule
+    check(mode)
     rule = DatasetProcessRule(dataset_id=dataset.id, mode=mode, rules=rules, created_by=account_id)
     session.add(rule)
     session.flush()
@@ -391,6 +510,13 @@ def update_document(
         if not name.strip() or len(name) > NAME_MAX:
             raise InvalidParam(f"name must be 1 to {NAME_MAX} characters.")
         document.name = name.strip()
+    if process_rule is not None and (process_rule[0] == ProcessMode.HIERARCHICAL) != (
+        document.doc_form == HIERARCHICAL_MODEL
+    ):
+        raise InvalidParam(
+            "process_rule.mode hierarchical goes with doc_form hierarchical_model (and only "
+            f"with it); this document's doc_form is {document.doc_form}."
+        )
     if upload is None and process_rule is None:
         session.flush()
         return document, document.batch
@@ -694,7 +820,41 @@ def list_segments(
     return list(items), int(total)
 
 
-def segment_view(segment: DocumentSegment) -> dict[str, Any]:
+def children_of(session: Session, segment_ids: list[str]) -> dict[str, list[ChildChunk]]:
+    """The child chunks of segments, in order, by segment id (none for a text_model
+    document's)."""
+    found: dict[str, list[ChildChunk]] = {segment_id: [] for segment_id in segment_ids}
+    if segment_ids:
+        for chunk in session.scalars(
+            select(ChildChunk)
+            .where(ChildChunk.segment_id.in_(segment_ids))
+            .order_by(ChildChunk.segment_id, ChildChunk.position)
+        ):
+            found[chunk.segment_id].append(chunk)
+    return found
+
+
+def child_view(chunk: ChildChunk) -> dict[str, Any]:
+    """Dify's ChildChunk."""
+    return {
+        "id": chunk.id,
+        "segment_id": chunk.segment_id,
+        "content": chunk.content,
+        "position": chunk.position,
+        "word_count": chunk.word_count,
+        "type": chunk.type,
+        "created_at": _ts(chunk.created_at),
+        "updated_at": _ts(chunk.updated_at),
+    }
+
+
+def segment_views(session: Session, segments: Sequence[DocumentSegment]) -> list[dict[str, Any]]:
+    """Segments as Dify shows them, each with its child chunks."""
+    children = children_of(session, [segment.id for segment in segments])
+    return [segment_view(segment, children[segment.id]) for segment in segments]
+
+
+def segment_view(segment: DocumentSegment, children: Sequence[ChildChunk] = ()) -> dict[str, Any]:
     return {
         "id": segment.id,
         "position": segment.position,
@@ -720,7 +880,7 @@ def segment_view(segment: DocumentSegment) -> dict[str, Any]:
         "completed_at": _ts(segment.completed_at),
         "error": segment.error,
         "stopped_at": _ts(segment.stopped_at),
-        "child_chunks": [],
+        "child_chunks": [child_view(chunk) for chunk in children],
         "attachments": [],
         "summary": None,
     }

@@ -51,12 +51,14 @@ from conduit.core.rag.errors import FatalIndexingError, RetryableIndexingError
 from conduit.core.rag.extract import ExtractLimits, extract
 from conduit.core.rag.split import Segmentation, Splitter
 from conduit.db.models import (
+    ChildChunk,
     Dataset,
     DatasetProcessRule,
     Document,
     DocumentSegment,
     IndexingStatus,
     IndexingTechnique,
+    ProcessMode,
     UploadFile,
     utcnow,
 )
@@ -67,7 +69,13 @@ from conduit.infra.resources import Resources
 from conduit.infra.settings import RagSettings
 from conduit.infra.storage import Storage, local_storage
 from conduit.services.datasets import keywords
-from conduit.services.datasets.documents import AUTOMATIC_RULES, INDEX_TASK, UNFINISHED
+from conduit.services.datasets.documents import (
+    AUTOMATIC_RULES,
+    HIERARCHICAL_MODEL,
+    INDEX_TASK,
+    UNFINISHED,
+    parent_child_rule,
+)
 from conduit.services.datasets.embedders import Embedders
 from conduit.services.datasets.vectors import MatrixIndex, VectorIndex, build_vector_index
 from conduit.services.embeddings import CachedEmbedder, content_hash
@@ -77,6 +85,7 @@ logger = logging.getLogger(__name__)
 
 _DOCUMENTS = cast(Table, Document.__table__)
 _SEGMENTS = cast(Table, DocumentSegment.__table__)
+_CHILDREN = cast(Table, ChildChunk.__table__)
 _TERMINAL = (IndexingStatus.COMPLETED.value, IndexingStatus.ERROR.value)
 _RETRYABLE = (RetryableIndexingError, OperationalError, ConnectionError, TimeoutError)
 
@@ -229,10 +238,11 @@ class Indexer:
                     raise FatalIndexingError(error.message) from None
             file_key = _file_key(session, document)
             rule = _rule(session, document)
+            children = document.doc_form == HIERARCHICAL_MODEL
         if not split_done:
             self._split(lease, generation, name, file_key, rule)
         # At least one batch per slice, so that every slice makes progress.
-        while self._index_batch(lease, generation, embedder):
+        while self._index_batch(lease, generation, embedder, children=children):
             lease.check()
             if time.monotonic() - started > self.settings.slice_seconds:
                 return self._hand_on(lease, generation)
@@ -278,6 +288,17 @@ class Indexer:
             ),
         )
         self._stage(lease, IndexingStatus.SPLITTING, cleaning_completed_at=utcnow())
+        if rule.get("mode") == ProcessMode.HIERARCHICAL.value:
+            pairs = self.splitter.split_parent_child(
+                text, parent_child_rule(rule), markdown=extracted.markdown
+            )
+            if not pairs:
+                raise FatalIndexingError(f"No text is left in '{name}' after cleaning.")
+            lease.check()
+            self._write_segments(
+                lease, generation, [parent for parent, _ in pairs], [kids for _, kids in pairs]
+            )
+            return
         seg = rule.get("segmentation") or AUTOMATIC_RULES["segmentation"]
         segmentation = Segmentation(
             mode="custom" if rule.get("mode") == "custom" else "automatic",
@@ -291,7 +312,15 @@ class Indexer:
         lease.check()
         self._write_segments(lease, generation, chunks)
 
-    def _write_segments(self, lease: Lease, generation: int, chunks: Sequence[str]) -> None:
+    def _write_segments(
+        self,
+        lease: Lease,
+        generation: int,
+        chunks: Sequence[str],
+        children: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        """The split's segments (and a parent-child document's child chunks of each), with
+        the document's move to `indexing`, in one transaction."""
         now = utcnow()
         with self.db.transaction() as session:
             document = session.get(Document, lease.document_id)
@@ -329,10 +358,49 @@ class Indexer:
             ]
             insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
             session.execute(insert(_SEGMENTS).on_conflict_do_nothing(), rows)
+            if children is None:
+                return
+            # The rows as stored, by position (the lease's guarded write above makes another
+            # split of this generation impossible; the ids are read back all the same).
+            stored = {
+                position: segment_id
+                for position, segment_id in session.execute(
+                    select(_SEGMENTS.c.position, _SEGMENTS.c.id).where(
+                        _SEGMENTS.c.document_id == document.id,
+                        _SEGMENTS.c.generation == generation,
+                    )
+                )
+            }
+            kids = [
+                {
+                    "id": (chunk_id := _segment_id()),
+                    "tenant_id": document.tenant_id,
+                    "dataset_id": document.dataset_id,
+                    "document_id": document.id,
+                    "segment_id": stored[parent["position"]],
+                    "position": position,
+                    "content": kid,
+                    "word_count": len(kid),
+                    "index_node_id": chunk_id,
+                    "index_node_hash": content_hash(kid),
+                    "type": "automatic",
+                    "created_by": document.created_by,
+                    "created_at": now,
+                    "updated_at": now,
+                    "content_hash": content_hash(kid),
+                }
+                for parent, its in zip(rows, children, strict=True)
+                for position, kid in enumerate(its, start=1)
+            ]
+            if kids:
+                session.execute(insert(_CHILDREN), kids)
 
-    def _index_batch(self, lease: Lease, generation: int, embedder: Embedder | None) -> bool:
+    def _index_batch(
+        self, lease: Lease, generation: int, embedder: Embedder | None, *, children: bool = False
+    ) -> bool:
         """Embed (a high-quality dataset's, with its model) and complete the next batch; False
-        when none is left."""
+        when none is left. `children`: a parent-child document's, whose child chunks are
+        embedded and indexed instead of the segments."""
         with self.db.statements() as connection:
             batch = connection.execute(
                 select(
@@ -349,13 +417,25 @@ class Indexer:
         if not batch:
             return False
         embedded = None
-        if embedder is not None:
+        index = self.vectors.children() if children else self.vectors
+        units: list[tuple[str, str]] = [(row.id, row.content) for row in batch]
+        if children:
+            with self.db.statements() as connection:
+                units = [
+                    (kid.id, kid.content)
+                    for kid in connection.execute(
+                        select(_CHILDREN.c.id, _CHILDREN.c.content)
+                        .where(_CHILDREN.c.segment_id.in_([row.id for row in batch]))
+                        .order_by(_CHILDREN.c.segment_id, _CHILDREN.c.position)
+                    )
+                ]
+        if embedder is not None and units:
             # The vectors go to the embedding cache (by model and text), and into the vector
             # index with the segments' completion below.
-            embedded = embedder.embed([row.content for row in batch]).vectors
+            embedded = embedder.embed([content for _, content in units]).vectors
             # A model's first vectors of their width: pgvector's table is made before the
             # transaction below, which writes segments (its foreign key would wait for it).
-            self.vectors.prepare(int(embedded.shape[1]))
+            index.prepare(int(embedded.shape[1]))
         lease.check()
         now = utcnow()
         with self.db.transaction() as session:
@@ -391,10 +471,10 @@ class Indexer:
                 raise LeaseLost()
             keywords.add(session, batch[0].dataset_id, [(row.id, row.content) for row in batch])
             if embedded is not None:
-                self.vectors.add(
+                index.add(
                     session,
                     batch[0].dataset_id,
-                    [(row.id, vector) for row, vector in zip(batch, embedded, strict=True)],
+                    [(unit[0], vector) for unit, vector in zip(units, embedded, strict=True)],
                 )
         return True
 

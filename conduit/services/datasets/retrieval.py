@@ -1,6 +1,10 @@
 """Searching a dataset: the query embedded by the dataset's model, compared with the vectors of
 its available segments (completed, enabled documents and segments), best first.
 
+A parent-child dataset (`hierarchical_model`) is searched by its child chunks: the nearest
+children, each parent scored by its best child, the parents returned with the children that
+matched (Dify's retrieve record's `child_chunks`); its keyword index holds the parents.
+
 `semantic_search` asks the process's vector index (`vectors.py`: exact in-process matrices,
 or pgvector) for candidates and keeps the available ones. `full_text_search` and
 `keyword_search` read the keyword index (`keywords.py`); `hybrid_search` weighs the two
@@ -25,6 +29,7 @@ from conduit.core.rag.errors import IndexingError
 from conduit.core.rag.retrieve import fuse_rrf, fuse_weighted
 from conduit.core.rag.split import Splitter
 from conduit.db.models import (
+    ChildChunk,
     Dataset,
     Document,
     DocumentSegment,
@@ -40,7 +45,7 @@ from conduit.services.datasets.datasets import (
     check_reranking_mode,
     default_retrieval_model,
 )
-from conduit.services.datasets.documents import segment_view
+from conduit.services.datasets.documents import HIERARCHICAL_MODEL, segment_view
 from conduit.services.datasets.embedders import Embedders, EmbeddingFailed
 from conduit.services.datasets.segments import SegmentModel
 from conduit.services.datasets.vectors import VectorIndex, is_searchable
@@ -49,6 +54,17 @@ QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
 # `retrieval_model.reranking_mode` of a hybrid search fused by rank (Conduit's; Dify's modes are
 # `weighted_score`, the default here, and `reranking_model`, which needs a rerank model).
 RRF_MODE = RERANKING_MODES[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A segment a search found, its document, its score, and (a parent-child dataset's)
+    the child chunks that matched, best first, with theirs."""
+
+    segment: DocumentSegment
+    document: Document
+    score: float
+    children: tuple[tuple[ChildChunk, float], ...] = ()
 
 
 @dataclass
@@ -63,19 +79,23 @@ class Retriever:
 
     def segment_model(self, session: Session, dataset: Dataset) -> SegmentModel:
         """The dataset's model as segment edits use it: its vectors and its token counts."""
-        return SegmentModel(self._embedder(session, dataset), self._count_tokens, self.index)
+        return SegmentModel(
+            self._embedder(session, dataset), self._count_tokens, self.index, self._splitter_()
+        )
 
     def _embedder(self, session: Session, dataset: Dataset) -> Embedder:
         if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY:
             return self.embedders.local_model()  # (an economy dataset embeds nothing)
         return self.embedders.for_dataset(session, dataset)
 
-    def _count_tokens(self, text: str) -> int:
+    def _splitter_(self) -> Splitter:
         with self._lock:
             if self._splitter is None:
                 self._splitter = Splitter(tokenizer())
-            splitter = self._splitter
-        return splitter.count(text)
+            return self._splitter
+
+    def _count_tokens(self, text: str) -> int:
+        return self._splitter_().count(text)
 
     @classmethod
     def build(
@@ -92,7 +112,7 @@ class Retriever:
 
     def search(
         self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
-    ) -> list[tuple[DocumentSegment, Document, float]]:
+    ) -> list[Hit]:
         """Dify's search methods: `semantic_search` (by meaning), `full_text_search` and
         `keyword_search` (the keyword index), `hybrid_search` (both, weighted)."""
         method = model["search_method"]
@@ -110,11 +130,18 @@ class Retriever:
         )
         if only is not None and not only:
             return []
+        parents = dataset.doc_form == HIERARCHICAL_MODEL
+        matched: dict[str, list[tuple[ChildChunk, float]]] = {}
         semantic = (
-            self._semantic(session, dataset, query, pool, only)
+            # A parent has several children: more of them, for `top_k` parents.
+            self._semantic(
+                session, dataset, query, pool * 4 if parents else pool, only, children=parents
+            )
             if method in ("semantic_search", "hybrid_search")
             else []
         )
+        if parents and semantic:
+            semantic = _by_parent(session, semantic, matched)
         keyword = (
             keywords.search(session, dataset.id, query, pool, only)
             if method in ("full_text_search", "keyword_search", "hybrid_search")
@@ -157,7 +184,9 @@ class Retriever:
             and is_searchable(segment, document, dataset.id)
             and (only is None or document.id in only)
         }
-        return [(*rows[i], score) for i, score in ranked if i in rows][:top_k]
+        return [
+            Hit(*rows[i], score, tuple(matched.get(i, ()))) for i, score in ranked if i in rows
+        ][:top_k]
 
     def _semantic(
         self,
@@ -166,15 +195,34 @@ class Retriever:
         query: str,
         limit: int,
         document_ids: set[str] | None,
+        *,
+        children: bool = False,
     ) -> list[tuple[str, float]]:
         embedder = self.embedders.for_dataset(session, dataset)
         try:
             vector = embedder.embed([query]).vectors[0]
         except IndexingError as error:  # a remote model down or refusing: Dify's model error
             raise EmbeddingFailed(f"The query could not be embedded: {error.message}") from None
-        return self.index.search(
-            session, dataset.id, embedder.model_key, vector, limit, document_ids
-        )
+        index = self.index.children() if children else self.index
+        return index.search(session, dataset.id, embedder.model_key, vector, limit, document_ids)
+
+
+def _by_parent(
+    session: Session,
+    found: list[tuple[str, float]],
+    matched: dict[str, list[tuple[ChildChunk, float]]],
+) -> list[tuple[str, float]]:
+    """Child chunks' ids and scores → their segments' ids, each scored by its best child,
+    best first; `matched` gets each segment's children with their scores. A child deleted
+    since the index was read is left out."""
+    scores = dict(found)
+    for chunk in session.scalars(select(ChildChunk).where(ChildChunk.id.in_(list(scores)))):
+        matched.setdefault(chunk.segment_id, []).append((chunk, scores[chunk.id]))
+    for children in matched.values():
+        children.sort(key=lambda pair: (-pair[1], pair[0].position))
+    ranked = [(segment_id, children[0][1]) for segment_id, children in matched.items()]
+    ranked.sort(key=lambda pair: (-pair[1], pair[0]))
+    return ranked
 
 
 def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
@@ -213,8 +261,9 @@ def check_query(query: Any) -> str:
     return query
 
 
-def record(segment: DocumentSegment, document: Document, score: float) -> dict[str, Any]:
+def record(hit: Hit) -> dict[str, Any]:
     """Dify's retrieve record."""
+    segment, document = hit.segment, hit.document
     return {
         "segment": {
             **segment_view(segment),
@@ -226,8 +275,16 @@ def record(segment: DocumentSegment, document: Document, score: float) -> dict[s
                 "doc_metadata": document.doc_metadata,
             },
         },
-        "child_chunks": [],
-        "score": round(score, 6),
+        "child_chunks": [
+            {
+                "id": chunk.id,
+                "content": chunk.content,
+                "position": chunk.position,
+                "score": round(score, 6),
+            }
+            for chunk, score in hit.children
+        ],
+        "score": round(hit.score, 6),
         "tsne_position": None,
         "files": [],
         "summary": None,
@@ -272,9 +329,7 @@ class KnowledgeSearch:
                     if plan.metadata_conditions is None:
                         raise
                     continue
-                found.extend(
-                    (dataset, segment, document, score) for segment, document, score in hits
-                )
+                found.extend((dataset, hit.segment, hit.document, hit.score) for hit in hits)
             found.sort(key=lambda item: -item[3])
             # Read before the session ends (its rollback expires what it loaded).
             return [

@@ -14,6 +14,11 @@ suite (`tests/contracts/test_vector_index.py`).
 Either returns candidates: ids of the dataset's indexed segments with their cosine
 similarity, best first; whether each is searchable now (enabled, its document completed and
 enabled) is the caller's filter (`retrieval.py`).
+
+An index holds one `Unit`: segments (a `text_model` document's), or, from `children()`, the
+child chunks of parent-child documents (`hierarchical_model`), whose parents are not embedded:
+the same backend over `child_chunks` (pgvector: `rag_child_vectors_{dim}`), returning child
+chunk ids that the caller maps to their segments.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from conduit.core.rag.embed.local import DIMENSION
 from conduit.core.rag.retrieve import nearest
 from conduit.db.models import (
     CachedEmbedding,
+    ChildChunk,
     Dataset,
     Document,
     DocumentSegment,
@@ -47,16 +53,35 @@ logger = logging.getLogger(__name__)
 Vector = npt.NDArray[np.float32]
 
 
+@dataclass(frozen=True)
+class Unit:
+    """What an index's vectors belong to: its rows' table (`name`, and its ORM class) and,
+    for pgvector, its tables' prefix and key column."""
+
+    name: str
+    row: type[DocumentSegment] | type[ChildChunk]
+    prefix: str
+    key: str
+
+
+SEGMENTS = Unit("document_segments", DocumentSegment, "rag_vectors", "segment_id")
+CHILD_CHUNKS = Unit("child_chunks", ChildChunk, "rag_child_vectors", "chunk_id")
+
+
 class VectorIndex(Protocol):
     name: str
+    unit: Unit
+
+    def children(self) -> VectorIndex:
+        """The index of child chunks beside this one of segments (same backend)."""
 
     def prepare(self, dimension: int) -> None:
         """Ready the index for vectors of `dimension` (a model's first vectors): called before
         the transaction that writes them, never inside one that wrote segments."""
 
     def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
-        """Index (segment id, vector) pairs of a dataset in the caller's transaction; a segment
-        indexed again takes its new vector."""
+        """Index (id, vector) pairs of a dataset's segments (or child chunks) in the caller's
+        transaction; one indexed again takes its new vector."""
 
     def search(
         self,
@@ -116,8 +141,18 @@ class MatrixIndex:
     """Exact search over per-process matrices of the embedding cache's vectors."""
 
     name: str = "matrix"
+    unit: Unit = SEGMENTS
     _loaded: dict[tuple[str, str], _Loaded] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _children: MatrixIndex | None = None
+
+    def children(self) -> MatrixIndex:
+        if self.unit is CHILD_CHUNKS:
+            return self
+        with self._lock:
+            if self._children is None:
+                self._children = MatrixIndex(unit=CHILD_CHUNKS)
+            return self._children
 
     def prepare(self, dimension: int) -> None:
         return None  # a matrix of any width is made when loaded
@@ -154,7 +189,7 @@ class MatrixIndex:
         # completed, added, edited or enabled; a document completed, enabled or re-indexed);
         # one that only removes (a delete) may not, and the caller's availability filter drops
         # what the matrix still holds until the next change reloads it.
-        signature = (
+        signature: tuple[Any, ...] = (
             session.scalar(
                 select(func.max(Document.updated_at)).where(Document.dataset_id == dataset_id)
             ),
@@ -164,22 +199,33 @@ class MatrixIndex:
                 )
             ),
         )
+        if self.unit is CHILD_CHUNKS:
+            signature += (
+                session.scalar(
+                    select(func.max(ChildChunk.updated_at)).where(
+                        ChildChunk.dataset_id == dataset_id
+                    )
+                ),
+            )
         with self._lock:
             found = self._loaded.get(key)
             if found is not None and found.signature == signature:
                 return found
+        row = self.unit.row
+        query = select(row.id, CachedEmbedding.vector, row.document_id)
+        if row is ChildChunk:
+            query = query.join(DocumentSegment, DocumentSegment.id == ChildChunk.segment_id)
         rows = session.execute(
-            select(DocumentSegment.id, CachedEmbedding.vector, DocumentSegment.document_id)
-            .join(Document, Document.id == DocumentSegment.document_id)
+            query.join(Document, Document.id == DocumentSegment.document_id)
             .join(
                 CachedEmbedding,
                 and_(
                     CachedEmbedding.model_key == model_key,
-                    CachedEmbedding.content_hash == DocumentSegment.content_hash,
+                    CachedEmbedding.content_hash == row.content_hash,
                 ),
             )
             .where(searchable(dataset_id))
-            .order_by(DocumentSegment.id)
+            .order_by(row.id)
         ).all()
         ids = [row[0] for row in rows]
         matrix = (
@@ -210,13 +256,23 @@ class PgVectorIndex:
     db: Database
     ef_search: int = 100
     name: str = "pgvector"
+    unit: Unit = SEGMENTS
     _ready: set[int] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _children: PgVectorIndex | None = None
 
-    @staticmethod
-    def table(dimension: int) -> str:
-        """The dimension's table: its name is made of an int, so it can go into SQL text."""
-        return f"rag_vectors_{int(dimension)}"
+    def children(self) -> PgVectorIndex:
+        if self.unit is CHILD_CHUNKS:
+            return self
+        with self._lock:
+            if self._children is None:
+                self._children = PgVectorIndex(self.db, ef_search=self.ef_search, unit=CHILD_CHUNKS)
+            return self._children
+
+    def table(self, dimension: int) -> str:
+        """The dimension's table: its name is a constant's and an int's, so it can go into
+        SQL text."""
+        return f"{self.unit.prefix}_{int(dimension)}"
 
     def ensure(self, dimension: int) -> str:
         """The dimension's table, created (once per database, under an advisory lock) and
@@ -235,8 +291,8 @@ class PgVectorIndex:
                 connection.execute(
                     text(
                         f"CREATE TABLE IF NOT EXISTS {table} ("
-                        "segment_id varchar(36) PRIMARY KEY "
-                        "REFERENCES document_segments (id) ON DELETE CASCADE, "
+                        f"{self.unit.key} varchar(36) PRIMARY KEY "
+                        f"REFERENCES {self.unit.name} (id) ON DELETE CASCADE, "
                         "dataset_id varchar(36) NOT NULL, "
                         f"embedding vector({int(dimension)}) NOT NULL)"
                     )
@@ -260,36 +316,44 @@ class PgVectorIndex:
     def _backfill(self, dimension: int, table: str) -> None:
         """Vectors of completed segments of high-quality datasets that the table lacks (indexed
         before it existed, or by the other backend), from the embedding cache."""
+        row, key = self.unit.row, self.unit.key
+        missing = select(row.id, row.dataset_id, CachedEmbedding.vector)
+        if row is ChildChunk:
+            missing = missing.join(DocumentSegment, DocumentSegment.id == ChildChunk.segment_id)
         missing = (
-            select(DocumentSegment.id, DocumentSegment.dataset_id, CachedEmbedding.vector)
-            .join(Dataset, Dataset.id == DocumentSegment.dataset_id)
-            .join(CachedEmbedding, CachedEmbedding.content_hash == DocumentSegment.content_hash)
+            missing.join(Dataset, Dataset.id == row.dataset_id)
+            .join(CachedEmbedding, CachedEmbedding.content_hash == row.content_hash)
             .where(
                 Dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY,
                 DocumentSegment.status == "completed",
                 CachedEmbedding.dimension == dimension,
                 text(
-                    f"NOT EXISTS (SELECT 1 FROM {table} v "  # noqa: S608 (an int's name)
-                    "WHERE v.segment_id = document_segments.id)"
+                    f"NOT EXISTS (SELECT 1 FROM {table} v "  # noqa: S608 (constant names)
+                    f"WHERE v.{key} = {self.unit.name}.id)"
                 ),
             )
         )
+        if row is DocumentSegment:
+            # A parent-child document's segments are not embedded (their children are).
+            missing = missing.join(Document, Document.id == DocumentSegment.document_id).where(
+                Document.doc_form != "hierarchical_model"
+            )
         added = 0
         with self.db.engine.begin() as connection:
             for batch in connection.execute(missing).partitions(500):
                 connection.execute(
                     text(
-                        f"INSERT INTO {table} (segment_id, dataset_id, embedding) "  # noqa: S608
-                        "VALUES (:segment_id, :dataset_id, CAST(:embedding AS vector)) "
-                        "ON CONFLICT (segment_id) DO NOTHING"
+                        f"INSERT INTO {table} ({key}, dataset_id, embedding) "  # noqa: S608
+                        "VALUES (:id, :dataset_id, CAST(:embedding AS vector)) "
+                        f"ON CONFLICT ({key}) DO NOTHING"
                     ),
                     [
                         {
-                            "segment_id": row[0],
-                            "dataset_id": row[1],
-                            "embedding": _literal(np.frombuffer(row[2], dtype=np.float32)),
+                            "id": found[0],
+                            "dataset_id": found[1],
+                            "embedding": _literal(np.frombuffer(found[2], dtype=np.float32)),
                         }
-                        for row in batch
+                        for found in batch
                     ],
                 )
                 added += len(batch)
@@ -299,16 +363,16 @@ class PgVectorIndex:
     def add(self, session: Session, dataset_id: str, rows: Sequence[tuple[str, Vector]]) -> None:
         if not rows:
             return
-        table = self.ensure(int(rows[0][1].shape[0]))
+        table, key = self.ensure(int(rows[0][1].shape[0])), self.unit.key
         session.execute(
             text(
-                f"INSERT INTO {table} (segment_id, dataset_id, embedding) "  # noqa: S608
-                "VALUES (:segment_id, :dataset_id, CAST(:embedding AS vector)) "
-                "ON CONFLICT (segment_id) DO UPDATE SET embedding = EXCLUDED.embedding"
+                f"INSERT INTO {table} ({key}, dataset_id, embedding) "  # noqa: S608
+                "VALUES (:id, :dataset_id, CAST(:embedding AS vector)) "
+                f"ON CONFLICT ({key}) DO UPDATE SET embedding = EXCLUDED.embedding"
             ),
             [
-                {"segment_id": segment_id, "dataset_id": dataset_id, "embedding": _literal(vector)}
-                for segment_id, vector in rows
+                {"id": row_id, "dataset_id": dataset_id, "embedding": _literal(vector)}
+                for row_id, vector in rows
             ],
         )
 
@@ -333,19 +397,19 @@ class PgVectorIndex:
             {"ef": str(max(self.ef_search, limit))},
         )
         params: dict[str, Any] = {"q": _literal(vector), "dataset_id": dataset_id, "limit": limit}
-        only = ""
+        only, key = "", self.unit.key
         if document_ids is not None:
             only = (
-                " AND segment_id IN (SELECT id FROM document_segments "
+                f" AND {key} IN (SELECT id FROM {self.unit.name} "  # noqa: S608 (constants)
                 "WHERE document_id = ANY(:document_ids))"
             )
             params["document_ids"] = list(document_ids)
         rows = session.execute(
             text(
-                "WITH found AS MATERIALIZED ("  # noqa: S608 (the table's name is an int's)
-                f"SELECT segment_id, embedding <=> CAST(:q AS vector) AS distance FROM {table} "
+                "WITH found AS MATERIALIZED ("  # noqa: S608 (constant names)
+                f"SELECT {key}, embedding <=> CAST(:q AS vector) AS distance FROM {table} "
                 f"WHERE dataset_id = :dataset_id{only} ORDER BY distance LIMIT :limit) "
-                "SELECT segment_id, 1 - distance FROM found ORDER BY distance, segment_id"
+                f"SELECT {key}, 1 - distance FROM found ORDER BY distance, {key}"
             ),
             params,
         ).all()
@@ -389,5 +453,6 @@ def build_vector_index(
         index = PgVectorIndex(db, ef_search=ef_search)
         for dimension in dimensions:
             index.ensure(dimension)
+            index.children().ensure(dimension)
         return index
     return MatrixIndex()

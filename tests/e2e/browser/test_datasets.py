@@ -113,3 +113,66 @@ def test_datasets_upload_progress_segments_and_hit_testing(
     axe(page)
     confirm.get_by_role("button", name="Delete").click()
     page.get_by_text("No dataset yet").wait_for()
+
+
+HARBOUR = (
+    "The harbour master opens the lock gates at high tide.\n"
+    "Fishing boats unload their catch on the north quay.\n"
+    "The ferry to the island leaves from pier four at seven."
+)
+BAKERY = (
+    "Sourdough needs flour, water, salt and a lively starter.\n"
+    "Loaves bake in a covered pot at 230 degrees for forty minutes."
+)
+
+
+def test_a_parent_child_dataset_shows_child_chunks_and_the_ones_that_matched(
+    console: Any, service_stack: support.Stack
+) -> None:
+    page = console
+    page.goto(f"{service_stack.base_url}/#/datasets")
+    page.get_by_role("heading", name="Knowledge", level=1).wait_for()
+    page.get_by_role("button", name="New dataset").click()
+    dialog = page.get_by_role("dialog", name="New dataset")
+    dialog.get_by_label("Name").fill("Town notes")
+    dialog.get_by_role("button", name="Create dataset").click()
+    page.get_by_role("heading", name="Town notes", level=1).wait_for()
+
+    # The first upload chooses parent-child chunking for the dataset.
+    page.get_by_label("Chunking").select_option("hierarchical_model")
+    page.get_by_label("Files (several at once)").set_input_files(
+        [
+            {
+                "name": "town.txt",
+                "mimeType": "text/plain",
+                "buffer": f"{HARBOUR}\n\n{BAKERY}".encode(),
+            }
+        ]
+    )
+    page.get_by_role("button", name="Upload").click()
+    table = page.get_by_role("table").filter(has_text="town.txt")
+    row = table.get_by_role("row").filter(has_text="town.txt")
+    row.get_by_text("Completed").wait_for(timeout=90_000)
+    assert "2 of 2 segments" in row.inner_text(), row.inner_text()
+    page.get_by_text("parent-child chunks").wait_for()
+    assert page.get_by_label("Chunking").is_disabled()  # the dataset's form is set
+
+    # Its segments: each paragraph with its lines as child chunks.
+    table.get_by_role("link", name="town.txt").click()
+    segments = page.get_by_role("region", name="Segments of town.txt")
+    segments.get_by_text("3 child chunks").click()
+    children = segments.get_by_role("list", name="Child chunks of segment 1")
+    assert children.get_by_role("listitem").all_inner_texts() == HARBOUR.split("\n")
+    axe(page)
+    shot(page, "dataset-parent-child-segments")
+
+    # Hit testing: the paragraph, with the line that matched and its score.
+    page.get_by_label("Query").fill("How hot is the oven for the bread?")
+    page.get_by_role("button", name="Test retrieval").click()
+    first = page.get_by_role("list", name="Retrieved segments").get_by_role("listitem").first
+    first.wait_for()
+    assert "Loaves bake in a covered pot" in first.inner_text()
+    matched = page.get_by_role("list", name="Child chunks that matched in segment 2")
+    assert re.match(r"\d\.\d{3} Loaves bake", matched.get_by_role("listitem").first.inner_text())
+    axe(page)
+    shot(page, "dataset-parent-child-hits")

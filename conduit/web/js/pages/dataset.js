@@ -1,6 +1,7 @@
 // One dataset: upload several files at once, each document's indexing followed live (stage,
 // segments done of total, the error in words; polled every second while any is unfinished),
-// a document's segments (paged, enable/disable) and hit testing.
+// a document's segments (paged, enable/disable; a parent-child document's with their child
+// chunks) and hit testing (with the child chunks that matched).
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, early, invalidate, send, useResource } from "../api.js";
 import { href } from "../router.js";
@@ -9,6 +10,12 @@ import { Button, ErrorBox, Field, Loaded, Loading, Notice, PageHeader, Table, fo
 
 // Stages a document does not leave by itself: polling stops once every document is in one.
 const SETTLED = new Set(["completed", "error", "paused"]);
+const CHUNKING = [
+  { value: "text_model", label: "General: segments searched as they are" },
+  { value: "hierarchical_model", label: "Parent-child: small child chunks searched, their paragraph returned" },
+];
+const PARENT_CHILD = "hierarchical_model";
+
 const STAGES = {
   waiting: "Waiting", parsing: "Parsing", cleaning: "Cleaning", splitting: "Splitting",
   indexing: "Indexing", completed: "Completed", error: "Error", paused: "Paused",
@@ -73,13 +80,17 @@ function Upload({ dataset, onUploaded }) {
   const input = useRef(null);
   const [count, setCount] = useState(0);
   const [done, setDone] = useState(null);
+  // A dataset's documents share one form, chosen with its first upload.
+  const fixed = dataset.document_count > 0;
+  const [chunking, setChunking] = useState(fixed ? dataset.doc_form : "text_model");
   const [upload, busy, error] = useAction(async () => {
     const files = [...input.current.files];
     const form = new FormData();
     for (const file of files) form.append("file", file, file.name);
     form.append("data", JSON.stringify({
       indexing_technique: dataset.indexing_technique || "high_quality",
-      process_rule: { mode: "automatic" },
+      doc_form: chunking,
+      process_rule: { mode: chunking === PARENT_CHILD ? "hierarchical" : "automatic" },
     }));
     const reply = await (await send("POST", `/datasets/${dataset.id}/documents`, { form })).json();
     batches.add(dataset.id, reply.batch);
@@ -97,6 +108,8 @@ function Upload({ dataset, onUploaded }) {
           onChange=${(e) => setCount(e.currentTarget.files.length)} />
         <small id="upload-hint">Text, Markdown, PDF, Word, HTML, CSV and more; all files of one upload are accepted or none.</small>
       </div>
+      <${Field} label="Chunking" as="select" options=${CHUNKING} value=${chunking} onInput=${setChunking} disabled=${fixed}
+        hint=${fixed ? "Every document of a dataset is chunked the same way (chosen with its first upload)." : "Parent-child: paragraphs cut into lines; a question matches a line and gets its whole paragraph."} />
       <${ErrorBox} error=${error} />
       <${Notice}>${done}<//>
       <${Button} kind="primary" type="submit" busy=${busy} disabled=${count === 0}>
@@ -177,7 +190,13 @@ function Segments({ dataset, documentId, editor }) {
       <${Table} caption=${`${data.total} segment${data.total === 1 ? "" : "s"}`} empty="No segment: the document has not been split yet." rows=${data.data}
         columns=${[
           { label: "#", render: (s) => s.position },
-          { label: "Content", render: (s) => html`<div class="segment-text">${s.content}</div>` },
+          { label: "Content", render: (s) => html`<div class="segment-text">${s.content}</div>
+            ${s.child_chunks.length > 0 && html`<details class="children">
+              <summary>${s.child_chunks.length} child chunk${s.child_chunks.length === 1 ? "" : "s"}</summary>
+              <ol aria-label=${`Child chunks of segment ${s.position}`}>
+                ${s.child_chunks.map((c) => html`<li key=${c.id}>${c.content}${c.type === "customized" && html` <span class="muted">(edited)</span>`}</li>`)}
+              </ol>
+            </details>`}` },
           { label: "Words", render: (s) => s.word_count },
           { label: "Hits", render: (s) => s.hit_count },
           { label: "State", render: (s) => (s.enabled ? "Enabled" : "Disabled") },
@@ -210,6 +229,9 @@ function HitTesting({ dataset }) {
         ${result.records.map((r) => html`<li class="hit">
           <div class="meta"><strong>Score ${r.score.toFixed(3)}</strong> · ${r.segment.document.name} · segment ${r.segment.position}</div>
           <div class="segment-text">${r.segment.content}</div>
+          ${r.child_chunks.length > 0 && html`<ul class="matched" aria-label=${`Child chunks that matched in segment ${r.segment.position}`}>
+            ${r.child_chunks.map((c) => html`<li key=${c.id}><strong>${c.score.toFixed(3)}</strong> ${c.content}</li>`)}
+          </ul>`}
         </li>`)}
       </ol>`}
     </div>`}
@@ -226,7 +248,7 @@ export default function DatasetPage({ params, query }) {
   return html`<${Loaded} resource=${dataset} what="Loading the dataset">${({ data }) => html`
     <nav class="tabs" aria-label="Dataset"><a class="back" href=${href("/datasets")}>← Knowledge</a></nav>
     <${PageHeader} title=${data.name}>
-      <span class="muted">${data.document_count} documents · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing</span>
+      <span class="muted">${data.document_count} document${data.document_count === 1 ? "" : "s"} · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing${data.doc_form === PARENT_CHILD ? " · parent-child chunks" : ""}</span>
     <//>
     ${data.description && html`<p>${data.description}</p>`}
     ${editor && html`<${Upload} dataset=${data} onUploaded=${docs.reload} />`}
