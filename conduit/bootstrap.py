@@ -45,6 +45,7 @@ from conduit.infra.redis import build_async_redis, build_redis
 from conduit.infra.resources import Resources
 from conduit.infra.schema import prepare_schema
 from conduit.infra.settings import DRAIN_RESERVE, Settings
+from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import LocalStorage, local_storage
 from conduit.services import model_providers
 from conduit.services.app_annotations import AnnotationSearch
@@ -131,6 +132,7 @@ def build_retriever(settings: Settings, db: Database) -> Retriever:
         secret=settings.secret_key(),
         threads=settings.rag.embed_threads,
         timeout=settings.rag.embed_timeout,
+        allow=AllowList.of(settings.webhook),
     )
 
 

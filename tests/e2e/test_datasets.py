@@ -184,7 +184,8 @@ class TestErrors:
             ({"name": "n", "description": "d" * 401}, "description must be a string of at most"),
             ({"name": "n", "indexing_technique": "best"}, "indexing_technique must be one of"),
             ({"name": "n", "permission": "everyone"}, "permission must be one of"),
-            ({"name": "n", "provider": "external"}, "external knowledge APIs are not supported"),
+            ({"name": "n", "provider": "elsewhere"}, "provider must be one of: vendor, external"),
+            ({"name": "n", "provider": "external"}, "external_knowledge_api_id is required"),
             (
                 {
                     "name": "n",

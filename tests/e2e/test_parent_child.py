@@ -79,9 +79,27 @@ def lines(text: str) -> list[str]:
 
 
 class TestIndexingAndSearch:
-    def test_parents_are_returned_for_the_children_that_match(self, kb: httpx.Client) -> None:
+    def test_parents_are_returned_for_the_children_that_match(
+        self, kb: httpx.Client, stack: support.Stack
+    ) -> None:
         dataset_id, document_id = parent_child_document(kb)
         assert kb.get(f"/v1/datasets/{dataset_id}").json()["doc_form"] == "hierarchical_model"
+        stored = stack.sql(
+            "SELECT count(*) FROM child_chunks WHERE document_id = :id", id=document_id
+        )
+        assert stored[0][0] == 9
+        if stack.distributed:  # pgvector: the children's vectors, and none of the parents'
+            children = stack.sql(
+                "SELECT count(*) FROM rag_child_vectors_384 v JOIN child_chunks c "
+                "ON c.id = v.chunk_id WHERE c.document_id = :id",
+                id=document_id,
+            )
+            parents = stack.sql(
+                "SELECT count(*) FROM rag_vectors_384 v JOIN document_segments s "
+                "ON s.id = v.segment_id WHERE s.document_id = :id",
+                id=document_id,
+            )
+            assert (children[0][0], parents[0][0]) == (9, 0)
 
         found = segments(kb, dataset_id, document_id)
         assert [s["content"] for s in found] == [HARBOUR, BAKERY, GARDEN]
@@ -133,6 +151,33 @@ class TestIndexingAndSearch:
         found = segments(kb, dataset_id, document_id)
         assert [s["content"] for s in found] == [HARBOUR, BAKERY, GARDEN]
         assert [len(s["child_chunks"]) for s in found] == [3, 3, 3]
+
+    def test_an_update_by_text_replaces_the_children(
+        self, kb: httpx.Client, stack: support.Stack
+    ) -> None:
+        dataset_id, document_id = parent_child_document(kb)
+        url = f"/v1/datasets/{dataset_id}/documents/{document_id}/update-by-text"
+        refused = kb.post(url, json={"process_rule": {"mode": "automatic"}})
+        assert refused.status_code == 400, refused.text
+        assert "hierarchical" in refused.json()["message"]
+        rules = stack.sql(
+            "SELECT count(*) FROM dataset_process_rules WHERE dataset_id = :id", id=dataset_id
+        )
+        assert rules[0][0] == 1  # the refused rule was not written
+
+        updated = kb.post(url, json={"name": "notes", "text": BAKERY})
+        assert updated.status_code == 200, updated.text
+        ended = wait_indexed(kb, dataset_id, updated.json()["batch"])[-1]
+        assert ended["indexing_status"] == "completed", ended
+        (parent,) = segments(kb, dataset_id, document_id)
+        assert [c["content"] for c in parent["child_chunks"]] == lines(BAKERY)
+        stored = stack.sql(
+            "SELECT count(*) FROM child_chunks WHERE document_id = :id", id=document_id
+        )
+        assert stored[0][0] == 3  # the old generation's nine went with their segments
+        assert all(
+            r["segment"]["content"] == BAKERY for r in retrieve(kb, dataset_id, "ferry pier")
+        )
 
 
 class TestChildChunks:
@@ -310,6 +355,8 @@ class TestErrors:
         refused = kb.post(f"{url}/child_chunks", json={"content": "A child."})
         assert refused.status_code == 400, refused.text
         assert "hierarchical_model" in refused.json()["message"]
-        assert kb.get(f"{url}/child_chunks").status_code == 400
+        listed = kb.get(f"{url}/child_chunks")  # a read finds none, as Dify's does
+        assert listed.status_code == 200, listed.text
+        assert (listed.json()["data"], listed.json()["total"]) == ([], 0)
         empty = kb.post(f"{url}/child_chunks", json={"content": "  "})
         assert_envelope(empty, 400, "invalid_param", "content is required.")

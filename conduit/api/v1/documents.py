@@ -17,7 +17,7 @@ from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
 from conduit.db.models import Dataset, Document, DocumentSegment
 from conduit.errors import InvalidParam
-from conduit.services.datasets import datasets, documents, retrieval, segments
+from conduit.services.datasets import datasets, documents, external, retrieval, segments
 from conduit.services.datasets.documents import DocumentRequest
 
 router = APIRouter(prefix="/datasets/{dataset_id}", tags=["knowledge: documents"])
@@ -320,7 +320,9 @@ def add_segments(
     contents = [item.content or "" for item in items]
     children = segments.plan_children(session, document, model, contents)
     session.commit()  # nothing written yet: the model does not run inside a transaction
-    vectors = segments.embed_texts(dataset, model, segments.texts_to_embed(contents, children))
+    vectors = segments.embed_texts(
+        dataset, model, segments.texts_to_embed(contents, children), children=children is not None
+    )
     document = segments.editable_document(session, dataset, document_id)
     made = segments.add_segments(
         session, dataset, document, items, model,
@@ -374,11 +376,10 @@ def edit_segment(
     )
     children = plan[0] if plan else None
     session.commit()  # nothing written yet: the model does not run inside a transaction
-    if document.doc_form == documents.HIERARCHICAL_MODEL:
-        texts = children or []  # a parent is not embedded, its children are
-    else:
-        texts = [fields.content] if fields.content else []
-    vectors = segments.embed_texts(dataset, model, texts)
+    parent = document.doc_form == documents.HIERARCHICAL_MODEL
+    # A parent is not embedded, its children are.
+    texts = (children or []) if parent else ([fields.content] if fields.content else [])
+    vectors = segments.embed_texts(dataset, model, texts, children=parent)
     document = segments.editable_document(session, dataset, document_id)
     found = segments.get_segment(session, document, segment_id)
     return segments.update_segment(
@@ -403,14 +404,12 @@ def delete_segment(
 def _parent(
     session: Session, dataset: Dataset, document_id: str, segment_id: str, *, editing: bool
 ) -> tuple[Document, DocumentSegment]:
-    """A parent-child document's segment: the document editable (completed, enabled) for a
-    change."""
-    document = (
-        segments.editable_document(session, dataset, document_id)
-        if editing
-        else documents.get_document(session, dataset, document_id)
-    )
-    segments.parent_document(document)
+    """A parent-child document's segment, the document editable (completed, enabled) for a
+    change; a read of another document's segment finds no children (as Dify's does)."""
+    if not editing:
+        document = documents.get_document(session, dataset, document_id)
+        return document, segments.get_segment(session, document, segment_id)
+    document = segments.parent_document(segments.editable_document(session, dataset, document_id))
     return document, segments.get_segment(session, document, segment_id)
 
 
@@ -453,7 +452,7 @@ def add_child_chunk(
     _parent(session, dataset, document_id, segment_id, editing=True)  # refused first
     model = request.app.state.retriever.segment_model(session, dataset)
     session.commit()  # nothing written yet: the model does not run inside a transaction
-    vectors = segments.embed_texts(dataset, model, [content])
+    vectors = segments.embed_texts(dataset, model, [content], children=True)
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
     made = segments.add_child(
         session, dataset, segment, content, model, account_id=caller.account_id, vectors=vectors
@@ -473,7 +472,7 @@ def update_child_chunk(
     segments.get_child(session, segment, child_chunk_id)  # refused before the model runs
     model = request.app.state.retriever.segment_model(session, dataset)
     session.commit()
-    vectors = segments.embed_texts(dataset, model, [content])
+    vectors = segments.embed_texts(dataset, model, [content], children=True)
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
     chunk = segments.get_child(session, segment, child_chunk_id)
     changed = segments.update_child(
@@ -510,6 +509,17 @@ def hit_testing(
     session: Session, dataset: Dataset, request: Request, body: dict[str, Any]
 ) -> dict[str, Any]:
     query = retrieval.check_query(body.get("query"))
+    if dataset.provider == external.EXTERNAL:
+        # The dataset's service is asked (Dify's Service API searches an external dataset's
+        # empty index instead); the request's `external_retrieval_model` over the dataset's.
+        setting = external.parse_setting(
+            body.get("external_retrieval_model"), dataset.retrieval_model
+        )
+        records = request.app.state.retriever.search_external(session, dataset, query, setting)
+        return {
+            "query": {"content": query},
+            "records": [external.record_view(record) for record in records],
+        }
     model = retrieval.retrieval_model(dataset, body.get("retrieval_model"))
     found = request.app.state.retriever.search(session, dataset, query, model)
     return {

@@ -99,9 +99,18 @@ class Splitter:
         return segments
 
     def head(self, text: str, tokens: int) -> str:
-        """The text up to its `tokens`-th token (all of it when shorter)."""
-        offsets = self._sizer.encode(text, add_special_tokens=False).offsets
-        return text if len(offsets) <= tokens else text[: offsets[tokens - 1][1]]
+        """The text up to its `tokens`-th token (all of it when shorter). Only a prefix is
+        tokenized, widened until it holds enough tokens: a whole upload's offsets would take
+        hundreds of megabytes."""
+        size = tokens * 8
+        while True:
+            prefix = text[:size]
+            offsets = self._sizer.encode(prefix, add_special_tokens=False).offsets
+            if len(offsets) > tokens:
+                return text[: offsets[tokens - 1][1]]
+            if len(prefix) == len(text):
+                return text
+            size *= 2
 
     def split_parent_child(
         self, text: str, rule: ParentChild, *, markdown: bool = False

@@ -226,6 +226,43 @@ class ChildChunk(IdMixin, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
 
 
+class ExternalKnowledgeApi(IdMixin, Base):
+    """A workspace's connection to an external knowledge service (Dify's external knowledge
+    API "template"): its endpoint, to which `/retrieval` is added, and its API key (encrypted
+    with the server's secret)."""
+
+    __tablename__ = "external_knowledge_apis"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    endpoint: Mapped[str] = mapped_column(Text)
+    encrypted_api_key: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(36), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ExternalKnowledgeBinding(IdMixin, Base):
+    """An external dataset's source: which connection, and the knowledge id it asks for. A
+    connection in use cannot be deleted (RESTRICT)."""
+
+    __tablename__ = "external_knowledge_bindings"
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    dataset_id: Mapped[str] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), unique=True
+    )
+    external_knowledge_api_id: Mapped[str] = mapped_column(
+        ForeignKey("external_knowledge_apis.id", ondelete="RESTRICT"), index=True
+    )
+    external_knowledge_id: Mapped[str] = mapped_column(String(512))
+    created_by: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AppDatasetJoin(IdMixin, Base):
     """An app's use of a dataset (its model config's `dataset_configs`)."""
 

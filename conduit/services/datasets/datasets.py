@@ -34,7 +34,7 @@ from conduit.db.models import (
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
 from conduit.services._like import contains
-from conduit.services.datasets import embedders, keywords
+from conduit.services.datasets import embedders, external, keywords
 from conduit.services.datasets.documents import forget_dataset_files
 from conduit.signals import signals
 
@@ -86,6 +86,11 @@ class DatasetFields:
     embedding_model: str | None = None
     embedding_model_provider: str | None = None
     retrieval_model: dict[str, Any] | None = None
+    # An external dataset's (`provider: external`; services/datasets/external.py).
+    provider: str | None = None
+    external_retrieval_model: dict[str, Any] | None = None
+    external_knowledge_api_id: str | None = None
+    external_knowledge_id: str | None = None
 
     @classmethod
     def parse(cls, body: dict[str, Any], *, creating: bool) -> DatasetFields:
@@ -102,11 +107,14 @@ class DatasetFields:
                 f"description must be a string of at most {DESCRIPTION_MAX} characters."
             )
         provider = body.get("provider")
-        if provider not in (None, "vendor"):
-            raise InvalidParam(
-                "provider must be 'vendor': external knowledge APIs are not supported."
-            )
+        if provider not in (None, "vendor", external.EXTERNAL):
+            raise InvalidParam("provider must be one of: vendor, external.")
+        setting = body.get("external_retrieval_model")
         return cls(
+            provider=provider,
+            external_retrieval_model=(None if setting is None else external.parse_setting(setting)),
+            external_knowledge_api_id=_text(body, "external_knowledge_api_id"),
+            external_knowledge_id=_text(body, "external_knowledge_id"),
             name=name,
             description=description,
             indexing_technique=_choice(body, "indexing_technique", IndexingTechnique),
@@ -230,6 +238,8 @@ def create_dataset(
     session: Session, *, tenant_id: str, account_id: str, fields: DatasetFields
 ) -> Dataset:
     assert fields.name is not None
+    if fields.provider == external.EXTERNAL:
+        return _create_external(session, tenant_id=tenant_id, account_id=account_id, fields=fields)
     provider, model = embedders.check_choice(
         session, tenant_id, fields.embedding_model_provider, fields.embedding_model
     ) or (None, None)
@@ -248,9 +258,40 @@ def create_dataset(
     return dataset
 
 
+def _create_external(
+    session: Session, *, tenant_id: str, account_id: str, fields: DatasetFields
+) -> Dataset:
+    """An external dataset and its binding (both ids required, the connection the
+    workspace's), in the caller's transaction; nothing of Conduit's index applies to it."""
+    assert fields.name is not None
+    api_id, knowledge_id = external.check_binding(
+        session,
+        tenant_id,
+        {
+            "external_knowledge_api_id": fields.external_knowledge_api_id,
+            "external_knowledge_id": fields.external_knowledge_id,
+        },
+    )
+    dataset = Dataset(
+        tenant_id=tenant_id,
+        name=fields.name,
+        description=fields.description or "",
+        provider=external.EXTERNAL,
+        indexing_technique=None,
+        permission=fields.permission or DatasetPermission.ONLY_ME,
+        retrieval_model=fields.external_retrieval_model or external.parse_setting(None),
+        created_by=account_id,
+    )
+    _save(session, dataset)
+    external.bind(session, dataset, api_id, knowledge_id, account_id)
+    return dataset
+
+
 def update_dataset(
     session: Session, dataset: Dataset, *, account_id: str, fields: DatasetFields
 ) -> Dataset:
+    if dataset.provider == external.EXTERNAL:
+        return _update_external(session, dataset, account_id=account_id, fields=fields)
     choice = None
     if fields.embedding_model or fields.embedding_model_provider:
         choice = embedders.check_choice(
@@ -274,6 +315,34 @@ def update_dataset(
     }
     if choice is not None:
         changes["embedding_model_provider"], changes["embedding_model"] = choice
+    _save(session, dataset, {**changes, "updated_by": account_id, "updated_at": utcnow()})
+    return dataset
+
+
+def _update_external(
+    session: Session, dataset: Dataset, *, account_id: str, fields: DatasetFields
+) -> Dataset:
+    """Name, description, permission, `external_retrieval_model` and the binding."""
+    for name in ("indexing_technique", "embedding_model", "embedding_model_provider"):
+        if getattr(fields, name) is not None:
+            raise InvalidParam(f"{name} does not apply to an external dataset.")
+    changes: dict[str, Any] = {
+        name: getattr(fields, name)
+        for name in ("name", "description", "permission")
+        if getattr(fields, name) is not None
+    }
+    if fields.external_retrieval_model is not None:
+        changes["retrieval_model"] = external.parse_setting(
+            fields.external_retrieval_model, dataset.retrieval_model
+        )
+    external.rebind(
+        session,
+        dataset,
+        {
+            "external_knowledge_api_id": fields.external_knowledge_api_id,
+            "external_knowledge_id": fields.external_knowledge_id,
+        },
+    )
     _save(session, dataset, {**changes, "updated_by": account_id, "updated_at": utcnow()})
     return dataset
 
@@ -418,6 +487,7 @@ def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
     }
     ids = [d.id for d in datasets]
     tags = dataset_tags(session, ids)
+    bound = external.infos(session, datasets)
     fields: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for field in session.scalars(
         select(DatasetMetadata)
@@ -430,9 +500,20 @@ def views(session: Session, datasets: list[Dataset]) -> list[dict[str, Any]]:
             **_view(d, counts[d.id], authors.get(d.created_by), tags[d.id]),
             "doc_metadata": fields[d.id],
             "embedding_available": embedders.available(session, d),
+            **(_external_view(d, bound[d.id]) if d.id in bound else {}),
         }
         for d in datasets
     ]
+
+
+def _external_view(dataset: Dataset, info: dict[str, Any]) -> dict[str, Any]:
+    setting = external.parse_setting(None, dataset.retrieval_model)
+    return {
+        "external_knowledge_info": info,
+        "external_retrieval_model": setting,
+        "retrieval_model_dict": setting,
+        "doc_form": None,
+    }
 
 
 def dataset_tags(session: Session, dataset_ids: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -288,6 +288,16 @@ def check_form(
         )
 
 
+def refuse_external(dataset: Dataset) -> None:
+    """Documents belong to datasets Conduit indexes: an external dataset's live in its
+    service (Dify's 400)."""
+    if dataset.provider == "external":
+        raise InvalidParam(
+            "External datasets are not supported: an external dataset's documents live in "
+            "its external knowledge service."
+        )
+
+
 def new_batch() -> str:
     """Dify's batch: the time to the second and six random digits (20 characters)."""
     return utcnow().strftime("%Y%m%d%H%M%S") + f"{secrets.randbelow(10**6):06d}"
@@ -330,10 +340,15 @@ def create_document(
 ) -> tuple[Document, str]:
     """Store the file and a `waiting` document, and queue its indexing; (document, batch).
     `batch`: one shared with the other documents of the same upload (else a new one)."""
+    refuse_external(dataset)
     extension = check_upload(filename, len(data), limit_mb=limit_mb)
     technique = request.indexing_technique or dataset.indexing_technique
     if technique is None:
         raise InvalidParam("indexing_technique is required.")
+    if session.get_bind().dialect.name == "postgresql":
+        # One upload at a time per dataset: its first document sets the dataset's form, and
+        # each takes the next position (SQLite's write lock serialises them already).
+        session.refresh(dataset, with_for_update=True)
     first = (
         session.scalar(select(Document.id).where(Document.dataset_id == dataset.id).limit(1))
         is None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,10 @@ from conduit.db.models import (
     DocumentSegment,
     IndexingTechnique,
 )
-from conduit.errors import InvalidParam
+from conduit.errors import InvalidParam, NotFound
 from conduit.infra.db import Database
-from conduit.services.datasets import keywords, metadata
+from conduit.infra.ssrf import AllowList
+from conduit.services.datasets import external, keywords, metadata
 from conduit.services.datasets.datasets import (
     RERANKING_MODES,
     SEARCH_METHODS,
@@ -47,8 +49,11 @@ from conduit.services.datasets.datasets import (
 )
 from conduit.services.datasets.documents import HIERARCHICAL_MODEL, segment_view
 from conduit.services.datasets.embedders import Embedders, EmbeddingFailed
+from conduit.services.datasets.external import ExternalKnowledge
 from conduit.services.datasets.segments import SegmentModel
 from conduit.services.datasets.vectors import VectorIndex, is_searchable
+
+logger = logging.getLogger(__name__)
 
 QUERY_MAX = 250  # Dify's hit-testing limit on the query's length
 # `retrieval_model.reranking_mode` of a hybrid search fused by rank (Conduit's; Dify's modes are
@@ -74,8 +79,18 @@ class Retriever:
 
     embedders: Embedders
     index: VectorIndex
+    # External datasets' services (`external.py`), and the secret their keys are sealed with.
+    external: ExternalKnowledge = field(default_factory=lambda: ExternalKnowledge(AllowList()))
+    secret: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _splitter: Splitter | None = None
+
+    def search_external(
+        self, session: Session, dataset: Dataset, query: str, setting: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """An external dataset's records for `query` (its service asked, `setting`:
+        `external_retrieval_model`)."""
+        return self.external.search(external.source(session, dataset, self.secret), query, setting)
 
     def segment_model(self, session: Session, dataset: Dataset) -> SegmentModel:
         """The dataset's model as segment edits use it: its vectors and its token counts."""
@@ -99,7 +114,13 @@ class Retriever:
 
     @classmethod
     def build(
-        cls, index: VectorIndex, *, secret: str, threads: int = 0, timeout: float = 30.0
+        cls,
+        index: VectorIndex,
+        *,
+        secret: str,
+        threads: int = 0,
+        timeout: float = 30.0,
+        allow: AllowList | None = None,
     ) -> Retriever:
         # Queries are not cached: they rarely repeat, and the search runs inside the request's
         # transaction, which on SQLite holds the write lock a cache write would wait for.
@@ -108,7 +129,12 @@ class Retriever:
             local=functools.partial(LocalEmbedder, threads=threads, spin=False),
             timeout=timeout,
         )
-        return cls(embedders=embedders, index=index)
+        return cls(
+            embedders=embedders,
+            index=index,
+            external=ExternalKnowledge(allow or AllowList()),
+            secret=secret,
+        )
 
     def search(
         self, session: Session, dataset: Dataset, query: str, model: dict[str, Any]
@@ -301,12 +327,18 @@ class KnowledgeSearch:
     def __init__(self, db: Database, retriever: Retriever) -> None:
         self._db = db
         self._retriever = retriever
+        self._secret = retriever.secret
 
     async def __call__(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.search, plan)
 
     def search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
-        found: list[tuple[Dataset, DocumentSegment, Document, float]] = []
+        """The plan's datasets searched, the best passages over all of them first (each as
+        a `RetrieverResource` without its position), numbered from 1. An external dataset's
+        service is asked after the session ends (no transaction waits on it); one that fails
+        is left out with a warning, as Dify does: the run answers from the others."""
+        found: list[tuple[float, dict[str, Any]]] = []
+        remote: list[tuple[Dataset, external.Source]] = []
         with self._db.reads() as session:
             datasets = {
                 dataset.id: dataset
@@ -320,6 +352,12 @@ class KnowledgeSearch:
                 dataset = datasets.get(dataset_id)
                 if dataset is None:
                     continue  # deleted since the app was configured
+                if dataset.provider == external.EXTERNAL:
+                    try:
+                        remote.append((dataset, external.source(session, dataset, self._secret)))
+                    except NotFound:
+                        logger.warning("external dataset %s has no binding", dataset.id)
+                    continue
                 model = app_retrieval_model(dataset, plan)
                 try:
                     hits = self._retriever.search(session, dataset, plan.query, model)
@@ -329,15 +367,26 @@ class KnowledgeSearch:
                     if plan.metadata_conditions is None:
                         raise
                     continue
-                found.extend((dataset, hit.segment, hit.document, hit.score) for hit in hits)
-            found.sort(key=lambda item: -item[3])
-            # Read before the session ends (its rollback expires what it loaded).
-            return [
-                resource(position, dataset, segment, document, score)
-                for position, (dataset, segment, document, score) in enumerate(
-                    found[: plan.top_k], start=1
+                # Read before the session ends (its rollback expires what it loaded).
+                found.extend(
+                    (hit.score, resource(0, dataset, hit.segment, hit.document, hit.score))
+                    for hit in hits
                 )
-            ]
+        for dataset, where in remote:
+            setting = external.parse_setting(None, dataset.retrieval_model)
+            try:
+                records = self._retriever.external.search(where, plan.query, setting)
+            except (external.ExternalKnowledgeFailed, InvalidParam) as error:
+                logger.warning(
+                    "external dataset %s left out of a run's passages: %s", dataset.id, error
+                )
+                continue
+            found.extend((r["score"], external.resource(0, dataset, r)) for r in records)
+        found.sort(key=lambda item: -item[0])
+        return [
+            {**passage, "position": position}
+            for position, (_, passage) in enumerate(found[: plan.top_k], start=1)
+        ]
 
 
 def app_retrieval_model(dataset: Dataset, plan: RetrievalPlan) -> dict[str, Any]:

@@ -156,17 +156,21 @@ def parse_new_segments(body: dict[str, Any]) -> list[SegmentFields]:
 Vectors = dict[str, Any]  # text hash → vector
 
 
-def embed_texts(dataset: Dataset, model: SegmentModel, texts: list[str]) -> Vectors:
+def embed_texts(
+    dataset: Dataset, model: SegmentModel, texts: list[str], *, children: bool = False
+) -> Vectors:
     """The vectors of a high-quality dataset's new texts, by text hash (none for an economy
     dataset). Only computes: called outside any transaction, so that on SQLite the model does
-    not run while the write lock is held; the edit then stores them."""
+    not run while the write lock is held; the edit then stores them. `children`: the texts are
+    child chunks (their index is the one made ready for the vectors' width)."""
     if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY or not texts:
         return {}
     try:
         vectors = model.embedder.embed(texts).vectors
     except IndexingError as error:  # a remote model down or refusing: Dify's model error
         raise EmbeddingFailed(f"The segment could not be embedded: {error.message}") from None
-    model.index.prepare(int(vectors.shape[1]))  # before the edit's transaction (see `prepare`)
+    index = model.index.children() if children else model.index
+    index.prepare(int(vectors.shape[1]))  # before the edit's transaction (see `prepare`)
     return {content_hash(text): vector for text, vector in zip(texts, vectors, strict=True)}
 
 
@@ -178,10 +182,11 @@ def _store(
     this transaction; one that `embed_texts` did not give is embedded now."""
     if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY or not rows:
         return
+    children = isinstance(rows[0], ChildChunk)
     missing = [row.content for row in rows if row.content_hash not in vectors]
-    vectors = {**vectors, **embed_texts(dataset, model, missing)}
+    vectors = {**vectors, **embed_texts(dataset, model, missing, children=children)}
     store_vectors(session.connection(), model.embedder.model_key, vectors)
-    index = model.index.children() if isinstance(rows[0], ChildChunk) else model.index
+    index = model.index.children() if children else model.index
     index.add(session, dataset.id, [(row.id, vectors[row.content_hash]) for row in rows])
 
 

@@ -53,6 +53,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == 'postgresql':
+        # The children's pgvector tables (made by the servers, one per width) refer to it.
+        for (table,) in bind.execute(
+            sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'rag_child_vectors_%'")
+        ):
+            op.drop_table(table)
     op.drop_index('ix_child_chunks_document', table_name='child_chunks')
     op.drop_index('ix_child_chunks_dataset_updated', table_name='child_chunks')
     op.drop_index('ix_child_chunks_segment_position', table_name='child_chunks')
