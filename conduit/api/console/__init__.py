@@ -11,6 +11,7 @@ from conduit.api.console import (
     apps,
     auth,
     datasets,
+    external_knowledge,
     model_providers,
     sites,
     tasks,
@@ -28,6 +29,7 @@ router.include_router(workspaces.router)
 router.include_router(apps.router)
 router.include_router(sites.router)
 router.include_router(api_keys.router)
+router.include_router(external_knowledge.router)  # before datasets: not a dataset's id
 router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is theirs
 router.include_router(model_providers.router)
 router.include_router(app_runs.router)

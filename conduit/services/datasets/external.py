@@ -430,7 +430,9 @@ class ExternalKnowledge:
             raise InvalidParam(f"failed to connect to the endpoint: {url}") from None
         if response.status_code == 403:
             raise InvalidParam("Forbidden: Authorization failed with the provided api_key")
-        if response.status_code == 404:
+        if response.status_code == 404 and not _service_error(response.content):
+            # (A 404 that is the service's own error, `{"error_code": 2001, ...}` for the
+            # probe's empty knowledge id, says the service is there.)
             raise InvalidParam(f"Not Found: failed to connect to the endpoint: {url}")
         if response.status_code == 502:
             raise InvalidParam(f"Bad Gateway: failed to connect to the endpoint: {url}")
@@ -522,6 +524,15 @@ class ExternalKnowledge:
             return _Answer(response.status_code, bytes(content))
 
 
+def _service_error(content: bytes) -> bool:
+    """Whether a body is the External Knowledge API's error object."""
+    try:
+        parsed = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and "error_code" in parsed
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status_code: int
@@ -542,14 +553,16 @@ def record_view(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def resource(position: int, dataset: Dataset, record: dict[str, Any]) -> dict[str, Any]:
+def resource(
+    position: int, dataset_id: str, dataset_name: str, record: dict[str, Any]
+) -> dict[str, Any]:
     """Dify's `RetrieverResource` of an external record (no segment of ours)."""
     metadata = record["metadata"]
     document_id = metadata.get("document_id")
     return {
         "position": position,
-        "dataset_id": dataset.id,
-        "dataset_name": dataset.name,
+        "dataset_id": dataset_id,
+        "dataset_name": dataset_name,
         "document_id": document_id if isinstance(document_id, str) else record["title"],
         "document_name": record["title"],
         "data_source_type": EXTERNAL,

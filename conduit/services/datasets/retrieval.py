@@ -338,7 +338,8 @@ class KnowledgeSearch:
         service is asked after the session ends (no transaction waits on it); one that fails
         is left out with a warning, as Dify does: the run answers from the others."""
         found: list[tuple[float, dict[str, Any]]] = []
-        remote: list[tuple[Dataset, external.Source]] = []
+        # (id, name, `external_retrieval_model`, where to ask) of each external dataset.
+        remote: list[tuple[str, str, dict[str, Any], external.Source]] = []
         with self._db.reads() as session:
             datasets = {
                 dataset.id: dataset
@@ -354,7 +355,9 @@ class KnowledgeSearch:
                     continue  # deleted since the app was configured
                 if dataset.provider == external.EXTERNAL:
                     try:
-                        remote.append((dataset, external.source(session, dataset, self._secret)))
+                        where = external.source(session, dataset, self._secret)
+                        setting = external.parse_setting(None, dataset.retrieval_model)
+                        remote.append((dataset.id, dataset.name, setting, where))
                     except NotFound:
                         logger.warning("external dataset %s has no binding", dataset.id)
                     continue
@@ -372,16 +375,15 @@ class KnowledgeSearch:
                     (hit.score, resource(0, dataset, hit.segment, hit.document, hit.score))
                     for hit in hits
                 )
-        for dataset, where in remote:
-            setting = external.parse_setting(None, dataset.retrieval_model)
+        for dataset_id, name, setting, where in remote:
             try:
                 records = self._retriever.external.search(where, plan.query, setting)
             except (external.ExternalKnowledgeFailed, InvalidParam) as error:
                 logger.warning(
-                    "external dataset %s left out of a run's passages: %s", dataset.id, error
+                    "external dataset %s left out of a run's passages: %s", dataset_id, error
                 )
                 continue
-            found.extend((r["score"], external.resource(0, dataset, r)) for r in records)
+            found.extend((r["score"], external.resource(0, dataset_id, name, r)) for r in records)
         found.sort(key=lambda item: -item[0])
         return [
             {**passage, "position": position}
