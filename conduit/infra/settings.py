@@ -519,14 +519,14 @@ class WebhookSettings(BaseSettings):
     allowed_networks: str = Field(
         "",
         description="Comma-separated addresses or CIDR networks a callback (and a workflow "
-        "HTTP node, a file fetched by URL) may target although they are private, loopback, "
-        "link-local or reserved (e.g. 127.0.0.0/8,::1/128).",
+        "HTTP node, a file fetched by URL, an external knowledge API) may target although "
+        "they are private, loopback, link-local or reserved (e.g. 127.0.0.0/8,::1/128).",
     )
     allowed_hosts: str = Field(
         "",
         description="Comma-separated host names a callback (and a workflow HTTP node, a file "
-        "fetched by URL) may target whatever they resolve to (`*.example.com` matches its "
-        "subdomains).",
+        "fetched by URL, an external knowledge API) may target whatever they resolve to "
+        "(`*.example.com` matches its subdomains).",
     )
     secret_grace_seconds: float = Field(
         86400.0,

@@ -209,22 +209,31 @@ function Segments({ dataset, documentId, editor }) {
   </section>`;
 }
 
+// Hit testing: a dataset's own segments (`hit-testing`), or what an external dataset's
+// service returns (`external-hit-testing`).
 function HitTesting({ dataset }) {
+  const external = dataset.provider === "external";
   const [query, setQuery] = useState("");
   const [result, setResult] = useState(null);
   const [search, busy, error] = useAction(async () => {
-    setResult(await api.post(`/datasets/${dataset.id}/hit-testing`, { query }));
+    setResult(await api.post(`/datasets/${dataset.id}/${external ? "external-hit-testing" : "hit-testing"}`, { query }));
   });
   return html`<section class="panel" aria-labelledby="hit-title">
     <h2 id="hit-title">Hit testing</h2>
     <form onSubmit=${(e) => { e.preventDefault(); search(); }}>
       <${Field} label="Query" as="textarea" rows="2" value=${query} onInput=${setQuery}
-        hint="What a user might ask: the segments retrieval would find, best first." />
+        hint=${external ? "Sent to the external knowledge API: the passages it returns, best first." : "What a user might ask: the segments retrieval would find, best first."} />
       <${ErrorBox} error=${error} />
       <${Button} kind="primary" type="submit" busy=${busy}>Test retrieval<//>
     </form>
     ${result && html`<div aria-live="polite">
-      ${result.records.length === 0 ? html`<p class="empty">No segment matches “${result.query.content}”.</p>` : html`
+      ${result.records.length === 0 ? html`<p class="empty">${external ? "The external knowledge API found nothing for" : "No segment matches"} “${result.query.content}”.</p>` : external ? html`
+      <ol class="hits" aria-label="Retrieved passages">
+        ${result.records.map((r) => html`<li class="hit">
+          <div class="meta"><strong>Score ${r.score.toFixed(3)}</strong> · ${r.title || "untitled"}</div>
+          <div class="segment-text">${r.content}</div>
+        </li>`)}
+      </ol>` : html`
       <ol class="hits" aria-label="Retrieved segments">
         ${result.records.map((r) => html`<li class="hit">
           <div class="meta"><strong>Score ${r.score.toFixed(3)}</strong> · ${r.segment.document.name} · segment ${r.segment.position}</div>
@@ -248,11 +257,24 @@ export default function DatasetPage({ params, query }) {
   return html`<${Loaded} resource=${dataset} what="Loading the dataset">${({ data }) => html`
     <nav class="tabs" aria-label="Dataset"><a class="back" href=${href("/datasets")}>← Knowledge</a></nav>
     <${PageHeader} title=${data.name}>
-      <span class="muted">${data.document_count} document${data.document_count === 1 ? "" : "s"} · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing${data.doc_form === PARENT_CHILD ? " · parent-child chunks" : ""}</span>
+      <span class="muted">${data.provider === "external" ? "external knowledge base" : html`${data.document_count} document${data.document_count === 1 ? "" : "s"} · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing${data.doc_form === PARENT_CHILD ? " · parent-child chunks" : ""}`}</span>
     <//>
     ${data.description && html`<p>${data.description}</p>`}
+    ${data.provider === "external" ? html`
+    <section class="panel" aria-labelledby="source-title">
+      <h2 id="source-title">External knowledge base</h2>
+      <dl class="facts">
+        <dt>API</dt><dd>${data.external_knowledge_info.external_knowledge_api_name}</dd>
+        <dt>Endpoint</dt><dd><code>${data.external_knowledge_info.external_knowledge_api_endpoint}</code></dd>
+        <dt>Knowledge ID</dt><dd><code>${data.external_knowledge_info.external_knowledge_id}</code></dd>
+        <dt>Top K</dt><dd>${data.external_retrieval_model.top_k}</dd>
+        <dt>Score threshold</dt><dd>${data.external_retrieval_model.score_threshold_enabled ? data.external_retrieval_model.score_threshold : "off"}</dd>
+      </dl>
+      <p class="muted">Its documents live in the external service: searches and apps ask it.</p>
+    </section>
+    <${HitTesting} dataset=${data} />` : html`
     ${editor && html`<${Upload} dataset=${data} onUploaded=${docs.reload} />`}
     <${Documents} dataset=${data} docs=${docs} selected=${query.document} editor=${editor} page=${page} setPage=${setPage} />
     ${query.document && html`<${Segments} key=${query.document} dataset=${data} documentId=${query.document} editor=${editor} />`}
-    <${HitTesting} dataset=${data} />`}<//>`;
+    <${HitTesting} dataset=${data} />`}`}<//>`;
 }

@@ -1,5 +1,7 @@
 // Knowledge: the workspace's datasets (`GET /datasets`), a new one (name, description,
-// indexing technique) and deleting one (confirmed in a dialog).
+// indexing technique) and deleting one (confirmed in a dialog); the workspace's external
+// knowledge APIs (added after the server reached them, deleted when no dataset uses them) and
+// an external dataset connected to one of them.
 import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, useResource } from "../api.js";
 import { href, navigate } from "../router.js";
@@ -33,6 +35,92 @@ function CreateDataset({ onClose }) {
   </form>`;
 }
 
+function AddExternalApi({ onClose }) {
+  const [name, setName] = useState("");
+  const [endpoint, setEndpoint] = useState("");
+  const [apiKey, setApiKey] = useState("");
+  const [add, busy, error] = useAction(async () => {
+    await api.post("/datasets/external-knowledge-api", { name, settings: { endpoint, api_key: apiKey } });
+    invalidate("/datasets/external-knowledge-api");
+    onClose();
+  });
+  return html`<form onSubmit=${(e) => { e.preventDefault(); add(); }}>
+    <${Field} label="API name" required maxlength="100" value=${name} onInput=${setName} />
+    <${Field} label="Endpoint" type="url" required value=${endpoint} onInput=${setEndpoint}
+      hint="The service's base URL: Conduit posts to it with /retrieval added, and checks it answers before saving." />
+    <${Field} label="API key" type="password" required value=${apiKey} onInput=${setApiKey} autocomplete="off" />
+    <${ErrorBox} error=${error} />
+    <div class="row">
+      <${Button} kind="primary" type="submit" busy=${busy}>Add API<//>
+      <${Button} type="button" onClick=${onClose}>Cancel<//>
+    </div>
+  </form>`;
+}
+
+function ConnectExternal({ apis, onClose }) {
+  const options = apis.map((a) => ({ value: a.id, label: a.name }));
+  const [apiId, setApiId] = useState(options.length ? options[0].value : "");
+  const [knowledgeId, setKnowledgeId] = useState("");
+  const [name, setName] = useState("");
+  const [connect, busy, error] = useAction(async () => {
+    const made = await api.post("/datasets/external", {
+      name, external_knowledge_api_id: apiId, external_knowledge_id: knowledgeId,
+    });
+    invalidate("/datasets");
+    invalidate("/datasets/external-knowledge-api");
+    navigate(`/datasets/${made.id}`);
+  });
+  if (!options.length) return html`<p>Add an external knowledge API first.</p>`;
+  return html`<form onSubmit=${(e) => { e.preventDefault(); connect(); }}>
+    <${Field} label="External knowledge API" as="select" options=${options} value=${apiId} onInput=${setApiId} />
+    <${Field} label="External knowledge ID" required value=${knowledgeId} onInput=${setKnowledgeId}
+      hint="The knowledge base's id in the external service." />
+    <${Field} label="Dataset name" required maxlength="40" value=${name} onInput=${setName} />
+    <${ErrorBox} error=${error} />
+    <div class="row">
+      <${Button} kind="primary" type="submit" busy=${busy}>Connect<//>
+      <${Button} type="button" onClick=${onClose}>Cancel<//>
+    </div>
+  </form>`;
+}
+
+function ExternalApis({ editor }) {
+  const list = useResource("/datasets/external-knowledge-api", { limit: 100 });
+  const [adding, setAdding] = useState(false);
+  const [connecting, setConnecting] = useState(false);
+  const [remove, removing, removeError] = useAction(async (item) => {
+    await api.delete(`/datasets/external-knowledge-api/${item.id}`);
+    invalidate("/datasets/external-knowledge-api");
+  });
+  return html`<section class="panel" aria-labelledby="external-title">
+    <div class="page-header">
+      <h2 id="external-title">External knowledge APIs</h2>
+      ${editor && html`<div class="row">
+        <${Button} onClick=${() => setAdding(true)}>Add external knowledge API<//>
+        <${Button} onClick=${() => setConnecting(true)}>Connect external knowledge base<//>
+      </div>`}
+    </div>
+    <${ErrorBox} error=${removeError} />
+    <${Loaded} resource=${list} what="Loading the external knowledge APIs">${(data) => html`
+      <${Table} caption=${`${data.total} external knowledge API${data.total === 1 ? "" : "s"}`}
+        empty="None yet: add one to search a knowledge base kept by another service (Dify's External Knowledge API)."
+        rows=${data.data}
+        columns=${[
+          { label: "Name", render: (a) => a.name },
+          { label: "Endpoint", render: (a) => html`<code>${a.settings.endpoint}</code>` },
+          { label: "API key", render: (a) => html`<code>${a.settings.api_key}</code>` },
+          { label: "Datasets", render: (a) => (a.dataset_bindings.length ? a.dataset_bindings.map((d) => d.name).join(", ") : html`<span class="muted">none</span>`) },
+          { label: "Actions", render: (a) => editor && html`<${Button} kind="danger" busy=${removing} aria-label=${`Delete ${a.name}`} onClick=${() => remove(a)}>Delete<//>` },
+        ]} />
+      <${Dialog} title="Connect external knowledge base" open=${connecting} onClose=${() => setConnecting(false)}>
+        <${ConnectExternal} apis=${data.data} onClose=${() => setConnecting(false)} />
+      <//>`}<//>
+    <${Dialog} title="Add external knowledge API" open=${adding} onClose=${() => setAdding(false)}>
+      <${AddExternalApi} onClose=${() => setAdding(false)} />
+    <//>
+  </section>`;
+}
+
 export default function Datasets() {
   const session = useSession();
   const [keyword, setKeyword] = useState("");
@@ -59,9 +147,9 @@ export default function Datasets() {
         rows=${data.data}
         columns=${[
           { label: "Name", render: (d) => html`<a href=${href(`/datasets/${d.id}`)}>${d.name}</a>${d.description && html`<div class="muted">${d.description}</div>`}` },
-          { label: "Indexing", render: (d) => (d.indexing_technique === "economy" ? "Economy" : "High quality") },
-          { label: "Documents", render: (d) => d.document_count },
-          { label: "Words", render: (d) => d.word_count },
+          { label: "Indexing", render: (d) => (d.provider === "external" ? `External: ${d.external_knowledge_info.external_knowledge_api_name}` : d.indexing_technique === "economy" ? "Economy" : "High quality") },
+          { label: "Documents", render: (d) => (d.provider === "external" ? "–" : d.document_count) },
+          { label: "Words", render: (d) => (d.provider === "external" ? "–" : d.word_count) },
           { label: "Updated", render: (d) => formatTime(d.updated_at) },
           { label: "Actions", render: (d) => editor && html`<${Button} kind="danger" aria-label=${`Delete ${d.name}`} onClick=${() => { setRemoveError(null); setDoomed(d); }}>Delete<//>` },
         ]} />
@@ -69,6 +157,7 @@ export default function Datasets() {
         ${page > 1 && html`<${Button} onClick=${() => setPage(page - 1)}>Previous page<//>`}
         ${data.has_more && html`<${Button} onClick=${() => setPage(page + 1)}>Next page<//>`}
       </div>`}<//>
+    <${ExternalApis} editor=${editor} />
     <${Dialog} title="New dataset" open=${creating} onClose=${() => setCreating(false)}>
       <${CreateDataset} onClose=${() => setCreating(false)} />
     <//>
