@@ -18,7 +18,8 @@ import httpx
 import pytest
 
 from tests import support
-from tests.e2e.conftest import Admin, service_app
+from tests.e2e.conftest import Admin, make_admin, service_app
+from tests.e2e.test_indexing import by_text, wait_indexed
 from tests.fakes.external_knowledge import ExternalKnowledgeService, external_knowledge
 
 # Loopback is where the test's service is; nothing else private is allowed.
@@ -93,10 +94,19 @@ class TestConnections:
             console.post(url, json={"name": "Harbour KB"}),
             400, "invalid_param", "settings is required: {endpoint, api_key}.",
         )  # fmt: skip
+        for settings, message in (
+            ({"endpoint": f"{service.base_url}?x=1", "api_key": KEY}, "without a query"),
+            ({"endpoint": service.base_url, "api_key": "clé"}, "printable ASCII"),
+        ):
+            refused = console.post(url, json={"name": "Harbour KB", "settings": settings})
+            assert refused.status_code == 400 and message in refused.json()["message"], refused.text
         assert apis(console) == before
 
     def test_listed_masked_changed_and_kept_while_in_use(
-        self, console: httpx.Client, service: ExternalKnowledgeService
+        self,
+        console: httpx.Client,
+        service: ExternalKnowledgeService,
+        service_stack: support.Stack,
     ) -> None:
         api_id = connect(console, service, f"Harbour KB {time.monotonic_ns()}")
         url = f"/console/api/datasets/external-knowledge-api/{api_id}"
@@ -120,6 +130,25 @@ class TestConnections:
             url, json={"settings": {"endpoint": service.base_url, "api_key": "wrong"}}
         )
         assert wrong.status_code == 400, wrong.text
+        # The stored key never goes to a new endpoint: it must be typed again.
+        moved = console.patch(
+            url, json={"settings": {"endpoint": "http://127.0.0.2:9", "api_key": "[__HIDDEN__]"}}
+        )
+        assert moved.status_code == 400, moved.text
+        assert "a new endpoint needs the API key typed again" in moved.json()["message"]
+        assert console.get(url).json()["settings"]["endpoint"] == service.base_url
+
+        # Another workspace sees none of it.
+        with make_admin(service_stack, workspace="Elsewhere").client as stranger:
+            assert stranger.get(url).status_code == 404
+            assert stranger.delete(url).status_code == 404
+            assert stranger.get(f"{url}/use-check").status_code == 404
+            taken = stranger.post(
+                "/console/api/datasets/external",
+                json={"name": "Theirs", "external_knowledge_api_id": api_id,
+                      "external_knowledge_id": "harbour"},
+            )  # fmt: skip
+            assert_envelope(taken, 404, "not_found", "API template not found.")
 
         dataset = external_dataset(console, api_id)
         assert dataset["provider"] == "external"
@@ -210,10 +239,20 @@ class TestSearch:
             assert made.json()["external_knowledge_info"]["external_knowledge_id"] == "harbour"
             changed = kb.patch(
                 f"/v1/datasets/{dataset_id}",
-                json={"external_retrieval_model": {"top_k": 1}},
-            )
+                json={
+                    "external_retrieval_model": {
+                        "top_k": 3, "score_threshold": 0.4, "score_threshold_enabled": True,
+                    }
+                },
+            )  # fmt: skip
             assert changed.status_code == 200, changed.text
-            assert changed.json()["external_retrieval_model"]["top_k"] == 1
+            # A partial change keeps the rest.
+            changed = kb.patch(
+                f"/v1/datasets/{dataset_id}", json={"external_retrieval_model": {"top_k": 1}}
+            )
+            assert changed.json()["external_retrieval_model"] == {
+                "top_k": 1, "score_threshold": 0.4, "score_threshold_enabled": True,
+            }  # fmt: skip
             found = kb.post(f"/v1/datasets/{dataset_id}/retrieve", json={"query": "fish market"})
             assert found.status_code == 200, found.text
             assert [r["content"] for r in found.json()["records"]] == [MARKET]
@@ -228,6 +267,46 @@ class TestSearch:
             assert "External datasets are not supported" in refused.json()["message"]
             bad = kb.patch(f"/v1/datasets/{dataset_id}", json={"indexing_technique": "economy"})
             assert bad.status_code == 400, bad.text
+
+            # Dify's SDK sends `retrieval_model`: its top_k and threshold apply.
+            sdk = kb.post(
+                f"/v1/datasets/{dataset_id}/retrieve",
+                json={"query": "fish market", "retrieval_model": {"top_k": 2,
+                      "score_threshold_enabled": False}},
+            )  # fmt: skip
+            assert sdk.status_code == 200, sdk.text
+            assert service.requests[-1]["retrieval_setting"] == {"top_k": 2, "score_threshold": 0.0}
+
+            # A service that ignores top_k and the threshold, sorts nothing and sends odd
+            # records: the answer is still at most top_k, above the threshold, best first.
+            service.answer_raw(
+                {
+                    "records": [
+                        {"content": "low", "score": 0.1, "title": "a", "metadata": None},
+                        {"content": "best", "score": 7, "title": "b"},
+                        {"content": "mid", "score": 0.6},
+                        {"score": 0.9, "title": "no content"},
+                        "not a record",
+                        {"content": "good", "score": 0.8, "metadata": {"k": 1}},
+                    ]
+                }
+            )
+            try:
+                messy = kb.post(
+                    f"/v1/datasets/{dataset_id}/retrieve",
+                    json={"query": "q", "external_retrieval_model": {
+                        "top_k": 3, "score_threshold": 0.5, "score_threshold_enabled": True}},
+                )  # fmt: skip
+                service.answer_raw({"records": "nope"})
+                shapeless = kb.post(f"/v1/datasets/{dataset_id}/retrieve", json={"query": "q"})
+            finally:
+                service.answer_raw(None)
+            assert messy.status_code == 200, messy.text
+            assert [(r["content"], r["score"], r["metadata"]) for r in messy.json()["records"]] == [
+                ("best", 1.0, {}), ("good", 0.8, {"k": 1}), ("mid", 0.6, {}),
+            ]  # fmt: skip
+            assert shapeless.status_code == 502, shapeless.text
+            assert '{"records": [...]}' in shapeless.json()["message"]
 
             service.fail_with(500)
             try:
@@ -285,3 +364,45 @@ class TestRuns:
                 service.fail_with(None)
             assert again.status_code == 200, again.text
             assert again.json()["metadata"]["retriever_resources"] == []
+
+    def test_a_run_merges_internal_and_external_passages_by_score(
+        self,
+        console: httpx.Client,
+        service: ExternalKnowledgeService,
+        service_stack: support.Stack,
+        service_admin: Admin,
+        upstream: Any,
+    ) -> None:
+        key = console.post("/console/api/datasets/api-keys").json()["data"]["token"]
+        with service_stack.client(key) as kb:
+            made = kb.post("/v1/datasets", json={"name": f"Own {time.monotonic_ns()}"})
+            own = made.json()["id"]
+            created = by_text(kb, own, name="island", text="The island's ferry pier has a cafe.")
+            assert wait_indexed(kb, own, created["batch"])[-1]["indexing_status"] == "completed"
+        api_id = connect(console, service, f"Mixed KB {time.monotonic_ns()}")
+        theirs = external_dataset(console, api_id)["id"]
+        upstream.reset()
+        app = service_app(
+            service_stack, service_admin, mode="chat", pre_prompt="You answer questions.",
+            dataset_configs={
+                "retrieval_model": "multiple",
+                "datasets": {"datasets": [
+                    {"dataset": {"enabled": True, "id": own}},
+                    {"dataset": {"enabled": True, "id": theirs}},
+                ]},
+                "top_k": 3,
+            },
+        )  # fmt: skip
+        with app.client:
+            answered = app.client.post(
+                "/chat-messages",
+                json={"inputs": {}, "query": "the ferry to the island pier", "user": "kim",
+                      "response_mode": "blocking", "auto_generate_name": False},
+            )  # fmt: skip
+        assert answered.status_code == 200, answered.text
+        used = answered.json()["metadata"]["retriever_resources"]
+        assert {r["dataset_id"] for r in used} == {own, theirs}
+        assert [r["position"] for r in used] == list(range(1, len(used) + 1))
+        scores = [r["score"] for r in used]
+        assert scores == sorted(scores, reverse=True)
+        assert len(used) <= 3

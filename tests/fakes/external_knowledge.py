@@ -4,7 +4,9 @@ Bearer <key>` and `{knowledge_id, query, retrieval_setting: {top_k, score_thresh
 answering `{"records": [{content, score, title, metadata}]}` from an in-memory corpus, scored
 by the share of the query's words a passage holds. Errors as the API's convention has them:
 403 `{"error_code": 1001|1002}` for a missing or wrong key, 404 `{"error_code": 2001}` for an
-unknown knowledge id. `fail_with(status)` makes every answer that status until cleared.
+unknown knowledge id. `fail_with(status)` makes every answer that status until cleared;
+`answer_raw(body)` makes every answer that JSON body (whatever was asked) until cleared: a
+service that ignores `top_k` and the threshold, or answers records of the wrong shape.
 
     with external_knowledge(key="secret") as service:
         service.add("kb-1", "The ferry leaves at nine.", title="ferry.md")
@@ -37,6 +39,7 @@ class ExternalKnowledgeService:
         self._corpus: dict[str, list[dict[str, Any]]] = {}
         self._requests: list[dict[str, Any]] = []
         self._status: int | None = None
+        self._raw: Any = None
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -60,6 +63,10 @@ class ExternalKnowledgeService:
     def fail_with(self, status: int | None) -> None:
         with self._lock:
             self._status = status
+
+    def answer_raw(self, body: Any) -> None:
+        with self._lock:
+            self._raw = body
 
     def start(self) -> None:
         self._thread.start()
@@ -90,9 +97,12 @@ class ExternalKnowledgeService:
             body = None
         with self._lock:
             self._requests.append(body if isinstance(body, dict) else {"raw": raw.decode()})
-            status, corpus = self._status, {k: list(v) for k, v in self._corpus.items()}
+            status, raw = self._status, self._raw
+            corpus = {k: list(v) for k, v in self._corpus.items()}
         if status is not None:
             return web.Response(status=status, text=f"failing with {status}")
+        if raw is not None:
+            return web.json_response(raw)
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return _error(403, 1001, "Invalid Authorization header format.")

@@ -54,13 +54,16 @@ def create_api(
     endpoint answered."""
     member = identity.membership
     require_role(member, Role.EDITOR, "connect external knowledge APIs")
+    fields = external.ApiFields.parse(body, creating=True)
+    assert fields.endpoint and fields.api_key
+    session.commit()  # nothing written yet: no transaction waits on the service
+    _client(request).probe(fields.endpoint, fields.api_key)
     made = external.create_api(
         session,
         tenant_id=member.tenant_id,
         account_id=member.account_id,
-        fields=external.ApiFields.parse(body, creating=True),
+        fields=fields,
         secret=settings.secret_key(),
-        client=_client(request),
     )
     return external.api_views(session, [made], settings.secret_key())[0]
 
@@ -80,15 +83,18 @@ def update_api(
 ) -> dict[str, Any]:  # fmt: skip
     member = identity.membership
     require_role(member, Role.EDITOR, "change external knowledge APIs")
+    fields = external.ApiFields.parse(body, creating=False)
     found = external.get_api(session, member.tenant_id, api_id)
+    key = external.kept_key(found, fields, settings.secret_key())
+    if key is not None and fields.endpoint is not None:
+        session.commit()  # nothing written yet: no transaction waits on the service
+        if fields.endpoint != found.endpoint or not external.is_kept(fields.api_key):
+            _client(request).probe(fields.endpoint, key)  # a new endpoint or key
+        found = external.get_api(session, member.tenant_id, api_id)
     changed = external.update_api(
-        session,
-        found,
-        account_id=member.account_id,
-        fields=external.ApiFields.parse(body, creating=False),
+        session, found, account_id=member.account_id, fields=fields, key=key,
         secret=settings.secret_key(),
-        client=_client(request),
-    )
+    )  # fmt: skip
     return external.api_views(session, [changed], settings.secret_key())[0]
 
 

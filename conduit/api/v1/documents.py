@@ -512,10 +512,17 @@ def hit_testing(
     if dataset.provider == external.EXTERNAL:
         # The dataset's service is asked (Dify's Service API searches an external dataset's
         # empty index instead); the request's `external_retrieval_model` over the dataset's.
-        setting = external.parse_setting(
-            body.get("external_retrieval_model"), dataset.retrieval_model
-        )
-        records = request.app.state.retriever.search_external(session, dataset, query, setting)
+        # Dify's SDK sends `retrieval_model` (`top_k`, the threshold) to either kind.
+        given = body.get("external_retrieval_model")
+        if given is None and isinstance(body.get("retrieval_model"), dict):
+            given = {
+                k: v for k, v in body["retrieval_model"].items() if k in external.DEFAULT_SETTING
+            }
+        setting = external.parse_setting(given, dataset.retrieval_model)
+        retriever = request.app.state.retriever
+        where = external.source(session, dataset, retriever.secret)
+        session.commit()  # nothing written: no transaction waits on the service
+        records = retriever.external.search(where, query, setting)
         return {
             "query": {"content": query},
             "records": [external.record_view(record) for record in records],

@@ -247,7 +247,8 @@ class ExternalKnowledgeApi(IdMixin, Base):
 
 class ExternalKnowledgeBinding(IdMixin, Base):
     """An external dataset's source: which connection, and the knowledge id it asks for. A
-    connection in use cannot be deleted (RESTRICT)."""
+    connection in use cannot be deleted (checked at the end of the statement, so a
+    workspace's deletion takes both)."""
 
     __tablename__ = "external_knowledge_bindings"
 
@@ -256,7 +257,7 @@ class ExternalKnowledgeBinding(IdMixin, Base):
         ForeignKey("datasets.id", ondelete="CASCADE"), unique=True
     )
     external_knowledge_api_id: Mapped[str] = mapped_column(
-        ForeignKey("external_knowledge_apis.id", ondelete="RESTRICT"), index=True
+        ForeignKey("external_knowledge_apis.id"), index=True
     )
     external_knowledge_id: Mapped[str] = mapped_column(String(512))
     created_by: Mapped[str] = mapped_column(String(36))

@@ -110,9 +110,11 @@ class DatasetFields:
         if provider not in (None, "vendor", external.EXTERNAL):
             raise InvalidParam("provider must be one of: vendor, external.")
         setting = body.get("external_retrieval_model")
+        if setting is not None:
+            external.parse_setting(setting)  # checked; kept as given, merged where it is used
         return cls(
             provider=provider,
-            external_retrieval_model=(None if setting is None else external.parse_setting(setting)),
+            external_retrieval_model=setting,
             external_knowledge_api_id=_text(body, "external_knowledge_api_id"),
             external_knowledge_id=_text(body, "external_knowledge_id"),
             name=name,
@@ -279,7 +281,7 @@ def _create_external(
         provider=external.EXTERNAL,
         indexing_technique=None,
         permission=fields.permission or DatasetPermission.ONLY_ME,
-        retrieval_model=fields.external_retrieval_model or external.parse_setting(None),
+        retrieval_model=external.parse_setting(fields.external_retrieval_model),
         created_by=account_id,
     )
     _save(session, dataset)

@@ -342,13 +342,13 @@ def create_document(
     `batch`: one shared with the other documents of the same upload (else a new one)."""
     refuse_external(dataset)
     extension = check_upload(filename, len(data), limit_mb=limit_mb)
+    if session.get_bind().dialect.name == "postgresql":
+        # One upload at a time per dataset: its first document sets the dataset's form (and
+        # technique), and each takes the next position (SQLite's write lock serialises them).
+        session.refresh(dataset, with_for_update=True)
     technique = request.indexing_technique or dataset.indexing_technique
     if technique is None:
         raise InvalidParam("indexing_technique is required.")
-    if session.get_bind().dialect.name == "postgresql":
-        # One upload at a time per dataset: its first document sets the dataset's form, and
-        # each takes the next position (SQLite's write lock serialises them already).
-        session.refresh(dataset, with_for_update=True)
     first = (
         session.scalar(select(Document.id).where(Document.dataset_id == dataset.id).limit(1))
         is None

@@ -22,6 +22,7 @@ from its other datasets), as Dify does.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any
 import httpx
 import orjson
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conduit.db.models import (
@@ -39,7 +41,7 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import ConduitError, Conflict, InvalidParam, NotFound
-from conduit.infra.crypto import cipher, mask
+from conduit.infra.crypto import DecryptionError, cipher, mask
 from conduit.infra.ssrf import AllowList, resolve_target
 from conduit.services._like import contains
 
@@ -111,11 +113,20 @@ class ApiFields:
             raise InvalidParam(
                 f"invalid endpoint: {endpoint}/retrieval must start with http:// or https://"
             )
+        if "?" in endpoint or "#" in endpoint:
+            raise InvalidParam(
+                "settings.endpoint must be a base URL without a query or a fragment "
+                "(/retrieval is added to it)."
+            )
         api_key = settings.get("api_key")
         if not isinstance(api_key, str) or not api_key.strip():
             raise InvalidParam("settings.api_key is required.")
-        if len(api_key) > 4096:
-            raise InvalidParam("settings.api_key must be at most 4096 characters.")
+        api_key = api_key.strip()
+        readable = api_key.isascii() and api_key.isprintable()
+        if len(api_key) > 4096 or not (readable or is_kept(api_key)):
+            raise InvalidParam(
+                "settings.api_key must be printable ASCII of at most 4096 characters."
+            )
         return cls(name, description, endpoint, api_key.strip())
 
 
@@ -160,19 +171,12 @@ def _unique_name(session: Session, tenant_id: str, name: str, api_id: str | None
 
 
 def create_api(
-    session: Session,
-    *,
-    tenant_id: str,
-    account_id: str,
-    fields: ApiFields,
-    secret: str,
-    client: ExternalKnowledge,
+    session: Session, *, tenant_id: str, account_id: str, fields: ApiFields, secret: str
 ) -> ExternalKnowledgeApi:
-    """A new connection, after the endpoint answered Dify's probe (a 403 or a 404, or no
-    answer at all, refuse it)."""
+    """A new connection (its endpoint probed by the caller first, outside any transaction:
+    a 403 or a 404, or no answer at all, refuse it)."""
     assert fields.name is not None and fields.endpoint and fields.api_key
     _unique_name(session, tenant_id, fields.name)
-    client.probe(fields.endpoint, fields.api_key)
     found = ExternalKnowledgeApi(
         tenant_id=tenant_id,
         name=fields.name,
@@ -181,38 +185,67 @@ def create_api(
         encrypted_api_key=cipher(secret).encrypt(fields.api_key),
         created_by=account_id,
     )
-    session.add(found)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(found)
+    except IntegrityError:  # the same name, made meanwhile
+        raise Conflict(f"An external knowledge API named '{fields.name}' already exists.") from None
     return found
 
 
+def is_kept(api_key: str | None) -> bool:
+    """Whether a change's key means "the stored one": Dify's hidden marker, or a masked key."""
+    return api_key is not None and (api_key == HIDDEN or "…" in api_key)
+
+
+def kept_key(api: ExternalKnowledgeApi, fields: ApiFields, secret: str) -> str | None:
+    """The key a change's settings mean: the stored one for the hidden marker or the masked
+    key (only with the same endpoint: the stored key never goes to a new one), else the new
+    one; None when no settings were given."""
+    if fields.endpoint is None or fields.api_key is None:
+        return None
+    if not is_kept(fields.api_key):
+        return fields.api_key
+    if fields.endpoint != api.endpoint:
+        raise InvalidParam(
+            "settings.api_key: a new endpoint needs the API key typed again (the stored key is "
+            "only ever sent to the endpoint it was given for)."
+        )
+    stored = _decrypted(api, secret)
+    if stored is None or fields.api_key not in (HIDDEN, mask(stored)):
+        raise InvalidParam("settings.api_key: the stored key cannot be read: type it again.")
+    return stored
+
+
 def update_api(
-    session: Session,
-    api: ExternalKnowledgeApi,
-    *,
-    account_id: str,
-    fields: ApiFields,
-    secret: str,
-    client: ExternalKnowledge,
-) -> ExternalKnowledgeApi:
-    """New name, description, endpoint or key (the hidden marker or the masked key keep the
-    stored one); a new endpoint or key is probed as on creation."""
+    session: Session, api: ExternalKnowledgeApi, *, account_id: str, fields: ApiFields,
+    key: str | None, secret: str,
+) -> ExternalKnowledgeApi:  # fmt: skip
+    """New name, description, endpoint or key (`key`: `kept_key`'s, probed by the caller
+    outside any transaction when it or the endpoint changed)."""
     if fields.name is not None:
         _unique_name(session, api.tenant_id, fields.name, api.id)
         api.name = fields.name
     if fields.description is not None:
         api.description = fields.description
-    if fields.endpoint is not None and fields.api_key is not None:
-        stored = cipher(secret).decrypt(api.encrypted_api_key)
-        key = stored if fields.api_key in (HIDDEN, mask(stored)) else fields.api_key
-        if fields.endpoint != api.endpoint or key != stored:
-            client.probe(fields.endpoint, key)
+    if fields.endpoint is not None and key is not None:
         api.endpoint = fields.endpoint
         api.encrypted_api_key = cipher(secret).encrypt(key)
     api.updated_by = account_id
     api.updated_at = utcnow()
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"An external knowledge API named '{api.name}' already exists.") from None
     return api
+
+
+def _decrypted(api: ExternalKnowledgeApi, secret: str) -> str | None:
+    try:
+        return cipher(secret).decrypt(api.encrypted_api_key)
+    except DecryptionError:
+        return None
 
 
 def bindings_of(session: Session, api_ids: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -258,10 +291,12 @@ def api_views(
             "tenant_id": api.tenant_id,
             "name": api.name,
             "description": api.description,
-            "settings": {
-                "endpoint": api.endpoint,
-                "api_key": mask(cipher(secret).decrypt(api.encrypted_api_key)),
-            },
+            "settings": {"endpoint": api.endpoint, "api_key": mask(_decrypted(api, secret))},
+            **(
+                {}
+                if _decrypted(api, secret) is not None
+                else {"error": "The stored API key cannot be decrypted: set it again."}
+            ),
             "dataset_bindings": bound[api.id],
             "created_by": api.created_by,
             "created_at": api.created_at.isoformat(),
@@ -400,12 +435,21 @@ class Source:
 
 def source(session: Session, dataset: Dataset, secret: str) -> Source:
     binding = _binding(session, dataset.id)
-    api = session.get(ExternalKnowledgeApi, binding.external_knowledge_api_id)
+    api = session.scalars(
+        select(ExternalKnowledgeApi).where(
+            ExternalKnowledgeApi.id == binding.external_knowledge_api_id,
+            ExternalKnowledgeApi.tenant_id == dataset.tenant_id,
+        )
+    ).first()
     if api is None:
         raise NotFound(API_NOT_FOUND)
-    return Source(
-        api.endpoint, cipher(secret).decrypt(api.encrypted_api_key), binding.external_knowledge_id
-    )
+    key = _decrypted(api, secret)
+    if key is None:
+        raise ExternalKnowledgeFailed(
+            f"The API key of the external knowledge API '{api.name}' cannot be decrypted (was "
+            "the server's secret changed?): set it again in the console."
+        )
+    return Source(api.endpoint, key, binding.external_knowledge_id)
 
 
 class ExternalKnowledge:
@@ -437,15 +481,24 @@ class ExternalKnowledge:
         if response.status_code == 502:
             raise InvalidParam(f"Bad Gateway: failed to connect to the endpoint: {url}")
 
-    def search(self, found: Source, query: str, setting: dict[str, Any]) -> list[dict[str, Any]]:
+    def search(
+        self,
+        found: Source,
+        query: str,
+        setting: dict[str, Any],
+        metadata_condition: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
         """The service's records for `query` ({content, title, score, metadata}), best
-        first, at most `top_k`, none under the threshold when it is enabled."""
+        first, at most `top_k`, none under the threshold when it is enabled (scores clamped to
+        [0, 1]). `metadata_condition`: Dify's metadata filter, passed on as Dify does."""
         threshold = setting["score_threshold"] if setting.get("score_threshold_enabled") else 0.0
-        body = {
+        body: dict[str, Any] = {
             "knowledge_id": found.knowledge_id,
             "query": query,
             "retrieval_setting": {"top_k": setting["top_k"], "score_threshold": threshold},
         }
+        if metadata_condition:
+            body["metadata_condition"] = metadata_condition
         url = f"{found.endpoint}/retrieval"
         try:
             response = self._post(url, found.api_key, body, field="external knowledge endpoint")
@@ -473,10 +526,10 @@ class ExternalKnowledge:
         for record in records:
             if not isinstance(record, dict) or not isinstance(record.get("content"), str):
                 continue  # a record without text gives a run nothing
-            score = record.get("score")
+            given = record.get("score")
             score = (
-                float(score)
-                if isinstance(score, int | float) and not isinstance(score, bool)
+                min(1.0, max(0.0, float(given)))
+                if isinstance(given, int | float) and not isinstance(given, bool)
                 else 0.0
             )
             if score < threshold:
@@ -497,6 +550,7 @@ class ExternalKnowledge:
     def _post(self, url: str, api_key: str, body: dict[str, Any], *, field: str) -> _Answer:
         """POST behind the SSRF guard: the host resolved and checked, the checked address
         connected to (no redirects followed); the answer read up to `RESPONSE_MAX`."""
+        deadline = time.monotonic() + self._timeout
         target = resolve_target(url, self._allow, field=field)
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         with (
@@ -521,6 +575,8 @@ class ExternalKnowledge:
                         f"The external knowledge API at {url} answered more than "
                         f"{RESPONSE_MAX} bytes."
                     )
+                if time.monotonic() > deadline:  # a trickle: each read within the timeout
+                    raise httpx.ReadTimeout(f"no whole answer within {self._timeout:g} s")
             return _Answer(response.status_code, bytes(content))
 
 

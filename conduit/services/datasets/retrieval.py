@@ -85,13 +85,6 @@ class Retriever:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _splitter: Splitter | None = None
 
-    def search_external(
-        self, session: Session, dataset: Dataset, query: str, setting: dict[str, Any]
-    ) -> list[dict[str, Any]]:
-        """An external dataset's records for `query` (its service asked, `setting`:
-        `external_retrieval_model`)."""
-        return self.external.search(external.source(session, dataset, self.secret), query, setting)
-
     def segment_model(self, session: Session, dataset: Dataset) -> SegmentModel:
         """The dataset's model as segment edits use it: its vectors and its token counts."""
         return SegmentModel(
@@ -157,7 +150,7 @@ class Retriever:
         if only is not None and not only:
             return []
         parents = dataset.doc_form == HIERARCHICAL_MODEL
-        matched: dict[str, list[tuple[ChildChunk, float]]] = {}
+        matched: dict[str, list[tuple[str, int, float]]] = {}  # segment → (child, position, score)
         semantic = (
             # A parent has several children: more of them, for `top_k` parents.
             self._semantic(
@@ -167,7 +160,7 @@ class Retriever:
             else []
         )
         if parents and semantic:
-            semantic = _by_parent(session, semantic, matched)
+            semantic = _by_parent(session, semantic, matched, limit=pool)
         keyword = (
             keywords.search(session, dataset.id, query, pool, only)
             if method in ("full_text_search", "keyword_search", "hybrid_search")
@@ -210,9 +203,16 @@ class Retriever:
             and is_searchable(segment, document, dataset.id)
             and (only is None or document.id in only)
         }
+        kept = [(i, score) for i, score in ranked if i in rows][:top_k]
+        children = _children(session, [c for i, _ in kept for c, _, _ in matched.get(i, ())])
         return [
-            Hit(*rows[i], score, tuple(matched.get(i, ()))) for i, score in ranked if i in rows
-        ][:top_k]
+            Hit(
+                *rows[i],
+                score,
+                tuple((children[c], s) for c, _, s in matched.get(i, ()) if c in children),
+            )
+            for i, score in kept
+        ]
 
     def _semantic(
         self,
@@ -236,19 +236,36 @@ class Retriever:
 def _by_parent(
     session: Session,
     found: list[tuple[str, float]],
-    matched: dict[str, list[tuple[ChildChunk, float]]],
+    matched: dict[str, list[tuple[str, int, float]]],
+    *,
+    limit: int,
 ) -> list[tuple[str, float]]:
-    """Child chunks' ids and scores → their segments' ids, each scored by its best child,
-    best first; `matched` gets each segment's children with their scores. A child deleted
-    since the index was read is left out."""
+    """Child chunks' ids and scores → the ids of their segments, each scored by its best
+    child, best first, at most `limit`; `matched` gets each of those segments' children (id,
+    position, score), best first. A child deleted since the index was read is left out. (Ids
+    only: the children's text is read for the hits that are kept, `_children`.)"""
     scores = dict(found)
-    for chunk in session.scalars(select(ChildChunk).where(ChildChunk.id.in_(list(scores)))):
-        matched.setdefault(chunk.segment_id, []).append((chunk, scores[chunk.id]))
-    for children in matched.values():
-        children.sort(key=lambda pair: (-pair[1], pair[0].position))
-    ranked = [(segment_id, children[0][1]) for segment_id, children in matched.items()]
-    ranked.sort(key=lambda pair: (-pair[1], pair[0]))
+    grouped: dict[str, list[tuple[str, int, float]]] = {}
+    for child_id, segment_id, position in session.execute(
+        select(ChildChunk.id, ChildChunk.segment_id, ChildChunk.position).where(
+            ChildChunk.id.in_(list(scores))
+        )
+    ).tuples():
+        grouped.setdefault(segment_id, []).append((child_id, position, scores[child_id]))
+    for children in grouped.values():
+        children.sort(key=lambda child: (-child[2], child[1]))
+    ranked = sorted(
+        ((segment_id, children[0][2]) for segment_id, children in grouped.items()),
+        key=lambda pair: (-pair[1], pair[0]),
+    )[:limit]
+    matched.update((segment_id, grouped[segment_id]) for segment_id, _ in ranked)
     return ranked
+
+
+def _children(session: Session, ids: list[str]) -> dict[str, ChildChunk]:
+    if not ids:
+        return {}
+    return {c.id: c for c in session.scalars(select(ChildChunk).where(ChildChunk.id.in_(ids)))}
 
 
 def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
@@ -358,8 +375,11 @@ class KnowledgeSearch:
                         where = external.source(session, dataset, self._secret)
                         setting = external.parse_setting(None, dataset.retrieval_model)
                         remote.append((dataset.id, dataset.name, setting, where))
-                    except NotFound:
-                        logger.warning("external dataset %s has no binding", dataset.id)
+                    except (NotFound, external.ExternalKnowledgeFailed) as error:
+                        logger.warning(
+                            "external dataset %s left out of a run's passages: %s",
+                            dataset.id, error,
+                        )  # fmt: skip
                     continue
                 model = app_retrieval_model(dataset, plan)
                 try:
@@ -377,13 +397,19 @@ class KnowledgeSearch:
                 )
         for dataset_id, name, setting, where in remote:
             try:
-                records = self._retriever.external.search(where, plan.query, setting)
+                records = self._retriever.external.search(
+                    where, plan.query, setting, plan.metadata_conditions
+                )
             except (external.ExternalKnowledgeFailed, InvalidParam) as error:
                 logger.warning(
                     "external dataset %s left out of a run's passages: %s", dataset_id, error
                 )
                 continue
-            found.extend((r["score"], external.resource(0, dataset_id, name, r)) for r in records)
+            found.extend(
+                (r["score"], external.resource(0, dataset_id, name, r))
+                for r in records
+                if plan.score_threshold is None or r["score"] >= plan.score_threshold
+            )
         found.sort(key=lambda item: -item[0])
         return [
             {**passage, "position": position}

@@ -50,9 +50,7 @@ def upgrade() -> None:
         sa.Column('created_at', _TIME, nullable=False),
         sa.Column('id', sa.String(length=36), nullable=False),
         sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ondelete='CASCADE'),
-        sa.ForeignKeyConstraint(
-            ['external_knowledge_api_id'], ['external_knowledge_apis.id'], ondelete='RESTRICT'
-        ),
+        sa.ForeignKeyConstraint(['external_knowledge_api_id'], ['external_knowledge_apis.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('dataset_id'),
     )
