@@ -69,6 +69,7 @@ class ProviderFields:
     api_key: str | None = None  # "" clears it; None or the masked/hidden value keeps it
     models: list[str] | None = None
     embedding_models: list[str] | None = None
+    rerank_models: list[str] | None = None
     is_default: bool | None = None
     quota_limit: int | _Keep | None = KEEP  # tokens; None: unlimited
     quota_used: int | None = None  # only 0 (a reset) is accepted
@@ -109,6 +110,7 @@ def snapshot(row: ProviderCredential, secret: str) -> dict[str, Any]:
         "api_key": None,
         "models": list(row.models or []),
         "embedding_models": list(row.embedding_models or []),
+        "rerank_models": list(row.rerank_models or []),
         "is_default": row.is_default,
         "quota_limit": row.quota_limit,
         "quota_used": row.quota_used,
@@ -153,6 +155,7 @@ def create_provider(
         encrypted_api_key=_encrypted(fields.api_key, secret),
         models=_models(fields.models or []),
         embedding_models=_models(fields.embedding_models or [], "embedding_models"),
+        rerank_models=_models(fields.rerank_models or [], "rerank_models"),
         is_default=bool(fields.is_default),
         quota_limit=None if fields.quota_limit is KEEP else _quota_limit(fields.quota_limit),
         quota_used=0,
@@ -180,6 +183,8 @@ def update_provider(
         row.models = _models(fields.models)
     if fields.embedding_models is not None:
         row.embedding_models = _models(fields.embedding_models, "embedding_models")
+    if fields.rerank_models is not None:
+        row.rerank_models = _models(fields.rerank_models, "rerank_models")
     if fields.api_key is not None and not _unchanged_key(row, fields.api_key, secret):
         row.encrypted_api_key = _encrypted(fields.api_key, secret)
     if fields.quota_limit is not KEEP:

@@ -206,7 +206,7 @@ class TestErrors:
             ),
             (
                 {"name": "n", "retrieval_model": {"reranking_enable": True}},
-                "no rerank model is available",
+                "retrieval_model.reranking_model needs reranking_provider_name",
             ),
             (
                 {"name": "n", "retrieval_model": {"weights": {"vector_setting": {}}}},

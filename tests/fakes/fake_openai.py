@@ -9,6 +9,10 @@ Endpoints:
     POST /v1/embeddings         deterministic feature-hashed unit vectors (64 dimensions, or
                                 the body's `dimensions`), listed in reverse `index` order; the
                                 same modes (status-<NNN>, hang-before-headers) and `api_key`
+    POST /v1/rerank             Jina/Cohere-style `{model, query, documents, top_n}`: each
+                                document scored by the share of the query's words it holds,
+                                `{"results": [{index, relevance_score}]}` best first; the
+                                same modes (status-<NNN>) and `api_key`
     POST /v1/audio/transcriptions  multipart (`model`, `file`): `{"text": the file's bytes as
                                 UTF-8}`, so that a test's "recording" is its own transcript
     POST /v1/audio/speech       `{"model", "input", "voice"}`: "audio" (`audio/mpeg`) that is
@@ -423,6 +427,36 @@ def build_app(settings: Settings | None = None) -> web.Application:
             if record.outcome == "pending":
                 record.outcome = "completed"
 
+    async def rerank(request: web.Request) -> web.Response:
+        """Jina/Cohere-style rerank: each document scored by the share of the query's words
+        it holds (deterministic), best first, `top_n` of them."""
+        body = await request.json()
+        model = str(body.get("model", ""))
+        query, documents = str(body.get("query", "")), [str(d) for d in body.get("documents", [])]
+        record = logged(request, model, [query, *documents])
+        try:
+            refused = refusal(request, record)
+            if refused is not None:
+                return refused
+            asked = set(re.findall(r"[a-z0-9]+", query.lower()))
+            scored = [
+                (i, len(asked & set(re.findall(r"[a-z0-9]+", d.lower()))) / (len(asked) or 1))
+                for i, d in enumerate(documents)
+            ]
+            scored.sort(key=lambda pair: -pair[1])
+            top = int(body.get("top_n") or len(scored))
+            return web.json_response(
+                {
+                    "model": model,
+                    "results": [{"index": i, "relevance_score": s} for i, s in scored[:top]],
+                    "usage": {"total_tokens": sum(len(d.split()) for d in documents)},
+                }
+            )
+        finally:
+            record.ended = time.time()
+            if record.outcome == "pending":
+                record.outcome = "completed"
+
     async def transcriptions(request: web.Request) -> web.Response:
         form = await request.post()
         upload = form.get("file")
@@ -479,6 +513,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/embeddings", embeddings)
+    app.router.add_post("/v1/rerank", rerank)
+    app.router.add_post("/rerank", rerank)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
     app.router.add_post("/v1/audio/speech", speech)
     app.router.add_get("/v1/models", models)

@@ -32,6 +32,9 @@ class ProviderCreateBody(Body):
     embedding_models: Annotated[
         list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)
     ] = Field([], description="Models it serves at POST {base_url}/embeddings (for datasets).")
+    rerank_models: Annotated[
+        list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)
+    ] = Field([], description="Models it serves at POST {base_url}/rerank (for searches).")
     is_default: bool = False
     quota_limit: QuotaLimit = None
 
@@ -48,6 +51,10 @@ class ProviderUpdateBody(Body):
         | None
     ) = None
     embedding_models: (
+        Annotated[list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)]
+        | None
+    ) = None
+    rerank_models: (
         Annotated[list[Annotated[str, StringConstraints(max_length=255)]], Field(max_length=100)]
         | None
     ) = None
@@ -83,6 +90,7 @@ def create_provider(
             api_key=body.api_key,
             models=list(body.models),
             embedding_models=list(body.embedding_models),
+            rerank_models=list(body.rerank_models),
             is_default=body.is_default,
             quota_limit=body.quota_limit,
         ),
@@ -120,6 +128,7 @@ def update_provider(
             embedding_models=(
                 list(body.embedding_models) if body.embedding_models is not None else None
             ),
+            rerank_models=list(body.rerank_models) if body.rerank_models is not None else None,
             is_default=body.is_default,
             quota_limit=body.quota_limit if "quota_limit" in body.model_fields_set else KEEP,
             quota_used=body.quota_used,

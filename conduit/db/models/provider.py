@@ -28,6 +28,10 @@ class ProviderCredential(IdMixin, TimestampMixin, Base):
     embedding_models: Mapped[list[str]] = mapped_column(
         JsonType, default=list, server_default=text("'[]'")
     )
+    # What it serves at `POST {base_url}/rerank`: the models a dataset's search may rerank with.
+    rerank_models: Mapped[list[str]] = mapped_column(
+        JsonType, default=list, server_default=text("'[]'")
+    )
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     quota_limit: Mapped[int | None] = mapped_column(BigInteger, default=None)
     quota_used: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -34,7 +34,7 @@ from conduit.db.models import (
 )
 from conduit.errors import DatasetInUse, DatasetNameDuplicate, Forbidden, InvalidParam, NotFound
 from conduit.services._like import contains
-from conduit.services.datasets import embedders, external, keywords
+from conduit.services.datasets import embedders, external, keywords, rerank
 from conduit.services.datasets.documents import forget_dataset_files
 from conduit.signals import signals
 
@@ -179,8 +179,14 @@ def _retrieval_model(value: Any) -> dict[str, Any] | None:
         ):
             raise InvalidParam("retrieval_model.score_threshold must be a number from 0 to 1.")
         model["score_threshold"] = float(threshold)
-    if model["reranking_enable"]:
-        raise InvalidParam("retrieval_model.reranking_enable: no rerank model is available.")
+    reranker = value.get("reranking_model")
+    if reranker is not None:
+        if not isinstance(reranker, dict):
+            raise InvalidParam("retrieval_model.reranking_model must be an object.")
+        model["reranking_model"] = {
+            "reranking_provider_name": reranker.get("reranking_provider_name") or "",
+            "reranking_model_name": reranker.get("reranking_model_name") or "",
+        }
     mode = check_reranking_mode(value.get("reranking_mode"))
     weights = value.get("weights")
     if weights is not None:
@@ -207,15 +213,14 @@ def _retrieval_model(value: Any) -> dict[str, Any] | None:
     return model
 
 
-# How a hybrid search fuses its two lists: Dify's weighted sum, or by rank (Conduit's).
-RERANKING_MODES = ("weighted_score", "reciprocal_rank_fusion")
+# How a hybrid search fuses its two lists: Dify's weighted sum, or by rank (Conduit's), then
+# (Dify's `reranking_model`) a rerank model's order of the fused candidates.
+RERANKING_MODES = ("weighted_score", "reciprocal_rank_fusion", "reranking_model")
 
 
 def check_reranking_mode(mode: Any) -> str | None:
     if mode is None:
         return None
-    if mode == "reranking_model":
-        raise InvalidParam("retrieval_model.reranking_mode: no rerank model is available.")
     if mode not in RERANKING_MODES:
         raise InvalidParam(
             f"retrieval_model.reranking_mode must be one of: {', '.join(RERANKING_MODES)}."
@@ -245,6 +250,7 @@ def create_dataset(
     provider, model = embedders.check_choice(
         session, tenant_id, fields.embedding_model_provider, fields.embedding_model
     ) or (None, None)
+    rerank.check(session, tenant_id, fields.retrieval_model)
     dataset = Dataset(
         tenant_id=tenant_id,
         name=fields.name,
@@ -305,6 +311,7 @@ def update_dataset(
     changes_index = fields.indexing_technique not in (None, dataset.indexing_technique) or (
         choice is not None and choice != (dataset.embedding_model_provider, dataset.embedding_model)
     )
+    rerank.check(session, dataset.tenant_id, fields.retrieval_model)
     if changes_index and _has_documents(session, dataset.id):
         raise InvalidParam(
             "indexing_technique and embedding_model cannot change once the dataset has "

@@ -1,7 +1,8 @@
 """The models a workspace can use, as Dify's `GET /workspaces/current/models/model-types/{type}`
 lists them for the Knowledge API: the embedding models a dataset can use (the local MiniLM,
-provider `conduit`, and each workspace provider's `embedding_models`) and the chat models (the
-server's own, and each provider the workspace added)."""
+provider `conduit`, and each workspace provider's `embedding_models`), the rerank models (each
+workspace provider's `rerank_models`) and the chat models (the server's own, and each provider
+the workspace added)."""
 
 from __future__ import annotations
 
@@ -72,8 +73,18 @@ def available_models(
                     )
                 )
         return found
+    if model_type == "rerank":
+        return [
+            _provider(
+                workspace_reference(row.id),
+                row.name,
+                [_model(name, model_type, {}) for name in row.rerank_models],
+            )
+            for row in session.scalars(readable_providers(tenant_id))
+            if row.rerank_models
+        ]
     if model_type != "llm":
-        return []  # no rerank, speech or moderation models here
+        return []  # no speech or moderation models here
     server = "openai_api_compatible" if settings.model.base_url else "local"
     found = [
         _provider(server, "Server default", [_model(settings.model.name, "llm", {"mode": "chat"})])

@@ -39,7 +39,7 @@ from conduit.db.models import (
 from conduit.errors import InvalidParam, NotFound
 from conduit.infra.db import Database
 from conduit.infra.ssrf import AllowList
-from conduit.services.datasets import external, keywords, metadata
+from conduit.services.datasets import external, keywords, metadata, rerank
 from conduit.services.datasets.datasets import (
     RERANKING_MODES,
     SEARCH_METHODS,
@@ -143,6 +143,12 @@ class Retriever:
             )
         top_k = model["top_k"]
         pool = top_k * 4  # room for what the availability filter drops, and for the fusion
+        # A rerank model named but not offered is refused before anything runs.
+        reranker = (
+            rerank.resolve(session, dataset.tenant_id, model, self.secret)
+            if rerank.wanted(model)
+            else None
+        )
         # Dify's metadata filter: the documents whose values pass it (None: no filter).
         only = metadata.filtered_documents(
             session, dataset, model.get("metadata_filtering_conditions")
@@ -183,7 +189,8 @@ class Retriever:
         else:
             ranked = semantic or keyword
         threshold = model["score_threshold"] if model.get("score_threshold_enabled") else None
-        ranked = [(i, s) for i, s in ranked if threshold is None or s >= threshold]
+        if reranker is None:  # (with a rerank model, the threshold is on its scores)
+            ranked = [(i, s) for i, s in ranked if threshold is None or s >= threshold]
         if not ranked:
             return []
         # By primary key, then checked here (`is_searchable` says why not in SQL).
@@ -203,7 +210,15 @@ class Retriever:
             and is_searchable(segment, document, dataset.id)
             and (only is None or document.id in only)
         }
-        kept = [(i, score) for i, score in ranked if i in rows][:top_k]
+        candidates = [(i, score) for i, score in ranked if i in rows]
+        if reranker is not None and candidates:
+            scores = rerank.rerank(reranker, query, [rows[i][0].content for i, _ in candidates])
+            candidates = sorted(
+                ((i, score) for (i, _), score in zip(candidates, scores, strict=True)),
+                key=lambda pair: -pair[1],
+            )
+            candidates = [(i, s) for i, s in candidates if threshold is None or s >= threshold]
+        kept = candidates[:top_k]
         children = _children(session, [c for i, _ in kept for c, _, _ in matched.get(i, ())])
         return [
             Hit(

@@ -18,9 +18,10 @@ function ProviderForm({ provider, onDone, onCancel }) {
   const [apiKey, setApiKey] = useState("");
   const [models, setModels] = useState(provider ? provider.models.join(", ") : "");
   const [embeddings, setEmbeddings] = useState(provider ? provider.embedding_models.join(", ") : "");
+  const [rerankers, setRerankers] = useState(provider ? provider.rerank_models.join(", ") : "");
   const [isDefault, setIsDefault] = useState(provider ? provider.is_default : false);
   const [save, busy, error] = useAction(async () => {
-    const body = { name, base_url: baseUrl, models: list(models), embedding_models: list(embeddings), is_default: isDefault };
+    const body = { name, base_url: baseUrl, models: list(models), embedding_models: list(embeddings), rerank_models: list(rerankers), is_default: isDefault };
     if (editing) {
       body.api_key = apiKey || HIDDEN; // empty: keep the stored key
       await api.put(`${PATH}/${provider.id}`, body);
@@ -39,6 +40,7 @@ function ProviderForm({ provider, onDone, onCancel }) {
       hint=${editing ? `Stored: ${provider.api_key || "none"}. Leave empty to keep it.` : "Optional for endpoints without keys."} />
     <${Field} label="Models" value=${models} onInput=${setModels} hint="Comma-separated chat model names (empty: any)." />
     <${Field} label="Embedding models" value=${embeddings} onInput=${setEmbeddings} hint="Comma-separated; for knowledge datasets." />
+    <${Field} label="Rerank models" value=${rerankers} onInput=${setRerankers} hint="Comma-separated; served at POST {base URL}/rerank, to rerank a dataset's search." />
     <${Field} label="Make it the workspace's default" type="checkbox" value=${isDefault} onInput=${setIsDefault} />
     <${ErrorBox} error=${error} />
     <div class="row">
