@@ -205,8 +205,17 @@ class TestErrors:
                 "retrieval_model.score_threshold must be a number from 0 to 1",
             ),
             (
-                {"name": "n", "retrieval_model": {"reranking_enable": True}},
-                "retrieval_model.reranking_model needs reranking_provider_name",
+                {
+                    "name": "n",
+                    "retrieval_model": {
+                        "reranking_enable": True,
+                        "reranking_model": {
+                            "reranking_provider_name": "cohere",
+                            "reranking_model_name": "rerank-v3",
+                        },
+                    },
+                },
+                "this workspace has no rerank model",
             ),
             (
                 {"name": "n", "retrieval_model": {"weights": {"vector_setting": {}}}},

@@ -47,11 +47,11 @@ def provider(admin: Admin, upstream: Any) -> Iterator[dict[str, Any]]:
             "name": "Team rerank",
             "base_url": upstream.base_url,
             "api_key": API_KEY,
-            "rerank_models": [MODEL, "fake:status-503"],
+            "rerank_models": [MODEL, "fake:status-503", "fake:reversed", "fake:logits"],
         },
     )
     assert added.status_code == 201, added.text
-    assert added.json()["data"]["rerank_models"] == [MODEL, "fake:status-503"]
+    assert added.json()["data"]["rerank_models"][:2] == [MODEL, "fake:status-503"]
     yield dict(added.json()["data"])
     upstream.reset()
 
@@ -93,7 +93,9 @@ def dataset(kb: httpx.Client, provider: dict[str, Any]) -> str:
 
 
 def rerank_calls(upstream: Any) -> list[dict[str, Any]]:
-    return [r for r in upstream.stats()["log"] if r["model"] in (MODEL, "fake:status-503")]
+    return [
+        r for r in upstream.stats()["log"] if r["model"] == MODEL or r["model"].startswith("fake:")
+    ]
 
 
 def test_the_workspace_lists_its_rerank_models(kb: httpx.Client, provider: dict[str, Any]) -> None:
@@ -101,7 +103,9 @@ def test_the_workspace_lists_its_rerank_models(kb: httpx.Client, provider: dict[
     assert listed.status_code == 200, listed.text
     (found,) = listed.json()["data"]
     assert found["provider"] == provider["reference"]
-    assert [m["model"] for m in found["models"]] == [MODEL, "fake:status-503"]
+    assert [m["model"] for m in found["models"]] == [
+        MODEL, "fake:status-503", "fake:reversed", "fake:logits",
+    ]  # fmt: skip
     assert {m["model_type"] for m in found["models"]} == {"rerank"}
 
 
@@ -137,6 +141,34 @@ def test_a_search_is_ordered_and_scored_by_the_rerank_model(
     assert hybrid.status_code == 200, hybrid.text
     assert hybrid.json()["records"][0]["score"] == 1.0
     assert len(rerank_calls(upstream)) == before + 3
+
+
+def test_the_order_is_the_rerank_models(
+    kb: httpx.Client, provider: dict[str, Any], dataset: str
+) -> None:
+    url = f"/v1/datasets/{dataset}/retrieve"
+    plain = kb.post(url, json={"query": QUERY, "retrieval_model": {"reranking_enable": False}})
+    assert plain.status_code == 200, plain.text
+    by_meaning = [r["segment"]["id"] for r in plain.json()["records"]]
+    reversed_ = kb.post(
+        url, json={"query": QUERY, "retrieval_model": reranking(provider, model="fake:reversed")}
+    )
+    assert reversed_.status_code == 200, reversed_.text
+    assert [r["segment"]["id"] for r in reversed_.json()["records"]] == by_meaning[::-1]
+    # Logits keep their order and become scores in (0, 1) a threshold can compare.
+    logits = kb.post(
+        url, json={"query": QUERY, "retrieval_model": reranking(provider, model="fake:logits")}
+    )
+    scores = [r["score"] for r in logits.json()["records"]]
+    assert logits.json()["records"][0]["segment"]["content"] == PASSAGES["ferry"]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+    # Empty names are no rerank (as Dify has them), whatever reranking_enable says.
+    unnamed = kb.post(
+        url,
+        json={"query": QUERY, "retrieval_model": {"reranking_enable": True, "reranking_model": {
+            "reranking_provider_name": "", "reranking_model_name": ""}}},
+    )  # fmt: skip
+    assert [r["segment"]["id"] for r in unnamed.json()["records"]] == by_meaning
 
 
 def test_a_model_the_workspace_does_not_offer_is_refused_in_words(

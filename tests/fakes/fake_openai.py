@@ -12,7 +12,9 @@ Endpoints:
     POST /v1/rerank             Jina/Cohere-style `{model, query, documents, top_n}`: each
                                 document scored by the share of the query's words it holds,
                                 `{"results": [{index, relevance_score}]}` best first; the
-                                same modes (status-<NNN>) and `api_key`
+                                same modes (status-<NNN>) and `api_key`; model
+                                `fake:reversed` puts the last document first, `fake:logits`
+                                answers 4 * share - 2
     POST /v1/audio/transcriptions  multipart (`model`, `file`): `{"text": the file's bytes as
                                 UTF-8}`, so that a test's "recording" is its own transcript
     POST /v1/audio/speech       `{"model", "input", "voice"}`: "audio" (`audio/mpeg`) that is
@@ -443,6 +445,10 @@ def build_app(settings: Settings | None = None) -> web.Application:
                 (i, len(asked & set(re.findall(r"[a-z0-9]+", d.lower()))) / (len(asked) or 1))
                 for i, d in enumerate(documents)
             ]
+            if record.mode == "reversed":  # the last document best: an order a test can tell
+                scored = [(i, (i + 1) / len(documents)) for i in range(len(documents))]
+            elif record.mode == "logits":  # unbounded scores, as cross-encoders give
+                scored = [(i, 4.0 * s - 2.0) for i, s in scored]
             scored.sort(key=lambda pair: -pair[1])
             top = int(body.get("top_n") or len(scored))
             return web.json_response(

@@ -528,11 +528,18 @@ def hit_testing(
             "records": [external.record_view(record) for record in records],
         }
     model = retrieval.retrieval_model(dataset, body.get("retrieval_model"))
-    found = request.app.state.retriever.search(session, dataset, query, model)
-    return {
-        "query": {"content": query},
-        "records": [retrieval.record(hit) for hit in found],
-    }
+    dataset_id = dataset.id
+    # The search (its query's embedding, a rerank: model calls) reads in a session of its own:
+    # the request's transaction, which on SQLite holds the write lock, ends first.
+    session.commit()
+    with request.app.state.resources.db.reads() as reading:
+        searched = reading.get(Dataset, dataset_id)
+        assert searched is not None
+        found = request.app.state.retriever.search(reading, searched, query, model)
+        return {
+            "query": {"content": query},
+            "records": [retrieval.record(hit) for hit in found],
+        }
 
 
 @router.get("/documents/{document_id}/download")

@@ -181,8 +181,14 @@ def _retrieval_model(value: Any) -> dict[str, Any] | None:
         model["score_threshold"] = float(threshold)
     reranker = value.get("reranking_model")
     if reranker is not None:
-        if not isinstance(reranker, dict):
-            raise InvalidParam("retrieval_model.reranking_model must be an object.")
+        if not isinstance(reranker, dict) or not all(
+            isinstance(reranker.get(key) or "", str)
+            for key in ("reranking_provider_name", "reranking_model_name")
+        ):
+            raise InvalidParam(
+                "retrieval_model.reranking_model must be {reranking_provider_name, "
+                "reranking_model_name} (strings)."
+            )
         model["reranking_model"] = {
             "reranking_provider_name": reranker.get("reranking_provider_name") or "",
             "reranking_model_name": reranker.get("reranking_model_name") or "",

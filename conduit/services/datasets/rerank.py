@@ -9,6 +9,8 @@ is checked against what the workspace offers when it is made and at each search.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +18,7 @@ import httpx
 import orjson
 from sqlalchemy.orm import Session
 
+from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.db.models import ProviderCredential
 from conduit.errors import InvalidParam
 from conduit.infra.crypto import DecryptionError, cipher
@@ -36,21 +39,24 @@ class RerankFailed(EmbeddingFailed):
 
 
 def wanted(model: dict[str, Any]) -> bool:
-    """Whether a retrieval model asks for a rerank model."""
-    return bool(model.get("reranking_enable")) or model.get("reranking_mode") == "reranking_model"
+    """Whether a retrieval model asks for a rerank model, as Dify decides: both names given,
+    and `reranking_enable` (a hybrid search: `reranking_mode: reranking_model`); empty names
+    mean no rerank."""
+    given = model.get("reranking_model")
+    if not isinstance(given, dict) or not all(
+        isinstance(given.get(key), str) and given.get(key)
+        for key in ("reranking_provider_name", "reranking_model_name")
+    ):
+        return False
+    if model.get("search_method") == "hybrid_search":
+        return model.get("reranking_mode") == "reranking_model"
+    return model.get("reranking_enable") is True
 
 
 def choice(model: dict[str, Any]) -> tuple[str, str]:
-    """(provider, model name) of a retrieval model's `reranking_model`, both required."""
-    given = model.get("reranking_model") or {}
-    provider = given.get("reranking_provider_name") if isinstance(given, dict) else None
-    name = given.get("reranking_model_name") if isinstance(given, dict) else None
-    if not isinstance(provider, str) or not provider or not isinstance(name, str) or not name:
-        raise InvalidParam(
-            "retrieval_model.reranking_model needs reranking_provider_name and "
-            "reranking_model_name (a workspace provider's rerank model)."
-        )
-    return provider, name
+    """(provider, model name) of a retrieval model's `reranking_model` (`wanted` checked)."""
+    given = model["reranking_model"]
+    return str(given["reranking_provider_name"]), str(given["reranking_model_name"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,18 @@ class Target:
     model: str
 
 
-def resolve(session: Session, tenant_id: str, model: dict[str, Any], secret: str | None) -> Target:
+def resolve(
+    session: Session,
+    tenant_id: str,
+    model: dict[str, Any],
+    secret: str | None,
+    *,
+    stored: bool = False,
+) -> Target:
     """The workspace's rerank model a retrieval model names, or a 400 naming what the
-    workspace offers (`secret` None: only checked, the key not read)."""
+    workspace offers (`secret` None: only checked, the key not read). `stored`: the model is
+    a dataset's own, set when it was offered: one gone since is the provider's state
+    (`ProviderNotConfigured`), not the request's."""
     provider, name = choice(model)
     row = None
     if provider.startswith(WORKSPACE_PREFIX):
@@ -79,7 +94,8 @@ def resolve(session: Session, tenant_id: str, model: dict[str, Any], secret: str
             for found in session.scalars(readable_providers(tenant_id))
             for model_name in found.rerank_models or []
         ]
-        raise InvalidParam(
+        kind = ProviderNotConfigured if stored else InvalidParam
+        raise kind(
             f"retrieval_model.reranking_model {name!r} of provider {provider!r} is not available: "
             + (
                 f"this workspace offers {', '.join(offered)}."
@@ -103,45 +119,62 @@ def check(session: Session, tenant_id: str, model: dict[str, Any] | None) -> Non
         resolve(session, tenant_id, model, secret=None)
 
 
+RESPONSE_MAX = 10 * 1024 * 1024
+
+
 def rerank(
     target: Target, query: str, documents: list[str], *, timeout: float = TIMEOUT
-) -> list[float]:
-    """Each document's relevance to `query` (in the documents' order, in [0, 1]), by the
-    rerank model; one it leaves out scores 0."""
+) -> list[float | None]:
+    """Each document's relevance to `query` by the rerank model, in the documents' order, as
+    the model gives it (some give logits, some [0, 1]); None for one it left out."""
     if not documents:
         return []
     headers = {"Content-Type": "application/json"}
     if target.api_key:
         headers["Authorization"] = f"Bearer {target.api_key}"
     body = {"model": target.model, "query": query, "documents": documents, "top_n": len(documents)}
+    deadline = time.monotonic() + timeout
     try:
-        response = httpx.post(
-            f"{target.base_url}/rerank",
-            content=orjson.dumps(body),
-            headers=headers,
-            timeout=timeout,
-            trust_env=False,
-        )
-    except httpx.HTTPError as error:
+        with (
+            httpx.Client(timeout=timeout, trust_env=False) as client,
+            client.stream(
+                "POST", f"{target.base_url}/rerank", content=orjson.dumps(body), headers=headers
+            ) as response,
+        ):
+            content = bytearray()
+            for chunk in response.iter_bytes():
+                content.extend(chunk)
+                if len(content) > RESPONSE_MAX or time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("no whole answer in time, or too long an answer")
+            status = response.status_code
+    except (httpx.HTTPError, httpx.InvalidURL, UnicodeError, ValueError) as error:
         raise RerankFailed(
             f"The rerank model {target.model!r} could not be reached: {type(error).__name__}"
         ) from None
-    if response.status_code != 200:
+    if status != 200:
         raise RerankFailed(
-            f"The rerank model {target.model!r} answered HTTP {response.status_code}: "
-            f"{response.text[:300]}"
+            f"The rerank model {target.model!r} answered HTTP {status}: "
+            f"{bytes(content[:300]).decode('utf-8', 'replace')}"
         )
     try:
-        results = orjson.loads(response.content).get("results")
-        scores = [0.0] * len(documents)
+        results = orjson.loads(content).get("results")
+        scores: list[float | None] = [None] * len(documents)
         for item in results:
             index, score = int(item["index"]), float(item["relevance_score"])
-            if not 0 <= index < len(documents):
+            if not 0 <= index < len(documents) or math.isnan(score):
                 raise ValueError(index)
-            scores[index] = min(1.0, max(0.0, score))  # a threshold is a share of 1
+            scores[index] = score
     except (AttributeError, KeyError, TypeError, ValueError, orjson.JSONDecodeError):
         raise RerankFailed(
             f"The rerank model {target.model!r} answered something other than "
             '{"results": [{"index", "relevance_score"}]}.'
         ) from None
     return scores
+
+
+def normalised(scores: list[float]) -> list[float]:
+    """Scores a threshold can compare: kept when all are in [0, 1], else (a model's logits)
+    through the logistic function, which keeps their order."""
+    if all(0.0 <= score <= 1.0 for score in scores):
+        return scores
+    return [1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, score)))) for score in scores]

@@ -145,10 +145,13 @@ class Retriever:
         pool = top_k * 4  # room for what the availability filter drops, and for the fusion
         # A rerank model named but not offered is refused before anything runs.
         reranker = (
-            rerank.resolve(session, dataset.tenant_id, model, self.secret)
+            rerank.resolve(
+                session, dataset.tenant_id, model, self.secret,
+                stored=_same_reranker(model, dataset.retrieval_model),
+            )
             if rerank.wanted(model)
             else None
-        )
+        )  # fmt: skip
         # Dify's metadata filter: the documents whose values pass it (None: no filter).
         only = metadata.filtered_documents(
             session, dataset, model.get("metadata_filtering_conditions")
@@ -212,10 +215,8 @@ class Retriever:
         }
         candidates = [(i, score) for i, score in ranked if i in rows]
         if reranker is not None and candidates:
-            scores = rerank.rerank(reranker, query, [rows[i][0].content for i, _ in candidates])
-            candidates = sorted(
-                ((i, score) for (i, _), score in zip(candidates, scores, strict=True)),
-                key=lambda pair: -pair[1],
+            candidates = self._reranked(
+                session, reranker, query, candidates[: top_k * 2], rows, matched
             )
             candidates = [(i, s) for i, s in candidates if threshold is None or s >= threshold]
         kept = candidates[:top_k]
@@ -228,6 +229,35 @@ class Retriever:
             )
             for i, score in kept
         ]
+
+    def _reranked(
+        self,
+        session: Session,
+        reranker: rerank.Target,
+        query: str,
+        candidates: list[tuple[str, float]],
+        rows: dict[str, tuple[DocumentSegment, Document]],
+        matched: dict[str, list[tuple[str, int, float]]],
+    ) -> list[tuple[str, float]]:
+        """The candidates in the rerank model's order, scored by it (in [0, 1]); one it left
+        out goes. A parent-child dataset's parent is judged by its best child's text (what the
+        search matched; a whole parent can be longer than the model reads), one matched by
+        keywords only by its own first 2,000 characters."""
+        children = _children(
+            session, [kids[0][0] for i, _ in candidates if (kids := matched.get(i))]
+        )
+        texts = []
+        for i, _ in candidates:
+            kids = matched.get(i)
+            best = children.get(kids[0][0]) if kids else None
+            texts.append(best.content if best is not None else rows[i][0].content[:2000])
+        raw = rerank.rerank(reranker, query, texts)
+        given = [
+            (i, score) for (i, _), score in zip(candidates, raw, strict=True) if score is not None
+        ]
+        given.sort(key=lambda pair: -pair[1])  # the model's own order, before any mapping
+        scores = rerank.normalised([score for _, score in given])
+        return [(i, score) for (i, _), score in zip(given, scores, strict=True)]
 
     def _semantic(
         self,
@@ -246,6 +276,11 @@ class Retriever:
             raise EmbeddingFailed(f"The query could not be embedded: {error.message}") from None
         index = self.index.children() if children else self.index
         return index.search(session, dataset.id, embedder.model_key, vector, limit, document_ids)
+
+
+def _same_reranker(model: dict[str, Any], stored: dict[str, Any] | None) -> bool:
+    """Whether a search's rerank model is the dataset's own (not a request's override)."""
+    return bool(stored) and model.get("reranking_model") == (stored or {}).get("reranking_model")
 
 
 def _by_parent(
@@ -305,8 +340,17 @@ def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
         or not 0 <= threshold <= 1
     ):
         raise InvalidParam("retrieval_model.score_threshold must be a number from 0 to 1.")
-    if not isinstance(merged.get("score_threshold_enabled", False), bool):
-        raise InvalidParam("retrieval_model.score_threshold_enabled must be a boolean.")
+    for flag in ("score_threshold_enabled", "reranking_enable"):
+        if not isinstance(merged.get(flag, False), bool):
+            raise InvalidParam(f"retrieval_model.{flag} must be a boolean.")
+    reranker = merged.get("reranking_model")
+    if reranker is not None and (
+        not isinstance(reranker, dict) or not all(isinstance(v, str) for v in reranker.values())
+    ):
+        raise InvalidParam(
+            "retrieval_model.reranking_model must be {reranking_provider_name, "
+            "reranking_model_name} (strings)."
+        )
     check_reranking_mode(override.get("reranking_mode"))
     return merged
 
