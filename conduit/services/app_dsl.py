@@ -27,6 +27,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.knowledge import RERANKING_MODEL, reranking
 from conduit.db.models import (
     App,
     AppMode,
@@ -43,6 +44,8 @@ from conduit.infra.ssrf import AllowList, resolve_target
 from conduit.services import apps, workflows
 from conduit.services._workflow_store import WORKFLOW_MODES, graph_dataset_ids
 from conduit.services.apps import AppFields, require_role
+from conduit.services.datasets import rerank
+from conduit.services.datasets.retrieval import reranker_model
 from conduit.services.model_config import validate_model_config
 from conduit.services.provider_mapping import ProviderMapper
 
@@ -533,21 +536,46 @@ def _own_graph_datasets(session: Session, tenant_id: str, graph: Any) -> tuple[A
             _dropped_warning(where, str(item)) for item in data["dataset_ids"] if item not in owned
         )
         data["dataset_ids"] = kept
+        if isinstance(data.get("multiple_retrieval_config"), dict):
+            warnings.extend(
+                _offered_reranking(
+                    session, tenant_id, data["multiple_retrieval_config"],
+                    f"{where}.multiple_retrieval_config",
+                )
+            )  # fmt: skip
     return graph, warnings
+
+
+def _offered_reranking(
+    session: Session, tenant_id: str, config: dict[str, Any], where: str
+) -> list[str]:
+    """Multiple retrieval's rerank model (an app's `dataset_configs`, a node's
+    `multiple_retrieval_config`; in place) turned off when this workspace does not offer it
+    (an export names its own workspace's providers); the warning says which."""
+    chosen = reranking(config)
+    if chosen is None or chosen.mode != RERANKING_MODEL:
+        return []
+    try:
+        rerank.resolve(
+            session, tenant_id, reranker_model(chosen), secret=None,
+            field=f"{where}.reranking_model",
+        )  # fmt: skip
+    except InvalidParam as error:
+        config["reranking_enable"] = False
+        if "reranking_enabled" in config:
+            config["reranking_enabled"] = False
+        return [f"{error.message} Reranking was turned off."]
+    return []
 
 
 def _own_config_datasets(session: Session, tenant_id: str, config: dict[str, Any]) -> list[str]:
     """The model config's `dataset_configs` kept to this workspace's datasets (in place), and
-    reranking turned off (no rerank model here); a warning for each change."""
+    its reranking turned off when this workspace does not offer its rerank model; a warning
+    for each change."""
     configs = config.get("dataset_configs")
     if not isinstance(configs, dict):
         return []
-    warnings: list[str] = []
-    if configs.get("reranking_enable"):
-        configs["reranking_enable"] = False
-        warnings.append(
-            "model_config.dataset_configs.reranking_enable: turned off (no rerank model here)"
-        )
+    warnings = _offered_reranking(session, tenant_id, configs, "model_config.dataset_configs")
     holder = configs.get("datasets")
     entries = holder.get("datasets") if isinstance(holder, dict) else None
     if not isinstance(holder, dict) or not isinstance(entries, list):

@@ -10,12 +10,23 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conduit.db.models import App, AppMode, Dataset, Membership, ProviderCredential, Role
+from conduit.core.apps.knowledge import RERANKING_MODEL, WEIGHTED_SCORE, reranking
+from conduit.db.models import (
+    App,
+    AppMode,
+    Dataset,
+    IndexingTechnique,
+    Membership,
+    ProviderCredential,
+    Role,
+)
 from conduit.errors import InvalidParam
 from conduit.services._fields import boolean as _bool
 from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
 from conduit.services.conversations import is_uuid
+from conduit.services.datasets import rerank
+from conduit.services.datasets.retrieval import reranker_model
 from conduit.services.model_providers import (
     DEFAULT_PROVIDERS,
     SERVER_PROVIDERS,
@@ -124,9 +135,60 @@ def _dataset_configs(session: Session, tenant_id: str, value: Any) -> dict[str, 
         found["score_threshold"] = _number(
             found["score_threshold"], "dataset_configs.score_threshold", 0, 1
         )
-    if found.get("reranking_enable"):
-        raise InvalidParam("dataset_configs.reranking_enable: no rerank model is available")
+    _reranking(session, tenant_id, found, ids)
     return found
+
+
+def _reranking(session: Session, tenant_id: str, found: dict[str, Any], ids: list[str]) -> None:
+    """Dify's multiple retrieval's reranking, checked: the rerank model one names must be the
+    workspace's; a weighted score compares meaning across the datasets, so their embedded
+    ones must share one embedding model (else a rerank model is the way, as Dify says)."""
+    for flag in ("reranking_enable", "reranking_enabled"):
+        if flag in found:
+            found[flag] = _bool(found[flag], f"dataset_configs.{flag}")
+    mode = found.get("reranking_mode")
+    if mode is not None and mode not in (RERANKING_MODEL, WEIGHTED_SCORE):
+        raise InvalidParam(
+            f"dataset_configs.reranking_mode: must be {RERANKING_MODEL} or {WEIGHTED_SCORE}"
+        )
+    if not rerank.well_named(found.get("reranking_model")):
+        raise InvalidParam(
+            "dataset_configs.reranking_model: must be {reranking_provider_name, "
+            "reranking_model_name} (strings)"
+        )
+    weights = found.get("weights")
+    if weights is not None:
+        weights = _object(weights, "dataset_configs.weights")
+        parts = (("vector_setting", "vector_weight"), ("keyword_setting", "keyword_weight"))
+        for part, key in parts:
+            setting = _object(weights.get(part) or {}, f"dataset_configs.weights.{part}")
+            if key in setting:
+                _number(setting[key], f"dataset_configs.weights.{part}.{key}", 0, 1)
+    chosen = reranking(found)
+    if chosen is None:
+        return
+    if chosen.mode == RERANKING_MODEL:
+        rerank.resolve(
+            session, tenant_id, reranker_model(chosen), secret=None,
+            field="dataset_configs.reranking_model",
+        )  # fmt: skip
+        return
+    models = {
+        (dataset.embedding_model_provider or "", dataset.embedding_model or ""): dataset.name
+        for dataset in session.scalars(
+            select(Dataset).where(
+                Dataset.tenant_id == tenant_id,
+                Dataset.id.in_(ids),
+                Dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY,
+            )
+        )
+    }
+    if len(models) > 1:
+        raise InvalidParam(
+            "dataset_configs.reranking_mode: weighted_score compares meaning across the "
+            f"datasets, and {' and '.join(sorted(models.values()))} use different embedding "
+            "models: choose a rerank model (reranking_model) instead"
+        )
 
 
 def _object(value: Any, field: str) -> dict[str, Any]:

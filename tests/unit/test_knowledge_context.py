@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from conduit.core.apps.chat import ChatExecution, ChatRunBody
 from conduit.core.apps.knowledge import (
     CONTEXT_CHARS,
     KnowledgeRetrievalFailed,
+    Reranking,
     RetrievalPlan,
     context_text,
+    reranking,
     with_context,
 )
 from conduit.core.llm.provider import ChatMessage, Delta, Finished, GenerationParams, Usage
@@ -95,6 +98,53 @@ def test_the_plan_travels_in_the_run_body() -> None:
     assert (
         RetrievalPlan.from_json({**PLAN.to_json(), "score_threshold": None}).score_threshold is None
     )
+    ranked = replace(PLAN, reranking=Reranking("reranking_model", provider="p", model="r"))
+    assert RetrievalPlan.from_json(ranked.to_json()) == ranked
+    # A body written before plans had a reranking.
+    older = {k: v for k, v in PLAN.to_json().items() if k != "reranking"}
+    assert RetrievalPlan.from_json(older).reranking is None
+
+
+class TestReranking:
+    """Dify's multiple retrieval's reranking, as an app's `dataset_configs` or a node's
+    `multiple_retrieval_config` writes it."""
+
+    NAMES = {"reranking_provider_name": "workspace:1", "reranking_model_name": "rr"}
+
+    def test_a_rerank_model_by_its_names(self) -> None:
+        found = reranking({"reranking_mode": "reranking_model", "reranking_model": self.NAMES})
+        assert found == Reranking("reranking_model", provider="workspace:1", model="rr")
+        # The mode defaults to the model; on unless turned off; a node's own key names.
+        assert reranking({"reranking_model": self.NAMES}) == found
+        node = reranking({"reranking_model": {"provider": "workspace:1", "model": "rr"}})
+        assert node == found
+
+    @pytest.mark.parametrize(
+        "config",
+        [
+            {"reranking_enable": False, "reranking_model": NAMES},
+            {"reranking_enabled": False, "reranking_model": NAMES},
+            {"reranking_model": {"reranking_provider_name": "", "reranking_model_name": ""}},
+            {"reranking_model": None},
+            {},
+            {"reranking_mode": "by-vibes", "reranking_model": NAMES},
+        ],
+    )
+    def test_none_without_a_model_or_when_turned_off(self, config: dict[str, Any]) -> None:
+        assert reranking(config) is None
+
+    def test_a_weighted_score_takes_the_weights_or_difys_defaults(self) -> None:
+        given = {
+            "vector_setting": {"vector_weight": 0.2},
+            "keyword_setting": {"keyword_weight": 0.8},
+        }
+        found = reranking({"reranking_mode": "weighted_score", "weights": given})
+        assert found == Reranking("weighted_score", vector_weight=0.2, keyword_weight=0.8)
+        assert reranking({"reranking_mode": "weighted_score"}) == Reranking("weighted_score")
+        broken = {"vector_setting": {"vector_weight": "lots"}, "keyword_setting": None}
+        assert reranking({"reranking_mode": "weighted_score", "weights": broken}) == (
+            Reranking("weighted_score", vector_weight=0.7, keyword_weight=0.3)
+        )
 
 
 class RecordingModel:

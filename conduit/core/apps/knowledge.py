@@ -8,7 +8,7 @@ passages.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,13 +28,98 @@ _INSTRUCTIONS = (
 )
 
 
+RERANKING_MODEL = "reranking_model"
+WEIGHTED_SCORE = "weighted_score"
+# Dify's weighted score when an app gives no weights (a hybrid search's defaults too).
+VECTOR_WEIGHT = 0.7
+KEYWORD_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class Reranking:
+    """How the passages of all the plan's datasets are ordered together (Dify's multiple
+    retrieval's `reranking_mode`): by a rerank model (`provider`, `model`), or by one
+    weighted score of meaning and keywords in every dataset (`vector_weight`,
+    `keyword_weight`)."""
+
+    mode: str
+    provider: str = ""
+    model: str = ""
+    vector_weight: float = VECTOR_WEIGHT
+    keyword_weight: float = KEYWORD_WEIGHT
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "provider": self.provider,
+            "model": self.model,
+            "vector_weight": self.vector_weight,
+            "keyword_weight": self.keyword_weight,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reranking:
+        return cls(
+            mode=str(data["mode"]),
+            provider=str(data.get("provider") or ""),
+            model=str(data.get("model") or ""),
+            vector_weight=float(data.get("vector_weight", VECTOR_WEIGHT)),
+            keyword_weight=float(data.get("keyword_weight", KEYWORD_WEIGHT)),
+        )
+
+
+def reranking(config: Mapping[str, Any]) -> Reranking | None:
+    """The reranking an app's `dataset_configs` or a knowledge-retrieval node's
+    `multiple_retrieval_config` asks for, or None (the passages ordered by their own scores).
+    On unless `reranking_enable` (as Dify's front end writes it) or `reranking_enabled` (as its
+    back end reads it) is false. `reranking_mode` `reranking_model` (the default) needs both
+    names of `reranking_model` (`reranking_provider_name` and `reranking_model_name`, or a
+    node's `provider` and `model`; empty names are no rerank, as in Dify); `weighted_score`
+    takes `weights` (`vector_setting.vector_weight`, `keyword_setting.keyword_weight`; Dify's
+    0.7 and 0.3 where missing or not a weight)."""
+    if any(config.get(key) is False for key in ("reranking_enable", "reranking_enabled")):
+        return None
+    mode = config.get("reranking_mode") or RERANKING_MODEL
+    if mode == WEIGHTED_SCORE:
+        weights = _mapping(config.get("weights"))
+        return Reranking(
+            mode,
+            vector_weight=_weight(
+                _mapping(weights.get("vector_setting")).get("vector_weight"), VECTOR_WEIGHT
+            ),
+            keyword_weight=_weight(
+                _mapping(weights.get("keyword_setting")).get("keyword_weight"), KEYWORD_WEIGHT
+            ),
+        )
+    given = _mapping(config.get("reranking_model"))
+    provider = given.get("reranking_provider_name", given.get("provider"))
+    model = given.get("reranking_model_name", given.get("model"))
+    if mode != RERANKING_MODEL or not (
+        isinstance(provider, str) and provider and isinstance(model, str) and model
+    ):
+        return None
+    return Reranking(mode, provider=provider, model=model)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _weight(value: Any, default: float) -> float:
+    """A weight in [0, 1] (one stored before it was checked, or missing: the default)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    return default
+
+
 @dataclass(frozen=True)
 class RetrievalPlan:
     """The datasets a run searches (its app's, in the app's order; of its workspace), the
     query, how many passages to keep (`top_k`, best first over all the datasets) and the
     lowest score kept (None: no threshold); `show_resources`: whether the run reports them
     (`retriever_resources` in `message_end`); `metadata_conditions`: the app's metadata
-    filter (Dify's `metadata_filtering_conditions`, in its manual mode)."""
+    filter (Dify's `metadata_filtering_conditions`, in its manual mode); `reranking`: how the
+    datasets' passages are ordered together (None: by their own scores)."""
 
     tenant_id: str
     dataset_ids: tuple[str, ...]
@@ -43,6 +128,7 @@ class RetrievalPlan:
     score_threshold: float | None = None
     show_resources: bool = True
     metadata_conditions: dict[str, Any] | None = None
+    reranking: Reranking | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +139,7 @@ class RetrievalPlan:
             "score_threshold": self.score_threshold,
             "show_resources": self.show_resources,
             "metadata_conditions": self.metadata_conditions,
+            "reranking": None if self.reranking is None else self.reranking.to_json(),
         }
 
     @classmethod
@@ -66,6 +153,7 @@ class RetrievalPlan:
             score_threshold=None if threshold is None else float(threshold),
             show_resources=bool(data.get("show_resources", True)),
             metadata_conditions=data.get("metadata_conditions"),
+            reranking=Reranking.from_json(data["reranking"]) if data.get("reranking") else None,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -30,6 +30,7 @@ from conduit.services.model_providers import (
 )
 
 TIMEOUT = 30.0
+_K = TypeVar("_K")
 
 
 class RerankFailed(EmbeddingFailed):
@@ -51,6 +52,14 @@ def wanted(model: dict[str, Any]) -> bool:
     if model.get("search_method") == "hybrid_search":
         return model.get("reranking_mode") == "reranking_model"
     return model.get("reranking_enable") is True
+
+
+def well_named(given: Any) -> bool:
+    """Whether a `reranking_model` has the shape a request may give: absent, or an object of
+    strings (its names checked against the workspace where it is used)."""
+    return given is None or (
+        isinstance(given, dict) and all(isinstance(v, str) for v in given.values())
+    )
 
 
 def choice(model: dict[str, Any]) -> tuple[str, str]:
@@ -75,11 +84,12 @@ def resolve(
     secret: str | None,
     *,
     stored: bool = False,
+    field: str = "retrieval_model.reranking_model",
 ) -> Target:
     """The workspace's rerank model a retrieval model names, or a 400 naming what the
     workspace offers (`secret` None: only checked, the key not read). `stored`: the model is
     a dataset's own, set when it was offered: one gone since is the provider's state
-    (`ProviderNotConfigured`), not the request's."""
+    (`ProviderNotConfigured`), not the request's. `field`: where the request names it."""
     provider, name = choice(model)
     row = None
     if provider.startswith(WORKSPACE_PREFIX):
@@ -96,7 +106,7 @@ def resolve(
         ]
         kind = ProviderNotConfigured if stored else InvalidParam
         raise kind(
-            f"retrieval_model.reranking_model {name!r} of provider {provider!r} is not available: "
+            f"{field} {name!r} of provider {provider!r} is not available: "
             + (
                 f"this workspace offers {', '.join(offered)}."
                 if offered
@@ -178,3 +188,13 @@ def normalised(scores: list[float]) -> list[float]:
     if all(0.0 <= score <= 1.0 for score in scores):
         return scores
     return [1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, score)))) for score in scores]
+
+
+def ordered(target: Target, query: str, items: list[tuple[_K, str]]) -> list[tuple[_K, float]]:
+    """`items` (a key and the text the model judges) in the rerank model's order, each with
+    its score in [0, 1]; one the model left out goes."""
+    raw = rerank(target, query, [text for _, text in items])
+    given = [(key, score) for (key, _), score in zip(items, raw, strict=True) if score is not None]
+    given.sort(key=lambda pair: -pair[1])  # the model's own order, before any mapping
+    scores = normalised([score for _, score in given])
+    return [(key, score) for (key, _), score in zip(given, scores, strict=True)]

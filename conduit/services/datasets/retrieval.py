@@ -23,7 +23,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.knowledge import RetrievalPlan
+from conduit.core.apps.knowledge import (
+    RERANKING_MODEL,
+    WEIGHTED_SCORE,
+    Reranking,
+    RetrievalPlan,
+)
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
 from conduit.core.rag.errors import IndexingError
@@ -242,7 +247,7 @@ class Retriever:
         """The candidates in the rerank model's order, scored by it (in [0, 1]); one it left
         out goes. A parent-child dataset's parent is judged by its best child's text (what the
         search matched; a whole parent can be longer than the model reads), one matched by
-        keywords only by its own first 2,000 characters."""
+        keywords only by its own first `RERANK_CHARS` characters."""
         children = _children(
             session, [kids[0][0] for i, _ in candidates if (kids := matched.get(i))]
         )
@@ -250,14 +255,10 @@ class Retriever:
         for i, _ in candidates:
             kids = matched.get(i)
             best = children.get(kids[0][0]) if kids else None
-            texts.append(best.content if best is not None else rows[i][0].content[:2000])
-        raw = rerank.rerank(reranker, query, texts)
-        given = [
-            (i, score) for (i, _), score in zip(candidates, raw, strict=True) if score is not None
-        ]
-        given.sort(key=lambda pair: -pair[1])  # the model's own order, before any mapping
-        scores = rerank.normalised([score for _, score in given])
-        return [(i, score) for (i, _), score in zip(given, scores, strict=True)]
+            texts.append(best.content if best is not None else rows[i][0].content[:RERANK_CHARS])
+        return rerank.ordered(
+            reranker, query, [(i, text) for (i, _), text in zip(candidates, texts, strict=True)]
+        )
 
     def _semantic(
         self,
@@ -343,10 +344,7 @@ def retrieval_model(dataset: Dataset, override: Any) -> dict[str, Any]:
     for flag in ("score_threshold_enabled", "reranking_enable"):
         if not isinstance(merged.get(flag, False), bool):
             raise InvalidParam(f"retrieval_model.{flag} must be a boolean.")
-    reranker = merged.get("reranking_model")
-    if reranker is not None and (
-        not isinstance(reranker, dict) or not all(isinstance(v, str) for v in reranker.values())
-    ):
+    if not rerank.well_named(merged.get("reranking_model")):
         raise InvalidParam(
             "retrieval_model.reranking_model must be {reranking_provider_name, "
             "reranking_model_name} (strings)."
@@ -397,8 +395,11 @@ class KnowledgeSearch:
     """The search of knowledge-backed runs (`core/apps/knowledge.py:Retrieve`): each of the
     plan's datasets searched with its own retrieval model (`top_k` and the threshold from the
     app; an economy dataset by keywords), the best passages over all of them, as Dify's
-    `RetrieverResource` objects. On a thread, in a session that only reads (on SQLite it does
-    not wait for the write lock)."""
+    `RetrieverResource` objects. The plan's `reranking` orders them together: a rerank model
+    judges all the datasets' passages at once (each dataset's own rerank model then left
+    out), or every dataset is scored by the same weights of meaning and keywords. On a
+    thread, in a session that only reads (on SQLite it does not wait for the write lock);
+    no session waits on a service or a rerank model."""
 
     def __init__(self, db: Database, retriever: Retriever) -> None:
         self._db = db
@@ -413,10 +414,18 @@ class KnowledgeSearch:
         a `RetrieverResource` without its position), numbered from 1. An external dataset's
         service is asked after the session ends (no transaction waits on it); one that fails
         is left out with a warning, as Dify does: the run answers from the others."""
-        found: list[tuple[float, dict[str, Any]]] = []
+        # (score, passage, the text a rerank model judges) of every dataset's passages.
+        found: list[tuple[float, dict[str, Any], str]] = []
         # (id, name, `external_retrieval_model`, where to ask) of each external dataset.
         remote: list[tuple[str, str, dict[str, Any], external.Source]] = []
+        ranking = plan.reranking
+        target: rerank.Target | None = None
         with self._db.reads() as session:
+            if ranking is not None and ranking.mode == RERANKING_MODEL:
+                # Checked when the app was configured: one gone since is the provider's state.
+                target = rerank.resolve(
+                    session, plan.tenant_id, reranker_model(ranking), self._secret, stored=True
+                )
             datasets = {
                 dataset.id: dataset
                 for dataset in session.scalars(
@@ -449,9 +458,21 @@ class KnowledgeSearch:
                     if plan.metadata_conditions is None:
                         raise
                     continue
+                # A weighted score's keywords-only dataset: its share of the weights.
+                scale = (
+                    ranking.keyword_weight
+                    if ranking is not None
+                    and ranking.mode == WEIGHTED_SCORE
+                    and model["search_method"] != "hybrid_search"
+                    else 1.0
+                )
                 # Read before the session ends (its rollback expires what it loaded).
                 found.extend(
-                    (hit.score, resource(0, dataset, hit.segment, hit.document, hit.score))
+                    (
+                        hit.score * scale,
+                        resource(0, dataset, hit.segment, hit.document, hit.score * scale),
+                        judged_text(hit),
+                    )
                     for hit in hits
                 )
         for dataset_id, name, setting, where in remote:
@@ -465,28 +486,76 @@ class KnowledgeSearch:
                 )
                 continue
             found.extend(
-                (r["score"], external.resource(0, dataset_id, name, r))
+                (r["score"], external.resource(0, dataset_id, name, r), r["content"][:RERANK_CHARS])
                 for r in records
-                if plan.score_threshold is None or r["score"] >= plan.score_threshold
             )
-        found.sort(key=lambda item: -item[0])
+        if target is not None and found:
+            judged = rerank.ordered(
+                target, plan.query, [(index, text) for index, (_, _, text) in enumerate(found)]
+            )
+            found = [
+                (score, {**found[index][1], "score": round(score, 6)}, "")
+                for index, score in judged
+            ]
+        else:
+            found.sort(key=lambda item: -item[0])
+        threshold = plan.score_threshold
+        kept = [passage for score, passage, _ in found if threshold is None or score >= threshold]
         return [
             {**passage, "position": position}
-            for position, (_, passage) in enumerate(found[: plan.top_k], start=1)
+            for position, passage in enumerate(kept[: plan.top_k], start=1)
         ]
+
+
+# What a rerank model reads of a passage at most (a whole parent can be longer than it reads).
+RERANK_CHARS = 2000
+
+
+def judged_text(hit: Hit) -> str:
+    """What a rerank model judges of a hit: its best matched child chunk (what the search
+    matched, in a parent-child dataset), else its own first characters."""
+    if hit.children:
+        return hit.children[0][0].content
+    return hit.segment.content[:RERANK_CHARS]
+
+
+def reranker_model(ranking: Reranking) -> dict[str, Any]:
+    """A plan's rerank model as a retrieval model names one (for `rerank.resolve`)."""
+    return {
+        "reranking_model": {
+            "reranking_provider_name": ranking.provider,
+            "reranking_model_name": ranking.model,
+        }
+    }
 
 
 def app_retrieval_model(dataset: Dataset, plan: RetrievalPlan) -> dict[str, Any]:
     """How an app's run searches `dataset`: the dataset's method (keywords where an economy
-    dataset has no embeddings), the app's `top_k` and threshold."""
+    dataset has no embeddings), the app's `top_k` and threshold. Under the app's rerank model
+    the dataset's own rerank model and the threshold are left out (the app's model scores the
+    passages, and its threshold is on those scores); under a weighted score an embedded
+    dataset is searched both ways with the app's weights."""
     model = {**default_retrieval_model(), **(dataset.retrieval_model or {})}
-    if dataset.indexing_technique != IndexingTechnique.HIGH_QUALITY and model.get(
-        "search_method"
-    ) in ("semantic_search", "hybrid_search"):
+    embedded = dataset.indexing_technique == IndexingTechnique.HIGH_QUALITY
+    if not embedded and model.get("search_method") in ("semantic_search", "hybrid_search"):
         model["search_method"] = "keyword_search"
+    ranking = plan.reranking
+    threshold = plan.score_threshold
+    if ranking is not None:
+        model["reranking_enable"] = False
+        model["reranking_model"] = None
+        if ranking.mode == WEIGHTED_SCORE and embedded:
+            model["search_method"] = "hybrid_search"
+            model["reranking_mode"] = WEIGHTED_SCORE
+            model["weights"] = {
+                "vector_setting": {"vector_weight": ranking.vector_weight},
+                "keyword_setting": {"keyword_weight": ranking.keyword_weight},
+            }
+        else:
+            threshold = None  # (applied to the scores the passages are ordered by)
     model["top_k"] = min(plan.top_k, TOP_K_MAX)
-    model["score_threshold_enabled"] = plan.score_threshold is not None
-    model["score_threshold"] = plan.score_threshold or 0.0
+    model["score_threshold_enabled"] = threshold is not None
+    model["score_threshold"] = threshold or 0.0
     model["metadata_filtering_conditions"] = plan.metadata_conditions
     return model
 

@@ -15,7 +15,7 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.chat import ChatMode, ChatRunBody, StoredChat, stored_events
-from conduit.core.apps.knowledge import RetrievalPlan
+from conduit.core.apps.knowledge import RetrievalPlan, reranking
 from conduit.core.llm.provider import ChatMessage
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
@@ -314,7 +314,8 @@ def retrieval_plan(
     app's metadata filter applies in its `manual` mode (Dify's `automatic` mode, where a model
     writes the filter, is not offered).
     Dify's `retrieval_model: single` (a model picks one dataset) is searched as `multiple`:
-    every dataset, best passages over all of them."""
+    every dataset, best passages over all of them, ordered together by the app's rerank model
+    or weighted score when it sets one (`reranking_mode`)."""
     config = app.model_config_ or {}
     dataset_ids = config_dataset_ids(config)
     if not dataset_ids:
@@ -336,6 +337,7 @@ def retrieval_plan(
         score_threshold=None if threshold is None else float(threshold),
         show_resources=not isinstance(shown, dict) or shown.get("enabled", True) is not False,
         metadata_conditions=conditions if manual else None,
+        reranking=reranking(found),
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.knowledge import RetrievalPlan, Retrieve
+from conduit.core.apps.knowledge import RetrievalPlan, Retrieve, reranking
 from conduit.core.apps.workflow import KIND, WorkflowRunBody, node_data, run_single_node
 from conduit.core.llm.errors import ProviderNotConfigured
 from conduit.core.llm.provider import ChatMessage, ChatModel
@@ -263,6 +263,7 @@ class NodeServices:
                     if node.get("metadata_filtering_mode") == "manual"
                     else None
                 ),
+                reranking=reranking(config),
             )
         )
         return [

@@ -1,7 +1,8 @@
 // One app's settings: its name and description (`PUT /apps/{id}`) and, for chat, agent-chat
 // and completion apps, its model config (`GET/POST /apps/{id}/model-config`): the model (from
 // the workspace's model providers), the prompt, the opening statement, suggested questions,
-// memory and the feature switches. The server validates; its message is shown as it is.
+// memory and the feature switches, and its knowledge (the datasets it searches and how their
+// passages are ordered together). The server validates; its message is shown as it is.
 import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
@@ -135,10 +136,110 @@ function ModelConfig({ app, config, providers, saved, setSaved }) {
   </section>`;
 }
 
+// The app's knowledge (its model config's `dataset_configs`, Dify's shape): the datasets it
+// searches before each answer, how many passages it keeps, the lowest score, and how the
+// datasets' passages are ordered together (each dataset's own scores, a rerank model, or one
+// weighted score of meaning and keywords).
+const ORDERS = [
+  { value: "own", label: "By each dataset's own scores" },
+  { value: "reranking_model", label: "By a rerank model" },
+  { value: "weighted_score", label: "By a weighted score of meaning and keywords" },
+];
+
+function storedOrder(found) {
+  if (found.reranking_enable === false || found.reranking_enabled === false) return "own";
+  if (found.reranking_mode === "weighted_score") return "weighted_score";
+  const names = found.reranking_model || {};
+  return names.reranking_provider_name && names.reranking_model_name ? "reranking_model" : "own";
+}
+
+function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
+  const found = config.dataset_configs || {};
+  const entries = ((found.datasets || {}).datasets || []).map((e) => e.dataset || {});
+  const [chosen, setChosen] = useState(entries.filter((d) => d.enabled !== false).map((d) => d.id));
+  const [topK, setTopK] = useState(String(found.top_k ?? 4));
+  const [thresholdOn, setThresholdOn] = useState(Boolean(found.score_threshold_enabled));
+  const [threshold, setThreshold] = useState(String(found.score_threshold ?? 0.5));
+  const [order, setOrder] = useState(storedOrder(found));
+  const names = found.reranking_model || {};
+  const models = rerankers.flatMap((p) => p.models.map((m) => ({
+    value: JSON.stringify([p.provider, m.model]), label: `${m.model} (${p.label.en_US})`,
+  })));
+  const [model, setModel] = useState(
+    names.reranking_model_name ? JSON.stringify([names.reranking_provider_name, names.reranking_model_name]) : (models[0] || {}).value || "");
+  const weights = found.weights || {};
+  const [vectorWeight, setVectorWeight] = useState(String((weights.vector_setting || {}).vector_weight ?? 0.7));
+  const number = (text) => (text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : text);
+  const toggle = (id, on) => setChosen(on ? [...chosen, id] : chosen.filter((c) => c !== id));
+  const [save, busy, error] = useAction(async () => {
+    setSaved(false);
+    const next = {
+      ...found,
+      retrieval_model: "multiple",
+      datasets: { datasets: chosen.map((id) => ({ dataset: { enabled: true, id } })) },
+      top_k: number(topK),
+      score_threshold_enabled: thresholdOn,
+      score_threshold: thresholdOn ? number(threshold) : (found.score_threshold ?? null),
+      reranking_enable: order !== "own",
+      reranking_mode: order === "own" ? (found.reranking_mode || "reranking_model") : order,
+    };
+    if (order === "reranking_model") {
+      const [provider, name] = model ? JSON.parse(model) : ["", ""];
+      next.reranking_model = { reranking_provider_name: provider, reranking_model_name: name };
+    }
+    if (order === "weighted_score") {
+      const vector = number(vectorWeight);
+      next.weights = {
+        ...weights,
+        vector_setting: { ...(weights.vector_setting || {}), vector_weight: vector },
+        keyword_setting: { ...(weights.keyword_setting || {}),
+          keyword_weight: typeof vector === "number" ? Math.round((1 - vector) * 100) / 100 : vector },
+      };
+    }
+    delete next.reranking_enabled; // (Dify's back end's name; the console writes reranking_enable)
+    await api.post(`/apps/${app.id}/model-config`, { ...config, dataset_configs: next });
+    setSaved(true);
+    invalidate(`/apps/${app.id}/model-config`);
+  });
+  const known = new Set(datasets.map((d) => d.id));
+  const missing = chosen.filter((id) => !known.has(id));
+  return html`<section class="panel" aria-labelledby="knowledge-title">
+    <h2 id="knowledge-title">Knowledge</h2>
+    <form onSubmit=${(e) => { e.preventDefault(); save(); }}>
+      <fieldset>
+        <legend>Datasets searched before each answer</legend>
+        ${datasets.length === 0 && html`<p class="muted">This workspace has no datasets: <a href=${href("/datasets")}>create one</a>.</p>`}
+        ${datasets.map((d) => html`<${Field} key=${d.id} type="checkbox" label=${`${d.name} (${d.provider === "external" ? "external" : d.indexing_technique || "no documents yet"})`}
+          value=${chosen.includes(d.id)} onInput=${(on) => toggle(d.id, on)} />`)}
+        ${missing.length > 0 && html`<p class="muted">${missing.length} more not listed here (not among this workspace's first 100 datasets); they stay chosen.</p>`}
+      </fieldset>
+      <div class="row">
+        <${Field} label="Passages kept (top K, 1–10)" inputmode="numeric" value=${topK} onInput=${setTopK} />
+        <${Field} label="Lowest score kept" inputmode="decimal" value=${threshold} onInput=${setThreshold} disabled=${!thresholdOn}
+          hint="From 0 to 1, on the scores the passages are ordered by" />
+      </div>
+      <${Field} label="Keep only passages with at least that score" type="checkbox" value=${thresholdOn} onInput=${setThresholdOn} />
+      <${Field} label="Order of the datasets' passages" as="select" value=${order} onInput=${setOrder} options=${ORDERS} />
+      ${order === "reranking_model" && (models.length
+        ? html`<${Field} label="Rerank model" as="select" value=${model} onInput=${setModel} options=${models}
+            hint="It judges every dataset's passages against the question at once" />`
+        : html`<p class="muted">This workspace has no rerank model: add one to a <a href=${href("/providers")}>model provider</a>'s rerank models.</p>`)}
+      ${order === "weighted_score" && html`<${Field} label="Weight of meaning (0–1; keywords get the rest)" inputmode="decimal"
+          value=${vectorWeight} onInput=${setVectorWeight} hint="The datasets with embeddings must share one embedding model" />`}
+      <${ErrorBox} error=${error} />
+      ${saved && html`<${Notice}>Knowledge saved.<//>`}
+      <${Button} kind="primary" type="submit" busy=${busy}>Save knowledge<//>
+    </form>
+  </section>`;
+}
+
 function Config({ app }) {
   const config = useResource(`/apps/${app.id}/model-config`);
   const providers = useResource("/workspaces/current/model-providers");
+  const datasets = useResource("/datasets", { page: 1, limit: 100 });
+  const rerankers = useResource("/workspaces/current/models/model-types/rerank");
   const [saved, setSaved] = useState(false);
+  const [knowledgeSaved, setKnowledgeSaved] = useState(false);
   // The form is made from what is stored, and made again only when that changes (a save):
   // keyed by the stored content, decided in the render itself, so a revalidation that
   // brings the same config back never wipes what is being typed.
@@ -150,7 +251,11 @@ function Config({ app }) {
   }
   return html`<${Loaded} resource=${config} what="Loading the model config">${(c) => html`
     <${Loaded} resource=${providers} what="Loading the model providers">${(p) => html`
-      <${ModelConfig} key=${shown} app=${app} config=${c.data} providers=${p.data} saved=${saved} setSaved=${setSaved} />`}<//>`}<//>`;
+      <${ModelConfig} key=${shown} app=${app} config=${c.data} providers=${p.data} saved=${saved} setSaved=${setSaved} />`}<//>
+    <${Loaded} resource=${datasets} what="Loading the datasets">${(d) => html`
+      <${Loaded} resource=${rerankers} what="Loading the rerank models">${(r) => html`
+        <${Knowledge} key=${shown} app=${app} config=${c.data} datasets=${d.data} rerankers=${r.data}
+          saved=${knowledgeSaved} setSaved=${setKnowledgeSaved} />`}<//>`}<//>`}<//>`;
 }
 
 export default function AppSettings({ params }) {
