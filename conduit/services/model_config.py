@@ -26,6 +26,7 @@ from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
 from conduit.services.conversations import is_uuid
 from conduit.services.datasets import rerank
+from conduit.services.datasets.models import LOCAL_MODEL_ID, LOCAL_PROVIDER
 from conduit.services.datasets.retrieval import reranker_model
 from conduit.services.model_providers import (
     DEFAULT_PROVIDERS,
@@ -144,7 +145,7 @@ def _reranking(session: Session, tenant_id: str, found: dict[str, Any], ids: lis
     workspace's; a weighted score compares meaning across the datasets, so their embedded
     ones must share one embedding model (else a rerank model is the way, as Dify says)."""
     for flag in ("reranking_enable", "reranking_enabled"):
-        if flag in found:
+        if found.get(flag) is not None:
             found[flag] = _bool(found[flag], f"dataset_configs.{flag}")
     mode = found.get("reranking_mode")
     if mode is not None and mode not in (RERANKING_MODEL, WEIGHTED_SCORE):
@@ -173,8 +174,12 @@ def _reranking(session: Session, tenant_id: str, found: dict[str, Any], ids: lis
             field="dataset_configs.reranking_model",
         )  # fmt: skip
         return
+    # (A dataset without documents has no model yet: its first upload gives it the local one.)
     models = {
-        (dataset.embedding_model_provider or "", dataset.embedding_model or ""): dataset.name
+        (
+            dataset.embedding_model_provider or LOCAL_PROVIDER,
+            dataset.embedding_model or LOCAL_MODEL_ID,
+        ): dataset.name
         for dataset in session.scalars(
             select(Dataset).where(
                 Dataset.tenant_id == tenant_id,

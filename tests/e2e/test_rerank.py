@@ -233,6 +233,7 @@ def test_a_chat_uses_the_datasets_rerank_model(
 # --- an app over several datasets (Dify's multiple retrieval and its reranking) --------------
 
 GULLS = "Seven gulls sit on the roof of the ferry."
+MOORINGS = "Moorings by the pier cost seven pounds a night."
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +246,20 @@ def gulls(kb: httpx.Client) -> str:
     assert made.status_code == 200, made.text
     dataset_id = str(made.json()["id"])
     created = by_text(kb, dataset_id, name="gulls", text=GULLS)
+    assert wait_indexed(kb, dataset_id, created["batch"])[-1]["indexing_status"] == "completed"
+    return dataset_id
+
+
+@pytest.fixture(scope="module")
+def moorings(kb: httpx.Client) -> str:
+    """A dataset searched by keywords only (economy: no embeddings)."""
+    made = kb.post(
+        "/v1/datasets",
+        json={"name": f"Moorings {time.monotonic_ns()}", "indexing_technique": "economy"},
+    )
+    assert made.status_code == 200, made.text
+    dataset_id = str(made.json()["id"])
+    created = by_text(kb, dataset_id, name="moorings", text=MOORINGS)
     assert wait_indexed(kb, dataset_id, created["batch"])[-1]["indexing_status"] == "completed"
     return dataset_id
 
@@ -347,21 +362,23 @@ def test_a_weighted_score_scores_every_dataset_by_the_apps_weights(
     upstream: Any,
     dataset: str,
     gulls: str,
+    moorings: str,
     unkeyed: None,
 ) -> None:
-    def weighted(vector: float, keyword: float) -> list[dict[str, Any]]:
+    def weighted(vector: float, keyword: float, **more: Any) -> list[dict[str, Any]]:
         app = service_app(
             service_stack, admin, mode="chat",
-            dataset_configs=over(dataset, gulls, reranking_mode="weighted_score", weights={
-                "vector_setting": {"vector_weight": vector},
-                "keyword_setting": {"keyword_weight": keyword}}),
+            dataset_configs=over(dataset, gulls, moorings, reranking_mode="weighted_score",
+                                 weights={"vector_setting": {"vector_weight": vector},
+                                          "keyword_setting": {"keyword_weight": keyword}},
+                                 **more),
         )  # fmt: skip
         return passages(app)
 
-    def searched(method: str) -> dict[str, float]:
+    def searched(method: str, *datasets: str) -> dict[str, float]:
         """Each dataset's own scores by one method (no rerank): segment → score."""
         scores: dict[str, float] = {}
-        for dataset_id in (dataset, gulls):
+        for dataset_id in datasets or (dataset, gulls):
             found = kb.post(
                 f"/v1/datasets/{dataset_id}/retrieve",
                 json={"query": QUERY, "retrieval_model": {"search_method": method,
@@ -372,12 +389,13 @@ def test_a_weighted_score_scores_every_dataset_by_the_apps_weights(
         return scores
 
     before = len(rerank_calls(upstream))
-    by_meaning, by_keywords = searched("semantic_search"), searched("keyword_search")
+    by_meaning = searched("semantic_search")
+    by_keywords = searched("keyword_search", dataset, gulls, moorings)
     meaning = weighted(1.0, 0.0)
     assert [p["score"] for p in meaning] == sorted(by_meaning.values(), reverse=True)[:3]
     assert all(p["score"] == by_meaning[p["segment_id"]] for p in meaning)
     keywords = weighted(0.0, 1.0)
-    assert keywords[0]["content"] == PASSAGES["ferry"]
+    assert keywords and keywords[0]["score"] > 0
     assert all(p["score"] == by_keywords.get(p["segment_id"], 0.0) for p in keywords)
     mixed = weighted(0.5, 0.5)
     for p in mixed:
@@ -385,6 +403,19 @@ def test_a_weighted_score_scores_every_dataset_by_the_apps_weights(
             p["segment_id"], 0.0
         )
         assert p["score"] == pytest.approx(expected, abs=2e-6)
+    # The keywords-only dataset counts at the keyword weight (it has no meaning to weigh).
+    (moored,) = searched("keyword_search", moorings).items()
+    assert moored[1] > 0
+    found = {
+        p["segment_id"]: p["score"]
+        for p in weighted(0.5, 0.5, top_k=10)
+        if p["dataset_id"] == moorings
+    }
+    assert found == {moored[0]: pytest.approx(0.5 * moored[1], abs=2e-6)}
+    # The app's threshold is on the weighted scores.
+    first, second = sorted(by_meaning.values(), reverse=True)[:2]
+    (kept,) = weighted(1.0, 0.0, score_threshold_enabled=True, score_threshold=(first + second) / 2)
+    assert kept["score"] == first
     assert len(rerank_calls(upstream)) == before  # no model judged any of it
 
 
@@ -503,3 +534,32 @@ def test_a_knowledge_retrieval_nodes_rerank_model_orders_its_passages(
     assert [(p["content"], p["metadata"]["score"]) for p in data["outputs"]["passages"]] == [
         (PASSAGES["ferry"], 1.0), (GULLS, round(2 / 3, 6)),
     ]  # fmt: skip
+
+
+def test_an_imported_nodes_rerank_model_the_workspace_lacks_is_turned_off(
+    admin: Admin, dataset: str
+) -> None:
+    document = yaml.safe_load(WORKFLOW.read_text())
+    for node in document["workflow"]["graph"]["nodes"]:
+        if node["data"]["type"] == "knowledge-retrieval":
+            node["data"]["dataset_ids"] = [dataset]
+            node["data"]["multiple_retrieval_config"] = {
+                "top_k": 2, "reranking_enable": True, "reranking_mode": "reranking_model",
+                "reranking_model": {"provider": "langgenius/cohere/cohere",
+                                    "model": "rerank-english-v3.0"},
+            }  # fmt: skip
+    response = admin.client.post(
+        "/console/api/apps/imports",
+        json={"mode": "yaml-content", "yaml_content": yaml.safe_dump(document)},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "completed-with-warnings", body
+    assert any(
+        "node 'search'" in w and "multiple_retrieval_config.reranking_model 'rerank-english-v3.0'"
+        in w and "Reranking was turned off" in w
+        for w in body["warnings"]
+    ), body["warnings"]  # fmt: skip
+    draft = admin.client.get(f"/console/api/apps/{body['app_id']}/workflows/draft").json()
+    (node,) = [n for n in draft["graph"]["nodes"] if n["data"]["type"] == "knowledge-retrieval"]
+    assert node["data"]["multiple_retrieval_config"]["reranking_enable"] is False

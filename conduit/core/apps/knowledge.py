@@ -77,7 +77,7 @@ def reranking(config: Mapping[str, Any]) -> Reranking | None:
     node's `provider` and `model`; empty names are no rerank, as in Dify); `weighted_score`
     takes `weights` (`vector_setting.vector_weight`, `keyword_setting.keyword_weight`; Dify's
     0.7 and 0.3 where missing or not a weight)."""
-    if any(config.get(key) is False for key in ("reranking_enable", "reranking_enabled")):
+    if any(_off(config.get(key)) for key in ("reranking_enable", "reranking_enabled")):
         return None
     mode = config.get("reranking_mode") or RERANKING_MODEL
     if mode == WEIGHTED_SCORE:
@@ -99,6 +99,14 @@ def reranking(config: Mapping[str, Any]) -> Reranking | None:
     ):
         return None
     return Reranking(mode, provider=provider, model=model)
+
+
+def _off(flag: Any) -> bool:
+    """A switch turned off as Dify's models read one (`false`, `0`, or their strings, which a
+    hand-written graph may hold)."""
+    if isinstance(flag, str):
+        return flag.strip().lower() in ("false", "0")
+    return flag is not None and not isinstance(flag, dict | list) and flag == 0
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -424,8 +424,9 @@ class KnowledgeSearch:
             if ranking is not None and ranking.mode == RERANKING_MODEL:
                 # Checked when the app was configured: one gone since is the provider's state.
                 target = rerank.resolve(
-                    session, plan.tenant_id, reranker_model(ranking), self._secret, stored=True
-                )
+                    session, plan.tenant_id, reranker_model(ranking), self._secret,
+                    stored=True, field="The rerank model",
+                )  # fmt: skip
             datasets = {
                 dataset.id: dataset
                 for dataset in session.scalars(

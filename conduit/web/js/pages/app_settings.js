@@ -157,6 +157,8 @@ function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
   const found = config.dataset_configs || {};
   const entries = ((found.datasets || {}).datasets || []).map((e) => e.dataset || {});
   const [chosen, setChosen] = useState(entries.filter((d) => d.enabled !== false).map((d) => d.id));
+  // Entries switched off (Dify's `enabled: false`, e.g. from an import) are kept as they are.
+  const switchedOff = entries.filter((d) => d.enabled === false && !chosen.includes(d.id));
   const [topK, setTopK] = useState(String(found.top_k ?? 4));
   const [thresholdOn, setThresholdOn] = useState(Boolean(found.score_threshold_enabled));
   const [threshold, setThreshold] = useState(String(found.score_threshold ?? 0.5));
@@ -165,8 +167,13 @@ function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
   const models = rerankers.flatMap((p) => p.models.map((m) => ({
     value: JSON.stringify([p.provider, m.model]), label: `${m.model} (${p.label.en_US})`,
   })));
-  const [model, setModel] = useState(
-    names.reranking_model_name ? JSON.stringify([names.reranking_provider_name, names.reranking_model_name]) : (models[0] || {}).value || "");
+  const current = names.reranking_model_name ? JSON.stringify([names.reranking_provider_name, names.reranking_model_name]) : "";
+  // The stored model stays a choice even when the workspace no longer offers it (the server
+  // says so on save), so the select never shows one model while holding another.
+  if (current && !models.some((m) => m.value === current)) {
+    models.push({ value: current, label: `${names.reranking_model_name} (no longer offered)` });
+  }
+  const [model, setModel] = useState(current || (models[0] || {}).value || "");
   const weights = found.weights || {};
   const [vectorWeight, setVectorWeight] = useState(String((weights.vector_setting || {}).vector_weight ?? 0.7));
   const number = (text) => (text.trim() !== "" && Number.isFinite(Number(text)) ? Number(text) : text);
@@ -176,7 +183,10 @@ function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
     const next = {
       ...found,
       retrieval_model: "multiple",
-      datasets: { datasets: chosen.map((id) => ({ dataset: { enabled: true, id } })) },
+      datasets: { datasets: [
+        ...chosen.map((id) => ({ dataset: { enabled: true, id } })),
+        ...switchedOff.map((d) => ({ dataset: d })),
+      ] },
       top_k: number(topK),
       score_threshold_enabled: thresholdOn,
       score_threshold: thresholdOn ? number(threshold) : (found.score_threshold ?? null),
@@ -243,7 +253,11 @@ function Config({ app }) {
   // The form is made from what is stored, and made again only when that changes (a save):
   // keyed by the stored content, decided in the render itself, so a revalidation that
   // brings the same config back never wipes what is being typed.
-  const shown = config.data ? JSON.stringify(config.data.data) : "";
+  // Each panel by its own part of the config: saving one never wipes the other's edits.
+  const stored = config.data ? config.data.data : {};
+  const { dataset_configs: knowledgePart, ...modelPart } = stored || {};
+  const shown = JSON.stringify(modelPart);
+  const shownKnowledge = JSON.stringify(knowledgePart || null);
   if (!CONFIG_MODES.includes(app.mode)) {
     return html`<section class="panel"><h2>Model and prompt</h2>
       <p>A ${app.mode} app is driven by its workflow: edit it on the <a href=${href(`/apps/${app.id}/workflow`)}>Workflow</a> page.</p>
@@ -254,7 +268,7 @@ function Config({ app }) {
       <${ModelConfig} key=${shown} app=${app} config=${c.data} providers=${p.data} saved=${saved} setSaved=${setSaved} />`}<//>
     <${Loaded} resource=${datasets} what="Loading the datasets">${(d) => html`
       <${Loaded} resource=${rerankers} what="Loading the rerank models">${(r) => html`
-        <${Knowledge} key=${shown} app=${app} config=${c.data} datasets=${d.data} rerankers=${r.data}
+        <${Knowledge} key=${shownKnowledge} app=${app} config=${c.data} datasets=${d.data} rerankers=${r.data}
           saved=${knowledgeSaved} setSaved=${setKnowledgeSaved} />`}<//>`}<//>`}<//>`;
 }
 
