@@ -70,7 +70,7 @@ class TaskParts:
         """The document indexer, built on first use (it loads the embedding model)."""
         with self._indexer_lock:
             if self._indexer is None:
-                self._indexer = build_indexer(self.resources)
+                self._indexer = build_indexer(self.resources, self.models)
             return self._indexer
 
 

@@ -306,6 +306,7 @@ class TestErrors:
         }  # fmt: skip
         cases = [
             ({"doc_form": "qa_model"}, "qa_model"),
+            ({"doc_form": "json_model"}, "doc_form must be one of"),
             ({"indexing_technique": "economy"}, "high_quality"),
             ({"process_rule": {"mode": "automatic"}}, "hierarchical"),
             ({"doc_form": "text_model"}, "hierarchical"),

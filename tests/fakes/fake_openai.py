@@ -30,7 +30,8 @@ A request's mode comes from, in order: the `X-Fake-Mode` header, a model named `
 the queue filled by /control, else "ok". Modes: ok, no-usage, fragmented, burst (the whole
 stream in one write), status-<NNN> (e.g.
 status-500, status-401), model-not-found, quota (429 insufficient_quota), hang-before-headers,
-hang-before-first-token, drop-mid-stream (closes the connection after half the answer).
+hang-before-first-token, drop-mid-stream (closes the connection after half the answer), qa
+(question-and-answer pairs about the message's text, one per sentence: `qa_pairs`).
 """
 
 from __future__ import annotations
@@ -251,6 +252,8 @@ def build_app(settings: Settings | None = None) -> web.Application:
             "",
         )
         text = cfg.answer if cfg.answer is not None else f"You said: {last_user}"
+        if mode == "qa":
+            text = qa_pairs(last_user)
         tokens = answer_tokens(text)
         finish = "stop"
         if isinstance(body.get("max_tokens"), int) and body["max_tokens"] < len(tokens):
@@ -528,6 +531,19 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/reset", reset)
     app.router.add_get("/stats", stats)
     return app
+
+
+def qa_pairs(message: str) -> str:
+    """Mode `qa` (a model named `fake:qa`): Dify's Q&A format about the text of the message
+    (inside `<text>…</text>` when it has them): each sentence an answer, asked about by its
+    first three words."""
+    found = re.search(r"<text>(.*?)</text>", message, re.DOTALL)
+    text = (found.group(1) if found else message).strip()
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
+    return "\n".join(
+        f"Q{n}: What does the text say about {' '.join(s.split()[:3])}?\nA{n}: {s}"
+        for n, s in enumerate(sentences, start=1)
+    )
 
 
 class FakeOpenAIClient:

@@ -6,7 +6,8 @@ counts it in `resumes`) or the broker handing the dead worker's task to the rest
 (which claims the lapsed lease) —, and the worker carries on where the dead one stopped: the document ends `completed` with exactly the splitter's segments —
 none lost, none twice — and nothing is left `indexing`. The same for a parent-child document
 (its child chunks embedded in the killed batches): exactly the splitter's parents and
-children, each child's vector once."""
+children, each child's vector once. And for a Q&A document killed while the chat model writes
+its pairs: exactly the pairs of every chunk, in order, none twice."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import pytest
 
 from conduit.core.rag.clean import CleaningRules, clean
 from conduit.core.rag.embed.local import tokenizer
+from conduit.core.rag.qa import parse_pairs
 from conduit.core.rag.split import Segmentation, Splitter
 from conduit.services.datasets.documents import HIERARCHICAL_RULES, parent_child_rule
 from tests import support
 from tests.e2e.conftest import create_admin, login
+from tests.fakes.fake_openai import qa_pairs
 from tests.faults.harness import FaultStack, Row, fault_stack, report
 
 LEASE = 4
@@ -236,3 +239,102 @@ def test_kill_9_of_the_worker_mid_indexing_a_parent_child_document(
         )
         assert found.status_code == 200 and found.json()["records"], found.text
         assert found.json()["records"][0]["child_chunks"], found.text
+
+
+def test_kill_9_of_the_worker_mid_writing_a_qa_documents_pairs(
+    indexing_stack: FaultStack, slow_upstream: Any
+) -> None:
+    """In flight: one Q&A document (about 20 chunks, each sent to the chat model, which writes
+    a pair per sentence at 20 ms a word: a few seconds a chunk) when the worker is killed with
+    a fifth of its chunks answered; it ends `completed` with exactly the pairs of every chunk,
+    in order, none twice, each chunk asked about at most once more than it was."""
+    text = "\n\n".join(TEXT.split("\n\n")[:3])
+    rule = {"separator": "\n\n", "max_tokens": 100, "chunk_overlap": 0}
+    chunks = Splitter(tokenizer()).split(
+        clean(text, CleaningRules(remove_extra_spaces=False)),
+        Segmentation(mode="custom", **rule),
+    )
+    pairs = [p for chunk in chunks for p in parse_pairs(qa_pairs(f"<text>\n{chunk}\n</text>"))]
+    expected = len(pairs)
+    admin = login(indexing_stack, *create_admin(indexing_stack))  # type: ignore[arg-type]
+    with admin.client:
+        # The workspace's default provider writes the pairs (the fake's `qa` model).
+        added = admin.client.post(
+            "/console/api/workspaces/current/model-providers",
+            json={"name": "Pairs", "base_url": slow_upstream.base_url, "models": ["fake:qa"],
+                  "is_default": True},
+        )  # fmt: skip
+        assert added.status_code == 201, added.text
+        key = admin.client.post("/console/api/datasets/api-keys").json()["data"]["token"]
+    asked_before = len([r for r in slow_upstream.stats()["log"] if r["model"] == "fake:qa"])
+    with indexing_stack.client(key) as kb:
+        dataset = kb.post("/v1/datasets", json={"name": "Parts FAQ"}).json()
+        created = kb.post(
+            f"/v1/datasets/{dataset['id']}/document/create-by-text",
+            json={"name": "faq", "text": text, "indexing_technique": "high_quality",
+                  "doc_form": "qa_model",
+                  "process_rule": {"mode": "custom", "rules": {"pre_processing_rules": [],
+                                                               "segmentation": rule}}},
+        )  # fmt: skip
+        assert created.status_code == 200, created.text
+        batch = created.json()["batch"]
+        support.wait_for(
+            lambda: (
+                (item := status(kb, dataset["id"], batch))["indexing_status"] == "splitting"
+                and item["total_segments"]
+                and item["completed_segments"] >= 0.2 * item["total_segments"]
+            ),
+            timeout=120,
+            interval=0.05,
+            what="a fifth of the chunks answered",
+        )
+        indexing_stack.worker.kill()
+        killed = time.monotonic()
+        done_when_killed = int(status(kb, dataset["id"], batch)["completed_segments"])
+        assert done_when_killed < len(chunks), "every chunk was answered before the kill"
+        indexing_stack.worker.start()
+        final = support.wait_for(
+            lambda: (
+                item
+                if (item := status(kb, dataset["id"], batch))["indexing_status"]
+                in ("completed", "error")
+                else None
+            ),
+            timeout=240,
+            interval=0.2,
+            what="the document to end",
+        )
+        recovered = time.monotonic() - killed
+        document_id = final["id"]
+        rows = indexing_stack.sql(
+            "SELECT content, answer, position FROM document_segments "
+            "WHERE document_id = :id ORDER BY position",
+            id=document_id,
+        )
+        left = indexing_stack.sql(
+            "SELECT count(*) FROM qa_sources WHERE document_id = :id", id=document_id
+        )[0][0]
+        stuck = indexing_stack.sql(
+            "SELECT count(*) FROM documents WHERE indexing_status NOT IN ('completed', 'error')"
+        )[0][0]
+        asked = len([r for r in slow_upstream.stats()["log"] if r["model"] == "fake:qa"])
+        stored = [(str(q), str(a)) for q, a, _ in rows]
+        report(
+            Row(
+                "kill -9 worker mid-writing a Q&A document's pairs (1 document)",
+                1,
+                len(set(pairs) - set(stored)),
+                len(stored) - len(set(stored)),
+                int(stuck),  # type: ignore[arg-type]
+                round(recovered, 1),
+                f"{done_when_killed} of {len(chunks)} chunks answered at the kill; "
+                f"{asked - asked_before} model calls for {len(chunks)} chunks; completed",
+            )
+        )
+        assert final["indexing_status"] == "completed", final
+        assert stored == pairs
+        assert [int(position) for _, _, position in rows] == list(range(1, expected + 1))
+        assert (left, stuck) == (0, 0)
+        # The chunks answered before the kill were not asked about again; those in flight
+        # (one batch, at most four) were.
+        assert len(chunks) <= asked - asked_before <= len(chunks) + 4

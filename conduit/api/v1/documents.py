@@ -316,6 +316,7 @@ def add_segments(
     dataset = _dataset(session, caller, dataset_id)
     items = segments.parse_new_segments(body)
     document = segments.editable_document(session, dataset, document_id)  # refused first
+    segments.check_answers(document, items, creating=True)
     model = request.app.state.retriever.segment_model(session, dataset)
     contents = [item.content or "" for item in items]
     children = segments.plan_children(session, document, model, contents)
@@ -368,6 +369,7 @@ def edit_segment(
     outside any transaction, then the change is written in one."""
     document = segments.editable_document(session, dataset, document_id)
     found = segments.get_segment(session, document, segment_id)  # refused before the model runs
+    segments.check_answers(document, [fields], creating=False)
     model = request.app.state.retriever.segment_model(session, dataset)
     plan = (
         segments.plan_children(session, document, model, [fields.content or found.content])

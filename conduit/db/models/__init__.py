@@ -45,6 +45,7 @@ from conduit.db.models.dataset import (
     IndexingStatus,
     IndexingTechnique,
     ProcessMode,
+    QaSource,
     Tag,
     TagBinding,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "PinnedConversation",
     "ProcessMode",
     "ProviderCredential",
+    "QaSource",
     "Role",
     "SavedMessage",
     "Site",

@@ -226,6 +226,23 @@ class ChildChunk(IdMixin, Base):
     content_hash: Mapped[str] = mapped_column(String(64))
 
 
+class QaSource(IdMixin, Base):
+    """A chunk of a Q&A document (Dify's `qa_model`) waiting for, or holding, the question–answer
+    pairs a chat model wrote about it (`pairs`: [[question, answer], …], None until written).
+    The indexer keeps its progress here, so that a worker's death loses at most the chunks it
+    was writing; the rows go when the pairs become the document's segments."""
+
+    __tablename__ = "qa_sources"
+    __table_args__ = (UniqueConstraint("document_id", "generation", "position"),)
+
+    document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    pairs: Mapped[list[list[str]] | None] = mapped_column(JsonType, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ExternalKnowledgeApi(IdMixin, Base):
     """A workspace's connection to an external knowledge service (Dify's external knowledge
     API "template"): its endpoint, to which `/retrieval` is added, and its API key (encrypted

@@ -32,6 +32,7 @@ from conduit.db.models import (
     IndexingStatus,
     IndexingTechnique,
     ProcessMode,
+    QaSource,
     UploadFile,
     utcnow,
 )
@@ -59,8 +60,8 @@ REMOVE_FILE_TASK = "conduit.dataset.remove_file"
 DOCUMENT_NOT_FOUND = "Document not found."
 NAME_MAX = 255
 PRE_PROCESSING_RULES = ("remove_extra_spaces", "remove_urls_emails", "remove_stopwords")
-TEXT_MODEL, HIERARCHICAL_MODEL = "text_model", "hierarchical_model"
-DOC_FORMS = (TEXT_MODEL, HIERARCHICAL_MODEL)
+TEXT_MODEL, HIERARCHICAL_MODEL, QA_MODEL = "text_model", "hierarchical_model", "qa_model"
+DOC_FORMS = (TEXT_MODEL, HIERARCHICAL_MODEL, QA_MODEL)
 # Dify's automatic rule, cut to what the local model reads whole (256 tokens with [CLS], [SEP]).
 AUTOMATIC_RULES: dict[str, Any] = {
     "pre_processing_rules": [
@@ -124,10 +125,7 @@ class DocumentRequest:
                 ) from None
         doc_form = body.get("doc_form") or None
         if doc_form is not None and doc_form not in DOC_FORMS:
-            raise InvalidParam(
-                f"doc_form {doc_form!r} is not supported: this server indexes text_model and "
-                "hierarchical_model (parent-child) documents (qa_model is not built yet)."
-            )
+            raise InvalidParam(f"doc_form must be one of: {', '.join(DOC_FORMS)}.")
         language = body.get("doc_language") or "English"
         if not isinstance(language, str) or len(language) > 32:
             raise InvalidParam("doc_language must be a language name of at most 32 characters.")
@@ -557,6 +555,7 @@ def update_document(
         document.dataset_process_rule_id = rule.id
     keywords.remove_document(session, document.id)
     session.execute(delete(DocumentSegment).where(DocumentSegment.document_id == document.id))
+    session.execute(delete(QaSource).where(QaSource.document_id == document.id))
     document.index_generation += 1
     document.lease_epoch += 1
     document.lease_owner = None

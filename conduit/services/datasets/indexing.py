@@ -24,6 +24,7 @@ worker every time does not loop forever.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -43,12 +44,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from conduit.core.llm.errors import ModelError
+from conduit.core.llm.errors import ModelError, ProviderUnavailable
+from conduit.core.llm.provider import Delta, GenerationParams
+from conduit.core.llm.registry import ModelRegistry
 from conduit.core.rag.clean import CleaningRules, clean
 from conduit.core.rag.embed.base import Embedder
 from conduit.core.rag.embed.local import LocalEmbedder, tokenizer
 from conduit.core.rag.errors import FatalIndexingError, RetryableIndexingError
 from conduit.core.rag.extract import ExtractLimits, extract
+from conduit.core.rag.qa import parse_pairs, qa_prompt
 from conduit.core.rag.split import Segmentation, Splitter
 from conduit.db.models import (
     ChildChunk,
@@ -59,6 +63,7 @@ from conduit.db.models import (
     IndexingStatus,
     IndexingTechnique,
     ProcessMode,
+    QaSource,
     UploadFile,
     utcnow,
 )
@@ -73,12 +78,14 @@ from conduit.services.datasets.documents import (
     AUTOMATIC_RULES,
     HIERARCHICAL_MODEL,
     INDEX_TASK,
+    QA_MODEL,
     UNFINISHED,
     parent_child_rule,
 )
 from conduit.services.datasets.embedders import Embedders
 from conduit.services.datasets.vectors import MatrixIndex, VectorIndex, build_vector_index
 from conduit.services.embeddings import CachedEmbedder, content_hash
+from conduit.services.model_providers import default_provider, provider_ref
 from conduit.signals import signals
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,12 @@ logger = logging.getLogger(__name__)
 _DOCUMENTS = cast(Table, Document.__table__)
 _SEGMENTS = cast(Table, DocumentSegment.__table__)
 _CHILDREN = cast(Table, ChildChunk.__table__)
+_QA = cast(Table, QaSource.__table__)
+# Q&A documents: chunks a batch asks the chat model about (at most this many at once), and
+# the most one answer may hold.
+QA_BATCH = 4
+QA_CONCURRENCY = 4
+QA_MAX_TOKENS = 1024
 _TERMINAL = (IndexingStatus.COMPLETED.value, IndexingStatus.ERROR.value)
 _RETRYABLE = (RetryableIndexingError, OperationalError, ConnectionError, TimeoutError)
 
@@ -169,6 +182,10 @@ class Indexer:
     splitter: Splitter
     worker_id: str
     vectors: VectorIndex = field(default_factory=MatrixIndex)
+    # Q&A documents' question writer: the workspace's default provider, else the server's
+    # model (its ref and name).
+    chat_models: ModelRegistry | None = None
+    server_model: tuple[dict[str, Any], str] = ({"provider": "local"}, "")
 
     def run(self, document_id: str, generation: int) -> str:
         """Work on the document for one slice; what happened: skipped (not ours to do),
@@ -239,8 +256,18 @@ class Indexer:
             file_key = _file_key(session, document)
             rule = _rule(session, document)
             children = document.doc_form == HIERARCHICAL_MODEL
+            qa = document.doc_form == QA_MODEL
+            language = document.doc_language or "English"
+            writer = self._question_writer(session, document.tenant_id) if qa else None
         if not split_done:
-            self._split(lease, generation, name, file_key, rule)
+            if not (qa and self._has_sources(lease, generation)):
+                self._split(lease, generation, name, file_key, rule, qa=qa)
+            if writer is not None:
+                while self._write_pairs(lease, generation, writer, language):
+                    lease.check()
+                    if time.monotonic() - started > self.settings.slice_seconds:
+                        return self._hand_on(lease, generation)
+                self._write_qa_segments(lease, generation, name)
         # At least one batch per slice, so that every slice makes progress.
         while self._index_batch(lease, generation, embedder, children=children):
             lease.check()
@@ -253,7 +280,14 @@ class Indexer:
             lease.write(connection, indexing_status=status.value, renewed_at=utcnow(), **stamps)
 
     def _split(
-        self, lease: Lease, generation: int, name: str, file_key: str | None, rule: dict[str, Any]
+        self,
+        lease: Lease,
+        generation: int,
+        name: str,
+        file_key: str | None,
+        rule: dict[str, Any],
+        *,
+        qa: bool = False,
     ) -> None:
         now = utcnow()
         with self.db.statements() as connection:
@@ -310,7 +344,162 @@ class Indexer:
         if not chunks:
             raise FatalIndexingError(f"No text is left in '{name}' after cleaning.")
         lease.check()
-        self._write_segments(lease, generation, chunks)
+        if qa:
+            self._write_sources(lease, generation, chunks)
+        else:
+            self._write_segments(lease, generation, chunks)
+
+    # --- Q&A documents: the chat model's pairs, chunk by chunk -------------------------------
+
+    def _question_writer(self, session: Session, tenant_id: str) -> tuple[dict[str, Any], str]:
+        """Who writes a Q&A document's pairs: the workspace's default provider (its first
+        model), else the server's model; its ref (`ModelRegistry.resolve`) and model name."""
+        found = default_provider(session, tenant_id)
+        if found is None:
+            return self.server_model
+        ref = provider_ref(found)
+        return ref, str(ref.get("default_model") or self.server_model[1])
+
+    def _has_sources(self, lease: Lease, generation: int) -> bool:
+        with self.db.statements() as connection:
+            return (
+                connection.execute(
+                    select(_QA.c.id)
+                    .where(_QA.c.document_id == lease.document_id, _QA.c.generation == generation)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def _write_sources(self, lease: Lease, generation: int, chunks: Sequence[str]) -> None:
+        """The split's chunks, waiting for their pairs; the document's progress then counts
+        chunks (still `splitting`: the segments come once every chunk has its pairs)."""
+        now = utcnow()
+        with self.db.transaction() as session:
+            lease.write(
+                session.connection(),
+                total_segments=len(chunks),
+                completed_segments=0,
+                renewed_at=now,
+            )
+            insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
+            session.execute(
+                insert(_QA).on_conflict_do_nothing(),
+                [
+                    {
+                        "id": _segment_id(),
+                        "document_id": lease.document_id,
+                        "generation": generation,
+                        "position": position,
+                        "content": chunk,
+                        "created_at": now,
+                    }
+                    for position, chunk in enumerate(chunks, start=1)
+                ],
+            )
+
+    def _write_pairs(
+        self, lease: Lease, generation: int, writer: tuple[dict[str, Any], str], language: str
+    ) -> bool:
+        """The chat model's pairs for the next chunks (asked outside any transaction), each
+        chunk's stored with the document's progress in one transaction; False when every
+        chunk has its pairs."""
+        with self.db.statements() as connection:
+            batch = connection.execute(
+                select(_QA.c.id, _QA.c.content)
+                .where(
+                    _QA.c.document_id == lease.document_id,
+                    _QA.c.generation == generation,
+                    _QA.c.pairs.is_(None),
+                )
+                .order_by(_QA.c.position)
+                .limit(QA_BATCH)
+            ).all()
+        if not batch:
+            return False
+        written = self._ask_pairs(writer, [row.content for row in batch], language)
+        lease.check()
+        with self.db.transaction() as session:
+            lease.write(
+                session.connection(),
+                _DOCUMENTS.c.indexing_status == IndexingStatus.SPLITTING.value,
+                completed_segments=_DOCUMENTS.c.completed_segments + len(batch),
+                attempts=0,
+                renewed_at=utcnow(),
+            )
+            for row, pairs in zip(batch, written, strict=True):
+                done = (
+                    session.connection()
+                    .execute(
+                        update(_QA)
+                        .where(_QA.c.id == row.id, _QA.c.pairs.is_(None))
+                        .values(pairs=[[question, answer] for question, answer in pairs])
+                    )
+                    .rowcount
+                )
+                if done != 1:
+                    session.rollback()
+                    raise LeaseLost()
+        return True
+
+    def _ask_pairs(
+        self, writer: tuple[dict[str, Any], str], texts: list[str], language: str
+    ) -> list[list[tuple[str, str]]]:
+        """Each text's pairs by the chat model (a few at once, on an event loop of this
+        thread's own); a model that refuses for good is the document's error, one that is
+        down or busy a retry."""
+        if self.chat_models is None:
+            raise FatalIndexingError("Q&A documents need a chat model, which this process lacks.")
+        models, (ref, name) = self.chat_models, writer
+
+        async def ask(model: Any, text: str, limit: asyncio.Semaphore) -> list[tuple[str, str]]:
+            async with limit:
+                parts: list[str] = []
+                async for item in model.stream_chat(
+                    qa_prompt(text, language),
+                    GenerationParams(model=name, temperature=0.3, max_tokens=QA_MAX_TOKENS),
+                ):
+                    if isinstance(item, Delta):
+                        parts.append(item.text)
+                return parse_pairs("".join(parts))
+
+        async def ask_all() -> list[list[tuple[str, str]]]:
+            try:
+                model = await models.resolve(ref)
+                limit = asyncio.Semaphore(QA_CONCURRENCY)
+                return list(await asyncio.gather(*(ask(model, text, limit) for text in texts)))
+            finally:
+                await models.aclose()
+
+        try:
+            return asyncio.run(ask_all())
+        except ModelError as error:
+            if error.retryable or isinstance(error, ProviderUnavailable):
+                raise RetryableIndexingError(
+                    f"The chat model that writes the questions and answers: {error.message}"
+                ) from None
+            raise FatalIndexingError(
+                f"The chat model that writes the questions and answers failed: {error.message}"
+            ) from None
+
+    def _write_qa_segments(self, lease: Lease, generation: int, name: str) -> None:
+        """Every chunk's pairs become the document's segments (the question its content, the
+        answer its answer), in order, with the move to `indexing`; the chunks go."""
+        with self.db.statements() as connection:
+            written = connection.execute(
+                select(_QA.c.pairs)
+                .where(_QA.c.document_id == lease.document_id, _QA.c.generation == generation)
+                .order_by(_QA.c.position)
+            ).all()
+        pairs = [(str(q), str(a)) for (found,) in written for q, a in found or ()]
+        if not pairs:
+            raise FatalIndexingError(
+                f"The chat model wrote no question-and-answer pairs for '{name}' (it must answer "
+                "in the form Q1: … A1: …)."
+            )
+        self._write_segments(
+            lease, generation, [q for q, _ in pairs], answers=[a for _, a in pairs]
+        )
 
     def _write_segments(
         self,
@@ -318,9 +507,12 @@ class Indexer:
         generation: int,
         chunks: Sequence[str],
         children: Sequence[Sequence[str]] | None = None,
+        *,
+        answers: Sequence[str] | None = None,
     ) -> None:
-        """The split's segments (and a parent-child document's child chunks of each), with
-        the document's move to `indexing`, in one transaction."""
+        """The split's segments (and a parent-child document's child chunks of each; a Q&A
+        document's answers, its chunks then gone), with the document's move to `indexing`, in
+        one transaction."""
         now = utcnow()
         with self.db.transaction() as session:
             document = session.get(Document, lease.document_id)
@@ -332,10 +524,10 @@ class Indexer:
                 splitting_completed_at=now,
                 total_segments=len(chunks),
                 completed_segments=0,
-                word_count=sum(len(chunk) for chunk in chunks),
+                word_count=sum(len(chunk) for chunk in chunks) + sum(map(len, answers or ())),
                 renewed_at=now,
             )
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "id": _segment_id(),
                     "tenant_id": document.tenant_id,
@@ -356,8 +548,15 @@ class Indexer:
                 }
                 for position, chunk in enumerate(chunks, start=1)
             ]
+            if answers is not None:
+                for row, answer in zip(rows, answers, strict=True):
+                    row["answer"] = answer
+                    row["word_count"] += len(answer)
+                    row["tokens"] += self.splitter.count(answer)
             insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
             session.execute(insert(_SEGMENTS).on_conflict_do_nothing(), rows)
+            if answers is not None:
+                session.execute(delete(_QA).where(_QA.c.document_id == document.id))
             if children is None:
                 return
             # The rows as stored, by position (the lease's guarded write above makes another
@@ -567,6 +766,7 @@ def _queue(session: Session, document_id: str, generation: int, *, delay: float 
 
 def _drop_segments(session: Session, document_id: str, generation: int) -> None:
     """What a generation of a document wrote, for a document that ends in `error`."""
+    session.execute(delete(_QA).where(_QA.c.document_id == document_id))
     keywords.remove_document(session, document_id, generation)
     session.execute(
         delete(_SEGMENTS).where(
@@ -682,10 +882,12 @@ def resume_stalled_documents(db: Database, settings: RagSettings) -> int:
     return handled
 
 
-def build_indexer(resources: Resources) -> Indexer:
+def build_indexer(resources: Resources, models: ModelRegistry | None = None) -> Indexer:
     """An indexer for this process: the datasets' models behind the embedding cache, the
-    splitter on the local model's tokenizer, and the data dir's files."""
+    splitter on the local model's tokenizer, the data dir's files, and the process's chat
+    models (which write Q&A documents' pairs)."""
     settings = resources.settings
+    server = "openai_api_compatible" if settings.model.base_url else "local"
     # One slice (parsing included) must end well inside a task's soft time limit.
     budget = settings.tasks.soft_time_limit
     rag = settings.rag.model_copy(
@@ -713,6 +915,8 @@ def build_indexer(resources: Resources) -> Indexer:
         vectors=build_vector_index(
             resources.db, settings.rag.vector_index, ef_search=settings.rag.hnsw_ef_search
         ),
+        chat_models=models,
+        server_model=({"provider": server}, settings.model.name),
     )
 
 

@@ -255,7 +255,9 @@ class Retriever:
         for i, _ in candidates:
             kids = matched.get(i)
             best = children.get(kids[0][0]) if kids else None
-            texts.append(best.content if best is not None else rows[i][0].content[:RERANK_CHARS])
+            texts.append(
+                best.content if best is not None else passage_text(rows[i][0])[:RERANK_CHARS]
+            )
         return rerank.ordered(
             reranker, query, [(i, text) for (i, _), text in zip(candidates, texts, strict=True)]
         )
@@ -514,10 +516,19 @@ RERANK_CHARS = 2000
 
 def judged_text(hit: Hit) -> str:
     """What a rerank model judges of a hit: its best matched child chunk (what the search
-    matched, in a parent-child dataset), else its own first characters."""
+    matched, in a parent-child dataset), else its own first characters (a Q&A segment's
+    question and answer)."""
     if hit.children:
         return hit.children[0][0].content
-    return hit.segment.content[:RERANK_CHARS]
+    return passage_text(hit.segment)[:RERANK_CHARS]
+
+
+def passage_text(segment: DocumentSegment) -> str:
+    """A segment's text as a run's prompt and its `retriever_resources` give it: a Q&A
+    segment's question with its answer (as Dify writes them), else its content."""
+    if segment.answer:
+        return f"question: {segment.content}\nanswer: {segment.answer}"
+    return segment.content
 
 
 def reranker_model(ranking: Reranking) -> dict[str, Any]:
@@ -579,7 +590,7 @@ def resource(
         "word_count": segment.word_count,
         "segment_position": segment.position,
         "index_node_hash": segment.index_node_hash,
-        "content": segment.content,
+        "content": passage_text(segment),
         "created_at": int(segment.created_at.timestamp()),
     }
 

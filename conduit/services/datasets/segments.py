@@ -43,6 +43,7 @@ from conduit.services.datasets import keywords
 from conduit.services.datasets.documents import (
     HIERARCHICAL_MODEL,
     HIERARCHICAL_RULES,
+    QA_MODEL,
     get_document,
     parent_child_rule,
 )
@@ -79,6 +80,20 @@ def editable_document(session: Session, dataset: Dataset, document_id: str) -> D
     if not document.enabled:
         raise NotFound("Document is disabled.")
     return document
+
+
+def check_answers(document: Document, items: list[SegmentFields], *, creating: bool) -> None:
+    """A Q&A document's segment is a question (its content) with its answer: one added needs
+    both (Dify's "Answer is required"), a change may not empty the answer."""
+    if document.doc_form != QA_MODEL:
+        return
+    for index, item in enumerate(items):
+        where = f"segments[{index}]" if creating else "segment"
+        if (creating or item.answer is not None) and not (item.answer or "").strip():
+            raise InvalidParam(
+                f"{where}.answer is required: this is a qa_model document, whose segments are "
+                "questions (content) with their answers."
+            )
 
 
 def get_segment(session: Session, document: Document, segment_id: str) -> DocumentSegment:
@@ -283,8 +298,8 @@ def add_segments(
                 content=text,
                 answer=item.answer,
                 keywords=item.keywords,
-                word_count=len(text),
-                tokens=model.count_tokens(text),
+                word_count=len(text) + len(item.answer or ""),
+                tokens=model.count_tokens(text) + model.count_tokens(item.answer or ""),
                 index_node_id=segment_id,
                 index_node_hash=digest,
                 status="completed",
@@ -343,8 +358,10 @@ def update_segment(
         words, tokens = segment.word_count, segment.tokens
         segment.content = fields.content
         segment.content_hash = segment.index_node_hash = content_hash(fields.content)
-        segment.word_count = len(fields.content)
-        segment.tokens = model.count_tokens(fields.content)
+        segment.word_count = len(fields.content) + len(segment.answer or "")
+        segment.tokens = model.count_tokens(fields.content) + model.count_tokens(
+            segment.answer or ""
+        )
         segment.completed_at = now  # the dataset's vectors reload on their next search
         if not parent:
             _store(session, dataset, model, vectors or {}, [segment])
@@ -352,8 +369,13 @@ def update_segment(
         keywords.add(session, dataset.id, [(segment.id, segment.content)])
         _count(document, segments=0, words=segment.word_count - words,
                tokens=segment.tokens - tokens)  # fmt: skip
-    if fields.answer is not None:
+    if fields.answer is not None and fields.answer != segment.answer:
+        words = len(fields.answer) - len(segment.answer or "")
+        tokens = model.count_tokens(fields.answer) - model.count_tokens(segment.answer or "")
         segment.answer = fields.answer
+        segment.word_count += words
+        segment.tokens += tokens
+        _count(document, segments=0, words=words, tokens=tokens)
     if fields.keywords is not None:
         segment.keywords = fields.keywords
     if fields.enabled is not None and fields.enabled != segment.enabled:

@@ -176,3 +176,55 @@ def test_a_parent_child_dataset_shows_child_chunks_and_the_ones_that_matched(
     assert re.match(r"\d\.\d{3} Loaves bake", matched.get_by_role("listitem").first.inner_text())
     axe(page)
     shot(page, "dataset-parent-child-hits")
+
+
+def test_a_qa_dataset_shows_each_question_with_its_answer(
+    console: Any, service_stack: support.Stack, service_admin: Any, upstream: Any
+) -> None:
+    """The first upload chooses Q&A chunking; the workspace's default model (the fake's `qa`
+    model: a pair per sentence) writes the pairs; the segments and the hits show both."""
+    added = service_admin.client.post(
+        "/console/api/workspaces/current/model-providers",
+        json={"name": "Pairs", "base_url": upstream.base_url, "models": ["fake:qa"],
+              "is_default": True},
+    )  # fmt: skip
+    assert added.status_code == 201, added.text
+    try:
+        page = console
+        page.goto(f"{service_stack.base_url}/#/datasets")
+        page.get_by_role("heading", name="Knowledge", level=1).wait_for()
+        page.get_by_role("button", name="New dataset").click()
+        dialog = page.get_by_role("dialog", name="New dataset")
+        dialog.get_by_label("Name").fill("Ferry FAQ")
+        dialog.get_by_role("button", name="Create dataset").click()
+        page.get_by_role("heading", name="Ferry FAQ", level=1).wait_for()
+        page.get_by_label("Chunking").select_option("qa_model")
+        page.get_by_text("writes question-and-answer pairs about each chunk").wait_for()
+        page.get_by_label("Files (several at once)").set_input_files(
+            [{"name": "ferry.txt", "mimeType": "text/plain", "buffer": FERRY.encode()
+              + b" Tickets are sold on board."}]
+        )  # fmt: skip
+        page.get_by_role("button", name="Upload").click()
+        table = page.get_by_role("table").filter(has_text="ferry.txt")
+        row = table.get_by_role("row").filter(has_text="ferry.txt")
+        row.get_by_text("Completed").wait_for(timeout=90_000)
+        assert "2 of 2 segments" in row.inner_text(), row.inner_text()
+        page.get_by_text("Q&A chunks").wait_for()
+
+        table.get_by_role("link", name="ferry.txt").click()
+        segments = page.get_by_role("region", name="Segments of ferry.txt")
+        segments.get_by_text("A: Tickets are sold on board.").wait_for()
+        assert "Q: What does the text say about Ferries to the?" in segments.inner_text()
+        axe(page)
+        shot(page, "dataset-qa-segments")
+
+        page.get_by_label("Query").fill("Where are tickets sold?")
+        page.get_by_role("button", name="Test retrieval").click()
+        hits = page.get_by_role("list", name="Retrieved segments")
+        hits.get_by_role("listitem").first.wait_for()
+        assert "A: " in hits.inner_text() and "Q: " in hits.inner_text()
+        shot(page, "dataset-qa-hits")
+    finally:
+        service_admin.client.delete(
+            f"/console/api/workspaces/current/model-providers/{added.json()['data']['id']}"
+        )

@@ -13,8 +13,22 @@ const SETTLED = new Set(["completed", "error", "paused"]);
 const CHUNKING = [
   { value: "text_model", label: "General: segments searched as they are" },
   { value: "hierarchical_model", label: "Parent-child: small child chunks searched, their paragraph returned" },
+  { value: "qa_model", label: "Q&A: a chat model writes questions and answers; questions searched" },
 ];
 const PARENT_CHILD = "hierarchical_model";
+const QA = "qa_model";
+const CHUNKING_HINTS = {
+  text_model: "General: each segment is searched as it is.",
+  hierarchical_model: "Parent-child: paragraphs cut into lines; a question matches a line and gets its whole paragraph.",
+  qa_model: "Q&A: the workspace's default model (else the server's) writes question-and-answer pairs about each chunk; a question matches the questions and gets their answers. One model call per chunk.",
+};
+
+// A Q&A segment's question with its answer; any other segment's content.
+function SegmentText({ segment }) {
+  return segment.answer
+    ? html`<div class="segment-text"><strong>Q:</strong> ${segment.content}</div><div class="segment-text"><strong>A:</strong> ${segment.answer}</div>`
+    : html`<div class="segment-text">${segment.content}</div>`;
+}
 
 const STAGES = {
   waiting: "Waiting", parsing: "Parsing", cleaning: "Cleaning", splitting: "Splitting",
@@ -109,7 +123,7 @@ function Upload({ dataset, onUploaded }) {
         <small id="upload-hint">Text, Markdown, PDF, Word, HTML, CSV and more; all files of one upload are accepted or none.</small>
       </div>
       <${Field} label="Chunking" as="select" options=${CHUNKING} value=${chunking} onInput=${setChunking} disabled=${fixed}
-        hint=${fixed ? "Every document of a dataset is chunked the same way (chosen with its first upload)." : "Parent-child: paragraphs cut into lines; a question matches a line and gets its whole paragraph."} />
+        hint=${fixed ? "Every document of a dataset is chunked the same way (chosen with its first upload)." : CHUNKING_HINTS[chunking]} />
       <${ErrorBox} error=${error} />
       <${Notice}>${done}<//>
       <${Button} kind="primary" type="submit" busy=${busy} disabled=${count === 0}>
@@ -190,7 +204,7 @@ function Segments({ dataset, documentId, editor }) {
       <${Table} caption=${`${data.total} segment${data.total === 1 ? "" : "s"}`} empty="No segment: the document has not been split yet." rows=${data.data}
         columns=${[
           { label: "#", render: (s) => s.position },
-          { label: "Content", render: (s) => html`<div class="segment-text">${s.content}</div>
+          { label: "Content", render: (s) => html`<${SegmentText} segment=${s} />
             ${s.child_chunks.length > 0 && html`<details class="children">
               <summary>${s.child_chunks.length} child chunk${s.child_chunks.length === 1 ? "" : "s"}</summary>
               <ol aria-label=${`Child chunks of segment ${s.position}`}>
@@ -237,7 +251,7 @@ function HitTesting({ dataset }) {
       <ol class="hits" aria-label="Retrieved segments">
         ${result.records.map((r) => html`<li class="hit">
           <div class="meta"><strong>Score ${r.score.toFixed(3)}</strong> · ${r.segment.document.name} · segment ${r.segment.position}</div>
-          <div class="segment-text">${r.segment.content}</div>
+          <${SegmentText} segment=${r.segment} />
           ${r.child_chunks.length > 0 && html`<ul class="matched" aria-label=${`Child chunks that matched in segment ${r.segment.position}`}>
             ${r.child_chunks.map((c) => html`<li key=${c.id}><strong>${c.score.toFixed(3)}</strong> ${c.content}</li>`)}
           </ul>`}
@@ -257,7 +271,7 @@ export default function DatasetPage({ params, query }) {
   return html`<${Loaded} resource=${dataset} what="Loading the dataset">${({ data }) => html`
     <nav class="tabs" aria-label="Dataset"><a class="back" href=${href("/datasets")}>← Knowledge</a></nav>
     <${PageHeader} title=${data.name}>
-      <span class="muted">${data.provider === "external" ? "external knowledge base" : html`${data.document_count} document${data.document_count === 1 ? "" : "s"} · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing${data.doc_form === PARENT_CHILD ? " · parent-child chunks" : ""}`}</span>
+      <span class="muted">${data.provider === "external" ? "external knowledge base" : html`${data.document_count} document${data.document_count === 1 ? "" : "s"} · ${data.word_count} words · ${data.indexing_technique === "economy" ? "economy" : "high quality"} indexing${data.doc_form === PARENT_CHILD ? " · parent-child chunks" : data.doc_form === QA ? " · Q&A chunks" : ""}`}</span>
     <//>
     ${data.description && html`<p>${data.description}</p>`}
     ${data.provider === "external" ? html`
