@@ -413,7 +413,8 @@ class Indexer:
                     _QA.c.pairs.is_(None),
                 )
                 .order_by(_QA.c.position)
-                .limit(QA_BATCH)
+                # The local model answers one prompt at a time: a chunk per batch.
+                .limit(1 if writer[0].get("provider") == "local" else QA_BATCH)
             ).all()
         if not batch:
             return False
@@ -463,16 +464,25 @@ class Indexer:
                         parts.append(item.text)
                 return parse_pairs("".join(parts))
 
+        # A batch ends well inside the task's time limit (a slice is at most a quarter of it).
+        deadline = 2 * self.settings.slice_seconds
+
         async def ask_all() -> list[list[tuple[str, str]]]:
             try:
                 model = await models.resolve(ref)
                 limit = asyncio.Semaphore(QA_CONCURRENCY)
-                return list(await asyncio.gather(*(ask(model, text, limit) for text in texts)))
+                asked = asyncio.gather(*(ask(model, text, limit) for text in texts))
+                return list(await asyncio.wait_for(asked, deadline))
             finally:
                 await models.aclose()
 
         try:
             return asyncio.run(ask_all())
+        except TimeoutError:
+            raise RetryableIndexingError(
+                f"The chat model that writes the questions and answers took over {deadline:.0f} s "
+                f"for {len(texts)} chunk(s)."
+            ) from None
         except ModelError as error:
             if error.retryable or isinstance(error, ProviderUnavailable):
                 raise RetryableIndexingError(
