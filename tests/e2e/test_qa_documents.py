@@ -213,3 +213,48 @@ def test_a_model_that_refuses_or_writes_no_pairs_ends_the_document_in_error(
     assert reason in final["error"], final
     document_id = made.json()["document"]["id"]
     assert segments_of(kb, dataset_id, document_id) == []
+
+
+def test_a_model_down_for_a_moment_is_retried_and_the_document_completes(
+    admin: Admin, kb: httpx.Client, provider: dict[str, Any]
+) -> None:
+    """The chat model answers 503 (the workspace's model switched to the fake's failing one):
+    the document waits with the reason shown and retries with backoff; once the model is
+    back, it completes with every pair."""
+    url = f"{PROVIDERS}/{provider['id']}"
+    assert admin.client.put(url, json={"models": ["fake:status-503"]}).status_code == 200
+    try:
+        dataset_id = new_dataset(kb)
+        made = create(kb, dataset_id)
+        batch = made.json()["batch"]
+
+        def waiting() -> dict[str, Any] | None:
+            item = kb.get(f"/v1/datasets/{dataset_id}/documents/{batch}/indexing-status")
+            found = dict(item.json()["data"][0])
+            return found if found.get("delay_reason") else None
+
+        retrying = support.wait_for(waiting, timeout=30, interval=0.05, what="a retry")
+        assert "503" in retrying["delay_reason"], retrying
+        assert retrying["indexing_status"] == "splitting", retrying
+    finally:
+        assert admin.client.put(url, json={"models": ["fake:qa"]}).status_code == 200
+    final = wait_indexed(kb, dataset_id, batch)[-1]
+    assert final["indexing_status"] == "completed", final
+    document_id = made.json()["document"]["id"]
+    assert [s["answer"] for s in segments_of(kb, dataset_id, document_id)] == SENTENCES
+
+
+def test_an_answer_given_for_a_text_documents_segment_is_ignored(kb: httpx.Client) -> None:
+    """As in Dify: only a Q&A document's segments have answers."""
+    dataset_id = new_dataset(kb)
+    made = kb.post(
+        f"/v1/datasets/{dataset_id}/document/create-by-text",
+        json={"name": "plain", "text": TEXT, "indexing_technique": "high_quality",
+              "process_rule": {"mode": "automatic"}},
+    )  # fmt: skip
+    assert wait_indexed(kb, dataset_id, made.json()["batch"])[-1]["indexing_status"] == "completed"
+    url = f"/v1/datasets/{dataset_id}/documents/{made.json()['document']['id']}/segments"
+    added = kb.post(url, json={"segments": [{"content": "Dogs ride free.", "answer": "Yes."}]})
+    assert added.status_code == 200, added.text
+    (segment,) = added.json()["data"]
+    assert (segment["answer"], segment["word_count"]) == (None, len("Dogs ride free."))

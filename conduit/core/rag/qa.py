@@ -38,12 +38,28 @@ def qa_prompt(text: str, language: str) -> list[ChatMessage]:
     ]
 
 
-def parse_pairs(answer: str) -> list[tuple[str, str]]:
+# Markdown a model may wrap the markers in: `**Q1:**`, `__A1:__`, `### Q1:`.
+_MARKUP = re.compile(r"(?m)^[ \t]*#+[ \t]*|(?:\*\*|__)(?=[QA]\d+\s*[:：])|(?<=[:：])(?:\*\*|__)")
+
+
+def parse_pairs(answer: str, *, cut: bool = False) -> list[tuple[str, str]]:
     """The (question, answer) pairs of a model's answer, in its order; a pair with an empty
-    question or answer is left out."""
+    question or answer is left out. `cut`: the model stopped at its token limit, so its last
+    pair may be incomplete and is left out."""
+    text = _MARKUP.sub("", answer.replace("\r\n", "\n"))
     pairs = []
-    for _, question, reply in _PAIR.findall(answer.replace("\r\n", "\n")):
-        question, reply = question.strip(), reply.strip()
+    for _, question, reply in _PAIR.findall(text):
+        question, reply = _bare(question), _bare(reply)
         if question and reply:
             pairs.append((question[:QUESTION_MAX], reply[:ANSWER_MAX]))
-    return pairs
+    return pairs[:-1] if cut else pairs
+
+
+def _bare(text: str) -> str:
+    """The text without a bold marker left unpaired at its end or start (`**Q1: What?**`
+    leaves `What?**`); paired ones are the model's own emphasis."""
+    text = text.strip()
+    for mark in ("**", "__"):
+        if text.count(mark) % 2:
+            text = text.removesuffix(mark) if text.endswith(mark) else text.removeprefix(mark)
+    return text.strip()

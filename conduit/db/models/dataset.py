@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.db.models.account import _enum
@@ -239,7 +241,11 @@ class QaSource(IdMixin, Base):
     generation: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)
     content: Mapped[str] = mapped_column(Text)
-    pairs: Mapped[list[list[str]] | None] = mapped_column(JsonType, default=None)
+    # (SQL NULL for None, never JSON `null`: the indexer asks `pairs IS NULL`.)
+    pairs: Mapped[list[list[str]] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        default=None,
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

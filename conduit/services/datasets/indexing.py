@@ -45,7 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from conduit.core.llm.errors import ModelError, ProviderUnavailable
-from conduit.core.llm.provider import Delta, GenerationParams
+from conduit.core.llm.provider import Delta, Finished, GenerationParams
 from conduit.core.llm.registry import ModelRegistry
 from conduit.core.rag.clean import CleaningRules, clean
 from conduit.core.rag.embed.base import Embedder
@@ -85,7 +85,12 @@ from conduit.services.datasets.documents import (
 from conduit.services.datasets.embedders import Embedders
 from conduit.services.datasets.vectors import MatrixIndex, VectorIndex, build_vector_index
 from conduit.services.embeddings import CachedEmbedder, content_hash
-from conduit.services.model_providers import default_provider, provider_ref
+from conduit.services.model_providers import (
+    add_usage,
+    check_quota,
+    default_provider,
+    provider_ref,
+)
 from conduit.signals import signals
 
 logger = logging.getLogger(__name__)
@@ -358,6 +363,12 @@ class Indexer:
         if found is None:
             return self.server_model
         ref = provider_ref(found)
+        try:
+            check_quota(session, ref)
+        except ModelError as error:
+            raise FatalIndexingError(
+                f"The chat model that writes the questions and answers: {error.message}"
+            ) from None
         return ref, str(ref.get("default_model") or self.server_model[1])
 
     def _has_sources(self, lease: Lease, generation: int) -> bool:
@@ -401,9 +412,9 @@ class Indexer:
     def _write_pairs(
         self, lease: Lease, generation: int, writer: tuple[dict[str, Any], str], language: str
     ) -> bool:
-        """The chat model's pairs for the next chunks (asked outside any transaction), each
-        chunk's stored with the document's progress in one transaction; False when every
-        chunk has its pairs."""
+        """The chat model's pairs for the next chunks (asked outside any transaction); the
+        chunks it answered in time stored with the document's progress and the provider's
+        usage in one transaction; False when every chunk has its pairs."""
         with self.db.statements() as connection:
             batch = connection.execute(
                 select(_QA.c.id, _QA.c.content)
@@ -418,17 +429,20 @@ class Indexer:
             ).all()
         if not batch:
             return False
-        written = self._ask_pairs(writer, [row.content for row in batch], language)
+        written, tokens = self._ask_pairs(writer, [row.content for row in batch], language)
+        answered = [
+            (row, pairs) for row, pairs in zip(batch, written, strict=True) if pairs is not None
+        ]
         lease.check()
         with self.db.transaction() as session:
             lease.write(
                 session.connection(),
                 _DOCUMENTS.c.indexing_status == IndexingStatus.SPLITTING.value,
-                completed_segments=_DOCUMENTS.c.completed_segments + len(batch),
+                completed_segments=_DOCUMENTS.c.completed_segments + len(answered),
                 attempts=0,
                 renewed_at=utcnow(),
             )
-            for row, pairs in zip(batch, written, strict=True):
+            for row, pairs in answered:
                 done = (
                     session.connection()
                     .execute(
@@ -441,48 +455,63 @@ class Indexer:
                 if done != 1:
                     session.rollback()
                     raise LeaseLost()
+            provider_id = writer[0].get("credential_id")
+            if provider_id and tokens:
+                add_usage(session, str(provider_id), tokens)
         return True
 
     def _ask_pairs(
         self, writer: tuple[dict[str, Any], str], texts: list[str], language: str
-    ) -> list[list[tuple[str, str]]]:
+    ) -> tuple[list[list[tuple[str, str]] | None], int]:
         """Each text's pairs by the chat model (a few at once, on an event loop of this
-        thread's own); a model that refuses for good is the document's error, one that is
-        down or busy a retry."""
+        thread's own), None for one not answered within the batch's time, and the tokens
+        used; a model that refuses for good is the document's error, one that is down or busy
+        (or answers none of the texts in time) a retry."""
         if self.chat_models is None:
             raise FatalIndexingError("Q&A documents need a chat model, which this process lacks.")
         models, (ref, name) = self.chat_models, writer
+        used = [0]
 
         async def ask(model: Any, text: str, limit: asyncio.Semaphore) -> list[tuple[str, str]]:
             async with limit:
                 parts: list[str] = []
+                cut = False
                 async for item in model.stream_chat(
                     qa_prompt(text, language),
                     GenerationParams(model=name, temperature=0.3, max_tokens=QA_MAX_TOKENS),
                 ):
                     if isinstance(item, Delta):
                         parts.append(item.text)
-                return parse_pairs("".join(parts))
+                    elif isinstance(item, Finished):
+                        used[0] += item.usage.total_tokens
+                        cut = item.finish_reason == "length"
+                pairs = parse_pairs("".join(parts), cut=cut)
+                if not pairs:
+                    logger.warning("a Q&A chunk got no pairs from the chat model %r", name)
+                return pairs
 
-        # A batch ends well inside the task's time limit (a slice is at most a quarter of it).
+        # A batch ends well inside the task's time limit (a slice is at most a quarter of
+        # it); what was answered by then is kept.
         deadline = 2 * self.settings.slice_seconds
 
-        async def ask_all() -> list[list[tuple[str, str]]]:
+        async def ask_all() -> list[list[tuple[str, str]] | None]:
             try:
                 model = await models.resolve(ref)
                 limit = asyncio.Semaphore(QA_CONCURRENCY)
-                asked = asyncio.gather(*(ask(model, text, limit) for text in texts))
-                return list(await asyncio.wait_for(asked, deadline))
+                tasks = [asyncio.create_task(ask(model, text, limit)) for text in texts]
+                done, pending = await asyncio.wait(tasks, timeout=deadline)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                failed = next((t.exception() for t in tasks if t in done and t.exception()), None)
+                if failed is not None:
+                    raise failed
+                return [task.result() if task in done else None for task in tasks]
             finally:
                 await models.aclose()
 
         try:
-            return asyncio.run(ask_all())
-        except TimeoutError:
-            raise RetryableIndexingError(
-                f"The chat model that writes the questions and answers took over {deadline:.0f} s "
-                f"for {len(texts)} chunk(s)."
-            ) from None
+            found = asyncio.run(ask_all())
         except ModelError as error:
             if error.retryable or isinstance(error, ProviderUnavailable):
                 raise RetryableIndexingError(
@@ -491,6 +520,12 @@ class Indexer:
             raise FatalIndexingError(
                 f"The chat model that writes the questions and answers failed: {error.message}"
             ) from None
+        if all(pairs is None for pairs in found):
+            raise RetryableIndexingError(
+                f"The chat model that writes the questions and answers took over {deadline:.0f} s "
+                f"for {len(texts)} chunk(s)."
+            )
+        return found, used[0]
 
     def _write_qa_segments(self, lease: Lease, generation: int, name: str) -> None:
         """Every chunk's pairs become the document's segments (the question its content, the

@@ -277,6 +277,8 @@ def add_segments(
     (`vectors`: their texts' from `embed_texts`; `children`: a parent-child document's child
     chunks of each, from `plan_children`)."""
     texts = [item.content or "" for item in items]
+    # Only a Q&A document's segments have answers (as in Dify: elsewhere one given is ignored).
+    answers = [item.answer if document.doc_form == QA_MODEL else None for item in items]
     last = session.scalar(
         select(func.max(DocumentSegment.position)).where(
             DocumentSegment.document_id == document.id,
@@ -285,7 +287,7 @@ def add_segments(
     )
     now = utcnow()
     made: list[DocumentSegment] = []
-    for offset, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
+    for offset, (item, text, answer) in enumerate(zip(items, texts, answers, strict=True), 1):
         segment_id = str(uuid.uuid4())
         digest = content_hash(text)
         made.append(
@@ -296,10 +298,10 @@ def add_segments(
                 document_id=document.id,
                 position=(last or 0) + offset,
                 content=text,
-                answer=item.answer,
+                answer=answer,
                 keywords=item.keywords,
-                word_count=len(text) + len(item.answer or ""),
-                tokens=model.count_tokens(text) + model.count_tokens(item.answer or ""),
+                word_count=len(text) + len(answer or ""),
+                tokens=model.count_tokens(text) + model.count_tokens(answer or ""),
                 index_node_id=segment_id,
                 index_node_hash=digest,
                 status="completed",
@@ -369,7 +371,8 @@ def update_segment(
         keywords.add(session, dataset.id, [(segment.id, segment.content)])
         _count(document, segments=0, words=segment.word_count - words,
                tokens=segment.tokens - tokens)  # fmt: skip
-    if fields.answer is not None and fields.answer != segment.answer:
+    qa = document.doc_form == QA_MODEL
+    if qa and fields.answer is not None and fields.answer != segment.answer:
         words = len(fields.answer) - len(segment.answer or "")
         tokens = model.count_tokens(fields.answer) - model.count_tokens(segment.answer or "")
         segment.answer = fields.answer

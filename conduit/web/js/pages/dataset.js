@@ -97,6 +97,7 @@ function Upload({ dataset, onUploaded }) {
   // A dataset's documents share one form, chosen with its first upload.
   const fixed = dataset.document_count > 0;
   const [chunking, setChunking] = useState(fixed ? dataset.doc_form : "text_model");
+  const [language, setLanguage] = useState("English");
   const [upload, busy, error] = useAction(async () => {
     const files = [...input.current.files];
     const form = new FormData();
@@ -104,6 +105,7 @@ function Upload({ dataset, onUploaded }) {
     form.append("data", JSON.stringify({
       indexing_technique: dataset.indexing_technique || "high_quality",
       doc_form: chunking,
+      ...(chunking === QA ? { doc_language: language.trim() || "English" } : {}),
       process_rule: { mode: chunking === PARENT_CHILD ? "hierarchical" : "automatic" },
     }));
     const reply = await (await send("POST", `/datasets/${dataset.id}/documents`, { form })).json();
@@ -124,6 +126,8 @@ function Upload({ dataset, onUploaded }) {
       </div>
       <${Field} label="Chunking" as="select" options=${CHUNKING} value=${chunking} onInput=${setChunking} disabled=${fixed}
         hint=${fixed ? "Every document of a dataset is chunked the same way (chosen with its first upload)." : CHUNKING_HINTS[chunking]} />
+      ${chunking === QA && html`<${Field} label="Language of the questions and answers" value=${language} onInput=${setLanguage}
+        maxlength="32" hint="A language name, e.g. English, French, Japanese" />`}
       <${ErrorBox} error=${error} />
       <${Notice}>${done}<//>
       <${Button} kind="primary" type="submit" busy=${busy} disabled=${count === 0}>
@@ -139,11 +143,13 @@ function Progress({ doc, item }) {
   const total = item ? item.total_segments : doc.segment_count;
   const error = (item && item.error) || doc.error;
   const delay = item && item.delay_reason;
+  // While splitting, a Q&A document counts the chunks the model has written pairs for.
+  const unit = stage === "splitting" && total > 0 ? "chunks answered" : "segments";
   return html`<div class="progress">
     <span class=${`status ${stage}`}>${STAGES[stage] || stage}</span>
-    ${stage !== "error" && html` <span class="muted">${done ?? 0} of ${total ?? 0} segments</span>`}
+    ${stage !== "error" && html` <span class="muted">${done ?? 0} of ${total ?? 0} ${unit}</span>`}
     ${stage !== "completed" && stage !== "error" && total > 0 && html`
-      <progress max=${total} value=${done} aria-label=${`${doc.name}: ${done} of ${total} segments`}></progress>`}
+      <progress max=${total} value=${done} aria-label=${`${doc.name}: ${done} of ${total} ${unit}`}></progress>`}
     ${stage === "error" && error && html`<div class="reason" role="note">Reason: ${error}</div>`}
     ${delay && html`<div class="muted">Waiting: ${delay}</div>`}
   </div>`;
