@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from tests import support
+from tests.e2e.conftest import Admin
 from tests.e2e.test_indexing import by_text, kb, segments, wait_indexed
 
 __all__ = ["kb"]  # the fixture
@@ -247,6 +248,40 @@ class TestChildChunks:
             kb.delete(f"{base}/child_chunks/not-an-id"), 404, "not_found", "Child chunk not found."
         )
         assert kb.get(f"{base}/child_chunks").json()["total"] == 3
+
+    def test_the_console_lists_adds_changes_and_deletes_them(
+        self, kb: httpx.Client, admin: Admin
+    ) -> None:
+        """Dify's console child chunk routes, for the workspace's editors (the console's
+        segment panel uses them)."""
+        dataset_id, document_id = parent_child_document(kb)
+        harbour = segments(kb, dataset_id, document_id)[0]
+        base = (
+            f"/console/api/datasets/{dataset_id}/documents/{document_id}/segments/"
+            f"{harbour['id']}/child_chunks"
+        )
+        console = admin.client
+        listed = console.get(base)
+        assert listed.status_code == 200, listed.text
+        assert [c["content"] for c in listed.json()["data"]] == lines(HARBOUR)
+        kayaks = "Kayaks can be hired at the slipway by the lifeboat station."
+        added = console.post(base, json={"content": kayaks})
+        assert added.status_code == 200, added.text
+        chunk = added.json()["data"]
+        assert (chunk["type"], chunk["position"]) == ("customized", 4)
+        best = retrieve(kb, dataset_id, "Where can I hire a kayak?")[0]
+        assert best["child_chunks"][0]["id"] == chunk["id"]
+        rowing = "Rowing boats are rented by the hour from the boathouse."
+        changed = console.patch(f"{base}/{chunk['id']}", json={"content": rowing})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["data"]["content"] == rowing
+        assert_envelope(
+            console.patch(f"{base}/{chunk['id']}", json={"content": " "}),
+            400, "invalid_param", "content",
+        )  # fmt: skip
+        assert console.delete(f"{base}/{chunk['id']}").status_code == 204
+        assert console.get(base).json()["total"] == 3
+        assert_envelope(console.delete(f"{base}/{chunk['id']}"), 404, "not_found", "Child chunk")
 
     def test_a_parent_edit_regenerates_its_children_only_when_asked(self, kb: httpx.Client) -> None:
         dataset_id, document_id = parent_child_document(kb)

@@ -289,6 +289,7 @@ def test_kill_9_of_the_worker_mid_writing_a_qa_documents_pairs(
             interval=0.05,
             what="a fifth of the chunks answered",
         )
+        time.sleep(0.5)  # into the next batch: its calls are in flight (each takes seconds)
         indexing_stack.worker.kill()
         killed = time.monotonic()
         done_when_killed = int(status(kb, dataset["id"], batch)["completed_segments"])

@@ -16,7 +16,7 @@ from conduit.api.deps import CurrentIdentity, DbSession
 from conduit.api.responses import page_body
 from conduit.api.v1 import documents as v1_documents
 from conduit.api.v1.schemas import JsonBody
-from conduit.db.models import Role
+from conduit.db.models import Dataset, Membership, Role
 from conduit.errors import InvalidParam, NoFileUploaded, NotFound, TooManyFiles
 from conduit.services.apps import require_role
 from conduit.services.datasets import datasets, documents, indexing
@@ -252,14 +252,72 @@ def edit_segment(
     session: DbSession, request: Request, body: JsonBody,
 ) -> dict[str, Any]:  # fmt: skip
     """Dify's console segment edit: `{content?, answer?, keywords?}`."""
-    member = identity.membership
-    require_role(member, Role.EDITOR, "edit segments")
-    dataset = datasets.get_member_dataset(session, member, dataset_id)
+    member, dataset = _segment_editor(session, identity, dataset_id)
     fields = SegmentFields.parse(body, "body", creating=False)
     changed = v1_documents.edit_segment(
         session, request, dataset, document_id, segment_id, fields, member.account_id
     )
     return {"data": documents.segment_views(session, [changed])[0], "doc_form": dataset.doc_form}
+
+
+def _segment_editor(
+    session: DbSession, identity: CurrentIdentity, dataset_id: str
+) -> tuple[Membership, Dataset]:
+    """The caller, an editor, and the workspace's dataset whose segments they change."""
+    member = identity.membership
+    require_role(member, Role.EDITOR, "edit segments")
+    return member, datasets.get_member_dataset(session, member, dataset_id)
+
+
+# Dify's console child chunk routes (a parent-child document's): the Knowledge API's, for the
+# workspace's members; changes by editors.
+CHILDREN = "/{dataset_id}/documents/{document_id}/segments/{segment_id}/child_chunks"
+
+
+@router.get(CHILDREN)
+def list_child_chunks(
+    dataset_id: str, document_id: str, segment_id: str, identity: CurrentIdentity,
+    session: DbSession, page: Text = None, limit: Text = None, keyword: Text = None,
+) -> dict[str, Any]:  # fmt: skip
+    dataset = datasets.get_member_dataset(session, identity.membership, dataset_id)
+    return v1_documents.child_chunk_page(
+        session, dataset, document_id, segment_id, page, limit, keyword
+    )
+
+
+@router.post(CHILDREN)
+def add_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, identity: CurrentIdentity,
+    session: DbSession, request: Request, body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    member, dataset = _segment_editor(session, identity, dataset_id)
+    made = v1_documents.new_child_chunk(
+        session, request, dataset, document_id, segment_id, body, member.account_id
+    )
+    return {"data": documents.child_view(made)}
+
+
+@router.patch(CHILDREN + "/{child_chunk_id}")
+def edit_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, child_chunk_id: str,
+    identity: CurrentIdentity, session: DbSession, request: Request, body: JsonBody,
+) -> dict[str, Any]:  # fmt: skip
+    member, dataset = _segment_editor(session, identity, dataset_id)
+    changed = v1_documents.edit_child_chunk(
+        session, request, dataset, document_id, segment_id, child_chunk_id, body,
+        member.account_id,
+    )  # fmt: skip
+    return {"data": documents.child_view(changed)}
+
+
+@router.delete(CHILDREN + "/{child_chunk_id}", status_code=204)
+def delete_child_chunk(
+    dataset_id: str, document_id: str, segment_id: str, child_chunk_id: str,
+    identity: CurrentIdentity, session: DbSession,
+) -> Response:  # fmt: skip
+    _, dataset = _segment_editor(session, identity, dataset_id)
+    v1_documents.remove_child_chunk(session, dataset, document_id, segment_id, child_chunk_id)
+    return Response(status_code=204)
 
 
 @router.patch("/{dataset_id}/documents/{document_id}/segment/{action}")

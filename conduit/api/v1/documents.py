@@ -15,7 +15,7 @@ from conduit.api.files import FILE_HEADERS, Links, content_disposition
 from conduit.api.responses import page_body
 from conduit.api.v1.files import UploadForm, read_upload
 from conduit.api.v1.schemas import JsonBody, int_query, optional
-from conduit.db.models import Dataset, Document, DocumentSegment
+from conduit.db.models import ChildChunk, Dataset, Document, DocumentSegment
 from conduit.errors import InvalidParam
 from conduit.services.datasets import datasets, documents, external, retrieval, segments
 from conduit.services.datasets.documents import DocumentRequest
@@ -428,6 +428,14 @@ def list_child_chunks(
 ) -> dict[str, Any]:
     """A page of a segment's child chunks, in order."""
     dataset = _dataset(session, caller, dataset_id)
+    return child_chunk_page(session, dataset, document_id, segment_id, page, limit, keyword)
+
+
+def child_chunk_page(
+    session: Session, dataset: Dataset, document_id: str, segment_id: str,
+    page: str | None, limit: str | None, keyword: str | None,
+) -> dict[str, Any]:  # fmt: skip
+    """A page of a segment's child chunks (the Knowledge API's and the console's)."""
     _, segment = _parent(session, dataset, document_id, segment_id, editing=False)
     page_number = int_query("page", page, default=1, low=1, high=1_000_000)
     page_size = int_query("limit", limit, default=20, low=1, high=100)
@@ -450,16 +458,27 @@ def add_child_chunk(
 ) -> dict[str, Any]:  # fmt: skip
     """A child chunk written by hand, embedded and searchable on return."""
     dataset = _dataset(session, caller, dataset_id)
+    made = new_child_chunk(
+        session, request, dataset, document_id, segment_id, body, caller.account_id
+    )
+    return {"data": documents.child_view(made)}
+
+
+def new_child_chunk(
+    session: Session, request: Request, dataset: Dataset, document_id: str, segment_id: str,
+    body: dict[str, Any], account_id: str,
+) -> ChildChunk:  # fmt: skip
+    """A child chunk added (the Knowledge API's and the console's): checked, embedded outside
+    any transaction, written in one."""
     content = segments.parse_child_content(body)
     _parent(session, dataset, document_id, segment_id, editing=True)  # refused first
     model = request.app.state.retriever.segment_model(session, dataset)
     session.commit()  # nothing written yet: the model does not run inside a transaction
     vectors = segments.embed_texts(dataset, model, [content], children=True)
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
-    made = segments.add_child(
-        session, dataset, segment, content, model, account_id=caller.account_id, vectors=vectors
+    return segments.add_child(
+        session, dataset, segment, content, model, account_id=account_id, vectors=vectors
     )
-    return {"data": documents.child_view(made)}
 
 
 @router.patch("/documents/{document_id}/segments/{segment_id}/child_chunks/{child_chunk_id}")
@@ -469,6 +488,19 @@ def update_child_chunk(
 ) -> dict[str, Any]:  # fmt: skip
     """New text for a child chunk, embedded and re-indexed on return."""
     dataset = _dataset(session, caller, dataset_id)
+    changed = edit_child_chunk(
+        session, request, dataset, document_id, segment_id, child_chunk_id, body,
+        caller.account_id,
+    )  # fmt: skip
+    return {"data": documents.child_view(changed)}
+
+
+def edit_child_chunk(
+    session: Session, request: Request, dataset: Dataset, document_id: str, segment_id: str,
+    child_chunk_id: str, body: dict[str, Any], account_id: str,
+) -> ChildChunk:  # fmt: skip
+    """A child chunk's new text (the Knowledge API's and the console's), embedded outside any
+    transaction."""
     content = segments.parse_child_content(body)
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
     segments.get_child(session, segment, child_chunk_id)  # refused before the model runs
@@ -477,11 +509,9 @@ def update_child_chunk(
     vectors = segments.embed_texts(dataset, model, [content], children=True)
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
     chunk = segments.get_child(session, segment, child_chunk_id)
-    changed = segments.update_child(
-        session, dataset, segment, chunk, content, model,
-        account_id=caller.account_id, vectors=vectors,
-    )  # fmt: skip
-    return {"data": documents.child_view(changed)}
+    return segments.update_child(
+        session, dataset, segment, chunk, content, model, account_id=account_id, vectors=vectors
+    )
 
 
 @router.delete(
@@ -493,9 +523,15 @@ def delete_child_chunk(
     caller: DatasetCaller, session: DbSession,
 ) -> Response:  # fmt: skip
     dataset = _dataset(session, caller, dataset_id)
+    remove_child_chunk(session, dataset, document_id, segment_id, child_chunk_id)
+    return Response(status_code=204)
+
+
+def remove_child_chunk(
+    session: Session, dataset: Dataset, document_id: str, segment_id: str, child_chunk_id: str
+) -> None:
     _, segment = _parent(session, dataset, document_id, segment_id, editing=True)
     segments.delete_child(session, segment, segments.get_child(session, segment, child_chunk_id))
-    return Response(status_code=204)
 
 
 @router.post("/retrieve")

@@ -126,6 +126,10 @@ BAKERY = (
 )
 
 
+LOCK_GATES = "The lock gates open two hours before high water."
+KAYAKS = "Kayaks can be hired at the slipway by the lifeboat station."
+
+
 def test_a_parent_child_dataset_shows_child_chunks_and_the_ones_that_matched(
     console: Any, service_stack: support.Stack
 ) -> None:
@@ -162,16 +166,33 @@ def test_a_parent_child_dataset_shows_child_chunks_and_the_ones_that_matched(
     segments = page.get_by_role("region", name="Segments of town.txt")
     segments.get_by_text("3 child chunks").click()
     children = segments.get_by_role("list", name="Child chunks of segment 1")
-    assert children.get_by_role("listitem").all_inner_texts() == HARBOUR.split("\n")
+    assert children.locator(".child-text").all_inner_texts() == HARBOUR.split("\n")
     axe(page)
     shot(page, "dataset-parent-child-segments")
+
+    # An editor changes a child chunk and adds one: both are searched at once.
+    segments.get_by_role("button", name="Edit child chunk 1 of segment 1").click()
+    segments.get_by_label("Text of child chunk 1 of segment 1").fill(LOCK_GATES)
+    segments.get_by_role("button", name="Save", exact=True).click()
+    edited = children.get_by_role("listitem").first
+    edited.get_by_text(LOCK_GATES).wait_for()
+    assert "(edited)" in edited.inner_text()
+    segments.get_by_label("New child chunk of segment 1").fill(KAYAKS)
+    segments.get_by_role("button", name="Add child chunk").click()
+    children.get_by_text(KAYAKS).wait_for()
+    assert len(children.locator(".child-text").all_inner_texts()) == 4
+    axe(page, context="child chunks edited")
+    shot(page, "dataset-parent-child-edited")
+    page.get_by_label("Query").fill("Where can I hire a kayak?")
+    page.get_by_role("button", name="Test retrieval").click()
+    kayak = page.get_by_role("list", name="Child chunks that matched in segment 1")
+    kayak.get_by_text(KAYAKS).wait_for()
 
     # Hit testing: the paragraph, with the line that matched and its score.
     page.get_by_label("Query").fill("How hot is the oven for the bread?")
     page.get_by_role("button", name="Test retrieval").click()
     first = page.get_by_role("list", name="Retrieved segments").get_by_role("listitem").first
-    first.wait_for()
-    assert "Loaves bake in a covered pot" in first.inner_text()
+    first.get_by_text("Loaves bake in a covered pot").first.wait_for()  # (after the kayak's)
     matched = page.get_by_role("list", name="Child chunks that matched in segment 2")
     assert re.match(r"\d\.\d{3} Loaves bake", matched.get_by_role("listitem").first.inner_text())
     axe(page)

@@ -1,7 +1,8 @@
 // One dataset: upload several files at once, each document's indexing followed live (stage,
 // segments done of total, the error in words; polled every second while any is unfinished),
 // a document's segments (paged, enable/disable; a parent-child document's with their child
-// chunks) and hit testing (with the child chunks that matched).
+// chunks, which an editor changes, deletes or adds) and hit testing (with the child chunks
+// that matched).
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, early, invalidate, send, useResource } from "../api.js";
 import { href } from "../router.js";
@@ -190,6 +191,48 @@ function Documents({ dataset, docs, selected, editor, page, setPage }) {
   </section>`;
 }
 
+// A parent-child segment's child chunks (what a search compares with the query): an editor
+// changes one's text, deletes one, or adds one by hand; each is embedded on the server before
+// the reply, so a search finds it at once.
+function Children({ path, segment, editor }) {
+  const base = `${path}/segments/${segment.id}/child_chunks`;
+  const [editing, setEditing] = useState(null); // the child chunk being changed
+  const [text, setText] = useState("");
+  const [adding, setAdding] = useState("");
+  const [act, busy, error] = useAction(async (kind, chunk) => {
+    if (kind === "save") await api.patch(`${base}/${chunk.id}`, { content: text });
+    if (kind === "delete") await api.delete(`${base}/${chunk.id}`);
+    if (kind === "add") await api.post(base, { content: adding });
+    if (kind === "add") setAdding("");
+    setEditing(null);
+    invalidate(`${path}/segments`);
+  });
+  const count = segment.child_chunks.length;
+  const of = (c) => `child chunk ${c.position} of segment ${segment.position}`;
+  return html`<details class="children">
+    <summary>${count} child chunk${count === 1 ? "" : "s"}</summary>
+    <ol aria-label=${`Child chunks of segment ${segment.position}`}>
+      ${segment.child_chunks.map((c) => html`<li key=${c.id}>${editing === c.id
+        ? html`<form onSubmit=${(e) => { e.preventDefault(); act("save", c); }}>
+            <${Field} label=${`Text of ${of(c)}`} as="textarea" rows="2" value=${text} onInput=${setText} required />
+            <div class="row">
+              <${Button} kind="primary" type="submit" busy=${busy}>Save<//>
+              <${Button} type="button" onClick=${() => setEditing(null)}>Cancel<//>
+            </div>
+          </form>`
+        : html`<span class="child-text">${c.content}</span>${c.type === "customized" && html` <span class="muted">(edited)</span>`}
+          ${editor && html` <${Button} onClick=${() => { setEditing(c.id); setText(c.content); }} aria-label=${`Edit ${of(c)}`}>Edit<//>
+            <${Button} kind="danger" busy=${busy} onClick=${() => act("delete", c)} aria-label=${`Delete ${of(c)}`}>Delete<//>`}`}
+      </li>`)}
+    </ol>
+    ${editor && html`<form class="row" onSubmit=${(e) => { e.preventDefault(); act("add"); }}>
+      <${Field} label=${`New child chunk of segment ${segment.position}`} value=${adding} onInput=${setAdding} />
+      <div class="field"><${Button} type="submit" busy=${busy} disabled=${!adding.trim()}>Add child chunk<//></div>
+    </form>`}
+    <${ErrorBox} error=${error} />
+  </details>`;
+}
+
 function Segments({ dataset, documentId, editor }) {
   const [page, setPage] = useState(1);
   const path = `/datasets/${dataset.id}/documents/${documentId}`;
@@ -211,12 +254,7 @@ function Segments({ dataset, documentId, editor }) {
         columns=${[
           { label: "#", render: (s) => s.position },
           { label: "Content", render: (s) => html`<${SegmentText} segment=${s} />
-            ${s.child_chunks.length > 0 && html`<details class="children">
-              <summary>${s.child_chunks.length} child chunk${s.child_chunks.length === 1 ? "" : "s"}</summary>
-              <ol aria-label=${`Child chunks of segment ${s.position}`}>
-                ${s.child_chunks.map((c) => html`<li key=${c.id}>${c.content}${c.type === "customized" && html` <span class="muted">(edited)</span>`}</li>`)}
-              </ol>
-            </details>`}` },
+            ${(s.child_chunks.length > 0 || dataset.doc_form === PARENT_CHILD) && html`<${Children} key=${s.id} path=${path} segment=${s} editor=${editor} />`}` },
           { label: "Words", render: (s) => s.word_count },
           { label: "Hits", render: (s) => s.hit_count },
           { label: "State", render: (s) => (s.enabled ? "Enabled" : "Disabled") },
