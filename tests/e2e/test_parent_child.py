@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests import support
-from tests.e2e.conftest import Admin
+from tests.e2e.conftest import Admin, add_member
 from tests.e2e.test_indexing import by_text, kb, segments, wait_indexed
 
 __all__ = ["kb"]  # the fixture
@@ -250,7 +250,7 @@ class TestChildChunks:
         assert kb.get(f"{base}/child_chunks").json()["total"] == 3
 
     def test_the_console_lists_adds_changes_and_deletes_them(
-        self, kb: httpx.Client, admin: Admin
+        self, kb: httpx.Client, admin: Admin, stack: support.Stack
     ) -> None:
         """Dify's console child chunk routes, for the workspace's editors (the console's
         segment panel uses them)."""
@@ -282,6 +282,19 @@ class TestChildChunks:
         assert console.delete(f"{base}/{chunk['id']}").status_code == 204
         assert console.get(base).json()["total"] == 3
         assert_envelope(console.delete(f"{base}/{chunk['id']}"), 404, "not_found", "Child chunk")
+
+        # A member who is not an editor reads them and changes nothing.
+        shared = console.patch(
+            f"/console/api/datasets/{dataset_id}", json={"permission": "all_team_members"}
+        )
+        assert shared.status_code == 200, shared.text
+        reader = add_member(stack, admin, "normal")
+        try:
+            assert reader.client.get(base).json()["total"] == 3
+            assert_envelope(reader.client.post(base, json={"content": kayaks}), 403, "forbidden")
+        finally:
+            reader.client.close()
+        assert console.get(base).json()["total"] == 3
 
     def test_a_parent_edit_regenerates_its_children_only_when_asked(self, kb: httpx.Client) -> None:
         dataset_id, document_id = parent_child_document(kb)

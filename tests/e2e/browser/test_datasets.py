@@ -173,14 +173,21 @@ def test_a_parent_child_dataset_shows_child_chunks_and_the_ones_that_matched(
     # An editor changes a child chunk and adds one: both are searched at once.
     segments.get_by_role("button", name="Edit child chunk 1 of segment 1").click()
     segments.get_by_label("Text of child chunk 1 of segment 1").fill(LOCK_GATES)
-    segments.get_by_role("button", name="Save", exact=True).click()
+    segments.get_by_role("button", name="Save child chunk 1 of segment 1").click()
     edited = children.get_by_role("listitem").first
     edited.get_by_text(LOCK_GATES).wait_for()
     assert "(edited)" in edited.inner_text()
     segments.get_by_label("New child chunk of segment 1").fill(KAYAKS)
-    segments.get_by_role("button", name="Add child chunk").click()
+    segments.get_by_role("button", name="Add child chunk to segment 1").click()
     children.get_by_text(KAYAKS).wait_for()
     assert len(children.locator(".child-text").all_inner_texts()) == 4
+    # A delete asks once more; kept, then deleted.
+    segments.get_by_role("button", name="Delete child chunk 2 of segment 1").click()
+    segments.get_by_role("button", name="Keep child chunk 2 of segment 1").click()
+    segments.get_by_role("button", name="Delete child chunk 2 of segment 1").click()
+    segments.get_by_role("button", name="Yes, delete child chunk 2 of segment 1").click()
+    children.get_by_text(HARBOUR.split("\n")[1]).wait_for(state="detached")
+    assert len(children.locator(".child-text").all_inner_texts()) == 3
     axe(page, context="child chunks edited")
     shot(page, "dataset-parent-child-edited")
     page.get_by_label("Query").fill("Where can I hire a kayak?")

@@ -192,44 +192,65 @@ function Documents({ dataset, docs, selected, editor, page, setPage }) {
 }
 
 // A parent-child segment's child chunks (what a search compares with the query): an editor
-// changes one's text, deletes one, or adds one by hand; each is embedded on the server before
-// the reply, so a search finds it at once.
+// changes one's text, deletes one (after a second click), or adds one by hand; each is embedded
+// on the server before the reply, so a search finds it at once.
 function Children({ path, segment, editor }) {
   const base = `${path}/segments/${segment.id}/child_chunks`;
   const [editing, setEditing] = useState(null); // the child chunk being changed
   const [text, setText] = useState("");
+  const [doomed, setDoomed] = useState(null); // the child chunk asked to be deleted
   const [adding, setAdding] = useState("");
-  const [act, busy, error] = useAction(async (kind, chunk) => {
-    if (kind === "save") await api.patch(`${base}/${chunk.id}`, { content: text });
-    if (kind === "delete") await api.delete(`${base}/${chunk.id}`);
-    if (kind === "add") await api.post(base, { content: adding });
-    if (kind === "add") setAdding("");
-    setEditing(null);
-    invalidate(`${path}/segments`);
+  const [saved, setSaved] = useState({}); // id → text saved, shown until the list is read again
+  useEffect(() => setSaved({}), [segment.child_chunks]); // the list read again: it is shown
+  const done = () => invalidate(`${path}/segments`);
+  const [save, saving, saveError] = useAction(async (chunk) => {
+    const reply = await api.patch(`${base}/${chunk.id}`, { content: text });
+    setSaved({ ...saved, [chunk.id]: reply.data.content });
+    setEditing((current) => (current === chunk.id ? null : current));
+    done();
+  });
+  const [remove, removing, removeError] = useAction(async (chunk) => {
+    await api.delete(`${base}/${chunk.id}`);
+    setDoomed(null);
+    done();
+  });
+  const [add, busyAdding, addError] = useAction(async () => {
+    const sent = adding;
+    await api.post(base, { content: sent });
+    setAdding((current) => (current === sent ? "" : current));
+    done();
   });
   const count = segment.child_chunks.length;
   const of = (c) => `child chunk ${c.position} of segment ${segment.position}`;
+  const shown = (c) => saved[c.id] ?? c.content;
   return html`<details class="children">
     <summary>${count} child chunk${count === 1 ? "" : "s"}</summary>
-    <ol aria-label=${`Child chunks of segment ${segment.position}`}>
-      ${segment.child_chunks.map((c) => html`<li key=${c.id}>${editing === c.id
-        ? html`<form onSubmit=${(e) => { e.preventDefault(); act("save", c); }}>
+    ${count === 0
+      ? html`<p class="muted">No child chunks.</p>`
+      : html`<ol aria-label=${`Child chunks of segment ${segment.position}`}>
+      ${segment.child_chunks.map((c) => html`<li key=${c.id} value=${c.position}>${editing === c.id
+        ? html`<form onSubmit=${(e) => { e.preventDefault(); save(c); }}>
             <${Field} label=${`Text of ${of(c)}`} as="textarea" rows="2" value=${text} onInput=${setText} required />
             <div class="row">
-              <${Button} kind="primary" type="submit" busy=${busy}>Save<//>
-              <${Button} type="button" onClick=${() => setEditing(null)}>Cancel<//>
+              <${Button} kind="primary" type="submit" busy=${saving} aria-label=${`Save ${of(c)}`}>Save<//>
+              <${Button} type="button" onClick=${() => setEditing(null)} aria-label=${`Cancel the change of ${of(c)}`}>Cancel<//>
             </div>
           </form>`
-        : html`<span class="child-text">${c.content}</span>${c.type === "customized" && html` <span class="muted">(edited)</span>`}
-          ${editor && html` <${Button} onClick=${() => { setEditing(c.id); setText(c.content); }} aria-label=${`Edit ${of(c)}`}>Edit<//>
-            <${Button} kind="danger" busy=${busy} onClick=${() => act("delete", c)} aria-label=${`Delete ${of(c)}`}>Delete<//>`}`}
+        : html`<span class="child-text">${shown(c)}</span>${(c.type === "customized" || saved[c.id] !== undefined) && html` <span class="muted">(edited)</span>`}
+          ${editor && (doomed === c.id
+            ? html` <span role="group" aria-label=${`Delete ${of(c)}?`}>Delete it?
+                <${Button} kind="danger" busy=${removing} onClick=${() => remove(c)} aria-label=${`Yes, delete ${of(c)}`}>Yes, delete<//>
+                <${Button} onClick=${() => setDoomed(null)} aria-label=${`Keep ${of(c)}`}>Keep<//></span>`
+            : html` <${Button} onClick=${() => { setEditing(c.id); setText(shown(c)); }} aria-label=${`Edit ${of(c)}`}>Edit<//>
+                <${Button} kind="danger" onClick=${() => setDoomed(c.id)} aria-label=${`Delete ${of(c)}`}>Delete<//>`)}`}
       </li>`)}
-    </ol>
-    ${editor && html`<form class="row" onSubmit=${(e) => { e.preventDefault(); act("add"); }}>
+    </ol>`}
+    ${editor && html`<form class="row" onSubmit=${(e) => { e.preventDefault(); add(); }}>
       <${Field} label=${`New child chunk of segment ${segment.position}`} value=${adding} onInput=${setAdding} />
-      <div class="field"><${Button} type="submit" busy=${busy} disabled=${!adding.trim()}>Add child chunk<//></div>
+      <div class="field"><${Button} type="submit" busy=${busyAdding} disabled=${!adding.trim()}
+        aria-label=${`Add child chunk to segment ${segment.position}`}>Add child chunk<//></div>
     </form>`}
-    <${ErrorBox} error=${error} />
+    <${ErrorBox} error=${saveError || removeError || addError} />
   </details>`;
 }
 
