@@ -46,7 +46,7 @@ from conduit.services._workflow_store import WORKFLOW_MODES, graph_dataset_ids
 from conduit.services.apps import AppFields, require_role
 from conduit.services.datasets import rerank
 from conduit.services.datasets.retrieval import reranker_model
-from conduit.services.model_config import validate_model_config
+from conduit.services.model_config import agent_mode, validate_model_config
 from conduit.services.provider_mapping import ProviderMapper
 
 CURRENT_DSL_VERSION = "0.3.1"
@@ -450,7 +450,7 @@ def _write(
     config = copy.deepcopy(config)
     if isinstance(config.get("model"), dict):
         config["model"] = mapper.map_model(config["model"], "model_config.model")
-    dropped = _own_config_datasets(session, member.tenant_id, config)
+    dropped = [*_own_config_datasets(session, member.tenant_id, config), *_served_tools(config)]
     fields.model_config = validate_model_config(session, member.tenant_id, config)
     app = apps.create_app(
         session, member=member, fields=fields, server_secret=context.server_secret
@@ -566,6 +566,28 @@ def _offered_reranking(
             config["reranking_enabled"] = False
         return [f"{error.message} Reranking was turned off."]
     return []
+
+
+def _served_tools(config: dict[str, Any]) -> list[str]:
+    """An agent's tools kept to those this server serves (in place: Dify's plugin, API and
+    workflow tools are left out, as are tools whose settings it refuses); a warning for each
+    one left out."""
+    mode = config.get("agent_mode")
+    tools = mode.get("tools") if isinstance(mode, dict) else None
+    if not isinstance(mode, dict) or not isinstance(tools, list):
+        return []
+    kept, warnings = [], []
+    for index, item in enumerate(tools):
+        try:
+            kept.append(agent_mode({"tools": [item]})["tools"][0])
+        except InvalidParam as error:
+            name = item.get("tool_name") if isinstance(item, dict) else None
+            warnings.append(
+                f"The agent's tool {name or index!r} was left out: "
+                f"{error.message.replace('agent_mode.tools[0]', 'its')}"
+            )
+    mode["tools"] = kept
+    return warnings
 
 
 def _own_config_datasets(session: Session, tenant_id: str, config: dict[str, Any]) -> list[str]:

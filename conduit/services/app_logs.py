@@ -463,7 +463,7 @@ def message_detail(
         ),
         "retriever_resources": metadata.get("retriever_resources") or [],
         "message_files": files or [],
-        "agent_thoughts": [],
+        "agent_thoughts": message.agent_thoughts or [],
         "created_at": int(message.created_at.timestamp()),
     }
 

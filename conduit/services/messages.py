@@ -52,7 +52,7 @@ def message_view(
             {**resource, "message_id": message.id}
             for resource in (message.message_metadata or {}).get("retriever_resources") or []
         ],
-        "agent_thoughts": [],
+        "agent_thoughts": message.agent_thoughts or [],
         "created_at": int(message.created_at.timestamp()),
         "message_tokens": message.message_tokens,
         "answer_tokens": message.answer_tokens,

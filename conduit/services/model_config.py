@@ -10,7 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.agent import MAX_ITERATION, STRATEGIES
 from conduit.core.apps.knowledge import RERANKING_MODEL, WEIGHTED_SCORE, reranking
+from conduit.core.tools import builtin
+from conduit.core.tools.base import ToolError
 from conduit.db.models import (
     App,
     AppMode,
@@ -92,7 +95,78 @@ def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict
         cleaned["dataset_configs"] = _dataset_configs(
             session, tenant_id, cleaned["dataset_configs"]
         )
+    if cleaned.get("agent_mode") is not None:
+        cleaned["agent_mode"] = agent_mode(cleaned["agent_mode"])
     return cleaned
+
+
+MAX_TOOLS = 50
+
+
+def agent_mode(value: Any) -> dict[str, Any]:
+    """Dify's `agent_mode`: `enabled`, `strategy` (function_call or react), `max_iteration`
+    (1 to 99) and `tools`, each a built-in tool (`provider_type` builtin, `provider_id`,
+    `tool_name`) with its `tool_parameters` (the values the app sets: a time zone...)
+    checked; an unknown tool is a 400 naming it."""
+    found = _object(value, "agent_mode")
+    if "enabled" in found:
+        found["enabled"] = _bool(found["enabled"], "agent_mode.enabled")
+    strategy = found.get("strategy")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise InvalidParam(
+            f"agent_mode.strategy: must be one of the following: [{', '.join(STRATEGIES)}]"
+        )
+    if found.get("max_iteration") is not None:
+        found["max_iteration"] = _int(
+            found["max_iteration"], "agent_mode.max_iteration", 1, MAX_ITERATION
+        )
+    tools = found.get("tools")
+    if tools is None:
+        return found
+    if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
+        raise InvalidParam(f"agent_mode.tools: must be a list of at most {MAX_TOOLS} tools")
+    checked = []
+    for index, item in enumerate(tools):
+        checked.append(_agent_tool(item, f"agent_mode.tools[{index}]"))
+    found["tools"] = checked
+    return found
+
+
+def _agent_tool(value: Any, field: str) -> dict[str, Any]:
+    item = _object(value, field)
+    kind = item.get("provider_type", "builtin")
+    if kind != "builtin":
+        raise InvalidParam(
+            f"{field}.provider_type: {kind!r} tools are not served; the built-in ones are "
+            f"({', '.join(builtin.PROVIDERS)})"
+        )
+    provider = builtin.PROVIDERS.get(str(item.get("provider_id") or ""))
+    if provider is None:
+        raise InvalidParam(
+            f"{field}.provider_id: no built-in tool provider {item.get('provider_id')!r}; "
+            f"the providers: {', '.join(builtin.PROVIDERS)}"
+        )
+    tool = provider.tool(str(item.get("tool_name") or ""))
+    if tool is None:
+        raise InvalidParam(
+            f"{field}.tool_name: {provider.id} has no tool {item.get('tool_name')!r}; its "
+            f"tools: {', '.join(t.name for t in provider.tools)}"
+        )
+    if "enabled" in item:
+        item["enabled"] = _bool(item["enabled"], f"{field}.enabled")
+    values = item.get("tool_parameters")
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise InvalidParam(f"{field}.tool_parameters: must be an object")
+    try:
+        tool.settings(values)
+    except ToolError as error:
+        raise InvalidParam(f"{field}.tool_parameters: {error}") from None
+    item["provider_type"] = "builtin"
+    item["tool_parameters"] = values
+    item.setdefault("tool_label", tool.label)
+    return item
 
 
 def _dataset_configs(session: Session, tenant_id: str, value: Any) -> dict[str, Any]:

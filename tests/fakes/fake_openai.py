@@ -31,7 +31,14 @@ the queue filled by /control, else "ok". Modes: ok, no-usage, fragmented, burst 
 stream in one write), status-<NNN> (e.g.
 status-500, status-401), model-not-found, quota (429 insufficient_quota), hang-before-headers,
 hang-before-first-token, drop-mid-stream (closes the connection after half the answer), qa
-(question-and-answer pairs about the message's text, one per sentence: `qa_pairs`).
+(question-and-answer pairs about the message's text, one per sentence: `qa_pairs`),
+tool-loop (calls the first offered function every time it is offered one).
+
+Agents (`agent_turn`): a request with `tools` calls each function the last user message
+names (arguments: the JSON object right after the name, e.g. `eval_expression {"expression":
+"2*21"}`, else none), saying "Calling <names>." first; once the calls' results follow the
+user message, it answers "Tool said: <results>". A request whose system prompt asks for ReAct
+(`Final Answer:`) gets the same in ReAct's format. `stop` sequences cut the answer.
 """
 
 from __future__ import annotations
@@ -88,6 +95,8 @@ class RequestRecord:
     outcome: str = "pending"  # completed | error-<status> | client-disconnected | dropped | ...
     chunks_sent: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt, as received
+    tools: list[str] = field(default_factory=list)  # the functions offered, by name
+    tool_calls: list[str] = field(default_factory=list)  # the functions it called, by name
     started: float = field(default_factory=time.time)
     ended: float | None = None
 
@@ -209,6 +218,11 @@ def build_app(settings: Settings | None = None) -> web.Application:
         state.connections.add(peer)
         record = RequestRecord(len(state.log) + 1, model, pick_mode(request, model), stream, peer)
         record.messages = [dict(m) for m in body.get("messages") or [] if isinstance(m, dict)]
+        record.tools = [
+            str((t.get("function") or {}).get("name"))
+            for t in body.get("tools") or []
+            if isinstance(t, dict)
+        ]
         state.log.append(record)
         try:
             return await _chat(request, body, record)
@@ -254,8 +268,16 @@ def build_app(settings: Settings | None = None) -> web.Application:
         text = cfg.answer if cfg.answer is not None else f"You said: {last_user}"
         if mode == "qa":
             text = qa_pairs(last_user)
-        tokens = answer_tokens(text)
-        finish = "stop"
+        turn = agent_turn(messages, body.get("tools"), last_user, loop=mode == "tool-loop")
+        calls: list[dict[str, Any]] = []
+        if turn is not None:
+            text, calls = turn
+        for stop in body.get("stop") or []:
+            if isinstance(stop, str) and stop and stop in text:
+                text = text[: text.index(stop)]
+        record.tool_calls = [c["function"]["name"] for c in calls]
+        tokens = answer_tokens(text) if text else []
+        finish = "tool_calls" if calls else "stop"
         if isinstance(body.get("max_tokens"), int) and body["max_tokens"] < len(tokens):
             tokens, finish = tokens[: body["max_tokens"]], "length"
         prompt_tokens = sum(len(_text_of(m.get("content", "")).split()) + 3 for m in messages)
@@ -277,7 +299,11 @@ def build_app(settings: Settings | None = None) -> web.Application:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": "".join(tokens)},
+                            "message": {
+                                "role": "assistant",
+                                "content": "".join(tokens),
+                                **({"tool_calls": calls} if calls else {}),
+                            },
                             "finish_reason": finish,
                         }
                     ],
@@ -359,6 +385,20 @@ def build_app(settings: Settings | None = None) -> web.Application:
                 if request.transport is not None:
                     request.transport.close()
                 return response
+        for index, call in enumerate(calls):
+            # A call's id and name first, then its arguments in two fragments (as OpenAI).
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            head = {**call, "index": index, "function": {"name": call["function"]["name"]}}
+            head["function"]["arguments"] = ""
+            fragments = [head] + [
+                {"index": index, "function": {"arguments": part}}
+                for part in (arguments[:half], arguments[half:])
+                if part
+            ]
+            for fragment in fragments:
+                if not await pause() or not await send(chunk({"tool_calls": [fragment]})):
+                    return response
         if not await pause() or not await send(chunk({}, finish)):
             return response
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -531,6 +571,64 @@ def build_app(settings: Settings | None = None) -> web.Application:
     app.router.add_post("/reset", reset)
     app.router.add_get("/stats", stats)
     return app
+
+
+_REACT_TOOLS = re.compile(r'\("action", one of: ([^)]*)\)')
+
+
+def agent_turn(
+    messages: list[dict[str, Any]], tools: Any, last_user: str, *, loop: bool = False
+) -> tuple[str, list[dict[str, Any]]] | None:
+    """An agent's turn (see the module's docstring): the text and the calls; None when the
+    request is not an agent's."""
+    system = next((_text_of(m.get("content")) for m in messages if m.get("role") == "system"), "")
+    if isinstance(tools, list) and tools:
+        names = [str((t.get("function") or {}).get("name")) for t in tools if isinstance(t, dict)]
+        after = messages[_last_user_index(messages) + 1 :]
+        results = [_text_of(m.get("content")) for m in after if m.get("role") == "tool"]
+        wanted = names[:1] if loop else [n for n in names if re.search(rf"\b{n}\b", last_user)]
+        if (results and not loop) or not wanted:
+            return (f"Tool said: {'; '.join(results)}" if results else f"You said: {last_user}"), []
+        calls = [
+            {
+                "id": f"call_{n}_{len(after)}",
+                "type": "function",
+                "function": {"name": n, "arguments": json.dumps(_arguments(last_user, n))},
+            }
+            for n in wanted
+        ]
+        return f"Calling {', '.join(wanted)}.", calls
+    found = _REACT_TOOLS.search(system) if "Final Answer:" in system else None
+    if found is None:
+        return None
+    if last_user.startswith("Observation:"):
+        observed = last_user.removeprefix("Observation:").split("\n\n", 1)[0].strip()
+        return f"Thought: I know the answer.\nFinal Answer: Tool said: {observed}", []
+    names = [n.strip() for n in found.group(1).split(",") if n.strip() and n.strip() != "none"]
+    wanted = [n for n in names if re.search(rf"\b{n}\b", last_user)]
+    if not wanted:
+        return f"Thought: I need no tool.\nFinal Answer: You said: {last_user}", []
+    action = {"action": wanted[0], "action_input": _arguments(last_user, wanted[0])}
+    return (
+        f"Thought: I should use {wanted[0]}.\nAction:\n```\n{json.dumps(action)}\n```\n"
+        "Observation: (the fake would make one up)"
+    ), []
+
+
+def _last_user_index(messages: list[dict[str, Any]]) -> int:
+    return max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+
+
+def _arguments(text: str, name: str) -> dict[str, Any]:
+    """The JSON object right after `name` in `text` (none: {})."""
+    found = re.search(rf"\b{name}\b\s*(\{{.*?\}})", text)
+    if found:
+        try:
+            value = json.loads(found.group(1))
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+    return {}
 
 
 def qa_pairs(message: str) -> str:

@@ -5,6 +5,7 @@ cancellation closing the upstream connection."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from conduit.core.llm.errors import (
     ProviderUnavailable,
 )
 from conduit.core.llm.openai_compatible import OpenAICompatibleChatModel, _SSEReader
-from conduit.core.llm.provider import ChatMessage, Delta, Finished, GenerationParams
+from conduit.core.llm.provider import ChatMessage, Delta, Finished, GenerationParams, ToolCalls
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from tests.fakes.fake_openai import (
     FakeOpenAIThread,
@@ -359,3 +360,44 @@ def test_connections_are_reused_and_the_fake_runs_as_a_process() -> None:
         stats = fake.stats()
         assert stats["requests"] == 2
         assert stats["connections"] == 1  # keep-alive: the body was read to its end after [DONE]
+
+
+def test_tool_calls_are_assembled_from_their_fragments_and_sent_back(
+    fake: FakeOpenAIThread,
+) -> None:
+    """A function-calling round: the model's text, then its calls (id and name first, the
+    arguments in fragments) as one `ToolCalls` before `Finished`; the next request carries
+    the calls and their results in OpenAI's format (the fake answers with the results)."""
+    function = {
+        "type": "function",
+        "function": {"name": "eval_expression", "parameters": {"type": "object"}},
+    }
+    params = GenerationParams("gpt-test", tools=(function,))
+    question = ChatMessage("user", 'eval_expression {"expression": "1+1"}')
+
+    async def body(model: OpenAICompatibleChatModel) -> tuple[list[Any], list[Any]]:
+        first = [item async for item in model.stream_chat([question], params)]
+        calls = next(item for item in first if isinstance(item, ToolCalls)).calls
+        follow_up = [
+            question,
+            ChatMessage("assistant", "", tool_calls=calls),
+            ChatMessage("tool", "2", tool_call_id=calls[0].id),
+        ]
+        second = [item async for item in model.stream_chat(follow_up, params)]
+        return first, second
+
+    first, second = run(model_for(fake), body)
+    assert "".join(i.text for i in first if isinstance(i, Delta)) == "Calling eval_expression."
+    assert [type(i).__name__ for i in first[-2:]] == ["ToolCalls", "Finished"]
+    (call,) = first[-2].calls
+    assert call.name == "eval_expression" and call.id.startswith("call_")
+    assert json.loads(call.arguments) == {"expression": "1+1"}
+    assert first[-1].finish_reason == "tool_calls"
+    assert "".join(i.text for i in second if isinstance(i, Delta)) == "Tool said: 2"
+    assert not any(isinstance(i, ToolCalls) for i in second)
+    sent = fake.stats()["log"][-1]["messages"]
+    assert sent[1]["tool_calls"][0]["function"] == {
+        "name": "eval_expression",
+        "arguments": call.arguments,
+    }
+    assert sent[2] == {"role": "tool", "content": "2", "tool_call_id": call.id}

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
+from conduit.core.apps.agent import AgentLoop, AgentPlan
 from conduit.core.apps.annotations import (
     AnnotationHit,
     AnnotationPlan,
@@ -101,6 +102,8 @@ class ChatRunBody:
     files: list[dict[str, Any]] = field(default_factory=list)
     # A chat app with annotation reply on: the annotations its question is compared with.
     annotation: AnnotationPlan | None = None
+    # An agent-chat app's: its strategy, rounds and tools (its answer comes from the agent).
+    agent: AgentPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,7 @@ class ChatRunBody:
             "retrieval": self.retrieval.to_json() if self.retrieval else None,
             **({"files": self.files} if self.files else {}),
             **({"annotation": self.annotation.to_json()} if self.annotation else {}),
+            **({"agent": self.agent.to_json()} if self.agent else {}),
         }
 
     @classmethod
@@ -144,6 +148,7 @@ class ChatRunBody:
             annotation=(
                 AnnotationPlan.from_json(data["annotation"]) if data.get("annotation") else None
             ),
+            agent=AgentPlan.from_json(data["agent"]) if data.get("agent") else None,
         )
 
 
@@ -167,6 +172,8 @@ class ChatResult:
     # The annotation that answered instead of the model (Dify's `annotation_reply`), if any.
     annotation_reply: dict[str, Any] | None = None
     annotation_score: float = 0.0  # how close its question was (its hit history keeps it)
+    # An agent-chat run's rounds, as its message's `agent_thoughts` lists them (None: not one).
+    agent_thoughts: list[dict[str, Any]] | None = None
 
 
 class ChatStore(Protocol):
@@ -292,7 +299,7 @@ class BlockingReply:
 
     def add(self, name: str, payload: dict[str, Any]) -> BlockingEnd | None:
         """The reply once `name` ends the run; None until then."""
-        if name == "message":
+        if name in ("message", "agent_message"):
             self._answer.append(str(payload.get("answer", "")))
         elif name == "message_replace":
             self._answer = [str(payload.get("answer", ""))]
@@ -408,6 +415,17 @@ class ChatExecution:
         self._checkpointed = 0  # pieces of the answer in the last checkpoint
         self._usage = Usage()
         self._started = time.perf_counter()
+        self._agent = (
+            AgentLoop(
+                self._body.agent,
+                task_id=spec.task_id,
+                message_id=self._body.message_id,
+                envelope=lambda name, **fields: envelope(spec, name, **fields),
+                write_pieces=self._write_pieces,
+            )
+            if self._body.agent is not None
+            else None
+        )
 
     async def run(self, log: EventLog) -> None:
         spec, body = self._spec, self._body
@@ -436,6 +454,9 @@ class ChatExecution:
             for at, text, parts in await self._read_files(body.files):
                 messages = with_files(messages, text, parts, at=at)
         model = await self._resolve_model(body.model_ref)
+        if self._agent is not None:
+            await self._agent.run(model, messages, body.params, log)
+            return
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(
             envelope(spec, "message", task_id=spec.task_id, id=body.message_id, answer=""),
@@ -460,6 +481,26 @@ class ChatExecution:
                     raise
             elif isinstance(item, Finished):
                 self._usage = item.usage
+
+    async def _write_pieces(self, log: EventLog, event: str, pieces: list[str]) -> None:
+        """Pieces of the answer as `event` events (the agent's `agent_message`), one each, kept
+        in the answer once they are in the log."""
+        payloads = [
+            envelope(
+                self._spec,
+                event,
+                task_id=self._spec.task_id,
+                id=self._body.message_id,
+                answer=piece,
+            )
+            for piece in pieces
+        ]
+        self._answer.extend(pieces)
+        try:
+            await log.extend(self._spec.task_id, event, payloads)
+        except Exception:
+            del self._answer[-len(pieces) :]  # not in the log: not in the stored answer either
+            raise
 
     async def _search(self, plan: RetrievalPlan) -> list[dict[str, Any]]:
         if self._retrieve is None:
@@ -494,7 +535,7 @@ class ChatExecution:
 
     def result(self, status: RunStatus, error: ConduitError | None) -> ChatResult:
         text = "".join(self._answer)
-        usage = self._usage
+        usage = self._usage if self._agent is None else self._agent.usage
         if usage.total_tokens == 0 and text and self._annotation is None:
             # A stopped or broken stream reports no usage: estimate so that records stay useful.
             prompt_chars = sum(len(m.content) for m in self._body.messages)
@@ -520,4 +561,5 @@ class ChatExecution:
             ),
             annotation_reply=self._annotation.metadata() if self._annotation else None,
             annotation_score=self._annotation.score if self._annotation else 0.0,
+            agent_thoughts=self._agent.stored() if self._agent is not None else None,
         )

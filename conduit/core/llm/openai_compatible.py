@@ -44,6 +44,8 @@ from conduit.core.llm.provider import (
     Finished,
     GenerationParams,
     StreamItem,
+    ToolCall,
+    ToolCalls,
     Usage,
 )
 
@@ -132,6 +134,8 @@ class OpenAICompatibleChatModel:
                 # Everything one read brought is one Delta: consumers pay per read, not per piece.
                 yield Delta(texts[0]) if len(texts) == 1 else Delta("".join(texts), tuple(texts))
                 texts = await upstream.next_texts()
+            if upstream.tool_calls:
+                yield ToolCalls(upstream.calls())
             usage = upstream.usage or estimate_usage(messages, upstream.completion_chars)
             completed = True
             yield Finished(usage, upstream.finish_reason)
@@ -336,6 +340,9 @@ class _Upstream:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.completion_chars = 0
+        # The calls of functions asked for, by their index in the stream: each call's id,
+        # name and arguments come in fragments.
+        self.tool_calls: dict[int, dict[str, str]] = {}
         # Some servers ignore "stream": true and answer with one JSON document.
         self._plain_json = response.content_type == "application/json"
 
@@ -393,7 +400,11 @@ class _Upstream:
         if choice.get("finish_reason"):
             self.finish_reason = str(choice["finish_reason"])
         delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(delta, dict):
+            return None
+        if "tool_calls" in delta:
+            self._add_calls(delta["tool_calls"])
+        content = delta.get("content")
         if isinstance(content, str) and content:
             self.completion_chars += len(content)
             return content
@@ -409,11 +420,47 @@ class _Upstream:
         choice = choices[0] if isinstance(choices[0], dict) else {}
         self.finish_reason = str(choice.get("finish_reason") or "stop")
         message = choice.get("message")
+        if isinstance(message, dict) and "tool_calls" in message:
+            self._add_calls(message["tool_calls"])
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str) and content:
             self.completion_chars += len(content)
             return content
         return None
+
+    def _add_calls(self, fragments: Any) -> None:
+        """Fragments of calls of functions: the first of a call names its id and function,
+        the rest add to its arguments (a whole document gives each call whole)."""
+        if not isinstance(fragments, list):
+            return
+        for position, fragment in enumerate(fragments):
+            if not isinstance(fragment, dict):
+                continue
+            index = fragment.get("index", position)
+            call = self.tool_calls.setdefault(
+                index if isinstance(index, int) else position,
+                {"id": "", "name": "", "arguments": ""},
+            )
+            if isinstance(fragment.get("id"), str) and fragment["id"]:
+                call["id"] = fragment["id"]
+            function = fragment.get("function")
+            if isinstance(function, dict):
+                if isinstance(function.get("name"), str) and function["name"]:
+                    call["name"] = function["name"]
+                arguments = function.get("arguments")
+                if isinstance(arguments, str):
+                    call["arguments"] += arguments
+                    self.completion_chars += len(arguments)
+                elif isinstance(arguments, dict):  # some servers send an object
+                    call["arguments"] = orjson.dumps(arguments).decode()
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The calls asked for, in order (a call without an id gets one from its index)."""
+        return tuple(
+            ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"])
+            for index, call in sorted(self.tool_calls.items())
+            if call["name"]
+        )
 
     async def finish(self) -> None:
         """After a complete answer: wait briefly for the body's end so the socket is reused."""
@@ -515,10 +562,28 @@ def _content(message: ChatMessage) -> str | list[dict[str, Any]]:
     return [{"type": "text", "text": message.content}, *message.parts]
 
 
+def _message(message: ChatMessage) -> dict[str, Any]:
+    """A message as OpenAI's chat format has it, with its calls of functions or the call it
+    answers."""
+    item: dict[str, Any] = {"role": message.role, "content": _content(message)}
+    if message.tool_calls:
+        item["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+    if message.tool_call_id is not None:
+        item["tool_call_id"] = message.tool_call_id
+    return item
+
+
 def _request_body(messages: Sequence[ChatMessage], params: GenerationParams) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": params.model,
-        "messages": [{"role": m.role, "content": _content(m)} for m in messages],
+        "messages": [_message(m) for m in messages],
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -530,6 +595,8 @@ def _request_body(messages: Sequence[ChatMessage], params: GenerationParams) -> 
         body["max_tokens"] = params.max_tokens
     if params.stop:
         body["stop"] = list(params.stop)
+    if params.tools:
+        body["tools"] = list(params.tools)
     body.update(params.extra)
     return body
 

@@ -1,7 +1,8 @@
 """The model provider interface: streaming chat completion with deltas and token usage.
 
 A provider yields `Delta`s (a piece of the answer, or several that arrived together), then
-exactly one `Finished` (with usage). Cancellation is by closing the async iterator (`aclose()`)
+exactly one `Finished` (with usage); a model asked with `tools` may yield one `ToolCalls`
+before it. Cancellation is by closing the async iterator (`aclose()`)
 or cancelling the task that iterates it: the provider must then close its upstream stream at
 once (HTTP response closed, local generation stopped). Failures are
 `conduit.core.llm.errors.ModelError` subclasses.
@@ -29,12 +30,26 @@ class SpeechModel(Protocol):
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked to call: the call's `id` (its result names it), the
+    function's `name` and its `arguments` as the model wrote them (JSON, not checked)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class ChatMessage:
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
     # Content parts after the text, in the OpenAI chat format (`{"type": "image_url", ...}`):
     # the images a user message was sent with. A provider that takes text only leaves them.
     parts: tuple[dict[str, Any], ...] = ()
+    # An assistant message's calls of functions (function calling), and a "tool" message's
+    # answer to one of them (`tool_call_id`).
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,9 @@ class GenerationParams:
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
+    # Functions the model may call (OpenAI's `tools`: `{"type": "function", "function":
+    # {name, description, parameters}}`); a provider without function calling refuses them.
+    tools: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,15 @@ class Finished:
     finish_reason: str | None = None
 
 
-StreamItem = Delta | Finished
+@dataclass(frozen=True)
+class ToolCalls:
+    """The functions the model asked to call instead of (or after) answering, in order; comes
+    once, after the last `Delta` and before `Finished`."""
+
+    calls: tuple[ToolCall, ...]
+
+
+StreamItem = Delta | ToolCalls | Finished
 
 
 class ChatModel(Protocol):

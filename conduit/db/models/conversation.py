@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from conduit.db.models.base import Base, IdMixin, TimestampMixin, utcnow
@@ -115,6 +117,11 @@ class Message(IdMixin, TimestampMixin, Base):
     currency: Mapped[str] = mapped_column(String(8), default="USD")
     provider_response_latency: Mapped[float] = mapped_column(Float, default=0.0)
     message_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # An agent-chat run's rounds (Dify's `agent_thoughts`); SQL NULL for any other run.
+    agent_thoughts: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql"),
+        default=None,
+    )
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     # The run's lease: when its executor last said it is alive (None: not yet).
     renewed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.agent import agent_plan
 from conduit.core.apps.chat import ChatMode, ChatRunBody, StoredChat, stored_events
 from conduit.core.apps.knowledge import RetrievalPlan, reranking
 from conduit.core.llm.provider import ChatMessage
@@ -293,6 +294,12 @@ def _spec(
             annotation=(
                 app_annotations.annotation_plan(app, request.query)
                 if request.mode == "chat"
+                else None
+            ),
+            # The local model has no function calling: its agent writes ReAct.
+            agent=(
+                agent_plan(config, function_calling=ref["provider"] != "local")
+                if app.mode == AppMode.AGENT_CHAT
                 else None
             ),
         ),

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -96,10 +97,10 @@ def _lapsed(
         )
 
 
-def _end(db: Database, run: LapsedRun, answer: str) -> bool:
+def _end(db: Database, run: LapsedRun, answer: str, thoughts: list[dict[str, Any]] | None) -> bool:
     """End the run and, if it is an async run's, its task (one transaction)."""
     with db.transaction() as session:
-        if not end_lapsed_run(session.connection(), run, answer):
+        if not end_lapsed_run(session.connection(), run, answer, thoughts):
             return False
         if run.task_id is not None:
             end_run_task(
@@ -114,9 +115,11 @@ def _end(db: Database, run: LapsedRun, answer: str) -> bool:
 
 async def _take_over(db: Database, backends: RunBackends, run: LapsedRun) -> bool:
     log = backends.eventlog
-    logged, ended = await _logged_answer(log, run.task_id) if run.task_id else (None, False)
+    logged, ended, thoughts = (
+        await _logged_answer(log, run.task_id) if run.task_id else (None, False, None)
+    )
     answer = run.answer if logged is None else logged
-    if not await asyncio.to_thread(_end, db, run, answer):
+    if not await asyncio.to_thread(_end, db, run, answer, thoughts):
         return False
     if run.task_id is None:
         return True
@@ -143,23 +146,47 @@ async def _take_over(db: Database, backends: RunBackends, run: LapsedRun) -> boo
     return True
 
 
-async def _logged_answer(log: EventLog, task_id: str) -> tuple[str | None, bool]:
-    """The answer the run's log holds (its `message` events; None when the log is gone) and
-    whether the log has ended already (its executor died between storing and ending it, or
-    storing failed)."""
+async def _logged_answer(
+    log: EventLog, task_id: str
+) -> tuple[str | None, bool, list[dict[str, Any]] | None]:
+    """The answer the run's log holds (its `message` or an agent's `agent_message` events;
+    None when the log is gone), whether the log has ended already (its executor died between
+    storing and ending it, or storing failed) and an agent's rounds as the log last reported
+    each (None: not an agent's run, or its log is gone)."""
     pieces: list[str] = []
+    thoughts: dict[str, dict[str, Any]] = {}
     after = 0
     try:
         while True:
             batch = await log.read(task_id, after=after, wait=0.001)
-            if batch is None:
-                return "".join(pieces), True
-            if not batch:
-                return "".join(pieces), False
+            if batch is None or not batch:
+                return "".join(pieces), batch is None, _stored_thoughts(thoughts)
             for event in batch:
                 after = event.seq
-                if event.event == "message":
+                if event.event in ("message", "agent_message"):
                     pieces.append(str(event.payload.get("answer", "")))
+                elif event.event == "agent_thought":
+                    thoughts[str(event.payload.get("id"))] = event.payload
     except Exception:
         logger.info("run %s: its log is gone; its checkpoint is kept", task_id)
-        return None, False
+        return None, False, None
+
+
+def _stored_thoughts(logged: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """An agent's rounds from their last `agent_thought` events, as its message keeps them."""
+    return [
+        {
+            "id": payload.get("id"),
+            "chain_id": None,
+            "message_id": payload.get("message_id"),
+            "position": payload.get("position"),
+            "thought": payload.get("thought", ""),
+            "tool": payload.get("tool", ""),
+            "tool_labels": payload.get("tool_labels") or {},
+            "tool_input": payload.get("tool_input", ""),
+            "observation": payload.get("observation", ""),
+            "files": [],
+            "created_at": payload.get("created_at"),
+        }
+        for payload in logged.values()
+    ] or None

@@ -79,7 +79,8 @@ def usage_metadata(result: ChatResult, prices: ModelPrices | None = None) -> dic
 
 _RESULT_COLUMNS = (
     "status", "answer", "error", "message_tokens", "answer_tokens", "total_price", "currency",
-    "provider_response_latency", "message_metadata", "finished_at", "updated_at",
+    "provider_response_latency", "message_metadata", "agent_thoughts", "finished_at",
+    "updated_at",
 )  # fmt: skip
 
 
@@ -155,6 +156,7 @@ def record_result(
             "new_currency": str(usage["currency"]),
             "new_provider_response_latency": result.latency,
             "new_message_metadata": _kept_metadata(metadata, result),
+            "new_agent_thoughts": result.agent_thoughts,
             "new_finished_at": finished,
             "new_updated_at": finished,
         },
@@ -391,10 +393,17 @@ def _lapsed(
     )
 
 
-def end_lapsed_run(connection: Connection, run: LapsedRun, answer: str) -> bool:
-    """End `run` as failed (interrupted) with `answer`, unless it was renewed since it was
-    read (its executor lives after all) or another taker ended it first."""
+def end_lapsed_run(
+    connection: Connection,
+    run: LapsedRun,
+    answer: str,
+    thoughts: list[dict[str, Any]] | None = None,
+) -> bool:
+    """End `run` as failed (interrupted) with `answer` (and an agent's rounds so far, when
+    its log had them), unless it was renewed since it was read (its executor lives after
+    all) or another taker ended it first."""
     now = utcnow()
+    kept = {"agent_thoughts": thoughts} if thoughts else {}
     found = connection.execute(
         update(_MESSAGES)
         .where(
@@ -410,6 +419,7 @@ def end_lapsed_run(connection: Connection, run: LapsedRun, answer: str) -> bool:
             answer=answer,
             finished_at=now,
             updated_at=now,
+            **kept,
         )
     )
     return bool(getattr(found, "rowcount", 0))
