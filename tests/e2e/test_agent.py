@@ -353,3 +353,35 @@ def test_a_dsl_import_keeps_the_served_tools_and_warns_of_the_others(
         app = ServiceApp(service_stack, app_id, key, client)
         events = streamed(app, 'eval_expression {"expression": "5+5"}')
     assert answer(events) == 'Tool said: {"eval_expression": "10"}'
+
+
+def test_the_console_lists_the_tools_and_meta_gives_their_icons(
+    make_agent: Any, service_admin: Admin
+) -> None:
+    console = service_admin.client
+    listed = console.get("/console/api/workspaces/current/tool-providers")
+    assert listed.status_code == 200, listed.text
+    by_id = {p["id"]: p for p in listed.json()}
+    assert set(by_id) == {"time", "maths"}
+    assert by_id["time"]["type"] == "builtin" and by_id["time"]["is_team_authorization"]
+    current = next(t for t in by_id["time"]["tools"] if t["name"] == "current_time")
+    timezone = next(p for p in current["parameters"] if p["name"] == "timezone")
+    assert (timezone["form"], timezone["default"]) == ("form", "UTC")
+    assert (
+        console.get("/console/api/workspaces/current/tool-providers", params={"type": "api"}).json()
+        == []
+    )
+    tools = console.get("/console/api/workspaces/current/tool-provider/builtin/maths/tools")
+    assert [t["name"] for t in tools.json()] == ["eval_expression"]
+    assert_envelope(
+        console.get("/console/api/workspaces/current/tool-provider/builtin/google/tools"),
+        404,
+        "not_found",
+        "No built-in tool provider 'google'",
+    )
+    app = make_agent(MATHS, clock())
+    icons = app.client.get("/meta").json()["tool_icons"]
+    assert icons == {
+        "eval_expression": by_id["maths"]["icon"],
+        "current_time": by_id["time"]["icon"],
+    }

@@ -15,6 +15,7 @@ from conduit.api.console import (
     model_providers,
     sites,
     tasks,
+    tools,
     webhooks,
     workflow_debug,
     workflow_runs,
@@ -32,6 +33,7 @@ router.include_router(api_keys.router)
 router.include_router(external_knowledge.router)  # before datasets: not a dataset's id
 router.include_router(datasets.router)  # after api_keys: /datasets/api-keys is theirs
 router.include_router(model_providers.router)
+router.include_router(tools.router)
 router.include_router(app_runs.router)
 router.include_router(app_logs.router)
 router.include_router(annotations.router)

@@ -10,7 +10,7 @@ import conduit
 from conduit.api.deps import AppCaller, AppSettings, DbSession
 from conduit.api.files import Links
 from conduit.errors import Forbidden
-from conduit.services import app_parameters, apps, end_users, sites
+from conduit.services import app_parameters, apps, end_users, sites, tools
 
 router = APIRouter(tags=["service: app"])
 
@@ -46,7 +46,8 @@ def parameters(caller: AppCaller, session: DbSession, settings: AppSettings) -> 
 
 @router.get("/meta")
 def meta(caller: AppCaller) -> dict[str, Any]:
-    return {"tool_icons": {}}
+    """The icons of an agent app's tools."""
+    return {"tool_icons": tools.tool_icons(caller.app)}
 
 
 @router.get("/site")

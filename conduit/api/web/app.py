@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from conduit.api.deps import AppSettings, DbSession
 from conduit.api.files import Links
 from conduit.api.web.deps import Caller
-from conduit.services import app_parameters, sites
+from conduit.services import app_parameters, sites, tools
 
 router = APIRouter(tags=["web: app"])
 
@@ -21,7 +21,8 @@ def parameters(caller: Caller, session: DbSession, settings: AppSettings) -> dic
 
 @router.get("/meta")
 def meta(caller: Caller) -> dict[str, Any]:
-    return {"tool_icons": {}}
+    """The icons of an agent app's tools."""
+    return {"tool_icons": tools.tool_icons(caller.app)}
 
 
 @router.get("/site")

@@ -1,8 +1,9 @@
 // One app's settings: its name and description (`PUT /apps/{id}`) and, for chat, agent-chat
 // and completion apps, its model config (`GET/POST /apps/{id}/model-config`): the model (from
 // the workspace's model providers), the prompt, the opening statement, suggested questions,
-// memory and the feature switches, and its knowledge (the datasets it searches and how their
-// passages are ordered together). The server validates; its message is shown as it is.
+// memory and the feature switches, its knowledge (the datasets it searches and how their
+// passages are ordered together) and, for an agent-chat app, its agent (the tools it may use,
+// its strategy and rounds). The server validates; its message is shown as it is.
 import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
@@ -243,6 +244,72 @@ function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
   </section>`;
 }
 
+// An agent-chat app's agent (its model config's `agent_mode`, Dify's shape): the built-in tools
+// it may call (with the settings the app gives them, e.g. current_time's time zone), how the
+// model asks for them and how many rounds it may take.
+const STRATEGIES = [
+  { value: "function_call", label: "Function calling (the model's own tool calls)" },
+  { value: "react", label: "ReAct (tools described in the prompt; any model)" },
+];
+
+const toolKey = (providerId, name) => `${providerId}/${name}`;
+
+function Agent({ app, config, saved, setSaved }) {
+  const providers = useResource("/workspaces/current/tool-providers");
+  const found = config.agent_mode || {};
+  const stored = (found.tools || []).filter((t) => t && t.enabled !== false);
+  const [chosen, setChosen] = useState(stored.map((t) => toolKey(t.provider_id, t.tool_name)));
+  const [values, setValues] = useState(Object.fromEntries(stored.map((t) => [toolKey(t.provider_id, t.tool_name), { ...(t.tool_parameters || {}) }])));
+  const [strategy, setStrategy] = useState(found.strategy || "function_call");
+  const [rounds, setRounds] = useState(String(found.max_iteration ?? 5));
+  const toggle = (key, on) => setChosen(on ? [...chosen, key] : chosen.filter((c) => c !== key));
+  const setValue = (key, name, value) => setValues({ ...values, [key]: { ...(values[key] || {}), [name]: value } });
+  const [save, busy, error] = useAction(async () => {
+    setSaved(false);
+    const number = Number(rounds);
+    const tools = chosen.map((key) => {
+      const [providerId, name] = key.split("/");
+      return { provider_type: "builtin", provider_id: providerId, tool_name: name, tool_parameters: values[key] || {}, enabled: true };
+    });
+    const next = { ...found, enabled: true, strategy, tools,
+      max_iteration: rounds.trim() !== "" && Number.isInteger(number) ? number : rounds };
+    await api.post(`/apps/${app.id}/model-config`, { ...config, agent_mode: next });
+    setSaved(true);
+    invalidate(`/apps/${app.id}/model-config`);
+  });
+  return html`<section class="panel" aria-labelledby="agent-title">
+    <h2 id="agent-title">Agent</h2>
+    <form onSubmit=${(e) => { e.preventDefault(); save(); }}>
+      <${Loaded} resource=${providers} what="Loading the tools">${(p) => html`
+        <fieldset>
+          <legend>Tools the agent may use</legend>
+          ${p.map((provider) => provider.tools.map((tool) => {
+            const key = toolKey(provider.id, tool.name);
+            const settings = tool.parameters.filter((param) => param.form === "form");
+            return html`<div key=${key} class="tool-choice">
+              <${Field} type="checkbox" label=${`${provider.icon.content} ${tool.label.en_US}: ${tool.description.en_US}`}
+                value=${chosen.includes(key)} onInput=${(on) => toggle(key, on)} />
+              ${chosen.includes(key) && settings.length > 0 && html`<div class="row">
+                ${settings.map((param) => html`<${Field} key=${param.name} label=${`${tool.label.en_US}: ${param.label.en_US}`}
+                  value=${(values[key] || {})[param.name] ?? ""} onInput=${(v) => setValue(key, param.name, v)}
+                  hint=${`${param.human_description.en_US}${param.default ? ` Empty: ${param.default}` : ""}`} />`)}
+              </div>`}
+            </div>`;
+          }))}
+        </fieldset>`}<//>
+      <div class="row">
+        <${Field} label="How the model asks for tools" as="select" value=${strategy} onInput=${setStrategy} options=${STRATEGIES}
+          hint="The server's local model always uses ReAct" />
+        <${Field} label="Rounds at most (1–99)" inputmode="numeric" value=${rounds} onInput=${setRounds}
+          hint="The last round offers no tools, so it answers" />
+      </div>
+      <${ErrorBox} error=${error} />
+      ${saved && html`<${Notice}>Agent saved.<//>`}
+      <${Button} kind="primary" type="submit" busy=${busy}>Save agent<//>
+    </form>
+  </section>`;
+}
+
 function Config({ app }) {
   const config = useResource(`/apps/${app.id}/model-config`);
   const providers = useResource("/workspaces/current/model-providers");
@@ -250,14 +317,16 @@ function Config({ app }) {
   const rerankers = useResource("/workspaces/current/models/model-types/rerank");
   const [saved, setSaved] = useState(false);
   const [knowledgeSaved, setKnowledgeSaved] = useState(false);
+  const [agentSaved, setAgentSaved] = useState(false);
   // The form is made from what is stored, and made again only when that changes (a save):
   // keyed by the stored content, decided in the render itself, so a revalidation that
   // brings the same config back never wipes what is being typed.
   // Each panel by its own part of the config: saving one never wipes the other's edits.
   const stored = config.data ? config.data.data : {};
-  const { dataset_configs: knowledgePart, ...modelPart } = stored || {};
+  const { dataset_configs: knowledgePart, agent_mode: agentPart, ...modelPart } = stored || {};
   const shown = JSON.stringify(modelPart);
   const shownKnowledge = JSON.stringify(knowledgePart || null);
+  const shownAgent = JSON.stringify(agentPart || null);
   if (!CONFIG_MODES.includes(app.mode)) {
     return html`<section class="panel"><h2>Model and prompt</h2>
       <p>A ${app.mode} app is driven by its workflow: edit it on the <a href=${href(`/apps/${app.id}/workflow`)}>Workflow</a> page.</p>
@@ -269,7 +338,8 @@ function Config({ app }) {
     <${Loaded} resource=${datasets} what="Loading the datasets">${(d) => html`
       <${Loaded} resource=${rerankers} what="Loading the rerank models">${(r) => html`
         <${Knowledge} key=${shownKnowledge} app=${app} config=${c.data} datasets=${d.data} rerankers=${r.data}
-          saved=${knowledgeSaved} setSaved=${setKnowledgeSaved} />`}<//>`}<//>`}<//>`;
+          saved=${knowledgeSaved} setSaved=${setKnowledgeSaved} />`}<//>`}<//>
+    ${app.mode === "agent-chat" && html`<${Agent} key=${shownAgent} app=${app} config=${c.data} saved=${agentSaved} setSaved=${setAgentSaved} />`}`}<//>`;
 }
 
 export default function AppSettings({ params }) {

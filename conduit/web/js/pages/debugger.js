@@ -1,6 +1,6 @@
 // The debugger of a chat, agent-chat or completion app: runs as the signed-in account
 // (`POST /console/api/apps/{id}/chat-messages` or `/completion-messages`, streaming), the answer
-// growing as `message` events arrive, Stop, the conversation kept across turns, and under each
+// growing as `message` events arrive (an agent's `agent_message`, its tools used above it), Stop, the conversation kept across turns, and under each
 // answer its usage, latency and request id.
 //
 // A stream in flight is kept with `pending.save` as each event arrives ({turn} with its task id,
@@ -15,6 +15,7 @@ import { html, useEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1
 import { api, send } from "../api.js";
 import { AppPage } from "../app_nav.js";
 import { pending, readEvents } from "../sse.js";
+import { Thoughts, withThought } from "../thoughts.js";
 import { Button, ErrorBox, Field, PageHeader, formatMs } from "../ui.js";
 
 const RETRIES = 3; // reconnections after a dropped stream before saying so
@@ -97,6 +98,9 @@ function DebugChat({ app }) {
         break;
       case "message_replace":
         turn.answer = event.answer || "";
+        break;
+      case "agent_thought":
+        turn.thoughts = withThought(turn.thoughts, event);
         break;
       case "message_end":
         turn.usage = (event.metadata && event.metadata.usage) || null;
@@ -263,6 +267,7 @@ function Turn({ turn, latest, speaksFor }) {
     </div>`}
     <div class="bubble assistant" data-testid="answer" data-status=${turn.status} data-latest=${latest ? "true" : undefined}
       aria-busy=${turn.status === "streaming" ? "true" : "false"}>
+      <${Thoughts} thoughts=${turn.thoughts} />
       <div class="answer-text" data-testid="answer-text">${turn.answer}</div>
       ${turn.status === "streaming" && !turn.answer && html`<span class="muted">Waiting for the first token…</span>`}
       ${turn.status === "stopped" && html`<span class="status stopped" data-testid="stopped">stopped</span>`}

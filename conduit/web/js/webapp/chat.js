@@ -5,6 +5,7 @@
 // with js/sse.js `pending`, and `GET /api/chat-messages/{task}/events` continues after it.
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
+import { Thoughts, withThought } from "../thoughts.js";
 import { Button, Dialog, ErrorBox, Field, Loading, useAction } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { followToEnd, resumeRun, runNames } from "./stream.js";
@@ -14,7 +15,7 @@ const nextKey = () => `m${++keys}`;
 
 function fromServer(m) {
   return {
-    key: m.id, id: m.id, query: m.query, answer: m.answer || "",
+    key: m.id, id: m.id, query: m.query, answer: m.answer || "", thoughts: m.agent_thoughts || [],
     rating: m.feedback ? m.feedback.rating : null,
     files: (m.message_files || []).filter((f) => f.belongs_to !== "assistant").map((f) => ({ name: f.filename || f.type, upload_file_id: f.upload_file_id || f.id })),
     error: m.status === "error" && m.error ? { message: m.error } : null,
@@ -86,11 +87,12 @@ export default function Chat({ client, parameters, site }) {
       if (event.message_id) state.messageId = event.message_id;
       if (event.event === "message" || event.event === "agent_message") state.answer += event.answer || "";
       if (event.event === "message_replace") state.answer = event.answer || "";
+      if (event.event === "agent_thought") state.thoughts = withThought(state.thoughts, event);
       if (id !== null && id !== undefined) {
         state.lastId = id;
         pending.save(scope, state);
       }
-      patchMessage(key, { id: state.messageId, answer: state.answer });
+      patchMessage(key, { id: state.messageId, answer: state.answer, thoughts: state.thoughts || [] });
       if (state.conversationId && !current.current) setCurrentId(state.conversationId);
       if (event.event === "message_end") state.ended = true;
     };
@@ -334,6 +336,7 @@ function Turn({ message, onRate, onSpeak }) {
       ${m.files && m.files.length > 0 && html`<div class="meta">Attached: ${m.files.map((f) => f.name).join(", ")}</div>`}
     </div>
     <div class="bubble assistant" aria-busy=${m.streaming ? "true" : "false"}>
+      <${Thoughts} thoughts=${m.thoughts} />
       <span class="visually-hidden">Answer: </span><span class="answer-text">${m.answer}</span>${m.streaming && !m.answer ? html`<span class="muted">…</span>` : ""}
       ${m.error && html`<${ErrorBox} error=${m.error} />`}
       ${!m.streaming && m.id && html`<div class="answer-actions">
