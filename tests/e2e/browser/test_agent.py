@@ -61,7 +61,9 @@ def test_an_agents_tools_are_chosen_and_its_tool_calls_shown(
 
     # The debugger: the tool the agent used, then the answer.
     page.goto(f"{service_stack.base_url}/#/apps/{app_id}/debug")
-    page.get_by_role("textbox", name="Message", exact=True).fill('What is eval_expression {"expression": "12*12"}?')
+    page.get_by_role("textbox", name="Message", exact=True).fill(
+        'What is eval_expression {"expression": "12*12"}?'
+    )
     page.get_by_role("button", name="Send").click()
     answer = page.locator('[data-testid="answer"][data-latest="true"]')
     page.wait_for_selector('[data-testid="answer"][data-latest="true"][data-status="done"]')
