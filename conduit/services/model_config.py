@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.agent import MAX_ITERATION, STRATEGIES
+from conduit.core.apps.agent import MAX_ITERATION, STRATEGY_NAMES, provider_key
 from conduit.core.apps.knowledge import RERANKING_MODEL, WEIGHTED_SCORE, reranking
 from conduit.core.tools import builtin
 from conduit.core.tools.base import ToolError
@@ -101,6 +101,7 @@ def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict
 
 
 MAX_TOOLS = 50
+MAX_SETTING = 1000  # characters of a tool's setting
 
 
 def agent_mode(value: Any) -> dict[str, Any]:
@@ -112,9 +113,10 @@ def agent_mode(value: Any) -> dict[str, Any]:
     if "enabled" in found:
         found["enabled"] = _bool(found["enabled"], "agent_mode.enabled")
     strategy = found.get("strategy")
-    if strategy is not None and strategy not in STRATEGIES:
+    if strategy is not None and strategy not in STRATEGY_NAMES:
         raise InvalidParam(
-            f"agent_mode.strategy: must be one of the following: [{', '.join(STRATEGIES)}]"
+            "agent_mode.strategy: must be one of the following: [function_call, react] "
+            "(or Dify's older names: cot, router, react_router)"
         )
     if found.get("max_iteration") is not None:
         found["max_iteration"] = _int(
@@ -134,13 +136,15 @@ def agent_mode(value: Any) -> dict[str, Any]:
 
 def _agent_tool(value: Any, field: str) -> dict[str, Any]:
     item = _object(value, field)
+    if set(item) == {"dataset"}:
+        return item  # (Dify's oldest configs listed an agent's datasets here: no tool)
     kind = item.get("provider_type", "builtin")
     if kind != "builtin":
         raise InvalidParam(
             f"{field}.provider_type: {kind!r} tools are not served; the built-in ones are "
             f"({', '.join(builtin.PROVIDERS)})"
         )
-    provider = builtin.PROVIDERS.get(str(item.get("provider_id") or ""))
+    provider = builtin.PROVIDERS.get(provider_key(item.get("provider_id")))
     if provider is None:
         raise InvalidParam(
             f"{field}.provider_id: no built-in tool provider {item.get('provider_id')!r}; "
@@ -159,11 +163,19 @@ def _agent_tool(value: Any, field: str) -> dict[str, Any]:
         values = {}
     if not isinstance(values, dict):
         raise InvalidParam(f"{field}.tool_parameters: must be an object")
+    settable = {p.name for p in tool.parameters if p.form == "form"}
+    values = {name: value for name, value in values.items() if name in settable}
+    for name, value in values.items():
+        if isinstance(value, str) and len(value) > MAX_SETTING:
+            raise InvalidParam(
+                f"{field}.tool_parameters.{name}: must be at most {MAX_SETTING} characters"
+            )
     try:
         tool.settings(values)
     except ToolError as error:
         raise InvalidParam(f"{field}.tool_parameters: {error}") from None
     item["provider_type"] = "builtin"
+    item["provider_id"] = provider.id
     item["tool_parameters"] = values
     item.setdefault("tool_label", tool.label)
     return item

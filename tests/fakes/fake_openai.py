@@ -268,7 +268,9 @@ def build_app(settings: Settings | None = None) -> web.Application:
         text = cfg.answer if cfg.answer is not None else f"You said: {last_user}"
         if mode == "qa":
             text = qa_pairs(last_user)
-        turn = agent_turn(messages, body.get("tools"), last_user, loop=mode == "tool-loop")
+        turn = agent_turn(
+            messages, body.get("tools"), last_user, loop=mode == "tool-loop", extra=cfg.answer
+        )
         calls: list[dict[str, Any]] = []
         if turn is not None:
             text, calls = turn
@@ -577,10 +579,17 @@ _REACT_TOOLS = re.compile(r'\("action", one of: ([^)]*)\)')
 
 
 def agent_turn(
-    messages: list[dict[str, Any]], tools: Any, last_user: str, *, loop: bool = False
+    messages: list[dict[str, Any]],
+    tools: Any,
+    last_user: str,
+    *,
+    loop: bool = False,
+    extra: str | None = None,
 ) -> tuple[str, list[dict[str, Any]]] | None:
     """An agent's turn (see the module's docstring): the text and the calls; None when the
-    request is not an agent's."""
+    request is not an agent's. `extra` (the configured answer) follows an answer from the
+    tools' results."""
+    more = f" {extra}" if extra else ""
     system = next((_text_of(m.get("content")) for m in messages if m.get("role") == "system"), "")
     if isinstance(tools, list) and tools:
         names = [str((t.get("function") or {}).get("name")) for t in tools if isinstance(t, dict)]
@@ -588,7 +597,8 @@ def agent_turn(
         results = [_text_of(m.get("content")) for m in after if m.get("role") == "tool"]
         wanted = names[:1] if loop else [n for n in names if re.search(rf"\b{n}\b", last_user)]
         if (results and not loop) or not wanted:
-            return (f"Tool said: {'; '.join(results)}" if results else f"You said: {last_user}"), []
+            said = f"Tool said: {'; '.join(results)}{more}"
+            return (said if results else f"You said: {last_user}"), []
         calls = [
             {
                 "id": f"call_{n}_{len(after)}",
@@ -603,7 +613,7 @@ def agent_turn(
         return None
     if last_user.startswith("Observation:"):
         observed = last_user.removeprefix("Observation:").split("\n\n", 1)[0].strip()
-        return f"Thought: I know the answer.\nFinal Answer: Tool said: {observed}", []
+        return f"Thought: I know the answer.\nFinal Answer: Tool said: {observed}{more}", []
     names = [n.strip() for n in found.group(1).split(",") if n.strip() and n.strip() != "none"]
     wanted = [n for n in names if re.search(rf"\b{n}\b", last_user)]
     if not wanted:

@@ -50,11 +50,12 @@ def stream_error(frame: Frame) -> bool:
 
 
 def assembled(frames: list[Frame]) -> str:
-    """The answer a client shows from these events: each `message` adds to it, a
-    `message_replace` replaces it (a taker's, with the stored answer)."""
+    """The answer a client shows from these events: each `message` (an agent's
+    `agent_message`) adds to it, a `message_replace` replaces it (a taker's, with the stored
+    answer)."""
     answer = ""
     for frame in frames:
-        if frame.event == "message":
+        if frame.event in ("message", "agent_message"):
             answer += str(frame.data.get("answer", ""))
         elif frame.event == "message_replace":
             answer = str(frame.data.get("answer", ""))
@@ -214,14 +215,21 @@ class ServiceKey:
     key: str
 
 
-def chat_app(stack: FaultStack, *, max_active_requests: int | None = None) -> ServiceKey:
-    """A chat app on the fake model, with a Service API key (made through the console)."""
+def chat_app(
+    stack: FaultStack,
+    *,
+    max_active_requests: int | None = None,
+    mode: str = "chat",
+    **config: Any,
+) -> ServiceKey:
+    """A chat app (or another `mode` of chat app, with more of its model `config`) on the
+    fake model, with a Service API key (made through the console)."""
     admin = login(stack, *create_admin(stack))  # type: ignore[arg-type]
     try:
         body: dict[str, Any] = {
             "name": "fault app",
-            "mode": "chat",
-            "model_config": {"pre_prompt": "You are a test assistant."},
+            "mode": mode,
+            "model_config": {"pre_prompt": "You are a test assistant.", **config},
         }
         created = admin.client.post("/console/api/apps", json=body)
         assert created.status_code == 201, created.text

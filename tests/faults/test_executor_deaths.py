@@ -7,6 +7,7 @@ assemble exactly the stored answer; nothing is lost, duplicated or left `running
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -110,6 +111,58 @@ def test_kill_9_of_the_worker_mid_stream(celery_stack: FaultStack, tmp_path: Pat
     after = _streaming(celery_stack, app, 1)
     _join(after)
     assert after[0].frames[-1].event == "message_end"
+
+
+def test_kill_9_of_the_worker_mid_agent_run(celery_stack: FaultStack) -> None:
+    """In flight: agent runs whose tool (the maths provider's) has answered and whose second
+    round streams (200 words). Each is taken over with its answer so far and its rounds as
+    its log reported them: the tool call and its observation are kept on the message."""
+    tools = [{"provider_type": "builtin", "provider_id": "maths", "tool_name": "eval_expression"}]
+    app = chat_app(celery_stack, mode="agent-chat", agent_mode={"enabled": True, "tools": tools})
+    clients = [
+        Client(
+            celery_stack, app, user=f"agent-{index}", query='eval_expression {"expression": "6*7"}'
+        )
+        for index in range(3)
+    ]
+    for client in clients:
+        client.start()
+    support.wait_for(
+        lambda: all("Tool said" in client.answer for client in clients),
+        timeout=30,
+        interval=0.05,
+        what="every agent streaming its second round",
+    )
+    time.sleep(0.5)
+    celery_stack.worker.kill()
+    taken_over = wait_none_running(celery_stack, timeout=30)
+    celery_stack.worker.start()
+    _join(clients)
+    found = audit(celery_stack, app, clients)
+    report(
+        Row(
+            "kill -9 worker mid agent run (celery)",
+            len(clients),
+            found.lost,
+            found.duplicated,
+            found.stuck,
+            round(taken_over, 1),
+            "answers and tool calls kept",
+        )
+    )
+    found.assert_clean()
+    assert found.accepted == len(clients)
+    for client in clients:
+        ((status, stored),) = celery_stack.sql(
+            "SELECT status, agent_thoughts FROM messages WHERE task_id = :task",
+            task=client.task_id,
+        )
+        assert status == "failed"
+        thoughts = stored if isinstance(stored, list) else json.loads(stored)
+        assert [t["position"] for t in thoughts] == [1, 2]
+        assert thoughts[0]["tool"] == "eval_expression"
+        assert json.loads(thoughts[0]["observation"]) == {"eval_expression": "42"}
+        assert client.answer.startswith("Calling eval_expression.Tool said: 42 w0")
 
 
 def test_kill_9_of_a_server_running_inline_runs(inline_stack: FaultStack) -> None:

@@ -26,7 +26,7 @@ from conduit.core.llm.errors import (
     ProviderQuotaExceeded,
     ProviderUnavailable,
 )
-from conduit.core.llm.openai_compatible import OpenAICompatibleChatModel, _SSEReader
+from conduit.core.llm.openai_compatible import OpenAICompatibleChatModel, _SSEReader, _Upstream
 from conduit.core.llm.provider import ChatMessage, Delta, Finished, GenerationParams, ToolCalls
 from conduit.core.llm.usage import ModelPrices, usage_payload
 from tests.fakes.fake_openai import (
@@ -401,3 +401,17 @@ def test_tool_calls_are_assembled_from_their_fragments_and_sent_back(
         "arguments": call.arguments,
     }
     assert sent[2] == {"role": "tool", "content": "2", "tool_call_id": call.id}
+
+
+def test_calls_sent_whole_without_an_index_stay_apart() -> None:
+    """Some servers send each call whole, in its own chunk, without `index`: a new id is a
+    new call; arguments sent as an object are kept as JSON."""
+    upstream = _Upstream.__new__(_Upstream)
+    upstream.tool_calls = {}
+    upstream.completion_chars = 0
+    upstream._add_calls([{"id": "a", "function": {"name": "weekday", "arguments": "{}"}}])
+    upstream._add_calls([{"id": "b", "function": {"name": "current_time", "arguments": {"k": 1}}}])
+    assert [(c.id, c.name, c.arguments) for c in upstream.calls()] == [
+        ("a", "weekday", "{}"),
+        ("b", "current_time", '{"k":1}'),
+    ]

@@ -31,6 +31,7 @@ def maths(expression: str) -> str:
         ("round(pi, 3)", "3.142"),
         ("max(1, 5, 3) - min(4, 2)", "3"),
         ("factorial(10)", "3628800"),
+        ("round(1234.5, -2)", "1200"),
         ("1 / 3", "0.333333333333333"),
         ("log(e)", "1"),
     ],
@@ -49,6 +50,8 @@ def test_maths_computes(expression: str, value: str) -> None:
         ("open", ToolInputError, "Unknown name 'open'"),
         ("9 ** 9 ** 9", ToolInputError, "more than 1000 digits"),
         ("factorial(100000)", ToolInputError, "factorial takes a whole number"),
+        ("round(1, -10**9)", ToolInputError, "round takes a whole number of digits"),
+        ("(-1) ** 0.5", ToolError, "not a real number"),
         ("1 / 0", ToolError, "Division by zero"),
         ("sqrt(-1)", ToolError, "cannot be computed"),
         ("10.0 ** 400", ToolError, "cannot be computed"),
@@ -156,10 +159,12 @@ def test_an_apps_plan_keeps_its_served_enabled_tools() -> None:
                 {"provider_id": "maths", "tool_name": "eval_expression", "enabled": True},
                 {"provider_id": "time", "tool_name": "weekday", "enabled": False},
                 {"provider_id": "google", "tool_name": "search"},
+                {"provider_id": "time", "tool_name": "weekday"},  # no `enabled`: off (Dify's)
                 {
-                    "provider_id": "time",
+                    "provider_id": "langgenius/time/time",  # Dify 1.x's id
                     "tool_name": "current_time",
                     "tool_parameters": {"timezone": "Asia/Tokyo"},
+                    "enabled": True,
                 },
             ],
         }
@@ -172,5 +177,33 @@ def test_an_apps_plan_keeps_its_served_enabled_tools() -> None:
     ]
     assert plan.tools[1].settings["timezone"] == "Asia/Tokyo"
     assert agent_plan(config, function_calling=False).strategy == "react"
+    config["agent_mode"]["strategy"] = "cot"  # Dify's older name of ReAct
+    assert agent_plan(config).strategy == "react"
     assert AgentPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
     assert agent_plan({}).max_iteration == 5 and agent_plan({}).tools == ()
+
+
+def test_react_parser_reads_markdown_markers_and_a_final_answer_only_at_a_lines_start() -> None:
+    shown, step = streamed(
+        ['**Thought:** I need it.\nAction:\n```\n{"action": "weekday", "action_input": {}}\n```']
+    )
+    assert shown == "" and step.action == "weekday"
+    text = 'Thought: before the Final Answer: I call it.\nAction: {"action": "weekday", "action_input": {}}'
+    shown, step = streamed([text])
+    assert shown == "" and step.action == "weekday"
+    shown, step = streamed(['Thought: done\nHere:\n```json\n{"a": 1}\n```'])
+    assert step.action is None and step.rest.startswith("done\nHere:") and '"a": 1' in step.rest
+    shown, step = streamed(["**Final Answer:** Four."])
+    assert shown == "Four." and step.action is None
+
+
+def test_a_tool_called_twice_in_a_round_lists_its_values() -> None:
+    from conduit.core.apps.agent import _by_name
+    from conduit.core.llm.provider import ToolCall
+
+    calls = [ToolCall("1", "eval_expression", ""), ToolCall("2", "weekday", ""),
+             ToolCall("3", "eval_expression", "")]  # fmt: skip
+    assert json.loads(_by_name(calls, ["2", "Monday", "4"])) == {
+        "eval_expression": ["2", "4"],
+        "weekday": "Monday",
+    }

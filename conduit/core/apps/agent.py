@@ -4,7 +4,8 @@ between them, until it answers without a call or its rounds run out.
 Two strategies, Dify's: `function_call` (the model is given the tools as functions and asks
 for calls by name: OpenAI's tool calls) and `react` (the tools are described in the prompt and
 the model writes `Thought:` / `Action:` JSON / `Final Answer:`, every model can; the local
-model always runs so). The last round offers no tools, so a run always ends with an answer.
+model always runs so). A run has `max_iteration` rounds that may call tools and one more
+that may not (as Dify's), so it always ends with an answer.
 
 Events (Dify's): each round opens with an `agent_thought` (its position, nothing filled in),
 the answer's pieces stream as `agent_message` events, and the same `agent_thought` (same id)
@@ -16,6 +17,7 @@ it and carries on (as Dify's); only the model's own failures end the run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -46,6 +48,23 @@ STRATEGIES: tuple[Strategy, ...] = ("function_call", "react")
 DEFAULT_MAX_ITERATION = 5
 MAX_ITERATION = 99
 MAX_OBSERVATION = 8000  # characters of a tool's answer the model reads
+TOOL_SECONDS = 10.0  # a tool's call longer than this answers an error (the run goes on)
+MAX_STOP = 4  # stop sequences a model takes (OpenAI's limit)
+# Dify's other names of the strategies (older configs and exports).
+STRATEGY_NAMES: dict[str, Strategy] = {
+    "function_call": "function_call",
+    "router": "function_call",
+    "react": "react",
+    "cot": "react",
+    "react_router": "react",
+}
+
+
+def provider_key(provider_id: Any) -> str:
+    """A tool provider's id as this server names it: Dify 1.x's plugin ids of its built-in
+    providers (`langgenius/time/time`) become the provider's own (`time`)."""
+    text = str(provider_id or "")
+    return text.rsplit("/", 1)[-1] if text.startswith("langgenius/") else text
 
 
 @dataclass(frozen=True)
@@ -105,15 +124,14 @@ def agent_plan(config: dict[str, Any], *, function_calling: bool = True) -> Agen
     function calling) and its rounds."""
     mode = config.get("agent_mode")
     mode = mode if isinstance(mode, dict) else {}
-    strategy: Strategy = (
-        "react" if mode.get("strategy") == "react" or not function_calling else "function_call"
-    )
+    named = STRATEGY_NAMES.get(str(mode.get("strategy") or ""), "function_call")
+    strategy: Strategy = named if function_calling else "react"
     rounds = mode.get("max_iteration")
     tools = []
     for item in mode.get("tools") or []:
-        if not isinstance(item, dict) or item.get("enabled") is False:
-            continue
-        tool = builtin.find(str(item.get("provider_id") or ""), str(item.get("tool_name") or ""))
+        if not isinstance(item, dict) or item.get("enabled") is not True:
+            continue  # (Dify's: a tool without `enabled` is off)
+        tool = builtin.find(provider_key(item.get("provider_id")), str(item.get("tool_name") or ""))
         if tool is None:
             continue
         values = item.get("tool_parameters")
@@ -200,10 +218,11 @@ Final Answer: the answer for the user"""
 LAST_ROUND = "You cannot use tools any more: write your Final Answer now."
 OBSERVATION = "Observation:"
 _MARKERS = ("thought:", "action:", "final answer:", "```")
-_FINAL = re.compile(r"final answer:", re.IGNORECASE)
+_FINAL = re.compile(r"^[\s*_#]*final answer[*_]*:[*_]*", re.IGNORECASE | re.MULTILINE)
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _BARE = re.compile(r"action:\s*(\{.*\})", re.DOTALL | re.IGNORECASE)
-_THOUGHT = re.compile(r"^\s*thought:\s*", re.IGNORECASE)
+_THOUGHT = re.compile(r"^[\s*_#]*thought[*_]*:\s*", re.IGNORECASE)
+_EMPHASIS = re.compile(r"[*_#]")  # Markdown around a marker ("**Thought:**")
 
 
 def react_prompt(messages: Sequence[ChatMessage], tools: Sequence[Tool]) -> list[ChatMessage]:
@@ -248,7 +267,7 @@ class ReactParser:
         """Add the next piece; the answer's text to stream now."""
         self.text += piece
         if self._state == "undecided":
-            head = self.text.lstrip().lower()
+            head = _EMPHASIS.sub("", self.text).lstrip().lower()
             if any(m.startswith(head) or head.startswith(m) for m in _MARKERS):
                 if any(head.startswith(m) for m in _MARKERS):
                     self._begin_thinking()
@@ -265,10 +284,10 @@ class ReactParser:
         return self._flush()
 
     def _begin_thinking(self) -> None:
-        head = self.text.lstrip().lower()
-        if head.startswith("final answer:"):
+        found = _FINAL.match(self.text)
+        if found is not None:
             self._state = "answering"
-            self._sent = self.text.lower().index("final answer:") + len("final answer:")
+            self._sent = found.end()
         else:
             self._state = "thinking"
 
@@ -293,8 +312,8 @@ class ReactParser:
         action = _action(found.group(1)) if found else None
         before = self.text[: found.start()] if found else self.text
         thought = _THOUGHT.sub("", before.rsplit("Action:", 1)[0]).strip()
-        if action is None:
-            return ReactStep(thought="", rest=thought or self.text.strip())
+        if action is None:  # no action: what it wrote is its answer
+            return ReactStep(thought="", rest=_THOUGHT.sub("", self.text).strip())
         name, given = action
         if name.lower() == "final answer":
             text = given if isinstance(given, str) else json.dumps(given, ensure_ascii=False)
@@ -305,7 +324,7 @@ class ReactParser:
 def _action(blob: str) -> tuple[str, Any] | None:
     try:
         data = json.loads(blob)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("action"), str):
         return None
@@ -359,8 +378,8 @@ class AgentLoop:
         react = self._plan.strategy == "react"
         if react:
             messages = react_prompt(messages, tools)
-        for position in range(1, self._plan.max_iteration + 1):
-            last = position == self._plan.max_iteration or not tools
+        for position in range(1, self._plan.max_iteration + 2):
+            last = position == self._plan.max_iteration + 1 or not tools
             thought = Thought(id=str(uuid.uuid4()), position=position, created_at=int(time.time()))
             self.thoughts.append(thought)
             await self._report(log, thought)
@@ -373,6 +392,8 @@ class AgentLoop:
                 offered = replace(params, tools=() if last else tuple(t.function() for t in tools))
                 text, calls = await self._call_round(model, messages, offered, log)
                 said = text
+                if last:
+                    calls = ()  # offered none: a call now is not made
             thought.thought = text
             if not calls:
                 await self._report(log, thought)
@@ -382,15 +403,10 @@ class AgentLoop:
                 call.name: {"en_US": self._label(call.name), "zh_Hans": self._label(call.name)}
                 for call in calls
             }
-            thought.tool_input = json.dumps(
-                {call.name: _loaded(call.arguments) for call in calls}, ensure_ascii=False
-            )
+            thought.tool_input = _by_name(calls, [_loaded(call.arguments) for call in calls])
             await self._report(log, thought)
-            results = [self._invoke(call) for call in calls]
-            thought.observation = json.dumps(
-                {call.name: result for call, result in zip(calls, results, strict=True)},
-                ensure_ascii=False,
-            )
+            results = [await self._call(call) for call in calls]
+            thought.observation = _by_name(calls, results)
             await self._report(log, thought)
             if react:
                 messages = [
@@ -442,7 +458,8 @@ class AgentLoop:
         wrote is the answer) and what it wrote up to its action (the next prompt's)."""
         parser = ReactParser()
         answered: list[str] = []
-        asked = replace(params, stop=(*params.stop, OBSERVATION))
+        stop = tuple(s for s in params.stop if s != OBSERVATION)[: MAX_STOP - 1]
+        asked = replace(params, stop=(*stop, OBSERVATION))
         async for item in model.stream_chat(messages, asked):
             if isinstance(item, Delta):
                 out = parser.feed(item.text)
@@ -466,6 +483,14 @@ class AgentLoop:
         call = ToolCall(f"react-{len(self.thoughts)}", step.action, arguments)
         return step.thought, (call,), parser.text.split(OBSERVATION, 1)[0].rstrip()
 
+    async def _call(self, call: ToolCall) -> str:
+        """`_invoke` in a thread (a tool never holds up the event loop's other runs), its
+        answer an error past `TOOL_SECONDS` (the thread is left to finish)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self._invoke, call), TOOL_SECONDS)
+        except TimeoutError:
+            return f"Error: {call.name} took longer than {TOOL_SECONDS:g} seconds."
+
     def _invoke(self, call: ToolCall) -> str:
         """The call's answer, or the reason it could not be made (both for the model)."""
         found = self._tools.get(call.name)
@@ -475,7 +500,7 @@ class AgentLoop:
         tool, settings = found
         try:
             given = json.loads(call.arguments) if call.arguments.strip() else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             return f"Error: the input of {call.name} is not valid JSON: {call.arguments[:200]}"
         if isinstance(given, dict) and set(given) == {"__input"}:
             given = given["__input"]
@@ -511,11 +536,26 @@ class AgentLoop:
         await log.append(self._task_id, "agent_thought", payload)
 
 
+def _by_name(calls: Sequence[ToolCall], values: Sequence[Any]) -> str:
+    """Each call's value under its tool's name, as JSON (Dify's `tool_input` and
+    `observation`); a tool called more than once in the round has the list of its values."""
+    named: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for call in calls:
+        counts[call.name] = counts.get(call.name, 0) + 1
+    for call, value in zip(calls, values, strict=True):
+        if counts[call.name] > 1:
+            named.setdefault(call.name, []).append(value)
+        else:
+            named[call.name] = value
+    return json.dumps(named, ensure_ascii=False)
+
+
 def _loaded(arguments: str) -> Any:
     """A call's arguments as JSON (as written when they are not JSON)."""
     try:
         value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return arguments
     return value["__input"] if isinstance(value, dict) and set(value) == {"__input"} else value
 

@@ -433,14 +433,17 @@ class _Upstream:
         the rest add to its arguments (a whole document gives each call whole)."""
         if not isinstance(fragments, list):
             return
-        for position, fragment in enumerate(fragments):
+        for fragment in fragments:
             if not isinstance(fragment, dict):
                 continue
-            index = fragment.get("index", position)
-            call = self.tool_calls.setdefault(
-                index if isinstance(index, int) else position,
-                {"id": "", "name": "", "arguments": ""},
-            )
+            index = fragment.get("index")
+            if not isinstance(index, int):
+                # No index (some servers send each call whole): a new id is a new call.
+                index = max(self.tool_calls, default=-1)
+                current = self.tool_calls.get(index)
+                if current is None or (fragment.get("id") and current["id"] != fragment["id"]):
+                    index += 1
+            call = self.tool_calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
             if isinstance(fragment.get("id"), str) and fragment["id"]:
                 call["id"] = fragment["id"]
             function = fragment.get("function")

@@ -56,7 +56,10 @@ def convert_timezone(arguments: dict[str, Any]) -> str:
         raise ToolInputError(
             f"current_time must be written {DATETIME_FORMAT} (e.g. 2024-01-31 18:30:00)"
         ) from None
-    return moment.replace(tzinfo=source).astimezone(target).strftime(DATETIME_FORMAT)
+    try:
+        return moment.replace(tzinfo=source).astimezone(target).strftime(DATETIME_FORMAT)
+    except OverflowError:
+        raise ToolInputError("current_time is out of the range of dates") from None
 
 
 TIME = ToolProvider(
@@ -155,6 +158,17 @@ _OPERATORS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
+def _round(value: Any, digits: Any = None) -> Any:
+    """`round`, its digits bounded (a huge negative count costs a huge power of ten)."""
+    if digits is None:
+        return round(value)
+    if not isinstance(digits, int) or isinstance(digits, bool) or abs(digits) > MAX_DIGITS:
+        raise ToolInputError(
+            f"round takes a whole number of digits from -{MAX_DIGITS} to {MAX_DIGITS}"
+        )
+    return round(value, digits)
+
+
 def _factorial(n: Any) -> int:
     if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_FACTORIAL:
         raise ToolInputError(f"factorial takes a whole number from 0 to {MAX_FACTORIAL}")
@@ -163,7 +177,7 @@ def _factorial(n: Any) -> int:
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs,
-    "round": round,
+    "round": _round,
     "min": min,
     "max": max,
     "sqrt": math.sqrt,
@@ -243,6 +257,8 @@ def eval_expression(arguments: dict[str, Any]) -> str:
         raise ToolError(f"The expression cannot be computed: {error}") from None
     except (RecursionError, MemoryError):
         raise ToolInputError("The expression is nested too deeply.") from None
+    if isinstance(value, complex):
+        raise ToolError("The result is not a real number.")
     if isinstance(value, float):
         return f"{value:.15g}"
     return str(value)
