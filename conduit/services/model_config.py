@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conduit.core.apps.agent import MAX_ITERATION, STRATEGY_NAMES, provider_key
+from conduit.core.apps.agent import MAX_ITERATION, STRATEGY_NAMES
 from conduit.core.apps.knowledge import RERANKING_MODEL, WEIGHTED_SCORE, reranking
 from conduit.core.tools import builtin
 from conduit.core.tools.base import ToolError
@@ -138,24 +138,12 @@ def _agent_tool(value: Any, field: str) -> dict[str, Any]:
     item = _object(value, field)
     if set(item) == {"dataset"}:
         return item  # (Dify's oldest configs listed an agent's datasets here: no tool)
-    kind = item.get("provider_type", "builtin")
-    if kind != "builtin":
-        raise InvalidParam(
-            f"{field}.provider_type: {kind!r} tools are not served; the built-in ones are "
-            f"({', '.join(builtin.PROVIDERS)})"
+    try:
+        provider, tool = builtin.served(
+            item.get("provider_type"), item.get("provider_id"), item.get("tool_name"), field
         )
-    provider = builtin.PROVIDERS.get(provider_key(item.get("provider_id")))
-    if provider is None:
-        raise InvalidParam(
-            f"{field}.provider_id: no built-in tool provider {item.get('provider_id')!r}; "
-            f"the providers: {', '.join(builtin.PROVIDERS)}"
-        )
-    tool = provider.tool(str(item.get("tool_name") or ""))
-    if tool is None:
-        raise InvalidParam(
-            f"{field}.tool_name: {provider.id} has no tool {item.get('tool_name')!r}; its "
-            f"tools: {', '.join(t.name for t in provider.tools)}"
-        )
+    except ToolError as error:
+        raise InvalidParam(str(error)) from None
     if "enabled" in item:
         item["enabled"] = _bool(item["enabled"], f"{field}.enabled")
     values = item.get("tool_parameters")

@@ -380,9 +380,9 @@ class TestBadFiles:
         )
         assert app_total(client) == 0
 
-    def test_an_unknown_node_type_fails_naming_the_node(self, admin: Admin) -> None:
+    def test_a_tool_this_server_does_not_serve_fails_naming_the_node(self, admin: Admin) -> None:
         body = failed(post_import(admin.client, text("unknown_node.yml")), "node 'search'")
-        assert "(Web search)" in body["error"] and "'tool'" in body["error"]
+        assert "(Web search)" in body["error"] and "'tavily'" in body["error"]
         assert app_total(admin.client) == 0
 
     def test_a_bad_variable_fails_naming_it(self, admin: Admin) -> None:

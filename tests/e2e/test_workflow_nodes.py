@@ -750,6 +750,60 @@ class TestDocumentExtractor:
         assert events[-1]["data"]["status"] == "failed"
 
 
+# --- tool (the built-in tools) ------------------------------------------------------------------
+
+
+class TestTool:
+    def test_built_in_tools_answer_from_variables_text_and_settings(self, app_of: AppOf) -> None:
+        events = stream(app_of("tool"), {"a": 12, "year": 2024, "month": 12, "day": 25})
+        end = events[-1]["data"]
+        assert end["status"] == "succeeded", end
+        assert end["outputs"] == {
+            "squared": "145",
+            "weekday": "December 25, 2024 is Wednesday.",
+            "zone": "IST",  # the node's time zone (Asia/Kolkata), its format (%Z)
+        }
+        (summed,) = of(events, "node_finished", "sum")
+        assert summed["inputs"] == {"expression": "12 ** 2 + 1"}
+        assert summed["outputs"] == {"text": "145", "files": [], "json": []}
+        assert summed["node_type"] == "tool"
+
+    def test_a_tool_that_cannot_answer_fails_its_node_in_words(self, app_of: AppOf) -> None:
+        events = stream(app_of("tool"), {"a": 12, "year": 2023, "month": 2, "day": 29})
+        (day,) = of(events, "node_finished", "day")
+        assert day["status"] == "failed"
+        assert day["error"].startswith("Not a date: day is out of range for month")
+        assert events[-1]["data"]["status"] == "failed"
+
+    @pytest.mark.parametrize(
+        ("change", "says"),
+        [
+            ({"provider_id": "google"}, "node 'sum' (Square it).provider_id: no built-in tool"),
+            ({"tool_name": "integrate"}, "node 'sum' (Square it).tool_name: maths has no tool"),
+            ({"provider_type": "api"}, "'api' tools are not served"),
+            (
+                {"tool_parameters": {"expression": {"type": "variable", "value": "a"}}},
+                "tool_parameters.expression.value: must be a variable selector",
+            ),
+        ],
+    )
+    def test_a_tool_node_this_server_does_not_serve_is_refused_when_saved(
+        self, service_admin: Admin, change: dict[str, Any], says: str
+    ) -> None:
+        document = load("tool")
+        sum_node = next(n for n in document["workflow"]["graph"]["nodes"] if n["id"] == "sum")
+        sum_node["data"].update(change)
+        created = service_admin.client.post(
+            "/console/api/apps", json={"name": "Tools", "mode": "workflow"}
+        )
+        app_id = created.json()["data"]["id"]
+        synced = service_admin.client.post(
+            f"/console/api/apps/{app_id}/workflows/draft",
+            json={"graph": document["workflow"]["graph"], "features": {}},
+        )
+        support.assert_envelope(synced, 400, "invalid_param", says)
+
+
 # --- a chatflow: answer and assigner --------------------------------------------------------------
 
 

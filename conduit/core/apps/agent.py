@@ -40,6 +40,7 @@ from conduit.core.llm.provider import (
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.tools import builtin
 from conduit.core.tools.base import Tool, ToolError
+from conduit.core.tools.builtin import provider_key
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +59,6 @@ STRATEGY_NAMES: dict[str, Strategy] = {
     "cot": "react",
     "react_router": "react",
 }
-
-
-def provider_key(provider_id: Any) -> str:
-    """A tool provider's id as this server names it: Dify 1.x's plugin ids of its built-in
-    providers (`langgenius/time/time`) become the provider's own (`time`)."""
-    text = str(provider_id or "")
-    return text.rsplit("/", 1)[-1] if text.startswith("langgenius/") else text
 
 
 @dataclass(frozen=True)

@@ -296,6 +296,38 @@ MATHS = ToolProvider(
 PROVIDERS: dict[str, ToolProvider] = {provider.id: provider for provider in (TIME, MATHS)}
 
 
+def provider_key(provider_id: Any) -> str:
+    """A tool provider's id as this server names it: Dify 1.x's plugin ids of its built-in
+    providers (`langgenius/time/time`) become the provider's own (`time`)."""
+    text = str(provider_id or "")
+    return text.rsplit("/", 1)[-1] if text.startswith("langgenius/") else text
+
+
+def served(
+    provider_type: Any, provider_id: Any, tool_name: Any, where: str
+) -> tuple[ToolProvider, Tool]:
+    """The built-in tool a config names (an agent's tool, a workflow's tool node); a
+    `ToolInputError` naming `where` and what is served otherwise."""
+    if (provider_type or "builtin") != "builtin":
+        raise ToolInputError(
+            f"{where}.provider_type: {provider_type!r} tools are not served; the built-in ones "
+            f"are ({', '.join(PROVIDERS)})"
+        )
+    provider = PROVIDERS.get(provider_key(provider_id))
+    if provider is None:
+        raise ToolInputError(
+            f"{where}.provider_id: no built-in tool provider {provider_id!r}; "
+            f"the providers: {', '.join(PROVIDERS)}"
+        )
+    tool = provider.tool(str(tool_name or ""))
+    if tool is None:
+        raise ToolInputError(
+            f"{where}.tool_name: {provider.id} has no tool {tool_name!r}; its "
+            f"tools: {', '.join(t.name for t in provider.tools)}"
+        )
+    return provider, tool
+
+
 def find(provider_id: str, tool_name: str) -> Tool | None:
     """The built-in tool `tool_name` of `provider_id` (Dify's ids; None when unknown)."""
     provider = PROVIDERS.get(provider_id)

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from conduit.core.tools.base import ToolError
+from conduit.core.workflow import tool_node
 from conduit.errors import InvalidParam
 
 # The node types Conduit runs (Dify's `data.type` values). `iteration-start` and `loop-start`
@@ -45,6 +47,7 @@ NODE_TYPES = frozenset(
         "question-classifier",
         "list-operator",
         "document-extractor",
+        "tool",  # the built-in tools (`tool_node.py`)
     }
 )
 CONTAINERS = frozenset({"iteration", "loop"})
@@ -247,6 +250,11 @@ def _node(raw: Any, known: frozenset[str]) -> NodeSpec | None:
             f"node {node_id!r} ({title}) has type {kind!r}, which this server does not run "
             f"(it runs: {', '.join(sorted(known))})"
         )
+    if kind == "tool":
+        try:
+            tool_node.check(data, f"node {node_id!r} ({title})")
+        except ToolError as error:
+            raise WorkflowGraphError(str(error)) from None
     strategy = data.get("error_strategy") or None
     if strategy not in (None, FAIL_BRANCH, "default-value"):
         raise WorkflowGraphError(

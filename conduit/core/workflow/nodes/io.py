@@ -1,11 +1,13 @@
 """Nodes that reach outside the run: code (a child process), http-request (the network, behind
 the SSRF guard), knowledge-retrieval and document-extractor (the workspace's data, through
-the run's services)."""
+the run's services), tool (a built-in tool, in a thread)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from conduit.core.tools.base import ToolError
+from conduit.core.workflow import tool_node
 from conduit.core.workflow.engine import NodeCall, NodeFailed, NodeResult
 from conduit.core.workflow.http_request import HttpRequestFailed, perform, status_failure
 from conduit.core.workflow.sandbox import CodeFailed, check_outputs, run_python
@@ -95,3 +97,23 @@ def _inputs(call: NodeCall) -> dict[str, Any]:
             raise NodeFailed(str(error)) from error
         values[str(item.get("variable"))] = call.pool.find(selector)
     return values
+
+
+async def tool(call: NodeCall) -> NodeResult:
+    """A built-in tool's call (`core/workflow/tool_node.py`)."""
+    data = call.spec.data
+    found = tool_node.check(data, f"node {call.spec.id!r}")
+    given = tool_node.arguments(
+        data,
+        call.pool.render,
+        lambda value: call.pool.find(selector_of(value, field="tool_parameters")),
+    )
+    try:
+        text = await tool_node.call(found, given, tool_node.settings(found, data))
+    except ToolError as error:
+        raise NodeFailed(str(error), error_type="ToolNodeError") from error
+    return NodeResult(
+        outputs={"text": text, "files": [], "json": []},
+        inputs=given,
+        process_data={"tool": f"{found.provider}/{found.name}"},
+    )

@@ -29,4 +29,5 @@ NODES: Mapping[str, NodeFunction] = {
     "http-request": io.http_request,
     "knowledge-retrieval": io.knowledge_retrieval,
     "document-extractor": io.document_extractor,
+    "tool": io.tool,
 }
