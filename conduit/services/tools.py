@@ -22,7 +22,7 @@ def providers(kind: str | None = None) -> list[dict[str, Any]]:
 
 
 def provider(provider_id: str) -> ToolProvider:
-    found = builtin.PROVIDERS.get(provider_id)
+    found = builtin.PROVIDERS.get(builtin.provider_key(provider_id))
     if found is None:
         raise NotFound(
             f"No built-in tool provider {provider_id!r}; the providers: "
@@ -41,7 +41,7 @@ def tool_icons(app: App) -> dict[str, Any]:
     for item in listed if isinstance(listed, list) else []:
         if not isinstance(item, dict):
             continue
-        found = builtin.PROVIDERS.get(str(item.get("provider_id") or ""))
+        found = builtin.PROVIDERS.get(builtin.provider_key(item.get("provider_id")))
         if found is not None and found.tool(str(item.get("tool_name") or "")) is not None:
             icons[str(item["tool_name"])] = found.icon_json()
     return icons

@@ -22,6 +22,7 @@ import yaml
 from tests import support
 from tests.e2e.conftest import Admin, ServiceApp, service_app
 from tests.e2e.sse import Frame, frames
+from tests.e2e.test_web_api import site_code
 
 assert_envelope = support.assert_envelope
 
@@ -259,8 +260,7 @@ def test_the_web_tier_streams_the_agents_events(
     make_agent: Any, service_stack: support.Stack, service_admin: Admin
 ) -> None:
     app = make_agent(MATHS)
-    site = service_admin.client.post(f"/console/api/apps/{app.app_id}/site", json={})
-    code = site.json()["data"]["code"]
+    code = site_code(service_admin, app.app_id)
     with httpx.Client(base_url=service_stack.base_url, timeout=30) as web:
         token = web.get("/api/passport", headers={"X-App-Code": code}).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}", "X-App-Code": code}
@@ -374,6 +374,12 @@ def test_the_console_lists_the_tools_and_meta_gives_their_icons(
     )
     tools = console.get("/console/api/workspaces/current/tool-provider/builtin/maths/tools")
     assert [t["name"] for t in tools.json()] == ["eval_expression"]
+    info = console.get(
+        "/console/api/workspaces/current/tool-provider/builtin/langgenius/time/time/info"
+    )  # Dify 1.x's id of the same provider
+    assert info.status_code == 200 and info.json()["id"] == "time", info.text
+    builtins = console.get("/console/api/workspaces/current/tools/builtin").json()
+    assert [p["id"] for p in builtins] == ["time", "maths"]
     assert_envelope(
         console.get("/console/api/workspaces/current/tool-provider/builtin/google/tools"),
         404,
@@ -386,3 +392,10 @@ def test_the_console_lists_the_tools_and_meta_gives_their_icons(
         "eval_expression": by_id["maths"]["icon"],
         "current_time": by_id["time"]["icon"],
     }
+    code = site_code(service_admin, app.app_id)
+    with httpx.Client(base_url=app.stack.base_url, timeout=30) as web:
+        token = web.get("/api/passport", headers={"X-App-Code": code}).json()["access_token"]
+        shown = web.get(
+            "/api/meta", headers={"Authorization": f"Bearer {token}", "X-App-Code": code}
+        )
+    assert shown.json()["tool_icons"] == icons

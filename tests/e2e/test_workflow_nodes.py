@@ -755,13 +755,14 @@ class TestDocumentExtractor:
 
 class TestTool:
     def test_built_in_tools_answer_from_variables_text_and_settings(self, app_of: AppOf) -> None:
-        events = stream(app_of("tool"), {"a": 12, "year": 2024, "month": 12, "day": 25})
+        inputs = {"a": 12, "year": 2024, "month": 12, "day": 25, "zone": "Asia/Kolkata"}
+        events = stream(app_of("tool"), inputs)
         end = events[-1]["data"]
         assert end["status"] == "succeeded", end
         assert end["outputs"] == {
             "squared": "145",
             "weekday": "December 25, 2024 is Wednesday.",
-            "zone": "IST",  # the node's time zone (Asia/Kolkata), its format (%Z)
+            "zone": "IST",  # the run's time zone (Asia/Kolkata), the node's format (%Z)
         }
         (summed,) = of(events, "node_finished", "sum")
         assert summed["inputs"] == {"expression": "12 ** 2 + 1"}
@@ -769,11 +770,16 @@ class TestTool:
         assert summed["node_type"] == "tool"
 
     def test_a_tool_that_cannot_answer_fails_its_node_in_words(self, app_of: AppOf) -> None:
-        events = stream(app_of("tool"), {"a": 12, "year": 2023, "month": 2, "day": 29})
+        inputs = {"a": 12, "year": 2023, "month": 2, "day": 29, "zone": "UTC"}
+        events = stream(app_of("tool"), inputs)
         (day,) = of(events, "node_finished", "day")
         assert day["status"] == "failed"
         assert day["error"].startswith("Not a date: day is out of range for month")
         assert events[-1]["data"]["status"] == "failed"
+        inputs = {"a": 1, "year": 2024, "month": 1, "day": 1, "zone": "Moon/Base"}
+        (clock,) = of(stream(app_of("tool"), inputs), "node_finished", "clock")
+        assert clock["status"] == "failed"
+        assert clock["error"].startswith("timezone must be a time zone of the IANA database")
 
     @pytest.mark.parametrize(
         ("change", "says"),

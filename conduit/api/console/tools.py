@@ -26,11 +26,12 @@ def builtin_tools(identity: CurrentIdentity) -> list[dict[str, Any]]:
     return tools.providers("builtin")
 
 
-@router.get("/tool-provider/builtin/{provider_id}/tools")
+# (`{provider_id:path}`: Dify 1.x's ids are `langgenius/<id>/<id>`.)
+@router.get("/tool-provider/builtin/{provider_id:path}/tools")
 def provider_tools(provider_id: str, identity: CurrentIdentity) -> list[dict[str, Any]]:
     return [tool.to_json() for tool in tools.provider(provider_id).tools]
 
 
-@router.get("/tool-provider/builtin/{provider_id}/info")
+@router.get("/tool-provider/builtin/{provider_id:path}/info")
 def provider_info(provider_id: str, identity: CurrentIdentity) -> dict[str, Any]:
     return tools.provider(provider_id).to_json()

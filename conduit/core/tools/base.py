@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ParameterType = Literal["string", "number", "boolean", "select"]
+MAX_SETTING = 1000  # characters of a setting's text
 
 
 class ToolError(Exception):
@@ -133,6 +134,8 @@ class Tool:
             if parameter.form != "form":
                 continue
             value = values.get(parameter.name)
+            if isinstance(value, str) and len(value) > MAX_SETTING:
+                raise ToolInputError(f"{parameter.name} must be at most {MAX_SETTING} characters")
             if value in (None, ""):
                 if parameter.default is None and parameter.required:
                     raise ToolInputError(f"{parameter.name} is required")

@@ -1,7 +1,8 @@
 """A workflow's `tool` node (Dify's): calls a built-in tool (the agents' tools:
 `core/tools/builtin.py`) with the values its `tool_parameters` give — each `{type, value}`:
 `mixed` (text with `{{#node.variable#}}` references), `variable` (a selector) or `constant` —
-and its `tool_configurations` (the settings the tool takes from the app, e.g. a time zone).
+and its `tool_configurations` (the settings the tool takes from the app, e.g. a time zone:
+a value, or a `{type, value}` of the same kinds, read when the node runs).
 Its outputs are Dify's: `text` (the tool's answer), `files` and `json` (empty: these tools
 answer text). A tool that cannot answer fails the node, which its error strategy may take.
 
@@ -23,19 +24,36 @@ PARAMETER_TYPES = ("mixed", "variable", "constant", "mention")
 TOOL_SECONDS = 10.0
 
 
-def _value(entry: Any) -> Any:
-    """A setting as Dify writes it: `{type, value}` (newer files) or the value itself."""
-    if isinstance(entry, Mapping) and "value" in entry and set(entry) <= {"type", "value"}:
-        return entry["value"]
-    return entry
+def _value(
+    entry: Any,
+    render: Callable[[str], str] | None,
+    find: Callable[[Any], Any] | None,
+) -> Any:
+    """A setting as Dify writes it: the value itself, or `{type, value}` (newer files), whose
+    `variable` and `mixed` kinds are read from the run (None before it: only checked)."""
+    if not (isinstance(entry, Mapping) and "value" in entry and set(entry) <= {"type", "value"}):
+        return entry
+    kind, value = entry.get("type"), entry["value"]
+    if kind == "variable":
+        return find(value) if find is not None else None
+    if kind in ("mixed", "mention") and isinstance(value, str) and "{{#" in value:
+        return render(value) if render is not None else None
+    return value
 
 
-def settings(tool: Tool, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The node's `tool_configurations`, checked (`ToolError` naming what is wrong)."""
+def settings(
+    tool: Tool,
+    data: Mapping[str, Any],
+    render: Callable[[str], str] | None = None,
+    find: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """The node's `tool_configurations`, checked (`ToolError` naming what is wrong); without
+    the run's `render` and `find`, the settings given by its variables are not checked yet."""
     raw = data.get("tool_configurations") or {}
     if not isinstance(raw, Mapping):
-        raise ToolError("tool_configurations: must be an object")
-    return tool.settings({str(name): _value(entry) for name, entry in raw.items()})
+        raise ToolError("must be an object")
+    given = {str(name): _value(entry, render, find) for name, entry in raw.items()}
+    return tool.settings(given)
 
 
 def check(data: Mapping[str, Any], where: str) -> Tool:
@@ -48,7 +66,10 @@ def check(data: Mapping[str, Any], where: str) -> Tool:
     )
     try:
         settings(tool, data)
-    except ToolError as error:
+        for name, entry in (data.get("tool_configurations") or {}).items():
+            if isinstance(entry, Mapping) and entry.get("type") == "variable":
+                selector_of(entry.get("value"), field=f"{name}.value")
+    except (ToolError, ValueError) as error:
         raise ToolError(f"{where}.tool_configurations: {error}") from None
     parameters = data.get("tool_parameters") or {}
     if not isinstance(parameters, Mapping):

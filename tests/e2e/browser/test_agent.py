@@ -41,7 +41,7 @@ def test_an_agents_tools_are_chosen_and_its_tool_calls_shown(
     assert "timezone must be a time zone" in alert.inner_text()
     shot(page, "agent-refused")
     section.get_by_label("Current Time: Timezone").fill("Europe/Paris")
-    section.get_by_label("Rounds at most (1–99)").fill("4")
+    section.get_by_label("Rounds that may call tools (1–99)").fill("4")
     section.get_by_role("button", name="Save agent").click()
     section.get_by_text("Agent saved.").wait_for()
     axe(page, context="agent settings")
@@ -58,6 +58,15 @@ def test_an_agents_tools_are_chosen_and_its_tool_calls_shown(
     section = page.get_by_role("region", name="Agent")
     section.wait_for()
     assert section.get_by_label("Current Time: Timezone").input_value() == "Europe/Paris"
+    # Unticked, a tool stays listed, switched off, with its settings.
+    section.get_by_label("🕒 Current Time", exact=False).uncheck()
+    section.get_by_role("button", name="Save agent").click()
+    section.get_by_text("Agent saved.").wait_for()
+    stored = client.get(f"/console/api/apps/{app_id}/model-config").json()["data"]["agent_mode"]
+    assert [(t["tool_name"], t["enabled"]) for t in stored["tools"]] == [
+        ("eval_expression", True), ("current_time", False),
+    ]  # fmt: skip
+    assert stored["tools"][1]["tool_parameters"]["timezone"] == "Europe/Paris"
 
     # The debugger: the tool the agent used, then the answer.
     page.goto(f"{service_stack.base_url}/#/apps/{app_id}/debug")

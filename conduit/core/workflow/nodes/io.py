@@ -103,13 +103,14 @@ async def tool(call: NodeCall) -> NodeResult:
     """A built-in tool's call (`core/workflow/tool_node.py`)."""
     data = call.spec.data
     found = tool_node.check(data, f"node {call.spec.id!r}")
-    given = tool_node.arguments(
-        data,
-        call.pool.render,
-        lambda value: call.pool.find(selector_of(value, field="tool_parameters")),
-    )
+
+    def find(value: Any) -> Any:
+        return call.pool.find(selector_of(value, field="tool_parameters"))
+
+    given = tool_node.arguments(data, call.pool.render, find)
     try:
-        text = await tool_node.call(found, given, tool_node.settings(found, data))
+        configured = tool_node.settings(found, data, call.pool.render, find)
+        text = await tool_node.call(found, given, configured)
     except ToolError as error:
         raise NodeFailed(str(error), error_type="ToolNodeError") from error
     return NodeResult(

@@ -252,26 +252,36 @@ const STRATEGIES = [
   { value: "react", label: "ReAct (tools described in the prompt; any model)" },
 ];
 
-const toolKey = (providerId, name) => `${providerId}/${name}`;
+// Dify 1.x names a built-in provider `langgenius/<id>/<id>`: the same provider as `<id>`.
+const providerKey = (id) => (String(id || "").startsWith("langgenius/") ? String(id).split("/").pop() : String(id || ""));
+const toolKey = (providerId, name) => JSON.stringify([providerKey(providerId), name]);
+// Dify's older names of ReAct.
+const REACT_NAMES = ["react", "cot", "react_router"];
 
 function Agent({ app, config, saved, setSaved }) {
   const providers = useResource("/workspaces/current/tool-providers");
   const found = config.agent_mode || {};
-  const stored = (found.tools || []).filter((t) => t && t.enabled !== false);
-  const [chosen, setChosen] = useState(stored.map((t) => toolKey(t.provider_id, t.tool_name)));
-  const [values, setValues] = useState(Object.fromEntries(stored.map((t) => [toolKey(t.provider_id, t.tool_name), { ...(t.tool_parameters || {}) }])));
-  const [strategy, setStrategy] = useState(found.strategy || "function_call");
+  const listed = found.tools || [];
+  const entries = listed.filter((t) => t && t.provider_id && t.tool_name);
+  // What is not a tool (Dify's oldest configs listed an agent's datasets here) goes back as it is.
+  const others = listed.filter((t) => !(t && t.provider_id && t.tool_name));
+  // A tool is on only with `enabled: true` (Dify's rule, and the server's).
+  const [chosen, setChosen] = useState(entries.filter((t) => t.enabled === true).map((t) => toolKey(t.provider_id, t.tool_name)));
+  const [values, setValues] = useState(Object.fromEntries(entries.map((t) => [toolKey(t.provider_id, t.tool_name), { ...(t.tool_parameters || {}) }])));
+  const [strategy, setStrategy] = useState(REACT_NAMES.includes(found.strategy) ? "react" : "function_call");
   const [rounds, setRounds] = useState(String(found.max_iteration ?? 5));
   const toggle = (key, on) => setChosen(on ? [...chosen, key] : chosen.filter((c) => c !== key));
   const setValue = (key, name, value) => setValues({ ...values, [key]: { ...(values[key] || {}), [name]: value } });
   const [save, busy, error] = useAction(async () => {
     setSaved(false);
     const number = Number(rounds);
-    const tools = chosen.map((key) => {
-      const [providerId, name] = key.split("/");
-      return { provider_type: "builtin", provider_id: providerId, tool_name: name, tool_parameters: values[key] || {}, enabled: true };
+    // Every tool listed before stays listed (switched off when unticked, its settings kept).
+    const keys = [...new Set([...entries.map((t) => toolKey(t.provider_id, t.tool_name)), ...chosen])];
+    const tools = keys.map((key) => {
+      const [providerId, name] = JSON.parse(key);
+      return { provider_type: "builtin", provider_id: providerId, tool_name: name, tool_parameters: values[key] || {}, enabled: chosen.includes(key) };
     });
-    const next = { ...found, enabled: true, strategy, tools,
+    const next = { ...found, enabled: true, strategy, tools: [...tools, ...others],
       max_iteration: rounds.trim() !== "" && Number.isInteger(number) ? number : rounds };
     await api.post(`/apps/${app.id}/model-config`, { ...config, agent_mode: next });
     setSaved(true);
@@ -287,7 +297,7 @@ function Agent({ app, config, saved, setSaved }) {
             const key = toolKey(provider.id, tool.name);
             const settings = tool.parameters.filter((param) => param.form === "form");
             return html`<div key=${key} class="tool-choice">
-              <${Field} type="checkbox" label=${`${provider.icon.content} ${tool.label.en_US}: ${tool.description.en_US}`}
+              <${Field} type="checkbox" label=${`${provider.icon.content} ${tool.label.en_US}`} hint=${tool.description.en_US}
                 value=${chosen.includes(key)} onInput=${(on) => toggle(key, on)} />
               ${chosen.includes(key) && settings.length > 0 && html`<div class="row">
                 ${settings.map((param) => html`<${Field} key=${param.name} label=${`${tool.label.en_US}: ${param.label.en_US}`}
@@ -300,8 +310,8 @@ function Agent({ app, config, saved, setSaved }) {
       <div class="row">
         <${Field} label="How the model asks for tools" as="select" value=${strategy} onInput=${setStrategy} options=${STRATEGIES}
           hint="The server's local model always uses ReAct" />
-        <${Field} label="Rounds at most (1–99)" inputmode="numeric" value=${rounds} onInput=${setRounds}
-          hint="The last round offers no tools, so it answers" />
+        <${Field} label="Rounds that may call tools (1–99)" inputmode="numeric" value=${rounds} onInput=${setRounds}
+          hint="Then one more round answers, without tools" />
       </div>
       <${ErrorBox} error=${error} />
       ${saved && html`<${Notice}>Agent saved.<//>`}

@@ -163,7 +163,7 @@ export default function Chat({ client, parameters, site }) {
     const key = nextKey();
     const state = { ...saved, answer: saved.answer || "" };
     setCurrentId(state.conversationId || null);
-    setMessages([{ key, id: state.messageId, query: state.query, answer: state.answer, files: state.files || [], streaming: true }]);
+    setMessages([{ key, id: state.messageId, query: state.query, answer: state.answer, thoughts: state.thoughts || [], files: state.files || [], streaming: true }]);
     setLive({ taskId: state.taskId, key });
     if (state.conversationId) loadMessages(state.conversationId, state.messageId);
     resumeRun(client, "/chat-messages", state, (response) => consume(response, key, state), (error) => {
