@@ -10,7 +10,7 @@ import pytest
 from starlette.requests import Request
 
 from conduit.api.runs import idempotency_key
-from conduit.core.apps.chat import StoredChat, stored_events
+from conduit.core.apps.chat import BlockingReply, StoredChat, stored_events
 from conduit.core.runs.status import RunStatus
 from conduit.errors import InvalidParam
 from conduit.services.runs import ChatRequest
@@ -106,6 +106,33 @@ class TestStoredEvents:
                              "metadata": {"usage": {"total_tokens": 3},
                                           "retriever_resources": []}}),
         ]  # fmt: skip
+
+    def test_an_agents_run_is_its_rounds_then_its_answer_as_the_agents_events(self) -> None:
+        rounds = [
+            {"id": "r-1", "position": 1, "thought": "Calling it.", "tool": "weekday",
+             "tool_labels": {}, "tool_input": "{}", "observation": '{"weekday": "Monday"}',
+             "message_id": "m-1", "chain_id": None, "files": [], "created_at": 1},
+            {"id": "r-2", "position": 2, "thought": "Monday.", "tool": "", "tool_labels": {},
+             "tool_input": "", "observation": "", "message_id": "m-1", "chain_id": None,
+             "files": [], "created_at": 2},
+        ]  # fmt: skip
+        events = stored_events(stored(answer="Calling it.Monday.", agent_thoughts=rounds))
+        assert [name for name, _ in events] == [
+            "agent_thought", "agent_thought", "agent_message", "message_end",
+        ]  # fmt: skip
+        first = events[0][1]
+        assert isinstance(first, dict)
+        assert (first["id"], first["position"], first["tool"], first["task_id"]) == (
+            "r-1", 1, "weekday", "t-1",
+        )  # fmt: skip
+        assert first["observation"] == '{"weekday": "Monday"}' and first["message_files"] == []
+        reply = BlockingReply("agent-chat")
+        ends = [reply.add(name, payload) for name, payload in events if isinstance(payload, dict)]
+        body = ends[-1].body if ends[-1] else None
+        assert body is not None and body["answer"] == "Calling it.Monday."
+        # An agent run without rounds (failed before its first) still answers as the agent.
+        bare = stored_events(stored(answer="Hi", agent_thoughts=[]))
+        assert [name for name, _ in bare] == ["agent_message", "message_end"]
 
     def test_a_completion_carries_no_conversation_and_an_empty_answer_no_message(self) -> None:
         events = stored_events(stored(mode="completion", answer="", status=RunStatus.STOPPED))

@@ -240,6 +240,9 @@ class StoredChat:
     answer: str
     metadata: dict[str, Any]
     error_message: str | None
+    # An agent-chat run's rounds as its message keeps them (None: not an agent's run): its
+    # events are then the agent's (`agent_thought` per round, the answer as `agent_message`).
+    agent_thoughts: list[dict[str, Any]] | None = None
 
 
 # A failed run whose error's code was not kept was ended without its executor (taken over,
@@ -262,7 +265,10 @@ def stored_events(run: StoredChat) -> list[Event]:
             ),
         )
 
-    events = [event("message", id=run.message_id, answer=run.answer)] if run.answer else []
+    answer = "message" if run.agent_thoughts is None else "agent_message"
+    events = [event(name, **fields) for name, fields in _stored_rounds(run)]
+    if run.answer:
+        events.append(event(answer, id=run.message_id, answer=run.answer))
     if run.status != RunStatus.FAILED:
         metadata = {k: v for k, v in run.metadata.items() if k != "error"}
         return [*events, event("message_end", id=run.message_id, metadata=metadata)]
@@ -275,6 +281,27 @@ def stored_events(run: StoredChat) -> list[Event]:
             code=str(error["code"]),
             message=run.error_message or "The run failed.",
         ),
+    ]
+
+
+def _stored_rounds(run: StoredChat) -> list[tuple[str, dict[str, Any]]]:
+    """An agent's rounds as `agent_thought` events (each as its last event reported it)."""
+    return [
+        (
+            "agent_thought",
+            {
+                "id": round_.get("id"),
+                "position": round_.get("position"),
+                "thought": round_.get("thought", ""),
+                "observation": round_.get("observation", ""),
+                "tool": round_.get("tool", ""),
+                "tool_labels": round_.get("tool_labels") or {},
+                "tool_input": round_.get("tool_input", ""),
+                "message_files": [],
+            },
+        )
+        for round_ in run.agent_thoughts or []
+        if isinstance(round_, dict)
     ]
 
 

@@ -501,6 +501,9 @@ def message_events(app: App, message: Message | None, task_id: str) -> list[Even
             answer=message.answer,
             metadata=dict(message.message_metadata or {}),
             error_message=message.error,
+            agent_thoughts=(
+                list(message.agent_thoughts or []) if app.mode == AppMode.AGENT_CHAT else None
+            ),
         )
     )
 

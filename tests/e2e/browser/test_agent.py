@@ -87,6 +87,15 @@ def test_an_agents_tools_are_chosen_and_its_tool_calls_shown(
     axe(page, context="agent debugger")
     shot(page, "agent-debugger")
 
+    # The app's logs: the conversation's message with the tool it used.
+    page.goto(f"{service_stack.base_url}/#/apps/{app_id}/logs")
+    row = page.get_by_test_id("conversations").get_by_role("row").filter(has_text="12*12")
+    row.get_by_role("button", name="Show").click()
+    logged = page.get_by_test_id("logged-message").first
+    logged.get_by_test_id("tool-call").locator("summary").click()
+    assert '"144"' in logged.get_by_test_id("tool-output").inner_text()
+    shot(page, "agent-logs")
+
     # The end-user page: the same, and again after a reload (from the stored thoughts).
     code = site_code(service_admin, app_id)
     page.goto(f"{service_stack.base_url}/chat/{code}")

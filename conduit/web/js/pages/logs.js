@@ -9,6 +9,7 @@ import { AnnotationForm } from "../annotation_form.js";
 import { AppPage } from "../app_nav.js";
 import { href } from "../router.js";
 import { atLeast, useSession } from "../session.js";
+import { Thoughts } from "../thoughts.js";
 import { Button, Dialog, Field, Loaded, Notice, PageHeader, Table, formatMs, formatTime } from "../ui.js";
 
 const DAY = 86_400_000;
@@ -216,6 +217,7 @@ function Messages({ app, conversation }) {
             ? html`<a href=${f.url} target="_blank" rel="noopener noreferrer">${f.filename || f.type}</a>`
             : f.filename || f.type}`)}</p>`}
           <div class="bubble assistant">
+            <${Thoughts} thoughts=${m.agent_thoughts} />
             <div>${m.answer}</div>
             ${m.error && html`<p class="error-text">Error: ${m.error}</p>`}
             ${m.annotation && html`<p class="meta" data-testid="logged-annotation"><strong>Annotated answer:</strong> ${m.annotation.content}</p>`}
