@@ -48,6 +48,7 @@ from conduit.infra.settings import DRAIN_RESERVE, Settings
 from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import LocalStorage, local_storage
 from conduit.services import model_providers
+from conduit.services.api_tools import ApiToolResolver
 from conduit.services.app_annotations import AnnotationSearch
 from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
@@ -170,6 +171,7 @@ def build_runners(
                 retrieve=search,
                 attach=attach,
                 match_annotation=match_annotation,
+                resolve_tools=ApiToolResolver(db, server_secret, AllowList.of(settings.webhook)),
             ),
             ChatRunner(
                 "completion",

@@ -450,7 +450,10 @@ def _write(
     config = copy.deepcopy(config)
     if isinstance(config.get("model"), dict):
         config["model"] = mapper.map_model(config["model"], "model_config.model")
-    dropped = [*_own_config_datasets(session, member.tenant_id, config), *_served_tools(config)]
+    dropped = [
+        *_own_config_datasets(session, member.tenant_id, config),
+        *_served_tools(session, member.tenant_id, config),
+    ]
     fields.model_config = validate_model_config(session, member.tenant_id, config)
     app = apps.create_app(
         session, member=member, fields=fields, server_secret=context.server_secret
@@ -568,10 +571,11 @@ def _offered_reranking(
     return []
 
 
-def _served_tools(config: dict[str, Any]) -> list[str]:
-    """An agent's tools kept to those this server serves (in place: Dify's plugin, API and
-    workflow tools are left out, as are tools whose settings it refuses); a warning for each
-    one left out."""
+def _served_tools(session: Session, tenant_id: str, config: dict[str, Any]) -> list[str]:
+    """An agent's tools kept to those this server serves (in place: Dify's plugin and
+    workflow tools are left out, and API tools of providers this workspace does not have by
+    that id or name, as are tools whose settings it refuses); a warning for each one left
+    out."""
     mode = config.get("agent_mode")
     tools = mode.get("tools") if isinstance(mode, dict) else None
     if not isinstance(mode, dict) or not isinstance(tools, list):
@@ -579,7 +583,9 @@ def _served_tools(config: dict[str, Any]) -> list[str]:
     kept, warnings = [], []
     for index, item in enumerate(tools):
         try:
-            kept.append(agent_mode({"tools": [item]})["tools"][0])
+            kept.append(
+                agent_mode({"tools": [item]}, session=session, tenant_id=tenant_id)["tools"][0]
+            )
         except InvalidParam as error:
             name = item.get("tool_name") if isinstance(item, dict) else None
             warnings.append(

@@ -4,6 +4,7 @@ bad field). The model it names must be a server provider or one of the workspace
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -23,7 +24,8 @@ from conduit.db.models import (
     ProviderCredential,
     Role,
 )
-from conduit.errors import InvalidParam
+from conduit.errors import InvalidParam, NotFound
+from conduit.services import api_tools
 from conduit.services._fields import boolean as _bool
 from conduit.services._fields import text as _text
 from conduit.services.apps import AppFields, get_app, require_role, update_app
@@ -96,7 +98,9 @@ def validate_model_config(session: Session, tenant_id: str, config: Any) -> dict
             session, tenant_id, cleaned["dataset_configs"]
         )
     if cleaned.get("agent_mode") is not None:
-        cleaned["agent_mode"] = agent_mode(cleaned["agent_mode"])
+        cleaned["agent_mode"] = agent_mode(
+            cleaned["agent_mode"], session=session, tenant_id=tenant_id
+        )
     return cleaned
 
 
@@ -104,11 +108,15 @@ MAX_TOOLS = 50
 MAX_SETTING = 1000  # characters of a tool's setting
 
 
-def agent_mode(value: Any) -> dict[str, Any]:
+def agent_mode(
+    value: Any, *, session: Session | None = None, tenant_id: str | None = None
+) -> dict[str, Any]:
     """Dify's `agent_mode`: `enabled`, `strategy` (function_call or react), `max_iteration`
     (1 to 99) and `tools`, each a built-in tool (`provider_type` builtin, `provider_id`,
     `tool_name`) with its `tool_parameters` (the values the app sets: a time zone...)
-    checked; an unknown tool is a 400 naming it."""
+    checked, or one of the workspace's custom API tools (`provider_type` api, the provider's
+    id — or its `provider_name` — and an operation of it); an unknown tool is a 400 naming
+    it, and so is a name two of the agent's tools share (the model calls them by name)."""
     found = _object(value, "agent_mode")
     if "enabled" in found:
         found["enabled"] = _bool(found["enabled"], "agent_mode.enabled")
@@ -128,10 +136,54 @@ def agent_mode(value: Any) -> dict[str, Any]:
     if not isinstance(tools, list) or len(tools) > MAX_TOOLS:
         raise InvalidParam(f"agent_mode.tools: must be a list of at most {MAX_TOOLS} tools")
     checked = []
+    names: set[str] = set()
     for index, item in enumerate(tools):
-        checked.append(_agent_tool(item, f"agent_mode.tools[{index}]"))
+        field = f"agent_mode.tools[{index}]"
+        if isinstance(item, dict) and item.get("provider_type") == api_tools.API:
+            tool = _api_tool(item, field, session, tenant_id)
+        else:
+            tool = _agent_tool(item, field)
+        name = tool.get("tool_name")
+        if isinstance(name, str):
+            if name in names:
+                raise InvalidParam(
+                    f"{field}.tool_name: another of the agent's tools is called {name!r}"
+                )
+            names.add(name)
+        checked.append(tool)
     found["tools"] = checked
     return found
+
+
+def _api_tool(
+    item: dict[str, Any], field: str, session: Session | None, tenant_id: str | None
+) -> dict[str, Any]:
+    """A custom API tool of this workspace: its provider (by id, else by name) and an
+    operation of it."""
+    provider = None
+    if session is not None and tenant_id is not None:
+        provider = api_tools.provider_by_id(session, tenant_id, str(item.get("provider_id") or ""))
+        if provider is None and isinstance(item.get("provider_name"), str):
+            with contextlib.suppress(NotFound):
+                provider = api_tools.get_provider(session, tenant_id, item["provider_name"])
+    if provider is None:
+        raise InvalidParam(
+            f"{field}.provider_id: no custom tool provider "
+            f"{item.get('provider_name') or item.get('provider_id')!r} in this workspace"
+        )
+    operations = [op["operation_id"] for op in provider.operations or []]
+    if item.get("tool_name") not in operations:
+        raise InvalidParam(
+            f"{field}.tool_name: {provider.name} has no operation {item.get('tool_name')!r}; "
+            f"its operations: {', '.join(operations)}"
+        )
+    if "enabled" in item:
+        item["enabled"] = _bool(item["enabled"], f"{field}.enabled")
+    item["provider_id"] = provider.id
+    item["provider_name"] = provider.name
+    item["tool_parameters"] = {}
+    item.setdefault("tool_label", item["tool_name"])
+    return item
 
 
 def _agent_tool(value: Any, field: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ PROVIDER_TYPES = ("builtin", "api", "workflow", "mcp")
 
 
 def providers(kind: str | None = None) -> list[dict[str, Any]]:
-    """Every provider of `kind` (all kinds when None; only built-in ones exist)."""
+    """The built-in providers (none when `kind` asks for another kind)."""
     if kind not in (None, "", "builtin"):
         return []
     return [provider.to_json() for provider in builtin.PROVIDERS.values()]

@@ -300,7 +300,11 @@ def test_the_web_tier_streams_the_agents_events(
         ({"tools": [clock("Mars/Olympus")]}, "tool_parameters: timezone must be a time zone"),
         (
             {"tools": [{"provider_type": "api", "provider_id": "x", "tool_name": "y"}]},
-            "agent_mode.tools[0].provider_type: 'api' tools are not served",
+            "agent_mode.tools[0].provider_id: no custom tool provider 'x' in this workspace",
+        ),
+        (
+            {"tools": [{"provider_type": "mcp", "provider_id": "x", "tool_name": "y"}]},
+            "agent_mode.tools[0].provider_type: 'mcp' tools are not served",
         ),
     ],
 )

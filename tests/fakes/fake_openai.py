@@ -631,14 +631,14 @@ def _last_user_index(messages: list[dict[str, Any]]) -> int:
 
 def _arguments(text: str, name: str) -> dict[str, Any]:
     """The JSON object right after `name` in `text` (none: {})."""
-    found = re.search(rf"\b{name}\b\s*(\{{.*?\}})", text)
-    if found:
-        try:
-            value = json.loads(found.group(1))
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
-    return {}
+    found = re.search(rf"\b{name}\b\s*(?=\{{)", text)
+    if found is None:
+        return {}
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, found.end())
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def qa_pairs(message: str) -> str:

@@ -1,7 +1,7 @@
 """A real HTTP server for the workflow http-request node's tests (aiohttp, in a thread, on
 127.0.0.1 and a free port). It records every request and answers by path:
 
-    /echo              any method: 200, JSON of what it got {method, path, query, headers,
+    /echo, /echo/...   any method: 200, JSON of what it got {method, path, query, headers,
                        body (text), form (urlencoded fields, else null), json (else null)}
     /flaky/<token>     500 the first time a token is seen, then 200 {"attempt": n}
     /status/<code>     that status, body "status <code>"
@@ -79,6 +79,7 @@ class HttpEcho:
     async def _serve(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/echo", self._echo)
+        app.router.add_route("*", "/echo/{tail:.*}", self._echo)  # any path under /echo
         app.router.add_route("*", "/flaky/{token}", self._flaky)
         app.router.add_route("*", "/status/{code}", self._status)
         app.router.add_route("*", "/files/{name}", self._file)

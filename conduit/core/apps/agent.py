@@ -49,7 +49,7 @@ STRATEGIES: tuple[Strategy, ...] = ("function_call", "react")
 DEFAULT_MAX_ITERATION = 5
 MAX_ITERATION = 99
 MAX_OBSERVATION = 8000  # characters of a tool's answer the model reads
-TOOL_SECONDS = 10.0  # a tool's call longer than this answers an error (the run goes on)
+TOOL_SECONDS = 30.0  # a tool's call longer than this answers an error (the run goes on)
 MAX_STOP = 4  # stop sequences a model takes (OpenAI's limit)
 # Dify's other names of the strategies (older configs and exports).
 STRATEGY_NAMES: dict[str, Strategy] = {
@@ -69,22 +69,21 @@ class AgentTool:
     provider_id: str
     tool_name: str
     settings: dict[str, Any] = field(default_factory=dict)
+    provider_type: str = "builtin"  # or "api": a workspace's custom API tool
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "provider_type": self.provider_type,
             "provider_id": self.provider_id,
             "tool_name": self.tool_name,
-            **self.settings_json(),
+            "settings": self.settings,
         }
-
-    def settings_json(self) -> dict[str, Any]:
-        return {"settings": self.settings} if self.settings else {}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentTool:
-        return cls(
-            str(data["provider_id"]), str(data["tool_name"]), dict(data.get("settings") or {})
-        )
+        settings = dict(data.get("settings") or {})
+        kind = str(data.get("provider_type") or "builtin")
+        return cls(str(data["provider_id"]), str(data["tool_name"]), settings, kind)
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,11 @@ def agent_plan(config: dict[str, Any], *, function_calling: bool = True) -> Agen
     for item in mode.get("tools") or []:
         if not isinstance(item, dict) or item.get("enabled") is not True:
             continue  # (Dify's: a tool without `enabled` is off)
+        if item.get("provider_type") == "api":  # read when the run starts
+            tools.append(
+                AgentTool(str(item.get("provider_id")), str(item.get("tool_name")), {}, "api")
+            )
+            continue
         tool = builtin.find(provider_key(item.get("provider_id")), str(item.get("tool_name") or ""))
         if tool is None:
             continue
@@ -352,11 +356,18 @@ class AgentLoop:
         self._write_pieces = write_pieces
         self._tools: dict[str, tuple[Tool, dict[str, Any]]] = {}
         for item in plan.tools:
+            if item.provider_type != "builtin":
+                continue  # (added once read: `add`)
             tool = builtin.find(item.provider_id, item.tool_name)
             if tool is not None:
                 self._tools[tool.name] = (tool, item.settings)
         self.thoughts: list[Thought] = []
         self.usage = Usage()
+
+    def add(self, tools: dict[str, Tool]) -> None:
+        """More tools (a workspace's custom API tools, read when the run starts)."""
+        for name, tool in tools.items():
+            self._tools.setdefault(name, (tool, {}))
 
     def stored(self) -> list[dict[str, Any]]:
         return [thought.stored(self._message_id) for thought in self.thoughts]

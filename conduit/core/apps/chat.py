@@ -41,9 +41,12 @@ from conduit.core.runs.events import EventTemplate
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
+from conduit.core.tools.base import Tool
 from conduit.errors import ConduitError, RunInterrupted
 
 ModelResolver = Callable[[dict[str, Any]], Awaitable[ChatModel]]
+# A workspace's custom API tools, by (provider id, tool name) → the tools found, by name.
+ToolResolver = Callable[[str, Sequence[tuple[str, str]]], Awaitable[dict[str, Tool]]]
 ChatMode = Literal["chat", "completion"]
 
 
@@ -371,6 +374,7 @@ class ChatRunner:
         retrieve: Retrieve | None = None,
         attach: Attach | None = None,
         match_annotation: MatchAnnotation | None = None,
+        resolve_tools: ToolResolver | None = None,
     ) -> None:
         self.kind: str = kind
         self.store = store
@@ -378,13 +382,19 @@ class ChatRunner:
         self._retrieve = retrieve
         self._attach = attach
         self._match_annotation = match_annotation
+        self._resolve_tools = resolve_tools
 
     def decode(self, body: dict[str, Any]) -> ChatRunBody:
         return ChatRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> ChatExecution:
         return ChatExecution(
-            spec, self._resolve_model, self._retrieve, self._attach, self._match_annotation
+            spec,
+            self._resolve_model,
+            self._retrieve,
+            self._attach,
+            self._match_annotation,
+            self._resolve_tools,
         )
 
     def terminal_events(
@@ -429,8 +439,10 @@ class ChatExecution:
         retrieve: Retrieve | None = None,
         attach: Attach | None = None,
         match_annotation: MatchAnnotation | None = None,
+        resolve_tools: ToolResolver | None = None,
     ) -> None:
         self._spec = spec
+        self._resolve_tools = resolve_tools
         self._body: ChatRunBody = spec.body
         self._resolve_model = resolve_model
         self._retrieve = retrieve
@@ -482,6 +494,13 @@ class ChatExecution:
                 messages = with_files(messages, text, parts, at=at)
         model = await self._resolve_model(body.model_ref)
         if self._agent is not None:
+            assert body.agent is not None
+            wanted = [
+                (t.provider_id, t.tool_name) for t in body.agent.tools if t.provider_type == "api"
+            ]
+            if wanted and self._resolve_tools is not None:
+                # A provider deleted since the app was saved: its tools are not offered.
+                self._agent.add(await self._resolve_tools(spec.tenant_id, wanted))
             await self._agent.run(model, messages, body.params, log)
             return
         # The fixed fields of every `message` event serialised once per run, not per piece.

@@ -8,11 +8,12 @@ back to the model as the call's observation (as Dify does), never a failed run.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ParameterType = Literal["string", "number", "boolean", "select"]
+ParameterType = Literal["string", "number", "boolean", "select", "json"]
 MAX_SETTING = 1000  # characters of a setting's text
 
 
@@ -39,10 +40,11 @@ class ToolParameter:
 
     def schema(self) -> dict[str, Any]:
         """The parameter in the JSON Schema of the model's function."""
-        kind = {"string": "string", "select": "string", "number": "number"}.get(
-            self.type, "boolean"
-        )
-        schema: dict[str, Any] = {"type": kind, "description": self.description}
+        schema: dict[str, Any] = {"description": self.description}
+        if self.type != "json":  # (any JSON value: no type)
+            schema["type"] = {"string": "string", "select": "string", "number": "number"}.get(
+                self.type, "boolean"
+            )
         if self.options:
             schema["enum"] = list(self.options)
         return schema
@@ -55,6 +57,13 @@ class ToolParameter:
         return coerced
 
     def _typed(self, value: Any) -> Any:
+        if self.type == "json":  # an object or list as it is; a text of JSON read
+            if isinstance(value, str):
+                try:
+                    return json.loads(value)
+                except ValueError:
+                    return value
+            return value
         if self.type in ("string", "select"):
             if isinstance(value, (dict, list)):
                 raise ToolInputError(f"{self.name} must be a string")

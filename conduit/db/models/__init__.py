@@ -53,6 +53,7 @@ from conduit.db.models.embedding import CachedEmbedding
 from conduit.db.models.outbox import OutboxMessage, OutboxStatus
 from conduit.db.models.provider import ProviderCredential
 from conduit.db.models.task import AsyncTask
+from conduit.db.models.tool import ApiToolProvider
 from conduit.db.models.webhook import (
     AppWebhookSecret,
     DeliveryStatus,
@@ -73,6 +74,7 @@ __all__ = [
     "AnnotationJob",
     "ApiToken",
     "ApiTokenType",
+    "ApiToolProvider",
     "App",
     "AppDatasetJoin",
     "AppMode",

@@ -22,7 +22,6 @@ from its other datasets), as Dify does.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +40,10 @@ from conduit.db.models import (
     utcnow,
 )
 from conduit.errors import ConduitError, Conflict, InvalidParam, NotFound
+from conduit.infra import outbound
 from conduit.infra.crypto import DecryptionError, cipher, mask
-from conduit.infra.ssrf import AllowList, resolve_target
+from conduit.infra.outbound import Answer
+from conduit.infra.ssrf import AllowList
 from conduit.services._like import contains
 
 logger = logging.getLogger(__name__)
@@ -547,37 +548,24 @@ class ExternalKnowledge:
         kept.sort(key=lambda item: -item["score"])
         return kept[: setting["top_k"]]
 
-    def _post(self, url: str, api_key: str, body: dict[str, Any], *, field: str) -> _Answer:
-        """POST behind the SSRF guard: the host resolved and checked, the checked address
-        connected to (no redirects followed); the answer read up to `RESPONSE_MAX`."""
-        deadline = time.monotonic() + self._timeout
-        target = resolve_target(url, self._allow, field=field)
-        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        with (
-            httpx.Client(timeout=self._timeout, follow_redirects=False, trust_env=False) as c,
-            c.stream(
+    def _post(self, url: str, api_key: str, body: dict[str, Any], *, field: str) -> Answer:
+        """POST behind the SSRF guard (`infra/outbound.py`), the answer read up to
+        `RESPONSE_MAX`."""
+        try:
+            return outbound.request(
                 "POST",
-                target.connect_url,
+                url,
+                self._allow,
+                field=field,
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
                 content=orjson.dumps(body),
-                headers={
-                    "Host": target.host_header,
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {api_key}",
-                },
-                extensions=extensions,
-            ) as response,
-        ):
-            content = bytearray()
-            for chunk in response.iter_bytes():
-                content.extend(chunk)
-                if len(content) > RESPONSE_MAX:
-                    raise ExternalKnowledgeFailed(
-                        f"The external knowledge API at {url} answered more than "
-                        f"{RESPONSE_MAX} bytes."
-                    )
-                if time.monotonic() > deadline:  # a trickle: each read within the timeout
-                    raise httpx.ReadTimeout(f"no whole answer within {self._timeout:g} s")
-            return _Answer(response.status_code, bytes(content))
+                timeout=self._timeout,
+                max_bytes=RESPONSE_MAX,
+            )
+        except outbound.AnswerTooLarge:
+            raise ExternalKnowledgeFailed(
+                f"The external knowledge API at {url} answered more than {RESPONSE_MAX} bytes."
+            ) from None
 
 
 def _service_error(content: bytes) -> bool:
@@ -587,16 +575,6 @@ def _service_error(content: bytes) -> bool:
     except orjson.JSONDecodeError:
         return False
     return isinstance(parsed, dict) and "error_code" in parsed
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status_code: int
-    content: bytes
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
 
 
 def record_view(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,386 @@
+"""A workspace's custom API tools (Dify's "custom tool" providers, console
+`/workspaces/current/tool-provider/api/*`): an OpenAPI 3 document of the workspace's own
+service (`core/tools/openapi.py` reads it), its operations offered to agents as tools, and the
+key sent with each call (encrypted with the server's secret, shown masked, never sent to
+another server: a changed document keeps it only for its own server).
+
+Calls go through the SSRF guard (`CONDUIT_WEBHOOK_ALLOWED_*`), as every URL a user gives. A
+provider an agent app uses cannot be deleted (409 naming the app); a provider's name is unique
+in its workspace. Reading needs a member; writing an editor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from conduit.core.tools.base import Tool, ToolError
+from conduit.core.tools.openapi import ApiAuth, ApiOperation, ApiTool, SchemaError, parse
+from conduit.db.models import ApiToolProvider, App, AppMode, Membership, Role
+from conduit.errors import Conflict, InvalidParam, NotFound
+from conduit.infra.crypto import DecryptionError, cipher, mask
+from conduit.infra.db import Database
+from conduit.infra.ssrf import AllowList
+from conduit.services._fields import text as _text
+from conduit.services.apps import require_role
+
+API = "api"
+HIDDEN = "[__HIDDEN__]"  # what Dify's console sends back for a key it did not change
+AUTH_TYPES = ("none", "api_key")
+PREFIXES = ("basic", "bearer", "custom")
+DEFAULT_ICON = {"background": "#E0EAFF", "content": "🔧"}
+
+
+@dataclass
+class ApiToolFields:
+    """A provider as Dify's console sends it (`provider`, `schema`, `credentials`, ...),
+    checked; `api_key` None keeps the stored one."""
+
+    name: str
+    schema: str
+    server_url: str
+    operations: list[ApiOperation]
+    auth_type: str
+    header: str
+    prefix: str
+    api_key: str | None
+    icon: dict[str, Any]
+    privacy_policy: str
+    custom_disclaimer: str
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> ApiToolFields:
+        name = _text(body.get("provider"), "provider", 255).strip()
+        if not name:
+            raise InvalidParam("provider: must name the tool provider")
+        schema_type = body.get("schema_type", "openapi")
+        if schema_type != "openapi":
+            raise InvalidParam("schema_type: only openapi is served")
+        schema = body.get("schema")
+        parsed = parsed_schema(schema)
+        credentials = body.get("credentials") or {}
+        if not isinstance(credentials, Mapping):
+            raise InvalidParam("credentials: must be an object")
+        auth_type = credentials.get("auth_type", "none")
+        if auth_type not in AUTH_TYPES:
+            raise InvalidParam(
+                "credentials.auth_type: must be one of the following: [none, api_key]"
+            )
+        header = _text(
+            credentials.get("api_key_header") or "Authorization", "credentials.api_key_header", 255
+        )
+        prefix = credentials.get("api_key_header_prefix") or "custom"
+        if prefix not in PREFIXES:
+            raise InvalidParam(
+                "credentials.api_key_header_prefix: must be one of the following: "
+                "[basic, bearer, custom]"
+            )
+        key = credentials.get("api_key_value")
+        api_key: str | None = None
+        if auth_type == "api_key" and key != HIDDEN:
+            api_key = _text(key, "credentials.api_key_value", 4096)
+            if not api_key:
+                raise InvalidParam("credentials.api_key_value: the key is required for api_key")
+        given = body.get("icon")
+        icon: Mapping[str, Any] = given if isinstance(given, Mapping) else DEFAULT_ICON
+        return cls(
+            name=name,
+            schema=str(schema),
+            server_url=parsed.server_url,
+            operations=list(parsed.operations),
+            auth_type=str(auth_type),
+            header=header,
+            prefix=str(prefix),
+            api_key=api_key,
+            icon={
+                "background": str(icon.get("background", ""))[:32],
+                "content": str(icon.get("content", ""))[:255],
+            },
+            privacy_policy=_text(body.get("privacy_policy") or "", "privacy_policy", 2048),
+            custom_disclaimer=_text(body.get("custom_disclaimer") or "", "custom_disclaimer", 2048),
+        )
+
+
+def parsed_schema(schema: Any) -> Any:
+    try:
+        return parse(schema)
+    except SchemaError as error:
+        raise InvalidParam(str(error)) from None
+
+
+def schema_view(schema: Any) -> dict[str, Any]:
+    """Dify's `/api/schema` answer: the document's tools, each with its server and parameters."""
+    parsed = parsed_schema(schema)
+    return {
+        "schema_type": "openapi",
+        "parameters_schema": [
+            {**_tool_bundle(op), "server_url": parsed.server_url} for op in parsed.operations
+        ],
+        "credentials_schema": [],
+        "warning": {},
+    }
+
+
+def _tool_bundle(operation: ApiOperation) -> dict[str, Any]:
+    return {
+        "operation_id": operation.name,
+        "method": operation.method,
+        "path": operation.path,
+        "summary": operation.description,
+        "author": "",
+        "parameters": [
+            {
+                "name": p.name,
+                "label": {"en_US": p.name},
+                "human_description": {"en_US": p.description},
+                "llm_description": p.description,
+                "type": p.type,
+                "form": "llm",
+                "required": p.required,
+                "in": p.location,
+                "default": p.default,
+            }
+            for p in operation.parameters
+        ],
+    }
+
+
+def _operations(provider: ApiToolProvider) -> list[ApiOperation]:
+    return [ApiOperation.from_json(item) for item in provider.operations or []]
+
+
+def provider_view(provider: ApiToolProvider, secret: str) -> dict[str, Any]:
+    """A provider as Dify's console reads it (`/api/get`): the key masked."""
+    credentials = dict(provider.credentials or {})
+    if provider.encrypted_api_key:
+        try:
+            key: str | None = cipher(secret).decrypt(provider.encrypted_api_key)
+        except DecryptionError:
+            key = None
+        credentials["api_key_value"] = mask(key) or ""
+    return {
+        "id": provider.id,
+        "provider": provider.name,
+        "schema_type": provider.schema_type,
+        "schema": provider.schema,
+        "server_url": provider.server_url,
+        "icon": provider.icon,
+        "credentials": credentials,
+        "privacy_policy": provider.privacy_policy,
+        "custom_disclaimer": provider.custom_disclaimer,
+        "tools": [_tool_bundle(op) for op in _operations(provider)],
+        "labels": [],
+    }
+
+
+def listed(provider: ApiToolProvider) -> dict[str, Any]:
+    """The provider as `/tool-providers` lists it (Dify's `api` type)."""
+    return {
+        "id": provider.id,
+        "author": "",
+        "name": provider.name,
+        "description": {"en_US": f"Operations of {provider.server_url}"},
+        "icon": provider.icon or DEFAULT_ICON,
+        "label": {"en_US": provider.name},
+        "type": API,
+        "team_credentials": {},
+        "is_team_authorization": True,
+        "allow_delete": True,
+        "tools": [_listed_tool(op) for op in _operations(provider)],
+        "labels": [],
+    }
+
+
+def _listed_tool(operation: ApiOperation) -> dict[str, Any]:
+    return {
+        "author": "",
+        "name": operation.name,
+        "label": {"en_US": operation.name},
+        "description": {"en_US": operation.description},
+        "parameters": _tool_bundle(operation)["parameters"],
+        "labels": [],
+    }
+
+
+def list_providers(session: Session, tenant_id: str) -> list[ApiToolProvider]:
+    return list(
+        session.scalars(
+            select(ApiToolProvider)
+            .where(ApiToolProvider.tenant_id == tenant_id)
+            .order_by(ApiToolProvider.created_at, ApiToolProvider.id)
+        )
+    )
+
+
+def get_provider(session: Session, tenant_id: str, name: str) -> ApiToolProvider:
+    found = session.scalar(
+        select(ApiToolProvider).where(
+            ApiToolProvider.tenant_id == tenant_id, ApiToolProvider.name == name
+        )
+    )
+    if found is None:
+        raise NotFound(f"No custom tool provider {name!r} in this workspace.")
+    return found
+
+
+def provider_by_id(session: Session, tenant_id: str, provider_id: str) -> ApiToolProvider | None:
+    found = session.get(ApiToolProvider, provider_id)
+    return found if found is not None and found.tenant_id == tenant_id else None
+
+
+def add_provider(
+    session: Session, member: Membership, fields: ApiToolFields, secret: str
+) -> ApiToolProvider:
+    require_role(member, Role.EDITOR, "add custom tools")
+    if fields.auth_type == "api_key" and not fields.api_key:
+        raise InvalidParam("credentials.api_key_value: the key is required for api_key")
+    provider = ApiToolProvider(tenant_id=member.tenant_id, created_by=member.account_id)
+    _apply(provider, fields, secret)
+    session.add(provider)
+    _flush(session, fields.name)
+    return provider
+
+
+def update_provider(
+    session: Session, member: Membership, original: str, fields: ApiToolFields, secret: str
+) -> ApiToolProvider:
+    require_role(member, Role.EDITOR, "change custom tools")
+    provider = get_provider(session, member.tenant_id, original)
+    keeps_key = fields.api_key is None and fields.auth_type == "api_key"
+    if keeps_key and (not provider.encrypted_api_key or fields.server_url != provider.server_url):
+        # The stored key goes only to the server it was given for.
+        raise InvalidParam(
+            "credentials.api_key_value: give the key again (the server changed, or none is kept)"
+        )
+    _apply(provider, fields, secret)
+    _flush(session, fields.name)
+    return provider
+
+
+def _apply(provider: ApiToolProvider, fields: ApiToolFields, secret: str) -> None:
+    provider.name = fields.name
+    provider.schema_type = "openapi"
+    provider.schema = fields.schema
+    provider.server_url = fields.server_url
+    provider.operations = [op.to_json() for op in fields.operations]
+    provider.credentials = {
+        "auth_type": fields.auth_type,
+        "api_key_header": fields.header,
+        "api_key_header_prefix": fields.prefix,
+    }
+    if fields.auth_type != "api_key":
+        provider.encrypted_api_key = None
+    elif fields.api_key is not None:
+        provider.encrypted_api_key = cipher(secret).encrypt(fields.api_key)
+    provider.icon = fields.icon
+    provider.privacy_policy = fields.privacy_policy
+    provider.custom_disclaimer = fields.custom_disclaimer
+
+
+def _flush(session: Session, name: str) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise Conflict(f"A custom tool provider is already called {name!r}.") from None
+
+
+def delete_provider(session: Session, member: Membership, name: str) -> None:
+    require_role(member, Role.EDITOR, "delete custom tools")
+    provider = get_provider(session, member.tenant_id, name)
+    for app in session.scalars(
+        select(App).where(App.tenant_id == member.tenant_id, App.mode == AppMode.AGENT_CHAT)
+    ):
+        tools = ((app.model_config_ or {}).get("agent_mode") or {}).get("tools") or []
+        if any(isinstance(t, dict) and t.get("provider_id") == provider.id for t in tools):
+            raise Conflict(f"The agent app {app.name!r} uses {name!r}: take it out first.")
+    session.delete(provider)
+
+
+def auth_of(provider: ApiToolProvider, secret: str) -> ApiAuth:
+    credentials = provider.credentials or {}
+    key = ""
+    if provider.encrypted_api_key:
+        try:
+            key = cipher(secret).decrypt(provider.encrypted_api_key)
+        except DecryptionError:
+            key = ""
+    return ApiAuth(
+        auth_type=str(credentials.get("auth_type") or "none"),
+        header=str(credentials.get("api_key_header") or "Authorization"),
+        prefix=str(credentials.get("api_key_header_prefix") or "custom"),
+        key=key,
+    )
+
+
+def tools_of(provider: ApiToolProvider, secret: str, allow: AllowList) -> dict[str, Tool]:
+    """The provider's operations as tools, by name, ready to call."""
+    auth = auth_of(provider, secret)
+    return {
+        op.name: ApiTool(provider.id, provider.server_url, op, auth, allow).tool()
+        for op in _operations(provider)
+    }
+
+
+def test_call(
+    fields: ApiToolFields,
+    tool_name: Any,
+    parameters: Any,
+    *,
+    stored: ApiToolProvider | None,
+    secret: str,
+    allow: AllowList,
+) -> dict[str, Any]:
+    """Dify's `/api/test/pre`: one operation of a document not saved yet, called with the
+    given parameters: `{"result": its answer}` or `{"error": why not}`."""
+    operation = next((op for op in fields.operations if op.name == tool_name), None)
+    if operation is None:
+        raise InvalidParam(f"tool_name: the schema has no operation {tool_name!r}")
+    if not isinstance(parameters, Mapping):
+        raise InvalidParam("parameters: must be an object")
+    key = fields.api_key
+    if fields.auth_type == "api_key" and key is None:
+        if stored is None or stored.server_url != fields.server_url:
+            raise InvalidParam("credentials.api_key_value: give the key to test with")
+        key = auth_of(stored, secret).key
+    auth = ApiAuth(fields.auth_type, fields.header, fields.prefix, key or "")
+    tool = ApiTool("test", fields.server_url, operation, auth, allow).tool()
+    try:
+        return {"result": tool.invoke(tool.arguments(parameters, {}))}
+    except ToolError as error:
+        return {"error": str(error)}
+
+
+class ApiToolResolver:
+    """What an agent run's api tools are when it starts (`core/apps/chat.py`'s
+    `ToolResolver`): its workspace's providers read by id, their keys decrypted."""
+
+    def __init__(self, db: Database, secret: str, allow: AllowList) -> None:
+        self._db = db
+        self._secret = secret
+        self._allow = allow
+
+    async def __call__(self, tenant_id: str, wanted: Sequence[tuple[str, str]]) -> dict[str, Tool]:
+        return await asyncio.to_thread(self._resolve, tenant_id, wanted)
+
+    def _resolve(self, tenant_id: str, wanted: Sequence[tuple[str, str]]) -> dict[str, Tool]:
+        ids = sorted({provider_id for provider_id, _ in wanted})
+        with self._db.transaction() as session:
+            rows = session.scalars(
+                select(ApiToolProvider).where(
+                    ApiToolProvider.tenant_id == tenant_id, ApiToolProvider.id.in_(ids)
+                )
+            )
+            found = {row.id: tools_of(row, self._secret, self._allow) for row in rows}
+        tools: dict[str, Tool] = {}
+        for provider_id, name in wanted:
+            tool = found.get(provider_id, {}).get(name)
+            if tool is not None:
+                tools[name] = tool
+        return tools
