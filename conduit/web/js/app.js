@@ -81,7 +81,7 @@ function useAccount(signedIn) {
 }
 
 function Nav({ session, path }) {
-  const links = [["/apps", "Apps"], ["/datasets", "Knowledge"], ["/providers", "Model providers"], ["/members", "Members"]];
+  const links = [["/apps", "Apps"], ["/datasets", "Knowledge"], ["/tools", "Tools"], ["/providers", "Model providers"], ["/members", "Members"]];
   const switchTo = async (tenantId) => {
     await api.post("/workspaces/switch", { tenant_id: tenantId });
     forget();

@@ -43,6 +43,7 @@
     ["/datasets/:datasetId", "./pages/dataset.js", "Dataset",
       (p) => [`/datasets/${p.datasetId}`, `/datasets/${p.datasetId}/documents?page=1&limit=50`]],
     ["/providers", "./pages/providers.js", "Model providers", () => ["/workspaces/current/model-providers"]],
+    ["/tools", "./pages/tools.js", "Tools", () => ["/workspaces/current/tool-providers"]],
     ["/members", "./pages/members.js", "Members", () => ["/workspaces/current/members"]],
   ];
 

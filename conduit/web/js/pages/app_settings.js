@@ -244,9 +244,10 @@ function Knowledge({ app, config, datasets, rerankers, saved, setSaved }) {
   </section>`;
 }
 
-// An agent-chat app's agent (its model config's `agent_mode`, Dify's shape): the built-in tools
-// it may call (with the settings the app gives them, e.g. current_time's time zone), how the
-// model asks for them and how many rounds it may take.
+// An agent-chat app's agent (its model config's `agent_mode`, Dify's shape): the tools it may
+// call — built-in ones (with the settings the app gives them, e.g. current_time's time zone)
+// and the workspace's custom API tools (the Tools page) — how the model asks for them and how
+// many rounds it may take.
 const STRATEGIES = [
   { value: "function_call", label: "Function calling (the model's own tool calls)" },
   { value: "react", label: "ReAct (tools described in the prompt; any model)" },
@@ -276,10 +277,19 @@ function Agent({ app, config, saved, setSaved }) {
     setSaved(false);
     const number = Number(rounds);
     // Every tool listed before stays listed (switched off when unticked, its settings kept).
+    // Each tool's kind: built-in, or one of the workspace's custom API tools (named too).
+    const kinds = {};
+    for (const t of entries) kinds[toolKey(t.provider_id, t.tool_name)] = { provider_type: t.provider_type || "builtin", provider_name: t.provider_name };
+    for (const p of providers.data || []) {
+      for (const t of p.tools) kinds[toolKey(p.id, t.name)] = { provider_type: p.type, provider_name: p.name };
+    }
     const keys = [...new Set([...entries.map((t) => toolKey(t.provider_id, t.tool_name)), ...chosen])];
     const tools = keys.map((key) => {
       const [providerId, name] = JSON.parse(key);
-      return { provider_type: "builtin", provider_id: providerId, tool_name: name, tool_parameters: values[key] || {}, enabled: chosen.includes(key) };
+      const kind = kinds[key] || { provider_type: "builtin" };
+      const entry = { provider_type: kind.provider_type, provider_id: providerId, tool_name: name, tool_parameters: values[key] || {}, enabled: chosen.includes(key) };
+      if (kind.provider_type === "api") entry.provider_name = kind.provider_name;
+      return entry;
     });
     const next = { ...found, enabled: true, strategy, tools: [...tools, ...others],
       max_iteration: rounds.trim() !== "" && Number.isInteger(number) ? number : rounds };
@@ -293,6 +303,7 @@ function Agent({ app, config, saved, setSaved }) {
       <${Loaded} resource=${providers} what="Loading the tools">${(p) => html`
         <fieldset>
           <legend>Tools the agent may use</legend>
+          <p class="muted">Your own services' operations are added on the <a href=${href("/tools")}>Tools</a> page.</p>
           ${p.map((provider) => provider.tools.map((tool) => {
             const key = toolKey(provider.id, tool.name);
             const settings = tool.parameters.filter((param) => param.form === "form");
