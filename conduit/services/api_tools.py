@@ -21,7 +21,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from conduit.core.tools.base import Tool, ToolError
-from conduit.core.tools.openapi import ApiAuth, ApiOperation, ApiTool, SchemaError, parse
+from conduit.core.tools.openapi import (
+    ApiAuth,
+    ApiOperation,
+    ApiTool,
+    SchemaError,
+    header_name,
+    key_value,
+    parse,
+)
 from conduit.db.models import ApiToolProvider, App, AppMode, Membership, Role
 from conduit.errors import Conflict, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
@@ -75,6 +83,8 @@ class ApiToolFields:
         header = _text(
             credentials.get("api_key_header") or "Authorization", "credentials.api_key_header", 255
         )
+        if not header_name(header):
+            raise InvalidParam("credentials.api_key_header: must be an HTTP header's name")
         prefix = credentials.get("api_key_header_prefix") or "custom"
         if prefix not in PREFIXES:
             raise InvalidParam(
@@ -87,6 +97,7 @@ class ApiToolFields:
             api_key = _text(key, "credentials.api_key_value", 4096)
             if not api_key:
                 raise InvalidParam("credentials.api_key_value: the key is required for api_key")
+
         given = body.get("icon")
         icon: Mapping[str, Any] = given if isinstance(given, Mapping) else DEFAULT_ICON
         return cls(
@@ -238,6 +249,7 @@ def add_provider(
     session: Session, member: Membership, fields: ApiToolFields, secret: str
 ) -> ApiToolProvider:
     require_role(member, Role.EDITOR, "add custom tools")
+    fields.api_key = _given_key(fields, None, secret)
     if fields.auth_type == "api_key" and not fields.api_key:
         raise InvalidParam("credentials.api_key_value: the key is required for api_key")
     provider = ApiToolProvider(tenant_id=member.tenant_id, created_by=member.account_id)
@@ -252,6 +264,15 @@ def update_provider(
 ) -> ApiToolProvider:
     require_role(member, Role.EDITOR, "change custom tools")
     provider = get_provider(session, member.tenant_id, original)
+    fields.api_key = _given_key(fields, provider, secret)
+    kept = {op.name for op in fields.operations}
+    for app, tools in _users(session, provider):
+        gone = sorted({str(t.get("tool_name")) for t in tools} - kept)
+        if gone:
+            raise Conflict(
+                f"The agent app {app.name!r} uses {gone[0]!r}, which the new document does "
+                "not have: take it out of the app first."
+            )
     keeps_key = fields.api_key is None and fields.auth_type == "api_key"
     if keeps_key and (not provider.encrypted_api_key or fields.server_url != provider.server_url):
         # The stored key goes only to the server it was given for.
@@ -294,13 +315,43 @@ def _flush(session: Session, name: str) -> None:
 def delete_provider(session: Session, member: Membership, name: str) -> None:
     require_role(member, Role.EDITOR, "delete custom tools")
     provider = get_provider(session, member.tenant_id, name)
-    for app in session.scalars(
-        select(App).where(App.tenant_id == member.tenant_id, App.mode == AppMode.AGENT_CHAT)
-    ):
-        tools = ((app.model_config_ or {}).get("agent_mode") or {}).get("tools") or []
-        if any(isinstance(t, dict) and t.get("provider_id") == provider.id for t in tools):
-            raise Conflict(f"The agent app {app.name!r} uses {name!r}: take it out first.")
+    for app, _ in _users(session, provider):
+        raise Conflict(f"The agent app {app.name!r} uses {name!r}: take it out first.")
     session.delete(provider)
+
+
+def _users(session: Session, provider: ApiToolProvider) -> list[tuple[App, list[dict[str, Any]]]]:
+    """The workspace's agent apps that name the provider, each with its tools of it."""
+    found = []
+    for app in session.scalars(
+        select(App).where(App.tenant_id == provider.tenant_id, App.mode == AppMode.AGENT_CHAT)
+    ):
+        mode = (app.model_config_ or {}).get("agent_mode")
+        tools = mode.get("tools") if isinstance(mode, dict) else None
+        mine = [
+            t
+            for t in (tools if isinstance(tools, list) else [])
+            if isinstance(t, dict) and t.get("provider_id") == provider.id
+        ]
+        if mine:
+            found.append((app, mine))
+    return found
+
+
+def _given_key(fields: ApiToolFields, stored: ApiToolProvider | None, secret: str) -> str | None:
+    """The key a request gives: None to keep the stored one — `[__HIDDEN__]`, or the masked
+    key Dify's console sends back as it was shown."""
+    given = fields.api_key
+    if given is not None and stored is not None and stored.encrypted_api_key:
+        try:
+            current = cipher(secret).decrypt(stored.encrypted_api_key)
+        except DecryptionError:
+            current = None
+        if current is not None and given == mask(current):
+            return None
+    if given is not None and not key_value(given):
+        raise InvalidParam("credentials.api_key_value: must be printable ASCII (no line breaks)")
+    return given
 
 
 def auth_of(provider: ApiToolProvider, secret: str) -> ApiAuth:
@@ -344,7 +395,7 @@ def test_call(
         raise InvalidParam(f"tool_name: the schema has no operation {tool_name!r}")
     if not isinstance(parameters, Mapping):
         raise InvalidParam("parameters: must be an object")
-    key = fields.api_key
+    key = _given_key(fields, stored, secret)
     if fields.auth_type == "api_key" and key is None:
         if stored is None or stored.server_url != fields.server_url:
             raise InvalidParam("credentials.api_key_value: give the key to test with")

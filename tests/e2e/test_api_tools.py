@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests import support
-from tests.e2e.conftest import Admin, add_member, service_app
+from tests.e2e.conftest import Admin, add_member, make_admin, service_app
 from tests.e2e.test_agent import answer, streamed, thoughts
 from tests.fakes.http_echo import HttpEcho, http_echo
 
@@ -99,7 +99,8 @@ def orders(service_admin: Admin, service: HttpEcho) -> Iterator[dict[str, Any]]:
     assert added.status_code == 200, added.text
     found = service_admin.client.get(f"{API}/get", params={"provider": "Orders"}).json()
     yield found
-    service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
+    removed = service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
+    assert removed.status_code == 200, removed.text
 
 
 def agent_with(service_stack: support.Stack, admin: Admin, *tools: dict[str, Any]) -> Any:
@@ -146,6 +147,25 @@ def test_a_schema_is_read_into_its_operations(service_admin: Admin, service: Htt
             lambda d: d["components"].update(schemas={}),
             "$ref '#/components/schemas/Order' points to nothing",
         ),
+        (lambda d: d.update(servers={"url": "http://x"}), "servers[0].url is required"),
+        (lambda d: d.update(servers=["http://x"]), "servers[0].url is required"),
+        (lambda d: d.update(servers=[{"url": "http://[x"}]), "schema:"),
+        (
+            lambda d: d.update(servers=[{"url": "http://x/api?key=1"}]),
+            "must name only a host, a port and a path",
+        ),
+        (
+            lambda d: d.update(servers=[{"url": "{scheme}://x"}]),
+            "must be an absolute http(s) URL",
+        ),
+        (
+            lambda d: d["paths"].update({".attacker.example/x": {"get": {"operationId": "steal"}}}),
+            "path '.attacker.example/x' must start with /",
+        ),
+        (
+            lambda d: d["paths"]["/status/{code}"]["get"].update(parameters=5),
+            "parameters must be a list",
+        ),
     ],
 )
 def test_a_schema_that_cannot_be_served_is_a_400_naming_why(
@@ -159,6 +179,30 @@ def test_a_schema_that_cannot_be_served_is_a_400_naming_why(
         f"{API}/add", json=provider_body(service.base_url, schema=json.dumps(broken))
     )
     assert_envelope(added, 400, "invalid_param", says)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("[" * 200_000, "schema:"),
+        ("openapi: 3.0.0\nservers: &s [{url: 'http://x'}]\nother: *s\npaths: {}", "anchors"),
+        (json.dumps({"openapi": "3.0.0", "servers": [{"url": "http://x"}], "paths": {
+            "/a": {"get": {"operationId": "a", "parameters": [
+                {"name": "n", "in": "query", "schema": {"type": "integer", "default": 2**70}}]}}}}),
+         None),
+        ("- just\n- a list", "must be an OpenAPI 3 document"),
+    ],
+)  # fmt: skip
+def test_odd_documents_are_read_or_refused_never_a_500(
+    service_admin: Admin, text: str, says: str | None
+) -> None:
+    read = service_admin.client.post(f"{API}/schema", json={"schema": text})
+    if says is None:  # a default past 64 bits is left out
+        assert read.status_code == 200, read.text
+        (parameter,) = read.json()["parameters_schema"][0]["parameters"]
+        assert parameter["default"] is None
+    else:
+        assert_envelope(read, 400, "invalid_param", says)
 
 
 def test_a_provider_is_added_read_changed_and_deleted(
@@ -198,8 +242,29 @@ def test_a_provider_is_added_read_changed_and_deleted(
         )
         refused = viewer.client.post(f"{API}/delete", json={"provider": "Shop orders"})
         assert refused.status_code == 403, refused.text
+        refused = viewer.client.post(f"{API}/add", json=provider_body(service.base_url, "Mine"))
+        assert refused.status_code == 403, refused.text
     finally:
         viewer.client.close()
+    # Dify's console sends the masked key back as it was shown: the stored key is kept.
+    shown = client.get(f"{API}/get", params={"provider": "Shop orders"}).json()
+    masked = {**provider_body(service.base_url, "Shop orders"), "original_provider": "Shop orders"}
+    masked["credentials"] = {**masked["credentials"],
+                             "api_key_value": shown["credentials"]["api_key_value"]}  # fmt: skip
+    assert client.post(f"{API}/update", json=masked).status_code == 200
+    tried = client.post(
+        f"{API}/test/pre",
+        json={**masked, "provider_name": "Shop orders", "tool_name": "get_order",
+              "parameters": {"order_id": "K"}},
+    )  # fmt: skip
+    assert json.loads(tried.json()["result"])["headers"]["authorization"] == f"Bearer {KEY}"
+    # A key that cannot go in a header, a header that is not one: refused when saved.
+    for credentials, says in [
+        ({"api_key_value": "sk-1\nX-Evil: 1"}, "must be printable ASCII"),
+        ({"api_key_header": "X Key:"}, "must be an HTTP header's name"),
+    ]:
+        bad = {**masked, "credentials": {**masked["credentials"], **credentials}}
+        assert_envelope(client.post(f"{API}/update", json=bad), 400, "invalid_param", says)
     assert client.post(f"{API}/delete", json={"provider": "Shop orders"}).status_code == 200
     assert_envelope(
         client.get(f"{API}/get", params={"provider": "Shop orders"}), 404, "not_found", "Shop"
@@ -218,7 +283,18 @@ def test_an_operation_is_tried_before_it_is_saved(service_admin: Admin, service:
     echoed = json.loads(tried.json()["result"])
     assert echoed["path"] == "/echo/orders/A-1" and echoed["query"] == {"verbose": "true"}
     assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
+    # A path parameter stays in its segment; "." and ".." are refused.
+    body["parameters"] = {"order_id": "A/7?x#y z"}
+    echoed = json.loads(service_admin.client.post(f"{API}/test/pre", json=body).json()["result"])
+    assert echoed["raw_path"] == "/echo/orders/A%2F7%3Fx%23y%20z"
+    body["parameters"] = {"order_id": ".."}
+    refused = service_admin.client.post(f"{API}/test/pre", json=body).json()
+    assert refused == {"error": "order_id may not be '..'"}
+    body["parameters"] = {"order_id": "A-1", "X-Shop": "Zürich"}
+    refused = service_admin.client.post(f"{API}/test/pre", json=body).json()
+    assert refused == {"error": "X-Shop must be printable ASCII (a header)"}
     # A metadata address is refused by the SSRF guard, in words.
+    body["parameters"] = {"order_id": "A-1"}
     body["schema"] = yaml.safe_dump(document("http://169.254.169.254"))
     refused = service_admin.client.post(f"{API}/test/pre", json=body).json()
     assert "may not be called" in refused["error"] and "a metadata address" in refused["error"]
@@ -243,7 +319,7 @@ def test_an_agent_calls_the_workspaces_api_with_its_key(
     first = next(iter(thoughts(events).values()))
     assert first["tool"] == "get_order"
     echoed = json.loads(json.loads(first["observation"])["get_order"])
-    assert echoed["method"] == "GET" and echoed["path"] == "/echo/orders/A 7"
+    assert echoed["method"] == "GET" and echoed["raw_path"] == "/echo/orders/A%207"
     assert echoed["query"] == {"verbose": "false"}
     assert echoed["headers"]["x-shop"] == "north"
     assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
@@ -259,9 +335,15 @@ def test_an_agent_calls_the_workspaces_api_with_its_key(
     observed = json.loads(next(iter(thoughts(events).values()))["observation"])
     assert observed["fail_with"] == "Error: fail_with answered HTTP 503: status 503"
     assert events[-1].event == "message_end"
-    # In use: the provider cannot be deleted.
+    # In use: the provider cannot be deleted, nor lose an operation the app uses.
     refused = service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
     assert_envelope(refused, 409, "conflict", "uses 'Orders'")
+    smaller = document(service.base_url)
+    del smaller["paths"]["/status/{code}"]
+    update = {**provider_body(service.base_url, schema=json.dumps(smaller)),
+              "original_provider": "Orders"}  # fmt: skip
+    refused = service_admin.client.post(f"{API}/update", json=update)
+    assert_envelope(refused, 409, "conflict", "uses 'fail_with'")
     app.client.close()
     assert service_admin.client.delete(f"/console/api/apps/{app.app_id}").status_code == 204
 
@@ -272,7 +354,17 @@ def test_an_agents_api_tools_are_checked_when_saved_and_imported(
     client = service_admin.client
     app = agent_with(service_stack, service_admin)
     config = client.get(f"/console/api/apps/{app.app_id}/model-config").json()["data"]
+    # Another workspace's provider, by its id: not this workspace's.
+    other = make_admin(service_stack, workspace="Elsewhere")
+    try:
+        added = other.client.post(f"{API}/add", json=provider_body("http://127.0.0.1:9", "Theirs"))
+        assert added.status_code == 200, added.text
+        theirs = other.client.get(f"{API}/get", params={"provider": "Theirs"}).json()["id"]
+    finally:
+        other.client.close()
     for tools, says in [
+        ([{"provider_type": "api", "provider_id": theirs, "tool_name": "get_order"}],
+         f"agent_mode.tools[0].provider_id: no custom tool provider '{theirs}'"),
         ([{"provider_type": "api", "provider_id": "nope", "tool_name": "get_order"}],
          "agent_mode.tools[0].provider_id: no custom tool provider 'nope'"),
         ([{"provider_type": "api", "provider_id": orders["id"], "tool_name": "refund"}],

@@ -116,6 +116,7 @@ class HttpEcho:
             {
                 "method": request.method,
                 "path": request.path,
+                "raw_path": request.raw_path.split("?", 1)[0],  # as sent (percent-encoded)
                 "query": dict(request.query),
                 "headers": {name.lower(): value for name, value in request.headers.items()},
                 "body": text,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, StrictBool
+from sqlalchemy.orm import Session
 
 from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
 from conduit.api.deps import AppCache, CurrentIdentity, DbSession, ServerSecret
@@ -14,6 +15,7 @@ from conduit.db.models import AppMode
 from conduit.errors import InvalidParam
 from conduit.services import apps
 from conduit.services.apps import AppFields
+from conduit.services.model_config import validate_model_config
 
 router = APIRouter(prefix="/apps", tags=["console: apps"])
 
@@ -67,6 +69,10 @@ def int_param(name: str, raw: str | None, *, default: int, low: int, high: int) 
     return value
 
 
+def _checked_config(session: Session, tenant_id: str, config: Any) -> dict[str, Any] | None:
+    return None if config is None else validate_model_config(session, tenant_id, config)
+
+
 @router.post("", status_code=201)
 def create_app(
     body: AppCreateBody, identity: CurrentIdentity, session: DbSession, secret: ServerSecret
@@ -78,7 +84,8 @@ def create_app(
         icon_type=body.icon_type,
         icon=body.icon,
         icon_background=body.icon_background,
-        model_config=body.app_model_config,
+        # Checked as the model-config route checks it (400 naming the field).
+        model_config=_checked_config(session, identity.membership.tenant_id, body.app_model_config),
     )
     app = apps.create_app(session, member=identity.membership, fields=fields, server_secret=secret)
     return {"data": apps.snapshot(app)}
@@ -104,7 +111,7 @@ def update_app(
         enable_site=body.enable_site,
         enable_api=body.enable_api,
         max_active_requests=body.max_active_requests,
-        model_config=body.app_model_config,
+        model_config=_checked_config(session, identity.membership.tenant_id, body.app_model_config),
     )
     app = apps.update_app(session, member=identity.membership, app_id=app_id, fields=fields)
     return {"data": apps.snapshot(app)}

@@ -69,6 +69,7 @@ def parse_schema(identity: CurrentIdentity, body: JsonBody) -> dict[str, Any]:
 def add_api_provider(
     identity: CurrentIdentity, session: DbSession, settings: AppSettings, body: JsonBody
 ) -> dict[str, Any]:
+    require_role(identity.membership, Role.EDITOR, "add custom tools")
     fields = api_tools.ApiToolFields.parse(body)
     api_tools.add_provider(session, identity.membership, fields, settings.secret_key())
     return {"result": "success"}
@@ -101,6 +102,7 @@ def update_api_provider(
 ) -> dict[str, Any]:
     """`original_provider` names it; the rest is the whole provider (the key: `[__HIDDEN__]`
     keeps the stored one)."""
+    require_role(identity.membership, Role.EDITOR, "change custom tools")
     original = body.get("original_provider") or body.get("provider")
     if not isinstance(original, str):
         raise InvalidParam("original_provider: must name the provider to change")

@@ -39,7 +39,7 @@ from conduit.core.llm.provider import (
 )
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.tools import builtin
-from conduit.core.tools.base import Tool, ToolError
+from conduit.core.tools.base import Tool, ToolError, in_thread
 from conduit.core.tools.builtin import provider_key
 
 logger = logging.getLogger(__name__)
@@ -492,7 +492,7 @@ class AgentLoop:
         """`_invoke` in a thread (a tool never holds up the event loop's other runs), its
         answer an error past `TOOL_SECONDS` (the thread is left to finish)."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self._invoke, call), TOOL_SECONDS)
+            return await asyncio.wait_for(in_thread(self._invoke, call), TOOL_SECONDS)
         except TimeoutError:
             return f"Error: {call.name} took longer than {TOOL_SECONDS:g} seconds."
 

@@ -8,13 +8,28 @@ back to the model as the call's observation (as Dify does), never a failed run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
 
 ParameterType = Literal["string", "number", "boolean", "select", "json"]
 MAX_SETTING = 1000  # characters of a setting's text
+
+
+# Tools' calls run here, not on the event loop's default pool: a slow service holds these
+# threads, never the ones the runs' database and DNS work waits for. A call given up on (its
+# run stopped, its time out) is left to finish here.
+_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conduit-tool")
+
+
+async def in_thread(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` on the tools' threads."""
+    return await asyncio.get_running_loop().run_in_executor(_THREADS, call, *args)
 
 
 class ToolError(Exception):

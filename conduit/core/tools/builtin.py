@@ -311,7 +311,7 @@ def served(
     if (provider_type or "builtin") != "builtin":
         raise ToolInputError(
             f"{where}.provider_type: {provider_type!r} tools are not served; the built-in ones "
-            f"are ({', '.join(PROVIDERS)}), and a workspace's custom API tools (api)"
+            f"are ({', '.join(PROVIDERS)}), and for an agent a workspace's custom API tools (api)"
         )
     provider = PROVIDERS.get(provider_key(provider_id))
     if provider is None:

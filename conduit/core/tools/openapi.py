@@ -32,9 +32,10 @@ from conduit.infra.ssrf import AllowList
 
 MAX_SCHEMA = 1024 * 1024  # characters of a schema
 MAX_OPERATIONS = 100
+MAX_PARAMETERS = 100  # of one operation
 METHODS = ("get", "post", "put", "patch", "delete", "head")
 LOCATIONS = ("path", "query", "header", "cookie", "body")
-TIMEOUT = 25.0  # (within the agent's limit of a call, so that its own error is the one read)
+TIMEOUT = 10.0  # each phase of a call (connect, each read); the whole within the agent's limit
 MAX_ANSWER = 1024 * 1024
 _NAME = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -117,12 +118,32 @@ def parse(text: Any) -> ParsedSchema:
     if len(text) > MAX_SCHEMA:
         raise SchemaError(f"schema: must be at most {MAX_SCHEMA} characters")
     try:
-        document = json.loads(text)
+        return _parse(text)
+    except SchemaError:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as error:
+        raise SchemaError(f"schema: not a document this server can read ({error})") from None
+
+
+def _load(text: str) -> Any:
+    """The document as JSON, else as YAML without anchors and aliases (an alias repeats a
+    part of the document without its characters: a small document could stand for a huge
+    one)."""
+    try:
+        return json.loads(text)
     except ValueError:
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise SchemaError(f"schema: neither JSON nor YAML ({error})") from None
+        pass
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise SchemaError("schema: YAML anchors and aliases (& and *) are not read")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SchemaError(f"schema: neither JSON nor YAML ({error})") from None
+
+
+def _parse(text: str) -> ParsedSchema:
+    document = _load(text)
     if not isinstance(document, dict):
         raise SchemaError("schema: must be an OpenAPI 3 document (an object)")
     version = str(document.get("openapi") or "")
@@ -130,12 +151,11 @@ def parse(text: Any) -> ParsedSchema:
         found = "Swagger 2" if document.get("swagger") else repr(version or None)
         raise SchemaError(f"schema: openapi must be a 3.x version (found {found})")
     servers = document.get("servers")
-    url = servers[0].get("url") if isinstance(servers, list) and servers else None
-    if not isinstance(servers[0] if servers else None, dict) or not isinstance(url, str):
+    first = servers[0] if isinstance(servers, list) and servers else None
+    url = first.get("url") if isinstance(first, dict) else None
+    if not isinstance(url, str):
         raise SchemaError("schema: servers[0].url is required (where the API is)")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SchemaError(f"schema: servers[0].url must be an absolute http(s) URL, not {url!r}")
+    server_url = _server(url)
     paths = document.get("paths")
     if not isinstance(paths, dict) or not paths:
         raise SchemaError("schema: paths must list at least one operation")
@@ -145,21 +165,41 @@ def parse(text: Any) -> ParsedSchema:
     for path, item in paths.items():
         if not isinstance(item, dict):
             continue
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise SchemaError(f"schema: path {path!r} must start with /")
         found_shared = item.get("parameters")
         shared: list[Any] = found_shared if isinstance(found_shared, list) else []
         for method in METHODS:
             operation = item.get(method)
             if isinstance(operation, dict):
-                operations.append(_operation(str(path), method, operation, shared, components))
+                if len(operations) == MAX_OPERATIONS:
+                    raise SchemaError(f"schema: at most {MAX_OPERATIONS} operations")
+                operations.append(_operation(path, method, operation, shared, components))
     if not operations:
         raise SchemaError("schema: paths must list at least one operation")
-    if len(operations) > MAX_OPERATIONS:
-        raise SchemaError(f"schema: at most {MAX_OPERATIONS} operations")
+    return _named(server_url, operations)
+
+
+def _server(url: str) -> str:
+    """`servers[0].url`, an absolute http(s) URL with nothing but a host, a port and a path
+    (no user, query, fragment or `{variable}`)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SchemaError(f"schema: servers[0].url must be an absolute http(s) URL, not {url!r}")
+    if parts.username or parts.password or parts.query or parts.fragment or "{" in url:
+        raise SchemaError(
+            f"schema: servers[0].url must name only a host, a port and a path, not {url!r}"
+        )
+    parts.port  # noqa: B018 (a bad port raises ValueError here, not at the first call)
+    return url.rstrip("/")
+
+
+def _named(server_url: str, operations: list[ApiOperation]) -> ParsedSchema:
     names = [op.name for op in operations]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise SchemaError(f"schema: operationId {twice[0]!r} is used more than once")
-    return ParsedSchema(url.rstrip("/"), tuple(operations))
+    return ParsedSchema(server_url, tuple(operations))
 
 
 def _operation(
@@ -169,13 +209,21 @@ def _operation(
     shared: list[Any],
     components: dict[str, Any],
 ) -> ApiOperation:
-    raw_name = operation.get("operationId") or f"{method}_{path}"
-    name = _NAME.sub("_", str(raw_name)).strip("_")[:64]
+    # Without an operationId, Dify's name: the path's word characters, then the method.
+    raw = operation.get("operationId")
+    name = (
+        _NAME.sub("_", raw).strip("_")[:64]
+        if isinstance(raw, str) and raw
+        else f"{re.sub(r'[^A-Za-z0-9_-]', '', path)}_{method}"[:64]
+    )
     if not name:
         raise SchemaError(f"schema: {method.upper()} {path} has no usable operationId")
     where = f"schema: {method.upper()} {path}"
     parameters: dict[tuple[str, str], ApiParameter] = {}
-    for raw in [*shared, *(operation.get("parameters") or [])]:
+    own = operation.get("parameters") or []
+    if not isinstance(own, list) or len(shared) + len(own) > MAX_PARAMETERS:
+        raise SchemaError(f"{where}: parameters must be a list of at most {MAX_PARAMETERS}")
+    for raw in [*shared, *own]:
         found = _resolved(raw, components, where)
         if not isinstance(found, dict) or not isinstance(found.get("name"), str):
             raise SchemaError(f"{where}: every parameter needs a name")
@@ -188,31 +236,36 @@ def _operation(
             location=location,
             type=_type(schema),
             required=bool(found.get("required")) or location == "path",
-            description=str(found.get("description") or schema.get("description") or ""),
-            default=schema.get("default") if isinstance(schema, dict) else None,
+            description=str(found.get("description") or schema.get("description") or "")[:1024],
+            default=_default(schema),
         )
     body = _resolved(operation.get("requestBody") or {}, components, where)
     content = body.get("content") if isinstance(body, dict) else None
     json_body = content.get("application/json") if isinstance(content, dict) else None
     if isinstance(json_body, dict):
         schema = _resolved(json_body.get("schema") or {}, components, where)
-        required = set(schema.get("required") or []) if isinstance(schema, dict) else set()
+        wanted = schema.get("required") if isinstance(schema, dict) else None
+        required = {r for r in wanted if isinstance(r, str)} if isinstance(wanted, list) else set()
         properties = schema.get("properties") if isinstance(schema, dict) else None
-        for prop, raw in (properties or {}).items():
+        if not isinstance(properties, dict):
+            properties = {}
+        if len(parameters) + len(properties) > MAX_PARAMETERS:
+            raise SchemaError(f"{where}: at most {MAX_PARAMETERS} parameters")
+        for prop, raw in properties.items():
             prop_schema = _resolved(raw, components, where)
             parameters[("body", str(prop))] = ApiParameter(
                 name=str(prop),
                 location="body",
                 type=_type(prop_schema),
                 required=prop in required,
-                description=str(prop_schema.get("description") or ""),
-                default=prop_schema.get("default"),
+                description=str(prop_schema.get("description") or "")[:1024],
+                default=_default(prop_schema),
             )
     names = [p.name for p in parameters.values()]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise SchemaError(f"{where}: two parameters are called {twice[0]!r}")
-    description = str(operation.get("summary") or operation.get("description") or name)
+    description = str(operation.get("description") or operation.get("summary") or name)
     return ApiOperation(name, method, path, description[:1024], tuple(parameters.values()))
 
 
@@ -231,6 +284,16 @@ def _resolved(value: Any, components: dict[str, Any], where: str, depth: int = 0
     return _resolved(found, components, where, depth + 1)
 
 
+def _default(schema: Any) -> Any:
+    """A parameter's default, when it is a plain value JSON keeps as it is."""
+    value = schema.get("default") if isinstance(schema, dict) else None
+    if isinstance(value, bool | str) or (isinstance(value, float) and value == value):
+        return value
+    if isinstance(value, int) and -(2**53) <= value <= 2**53:
+        return value
+    return None
+
+
 def _type(schema: Any) -> str:
     kind = schema.get("type") if isinstance(schema, dict) else None
     if kind in ("integer", "number"):
@@ -244,6 +307,28 @@ def _type(schema: Any) -> str:
 
 def _parameter_type(kind: str) -> ParameterType:
     return {"number": "number", "boolean": "boolean", "json": "json"}.get(kind, "string")  # type: ignore[return-value]
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,255}$")
+
+
+def header_name(text: str) -> bool:
+    """Whether `text` is an HTTP header's name (token characters)."""
+    return bool(_HEADER_NAME.match(text))
+
+
+def _header_value(text: str) -> bool:
+    return all(" " <= char <= "~" for char in text)
+
+
+def key_value(text: str) -> bool:
+    """Whether a key can go in a header (printable ASCII, no line breaks)."""
+    return _header_value(text)
 
 
 @dataclass(frozen=True)
@@ -307,10 +392,14 @@ class ApiTool:
             value = arguments[parameter.name]
             text = value if isinstance(value, str) else json.dumps(value)
             if parameter.location == "path":
+                if text in (".", ".."):  # would climb out of the operation's path
+                    raise ToolError(f"{parameter.name} may not be {text!r}")
                 path = path.replace("{" + parameter.name + "}", quote(text, safe=""))
             elif parameter.location == "query":
                 query[parameter.name] = text
             elif parameter.location == "header":
+                if not _header_value(text):
+                    raise ToolError(f"{parameter.name} must be printable ASCII (a header)")
                 headers[parameter.name] = text
             elif parameter.location == "cookie":
                 cookies.append(f"{parameter.name}={quote(text, safe='')}")
@@ -318,12 +407,18 @@ class ApiTool:
                 body[parameter.name] = value
         if cookies:
             headers["Cookie"] = "; ".join(cookies)
+        if self.auth.auth_type == "api_key" and not self.auth.key:
+            raise ToolError(
+                f"{operation.name}'s key could not be read: give it again on the Tools page."
+            )
         headers.update(self.auth.headers())
         content = None
         if body or operation.method in ("post", "put", "patch"):
             headers["Content-Type"] = "application/json"
             content = json.dumps(body).encode()
         url = self.server_url + path + (f"?{urlencode(query)}" if query else "")
+        if _origin(url) != _origin(self.server_url):  # the key goes to its server only
+            raise ToolError(f"{operation.name} would leave {self.server_url}")
         try:
             answer = outbound.request(
                 operation.method.upper(),
@@ -337,8 +432,15 @@ class ApiTool:
             )
         except outbound.AnswerTooLarge:
             raise ToolError(f"{operation.name} answered more than {MAX_ANSWER} bytes.") from None
+        except UnicodeError:
+            raise ToolError(f"{operation.name}'s request could not be encoded.") from None
+        except httpx.TimeoutException:
+            raise ToolError(f"{operation.name} did not answer within {TIMEOUT:g} s.") from None
         except httpx.HTTPError as error:
-            raise ToolError(f"{operation.name} could not be reached: {error}") from None
+            # (its type only: a protocol error's text may quote the request's headers)
+            raise ToolError(
+                f"{operation.name} could not be reached ({type(error).__name__})."
+            ) from None
         except ConduitError as error:  # the SSRF guard's refusal
             raise ToolError(f"{operation.name} may not be called: {error.message}") from None
         if not 200 <= answer.status_code < 300:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conduit.core.tools import builtin
-from conduit.core.tools.base import Tool, ToolError
+from conduit.core.tools.base import Tool, ToolError, in_thread
 from conduit.core.workflow.variables import selector_of
 
 PARAMETER_TYPES = ("mixed", "variable", "constant", "mention")
@@ -115,6 +115,6 @@ async def call(tool: Tool, given: Mapping[str, Any], configured: Mapping[str, An
     """The tool's answer (in a thread, at most `TOOL_SECONDS`); `ToolError` when it has none."""
     checked = tool.arguments(given, configured)
     try:
-        return await asyncio.wait_for(asyncio.to_thread(tool.invoke, checked), TOOL_SECONDS)
+        return await asyncio.wait_for(in_thread(tool.invoke, checked), TOOL_SECONDS)
     except TimeoutError:
         raise ToolError(f"{tool.name} took longer than {TOOL_SECONDS:g} seconds.") from None
