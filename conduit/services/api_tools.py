@@ -30,7 +30,7 @@ from conduit.core.tools.openapi import (
     key_value,
     parse,
 )
-from conduit.db.models import ApiToolProvider, App, AppMode, Membership, Role
+from conduit.db.models import ApiToolProvider, App, Membership, Role
 from conduit.errors import Conflict, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
 from conduit.infra.db import Database
@@ -323,9 +323,7 @@ def delete_provider(session: Session, member: Membership, name: str) -> None:
 def _users(session: Session, provider: ApiToolProvider) -> list[tuple[App, list[dict[str, Any]]]]:
     """The workspace's agent apps that name the provider, each with its tools of it."""
     found = []
-    for app in session.scalars(
-        select(App).where(App.tenant_id == provider.tenant_id, App.mode == AppMode.AGENT_CHAT)
-    ):
+    for app in session.scalars(select(App).where(App.tenant_id == provider.tenant_id)):
         mode = (app.model_config_ or {}).get("agent_mode")
         tools = mode.get("tools") if isinstance(mode, dict) else None
         mine = [

@@ -399,3 +399,28 @@ def test_an_agents_api_tools_are_checked_when_saved_and_imported(
     ]
     assert client.delete(f"/console/api/apps/{imported['app_id']}").status_code == 204
     app.client.close()
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ('{"openapi": "3.0.0", "info": {"description": "\\ud800"}}', "not Unicode text"),
+        ('{"openapi": "3.0.0", "info": {"title": "a\\u0000b"}}', "NUL characters"),
+        ("openapi: 3.0.0\nservers: [{url: 'https://api.example#'}]\npaths: {}", "only a host"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_refused(
+    service_admin: Admin, schema: str, says: str
+) -> None:
+    read = service_admin.client.post(f"{API}/schema", json={"schema": schema})
+    assert_envelope(read, 400, "invalid_param", says)
+
+
+def test_a_header_parameter_the_request_sets_itself_is_refused(
+    service_admin: Admin, service: HttpEcho
+) -> None:
+    broken = document(service.base_url)
+    parameters = broken["paths"]["/echo/orders/{order_id}"]["get"]["parameters"]
+    parameters.append({"name": "Host", "in": "header", "schema": {"type": "string"}})
+    read = service_admin.client.post(f"{API}/schema", json={"schema": json.dumps(broken)})
+    assert_envelope(read, 400, "invalid_param", "'Host' cannot be a header parameter")

@@ -117,7 +117,14 @@ def test_kill_9_of_the_worker_mid_agent_run(celery_stack: FaultStack) -> None:
     """In flight: agent runs whose tool (the maths provider's) has answered and whose second
     round streams (200 words). Each is taken over with its answer so far and its rounds as
     its log reported them: the tool call and its observation are kept on the message."""
-    tools = [{"provider_type": "builtin", "provider_id": "maths", "tool_name": "eval_expression"}]
+    tools = [
+        {
+            "provider_type": "builtin",
+            "provider_id": "maths",
+            "tool_name": "eval_expression",
+            "enabled": True,
+        }
+    ]
     app = chat_app(celery_stack, mode="agent-chat", agent_mode={"enabled": True, "tools": tools})
     clients = [
         Client(

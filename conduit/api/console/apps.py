@@ -11,11 +11,11 @@ from sqlalchemy.orm import Session
 from conduit.api.console.schemas import AppCopyBody, AppCreateBody, AppNameBody, AppUpdateBody
 from conduit.api.deps import AppCache, CurrentIdentity, DbSession, ServerSecret
 from conduit.api.responses import page_body
-from conduit.db.models import AppMode
+from conduit.db.models import AppMode, Membership, Role
 from conduit.errors import InvalidParam
 from conduit.services import apps
-from conduit.services.apps import AppFields
-from conduit.services.model_config import validate_model_config
+from conduit.services.apps import AppFields, require_role
+from conduit.services.model_config import CONFIG_MODES, validate_model_config
 
 router = APIRouter(prefix="/apps", tags=["console: apps"])
 
@@ -69,8 +69,17 @@ def int_param(name: str, raw: str | None, *, default: int, low: int, high: int) 
     return value
 
 
-def _checked_config(session: Session, tenant_id: str, config: Any) -> dict[str, Any] | None:
-    return None if config is None else validate_model_config(session, tenant_id, config)
+def _checked_config(
+    session: Session, member: Membership, config: Any, mode: AppMode | None
+) -> dict[str, Any] | None:
+    """A model config sent with the app, checked as the model-config route checks it (400
+    naming the field) for the modes that have one; after the role's check (403 first)."""
+    if config is None:
+        return None
+    require_role(member, Role.EDITOR, "edit apps")
+    if mode not in CONFIG_MODES:
+        return dict(config)
+    return validate_model_config(session, member.tenant_id, config)
 
 
 @router.post("", status_code=201)
@@ -84,8 +93,9 @@ def create_app(
         icon_type=body.icon_type,
         icon=body.icon,
         icon_background=body.icon_background,
-        # Checked as the model-config route checks it (400 naming the field).
-        model_config=_checked_config(session, identity.membership.tenant_id, body.app_model_config),
+        model_config=_checked_config(
+            session, identity.membership, body.app_model_config, AppMode(body.mode)
+        ),
     )
     app = apps.create_app(session, member=identity.membership, fields=fields, server_secret=secret)
     return {"data": apps.snapshot(app)}
@@ -111,7 +121,14 @@ def update_app(
         enable_site=body.enable_site,
         enable_api=body.enable_api,
         max_active_requests=body.max_active_requests,
-        model_config=_checked_config(session, identity.membership.tenant_id, body.app_model_config),
+        model_config=_checked_config(
+            session,
+            identity.membership,
+            body.app_model_config,
+            apps.get_app(session, identity.membership.tenant_id, app_id).mode
+            if body.app_model_config is not None
+            else None,
+        ),
     )
     app = apps.update_app(session, member=identity.membership, app_id=app_id, fields=fields)
     return {"data": apps.snapshot(app)}

@@ -115,6 +115,7 @@ def update_api_provider(
 def delete_api_provider(
     identity: CurrentIdentity, session: DbSession, body: JsonBody
 ) -> dict[str, Any]:
+    require_role(identity.membership, Role.EDITOR, "delete custom tools")
     name = body.get("provider")
     if not isinstance(name, str):
         raise InvalidParam("provider: must name the provider to delete")

@@ -492,7 +492,11 @@ class AgentLoop:
         """`_invoke` in a thread (a tool never holds up the event loop's other runs), its
         answer an error past `TOOL_SECONDS` (the thread is left to finish)."""
         try:
-            return await asyncio.wait_for(in_thread(self._invoke, call), TOOL_SECONDS)
+            found = self._tools.get(call.name)
+            built_in = found is not None and found[0].built_in
+            return await asyncio.wait_for(
+                in_thread(self._invoke, call, built_in=built_in), TOOL_SECONDS
+            )
         except TimeoutError:
             return f"Error: {call.name} took longer than {TOOL_SECONDS:g} seconds."
 

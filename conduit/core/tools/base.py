@@ -21,15 +21,18 @@ ParameterType = Literal["string", "number", "boolean", "select", "json"]
 MAX_SETTING = 1000  # characters of a setting's text
 
 
-# Tools' calls run here, not on the event loop's default pool: a slow service holds these
-# threads, never the ones the runs' database and DNS work waits for. A call given up on (its
-# run stopped, its time out) is left to finish here.
-_THREADS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conduit-tool")
+# Tools' calls run on pools of their own, not on the event loop's default pool: a slow
+# service holds these threads, never the ones the runs' database and DNS work waits for; and
+# the built-in tools (the clock, arithmetic: quick) have theirs, so that slow services never
+# hold them up. A call given up on (its run stopped, its time out) is left to finish there.
+_SERVICES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conduit-tool")
+_BUILT_IN = ThreadPoolExecutor(max_workers=4, thread_name_prefix="conduit-builtin-tool")
 
 
-async def in_thread(call: Callable[..., T], *args: Any) -> T:
-    """`call(*args)` on the tools' threads."""
-    return await asyncio.get_running_loop().run_in_executor(_THREADS, call, *args)
+async def in_thread(call: Callable[..., T], *args: Any, built_in: bool = False) -> T:
+    """`call(*args)` on the tools' threads (`built_in`: the built-in tools' pool)."""
+    pool = _BUILT_IN if built_in else _SERVICES
+    return await asyncio.get_running_loop().run_in_executor(pool, call, *args)
 
 
 class ToolError(Exception):
@@ -132,6 +135,7 @@ class Tool:
     description: str
     invoke: Callable[[dict[str, Any]], str]
     parameters: tuple[ToolParameter, ...] = ()
+    built_in: bool = True  # (a workspace's API tool: False)
 
     def function(self) -> dict[str, Any]:
         """The tool as a function the model may call (OpenAI's `tools` item): the parameters

@@ -16,6 +16,8 @@ a `ToolError` with the status and the start of the body (the model reads it).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +33,13 @@ from conduit.infra import outbound
 from conduit.infra.ssrf import AllowList
 
 MAX_SCHEMA = 1024 * 1024  # characters of a schema
+MAX_YAML = 256 * 1024  # characters of a schema written in YAML (slower to read than JSON)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when built with it
+logger = logging.getLogger(__name__)
+# Headers the request itself sets: a parameter may not.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "content-type", "connection", "cookie"}
+)
 MAX_OPERATIONS = 100
 MAX_PARAMETERS = 100  # of one operation
 METHODS = ("get", "post", "put", "patch", "delete", "head")
@@ -117,12 +126,26 @@ def parse(text: Any) -> ParsedSchema:
         raise SchemaError("schema: must be an OpenAPI 3 document (JSON or YAML)")
     if len(text) > MAX_SCHEMA:
         raise SchemaError(f"schema: must be at most {MAX_SCHEMA} characters")
+    _storable(text)
     try:
         return _parse(text)
     except SchemaError:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, IndexError, RecursionError) as error:
-        raise SchemaError(f"schema: not a document this server can read ({error})") from None
+        logger.warning("an OpenAPI document could not be read", exc_info=True)
+        raise SchemaError(
+            f"schema: not a document this server can read ({type(error).__name__})"
+        ) from None
+
+
+def _storable(text: str) -> None:
+    """No NUL and no lone surrogate (neither can be stored, nor written as JSON)."""
+    if "\x00" in text or "\\u0000" in text:
+        raise SchemaError("schema: must not contain NUL characters (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SchemaError("schema: holds a character that is not Unicode text") from None
 
 
 def _load(text: str) -> Any:
@@ -130,14 +153,22 @@ def _load(text: str) -> Any:
     part of the document without its characters: a small document could stand for a huge
     one)."""
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except ValueError:
-        pass
+        document = _yaml(text)
+    # Strings the JSON escapes held (a surrogate, a NUL) are refused as the text's are.
+    _storable(json.dumps(document, ensure_ascii=False, default=str))
+    return document
+
+
+def _yaml(text: str) -> Any:
+    if len(text) > MAX_YAML:
+        raise SchemaError(f"schema: a YAML document must be at most {MAX_YAML} characters")
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise SchemaError("schema: YAML anchors and aliases (& and *) are not read")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as error:
         raise SchemaError(f"schema: neither JSON nor YAML ({error})") from None
 
@@ -186,7 +217,7 @@ def _server(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SchemaError(f"schema: servers[0].url must be an absolute http(s) URL, not {url!r}")
-    if parts.username or parts.password or parts.query or parts.fragment or "{" in url:
+    if any(mark in url for mark in ("@", "?", "#", "{")):
         raise SchemaError(
             f"schema: servers[0].url must name only a host, a port and a path, not {url!r}"
         )
@@ -230,6 +261,10 @@ def _operation(
         location = str(found.get("in") or "query")
         if location not in LOCATIONS[:4]:
             raise SchemaError(f"{where}: parameter {found['name']!r} is in {location!r}")
+        if location == "header" and (
+            not header_name(found["name"]) or found["name"].lower() in _RESERVED_HEADERS
+        ):
+            raise SchemaError(f"{where}: {found['name']!r} cannot be a header parameter")
         schema = _resolved(found.get("schema") or {}, components, where)
         parameters[(location, found["name"])] = ApiParameter(
             name=found["name"],
@@ -287,7 +322,7 @@ def _resolved(value: Any, components: dict[str, Any], where: str, depth: int = 0
 def _default(schema: Any) -> Any:
     """A parameter's default, when it is a plain value JSON keeps as it is."""
     value = schema.get("default") if isinstance(schema, dict) else None
-    if isinstance(value, bool | str) or (isinstance(value, float) and value == value):
+    if isinstance(value, bool | str) or (isinstance(value, float) and math.isfinite(value)):
         return value
     if isinstance(value, int) and -(2**53) <= value <= 2**53:
         return value
@@ -367,6 +402,7 @@ class ApiTool:
             label=self.operation.name,
             description=self.operation.description,
             invoke=self.call,
+            built_in=False,
             parameters=tuple(
                 ToolParameter(
                     p.name,

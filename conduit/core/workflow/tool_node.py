@@ -115,6 +115,8 @@ async def call(tool: Tool, given: Mapping[str, Any], configured: Mapping[str, An
     """The tool's answer (in a thread, at most `TOOL_SECONDS`); `ToolError` when it has none."""
     checked = tool.arguments(given, configured)
     try:
-        return await asyncio.wait_for(in_thread(tool.invoke, checked), TOOL_SECONDS)
+        return await asyncio.wait_for(
+            in_thread(tool.invoke, checked, built_in=tool.built_in), TOOL_SECONDS
+        )
     except TimeoutError:
         raise ToolError(f"{tool.name} took longer than {TOOL_SECONDS:g} seconds.") from None
