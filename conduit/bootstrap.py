@@ -150,6 +150,7 @@ def build_runners(
     storage = local_storage(settings)
     file_texts = FileTexts(db, storage)
     attach = FileParts(db, storage)
+    api_tools = ApiToolResolver(db, server_secret, AllowList.of(settings.webhook))
 
     def workflow_services(spec: RunSpec) -> NodeServices:
         return NodeServices(
@@ -160,6 +161,7 @@ def build_runners(
             default_model=settings.model.name,
             server_secret=server_secret,
             files=file_texts,
+            api_tools=api_tools,
         )
 
     return AppRunners(
@@ -171,7 +173,7 @@ def build_runners(
                 retrieve=search,
                 attach=attach,
                 match_annotation=match_annotation,
-                resolve_tools=ApiToolResolver(db, server_secret, AllowList.of(settings.webhook)),
+                resolve_tools=api_tools,
             ),
             ChatRunner(
                 "completion",

@@ -12,6 +12,7 @@ in its workspace. Reading needs a member; writing an editor.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -433,3 +434,42 @@ class ApiToolResolver:
             if tool is not None:
                 tools[name] = tool
         return tools
+
+
+def own_graph_tools(session: Session, tenant_id: str, graph: Any) -> Any:
+    """A workflow graph (a copy) whose tool nodes of custom API tools name this workspace's
+    providers: found by id, else by name (an import from another workspace), their ids
+    written in; a 400 naming the node when one is not this workspace's or lacks the
+    operation."""
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
+        return graph
+    graph = copy.deepcopy(graph)
+    for node in graph["nodes"]:
+        data = node.get("data") if isinstance(node, dict) else None
+        if not isinstance(data, dict) or data.get("type") != "tool":
+            continue
+        if data.get("provider_type") != API:
+            continue
+        where = f"node {node.get('id')!r} ({data.get('title') or node.get('id')})"
+        provider = provider_by_id(session, tenant_id, str(data.get("provider_id") or ""))
+        if provider is None and isinstance(data.get("provider_name"), str):
+            provider = session.scalar(
+                select(ApiToolProvider).where(
+                    ApiToolProvider.tenant_id == tenant_id,
+                    ApiToolProvider.name == data["provider_name"],
+                )
+            )
+        if provider is None:
+            raise InvalidParam(
+                f"{where}.provider_id: no custom tool provider "
+                f"{data.get('provider_name') or data.get('provider_id')!r} in this workspace"
+            )
+        operations = [op.name for op in _operations(provider)]
+        if data.get("tool_name") not in operations:
+            raise InvalidParam(
+                f"{where}.tool_name: {provider.name} has no operation {data.get('tool_name')!r}; "
+                f"its operations: {', '.join(operations)}"
+            )
+        data["provider_id"] = provider.id
+        data["provider_name"] = provider.name
+    return graph

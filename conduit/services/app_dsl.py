@@ -41,7 +41,7 @@ from conduit.db.models import (
 from conduit.errors import AppNotFound, InvalidParam, NotFound
 from conduit.infra.cache import MISSING, Cache
 from conduit.infra.ssrf import AllowList, resolve_target
-from conduit.services import apps, workflows
+from conduit.services import api_tools, apps, workflows
 from conduit.services._workflow_store import WORKFLOW_MODES, graph_dataset_ids
 from conduit.services.apps import AppFields, require_role
 from conduit.services.datasets import rerank
@@ -428,6 +428,7 @@ def _write(
         if not isinstance(raw, dict) or not raw:
             raise DslImportError("Missing workflow data for workflow/advanced chat app")
         graph, dropped = _own_graph_datasets(session, member.tenant_id, raw.get("graph"))
+        graph = api_tools.own_graph_tools(session, member.tenant_id, graph)
         previous = workflows.draft_workflow(session, target.id) if target is not None else None
         content = workflows.prepare_draft(
             {**raw, "graph": graph},

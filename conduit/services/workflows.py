@@ -26,6 +26,7 @@ from conduit.db.models import Account, App, Membership, Role, Workflow, new_id, 
 from conduit.db.models.workflow import DRAFT
 from conduit.errors import Conflict, Forbidden, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
+from conduit.services import api_tools
 from conduit.services._workflow_store import (
     WORKFLOW_MODES,
     find_draft,
@@ -168,6 +169,7 @@ def sync_draft(
     if current is not None and unique_hash is not None and unique_hash != workflow_hash(current):
         raise DraftWorkflowNotSync()
     mapper = ProviderMapper.load(session, app.tenant_id, server_provider)
+    raw = {**raw, "graph": api_tools.own_graph_tools(session, app.tenant_id, raw.get("graph"))}
     content = prepare_draft(raw, previous=current, mapper=mapper, server_secret=server_secret)
     draft = write_draft(session, app, content, account_id=member.account_id, draft=current)
     return draft, content

@@ -18,6 +18,7 @@ import yaml
 from tests import support
 from tests.e2e.conftest import Admin, add_member, make_admin, service_app
 from tests.e2e.test_agent import answer, streamed, thoughts
+from tests.e2e.test_workflow_runs import published_app
 from tests.fakes.http_echo import HttpEcho, http_echo
 
 assert_envelope = support.assert_envelope
@@ -424,3 +425,73 @@ def test_a_header_parameter_the_request_sets_itself_is_refused(
     parameters.append({"name": "Host", "in": "header", "schema": {"type": "string"}})
     read = service_admin.client.post(f"{API}/schema", json={"schema": json.dumps(broken)})
     assert_envelope(read, 400, "invalid_param", "'Host' cannot be a header parameter")
+
+
+def tool_workflow(**tool: Any) -> dict[str, Any]:
+    """A workflow: start (an order id) → a custom API tool's node → end (its text)."""
+    node = {
+        "type": "tool", "title": "Look it up", "provider_type": "api",
+        "provider_name": "Orders", "tool_name": "get_order", "tool_configurations": {},
+        "tool_parameters": {"order_id": {"type": "variable", "value": ["start", "order"]},
+                            "verbose": {"type": "constant", "value": True}},
+        **tool,
+    }  # fmt: skip
+    return {
+        "version": "0.3.1", "kind": "app",
+        "app": {"name": "Order lookup", "mode": "workflow"},
+        "workflow": {"features": {}, "environment_variables": [], "conversation_variables": [],
+            "graph": {
+                "nodes": [
+                    {"id": "start", "type": "custom", "data": {"type": "start", "title": "Start",
+                     "variables": [{"variable": "order", "label": "Order", "type": "text-input",
+                                    "required": True, "max_length": 64}]}},
+                    {"id": "lookup", "type": "custom", "data": node},
+                    {"id": "end", "type": "custom", "data": {"type": "end", "title": "End",
+                     "outputs": [{"variable": "found", "value_selector": ["lookup", "text"]}]}},
+                ],
+                "edges": [{"id": "a", "source": "start", "target": "lookup"},
+                          {"id": "b", "source": "lookup", "target": "end"}],
+            }},
+    }  # fmt: skip
+
+
+def test_a_workflows_tool_node_calls_a_custom_api_tool(
+    service_stack: support.Stack, service_admin: Admin, orders: dict[str, Any]
+) -> None:
+    app = published_app(service_stack, service_admin, tool_workflow())
+    try:
+        draft = service_admin.client.get(f"/console/api/apps/{app.app_id}/workflows/draft").json()
+        node = next(n for n in draft["graph"]["nodes"] if n["id"] == "lookup")
+        assert node["data"]["provider_id"] == orders["id"]  # found by its name, id written in
+        ran = app.client.post(
+            "/workflows/run", json={"inputs": {"order": "C-3"}, "user": "wf-user"}
+        )
+        assert ran.status_code == 200, ran.text
+        data = ran.json()["data"]
+        assert data["status"] == "succeeded", data
+        echoed = json.loads(data["outputs"]["found"])
+        assert echoed["raw_path"] == "/echo/orders/C-3" and echoed["query"] == {"verbose": "true"}
+        assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
+    finally:
+        app.client.close()
+        service_admin.client.delete(f"/console/api/apps/{app.app_id}")
+    # Another workspace's (or no) provider, an operation it lacks: refused when saved, named.
+    made = service_admin.client.post("/console/api/apps", json={"name": "x", "mode": "workflow"})
+    app_id = made.json()["data"]["id"]
+    for tool, says in [
+        ({"provider_name": "Billing"}, "node 'lookup' (Look it up).provider_id: no custom tool"),
+        ({"tool_name": "refund"}, "node 'lookup' (Look it up).tool_name: Orders has no operation"),
+    ]:
+        graph = tool_workflow(**tool)["workflow"]["graph"]
+        synced = service_admin.client.post(
+            f"/console/api/apps/{app_id}/workflows/draft", json={"graph": graph, "features": {}}
+        )
+        assert_envelope(synced, 400, "invalid_param", says)
+    imported = service_admin.client.post(
+        "/console/api/apps/imports",
+        json={"mode": "yaml-content",
+              "yaml_content": yaml.safe_dump(tool_workflow(provider_name="Billing"))},
+    )  # fmt: skip
+    assert imported.json()["status"] == "failed", imported.text
+    assert "no custom tool provider 'Billing'" in imported.json()["error"]
+    service_admin.client.delete(f"/console/api/apps/{app_id}")

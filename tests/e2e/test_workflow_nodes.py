@@ -786,7 +786,8 @@ class TestTool:
         [
             ({"provider_id": "google"}, "node 'sum' (Square it).provider_id: no built-in tool"),
             ({"tool_name": "integrate"}, "node 'sum' (Square it).tool_name: maths has no tool"),
-            ({"provider_type": "api"}, "'api' tools are not served"),
+            ({"provider_type": "api"}, "no custom tool provider 'maths' in this workspace"),
+            ({"provider_type": "mcp"}, "'mcp' tools are not served"),
             (
                 {"tool_parameters": {"expression": {"type": "variable", "value": "a"}}},
                 "tool_parameters.expression.value: must be a variable selector",

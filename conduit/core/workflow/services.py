@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conduit.core.llm.provider import ChatMessage, ChatModel
+from conduit.core.tools.base import Tool
 from conduit.core.workflow.http_request import HttpLimits
 from conduit.core.workflow.sandbox import CodeLimits
 from conduit.infra.ssrf import AllowList
@@ -50,3 +51,7 @@ class WorkflowServices(Protocol):
 
     async def file_text(self, file: Mapping[str, Any]) -> str:
         """The text of an uploaded file variable (document-extractor)."""
+
+    async def api_tool(self, provider_id: str, tool_name: str) -> Tool | None:
+        """The workspace's custom API tool (a tool node's), ready to call; None when its
+        provider or operation is gone."""

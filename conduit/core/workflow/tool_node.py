@@ -21,6 +21,7 @@ from conduit.core.tools.base import Tool, ToolError, in_thread
 from conduit.core.workflow.variables import selector_of
 
 PARAMETER_TYPES = ("mixed", "variable", "constant", "mention")
+API = "api"  # a workspace's custom API tool
 TOOL_SECONDS = 10.0
 
 
@@ -56,21 +57,33 @@ def settings(
     return tool.settings(given)
 
 
-def check(data: Mapping[str, Any], where: str) -> Tool:
-    """The tool a node names, its settings and its parameters' forms checked."""
-    _, tool = builtin.served(
-        data.get("provider_type"),
-        data.get("provider_id") or data.get("provider_name"),
-        data.get("tool_name"),
-        where,
-    )
-    try:
-        settings(tool, data)
-        for name, entry in (data.get("tool_configurations") or {}).items():
-            if isinstance(entry, Mapping) and entry.get("type") == "variable":
-                selector_of(entry.get("value"), field=f"{name}.value")
-    except (ToolError, ValueError) as error:
-        raise ToolError(f"{where}.tool_configurations: {error}") from None
+def check(data: Mapping[str, Any], where: str) -> Tool | None:
+    """The built-in tool a node names, its settings and its parameters' forms checked; None
+    for a workspace's custom API tool (`provider_type` api: its provider is checked when the
+    draft is saved, and read when the node runs)."""
+    tool: Tool | None = None
+    if data.get("provider_type") == API:
+        provider = data.get("provider_id") or data.get("provider_name")
+        name = data.get("tool_name")
+        if not isinstance(provider, str) or not isinstance(name, str) or not name:
+            raise ToolError(
+                f"{where}: a custom API tool names its provider (provider_id or provider_name) "
+                "and its tool_name"
+            )
+    else:
+        _, tool = builtin.served(
+            data.get("provider_type"),
+            data.get("provider_id") or data.get("provider_name"),
+            data.get("tool_name"),
+            where,
+        )
+        try:
+            settings(tool, data)
+            for name, entry in (data.get("tool_configurations") or {}).items():
+                if isinstance(entry, Mapping) and entry.get("type") == "variable":
+                    selector_of(entry.get("value"), field=f"{name}.value")
+        except (ToolError, ValueError) as error:
+            raise ToolError(f"{where}.tool_configurations: {error}") from None
     parameters = data.get("tool_parameters") or {}
     if not isinstance(parameters, Mapping):
         raise ToolError(f"{where}.tool_parameters: must be an object")

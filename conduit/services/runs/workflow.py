@@ -22,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.chat import ToolResolver
 from conduit.core.apps.knowledge import RetrievalPlan, Retrieve, reranking
 from conduit.core.apps.workflow import KIND, WorkflowRunBody, node_data, run_single_node
 from conduit.core.llm.errors import ProviderNotConfigured
@@ -31,6 +32,7 @@ from conduit.core.rag.errors import IndexingError
 from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
+from conduit.core.tools.base import Tool
 from conduit.core.workflow.engine import NodeFailed
 from conduit.core.workflow.engine import RunLimits as EngineLimits
 from conduit.core.workflow.graph import WorkflowGraph
@@ -200,8 +202,10 @@ class NodeServices:
         default_model: str = "",
         server_secret: str = "",
         files: FileTexts | None = None,
+        api_tools: ToolResolver | None = None,
     ) -> None:
         self._files = files
+        self._api_tools = api_tools
         self._spec = spec
         self._models = models
         self._refs: Mapping[str, Mapping[str, Any]] = spec.body.model_refs
@@ -209,6 +213,12 @@ class NodeServices:
         self._search = search
         self._default_model = default_model
         self._server_secret = server_secret
+
+    async def api_tool(self, provider_id: str, tool_name: str) -> Tool | None:
+        if self._api_tools is None:
+            return None
+        found = await self._api_tools(self._spec.tenant_id, [(provider_id, tool_name)])
+        return found.get(tool_name)
 
     def model_name(self, model: Mapping[str, Any]) -> str:
         ref = self._refs.get(str(model.get("provider") or "")) or {}

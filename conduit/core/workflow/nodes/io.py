@@ -100,16 +100,28 @@ def _inputs(call: NodeCall) -> dict[str, Any]:
 
 
 async def tool(call: NodeCall) -> NodeResult:
-    """A built-in tool's call (`core/workflow/tool_node.py`)."""
+    """A tool's call (`core/workflow/tool_node.py`): a built-in one, or a workspace's custom
+    API tool read from the run's services."""
     data = call.spec.data
     found = tool_node.check(data, f"node {call.spec.id!r}")
+    if found is None:
+        services: WorkflowServices = call.run.services
+        found = await services.api_tool(str(data.get("provider_id")), str(data.get("tool_name")))
+        if found is None:
+            raise NodeFailed(
+                f"The custom tool {data.get('provider_name') or data.get('provider_id')!r} "
+                f"has no operation {data.get('tool_name')!r} any more.",
+                error_type="ToolNodeError",
+            )
 
     def find(value: Any) -> Any:
         return call.pool.find(selector_of(value, field="tool_parameters"))
 
     given = tool_node.arguments(data, call.pool.render, find)
     try:
-        configured = tool_node.settings(found, data, call.pool.render, find)
+        configured = (
+            tool_node.settings(found, data, call.pool.render, find) if found.built_in else {}
+        )
         text = await tool_node.call(found, given, configured)
     except ToolError as error:
         raise NodeFailed(str(error), error_type="ToolNodeError") from error
