@@ -31,7 +31,7 @@ from conduit.core.tools.openapi import (
     key_value,
     parse,
 )
-from conduit.db.models import ApiToolProvider, App, Membership, Role
+from conduit.db.models import ApiToolProvider, App, Membership, Role, Workflow
 from conduit.errors import Conflict, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
 from conduit.infra.db import Database
@@ -271,7 +271,7 @@ def update_provider(
         gone = sorted({str(t.get("tool_name")) for t in tools} - kept)
         if gone:
             raise Conflict(
-                f"The agent app {app.name!r} uses {gone[0]!r}, which the new document does "
+                f"The app {app.name!r} uses {gone[0]!r}, which the new document does "
                 "not have: take it out of the app first."
             )
     keeps_key = fields.api_key is None and fields.auth_type == "api_key"
@@ -317,19 +317,38 @@ def delete_provider(session: Session, member: Membership, name: str) -> None:
     require_role(member, Role.EDITOR, "delete custom tools")
     provider = get_provider(session, member.tenant_id, name)
     for app, _ in _users(session, provider):
-        raise Conflict(f"The agent app {app.name!r} uses {name!r}: take it out first.")
+        raise Conflict(f"The app {app.name!r} uses {name!r}: take it out first.")
     session.delete(provider)
 
 
 def _users(session: Session, provider: ApiToolProvider) -> list[tuple[App, list[dict[str, Any]]]]:
-    """The workspace's agent apps that name the provider, each with its tools of it."""
+    """The workspace's apps that name the provider — an agent's tools, a workflow's tool
+    nodes (its draft or a published version) — each with its tools of it."""
     found = []
+    in_graphs: dict[str, list[dict[str, Any]]] = {}
+    for app_id, graph in session.execute(
+        select(Workflow.app_id, Workflow.graph).where(Workflow.tenant_id == provider.tenant_id)
+    ):
+        nodes = graph.get("nodes") if isinstance(graph, dict) else None
+        for node in nodes if isinstance(nodes, list) else []:
+            data = node.get("data") if isinstance(node, dict) else None
+            if (
+                isinstance(data, dict)
+                and data.get("type") == "tool"
+                and data.get("provider_type") == API
+                and data.get("provider_id") == provider.id
+            ):
+                in_graphs.setdefault(app_id, []).append(data)
+    for app_id, tools in in_graphs.items():
+        app = session.get(App, app_id)
+        if app is not None:
+            found.append((app, tools))
     for app in session.scalars(select(App).where(App.tenant_id == provider.tenant_id)):
         mode = (app.model_config_ or {}).get("agent_mode")
-        tools = mode.get("tools") if isinstance(mode, dict) else None
+        listed = mode.get("tools") if isinstance(mode, dict) else None
         mine = [
             t
-            for t in (tools if isinstance(tools, list) else [])
+            for t in (listed if isinstance(listed, list) else [])
             if isinstance(t, dict) and t.get("provider_id") == provider.id
         ]
         if mine:

@@ -472,6 +472,17 @@ def test_a_workflows_tool_node_calls_a_custom_api_tool(
         echoed = json.loads(data["outputs"]["found"])
         assert echoed["raw_path"] == "/echo/orders/C-3" and echoed["query"] == {"verbose": "true"}
         assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
+        # The node alone, from the console's debugger.
+        alone = service_admin.client.post(
+            f"/console/api/apps/{app.app_id}/workflows/draft/nodes/lookup/run",
+            json={"inputs": {"#start.order#": "D-4"}},
+        )
+        assert alone.status_code == 200, alone.text
+        assert alone.json()["status"] == "succeeded", alone.json()
+        assert json.loads(alone.json()["outputs"]["text"])["raw_path"] == "/echo/orders/D-4"
+        # Used by the workflow: the provider cannot be deleted.
+        refused = service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
+        assert_envelope(refused, 409, "conflict", "The app 'Order lookup' uses 'Orders'")
     finally:
         app.client.close()
         service_admin.client.delete(f"/console/api/apps/{app.app_id}")

@@ -54,6 +54,7 @@ from conduit.infra.settings import Settings
 from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import Storage
 from conduit.services import model_providers, prompts, workflows
+from conduit.services.api_tools import ApiToolResolver
 from conduit.services.end_users import SERVICE_API
 from conduit.services.run_files import upload_text
 from conduit.services.runs import task_store
@@ -645,6 +646,10 @@ async def single_node_run(
         node_limits(runs.settings),
         default_model=runs.settings.model.name,
         server_secret=runs.settings.secret_key(),
+        # (its tool node may call the workspace's custom API tools, as in a whole run)
+        api_tools=ApiToolResolver(
+            runs.db, runs.settings.secret_key(), AllowList.of(runs.settings.webhook)
+        ),
     )
     async with asyncio.timeout(runs.settings.runs.max_seconds):
         execution = await run_single_node(

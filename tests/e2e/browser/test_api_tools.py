@@ -100,4 +100,4 @@ def test_a_custom_tool_is_added_and_an_agent_calls_it(
     dialog.get_by_role("button", name="Delete the tool").click()
     alert = dialog.get_by_role("alert")
     alert.wait_for()
-    assert "The agent app 'Shop helper' uses 'Orders'" in alert.inner_text()
+    assert "The app 'Shop helper' uses 'Orders'" in alert.inner_text()
