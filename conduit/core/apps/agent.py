@@ -39,7 +39,7 @@ from conduit.core.llm.provider import (
 )
 from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.tools import builtin
-from conduit.core.tools.base import Tool, ToolError, in_thread
+from conduit.core.tools.base import TOOL_SECONDS, Tool, ToolError, in_thread
 from conduit.core.tools.builtin import provider_key
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ STRATEGIES: tuple[Strategy, ...] = ("function_call", "react")
 DEFAULT_MAX_ITERATION = 5
 MAX_ITERATION = 99
 MAX_OBSERVATION = 8000  # characters of a tool's answer the model reads
-TOOL_SECONDS = 30.0  # a tool's call longer than this answers an error (the run goes on)
 MAX_STOP = 4  # stop sequences a model takes (OpenAI's limit)
 # Dify's other names of the strategies (older configs and exports).
 STRATEGY_NAMES: dict[str, Strategy] = {
@@ -161,6 +160,20 @@ class Thought:
     tool_labels: dict[str, Any] = field(default_factory=dict)
     tool_input: str = ""
     observation: str = ""
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Thought:
+        """A round as an `agent_thought` event or a message's `agent_thoughts` holds it."""
+        return cls(
+            id=str(data.get("id")),
+            position=int(data.get("position") or 0),
+            created_at=int(data.get("created_at") or 0),
+            thought=str(data.get("thought") or ""),
+            tool=str(data.get("tool") or ""),
+            tool_labels=dict(data.get("tool_labels") or {}),
+            tool_input=str(data.get("tool_input") or ""),
+            observation=str(data.get("observation") or ""),
+        )
 
     def fields(self) -> dict[str, Any]:
         """The event's own fields."""

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from conduit.core.apps.agent import AgentLoop, AgentPlan
+from conduit.core.apps.agent import AgentLoop, AgentPlan, Thought
 from conduit.core.apps.annotations import (
     AnnotationHit,
     AnnotationPlan,
@@ -290,19 +290,7 @@ def stored_events(run: StoredChat) -> list[Event]:
 def _stored_rounds(run: StoredChat) -> list[tuple[str, dict[str, Any]]]:
     """An agent's rounds as `agent_thought` events (each as its last event reported it)."""
     return [
-        (
-            "agent_thought",
-            {
-                "id": round_.get("id"),
-                "position": round_.get("position"),
-                "thought": round_.get("thought", ""),
-                "observation": round_.get("observation", ""),
-                "tool": round_.get("tool", ""),
-                "tool_labels": round_.get("tool_labels") or {},
-                "tool_input": round_.get("tool_input", ""),
-                "message_files": [],
-            },
-        )
+        ("agent_thought", Thought.of(round_).fields())
         for round_ in run.agent_thoughts or []
         if isinstance(round_, dict)
     ]

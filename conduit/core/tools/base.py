@@ -25,6 +25,7 @@ MAX_SETTING = 1000  # characters of a setting's text
 # service holds these threads, never the ones the runs' database and DNS work waits for; and
 # the built-in tools (the clock, arithmetic: quick) have theirs, so that slow services never
 # hold them up. A call given up on (its run stopped, its time out) is left to finish there.
+TOOL_SECONDS = 30.0  # a tool's call longer than this is given up on (an agent's, a node's)
 _SERVICES = ThreadPoolExecutor(max_workers=16, thread_name_prefix="conduit-tool")
 _BUILT_IN = ThreadPoolExecutor(max_workers=4, thread_name_prefix="conduit-builtin-tool")
 

@@ -17,12 +17,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from conduit.core.tools import builtin
-from conduit.core.tools.base import Tool, ToolError, in_thread
+from conduit.core.tools.base import TOOL_SECONDS, Tool, ToolError, in_thread
 from conduit.core.workflow.variables import selector_of
 
 PARAMETER_TYPES = ("mixed", "variable", "constant", "mention")
 API = "api"  # a workspace's custom API tool
-TOOL_SECONDS = 10.0
 
 
 def _value(

@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from conduit.core.apps.agent import Thought
 from conduit.core.apps.chat import error_payload, message_envelope
 from conduit.core.runs.backends import RunBackends
 from conduit.core.runs.eventlog.base import EventLog
@@ -175,18 +176,5 @@ async def _logged_answer(
 def _stored_thoughts(logged: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
     """An agent's rounds from their last `agent_thought` events, as its message keeps them."""
     return [
-        {
-            "id": payload.get("id"),
-            "chain_id": None,
-            "message_id": payload.get("message_id"),
-            "position": payload.get("position"),
-            "thought": payload.get("thought", ""),
-            "tool": payload.get("tool", ""),
-            "tool_labels": payload.get("tool_labels") or {},
-            "tool_input": payload.get("tool_input", ""),
-            "observation": payload.get("observation", ""),
-            "files": [],
-            "created_at": payload.get("created_at"),
-        }
-        for payload in logged.values()
+        Thought.of(payload).stored(str(payload.get("message_id"))) for payload in logged.values()
     ] or None
