@@ -47,13 +47,14 @@ from conduit.infra.schema import prepare_schema
 from conduit.infra.settings import DRAIN_RESERVE, Settings
 from conduit.infra.ssrf import AllowList
 from conduit.infra.storage import LocalStorage, local_storage
-from conduit.services import model_providers
+from conduit.services import human_input, model_providers
 from conduit.services.api_tools import ApiToolResolver
 from conduit.services.app_annotations import AnnotationSearch
 from conduit.services.auth import TokenPolicy
 from conduit.services.datasets.indexing import resume_stalled_documents
 from conduit.services.datasets.retrieval import KnowledgeSearch, Retriever
 from conduit.services.datasets.vectors import build_vector_index
+from conduit.services.human_input import FormAnswers
 from conduit.services.run_files import FileParts
 from conduit.services.runs import MessageStore, Runs, end_interrupted_runs, take_over_dead_runs
 from conduit.services.runs import run_limits as build_run_limits
@@ -151,6 +152,7 @@ def build_runners(
     file_texts = FileTexts(db, storage)
     attach = FileParts(db, storage)
     api_tools = ApiToolResolver(db, server_secret, AllowList.of(settings.webhook))
+    forms = FormAnswers(db)
 
     def workflow_services(spec: RunSpec) -> NodeServices:
         return NodeServices(
@@ -162,6 +164,7 @@ def build_runners(
             server_secret=server_secret,
             files=file_texts,
             api_tools=api_tools,
+            forms=forms,
         )
 
     return AppRunners(
@@ -476,6 +479,7 @@ async def _take_over_continually(db: Database, backends: RunBackends, settings: 
     interval, lease = settings.runs.takeover_interval, settings.runs.lease_seconds
     loop = asyncio.get_running_loop()
     reachable_since: float | None = None
+    swept = 0.0
     while True:
         try:
             await asyncio.to_thread(db.ping)
@@ -492,6 +496,12 @@ async def _take_over_continually(db: Database, backends: RunBackends, settings: 
                     await asyncio.to_thread(resume_stalled_documents, db, settings.rag)
                 except Exception:
                     logger.warning("resuming stalled documents failed; retrying", exc_info=True)
+                if loop.time() - swept >= settings.workflow.human_input_sweep_seconds:
+                    swept = loop.time()
+                    try:
+                        await human_input.resume_due(db, settings, backends)
+                    except Exception:
+                        logger.warning("resuming human-input runs failed", exc_info=True)
         await asyncio.sleep(interval * random.uniform(0.75, 1.25))
 
 

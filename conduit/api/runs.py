@@ -31,6 +31,7 @@ from conduit.core.runs.spec import RunSpec
 from conduit.db.models import App
 from conduit.errors import InvalidParam, RedisUnavailable, RunEventsLost
 from conduit.infra.ssrf import check_callback_url_async
+from conduit.services import human_input
 from conduit.services import runs as run_service
 from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import ChatRequest, RunEvents, Runs, StartedRun, WorkflowRequest
@@ -275,7 +276,14 @@ async def stop(
     request: Request, *, app: App, user: str, task_id: str, user_type: str = SERVICE_API
 ) -> dict[str, Any]:
     """Stop `user`'s own run (`stopped` says whether one was stopped)."""
-    stopped = await run_service.stop_run(
-        runs_of(request), app=app, user=user, task_id=task_id, user_type=user_type
+    runs = runs_of(request)
+    # A workflow run paused on a form (no executor to ask) ends here; one resumed since
+    # under another task id is asked to stop there.
+    stopped = await human_input.stop_paused_run(
+        runs, app=app, user=user, user_type=user_type, task_id=task_id
     )
+    if not stopped:
+        stopped = await run_service.stop_run(
+            runs, app=app, user=user, task_id=task_id, user_type=user_type
+        )
     return {"result": "success", "stopped": stopped}

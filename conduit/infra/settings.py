@@ -582,6 +582,20 @@ class WorkflowSettings(BaseSettings):
     http_max_response_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Bytes of an http-request node's response body."
     )
+    human_input_max_wait_hours: float = Field(
+        168.0,
+        gt=0,
+        le=24 * 366,
+        description="Longest a workflow run may wait on a human-input form, whatever the "
+        "node's own timeout: past it the run ends stopped (Dify's global timeout, 7 days).",
+    )
+    human_input_sweep_seconds: float = Field(
+        10.0,
+        ge=0.5,
+        le=3600,
+        description="How often beat looks for human-input forms whose time ran out (the "
+        "node's timeout branch) and answers given while their run was not yet paused.",
+    )
 
 
 GROUPS: dict[str, type[BaseSettings]] = {

@@ -435,6 +435,7 @@ def _write(
             previous=previous,
             mapper=mapper,
             server_secret=context.server_secret,
+            chatflow=mode == AppMode.ADVANCED_CHAT,
         )
         if target is None:
             app = apps.create_app(

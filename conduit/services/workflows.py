@@ -22,7 +22,7 @@ from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from conduit.core.workflow.graph import WorkflowGraph
-from conduit.db.models import Account, App, Membership, Role, Workflow, new_id, utcnow
+from conduit.db.models import Account, App, AppMode, Membership, Role, Workflow, new_id, utcnow
 from conduit.db.models.workflow import DRAFT
 from conduit.errors import Conflict, Forbidden, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
@@ -170,7 +170,13 @@ def sync_draft(
         raise DraftWorkflowNotSync()
     mapper = ProviderMapper.load(session, app.tenant_id, server_provider)
     raw = {**raw, "graph": api_tools.own_graph_tools(session, app.tenant_id, raw.get("graph"))}
-    content = prepare_draft(raw, previous=current, mapper=mapper, server_secret=server_secret)
+    content = prepare_draft(
+        raw,
+        previous=current,
+        mapper=mapper,
+        server_secret=server_secret,
+        chatflow=app.mode == AppMode.ADVANCED_CHAT,
+    )
     draft = write_draft(session, app, content, account_id=member.account_id, draft=current)
     return draft, content
 
@@ -181,8 +187,10 @@ def prepare_draft(
     previous: Workflow | None,
     mapper: ProviderMapper,
     server_secret: str,
+    chatflow: bool = False,
 ) -> DraftContent:
-    """A draft's content checked and made ready to store (nothing is written)."""
+    """A draft's content checked and made ready to store (nothing is written); a chatflow's
+    (`chatflow`) also against what a chatflow cannot run."""
     graph, features = raw.get("graph"), raw.get("features")
     if not isinstance(graph, dict):
         raise InvalidParam("graph: must be an object with nodes and edges")
@@ -190,7 +198,9 @@ def prepare_draft(
         features = {}
     if not isinstance(features, dict):
         raise InvalidParam("features: must be an object")
-    WorkflowGraph.parse(graph)
+    parsed = WorkflowGraph.parse(graph)
+    if chatflow:
+        parsed.check_chatflow()
     graph = mapper.map_graph(graph)
     environment = check_environment_variables(
         raw.get("environment_variables") or [],

@@ -142,6 +142,11 @@ def create_celery(settings: Settings) -> Celery:
                 else 3600.0,
                 "options": {"queue": "maintenance"},
             },
+            "resume-human-input-runs": {
+                "task": "conduit.maintenance.resume_human_input_runs",
+                "schedule": settings.workflow.human_input_sweep_seconds,
+                "options": {"queue": "maintenance"},
+            },
             "purge-finished-outbox": {
                 "task": "conduit.maintenance.purge_outbox",
                 "schedule": 3600.0,

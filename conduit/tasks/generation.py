@@ -47,7 +47,8 @@ def run(self: OutboxTask, spec: dict[str, Any], slot_key: str | None = None) -> 
             )
         finally:
             parts.live.discard(parsed.task_id)
-        return str(result.status.value)
+        # (a chat's status is a RunStatus, a workflow's its own word: `paused`, say)
+        return str(getattr(result.status, "value", result.status))
 
     try:
         status: str = asyncio.run(_with_backends(parts, execute))

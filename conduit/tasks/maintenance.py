@@ -11,6 +11,7 @@ from celery import shared_task
 from conduit.core.runs.backends import build_run_backends
 from conduit.db.models import utcnow
 from conduit.infra.outbox import purge_finished
+from conduit.services import human_input
 from conduit.services.runs import take_over_dead_runs, tasks, workflow_store
 from conduit.tasks.base import OutboxTask
 from conduit.tasks.context import task_context
@@ -43,6 +44,28 @@ def reap_stale_runs(self: OutboxTask) -> int:
             await backends.aclose()
 
     return asyncio.run(take_over())
+
+
+@shared_task(name="conduit.maintenance.resume_human_input_runs", base=OutboxTask, bind=True)
+def resume_human_input_runs(self: OutboxTask) -> int:
+    """Forms whose time ran out take their node's timeout branch; runs that waited past the
+    longest wait end `stopped`; a paused run with an answered form resumes."""
+    parts = task_context(self)
+
+    async def sweep() -> int:
+        shared = parts.backends is not None and parts.backends.shared
+        backends = (
+            parts.backends if shared else build_run_backends(parts.resources.settings, worker=True)
+        )
+        assert backends is not None
+        try:
+            found = parts.resources
+            return await human_input.resume_due(found.db, found.settings, backends)
+        finally:
+            if not shared:
+                await backends.aclose()
+
+    return asyncio.run(sweep())
 
 
 @shared_task(name="conduit.maintenance.purge_expired_tasks", base=OutboxTask, bind=True)

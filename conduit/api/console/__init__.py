@@ -12,6 +12,7 @@ from conduit.api.console import (
     auth,
     datasets,
     external_knowledge,
+    forms,
     model_providers,
     sites,
     tasks,
@@ -42,5 +43,6 @@ router.include_router(tasks.router)
 router.include_router(workflows.router)
 router.include_router(workflow_debug.router)
 router.include_router(workflow_runs.router)
+router.include_router(forms.router)
 
 __all__ = ["router"]

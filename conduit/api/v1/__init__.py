@@ -12,6 +12,7 @@ from conduit.api.v1 import (
     datasets,
     documents,
     files,
+    human_input,
     metadata,
     tags,
     tasks,
@@ -34,5 +35,6 @@ router.include_router(audio.router)
 router.include_router(tasks.router)
 router.include_router(workflow_logs.router)
 router.include_router(workflows.router)
+router.include_router(human_input.router)
 
 __all__ = ["router"]

@@ -9,6 +9,7 @@ from conduit.api.web import (
     audio,
     conversations,
     files,
+    forms,
     messages,
     passport,
     runs,
@@ -19,6 +20,7 @@ router = APIRouter(prefix="/api")
 router.include_router(passport.router)
 router.include_router(app.router)
 router.include_router(runs.router)
+router.include_router(forms.router)
 router.include_router(conversations.router)
 router.include_router(messages.router)
 router.include_router(saved_messages.router)

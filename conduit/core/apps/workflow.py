@@ -46,6 +46,7 @@ from conduit.core.workflow.engine import (
 )
 from conduit.core.workflow.events import (
     ContainerEvent,
+    FormEvent,
     NodeExecution,
     NodeFinished,
     NodeRetried,
@@ -54,13 +55,14 @@ from conduit.core.workflow.events import (
     WorkflowEvent,
 )
 from conduit.core.workflow.graph import Graph, WorkflowGraph, WorkflowGraphError
+from conduit.core.workflow.human_input import NodePaused, PendingForm, RunPaused
 from conduit.core.workflow.services import WorkflowServices
 from conduit.core.workflow.streaming import AnswerStreamer
 from conduit.core.workflow.variables import VariablePool
 from conduit.errors import ConduitError
 
 WorkflowMode = Literal["workflow", "advanced-chat"]
-WorkflowStatus = Literal["running", "succeeded", "failed", "stopped", "partial-succeeded"]
+WorkflowStatus = Literal["running", "succeeded", "failed", "stopped", "partial-succeeded", "paused"]
 KIND = "workflow"
 
 
@@ -114,10 +116,17 @@ class WorkflowRunBody:
     chat: ChatTurn | None = None  # a chatflow's turn
     # A chatflow with annotation reply on: the annotations its query is compared with.
     annotation: AnnotationPlan | None = None
+    # How many times the run was resumed after a pause (a human-input form answered): a
+    # resumed execution takes up the nodes that ended before.
+    resumption: int = 0
+    # An async run's task (its first execution's task id; a resumed one has its own).
+    async_task_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow_run_id": self.workflow_run_id,
+            **({"resumption": self.resumption} if self.resumption else {}),
+            **({"async_task_id": self.async_task_id} if self.async_task_id else {}),
             "workflow_id": self.workflow_id,
             "graph": self.graph,
             "inputs": self.inputs,
@@ -146,6 +155,8 @@ class WorkflowRunBody:
             annotation=(
                 AnnotationPlan.from_json(data["annotation"]) if data.get("annotation") else None
             ),
+            resumption=int(data.get("resumption") or 0),
+            async_task_id=str(data["async_task_id"]) if data.get("async_task_id") else None,
         )
 
 
@@ -183,6 +194,12 @@ class WorkflowResult:
     # The annotation that answered the turn instead of the workflow (Dify's `annotation_reply`).
     annotation_reply: dict[str, Any] | None = None
     annotation_score: float = 0.0
+    # A run that paused: the forms it waits on, and its spec (what resumes it).
+    forms: list[PendingForm] = field(default_factory=list)
+    resume_spec: dict[str, Any] | None = None
+
+    # Its async task's id (a resumed execution runs under a task id of its own).
+    async_task_id: str | None = None
 
     def ids(self) -> dict[str, str]:
         """What each of its node execution rows names."""
@@ -355,6 +372,8 @@ def event_of(spec: RunSpec, event: WorkflowEvent) -> Event:
             return "text_chunk", envelope(
                 spec, "text_chunk", {"text": text, "from_variable_selector": list(selector)}
             )
+        case FormEvent(name=name, data=data):
+            return name, envelope(spec, name, dict(data))
     raise TypeError(f"not an engine event: {event!r}")
 
 
@@ -430,7 +449,8 @@ class WorkflowRunner:
         return WorkflowRunBody.from_json(body)
 
     def start(self, spec: RunSpec) -> WorkflowExecution:
-        resuming = self._store.resuming(spec.body.workflow_run_id)
+        # Claimed from a dead executor, or resumed after a pause: it takes up its ended nodes.
+        resuming = self._store.resuming(spec.body.workflow_run_id) or spec.body.resumption > 0
         return WorkflowExecution(
             spec,
             self._nodes,
@@ -443,6 +463,15 @@ class WorkflowRunner:
     def terminal_events(
         self, spec: RunSpec, result: WorkflowResult, stored: dict[str, Any]
     ) -> list[Event]:
+        if result.status == "paused":
+            # It waits on its forms: each one's `human_input_required`, then the pause.
+            return [
+                *(
+                    ("human_input_required", envelope(spec, "human_input_required", f.required()))
+                    for f in result.forms
+                ),
+                ("workflow_paused", envelope(spec, "workflow_paused", paused_data(result))),
+            ]
         finished: Event = (
             "workflow_finished",
             envelope(spec, "workflow_finished", finished_data(result)),
@@ -479,6 +508,22 @@ class WorkflowRunner:
         )
         # Dify's current order: message_end, then workflow_finished (stopped: the reverse).
         return [finished, end] if result.status == "stopped" else [end, finished]
+
+
+def paused_data(result: WorkflowResult) -> dict[str, Any]:
+    """`workflow_paused`'s data: the nodes that wait, why (each one's form), the run so far."""
+    return {
+        "workflow_run_id": result.workflow_run_id,
+        "workflow_id": result.workflow_id,
+        "paused_nodes": [form.node_id for form in result.forms],
+        "outputs": result.outputs,
+        "reasons": [{"TYPE": "human_input_required", **form.required()} for form in result.forms],
+        "status": "paused",
+        "created_at": result.created_at,
+        "elapsed_time": result.elapsed_time,
+        "total_tokens": result.total_tokens,
+        "total_steps": result.total_steps,
+    }
 
 
 def finished_data(result: WorkflowResult) -> dict[str, Any]:
@@ -528,6 +573,7 @@ class WorkflowExecution:
         self._outputs: dict[str, Any] = {}
         self._answer: list[str] = []
         self._pool: VariablePool | None = None
+        self._paused: list[NodePaused] = []
 
     async def run(self, log: EventLog) -> None:
         spec, body = self._spec, self._body
@@ -598,6 +644,10 @@ class WorkflowExecution:
         try:
             await run_scope(context, graph.top, pool, restored=restored)
             self._outputs = _end_outputs(graph, pool)
+        except RunPaused as paused:
+            # Nothing else can run until its forms are answered: the run pauses here.
+            self._paused = paused.waiting
+            self._executions.extend(w.execution for w in paused.waiting if w.execution)
         except (NodeAborted, StepLimitExceeded) as failure:
             self._failure = failure.message
         finally:
@@ -634,6 +684,8 @@ class WorkflowExecution:
             ended = "stopped"
         elif error is not None or self._failure is not None:
             ended = "failed"
+        elif self._paused:
+            ended = "paused"
         elif context is not None and context.exceptions:
             ended = "partial-succeeded"
         else:
@@ -670,6 +722,11 @@ class WorkflowExecution:
             ),
             annotation_reply=self._annotation.metadata() if self._annotation else None,
             annotation_score=self._annotation.score if self._annotation else 0.0,
+            forms=[paused.form for paused in self._paused] if ended == "paused" else [],
+            resume_spec=self._spec.to_json() if ended == "paused" else None,
+            async_task_id=(self._body.async_task_id or self._spec.task_id)
+            if self._spec.asynchronous
+            else None,
         )
 
     def _usage(self) -> Usage:
@@ -695,9 +752,29 @@ def _end_outputs(graph: WorkflowGraph, pool: VariablePool) -> dict[str, Any]:
 
 class BlockingWorkflowReply:
     """Folds a workflow run's events into Dify's blocking reply (`workflow_finished`'s data
-    under the run's ids)."""
+    under the run's ids; a paused run's: its `workflow_paused`, status `paused`, as Dify)."""
 
     def add(self, name: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if name == "workflow_paused":
+            paused = dict(payload.get("data") or {})
+            return {
+                "task_id": payload.get("task_id"),
+                "workflow_run_id": payload.get("workflow_run_id"),
+                "data": {
+                    "id": paused.get("workflow_run_id"),
+                    "workflow_id": paused.get("workflow_id"),
+                    "status": "paused",
+                    "outputs": paused.get("outputs") or {},
+                    "error": None,
+                    "elapsed_time": paused.get("elapsed_time"),
+                    "total_tokens": paused.get("total_tokens"),
+                    "total_steps": paused.get("total_steps"),
+                    "created_at": paused.get("created_at"),
+                    "finished_at": None,
+                    "paused_nodes": paused.get("paused_nodes") or [],
+                    "reasons": paused.get("reasons") or [],
+                },
+            }
         if name != "workflow_finished":
             return None
         data = dict(payload.get("data") or {})
@@ -762,6 +839,10 @@ async def run_single_node(
         await run_scope(context, alone, pool)
     except NodeAborted as aborted:
         return aborted.execution
+    except RunPaused as paused:
+        execution = paused.waiting[0].execution  # a human-input node: `paused`, unasked
+        assert execution is not None
+        return execution
     except StepLimitExceeded as exceeded:
         raise WorkflowGraphError(exceeded.message) from None
     return finished[-1]

@@ -43,6 +43,7 @@ from conduit.core.workflow.graph import (
     NodeSpec,
     WorkflowGraph,
 )
+from conduit.core.workflow.human_input import NodePaused, RunPaused
 from conduit.core.workflow.planner import Planner, Step
 from conduit.core.workflow.variables import VariablePool
 
@@ -186,10 +187,13 @@ async def run_scope(
 ) -> None:
     """Run `graph` from its root until no node is running or ready. `restored`: nodes that
     ended in an earlier execution of the run (it resumes): they are not run again, their
-    outputs and edges are taken as they were."""
+    outputs and edges are taken as they were. A node that waits on a person (`NodePaused`)
+    holds up only what follows it: the rest runs on, and once nothing else can, the scope
+    raises `RunPaused` with every waiting node's form."""
     planner = Planner(graph)
     top = iteration_id is None and loop_id is None
     running: dict[asyncio.Task[Collection[str]], str] = {}
+    paused: list[NodePaused] = []
 
     def launch(node_id: str, predecessor: str | None) -> None:
         spec = graph.nodes[node_id]
@@ -242,8 +246,14 @@ async def run_scope(
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 node_id = running.pop(task)
-                handles = task.result()  # raises NodeAborted: the except below ends the rest
+                try:
+                    handles = task.result()  # raises NodeAborted: the except below ends the rest
+                except NodePaused as waiting:
+                    paused.append(waiting)
+                    continue
                 advance(node_id, handles)
+        if paused:
+            raise RunPaused(paused)
     except BaseException:
         for task in running:
             task.cancel()
@@ -276,6 +286,13 @@ async def _execute(call: NodeCall) -> Collection[str]:
                 break
             except NodeFailed as failure:
                 error, error_type = failure.message, failure.error_type
+            except NodePaused as waiting:
+                # It waits on a person: no `node_finished` (the run's `workflow_paused` names
+                # it); its execution is kept, `paused`, with the run's records.
+                execution.status = "paused"
+                execution.elapsed_time = round(time.perf_counter() - started, 6)
+                waiting.execution = execution
+                raise
             except (StepLimitExceeded, NodeAborted):
                 raise
             except Exception as failure:  # a node's bug is that node's failure, not the run's

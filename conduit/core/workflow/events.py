@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-NodeStatus = Literal["running", "succeeded", "failed", "exception", "stopped", "retry"]
+NodeStatus = Literal["running", "succeeded", "failed", "exception", "stopped", "retry", "paused"]
 
 
 @dataclass
@@ -87,5 +87,14 @@ class TextChunk:
     answer_node_id: str
 
 
-WorkflowEvent = NodeStarted | NodeFinished | NodeRetried | ContainerEvent | TextChunk
+@dataclass(frozen=True)
+class FormEvent:
+    """A human-input node's form answered as the run resumes: `human_input_form_filled` or
+    `human_input_form_timeout`, with its data."""
+
+    name: Literal["human_input_form_filled", "human_input_form_timeout"]
+    data: dict[str, Any]
+
+
+WorkflowEvent = NodeStarted | NodeFinished | NodeRetried | ContainerEvent | TextChunk | FormEvent
 Sink = Callable[[WorkflowEvent], None]

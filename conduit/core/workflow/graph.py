@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conduit.core.tools.base import ToolError
-from conduit.core.workflow import tool_node
+from conduit.core.workflow import human_input, tool_node
 from conduit.errors import InvalidParam
 
 # The node types Conduit runs (Dify's `data.type` values). `iteration-start` and `loop-start`
@@ -48,11 +48,12 @@ NODE_TYPES = frozenset(
         "list-operator",
         "document-extractor",
         "tool",  # the built-in tools (`tool_node.py`)
+        "human-input",  # a form a person answers; the run pauses (`human_input.py`)
     }
 )
 CONTAINERS = frozenset({"iteration", "loop"})
 # Nodes that choose among their out-edges (the others take every edge they have).
-BRANCHING = frozenset({"if-else", "question-classifier"})
+BRANCHING = frozenset({"if-else", "question-classifier", "human-input"})
 
 DEFAULT_HANDLE = "source"
 FAIL_BRANCH = "fail-branch"
@@ -157,6 +158,14 @@ class WorkflowGraph:
     def of_type(self, *types: str) -> list[NodeSpec]:
         return [node for node in self.nodes.values() if node.type in types]
 
+    def check_chatflow(self) -> None:
+        """What a chatflow (an advanced-chat app) cannot run yet, refused naming the node."""
+        for node in self.of_type(human_input.NODE_TYPE):
+            raise WorkflowGraphError(
+                f"node {node.id!r} ({node.title}): human-input nodes run in workflow apps; "
+                "this server does not pause a chatflow's turn yet"
+            )
+
     @classmethod
     def parse(cls, graph: Any, *, node_types: Iterable[str] = NODE_TYPES) -> WorkflowGraph:
         """The graph of a DSL `workflow.graph`, checked; `WorkflowGraphError` says what is
@@ -208,6 +217,9 @@ class WorkflowGraph:
             )
             edges_by_scope.setdefault(scope, []).append(edge)
 
+        for node in nodes.values():
+            if node.type == human_input.NODE_TYPE:
+                _check_human_input(node, edges_by_scope.get(node.parent_id, []))
         starts = [n for n in nodes.values() if n.type == "start" and n.parent_id is None]
         if len(starts) != 1:
             raise WorkflowGraphError(
@@ -278,6 +290,19 @@ def _node(raw: Any, known: frozenset[str]) -> NodeSpec | None:
         error_strategy=strategy,
         timeout=float(timeout) if isinstance(timeout, int | float) and timeout > 0 else None,
     )
+
+
+def _check_human_input(node: NodeSpec, edges: list[Edge]) -> None:
+    where = f"node {node.id!r} ({node.title})"
+    if node.parent_id is not None:
+        raise WorkflowGraphError(
+            f"{where}: a human-input node cannot be inside an iteration or a loop (the run "
+            "pauses at the top level only)"
+        )
+    try:
+        human_input.check(node.data, where, [e.handle for e in edges if e.source == node.id])
+    except human_input.HumanInputError as error:
+        raise WorkflowGraphError(str(error)) from None
 
 
 def _entry(container: NodeSpec, children: list[NodeSpec]) -> str:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from conduit.core.llm.provider import ChatMessage, ChatModel
 from conduit.core.tools.base import Tool
 from conduit.core.workflow.http_request import HttpLimits
+from conduit.core.workflow.human_input import Answer, PendingForm
 from conduit.core.workflow.sandbox import CodeLimits
 from conduit.infra.ssrf import AllowList
 
@@ -55,3 +56,7 @@ class WorkflowServices(Protocol):
     async def api_tool(self, provider_id: str, tool_name: str) -> Tool | None:
         """The workspace's custom API tool (a tool node's), ready to call; None when its
         provider or operation is gone."""
+
+    async def form_of(self, node_id: str) -> tuple[PendingForm, Answer | None] | None:
+        """The form a human-input node of this run showed before (its run paused there), and
+        its answer (None while unanswered); None when it has shown none yet."""

@@ -62,6 +62,7 @@ from conduit.db.models.webhook import (
 )
 from conduit.db.models.workflow import (
     ConversationVariable,
+    HumanInputForm,
     Workflow,
     WorkflowNodeExecution,
     WorkflowRun,
@@ -97,6 +98,7 @@ __all__ = [
     "EndUser",
     "ExternalKnowledgeApi",
     "ExternalKnowledgeBinding",
+    "HumanInputForm",
     "IconType",
     "IndexingStatus",
     "IndexingTechnique",

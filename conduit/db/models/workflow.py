@@ -85,6 +85,49 @@ class WorkflowRun(IdMixin, Base):
     renewed_at: Mapped[datetime | None] = mapped_column(default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # A `paused` run's spec (`RunSpec.to_json`): what an answer to its forms resumes.
+    resume_spec: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+
+
+class HumanInputForm(IdMixin, Base):
+    """A human-input node's form in one run: what it shows (`definition`, the core's
+    `PendingForm`), its token, and how it was answered. `waiting` until a person submits it
+    (`submitted`) or its time runs out (`timeout`: the node's timeout branch) or the server's
+    longest wait passes or the run is stopped (`expired`). `pending_resume`: answered, and the
+    run not yet resumed for it."""
+
+    __tablename__ = "human_input_forms"
+    __table_args__ = (
+        UniqueConstraint("workflow_run_id", "node_id"),
+        Index(
+            "ix_human_input_forms_waiting",
+            "expiration_time",
+            sqlite_where=text("status = 'waiting'"),
+            postgresql_where=text("status = 'waiting'"),
+        ),
+        Index(
+            "ix_human_input_forms_pending_resume",
+            "workflow_run_id",
+            sqlite_where=text("pending_resume"),
+            postgresql_where=text("pending_resume"),
+        ),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(String(36))
+    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    workflow_run_id: Mapped[str] = mapped_column(ForeignKey("workflow_runs.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(36), index=True)  # the execution that paused
+    node_id: Mapped[str] = mapped_column(String(255))
+    node_title: Mapped[str] = mapped_column(String(255))
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    expiration_time: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    answer: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    answered_at: Mapped[datetime | None] = mapped_column(default=None)
+    answered_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    pending_resume: Mapped[bool] = mapped_column(default=False)
 
 
 class WorkflowNodeExecution(IdMixin, Base):

@@ -234,7 +234,7 @@ class ChatflowPlanner:
             else workflow_for(session, app, request.workflow_id)
         )
         graph = dict(workflow.graph or {})
-        WorkflowGraph.parse(graph)
+        WorkflowGraph.parse(graph).check_chatflow()
         history: list[tuple[str, str]] = []
         if request.conversation_id:
             conversation = conversations.get_conversation(

@@ -27,7 +27,7 @@ async def stop_run(
 ) -> bool:
     """Ask the run to stop; only its owner (`user`, an end user of `user_type`) can. False
     (and no effect) otherwise."""
-    end_user_id = await asyncio.to_thread(_end_user_id, runs.db, app.id, user, user_type)
+    end_user_id = await asyncio.to_thread(end_user_id_of, runs.db, app.id, user, user_type)
     if end_user_id is None:
         return False
     meta = await runs.backends.eventlog.meta(task_id)
@@ -36,7 +36,7 @@ async def stop_run(
     return await runs.backends.stops.request_stop(task_id, f"end-user-{end_user_id}")
 
 
-def _end_user_id(db: Database, app_id: str, user: str, user_type: str) -> str | None:
+def end_user_id_of(db: Database, app_id: str, user: str, user_type: str) -> str | None:
     with db.sessions() as session:
         found = session.scalars(
             select(EndUser.id).where(

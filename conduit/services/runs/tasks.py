@@ -63,7 +63,7 @@ def _outcome(app: App, message: Message | None, task_id: str) -> BlockingEnd | N
 
 def _workflow_outcome(run: WorkflowRun | None) -> BlockingEnd | None:
     """A workflow run's blocking body (`{task_id, workflow_run_id, data}`), once it ended."""
-    if run is None or run.status == "running":
+    if run is None or run.status in ("running", "paused"):
         return None
     name, payload = stored_finish_event(run)
     return BlockingEnd(body=BlockingWorkflowReply().add(name, cast(dict[str, Any], payload)))
@@ -106,6 +106,10 @@ def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
             "delivered_at": None,
         }
     if task.status in task_store.UNFINISHED:
+        if task.kind == "workflow" and task.status == task_store.RUNNING:
+            run = session.get(WorkflowRun, task.record_id)
+            if run is not None and run.status == "paused":
+                view["status"] = "paused"  # waiting on a human-input form
         return view
     outcome = task_outcome(session, task, app)
     view.update(_ending(outcome, task.error_code, task.error_message))

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -37,6 +37,7 @@ from conduit.core.workflow.engine import NodeFailed
 from conduit.core.workflow.engine import RunLimits as EngineLimits
 from conduit.core.workflow.graph import WorkflowGraph
 from conduit.core.workflow.http_request import HttpLimits
+from conduit.core.workflow.human_input import Answer, PendingForm
 from conduit.core.workflow.nodes.registry import NODES
 from conduit.core.workflow.sandbox import CodeLimits
 from conduit.core.workflow.services import NodeLimits
@@ -63,10 +64,12 @@ from conduit.services.runs.context import Runs
 from conduit.services.runs.idempotency import replay_log
 from conduit.services.runs.start import KeyedRun, RunIds, RunKey, owner_of
 from conduit.services.runs.stop import RunEvents, resumable_run_events
-from conduit.services.runs.workflow_events import stored_finish_event
+from conduit.services.runs.workflow_events import stored_end_events
 
 _RUNS = cast(Table, WorkflowRun.__table__)
 DRAFT = "draft"
+# A run's form for a node and its answer (`services/human_input.FormAnswers`).
+FormLookup = Callable[[str, str], Awaitable[tuple[PendingForm, Answer | None] | None]]
 
 
 class WorkflowNotFound(NotFound):
@@ -204,7 +207,9 @@ class NodeServices:
         server_secret: str = "",
         files: FileTexts | None = None,
         api_tools: ToolResolver | None = None,
+        forms: FormLookup | None = None,
     ) -> None:
+        self._forms = forms
         self._files = files
         self._api_tools = api_tools
         self._spec = spec
@@ -214,6 +219,11 @@ class NodeServices:
         self._search = search
         self._default_model = default_model
         self._server_secret = server_secret
+
+    async def form_of(self, node_id: str) -> tuple[PendingForm, Answer | None] | None:
+        if self._forms is None:
+            return None  # (a single node's run: nothing was asked before)
+        return await self._forms(self._spec.body.workflow_run_id, node_id)
 
     async def api_tool(self, provider_id: str, tool_name: str) -> Tool | None:
         if self._api_tools is None:
@@ -546,7 +556,7 @@ class WorkflowPlanner:
         row = session.get(WorkflowRun, run.names["workflow_run_id"])
         if row is None or row.app_id != app.id or row.status == RunStatus.RUNNING.value:
             return None
-        return [stored_finish_event(row)]
+        return stored_end_events(session, row)
 
 
 # --- reading runs ---------------------------------------------------------------------------
@@ -589,12 +599,12 @@ async def workflow_run_events(
         )
     if finished is None:
         raise WorkflowRunNotFound("The run's events are gone and it has not ended yet.")
-    return RunEvents(await replay_log(task_id, [finished]), task_id)
+    return RunEvents(await replay_log(task_id, finished), task_id)
 
 
 def _run_of(
     db: Database, app: App, user: str, user_type: str, run_id: str
-) -> tuple[str, Event | None]:
+) -> tuple[str, list[Event] | None]:
     with db.sessions() as session:
         row = session.scalars(
             select(WorkflowRun)
@@ -609,8 +619,9 @@ def _run_of(
         ).first()
         if row is None or row.task_id is None:
             raise WorkflowRunNotFound("Workflow run not found.")
-        finished = None if row.status == RunStatus.RUNNING.value else stored_finish_event(row)
-        return row.task_id, finished
+        if row.status == RunStatus.RUNNING.value:
+            return row.task_id, None
+        return row.task_id, stored_end_events(session, row)
 
 
 # --- the console's single-step run ----------------------------------------------------------

@@ -27,7 +27,14 @@ from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.workflow.engine import Restored
 from conduit.core.workflow.events import NodeExecution
-from conduit.db.models import AsyncTask, Message, WorkflowNodeExecution, WorkflowRun, utcnow
+from conduit.db.models import (
+    AsyncTask,
+    HumanInputForm,
+    Message,
+    WorkflowNodeExecution,
+    WorkflowRun,
+    utcnow,
+)
 from conduit.errors import RunInterrupted
 from conduit.infra.db import Database
 from conduit.infra.settings import Settings
@@ -41,6 +48,8 @@ logger = logging.getLogger(__name__)
 _RUNS = cast(Table, WorkflowRun.__table__)
 _NODES = cast(Table, WorkflowNodeExecution.__table__)
 _TASKS = cast(Table, AsyncTask.__table__)
+_FORMS = cast(Table, HumanInputForm.__table__)
+PAUSED = "paused"
 MAX_STORED_VALUE = 64 * 1024
 INTERRUPTED = RunInterrupted.default_message
 HANDLES = "__handles"
@@ -148,6 +157,9 @@ class WorkflowRunStore:
         return await asyncio.to_thread(self._finish, result)
 
     def _finish(self, result: WorkflowResult) -> dict[str, Any]:
+        if result.status == PAUSED:
+            self._pause(result)
+            return {}
         with self._db.transaction() as session:
             connection = session.connection()
             written = connection.execute(
@@ -180,7 +192,7 @@ class WorkflowRunStore:
             if result.asynchronous:
                 tasks.end_run_task(
                     session,
-                    result.task_id,
+                    result.async_task_id or result.task_id,
                     TASK_STATUS.get(result.status, result.status),
                     error_code=(result.error_code or "workflow_failed")
                     if result.status == "failed"
@@ -188,6 +200,71 @@ class WorkflowRunStore:
                     error_message=result.error if result.status == "failed" else None,
                 )
         return stored
+
+    def _pause(self, result: WorkflowResult) -> None:
+        """The run waits on its forms: its row `paused` with the spec that resumes it, its
+        node executions so far (the waiting ones `paused`), each form stored `waiting` (a
+        form it showed before keeps its token), all in one transaction: a form's token is
+        valid from this commit, and the events that show it are written after it."""
+        now = utcnow()
+        with self._db.transaction() as session:
+            connection = session.connection()
+            written = connection.execute(
+                update(_RUNS)
+                .where(
+                    _RUNS.c.id == result.workflow_run_id,
+                    _RUNS.c.status == RunStatus.RUNNING.value,
+                )
+                .values(
+                    status=PAUSED,
+                    resume_spec=result.resume_spec,
+                    elapsed_time=result.elapsed_time,
+                    total_tokens=result.total_tokens,
+                    total_steps=result.total_steps,
+                    exceptions_count=result.exceptions_count,
+                    renewed_at=None,
+                )
+            )
+            if not getattr(written, "rowcount", 0):
+                exists = connection.execute(
+                    select(_RUNS.c.status).where(_RUNS.c.id == result.workflow_run_id)
+                ).scalar()
+                if exists is None:
+                    return  # its app was deleted meanwhile
+                raise RunInterrupted(
+                    f"The run had ended already ({exists}): it was taken over meanwhile."
+                )
+            _write_nodes(connection, result.ids(), result.node_executions)
+            shown = set(
+                connection.execute(
+                    select(_FORMS.c.node_id).where(
+                        _FORMS.c.workflow_run_id == result.workflow_run_id
+                    )
+                ).scalars()
+            )
+            fresh = [form for form in result.forms if form.node_id not in shown]
+            if fresh:
+                connection.execute(
+                    insert(_FORMS),
+                    [
+                        {
+                            "id": form.id,
+                            "tenant_id": result.tenant_id,
+                            "app_id": result.app_id,
+                            "workflow_run_id": result.workflow_run_id,
+                            "task_id": result.task_id,
+                            "node_id": form.node_id,
+                            "node_title": form.node_title[:255],
+                            "token": form.token,
+                            "status": "waiting",
+                            "definition": form.to_json(),
+                            "expiration_time": datetime.fromtimestamp(form.expiration_time, UTC),
+                            "created_at": now,
+                            "pending_resume": False,
+                        }
+                        for form in fresh
+                    ],
+                )
 
     async def renew_many(
         self, runs: Sequence[tuple[RunSpec, list[NodeExecution] | None]]

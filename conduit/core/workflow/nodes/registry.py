@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from conduit.core.workflow.engine import NodeFunction
-from conduit.core.workflow.nodes import basic, branch, containers, io, model
+from conduit.core.workflow.nodes import basic, branch, containers, human, io, model
 
 NODES: Mapping[str, NodeFunction] = {
     "start": basic.start,
@@ -30,4 +30,5 @@ NODES: Mapping[str, NodeFunction] = {
     "knowledge-retrieval": io.knowledge_retrieval,
     "document-extractor": io.document_extractor,
     "tool": io.tool,
+    "human-input": human.human_input,
 }
