@@ -17,6 +17,7 @@ import yaml
 from tests import support
 from tests.e2e.conftest import Admin, ServiceApp
 from tests.e2e.sse import frames
+from tests.e2e.test_async_runs import poll
 from tests.e2e.test_workflow_runs import published_app
 
 HERE = Path(__file__).parent / "workflows"
@@ -343,3 +344,26 @@ def test_a_repeat_under_the_same_key_gives_the_paused_run(approval: ServiceApp) 
     assert again.status_code == 200
     assert again.json()["workflow_run_id"] == first["workflow_run_id"]
     assert again.json()["data"]["status"] == "paused"
+
+
+def test_an_async_run_shows_paused_then_ends_once_answered(approval: ServiceApp) -> None:
+    accepted = approval.client.post(
+        "/workflows/run",
+        json={"inputs": {"topic": "async"}, "user": USER, "response_mode": "async"},
+    )
+    assert accepted.status_code == 202, accepted.text
+    status_url = accepted.json()["status_url"]
+    task = poll(approval.client, status_url)  # (returns once neither pending nor running)
+    # While it waits, its result is the paused body a blocking run gives: the form's token.
+    assert task["status"] == "paused", task
+    assert task["result"]["data"]["status"] == "paused" and task["finished_at"] is None
+    token = task["result"]["data"]["reasons"][0]["form_token"]
+    answered = approval.client.post(
+        f"/form/human_input/{token}",
+        json={"inputs": {"note": "later", "size": "small"}, "action": "approve", "user": USER},
+    )
+    assert answered.status_code == 200
+    task = poll(approval.client, status_url)
+    assert task["status"] == "succeeded", task
+    assert task["result"]["data"]["outputs"]["result"].startswith("approved async (small): later")
+    assert task["result"]["task_id"] == accepted.json()["task_id"]

@@ -31,7 +31,7 @@ from conduit.services import webhooks
 from conduit.services.end_users import SERVICE_API
 from conduit.services.runs import task_store
 from conduit.services.runs.chat import message_events
-from conduit.services.runs.workflow_events import stored_finish_event
+from conduit.services.runs.workflow_events import stored_end_events, stored_finish_event
 
 _MESSAGES = cast(Table, Message.__table__)
 _WORKFLOW_RUNS = cast(Table, WorkflowRun.__table__)
@@ -45,7 +45,7 @@ def _unix(value: Any) -> int | None:
 def task_outcome(session: Session, task: AsyncTask, app: App) -> BlockingEnd | None:
     """The run's end as a blocking request would have been answered (None while it runs)."""
     if task.kind == WORKFLOW:
-        return _workflow_outcome(session.get(WorkflowRun, task.record_id))
+        return _workflow_outcome(session.get(WorkflowRun, task.record_id), task.id)
     return _outcome(app, session.get(Message, task.record_id), task.id)
 
 
@@ -61,12 +61,14 @@ def _outcome(app: App, message: Message | None, task_id: str) -> BlockingEnd | N
     return None
 
 
-def _workflow_outcome(run: WorkflowRun | None) -> BlockingEnd | None:
-    """A workflow run's blocking body (`{task_id, workflow_run_id, data}`), once it ended."""
+def _workflow_outcome(run: WorkflowRun | None, task_id: str) -> BlockingEnd | None:
+    """A workflow run's blocking body (`{task_id, workflow_run_id, data}`), once it ended;
+    `task_id` its async task's (a run resumed after a pause ran its end under another)."""
     if run is None or run.status in ("running", "paused"):
         return None
     name, payload = stored_finish_event(run)
-    return BlockingEnd(body=BlockingWorkflowReply().add(name, cast(dict[str, Any], payload)))
+    body = BlockingWorkflowReply().add(name, cast(dict[str, Any], payload))
+    return BlockingEnd(body={**body, "task_id": task_id} if body is not None else None)
 
 
 def _ending(
@@ -109,7 +111,13 @@ def describe(session: Session, task: AsyncTask, app: App) -> dict[str, Any]:
         if task.kind == "workflow" and task.status == task_store.RUNNING:
             run = session.get(WorkflowRun, task.record_id)
             if run is not None and run.status == "paused":
-                view["status"] = "paused"  # waiting on a human-input form
+                # Waiting on a human-input form: its result so far is the paused body a
+                # blocking run gives (the forms' tokens).
+                view["status"] = "paused"
+                for name, payload in stored_end_events(session, run):
+                    body = BlockingWorkflowReply().add(name, cast(dict[str, Any], payload))
+                    if body is not None:
+                        view["result"] = {**body, "task_id": task.id}
         return view
     outcome = task_outcome(session, task, app)
     view.update(_ending(outcome, task.error_code, task.error_message))
@@ -176,7 +184,7 @@ def end_run_task(
         return True  # its app was deleted meanwhile: nobody to call back for
     app, user, message = found
     outcome = (
-        _workflow_outcome(session.get(WorkflowRun, task.record_id))
+        _workflow_outcome(session.get(WorkflowRun, task.record_id), task.id)
         if task.kind == WORKFLOW
         else _outcome(app, message, task.id)
     )
