@@ -147,5 +147,10 @@ def install_ui(app: FastAPI, assets: WebAssets | None = None) -> None:
         """The end-user page of an app's site; the page reads the code from its own address."""
         return web.page("webapp.html")
 
+    @router.get("/form/{token}")
+    def form_page(token: str) -> Response:
+        """The page of a paused workflow run's human-input form (its link), on the web tier."""
+        return web.page("webapp.html")
+
     app.include_router(router)
     app.mount("/ui", web, name="ui")

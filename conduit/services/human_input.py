@@ -34,7 +34,6 @@ from conduit.core.workflow.human_input import Answer, FormDataError, PendingForm
 from conduit.db.models import (
     App,
     AppMode,
-    AsyncTask,
     EndUser,
     HumanInputForm,
     WorkflowNodeExecution,
@@ -47,7 +46,7 @@ from conduit.infra.outbox import enqueue
 from conduit.infra.settings import Settings
 from conduit.services import sites
 from conduit.services.end_users import SERVICE_API
-from conduit.services.runs import tasks
+from conduit.services.runs import task_store, tasks
 from conduit.services.runs.context import Runs
 from conduit.services.runs.start import RUN_TASK
 from conduit.services.runs.stop import end_user_id_of
@@ -195,6 +194,14 @@ def _answer(
 ) -> RunSpec | None:
     now = utcnow()
     with db.transaction() as session:
+        # The run first, then its form (the order of every writer of both: the pause, a
+        # stop, the longest wait's end), so that an answer and a stop never deadlock.
+        status = session.execute(
+            select(_RUNS.c.status).where(_RUNS.c.id == run_id).with_for_update()
+        ).scalar()
+        if status not in (PAUSED, RunStatus.RUNNING.value):
+            form = find_form(session, scope=scope, token=token)
+            raise FormExpired(f"This form has expired, form_id={form.id}")
         written = session.execute(
             update(_FORMS)
             .where(
@@ -224,14 +231,26 @@ def resume(session: Session, run_id: str, task_id: str) -> RunSpec | None:
     outbox, its forms' answers taken up. None when it is not paused (running still: its next
     pause is followed by the sweep's resume; or it ended)."""
     row = session.execute(
-        select(_RUNS.c.status, _RUNS.c.resume_spec).where(_RUNS.c.id == run_id)
+        select(
+            _RUNS.c.status,
+            _RUNS.c.resume_spec,
+            _RUNS.c.total_tokens,
+            _RUNS.c.exceptions_count,
+            _RUNS.c.elapsed_time,
+        ).where(_RUNS.c.id == run_id)
     ).first()
     if row is None or row.status != PAUSED or not row.resume_spec:
         return None
     moved = session.execute(
         update(_RUNS)
         .where(_RUNS.c.id == run_id, _RUNS.c.status == PAUSED)
-        .values(status=RunStatus.RUNNING.value, task_id=task_id, resume_spec=None, renewed_at=None)
+        .values(
+            status=RunStatus.RUNNING.value,
+            task_id=task_id,
+            resume_spec=None,
+            renewed_at=None,
+            resumed_at=utcnow(),
+        )
     )
     if not getattr(moved, "rowcount", 0):
         return None
@@ -239,7 +258,15 @@ def resume(session: Session, run_id: str, task_id: str) -> RunSpec | None:
     body = WorkflowRunBody.from_json(dict(paused["body"]))
     first_task = str(paused["task_id"]) if paused.get("asynchronous") else None
     body = replace(
-        body, resumption=body.resumption + 1, async_task_id=body.async_task_id or first_task
+        body,
+        resumption=body.resumption + 1,
+        async_task_id=body.async_task_id or first_task,
+        # What it counted so far (its row's totals, as its pause stored them) goes on.
+        prior={
+            "total_tokens": row.total_tokens,
+            "exceptions_count": row.exceptions_count,
+            "elapsed_time": row.elapsed_time,
+        },
     )
     spec = RunSpec.from_json({**paused, "task_id": task_id, "kind": KIND}, body)
     # The waiting nodes' `paused` records: the resumed execution records them as they end.
@@ -380,7 +407,12 @@ def _expire(db: Database, now: datetime, longest: timedelta) -> int:
     with db.transaction() as session:
         rows = session.execute(
             select(_FORMS.c.workflow_run_id, _FORMS.c.node_id)
-            .where(_FORMS.c.status == WAITING, _FORMS.c.created_at <= now - longest)
+            .join(_RUNS, _RUNS.c.id == _FORMS.c.workflow_run_id)
+            .where(
+                _FORMS.c.status == WAITING,
+                _FORMS.c.created_at <= now - longest,
+                _RUNS.c.status == PAUSED,
+            )
             .limit(SWEEP_BATCH)
         ).all()
         ended = 0
@@ -420,7 +452,15 @@ def stop_paused(session: Session, run_id: str, reason: str = "The run was stoppe
     moved = session.execute(
         update(_RUNS)
         .where(_RUNS.c.id == run_id, _RUNS.c.status == PAUSED)
-        .values(status=RunStatus.STOPPED.value, error=reason, finished_at=now, resume_spec=None)
+        .values(
+            status=RunStatus.STOPPED.value,
+            error=reason,
+            finished_at=now,
+            resume_spec=None,
+            # Its end is an execution of its own, with no log: its events are its stored end
+            # (the paused execution's log ends with `workflow_paused`, no longer true).
+            task_id=str(uuid.uuid4()),
+        )
     )
     if not getattr(moved, "rowcount", 0):
         return False
@@ -434,11 +474,9 @@ def stop_paused(session: Session, run_id: str, reason: str = "The run was stoppe
         .where(_NODES.c.workflow_run_id == run_id, _NODES.c.status == PAUSED)
         .values(status=RunStatus.STOPPED.value, error=reason, finished_at=now)
     )
-    task_id = session.scalars(
-        select(AsyncTask.id).where(AsyncTask.record_id == run_id, AsyncTask.kind == KIND)
-    ).first()
+    task_id = task_store.workflow_task_id(session.connection(), run_id)
     if task_id is not None:
-        tasks.end_run_task(session, str(task_id), RunStatus.STOPPED.value)
+        tasks.end_run_task(session, task_id, RunStatus.STOPPED.value)
     return True
 
 
@@ -492,4 +530,12 @@ async def stop_paused_run(runs: Runs, *, app: App, user: str, user_type: str, ta
         with runs.db.transaction() as session:
             return stop_paused(session, run_id)
 
-    return await asyncio.to_thread(stop)
+    if await asyncio.to_thread(stop):
+        return True
+    # An answer resumed it meanwhile: the stop goes to its new execution.
+    again = await asyncio.to_thread(
+        paused_run_of_task, runs.db, app_id=app.id, end_user_id=end_user_id, task_id=task_id
+    )
+    if again is None or again[1] is None:
+        return False
+    return await runs.backends.stops.request_stop(again[1], f"end-user-{end_user_id}")

@@ -121,12 +121,16 @@ class WorkflowRunBody:
     resumption: int = 0
     # An async run's task (its first execution's task id; a resumed one has its own).
     async_task_id: str | None = None
+    # What its executions before the pause counted (`total_tokens`, `exceptions_count`,
+    # `elapsed_time`): a resumed run's totals go on from them.
+    prior: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "workflow_run_id": self.workflow_run_id,
             **({"resumption": self.resumption} if self.resumption else {}),
             **({"async_task_id": self.async_task_id} if self.async_task_id else {}),
+            **({"prior": self.prior} if self.prior else {}),
             "workflow_id": self.workflow_id,
             "graph": self.graph,
             "inputs": self.inputs,
@@ -157,6 +161,7 @@ class WorkflowRunBody:
             ),
             resumption=int(data.get("resumption") or 0),
             async_task_id=str(data["async_task_id"]) if data.get("async_task_id") else None,
+            prior=dict(data.get("prior") or {}),
         )
 
 
@@ -200,6 +205,7 @@ class WorkflowResult:
 
     # Its async task's id (a resumed execution runs under a task id of its own).
     async_task_id: str | None = None
+    resumed: bool = False  # it paused before (its forms are closed when it ends)
 
     def ids(self) -> dict[str, str]:
         """What each of its node execution rows names."""
@@ -679,6 +685,7 @@ class WorkflowExecution:
 
     def result(self, status: RunStatus, error: ConduitError | None) -> WorkflowResult:
         context = self._context
+        prior = self._body.prior  # (what its executions before a pause counted)
         ended: WorkflowStatus
         if status == RunStatus.STOPPED:
             ended = "stopped"
@@ -686,7 +693,7 @@ class WorkflowExecution:
             ended = "failed"
         elif self._paused:
             ended = "paused"
-        elif context is not None and context.exceptions:
+        elif (context is not None and context.exceptions) or prior.get("exceptions_count"):
             ended = "partial-succeeded"
         else:
             ended = "succeeded"
@@ -700,10 +707,14 @@ class WorkflowExecution:
             status=ended,
             outputs=self._outputs if ended in ("succeeded", "partial-succeeded") else {},
             error=message if ended == "failed" else None,
-            elapsed_time=round(time.perf_counter() - self._started, 6),
-            total_tokens=context.total_tokens if context else 0,
+            elapsed_time=round(
+                time.perf_counter() - self._started + float(prior.get("elapsed_time") or 0), 6
+            ),
+            total_tokens=(context.total_tokens if context else 0)
+            + int(prior.get("total_tokens") or 0),
             total_steps=context.steps if context else 0,
-            exceptions_count=context.exceptions if context else 0,
+            exceptions_count=(context.exceptions if context else 0)
+            + int(prior.get("exceptions_count") or 0),
             created_at=self._spec.created_at,
             finished_at=time.time(),
             created_by=self._body.created_by,
@@ -727,6 +738,7 @@ class WorkflowExecution:
             async_task_id=(self._body.async_task_id or self._spec.task_id)
             if self._spec.asynchronous
             else None,
+            resumed=self._body.resumption > 0,
         )
 
     def _usage(self) -> Usage:

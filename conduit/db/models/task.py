@@ -24,6 +24,8 @@ class AsyncTask(Base):
         # The retention's and the stale-task gauge's rows.
         Index("ix_async_tasks_finished", "finished_at"),
         Index("ix_async_tasks_status_created", "status", "created_at"),
+        # A workflow run's task by its run (a run resumed after a pause runs under new ids).
+        Index("ix_async_tasks_record", "record_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -87,6 +87,9 @@ class WorkflowRun(IdMixin, Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     # A `paused` run's spec (`RunSpec.to_json`): what an answer to its forms resumes.
     resume_spec: Mapped[dict[str, Any] | None] = mapped_column(JsonType, default=None)
+    # When it was last resumed (queued again): a run never renewed since is dead only long
+    # after this, not after its creation.
+    resumed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class HumanInputForm(IdMixin, Base):

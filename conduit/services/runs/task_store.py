@@ -11,9 +11,10 @@ from sqlalchemy import Connection, Row, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.runs.spec import RunSpec
-from conduit.db.models import AsyncTask, utcnow
+from conduit.db.models import AsyncTask, WorkflowRun, utcnow
 
 _TASKS = cast(Table, AsyncTask.__table__)
+_RUNS = cast(Table, WorkflowRun.__table__)
 PENDING, RUNNING = "pending", "running"
 UNFINISHED = (PENDING, RUNNING)
 
@@ -77,6 +78,22 @@ def end_task(
 
 
 def unfinished_task_ids(connection: Connection) -> list[str]:
-    """The tasks not yet ended (a restart ends their runs)."""
-    rows = connection.scalars(select(_TASKS.c.id).where(_TASKS.c.status.in_(UNFINISHED)))
+    """The tasks not yet ended (a restart ends their runs), but those of workflow runs that
+    wait on a human-input form: those live in the database only, and go on when answered."""
+    paused = (
+        select(_RUNS.c.id)
+        .where(_RUNS.c.id == _TASKS.c.record_id, _RUNS.c.status == "paused")
+        .exists()
+        .correlate(_TASKS)
+    )
+    rows = connection.scalars(select(_TASKS.c.id).where(_TASKS.c.status.in_(UNFINISHED), ~paused))
     return [str(task_id) for task_id in rows]
+
+
+def workflow_task_id(connection: Connection, run_id: str) -> str | None:
+    """The async task of a workflow run, if it was started async (its id is the run's first
+    execution's task id: a resumed run runs under others)."""
+    found = connection.scalars(
+        select(_TASKS.c.id).where(_TASKS.c.record_id == run_id, _TASKS.c.kind == "workflow")
+    ).first()
+    return str(found) if found is not None else None

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from conduit.core.apps.workflow import WorkflowResult, WorkflowRunBody
@@ -186,6 +186,10 @@ class WorkflowRunStore:
                     f"The run had ended already ({exists}): it was taken over meanwhile."
                 )
             _write_nodes(connection, result.ids(), result.node_executions)
+            if result.resumed:
+                # It paused before: a form still waiting (another node's, never reached) can
+                # no longer be answered, and no answer waits to resume it.
+                close_forms(connection, result.workflow_run_id)
             stored: dict[str, Any] = {}
             if result.chat is not None:
                 stored = finish_turn(connection, result)
@@ -235,6 +239,21 @@ class WorkflowRunStore:
                     f"The run had ended already ({exists}): it was taken over meanwhile."
                 )
             _write_nodes(connection, result.ids(), result.node_executions)
+            # Answers this execution took up (their nodes ended here) resume nothing more.
+            answered = [
+                e.node_id
+                for e in result.node_executions
+                if e.node_type == "human-input" and e.status == "succeeded"
+            ]
+            if answered:
+                connection.execute(
+                    update(_FORMS)
+                    .where(
+                        _FORMS.c.workflow_run_id == result.workflow_run_id,
+                        _FORMS.c.node_id.in_(answered),
+                    )
+                    .values(pending_resume=False)
+                )
             shown = set(
                 connection.execute(
                     select(_FORMS.c.node_id).where(
@@ -375,6 +394,21 @@ class WorkflowRunStore:
             return True, None
 
 
+def close_forms(connection: Connection, run_id: str) -> None:
+    """The run ended: its forms still waiting can no longer be answered (`expired`), and no
+    answer is left to resume it."""
+    connection.execute(
+        update(_FORMS)
+        .where(_FORMS.c.workflow_run_id == run_id, _FORMS.c.status == "waiting")
+        .values(status="expired")
+    )
+    connection.execute(
+        update(_FORMS)
+        .where(_FORMS.c.workflow_run_id == run_id, _FORMS.c.pending_resume.is_(True))
+        .values(pending_resume=False)
+    )
+
+
 PURGE_BATCH = 500  # workflow runs in one transaction of the logs' retention
 PURGE_NODE_BATCH = 5_000  # and node executions (an iteration's run may have thousands)
 
@@ -401,7 +435,9 @@ def purge_finished_workflow_runs(
     async task is still kept (its result is read from its run), with their node executions,
     at most `node_batch` of those: a run goes once its last one has. Returns how many runs
     went, and whether there may be more to do."""
-    task_kept = select(_TASKS.c.id).where(_TASKS.c.id == _RUNS.c.task_id).exists().correlate(_RUNS)
+    task_kept = (
+        select(_TASKS.c.id).where(_TASKS.c.record_id == _RUNS.c.id).exists().correlate(_RUNS)
+    )
     ids = list(
         session.scalars(
             select(_RUNS.c.id)
@@ -469,9 +505,11 @@ async def take_over_dead_workflow_runs(
 
 
 def _lapsed_clause(lapsed_before: datetime, never_before: datetime) -> Any:
+    # Never renewed: counted from its creation, or from its last resume (queued again).
+    queued = func.coalesce(_RUNS.c.resumed_at, _RUNS.c.created_at)
     return (_RUNS.c.status == RunStatus.RUNNING.value) & or_(
         _RUNS.c.renewed_at < lapsed_before,
-        (_RUNS.c.renewed_at.is_(None)) & (_RUNS.c.created_at < never_before),
+        (_RUNS.c.renewed_at.is_(None)) & (queued < never_before),
     )
 
 
@@ -500,10 +538,13 @@ def _end_lapsed(
             return None
         row = session.get(WorkflowRun, run_id)
         if row is not None:
-            if row.task_id is not None:  # an async run's task (and callback) ends with it
+            if row.resumed_at is not None:
+                close_forms(session.connection(), run_id)
+            task_id = task_store.workflow_task_id(session.connection(), run_id)
+            if task_id is not None:  # an async run's task (and callback) ends with it
                 tasks.end_run_task(
                     session,
-                    row.task_id,
+                    task_id,
                     RunStatus.FAILED.value,
                     error_code=RunInterrupted.code,
                     error_message=INTERRUPTED,

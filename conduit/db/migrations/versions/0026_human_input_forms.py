@@ -5,7 +5,8 @@ Revises: 0025
 Create Date: 2026-12-06 15:00:00.000000
 
 Workflow runs that pause at a human-input node: each node's form (what it shows, its token,
-how it was answered) and the paused run's spec, which an answer resumes.
+how it was answered), the paused run's spec, which an answer resumes, and when it was resumed
+(the takeover's clock for a run queued again); async tasks found by their run.
 """
 
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ _JSON = sa.JSON(none_as_null=True).with_variant(
 def upgrade() -> None:
     with op.batch_alter_table('workflow_runs') as batch:
         batch.add_column(sa.Column('resume_spec', _JSON, nullable=True))
+        batch.add_column(sa.Column('resumed_at', _TIME, nullable=True))
+    op.create_index('ix_async_tasks_record', 'async_tasks', ['record_id'])
     op.create_table(
         'human_input_forms',
         sa.Column('tenant_id', sa.String(length=36), nullable=False),
@@ -74,5 +77,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('human_input_forms')
+    op.drop_index('ix_async_tasks_record', table_name='async_tasks')
     with op.batch_alter_table('workflow_runs') as batch:
+        batch.drop_column('resumed_at')
         batch.drop_column('resume_spec')

@@ -1,12 +1,14 @@
 // A workflow or chatflow app: its draft graph (boxes at their DSL positions, SVG edges, a text
 // list beside it), a draft run whose nodes light up as their events arrive (running,
 // succeeded, failed, skipped, with their time), Stop, the outputs (a reload mid-run follows the
-// same run again); run history with each
+// same run again), the form a paused run waits on (answering it follows the resumed run); run
+// history with each
 // run's node executions; the app as Dify's DSL (export, import as a new app or this draft).
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, send, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
 import { navigate } from "../router.js";
+import { HumanForm } from "../human_form.js";
 import { pending, readEvents } from "../sse.js";
 import { Button, Dialog, ErrorBox, Field, Loaded, Notice, PageHeader, Table, formatMs, formatTime, useAction } from "../ui.js";
 
@@ -14,7 +16,7 @@ const BOX_W = 190;
 const BOX_H = 64;
 const STATUS_WORDS = {
   running: "running", succeeded: "succeeded", failed: "failed", exception: "failed (handled)",
-  stopped: "stopped", skipped: "skipped", retry: "retrying",
+  stopped: "stopped", skipped: "skipped", retry: "retrying", paused: "waiting for an answer",
 };
 
 const seconds = (s) => (s === null || s === undefined ? "" : formatMs(s * 1000));
@@ -168,7 +170,7 @@ function Run({ app, graph, run, setRun }) {
   // until its stream ends, so that a reload (or a visit back) follows it again.
   const [go, busy, error, setError] = useAction(async (open) => {
     controller.current = new AbortController();
-    let current = { status: "running", states: {}, text: "", taskId: null, runId: null, outputs: null, error: null, elapsed: null };
+    let current = { status: "running", states: {}, text: "", taskId: null, runId: null, outputs: null, error: null, elapsed: null, forms: [] };
     const update = (change) => { current = { ...current, ...change }; setRun(current); };
     update({});
     const response = await open(controller.current.signal);
@@ -188,6 +190,13 @@ function Run({ app, graph, run, setRun }) {
           break;
         case "text_chunk": update({ text: current.text + (data.text || "") }); break;
         case "message": update({ text: current.text + (event.answer || "") }); break;
+        case "human_input_required": update({ forms: [...current.forms.filter((f) => f.node_id !== data.node_id), data] }); break;
+        case "workflow_paused": {
+          const states = { ...current.states };
+          for (const id of data.paused_nodes || []) states[id] = { status: "paused" };
+          update({ status: "paused", states, elapsed: data.elapsed_time });
+          break;
+        }
         case "workflow_finished": {
           const states = { ...current.states };
           for (const n of graph.nodes || []) if (!states[n.id] && data.status === "succeeded") states[n.id] = { status: "skipped" };
@@ -198,7 +207,7 @@ function Run({ app, graph, run, setRun }) {
         default: break;
       }
     });
-    pending.clear(scope);
+    if (current.status !== "paused") pending.clear(scope); // (a paused run is followed again)
     if (current.status === "running") update({ status: "stopped" });
     invalidate(`/apps/${app.id}/workflow-runs`);
   });
@@ -223,6 +232,8 @@ function Run({ app, graph, run, setRun }) {
       }
     });
   }, []);
+  // An answered form resumes the run: its events are followed again (the resumed execution's).
+  const resume = () => go((signal) => send("GET", `/apps/${app.id}/workflow-runs/${run.runId}/events`, { signal }));
   const [stop, stopping, stopError] = useAction(async () => {
     await api.post(`/apps/${app.id}/workflow-runs/tasks/${run.taskId}/stop`);
   });
@@ -244,7 +255,10 @@ function Run({ app, graph, run, setRun }) {
         ${run.elapsed !== null && run.elapsed !== undefined && html` in ${seconds(run.elapsed)}`}</p>
       ${run.error && html`<div class="error" role="alert">${run.error}</div>`}
       ${run.text && html`<h3>Answer</h3><div class="bubble assistant">${run.text}</div>`}
-      ${run.outputs && html`<h3>Outputs</h3><pre tabindex="0" aria-label="Outputs">${JSON.stringify(run.outputs, null, 2)}</pre>`}
+      ${run.outputs && run.status !== "paused" && html`<h3>Outputs</h3><pre tabindex="0" aria-label="Outputs">${JSON.stringify(run.outputs, null, 2)}</pre>`}
+      ${run.status === "paused" && !busy && (run.forms || []).map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
+        submit=${(action, inputs) => api.post(`/form/human_input/${form.form_token}`, { inputs, action })}
+        onAnswered=${resume} />`)}
     </div>`}
   </section>`;
 }

@@ -1,9 +1,11 @@
-// The end-user web app of a site: `/chat/{code}`, `/completion/{code}`, `/workflow/{code}`.
+// The end-user web app of a site: `/chat/{code}`, `/completion/{code}`, `/workflow/{code}`;
+// and the page of a paused workflow run's form, `/form/{token}` (webapp/form.js).
 // It takes a passport for the code, reads the site and the app's parameters, then shows the
 // page of the address's kind. A bad code or a disabled site is said in the server's words.
 import { html, render, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { ErrorBox, Loading } from "../ui.js";
 import { webClient } from "./api.js";
+import { FormPage } from "./form.js";
 
 const KINDS = { chat: "./chat.js", completion: "./completion.js", workflow: "./workflow.js" };
 
@@ -92,4 +94,5 @@ function NotFound() {
 const { kind, code } = where();
 const root = document.getElementById("root");
 root.textContent = "";
-render(KINDS[kind] && code ? html`<${WebApp} kind=${kind} client=${webClient(code)} />` : html`<${NotFound} />`, root);
+if (kind === "form" && code) render(html`<${FormPage} token=${code} />`, root);
+else render(KINDS[kind] && code ? html`<${WebApp} kind=${kind} client=${webClient(code)} />` : html`<${NotFound} />`, root);

@@ -1,8 +1,10 @@
 // The workflow page of a site: the start form, Run, the streamed text (`text_chunk`), the
 // steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs; a
-// reload mid-run resumes it.
+// reload mid-run resumes it. A run that pauses on a human-input form shows the form; its
+// answer resumes the run, which the page follows again (as it does after a reload).
 import { html, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
+import { HumanForm } from "../human_form.js";
 import { Button, ErrorBox, formatMs } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { follow, runNames } from "./stream.js";
@@ -19,7 +21,7 @@ export default function Workflow({ client, parameters, site }) {
   const [run, setRun] = useState(null); // {text, steps, status, outputs, error, elapsed, streaming, taskId}
   const [runError, setRunError] = useState(null);
 
-  const fresh = (taskId) => ({ text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId });
+  const fresh = (taskId, runId = null) => ({ text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId, runId, forms: [] });
 
   // Reads a run's events into `state` from its first one; the run stays in sessionStorage
   // ({workflowRunId, inputs}) until it ends, for a reload to pick it up.
@@ -29,6 +31,9 @@ export default function Workflow({ client, parameters, site }) {
       if (!event) return;
       const data = event.data || {};
       if (event.task_id) state.taskId = event.task_id;
+      if (event.workflow_run_id) state.runId = event.workflow_run_id;
+      if (event.event === "human_input_required") state.forms = [...state.forms.filter((f) => f.node_id !== data.node_id), data];
+      if (event.event === "workflow_paused") { state.status = "paused"; state.elapsed = data.elapsed_time; }
       if (event.event === "text_chunk") state.text += data.text || "";
       if (event.event === "text_replace") state.text = data.text || "";
       if (event.event === "node_finished") state.steps = [...state.steps, { id: data.id, title: data.title || data.node_type, status: data.status, elapsed: data.elapsed_time }];
@@ -40,7 +45,7 @@ export default function Workflow({ client, parameters, site }) {
       }
       setRun({ ...state });
     });
-    pending.clear(scope);
+    if (state.status !== "paused") pending.clear(scope); // a paused run is followed again
     state.streaming = false;
     if (result.error) state.error = result.error;
     setRun({ ...state });
@@ -50,7 +55,7 @@ export default function Workflow({ client, parameters, site }) {
     const saved = pending.load(scope);
     if (!saved || !saved.workflowRunId) return;
     if (saved.inputs) setInputs({ ...initialInputs(items), ...saved.inputs });
-    const state = fresh(saved.taskId || null);
+    const state = fresh(saved.taskId || null, saved.workflowRunId);
     setRun({ ...state });
     client.send("GET", `/workflow/${saved.workflowRunId}/events`).then((response) => consume(response, state), (error) => {
       pending.clear(scope);
@@ -72,7 +77,21 @@ export default function Workflow({ client, parameters, site }) {
     }
     const names = runNames(response);
     if (names.workflowRunId) pending.save(scope, { workflowRunId: names.workflowRunId, taskId: names.taskId, inputs });
-    await consume(response, fresh(names.taskId));
+    await consume(response, fresh(names.taskId, names.workflowRunId));
+  };
+
+  // The form answered: the run goes on; its events are followed again from its resumption.
+  const resume = async () => {
+    const state = fresh(run.taskId, run.runId);
+    state.steps = run.steps;
+    let response;
+    try {
+      response = await client.send("GET", `/workflow/${run.runId}/events`);
+    } catch (error) {
+      setRunError(error);
+      return;
+    }
+    await consume(response, state);
   };
 
   const stop = async () => {
@@ -100,6 +119,9 @@ export default function Workflow({ client, parameters, site }) {
       ${outputs && html`<dl class="outputs">${Object.entries(outputs).map(([name, value]) => html`<dt>${name}</dt>
         <dd class="result-text">${typeof value === "string" ? value : JSON.stringify(value, null, 2)}</dd>`)}</dl>`}
       <${ErrorBox} error=${run.error} />
+      ${run.status === "paused" && !run.streaming && run.forms.map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
+        submit=${(action, inputs) => client.post(`/form/human_input/${form.form_token}`, { inputs, action })}
+        onAnswered=${resume} />`)}
       ${site.show_workflow_steps !== false && run.steps.length > 0 && html`<details class="steps"><summary>Steps (${run.steps.length})</summary>
         <ol>${run.steps.map((s) => html`<li key=${s.id}>${s.title} <span class=${`status ${s.status}`}>${s.status}</span> ${s.elapsed ? formatMs(s.elapsed * 1000) : ""}</li>`)}</ol>
       </details>`}
