@@ -163,7 +163,8 @@ async def resume_workflow(
     events = await workflow_run_events(
         runs, app=app, user=user, run_id=workflow_run_id, user_type=user_type
     )
-    return stream(runs, events, after=after, names={TASK_HEADER: events.task_id}, simple=simple)
+    names = {TASK_HEADER: events.task_id, WORKFLOW_RUN_HEADER: workflow_run_id}
+    return stream(runs, events, after=after, names=names, simple=simple)
 
 
 async def _accepted(
@@ -177,12 +178,13 @@ async def _accepted(
 ) -> Response:
     """An async run's 202: its task and where to poll it (a repeat: the task as it is now)."""
     status = "pending"
+    task_id = started.async_task_id or started.task_id
     if started.attached:
         status = await run_service.task_status_of(
-            runs, app=app, user=user, task_id=started.task_id, user_type=user_type
+            runs, app=app, user=user, task_id=task_id, user_type=user_type
         )
     return OrjsonResponse(
-        {"task_id": started.task_id, "status": status, "status_url": status_url(started.task_id)},
+        {"task_id": task_id, "status": status, "status_url": status_url(task_id)},
         status_code=202,
         headers=names,
     )

@@ -50,6 +50,7 @@ from conduit.services.runs import task_store, tasks
 from conduit.services.runs.context import Runs
 from conduit.services.runs.start import RUN_TASK
 from conduit.services.runs.stop import end_user_id_of
+from conduit.services.runs.workflow_store import close_forms
 
 logger = logging.getLogger(__name__)
 
@@ -156,20 +157,21 @@ async def submit_form(
 ) -> None:
     """Answer the form (`POST …/form/human_input/{token}`) and resume its run. 412 when it was
     answered already or its time ran out; 400 `invalid_form_data` naming what does not fit."""
-    run_id, answer, meta = await asyncio.to_thread(_checked, runs.db, scope, token, inputs, action)
-    # The resumed execution's log exists before the commit that may hand it to a worker.
+    run_id, answer, meta, owner = await asyncio.to_thread(
+        _checked, runs.db, scope, token, inputs, action
+    )
+    # The resumed execution's log and its stop owner exist before the commit that may hand it
+    # to a worker (a stop right after the answer finds it; a refused answer leaves both to
+    # expire).
     task_id = str(uuid.uuid4())
     await runs.backends.eventlog.create(task_id, meta=meta, written_here=False)
-    spec = await asyncio.to_thread(
-        _answer, runs.db, scope, token, answer, answered_by, run_id, task_id
-    )
-    if spec is not None:
-        await _register_stop(runs.backends, runs.settings, spec)
+    await _register_stop(runs.backends, runs.settings, task_id, owner)
+    await asyncio.to_thread(_answer, runs.db, scope, token, answer, answered_by, run_id, task_id)
 
 
 def _checked(
     db: Database, scope: FormScope, token: str, inputs: Any, action: Any
-) -> tuple[str, Answer, dict[str, str]]:
+) -> tuple[str, Answer, dict[str, str], str]:
     with db.sessions() as session:
         form = find_form(session, scope=scope, token=token)
         pending = _open(form)
@@ -180,7 +182,8 @@ def _checked(
         run = session.get(WorkflowRun, form.workflow_run_id)
         if run is None:
             raise FormNotFound()
-        return run.id, Answer(action_id=action_id, values=values), _log_meta(session, run)
+        answer = Answer(action_id=action_id, values=values)
+        return run.id, answer, _log_meta(session, run), _owner(run)
 
 
 def _answer(
@@ -302,13 +305,20 @@ def _log_meta(session: Session, run: WorkflowRun) -> dict[str, str]:
     return meta
 
 
-async def _register_stop(backends: RunBackends, settings: Settings, spec: RunSpec) -> None:
+def _owner(run: WorkflowRun) -> str:
+    """Who may stop the run (as its start registered it: `start.owner_of`)."""
+    return f"end-user-{run.end_user_id}"
+
+
+async def _register_stop(
+    backends: RunBackends, settings: Settings, task_id: str, owner: str
+) -> None:
     """The resumed execution's stop owner (tolerant, as a start's: the run goes on without)."""
     try:
         ttl = float(settings.runs.async_max_seconds + 600)
-        await backends.stops.register(spec.task_id, spec.owner, ttl=ttl)
+        await backends.stops.register(task_id, owner, ttl=ttl)
     except Exception:
-        logger.warning("run %s: registering its stop owner failed", spec.task_id, exc_info=True)
+        logger.warning("run %s: registering its stop owner failed", task_id, exc_info=True)
 
 
 # --- what a resumed node reads ----------------------------------------------------------------
@@ -361,17 +371,16 @@ async def resume_due(
         await asyncio.to_thread(_time_out, db, moment)
     due = await asyncio.to_thread(_due_runs, db)
     resumed = 0
-    for run_id, meta in due:
+    for run_id, meta, owner in due:
         task_id = str(uuid.uuid4())
         try:
             await backends.eventlog.create(task_id, meta=meta, written_here=False)
         except Exception:
             logger.warning("run %s: its resumed log could not be created", run_id, exc_info=True)
             continue
-        spec = await asyncio.to_thread(_resume_one, db, run_id, task_id)
-        if spec is not None:
+        await _register_stop(backends, settings, task_id, owner)
+        if await asyncio.to_thread(_resume_one, db, run_id, task_id) is not None:
             resumed += 1
-            await _register_stop(backends, settings, spec)
     if resumed or ended:
         logger.info(
             "human input: %d run(s) resumed, %d ended past the longest wait", resumed, ended
@@ -380,12 +389,15 @@ async def resume_due(
 
 
 def _any_out_of_time(db: Database, now: datetime, longest: timedelta) -> bool:
+    """Whether a waiting form ran out of its time, or a paused run waited past the longest."""
     with db.reads() as session:
         found = session.execute(
             select(_FORMS.c.id)
+            .join(_RUNS, _RUNS.c.id == _FORMS.c.workflow_run_id)
             .where(
                 _FORMS.c.status == WAITING,
-                (_FORMS.c.expiration_time <= now) | (_FORMS.c.created_at <= now - longest),
+                (_FORMS.c.expiration_time <= now)
+                | ((_FORMS.c.created_at <= now - longest) & (_RUNS.c.status == PAUSED)),
             )
             .limit(1)
         ).first()
@@ -422,7 +434,7 @@ def _expire(db: Database, now: datetime, longest: timedelta) -> int:
         return ended
 
 
-def _due_runs(db: Database) -> list[tuple[str, dict[str, str]]]:
+def _due_runs(db: Database) -> list[tuple[str, dict[str, str], str]]:
     with db.reads() as session:
         runs = session.scalars(
             select(WorkflowRun)
@@ -434,7 +446,7 @@ def _due_runs(db: Database) -> list[tuple[str, dict[str, str]]]:
             )
             .limit(SWEEP_BATCH)
         ).all()
-        return [(run.id, _log_meta(session, run)) for run in runs]
+        return [(run.id, _log_meta(session, run), _owner(run)) for run in runs]
 
 
 def _resume_one(db: Database, run_id: str, task_id: str) -> RunSpec | None:
@@ -464,11 +476,7 @@ def stop_paused(session: Session, run_id: str, reason: str = "The run was stoppe
     )
     if not getattr(moved, "rowcount", 0):
         return False
-    session.execute(
-        update(_FORMS)
-        .where(_FORMS.c.workflow_run_id == run_id, _FORMS.c.status == WAITING)
-        .values(status=EXPIRED, pending_resume=False)
-    )
+    close_forms(session.connection(), run_id)
     session.execute(
         update(_NODES)
         .where(_NODES.c.workflow_run_id == run_id, _NODES.c.status == PAUSED)

@@ -347,10 +347,9 @@ def test_a_repeat_under_the_same_key_gives_the_paused_run(approval: ServiceApp) 
 
 
 def test_an_async_run_shows_paused_then_ends_once_answered(approval: ServiceApp) -> None:
-    accepted = approval.client.post(
-        "/workflows/run",
-        json={"inputs": {"topic": "async"}, "user": USER, "response_mode": "async"},
-    )
+    body = {"inputs": {"topic": "async"}, "user": USER, "response_mode": "async"}
+    key = {"Idempotency-Key": f"async-pause-{time.time_ns()}"}
+    accepted = approval.client.post("/workflows/run", json=body, headers=key)
     assert accepted.status_code == 202, accepted.text
     status_url = accepted.json()["status_url"]
     task = poll(approval.client, status_url)  # (returns once neither pending nor running)
@@ -367,3 +366,53 @@ def test_an_async_run_shows_paused_then_ends_once_answered(approval: ServiceApp)
     assert task["status"] == "succeeded", task
     assert task["result"]["data"]["outputs"]["result"].startswith("approved async (small): later")
     assert task["result"]["task_id"] == accepted.json()["task_id"]
+    # A repeat under the key names the same task (its resumed execution ran under another id).
+    again = approval.client.post("/workflows/run", json=body, headers=key)
+    assert again.status_code == 202, again.text
+    assert again.json()["task_id"] == accepted.json()["task_id"]
+    assert again.json()["status"] == "succeeded"
+
+
+def test_a_node_too_big_to_store_whole_is_not_run_again_when_the_run_resumes(
+    service_stack: support.Stack, service_admin: Admin
+) -> None:
+    dsl = approval_dsl()
+    graph = dsl["workflow"]["graph"]
+    graph["nodes"].append(
+        {
+            "id": "big",
+            "data": {
+                "type": "code",
+                "title": "Big",
+                "code_language": "python3",
+                "code": 'def main(topic):\n    return {"text": topic * 40000}\n',
+                "variables": [{"variable": "topic", "value_selector": ["start", "topic"]}],
+                "outputs": {"text": {"type": "string", "children": None}},
+            },
+        }
+    )
+    for node in graph["nodes"]:
+        if node["id"] == "side":  # the side branch now reads the big output
+            node["data"]["template"] = "{{ big | length }}"
+            node["data"]["variables"] = [{"variable": "big", "value_selector": ["big", "text"]}]
+    graph["edges"] = [e for e in graph["edges"] if e["target"] != "side"]
+    graph["edges"] += [
+        {"id": "eb", "source": "start", "target": "big", "sourceHandle": "source"},
+        {"id": "es", "source": "big", "target": "side", "sourceHandle": "source"},
+    ]
+    app = published_app(service_stack, service_admin, dsl)
+    paused = run_blocking(app, "ab")  # 80,000 characters: stored cut
+    token = paused["data"]["reasons"][0]["form_token"]
+    answered = app.client.post(
+        f"/form/human_input/{token}",
+        json={"inputs": {"note": "n", "size": "small"}, "action": "approve", "user": USER},
+    )
+    assert answered.status_code == 200
+    events = follow(app, paused["workflow_run_id"])
+    assert events[-1].data["data"]["outputs"] == {"result": "approved ab (small): n / 80000"}
+    ran = [f.data["data"]["node_id"] for f in events if f.event == "node_started"]
+    assert "big" not in ran and "side" not in ran  # taken up from the paused run's spec
+    nodes = service_admin.client.get(
+        f"/console/api/apps/{app.app_id}/workflow-runs/{paused['workflow_run_id']}/node-executions"
+    ).json()["data"]
+    assert [n["node_id"] for n in nodes].count("big") == 1

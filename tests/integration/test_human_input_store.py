@@ -146,3 +146,21 @@ def test_a_restart_leaves_the_tasks_of_paused_runs_alone(db: Database) -> None:
     with db.transaction() as session:
         end_interrupted_runs(session)
     assert state(db, run_id) == ("paused", "running", ["waiting"])
+
+
+@pytest.mark.timeout(60)
+def test_a_restart_leaves_a_queued_resume_to_its_outbox_row_and_ends_a_claimed_one(
+    db: Database,
+) -> None:
+    queued = paused_run(db, started_hours_ago=1)
+    claimed = paused_run(db, started_hours_ago=1)
+    resume(db, queued)
+    resume(db, claimed)
+    with db.transaction() as session:  # a worker had claimed this one when the process died
+        run = session.get(WorkflowRun, claimed)
+        assert run is not None
+        run.renewed_at = utcnow()
+    with db.transaction() as session:
+        end_interrupted_runs(session)
+    assert state(db, queued) == ("running", "running", ["waiting"])  # its row runs it again
+    assert state(db, claimed) == ("failed", "failed", ["expired"])

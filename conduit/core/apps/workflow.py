@@ -124,6 +124,10 @@ class WorkflowRunBody:
     # What its executions before the pause counted (`total_tokens`, `exceptions_count`,
     # `elapsed_time`): a resumed run's totals go on from them.
     prior: dict[str, Any] = field(default_factory=dict)
+    # Nodes that ended before a pause whose stored outputs were cut (too big to store whole):
+    # their outputs and edges as they were ({node_id: {"outputs", "handles"}}), so that the
+    # resumed run takes them up rather than running them again.
+    kept: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,6 +135,7 @@ class WorkflowRunBody:
             **({"resumption": self.resumption} if self.resumption else {}),
             **({"async_task_id": self.async_task_id} if self.async_task_id else {}),
             **({"prior": self.prior} if self.prior else {}),
+            **({"kept": self.kept} if self.kept else {}),
             "workflow_id": self.workflow_id,
             "graph": self.graph,
             "inputs": self.inputs,
@@ -162,6 +167,7 @@ class WorkflowRunBody:
             resumption=int(data.get("resumption") or 0),
             async_task_id=str(data["async_task_id"]) if data.get("async_task_id") else None,
             prior=dict(data.get("prior") or {}),
+            kept=dict(data.get("kept") or {}),
         )
 
 
@@ -587,8 +593,13 @@ class WorkflowExecution:
         turn = body.chat
         restored = None
         if self._restore is not None:
-            # Its worker died: the nodes its earlier execution ended are taken as they were.
+            # Its worker died, or it resumes after a pause: the nodes its earlier executions
+            # ended are taken as they were (those too big to store whole, from its spec).
             restored = await self._restore(body.workflow_run_id)
+            for node_id, kept in body.kept.items():
+                restored.setdefault(
+                    node_id, Restored(outputs=dict(kept["outputs"]), handles=kept["handles"])
+                )
         # A resumed turn whose first execution ended nodes ran the workflow: it goes on.
         if turn is not None and body.annotation is not None and not restored:
             hit = await annotated(self._match_annotation, body.annotation)

@@ -50,6 +50,7 @@ class StartedRun:
     names: dict[str, str]
     events: RunEvents
     attached: bool  # started by an earlier request with the same key
+    async_task_id: str | None = None  # its async task, when not `task_id` (`KeyedRun`)
 
 
 def request_hash(fields: dict[str, Any]) -> str:
@@ -98,7 +99,11 @@ async def start_or_attach(
     if found.request_hash != run_key.request_hash:
         raise IdempotencyKeyReused()
     return StartedRun(
-        found.task_id, found.names, await _events_of(runs, planner, app, found), attached=True
+        found.task_id,
+        found.names,
+        await _events_of(runs, planner, app, found),
+        attached=True,
+        async_task_id=found.async_task_id,
     )
 
 

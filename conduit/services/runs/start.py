@@ -89,6 +89,9 @@ class KeyedRun:
     task_id: str
     request_hash: str
     names: dict[str, str]
+    # An async run's task, when it is not `task_id` (a workflow run resumed after a pause runs
+    # under new task ids; its task keeps the first).
+    async_task_id: str | None = None
 
 
 class KeyTaken(Exception):

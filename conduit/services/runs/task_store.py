@@ -79,10 +79,20 @@ def end_task(
 
 def unfinished_task_ids(connection: Connection) -> list[str]:
     """The tasks not yet ended (a restart ends their runs), but those of workflow runs that
-    wait on a human-input form: those live in the database only, and go on when answered."""
+    wait on a human-input form (they live in the database only, and go on when answered) or
+    were resumed and not yet claimed (their execution is an outbox row the restart hands out
+    again)."""
     paused = (
         select(_RUNS.c.id)
-        .where(_RUNS.c.id == _TASKS.c.record_id, _RUNS.c.status == "paused")
+        .where(
+            _RUNS.c.id == _TASKS.c.record_id,
+            (_RUNS.c.status == "paused")
+            | (
+                (_RUNS.c.status == "running")
+                & _RUNS.c.renewed_at.is_(None)
+                & _RUNS.c.resumed_at.is_not(None)
+            ),
+        )
         .exists()
         .correlate(_TASKS)
     )

@@ -550,6 +550,7 @@ class WorkflowPlanner:
             task_id=found.task_id,
             request_hash=found.request_hash or "",
             names={"workflow_run_id": found.id},
+            async_task_id=task_store.workflow_task_id(session.connection(), found.id),
         )
 
     def stored_events(self, session: Session, *, app: App, run: KeyedRun) -> list[Event] | None:

@@ -106,6 +106,28 @@ def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str
     }
 
 
+def _with_kept(result: WorkflowResult) -> dict[str, Any] | None:
+    """A paused run's spec, with the outputs of its ended top-level nodes that are too big to
+    store whole in their records (`_cut`): what resumes it takes them from there."""
+    spec = result.resume_spec
+    if spec is None:
+        return None
+    kept = dict(spec["body"].get("kept") or {})
+    for execution in result.node_executions:
+        if (
+            execution.iteration_id is None
+            and execution.loop_id is None
+            and execution.status in ("succeeded", "exception")
+            and execution.handles
+            and execution.outputs is not None
+            and _cut(execution.outputs) is not execution.outputs
+        ):
+            kept[execution.node_id] = {"outputs": execution.outputs, "handles": execution.handles}
+    if not kept:
+        return spec
+    return {**spec, "body": {**spec["body"], "kept": kept}}
+
+
 def _ids_of(spec: RunSpec) -> dict[str, str]:
     body: WorkflowRunBody = spec.body
     return {
@@ -221,7 +243,7 @@ class WorkflowRunStore:
                 )
                 .values(
                     status=PAUSED,
-                    resume_spec=result.resume_spec,
+                    resume_spec=_with_kept(result),
                     elapsed_time=result.elapsed_time,
                     total_tokens=result.total_tokens,
                     total_steps=result.total_steps,
@@ -435,8 +457,12 @@ def purge_finished_workflow_runs(
     async task is still kept (its result is read from its run), with their node executions,
     at most `node_batch` of those: a run goes once its last one has. Returns how many runs
     went, and whether there may be more to do."""
+    # (a workflow app's task names its run, a chatflow's its message: the run's task id)
     task_kept = (
-        select(_TASKS.c.id).where(_TASKS.c.record_id == _RUNS.c.id).exists().correlate(_RUNS)
+        select(_TASKS.c.id)
+        .where(or_(_TASKS.c.record_id == _RUNS.c.id, _TASKS.c.id == _RUNS.c.task_id))
+        .exists()
+        .correlate(_RUNS)
     )
     ids = list(
         session.scalars(
@@ -459,13 +485,23 @@ def purge_finished_workflow_runs(
 
 
 def end_interrupted_workflow_runs(session: Session) -> int:
-    """End every `running` workflow run as failed (a process that alone ran them, at start)."""
+    """End every `running` workflow run as failed (a process that alone ran them, at start),
+    but a resumed one no executor claimed yet: its execution is an outbox row, which the
+    restart hands out again (`recover_unfinished`), so the answer that resumed it is not lost."""
     now = utcnow()
+    ending = (_RUNS.c.status == RunStatus.RUNNING.value) & ~(
+        _RUNS.c.renewed_at.is_(None) & _RUNS.c.resumed_at.is_not(None)
+    )
+    resumed = list(
+        session.scalars(select(_RUNS.c.id).where(ending, _RUNS.c.resumed_at.is_not(None)))
+    )
     result = session.execute(
-        update(WorkflowRun)
-        .where(WorkflowRun.status == RunStatus.RUNNING.value)
+        update(_RUNS)
+        .where(ending)
         .values(status=RunStatus.FAILED.value, error=INTERRUPTED, finished_at=now)
     )
+    for run_id in resumed:
+        close_forms(session.connection(), run_id)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

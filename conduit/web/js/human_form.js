@@ -1,7 +1,9 @@
 // A human-input form a paused workflow run waits on (Dify's `human_input_required`): its
 // content (the run's values filled in), its fields with their defaults, and one button per
 // action. `submit(action, values)` answers it (the console's, the Service API's or the web
-// tier's route); its error is shown in the server's words, and the form stays for another try.
+// tier's route); `onAnswered(action)` follows. An error is shown in the server's words and the
+// form stays for another try, but a 412 (answered elsewhere, or out of time): `onAnswered(null)`,
+// for the page to follow the run as it is now.
 import { html, useState } from "../vendor/htm-preact-3.1.1.module.js";
 import { Button, ErrorBox, Field, formatTime, useAction } from "./ui.js";
 
@@ -27,14 +29,23 @@ export function HumanForm({ form, submit, onAnswered }) {
   const [chosen, setChosen] = useState(null);
   const [answer, busy, error] = useAction(async (action) => {
     setChosen(action);
-    await submit(action, values);
+    try {
+      await submit(action, values);
+    } catch (failure) {
+      if (failure.status === 412 && onAnswered) {
+        onAnswered(null);
+        return;
+      }
+      throw failure;
+    }
     if (onAnswered) onAnswered(action);
   });
   const actions = form.actions || form.user_actions || [];
   const titleId = `form-${form.form_id || form.node_id || "human"}`;
-  return html`<form class="panel human-form" aria-labelledby=${titleId} onSubmit=${(e) => e.preventDefault()}>
+  const contentId = `${titleId}-content`;
+  return html`<form class="panel human-form" aria-labelledby=${titleId} aria-describedby=${form.form_content ? contentId : undefined} onSubmit=${(e) => e.preventDefault()}>
     <h3 id=${titleId}>${form.node_title || "Your input is needed"}</h3>
-    ${form.form_content && html`<div class="form-content">${shown(form.form_content)}</div>`}
+    ${form.form_content && html`<div class="form-content" id=${contentId}>${shown(form.form_content)}</div>`}
     ${(form.inputs || []).map((field) => {
       const name = field.output_variable_name;
       const options = ((field.option_source && field.option_source.value) || []).map(String);

@@ -32,6 +32,12 @@ def test_the_end_user_page_answers_the_form_its_run_waits_on(
     axe(page, context="paused workflow page")
     shot(page, "human-input-webapp-paused")
 
+    # A reload while the run waits: the same run, the same form.
+    page.reload()
+    form = page.get_by_role("form", name="Review")
+    form.wait_for()
+    assert form.get_by_label("note").input_value() == "a new logo"
+
     form.get_by_label("note").fill("looks good")
     form.get_by_label("size").select_option("large")
     form.get_by_role("button", name="Approve").click()
@@ -102,5 +108,17 @@ def test_the_console_shows_the_paused_node_and_answers_the_draft_run(
     outputs = page.get_by_label("Outputs")
     outputs.wait_for()
     assert "approved the console (small)" in outputs.inner_text()
+    # The nodes that ran before the pause keep their states; none shows as skipped.
+    assert "succeeded" in (
+        page.locator(".graph .node[data-node='side']").get_attribute("aria-label") or ""
+    )
     shot(page, "human-input-console-resumed")
+
+    # Another run, stopped while it waits.
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.get_by_role("form", name="Review").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    page.locator(".run-result .status.stopped").wait_for()
+    assert page.get_by_role("form", name="Review").count() == 0
+    shot(page, "human-input-console-stopped")
     app.client.close()

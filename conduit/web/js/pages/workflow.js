@@ -168,20 +168,26 @@ function Run({ app, graph, run, setRun }) {
   // Reads a draft run's events into the run shown, from its first one: `open(signal)` sends
   // the run, or asks for the events of one a reload cut off. The run stays in sessionStorage
   // until its stream ends, so that a reload (or a visit back) follows it again.
-  const [go, busy, error, setError] = useAction(async (open) => {
+  // `base`: what a resumed run keeps of the run shown (its nodes' states, the forms answered).
+  const [go, busy, error, setError] = useAction(async (open, base = {}) => {
     controller.current = new AbortController();
-    let current = { status: "running", states: {}, text: "", taskId: null, runId: null, outputs: null, error: null, elapsed: null, forms: [] };
+    let current = { status: "running", states: {}, text: "", taskId: null, runId: null, outputs: null, error: null, elapsed: null, forms: [], answered: [], ...base };
     const update = (change) => { current = { ...current, ...change }; setRun(current); };
     update({});
     const response = await open(controller.current.signal);
-    const runId = response.headers.get("x-workflow-run-id");
+    const runId = response.headers.get("x-workflow-run-id") || current.runId;
     const taskId = response.headers.get("x-task-id");
+    if (runId) update({ runId });
     if (runId || taskId) pending.save(scope, { runId, taskId });
     await readEvents(response, (event) => {
       const data = event.data || {};
       if (event.task_id && !current.taskId) update({ taskId: event.task_id });
+      if (event.workflow_run_id && !current.runId) {
+        update({ runId: event.workflow_run_id });
+        pending.save(scope, { runId: event.workflow_run_id, taskId: current.taskId });
+      }
       switch (event.event) {
-        case "workflow_started": update({ runId: data.id || event.workflow_run_id }); break;
+        case "workflow_started": update({ runId: data.id || event.workflow_run_id || current.runId }); break;
         case "node_started":
           update({ states: { ...current.states, [data.node_id]: { status: "running" } } }); break;
         case "node_finished": case "node_retry":
@@ -232,10 +238,24 @@ function Run({ app, graph, run, setRun }) {
       }
     });
   }, []);
-  // An answered form resumes the run: its events are followed again (the resumed execution's).
-  const resume = () => go((signal) => send("GET", `/apps/${app.id}/workflow-runs/${run.runId}/events`, { signal }));
+  // An answered form resumes the run: its events are followed again (the resumed execution's),
+  // the nodes that ran before the pause keeping their states.
+  const resume = (token) => {
+    const states = Object.fromEntries(Object.entries(run.states || {}).filter(([, s]) => s.status !== "paused"));
+    const answered = [...(run.answered || []), ...(token ? [token] : [])];
+    go((signal) => send("GET", `/apps/${app.id}/workflow-runs/${run.runId}/events`, { signal }), { runId: run.runId, states, answered, text: run.text });
+  };
+  const open = run && run.status === "paused" ? (run.forms || []).filter((f) => !(run.answered || []).includes(f.form_token)) : [];
+  // Paused with every form answered: an answer given while the run still ran is taken up by
+  // the server's sweep within seconds; the run is followed again then.
+  useEffect(() => {
+    if (!run || run.status !== "paused" || busy || open.length || !(run.forms || []).length) return undefined;
+    const later = setTimeout(() => resume(null), 2000);
+    return () => clearTimeout(later);
+  }, [run, busy]);
   const [stop, stopping, stopError] = useAction(async () => {
     await api.post(`/apps/${app.id}/workflow-runs/tasks/${run.taskId}/stop`);
+    if (run.status === "paused" && !busy) resume(null); // its stored end: stopped
   });
   useEffect(() => () => controller.current && controller.current.abort(), []);
   return html`<section class="panel" aria-labelledby="run-title">
@@ -247,7 +267,7 @@ function Run({ app, graph, run, setRun }) {
       <${ErrorBox} error=${error || stopError} />
       <div class="row">
         <${Button} kind="primary" type="submit" busy=${busy}>Run<//>
-        ${busy && run && run.taskId && html`<${Button} kind="danger" type="button" busy=${stopping} onClick=${stop}>Stop<//>`}
+        ${(busy || (run && run.status === "paused")) && run && run.taskId && html`<${Button} kind="danger" type="button" busy=${stopping} onClick=${stop}>Stop<//>`}
       </div>
     </form>
     ${run && html`<div class="run-result" aria-live="polite">
@@ -256,10 +276,11 @@ function Run({ app, graph, run, setRun }) {
       ${run.error && html`<div class="error" role="alert">${run.error}</div>`}
       ${run.text && html`<h3>Answer</h3><div class="bubble assistant">${run.text}</div>`}
       ${run.outputs && run.status !== "paused" && html`<h3>Outputs</h3><pre tabindex="0" aria-label="Outputs">${JSON.stringify(run.outputs, null, 2)}</pre>`}
-      ${run.status === "paused" && !busy && (run.forms || []).map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
-        submit=${(action, inputs) => api.post(`/form/human_input/${form.form_token}`, { inputs, action })}
-        onAnswered=${resume} />`)}
+      ${run.status === "paused" && !busy && !open.length && html`<p class="muted">Answered: the run goes on in a moment.</p>`}
     </div>`}
+    ${run && run.status === "paused" && !busy && open.map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
+      submit=${(action, inputs) => api.post(`/form/human_input/${form.form_token}`, { inputs, action })}
+      onAnswered=${() => resume(form.form_token)} />`)}
   </section>`;
 }
 

@@ -2,7 +2,7 @@
 // steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs; a
 // reload mid-run resumes it. A run that pauses on a human-input form shows the form; its
 // answer resumes the run, which the page follows again (as it does after a reload).
-import { html, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
+import { html, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
 import { HumanForm } from "../human_form.js";
 import { Button, ErrorBox, formatMs } from "../ui.js";
@@ -21,7 +21,7 @@ export default function Workflow({ client, parameters, site }) {
   const [run, setRun] = useState(null); // {text, steps, status, outputs, error, elapsed, streaming, taskId}
   const [runError, setRunError] = useState(null);
 
-  const fresh = (taskId, runId = null) => ({ text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId, runId, forms: [] });
+  const fresh = (taskId, runId = null) => ({ text: "", steps: [], status: "running", outputs: null, error: null, streaming: true, taskId, runId, forms: [], answered: [] });
 
   // Reads a run's events into `state` from its first one; the run stays in sessionStorage
   // ({workflowRunId, inputs}) until it ends, for a reload to pick it up.
@@ -80,24 +80,37 @@ export default function Workflow({ client, parameters, site }) {
     await consume(response, fresh(names.taskId, names.workflowRunId));
   };
 
-  // The form answered: the run goes on; its events are followed again from its resumption.
-  const resume = async () => {
+  // The form answered (`token`; null: answered elsewhere, or out of time): the run goes on; its
+  // events are followed again from its resumption, the steps before the pause kept.
+  const resume = async (token) => {
     const state = fresh(run.taskId, run.runId);
     state.steps = run.steps;
+    state.text = run.text;
+    state.answered = [...run.answered, ...(token ? [token] : [])];
+    setRun({ ...state });
     let response;
     try {
       response = await client.send("GET", `/workflow/${run.runId}/events`);
     } catch (error) {
-      setRunError(error);
+      setRun({ ...state, streaming: false, status: "unknown", error });
       return;
     }
     await consume(response, state);
   };
+  const open = run && run.status === "paused" && !run.streaming ? run.forms.filter((f) => !run.answered.includes(f.form_token)) : [];
+  // Paused with every form answered (an answer given while the run still ran is taken up by
+  // the server's sweep within seconds): followed again a moment later.
+  useEffect(() => {
+    if (!run || run.status !== "paused" || run.streaming || open.length || !run.forms.length) return undefined;
+    const later = setTimeout(() => resume(null), 2000);
+    return () => clearTimeout(later);
+  }, [run]);
 
   const stop = async () => {
     if (!run || !run.taskId) return;
     setRun((r) => ({ ...r, stopping: true }));
-    try { await client.post(`/workflows/tasks/${run.taskId}/stop`, {}); } catch (error) { setRunError(error); }
+    try { await client.post(`/workflows/tasks/${run.taskId}/stop`, {}); } catch (error) { setRunError(error); return; }
+    if (run.status === "paused" && !run.streaming) resume(null); // its stored end: stopped
   };
 
   const outputs = run && run.outputs && Object.keys(run.outputs).length ? run.outputs : null;
@@ -110,7 +123,7 @@ export default function Workflow({ client, parameters, site }) {
       <${ErrorBox} error=${runError} />
       <div class="row">
         <${Button} kind="primary" type="submit" disabled=${Boolean(run && run.streaming)}>Run<//>
-        ${run && run.streaming && html`<${Button} kind="danger" type="button" onClick=${stop} busy=${Boolean(run.stopping)} disabled=${!run.taskId}>Stop<//>`}
+        ${run && (run.streaming || run.status === "paused") && html`<${Button} kind="danger" type="button" onClick=${stop} busy=${Boolean(run.stopping)} disabled=${!run.taskId}>Stop<//>`}
       </div>
     </form>
     ${run && html`<section class="panel result" aria-label="Result" aria-live="polite" aria-busy=${run.streaming ? "true" : "false"}>
@@ -119,12 +132,14 @@ export default function Workflow({ client, parameters, site }) {
       ${outputs && html`<dl class="outputs">${Object.entries(outputs).map(([name, value]) => html`<dt>${name}</dt>
         <dd class="result-text">${typeof value === "string" ? value : JSON.stringify(value, null, 2)}</dd>`)}</dl>`}
       <${ErrorBox} error=${run.error} />
-      ${run.status === "paused" && !run.streaming && run.forms.map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
-        submit=${(action, inputs) => client.post(`/form/human_input/${form.form_token}`, { inputs, action })}
-        onAnswered=${resume} />`)}
+      ${run.status === "paused" && !run.streaming && !open.length && html`<p class="muted">Answered: the run goes on in a moment.</p>`}
+      ${open.some((form) => form.display_in_ui === false) && html`<p class="muted">Waiting for an answer given elsewhere.</p>`}
       ${site.show_workflow_steps !== false && run.steps.length > 0 && html`<details class="steps"><summary>Steps (${run.steps.length})</summary>
         <ol>${run.steps.map((s) => html`<li key=${s.id}>${s.title} <span class=${`status ${s.status}`}>${s.status}</span> ${s.elapsed ? formatMs(s.elapsed * 1000) : ""}</li>`)}</ol>
       </details>`}
     </section>`}
+    ${open.filter((form) => form.display_in_ui !== false).map((form) => html`<${HumanForm} key=${form.form_token} form=${form}
+      submit=${(action, inputs) => client.post(`/form/human_input/${form.form_token}`, { inputs, action })}
+      onAnswered=${() => resume(form.form_token)} />`)}
   </div>`;
 }
