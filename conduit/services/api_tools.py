@@ -31,6 +31,7 @@ from conduit.core.tools.openapi import (
     key_value,
     parse,
 )
+from conduit.core.workflow import agent_node
 from conduit.db.models import ApiToolProvider, App, Membership, Role, Workflow
 from conduit.errors import Conflict, InvalidParam, NotFound
 from conduit.infra.crypto import DecryptionError, cipher, mask
@@ -331,14 +332,9 @@ def _users(session: Session, provider: ApiToolProvider) -> list[tuple[App, list[
     ):
         nodes = graph.get("nodes") if isinstance(graph, dict) else None
         for node in nodes if isinstance(nodes, list) else []:
-            data = node.get("data") if isinstance(node, dict) else None
-            if (
-                isinstance(data, dict)
-                and data.get("type") == "tool"
-                and data.get("provider_type") == API
-                and data.get("provider_id") == provider.id
-            ):
-                in_graphs.setdefault(app_id, []).append(data)
+            for data in _graph_api_tools(node):
+                if data.get("provider_id") == provider.id:
+                    in_graphs.setdefault(app_id, []).append(data)
     for app_id, tools in in_graphs.items():
         app = session.get(App, app_id)
         if app is not None:
@@ -388,9 +384,10 @@ def auth_of(provider: ApiToolProvider, secret: str) -> ApiAuth:
     )
 
 
-def tools_of(provider: ApiToolProvider, secret: str, allow: AllowList) -> dict[str, Tool]:
-    """The provider's operations as tools, by name, ready to call."""
-    auth = auth_of(provider, secret)
+def tools_of(provider: ApiToolProvider, secret: str | None, allow: AllowList) -> dict[str, Tool]:
+    """The provider's operations as tools, by name, ready to call (without `secret`: its key
+    left out, to read their parameters)."""
+    auth = auth_of(provider, secret) if secret is not None else ApiAuth()
     return {
         op.name: ApiTool(provider.id, provider.server_url, op, auth, allow).tool()
         for op in _operations(provider)
@@ -464,31 +461,60 @@ def own_graph_tools(session: Session, tenant_id: str, graph: Any) -> Any:
         return graph
     graph = copy.deepcopy(graph)
     for node in graph["nodes"]:
-        data = node.get("data") if isinstance(node, dict) else None
-        if not isinstance(data, dict) or data.get("type") != "tool":
-            continue
-        if data.get("provider_type") != API:
-            continue
-        where = f"node {node.get('id')!r} ({data.get('title') or node.get('id')})"
-        provider = provider_by_id(session, tenant_id, str(data.get("provider_id") or ""))
-        if provider is None and isinstance(data.get("provider_name"), str):
-            provider = session.scalar(
-                select(ApiToolProvider).where(
-                    ApiToolProvider.tenant_id == tenant_id,
-                    ApiToolProvider.name == data["provider_name"],
-                )
-            )
-        if provider is None:
-            raise InvalidParam(
-                f"{where}.provider_id: no custom tool provider "
-                f"{data.get('provider_name') or data.get('provider_id')!r} in this workspace"
-            )
-        operations = [op.name for op in _operations(provider)]
-        if data.get("tool_name") not in operations:
-            raise InvalidParam(
-                f"{where}.tool_name: {provider.name} has no operation {data.get('tool_name')!r}; "
-                f"its operations: {', '.join(operations)}"
-            )
-        data["provider_id"] = provider.id
-        data["provider_name"] = provider.name
+        for data in _graph_api_tools(node):
+            provider = _own_tool(session, tenant_id, node, data)
+            fixed = agent_node.fixed_given(data) if node["data"].get("type") == "agent" else {}
+            if fixed:  # an agent node's values of the operation's parameters
+                tool = tools_of(provider, None, AllowList())[str(data["tool_name"])]
+                try:
+                    agent_node.fixed_values(tool, fixed)
+                except ToolError as error:
+                    raise InvalidParam(
+                        f"node {node.get('id')!r} ({node['data'].get('title') or node.get('id')})"
+                        f".parameters: {error}"
+                    ) from None
     return graph
+
+
+def _graph_api_tools(node: Any) -> list[dict[str, Any]]:
+    """The custom API tools a graph's node names: a tool node's own data, or the tools of an
+    agent node (each a dict of the graph, to read or to write)."""
+    data = node.get("data") if isinstance(node, dict) else None
+    if not isinstance(data, dict):
+        return []
+    if data.get("type") == "tool":
+        return [data] if data.get("provider_type") == API else []
+    if data.get("type") == "agent":
+        return agent_node.api_tools(data)
+    return []
+
+
+def _own_tool(
+    session: Session, tenant_id: str, node: dict[str, Any], data: dict[str, Any]
+) -> ApiToolProvider:
+    """A custom API tool of a graph named by this workspace's provider: found by id, else by
+    name (an import from another workspace), its id written in; a 400 naming the node when
+    the provider is not this workspace's or lacks the operation."""
+    where = f"node {node.get('id')!r} ({node.get('data', {}).get('title') or node.get('id')})"
+    provider = provider_by_id(session, tenant_id, str(data.get("provider_id") or ""))
+    if provider is None and isinstance(data.get("provider_name"), str):
+        provider = session.scalar(
+            select(ApiToolProvider).where(
+                ApiToolProvider.tenant_id == tenant_id,
+                ApiToolProvider.name == data["provider_name"],
+            )
+        )
+    if provider is None:
+        raise InvalidParam(
+            f"{where}.provider_id: no custom tool provider "
+            f"{data.get('provider_name') or data.get('provider_id')!r} in this workspace"
+        )
+    operations = [op.name for op in _operations(provider)]
+    if data.get("tool_name") not in operations:
+        raise InvalidParam(
+            f"{where}.tool_name: {provider.name} has no operation {data.get('tool_name')!r}; "
+            f"its operations: {', '.join(operations)}"
+        )
+    data["provider_id"] = provider.id
+    data["provider_name"] = provider.name
+    return provider

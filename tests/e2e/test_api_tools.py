@@ -506,3 +506,76 @@ def test_a_workflows_tool_node_calls_a_custom_api_tool(
     assert imported.json()["status"] == "failed", imported.text
     assert "no custom tool provider 'Billing'" in imported.json()["error"]
     service_admin.client.delete(f"/console/api/apps/{app_id}")
+
+
+def agent_workflow(**tool: Any) -> dict[str, Any]:
+    """A workflow: start (a question) → an agent node with the Orders' lookup (its
+    `verbose` fixed by the node) → end (its text)."""
+    agent = {
+        "type": "agent", "title": "Clerk", "agent_strategy_provider_name": "langgenius/agent/agent",
+        "agent_strategy_name": "function_calling",
+        "agent_parameters": {
+            "model": {"type": "constant", "value": {
+                "provider": "langgenius/openai_api_compatible/openai_api_compatible",
+                "model": "fake", "mode": "chat", "completion_params": {}}},
+            "tools": {"type": "constant", "value": [{
+                "enabled": True, "type": "api", "provider_name": "Orders",
+                "tool_name": "get_order", "settings": {},
+                "parameters": {"order_id": {"auto": 1, "value": None},
+                               "verbose": {"auto": 0, "value": True}},
+                **tool}]},
+            "instruction": {"type": "constant", "value": "You are a careful assistant."},
+            "query": {"type": "variable", "value": ["start", "question"]},
+        },
+    }  # fmt: skip
+    flow = tool_workflow()
+    graph = flow["workflow"]["graph"]
+    graph["nodes"][0]["data"]["variables"] = [
+        {"variable": "question", "label": "Q", "type": "paragraph", "required": True}
+    ]
+    graph["nodes"][1] = {"id": "lookup", "type": "custom", "data": agent}
+    flow["app"]["name"] = "Order clerk"
+    return flow
+
+
+def test_a_workflows_agent_node_calls_a_custom_api_tool(
+    service_stack: support.Stack, service_admin: Admin, orders: dict[str, Any]
+) -> None:
+    app = published_app(service_stack, service_admin, agent_workflow())
+    try:
+        draft = service_admin.client.get(f"/console/api/apps/{app.app_id}/workflows/draft").json()
+        node = next(n for n in draft["graph"]["nodes"] if n["id"] == "lookup")
+        (tool,) = node["data"]["agent_parameters"]["tools"]["value"]
+        assert tool["provider_id"] == orders["id"]  # found by its name, id written in
+        question = 'Look it up: get_order {"order_id": "C-3"}'
+        ran = app.client.post(
+            "/workflows/run", json={"inputs": {"question": question}, "user": "wf-user"}
+        )
+        data = ran.json()["data"]
+        assert data["status"] == "succeeded", data
+        said = data["outputs"]["found"]
+        assert said.startswith("Calling get_order.Tool said: ")
+        echoed = json.loads(said.removeprefix("Calling get_order.Tool said: "))
+        # The model's order id, the node's `verbose`, the provider's key.
+        assert echoed["raw_path"] == "/echo/orders/C-3" and echoed["query"] == {"verbose": "true"}
+        assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
+        refused = service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
+        assert_envelope(refused, 409, "conflict", "The app 'Order clerk' uses 'Orders'")
+    finally:
+        app.client.close()
+        service_admin.client.delete(f"/console/api/apps/{app.app_id}")
+    made = service_admin.client.post("/console/api/apps", json={"name": "x", "mode": "workflow"})
+    app_id = made.json()["data"]["id"]
+    for tool, says in [
+        ({"tool_name": "refund"}, "node 'lookup' (Clerk).tool_name: Orders has no operation"),
+        (
+            {"parameters": {"verbose": {"auto": 0, "value": "very"}}},
+            "node 'lookup' (Clerk).parameters: verbose must be true or false",
+        ),
+    ]:
+        graph = agent_workflow(**tool)["workflow"]["graph"]
+        synced = service_admin.client.post(
+            f"/console/api/apps/{app_id}/workflows/draft", json={"graph": graph, "features": {}}
+        )
+        assert_envelope(synced, 400, "invalid_param", says)
+    service_admin.client.delete(f"/console/api/apps/{app_id}")

@@ -23,9 +23,9 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from conduit.core.llm.provider import (
     ChatMessage,
@@ -37,7 +37,6 @@ from conduit.core.llm.provider import (
     ToolCalls,
     Usage,
 )
-from conduit.core.runs.eventlog.base import EventLog
 from conduit.core.tools import builtin
 from conduit.core.tools.base import TOOL_SECONDS, Tool, ToolError, in_thread
 from conduit.core.tools.builtin import provider_key
@@ -69,20 +68,27 @@ class AgentTool:
     tool_name: str
     settings: dict[str, Any] = field(default_factory=dict)
     provider_type: str = "builtin"  # or "api": a workspace's custom API tool
+    # Values of parameters the model would fill, set by the config instead (a workflow agent
+    # node's `auto: 0`), checked when the tool is called.
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "provider_type": self.provider_type,
             "provider_id": self.provider_id,
             "tool_name": self.tool_name,
             "settings": self.settings,
         }
+        if self.fixed:
+            data["fixed"] = self.fixed
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentTool:
         settings = dict(data.get("settings") or {})
         kind = str(data.get("provider_type") or "builtin")
-        return cls(str(data["provider_id"]), str(data["tool_name"]), settings, kind)
+        fixed = dict(data.get("fixed") or {})
+        return cls(str(data["provider_id"]), str(data["tool_name"]), settings, kind, fixed)
 
 
 @dataclass(frozen=True)
@@ -344,43 +350,44 @@ def _action(blob: str) -> tuple[str, Any] | None:
 
 # -- the loop --------------------------------------------------------------------------------
 
-# Writes pieces of the answer as `event` events (the runner's: it keeps the answer).
-WritePieces = Callable[[EventLog, str, list[str]], Awaitable[None]]
-# The envelope of an event of the run: its name and fields → the payload.
-Envelope = Callable[..., dict[str, Any]]
+# What a round reports, in this order: `started` (nothing filled in), then `called` (its tool
+# calls) and `observed` (their answers), or `answered` (it called none: the run is over).
+Phase = Literal["started", "called", "observed", "answered"]
+
+
+class AgentReporter(Protocol):
+    """Where a run's output goes: the answer's pieces as they stream, and each round as it
+    fills in (an agent-chat run writes them to its event log; a workflow's agent node to
+    its answer stream and `agent_log` events)."""
+
+    async def pieces(self, pieces: list[str]) -> None: ...
+
+    async def thought(self, thought: Thought, phase: Phase) -> None: ...
 
 
 class AgentLoop:
-    """One agent-chat run's rounds (see the module's docstring)."""
+    """One agent run's rounds (see the module's docstring): an agent-chat app's, or a
+    workflow's agent node's."""
 
-    def __init__(
-        self,
-        plan: AgentPlan,
-        *,
-        task_id: str,
-        message_id: str,
-        envelope: Envelope,
-        write_pieces: WritePieces,
-    ) -> None:
+    def __init__(self, plan: AgentPlan, *, message_id: str = "") -> None:
         self._plan = plan
-        self._task_id = task_id
         self._message_id = message_id
-        self._envelope = envelope
-        self._write_pieces = write_pieces
         self._tools: dict[str, tuple[Tool, dict[str, Any]]] = {}
         for item in plan.tools:
             if item.provider_type != "builtin":
                 continue  # (added once read: `add`)
             tool = builtin.find(item.provider_id, item.tool_name)
             if tool is not None:
-                self._tools[tool.name] = (tool, item.settings)
+                self._tools[tool.name] = (_fixed(tool, item.fixed), item.settings)
         self.thoughts: list[Thought] = []
         self.usage = Usage()
 
-    def add(self, tools: dict[str, Tool]) -> None:
-        """More tools (a workspace's custom API tools, read when the run starts)."""
+    def add(self, tools: dict[str, Tool], fixed: Mapping[str, Mapping[str, Any]] = {}) -> None:
+        """More tools (a workspace's custom API tools, read when the run starts); `fixed`:
+        the values some of their parameters take, by tool name (the model does not fill
+        those)."""
         for name, tool in tools.items():
-            self._tools.setdefault(name, (tool, {}))
+            self._tools.setdefault(name, (_fixed(tool, fixed.get(name) or {}), {}))
 
     def stored(self) -> list[dict[str, Any]]:
         return [thought.stored(self._message_id) for thought in self.thoughts]
@@ -390,8 +397,9 @@ class AgentLoop:
         model: ChatModel,
         messages: list[ChatMessage],
         params: GenerationParams,
-        log: EventLog,
+        reporter: AgentReporter,
     ) -> None:
+        self._reporter = reporter
         tools = [tool for tool, _ in self._tools.values()]
         react = self._plan.strategy == "react"
         if react:
@@ -400,21 +408,21 @@ class AgentLoop:
             last = position == self._plan.max_iteration + 1 or not tools
             thought = Thought(id=str(uuid.uuid4()), position=position, created_at=int(time.time()))
             self.thoughts.append(thought)
-            await self._report(log, thought)
+            await reporter.thought(thought, "started")
             if react:
                 asked = messages
                 if last and position > 1:
                     asked = [*messages[:-1], _appended(messages[-1], LAST_ROUND)]
-                text, calls, said = await self._react_round(model, asked, params, log, last)
+                text, calls, said = await self._react_round(model, asked, params, last)
             else:
                 offered = replace(params, tools=() if last else tuple(t.function() for t in tools))
-                text, calls = await self._call_round(model, messages, offered, log)
+                text, calls = await self._call_round(model, messages, offered)
                 said = text
                 if last:
                     calls = ()  # offered none: a call now is not made
             thought.thought = text
             if not calls:
-                await self._report(log, thought)
+                await reporter.thought(thought, "answered")
                 return
             thought.tool = ";".join(call.name for call in calls)
             thought.tool_labels = {
@@ -422,10 +430,10 @@ class AgentLoop:
                 for call in calls
             }
             thought.tool_input = _by_name(calls, [_loaded(call.arguments) for call in calls])
-            await self._report(log, thought)
+            await reporter.thought(thought, "called")
             results = [await self._call(call) for call in calls]
             thought.observation = _by_name(calls, results)
-            await self._report(log, thought)
+            await reporter.thought(thought, "observed")
             if react:
                 messages = [
                     *messages,
@@ -447,7 +455,6 @@ class AgentLoop:
         model: ChatModel,
         messages: list[ChatMessage],
         params: GenerationParams,
-        log: EventLog,
     ) -> tuple[str, tuple[ToolCall, ...]]:
         """A function-calling round: its text streams as it comes."""
         text: list[str] = []
@@ -456,7 +463,7 @@ class AgentLoop:
             if isinstance(item, Delta):
                 pieces = [piece for piece in item.parts if piece]
                 if pieces:
-                    await self._write_pieces(log, "agent_message", pieces)
+                    await self._reporter.pieces(pieces)
                     text.extend(pieces)
             elif isinstance(item, ToolCalls):
                 calls = item.calls
@@ -469,7 +476,6 @@ class AgentLoop:
         model: ChatModel,
         messages: list[ChatMessage],
         params: GenerationParams,
-        log: EventLog,
         last: bool,
     ) -> tuple[str, tuple[ToolCall, ...], str]:
         """A ReAct round: its thought, the call it asks for (none on the last round: what it
@@ -482,7 +488,7 @@ class AgentLoop:
             if isinstance(item, Delta):
                 out = parser.feed(item.text)
                 if out:
-                    await self._write_pieces(log, "agent_message", [out])
+                    await self._reporter.pieces([out])
                     answered.append(out)
             elif isinstance(item, Finished):
                 self._count(item.usage)
@@ -490,7 +496,7 @@ class AgentLoop:
         if step.action is None or last:
             rest = step.rest if step.action is None else step.thought
             if rest:
-                await self._write_pieces(log, "agent_message", [rest])
+                await self._reporter.pieces([rest])
                 answered.append(rest)
             return "".join(answered), (), parser.text
         arguments = (
@@ -553,9 +559,20 @@ class AgentLoop:
             self.usage.completion_tokens + usage.completion_tokens,
         )
 
-    async def _report(self, log: EventLog, thought: Thought) -> None:
-        payload = self._envelope("agent_thought", task_id=self._task_id, **thought.fields())
-        await log.append(self._task_id, "agent_thought", payload)
+
+def _fixed(tool: Tool, values: Mapping[str, Any]) -> Tool:
+    """`tool` with some of the parameters the model fills given a value of their own (a
+    workflow agent node's tool with `auto: 0`): the model is not asked for those, and its call
+    takes them."""
+    if not values:
+        return tool
+    invoke = tool.invoke
+    kept = tuple(p for p in tool.parameters if p.name not in values)
+
+    def call(arguments: dict[str, Any]) -> str:
+        return invoke({**arguments, **values})
+
+    return replace(tool, parameters=kept, invoke=call)
 
 
 def _by_name(calls: Sequence[ToolCall], values: Sequence[Any]) -> str:

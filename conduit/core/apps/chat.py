@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
-from conduit.core.apps.agent import AgentLoop, AgentPlan, Thought
+from conduit.core.apps.agent import AgentLoop, AgentPlan, Phase, Thought
 from conduit.core.apps.annotations import (
     AnnotationHit,
     AnnotationPlan,
@@ -416,6 +416,23 @@ class ChatRunner:
         ]
 
 
+class _LogReporter:
+    """An agent-chat run's rounds in its event log: the answer's pieces as `agent_message`
+    events (kept in the answer), each round's state as an `agent_thought` (same id)."""
+
+    def __init__(self, execution: ChatExecution, log: EventLog) -> None:
+        self._execution = execution
+        self._log = log
+
+    async def pieces(self, pieces: list[str]) -> None:
+        await self._execution._write_pieces(self._log, "agent_message", pieces)
+
+    async def thought(self, thought: Thought, phase: Phase) -> None:
+        spec = self._execution._spec
+        payload = envelope(spec, "agent_thought", task_id=spec.task_id, **thought.fields())
+        await self._log.append(spec.task_id, "agent_thought", payload)
+
+
 class ChatExecution:
     """One chat or completion run: searches its datasets (if its app has any), reads the files
     it was sent with (if any), resolves its model, streams the answer into the log."""
@@ -443,13 +460,7 @@ class ChatExecution:
         self._usage = Usage()
         self._started = time.perf_counter()
         self._agent = (
-            AgentLoop(
-                self._body.agent,
-                task_id=spec.task_id,
-                message_id=self._body.message_id,
-                envelope=lambda name, **fields: envelope(spec, name, **fields),
-                write_pieces=self._write_pieces,
-            )
+            AgentLoop(self._body.agent, message_id=self._body.message_id)
             if self._body.agent is not None
             else None
         )
@@ -489,7 +500,7 @@ class ChatExecution:
             if wanted and self._resolve_tools is not None:
                 # A provider deleted since the app was saved: its tools are not offered.
                 self._agent.add(await self._resolve_tools(spec.tenant_id, wanted))
-            await self._agent.run(model, messages, body.params, log)
+            await self._agent.run(model, messages, body.params, _LogReporter(self, log))
             return
         # The fixed fields of every `message` event serialised once per run, not per piece.
         template = EventTemplate(

@@ -45,6 +45,7 @@ from conduit.core.workflow.engine import (
     run_scope,
 )
 from conduit.core.workflow.events import (
+    AgentLog,
     ContainerEvent,
     FormEvent,
     NodeExecution,
@@ -386,6 +387,8 @@ def event_of(spec: RunSpec, event: WorkflowEvent) -> Event:
             )
         case FormEvent(name=name, data=data):
             return name, envelope(spec, name, dict(data))
+        case AgentLog(data=data):
+            return "agent_log", envelope(spec, "agent_log", dict(data))
     raise TypeError(f"not an engine event: {event!r}")
 
 

@@ -96,5 +96,15 @@ class FormEvent:
     data: dict[str, Any]
 
 
-WorkflowEvent = NodeStarted | NodeFinished | NodeRetried | ContainerEvent | TextChunk | FormEvent
+@dataclass(frozen=True)
+class AgentLog:
+    """An agent node's progress (Dify's `agent_log`): a round or a tool call began or ended;
+    `data` is the event's data (its id, label, parent, status, node execution)."""
+
+    data: dict[str, Any]
+
+
+WorkflowEvent = (
+    NodeStarted | NodeFinished | NodeRetried | ContainerEvent | TextChunk | FormEvent | AgentLog
+)
 Sink = Callable[[WorkflowEvent], None]

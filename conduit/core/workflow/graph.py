@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conduit.core.tools.base import ToolError
-from conduit.core.workflow import human_input, tool_node
+from conduit.core.workflow import agent_node, human_input, tool_node
 from conduit.errors import InvalidParam
 
 # The node types Conduit runs (Dify's `data.type` values). `iteration-start` and `loop-start`
@@ -49,6 +49,7 @@ NODE_TYPES = frozenset(
         "document-extractor",
         "tool",  # the built-in tools (`tool_node.py`)
         "human-input",  # a form a person answers; the run pauses (`human_input.py`)
+        "agent",  # a model calling tools in rounds (`agent_node.py`)
     }
 )
 CONTAINERS = frozenset({"iteration", "loop"})
@@ -262,9 +263,12 @@ def _node(raw: Any, known: frozenset[str]) -> NodeSpec | None:
             f"node {node_id!r} ({title}) has type {kind!r}, which this server does not run "
             f"(it runs: {', '.join(sorted(known))})"
         )
-    if kind == "tool":
+    if kind in ("tool", "agent"):
         try:
-            tool_node.check(data, f"node {node_id!r} ({title})")
+            if kind == "tool":
+                tool_node.check(data, f"node {node_id!r} ({title})")
+            else:
+                agent_node.parse(data, f"node {node_id!r} ({title})")
         except ToolError as error:
             raise WorkflowGraphError(str(error)) from None
     strategy = data.get("error_strategy") or None

@@ -35,6 +35,10 @@ class WorkflowServices(Protocol):
         """The configured model the DSL's `model {provider, name, …}` names (a ModelError,
         naming what is missing, when there is none)."""
 
+    def function_calling(self, model: Mapping[str, Any]) -> bool:
+        """Whether the model takes tools as functions (an agent node's `function_calling`
+        strategy; without, it runs ReAct)."""
+
     def model_name(self, model: Mapping[str, Any]) -> str:
         """The model to ask for: the DSL's `model.name`, else its provider's default."""
 

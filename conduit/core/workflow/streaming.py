@@ -32,7 +32,10 @@ from conduit.core.workflow.variables import (
     selector_of,
 )
 
-STREAMING_OUTPUTS = {"llm": "text"}  # node type → the output it produces piece by piece
+STREAMING_OUTPUTS = {
+    "llm": "text",
+    "agent": "text",
+}  # node type → the output it produces piece by piece
 
 
 @dataclass

@@ -33,6 +33,7 @@ from conduit.core.runs.kinds import Event
 from conduit.core.runs.spec import RunSpec
 from conduit.core.runs.status import RunStatus
 from conduit.core.tools.base import Tool
+from conduit.core.workflow import agent_node
 from conduit.core.workflow.engine import NodeFailed
 from conduit.core.workflow.engine import RunLimits as EngineLimits
 from conduit.core.workflow.graph import WorkflowGraph
@@ -160,6 +161,8 @@ def model_refs(
     for node in graph.get("nodes") or ():
         data = node.get("data") if isinstance(node, Mapping) else None
         model = data.get("model") if isinstance(data, Mapping) else None
+        if isinstance(data, Mapping) and data.get("type") == "agent":
+            model = agent_node.model_of(data)
         if not isinstance(model, Mapping):
             continue
         provider = str(model.get("provider") or "")
@@ -230,6 +233,10 @@ class NodeServices:
             return None
         found = await self._api_tools(self._spec.tenant_id, [(provider_id, tool_name)])
         return found.get(tool_name)
+
+    def function_calling(self, model: Mapping[str, Any]) -> bool:
+        ref = self._refs.get(str(model.get("provider") or "")) or {}
+        return ref.get("provider") not in (None, "local")  # (the local model has none)
 
     def model_name(self, model: Mapping[str, Any]) -> str:
         ref = self._refs.get(str(model.get("provider") or "")) or {}

@@ -13,6 +13,28 @@ export function withThought(thoughts, event) {
   return list.some((t) => t.id === round.id) ? list.map((t) => (t.id === round.id ? round : t)) : [...list, round];
 }
 
+// `thoughts` with a workflow agent node's `agent_log` (Dify's): a round (no parent) takes its
+// call and result once it ends; a call under way (`start`, under its round) shows its round
+// using that tool meanwhile.
+export function withAgentLog(thoughts, log) {
+  const list = thoughts || [];
+  const data = log.data || {};
+  if (!log.parent_id) {
+    const found = list.find((t) => t.id === log.id);
+    const position = Number(String(log.label || "").replace(/\D+/g, "")) || list.length + 1;
+    return withThought(list, {
+      id: log.id, position, tool: data.tool || (found && found.tool) || "",
+      tool_input: data.tool_input || (found && found.tool_input) || "", observation: data.observation || "",
+    });
+  }
+  const round = list.find((t) => t.id === log.parent_id);
+  if (!round || log.status !== "start" || !data.tool_name) return list;
+  const tools = round.tool ? round.tool.split(";") : [];
+  const inputs = round.tool_input ? JSON.parse(round.tool_input) : {};
+  inputs[data.tool_name] = data.tool_input;
+  return withThought(list, { ...round, tool: [...tools, data.tool_name].join(";"), tool_input: JSON.stringify(inputs) });
+}
+
 // A JSON text laid out for reading (as it came when it is not JSON).
 function pretty(text) {
   try {

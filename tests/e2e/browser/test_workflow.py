@@ -142,3 +142,39 @@ def test_import_graph_run_history_stop_and_export(
     assert exported.get_by_role("link", name=re.compile(r"Download .*\.yml")).is_visible()
     axe(page)
     shot(page, "workflow-export")
+
+
+def test_an_agent_nodes_rounds_show_as_they_run(
+    console: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """A workflow with an agent node: its tool call shows (used, input, answer) beside the
+    nodes lighting up, then the outputs."""
+    page = console
+    upstream.reset()
+    made = service_admin.client.post(
+        "/console/api/apps", json={"name": "Agent flow", "mode": "workflow"}
+    )
+    app_id = made.json()["data"]["id"]
+    page.goto(f"{service_stack.base_url}/#/apps/{app_id}/workflow")
+    page.get_by_role("heading", name="Workflow of Agent flow").wait_for()
+    import_dsl(page, (WORKFLOWS / "nodes" / "agent.yml").read_text(), into_this=True)
+    page.locator(".graph .node[data-node='agent']").wait_for()
+    page.get_by_role("dialog", name="Import DSL").wait_for(state="hidden")
+    page.get_by_label("Name (required)").fill("Ada")
+    page.get_by_label("Question (required)").fill(
+        'Please compute eval_expression {"expression": "6*7 + 2**3"}'
+    )
+    page.get_by_role("button", name="Run", exact=True).click()
+    nodes_succeeded(page, ["start", "agent", "end"])
+    call = page.locator(".run-result").get_by_test_id("tool-call")
+    call.wait_for()
+    assert call.get_attribute("data-done") == "true"
+    assert "Used eval_expression" in call.locator("summary").inner_text()
+    call.locator("summary").click()
+    assert '"50"' in call.get_by_test_id("tool-output").inner_text()
+    outputs = page.get_by_label("Outputs")
+    outputs.wait_for()
+    assert "Calling eval_expression.Tool said: 50" in outputs.inner_text()
+    axe(page, context="workflow agent node")
+    shot(page, "workflow-agent")
+    service_admin.client.delete(f"/console/api/apps/{app_id}")

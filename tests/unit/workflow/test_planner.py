@@ -140,7 +140,8 @@ def test_a_long_skipped_chain_does_not_recurse() -> None:
 @pytest.mark.parametrize(
     ("graph", "message"),
     [
-        (dsl([("s", "start"), ("t", "agent")], []), "node 't' (t) has type 'agent'"),
+        (dsl([("s", "start"), ("t", "datasource")], []), "node 't' (t) has type 'datasource'"),
+        (dsl([("s", "start"), ("t", "agent")], []), "node 't' (t).agent_parameters.model: must"),
         (dsl([("s", "start"), ("t", "tool")], []), "node 't' (t).provider_id: no built-in tool"),
         (dsl([("a", "code")], []), "exactly one start node"),
         (dsl([("s", "start")], [("s", "x", "source")]), "joins node 'x'"),

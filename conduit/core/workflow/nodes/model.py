@@ -119,7 +119,16 @@ def _context(call: NodeCall) -> str:
     settings = call.spec.data.get("context") or {}
     if not settings.get("enabled") or not settings.get("variable_selector"):
         return ""
-    value = call.pool.find(selector_of(settings["variable_selector"], field="context"))
+    return passages_text(
+        call.pool.find(selector_of(settings["variable_selector"], field="context"))
+    )
+
+
+def passages_text(value: Any) -> str:
+    """A context variable as text: a knowledge-retrieval node's passages (their `content`),
+    one per line; any other value as text."""
+    if value is None:
+        return ""
     if isinstance(value, list):
         parts = [
             str(item.get("content", "")) if isinstance(item, Mapping) else as_text(item)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from conduit.core.workflow.engine import NodeFunction
-from conduit.core.workflow.nodes import basic, branch, containers, human, io, model
+from conduit.core.workflow.nodes import agent, basic, branch, containers, human, io, model
 
 NODES: Mapping[str, NodeFunction] = {
     "start": basic.start,
@@ -31,4 +31,5 @@ NODES: Mapping[str, NodeFunction] = {
     "document-extractor": io.document_extractor,
     "tool": io.tool,
     "human-input": human.human_input,
+    "agent": agent.agent,
 }

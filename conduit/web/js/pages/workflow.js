@@ -1,7 +1,8 @@
 // A workflow or chatflow app: its draft graph (boxes at their DSL positions, SVG edges, a text
 // list beside it), a draft run whose nodes light up as their events arrive (running,
 // succeeded, failed, skipped, with their time), Stop, the outputs (a reload mid-run follows the
-// same run again), the form a paused run waits on (answering it follows the resumed run); run
+// same run again), an agent node's rounds (the tools it used, their inputs and answers), the
+// form a paused run waits on (answering it follows the resumed run); run
 // history with each
 // run's node executions; the app as Dify's DSL (export, import as a new app or this draft).
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
@@ -10,6 +11,7 @@ import { AppPage } from "../app_nav.js";
 import { navigate } from "../router.js";
 import { HumanForm } from "../human_form.js";
 import { pending, readEvents } from "../sse.js";
+import { Thoughts, withAgentLog } from "../thoughts.js";
 import { Button, Dialog, ErrorBox, Field, Loaded, Notice, PageHeader, Table, formatMs, formatTime, useAction } from "../ui.js";
 
 const BOX_W = 190;
@@ -195,6 +197,7 @@ function Run({ app, graph, run, setRun }) {
             status: event.event === "node_retry" ? "retry" : data.status, elapsed: data.elapsed_time, error: data.error } } });
           break;
         case "text_chunk": update({ text: current.text + (data.text || "") }); break;
+        case "agent_log": update({ thoughts: withAgentLog(current.thoughts, data) }); break;
         case "message": update({ text: current.text + (event.answer || "") }); break;
         case "human_input_required": update({ forms: [...current.forms.filter((f) => f.node_id !== data.node_id), data] }); break;
         case "workflow_paused": {
@@ -274,6 +277,7 @@ function Run({ app, graph, run, setRun }) {
       <p><strong>Run: </strong><span class=${`status ${run.status}`}>${run.status}</span>
         ${run.elapsed !== null && run.elapsed !== undefined && html` in ${seconds(run.elapsed)}`}</p>
       ${run.error && html`<div class="error" role="alert">${run.error}</div>`}
+      ${run.thoughts && run.thoughts.length > 0 && html`<h3>Agent</h3><${Thoughts} thoughts=${run.thoughts} />`}
       ${run.text && html`<h3>Answer</h3><div class="bubble assistant">${run.text}</div>`}
       ${run.outputs && run.status !== "paused" && html`<h3>Outputs</h3><pre tabindex="0" aria-label="Outputs">${JSON.stringify(run.outputs, null, 2)}</pre>`}
       ${run.status === "paused" && !busy && !open.length && html`<p class="muted">Answered: the run goes on in a moment.</p>`}

@@ -1,0 +1,218 @@
+"""The agent node (`core/workflow/agent_node.py`): the agent loop of agent-chat apps
+(`core/apps/agent.py`) run as a node. Its answer streams as its `text` output (a chatflow's
+answer node or a workflow's `text_chunk` shows it live); each round and each tool call is an
+`agent_log` event as it goes (Dify's: `ROUND n`, then `CALL <tool>` under it, `start` then
+`success` or `error`), and the rounds are kept in the node's `process_data`.
+
+A model without function calling (the local one) runs the ReAct strategy whatever the node
+asks (as an agent-chat app does). A stop cancels the node: its model stream is closed; a tool
+call under way is left to finish in its thread.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from conduit.core.apps.agent import AgentLoop, AgentPlan, Phase, Thought
+from conduit.core.llm.errors import ModelError
+from conduit.core.llm.provider import ChatMessage, Usage
+from conduit.core.tools.base import ToolError
+from conduit.core.workflow import agent_node
+from conduit.core.workflow.engine import NodeCall, NodeFailed, NodeResult
+from conduit.core.workflow.events import AgentLog
+from conduit.core.workflow.nodes.model import params_of, passages_text, usage_of
+from conduit.core.workflow.services import WorkflowServices
+from conduit.core.workflow.variables import as_text
+
+ERROR_TYPE = "AgentNodeError"
+
+
+class _NodeReporter:
+    """The loop's output as the node's: pieces of `text` to the answer stream, rounds as
+    `agent_log` events (and kept for `process_data`)."""
+
+    def __init__(self, call: NodeCall) -> None:
+        self._call = call
+        self.text: list[str] = []
+        self.logs: dict[str, dict[str, Any]] = {}  # by log id, in the order they began
+        self._calls: dict[str, list[str]] = {}  # a round's id → its calls' log ids
+
+    async def pieces(self, pieces: list[str]) -> None:
+        for piece in pieces:
+            self.text.append(piece)
+            self._call.chunk("text", piece)
+
+    async def thought(self, thought: Thought, phase: Phase) -> None:
+        if phase == "started":
+            self._log(thought.id, f"ROUND {thought.position}", None, "start", {})
+        elif phase == "called":
+            inputs = _json(thought.tool_input)
+            ids = []
+            for name in thought.tool.split(";"):
+                log_id = str(uuid.uuid4())
+                ids.append(log_id)
+                given = inputs.get(name) if isinstance(inputs, dict) else None
+                data = {"tool_name": name, "tool_input": given}
+                self._log(log_id, f"CALL {name}", thought.id, "start", data)
+            self._calls[thought.id] = ids
+        elif phase == "observed":
+            outputs = _json(thought.observation)
+            for log_id in self._calls.pop(thought.id, []):
+                entry = self.logs[log_id]
+                name = entry["data"]["tool_name"]
+                output = outputs.get(name) if isinstance(outputs, dict) else None
+                failed = isinstance(output, str) and output.startswith("Error:")
+                data = {**entry["data"], "tool_response": output}
+                self._log(
+                    log_id,
+                    entry["label"],
+                    thought.id,
+                    "error" if failed else "success",
+                    data,
+                    error=output if failed else None,
+                )
+            self._end_round(thought)
+        else:
+            self._end_round(thought)
+
+    def _end_round(self, thought: Thought) -> None:
+        data = {
+            "thought": thought.thought,
+            "tool": thought.tool,
+            "tool_input": thought.tool_input,
+            "observation": thought.observation,
+        }
+        self._log(thought.id, f"ROUND {thought.position}", None, "success", data)
+
+    def _log(
+        self,
+        log_id: str,
+        label: str,
+        parent_id: str | None,
+        status: str,
+        data: dict[str, Any],
+        *,
+        error: str | None = None,
+    ) -> None:
+        now = time.time()
+        started = self.logs.get(log_id, {}).get("metadata", {}).get("started_at", now)
+        metadata: dict[str, Any] = {"started_at": started}
+        if status != "start":
+            metadata.update(finished_at=now, elapsed_time=round(now - started, 6))
+        entry = {
+            "id": log_id,
+            "label": label,
+            "parent_id": parent_id,
+            "status": status,
+            "error": error,
+            "data": data,
+            "metadata": metadata,
+        }
+        self.logs[log_id] = entry
+        execution = self._call.execution
+        self._call.emit(
+            AgentLog(
+                {
+                    "node_execution_id": execution.id,
+                    "node_id": execution.node_id,
+                    **entry,
+                }
+            )
+        )
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
+async def agent(call: NodeCall) -> NodeResult:
+    where = f"node {call.spec.id!r} ({call.spec.title})"
+    try:
+        spec = agent_node.parse(call.spec.data, where)  # (checked when the graph was parsed)
+    except ToolError as error:
+        raise NodeFailed(str(error), error_type=ERROR_TYPE) from error
+    services: WorkflowServices = call.run.services
+    instruction = as_text(spec.read(spec.instruction, call.pool.render, call.pool.find) or "")
+    query = as_text(spec.read(spec.query, call.pool.render, call.pool.find) or "")
+    context = passages_text(spec.read(spec.context, call.pool.render, call.pool.find))
+    messages = _messages(call, services, instruction, context, query)
+    try:
+        model = await services.chat_model(spec.model)
+        params = params_of(spec.model)
+        if not params.model:
+            params = replace(params, model=services.model_name(spec.model))
+        strategy = spec.strategy if services.function_calling(spec.model) else "react"
+        loop = AgentLoop(AgentPlan(strategy, spec.max_iteration, spec.tools))
+        for tool in spec.tools:
+            if tool.provider_type != agent_node.API:
+                continue
+            found = await services.api_tool(tool.provider_id, tool.tool_name)
+            if found is None:
+                raise NodeFailed(
+                    f"The custom tool {tool.provider_id!r} has no operation "
+                    f"{tool.tool_name!r} any more.",
+                    error_type=ERROR_TYPE,
+                )
+            try:
+                fixed = agent_node.fixed_values(found, tool.fixed)
+            except ToolError as error:
+                raise NodeFailed(f"{where}: {error}", error_type=ERROR_TYPE) from error
+            loop.add({found.name: found}, {found.name: fixed})
+        reporter = _NodeReporter(call)
+        await loop.run(model, messages, params, reporter)
+    except ModelError as error:
+        raise NodeFailed(error.message, error_type=type(error).__name__) from error
+    text = "".join(reporter.text)
+    usage = loop.usage
+    if usage.total_tokens == 0 and text:
+        usage = Usage(
+            prompt_tokens=max(1, sum(len(m.content) for m in messages) // 4),
+            completion_tokens=max(1, len(text) // 4),
+        )
+    return NodeResult(
+        outputs={"text": text, "usage": usage_of(usage), "files": [], "json": []},
+        inputs={"instruction": instruction, "query": query},
+        process_data={
+            "strategy": "function_calling" if strategy == "function_call" else "ReAct",
+            "model_provider": spec.model.get("provider"),
+            "model_name": params.model,
+            "tools": [tool.tool_name for tool in spec.tools],
+            "rounds": [thought.fields() for thought in loop.thoughts],
+            "agent_log": list(reporter.logs.values()),
+        },
+        metadata={"total_tokens": usage.total_tokens},
+    )
+
+
+def _messages(
+    call: NodeCall,
+    services: WorkflowServices,
+    instruction: str,
+    context: str,
+    query: str,
+) -> list[ChatMessage]:
+    """The instruction (with the context's passages), a chatflow's earlier turns (the node's
+    `memory`), then the query."""
+    system = instruction
+    if context:
+        system = (
+            f"{system}\n\n" if system else ""
+        ) + f"Use the following context:\n<context>\n{context}\n</context>"
+    messages = [ChatMessage("system", system)] if system.strip() else []
+    memory = call.spec.data.get("memory")
+    if isinstance(memory, Mapping):
+        window = memory.get("window") or {}
+        size = int(window.get("size") or 0) if window.get("enabled") else None
+        messages.extend(services.history(size))
+    if not query.strip():
+        raise NodeFailed("The agent node's query is empty.", error_type=ERROR_TYPE)
+    messages.append(ChatMessage("user", query))
+    return messages
