@@ -41,6 +41,7 @@ MODEL_PLACES: dict[str, tuple[tuple[str, ...], ...]] = {
     "question-classifier": (("model",),),
     "parameter-extractor": (("model",),),
     "knowledge-retrieval": (("single_retrieval_config", "model"), ("metadata_model_config",)),
+    "agent": (("agent_parameters", "model", "value"),),
 }
 
 
@@ -94,7 +95,7 @@ class ProviderMapper:
     def map_model(self, model: dict[str, Any], where: str) -> dict[str, Any]:
         """A copy of a DSL `model {provider, name, ...}` naming a provider of this server."""
         original = model.get("provider")
-        raw_name = model.get("name")
+        raw_name = model.get("name") or model.get("model")  # (an agent node's: `model`)
         name = raw_name if isinstance(raw_name, str) else ""
         provider, matched = self._resolve(original, name)
         if provider != original:

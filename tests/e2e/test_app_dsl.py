@@ -197,6 +197,24 @@ class TestImport:
         body = imported(client, dumped(renamed))
         assert body["provider_mappings"][0]["to"] == f"workspace:{gateway}"
 
+    def test_an_agent_nodes_model_maps_onto_the_workspaces_too(self, admin: Admin) -> None:
+        client = admin.client
+        fakes = add_provider(client, "Fakes", ["fake"])
+        agent_file = DSL.parent / "workflows" / "nodes" / "agent.yml"
+        body = imported(client, agent_file.read_text(encoding="utf-8"))
+        assert body["provider_mappings"] == [
+            {
+                "where": "node 'agent' (Helper) agent_parameters.model.value",
+                "model": "fake",
+                "from": "langgenius/openai_api_compatible/openai_api_compatible",
+                "to": f"workspace:{fakes}",
+                "matched": True,
+            }
+        ]
+        agent = node_of(draft(client, body["app_id"])["graph"], "agent")
+        model = agent["data"]["agent_parameters"]["model"]["value"]
+        assert (model["provider"], model["model"]) == (f"workspace:{fakes}", "fake")
+
     def test_an_unmatched_provider_runs_on_the_default_with_a_warning(self, admin: Admin) -> None:
         client = admin.client
         body = imported(client, text("workflow_llm.yml"))
