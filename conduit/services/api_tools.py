@@ -332,8 +332,8 @@ def _users(session: Session, provider: ApiToolProvider) -> list[tuple[App, list[
     ):
         nodes = graph.get("nodes") if isinstance(graph, dict) else None
         for node in nodes if isinstance(nodes, list) else []:
-            for data in _graph_api_tools(node):
-                if data.get("provider_id") == provider.id:
+            for _, data, _ in _graph_api_tools(node):
+                if provider.id in _tool_provider_ids(data):
                     in_graphs.setdefault(app_id, []).append(data)
     for app_id, tools in in_graphs.items():
         app = session.get(App, app_id)
@@ -453,68 +453,85 @@ class ApiToolResolver:
 
 
 def own_graph_tools(session: Session, tenant_id: str, graph: Any) -> Any:
-    """A workflow graph (a copy) whose tool nodes of custom API tools name this workspace's
-    providers: found by id, else by name (an import from another workspace), their ids
-    written in; a 400 naming the node when one is not this workspace's or lacks the
-    operation."""
+    """A workflow graph (a copy) whose custom API tools (tool nodes, agent nodes' tools) name
+    this workspace's providers: found by id, else by name (an import from another workspace),
+    their ids written in; a 400 naming the node and field when one is not this workspace's,
+    lacks the operation, or an agent node fixes a value the operation refuses."""
     if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list):
         return graph
     graph = copy.deepcopy(graph)
     for node in graph["nodes"]:
-        for data in _graph_api_tools(node):
-            provider = _own_tool(session, tenant_id, node, data)
-            fixed = agent_node.fixed_given(data) if node["data"].get("type") == "agent" else {}
+        for place, data, agent in _graph_api_tools(node):
+            where = (
+                f"node {node.get('id')!r} ({node['data'].get('title') or node.get('id')}){place}"
+            )
+            provider = _own_tool(session, tenant_id, where, data, agent=agent)
+            fixed, _ = agent_node.fixed_given(data, where) if agent else ({}, False)
             if fixed:  # an agent node's values of the operation's parameters
                 tool = tools_of(provider, None, AllowList())[str(data["tool_name"])]
                 try:
                     agent_node.fixed_values(tool, fixed)
                 except ToolError as error:
-                    raise InvalidParam(
-                        f"node {node.get('id')!r} ({node['data'].get('title') or node.get('id')})"
-                        f".parameters: {error}"
-                    ) from None
+                    raise InvalidParam(f"{where}.parameters: {error}") from None
     return graph
 
 
-def _graph_api_tools(node: Any) -> list[dict[str, Any]]:
-    """The custom API tools a graph's node names: a tool node's own data, or the tools of an
-    agent node (each a dict of the graph, to read or to write)."""
+def _graph_api_tools(node: Any) -> list[tuple[str, dict[str, Any], bool]]:
+    """The custom API tools a graph's node names, each with its place in the node and
+    whether it is an agent node's: a tool node's own data, or each of an agent node's tools
+    (dicts of the graph, to read or to write)."""
     data = node.get("data") if isinstance(node, dict) else None
     if not isinstance(data, dict):
         return []
     if data.get("type") == "tool":
-        return [data] if data.get("provider_type") == API else []
+        return [("", data, False)] if data.get("provider_type") == API else []
     if data.get("type") == "agent":
-        return agent_node.api_tools(data)
+        return [(place, item, True) for place, item in agent_node.api_tools(data)]
     return []
 
 
+def _tool_provider_ids(data: dict[str, Any]) -> set[str]:
+    """The ids a graph's custom API tool may name its provider by: a tool node's
+    `provider_id`; an agent node's tool's `provider_name` (Dify keeps the id there)."""
+    return {str(data.get(key)) for key in ("provider_id", "provider_name") if data.get(key)}
+
+
 def _own_tool(
-    session: Session, tenant_id: str, node: dict[str, Any], data: dict[str, Any]
+    session: Session, tenant_id: str, where: str, data: dict[str, Any], *, agent: bool
 ) -> ApiToolProvider:
-    """A custom API tool of a graph named by this workspace's provider: found by id, else by
-    name (an import from another workspace), its id written in; a 400 naming the node when
-    the provider is not this workspace's or lacks the operation."""
-    where = f"node {node.get('id')!r} ({node.get('data', {}).get('title') or node.get('id')})"
-    provider = provider_by_id(session, tenant_id, str(data.get("provider_id") or ""))
-    if provider is None and isinstance(data.get("provider_name"), str):
-        provider = session.scalar(
-            select(ApiToolProvider).where(
-                ApiToolProvider.tenant_id == tenant_id,
-                ApiToolProvider.name == data["provider_name"],
+    """A graph's custom API tool named by this workspace's provider: found by id, else by
+    name (an import from another workspace), its id written in (Dify's places: a tool node's
+    `provider_id`, with the name in `provider_name`; an agent node's tool's `provider_name`,
+    with the name in `provider_show_name`); a 400 naming `where` when the provider is not this
+    workspace's or lacks the operation."""
+    provider = None
+    for key in ("provider_id", "provider_name"):
+        if provider is None and isinstance(data.get(key), str):
+            provider = provider_by_id(session, tenant_id, data[key])
+    for key in ("provider_show_name", "provider_name"):
+        if provider is None and isinstance(data.get(key), str):
+            provider = session.scalar(
+                select(ApiToolProvider).where(
+                    ApiToolProvider.tenant_id == tenant_id, ApiToolProvider.name == data[key]
+                )
             )
-        )
     if provider is None:
-        raise InvalidParam(
-            f"{where}.provider_id: no custom tool provider "
-            f"{data.get('provider_name') or data.get('provider_id')!r} in this workspace"
+        named = (
+            data.get("provider_show_name") or data.get("provider_name") or data.get("provider_id")
         )
+        field = "provider_name" if agent else "provider_id"
+        raise InvalidParam(f"{where}.{field}: no custom tool provider {named!r} in this workspace")
     operations = [op.name for op in _operations(provider)]
     if data.get("tool_name") not in operations:
         raise InvalidParam(
             f"{where}.tool_name: {provider.name} has no operation {data.get('tool_name')!r}; "
             f"its operations: {', '.join(operations)}"
         )
-    data["provider_id"] = provider.id
-    data["provider_name"] = provider.name
+    if agent:
+        data["provider_name"] = provider.id
+        data["provider_show_name"] = provider.name
+        data.pop("provider_id", None)
+    else:
+        data["provider_id"] = provider.id
+        data["provider_name"] = provider.name
     return provider

@@ -546,7 +546,9 @@ def test_a_workflows_agent_node_calls_a_custom_api_tool(
         draft = service_admin.client.get(f"/console/api/apps/{app.app_id}/workflows/draft").json()
         node = next(n for n in draft["graph"]["nodes"] if n["id"] == "lookup")
         (tool,) = node["data"]["agent_parameters"]["tools"]["value"]
-        assert tool["provider_id"] == orders["id"]  # found by its name, id written in
+        # Found by its name, its id written in where Dify keeps it (the name beside it).
+        assert (tool["provider_name"], tool["provider_show_name"]) == (orders["id"], "Orders")
+        assert "provider_id" not in tool
         question = 'Look it up: get_order {"order_id": "C-3"}'
         ran = app.client.post(
             "/workflows/run", json={"inputs": {"question": question}, "user": "wf-user"}
@@ -561,16 +563,33 @@ def test_a_workflows_agent_node_calls_a_custom_api_tool(
         assert echoed["headers"]["authorization"] == f"Bearer {KEY}"
         refused = service_admin.client.post(f"{API}/delete", json={"provider": "Orders"})
         assert_envelope(refused, 409, "conflict", "The app 'Order clerk' uses 'Orders'")
+        # As Dify's console saves it: the provider's id in provider_name (and the draft
+        # saved again with what it read back).
+        dify = agent_workflow(provider_name=orders["id"], provider_show_name="Orders")
+        for graph in (dify["workflow"]["graph"], draft["graph"]):
+            synced = service_admin.client.post(
+                f"/console/api/apps/{app.app_id}/workflows/draft",
+                json={"graph": graph, "features": {}},
+            )
+            assert synced.status_code == 200, synced.text
     finally:
         app.client.close()
         service_admin.client.delete(f"/console/api/apps/{app.app_id}")
     made = service_admin.client.post("/console/api/apps", json={"name": "x", "mode": "workflow"})
     app_id = made.json()["data"]["id"]
     for tool, says in [
-        ({"tool_name": "refund"}, "node 'lookup' (Clerk).tool_name: Orders has no operation"),
         (
-            {"parameters": {"verbose": {"auto": 0, "value": "very"}}},
-            "node 'lookup' (Clerk).parameters: verbose must be true or false",
+            {"tool_name": "refund"},
+            "node 'lookup' (Clerk).agent_parameters.tools[0].tool_name: Orders has no operation",
+        ),
+        (
+            {
+                "parameters": {
+                    "verbose": {"auto": 0, "value": {"type": "constant", "value": "very"}}
+                }
+            },
+            "node 'lookup' (Clerk).agent_parameters.tools[0].parameters: verbose must be true or "
+            "false",
         ),
     ]:
         graph = agent_workflow(**tool)["workflow"]["graph"]

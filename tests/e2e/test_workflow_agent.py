@@ -47,7 +47,8 @@ def react(dsl: dict[str, Any]) -> None:
 
 
 def looping(dsl: dict[str, Any]) -> None:
-    """A model that calls a tool whenever it is offered one; two rounds may call tools."""
+    """A model that calls a tool whenever it is offered one; two rounds in all (Dify's
+    `maximum_iterations`: the last one is offered no tool)."""
     parameters = agent_data(dsl)["agent_parameters"]
     parameters["model"]["value"]["model"] = "fake:tool-loop"
     parameters["maximum_iterations"]["value"] = 2
@@ -116,7 +117,7 @@ def finished(events: list[dict[str, Any]], node_id: str) -> dict[str, Any]:
 
 
 def test_an_agent_node_calls_a_tool_and_answers_with_its_result(app_of: AppOf, model: Any) -> None:
-    events = stream(app_of(), {"name": "Ada", "question": SUM})
+    events = stream(app_of(), {"name": "Ada", "question": SUM, "day": 25})
     end = events[-1]["data"]
     assert end["status"] == "succeeded", end
     assert end["outputs"]["answer"] == "Calling eval_expression.Tool said: 50"
@@ -141,6 +142,11 @@ def test_an_agent_node_calls_a_tool_and_answers_with_its_result(app_of: AppOf, m
     }
     assert call_end["node_execution_id"] == node["id"] and call_end["node_id"] == "agent"
     assert call_end["metadata"]["elapsed_time"] >= 0
+    # The log kept with the node's execution (where Dify's console reads it).
+    kept = node["execution_metadata"]["agent_log"]
+    assert [(e["label"], e["status"]) for e in kept] == [
+        ("ROUND 1", "success"), ("CALL eval_expression", "success"), ("ROUND 2", "success")
+    ]  # fmt: skip
     for event in of(events, "agent_log"):
         assert set(event) >= {"node_execution_id", "id", "label", "parent_id", "error",
                               "status", "data", "metadata", "node_id"}  # fmt: skip
@@ -156,9 +162,12 @@ def test_an_agent_node_calls_a_tool_and_answers_with_its_result(app_of: AppOf, m
     assert [r["tool"] for r in process["rounds"]] == ["eval_expression", ""]
     assert json.loads(process["rounds"][0]["observation"]) == {"eval_expression": "50"}
     # The model saw the instruction, the question and the tools (the weekday's parameters
-    # are the node's: it is asked for none; the MCP tool is off).
+    # are the node's: it is asked for none; the expression left empty is the model's; the
+    # MCP tool is off).
     asked = agent_requests(model)
     assert [r["tools"] for r in asked] == [["eval_expression", "weekday", "current_time"]] * 2
+    offered = asked[0]["tool_parameters"]
+    assert offered["weekday"] == [] and offered["eval_expression"] == ["expression"]
     first = asked[0]["messages"]
     assert first[0] == {"role": "system", "content": "You are a careful assistant. You help Ada."}
     assert first[-1] == {"role": "user", "content": SUM}
@@ -183,7 +192,10 @@ def test_fixed_parameters_and_settings_are_the_nodes_not_the_models(
     app = app_of()
     ran = app.client.post(
         "/workflows/run",
-        json={"inputs": {"name": "Ada", "question": "weekday please"}, "user": "wf-user"},
+        json={
+            "inputs": {"name": "Ada", "question": "weekday please", "day": 25},
+            "user": "wf-user",
+        },
     )
     data = ran.json()["data"]
     assert data["status"] == "succeeded", data
@@ -214,12 +226,13 @@ def test_the_rounds_are_limited_and_the_last_one_answers(app_of: AppOf, model: A
     end = events[-1]["data"]
     assert end["status"] == "succeeded", end
     asked = agent_requests(model)
-    # Two rounds that may call tools (each called one), one more offered none.
-    assert [bool(r["tools"]) for r in asked] == [True, True, False]
+    # One round that may call tools (it called one), the last one offered none.
+    assert [bool(r["tools"]) for r in asked] == [True, False]
     ended = [(label, status) for label, status, _ in logs(events) if status != "start"]
     assert ended == [("CALL eval_expression", "error"), ("ROUND 1", "success"),
-                     ("CALL eval_expression", "error"), ("ROUND 2", "success"),
-                     ("ROUND 3", "success")]  # fmt: skip
+                     ("ROUND 2", "success")]  # fmt: skip
+    (failed,) = [d for d in of(events, "agent_log") if d["status"] == "error"]
+    assert failed["error"] == "Error: expression is required"
 
 
 def test_a_chatflow_agent_streams_its_answer_and_remembers_the_conversation(
@@ -230,9 +243,11 @@ def test_a_chatflow_agent_streams_its_answer_and_remembers_the_conversation(
     answer = "".join(e["answer"] for e in first if e["event"] == "message")
     assert answer == "Agent: Calling eval_expression.Tool said: 50"
     assert [e["event"] for e in first][-2:] == ["message_end", "workflow_finished"]
-    for event in first:
-        if event["event"] == "agent_log":
-            assert event["conversation_id"] and event["message_id"]
+    logged = [event for event in first if event["event"] == "agent_log"]
+    assert len(logged) == 6
+    for event in logged:  # the chat family's envelope (Dify's: no workflow_run_id)
+        assert event["conversation_id"] and event["message_id"] and event["task_id"]
+        assert "workflow_run_id" not in event
     second = turn(app, "and then?", first[0]["conversation_id"])
     answer = "".join(e["answer"] for e in second if e["event"] == "message")
     assert answer == "Agent: You said: and then?"
@@ -334,7 +349,25 @@ def field(**change: Any) -> Edit:
         ),
         (
             tools_with(type="api", provider_name="Billing", tool_name="refund"),
-            f"{AGENT}.provider_id: no custom tool provider 'Billing' in this workspace",
+            f"{AGENT}.agent_parameters.tools[0].provider_name: no custom tool provider "
+            "'Billing' in this workspace",
+        ),
+        (
+            tools_with(
+                type="builtin",
+                provider_name="time",
+                tool_name="weekday",
+                parameters={"day": {"auto": 0, "value": {"type": "variable", "value": "day"}}},
+            ),
+            f"{AGENT}.agent_parameters.tools[0].parameters.day.value: must be a variable selector",
+        ),
+        (
+            parameter("maximum_iterations", {"type": "constant", "value": "\u00b2"}),
+            f"{AGENT}.agent_parameters.maximum_iterations: must be a whole number",
+        ),
+        (
+            parameter("model", {"provider": "langgenius/openai/openai", "name": "gpt-4o"}),
+            f"{AGENT}.agent_parameters.model: must name the model ({{type: constant",
         ),
         (
             parameter("maximum_iterations", {"type": "constant", "value": 0}),

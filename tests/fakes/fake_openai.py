@@ -96,6 +96,8 @@ class RequestRecord:
     chunks_sent: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)  # the prompt, as received
     tools: list[str] = field(default_factory=list)  # the functions offered, by name
+    # Each offered function's parameters (the names its JSON Schema lists), by its name.
+    tool_parameters: dict[str, list[str]] = field(default_factory=dict)
     tool_calls: list[str] = field(default_factory=list)  # the functions it called, by name
     started: float = field(default_factory=time.time)
     ended: float | None = None
@@ -223,6 +225,13 @@ def build_app(settings: Settings | None = None) -> web.Application:
             for t in body.get("tools") or []
             if isinstance(t, dict)
         ]
+        record.tool_parameters = {
+            str((t.get("function") or {}).get("name")): sorted(
+                ((t.get("function") or {}).get("parameters") or {}).get("properties") or {}
+            )
+            for t in body.get("tools") or []
+            if isinstance(t, dict)
+        }
         state.log.append(record)
         try:
             return await _chat(request, body, record)

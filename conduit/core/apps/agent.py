@@ -166,6 +166,10 @@ class Thought:
     tool_labels: dict[str, Any] = field(default_factory=dict)
     tool_input: str = ""
     observation: str = ""
+    # The round's calls and their answers, in order (what `tool_input` and `observation` sum
+    # up by name), for a reporter that shows each call.
+    calls: tuple[ToolCall, ...] = ()
+    results: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Thought:
@@ -429,10 +433,12 @@ class AgentLoop:
                 call.name: {"en_US": self._label(call.name), "zh_Hans": self._label(call.name)}
                 for call in calls
             }
-            thought.tool_input = _by_name(calls, [_loaded(call.arguments) for call in calls])
+            thought.tool_input = _by_name(calls, [loaded(call.arguments) for call in calls])
+            thought.calls = tuple(calls)
             await reporter.thought(thought, "called")
             results = [await self._call(call) for call in calls]
             thought.observation = _by_name(calls, results)
+            thought.results = tuple(results)
             await reporter.thought(thought, "observed")
             if react:
                 messages = [
@@ -590,7 +596,7 @@ def _by_name(calls: Sequence[ToolCall], values: Sequence[Any]) -> str:
     return json.dumps(named, ensure_ascii=False)
 
 
-def _loaded(arguments: str) -> Any:
+def loaded(arguments: str) -> Any:
     """A call's arguments as JSON (as written when they are not JSON)."""
     try:
         value = json.loads(arguments) if arguments.strip() else {}

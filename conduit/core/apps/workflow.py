@@ -388,7 +388,10 @@ def event_of(spec: RunSpec, event: WorkflowEvent) -> Event:
         case FormEvent(name=name, data=data):
             return name, envelope(spec, name, dict(data))
         case AgentLog(data=data):
-            return "agent_log", envelope(spec, "agent_log", dict(data))
+            payload = envelope(spec, "agent_log", dict(data))
+            if spec.body.chat is not None:
+                del payload["workflow_run_id"]  # (Dify's chat family sends none with it)
+            return "agent_log", payload
     raise TypeError(f"not an engine event: {event!r}")
 
 

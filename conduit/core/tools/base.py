@@ -80,7 +80,7 @@ class ToolParameter:
             if isinstance(value, str):
                 try:
                     return json.loads(value)
-                except ValueError:
+                except (ValueError, RecursionError):
                     return value
             return value
         if self.type in ("string", "select"):

@@ -19,7 +19,8 @@ wrong setting is a `ToolError` naming the node and the field.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ class AgentNodeSpec:
     strategy: Strategy
     model: Mapping[str, Any]
     tools: tuple[AgentTool, ...]
-    max_iteration: int
+    max_iteration: int  # rounds in all, as Dify counts them (the last one calls no tool)
     instruction: Mapping[str, Any] | None
     query: Mapping[str, Any] | None
     context: Mapping[str, Any] | None
@@ -98,8 +99,21 @@ def _constant(entry: Mapping[str, Any] | None, name: str, where: str) -> Any:
     return entry["value"]
 
 
-def parse(data: Mapping[str, Any], where: str) -> AgentNodeSpec:
-    """The node's settings, checked (a `ToolError` naming the field otherwise)."""
+# A run's reading of a value: `render` fills a text's `{{#node.var#}}` references, `find`
+# reads a selector's variable. Without them (a graph parsed before any run) the values its
+# tools take from the run are not known, and not checked yet.
+Render = Callable[[str], str]
+Find = Callable[[Any], Any]
+
+
+def parse(
+    data: Mapping[str, Any],
+    where: str,
+    render: Render | None = None,
+    find: Find | None = None,
+) -> AgentNodeSpec:
+    """The node's settings, checked (a `ToolError` naming the field otherwise); with the
+    run's `render` and `find`, its tools' settings and fixed values read from the run."""
     provider = str(data.get("agent_strategy_provider_name") or OFFICIAL_PROVIDER)
     if provider.split(":", 1)[0] != OFFICIAL_PROVIDER:
         raise ToolError(
@@ -115,11 +129,12 @@ def parse(data: Mapping[str, Any], where: str) -> AgentNodeSpec:
     parameters = data.get("agent_parameters") or {}
     if not isinstance(parameters, Mapping):
         raise ToolError(f"{where}.agent_parameters: must be an object")
-    model = _constant(_entry(parameters, "model", where), "model", where)
+    given = parameters.get("model")
+    model = given.get("value") if isinstance(given, Mapping) and "value" in given else None
     if not isinstance(model, Mapping) or not isinstance(model.get("provider"), str):
         raise ToolError(
-            f"{where}.agent_parameters.model: must name the model ({{provider, name, mode, "
-            "completion_params}})"
+            f"{where}.agent_parameters.model: must name the model ({{type: constant, value: "
+            "{provider, name, mode, completion_params}})"
         )
     if not model.get("name") and isinstance(model.get("model"), str):
         model = {**model, "name": model["model"]}
@@ -134,14 +149,18 @@ def parse(data: Mapping[str, Any], where: str) -> AgentNodeSpec:
     rounds = _constant(rounds_entry, "maximum_iterations", where)
     if rounds is None:
         rounds = data.get("max_iteration", DEFAULT_ROUNDS)
-    if isinstance(rounds, str) and rounds.strip().isdigit():
+    if isinstance(rounds, float) and rounds.is_integer():
         rounds = int(rounds)
+    elif isinstance(rounds, str):
+        with contextlib.suppress(ValueError):
+            rounds = int(rounds.strip())
     if not isinstance(rounds, int) or isinstance(rounds, bool) or not 1 <= rounds <= MAX_ITERATION:
         raise ToolError(
             f"{where}.agent_parameters.maximum_iterations: must be a whole number from 1 "
             f"to {MAX_ITERATION}"
         )
-    tools = _tools(_constant(_entry(parameters, "tools", where), "tools", where), where)
+    listed = _constant(_entry(parameters, "tools", where), "tools", where)
+    tools = _tools(listed, f"{where}.agent_parameters.tools", render, find)
     query = _entry(parameters, "query", where)
     if query is None:
         raise ToolError(f"{where}.agent_parameters.query: is required (what the agent answers)")
@@ -167,58 +186,56 @@ def model_of(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return model if isinstance(model, Mapping) else None
 
 
-def api_tools(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+def api_tools(data: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """An agent node's custom API tools that are on, as its `tools` list holds them (the
-    same objects: `services/api_tools.py` writes the workspace's provider ids in)."""
+    same objects: `services/api_tools.py` writes the workspace's provider ids in), each with
+    its place (`.agent_parameters.tools[i]`)."""
     parameters = data.get("agent_parameters")
     entry = parameters.get("tools") if isinstance(parameters, Mapping) else None
     listed = entry.get("value") if isinstance(entry, Mapping) and "value" in entry else entry
     return [
-        item
-        for item in (listed if isinstance(listed, list) else [])
+        (f".agent_parameters.tools[{index}]", item)
+        for index, item in enumerate(listed if isinstance(listed, list) else [])
         if isinstance(item, dict)
         and item.get("enabled") is True
         and (item.get("type") or item.get("provider_type")) == API
     ]
 
 
-def _tools(value: Any, where: str) -> tuple[AgentTool, ...]:
+def _tools(
+    value: Any, where: str, render: Render | None, find: Find | None
+) -> tuple[AgentTool, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_TOOLS:
-        raise ToolError(f"{where}.agent_parameters.tools: must be a list of at most {MAX_TOOLS}")
+        raise ToolError(f"{where}: must be a list of at most {MAX_TOOLS}")
     tools: list[AgentTool] = []
     names: set[str] = set()
     for index, item in enumerate(value):
-        field = f"{where}.agent_parameters.tools[{index}]"
+        field = f"{where}[{index}]"
         if not isinstance(item, Mapping):
             raise ToolError(f"{field}: must be an object")
         if item.get("enabled") is not True:
             continue  # (Dify's: a tool without `enabled: true` is off)
         kind = str(item.get("type") or item.get("provider_type") or "builtin")
-        provider = item.get("provider_name") or item.get("provider_id")
+        provider = item.get("provider_id") or item.get("provider_name")
         tool_name = item.get("tool_name")
         if kind == API:
             if not isinstance(provider, str) or not isinstance(tool_name, str) or not tool_name:
                 raise ToolError(
-                    f"{field}: a custom API tool names its provider (provider_name or "
-                    "provider_id) and its tool_name"
+                    f"{field}: a custom API tool names its provider (provider_name) and its "
+                    "tool_name"
                 )
-            tool = AgentTool(
-                str(item.get("provider_id") or provider),
-                tool_name,
-                {},
-                API,
-                _fixed(item, None, field),
-            )
+            fixed, _ = fixed_given(item, field, render, find)
+            tool = AgentTool(provider, tool_name, {}, API, fixed)
         elif kind == "builtin":
-            _, found = builtin.served(kind, provider, tool_name, field)
-            try:
-                settings = found.settings(_values(item.get("settings")))
-            except ToolError as error:
-                raise ToolError(f"{field}.settings: {error}") from None
+            _, found = builtin.served(kind, item.get("provider_name") or provider, tool_name, field)
             tool = AgentTool(
-                found.provider, found.name, settings, "builtin", _fixed(item, found, field)
+                found.provider,
+                found.name,
+                _settings(found, item.get("settings"), f"{field}.settings", render, find),
+                "builtin",
+                _fixed(found, item, field, render, find),
             )
         else:
             raise ToolError(
@@ -235,37 +252,76 @@ def _tools(value: Any, where: str) -> tuple[AgentTool, ...]:
     return tuple(tools)
 
 
-def _values(raw: Any) -> dict[str, Any]:
-    """Settings as Dify writes them: `{name: {value}}` (or `{type, value}`), or bare values."""
-    if not isinstance(raw, Mapping):
-        return {}
-    return {
-        str(name): entry.get("value") if isinstance(entry, Mapping) else entry
-        for name, entry in raw.items()
-    }
+def _read(value: Any, field: str, render: Render | None, find: Find | None) -> tuple[bool, Any]:
+    """A tool's setting or fixed value as Dify writes it — `{type, value}` (`constant`,
+    `mixed`: text with `{{#node.var#}}` references, `variable`: a selector), or a bare value —
+    as (known, value): known False before the run for what the run gives."""
+    if not (isinstance(value, Mapping) and "value" in value and set(value) <= {"type", "value"}):
+        return True, value
+    kind, inner = value.get("type"), value.get("value")
+    if kind == "variable":
+        try:
+            selector_of(inner, field=f"{field}.value")
+        except ValueError as error:
+            raise ToolError(str(error)) from None
+        return (True, find(inner)) if find is not None else (False, None)
+    if kind in ("mixed", "mention") and isinstance(inner, str) and "{{#" in inner:
+        return (True, render(inner)) if render is not None else (False, None)
+    return True, inner
 
 
-def fixed_given(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The values a tool's entry sets for parameters the model would fill (`auto: 0`), as
-    given (`fixed_values` checks them against the tool)."""
+def _settings(
+    tool: Tool, raw: Any, field: str, render: Render | None, find: Find | None
+) -> dict[str, Any]:
+    """A built-in tool's settings (`{name: {value: …}}`, Dify 1.x's `{name: {value: {type,
+    value}}}`, or bare values), checked; before the run, only those the run does not give."""
+    known: dict[str, Any] = {}
+    later = False
+    for name, entry in (raw if isinstance(raw, Mapping) else {}).items():
+        if isinstance(entry, Mapping) and set(entry) == {"value"}:
+            entry = entry["value"]
+        found, value = _read(entry, f"{field}.{name}", render, find)
+        if found:
+            known[str(name)] = value
+        else:
+            later = True
+    try:
+        if not later:
+            return tool.settings(known)
+        for parameter in tool.parameters:  # (the rest is checked when the node runs)
+            if parameter.form == "form" and known.get(parameter.name) not in (None, ""):
+                parameter.coerce(known[parameter.name])
+    except ToolError as error:
+        raise ToolError(f"{field}: {error}") from None
+    return {}
+
+
+def fixed_given(
+    item: Mapping[str, Any], field: str, render: Render | None = None, find: Find | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The values a tool's entry sets for parameters the model would fill (`parameters`:
+    `{name: {auto: 0, value}}`, the value bare or `{type, value}`; an empty one sets none),
+    as given, and whether some come from the run (not known before it)."""
     raw = item.get("parameters")
-    if not isinstance(raw, Mapping):
-        return {}
-    return {
-        str(name): entry.get("value")
-        for name, entry in raw.items()
-        if isinstance(entry, Mapping)
-        and entry.get("auto") in (0, False, "0")
-        and entry.get("value") not in (None, "")
-    }
+    given: dict[str, Any] = {}
+    later = False
+    for name, entry in (raw if isinstance(raw, Mapping) else {}).items():
+        if not isinstance(entry, Mapping) or entry.get("auto") not in (0, False, "0"):
+            continue
+        found, value = _read(entry.get("value"), f"{field}.parameters.{name}", render, find)
+        if not found:
+            later = True
+        elif value not in (None, ""):
+            given[str(name)] = value
+    return given, later
 
 
-def _fixed(item: Mapping[str, Any], tool: Tool | None, field: str) -> dict[str, Any]:
-    """`fixed_given`, checked against the tool when it is known (a custom API tool's is
-    checked where its provider is read: when the draft is saved, and when the node runs)."""
-    given = fixed_given(item)
-    if tool is None:
-        return given
+def _fixed(
+    tool: Tool, item: Mapping[str, Any], field: str, render: Render | None, find: Find | None
+) -> dict[str, Any]:
+    """`fixed_given`, checked against the tool (a custom API tool's where its provider is
+    read: when the draft is saved, and when the node runs)."""
+    given, _ = fixed_given(item, field, render, find)
     try:
         return fixed_values(tool, given)
     except ToolError as error:

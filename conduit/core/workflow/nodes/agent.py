@@ -11,14 +11,13 @@ call under way is left to finish in its thread.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from conduit.core.apps.agent import AgentLoop, AgentPlan, Phase, Thought
+from conduit.core.apps.agent import AgentLoop, AgentPlan, Phase, Thought, loaded
 from conduit.core.llm.errors import ModelError
 from conduit.core.llm.provider import ChatMessage, Usage
 from conduit.core.tools.base import ToolError
@@ -27,7 +26,7 @@ from conduit.core.workflow.engine import NodeCall, NodeFailed, NodeResult
 from conduit.core.workflow.events import AgentLog
 from conduit.core.workflow.nodes.model import params_of, passages_text, usage_of
 from conduit.core.workflow.services import WorkflowServices
-from conduit.core.workflow.variables import as_text
+from conduit.core.workflow.variables import as_text, selector_of
 
 ERROR_TYPE = "AgentNodeError"
 
@@ -51,22 +50,18 @@ class _NodeReporter:
         if phase == "started":
             self._log(thought.id, f"ROUND {thought.position}", None, "start", {})
         elif phase == "called":
-            inputs = _json(thought.tool_input)
             ids = []
-            for name in thought.tool.split(";"):
+            for call in thought.calls:
                 log_id = str(uuid.uuid4())
                 ids.append(log_id)
-                given = inputs.get(name) if isinstance(inputs, dict) else None
-                data = {"tool_name": name, "tool_input": given}
-                self._log(log_id, f"CALL {name}", thought.id, "start", data)
+                data = {"tool_name": call.name, "tool_input": loaded(call.arguments)}
+                self._log(log_id, f"CALL {call.name}", thought.id, "start", data)
             self._calls[thought.id] = ids
         elif phase == "observed":
-            outputs = _json(thought.observation)
-            for log_id in self._calls.pop(thought.id, []):
+            ids = self._calls.pop(thought.id, [])
+            for log_id, output in zip(ids, thought.results, strict=False):
                 entry = self.logs[log_id]
-                name = entry["data"]["tool_name"]
-                output = outputs.get(name) if isinstance(outputs, dict) else None
-                failed = isinstance(output, str) and output.startswith("Error:")
+                failed = output.startswith("Error:")
                 data = {**entry["data"], "tool_response": output}
                 self._log(
                     log_id,
@@ -126,17 +121,15 @@ class _NodeReporter:
         )
 
 
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
-
-
 async def agent(call: NodeCall) -> NodeResult:
     where = f"node {call.spec.id!r} ({call.spec.title})"
+
+    def find(value: Any) -> Any:
+        return call.pool.find(selector_of(value, field="agent_parameters"))
+
     try:
-        spec = agent_node.parse(call.spec.data, where)  # (checked when the graph was parsed)
+        # (Checked when the graph was parsed; now its tools' values from the run are read.)
+        spec = agent_node.parse(call.spec.data, where, call.pool.render, find)
     except ToolError as error:
         raise NodeFailed(str(error), error_type=ERROR_TYPE) from error
     services: WorkflowServices = call.run.services
@@ -150,7 +143,8 @@ async def agent(call: NodeCall) -> NodeResult:
         if not params.model:
             params = replace(params, model=services.model_name(spec.model))
         strategy = spec.strategy if services.function_calling(spec.model) else "react"
-        loop = AgentLoop(AgentPlan(strategy, spec.max_iteration, spec.tools))
+        # Dify's `maximum_iterations` counts every round; the loop's, those that may call tools.
+        loop = AgentLoop(AgentPlan(strategy, spec.max_iteration - 1, spec.tools))
         for tool in spec.tools:
             if tool.provider_type != agent_node.API:
                 continue
@@ -186,9 +180,9 @@ async def agent(call: NodeCall) -> NodeResult:
             "model_name": params.model,
             "tools": [tool.tool_name for tool in spec.tools],
             "rounds": [thought.fields() for thought in loop.thoughts],
-            "agent_log": list(reporter.logs.values()),
         },
-        metadata={"total_tokens": usage.total_tokens},
+        # (Dify's console reads a node's agent log from its execution metadata.)
+        metadata={"total_tokens": usage.total_tokens, "agent_log": list(reporter.logs.values())},
     )
 
 
