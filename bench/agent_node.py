@@ -17,8 +17,10 @@ Every run streams (agent-chat apps refuse blocking, as in Dify) and is read to i
   to the stream's last event.
 - `concurrent`: 200 runs of each from 20 clients, one app after the other: runs per second,
   and the server's CPU seconds per run (the server and, distributed, the worker: psutil, their
-  children included) — the figure that carries across machines. The ratio of the agent node to
-  the agent-chat app is the agent node's overhead over the same agent in a chat.
+  children included) — the figure that carries across machines (PostgreSQL's and Redis's own
+  CPU is not in it). The ratio of the agent node to the agent-chat app is the agent node's
+  overhead over the same agent in a chat. Every run's answer is checked (`runs without their
+  answer`: 0); the apps' order turns round by round.
 """
 
 from __future__ import annotations
@@ -200,40 +202,57 @@ async def one_run(http: httpx.AsyncClient, key: str, kind: str) -> str:
     return "".join(answer) if kind == "chat" else str(outputs.get("answer", ""))
 
 
-async def measure(target: Target, apps: dict[str, tuple[str, str]]) -> dict[str, Any]:
+def _wanted(name: str) -> str:
+    """What every run's answer holds: the tool's result (the agents), the model's (the LLM)."""
+    return "You said" if name == "llm node" else "Tool said: 42"
+
+
+async def measure(
+    target: Target, apps: dict[str, tuple[str, str]], round_index: int
+) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     pids = [target.pid, *target.helpers]
+    # The apps' order turns with each round (none always first after the warm-up).
+    names = list(apps)
+    shift = round_index % len(names)
+    apps = {name: apps[name] for name in names[shift:] + names[:shift]}
+    wrong = 0
     async with httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{target.port}/v1", timeout=120
     ) as http:
         for name, (key, kind) in apps.items():  # warm-up, and the answers checked
             answer = await one_run(http, key, kind)
-            wanted = "42" if name != "llm node" else "You said"
-            assert wanted in answer, (name, answer)
+            assert _wanted(name) in answer, (name, answer)
         times: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(ONE_AT_A_TIME):
             for name, (key, kind) in apps.items():
                 began = time.perf_counter()
-                await one_run(http, key, kind)
+                answer = await one_run(http, key, kind)
                 times[name].append(time.perf_counter() - began)
+                wrong += _wanted(name) not in answer
         for name in apps:
             figures[f"{name}: one at a time p50 (ms)"] = statistics.median(times[name]) * 1000
         for name, (key, kind) in apps.items():
             wait_quiet(25, 30)
             queue = list(range(CONCURRENT))
 
-            async def client(key: str = key, kind: str = kind, queue: list[int] = queue) -> None:
+            async def client(
+                name: str = name, key: str = key, kind: str = kind, queue: list[int] = queue
+            ) -> int:
+                missed = 0
                 while queue:
                     queue.pop()
-                    await one_run(http, key, kind)
+                    missed += _wanted(name) not in await one_run(http, key, kind)
+                return missed
 
             cpu = _cpu(pids)
             began = time.perf_counter()
-            await asyncio.gather(*(client() for _ in range(CLIENTS)))
+            wrong += sum(await asyncio.gather(*(client() for _ in range(CLIENTS))))
             took = time.perf_counter() - began
             used = _cpu(pids) - cpu
             figures[f"{name}: runs/s ({CLIENTS} clients)"] = CONCURRENT / took
             figures[f"{name}: server CPU ms per run"] = used / CONCURRENT * 1000
+    figures["runs without their answer"] = wrong
     base = figures["agent-chat app: server CPU ms per run"]
     figures["agent node / agent-chat app, CPU per run"] = (
         figures["agent node: server CPU ms per run"] / base
@@ -241,7 +260,7 @@ async def measure(target: Target, apps: dict[str, tuple[str, str]]) -> dict[str,
     return figures
 
 
-def run_mode(stack: Stack, mode: str) -> dict[str, Any]:
+def run_mode(stack: Stack, mode: str, round_index: int) -> dict[str, Any]:
     upstream = start_upstream(stack)
     site = prepare_site(stack, mode, upstream)
     target = start_conduit(stack, site, upstream)
@@ -249,7 +268,7 @@ def run_mode(stack: Stack, mode: str) -> dict[str, Any]:
         apps = make_apps(target.port)
         wait_quiet(25, 60)
         log(f"{mode}: {ONE_AT_A_TIME} runs of each one at a time, then {CONCURRENT} concurrent")
-        return asyncio.run(measure(target, apps))
+        return asyncio.run(measure(target, apps, round_index))
     finally:
         stop_target(stack, target)
 
@@ -268,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"round {round_index + 1}/{rounds}: {mode}")
             stack = Stack(keep=False)
             try:
-                results[mode].append(run_mode(stack, mode))
+                results[mode].append(run_mode(stack, mode, round_index))
             finally:
                 stack.close()
     print(f"\nagent node, code {revision()}, {machine()}, {rounds} round(s), medians\n")

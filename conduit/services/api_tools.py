@@ -466,13 +466,18 @@ def own_graph_tools(session: Session, tenant_id: str, graph: Any) -> Any:
                 f"node {node.get('id')!r} ({node['data'].get('title') or node.get('id')}){place}"
             )
             provider = _own_tool(session, tenant_id, where, data, agent=agent)
-            fixed, _ = agent_node.fixed_given(data, where) if agent else ({}, False)
-            if fixed:  # an agent node's values of the operation's parameters
-                tool = tools_of(provider, None, AllowList())[str(data["tool_name"])]
-                try:
+            if not agent:
+                continue
+            try:  # an agent node's values of the operation's parameters
+                fixed, _ = agent_node.fixed_given(data, where)
+                if fixed:
+                    tool = tools_of(provider, None, AllowList())[str(data["tool_name"])]
                     agent_node.fixed_values(tool, fixed)
-                except ToolError as error:
-                    raise InvalidParam(f"{where}.parameters: {error}") from None
+            except ToolError as error:
+                message = str(error)
+                raise InvalidParam(
+                    message if message.startswith(where) else f"{where}.parameters: {message}"
+                ) from None
     return graph
 
 

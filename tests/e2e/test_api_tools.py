@@ -583,6 +583,11 @@ def test_a_workflows_agent_node_calls_a_custom_api_tool(
             "node 'lookup' (Clerk).agent_parameters.tools[0].tool_name: Orders has no operation",
         ),
         (
+            {"parameters": {"verbose": {"auto": 0, "value": {"type": "variable", "value": "x"}}}},
+            "node 'lookup' (Clerk).agent_parameters.tools[0].parameters.verbose.value: must be a "
+            "variable selector",
+        ),
+        (
             {
                 "parameters": {
                     "verbose": {"auto": 0, "value": {"type": "constant", "value": "very"}}

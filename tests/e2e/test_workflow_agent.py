@@ -116,7 +116,9 @@ def finished(events: list[dict[str, Any]], node_id: str) -> dict[str, Any]:
     return data
 
 
-def test_an_agent_node_calls_a_tool_and_answers_with_its_result(app_of: AppOf, model: Any) -> None:
+def test_an_agent_node_calls_a_tool_and_answers_with_its_result(
+    app_of: AppOf, model: Any, service_admin: Admin
+) -> None:
     events = stream(app_of(), {"name": "Ada", "question": SUM, "day": 25})
     end = events[-1]["data"]
     assert end["status"] == "succeeded", end
@@ -142,11 +144,17 @@ def test_an_agent_node_calls_a_tool_and_answers_with_its_result(app_of: AppOf, m
     }
     assert call_end["node_execution_id"] == node["id"] and call_end["node_id"] == "agent"
     assert call_end["metadata"]["elapsed_time"] >= 0
-    # The log kept with the node's execution (where Dify's console reads it).
-    kept = node["execution_metadata"]["agent_log"]
-    assert [(e["label"], e["status"]) for e in kept] == [
-        ("ROUND 1", "success"), ("CALL eval_expression", "success"), ("ROUND 2", "success")
-    ]  # fmt: skip
+    # The log kept with the node's execution (where Dify's console reads it): in its event and
+    # in its stored record.
+    stored = service_admin.client.get(
+        f"/console/api/apps/{app_of().app_id}/workflow-runs/{end['id']}/node-executions"
+    ).json()["data"]
+    (record,) = [e for e in stored if e["node_id"] == "agent"]
+    for kept in (node["execution_metadata"], record["execution_metadata"]):
+        assert [(e["label"], e["status"]) for e in kept["agent_log"]] == [
+            ("ROUND 1", "success"), ("CALL eval_expression", "success"), ("ROUND 2", "success")
+        ]  # fmt: skip
+        assert kept["total_tokens"] == end["total_tokens"]
     for event in of(events, "agent_log"):
         assert set(event) >= {"node_execution_id", "id", "label", "parent_id", "error",
                               "status", "data", "metadata", "node_id"}  # fmt: skip
@@ -233,6 +241,29 @@ def test_the_rounds_are_limited_and_the_last_one_answers(app_of: AppOf, model: A
                      ("ROUND 2", "success")]  # fmt: skip
     (failed,) = [d for d in of(events, "agent_log") if d["status"] == "error"]
     assert failed["error"] == "Error: expression is required"
+
+
+def one_round(dsl: dict[str, Any]) -> None:
+    agent_data(dsl)["agent_parameters"]["maximum_iterations"]["value"] = 1
+
+
+def one_react_round(dsl: dict[str, Any]) -> None:
+    one_round(dsl)
+    react(dsl)
+
+
+@pytest.mark.parametrize("edit", [one_round, one_react_round])
+def test_one_round_in_all_answers_without_offering_tools(
+    app_of: AppOf, model: Any, edit: Edit
+) -> None:
+    events = stream(app_of(edit), {"name": "Ada", "question": SUM})
+    end = events[-1]["data"]
+    assert end["status"] == "succeeded", end
+    assert end["outputs"]["answer"] == f"You said: {SUM}"  # the model's own answer, whole
+    (asked,) = agent_requests(model)
+    assert asked["tools"] == []
+    assert "Final Answer:" not in asked["messages"][0]["content"]  # nor ReAct's tools
+    assert logs(events) == [("ROUND 1", "start", None), ("ROUND 1", "success", None)]
 
 
 def test_a_chatflow_agent_streams_its_answer_and_remembers_the_conversation(

@@ -122,12 +122,16 @@ def test_kill_9_of_the_worker_mid_agent_node_runs_it_again_once(
 
     def sums_stored() -> bool:
         rows = rabbit_stack.sql(
-            "SELECT count(*) FROM workflow_node_executions WHERE node_id = 'sum'"
+            "SELECT count(*) FROM workflow_node_executions WHERE node_id = 'sum' AND app_id = :app",
+            app=app.app_id,
         )
         return rows[0][0] == IN_FLIGHT
 
     support.wait_for(sums_stored, timeout=30, what="the tool nodes' checkpoints")
-    running = rabbit_stack.sql("SELECT count(*) FROM workflow_runs WHERE status = 'running'")
+    running = rabbit_stack.sql(
+        "SELECT count(*) FROM workflow_runs WHERE status = 'running' AND app_id = :app",
+        app=app.app_id,
+    )
     assert running[0][0] == IN_FLIGHT  # every agent still answering
     rabbit_stack.worker.kill()
     killed = time.monotonic()
@@ -144,14 +148,16 @@ def test_kill_9_of_the_worker_mid_agent_node_runs_it_again_once(
         )["eval_expression"]
         for (data,) in rabbit_stack.sql(
             "SELECT process_data FROM workflow_node_executions "
-            "WHERE node_id = 'agent' AND status = 'succeeded'"
+            "WHERE node_id = 'agent' AND status = 'succeeded' AND app_id = :app",
+            app=app.app_id,
         )
     )
     assert observed == sorted(str((index + 1) ** 2 * 2) for index in range(IN_FLIGHT))
     counts = dict(
         rabbit_stack.sql(
             "SELECT node_id, count(*) FROM workflow_node_executions "
-            "WHERE status = 'succeeded' GROUP BY node_id"
+            "WHERE status = 'succeeded' AND app_id = :app GROUP BY node_id",
+            app=app.app_id,
         )
     )
     assert counts == {"start": IN_FLIGHT, "sum": IN_FLIGHT, "agent": IN_FLIGHT, "end": IN_FLIGHT}

@@ -404,9 +404,12 @@ class AgentLoop:
         reporter: AgentReporter,
     ) -> None:
         self._reporter = reporter
-        tools = [tool for tool, _ in self._tools.values()]
+        # No round that may call tools (a workflow node's `maximum_iterations: 1`): the one
+        # round is offered none, and ReAct's format is not asked for.
+        rounds = self._plan.max_iteration
+        tools = [tool for tool, _ in self._tools.values()] if rounds > 0 else []
         react = self._plan.strategy == "react"
-        if react:
+        if react and rounds > 0:
             messages = react_prompt(messages, tools)
         for position in range(1, self._plan.max_iteration + 2):
             last = position == self._plan.max_iteration + 1 or not tools

@@ -98,7 +98,9 @@ def _node_row(spec_ids: Mapping[str, Any], execution: NodeExecution) -> dict[str
         "status": execution.status,
         "error": execution.error,
         "elapsed_time": execution.elapsed_time,
-        "execution_metadata": _cut(metadata) or {},
+        # Each value cut on its own (a node's own record, e.g. an agent's log, may be big): the
+        # engine's keys (tokens, the edges a resumed run follows, the item's index) stay whole.
+        "execution_metadata": {key: _cut(value) for key, value in metadata.items()},
         "created_at": datetime.fromtimestamp(execution.created_at, UTC),
         "finished_at": (
             datetime.fromtimestamp(execution.finished_at, UTC) if execution.finished_at else None

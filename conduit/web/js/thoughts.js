@@ -13,26 +13,29 @@ export function withThought(thoughts, event) {
   return list.some((t) => t.id === round.id) ? list.map((t) => (t.id === round.id ? round : t)) : [...list, round];
 }
 
-// `thoughts` with a workflow agent node's `agent_log` (Dify's): a round (no parent) takes its
-// call and result once it ends; a call under way (`start`, under its round) shows its round
-// using that tool meanwhile.
+// `thoughts` with a workflow agent node's `agent_log` (Dify's): a round (no parent) is one
+// thought; each tool call under it (`CALL <tool>`) adds its tool and input when it starts
+// (the round shows it being used), and its answer when it ends.
 export function withAgentLog(thoughts, log) {
   const list = thoughts || [];
   const data = log.data || {};
   if (!log.parent_id) {
-    const found = list.find((t) => t.id === log.id);
+    if (list.some((t) => t.id === log.id)) return list;
     const position = Number(String(log.label || "").replace(/\D+/g, "")) || list.length + 1;
-    return withThought(list, {
-      id: log.id, position, tool: data.tool || (found && found.tool) || "",
-      tool_input: data.tool_input || (found && found.tool_input) || "", observation: data.observation || "",
-    });
+    return withThought(list, { id: log.id, position });
   }
   const round = list.find((t) => t.id === log.parent_id);
-  if (!round || log.status !== "start" || !data.tool_name) return list;
-  const tools = round.tool ? round.tool.split(";") : [];
-  const inputs = round.tool_input ? JSON.parse(round.tool_input) : {};
-  inputs[data.tool_name] = data.tool_input;
-  return withThought(list, { ...round, tool: [...tools, data.tool_name].join(";"), tool_input: JSON.stringify(inputs) });
+  const name = data.tool_name;
+  if (!round || !name) return list;
+  const read = (text) => (text ? JSON.parse(text) : {});
+  if (log.status === "start") {
+    const tools = round.tool ? round.tool.split(";") : [];
+    return withThought(list, {
+      ...round, tool: [...tools, name].join(";"),
+      tool_input: JSON.stringify({ ...read(round.tool_input), [name]: data.tool_input }),
+    });
+  }
+  return withThought(list, { ...round, observation: JSON.stringify({ ...read(round.observation), [name]: data.tool_response }) });
 }
 
 // A JSON text laid out for reading (as it came when it is not JSON).

@@ -434,3 +434,29 @@ def test_workflow_page(
     assert page.get_by_label("Topic (required)").input_value() == "the sea"
     shot(page, "webapp-workflow-resumed")
     upstream.control(pace_ms=5)
+
+
+def test_workflow_page_shows_an_agent_nodes_tool_calls(
+    page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    upstream.reset()
+    app = workflow_app(service_stack, service_admin, "nodes/agent.yml")
+    app.client.close()
+    code = site_code(service_admin, app.app_id, title="Helper")
+    page.goto(f"{service_stack.base_url}/workflow/{code}")
+    page.get_by_role("heading", name="Helper", level=1).wait_for()
+    page.get_by_label("Name (required)").fill("Ada")
+    page.get_by_label("Question (required)").fill(
+        'Please compute eval_expression {"expression": "6*7 + 2**3"}'
+    )
+    page.get_by_role("button", name="Run").click()
+    result = page.get_by_role("region", name="Result")
+    result.locator(".status.succeeded").first.wait_for()
+    call = result.get_by_test_id("tool-call")
+    assert call.get_attribute("data-done") == "true"
+    assert "Used eval_expression" in call.locator("summary").inner_text()
+    call.locator("summary").click()
+    assert '"50"' in call.get_by_test_id("tool-output").inner_text()
+    assert "Calling eval_expression.Tool said: 50" in result.inner_text()
+    axe(page, context="workflow page with an agent node")
+    shot(page, "webapp-workflow-agent")

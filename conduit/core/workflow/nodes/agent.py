@@ -76,12 +76,8 @@ class _NodeReporter:
             self._end_round(thought)
 
     def _end_round(self, thought: Thought) -> None:
-        data = {
-            "thought": thought.thought,
-            "tool": thought.tool,
-            "tool_input": thought.tool_input,
-            "observation": thought.observation,
-        }
+        # (Each call's input and answer are in its own log, under the round.)
+        data = {"thought": thought.thought, "tool": thought.tool}
         self._log(thought.id, f"ROUND {thought.position}", None, "success", data)
 
     def _log(

@@ -5,7 +5,7 @@
 // with js/sse.js `pending`, and `GET /api/chat-messages/{task}/events` continues after it.
 import { html, useEffect, useLayoutEffect, useRef, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
-import { Thoughts, withThought } from "../thoughts.js";
+import { Thoughts, withAgentLog, withThought } from "../thoughts.js";
 import { Button, Dialog, ErrorBox, Field, Loading, useAction } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { followToEnd, resumeRun, runNames } from "./stream.js";
@@ -88,6 +88,7 @@ export default function Chat({ client, parameters, site }) {
       if (event.event === "message" || event.event === "agent_message") state.answer += event.answer || "";
       if (event.event === "message_replace") state.answer = event.answer || "";
       if (event.event === "agent_thought") state.thoughts = withThought(state.thoughts, event);
+      if (event.event === "agent_log") state.thoughts = withAgentLog(state.thoughts, event.data || {}); // a chatflow's agent node
       if (id !== null && id !== undefined) {
         state.lastId = id;
         pending.save(scope, state);

@@ -1,10 +1,11 @@
-// The workflow page of a site: the start form, Run, the streamed text (`text_chunk`), the
-// steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs; a
+// The workflow page of a site: the start form, Run, the streamed text (`text_chunk`), an agent
+// node's tool calls (`agent_log`), the steps as they finish, and the run's outputs (`workflow_finished`); Stop while it runs; a
 // reload mid-run resumes it. A run that pauses on a human-input form shows the form; its
 // answer resumes the run, which the page follows again (as it does after a reload).
 import { html, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { pending } from "../sse.js";
 import { HumanForm } from "../human_form.js";
+import { Thoughts, withAgentLog } from "../thoughts.js";
 import { Button, ErrorBox, formatMs } from "../ui.js";
 import { Attachments, InputForm, filesBody, formItems, initialInputs, inputsBody, uploadPolicy } from "./inputs.js";
 import { follow, runNames } from "./stream.js";
@@ -35,6 +36,7 @@ export default function Workflow({ client, parameters, site }) {
       if (event.event === "human_input_required") state.forms = [...state.forms.filter((f) => f.node_id !== data.node_id), data];
       if (event.event === "workflow_paused") { state.status = "paused"; state.elapsed = data.elapsed_time; }
       if (event.event === "text_chunk") state.text += data.text || "";
+      if (event.event === "agent_log") state.thoughts = withAgentLog(state.thoughts, data);
       if (event.event === "text_replace") state.text = data.text || "";
       if (event.event === "node_finished") state.steps = [...state.steps, { id: data.id, title: data.title || data.node_type, status: data.status, elapsed: data.elapsed_time }];
       if (event.event === "workflow_finished") {
@@ -86,6 +88,7 @@ export default function Workflow({ client, parameters, site }) {
     const state = fresh(run.taskId, run.runId);
     state.steps = run.steps;
     state.text = run.text;
+    state.thoughts = run.thoughts;
     state.answered = [...run.answered, ...(token ? [token] : [])];
     setRun({ ...state });
     let response;
@@ -128,6 +131,7 @@ export default function Workflow({ client, parameters, site }) {
     </form>
     ${run && html`<section class="panel result" aria-label="Result" aria-live="polite" aria-busy=${run.streaming ? "true" : "false"}>
       <h2>Result <span class=${`status ${run.status}`}>${run.status}</span>${run.elapsed ? html` <span class="muted">${formatMs(run.elapsed * 1000)}</span>` : ""}</h2>
+      <${Thoughts} thoughts=${run.thoughts} />
       ${run.text && html`<div class="result-text">${run.text}</div>`}
       ${outputs && html`<dl class="outputs">${Object.entries(outputs).map(([name, value]) => html`<dt>${name}</dt>
         <dd class="result-text">${typeof value === "string" ? value : JSON.stringify(value, null, 2)}</dd>`)}</dl>`}
