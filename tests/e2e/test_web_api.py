@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import Admin, ServiceApp, service_app
 from tests.e2e.sse import Frame, answer_of, frames
+from tests.e2e.test_workflow_runs import workflow_app
 from tests.support import Stack, run_sql
 
 RATE = 12  # generation requests per minute per end user on this module's stack
@@ -262,7 +263,7 @@ class TestRuns:
         assert_error(wrong, 400, "not_chat_app")
         assert_error(user.client.get("/conversations"), 400, "not_chat_app")
 
-    def test_async_run_and_its_task(self, web: WebUser) -> None:
+    def test_async_run_and_its_task(self, service_stack: Stack, web: WebUser) -> None:
         accepted = web.client.post(
             "/chat-messages",
             json={"inputs": {}, "query": "later", "response_mode": "async", **NO_NAMING},
@@ -272,11 +273,38 @@ class TestRuns:
         assert url.startswith("/api/tasks/")
         task = web.client.get(url.removeprefix("/api"))
         assert task.status_code == 200, task.text
+        other = WebUser(service_stack, web.code)  # another end user of the same site: 404
+        assert_error(other.client.get(url.removeprefix("/api")), 404, "task_not_found")
         refused = web.client.post(
             "/chat-messages",
             json={"inputs": {}, "query": "x", "response_mode": "async", "callback_url": "http://a"},
         )
         assert_error(refused, 400, "invalid_param", "callback_url")
+
+    def test_a_completion_is_stopped_by_its_end_user_only(
+        self, service_stack: Stack, completion_site: str, upstream: Any
+    ) -> None:
+        upstream.control(pace_ms=20)
+        user, other = (
+            WebUser(service_stack, completion_site),
+            WebUser(service_stack, completion_site),
+        )
+        body = {
+            "inputs": {"text": " ".join(f"w{i}" for i in range(40))},
+            "response_mode": "streaming",
+        }
+        with user.client.stream("POST", "/completion-messages", json=body) as response:
+            iterator = frames(response)
+            first = next(f for f in iterator if f.event == "message")
+            task_id = first.data["task_id"]
+            refused = other.client.post(f"/completion-messages/{task_id}/stop")
+            assert refused.json()["stopped"] is False
+            stopped = user.client.post(f"/completion-messages/{task_id}/stop")
+            assert stopped.json() == {"result": "success", "stopped": True}
+            rest = [first, *iterator]
+        assert rest[-1].event == "message_end"
+        assert len(answer_of(rest)) < len(body["inputs"]["text"])
+        upstream.control(pace_ms=5)
 
     def test_the_end_user_s_rate_limit(self, service_stack: Stack, chat_site: str) -> None:
         user = WebUser(service_stack, chat_site)
@@ -459,3 +487,60 @@ class TestFiles:
         assert response.status_code == 201, response.text
         assert response.json()["name"] == "notes.txt"
         assert_error(web.client.post("/files/upload", data={"x": "y"}), 400, "no_file_uploaded")
+
+
+@pytest.fixture
+def workflow_site(service_stack: Stack, service_admin: Admin, upstream: Any) -> Iterator[str]:
+    upstream.reset()
+    app = workflow_app(service_stack, service_admin, "parallel_llm.yml")
+    app.client.close()
+    yield site_code(service_admin, app.app_id)
+    upstream.reset()
+
+
+class TestWorkflowRuns:
+    def test_a_run_streams_blocks_and_replays_for_its_end_user_only(
+        self, service_stack: Stack, workflow_site: str
+    ) -> None:
+        user, other = WebUser(service_stack, workflow_site), WebUser(service_stack, workflow_site)
+        events = user.stream("/workflows/run", inputs={"topic": "tea"}, query="")
+        names = [f.event for f in events if f.event != "ping"]
+        assert names[0] == "workflow_started" and names[-1] == "workflow_finished"
+        finished = events[-1].data
+        assert finished["data"]["status"] == "succeeded"
+        assert "tea" in finished["data"]["outputs"]["all"]
+        run_id = finished["workflow_run_id"]
+        replay = user.client.get(f"/workflow/{run_id}/events")
+        assert replay.status_code == 200
+        assert '"workflow_finished"' in replay.text
+        assert_error(other.client.get(f"/workflow/{run_id}/events"), 404, "not_found")
+        blocking = user.client.post(
+            "/workflows/run", json={"inputs": {"topic": "tea"}, "response_mode": "blocking"}
+        )
+        assert blocking.status_code == 200, blocking.text
+        assert set(blocking.json()) == {"task_id", "workflow_run_id", "data"}
+        assert blocking.json()["data"]["status"] == "succeeded"
+        missing = user.client.post("/workflows/run", json={"inputs": {}})
+        assert_error(missing, 400, "invalid_param", "topic")
+        wrong = user.client.post("/chat-messages", json={"inputs": {}, "query": "x"})
+        assert_error(wrong, 400, "not_chat_app")
+
+    def test_a_run_is_stopped_by_its_end_user_only(
+        self, service_stack: Stack, workflow_site: str, upstream: Any
+    ) -> None:
+        upstream.control(mode="hang-before-first-token", times=3)
+        user, other = WebUser(service_stack, workflow_site), WebUser(service_stack, workflow_site)
+        body = {"inputs": {"topic": "x"}, "response_mode": "streaming"}
+        with user.client.stream("POST", "/workflows/run", json=body) as response:
+            seen: list[Frame] = []
+            for frame in frames(response):
+                seen.append(frame)
+                started = [f for f in seen if f.event == "node_started"]
+                if len(started) == 4 and frame.event == "node_started":  # the three models
+                    task_id = frame.data["task_id"]
+                    refused = other.client.post(f"/workflows/tasks/{task_id}/stop")
+                    assert refused.json()["stopped"] is False
+                    stopped = user.client.post(f"/workflows/tasks/{task_id}/stop")
+                    assert stopped.json() == {"result": "success", "stopped": True}
+        assert seen[-1].event == "workflow_finished"
+        assert seen[-1].data["data"]["status"] == "stopped"

@@ -116,3 +116,44 @@ def test_a_first_visit_asks_for_each_read_once_and_takes_every_boot_read(
                 assert asked.count("/api/passport") == 1
         finally:
             context.close()
+
+
+def test_the_console_works_from_the_keyboard_and_signs_out(
+    page: Any, service_stack: support.Stack, service_admin: Admin
+) -> None:
+    """Keyboard only: the skip link first, the main navigation by Tab and Enter, a dialog
+    opened with Enter, filled by typing, closed with Escape (the focus back where it was);
+    then Sign out: the sign-in form, and a reload keeps it signed out."""
+    sign_in(page, service_stack.base_url, service_admin)
+    page.get_by_role("heading", name="Apps", level=1).wait_for()
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+
+    knowledge = page.get_by_role("navigation", name="Main").get_by_role("link", name="Knowledge")
+    knowledge.focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Knowledge", level=1).wait_for()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Apps").focus()
+    page.keyboard.press("Enter")
+    create = page.get_by_role("button", name="Create app")
+    create.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Create an app")
+    dialog.wait_for()
+    assert page.evaluate("() => document.activeElement.closest('dialog') !== null")
+    page.keyboard.type("Typed by keys")
+    assert dialog.get_by_label("Name").input_value() == "Typed by keys"
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    assert page.evaluate("() => document.activeElement.textContent") == "Create app"
+    axe(page, context="apps page after the keyboard")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in to Conduit").wait_for()
+    assert page.evaluate("() => localStorage.getItem('conduit.console.access_token')") is None
+    page.reload()
+    page.get_by_role("heading", name="Sign in to Conduit").wait_for()
+    assert page.get_by_role("navigation", name="Main").count() == 0
+    shot(page, "signed-out")
