@@ -6,7 +6,8 @@
     │   ├── DocumentIndexing          400 document_indexing
     │   └── AppUnavailable, NotChatApp, NotCompletionApp, NoFileUploaded, ...  (400, Dify codes)
     ├── Unauthorized                  401 unauthorized
-    │   └── WebAppAccessDenied        401 web_app_access_denied
+    │   ├── WebAppAccessDenied        401 web_app_access_denied
+    │   └── WebAppAuthRequired        401 web_sso_auth_required
     ├── Forbidden                     403 forbidden
     │   ├── ArchivedDocumentImmutable 403 archived_document_immutable
     │   ├── AppMoreLikeThisDisabled   403 app_more_like_this_disabled
@@ -113,6 +114,11 @@ class SuggestedQuestionsDisabled(Forbidden):
 class WebAppAccessDenied(Unauthorized):
     code = "web_app_access_denied"
     default_message = "You do not have permission to access this web app."
+
+
+class WebAppAuthRequired(Unauthorized):
+    code = "web_sso_auth_required"
+    default_message = "Web app authentication required."
 
 
 class NotFound(ConduitError):

@@ -123,6 +123,33 @@ def create_browser_end_user(session: Session, app: App) -> EndUser:
     return end_user
 
 
+def member_end_user(session: Session, app: App, account_id: str) -> EndUser:
+    """The web tier's end user of a workspace member signed in to the site (a private one, or
+    a public one they came to signed in): one per member and app, whichever browser they use
+    (its session id names the account, as Dify's does)."""
+    session_id = f"account-{account_id}"
+    query = select(EndUser).where(
+        EndUser.app_id == app.id, EndUser.type == BROWSER, EndUser.session_id == session_id
+    )
+    found = session.scalars(query).first()
+    if found is not None:
+        return found
+    end_user = EndUser(
+        tenant_id=app.tenant_id,
+        app_id=app.id,
+        type=BROWSER,
+        session_id=session_id,
+        external_user_id=None,
+        is_anonymous=False,
+    )
+    try:
+        with session.begin_nested():  # (two first visits at once: one row)
+            session.add(end_user)
+    except IntegrityError:
+        return session.scalars(query).one()
+    return end_user
+
+
 def find_end_user(session: Session, app: App, end_user_id: str, user_type: str) -> EndUser | None:
     """The end user `end_user_id` of `app` and of `user_type`, if it exists."""
     return session.scalars(

@@ -58,6 +58,16 @@ class SiteFields:
     show_workflow_steps: bool | None = None
     use_icon_as_answer_icon: bool | None = None
     input_placeholder: str | None = None
+    access_mode: str | None = None  # who may use the site (ACCESS_MODES)
+
+
+# Who may use a site (Dify's web app access modes this server serves): anyone with its link,
+# or the members of the app's workspace, signed in (`/api/login`). Dify's `private` (chosen
+# members and groups) and `sso_verified` (an external identity provider) are not served.
+PUBLIC = "public"
+PRIVATE_ALL = "private_all"
+ACCESS_MODES = (PUBLIC, PRIVATE_ALL)
+NOT_SERVED_MODES = ("private", "sso_verified")
 
 
 def _readable(tenant_id: str) -> Select[Site]:
@@ -110,6 +120,7 @@ def snapshot(site: Site, *, icon_url: str | None = None) -> dict[str, Any]:
         "code": site.code,
         "customize_domain": site.customize_domain,
         "status": site.status,
+        "access_mode": site.access_mode,
         "created_at": int(site.created_at.timestamp()),
         "updated_at": int(site.updated_at.timestamp()),
     }
@@ -160,7 +171,16 @@ def _validated(given: SiteFields) -> dict[str, Any]:
         value = getattr(given, spec.name)
         if value is None:
             continue
-        if spec.name in _TEXT_LIMITS:
+        if spec.name == "access_mode":
+            if value in NOT_SERVED_MODES:
+                raise InvalidParam(
+                    f"access_mode: {value!r} is not served here; the modes: "
+                    f"{', '.join(ACCESS_MODES)} (members of the app's workspace, signed in)"
+                )
+            if value not in ACCESS_MODES:
+                raise InvalidParam(f"access_mode: must be one of: {', '.join(ACCESS_MODES)}")
+            changes[spec.name] = value
+        elif spec.name in _TEXT_LIMITS:
             changes[spec.name] = text(value, spec.name, _TEXT_LIMITS[spec.name])
         else:
             changes[spec.name] = boolean(value, spec.name)

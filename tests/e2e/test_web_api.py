@@ -11,7 +11,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.e2e.conftest import Admin, ServiceApp, service_app
+from tests.e2e.conftest import Admin, ServiceApp, add_member, make_admin, service_app
 from tests.e2e.sse import Frame, answer_of, frames
 from tests.e2e.test_workflow_runs import workflow_app
 from tests.support import Stack, run_sql
@@ -129,9 +129,11 @@ class TestPassport:
         features = httpx.get(f"{url}/system-features").json()
         assert features["sso_enforced_for_web"] is False
         assert features["enable_web_sso_switch_component"] is False
-        assert features["webapp_auth"]["enabled"] is False
-        mode = httpx.get(f"{url}/webapp/access-mode", params={"appCode": "x"}).json()
-        assert mode == {"accessMode": "public"}
+        # Sites may be open to their workspace's members only: they sign in with a password.
+        assert features["webapp_auth"]["enabled"] is True
+        assert features["webapp_auth"]["allow_email_password_login"] is True
+        unknown = httpx.get(f"{url}/webapp/access-mode", params={"appCode": "x"})
+        assert_error(unknown, 404, "not_found")
 
 
 class TestAppInfo:
@@ -544,3 +546,110 @@ class TestWorkflowRuns:
                     assert stopped.json() == {"result": "success", "stopped": True}
         assert seen[-1].event == "workflow_finished"
         assert seen[-1].data["data"]["status"] == "stopped"
+
+
+def access(admin: Admin, app_id: str, mode: str) -> httpx.Response:
+    return admin.client.post(f"/console/api/apps/{app_id}/site", json={"access_mode": mode})
+
+
+def web_login(stack: Stack, email: str, password: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.base_url}/api/login", json={"email": email, "password": password}, timeout=10
+    )
+
+
+class TestAccessMode:
+    """A site open to its workspace's members only (Dify's web app access control,
+    `private_all`): a member signs in, others are refused in words, and a site made private
+    refuses the passports given before."""
+
+    def test_a_private_site_takes_its_workspaces_members_only(
+        self, service_stack: Stack, service_admin: Admin, chat_app: ServiceApp, chat_site: str
+    ) -> None:
+        url = f"{service_stack.base_url}/api"
+        before = WebUser(service_stack, chat_site)  # a passport of the public site
+        before.chat()
+        assert access(service_admin, chat_app.app_id, "private_all").status_code == 200
+        try:
+            mode = httpx.get(f"{url}/webapp/access-mode", params={"appCode": chat_site}).json()
+            assert mode == {"accessMode": "private_all"}
+            by_id = httpx.get(f"{url}/webapp/access-mode", params={"appId": chat_app.app_id})
+            assert by_id.json() == {"accessMode": "private_all"}
+            # The passport given before: refused now, and no new one without a sign-in.
+            assert_error(before.client.get("/parameters"), 401, "web_app_access_denied")
+            anonymous = httpx.get(f"{url}/passport", headers={"X-App-Code": chat_site})
+            assert_error(anonymous, 401, "web_sso_auth_required")
+            stale = httpx.get(
+                f"{url}/passport",
+                headers={"X-App-Code": chat_site, "Authorization": f"Bearer {before.token}"},
+            )
+            assert_error(stale, 401, "web_sso_auth_required")
+            # A wrong password: the sign-in's words; then the owner signs in and chats.
+            wrong = web_login(service_stack, service_admin.email, "not it")
+            assert_error(wrong, 401, "unauthorized", "Invalid email or password.")
+            signed = web_login(service_stack, service_admin.email, service_admin.password)
+            assert signed.status_code == 200, signed.text
+            login_token = signed.json()["data"]["access_token"]
+            owner = WebUser(service_stack, chat_site, token=login_token)
+            assert owner.chat()["answer"]
+            claims = jwt.decode(owner.token, options={"verify_signature": False})
+            allowed = owner.client.get("/webapp/permission", params={"appId": chat_app.app_id})
+            assert allowed.json() == {"result": True}
+            # The same member from another browser: the same end user (their conversations).
+            again = WebUser(service_stack, chat_site, token=login_token)
+            assert (
+                jwt.decode(again.token, options={"verify_signature": False})["end_user_id"]
+                == (claims["end_user_id"])
+            )
+            assert again.client.get("/conversations").json()["data"]
+            # Another workspace's owner: refused, in words.
+            stranger = make_admin(service_stack, workspace="Elsewhere")
+            theirs = web_login(service_stack, stranger.email, stranger.password)
+            refused = httpx.get(
+                f"{url}/passport",
+                headers={
+                    "X-App-Code": chat_site,
+                    "Authorization": f"Bearer {theirs.json()['data']['access_token']}",
+                },
+            )
+            assert_error(refused, 401, "web_app_access_denied", "permission")
+            denied = httpx.get(
+                f"{url}/webapp/permission",
+                params={"appId": chat_app.app_id},
+                headers={"Authorization": f"Bearer {theirs.json()['data']['access_token']}"},
+            )
+            assert denied.json() == {"result": False}
+            stranger.client.close()
+            # A member of the workspace (any role) may; once removed, their passport is refused.
+            member = add_member(service_stack, service_admin, "normal")
+            signed = web_login(service_stack, member.email, member.password)
+            colleague = WebUser(
+                service_stack, chat_site, token=signed.json()["data"]["access_token"]
+            )
+            assert colleague.chat()["answer"]
+            colleague_id = jwt.decode(colleague.token, options={"verify_signature": False})[
+                "user_id"
+            ]
+            removed = service_admin.client.delete(
+                f"/console/api/workspaces/current/members/{colleague_id}"
+            )
+            assert removed.status_code in (200, 204), removed.text
+            assert_error(colleague.client.get("/parameters"), 401, "web_app_access_denied")
+            member.client.close()
+        finally:
+            assert access(service_admin, chat_app.app_id, "public").status_code == 200
+        # Public again: the passport given before works again; anyone gets one.
+        assert before.client.get("/parameters").status_code == 200
+        WebUser(service_stack, chat_site).chat()
+
+    def test_modes_this_server_does_not_serve_are_refused_naming_them(
+        self, service_admin: Admin, chat_app: ServiceApp
+    ) -> None:
+        for mode, says in [
+            ("private", "access_mode: 'private' is not served here"),
+            ("sso_verified", "access_mode: 'sso_verified' is not served here"),
+            ("everyone", "access_mode: must be one of: public, private_all"),
+        ]:
+            assert_error(access(service_admin, chat_app.app_id, mode), 400, "invalid_param", says)
+        site = service_admin.client.get(f"/console/api/apps/{chat_app.app_id}/site").json()
+        assert site["data"]["access_mode"] == "public"

@@ -1,32 +1,65 @@
-"""`GET /api/passport`, and what the web app asks before it has one: system features and the
-access mode (no passport needed)."""
+"""`GET /api/passport`, and what the web app asks before it has one: system features, the
+access mode, and a member's sign-in for a private site (`POST /api/login`; no passport
+needed)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
+from conduit.api import runs as run_controller
+from conduit.api.console.schemas import LoginBody
 from conduit.api.deps import DbSession
 from conduit.api.web.deps import APP_CODE_HEADER, passport_policy
+from conduit.errors import RateLimitError
 from conduit.services import web_passport
 
 router = APIRouter(tags=["web: passport"])
 
 
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = (request.headers.get("authorization") or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
 @router.get("/passport")
 def passport(request: Request, session: DbSession) -> dict[str, Any]:
     """A passport for the site `X-App-Code`: a new end user, or (a returning browser sending
-    its passport as `Authorization: Bearer`) the same one again."""
-    header = request.headers.get("authorization") or ""
-    scheme, _, old = header.strip().partition(" ")
+    its passport as `Authorization: Bearer`) the same one again; a member signed in (their web
+    login token as the bearer) gets theirs — the only way into a private site."""
     token = web_passport.issue_passport(
         session,
         passport_policy(request),
         app_code=request.headers.get(APP_CODE_HEADER),
-        old_token=old.strip() if scheme.lower() == "bearer" else None,
+        old_token=_bearer(request),
     )
     return {"access_token": token}
+
+
+LOGINS_PER_MINUTE = 20  # sign-in attempts a minute from one address (429 rate_limit_error)
+
+
+@router.post("/login")
+async def login(body: LoginBody, request: Request) -> dict[str, Any]:
+    """A workspace member's sign-in to the web tier (Dify's web app login): a web login token,
+    which `/api/passport` takes for the sites of the member's workspaces."""
+    runs = run_controller.runs_of(request)
+    address = request.client.host if request.client is not None else "unknown"
+    wait = await runs.backends.limiter.hit(
+        f"web-login:{address}", limit=LOGINS_PER_MINUTE, window=60.0
+    )
+    if wait > 0:
+        raise RateLimitError(retry_after=wait)
+    policy = passport_policy(request)
+
+    def sign_in() -> str:
+        with runs.db.transaction() as session:
+            return web_passport.web_login(session, policy, email=body.email, password=body.password)
+
+    token = await asyncio.to_thread(sign_in)
+    return {"result": "success", "data": {"access_token": token}}
 
 
 @router.get("/system-features")
@@ -53,25 +86,35 @@ def system_features() -> dict[str, Any]:
             "workspace_logo": "",
             "favicon": "",
         },
-        "webapp_auth": {
-            "enabled": False,
+        "webapp_auth": {  # (sites may be private: members sign in with their password)
+            "enabled": True,
             "allow_sso": False,
             "sso_config": {"protocol": ""},
             "allow_email_code_login": False,
-            "allow_email_password_login": False,
+            "allow_email_password_login": True,
         },
     }
 
 
 @router.get("/webapp/access-mode")
 def access_mode(
+    session: DbSession,
     app_id: Annotated[str | None, Query(alias="appId")] = None,
     app_code: Annotated[str | None, Query(alias="appCode")] = None,
 ) -> dict[str, Any]:
-    """Every site is public here (no web app auth): Dify's answer without enterprise auth."""
-    return {"accessMode": "public"}
+    """Who may use the site: `public` or `private_all` (its workspace's members)."""
+    mode = web_passport.access_mode(session, app_code=app_code, app_id=app_id)
+    return {"accessMode": mode}
 
 
 @router.get("/webapp/permission")
-def permission(app_id: Annotated[str | None, Query(alias="appId")] = None) -> dict[str, Any]:
-    return {"result": True}
+def permission(
+    request: Request,
+    session: DbSession,
+    app_id: Annotated[str | None, Query(alias="appId")] = None,
+) -> dict[str, Any]:
+    """Whether the bearer (a passport or a web login) may use the app's site."""
+    allowed = web_passport.permitted(
+        session, passport_policy(request), app_id=app_id, token=_bearer(request) or ""
+    )
+    return {"result": allowed}

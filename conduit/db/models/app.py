@@ -86,6 +86,9 @@ class Site(IdMixin, TimestampMixin, Base):
     use_icon_as_answer_icon: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # Who may use it (Dify's web app access mode): `public` (anyone with the link) or
+    # `private_all` (the members of the app's workspace, signed in).
+    access_mode: Mapped[str] = mapped_column(String(32), default="public", server_default="public")
 
 
 class InstalledApp(IdMixin, Base):

@@ -154,8 +154,9 @@
     const site = decodeURIComponent(code);
     const store = `conduit.webapp.passport.${site}`;
     const kept = localStorage.getItem(store);
+    const login = localStorage.getItem("conduit.webapp.login"); // a member signed in
     const passport = kept ? Promise.resolve(kept) : fetch("/api/passport", {
-      headers: { "x-app-code": site, "x-request-id": id() },
+      headers: { "x-app-code": site, "x-request-id": id(), ...(login ? { authorization: `Bearer ${login}` } : {}) },
     }).then(async (r) => {
       if (!r.ok) return null; // the page asks again, and says why in words
       const token = (await r.json()).access_token;

@@ -181,6 +181,15 @@ def test_quickstart_admin_builds_an_app_from_list_to_site(
     page.get_by_role("button", name="Turn the site on").click()
     wait_text(page, "The site is on")
     assert quick.client.get(f"/console/api/apps/{app_id}").json()["data"]["enable_site"] is True
+    # Who may use it: the workspace's members only, then anyone again.
+    page.get_by_label("Who may use it").select_option("private_all")
+    wait_text(page, "Only the members of this workspace")
+    site = quick.client.get(f"/console/api/apps/{app_id}/site").json()["data"]
+    assert site["access_mode"] == "private_all"
+    page.get_by_label("Who may use it").select_option("public")
+    wait_text(page, "Anyone with the link may use the site")
+    site = quick.client.get(f"/console/api/apps/{app_id}/site").json()["data"]
+    assert site["access_mode"] == "public"
 
     page.get_by_label("Title").fill("Harbour desk")
     page.get_by_label("Copyright").fill("Harbour Ltd")

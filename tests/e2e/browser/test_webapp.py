@@ -12,7 +12,7 @@ from typing import Any
 
 from tests import support
 from tests.e2e.browser.conftest import TIMEOUT_MS, axe, resumptions, shot
-from tests.e2e.conftest import Admin, ServiceApp, service_app
+from tests.e2e.conftest import Admin, ServiceApp, make_admin, service_app
 from tests.e2e.test_workflow_runs import workflow_app
 from tests.fakes.cuttable_proxy import cuttable_proxy
 
@@ -460,3 +460,41 @@ def test_workflow_page_shows_an_agent_nodes_tool_calls(
     assert "Calling eval_expression.Tool said: 50" in result.inner_text()
     axe(page, context="workflow page with an agent node")
     shot(page, "webapp-workflow-agent")
+
+
+def test_a_private_site_asks_a_member_to_sign_in(
+    page: Any, service_stack: support.Stack, service_admin: Admin, upstream: Any
+) -> None:
+    """A site open to its workspace's members only: the page asks for a sign-in and says a
+    wrong password and a stranger's account in words; a member signs in and chats."""
+    upstream.reset()
+    app = service_app(service_stack, service_admin, mode="chat", pre_prompt="You help members.")
+    app.client.close()
+    code = site_code(service_admin, app.app_id, title="Members only", access_mode="private_all")
+    stranger = make_admin(service_stack, workspace="Elsewhere")
+    stranger.client.close()
+    page.goto(f"{service_stack.base_url}/chat/{code}")
+    page.get_by_role("heading", name="Sign in to use this app").wait_for()
+    assert "members of its workspace only" in page.locator("main").inner_text()
+    axe(page, context="private site's sign-in")
+    shot(page, "webapp-private-sign-in")
+    form = page.get_by_role("form", name="Sign in")
+    form.get_by_label("Email").fill(service_admin.email)
+    form.get_by_label("Password").fill("not the password")
+    form.get_by_role("button", name="Sign in").click()
+    form.get_by_role("alert").filter(has_text="Invalid email or password").wait_for()
+    form.get_by_label("Password").fill(stranger.password)
+    form.get_by_label("Email").fill(stranger.email)
+    form.get_by_role("button", name="Sign in").click()
+    form.get_by_role("alert").filter(has_text="permission").wait_for()
+    form.get_by_label("Email").fill(service_admin.email)
+    form.get_by_label("Password").fill(service_admin.password)
+    form.get_by_role("button", name="Sign in").click()
+    page.get_by_role("heading", name="Members only", level=1).wait_for()
+    page.get_by_label("Message").fill("hello members")
+    page.get_by_role("button", name="Send").click()
+    page.locator(".turn .answer-text").filter(has_text="You said: hello members").wait_for()
+    page.reload()  # the sign-in is kept: straight to the page
+    page.get_by_role("heading", name="Members only", level=1).wait_for()
+    axe(page, context="private site, signed in")
+    shot(page, "webapp-private-signed-in")

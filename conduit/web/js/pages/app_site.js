@@ -1,7 +1,8 @@
 // An app's public web page (its "site", `GET/POST /apps/{id}/site`): the link end users open
 // (`/chat|completion|workflow/{code}` by mode), switching it on and off
 // (`POST /apps/{id}/site-enable`), a new code (`…/site/access-token-reset`: the old link stops
-// working), and the texts the page shows.
+// working), who may use it (anyone with the link, or the workspace's members signed in), and
+// the texts the page shows.
 import { html, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { api, invalidate, useResource } from "../api.js";
 import { AppPage } from "../app_nav.js";
@@ -14,6 +15,11 @@ const KIND = { chat: "chat", "agent-chat": "chat", "advanced-chat": "chat", comp
 export function siteLink(mode, code) {
   return `${location.origin}/${KIND[mode] || "chat"}/${code}`;
 }
+
+const ACCESS_MODES = [
+  { value: "public", label: "Anyone with the link" },
+  { value: "private_all", label: "Members of this workspace, signed in" },
+];
 
 const TEXTS = [
   ["title", "Title", "input"],
@@ -58,6 +64,13 @@ function Access({ app, site, reloadApp, reloadSite, canEdit, canReset }) {
     reloadApp(); // read again with the old value on screen meanwhile
     setNotice(enable ? "The site is on: the link works." : "The site is off: the link is refused.");
   });
+  const [mode, setMode] = useState(site.access_mode || "public");
+  const [setAccess, settingAccess, accessError] = useAction(async (value) => {
+    setMode(value);
+    await api.post(`/apps/${app.id}/site`, { access_mode: value });
+    reloadSite();
+    setNotice(value === "public" ? "Anyone with the link may use the site." : "Only the members of this workspace, signed in, may use the site.");
+  });
   const [reset, resetting, resetError] = useAction(async () => {
     await api.post(`/apps/${app.id}/site/access-token-reset`);
     reloadSite();
@@ -74,7 +87,9 @@ function Access({ app, site, reloadApp, reloadSite, canEdit, canReset }) {
       ${canEdit && html`<${Button} busy=${toggling} onClick=${toggle}>${app.enable_site ? "Turn the site off" : "Turn the site on"}<//>`}
       ${canReset && html`<${Button} kind="danger" onClick=${() => setConfirming(true)}>Make a new link<//>`}
     </div>
-    <${ErrorBox} error=${toggleError} />
+    <${Field} label="Who may use it" as="select" value=${mode} disabled=${!canEdit || settingAccess}
+      onInput=${setAccess} options=${ACCESS_MODES} />
+    <${ErrorBox} error=${toggleError || accessError} />
     <${Notice}>${notice}<//>
     <${Dialog} title="Make a new link?" open=${confirming} onClose=${() => setConfirming(false)}>
       <p>The site gets a new code; <code>${link}</code> stops working for everyone who has it.</p>

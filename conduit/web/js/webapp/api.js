@@ -2,7 +2,9 @@
 // the site's passport. A passport (`GET /api/passport`, `X-App-Code`) names this browser's end
 // user; it is kept in localStorage per site code, so a returning visitor keeps their identity
 // (and sends it back when asking for a new one). Errors are ApiError with the envelope's
-// message and the request id, as in the console's js/api.js.
+// message and the request id, as in the console's js/api.js. A site open to its workspace's
+// members only takes the passport of a member signed in (`POST /api/login`): the web login
+// token is kept in localStorage for every site of this server, and sent for a passport.
 import { ApiError, errorOf, requestId } from "../api.js";
 
 export { ApiError };
@@ -10,6 +12,9 @@ export { ApiError };
 const WEB = "/api";
 const boot = () => globalThis.conduitBoot;
 const storeKey = (code) => `conduit.webapp.passport.${code}`;
+export const LOGIN_KEY = "conduit.webapp.login";
+// The errors of a site that takes members only: no one signed in, or not a member.
+export const SIGN_IN_CODES = ["web_sso_auth_required", "web_app_access_denied"];
 
 function url(path, query) {
   const given = Object.entries(query || {}).filter(([, v]) => v !== undefined && v !== null && v !== "");
@@ -39,8 +44,10 @@ export function webClient(code) {
     asking ??= (async () => {
       const id = requestId();
       const headers = { "x-app-code": code, "x-request-id": id };
-      // A returning browser sends its old passport: the server keeps its end user.
-      if (kept) headers.authorization = `Bearer ${kept}`;
+      // A member signed in sends the sign-in; a returning browser its old passport (the
+      // server keeps its end user).
+      const login = localStorage.getItem(LOGIN_KEY);
+      if (login || kept) headers.authorization = `Bearer ${login || kept}`;
       const response = await fetch(url("/passport"), { headers });
       if (!response.ok) {
         // A passport the site no longer takes is dropped; a new visit starts afresh.
@@ -83,6 +90,25 @@ export function webClient(code) {
     // arrived; else undefined.
     early: (paths) => (boot() ? boot().peek(paths.map((p) => url(p)), code) : undefined),
     passport: () => passport(false),
+    // A member's sign-in (for a site open to its workspace's members): kept for every site;
+    // this site's passport is asked for again with it.
+    async signIn(email, password) {
+      const id = requestId();
+      const response = await fetch(url("/login"), {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": id },
+        body: JSON.stringify({ email, password }),
+      });
+      if (!response.ok) throw await errorOf(response, id);
+      localStorage.setItem(LOGIN_KEY, (await response.json()).data.access_token);
+      localStorage.removeItem(storeKey(code));
+      early = null;
+      return passport(true);
+    },
+    signOut() {
+      localStorage.removeItem(LOGIN_KEY);
+      localStorage.removeItem(storeKey(code));
+    },
     send,
     get: (path, query, options) => call("GET", path, { query, ...options }),
     post: (path, body, options) => call("POST", path, { body, ...options }),

@@ -3,8 +3,8 @@
 // It takes a passport for the code, reads the site and the app's parameters, then shows the
 // page of the address's kind. A bad code or a disabled site is said in the server's words.
 import { html, render, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
-import { ErrorBox, Loading } from "../ui.js";
-import { webClient } from "./api.js";
+import { Button, ErrorBox, Field, Loading, useAction } from "../ui.js";
+import { SIGN_IN_CODES, webClient } from "./api.js";
 import { FormPage } from "./form.js";
 
 const KINDS = { chat: "./chat.js", completion: "./completion.js", workflow: "./workflow.js" };
@@ -51,11 +51,39 @@ function usePage(kind) {
   return state;
 }
 
+// A site open to the members of its workspace only: sign in with a Conduit account (the
+// server's words when it refuses), then the site is read again.
+function SignIn({ client, error, onSignedIn }) {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const denied = error.code === "web_app_access_denied";
+  const [submit, busy, failed] = useAction(async () => {
+    await client.signIn(email, password);
+    onSignedIn();
+  });
+  document.title = "Sign in to use this app";
+  return html`<main id="main" class="webapp unavailable">
+    <h1>Sign in to use this app</h1>
+    <p>${denied
+      ? "Your account may not use this app: it is open to the members of its workspace only. Sign in with another account."
+      : "This app is open to the members of its workspace only. Sign in with your Conduit account."}</p>
+    <form class="panel" aria-label="Sign in" onSubmit=${(e) => { e.preventDefault(); submit(); }}>
+      <${Field} label="Email" type="email" autocomplete="username" required value=${email} onInput=${setEmail} />
+      <${Field} label="Password" type="password" autocomplete="current-password" required value=${password} onInput=${setPassword} />
+      <${ErrorBox} error=${failed} />
+      <${Button} kind="primary" type="submit" busy=${busy}>Sign in<//>
+    </form>
+  </main>`;
+}
+
 function WebApp({ kind, client }) {
   const loaded = useSite(client);
   const page = usePage(kind);
   const site = loaded.site ? loaded.site.site || loaded.site : null;
   useEffect(() => { if (site) document.title = site.title; }, [site]);
+  if (loaded.error && SIGN_IN_CODES.includes(loaded.error.code)) {
+    return html`<${SignIn} client=${client} error=${loaded.error} onSignedIn=${loaded.reload} />`;
+  }
   if (loaded.error || page.error) {
     document.title = "This app is not available";
     return html`<main id="main" class="webapp unavailable">
