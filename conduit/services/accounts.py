@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -146,9 +147,19 @@ def create_admin(
     return account, tenant, True
 
 
+_UNKNOWN_HASH: list[str] = []  # a hash to check an unknown email's password against
+
+
 def authenticate(session: Session, *, email: str, password: str) -> Account:
     account = get_account_by_email(session, email)
-    if account is None or not verify_password(account.password_hash, password):
+    if account is None:
+        # The same work as for a known email, so that the answer's time does not say which
+        # emails have accounts.
+        if not _UNKNOWN_HASH:
+            _UNKNOWN_HASH.append(hash_password(secrets.token_urlsafe(16)))
+        verify_password(_UNKNOWN_HASH[0], password)
+        raise Unauthorized("Invalid email or password.")
+    if not verify_password(account.password_hash, password):
         raise Unauthorized("Invalid email or password.")
     if account.status != AccountStatus.ACTIVE:
         raise Forbidden("The account is banned.")

@@ -146,7 +146,10 @@ def member_end_user(session: Session, app: App, account_id: str) -> EndUser:
         with session.begin_nested():  # (two first visits at once: one row)
             session.add(end_user)
     except IntegrityError:
-        return session.scalars(query).one()
+        found = session.scalars(query).first()
+        if found is None:  # (another constraint: the app went away meanwhile)
+            raise
+        return found
     return end_user
 
 

@@ -70,6 +70,7 @@ class WebCaller:
 class PassportPolicy:
     secret_key: str
     days: int = 30
+    login_hours: int = 24  # a web login token's life (a member's passports outlive it)
 
 
 def _site_by_code(session: Session, code: str) -> tuple[Site, App] | None:
@@ -92,7 +93,7 @@ def web_login(session: Session, policy: PassportPolicy, *, email: str, password:
         "auth_type": "internal",
         "user_id": account.id,
         "iat": now,
-        "exp": now + policy.days * 86400,
+        "exp": now + policy.login_hours * 3600,
     }
     return jwt.encode(claims, policy.secret_key, algorithm=ALGORITHM)
 
@@ -147,7 +148,10 @@ def issue_passport(
     account_id: str | None = None
     end_user: EndUser | None = None
     if given is not None and given.get("sub") == LOGIN_SUBJECT:
-        if given.get("token_source") == LOGIN_SOURCE and isinstance(given.get("user_id"), str):
+        # A member's sign-in counts on a private site only: a public one is anyone's, and
+        # gives no other workspace a member's identity.
+        signed_in = given.get("token_source") == LOGIN_SOURCE
+        if signed_in and site.access_mode != PUBLIC and isinstance(given.get("user_id"), str):
             account_id = given["user_id"]
     elif given is not None and given.get("sub") == SUBJECT and given.get("app_id") == app.id:
         account_id = given.get("user_id") if isinstance(given.get("user_id"), str) else None

@@ -569,6 +569,17 @@ class TestAccessMode:
         url = f"{service_stack.base_url}/api"
         before = WebUser(service_stack, chat_site)  # a passport of the public site
         before.chat()
+        # A member's sign-in on a public site counts for nothing: an anonymous end user (no
+        # other workspace learns who they are).
+        signed = web_login(service_stack, service_admin.email, service_admin.password)
+        login_token = signed.json()["data"]["access_token"]
+        anyone = WebUser(service_stack, chat_site, token=login_token)
+        assert "user_id" not in jwt.decode(anyone.token, options={"verify_signature": False})
+        # Neither a sign-in nor a console token is a passport.
+        for bearer in (login_token, service_admin.token):
+            headers = {"Authorization": f"Bearer {bearer}", "X-App-Code": chat_site}
+            refused = httpx.get(f"{url}/parameters", headers=headers)
+            assert_error(refused, 401, "unauthorized")
         assert access(service_admin, chat_app.app_id, "private_all").status_code == 200
         try:
             mode = httpx.get(f"{url}/webapp/access-mode", params={"appCode": chat_site}).json()
@@ -620,13 +631,18 @@ class TestAccessMode:
             )
             assert denied.json() == {"result": False}
             stranger.client.close()
-            # A member of the workspace (any role) may; once removed, their passport is refused.
+            # A member of the workspace (any role) may; banned, then removed, they are refused.
             member = add_member(service_stack, service_admin, "normal")
             signed = web_login(service_stack, member.email, member.password)
             colleague = WebUser(
                 service_stack, chat_site, token=signed.json()["data"]["access_token"]
             )
             assert colleague.chat()["answer"]
+            ban = "UPDATE accounts SET status = :status WHERE email = :email"
+            run_sql(service_stack.database_url, ban, status="banned", email=member.email)
+            assert_error(colleague.client.get("/parameters"), 401, "web_app_access_denied")
+            run_sql(service_stack.database_url, ban, status="active", email=member.email)
+            assert colleague.client.get("/parameters").status_code == 200
             colleague_id = jwt.decode(colleague.token, options={"verify_signature": False})[
                 "user_id"
             ]

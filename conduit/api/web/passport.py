@@ -38,7 +38,7 @@ def passport(request: Request, session: DbSession) -> dict[str, Any]:
     return {"access_token": token}
 
 
-LOGINS_PER_MINUTE = 20  # sign-in attempts a minute from one address (429 rate_limit_error)
+LOGINS_PER_MINUTE = 20  # sign-ins a minute from one address, and to one account (429)
 
 
 @router.post("/login")
@@ -47,11 +47,11 @@ async def login(body: LoginBody, request: Request) -> dict[str, Any]:
     which `/api/passport` takes for the sites of the member's workspaces."""
     runs = run_controller.runs_of(request)
     address = request.client.host if request.client is not None else "unknown"
-    wait = await runs.backends.limiter.hit(
-        f"web-login:{address}", limit=LOGINS_PER_MINUTE, window=60.0
-    )
-    if wait > 0:
-        raise RateLimitError(retry_after=wait)
+    # Per address, and per account (guesses from many addresses at one account's password).
+    for key in (f"web-login:{address}", f"web-login-email:{body.email.lower()}"):
+        wait = await runs.backends.limiter.hit(key, limit=LOGINS_PER_MINUTE, window=60.0)
+        if wait > 0:
+            raise RateLimitError(retry_after=wait)
     policy = passport_policy(request)
 
     def sign_in() -> str:

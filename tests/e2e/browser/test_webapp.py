@@ -498,3 +498,5 @@ def test_a_private_site_asks_a_member_to_sign_in(
     page.get_by_role("heading", name="Members only", level=1).wait_for()
     axe(page, context="private site, signed in")
     shot(page, "webapp-private-signed-in")
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("heading", name="Sign in to use this app").wait_for()

@@ -66,8 +66,14 @@ function Access({ app, site, reloadApp, reloadSite, canEdit, canReset }) {
   });
   const [mode, setMode] = useState(site.access_mode || "public");
   const [setAccess, settingAccess, accessError] = useAction(async (value) => {
+    const before = mode;
     setMode(value);
-    await api.post(`/apps/${app.id}/site`, { access_mode: value });
+    try {
+      await api.post(`/apps/${app.id}/site`, { access_mode: value });
+    } catch (error) {
+      setMode(before); // refused: the mode on screen is the stored one
+      throw error;
+    }
     reloadSite();
     setNotice(value === "public" ? "Anyone with the link may use the site." : "Only the members of this workspace, signed in, may use the site.");
   });

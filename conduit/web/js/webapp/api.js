@@ -43,16 +43,20 @@ export function webClient(code) {
     if (kept && !renew) return kept;
     asking ??= (async () => {
       const id = requestId();
-      const headers = { "x-app-code": code, "x-request-id": id };
-      // A member signed in sends the sign-in; a returning browser its old passport (the
-      // server keeps its end user).
+      // A returning browser sends its old passport (the server keeps its end user); a site
+      // that takes members only, a member's sign-in (a public site ignores one).
       const login = localStorage.getItem(LOGIN_KEY);
-      if (login || kept) headers.authorization = `Bearer ${login || kept}`;
-      const response = await fetch(url("/passport"), { headers });
+      const ask = (bearer) => fetch(url("/passport"), {
+        headers: { "x-app-code": code, "x-request-id": id, ...(bearer ? { authorization: `Bearer ${bearer}` } : {}) },
+      });
+      let response = await ask(kept || login);
+      if (response.status === 401 && kept && login) response = await ask(login);
       if (!response.ok) {
         // A passport the site no longer takes is dropped; a new visit starts afresh.
         if (response.status === 401) localStorage.removeItem(storeKey(code));
-        throw await errorOf(response, id);
+        const error = await errorOf(response, id);
+        if (error.code === "web_app_access_denied") localStorage.removeItem(LOGIN_KEY); // not a member
+        throw error;
       }
       const token = (await response.json()).access_token;
       localStorage.setItem(storeKey(code), token);

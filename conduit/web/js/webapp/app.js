@@ -4,7 +4,7 @@
 // page of the address's kind. A bad code or a disabled site is said in the server's words.
 import { html, render, useEffect, useLayoutEffect, useState } from "../../vendor/htm-preact-3.1.1.module.js";
 import { Button, ErrorBox, Field, Loading, useAction } from "../ui.js";
-import { SIGN_IN_CODES, webClient } from "./api.js";
+import { LOGIN_KEY, SIGN_IN_CODES, webClient } from "./api.js";
 import { FormPage } from "./form.js";
 
 const KINDS = { chat: "./chat.js", completion: "./completion.js", workflow: "./workflow.js" };
@@ -101,6 +101,8 @@ function WebApp({ kind, client }) {
         <h1>${site.title}</h1>
         ${site.description && html`<p class="site-description">${site.description}</p>`}
       </div>
+      ${localStorage.getItem(LOGIN_KEY) && html`<${Button} class="button secondary site-sign-out"
+        onClick=${() => { client.signOut(); location.reload(); }}>Sign out<//>`}
     </header>
     <main id="main" class=${`webapp kind-${kind}`}>
       <${Page} client=${client} site=${site} parameters=${loaded.parameters} />
