@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from conduit.api import runs as run_controller
+from conduit.api.bodies import check_declared_body
 from conduit.api.console.schemas import LoginBody
 from conduit.api.deps import DbSession
 from conduit.api.web.deps import APP_CODE_HEADER, passport_policy
@@ -41,7 +42,7 @@ def passport(request: Request, session: DbSession) -> dict[str, Any]:
 LOGINS_PER_MINUTE = 20  # sign-ins a minute from one address, and to one account (429)
 
 
-@router.post("/login")
+@router.post("/login", dependencies=[Depends(check_declared_body)])  # (JSON only: 415)
 async def login(body: LoginBody, request: Request) -> dict[str, Any]:
     """A workspace member's sign-in to the web tier (Dify's web app login): a web login token,
     which `/api/passport` takes for the sites of the member's workspaces."""

@@ -125,6 +125,8 @@ def test_the_console_works_from_the_keyboard_and_signs_out(
     opened with Enter, filled by typing, closed with Escape (the focus back where it was);
     then Sign out: the sign-in form, and a reload keeps it signed out."""
     sign_in(page, service_stack.base_url, service_admin)
+    # A fresh load (the sign-in form's button, gone, would be where Tab starts from).
+    page.reload()
     page.get_by_role("heading", name="Apps", level=1).wait_for()
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.textContent") == "Skip to content"
